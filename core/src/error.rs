@@ -1,0 +1,122 @@
+//! The one error type of `freshet-core`.
+
+use std::path::PathBuf;
+
+/// A result whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the log and the substrate.
+///
+/// Variants that describe bad input from outside (a batch, a config, a name) say what was wrong and
+/// carry the offending value, so the message can be shown to a user as it is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file or directory the operation was on.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A record batch handed to the log is not valid; nothing was written.
+    #[error("invalid record batch: {0}")]
+    InvalidBatch(String),
+    /// A batch is larger than the topic allows; nothing was written.
+    #[error("record batch of {size} bytes exceeds max.message.bytes = {max} of topic \"{topic}\"")]
+    BatchTooLarge {
+        /// The topic appended to.
+        topic: String,
+        /// The batch size in bytes.
+        size: usize,
+        /// The topic's `max.message.bytes`.
+        max: usize,
+    },
+    /// Data read back from disk fails its checks.
+    #[error("corrupt data in {path} at byte {position}: {detail}")]
+    Corrupt {
+        /// The segment or index file.
+        path: PathBuf,
+        /// Byte position inside the file.
+        position: u64,
+        /// What check failed.
+        detail: String,
+    },
+    /// The topic does not exist.
+    #[error("unknown topic \"{0}\"")]
+    UnknownTopic(String),
+    /// The topic exists, the partition does not.
+    #[error("topic \"{topic}\" has {n_partitions} partitions, but partition {partition} was requested")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// How many partitions the topic has.
+        n_partitions: u32,
+        /// The partition asked for.
+        partition: u32,
+    },
+    /// A topic of that name exists already.
+    #[error("topic \"{0}\" already exists")]
+    TopicExists(String),
+    /// A topic name breaks the naming rules.
+    #[error("invalid topic name \"{name}\": {reason}")]
+    InvalidTopicName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: String,
+    },
+    /// A configuration key or value is not acceptable.
+    #[error("invalid config {key}={value:?}: {reason}")]
+    InvalidConfig {
+        /// The key.
+        key: String,
+        /// The value given.
+        value: String,
+        /// Why it is refused.
+        reason: String,
+    },
+    /// The requested offset is outside the log's range.
+    #[error("offset {offset} is out of range for {topic}-{partition}: the log holds [{log_start_offset}, {log_end_offset})")]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset asked for.
+        offset: i64,
+        /// The first offset the log holds.
+        log_start_offset: i64,
+        /// The offset the next append gets.
+        log_end_offset: i64,
+    },
+    /// A record could not be decoded.
+    #[error("cannot decode record: {0}")]
+    Decode(String),
+    /// The log (or the substrate) has been shut down.
+    #[error("the log is shut down")]
+    Closed,
+    /// A broken internal invariant that is not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it happened on.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+}
+
+/// Adds the path to an `std::io::Result`.
+pub(crate) trait IoContext<T> {
+    fn at(self, path: &std::path::Path) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at(self, path: &std::path::Path) -> Result<T> {
+        self.map_err(|source| Error::io(path, source))
+    }
+}

@@ -1,0 +1,18 @@
+//! Freshet's log.
+//!
+//! Role: the storage engine (topics, partitions, segments, indexes, retention, compaction,
+//! durability), the record-batch format, and the substrate traits that everything above talks to
+//! the log through, with the embedded implementation.
+//!
+//! Boundary: `freshet-core` knows nothing of state stores, topologies, SQL or connectors. Blocking
+//! file work runs on dedicated threads or tokio's blocking pool, never on an async worker.
+
+pub mod batch;
+pub mod config;
+pub mod error;
+pub mod log;
+
+pub use error::{Error, Result};
+pub mod group;
+pub mod partitioner;
+pub mod substrate;

@@ -1,0 +1,1079 @@
+//! One partition: an ordered list of segments, its offsets, its append queue and its durability.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
+
+use super::checkpoint::{sync_dir, Checkpoint};
+use super::segment::{self, Segment};
+use crate::batch::{self, BatchView, Batches, TimestampType};
+use crate::config::{Durability, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+    /// The append time stamped on the batch, for `LogAppendTime` topics.
+    pub log_append_time: Option<i64>,
+    /// The partition's log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// A range of a segment file holding whole batches (and, when the byte budget cut it, possibly a
+/// partial last batch), ready to be sent as it is or read into memory.
+#[derive(Debug, Clone)]
+pub struct LogSlice {
+    /// The segment file. It stays readable even if retention or compaction removes the segment.
+    pub file: Arc<File>,
+    /// The file's path, for error messages.
+    pub path: PathBuf,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Size of the first batch (always whole inside the slice).
+    pub first_batch_bytes: u64,
+}
+
+impl LogSlice {
+    /// Reads the slice and drops a trailing partial batch, so the result holds whole batches only.
+    /// Every batch's CRC is checked: stored data that no longer matches is reported, never returned.
+    pub fn read_whole_batches(&self) -> Result<Bytes> {
+        let mut buf = BytesMut::zeroed(self.len as usize);
+        self.file.read_exact_at(&mut buf, self.position).at(&self.path)?;
+        let mut whole = 0usize;
+        for view in Batches::new(&buf) {
+            let view = view.map_err(|e| self.corrupt(whole, e))?;
+            view.check_crc().map_err(|e| self.corrupt(whole, e))?;
+            whole += view.size();
+        }
+        if whole == 0 {
+            return Err(self.corrupt(0, Error::InvalidBatch("no whole batch in the slice".into())));
+        }
+        buf.truncate(whole);
+        Ok(buf.freeze())
+    }
+
+    fn corrupt(&self, at: usize, e: Error) -> Error {
+        Error::Corrupt { path: self.path.clone(), position: self.position + at as u64, detail: e.to_string() }
+    }
+}
+
+/// What a read found.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// The data, `None` when there is nothing at or after the offset yet.
+    pub slice: Option<LogSlice>,
+    /// The high watermark when the read happened.
+    pub high_watermark: i64,
+    /// The log start offset when the read happened.
+    pub log_start_offset: i64,
+    /// The log end offset when the read happened.
+    pub log_end_offset: i64,
+}
+
+/// What opening a partition found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// Whether the previous run shut down cleanly.
+    pub clean_shutdown: bool,
+    /// Segments opened.
+    pub n_segments: usize,
+    /// Segments whose every batch was rescanned.
+    pub n_segments_scanned: usize,
+    /// Segments whose indexes were rebuilt.
+    pub n_indexes_rebuilt: usize,
+    /// Bytes cut off torn or corrupt tails.
+    pub bytes_truncated: u64,
+    /// Segments deleted because they followed a corrupt point or lay below the log start offset.
+    pub n_segments_deleted: usize,
+    /// Compaction swaps that a crash interrupted and that were completed.
+    pub n_swaps_completed: usize,
+    /// Unfinished compaction output that was discarded.
+    pub n_cleaned_discarded: usize,
+}
+
+impl RecoveryReport {
+    /// Whether opening had to repair anything.
+    pub fn repaired(&self) -> bool {
+        self.n_indexes_rebuilt > 0
+            || self.bytes_truncated > 0
+            || self.n_segments_deleted > 0
+            || self.n_swaps_completed > 0
+            || self.n_cleaned_discarded > 0
+    }
+}
+
+pub(crate) struct PendingAppend {
+    pub(crate) batch: BytesMut,
+    pub(crate) reply: oneshot::Sender<Result<AppendInfo>>,
+    pub(crate) _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<PendingAppend>,
+    draining: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    segment_base: i64,
+    position: u64,
+}
+
+pub(crate) struct State {
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    high_watermark: i64,
+    hw_position: Position,
+    durable_offset: i64,
+    pub(crate) recovery_point: i64,
+    /// Segments rolled but not yet synced with their indexes.
+    pending_seal: Vec<i64>,
+    dir_dirty: bool,
+    pub(crate) cleaner_offset: i64,
+    leader_epochs: Vec<(i32, i64)>,
+    closed: Option<Closed>,
+    /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
+    /// disk, so the partition takes no more appends until it is reopened (and recovered).
+    failed: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    Deleted,
+    Shutdown,
+}
+
+/// The durable offset, and whether syncing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Durable {
+    pub(crate) offset: i64,
+    pub(crate) failed: bool,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a partition always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a partition always has an active segment")
+    }
+    pub(crate) fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+    fn current_epoch(&self) -> i32 {
+        self.leader_epochs.last().map_or(0, |e| e.0)
+    }
+    fn visible_limit(&self, segment: &Segment) -> u64 {
+        use std::cmp::Ordering::*;
+        match segment.base_offset.cmp(&self.hw_position.segment_base) {
+            Less => segment.size,
+            Equal => self.hw_position.position.min(segment.size),
+            Greater => 0,
+        }
+    }
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            log_start_offset: self.log_start_offset,
+            recovery_point: self.recovery_point,
+            high_watermark: self.high_watermark,
+            cleaner_offset: self.cleaner_offset,
+            leader_epochs: self.leader_epochs.clone(),
+        }
+    }
+    /// Total bytes of all segments.
+    pub(crate) fn size(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+}
+
+/// One partition of a topic.
+pub struct Partition {
+    topic: String,
+    index: u32,
+    dir: PathBuf,
+    config: RwLock<Arc<TopicConfig>>,
+    durability: Durability,
+    state: Mutex<State>,
+    queue: Mutex<Queue>,
+    checkpoint_lock: Mutex<()>,
+    high_watermark_tx: watch::Sender<i64>,
+    durable_tx: watch::Sender<Durable>,
+    pub(crate) flush_queued: AtomicBool,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}-{})", self.topic, self.index)
+    }
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn parse_base(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?;
+    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Scans a compaction swap file and returns the offset after its last batch.
+fn swap_end_offset(path: &Path) -> Result<Option<i64>> {
+    let bytes = std::fs::read(path).at(path)?;
+    let mut end = None;
+    for view in Batches::new(&bytes) {
+        let view = view?;
+        view.check_crc()?;
+        end = Some(view.next_offset());
+    }
+    Ok(end)
+}
+
+impl Partition {
+    /// Creates a new, empty partition directory.
+    pub(crate) fn create(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        config: Arc<TopicConfig>,
+        durability: Durability,
+    ) -> Result<Arc<Self>> {
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let checkpoint =
+            Checkpoint { log_start_offset: 0, recovery_point: 0, high_watermark: 0, cleaner_offset: 0, leader_epochs: vec![(0, 0)] };
+        let segment = Segment::create(&dir, 0)?;
+        checkpoint.write(&dir)?;
+        sync_dir(&dir)?;
+        Ok(Self::assemble(dir, topic, index, config, durability, BTreeMap::from([(0, segment)]), checkpoint))
+    }
+
+    fn assemble(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        config: Arc<TopicConfig>,
+        durability: Durability,
+        segments: BTreeMap<i64, Segment>,
+        checkpoint: Checkpoint,
+    ) -> Arc<Self> {
+        let active = segments.values().next_back().expect("at least one segment");
+        let leo = active.next_offset;
+        let hw_position = Position { segment_base: active.base_offset, position: active.size };
+        let state = State {
+            log_start_offset: checkpoint.log_start_offset,
+            high_watermark: leo,
+            hw_position,
+            durable_offset: leo,
+            recovery_point: active.base_offset,
+            pending_seal: Vec::new(),
+            dir_dirty: false,
+            cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
+            leader_epochs: checkpoint.leader_epochs,
+            closed: None,
+            failed: None,
+            segments,
+        };
+        Arc::new(Partition {
+            topic: topic.to_owned(),
+            index,
+            dir,
+            config: RwLock::new(config),
+            durability,
+            state: Mutex::new(state),
+            queue: Mutex::new(Queue::default()),
+            checkpoint_lock: Mutex::new(()),
+            high_watermark_tx: watch::Sender::new(leo),
+            durable_tx: watch::Sender::new(Durable { offset: leo, failed: false }),
+            flush_queued: AtomicBool::new(false),
+        })
+    }
+
+    /// Opens an existing partition directory, repairing what a crash left behind.
+    pub(crate) fn open(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        config: Arc<TopicConfig>,
+        durability: Durability,
+        clean_shutdown: bool,
+    ) -> Result<(Arc<Self>, RecoveryReport)> {
+        let mut report =
+            RecoveryReport { topic: topic.to_owned(), partition: index, clean_shutdown, ..Default::default() };
+        let interval = config.index_interval_bytes;
+        let names = list_dir(&dir)?;
+
+        // Compaction leftovers first: `.cleaned` files were never committed; a `.swap` file was, and
+        // replaces every segment it covers.
+        for name in &names {
+            if name.ends_with(".cleaned") {
+                remove_if_exists(&dir.join(name))?;
+                report.n_cleaned_discarded += 1;
+            }
+        }
+        let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_base(n, ".log")).collect();
+        for name in &names {
+            let Some(swap_base) = parse_base(name, ".log.swap") else { continue };
+            let swap_path = dir.join(name);
+            match swap_end_offset(&swap_path) {
+                Ok(Some(end)) => {
+                    for &base in bases.iter().filter(|&&b| b > swap_base && b < end) {
+                        Segment::delete_files(&dir, base)?;
+                    }
+                    bases.retain(|&b| b <= swap_base || b >= end);
+                    remove_if_exists(&segment::index_path(&dir, swap_base))?;
+                    remove_if_exists(&segment::time_index_path(&dir, swap_base))?;
+                    std::fs::rename(&swap_path, segment::log_path(&dir, swap_base)).at(&swap_path)?;
+                    if !bases.contains(&swap_base) {
+                        bases.push(swap_base);
+                        bases.sort_unstable();
+                    }
+                    report.n_swaps_completed += 1;
+                }
+                // A swap file is synced before it is renamed into place; an unreadable one is a
+                // disk fault, and the segments it would replace are still there.
+                Ok(None) | Err(_) => {
+                    tracing::warn!(path = %swap_path.display(), "discarding unreadable compaction swap file");
+                    remove_if_exists(&swap_path)?;
+                    report.n_cleaned_discarded += 1;
+                }
+            }
+        }
+        // Index files without a log file are leftovers of deleted segments.
+        for name in &names {
+            for suffix in [".index", ".timeindex"] {
+                if let Some(base) = parse_base(name, suffix) {
+                    if !bases.contains(&base) {
+                        remove_if_exists(&dir.join(name))?;
+                    }
+                }
+            }
+        }
+
+        let checkpoint = match Checkpoint::read(&dir) {
+            Ok(cp) => cp,
+            Err(error) => {
+                tracing::warn!(partition = %dir.display(), %error, "checkpoint unreadable; recovering every segment");
+                None
+            }
+        };
+        let first_base = bases.first().copied().unwrap_or(0);
+        let mut checkpoint = checkpoint.unwrap_or(Checkpoint {
+            log_start_offset: first_base,
+            recovery_point: first_base,
+            high_watermark: 0,
+            cleaner_offset: first_base,
+            leader_epochs: vec![(0, first_base)],
+        });
+        let trust_all = clean_shutdown;
+        let recovery_point = checkpoint.recovery_point;
+
+        // Segments wholly below the log start offset were being deleted when the process stopped.
+        while bases.len() > 1 && bases[1] <= checkpoint.log_start_offset {
+            Segment::delete_files(&dir, bases[0])?;
+            bases.remove(0);
+            report.n_segments_deleted += 1;
+        }
+
+        let mut segments = BTreeMap::new();
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let is_last = i + 1 == bases.len();
+            let synced = !is_last && bases[i + 1] <= recovery_point;
+            let (segment, recovery) = if is_last {
+                if trust_all {
+                    Segment::open_active_clean(&dir, base, interval)?
+                } else {
+                    report.n_segments_scanned += 1;
+                    Segment::open_recover(&dir, base, true, interval)?
+                }
+            } else if trust_all || synced {
+                Segment::open_sealed(&dir, base, bases[i + 1], interval)?
+            } else {
+                report.n_segments_scanned += 1;
+                let (segment, recovery) = Segment::open_recover(&dir, base, false, interval)?;
+                if !recovery.valid || segment.next_offset > bases[i + 1] {
+                    // The log must be contiguous: drop everything after a damaged segment and make
+                    // this one active again.
+                    for &later in &bases[i + 1..] {
+                        Segment::delete_files(&dir, later)?;
+                        report.n_segments_deleted += 1;
+                    }
+                    bases.truncate(i + 1);
+                    drop(segment);
+                    report.bytes_truncated += recovery.bytes_truncated;
+                    let (segment, again) = Segment::open_recover(&dir, base, true, interval)?;
+                    report.n_indexes_rebuilt += usize::from(again.indexes_rebuilt);
+                    segments.insert(base, segment);
+                    break;
+                }
+                (segment, recovery)
+            };
+            report.bytes_truncated += recovery.bytes_truncated;
+            report.n_indexes_rebuilt += usize::from(recovery.indexes_rebuilt);
+            segments.insert(base, segment);
+            i += 1;
+        }
+        if segments.is_empty() {
+            let base = checkpoint.log_start_offset.max(0);
+            segments.insert(base, Segment::create(&dir, base)?);
+        }
+        report.n_segments = segments.len();
+
+        let leo = segments.values().next_back().expect("non-empty").next_offset;
+        checkpoint.log_start_offset = checkpoint.log_start_offset.clamp(segments.keys().next().copied().unwrap_or(0), leo.max(0));
+        checkpoint.leader_epochs.retain(|&(_, start)| start <= leo);
+        if checkpoint.leader_epochs.is_empty() {
+            checkpoint.leader_epochs.push((0, checkpoint.log_start_offset));
+        }
+        if !trust_all || report.repaired() {
+            // Make what recovery kept durable before anyone relies on it.
+            for segment in segments.values() {
+                if segment.base_offset >= recovery_point || report.repaired() {
+                    segment.sync()?;
+                    segment.indexes.sync()?;
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        let partition = Self::assemble(dir, topic, index, config, durability, segments, checkpoint);
+        partition.write_checkpoint()?;
+        if report.repaired() {
+            tracing::info!(?report, "partition recovered");
+        }
+        Ok((partition, report))
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Partition index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub(crate) fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().expect("config lock").clone()
+    }
+    pub(crate) fn set_config(&self, config: Arc<TopicConfig>) {
+        *self.config.write().expect("config lock") = config;
+    }
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("partition state lock poisoned")
+    }
+
+    /// `(log start, high watermark, log end)` offsets.
+    pub fn offsets(&self) -> (i64, i64, i64) {
+        let state = self.lock();
+        (state.log_start_offset, state.high_watermark, state.log_end_offset())
+    }
+
+    /// A receiver that sees every change of the high watermark.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark_tx.subscribe()
+    }
+    pub(crate) fn watch_durable(&self) -> watch::Receiver<Durable> {
+        self.durable_tx.subscribe()
+    }
+    pub(crate) fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Queues an append; returns `true` when the caller must start a drain (see [`Self::drain`]).
+    pub(crate) fn enqueue(&self, item: PendingAppend) -> bool {
+        let mut queue = self.queue.lock().expect("queue lock");
+        queue.items.push_back(item);
+        if queue.draining {
+            false
+        } else {
+            queue.draining = true;
+            true
+        }
+    }
+
+    /// Appends everything queued, in queue order, until the queue is empty. Runs on a blocking
+    /// thread; only one drain runs per partition at a time, which keeps appends in order.
+    pub(crate) fn drain(&self) -> bool {
+        let mut wrote = false;
+        loop {
+            let items: Vec<PendingAppend> = {
+                let mut queue = self.queue.lock().expect("queue lock");
+                if queue.items.is_empty() {
+                    queue.draining = false;
+                    return wrote;
+                }
+                queue.items.drain(..).collect()
+            };
+            wrote |= self.append_group(items);
+        }
+    }
+
+    /// Validates, assigns and writes a group of batches with as few writes as possible. Each reply
+    /// carries the batch's own result; a rejected batch does not affect the others.
+    fn append_group(&self, items: Vec<PendingAppend>) -> bool {
+        let config = self.config();
+        let now = now_ms();
+        let mut state = self.lock();
+        if state.closed.is_some() || state.failed.is_some() {
+            for item in items {
+                let error = match (&state.failed, state.closed) {
+                    (Some(failure), _) => Error::Internal(format!(
+                        "partition {}-{} is offline after a failed fsync ({failure}); reopen the log to recover it",
+                        self.topic, self.index
+                    )),
+                    (None, Some(Closed::Deleted)) => Error::UnknownTopic(self.topic.clone()),
+                    (None, _) => Error::Closed,
+                };
+                let _ = item.reply.send(Err(error));
+            }
+            return false;
+        }
+        let mut group: Vec<(PendingAppend, AppendInfo)> = Vec::new();
+        let mut group_bytes = 0u64;
+        let mut wrote = false;
+        for mut item in items {
+            if let Err(e) = self.validate(&item.batch, &config) {
+                let _ = item.reply.send(Err(e));
+                continue;
+            }
+            let view = BatchView::parse(&item.batch).expect("validated");
+            let n = i64::from(view.last_offset_delta());
+            // As in Kafka, `segment.ms` compares record time: this batch's against the first batch's.
+            let batch_time = match config.timestamp_type {
+                TimestampType::LogAppendTime => now,
+                TimestampType::CreateTime => view.max_timestamp(),
+            };
+            let size = item.batch.len() as u64;
+            let active = state.active();
+            let base_offset = active.next_offset + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
+            let needs_roll = active.size + group_bytes > 0
+                && (active.size + group_bytes + size > config.segment_bytes
+                    || active.index_full(config.segment_index_bytes)
+                    || active.rolling_timestamp.is_some_and(|t| batch_time.saturating_sub(t) > config.segment_ms)
+                    || base_offset + n - active.base_offset > i64::from(u32::MAX));
+            if needs_roll {
+                wrote |= self.write_group(&mut state, std::mem::take(&mut group), &config);
+                group_bytes = 0;
+                let new_base = state.log_end_offset();
+                if let Err(e) = self.roll(&mut state, new_base, &config) {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
+            }
+            let base_offset = state.log_end_offset() + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
+            let log_append_time = (config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+            batch::assign_in_place(&mut item.batch, base_offset, state.current_epoch(), log_append_time);
+            group_bytes += size;
+            let info = AppendInfo { base_offset, last_offset: base_offset + n, log_append_time, log_start_offset: state.log_start_offset };
+            group.push((item, info));
+        }
+        wrote |= self.write_group(&mut state, group, &config);
+        wrote
+    }
+
+    fn validate(&self, batch: &[u8], config: &TopicConfig) -> Result<()> {
+        if batch.len() > config.max_message_bytes {
+            return Err(Error::BatchTooLarge { topic: self.topic.clone(), size: batch.len(), max: config.max_message_bytes });
+        }
+        let view = BatchView::parse(batch)?;
+        if view.size() != batch.len() {
+            return Err(Error::InvalidBatch(format!(
+                "batch length field says {} bytes but {} were given; append one batch at a time",
+                view.size(),
+                batch.len()
+            )));
+        }
+        view.validate()?;
+        if config.cleanup_policy.compact && view.compression()? == batch::Compression::None {
+            for record in view.records()? {
+                if record?.key.is_none() {
+                    return Err(Error::InvalidBatch(format!(
+                        "topic \"{}\" is compacted (cleanup.policy includes compact) and every record needs a key",
+                        self.topic
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn write_group(&self, state: &mut State, group: Vec<(PendingAppend, AppendInfo)>, config: &TopicConfig) -> bool {
+        if group.is_empty() {
+            return false;
+        }
+        let buffers: Vec<&[u8]> = group.iter().map(|(item, _)| &item.batch[..]).collect();
+        let result = state.active_mut().append(&buffers, config.index_interval_bytes);
+        drop(buffers);
+        match result {
+            Ok(()) => {
+                let leo = state.log_end_offset();
+                let active = state.active();
+                let end = Position { segment_base: active.base_offset, position: active.size };
+                if self.durability != Durability::Fsync {
+                    state.high_watermark = leo;
+                    state.hw_position = end;
+                    state.durable_offset = leo;
+                    self.high_watermark_tx.send_replace(leo);
+                    self.durable_tx.send_replace(Durable { offset: leo, failed: false });
+                }
+                tracing::debug!(topic = %self.topic, partition = self.index, n_batches = group.len(), leo, "appended");
+                for (item, info) in group {
+                    let _ = item.reply.send(Ok(info));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                let message = e.to_string();
+                for (item, _) in group {
+                    let _ = item.reply.send(Err(Error::Internal(format!("append failed, nothing was written: {message}"))));
+                }
+                false
+            }
+        }
+    }
+
+    fn roll(&self, state: &mut State, new_base: i64, config: &TopicConfig) -> Result<()> {
+        let segment = Segment::create(&self.dir, new_base)?;
+        let old_base = state.active().base_offset;
+        state.active_mut().seal(config.index_interval_bytes)?;
+        state.segments.insert(new_base, segment);
+        state.pending_seal.push(old_base);
+        state.dir_dirty = true;
+        tracing::debug!(topic = %self.topic, partition = self.index, new_base, "rolled segment");
+        Ok(())
+    }
+
+    /// Rolls the active segment if it holds data, so that retention can delete it.
+    pub(crate) fn roll_if_not_empty(&self) -> Result<()> {
+        let config = self.config();
+        let mut state = self.lock();
+        if state.active().size > 0 {
+            let leo = state.log_end_offset();
+            self.roll(&mut state, leo, &config)?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: syncs rolled segments with their indexes, the
+    /// directory when files were created, and the active segment; then advances the durable offset
+    /// (and, with `Durability::Fsync`, the high watermark) and wakes those waiting on it.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let (seal_files, active_file, active_path, target, target_position, dir_dirty, sealed_bases) = {
+            let mut state = self.lock();
+            let mut seal_files = Vec::new();
+            for base in &state.pending_seal {
+                if let Some(segment) = state.segments.get(base) {
+                    let (index, time_index) = segment.indexes.files()?;
+                    seal_files.push((segment.file.clone(), segment.path.clone(), index, time_index));
+                }
+            }
+            let active = state.active();
+            let result = (
+                seal_files,
+                active.file.clone(),
+                active.path.clone(),
+                active.next_offset,
+                Position { segment_base: active.base_offset, position: active.size },
+                std::mem::take(&mut state.dir_dirty),
+                state.pending_seal.clone(),
+            );
+            result
+        };
+        let sync = || -> Result<()> {
+            for (file, path, index, time_index) in &seal_files {
+                file.sync_data().at(path)?;
+                index.sync_data().at(path)?;
+                time_index.sync_data().at(path)?;
+            }
+            if dir_dirty {
+                sync_dir(&self.dir)?;
+            }
+            active_file.sync_data().at(&active_path)
+        };
+        if let Err(e) = sync() {
+            self.lock().dir_dirty |= dir_dirty;
+            return Err(e);
+        }
+        let recovery_point_moved = {
+            let mut state = self.lock();
+            if target > state.durable_offset {
+                state.durable_offset = target;
+                self.durable_tx.send_replace(Durable { offset: target, failed: false });
+                if self.durability == Durability::Fsync && target > state.high_watermark {
+                    state.high_watermark = target;
+                    state.hw_position = target_position;
+                    self.high_watermark_tx.send_replace(target);
+                }
+            }
+            state.pending_seal.retain(|b| !sealed_bases.contains(b));
+            let first_unsynced = state.pending_seal.first().copied().unwrap_or(state.active().base_offset);
+            let moved = first_unsynced > state.recovery_point;
+            state.recovery_point = state.recovery_point.max(first_unsynced);
+            moved
+        };
+        if recovery_point_moved {
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Whether there is anything a flush would sync.
+    pub(crate) fn needs_flush(&self) -> bool {
+        let state = self.lock();
+        state.durable_offset < state.log_end_offset() || !state.pending_seal.is_empty() || state.dir_dirty
+    }
+
+    pub(crate) fn write_checkpoint(&self) -> Result<()> {
+        let _guard = self.checkpoint_lock.lock().expect("checkpoint lock");
+        let checkpoint = self.lock().checkpoint();
+        checkpoint.write(&self.dir)
+    }
+
+    /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
+    /// always at least one batch. Only records below the high watermark are returned.
+    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult> {
+        let state = self.lock();
+        let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
+        let result = |slice| ReadResult { slice, high_watermark: hw, log_start_offset: start, log_end_offset: leo };
+        if offset < start || offset > leo {
+            return Err(self.out_of_range(offset, start, leo));
+        }
+        if offset >= hw {
+            return Ok(result(None));
+        }
+        let floor = state.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
+        for segment in state.segments.range(floor..).map(|(_, s)| s) {
+            let limit = state.visible_limit(segment);
+            if limit == 0 {
+                break;
+            }
+            if let Some(header) = segment.find(offset, limit)? {
+                let len = header.size.max(max_bytes.min(limit - header.position));
+                return Ok(result(Some(LogSlice {
+                    file: segment.file.clone(),
+                    path: segment.path.clone(),
+                    position: header.position,
+                    len,
+                    first_batch_bytes: header.size,
+                })));
+            }
+        }
+        Ok(result(None))
+    }
+
+    fn out_of_range(&self, offset: i64, log_start_offset: i64, log_end_offset: i64) -> Error {
+        Error::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.index,
+            offset,
+            log_start_offset,
+            log_end_offset,
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, with that timestamp;
+    /// `None` when every visible record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let state = self.lock();
+        let start = state.log_start_offset;
+        for segment in state.segments.values() {
+            let limit = state.visible_limit(segment);
+            if limit == 0 {
+                break;
+            }
+            if segment.max_timestamp < timestamp && segment.size == limit {
+                continue;
+            }
+            let mut position = segment.scan_start_for_timestamp(timestamp, limit)?;
+            while let Some(header) = segment.read_header(position, limit)? {
+                position += header.size;
+                if header.max_timestamp < timestamp || header.last_offset < start {
+                    continue;
+                }
+                let mut buf = vec![0u8; header.size as usize];
+                segment.file.read_exact_at(&mut buf, header.position).at(&segment.path)?;
+                let view = BatchView::parse(&buf)?;
+                return Ok(Some(match view.records() {
+                    Ok(records) => {
+                        let mut found = (header.base_offset.max(start), header.max_timestamp);
+                        for record in records {
+                            let record = record?;
+                            if record.timestamp >= timestamp && record.offset >= start {
+                                found = (record.offset, record.timestamp);
+                                break;
+                            }
+                        }
+                        found
+                    }
+                    // Compressed batches are not decoded here: answer with the batch.
+                    Err(_) => (header.base_offset.max(start), header.max_timestamp),
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Advances the log start offset (Kafka's DeleteRecords); `offset` may not pass the high
+    /// watermark. Segments wholly below it are deleted. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let new_start = {
+            let mut state = self.lock();
+            let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
+            let target = if offset < 0 { hw } else { offset };
+            if target > hw {
+                return Err(self.out_of_range(offset, start, leo));
+            }
+            state.log_start_offset = start.max(target);
+            state.cleaner_offset = state.cleaner_offset.max(state.log_start_offset);
+            state.log_start_offset
+        };
+        self.write_checkpoint()?;
+        self.delete_segments_below_start()?;
+        Ok(new_start)
+    }
+
+    /// Deletes synced segments that hold nothing at or above the log start offset.
+    pub(crate) fn delete_segments_below_start(&self) -> Result<usize> {
+        let doomed: Vec<i64> = {
+            let mut state = self.lock();
+            let bases: Vec<i64> = state.segments.keys().copied().collect();
+            let mut doomed = Vec::new();
+            for pair in bases.windows(2) {
+                let (base, next) = (pair[0], pair[1]);
+                if next <= state.log_start_offset && next <= state.recovery_point {
+                    doomed.push(base);
+                }
+            }
+            for base in &doomed {
+                state.segments.remove(base);
+            }
+            doomed
+        };
+        for base in &doomed {
+            Segment::delete_files(&self.dir, *base)?;
+        }
+        if !doomed.is_empty() {
+            tracing::debug!(topic = %self.topic, partition = self.index, n = doomed.len(), "deleted segments");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: moves the log start offset past whole segments
+    /// that are too old or beyond the size limit, and deletes them. Returns the segments deleted.
+    pub(crate) fn apply_retention(&self, now: i64) -> Result<usize> {
+        let config = self.config();
+        if !config.cleanup_policy.delete {
+            return Ok(0);
+        }
+        let expired = |segment: &Segment| {
+            config.retention_ms.is_some_and(|ms| segment.size > 0 && segment.max_timestamp < now.saturating_sub(ms))
+        };
+        // An active segment that has expired as a whole is rolled so it can go too.
+        let active_expired = expired(self.lock().active());
+        if active_expired && self.lock().segments.values().all(expired) {
+            self.roll_if_not_empty()?;
+            return Ok(0);
+        }
+        let new_start = {
+            let state = self.lock();
+            let mut total = state.size();
+            let mut new_start = state.log_start_offset;
+            let bases: Vec<i64> = state.segments.keys().copied().collect();
+            for pair in bases.windows(2) {
+                let (base, next) = (pair[0], pair[1]);
+                if next > state.recovery_point {
+                    break;
+                }
+                let segment = &state.segments[&base];
+                let over_size = config.retention_bytes.is_some_and(|max| total - segment.size >= max);
+                if !(expired(segment) || over_size) {
+                    break;
+                }
+                total -= segment.size;
+                new_start = new_start.max(next);
+            }
+            new_start
+        };
+        if new_start == self.lock().log_start_offset {
+            return Ok(0);
+        }
+        {
+            let mut state = self.lock();
+            state.log_start_offset = state.log_start_offset.max(new_start);
+            state.cleaner_offset = state.cleaner_offset.max(state.log_start_offset);
+        }
+        self.write_checkpoint()?;
+        self.delete_segments_below_start()
+    }
+
+    /// Marks the partition closed: later appends fail.
+    pub(crate) fn close(&self, why: Closed) {
+        self.lock().closed = Some(why);
+    }
+
+    /// Takes the partition offline after a failed fsync and fails everyone waiting for durability.
+    pub(crate) fn fail(&self, failure: String) {
+        let mut state = self.lock();
+        state.failed = Some(failure);
+        let offset = state.durable_offset;
+        self.durable_tx.send_replace(Durable { offset, failed: true });
+    }
+
+    /// Whether a rolled segment still waits for its sync.
+    pub(crate) fn has_pending_seal(&self) -> bool {
+        !self.lock().pending_seal.is_empty()
+    }
+
+    /// The last flush before a clean shutdown: data, indexes and checkpoint.
+    pub(crate) fn flush_for_close(&self) -> Result<()> {
+        self.flush()?;
+        self.lock().active().indexes.sync()?;
+        self.write_checkpoint()
+    }
+
+    /// The current leader epoch and the history of epochs with their start offsets.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.lock().leader_epochs.clone()
+    }
+
+    /// Starts a new leader epoch at the current log end offset (replication uses this).
+    pub fn bump_leader_epoch(&self, epoch: i32) -> Result<()> {
+        {
+            let mut state = self.lock();
+            if epoch <= state.current_epoch() {
+                return Err(Error::Internal(format!(
+                    "leader epoch {epoch} is not above the current epoch {}",
+                    state.current_epoch()
+                )));
+            }
+            let leo = state.log_end_offset();
+            state.leader_epochs.push((epoch, leo));
+        }
+        self.write_checkpoint()
+    }
+
+    /// A consistent view of the segments below the recovery point (synced, never written again),
+    /// for the compactor.
+    pub(crate) fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let state = self.lock();
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        let mut sealed = Vec::new();
+        for pair in bases.windows(2) {
+            let (base, next) = (pair[0], pair[1]);
+            if next > state.recovery_point {
+                break;
+            }
+            let s = &state.segments[&base];
+            sealed.push(SealedSegment {
+                base_offset: base,
+                next_offset: next,
+                file: s.file.clone(),
+                path: s.path.clone(),
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+            });
+        }
+        sealed
+    }
+
+    /// Replaces the segments with bases `replaced` (contiguous, all below the recovery point) with
+    /// the compacted `swap` file. Returns false (and removes the swap) when the segments changed
+    /// meanwhile.
+    pub(crate) fn install_compacted(&self, replaced: &[i64], swap: &Path, config: &TopicConfig) -> Result<bool> {
+        let mut state = self.lock();
+        let first = replaced[0];
+        if replaced.iter().any(|b| !state.segments.contains_key(b)) {
+            drop(state);
+            remove_if_exists(swap)?;
+            return Ok(false);
+        }
+        let next_after = state.segments.range(first + 1..).map(|(b, _)| *b).find(|b| !replaced.contains(b));
+        for base in replaced {
+            state.segments.remove(base);
+        }
+        for base in &replaced[1..] {
+            Segment::delete_files(&self.dir, *base)?;
+        }
+        remove_if_exists(&segment::index_path(&self.dir, first))?;
+        remove_if_exists(&segment::time_index_path(&self.dir, first))?;
+        std::fs::rename(swap, segment::log_path(&self.dir, first)).at(swap)?;
+        let next = next_after.unwrap_or(i64::MAX);
+        let (mut segment, _) = Segment::open_recover(&self.dir, first, false, config.index_interval_bytes)?;
+        segment.next_offset = next;
+        segment.indexes.sync()?;
+        sync_dir(&self.dir)?;
+        state.segments.insert(first, segment);
+        Ok(true)
+    }
+
+    pub(crate) fn set_cleaner_offset(&self, offset: i64) -> Result<()> {
+        {
+            let mut state = self.lock();
+            state.cleaner_offset = state.cleaner_offset.max(offset);
+        }
+        self.write_checkpoint()
+    }
+}
+
+/// A synced segment as the compactor sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedSegment {
+    pub(crate) base_offset: i64,
+    pub(crate) next_offset: i64,
+    pub(crate) file: Arc<File>,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) max_timestamp: i64,
+}
+
+impl SealedSegment {
+    pub(crate) fn read_all(&self) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; self.size as usize];
+        self.file.read_exact_at(&mut buf, 0).at(&self.path)?;
+        Ok(buf)
+    }
+}

@@ -1,0 +1,627 @@
+//! One segment: a `.log` file of record batches, its sparse offset index and its time index.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::batch::{batch_size_from_prefix, BatchView, BATCH_HEADER_BYTES, LENGTH_PREFIX_BYTES};
+use crate::error::{Error, IoContext, Result};
+
+/// Bytes of one offset index entry: relative offset (u32) and position (u32).
+pub(crate) const OFFSET_ENTRY_BYTES: u64 = 8;
+/// Bytes of one time index entry: timestamp (i64) and relative offset (u32).
+pub(crate) const TIME_ENTRY_BYTES: u64 = 12;
+
+/// File name stem of the segment starting at `base_offset`: twenty digits, so names sort by offset.
+pub(crate) fn stem(base_offset: i64) -> String {
+    format!("{base_offset:020}")
+}
+
+pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.log", stem(base_offset)))
+}
+pub(crate) fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.index", stem(base_offset)))
+}
+pub(crate) fn time_index_path(dir: &Path, base_offset: i64) -> PathBuf {
+    dir.join(format!("{}.timeindex", stem(base_offset)))
+}
+
+/// The header fields of a batch that reading and recovery need, read with one `pread`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchHeader {
+    pub(crate) position: u64,
+    pub(crate) size: u64,
+    pub(crate) base_offset: i64,
+    pub(crate) last_offset: i64,
+    pub(crate) max_timestamp: i64,
+}
+
+/// An offset index entry: the batch starting at `position` has base offset `base + relative`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub(crate) relative_offset: u32,
+    pub(crate) position: u32,
+}
+
+/// A time index entry: every record at an offset below `base + relative_offset` has a timestamp at
+/// most `max_timestamp`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub(crate) max_timestamp: i64,
+    pub(crate) relative_offset: u32,
+}
+
+/// A segment's indexes. The active segment keeps its entries in memory; a sealed segment answers
+/// look-ups by binary search over its files, so memory does not grow with the number of segments.
+#[derive(Debug)]
+pub(crate) struct Indexes {
+    offset_file: File,
+    time_file: File,
+    offset_path: PathBuf,
+    time_path: PathBuf,
+    n_offset_entries: u64,
+    n_time_entries: u64,
+    memory: Option<(Vec<OffsetEntry>, Vec<TimeEntry>)>,
+}
+
+impl Indexes {
+    fn open(dir: &Path, base_offset: i64, truncate: bool) -> Result<Self> {
+        let offset_path = index_path(dir, base_offset);
+        let time_path = time_index_path(dir, base_offset);
+        let open = |path: &Path| {
+            OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).at(path)
+        };
+        let offset_file = open(&offset_path)?;
+        let time_file = open(&time_path)?;
+        let n_offset_entries = offset_file.metadata().at(&offset_path)?.len() / OFFSET_ENTRY_BYTES;
+        let n_time_entries = time_file.metadata().at(&time_path)?.len() / TIME_ENTRY_BYTES;
+        Ok(Indexes { offset_file, time_file, offset_path, time_path, n_offset_entries, n_time_entries, memory: None })
+    }
+
+    fn offset_entry(&self, i: u64) -> Result<OffsetEntry> {
+        if let Some((entries, _)) = &self.memory {
+            return Ok(entries[i as usize]);
+        }
+        let mut buf = [0u8; OFFSET_ENTRY_BYTES as usize];
+        self.offset_file.read_exact_at(&mut buf, i * OFFSET_ENTRY_BYTES).at(&self.offset_path)?;
+        Ok(OffsetEntry {
+            relative_offset: u32::from_be_bytes(buf[0..4].try_into().expect("4")),
+            position: u32::from_be_bytes(buf[4..8].try_into().expect("4")),
+        })
+    }
+
+    fn time_entry(&self, i: u64) -> Result<TimeEntry> {
+        if let Some((_, entries)) = &self.memory {
+            return Ok(entries[i as usize]);
+        }
+        let mut buf = [0u8; TIME_ENTRY_BYTES as usize];
+        self.time_file.read_exact_at(&mut buf, i * TIME_ENTRY_BYTES).at(&self.time_path)?;
+        Ok(TimeEntry {
+            max_timestamp: i64::from_be_bytes(buf[0..8].try_into().expect("8")),
+            relative_offset: u32::from_be_bytes(buf[8..12].try_into().expect("4")),
+        })
+    }
+
+    fn load_into_memory(&mut self) -> Result<()> {
+        if self.memory.is_some() {
+            return Ok(());
+        }
+        let mut offsets = Vec::with_capacity(self.n_offset_entries as usize);
+        for i in 0..self.n_offset_entries {
+            offsets.push(self.offset_entry(i)?);
+        }
+        let mut times = Vec::with_capacity(self.n_time_entries as usize);
+        for i in 0..self.n_time_entries {
+            times.push(self.time_entry(i)?);
+        }
+        self.memory = Some((offsets, times));
+        Ok(())
+    }
+
+    /// The last entry whose relative offset is at most `relative`.
+    fn floor_by_offset(&self, relative: u32) -> Result<Option<OffsetEntry>> {
+        let (mut lo, mut hi) = (0u64, self.n_offset_entries);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.offset_entry(mid)?.relative_offset <= relative {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            Ok(None)
+        } else {
+            self.offset_entry(lo - 1).map(Some)
+        }
+    }
+
+    /// The last time entry whose max timestamp is below `timestamp`.
+    fn last_below_timestamp(&self, timestamp: i64) -> Result<Option<TimeEntry>> {
+        let (mut lo, mut hi) = (0u64, self.n_time_entries);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.time_entry(mid)?.max_timestamp < timestamp {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            Ok(None)
+        } else {
+            self.time_entry(lo - 1).map(Some)
+        }
+    }
+
+    fn push_offset(&mut self, entry: OffsetEntry) -> Result<()> {
+        let mut buf = [0u8; 8];
+        buf[0..4].copy_from_slice(&entry.relative_offset.to_be_bytes());
+        buf[4..8].copy_from_slice(&entry.position.to_be_bytes());
+        self.offset_file.write_all_at(&buf, self.n_offset_entries * OFFSET_ENTRY_BYTES).at(&self.offset_path)?;
+        self.n_offset_entries += 1;
+        if let Some((entries, _)) = &mut self.memory {
+            entries.push(entry);
+        }
+        Ok(())
+    }
+
+    fn push_time(&mut self, entry: TimeEntry) -> Result<()> {
+        let mut buf = [0u8; 12];
+        buf[0..8].copy_from_slice(&entry.max_timestamp.to_be_bytes());
+        buf[8..12].copy_from_slice(&entry.relative_offset.to_be_bytes());
+        self.time_file.write_all_at(&buf, self.n_time_entries * TIME_ENTRY_BYTES).at(&self.time_path)?;
+        self.n_time_entries += 1;
+        if let Some((_, entries)) = &mut self.memory {
+            entries.push(entry);
+        }
+        Ok(())
+    }
+
+    fn last_time_entry(&self) -> Result<Option<TimeEntry>> {
+        if self.n_time_entries == 0 {
+            return Ok(None);
+        }
+        self.time_entry(self.n_time_entries - 1).map(Some)
+    }
+
+    fn last_offset_entry(&self) -> Result<Option<OffsetEntry>> {
+        if self.n_offset_entries == 0 {
+            return Ok(None);
+        }
+        self.offset_entry(self.n_offset_entries - 1).map(Some)
+    }
+
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.offset_file.sync_data().at(&self.offset_path)?;
+        self.time_file.sync_data().at(&self.time_path)
+    }
+
+    pub(crate) fn files(&self) -> Result<(File, File)> {
+        Ok((
+            self.offset_file.try_clone().at(&self.offset_path)?,
+            self.time_file.try_clone().at(&self.time_path)?,
+        ))
+    }
+
+    fn offset_index_bytes(&self) -> u64 {
+        self.n_offset_entries * OFFSET_ENTRY_BYTES
+    }
+}
+
+/// What opening a segment found and did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct SegmentRecovery {
+    pub(crate) bytes_truncated: u64,
+    pub(crate) indexes_rebuilt: bool,
+    pub(crate) valid: bool,
+}
+
+/// One segment of a partition.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    pub(crate) base_offset: i64,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<File>,
+    /// Bytes of whole, valid batches.
+    pub(crate) size: u64,
+    /// The offset after the last batch (`base_offset` when empty).
+    pub(crate) next_offset: i64,
+    /// Largest timestamp of any batch (-1 when empty or unknown).
+    pub(crate) max_timestamp: i64,
+    /// The largest timestamp of the segment's first batch: `segment.ms` counts from it.
+    pub(crate) rolling_timestamp: Option<i64>,
+    pub(crate) indexes: Indexes,
+    bytes_since_index: u64,
+    indexes_damaged: bool,
+    /// Largest timestamp of the batches before the last time index entry check point.
+    max_timestamp_indexed: i64,
+}
+
+impl Segment {
+    /// Creates an empty segment.
+    pub(crate) fn create(dir: &Path, base_offset: i64) -> Result<Self> {
+        let path = log_path(dir, base_offset);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).at(&path)?;
+        let mut indexes = Indexes::open(dir, base_offset, true)?;
+        indexes.load_into_memory()?;
+        Ok(Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            rolling_timestamp: None,
+            indexes,
+            bytes_since_index: 0,
+            indexes_damaged: false,
+            max_timestamp_indexed: -1,
+        })
+    }
+
+    fn open_file(dir: &Path, base_offset: i64) -> Result<(PathBuf, File, u64)> {
+        let path = log_path(dir, base_offset);
+        let file = OpenOptions::new().read(true).write(true).open(&path).at(&path)?;
+        let len = file.metadata().at(&path)?.len();
+        Ok((path, file, len))
+    }
+
+    /// Opens a sealed segment that is known to have been synced: trusts its indexes when they pass a
+    /// cheap sanity check, and rebuilds them otherwise. `next_offset` is the next segment's base.
+    pub(crate) fn open_sealed(dir: &Path, base_offset: i64, next_offset: i64, interval_bytes: u64) -> Result<(Self, SegmentRecovery)> {
+        let (path, file, len) = Self::open_file(dir, base_offset)?;
+        let indexes = Indexes::open(dir, base_offset, false)?;
+        let mut segment = Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: len,
+            next_offset,
+            max_timestamp: -1,
+            rolling_timestamp: None,
+            indexes,
+            bytes_since_index: 0,
+            indexes_damaged: false,
+            max_timestamp_indexed: -1,
+        };
+        if segment.indexes_look_sane(len, true)? {
+            if let Some(last) = segment.indexes.last_time_entry()? {
+                segment.max_timestamp = last.max_timestamp;
+                segment.max_timestamp_indexed = last.max_timestamp;
+            }
+            return Ok((segment, SegmentRecovery { valid: true, ..Default::default() }));
+        }
+        let recovery = segment.recover(false, interval_bytes)?;
+        Ok((segment, recovery))
+    }
+
+    /// Opens the active segment after a clean shutdown: indexes are trusted, and only the bytes after
+    /// the last index entry are scanned to find the end offset and largest timestamp.
+    pub(crate) fn open_active_clean(dir: &Path, base_offset: i64, interval_bytes: u64) -> Result<(Self, SegmentRecovery)> {
+        let (path, file, len) = Self::open_file(dir, base_offset)?;
+        let indexes = Indexes::open(dir, base_offset, false)?;
+        let mut segment = Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: len,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            rolling_timestamp: None,
+            indexes,
+            bytes_since_index: 0,
+            indexes_damaged: false,
+            max_timestamp_indexed: -1,
+        };
+        if !segment.indexes_look_sane(len, false)? {
+            let recovery = segment.recover(true, interval_bytes)?;
+            return Ok((segment, recovery));
+        }
+        let start = segment.indexes.last_offset_entry()?.map_or(0, |e| u64::from(e.position));
+        let mut position = start;
+        let mut max_ts = segment.indexes.last_time_entry()?.map_or(-1, |e| e.max_timestamp);
+        segment.max_timestamp_indexed = max_ts;
+        while position < len {
+            match segment.read_header(position, len)? {
+                Some(header) => {
+                    max_ts = max_ts.max(header.max_timestamp);
+                    segment.next_offset = header.last_offset + 1;
+                    position += header.size;
+                }
+                None => break,
+            }
+        }
+        if position != len {
+            // A clean shutdown never leaves a partial batch; do a full recovery instead.
+            let recovery = segment.recover(true, interval_bytes)?;
+            return Ok((segment, recovery));
+        }
+        segment.bytes_since_index = len - start;
+        segment.max_timestamp = max_ts;
+        segment.rolling_timestamp = segment.first_batch_timestamp()?;
+        segment.indexes.load_into_memory()?;
+        Ok((segment, SegmentRecovery { valid: true, ..Default::default() }))
+    }
+
+    /// Opens a segment that may have a torn or corrupt tail: every batch is checked (length, magic,
+    /// CRC), the file is truncated after the last valid one, and the indexes are rebuilt.
+    pub(crate) fn open_recover(dir: &Path, base_offset: i64, active: bool, interval_bytes: u64) -> Result<(Self, SegmentRecovery)> {
+        let (path, file, len) = Self::open_file(dir, base_offset)?;
+        let indexes = Indexes::open(dir, base_offset, true)?;
+        let mut segment = Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size: len,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            rolling_timestamp: None,
+            indexes,
+            bytes_since_index: 0,
+            indexes_damaged: false,
+            max_timestamp_indexed: -1,
+        };
+        let recovery = segment.recover(active, interval_bytes)?;
+        Ok((segment, recovery))
+    }
+
+    fn indexes_look_sane(&self, log_len: u64, sealed: bool) -> Result<bool> {
+        let offset_len = self.indexes.offset_file.metadata().at(&self.indexes.offset_path)?.len();
+        let time_len = self.indexes.time_file.metadata().at(&self.indexes.time_path)?.len();
+        if offset_len % OFFSET_ENTRY_BYTES != 0 || time_len % TIME_ENTRY_BYTES != 0 {
+            return Ok(false);
+        }
+        if sealed && log_len > 0 && time_len == 0 {
+            // A sealed segment always ends with a time entry; an empty time index means it was lost.
+            return Ok(false);
+        }
+        if let Some(last) = self.indexes.last_offset_entry()? {
+            if u64::from(last.position) >= log_len.max(1) {
+                return Ok(false);
+            }
+            // The entry must point at a batch whose base offset it names.
+            match self.read_header(u64::from(last.position), log_len) {
+                Ok(Some(h)) if h.base_offset == self.base_offset + i64::from(last.relative_offset) => {}
+                _ => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Rescans the whole file, truncating at the first invalid batch and rebuilding the indexes.
+    fn recover(&mut self, active: bool, interval_bytes: u64) -> Result<SegmentRecovery> {
+        let len = self.file.metadata().at(&self.path)?.len();
+        self.indexes.offset_file.set_len(0).at(&self.indexes.offset_path)?;
+        self.indexes.time_file.set_len(0).at(&self.indexes.time_path)?;
+        self.indexes.n_offset_entries = 0;
+        self.indexes.n_time_entries = 0;
+        self.indexes.memory = Some((Vec::new(), Vec::new()));
+        self.size = 0;
+        self.next_offset = self.base_offset;
+        self.max_timestamp = -1;
+        self.max_timestamp_indexed = -1;
+        self.bytes_since_index = 0;
+        let mut position = 0u64;
+        let mut buf = Vec::new();
+        while position < len {
+            let Some(header) = self.read_header(position, len).ok().flatten() else { break };
+            if header.base_offset < self.next_offset
+                || header.last_offset < header.base_offset
+                || header.last_offset - self.base_offset > i64::from(u32::MAX)
+            {
+                break;
+            }
+            buf.resize(header.size as usize, 0);
+            if self.file.read_exact_at(&mut buf, position).is_err() {
+                break;
+            }
+            let view = BatchView::parse(&buf).expect("header was checked");
+            if view.magic() != crate::batch::MAGIC_V2 || view.check_crc().is_err() {
+                break;
+            }
+            self.index_batch(position, &header, interval_bytes);
+            position += header.size;
+        }
+        let truncated = len - position;
+        if truncated > 0 {
+            self.file.set_len(position).at(&self.path)?;
+        }
+        self.rolling_timestamp = self.first_batch_timestamp()?;
+        if !active {
+            self.seal(interval_bytes)?;
+        }
+        Ok(SegmentRecovery { bytes_truncated: truncated, indexes_rebuilt: true, valid: truncated == 0 })
+    }
+
+    fn first_batch_timestamp(&self) -> Result<Option<i64>> {
+        if self.size == 0 {
+            return Ok(None);
+        }
+        Ok(self.read_header(0, self.size)?.map(|h| h.max_timestamp))
+    }
+
+    /// Reads the header of the batch at `position`, or `None` when the bytes up to `limit` do not
+    /// hold a whole batch.
+    pub(crate) fn read_header(&self, position: u64, limit: u64) -> Result<Option<BatchHeader>> {
+        if position + BATCH_HEADER_BYTES as u64 > limit {
+            return Ok(None);
+        }
+        let mut buf = [0u8; BATCH_HEADER_BYTES];
+        self.file.read_exact_at(&mut buf, position).at(&self.path)?;
+        let size = match batch_size_from_prefix(&buf[..LENGTH_PREFIX_BYTES]) {
+            Ok(size) => size as u64,
+            Err(e) => {
+                return Err(Error::Corrupt { path: self.path.clone(), position, detail: e.to_string() });
+            }
+        };
+        if position + size > limit {
+            return Ok(None);
+        }
+        let base_offset = i64::from_be_bytes(buf[0..8].try_into().expect("8"));
+        let last_delta = i32::from_be_bytes(buf[23..27].try_into().expect("4"));
+        let max_timestamp = i64::from_be_bytes(buf[35..43].try_into().expect("8"));
+        Ok(Some(BatchHeader {
+            position,
+            size,
+            base_offset,
+            last_offset: base_offset + i64::from(last_delta),
+            max_timestamp,
+        }))
+    }
+
+    /// Records a batch written at `position` in the indexes and in the segment's bookkeeping. An
+    /// index write that fails is logged and the indexes are rebuilt when the segment is sealed: the
+    /// batch itself is written and must be accounted for.
+    pub(crate) fn index_batch(&mut self, position: u64, header: &BatchHeader, interval_bytes: u64) {
+        // The first batch needs no entry: a look-up that finds none starts at position 0.
+        let due = self.size > 0 && self.bytes_since_index >= interval_bytes;
+        if due && !self.indexes_damaged {
+            let relative_offset = (header.base_offset - self.base_offset) as u32;
+            let mut result = self.indexes.push_offset(OffsetEntry { relative_offset, position: position as u32 });
+            if result.is_ok() && self.max_timestamp > self.max_timestamp_indexed {
+                result = self.indexes.push_time(TimeEntry { max_timestamp: self.max_timestamp, relative_offset });
+                self.max_timestamp_indexed = self.max_timestamp;
+            }
+            if let Err(error) = result {
+                tracing::warn!(segment = %self.path.display(), %error, "index write failed; the index will be rebuilt");
+                self.indexes_damaged = true;
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += header.size;
+        self.size = position + header.size;
+        self.next_offset = header.last_offset + 1;
+        self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
+        if self.rolling_timestamp.is_none() {
+            self.rolling_timestamp = Some(header.max_timestamp);
+        }
+    }
+
+    /// Writes the final time index entry, which records the segment's largest timestamp, and drops
+    /// the in-memory index copy. The caller syncs the files.
+    pub(crate) fn seal(&mut self, interval_bytes: u64) -> Result<()> {
+        if self.indexes_damaged {
+            self.indexes_damaged = false;
+            self.recover(true, interval_bytes)?;
+        }
+        if self.size > 0 {
+            let relative_offset = (self.next_offset - self.base_offset) as u32;
+            let last = self.indexes.last_time_entry()?;
+            if last.is_none_or(|e| e.relative_offset != relative_offset) {
+                self.indexes.push_time(TimeEntry { max_timestamp: self.max_timestamp, relative_offset })?;
+            }
+        }
+        self.indexes.memory = None;
+        Ok(())
+    }
+
+    /// Whether the offset index has room for one more entry under `segment.index.bytes`.
+    pub(crate) fn index_full(&self, segment_index_bytes: u64) -> bool {
+        self.indexes.offset_index_bytes() + OFFSET_ENTRY_BYTES > segment_index_bytes
+    }
+
+    /// Appends already validated batches (one `write` for all of them) and indexes them. On a write
+    /// error the file is cut back to its previous size, so a failed append leaves nothing behind.
+    pub(crate) fn append(&mut self, batches: &[&[u8]], interval_bytes: u64) -> Result<()> {
+        let start = self.size;
+        let total: usize = batches.iter().map(|b| b.len()).sum();
+        if let Err(e) = write_all_vectored_at(&self.file, batches, start) {
+            let _ = self.file.set_len(start);
+            return Err(Error::io(&self.path, e));
+        }
+        let mut position = start;
+        for batch in batches {
+            let view = BatchView::parse(batch).expect("validated");
+            let header = BatchHeader {
+                position,
+                size: batch.len() as u64,
+                base_offset: view.base_offset(),
+                last_offset: view.last_offset(),
+                max_timestamp: view.max_timestamp(),
+            };
+            self.index_batch(position, &header, interval_bytes);
+            position += header.size;
+        }
+        debug_assert_eq!(self.size, start + total as u64);
+        Ok(())
+    }
+
+    /// Finds the position of the batch that contains `offset`, or the first batch after it; `None`
+    /// when no batch below `limit` ends at or after `offset`.
+    pub(crate) fn find(&self, offset: i64, limit: u64) -> Result<Option<BatchHeader>> {
+        let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
+        let mut position = self.indexes.floor_by_offset(relative)?.map_or(0, |e| u64::from(e.position));
+        if position >= limit {
+            position = 0;
+        }
+        while position < limit {
+            let header = self.read_header(position, limit)?;
+            let Some(header) = header else { return Ok(None) };
+            if header.last_offset >= offset {
+                return Ok(Some(header));
+            }
+            position += header.size;
+        }
+        Ok(None)
+    }
+
+    /// Where to start scanning for the first record with a timestamp at or after `timestamp`.
+    pub(crate) fn scan_start_for_timestamp(&self, timestamp: i64, limit: u64) -> Result<u64> {
+        let Some(entry) = self.indexes.last_below_timestamp(timestamp)? else { return Ok(0) };
+        let offset = self.base_offset + i64::from(entry.relative_offset);
+        Ok(self.find(offset, limit)?.map_or(limit, |h| h.position))
+    }
+
+    /// Syncs the log file's data.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.file.sync_data().at(&self.path)
+    }
+
+    /// Deletes the segment's files.
+    pub(crate) fn delete_files(dir: &Path, base_offset: i64) -> Result<()> {
+        for path in [log_path(dir, base_offset), index_path(dir, base_offset), time_index_path(dir, base_offset)] {
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Writes every buffer at `position` with as few `pwritev`-like calls as the platform allows.
+fn write_all_vectored_at(file: &File, buffers: &[&[u8]], position: u64) -> std::io::Result<()> {
+    // std has no positional vectored write; the segment file is written only here and only at its
+    // end, so seek once and use the cursor.
+    use std::io::{IoSlice, Seek, SeekFrom};
+    let mut f = file;
+    f.seek(SeekFrom::Start(position))?;
+    let mut index = 0;
+    let mut skip = 0usize;
+    while index < buffers.len() {
+        let slices: Vec<IoSlice<'_>> = std::iter::once(IoSlice::new(&buffers[index][skip..]))
+            .chain(buffers[index + 1..].iter().take(1023).map(|b| IoSlice::new(b)))
+            .collect();
+        let mut written = f.write_vectored(&slices)?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while index < buffers.len() && written > 0 {
+            let remaining = buffers[index].len() - skip;
+            if written >= remaining {
+                written -= remaining;
+                index += 1;
+                skip = 0;
+            } else {
+                skip += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,529 @@
+//! The substrate: how everything above `freshet-core` reaches a log.
+//!
+//! Three traits, [`Producer`], [`Consumer`] and [`Admin`], with two implementations planned: the
+//! embedded one here, which calls the storage engine in-process, and a remote one over the Kafka
+//! protocol. The traits are shaped so both fit:
+//!
+//! * **Batches.** A producer call carries many records and resolves once all are acknowledged; a
+//!   consumer poll returns whole record batches as stored (`Bytes`, no per-record allocation until
+//!   a record is looked at).
+//! * **Async with back pressure.** A send resolves only when its records are acknowledged under
+//!   the log's durability policy; the embedded log also makes a sender wait when its queue of
+//!   unwritten bytes is full. Callers bound their in-flight sends.
+//! * **Boxed.** The traits use `async_trait` because callers choose the implementation at run time
+//!   (`Box<dyn Producer>`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::batch::{BatchBuilder, Batches, Header};
+use crate::config::ConfigEntry;
+use crate::error::{Error, Result};
+pub use crate::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
+use crate::log::{Log, OffsetSpec, PartitionDescription, TopicDescription};
+use crate::partitioner::partition_for_key;
+
+/// A record to send.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerRecord {
+    /// Target topic.
+    pub topic: String,
+    /// Target partition; `None` lets the partitioner choose (by key hash, round robin without key).
+    pub partition: Option<u32>,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value; `None` is a tombstone.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+    /// Timestamp (ms); `None` means now.
+    pub timestamp: Option<i64>,
+}
+
+impl ProducerRecord {
+    /// A record with a value and optional key.
+    pub fn new(topic: impl Into<String>, key: Option<impl Into<Bytes>>, value: impl Into<Bytes>) -> Self {
+        ProducerRecord { topic: topic.into(), key: key.map(Into::into), value: Some(value.into()), ..Default::default() }
+    }
+}
+
+/// Where a sent record landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp as stored.
+    pub timestamp: i64,
+}
+
+/// Sends records.
+#[async_trait]
+pub trait Producer: Send + Sync {
+    /// Sends records and resolves when every one is acknowledged, with their positions in the
+    /// order given. Records for the same partition keep their order.
+    async fn send(&self, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>>;
+}
+
+/// Where a consumer starts on a partition it has no committed offset for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AutoOffsetReset {
+    /// The log start offset.
+    #[default]
+    Earliest,
+    /// The high watermark.
+    Latest,
+    /// Fail: a consumer must seek explicitly.
+    None,
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Group whose committed offsets are used and updated; `None` for a consumer outside a group.
+    pub group_id: Option<String>,
+    /// Where to start without a committed offset.
+    pub auto_offset_reset: AutoOffsetReset,
+    /// Largest amount of data a poll returns per partition.
+    pub max_partition_fetch_bytes: u64,
+    /// Largest amount of data one poll returns.
+    pub fetch_max_bytes: u64,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            group_id: None,
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            max_partition_fetch_bytes: 1 << 20,
+            fetch_max_bytes: 50 << 20,
+        }
+    }
+}
+
+/// A record read from a partition; its fields share the fetched buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Offset.
+    pub offset: i64,
+    /// Timestamp.
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// Whole batches read from one partition, starting at or before the consumer's position.
+#[derive(Debug, Clone)]
+pub struct ConsumedBatches {
+    /// Where they came from.
+    pub tp: TopicPartition,
+    /// The batches as stored.
+    pub bytes: Bytes,
+    /// The first offset the consumer had not seen; records below it are skipped by `records`.
+    pub from_offset: i64,
+    /// The partition's high watermark at the read (for lag).
+    pub high_watermark: i64,
+}
+
+impl ConsumedBatches {
+    /// Decodes the records at or after `from_offset`.
+    pub fn records(&self) -> Result<Vec<ConsumerRecord>> {
+        let mut out = Vec::new();
+        for batch in Batches::new(&self.bytes) {
+            let batch = batch?;
+            if batch.is_control() {
+                continue;
+            }
+            for record in batch.records()? {
+                let record = record?;
+                if record.offset < self.from_offset {
+                    continue;
+                }
+                out.push(ConsumerRecord {
+                    offset: record.offset,
+                    timestamp: record.timestamp,
+                    key: record.key.map(|k| self.bytes.slice_ref(k)),
+                    value: record.value.map(|v| self.bytes.slice_ref(v)),
+                    headers: record.headers()?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The offset after the last batch: the consumer's next position.
+    pub fn next_offset(&self) -> i64 {
+        Batches::new(&self.bytes).filter_map(|b| b.ok()).last().map_or(self.from_offset, |b| b.next_offset())
+    }
+}
+
+/// Reads records from assigned partitions and commits its progress.
+#[async_trait]
+pub trait Consumer: Send {
+    /// Replaces the assignment. Each partition starts at the group's committed offset, or where
+    /// `auto_offset_reset` says.
+    async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()>;
+    /// Moves the position on an assigned partition.
+    async fn seek(&mut self, tp: &TopicPartition, to: OffsetSpec) -> Result<()>;
+    /// Moves the position on an assigned partition to an exact offset.
+    fn seek_to_offset(&mut self, tp: &TopicPartition, offset: i64) -> Result<()>;
+    /// The next offset to read on an assigned partition.
+    fn position(&self, tp: &TopicPartition) -> Option<i64>;
+    /// Waits up to `max_wait` for data on any assigned partition and returns what there is,
+    /// advancing the positions past it.
+    async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedBatches>>;
+    /// Commits the given offsets for the consumer's group.
+    async fn commit(&mut self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()>;
+    /// Commits the current positions of every assigned partition.
+    async fn commit_positions(&mut self) -> Result<()>;
+    /// The group's committed offsets for these partitions.
+    async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>>;
+}
+
+/// A topic to create.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewTopic {
+    /// Name.
+    pub name: String,
+    /// Partitions.
+    pub n_partitions: u32,
+    /// Config overrides, Kafka names.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// Manages topics and groups.
+#[async_trait]
+pub trait Admin: Send + Sync {
+    /// Creates a topic.
+    async fn create_topic(&self, topic: NewTopic) -> Result<()>;
+    /// Deletes a topic.
+    async fn delete_topic(&self, name: &str) -> Result<()>;
+    /// Lists topics.
+    async fn list_topics(&self) -> Result<Vec<TopicDescription>>;
+    /// Describes a topic and its partitions.
+    async fn describe_topic(&self, name: &str) -> Result<(TopicDescription, Vec<PartitionDescription>)>;
+    /// Every config of a topic with its value and whether it is the default.
+    async fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>>;
+    /// Sets (`Some`) or removes (`None`) topic configs.
+    async fn alter_configs(&self, name: &str, changes: BTreeMap<String, Option<String>>) -> Result<()>;
+    /// Grows a topic's partition count.
+    async fn create_partitions(&self, name: &str, n_partitions: u32) -> Result<()>;
+    /// `(offset, timestamp)` for a partition; `None` when no record matches a timestamp.
+    async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<Option<(i64, i64)>>;
+    /// Deletes records before an offset; returns the new log start offset.
+    async fn delete_records(&self, tp: &TopicPartition, before_offset: i64) -> Result<i64>;
+    /// Groups with committed offsets.
+    async fn list_groups(&self) -> Result<Vec<String>>;
+    /// A group's committed offsets.
+    async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>>;
+}
+
+/// The embedded substrate: the storage engine in this process.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    log: Log,
+    groups: GroupOffsets,
+}
+
+impl Embedded {
+    /// Opens the log in `dir` with `config`, and the group offset store on it.
+    pub async fn open(dir: impl Into<std::path::PathBuf>, config: crate::config::LogConfig) -> Result<Self> {
+        let n_offsets_partitions = config.offsets_topic_partitions;
+        let log = Log::open(dir, config).await?;
+        let groups = GroupOffsets::open(log.clone(), n_offsets_partitions).await?;
+        Ok(Embedded { log, groups })
+    }
+
+    /// The underlying log.
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// A producer.
+    pub fn producer(&self) -> EmbeddedProducer {
+        EmbeddedProducer { log: self.log.clone(), round_robin: AtomicU32::new(0) }
+    }
+
+    /// A consumer.
+    pub fn consumer(&self, config: ConsumerConfig) -> EmbeddedConsumer {
+        EmbeddedConsumer { log: self.log.clone(), groups: self.groups.clone(), config, positions: BTreeMap::new() }
+    }
+
+    /// The admin interface.
+    pub fn admin(&self) -> EmbeddedAdmin {
+        EmbeddedAdmin { log: self.log.clone(), groups: self.groups.clone() }
+    }
+
+    /// Closes the log cleanly.
+    pub async fn close(&self) -> Result<()> {
+        self.log.close().await
+    }
+}
+
+/// The embedded [`Producer`].
+#[derive(Debug)]
+pub struct EmbeddedProducer {
+    log: Log,
+    round_robin: AtomicU32,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait]
+impl Producer for EmbeddedProducer {
+    async fn send(&self, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>> {
+        // One batch per partition, records in the order given; batches go out concurrently.
+        let mut by_partition: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
+        let mut n_partitions: HashMap<String, u32> = HashMap::new();
+        for (i, record) in records.iter().enumerate() {
+            let n = match n_partitions.get(&record.topic) {
+                Some(n) => *n,
+                None => {
+                    let n = self.log.describe_topic(&record.topic)?.n_partitions;
+                    n_partitions.insert(record.topic.clone(), n);
+                    n
+                }
+            };
+            let partition = match (record.partition, &record.key) {
+                (Some(p), _) if p < n => p,
+                (Some(p), _) => {
+                    return Err(Error::UnknownPartition { topic: record.topic.clone(), n_partitions: n, partition: p })
+                }
+                (None, Some(key)) => partition_for_key(key, n),
+                (None, None) => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
+            };
+            by_partition.entry((record.topic.clone(), partition)).or_default().push(i);
+        }
+        let now = now_ms();
+        let mut sends = Vec::new();
+        for ((topic, partition), indexes) in by_partition {
+            let mut builder = BatchBuilder::with_capacity(indexes.iter().map(|&i| estimate(&records[i])).sum());
+            for &i in &indexes {
+                let r = &records[i];
+                builder.push(r.key.as_deref(), r.value.as_deref(), &r.headers, r.timestamp.unwrap_or(now));
+            }
+            let batch = builder.finish();
+            let log = self.log.clone();
+            sends.push(async move {
+                let info = log.append(&topic, partition, bytes::BytesMut::from(&batch[..])).await?;
+                Ok::<_, Error>((topic, partition, indexes, info))
+            });
+        }
+        let mut out: Vec<Option<RecordMetadata>> = vec![None; records.len()];
+        for result in futures::future::join_all(sends).await {
+            let (topic, partition, indexes, info) = result?;
+            for (k, &i) in indexes.iter().enumerate() {
+                out[i] = Some(RecordMetadata {
+                    topic: topic.clone(),
+                    partition,
+                    offset: info.base_offset + k as i64,
+                    timestamp: info.log_append_time.unwrap_or(records[i].timestamp.unwrap_or(now)),
+                });
+            }
+        }
+        Ok(out.into_iter().map(|m| m.expect("every record was sent")).collect())
+    }
+}
+
+fn estimate(r: &ProducerRecord) -> usize {
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 24
+}
+
+/// The embedded [`Consumer`].
+#[derive(Debug)]
+pub struct EmbeddedConsumer {
+    log: Log,
+    groups: GroupOffsets,
+    config: ConsumerConfig,
+    positions: BTreeMap<TopicPartition, i64>,
+}
+
+impl EmbeddedConsumer {
+    async fn reset_position(&self, tp: &TopicPartition) -> Result<i64> {
+        let spec = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => OffsetSpec::Earliest,
+            AutoOffsetReset::Latest => OffsetSpec::Latest,
+            AutoOffsetReset::None => {
+                return Err(Error::InvalidConfig {
+                    key: "auto.offset.reset".into(),
+                    value: "none".into(),
+                    reason: format!("{tp} has no committed offset and the consumer may not pick one"),
+                })
+            }
+        };
+        Ok(self.log.list_offset(&tp.topic, tp.partition, spec).await?.map_or(0, |o| o.0))
+    }
+}
+
+#[async_trait]
+impl Consumer for EmbeddedConsumer {
+    async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        let committed = match &self.config.group_id {
+            Some(group) => self.groups.fetch(group, Some(&partitions)),
+            None => BTreeMap::new(),
+        };
+        let mut positions = BTreeMap::new();
+        for tp in partitions {
+            self.log.partition(&tp.topic, tp.partition)?;
+            let position = match committed.get(&tp) {
+                Some(c) => c.offset,
+                None => self.reset_position(&tp).await?,
+            };
+            positions.insert(tp, position);
+        }
+        self.positions = positions;
+        Ok(())
+    }
+
+    async fn seek(&mut self, tp: &TopicPartition, to: OffsetSpec) -> Result<()> {
+        if !self.positions.contains_key(tp) {
+            return Err(Error::Internal(format!("{tp} is not assigned to this consumer")));
+        }
+        let offset = match self.log.list_offset(&tp.topic, tp.partition, to).await? {
+            Some((offset, _)) => offset,
+            None => self.log.list_offset(&tp.topic, tp.partition, OffsetSpec::Latest).await?.map_or(0, |o| o.0),
+        };
+        self.positions.insert(tp.clone(), offset);
+        Ok(())
+    }
+
+    fn seek_to_offset(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        match self.positions.get_mut(tp) {
+            Some(p) => {
+                *p = offset;
+                Ok(())
+            }
+            None => Err(Error::Internal(format!("{tp} is not assigned to this consumer"))),
+        }
+    }
+
+    fn position(&self, tp: &TopicPartition) -> Option<i64> {
+        self.positions.get(tp).copied()
+    }
+
+    async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedBatches>> {
+        let deadline = tokio::time::Instant::now() + max_wait;
+        let mut data = self.log.watch_data();
+        loop {
+            data.borrow_and_update();
+            let mut out = Vec::new();
+            let mut budget = self.config.fetch_max_bytes;
+            let tps: Vec<(TopicPartition, i64)> = self.positions.iter().map(|(t, p)| (t.clone(), *p)).collect();
+            for (tp, position) in tps {
+                if budget == 0 {
+                    break;
+                }
+                let max = self.config.max_partition_fetch_bytes.min(budget);
+                let fetched = match self.log.read(&tp.topic, tp.partition, position, max).await {
+                    Ok(f) => f,
+                    Err(Error::OffsetOutOfRange { log_start_offset, .. }) if position < log_start_offset => {
+                        // Retention removed what we were about to read: continue from the start.
+                        let reset = self.reset_position(&tp).await?;
+                        tracing::info!(%tp, from = position, to = reset, "position out of range; reset");
+                        self.positions.insert(tp.clone(), reset);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if fetched.batches.is_empty() {
+                    continue;
+                }
+                budget = budget.saturating_sub(fetched.batches.len() as u64);
+                let consumed = ConsumedBatches {
+                    tp: tp.clone(),
+                    bytes: fetched.batches,
+                    from_offset: position,
+                    high_watermark: fetched.high_watermark,
+                };
+                self.positions.insert(tp, consumed.next_offset());
+                out.push(consumed);
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
+            match tokio::time::timeout_at(deadline, data.changed()).await {
+                Ok(Ok(())) => continue,
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_) => return Ok(out),
+            }
+        }
+    }
+
+    async fn commit(&mut self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
+        let group = self.config.group_id.as_deref().ok_or_else(|| Error::InvalidConfig {
+            key: "group.id".into(),
+            value: String::new(),
+            reason: "this consumer has no group, so it cannot commit offsets".into(),
+        })?;
+        self.groups.commit(group, &offsets).await
+    }
+
+    async fn commit_positions(&mut self) -> Result<()> {
+        let offsets = self.positions.iter().map(|(tp, p)| (tp.clone(), OffsetAndMetadata::new(*p))).collect();
+        self.commit(offsets).await
+    }
+
+    async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
+        Ok(match &self.config.group_id {
+            Some(group) => self.groups.fetch(group, Some(partitions)),
+            None => BTreeMap::new(),
+        })
+    }
+}
+
+/// The embedded [`Admin`].
+#[derive(Debug, Clone)]
+pub struct EmbeddedAdmin {
+    log: Log,
+    groups: GroupOffsets,
+}
+
+#[async_trait]
+impl Admin for EmbeddedAdmin {
+    async fn create_topic(&self, topic: NewTopic) -> Result<()> {
+        self.log.create_topic(&topic.name, topic.n_partitions, topic.configs).await
+    }
+    async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.log.delete_topic(name).await
+    }
+    async fn list_topics(&self) -> Result<Vec<TopicDescription>> {
+        Ok(self.log.list_topics())
+    }
+    async fn describe_topic(&self, name: &str) -> Result<(TopicDescription, Vec<PartitionDescription>)> {
+        Ok((self.log.describe_topic(name)?, self.log.describe_partitions(name)?))
+    }
+    async fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
+        self.log.describe_configs(name)
+    }
+    async fn alter_configs(&self, name: &str, changes: BTreeMap<String, Option<String>>) -> Result<()> {
+        self.log.alter_topic_config(name, changes).await
+    }
+    async fn create_partitions(&self, name: &str, n_partitions: u32) -> Result<()> {
+        self.log.create_partitions(name, n_partitions).await
+    }
+    async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<Option<(i64, i64)>> {
+        self.log.list_offset(&tp.topic, tp.partition, spec).await
+    }
+    async fn delete_records(&self, tp: &TopicPartition, before_offset: i64) -> Result<i64> {
+        self.log.delete_records(&tp.topic, tp.partition, before_offset).await
+    }
+    async fn list_groups(&self) -> Result<Vec<String>> {
+        Ok(self.groups.groups())
+    }
+    async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
+        Ok(self.groups.fetch(group, None))
+    }
+}

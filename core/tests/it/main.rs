@@ -1,0 +1,10 @@
+//! Integration tests of the storage engine and the embedded substrate (one binary, see STYLE.md).
+
+mod append_read;
+mod bad_input;
+mod compaction;
+mod crash;
+mod model;
+mod retention;
+mod substrate;
+mod support;

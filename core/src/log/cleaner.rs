@@ -14,10 +14,12 @@
 //!    `delete.retention.ms`, are dropped, so consumers had that long to see the delete.
 //!
 //! Crash safety follows one commit point. Output is written to `<base>.log.cleaned` and synced;
-//! renaming it to `<base>.log.swap` (then syncing the directory) commits it. The replaced segments
+//! renaming it to `<base>.<end>.swap` (then syncing the directory) commits it. The replaced segments
 //! are deleted and the swap file is renamed over `<base>.log`. On open, `.cleaned` files are
 //! deleted and `.swap` files are completed (see `Partition::open`), so a crash at any point leaves
-//! either the old segments or the new one, never a mix.
+//! either the old segments or the new one, never a mix. The swap file's name carries the range of
+//! offsets it replaces (`<base>.<end>.swap`), so recovery needs nothing else, even when every record
+//! of the range was compacted away and the file is empty.
 //!
 //! Batches the compactor cannot decode (compressed with a codec this build does not read,
 //! transactional and control batches) are kept as they are.
@@ -132,7 +134,8 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
         let base = group[0].base_offset;
         let dir = partition.dir().to_owned();
         let cleaned_path = PathBuf::from(format!("{}.cleaned", segment::log_path(&dir, base).display()));
-        let swap_path = PathBuf::from(format!("{}.swap", segment::log_path(&dir, base).display()));
+        let end = group.last().expect("non-empty group").next_offset;
+        let swap_path = segment::swap_path(&dir, base, end);
         let file = OpenOptions::new().write(true).create(true).truncate(true).open(&cleaned_path).at(&cleaned_path)?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let mut changed = false;
@@ -193,8 +196,10 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
         }
         file.sync_all().at(&cleaned_path)?;
         drop(file);
+        super::failpoint::check("cleaner.before_swap", &dir)?;
         std::fs::rename(&cleaned_path, &swap_path).at(&swap_path)?;
         sync_dir(&dir)?;
+        super::failpoint::check("cleaner.after_swap", &dir)?;
         let bases: Vec<i64> = group.iter().map(|s| s.base_offset).collect();
         if !partition.install_compacted(&bases, &swap_path, &config)? {
             tracing::debug!(partition = ?partition, "segments changed during compaction; pass abandoned");

@@ -22,6 +22,8 @@ pub mod format {
 
 mod checkpoint;
 mod cleaner;
+#[doc(hidden)]
+pub mod failpoint;
 mod partition;
 mod segment;
 
@@ -188,7 +190,32 @@ struct Shared {
 #[derive(Clone)]
 pub struct Log {
     shared: Arc<Shared>,
-    threads: Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>,
+    threads: Arc<Threads>,
+}
+
+/// The background threads. When the last `Log` handle goes away without `close`, they are
+/// stopped (what was written stays on disk; the next open recovers as after a crash) so that the
+/// directory lock is released.
+struct Threads {
+    shared: Arc<Shared>,
+    handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Threads {
+    fn stop(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.shared.flush.ready.notify_all();
+        self.shared.maintenance_wake.1.notify_all();
+        for t in std::mem::take(&mut *self.handles.lock().expect("threads lock")) {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Threads {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 impl std::fmt::Debug for Log {
@@ -299,7 +326,7 @@ impl Log {
             recovery: Mutex::new(reports),
             _dir_lock: dir_lock,
         });
-        let log = Log { shared, threads: Arc::new(Mutex::new(Vec::new())) };
+        let log = Log { threads: Arc::new(Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()) }), shared };
         log.start_threads()?;
         Ok(log)
     }
@@ -311,7 +338,7 @@ impl Log {
     }
 
     fn start_threads(&self) -> Result<()> {
-        let mut threads = self.threads.lock().expect("threads lock");
+        let mut threads = self.threads.handles.lock().expect("threads lock");
         let n_flushers = 2;
         for i in 0..n_flushers {
             let shared = self.shared.clone();
@@ -608,14 +635,9 @@ impl Log {
     /// Flushes everything, writes checkpoints and marks the shutdown clean.
     pub async fn close(&self) -> Result<()> {
         let shared = self.shared.clone();
-        let threads = std::mem::take(&mut *self.threads.lock().expect("threads lock"));
+        let threads = self.threads.clone();
         blocking(move || {
-            shared.shutdown.store(true, Ordering::SeqCst);
-            shared.flush.ready.notify_all();
-            shared.maintenance_wake.1.notify_all();
-            for t in threads {
-                let _ = t.join();
-            }
+            threads.stop();
             let partitions = all_partitions(&shared);
             for p in &partitions {
                 p.close(partition::Closed::Shutdown);

@@ -256,18 +256,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
     }
 }
 
-/// Scans a compaction swap file and returns the offset after its last batch.
-fn swap_end_offset(path: &Path) -> Result<Option<i64>> {
-    let bytes = std::fs::read(path).at(path)?;
-    let mut end = None;
-    for view in Batches::new(&bytes) {
-        let view = view?;
-        view.check_crc()?;
-        end = Some(view.next_offset());
-    }
-    Ok(end)
-}
-
 impl Partition {
     /// Creates a new, empty partition directory.
     pub(crate) fn create(
@@ -351,31 +339,20 @@ impl Partition {
         }
         let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_base(n, ".log")).collect();
         for name in &names {
-            let Some(swap_base) = parse_base(name, ".log.swap") else { continue };
+            let Some((swap_base, end)) = segment::parse_swap_name(name) else { continue };
             let swap_path = dir.join(name);
-            match swap_end_offset(&swap_path) {
-                Ok(Some(end)) => {
-                    for &base in bases.iter().filter(|&&b| b > swap_base && b < end) {
-                        Segment::delete_files(&dir, base)?;
-                    }
-                    bases.retain(|&b| b <= swap_base || b >= end);
-                    remove_if_exists(&segment::index_path(&dir, swap_base))?;
-                    remove_if_exists(&segment::time_index_path(&dir, swap_base))?;
-                    std::fs::rename(&swap_path, segment::log_path(&dir, swap_base)).at(&swap_path)?;
-                    if !bases.contains(&swap_base) {
-                        bases.push(swap_base);
-                        bases.sort_unstable();
-                    }
-                    report.n_swaps_completed += 1;
-                }
-                // A swap file is synced before it is renamed into place; an unreadable one is a
-                // disk fault, and the segments it would replace are still there.
-                Ok(None) | Err(_) => {
-                    tracing::warn!(path = %swap_path.display(), "discarding unreadable compaction swap file");
-                    remove_if_exists(&swap_path)?;
-                    report.n_cleaned_discarded += 1;
-                }
+            for &base in bases.iter().filter(|&&b| b > swap_base && b < end) {
+                Segment::delete_files(&dir, base)?;
             }
+            bases.retain(|&b| b <= swap_base || b >= end);
+            remove_if_exists(&segment::index_path(&dir, swap_base))?;
+            remove_if_exists(&segment::time_index_path(&dir, swap_base))?;
+            std::fs::rename(&swap_path, segment::log_path(&dir, swap_base)).at(&swap_path)?;
+            if !bases.contains(&swap_base) {
+                bases.push(swap_base);
+                bases.sort_unstable();
+            }
+            report.n_swaps_completed += 1;
         }
         // Index files without a log file are leftovers of deleted segments.
         for name in &names {
@@ -787,10 +764,11 @@ impl Partition {
         }
         let floor = state.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
         for segment in state.segments.range(floor..).map(|(_, s)| s) {
-            let limit = state.visible_limit(segment);
-            if limit == 0 {
+            if segment.base_offset > state.hw_position.segment_base {
                 break;
             }
+            // Compaction can leave a segment empty; later ones still hold data.
+            let limit = state.visible_limit(segment);
             if let Some(header) = segment.find(offset, limit)? {
                 let len = header.size.max(max_bytes.min(limit - header.position));
                 return Ok(result(Some(LogSlice {
@@ -821,10 +799,11 @@ impl Partition {
         let state = self.lock();
         let start = state.log_start_offset;
         for segment in state.segments.values() {
-            let limit = state.visible_limit(segment);
-            if limit == 0 {
+            if segment.base_offset > state.hw_position.segment_base {
                 break;
             }
+            // Compaction can leave a segment empty; later ones still hold data.
+            let limit = state.visible_limit(segment);
             if segment.max_timestamp < timestamp && segment.size == limit {
                 continue;
             }
@@ -1038,6 +1017,7 @@ impl Partition {
         for base in &replaced[1..] {
             Segment::delete_files(&self.dir, *base)?;
         }
+        super::failpoint::check("cleaner.mid_install", &self.dir)?;
         remove_if_exists(&segment::index_path(&self.dir, first))?;
         remove_if_exists(&segment::time_index_path(&self.dir, first))?;
         std::fs::rename(swap, segment::log_path(&self.dir, first)).at(swap)?;

@@ -22,6 +22,17 @@ pub(crate) fn stem(base_offset: i64) -> String {
 pub(crate) fn log_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.log", stem(base_offset)))
 }
+/// A committed compaction output replacing the segments with bases in `[base, end)`.
+pub(crate) fn swap_path(dir: &Path, base_offset: i64, end_offset: i64) -> PathBuf {
+    dir.join(format!("{}.{}.swap", stem(base_offset), stem(end_offset)))
+}
+
+/// The `(base, end)` of a swap file name.
+pub(crate) fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
+    let (base, end) = name.strip_suffix(".swap")?.split_once('.')?;
+    (base.len() == 20 && end.len() == 20).then(|| Some((base.parse().ok()?, end.parse().ok()?))).flatten()
+}
+
 pub(crate) fn index_path(dir: &Path, base_offset: i64) -> PathBuf {
     dir.join(format!("{}.index", stem(base_offset)))
 }

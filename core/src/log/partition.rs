@@ -753,7 +753,8 @@ impl Partition {
     /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
     /// always at least one batch. Only records below the high watermark are returned.
     pub fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult> {
-        let state = self.lock();
+        let interval = self.config().index_interval_bytes;
+        let mut state = self.lock();
         let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
         let result = |slice| ReadResult { slice, high_watermark: hw, log_start_offset: start, log_end_offset: leo };
         if offset < start || offset > leo {
@@ -763,10 +764,13 @@ impl Partition {
             return Ok(result(None));
         }
         let floor = state.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
-        for segment in state.segments.range(floor..).map(|(_, s)| s) {
-            if segment.base_offset > state.hw_position.segment_base {
+        let bases: Vec<i64> = state.segments.range(floor..).map(|(b, _)| *b).collect();
+        for base in bases {
+            if base > state.hw_position.segment_base {
                 break;
             }
+            state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+            let segment = &state.segments[&base];
             // Compaction can leave a segment empty; later ones still hold data.
             let limit = state.visible_limit(segment);
             if let Some(header) = segment.find(offset, limit)? {
@@ -796,12 +800,18 @@ impl Partition {
     /// The first offset whose record timestamp is at or after `timestamp`, with that timestamp;
     /// `None` when every visible record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
-        let state = self.lock();
+        let interval = self.config().index_interval_bytes;
+        let mut state = self.lock();
         let start = state.log_start_offset;
-        for segment in state.segments.values() {
-            if segment.base_offset > state.hw_position.segment_base {
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        for base in bases {
+            if base > state.hw_position.segment_base {
                 break;
             }
+            if state.segments[&base].max_timestamp >= timestamp {
+                state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+            }
+            let segment = &state.segments[&base];
             // Compaction can leave a segment empty; later ones still hold data.
             let limit = state.visible_limit(segment);
             if segment.max_timestamp < timestamp && segment.size == limit {

@@ -76,6 +76,8 @@ pub(crate) struct Indexes {
     n_offset_entries: u64,
     n_time_entries: u64,
     memory: Option<(Vec<OffsetEntry>, Vec<TimeEntry>)>,
+    /// Whether every entry has been checked (or written by this process).
+    verified: bool,
 }
 
 impl Indexes {
@@ -89,7 +91,7 @@ impl Indexes {
         let time_file = open(&time_path)?;
         let n_offset_entries = offset_file.metadata().at(&offset_path)?.len() / OFFSET_ENTRY_BYTES;
         let n_time_entries = time_file.metadata().at(&time_path)?.len() / TIME_ENTRY_BYTES;
-        Ok(Indexes { offset_file, time_file, offset_path, time_path, n_offset_entries, n_time_entries, memory: None })
+        Ok(Indexes { offset_file, time_file, offset_path, time_path, n_offset_entries, n_time_entries, memory: None, verified: truncate })
     }
 
     fn offset_entry(&self, i: u64) -> Result<OffsetEntry> {
@@ -530,6 +532,46 @@ impl Segment {
         Ok(())
     }
 
+    /// Checks every index entry the first time a sealed segment's indexes are used (open only
+    /// checks the last entry, to stay fast with many segments); rebuilds them when a check fails.
+    pub(crate) fn verify_indexes(&mut self, interval_bytes: u64) -> Result<()> {
+        if self.indexes.verified {
+            return Ok(());
+        }
+        if !self.indexes_are_consistent()? {
+            tracing::warn!(segment = %self.path.display(), "damaged index; rebuilding it from the log");
+            let next_offset = self.next_offset;
+            self.recover(false, interval_bytes)?;
+            self.indexes.sync()?;
+            self.next_offset = self.next_offset.max(next_offset);
+        }
+        self.indexes.verified = true;
+        Ok(())
+    }
+
+    fn indexes_are_consistent(&self) -> Result<bool> {
+        let end_relative = (self.next_offset - self.base_offset).min(i64::from(u32::MAX));
+        let mut previous: Option<OffsetEntry> = None;
+        for i in 0..self.indexes.n_offset_entries {
+            let e = self.indexes.offset_entry(i)?;
+            let increasing = previous.is_none_or(|p| e.relative_offset > p.relative_offset && e.position > p.position);
+            if !increasing || u64::from(e.position) >= self.size || i64::from(e.relative_offset) >= end_relative {
+                return Ok(false);
+            }
+            previous = Some(e);
+        }
+        let mut previous: Option<TimeEntry> = None;
+        for i in 0..self.indexes.n_time_entries {
+            let e = self.indexes.time_entry(i)?;
+            let increasing = previous.is_none_or(|p| e.max_timestamp >= p.max_timestamp && e.relative_offset > p.relative_offset);
+            if !increasing || i64::from(e.relative_offset) > end_relative || e.max_timestamp > self.max_timestamp {
+                return Ok(false);
+            }
+            previous = Some(e);
+        }
+        Ok(true)
+    }
+
     /// Whether the offset index has room for one more entry under `segment.index.bytes`.
     pub(crate) fn index_full(&self, segment_index_bytes: u64) -> bool {
         self.indexes.offset_index_bytes() + OFFSET_ENTRY_BYTES > segment_index_bytes
@@ -565,9 +607,15 @@ impl Segment {
     /// when no batch below `limit` ends at or after `offset`.
     pub(crate) fn find(&self, offset: i64, limit: u64) -> Result<Option<BatchHeader>> {
         let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
-        let mut position = self.indexes.floor_by_offset(relative)?.map_or(0, |e| u64::from(e.position));
-        if position >= limit {
-            position = 0;
+        let mut position = 0;
+        if let Some(entry) = self.indexes.floor_by_offset(relative)? {
+            // Trust the entry only if it points at a batch with the offset it names; otherwise scan
+            // from the start of the segment.
+            let expected = self.base_offset + i64::from(entry.relative_offset);
+            match self.read_header(u64::from(entry.position), limit) {
+                Ok(Some(h)) if h.base_offset == expected => position = u64::from(entry.position),
+                _ => tracing::warn!(segment = %self.path.display(), "offset index entry does not match the log"),
+            }
         }
         while position < limit {
             let header = self.read_header(position, limit)?;

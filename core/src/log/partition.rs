@@ -826,21 +826,19 @@ impl Partition {
                 let mut buf = vec![0u8; header.size as usize];
                 segment.file.read_exact_at(&mut buf, header.position).at(&segment.path)?;
                 let view = BatchView::parse(&buf)?;
-                return Ok(Some(match view.records() {
+                match view.records() {
                     Ok(records) => {
-                        let mut found = (header.base_offset.max(start), header.max_timestamp);
                         for record in records {
                             let record = record?;
                             if record.timestamp >= timestamp && record.offset >= start {
-                                found = (record.offset, record.timestamp);
-                                break;
+                                return Ok(Some((record.offset, record.timestamp)));
                             }
                         }
-                        found
+                        // Only records below the log start offset matched: keep looking.
                     }
                     // Compressed batches are not decoded here: answer with the batch.
-                    Err(_) => (header.base_offset.max(start), header.max_timestamp),
-                }));
+                    Err(_) => return Ok(Some((header.base_offset.max(start), header.max_timestamp))),
+                }
             }
         }
         Ok(None)

@@ -1,1 +1,130 @@
+//! The embedded substrate: producer, consumer with group offsets, admin.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use freshet_core::config::{Durability, LogConfig};
+use freshet_core::log::OffsetSpec;
+use freshet_core::partitioner::partition_for_key;
+use freshet_core::substrate::{
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, OffsetAndMetadata, Producer, ProducerRecord,
+    TopicPartition,
+};
+
+async fn open(dir: &std::path::Path) -> Embedded {
+    let config = LogConfig { offsets_topic_partitions: 3, ..crate::support::config(Durability::Fsync) };
+    Embedded::open(dir, config).await.unwrap()
+}
+
+fn group_config(group: &str) -> ConsumerConfig {
+    ConsumerConfig { group_id: Some(group.into()), ..ConsumerConfig::default() }
+}
+
+#[tokio::test]
+async fn keyed_records_land_where_kafka_would_put_them_and_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    let admin = embedded.admin();
+    admin.create_topic(NewTopic { name: "orders".into(), n_partitions: 4, ..Default::default() }).await.unwrap();
+    let producer = embedded.producer();
+    let records: Vec<_> = (0..40).map(|i| ProducerRecord::new("orders", Some(format!("customer-{}", i % 5)), format!("order-{i}"))).collect();
+    let sent = producer.send(records.clone()).await.unwrap();
+    for (record, meta) in records.iter().zip(&sent) {
+        assert_eq!(meta.partition, partition_for_key(record.key.as_ref().unwrap(), 4));
+    }
+    // Per key, offsets increase in send order.
+    let mut last: BTreeMap<String, i64> = BTreeMap::new();
+    for (record, meta) in records.iter().zip(&sent) {
+        let key = String::from_utf8(record.key.clone().unwrap().to_vec()).unwrap();
+        let previous = last.insert(key, meta.offset).unwrap_or(-1);
+        assert!(meta.offset > previous);
+    }
+    let e = producer.send(vec![ProducerRecord { partition: Some(9), ..records[0].clone() }]).await.unwrap_err();
+    assert_eq!(e.to_string(), "topic \"orders\" has 4 partitions, but partition 9 was requested");
+}
+
+#[tokio::test]
+async fn a_consumer_resumes_from_its_group_offsets_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let tp = TopicPartition::new("events", 0);
+    {
+        let embedded = open(dir.path()).await;
+        embedded.admin().create_topic(NewTopic { name: "events".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+        let producer = embedded.producer();
+        producer.send((0..10).map(|i| ProducerRecord::new("events", None::<String>, format!("e{i}"))).collect()).await.unwrap();
+        let mut consumer = embedded.consumer(group_config("g1"));
+        consumer.assign(vec![tp.clone()]).await.unwrap();
+        let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
+        let values: Vec<_> = batches.iter().flat_map(|b| b.records().unwrap()).map(|r| r.value.unwrap()).collect();
+        assert_eq!(values.len(), 10);
+        assert_eq!(consumer.position(&tp), Some(10));
+        // Commit only up to 6, with metadata.
+        let offset = OffsetAndMetadata { metadata: "checkpoint-a".into(), ..OffsetAndMetadata::new(6) };
+        consumer.commit([(tp.clone(), offset)].into()).await.unwrap();
+        embedded.close().await.unwrap();
+    }
+    let embedded = open(dir.path()).await;
+    let mut consumer = embedded.consumer(group_config("g1"));
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    assert_eq!(consumer.position(&tp), Some(6));
+    let committed = consumer.committed(&[tp.clone()]).await.unwrap();
+    assert_eq!(committed[&tp].metadata, "checkpoint-a");
+    let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
+    let values: Vec<String> =
+        batches.iter().flat_map(|b| b.records().unwrap()).map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()).collect();
+    assert_eq!(values, vec!["e6", "e7", "e8", "e9"]);
+    // Another group starts from the beginning; a group-less consumer cannot commit.
+    let mut other = embedded.consumer(group_config("g2"));
+    other.assign(vec![tp.clone()]).await.unwrap();
+    assert_eq!(other.position(&tp), Some(0));
+    let mut loner = embedded.consumer(ConsumerConfig::default());
+    loner.assign(vec![tp.clone()]).await.unwrap();
+    assert!(loner.commit_positions().await.unwrap_err().to_string().contains("no group"));
+    let admin = embedded.admin();
+    assert_eq!(admin.list_groups().await.unwrap(), vec!["g1".to_string()]);
+    assert_eq!(admin.group_offsets("g1").await.unwrap()[&tp].offset, 6);
+}
+
+#[tokio::test]
+async fn poll_waits_for_data_on_any_assigned_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    embedded.admin().create_topic(NewTopic { name: "t".into(), n_partitions: 3, ..Default::default() }).await.unwrap();
+    let mut consumer = embedded.consumer(ConsumerConfig { auto_offset_reset: AutoOffsetReset::Latest, ..Default::default() });
+    consumer.assign((0..3).map(|p| TopicPartition::new("t", p)).collect()).await.unwrap();
+    let producer = embedded.producer();
+    let poller = tokio::spawn(async move {
+        let batches = consumer.poll(Duration::from_secs(30)).await.unwrap();
+        batches.into_iter().map(|b| (b.tp.partition, b.records().unwrap().len())).collect::<Vec<_>>()
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!poller.is_finished());
+    let mut record = ProducerRecord::new("t", None::<String>, "hello");
+    record.partition = Some(2);
+    producer.send(vec![record]).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), poller).await.unwrap().unwrap();
+    assert_eq!(got, vec![(2, 1)]);
+}
+
+#[tokio::test]
+async fn admin_describes_and_changes_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    let admin = embedded.admin();
+    let configs = [("retention.ms".to_string(), "60000".to_string())].into();
+    admin.create_topic(NewTopic { name: "a".into(), n_partitions: 2, configs }).await.unwrap();
+    let topics: Vec<String> = admin.list_topics().await.unwrap().into_iter().filter(|t| !t.internal).map(|t| t.name).collect();
+    assert_eq!(topics, vec!["a"]);
+    let (description, partitions) = admin.describe_topic("a").await.unwrap();
+    assert_eq!((description.n_partitions, partitions.len()), (2, 2));
+    admin.create_partitions("a", 3).await.unwrap();
+    admin.alter_configs("a", [("retention.ms".to_string(), Some("1000".to_string()))].into()).await.unwrap();
+    let entries = admin.describe_configs("a").await.unwrap();
+    assert!(entries.iter().any(|e| e.name == "retention.ms" && e.value == "1000"));
+    let tp = TopicPartition::new("a", 2);
+    embedded.producer().send(vec![ProducerRecord { partition: Some(2), ..ProducerRecord::new("a", None::<String>, "x") }]).await.unwrap();
+    assert_eq!(admin.list_offset(&tp, OffsetSpec::Latest).await.unwrap(), Some((1, -1)));
+    assert_eq!(admin.delete_records(&tp, 1).await.unwrap(), 1);
+    admin.delete_topic("a").await.unwrap();
+    assert!(admin.describe_topic("a").await.is_err());
+}

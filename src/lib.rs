@@ -1,1 +1,32 @@
-//! stub
+//! Freshet: stream processing with a built-in, replicated, partitioned log.
+//!
+//! This crate is the facade: `use freshet::prelude::*` brings in what a program needs, whatever
+//! crate it lives in. The `freshet` command-line program is built from this package too.
+//!
+//! ```no_run
+//! use freshet::prelude::*;
+//!
+//! # async fn example() -> freshet::core::Result<()> {
+//! let log = Embedded::open("data", LogConfig::default()).await?;
+//! log.admin().create_topic(NewTopic { name: "events".into(), n_partitions: 3, ..Default::default() }).await?;
+//! log.producer().send(vec![ProducerRecord::new("events", Some("key"), "value")]).await?;
+//! # Ok(()) }
+//! ```
+
+pub use freshet_connectors as connectors;
+pub use freshet_core as core;
+pub use freshet_dsl as dsl;
+pub use freshet_runtime as runtime;
+pub use freshet_state as state;
+
+/// The public surface in one import.
+pub mod prelude {
+    pub use freshet_core::batch::{BatchBuilder, BatchView, Batches, Header, Record};
+    pub use freshet_core::config::{Durability, LogConfig, TopicConfig};
+    pub use freshet_core::log::{Log, OffsetSpec};
+    pub use freshet_core::substrate::{
+        Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetAndMetadata,
+        Producer, ProducerRecord, RecordMetadata, TopicPartition,
+    };
+    pub use freshet_core::{Error, Result};
+}

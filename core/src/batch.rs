@@ -92,9 +92,7 @@ impl Compression {
             2 => Compression::Snappy,
             3 => Compression::Lz4,
             4 => Compression::Zstd,
-            other => {
-                return Err(Error::InvalidBatch(format!("unknown compression codec {other} in attributes")))
-            }
+            other => return Err(Error::InvalidBatch(format!("unknown compression codec {other} in attributes"))),
         })
     }
 }
@@ -377,9 +375,7 @@ impl<'a> RecordView<'a> {
         let mut headers = Vec::with_capacity(self.n_headers);
         for _ in 0..self.n_headers {
             let key = cursor.bytes_field()?.ok_or_else(|| Error::Decode("header key is null".into()))?;
-            let key = std::str::from_utf8(key)
-                .map_err(|_| Error::Decode("header key is not UTF-8".into()))?
-                .to_owned();
+            let key = std::str::from_utf8(key).map_err(|_| Error::Decode("header key is not UTF-8".into()))?.to_owned();
             let value = cursor.bytes_field()?.map(Bytes::copy_from_slice);
             headers.push(Header { key, value });
         }

@@ -79,7 +79,9 @@ pub enum Error {
         reason: String,
     },
     /// The requested offset is outside the log's range.
-    #[error("offset {offset} is out of range for {topic}-{partition}: the log holds [{log_start_offset}, {log_end_offset})")]
+    #[error(
+        "offset {offset} is out of range for {topic}-{partition}: the log holds [{log_start_offset}, {log_end_offset})"
+    )]
     OffsetOutOfRange {
         /// The topic.
         topic: String,

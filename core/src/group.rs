@@ -179,7 +179,8 @@ impl GroupOffsets {
         let n_partitions = log.describe_topic(OFFSETS_TOPIC)?.n_partitions;
         let mut offsets = Offsets::new();
         for partition in 0..n_partitions {
-            let mut position = log.list_offset(OFFSETS_TOPIC, partition, crate::log::OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
+            let mut position =
+                log.list_offset(OFFSETS_TOPIC, partition, crate::log::OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
             loop {
                 let fetched = log.read(OFFSETS_TOPIC, partition, position, 1 << 20).await?;
                 if fetched.batches.is_empty() {
@@ -241,7 +242,11 @@ impl GroupOffsets {
     }
 
     /// The committed offsets of a group for the given partitions (all of them when `None`).
-    pub fn fetch(&self, group: &str, partitions: Option<&[TopicPartition]>) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    pub fn fetch(
+        &self,
+        group: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
         let all = self.offsets.read().expect("offsets lock");
         let Some(committed) = all.get(group) else { return BTreeMap::new() };
         match partitions {
@@ -255,6 +260,38 @@ impl GroupOffsets {
         let mut groups: Vec<String> = self.offsets.read().expect("offsets lock").keys().cloned().collect();
         groups.sort();
         groups
+    }
+
+    /// Forgets every group's committed offsets for a deleted topic, as Kafka's coordinator does, so
+    /// a topic created again under the same name is read from its start.
+    pub async fn forget_topic(&self, topic: &str) -> Result<()> {
+        let affected: Vec<(String, Vec<TopicPartition>)> = {
+            let all = self.offsets.read().expect("offsets lock");
+            all.iter()
+                .map(|(g, offsets)| {
+                    (g.clone(), offsets.keys().filter(|tp| tp.topic == topic).cloned().collect::<Vec<_>>())
+                })
+                .filter(|(_, tps)| !tps.is_empty())
+                .collect()
+        };
+        for (group, tps) in affected {
+            let mut builder = BatchBuilder::default();
+            let now = now_ms();
+            for tp in &tps {
+                builder.push(Some(&encode_key(&group, tp)?), None, &[], now);
+            }
+            self.log.append(OFFSETS_TOPIC, self.partition_for(&group), builder.finish()).await?;
+            let mut all = self.offsets.write().expect("offsets lock");
+            if let Some(offsets) = all.get_mut(&group) {
+                for tp in &tps {
+                    offsets.remove(tp);
+                }
+                if offsets.is_empty() {
+                    all.remove(&group);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Deletes a group's committed offsets (tombstones, so compaction forgets them).

@@ -47,7 +47,12 @@ pub struct ProducerRecord {
 impl ProducerRecord {
     /// A record with a value and optional key.
     pub fn new(topic: impl Into<String>, key: Option<impl Into<Bytes>>, value: impl Into<Bytes>) -> Self {
-        ProducerRecord { topic: topic.into(), key: key.map(Into::into), value: Some(value.into()), ..Default::default() }
+        ProducerRecord {
+            topic: topic.into(),
+            key: key.map(Into::into),
+            value: Some(value.into()),
+            ..Default::default()
+        }
     }
 }
 
@@ -497,7 +502,8 @@ impl Admin for EmbeddedAdmin {
         self.log.create_topic(&topic.name, topic.n_partitions, topic.configs).await
     }
     async fn delete_topic(&self, name: &str) -> Result<()> {
-        self.log.delete_topic(name).await
+        self.log.delete_topic(name).await?;
+        self.groups.forget_topic(name).await
     }
     async fn list_topics(&self) -> Result<Vec<TopicDescription>> {
         Ok(self.log.list_topics())

@@ -254,13 +254,11 @@ impl Log {
             std::fs::create_dir_all(&d).at(&d)?;
         }
         let lock_path = dir.join(LOCK_FILE);
-        let dir_lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
+        let dir_lock =
+            std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
         dir_lock.try_lock().map_err(|_| Error::Io {
             path: lock_path.clone(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::WouldBlock,
-                "another process has this data directory open",
-            ),
+            source: std::io::Error::new(std::io::ErrorKind::WouldBlock, "another process has this data directory open"),
         })?;
         // Topics deleted just before the process stopped.
         let deleted = dir.join(DELETED_DIR);
@@ -326,7 +324,8 @@ impl Log {
             recovery: Mutex::new(reports),
             _dir_lock: dir_lock,
         });
-        let log = Log { threads: Arc::new(Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()) }), shared };
+        let log =
+            Log { threads: Arc::new(Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()) }), shared };
         log.start_threads()?;
         Ok(log)
     }
@@ -370,7 +369,13 @@ impl Log {
     }
 
     fn topic(&self, name: &str) -> Result<Arc<Topic>> {
-        self.shared.topics.read().expect("topics lock").get(name).cloned().ok_or_else(|| Error::UnknownTopic(name.to_owned()))
+        self.shared
+            .topics
+            .read()
+            .expect("topics lock")
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_owned()))
     }
 
     /// The partition `index` of `topic`.
@@ -407,10 +412,17 @@ impl Log {
             let durability = this.shared.config.durability;
             let mut partitions = Vec::new();
             for index in 0..n_partitions {
-                partitions.push(Partition::create(dir.join(index.to_string()), &name, index, config.clone(), durability)?);
+                partitions.push(Partition::create(
+                    dir.join(index.to_string()),
+                    &name,
+                    index,
+                    config.clone(),
+                    durability,
+                )?);
             }
             let meta = TopicMeta { name: name.clone(), id: random_id(), n_partitions, overrides };
-            let topic = Arc::new(Topic { meta: RwLock::new(meta), dir: dir.clone(), partitions: RwLock::new(partitions) });
+            let topic =
+                Arc::new(Topic { meta: RwLock::new(meta), dir: dir.clone(), partitions: RwLock::new(partitions) });
             sync_dir(&dir)?;
             topic.write_meta()?;
             sync_dir(&this.shared.dir.join(TOPICS_DIR))?;
@@ -527,7 +539,13 @@ impl Log {
             }
             let config = partitions[0].config();
             for index in current..n_partitions {
-                partitions.push(Partition::create(topic.dir.join(index.to_string()), &name, index, config.clone(), durability)?);
+                partitions.push(Partition::create(
+                    topic.dir.join(index.to_string()),
+                    &name,
+                    index,
+                    config.clone(),
+                    durability,
+                )?);
             }
             topic.meta.write().expect("meta lock").n_partitions = n_partitions;
             topic.write_meta()
@@ -555,7 +573,8 @@ impl Log {
         let info = response.await.map_err(|_| Error::Closed)??;
         if partition.durability() == Durability::Fsync {
             let mut durable = partition.watch_durable();
-            let state = *durable.wait_for(|d| d.offset > info.last_offset || d.failed).await.map_err(|_| Error::Closed)?;
+            let state =
+                *durable.wait_for(|d| d.offset > info.last_offset || d.failed).await.map_err(|_| Error::Closed)?;
             if state.offset <= info.last_offset {
                 return Err(Error::Internal(format!(
                     "the fsync that would make offsets {}..={} of {topic}-{} durable failed; they may or may not survive a crash",
@@ -584,7 +603,14 @@ impl Log {
     }
 
     /// Like [`Log::read`], but waits up to `max_wait` for data when there is none at `offset`.
-    pub async fn fetch(&self, topic: &str, partition: u32, offset: i64, max_bytes: u64, max_wait: Duration) -> Result<Fetched> {
+    pub async fn fetch(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: u64,
+        max_wait: Duration,
+    ) -> Result<Fetched> {
         let p = self.partition(topic, partition)?;
         let mut hw = p.watch_high_watermark();
         let deadline = tokio::time::Instant::now() + max_wait;

@@ -18,9 +18,7 @@ use crate::error::{Error, IoContext, Result};
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// Where an append landed.
@@ -266,8 +264,13 @@ impl Partition {
         durability: Durability,
     ) -> Result<Arc<Self>> {
         std::fs::create_dir_all(&dir).at(&dir)?;
-        let checkpoint =
-            Checkpoint { log_start_offset: 0, recovery_point: 0, high_watermark: 0, cleaner_offset: 0, leader_epochs: vec![(0, 0)] };
+        let checkpoint = Checkpoint {
+            log_start_offset: 0,
+            recovery_point: 0,
+            high_watermark: 0,
+            cleaner_offset: 0,
+            leader_epochs: vec![(0, 0)],
+        };
         let segment = Segment::create(&dir, 0)?;
         checkpoint.write(&dir)?;
         sync_dir(&dir)?;
@@ -437,7 +440,8 @@ impl Partition {
         report.n_segments = segments.len();
 
         let leo = segments.values().next_back().expect("non-empty").next_offset;
-        checkpoint.log_start_offset = checkpoint.log_start_offset.clamp(segments.keys().next().copied().unwrap_or(0), leo.max(0));
+        checkpoint.log_start_offset =
+            checkpoint.log_start_offset.clamp(segments.keys().next().copied().unwrap_or(0), leo.max(0));
         checkpoint.leader_epochs.retain(|&(_, start)| start <= leo);
         if checkpoint.leader_epochs.is_empty() {
             checkpoint.leader_epochs.push((0, checkpoint.log_start_offset));
@@ -565,7 +569,8 @@ impl Partition {
             };
             let size = item.batch.len() as u64;
             let active = state.active();
-            let base_offset = active.next_offset + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
+            let base_offset =
+                active.next_offset + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
             let needs_roll = active.size + group_bytes > 0
                 && (active.size + group_bytes + size > config.segment_bytes
                     || active.index_full(config.segment_index_bytes)
@@ -580,11 +585,17 @@ impl Partition {
                     continue;
                 }
             }
-            let base_offset = state.log_end_offset() + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
+            let base_offset =
+                state.log_end_offset() + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
             let log_append_time = (config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
             batch::assign_in_place(&mut item.batch, base_offset, state.current_epoch(), log_append_time);
             group_bytes += size;
-            let info = AppendInfo { base_offset, last_offset: base_offset + n, log_append_time, log_start_offset: state.log_start_offset };
+            let info = AppendInfo {
+                base_offset,
+                last_offset: base_offset + n,
+                log_append_time,
+                log_start_offset: state.log_start_offset,
+            };
             group.push((item, info));
         }
         wrote |= self.write_group(&mut state, group, &config);
@@ -593,7 +604,11 @@ impl Partition {
 
     fn validate(&self, batch: &[u8], config: &TopicConfig) -> Result<()> {
         if batch.len() > config.max_message_bytes {
-            return Err(Error::BatchTooLarge { topic: self.topic.clone(), size: batch.len(), max: config.max_message_bytes });
+            return Err(Error::BatchTooLarge {
+                topic: self.topic.clone(),
+                size: batch.len(),
+                max: config.max_message_bytes,
+            });
         }
         let view = BatchView::parse(batch)?;
         if view.size() != batch.len() {
@@ -646,7 +661,8 @@ impl Partition {
                 tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
                 let message = e.to_string();
                 for (item, _) in group {
-                    let _ = item.reply.send(Err(Error::Internal(format!("append failed, nothing was written: {message}"))));
+                    let _ =
+                        item.reply.send(Err(Error::Internal(format!("append failed, nothing was written: {message}"))));
                 }
                 false
             }

@@ -84,14 +84,22 @@ impl Indexes {
     fn open(dir: &Path, base_offset: i64, truncate: bool) -> Result<Self> {
         let offset_path = index_path(dir, base_offset);
         let time_path = time_index_path(dir, base_offset);
-        let open = |path: &Path| {
-            OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).at(path)
-        };
+        let open =
+            |path: &Path| OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).at(path);
         let offset_file = open(&offset_path)?;
         let time_file = open(&time_path)?;
         let n_offset_entries = offset_file.metadata().at(&offset_path)?.len() / OFFSET_ENTRY_BYTES;
         let n_time_entries = time_file.metadata().at(&time_path)?.len() / TIME_ENTRY_BYTES;
-        Ok(Indexes { offset_file, time_file, offset_path, time_path, n_offset_entries, n_time_entries, memory: None, verified: truncate })
+        Ok(Indexes {
+            offset_file,
+            time_file,
+            offset_path,
+            time_path,
+            n_offset_entries,
+            n_time_entries,
+            memory: None,
+            verified: truncate,
+        })
     }
 
     fn offset_entry(&self, i: u64) -> Result<OffsetEntry> {
@@ -214,10 +222,7 @@ impl Indexes {
     }
 
     pub(crate) fn files(&self) -> Result<(File, File)> {
-        Ok((
-            self.offset_file.try_clone().at(&self.offset_path)?,
-            self.time_file.try_clone().at(&self.time_path)?,
-        ))
+        Ok((self.offset_file.try_clone().at(&self.offset_path)?, self.time_file.try_clone().at(&self.time_path)?))
     }
 
     fn offset_index_bytes(&self) -> u64 {
@@ -285,7 +290,12 @@ impl Segment {
 
     /// Opens a sealed segment that is known to have been synced: trusts its indexes when they pass a
     /// cheap sanity check, and rebuilds them otherwise. `next_offset` is the next segment's base.
-    pub(crate) fn open_sealed(dir: &Path, base_offset: i64, next_offset: i64, interval_bytes: u64) -> Result<(Self, SegmentRecovery)> {
+    pub(crate) fn open_sealed(
+        dir: &Path,
+        base_offset: i64,
+        next_offset: i64,
+        interval_bytes: u64,
+    ) -> Result<(Self, SegmentRecovery)> {
         let (path, file, len) = Self::open_file(dir, base_offset)?;
         let indexes = Indexes::open(dir, base_offset, false)?;
         let mut segment = Segment {
@@ -314,7 +324,11 @@ impl Segment {
 
     /// Opens the active segment after a clean shutdown: indexes are trusted, and only the bytes after
     /// the last index entry are scanned to find the end offset and largest timestamp.
-    pub(crate) fn open_active_clean(dir: &Path, base_offset: i64, interval_bytes: u64) -> Result<(Self, SegmentRecovery)> {
+    pub(crate) fn open_active_clean(
+        dir: &Path,
+        base_offset: i64,
+        interval_bytes: u64,
+    ) -> Result<(Self, SegmentRecovery)> {
         let (path, file, len) = Self::open_file(dir, base_offset)?;
         let indexes = Indexes::open(dir, base_offset, false)?;
         let mut segment = Segment {
@@ -362,7 +376,12 @@ impl Segment {
 
     /// Opens a segment that may have a torn or corrupt tail: every batch is checked (length, magic,
     /// CRC), the file is truncated after the last valid one, and the indexes are rebuilt.
-    pub(crate) fn open_recover(dir: &Path, base_offset: i64, active: bool, interval_bytes: u64) -> Result<(Self, SegmentRecovery)> {
+    pub(crate) fn open_recover(
+        dir: &Path,
+        base_offset: i64,
+        active: bool,
+        interval_bytes: u64,
+    ) -> Result<(Self, SegmentRecovery)> {
         let (path, file, len) = Self::open_file(dir, base_offset)?;
         let indexes = Indexes::open(dir, base_offset, true)?;
         let mut segment = Segment {
@@ -563,7 +582,8 @@ impl Segment {
         let mut previous: Option<TimeEntry> = None;
         for i in 0..self.indexes.n_time_entries {
             let e = self.indexes.time_entry(i)?;
-            let increasing = previous.is_none_or(|p| e.max_timestamp >= p.max_timestamp && e.relative_offset > p.relative_offset);
+            let increasing =
+                previous.is_none_or(|p| e.max_timestamp >= p.max_timestamp && e.relative_offset > p.relative_offset);
             if !increasing || i64::from(e.relative_offset) > end_relative || e.max_timestamp > self.max_timestamp {
                 return Ok(false);
             }

@@ -18,7 +18,10 @@ async fn appends_get_consecutive_offsets_and_read_back_in_order() {
     assert_eq!((second.base_offset, second.last_offset), (3, 4));
     let records = read_all(&log, "events", 0).await;
     let values: Vec<_> = records.iter().map(|(o, _, v)| (*o, text(v).unwrap())).collect();
-    assert_eq!(values, vec![(0, "a-0".into()), (1, "a-1".into()), (2, "a-2".into()), (3, "b-0".into()), (4, "b-1".into())]);
+    assert_eq!(
+        values,
+        vec![(0, "a-0".into()), (1, "a-1".into()), (2, "a-2".into()), (3, "b-0".into()), (4, "b-1".into())]
+    );
     assert!(read_all(&log, "events", 1).await.is_empty());
     log.close().await.unwrap();
 }
@@ -89,7 +92,9 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
     assert_eq!(log.list_offset("t", 0, OffsetSpec::Latest).await.unwrap(), Some((100, -1)));
     let check = |t: i64, expected: Option<(i64, i64)>| {
         let log = log.clone();
-        async move { assert_eq!(log.list_offset("t", 0, OffsetSpec::Timestamp(t)).await.unwrap(), expected, "timestamp {t}") }
+        async move {
+            assert_eq!(log.list_offset("t", 0, OffsetSpec::Timestamp(t)).await.unwrap(), expected, "timestamp {t}")
+        }
     };
     check(0, Some((0, 1000))).await;
     check(1000, Some((0, 1000))).await;
@@ -146,9 +151,12 @@ async fn topics_are_created_described_altered_grown_and_deleted() {
     let entries = log.describe_configs("a").unwrap();
     let retention = entries.iter().find(|e| e.name == "retention.ms").unwrap();
     assert_eq!((retention.value.as_str(), retention.is_default), ("1000", false));
-    log.alter_topic_config("a", [("retention.ms".to_string(), None), ("segment.bytes".to_string(), Some("4096".to_string()))].into())
-        .await
-        .unwrap();
+    log.alter_topic_config(
+        "a",
+        [("retention.ms".to_string(), None), ("segment.bytes".to_string(), Some("4096".to_string()))].into(),
+    )
+    .await
+    .unwrap();
     let entries = log.describe_configs("a").unwrap();
     assert!(entries.iter().any(|e| e.name == "retention.ms" && e.is_default && e.value == "604800000"));
     assert!(entries.iter().any(|e| e.name == "segment.bytes" && !e.is_default && e.value == "4096"));

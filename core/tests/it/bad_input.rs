@@ -88,7 +88,9 @@ async fn bad_topic_names_and_configs_are_refused() {
     log.create_topic("t", 1, Default::default()).await.unwrap();
     check_rejected(log.create_topic("t", 1, Default::default()).await.unwrap_err(), "topic \"t\" already exists");
     check_rejected(
-        log.alter_topic_config("t", [("cleanup.policy".to_string(), Some("sometimes".to_string()))].into()).await.unwrap_err(),
+        log.alter_topic_config("t", [("cleanup.policy".to_string(), Some("sometimes".to_string()))].into())
+            .await
+            .unwrap_err(),
         "cleanup.policy",
     );
     assert!(log.describe_configs("t").unwrap().iter().all(|e| e.is_default), "a refused change changes nothing");
@@ -106,6 +108,8 @@ async fn compacted_topics_refuse_records_without_keys() {
 async fn a_second_process_cannot_open_the_same_directory() {
     let dir = tempfile::tempdir().unwrap();
     let _log = support::open(dir.path()).await;
-    let e = freshet_core::log::Log::open(dir.path(), support::config(freshet_core::config::Durability::Fsync)).await.unwrap_err();
+    let e = freshet_core::log::Log::open(dir.path(), support::config(freshet_core::config::Durability::Fsync))
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("another process has this data directory open"), "{e}");
 }

@@ -36,7 +36,11 @@ async fn fill(log: &Log, n_rounds: usize) -> Model {
 
 /// What the log holds must be a subsequence of the model that keeps the latest record of every
 /// key (tombstones too, unless `tombstones_may_go`).
-fn check_against_model(actual: &[(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)], model: &Model, tombstones_may_go: bool) {
+fn check_against_model(
+    actual: &[(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)],
+    model: &Model,
+    tombstones_may_go: bool,
+) {
     let by_offset: BTreeMap<i64, &(i64, String, Option<String>)> = model.iter().map(|r| (r.0, r)).collect();
     let mut last = -1;
     for (offset, key, value) in actual {
@@ -55,7 +59,12 @@ fn check_against_model(actual: &[(i64, Option<bytes::Bytes>, Option<bytes::Bytes
         if r.2.is_none() && tombstones_may_go {
             continue;
         }
-        assert!(present, "the latest record of {key} (offset {}) is missing from {:?}", r.0, actual.iter().map(|a| a.0).collect::<Vec<_>>());
+        assert!(
+            present,
+            "the latest record of {key} (offset {}) is missing from {:?}",
+            r.0,
+            actual.iter().map(|a| a.0).collect::<Vec<_>>()
+        );
     }
 }
 
@@ -110,7 +119,10 @@ async fn tombstones_are_removed_after_delete_retention() {
     }
     log.run_maintenance(1500).await.unwrap();
     let actual = read_all(&log, "c", 0).await;
-    assert!(actual.iter().any(|r| text(&r.1).as_deref() == Some("k3") && r.2.is_none()), "tombstone kept within delete.retention.ms");
+    assert!(
+        actual.iter().any(|r| text(&r.1).as_deref() == Some("k3") && r.2.is_none()),
+        "tombstone kept within delete.retention.ms"
+    );
     // A later pass, after delete.retention.ms, drops it; with k3's older values gone, k3 is gone.
     for i in 30..60 {
         let info = log.append("c", 0, batch(&[(Some("filler"), Some(&format!("f{i}")), 1000)])).await.unwrap();
@@ -149,7 +161,10 @@ async fn a_crash_at_any_step_of_installing_compacted_output_loses_nothing() {
         // Compaction resumes and finishes.
         log.run_maintenance(2000).await.unwrap();
         check_against_model(&read_all(&log, "c", 0).await, &model, false);
-        assert_eq!(log.append("c", 0, batch(&[(Some("k"), Some("v"), 1)])).await.unwrap().base_offset, 300, "at {point}");
+        assert_eq!(
+            log.append("c", 0, batch(&[(Some("k"), Some("v"), 1)])).await.unwrap().base_offset,
+            300,
+            "at {point}"
+        );
     }
 }
-

@@ -276,7 +276,9 @@ async fn damaged_or_missing_indexes_and_checkpoints_are_rebuilt() {
         let dir = tempfile::tempdir().unwrap();
         {
             let log = support::open(dir.path()).await;
-            log.create_topic("t", 1, configs(&[("segment.bytes", "2000"), ("index.interval.bytes", "200")])).await.unwrap();
+            log.create_topic("t", 1, configs(&[("segment.bytes", "2000"), ("index.interval.bytes", "200")]))
+                .await
+                .unwrap();
             for i in 0..200 {
                 log.append("t", 0, values_batch(&format!("b{i}"), 2, 1000 + i)).await.unwrap();
             }
@@ -299,7 +301,9 @@ async fn damaged_or_missing_indexes_and_checkpoints_are_rebuilt() {
             let len = std::fs::metadata(victim).unwrap().len();
             match rng.u8(0..3) {
                 0 => std::fs::remove_file(victim).unwrap_or(()),
-                1 if len > 0 => std::fs::OpenOptions::new().write(true).open(victim).unwrap().set_len(rng.u64(0..len)).unwrap(),
+                1 if len > 0 => {
+                    std::fs::OpenOptions::new().write(true).open(victim).unwrap().set_len(rng.u64(0..len)).unwrap()
+                }
                 _ if len > 0 => {
                     let f = std::fs::OpenOptions::new().write(true).open(victim).unwrap();
                     f.write_all_at(&[rng.u8(..), rng.u8(..), rng.u8(..)], rng.u64(0..len)).unwrap();

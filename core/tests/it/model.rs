@@ -29,7 +29,10 @@ async fn check_read(log: &Log, p: u32, model: &PartitionModel, offset: i64, budg
     let batches: Vec<_> = Batches::new(&fetched.batches).map(Result::unwrap).collect();
     assert!(!batches.is_empty(), "{context}: no data at {offset} (end {leo})");
     let first = &batches[0];
-    assert!(first.base_offset() <= offset && offset <= first.last_offset(), "{context}: first batch {first:?} misses {offset}");
+    assert!(
+        first.base_offset() <= offset && offset <= first.last_offset(),
+        "{context}: first batch {first:?} misses {offset}"
+    );
     let total: usize = batches.iter().map(|b| b.size()).sum();
     assert!(total as u64 <= budget.max(first.size() as u64), "{context}: {total} bytes over budget {budget}");
     let mut expected_offset = first.base_offset();
@@ -105,7 +108,9 @@ async fn run(seed: u64, n_ops: usize) {
             }
             80..=84 => {
                 let limit = rng.u64(500..5000);
-                log.alter_topic_config("t", [("retention.bytes".to_string(), Some(limit.to_string()))].into()).await.unwrap();
+                log.alter_topic_config("t", [("retention.bytes".to_string(), Some(limit.to_string()))].into())
+                    .await
+                    .unwrap();
                 log.run_maintenance(0).await.unwrap();
                 for (q, model) in models.iter_mut().enumerate() {
                     let d = log.describe_partitions("t").unwrap()[q].clone();
@@ -119,7 +124,14 @@ async fn run(seed: u64, n_ops: usize) {
                 let t = rng.i64(0..10_500);
                 let expected = model.visible().iter().find(|r| r.2 >= t).map(|r| (r.0, r.2));
                 let got = log.list_offset("t", p, OffsetSpec::Timestamp(t)).await.unwrap();
-                assert_eq!(got, expected, "{context}: offset for time {t}; log start {}, records {:?}", model.log_start, &model.records[(model.log_start as usize).saturating_sub(3)..(model.log_start as usize + 8).min(model.records.len())]);
+                assert_eq!(
+                    got,
+                    expected,
+                    "{context}: offset for time {t}; log start {}, records {:?}",
+                    model.log_start,
+                    &model.records[(model.log_start as usize).saturating_sub(3)
+                        ..(model.log_start as usize + 8).min(model.records.len())]
+                );
             }
             90..=94 => {
                 if rng.bool() {
@@ -131,7 +143,11 @@ async fn run(seed: u64, n_ops: usize) {
             }
             _ => {
                 let (start, hw, leo) = log.partition("t", p).unwrap().offsets();
-                assert_eq!((start, hw, leo), (model.log_start, model.records.len() as i64, model.records.len() as i64), "{context}");
+                assert_eq!(
+                    (start, hw, leo),
+                    (model.log_start, model.records.len() as i64, model.records.len() as i64),
+                    "{context}"
+                );
             }
         }
     }

@@ -10,9 +10,13 @@ const DAY_MS: i64 = 86_400_000;
 async fn retention_by_bytes_deletes_whole_oldest_segments() {
     let dir = tempfile::tempdir().unwrap();
     let log = support::open(dir.path()).await;
-    log.create_topic("t", 1, configs(&[("segment.bytes", "1000"), ("retention.bytes", "3000"), ("retention.ms", "-1")]))
-        .await
-        .unwrap();
+    log.create_topic(
+        "t",
+        1,
+        configs(&[("segment.bytes", "1000"), ("retention.bytes", "3000"), ("retention.ms", "-1")]),
+    )
+    .await
+    .unwrap();
     for i in 0..100 {
         log.append("t", 0, values_batch(&format!("v{i}"), 2, 1000)).await.unwrap();
     }
@@ -35,7 +39,9 @@ async fn retention_by_bytes_deletes_whole_oldest_segments() {
 async fn retention_by_time_deletes_expired_segments_including_an_expired_active_one() {
     let dir = tempfile::tempdir().unwrap();
     let log = support::open(dir.path()).await;
-    log.create_topic("t", 1, configs(&[("segment.bytes", "1000"), ("retention.ms", &DAY_MS.to_string())])).await.unwrap();
+    log.create_topic("t", 1, configs(&[("segment.bytes", "1000"), ("retention.ms", &DAY_MS.to_string())]))
+        .await
+        .unwrap();
     let now = 100 * DAY_MS;
     // Old records (three days old), then fresh ones.
     for i in 0..30 {

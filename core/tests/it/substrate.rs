@@ -27,7 +27,9 @@ async fn keyed_records_land_where_kafka_would_put_them_and_keep_their_order() {
     let admin = embedded.admin();
     admin.create_topic(NewTopic { name: "orders".into(), n_partitions: 4, ..Default::default() }).await.unwrap();
     let producer = embedded.producer();
-    let records: Vec<_> = (0..40).map(|i| ProducerRecord::new("orders", Some(format!("customer-{}", i % 5)), format!("order-{i}"))).collect();
+    let records: Vec<_> = (0..40)
+        .map(|i| ProducerRecord::new("orders", Some(format!("customer-{}", i % 5)), format!("order-{i}")))
+        .collect();
     let sent = producer.send(records.clone()).await.unwrap();
     for (record, meta) in records.iter().zip(&sent) {
         assert_eq!(meta.partition, partition_for_key(record.key.as_ref().unwrap(), 4));
@@ -49,9 +51,16 @@ async fn a_consumer_resumes_from_its_group_offsets_after_a_restart() {
     let tp = TopicPartition::new("events", 0);
     {
         let embedded = open(dir.path()).await;
-        embedded.admin().create_topic(NewTopic { name: "events".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+        embedded
+            .admin()
+            .create_topic(NewTopic { name: "events".into(), n_partitions: 1, ..Default::default() })
+            .await
+            .unwrap();
         let producer = embedded.producer();
-        producer.send((0..10).map(|i| ProducerRecord::new("events", None::<String>, format!("e{i}"))).collect()).await.unwrap();
+        producer
+            .send((0..10).map(|i| ProducerRecord::new("events", None::<String>, format!("e{i}"))).collect())
+            .await
+            .unwrap();
         let mut consumer = embedded.consumer(group_config("g1"));
         consumer.assign(vec![tp.clone()]).await.unwrap();
         let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
@@ -70,8 +79,11 @@ async fn a_consumer_resumes_from_its_group_offsets_after_a_restart() {
     let committed = consumer.committed(&[tp.clone()]).await.unwrap();
     assert_eq!(committed[&tp].metadata, "checkpoint-a");
     let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
-    let values: Vec<String> =
-        batches.iter().flat_map(|b| b.records().unwrap()).map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap()).collect();
+    let values: Vec<String> = batches
+        .iter()
+        .flat_map(|b| b.records().unwrap())
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
     assert_eq!(values, vec!["e6", "e7", "e8", "e9"]);
     // Another group starts from the beginning; a group-less consumer cannot commit.
     let mut other = embedded.consumer(group_config("g2"));
@@ -90,7 +102,8 @@ async fn poll_waits_for_data_on_any_assigned_partition() {
     let dir = tempfile::tempdir().unwrap();
     let embedded = open(dir.path()).await;
     embedded.admin().create_topic(NewTopic { name: "t".into(), n_partitions: 3, ..Default::default() }).await.unwrap();
-    let mut consumer = embedded.consumer(ConsumerConfig { auto_offset_reset: AutoOffsetReset::Latest, ..Default::default() });
+    let mut consumer =
+        embedded.consumer(ConsumerConfig { auto_offset_reset: AutoOffsetReset::Latest, ..Default::default() });
     consumer.assign((0..3).map(|p| TopicPartition::new("t", p)).collect()).await.unwrap();
     let producer = embedded.producer();
     let poller = tokio::spawn(async move {
@@ -113,7 +126,8 @@ async fn admin_describes_and_changes_topics() {
     let admin = embedded.admin();
     let configs = [("retention.ms".to_string(), "60000".to_string())].into();
     admin.create_topic(NewTopic { name: "a".into(), n_partitions: 2, configs }).await.unwrap();
-    let topics: Vec<String> = admin.list_topics().await.unwrap().into_iter().filter(|t| !t.internal).map(|t| t.name).collect();
+    let topics: Vec<String> =
+        admin.list_topics().await.unwrap().into_iter().filter(|t| !t.internal).map(|t| t.name).collect();
     assert_eq!(topics, vec!["a"]);
     let (description, partitions) = admin.describe_topic("a").await.unwrap();
     assert_eq!((description.n_partitions, partitions.len()), (2, 2));
@@ -122,9 +136,17 @@ async fn admin_describes_and_changes_topics() {
     let entries = admin.describe_configs("a").await.unwrap();
     assert!(entries.iter().any(|e| e.name == "retention.ms" && e.value == "1000"));
     let tp = TopicPartition::new("a", 2);
-    embedded.producer().send(vec![ProducerRecord { partition: Some(2), ..ProducerRecord::new("a", None::<String>, "x") }]).await.unwrap();
+    embedded
+        .producer()
+        .send(vec![ProducerRecord { partition: Some(2), ..ProducerRecord::new("a", None::<String>, "x") }])
+        .await
+        .unwrap();
     assert_eq!(admin.list_offset(&tp, OffsetSpec::Latest).await.unwrap(), Some((1, -1)));
     assert_eq!(admin.delete_records(&tp, 1).await.unwrap(), 1);
+    let mut consumer = embedded.consumer(group_config("g"));
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    consumer.commit_positions().await.unwrap();
     admin.delete_topic("a").await.unwrap();
     assert!(admin.describe_topic("a").await.is_err());
+    assert!(admin.group_offsets("g").await.unwrap().is_empty(), "a deleted topic's committed offsets go with it");
 }

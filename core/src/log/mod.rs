@@ -174,6 +174,7 @@ struct Shared {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     flush: FlushQueue,
     shutdown: AtomicBool,
+    /// `true` once the maintenance thread must stop.
     maintenance_wake: (Mutex<bool>, Condvar),
     maintenance_lock: Mutex<()>,
     append_budget: Arc<Semaphore>,
@@ -203,9 +204,18 @@ struct Threads {
 
 impl Threads {
     fn stop(&self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
-        self.shared.flush.ready.notify_all();
-        self.shared.maintenance_wake.1.notify_all();
+        // Set the flag while holding each thread's wait lock, so a thread about to wait cannot miss
+        // the notification.
+        {
+            let _queue = self.shared.flush.queue.lock().expect("flush queue");
+            self.shared.shutdown.store(true, Ordering::SeqCst);
+            self.shared.flush.ready.notify_all();
+        }
+        {
+            let mut stop = self.shared.maintenance_wake.0.lock().expect("maintenance lock");
+            *stop = true;
+            self.shared.maintenance_wake.1.notify_all();
+        }
         for t in std::mem::take(&mut *self.handles.lock().expect("threads lock")) {
             let _ = t.join();
         }
@@ -757,11 +767,13 @@ fn maintenance(shared: &Arc<Shared>) {
     loop {
         {
             let (lock, wake) = &shared.maintenance_wake;
-            let guard = lock.lock().expect("maintenance lock");
-            let _ = wake.wait_timeout(guard, shared.config.maintenance_interval).expect("maintenance lock");
-        }
-        if shared.shutdown.load(Ordering::SeqCst) {
-            return;
+            let stop = lock.lock().expect("maintenance lock");
+            let (stop, _) = wake
+                .wait_timeout_while(stop, shared.config.maintenance_interval, |stop| !*stop)
+                .expect("maintenance lock");
+            if *stop {
+                return;
+            }
         }
         if let Err(error) = run_maintenance(shared, now_ms()) {
             tracing::warn!(%error, "maintenance pass failed");

@@ -705,7 +705,7 @@ impl Partition {
                 }
             }
             let active = state.active();
-            let result = (
+            (
                 seal_files,
                 active.file.clone(),
                 active.path.clone(),
@@ -713,8 +713,7 @@ impl Partition {
                 Position { segment_base: active.base_offset, position: active.size },
                 std::mem::take(&mut state.dir_dirty),
                 state.pending_seal.clone(),
-            );
-            result
+            )
         };
         let sync = || -> Result<()> {
             for (file, path, index, time_index) in &seal_files {

@@ -30,6 +30,7 @@ fn rounds(normal: usize, slow: usize) -> usize {
 /// The writer: appends batches `b<i>` of 1-20 records, several in flight, and prints
 /// `ack <batch> <base_offset> <n>` as each is acknowledged.
 #[test]
+#[allow(clippy::print_stdout)] // the parent reads the acknowledgements from stdout
 fn crash_writer_process() {
     let Some(dir) = std::env::var_os(WRITER_ENV) else { return };
     let compact = std::env::var_os("FRESHET_CRASH_COMPACT").is_some();

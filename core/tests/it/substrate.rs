@@ -76,7 +76,7 @@ async fn a_consumer_resumes_from_its_group_offsets_after_a_restart() {
     let mut consumer = embedded.consumer(group_config("g1"));
     consumer.assign(vec![tp.clone()]).await.unwrap();
     assert_eq!(consumer.position(&tp), Some(6));
-    let committed = consumer.committed(&[tp.clone()]).await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
     assert_eq!(committed[&tp].metadata, "checkpoint-a");
     let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
     let values: Vec<String> = batches

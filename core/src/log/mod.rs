@@ -181,7 +181,6 @@ struct Shared {
     /// Bumped whenever any partition's high watermark moves: consumers of many partitions wait on it.
     data_arrived: watch::Sender<u64>,
     recovery: Mutex<Vec<RecoveryReport>>,
-    _dir_lock: std::fs::File,
 }
 
 /// The log: every topic in one data directory.
@@ -200,6 +199,8 @@ pub struct Log {
 struct Threads {
     shared: Arc<Shared>,
     handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The open `.lock` file; its `flock` goes when the last handle does.
+    _dir_lock: std::fs::File,
 }
 
 impl Threads {
@@ -332,10 +333,9 @@ impl Log {
             maintenance_lock: Mutex::new(()),
             data_arrived: watch::Sender::new(0),
             recovery: Mutex::new(reports),
-            _dir_lock: dir_lock,
         });
-        let log =
-            Log { threads: Arc::new(Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()) }), shared };
+        let threads = Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()), _dir_lock: dir_lock };
+        let log = Log { threads: Arc::new(threads), shared };
         log.start_threads()?;
         Ok(log)
     }

@@ -376,6 +376,9 @@ impl Partition {
             }
         };
         let first_base = bases.first().copied().unwrap_or(0);
+        // Segments below the cleaner offset may have gaps that compaction left; without a
+        // checkpoint, nothing is known, so gaps are allowed everywhere.
+        let gaps_below = checkpoint.as_ref().map_or(i64::MAX, |c| c.cleaner_offset);
         let mut checkpoint = checkpoint.unwrap_or(Checkpoint {
             log_start_offset: first_base,
             recovery_point: first_base,
@@ -399,18 +402,19 @@ impl Partition {
             let base = bases[i];
             let is_last = i + 1 == bases.len();
             let synced = !is_last && bases[i + 1] <= recovery_point;
+            let contiguous = base >= gaps_below;
             let (segment, recovery) = if is_last {
                 if trust_all {
-                    Segment::open_active_clean(&dir, base, interval)?
+                    Segment::open_active_clean(&dir, base, interval, contiguous)?
                 } else {
                     report.n_segments_scanned += 1;
-                    Segment::open_recover(&dir, base, true, interval)?
+                    Segment::open_recover(&dir, base, true, interval, contiguous)?
                 }
             } else if trust_all || synced {
-                Segment::open_sealed(&dir, base, bases[i + 1], interval)?
+                Segment::open_sealed(&dir, base, bases[i + 1], interval, contiguous)?
             } else {
                 report.n_segments_scanned += 1;
-                let (segment, recovery) = Segment::open_recover(&dir, base, false, interval)?;
+                let (segment, recovery) = Segment::open_recover(&dir, base, false, interval, contiguous)?;
                 if !recovery.valid || segment.next_offset > bases[i + 1] {
                     // The log must be contiguous: drop everything after a damaged segment and make
                     // this one active again.
@@ -421,7 +425,7 @@ impl Partition {
                     bases.truncate(i + 1);
                     drop(segment);
                     report.bytes_truncated += recovery.bytes_truncated;
-                    let (segment, again) = Segment::open_recover(&dir, base, true, interval)?;
+                    let (segment, again) = Segment::open_recover(&dir, base, true, interval, contiguous)?;
                     report.n_indexes_rebuilt += usize::from(again.indexes_rebuilt);
                     segments.insert(base, segment);
                     break;
@@ -1045,7 +1049,7 @@ impl Partition {
         remove_if_exists(&segment::time_index_path(&self.dir, first))?;
         std::fs::rename(swap, segment::log_path(&self.dir, first)).at(swap)?;
         let next = next_after.unwrap_or(i64::MAX);
-        let (mut segment, _) = Segment::open_recover(&self.dir, first, false, config.index_interval_bytes)?;
+        let (mut segment, _) = Segment::open_recover(&self.dir, first, false, config.index_interval_bytes, false)?;
         segment.next_offset = next;
         segment.indexes.sync()?;
         sync_dir(&self.dir)?;

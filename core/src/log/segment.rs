@@ -255,6 +255,10 @@ pub(crate) struct Segment {
     pub(crate) indexes: Indexes,
     bytes_since_index: u64,
     indexes_damaged: bool,
+    /// Whether batches follow each other without gaps (never compacted): recovery then also
+    /// rejects a batch whose base offset is not the previous batch's next offset, which catches
+    /// damage to the base offset field (the CRC does not cover it).
+    pub(crate) contiguous: bool,
     /// Largest timestamp of the batches before the last time index entry check point.
     max_timestamp_indexed: i64,
 }
@@ -277,6 +281,7 @@ impl Segment {
             indexes,
             bytes_since_index: 0,
             indexes_damaged: false,
+            contiguous: true,
             max_timestamp_indexed: -1,
         })
     }
@@ -295,6 +300,7 @@ impl Segment {
         base_offset: i64,
         next_offset: i64,
         interval_bytes: u64,
+        contiguous: bool,
     ) -> Result<(Self, SegmentRecovery)> {
         let (path, file, len) = Self::open_file(dir, base_offset)?;
         let indexes = Indexes::open(dir, base_offset, false)?;
@@ -309,6 +315,7 @@ impl Segment {
             indexes,
             bytes_since_index: 0,
             indexes_damaged: false,
+            contiguous,
             max_timestamp_indexed: -1,
         };
         if segment.indexes_look_sane(len, true)? {
@@ -328,6 +335,7 @@ impl Segment {
         dir: &Path,
         base_offset: i64,
         interval_bytes: u64,
+        contiguous: bool,
     ) -> Result<(Self, SegmentRecovery)> {
         let (path, file, len) = Self::open_file(dir, base_offset)?;
         let indexes = Indexes::open(dir, base_offset, false)?;
@@ -342,6 +350,7 @@ impl Segment {
             indexes,
             bytes_since_index: 0,
             indexes_damaged: false,
+            contiguous,
             max_timestamp_indexed: -1,
         };
         if !segment.indexes_look_sane(len, false)? {
@@ -381,6 +390,7 @@ impl Segment {
         base_offset: i64,
         active: bool,
         interval_bytes: u64,
+        contiguous: bool,
     ) -> Result<(Self, SegmentRecovery)> {
         let (path, file, len) = Self::open_file(dir, base_offset)?;
         let indexes = Indexes::open(dir, base_offset, true)?;
@@ -395,6 +405,7 @@ impl Segment {
             indexes,
             bytes_since_index: 0,
             indexes_damaged: false,
+            contiguous,
             max_timestamp_indexed: -1,
         };
         let recovery = segment.recover(active, interval_bytes)?;
@@ -441,7 +452,12 @@ impl Segment {
         let mut buf = Vec::new();
         while position < len {
             let Some(header) = self.read_header(position, len).ok().flatten() else { break };
-            if header.base_offset < self.next_offset
+            let out_of_order = if self.contiguous {
+                header.base_offset != self.next_offset
+            } else {
+                header.base_offset < self.next_offset
+            };
+            if out_of_order
                 || header.last_offset < header.base_offset
                 || header.last_offset - self.base_offset > i64::from(u32::MAX)
             {

@@ -32,7 +32,7 @@ use std::path::PathBuf;
 use super::checkpoint::sync_dir;
 use super::partition::{Partition, SealedSegment};
 use super::segment;
-use crate::batch::{self, BatchBuilder, Batches, Compression};
+use crate::batch::{self, BatchBuilder, Compression};
 use crate::error::{IoContext, Result};
 
 /// What one compaction pass did.
@@ -48,10 +48,6 @@ pub struct CleanStats {
     pub n_records_removed: u64,
     /// The new cleaner offset.
     pub cleaner_offset: i64,
-}
-
-fn batches_of(segment: &SealedSegment) -> Result<Vec<u8>> {
-    segment.read_all()
 }
 
 /// Runs one pass over `partition` if it is compacted and dirty enough. `None`: nothing to do.
@@ -92,11 +88,9 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
         if scanned_end > first_dirty && map_bytes > buffer_bytes {
             break;
         }
-        let bytes = batches_of(segment)?;
-        for view in Batches::new(&bytes) {
-            let view = view?;
+        segment.for_each_batch(|view| {
             if view.compression()? != Compression::None || view.is_control() {
-                continue;
+                return Ok(());
             }
             for record in view.records()? {
                 let record = record?;
@@ -110,7 +104,8 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         scanned_end += 1;
     }
     let dirty_end_offset = sealed[scanned_end - 1].next_offset;
@@ -141,19 +136,17 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
         let mut changed = false;
         for segment in &group {
             stats.bytes_before += segment.size;
-            let bytes = batches_of(segment)?;
-            for view in Batches::new(&bytes) {
-                let view = view?;
+            segment.for_each_batch(|view| {
                 if view.last_offset() < log_start_offset {
                     changed = true;
                     stats.n_records_removed += view.record_count().max(0) as u64;
-                    continue;
+                    return Ok(());
                 }
                 let opaque = view.compression()? != Compression::None || view.is_control() || view.is_transactional();
                 if opaque {
                     out.write_all(view.as_bytes()).at(&cleaned_path)?;
                     stats.bytes_after += view.size() as u64;
-                    continue;
+                    return Ok(());
                 }
                 let keep = |record: &batch::RecordView<'_>| -> bool {
                     let Some(key) = record.key else { return true };
@@ -170,12 +163,12 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                 if n_keep == records.len() {
                     out.write_all(view.as_bytes()).at(&cleaned_path)?;
                     stats.bytes_after += view.size() as u64;
-                    continue;
+                    return Ok(());
                 }
                 changed = true;
                 stats.n_records_removed += (records.len() - n_keep) as u64;
                 if n_keep == 0 {
-                    continue;
+                    return Ok(());
                 }
                 let mut builder = BatchBuilder::like(&view);
                 for record in records.iter().filter(|r| keep(r)) {
@@ -186,7 +179,8 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                 batch::assign_in_place(&mut rebuilt, view.base_offset(), view.partition_leader_epoch(), None);
                 out.write_all(&rebuilt).at(&cleaned_path)?;
                 stats.bytes_after += rebuilt.len() as u64;
-            }
+                Ok(())
+            })?;
         }
         let file = out.into_inner().map_err(|e| crate::error::Error::io(&cleaned_path, e.into_error()))?;
         if !changed && group.len() == 1 {

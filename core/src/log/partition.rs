@@ -1078,9 +1078,43 @@ pub(crate) struct SealedSegment {
 }
 
 impl SealedSegment {
-    pub(crate) fn read_all(&self) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; self.size as usize];
-        self.file.read_exact_at(&mut buf, 0).at(&self.path)?;
-        Ok(buf)
+    /// Calls `f` for every batch, in order, reading through a buffer of one batch: memory stays
+    /// bounded by `max.message.bytes`, whatever the segment size. Every batch's CRC is checked, so
+    /// damaged data stops the caller instead of being copied on.
+    pub(crate) fn for_each_batch(&self, mut f: impl FnMut(BatchView<'_>) -> Result<()>) -> Result<()> {
+        use std::io::Read;
+        // Positional reads: the file's cursor belongs to the appender.
+        struct At<'a> {
+            file: &'a File,
+            position: u64,
+            end: u64,
+        }
+        impl std::io::Read for At<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min((self.end - self.position) as usize);
+                let n = self.file.read_at(&mut buf[..n], self.position)?;
+                self.position += n as u64;
+                Ok(n)
+            }
+        }
+        let mut reader =
+            std::io::BufReader::with_capacity(1 << 20, At { file: &self.file, position: 0, end: self.size });
+        let mut buf = Vec::new();
+        let mut position = 0u64;
+        while position < self.size {
+            let corrupt = |detail: String| Error::Corrupt { path: self.path.clone(), position, detail };
+            buf.resize(batch::LENGTH_PREFIX_BYTES, 0);
+            reader.read_exact(&mut buf).map_err(|e| corrupt(format!("cannot read a batch header: {e}")))?;
+            let size = batch::batch_size_from_prefix(&buf).map_err(|e| corrupt(e.to_string()))?;
+            buf.resize(size, 0);
+            reader
+                .read_exact(&mut buf[batch::LENGTH_PREFIX_BYTES..])
+                .map_err(|e| corrupt(format!("cannot read a batch of {size} bytes: {e}")))?;
+            let view = BatchView::parse(&buf).map_err(|e| corrupt(e.to_string()))?;
+            view.check_crc().map_err(|e| corrupt(e.to_string()))?;
+            f(view)?;
+            position += size as u64;
+        }
+        Ok(())
     }
 }

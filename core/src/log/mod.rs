@@ -267,10 +267,21 @@ impl Log {
         let lock_path = dir.join(LOCK_FILE);
         let dir_lock =
             std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).at(&lock_path)?;
-        dir_lock.try_lock().map_err(|_| Error::Io {
-            path: lock_path.clone(),
-            source: std::io::Error::new(std::io::ErrorKind::WouldBlock, "another process has this data directory open"),
-        })?;
+        // A process that just closed the log, or a child forked while it was open, can hold the
+        // lock for a moment: retry briefly before giving up.
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while dir_lock.try_lock().is_err() {
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::Io {
+                    path: lock_path.clone(),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::WouldBlock,
+                        "another process has this data directory open",
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // Topics deleted just before the process stopped.
         let deleted = dir.join(DELETED_DIR);
         for entry in std::fs::read_dir(&deleted).at(&deleted)? {

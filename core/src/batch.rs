@@ -287,20 +287,7 @@ impl<'a> BatchView<'a> {
             )));
         }
         if compression == Compression::None {
-            let mut n = 0i32;
-            for record in self.records()? {
-                let record = record?;
-                if record.offset_delta != n {
-                    return Err(Error::InvalidBatch(format!(
-                        "record {n} has offset delta {}, expected {n}",
-                        record.offset_delta
-                    )));
-                }
-                n += 1;
-            }
-            if n != count {
-                return Err(Error::InvalidBatch(format!("batch declares {count} records but holds {n}")));
-            }
+            check_records(self.records_bytes(), count)?;
         }
         Ok(())
     }
@@ -324,6 +311,50 @@ impl<'a> BatchView<'a> {
             ))),
         }
     }
+}
+
+/// Walks the records of an uncompressed batch checking their framing (every length adds up) and
+/// that offset deltas run 0, 1, 2, ... The append path's hot loop: it builds nothing.
+fn check_records(records: &[u8], count: i32) -> Result<()> {
+    let mut c = Cursor { bytes: records, at: 0 };
+    let mut n = 0i32;
+    while c.at < records.len() {
+        let length = c.varint()?;
+        let start = c.at;
+        let end = start + length.max(0) as usize;
+        if length < 0 || end > records.len() {
+            return Err(Error::InvalidBatch(format!("record length {length} runs past the end of the batch")));
+        }
+        let mut r = Cursor { bytes: &records[..end], at: start };
+        r.byte()?;
+        r.varlong()?;
+        let offset_delta = r.varint()?;
+        if offset_delta != n {
+            return Err(Error::InvalidBatch(format!("record {n} has offset delta {offset_delta}, expected {n}")));
+        }
+        r.skip_field()?;
+        r.skip_field()?;
+        let n_headers = r.varint()?;
+        if n_headers < 0 {
+            return Err(Error::InvalidBatch(format!("record has a negative header count {n_headers}")));
+        }
+        for _ in 0..n_headers {
+            r.skip_field()?;
+            r.skip_field()?;
+        }
+        if r.at != end {
+            return Err(Error::InvalidBatch(format!(
+                "record declares {length} bytes but its fields take {}",
+                r.at - start
+            )));
+        }
+        c.at = end;
+        n += 1;
+    }
+    if n != count {
+        return Err(Error::InvalidBatch(format!("batch declares {count} records but holds {n}")));
+    }
+    Ok(())
 }
 
 /// Patches the fields the log owns into a validated batch: base offset and leader epoch, and for
@@ -469,7 +500,20 @@ impl<'a> Cursor<'a> {
         self.at += 1;
         Ok(b)
     }
+    #[inline]
     fn varlong(&mut self) -> Result<i64> {
+        // Most varints in a record (lengths, small deltas) take one byte.
+        if let Some(&b) = self.bytes.get(self.at) {
+            if b < 0x80 {
+                self.at += 1;
+                let raw = u64::from(b);
+                return Ok(((raw >> 1) as i64) ^ -((raw & 1) as i64));
+            }
+        }
+        self.varlong_slow()
+    }
+    #[cold]
+    fn varlong_slow(&mut self) -> Result<i64> {
         let mut raw: u64 = 0;
         for shift in (0..70).step_by(7) {
             let b = self.byte()?;
@@ -483,10 +527,25 @@ impl<'a> Cursor<'a> {
         }
         Err(Error::InvalidBatch("varint is longer than 10 bytes".into()))
     }
+    #[inline]
     fn varint(&mut self) -> Result<i32> {
         let v = self.varlong()?;
         i32::try_from(v).map_err(|_| Error::InvalidBatch(format!("varint {v} does not fit in 32 bits")))
     }
+    /// Skips a length-prefixed field (-1 for null).
+    #[inline]
+    fn skip_field(&mut self) -> Result<()> {
+        let len = self.varint()?;
+        if len > 0 {
+            let end = self.at + len as usize;
+            if end > self.bytes.len() {
+                return Err(Error::InvalidBatch(format!("field of {len} bytes runs past the end of its record")));
+            }
+            self.at = end;
+        }
+        Ok(())
+    }
+    #[inline]
     fn bytes_field(&mut self) -> Result<Option<&'a [u8]>> {
         let len = self.varint()?;
         if len < 0 {

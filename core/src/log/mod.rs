@@ -579,17 +579,14 @@ impl Log {
     pub async fn append(&self, topic: &str, partition: u32, batch: impl Into<BytesMut>) -> Result<AppendInfo> {
         let partition = self.partition(topic, partition)?;
         let batch = batch.into();
+        partition.validate(&batch)?;
         let permits = (batch.len().min(self.shared.config.append_queue_bytes) as u32).max(1);
         let permit = self.shared.append_budget.clone().acquire_many_owned(permits).await.map_err(|_| Error::Closed)?;
         let (reply, response) = oneshot::channel();
         if partition.enqueue(PendingAppend { batch, reply, _permit: Some(permit) }) {
             let shared = self.shared.clone();
             let p = partition.clone();
-            tokio::task::spawn_blocking(move || {
-                if p.drain() {
-                    after_write(&shared, &p);
-                }
-            });
+            tokio::task::spawn_blocking(move || p.drain(|| after_write(&shared, &p)));
         }
         let info = response.await.map_err(|_| Error::Closed)??;
         if partition.durability() == Durability::Fsync {
@@ -750,13 +747,23 @@ fn flusher(shared: &Arc<Shared>) {
         };
         match next {
             Some(partition) => {
-                partition.flush_queued.store(false, Ordering::Release);
-                if let Err(error) = partition.flush() {
-                    tracing::error!(partition = ?partition, %error, "flush failed; the partition stops taking appends");
-                    partition.fail(error.to_string());
-                }
-                if shared.config.durability == Durability::Fsync {
-                    shared.data_arrived.send_modify(|n| *n += 1);
+                // One flusher per partition at a time: two fsyncs of one file would only queue
+                // behind each other. The flusher holding it goes round again while new appends
+                // keep arriving.
+                let Ok(_flushing) = partition.flush_lock.try_lock() else { continue };
+                loop {
+                    partition.flush_queued.store(false, Ordering::Release);
+                    if let Err(error) = partition.flush() {
+                        tracing::error!(partition = ?partition, %error, "flush failed; the partition stops taking appends");
+                        partition.fail(error.to_string());
+                        break;
+                    }
+                    if shared.config.durability == Durability::Fsync {
+                        shared.data_arrived.send_modify(|n| *n += 1);
+                    }
+                    if !partition.flush_queued.load(Ordering::Acquire) {
+                        break;
+                    }
                 }
             }
             None => {

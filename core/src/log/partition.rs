@@ -123,6 +123,9 @@ impl RecoveryReport {
     }
 }
 
+/// Batches written with one `writev` before their appenders are answered.
+const WRITE_GROUP_BYTES: u64 = 1 << 20;
+
 pub(crate) struct PendingAppend {
     pub(crate) batch: BytesMut,
     pub(crate) reply: oneshot::Sender<Result<AppendInfo>>,
@@ -221,6 +224,8 @@ pub struct Partition {
     high_watermark_tx: watch::Sender<i64>,
     durable_tx: watch::Sender<Durable>,
     pub(crate) flush_queued: AtomicBool,
+    /// Held by the flusher thread that is syncing this partition.
+    pub(crate) flush_lock: Mutex<()>,
 }
 
 impl std::fmt::Debug for Partition {
@@ -315,6 +320,7 @@ impl Partition {
             high_watermark_tx: watch::Sender::new(leo),
             durable_tx: watch::Sender::new(Durable { offset: leo, failed: false }),
             flush_queued: AtomicBool::new(false),
+            flush_lock: Mutex::new(()),
         })
     }
 
@@ -521,18 +527,28 @@ impl Partition {
 
     /// Appends everything queued, in queue order, until the queue is empty. Runs on a blocking
     /// thread; only one drain runs per partition at a time, which keeps appends in order.
-    pub(crate) fn drain(&self) -> bool {
-        let mut wrote = false;
+    ///
+    /// `on_write` runs after every write of up to `WRITE_GROUP_BYTES`, with no lock held, so the
+    /// flusher can start syncing the first megabyte while the next one is being written.
+    pub(crate) fn drain(&self, on_write: impl Fn()) {
         loop {
             let items: Vec<PendingAppend> = {
                 let mut queue = self.queue.lock().expect("queue lock");
                 if queue.items.is_empty() {
                     queue.draining = false;
-                    return wrote;
+                    return;
                 }
-                queue.items.drain(..).collect()
+                let mut bytes = 0u64;
+                let mut n = 0;
+                while n < queue.items.len() && bytes < WRITE_GROUP_BYTES {
+                    bytes += queue.items[n].batch.len() as u64;
+                    n += 1;
+                }
+                queue.items.drain(..n).collect()
             };
-            wrote |= self.append_group(items);
+            if self.append_group(items) {
+                on_write();
+            }
         }
     }
 
@@ -558,13 +574,17 @@ impl Partition {
         }
         let mut group: Vec<(PendingAppend, AppendInfo)> = Vec::new();
         let mut group_bytes = 0u64;
+        let mut group_records = 0i64;
         let mut wrote = false;
         for mut item in items {
-            if let Err(e) = self.validate(&item.batch, &config) {
-                let _ = item.reply.send(Err(e));
-                continue;
-            }
-            let view = BatchView::parse(&item.batch).expect("validated");
+            // Validated before it was queued (`Partition::validate`); parse only.
+            let view = match BatchView::parse(&item.batch) {
+                Ok(view) => view,
+                Err(e) => {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
+            };
             let n = i64::from(view.last_offset_delta());
             // As in Kafka, `segment.ms` compares record time: this batch's against the first batch's.
             let batch_time = match config.timestamp_type {
@@ -573,27 +593,31 @@ impl Partition {
             };
             let size = item.batch.len() as u64;
             let active = state.active();
-            let base_offset =
-                active.next_offset + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
+            let base_offset = active.next_offset + group_records;
             let needs_roll = active.size + group_bytes > 0
                 && (active.size + group_bytes + size > config.segment_bytes
                     || active.index_full(config.segment_index_bytes)
                     || active.rolling_timestamp.is_some_and(|t| batch_time.saturating_sub(t) > config.segment_ms)
                     || base_offset + n - active.base_offset > i64::from(u32::MAX));
-            if needs_roll {
+            if needs_roll || group_bytes >= WRITE_GROUP_BYTES {
+                // Write what is gathered: before a roll it belongs in the old segment, and past
+                // WRITE_GROUP_BYTES its appenders should hear back without waiting for the rest.
                 wrote |= self.write_group(&mut state, std::mem::take(&mut group), &config);
                 group_bytes = 0;
+                group_records = 0;
+            }
+            if needs_roll {
                 let new_base = state.log_end_offset();
                 if let Err(e) = self.roll(&mut state, new_base, &config) {
                     let _ = item.reply.send(Err(e));
                     continue;
                 }
             }
-            let base_offset =
-                state.log_end_offset() + group.iter().map(|(_, i)| i.last_offset - i.base_offset + 1).sum::<i64>();
+            let base_offset = state.log_end_offset() + group_records;
             let log_append_time = (config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
             batch::assign_in_place(&mut item.batch, base_offset, state.current_epoch(), log_append_time);
             group_bytes += size;
+            group_records += n + 1;
             let info = AppendInfo {
                 base_offset,
                 last_offset: base_offset + n,
@@ -606,7 +630,15 @@ impl Partition {
         wrote
     }
 
-    fn validate(&self, batch: &[u8], config: &TopicConfig) -> Result<()> {
+    /// Checks a batch before it is queued for append: size, framing, CRC, counts and, on compacted
+    /// topics, keys. Pure CPU work, done by the caller so that validation of one batch overlaps
+    /// the write of the previous ones.
+    pub(crate) fn validate(&self, batch: &[u8]) -> Result<()> {
+        let config = self.config();
+        self.validate_with(batch, &config)
+    }
+
+    fn validate_with(&self, batch: &[u8], config: &TopicConfig) -> Result<()> {
         if batch.len() > config.max_message_bytes {
             return Err(Error::BatchTooLarge {
                 topic: self.topic.clone(),

@@ -576,6 +576,9 @@ impl Log {
 
     /// Appends one record batch (v2, as a producer encoded it) to a partition and returns where it
     /// landed once the log's durability condition holds for it.
+    ///
+    /// The batch takes its place in the partition's queue when the future is first polled, so
+    /// appends polled in order land in that order, however many are in flight.
     pub async fn append(&self, topic: &str, partition: u32, batch: impl Into<BytesMut>) -> Result<AppendInfo> {
         let partition = self.partition(topic, partition)?;
         let batch = batch.into();
@@ -750,7 +753,7 @@ fn flusher(shared: &Arc<Shared>) {
                 // One flusher per partition at a time: two fsyncs of one file would only queue
                 // behind each other. The flusher holding it goes round again while new appends
                 // keep arriving.
-                let Ok(_flushing) = partition.flush_lock.try_lock() else { continue };
+                let Ok(flushing) = partition.flush_lock.try_lock() else { continue };
                 loop {
                     partition.flush_queued.store(false, Ordering::Release);
                     if let Err(error) = partition.flush() {
@@ -764,6 +767,13 @@ fn flusher(shared: &Arc<Shared>) {
                     if !partition.flush_queued.load(Ordering::Acquire) {
                         break;
                     }
+                }
+                drop(flushing);
+                // An append that queued the partition after the last check, while it was still
+                // locked here, was skipped by the flusher that popped it: queue it again.
+                if partition.flush_queued.load(Ordering::Acquire) {
+                    shared.flush.queue.lock().expect("flush queue").push_back(partition);
+                    shared.flush.ready.notify_one();
                 }
             }
             None => {

@@ -176,3 +176,58 @@ async fn topics_are_created_described_altered_grown_and_deleted() {
     log.create_topic("a", 1, Default::default()).await.unwrap();
     assert!(read_all(&log, "a", 0).await.is_empty(), "a re-created topic starts empty");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_concurrent_appenders_are_all_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("t", 2, configs(&[("segment.bytes", "20000")])).await.unwrap();
+    let mut tasks = tokio::task::JoinSet::new();
+    for appender in 0..8u32 {
+        let log = log.clone();
+        tasks.spawn(async move {
+            let mut in_flight = tokio::task::JoinSet::new();
+            for i in 0..400 {
+                let log = log.clone();
+                let batch = values_batch(&format!("a{appender}-{i}"), 1 + i % 3, 1);
+                in_flight.spawn(async move { log.append("t", appender % 2, batch).await.unwrap() });
+                if in_flight.len() > 16 {
+                    in_flight.join_next().await.unwrap().unwrap();
+                }
+            }
+            while in_flight.join_next().await.is_some() {}
+        });
+    }
+    // A lost wake-up between appenders and flushers would hang here.
+    tokio::time::timeout(Duration::from_secs(120), async {
+        while let Some(r) = tasks.join_next().await {
+            r.unwrap();
+        }
+    })
+    .await
+    .expect("every append is acknowledged");
+    let n: usize = (0..2).map(|p| log.partition("t", p).unwrap().offsets().2 as usize).sum();
+    assert_eq!(n, 8 * (0..400).map(|i| 1 + i % 3).sum::<usize>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_appends_from_one_caller_keep_their_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("t", 1, Default::default()).await.unwrap();
+    // Appends take their place in the partition's queue when first polled, as a connection's
+    // requests would: poll each once, in order, then wait for all of them.
+    let mut appends: Vec<_> =
+        (0..200).map(|i| Box::pin(log.append("t", 0, values_batch(&format!("p{i}"), 2, 1)))).collect();
+    let mut done = Vec::new();
+    for append in &mut appends {
+        if let std::task::Poll::Ready(info) = futures::poll!(append.as_mut()) {
+            done.push(info);
+        }
+    }
+    assert!(done.is_empty(), "an fsync'd append cannot be acknowledged on its first poll");
+    for (i, append) in appends.into_iter().enumerate() {
+        let info = append.await.unwrap();
+        assert_eq!(info.base_offset, 2 * i as i64, "append {i} overtook another");
+    }
+}

@@ -13,6 +13,7 @@ pub mod error;
 pub mod log;
 
 pub use error::{Error, Result};
+pub mod compression;
 pub mod group;
 pub mod partitioner;
 pub mod substrate;

@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::batch::{BatchBuilder, Batches, Header};
+use crate::batch::{BatchBuilder, Batches, Compression, Header};
 use crate::config::ConfigEntry;
 use crate::error::{Error, Result};
 pub use crate::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
@@ -150,7 +150,13 @@ impl ConsumedBatches {
             if batch.is_control() {
                 continue;
             }
-            for record in batch.records()? {
+            // Uncompressed records share the fetched buffer; compressed ones share their batch's
+            // decompressed buffer.
+            let section = match batch.compression()? {
+                Compression::None => self.bytes.slice_ref(batch.records_bytes()),
+                _ => Bytes::from(batch.decompressed_records()?),
+            };
+            for record in batch.records_in(&section) {
                 let record = record?;
                 if record.offset < self.from_offset {
                     continue;
@@ -158,8 +164,8 @@ impl ConsumedBatches {
                 out.push(ConsumerRecord {
                     offset: record.offset,
                     timestamp: record.timestamp,
-                    key: record.key.map(|k| self.bytes.slice_ref(k)),
-                    value: record.value.map(|v| self.bytes.slice_ref(v)),
+                    key: record.key.map(|k| section.slice_ref(k)),
+                    value: record.value.map(|v| section.slice_ref(v)),
                     headers: record.headers()?,
                 });
             }

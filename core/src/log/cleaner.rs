@@ -21,8 +21,9 @@
 //! offsets it replaces (`<base>.<end>.swap`), so recovery needs nothing else, even when every record
 //! of the range was compacted away and the file is empty.
 //!
-//! Batches the compactor cannot decode (compressed with a codec this build does not read,
-//! transactional and control batches) are kept as they are.
+//! Compressed batches are decompressed to read their keys, and a rewritten one is compressed again
+//! with its own codec. Transactional and control batches are kept as they are (transactions come
+//! with the broker).
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -89,11 +90,10 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
             break;
         }
         segment.for_each_batch(|view| {
-            if view.compression()? != Compression::None || view.is_control() {
+            if view.is_control() {
                 return Ok(());
             }
-            for record in view.records()? {
-                let record = record?;
+            view.for_each_record(|record| {
                 if let Some(key) = record.key {
                     match latest.get_mut(key) {
                         Some(offset) => *offset = record.offset,
@@ -103,8 +103,8 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                         }
                     }
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })?;
         scanned_end += 1;
     }
@@ -142,7 +142,7 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                     stats.n_records_removed += view.record_count().max(0) as u64;
                     return Ok(());
                 }
-                let opaque = view.compression()? != Compression::None || view.is_control() || view.is_transactional();
+                let opaque = view.is_control() || view.is_transactional();
                 if opaque {
                     out.write_all(view.as_bytes()).at(&cleaned_path)?;
                     stats.bytes_after += view.size() as u64;
@@ -158,7 +158,12 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                         && view.max_timestamp() < delete_horizon;
                     !expired_tombstone
                 };
-                let records: Vec<_> = view.records()?.collect::<Result<_>>()?;
+                let codec = view.compression()?;
+                let section = match codec {
+                    Compression::None => std::borrow::Cow::Borrowed(view.records_bytes()),
+                    _ => std::borrow::Cow::Owned(view.decompressed_records()?),
+                };
+                let records: Vec<_> = view.records_in(&section).collect::<Result<_>>()?;
                 let n_keep = records.iter().filter(|r| keep(r)).count();
                 if n_keep == records.len() {
                     out.write_all(view.as_bytes()).at(&cleaned_path)?;
@@ -175,7 +180,7 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                     builder.push_view(record)?;
                 }
                 builder.set_last_offset_delta(view.last_offset_delta());
-                let mut rebuilt = bytes::BytesMut::from(&builder.finish()[..]);
+                let mut rebuilt = bytes::BytesMut::from(&builder.finish_compressed(codec)?[..]);
                 batch::assign_in_place(&mut rebuilt, view.base_offset(), view.partition_leader_epoch(), None);
                 out.write_all(&rebuilt).at(&cleaned_path)?;
                 stats.bytes_after += rebuilt.len() as u64;

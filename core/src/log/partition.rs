@@ -655,15 +655,14 @@ impl Partition {
             )));
         }
         view.validate()?;
-        if config.cleanup_policy.compact && view.compression()? == batch::Compression::None {
-            for record in view.records()? {
-                if record?.key.is_none() {
-                    return Err(Error::InvalidBatch(format!(
-                        "topic \"{}\" is compacted (cleanup.policy includes compact) and every record needs a key",
-                        self.topic
-                    )));
-                }
-            }
+        if config.cleanup_policy.compact && !view.is_control() {
+            view.for_each_record(|record| match record.key {
+                Some(_) => Ok(()),
+                None => Err(Error::InvalidBatch(format!(
+                    "topic \"{}\" is compacted (cleanup.policy includes compact) and every record needs a key",
+                    self.topic
+                ))),
+            })?;
         }
         Ok(())
     }
@@ -877,19 +876,17 @@ impl Partition {
                 let mut buf = vec![0u8; header.size as usize];
                 segment.file.read_exact_at(&mut buf, header.position).at(&segment.path)?;
                 let view = BatchView::parse(&buf)?;
-                match view.records() {
-                    Ok(records) => {
-                        for record in records {
-                            let record = record?;
-                            if record.timestamp >= timestamp && record.offset >= start {
-                                return Ok(Some((record.offset, record.timestamp)));
-                            }
-                        }
-                        // Only records below the log start offset matched: keep looking.
+                let mut found = None;
+                view.for_each_record(|record| {
+                    if found.is_none() && record.timestamp >= timestamp && record.offset >= start {
+                        found = Some((record.offset, record.timestamp));
                     }
-                    // Compressed batches are not decoded here: answer with the batch.
-                    Err(_) => return Ok(Some((header.base_offset.max(start), header.max_timestamp))),
+                    Ok(())
+                })?;
+                if found.is_some() {
+                    return Ok(found);
                 }
+                // Only records below the log start offset matched: keep looking.
             }
         }
         Ok(None)

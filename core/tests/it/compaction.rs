@@ -168,3 +168,45 @@ async fn a_crash_at_any_step_of_installing_compacted_output_loses_nothing() {
         );
     }
 }
+
+#[tokio::test]
+async fn compressed_batches_are_compacted_and_keep_their_codec() {
+    use freshet_core::batch::{BatchBuilder, BatchView, Batches, Compression};
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("c", 1, compact_configs()).await.unwrap();
+    let codecs = [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd, Compression::None];
+    let mut model = Model::new();
+    for round in 0..20 {
+        let mut b = BatchBuilder::default();
+        let mut rows = Vec::new();
+        for k in 0..5 {
+            let (key, value) = (format!("k{}", (round + k) % 8), format!("r{round}-{k}"));
+            b.push(Some(key.as_bytes()), Some(value.as_bytes()), &[], 1000);
+            rows.push((key, Some(value)));
+        }
+        let codec = codecs[round % codecs.len()];
+        let info = log.append("c", 0, bytes::BytesMut::from(&b.finish_compressed(codec).unwrap()[..])).await.unwrap();
+        for (i, (key, value)) in rows.into_iter().enumerate() {
+            model.push((info.base_offset + i as i64, key, value));
+        }
+    }
+    log.run_maintenance(2000).await.unwrap();
+    let actual = read_all(&log, "c", 0).await;
+    let mut codecs_seen = std::collections::BTreeSet::new();
+    let mut offset = 0;
+    loop {
+        let fetched = log.read("c", 0, offset, 1 << 20).await.unwrap();
+        if fetched.batches.is_empty() {
+            break;
+        }
+        for batch in Batches::new(&fetched.batches) {
+            let batch: BatchView<'_> = batch.unwrap();
+            codecs_seen.insert(format!("{:?}", batch.compression().unwrap()));
+            offset = batch.next_offset();
+        }
+    }
+    assert!(actual.len() < model.len(), "nothing was compacted");
+    check_against_model(&actual, &model, false);
+    assert!(codecs_seen.len() > 2, "rewritten batches keep their codecs: {codecs_seen:?}");
+}

@@ -150,3 +150,29 @@ async fn admin_describes_and_changes_topics() {
     assert!(admin.describe_topic("a").await.is_err());
     assert!(admin.group_offsets("g").await.unwrap().is_empty(), "a deleted topic's committed offsets go with it");
 }
+
+#[tokio::test]
+async fn consumers_read_compressed_batches_as_records() {
+    use freshet_core::batch::{BatchBuilder, Compression};
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    embedded.admin().create_topic(NewTopic { name: "z".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+    for (i, codec) in
+        [Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd].into_iter().enumerate()
+    {
+        let mut b = BatchBuilder::default();
+        b.push(Some(b"key"), Some(format!("value-{i}").as_bytes()), &[], 1000);
+        embedded.log().append("z", 0, bytes::BytesMut::from(&b.finish_compressed(codec).unwrap()[..])).await.unwrap();
+    }
+    let mut consumer = embedded.consumer(ConsumerConfig::default());
+    let tp = TopicPartition::new("z", 0);
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    consumer.seek_to_offset(&tp, 2).unwrap();
+    let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
+    let values: Vec<String> = batches
+        .iter()
+        .flat_map(|b| b.records().unwrap())
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect();
+    assert_eq!(values, vec!["value-2", "value-3"]);
+}

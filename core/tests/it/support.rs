@@ -53,16 +53,14 @@ pub(crate) async fn read_all(log: &Log, topic: &str, partition: u32) -> Vec<(i64
         for batch in Batches::new(&fetched.batches) {
             let batch = batch.unwrap();
             batch.check_crc().unwrap();
-            for r in batch.records().unwrap() {
-                let r = r.unwrap();
-                if r.offset >= position {
-                    out.push((
-                        r.offset,
-                        r.key.map(|k| fetched.batches.slice_ref(k)),
-                        r.value.map(|v| fetched.batches.slice_ref(v)),
-                    ));
-                }
-            }
+            batch
+                .for_each_record(|r| {
+                    if r.offset >= position {
+                        out.push((r.offset, r.key.map(Bytes::copy_from_slice), r.value.map(Bytes::copy_from_slice)));
+                    }
+                    Ok(())
+                })
+                .unwrap();
             position = batch.next_offset();
         }
     }

@@ -35,11 +35,16 @@ fn crash_writer_process() {
     let Some(dir) = std::env::var_os(WRITER_ENV) else { return };
     let compact = std::env::var_os("FRESHET_CRASH_COMPACT").is_some();
     let life = std::env::var("FRESHET_CRASH_LIFE").unwrap_or_default();
+    // With a file-size limit (the disk "fills up"), failed appends are reported, not fatal.
+    let full_disk = std::env::var_os("FRESHET_CRASH_FULL_DISK").is_some();
+    let n_errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
         let log = Log::open(&dir, support::config(Durability::Fsync)).await.unwrap();
         let topic_configs = if compact {
             configs(&[("cleanup.policy", "compact"), ("segment.bytes", "4000"), ("min.cleanable.dirty.ratio", "0.01")])
+        } else if full_disk {
+            configs(&[("index.interval.bytes", "500")])
         } else {
             configs(&[("segment.bytes", "20000"), ("index.interval.bytes", "500")])
         };
@@ -62,10 +67,22 @@ fn crash_writer_process() {
                 values_batch(&format!("L{life}b{i}"), n, 1000)
             };
             let log2 = log.clone();
+            let errors = n_errors.clone();
             in_flight.spawn(async move {
-                let info = log2.append("t", 0, batch).await.unwrap();
-                println!("ack {i} {} {n}", info.base_offset);
+                match log2.append("t", 0, batch).await {
+                    Ok(info) => println!("ack {i} {} {n}", info.base_offset),
+                    Err(e) if full_disk => {
+                        println!("err {i} {e}");
+                        errors.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                    Err(e) => panic!("append failed: {e}"),
+                }
             });
+            if n_errors.load(std::sync::atomic::Ordering::SeqCst) >= 20 {
+                while in_flight.join_next().await.is_some() {}
+                println!("done");
+                return;
+            }
             while in_flight.len() >= 8 {
                 in_flight.join_next().await.unwrap().unwrap();
             }
@@ -77,14 +94,15 @@ fn crash_writer_process() {
 }
 
 /// Acknowledged batches: (batch number, base offset, record count).
+fn writer_command() -> Command {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["crash::crash_writer_process", "--exact", "--nocapture", "--test-threads", "1"]);
+    cmd
+}
+
 fn run_writer_and_kill(dir: &Path, compact: bool, life: usize, kill_after: Duration) -> Vec<(u64, i64, usize)> {
-    let exe = std::env::current_exe().unwrap();
-    let mut cmd = Command::new(exe);
-    cmd.args(["crash::crash_writer_process", "--exact", "--nocapture", "--test-threads", "1"])
-        .env(WRITER_ENV, dir)
-        .env("FRESHET_CRASH_LIFE", life.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+    let mut cmd = writer_command();
+    cmd.env(WRITER_ENV, dir).env("FRESHET_CRASH_LIFE", life.to_string()).stdout(Stdio::piped()).stderr(Stdio::null());
     if compact {
         cmd.env("FRESHET_CRASH_COMPACT", "1");
     }
@@ -350,4 +368,65 @@ async fn a_bit_flip_in_synced_data_is_reported_on_read_not_returned() {
     let message = e.to_string();
     assert!(message.contains("corrupt data in") && message.contains("CRC-32C mismatch"), "{message}");
     assert!(message.contains("00000000000000000000.log at byte 0"), "{message}");
+}
+
+#[test]
+fn a_full_disk_fails_appends_cleanly_and_keeps_every_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    // `ulimit -f` makes writes past 2 MiB fail with EFBIG, as a full disk fails them with ENOSPC;
+    // SIGXFSZ is ignored so the write returns the error instead of killing the process.
+    let exe = std::env::current_exe().unwrap();
+    let output = Command::new("bash")
+        .arg("-c")
+        .arg(r#"trap '' XFSZ; ulimit -f 2048; exec "$0" "$@""#)
+        .arg(exe)
+        .args(["crash::crash_writer_process", "--exact", "--nocapture", "--test-threads", "1"])
+        .env(WRITER_ENV, dir.path())
+        .env("FRESHET_CRASH_FULL_DISK", "1")
+        .env("FRESHET_CRASH_LIFE", "0")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("done"),
+        "the writer did not finish:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let mut acked = Vec::new();
+    let mut errors = Vec::new();
+    for line in stdout.lines() {
+        let parts: Vec<&str> = line.splitn(3, ' ').collect();
+        match parts[0] {
+            "ack" => {
+                let rest: Vec<&str> = parts[2].split(' ').collect();
+                acked.push((
+                    parts[1].parse::<u64>().unwrap(),
+                    rest[0].parse::<i64>().unwrap(),
+                    rest[1].parse::<usize>().unwrap(),
+                ));
+            }
+            "err" => errors.push(parts[2].to_owned()),
+            _ => {}
+        }
+    }
+    assert!(!acked.is_empty() && errors.len() >= 20, "{} acks, {} errors", acked.len(), errors.len());
+    assert!(errors.iter().all(|e| e.contains("nothing was written")), "{errors:?}");
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        let log = support::open(dir.path()).await;
+        let records = read_all(&log, "t", 0).await;
+        // Exactly the acknowledged batches are in the log: failed appends left nothing behind.
+        let mut expected = Vec::new();
+        acked.sort_by_key(|a| a.1);
+        for (batch, base, n) in &acked {
+            for j in 0..*n {
+                expected.push((base + j as i64, format!("L0b{batch}-{j}")));
+            }
+        }
+        let got: Vec<(i64, String)> = records.iter().map(|r| (r.0, text(&r.2).unwrap())).collect();
+        assert_eq!(got, expected);
+        // With room again, appends continue at the next offset.
+        let next = log.append("t", 0, values_batch("after", 1, 1)).await.unwrap();
+        assert_eq!(next.base_offset, expected.len() as i64);
+    });
 }

@@ -177,6 +177,57 @@ fn engine_run(runtime: &tokio::runtime::Runtime, dir: &Path, case: &Case, batche
     rates
 }
 
+/// Opening a partition of many segments, after a clean shutdown and after a crash, beside the
+/// time to merely open and stat its files.
+fn open_benchmark(runtime: &tokio::runtime::Runtime, dir: &Path) {
+    let n_segments = env_usize("FRESHET_BENCH_SEGMENTS", 2000);
+    let case_dir = dir.join("open");
+    runtime.block_on(async {
+        let config = LogConfig { durability: Durability::OsCache, ..LogConfig::default() };
+        let log = Log::open(&case_dir, config).await.unwrap();
+        let configs = [("segment.bytes".to_string(), "4096".to_string())].into();
+        log.create_topic("many", 1, configs).await.unwrap();
+        let mut b = BatchBuilder::default();
+        for i in 0..30 {
+            b.push(Some(format!("k{i}").as_bytes()), Some(&[b'v'; 100]), &[], 1_700_000_000_000);
+        }
+        let batch = b.finish();
+        while log.describe_partitions("many").unwrap()[0].n_segments < n_segments {
+            log.append("many", 0, BytesMut::from(&batch[..])).await.unwrap();
+        }
+        log.close().await.unwrap();
+    });
+    let pdir = case_dir.join("topics/many/0");
+    let start = Instant::now();
+    let mut n_files = 0;
+    for entry in std::fs::read_dir(&pdir).unwrap() {
+        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
+        std::hint::black_box(file.metadata().unwrap().len());
+        n_files += 1;
+    }
+    let limit_ms = start.elapsed().as_secs_f64() * 1e3;
+    for (label, clean) in [("after a clean shutdown", true), ("after a crash", false)] {
+        let config = || LogConfig { durability: Durability::OsCache, ..LogConfig::default() };
+        if !clean {
+            // Open and drop without closing: the next open recovers.
+            runtime.block_on(async { drop(Log::open(&case_dir, config()).await.unwrap()) });
+        }
+        let start = Instant::now();
+        let log = runtime.block_on(Log::open(&case_dir, config())).unwrap();
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        let report = log.recovery_reports().into_iter().find(|r| r.topic == "many").unwrap();
+        println!(
+            "  open {n_segments} segments {label:<23} {ms:>8.1} ms = {:>5.1}x opening and stating its {n_files} files ({limit_ms:.1} ms); rescanned {} segments",
+            ms / limit_ms,
+            report.n_segments_scanned
+        );
+        if clean {
+            runtime.block_on(log.close()).unwrap();
+        }
+    }
+    std::fs::remove_dir_all(&case_dir).unwrap();
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -260,6 +311,9 @@ fn main() {
             verdict(ratio, Some(case.target))
         );
         reads.push((format!("hot read after {label}"), best_read));
+    }
+    if only.is_empty() || "open".contains(&only) {
+        open_benchmark(&runtime, dir.path());
     }
     for (name, rate) in reads {
         println!(

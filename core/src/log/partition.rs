@@ -403,6 +403,8 @@ impl Partition {
         }
 
         let mut segments = BTreeMap::new();
+        // Segments whose files recovery changed, to sync before the partition is used.
+        let mut touched = Vec::new();
         let mut i = 0;
         while i < bases.len() {
             let base = bases[i];
@@ -433,6 +435,7 @@ impl Partition {
                     report.bytes_truncated += recovery.bytes_truncated;
                     let (segment, again) = Segment::open_recover(&dir, base, true, interval, contiguous)?;
                     report.n_indexes_rebuilt += usize::from(again.indexes_rebuilt);
+                    touched.push(base);
                     segments.insert(base, segment);
                     break;
                 }
@@ -440,6 +443,9 @@ impl Partition {
             };
             report.bytes_truncated += recovery.bytes_truncated;
             report.n_indexes_rebuilt += usize::from(recovery.indexes_rebuilt);
+            if recovery.indexes_rebuilt || recovery.bytes_truncated > 0 {
+                touched.push(base);
+            }
             segments.insert(base, segment);
             i += 1;
         }
@@ -456,10 +462,10 @@ impl Partition {
         if checkpoint.leader_epochs.is_empty() {
             checkpoint.leader_epochs.push((0, checkpoint.log_start_offset));
         }
-        if !trust_all || report.repaired() {
-            // Make what recovery kept durable before anyone relies on it.
-            for segment in segments.values() {
-                if segment.base_offset >= recovery_point || report.repaired() {
+        if !touched.is_empty() || report.repaired() {
+            // Make what recovery rebuilt or cut durable before anyone relies on it.
+            for base in &touched {
+                if let Some(segment) = segments.get(base) {
                     segment.sync()?;
                     segment.indexes.sync()?;
                 }

@@ -286,11 +286,27 @@ impl Segment {
         })
     }
 
-    fn open_file(dir: &Path, base_offset: i64) -> Result<(PathBuf, File, u64)> {
+    /// Opens an existing segment's files, bookkeeping not yet filled in: `size` is the file
+    /// length and `next_offset` the base. `truncate_indexes` starts the indexes afresh.
+    fn open_existing(dir: &Path, base_offset: i64, truncate_indexes: bool, contiguous: bool) -> Result<Self> {
         let path = log_path(dir, base_offset);
         let file = OpenOptions::new().read(true).write(true).open(&path).at(&path)?;
-        let len = file.metadata().at(&path)?.len();
-        Ok((path, file, len))
+        let size = file.metadata().at(&path)?.len();
+        let indexes = Indexes::open(dir, base_offset, truncate_indexes)?;
+        Ok(Segment {
+            base_offset,
+            path,
+            file: Arc::new(file),
+            size,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            rolling_timestamp: None,
+            indexes,
+            bytes_since_index: 0,
+            indexes_damaged: false,
+            contiguous,
+            max_timestamp_indexed: -1,
+        })
     }
 
     /// Opens a sealed segment that is known to have been synced: trusts its indexes when they pass a
@@ -302,22 +318,9 @@ impl Segment {
         interval_bytes: u64,
         contiguous: bool,
     ) -> Result<(Self, SegmentRecovery)> {
-        let (path, file, len) = Self::open_file(dir, base_offset)?;
-        let indexes = Indexes::open(dir, base_offset, false)?;
-        let mut segment = Segment {
-            base_offset,
-            path,
-            file: Arc::new(file),
-            size: len,
-            next_offset,
-            max_timestamp: -1,
-            rolling_timestamp: None,
-            indexes,
-            bytes_since_index: 0,
-            indexes_damaged: false,
-            contiguous,
-            max_timestamp_indexed: -1,
-        };
+        let mut segment = Self::open_existing(dir, base_offset, false, contiguous)?;
+        let len = segment.size;
+        segment.next_offset = next_offset;
         if segment.indexes_look_sane(len, true)? {
             if let Some(last) = segment.indexes.last_time_entry()? {
                 segment.max_timestamp = last.max_timestamp;
@@ -337,22 +340,8 @@ impl Segment {
         interval_bytes: u64,
         contiguous: bool,
     ) -> Result<(Self, SegmentRecovery)> {
-        let (path, file, len) = Self::open_file(dir, base_offset)?;
-        let indexes = Indexes::open(dir, base_offset, false)?;
-        let mut segment = Segment {
-            base_offset,
-            path,
-            file: Arc::new(file),
-            size: len,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            rolling_timestamp: None,
-            indexes,
-            bytes_since_index: 0,
-            indexes_damaged: false,
-            contiguous,
-            max_timestamp_indexed: -1,
-        };
+        let mut segment = Self::open_existing(dir, base_offset, false, contiguous)?;
+        let len = segment.size;
         if !segment.indexes_look_sane(len, false)? {
             let recovery = segment.recover(true, interval_bytes)?;
             return Ok((segment, recovery));
@@ -392,22 +381,7 @@ impl Segment {
         interval_bytes: u64,
         contiguous: bool,
     ) -> Result<(Self, SegmentRecovery)> {
-        let (path, file, len) = Self::open_file(dir, base_offset)?;
-        let indexes = Indexes::open(dir, base_offset, true)?;
-        let mut segment = Segment {
-            base_offset,
-            path,
-            file: Arc::new(file),
-            size: len,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            rolling_timestamp: None,
-            indexes,
-            bytes_since_index: 0,
-            indexes_damaged: false,
-            contiguous,
-            max_timestamp_indexed: -1,
-        };
+        let mut segment = Self::open_existing(dir, base_offset, true, contiguous)?;
         let recovery = segment.recover(active, interval_bytes)?;
         Ok((segment, recovery))
     }

@@ -231,3 +231,26 @@ async fn pipelined_appends_from_one_caller_keep_their_order() {
         assert_eq!(info.base_offset, 2 * i as i64, "append {i} overtook another");
     }
 }
+
+#[tokio::test]
+async fn every_durability_mode_acknowledges_appends_and_keeps_them_across_a_restart() {
+    use freshet_core::config::Durability;
+    for durability in [Durability::Fsync, Durability::Interval { flush_interval_ms: 20 }, Durability::OsCache] {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || freshet_core::log::Log::open(dir.path(), support::config(durability));
+        let log = open().await.unwrap();
+        log.create_topic("t", 1, configs(&[("segment.bytes", "2000")])).await.unwrap();
+        for i in 0..50 {
+            log.append("t", 0, values_batch(&format!("v{i}"), 2, 1)).await.unwrap();
+        }
+        // Acknowledged appends are visible at once, whatever the mode.
+        assert_eq!(log.partition("t", 0).unwrap().offsets(), (0, 100, 100), "{durability:?}");
+        if durability == (Durability::Interval { flush_interval_ms: 20 }) {
+            // The interval flusher syncs without being asked.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        drop(log); // no clean close
+        let log = open().await.unwrap();
+        assert_eq!(read_all(&log, "t", 0).await.len(), 100, "{durability:?}");
+    }
+}

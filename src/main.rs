@@ -163,6 +163,15 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         acked as f64 / produce_secs,
         bytes as f64 / produce_secs / 1e6
     ));
+    let stats = log.log().stats();
+    say(&format!(
+        "  {} record batches ({:.1} MB) went to disk in {} writes and {} fsyncs: {:.1} batches per fsync",
+        stats.batches_appended,
+        stats.bytes_appended as f64 / 1e6,
+        stats.writes,
+        stats.fsyncs,
+        stats.batches_appended as f64 / stats.fsyncs.max(1) as f64
+    ));
 
     // Consume it all back with a consumer group, check every event arrived once, commit.
     say("Consuming them back...");

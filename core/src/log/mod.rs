@@ -112,6 +112,19 @@ pub struct PartitionDescription {
     pub n_segments: usize,
 }
 
+/// What the log has done since it was opened, summed over its current partitions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogStats {
+    /// Record batches appended.
+    pub batches_appended: u64,
+    /// Bytes appended.
+    pub bytes_appended: u64,
+    /// `writev` calls that wrote them.
+    pub writes: u64,
+    /// Partition syncs (each an `fdatasync` of the active segment, and more after a roll).
+    pub fsyncs: u64,
+}
+
 /// Batches read from one partition.
 #[derive(Debug, Clone)]
 pub struct Fetched {
@@ -382,6 +395,20 @@ impl Log {
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.shared.dir
+    }
+
+    /// Counters of appends, writes and syncs: `batches_appended / fsyncs` is how many batches one
+    /// group commit covered on average.
+    pub fn stats(&self) -> LogStats {
+        let mut stats = LogStats::default();
+        for p in all_partitions(&self.shared) {
+            let c = &p.counters;
+            stats.batches_appended += c.batches_appended.load(Ordering::Relaxed);
+            stats.bytes_appended += c.bytes_appended.load(Ordering::Relaxed);
+            stats.writes += c.writes.load(Ordering::Relaxed);
+            stats.fsyncs += c.fsyncs.load(Ordering::Relaxed);
+        }
+        stats
     }
 
     /// What opening found and repaired, one report per partition.

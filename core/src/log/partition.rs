@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::{Bytes, BytesMut};
@@ -123,6 +123,15 @@ impl RecoveryReport {
     }
 }
 
+/// Counters of one partition's work since it was opened (see `Log::stats`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) batches_appended: AtomicU64,
+    pub(crate) bytes_appended: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+}
+
 /// Batches written with one `writev` before their appenders are answered.
 const WRITE_GROUP_BYTES: u64 = 1 << 20;
 
@@ -226,6 +235,7 @@ pub struct Partition {
     pub(crate) flush_queued: AtomicBool,
     /// Held by the flusher thread that is syncing this partition.
     pub(crate) flush_lock: Mutex<()>,
+    pub(crate) counters: Counters,
 }
 
 impl std::fmt::Debug for Partition {
@@ -321,6 +331,7 @@ impl Partition {
             durable_tx: watch::Sender::new(Durable { offset: leo, failed: false }),
             flush_queued: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
+            counters: Counters::default(),
         })
     }
 
@@ -682,6 +693,10 @@ impl Partition {
         drop(buffers);
         match result {
             Ok(()) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.counters.batches_appended.fetch_add(group.len() as u64, Ordering::Relaxed);
+                let bytes: usize = group.iter().map(|(item, _)| item.batch.len()).sum();
+                self.counters.bytes_appended.fetch_add(bytes as u64, Ordering::Relaxed);
                 let leo = state.log_end_offset();
                 let active = state.active();
                 let end = Position { segment_base: active.base_offset, position: active.size };
@@ -771,6 +786,7 @@ impl Partition {
             self.lock().dir_dirty |= dir_dirty;
             return Err(e);
         }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         let recovery_point_moved = {
             let mut state = self.lock();
             if target > state.durable_offset {

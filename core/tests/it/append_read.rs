@@ -208,6 +208,10 @@ async fn many_concurrent_appenders_are_all_acknowledged() {
     .expect("every append is acknowledged");
     let n: usize = (0..2).map(|p| log.partition("t", p).unwrap().offsets().2 as usize).sum();
     assert_eq!(n, 8 * (0..400).map(|i| 1 + i % 3).sum::<usize>());
+    // Group commit: with this many appends in flight, one fsync covers many batches.
+    let stats = log.stats();
+    assert_eq!(stats.batches_appended, 8 * 400);
+    assert!(stats.fsyncs * 2 < stats.batches_appended, "no group commit: {stats:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -207,17 +207,25 @@ pub struct Log {
 }
 
 /// The background threads. When the last `Log` handle goes away without `close`, they are
-/// stopped (what was written stays on disk; the next open recovers as after a crash) so that the
-/// directory lock is released.
+/// stopped (what was written stays on disk; the next open recovers as after a crash) and the
+/// directory lock is released once they have finished.
 struct Threads {
     shared: Arc<Shared>,
     handles: Mutex<Vec<std::thread::JoinHandle<()>>>,
-    /// The open `.lock` file; its `flock` goes when the last handle does.
-    _dir_lock: std::fs::File,
+    /// The open `.lock` file; its `flock` goes with it.
+    dir_lock: Option<std::fs::File>,
 }
 
 impl Threads {
+    /// Stops the threads and waits for them (blocking).
     fn stop(&self) {
+        self.signal_stop();
+        for t in std::mem::take(&mut *self.handles.lock().expect("threads lock")) {
+            let _ = t.join();
+        }
+    }
+
+    fn signal_stop(&self) {
         // Set the flag while holding each thread's wait lock, so a thread about to wait cannot miss
         // the notification.
         {
@@ -230,15 +238,26 @@ impl Threads {
             *stop = true;
             self.shared.maintenance_wake.1.notify_all();
         }
-        for t in std::mem::take(&mut *self.handles.lock().expect("threads lock")) {
-            let _ = t.join();
-        }
     }
 }
 
 impl Drop for Threads {
+    /// Never blocks: the last handle may be dropped on an async worker while a flusher is in an
+    /// fsync or the maintenance thread in a compaction pass. A short-lived thread waits for them
+    /// and then releases the directory lock (`Log::open` retries the lock for a moment).
     fn drop(&mut self) {
-        self.stop();
+        self.signal_stop();
+        let handles = std::mem::take(&mut *self.handles.lock().expect("threads lock"));
+        let dir_lock = self.dir_lock.take();
+        if handles.is_empty() {
+            return;
+        }
+        let _ = std::thread::Builder::new().name("freshet-stop".into()).spawn(move || {
+            for t in handles {
+                let _ = t.join();
+            }
+            drop(dir_lock);
+        });
     }
 }
 
@@ -358,7 +377,7 @@ impl Log {
             data_arrived: watch::Sender::new(0),
             recovery: Mutex::new(reports),
         });
-        let threads = Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()), _dir_lock: dir_lock };
+        let threads = Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()), dir_lock: Some(dir_lock) };
         let log = Log { threads: Arc::new(threads), shared };
         log.start_threads()?;
         Ok(log)

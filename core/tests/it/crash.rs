@@ -37,6 +37,7 @@ fn crash_writer_process() {
     let life = std::env::var("FRESHET_CRASH_LIFE").unwrap_or_default();
     // With a file-size limit (the disk "fills up"), failed appends are reported, not fatal.
     let full_disk = std::env::var_os("FRESHET_CRASH_FULL_DISK").is_some();
+    let retention = std::env::var_os("FRESHET_CRASH_RETENTION").is_some();
     let n_errors = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     runtime.block_on(async move {
@@ -45,6 +46,8 @@ fn crash_writer_process() {
             configs(&[("cleanup.policy", "compact"), ("segment.bytes", "4000"), ("min.cleanable.dirty.ratio", "0.01")])
         } else if full_disk {
             configs(&[("index.interval.bytes", "500")])
+        } else if retention {
+            configs(&[("segment.bytes", "4000"), ("retention.bytes", "40000"), ("retention.ms", "-1")])
         } else {
             configs(&[("segment.bytes", "20000"), ("index.interval.bytes", "500")])
         };
@@ -86,7 +89,7 @@ fn crash_writer_process() {
             while in_flight.len() >= 8 {
                 in_flight.join_next().await.unwrap().unwrap();
             }
-            if compact && i % 50 == 49 {
+            if (compact || retention) && i % 50 == 49 {
                 log.run_maintenance(i64::MAX / 4).await.unwrap();
             }
         }
@@ -101,11 +104,18 @@ fn writer_command() -> Command {
 }
 
 fn run_writer_and_kill(dir: &Path, compact: bool, life: usize, kill_after: Duration) -> Vec<(u64, i64, usize)> {
+    run_writer_with_env_and_kill(
+        dir,
+        if compact { "FRESHET_CRASH_COMPACT" } else { "FRESHET_CRASH_PLAIN" },
+        life,
+        kill_after,
+    )
+}
+
+fn run_writer_with_env_and_kill(dir: &Path, mode: &str, life: usize, kill_after: Duration) -> Vec<(u64, i64, usize)> {
     let mut cmd = writer_command();
+    cmd.env(mode, "1");
     cmd.env(WRITER_ENV, dir).env("FRESHET_CRASH_LIFE", life.to_string()).stdout(Stdio::piped()).stderr(Stdio::null());
-    if compact {
-        cmd.env("FRESHET_CRASH_COMPACT", "1");
-    }
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let reader = std::thread::spawn(move || {
@@ -429,4 +439,40 @@ fn a_full_disk_fails_appends_cleanly_and_keeps_every_acknowledged_record() {
         let next = log.append("t", 0, values_batch("after", 1, 1)).await.unwrap();
         assert_eq!(next.base_offset, expected.len() as i64);
     });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_writer_during_retention_leaves_a_contiguous_log() {
+    let mut rng = fastrand::Rng::with_seed(0x4e7e);
+    for round in 0..rounds(2, 20) {
+        let dir = tempfile::tempdir().unwrap();
+        let kill_after = Duration::from_millis(400 + rng.u64(0..1200));
+        let acks = tokio::task::spawn_blocking({
+            let dir = dir.path().to_owned();
+            move || run_writer_with_env_and_kill(&dir, "FRESHET_CRASH_RETENTION", 0, kill_after)
+        })
+        .await
+        .unwrap();
+        assert!(!acks.is_empty(), "round {round}: nothing acknowledged");
+        let log = support::open(dir.path()).await;
+        let (start, _, end) = log.partition("t", 0).unwrap().offsets();
+        let records = read_all(&log, "t", 0).await;
+        // Whatever retention removed, what is left runs without holes from the log start...
+        let offsets: Vec<i64> = records.iter().map(|r| r.0).collect();
+        assert_eq!(offsets, (start..end).collect::<Vec<_>>(), "round {round}");
+        // ...and holds every acknowledged batch at or above it, exactly.
+        for &(batch, base, n) in &acks {
+            for j in 0..n {
+                let offset = base + j as i64;
+                if offset >= start {
+                    assert_eq!(
+                        text(&records[(offset - start) as usize].2).unwrap(),
+                        format!("L0b{batch}-{j}"),
+                        "round {round}"
+                    );
+                }
+            }
+        }
+        assert!(end > start, "round {round}: retention by bytes must keep the newest segments");
+    }
 }

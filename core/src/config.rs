@@ -42,6 +42,8 @@ pub struct TopicConfig {
     pub delete_retention_ms: i64,
     /// `min.compaction.lag.ms`
     pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`
+    pub max_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`
     pub min_cleanable_dirty_ratio: f64,
 }
@@ -70,6 +72,11 @@ const KEYS: &[Key] = &[
     Key { name: "index.interval.bytes", default: "4096", doc: "bytes between offset index entries" },
     Key { name: "max.message.bytes", default: "1048588", doc: "largest record batch accepted" },
     Key { name: "message.timestamp.type", default: "CreateTime", doc: "CreateTime or LogAppendTime" },
+    Key {
+        name: "max.compaction.lag.ms",
+        default: "9223372036854775807",
+        doc: "records older than this are compacted whatever the dirty share",
+    },
     Key { name: "min.cleanable.dirty.ratio", default: "0.5", doc: "dirty share that triggers compaction" },
     Key { name: "min.compaction.lag.ms", default: "0", doc: "records younger than this are not compacted" },
     Key { name: "retention.bytes", default: "-1", doc: "size limit of a partition, -1 for none" },
@@ -174,6 +181,7 @@ impl TopicConfig {
             timestamp_type,
             delete_retention_ms: parse_i64("delete.retention.ms", get("delete.retention.ms"), 0)?,
             min_compaction_lag_ms: parse_i64("min.compaction.lag.ms", get("min.compaction.lag.ms"), 0)?,
+            max_compaction_lag_ms: parse_i64("max.compaction.lag.ms", get("max.compaction.lag.ms"), 1)?,
             min_cleanable_dirty_ratio,
         })
     }

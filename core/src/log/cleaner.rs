@@ -77,7 +77,11 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
     }
     let total: u64 = sealed.iter().map(|s| s.size).sum();
     let dirty: u64 = sealed[first_dirty..dirty_end_idx].iter().map(|s| s.size).sum();
-    if total == 0 || (dirty as f64) < config.min_cleanable_dirty_ratio * total as f64 || dirty == 0 {
+    // `max.compaction.lag.ms`: a dirty segment that old is compacted whatever the dirty share.
+    let overdue = sealed[first_dirty..dirty_end_idx]
+        .iter()
+        .any(|s| s.max_timestamp < now.saturating_sub(config.max_compaction_lag_ms));
+    if total == 0 || dirty == 0 || ((dirty as f64) < config.min_cleanable_dirty_ratio * total as f64 && !overdue) {
         return Ok(None);
     }
 

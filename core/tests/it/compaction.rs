@@ -210,3 +210,34 @@ async fn compressed_batches_are_compacted_and_keep_their_codec() {
     check_against_model(&actual, &model, false);
     assert!(codecs_seen.len() > 2, "rewritten batches keep their codecs: {codecs_seen:?}");
 }
+
+#[tokio::test]
+async fn max_compaction_lag_forces_a_pass_below_the_dirty_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("c", 1, compact_configs()).await.unwrap();
+    let mut model = fill(&log, 30).await;
+    log.run_maintenance(2000).await.unwrap();
+    // Now some of the log is clean: a ratio of 1.0 can no longer be reached.
+    log.alter_topic_config("c", [("min.cleanable.dirty.ratio".to_string(), Some("1.0".to_string()))].into())
+        .await
+        .unwrap();
+    for round in 30..40 {
+        for k in 0..10 {
+            let key = format!("k{k}");
+            let info =
+                log.append("c", 0, batch(&[(Some(&key), Some(&format!("r{round}")), 1000 + round)])).await.unwrap();
+            model.push((info.base_offset, key, Some(format!("r{round}"))));
+        }
+    }
+    let results = log.run_maintenance(2000).await.unwrap();
+    assert!(results.iter().all(|r| r.2.is_none()), "{results:?}");
+    log.alter_topic_config("c", [("max.compaction.lag.ms".to_string(), Some("5000".to_string()))].into())
+        .await
+        .unwrap();
+    let results = log.run_maintenance(2000).await.unwrap();
+    assert!(results.iter().all(|r| r.2.is_none()), "records are not old enough yet: {results:?}");
+    let results = log.run_maintenance(10_000).await.unwrap();
+    assert!(results.iter().any(|r| r.0 == "c" && r.2.is_some()), "{results:?}");
+    check_against_model(&read_all(&log, "c", 0).await, &model, false);
+}

@@ -278,6 +278,11 @@ impl Partition {
         config: Arc<TopicConfig>,
         durability: Durability,
     ) -> Result<Arc<Self>> {
+        // A directory here is a leftover of a creation that crashed before the topic's metadata
+        // named it: nothing refers to it.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).at(&dir)?;
+        }
         std::fs::create_dir_all(&dir).at(&dir)?;
         let checkpoint = Checkpoint {
             log_start_offset: 0,

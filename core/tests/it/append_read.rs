@@ -258,3 +258,21 @@ async fn every_durability_mode_acknowledges_appends_and_keeps_them_across_a_rest
         assert_eq!(read_all(&log, "t", 0).await.len(), 100, "{durability:?}");
     }
 }
+
+#[tokio::test]
+async fn a_partition_directory_left_by_an_interrupted_grow_is_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("t", 1, Default::default()).await.unwrap();
+    log.close().await.unwrap();
+    drop(log);
+    // As if `create_partitions` had made partition 1's files and died before updating topic.json.
+    let orphan = dir.path().join("topics/t/1");
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join(format!("{:020}.log", 0)), b"leftover").unwrap();
+    let log = support::open(dir.path()).await;
+    assert_eq!(log.describe_topic("t").unwrap().n_partitions, 1);
+    log.create_partitions("t", 2).await.unwrap();
+    assert_eq!(log.append("t", 1, values_batch("v", 1, 1)).await.unwrap().base_offset, 0);
+    assert_eq!(read_all(&log, "t", 1).await.len(), 1);
+}

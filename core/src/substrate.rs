@@ -440,8 +440,10 @@ impl Consumer for EmbeddedConsumer {
                 let max = self.config.max_partition_fetch_bytes.min(budget);
                 let fetched = match self.log.read(&tp.topic, tp.partition, position, max).await {
                     Ok(f) => f,
-                    Err(Error::OffsetOutOfRange { log_start_offset, .. }) if position < log_start_offset => {
-                        // Retention removed what we were about to read: continue from the start.
+                    Err(Error::OffsetOutOfRange { .. }) => {
+                        // Retention removed what we were about to read, or the position is past the
+                        // end (the topic was re-created): start again where auto.offset.reset says,
+                        // as a Kafka consumer does.
                         let reset = self.reset_position(&tp).await?;
                         tracing::info!(%tp, from = position, to = reset, "position out of range; reset");
                         self.positions.insert(tp.clone(), reset);

@@ -777,6 +777,7 @@ impl Partition {
             )
         };
         let sync = || -> Result<()> {
+            super::failpoint::check("flush.fsync", &self.dir)?;
             for (file, path, index, time_index) in &seal_files {
                 file.sync_data().at(path)?;
                 index.sync_data().at(path)?;

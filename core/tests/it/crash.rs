@@ -476,3 +476,27 @@ async fn killed_writer_during_retention_leaves_a_contiguous_log() {
         assert!(end > start, "round {round}: retention by bytes must keep the newest segments");
     }
 }
+
+#[tokio::test]
+async fn a_failed_fsync_fails_its_appends_and_takes_the_partition_offline_until_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("t", 2, Default::default()).await.unwrap();
+    log.append("t", 0, values_batch("before", 2, 1)).await.unwrap();
+    freshet_core::log::failpoint::arm("flush.fsync", log.partition("t", 0).unwrap().dir());
+    let e = log.append("t", 0, values_batch("during", 2, 1)).await.unwrap_err();
+    assert!(e.to_string().contains("may or may not survive a crash"), "{e}");
+    let e = log.append("t", 0, values_batch("after", 1, 1)).await.unwrap_err();
+    assert!(e.to_string().contains("offline after a failed fsync"), "{e}");
+    // Other partitions carry on.
+    log.append("t", 1, values_batch("other", 1, 1)).await.unwrap();
+    drop(log);
+    let log = support::open(dir.path()).await;
+    let values: Vec<String> = read_all(&log, "t", 0).await.iter().map(|r| text(&r.2).unwrap()).collect();
+    assert_eq!(values[..2], ["before-0".to_string(), "before-1".to_string()], "acknowledged records stay");
+    // The unacknowledged batch was written; whether it survives is up to the disk. Either way the
+    // partition takes appends again after reopening.
+    assert!(values.len() == 2 || values.len() == 4, "{values:?}");
+    let next = log.append("t", 0, values_batch("again", 1, 1)).await.unwrap();
+    assert_eq!(next.base_offset, values.len() as i64);
+}

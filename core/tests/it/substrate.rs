@@ -176,3 +176,33 @@ async fn consumers_read_compressed_batches_as_records() {
         .collect();
     assert_eq!(values, vec!["value-2", "value-3"]);
 }
+
+#[tokio::test]
+async fn a_position_outside_the_log_is_reset_as_auto_offset_reset_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    embedded.admin().create_topic(NewTopic { name: "r".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+    let producer = embedded.producer();
+    producer.send((0..10).map(|i| ProducerRecord::new("r", None::<String>, format!("v{i}"))).collect()).await.unwrap();
+    let tp = TopicPartition::new("r", 0);
+    let mut consumer = embedded.consumer(ConsumerConfig::default());
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    // Past the end, and below the start after records were deleted: both restart at the log start.
+    consumer.seek_to_offset(&tp, 500).unwrap();
+    let batches = consumer.poll(Duration::from_millis(100)).await.unwrap();
+    assert!(batches.is_empty());
+    assert_eq!(consumer.position(&tp), Some(0));
+    embedded.admin().delete_records(&tp, 4).await.unwrap();
+    consumer.seek_to_offset(&tp, 1).unwrap();
+    let mut offsets = Vec::new();
+    while offsets.len() < 6 {
+        let batches = consumer.poll(Duration::from_millis(200)).await.unwrap();
+        offsets.extend(batches.iter().flat_map(|b| b.records().unwrap()).map(|r| r.offset));
+        assert!(offsets.len() <= 6);
+        if batches.is_empty() && consumer.position(&tp) == Some(10) {
+            break;
+        }
+    }
+    assert_eq!(offsets, (4..10).collect::<Vec<i64>>());
+    assert_eq!(consumer.position(&tp), Some(10));
+}

@@ -574,8 +574,8 @@ impl Partition {
         }
     }
 
-    /// Validates, assigns and writes a group of batches with as few writes as possible. Each reply
-    /// carries the batch's own result; a rejected batch does not affect the others.
+    /// Assigns offsets to a group of (already validated) batches and writes them with as few writes
+    /// as possible, rolling the segment where needed. Each reply carries the batch's own result.
     fn append_group(&self, items: Vec<PendingAppend>) -> bool {
         let config = self.config();
         let now = now_ms();

@@ -329,7 +329,7 @@ impl Producer for EmbeddedProducer {
             let batch = builder.finish();
             let log = self.log.clone();
             sends.push(async move {
-                let info = log.append(&topic, partition, bytes::BytesMut::from(&batch[..])).await?;
+                let info = log.append(&topic, partition, bytes::BytesMut::from(batch)).await?;
                 Ok::<_, Error>((topic, partition, indexes, info))
             });
         }

@@ -184,7 +184,7 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
                     builder.push_view(record)?;
                 }
                 builder.set_last_offset_delta(view.last_offset_delta());
-                let mut rebuilt = bytes::BytesMut::from(&builder.finish_compressed(codec)?[..]);
+                let mut rebuilt = bytes::BytesMut::from(builder.finish_compressed(codec)?);
                 batch::assign_in_place(&mut rebuilt, view.base_offset(), view.partition_leader_epoch(), None);
                 out.write_all(&rebuilt).at(&cleaned_path)?;
                 stats.bytes_after += rebuilt.len() as u64;

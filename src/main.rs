@@ -19,6 +19,18 @@ enum Command {
     /// Create a topic in a local data directory, produce a stream of events through the embedded
     /// log, read them back, and report what happened and how fast.
     Quickstart(QuickstartArgs),
+    /// Print the record batches of a segment file (`.log`), checking each one, as Kafka's
+    /// kafka-dump-log does. Reads the file only; works on a log that is open elsewhere.
+    DumpLog(DumpLogArgs),
+}
+
+#[derive(clap::Args)]
+struct DumpLogArgs {
+    /// The segment file.
+    file: PathBuf,
+    /// Print every record too (key, value and headers, as text where they are UTF-8).
+    #[arg(long)]
+    records: bool,
 }
 
 #[derive(clap::Args)]
@@ -41,7 +53,7 @@ struct QuickstartArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -54,8 +66,20 @@ async fn main() -> anyhow::Result<()> {
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(%error, "could not raise the open-file limit");
     }
-    match Cli::parse().command {
+    let result = match Cli::parse().command {
         Command::Quickstart(args) => quickstart(args).await,
+        Command::DumpLog(args) => dump_log(&args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain of causes on one line, without a backtrace: this is for users.
+            #[allow(clippy::print_stderr)]
+            {
+                eprintln!("error: {error:#}");
+            }
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -87,9 +111,16 @@ impl Progress {
     }
 }
 
-#[allow(clippy::print_stdout)]
+/// Prints a line of output; a closed stdout (`freshet dump-log ... | head`) ends the program quietly.
 fn say(line: &str) {
-    println!("{line}");
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        panic!("cannot write to stdout: {e}");
+    }
 }
 
 fn event(i: u64) -> (String, String) {
@@ -227,5 +258,77 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         on_disk as f64 / 1e6,
         args.data_dir.display()
     ));
+    Ok(())
+}
+
+fn show(bytes: Option<&[u8]>) -> String {
+    match bytes {
+        None => "null".to_owned(),
+        Some(b) => match std::str::from_utf8(b) {
+            Ok(text) => format!("{text:?}"),
+            Err(_) => format!("0x{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        },
+    }
+}
+
+fn dump_log(args: &DumpLogArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    say(&format!("Dumping {} ({} bytes)", args.file.display(), bytes.len()));
+    let mut position = 0usize;
+    let (mut n_batches, mut n_records) = (0u64, 0u64);
+    for batch in Batches::new(&bytes) {
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(e) => {
+                say(&format!("position {position}: {e}; stopping"));
+                anyhow::bail!("{} is damaged at byte {position}: {e}", args.file.display());
+            }
+        };
+        let crc = match batch.check_crc() {
+            Ok(()) => "valid".to_owned(),
+            Err(e) => format!("INVALID ({e})"),
+        };
+        say(&format!(
+            "baseOffset: {} lastOffset: {} count: {} position: {position} size: {} magic: {} compression: {:?} \
+             timestampType: {:?} maxTimestamp: {} producerId: {} producerEpoch: {} baseSequence: {} \
+             isTransactional: {} isControl: {} partitionLeaderEpoch: {} crc: {crc}",
+            batch.base_offset(),
+            batch.last_offset(),
+            batch.record_count(),
+            batch.size(),
+            batch.magic(),
+            batch.compression()?,
+            batch.timestamp_type(),
+            batch.max_timestamp(),
+            batch.producer_id(),
+            batch.producer_epoch(),
+            batch.base_sequence(),
+            batch.is_transactional(),
+            batch.is_control(),
+            batch.partition_leader_epoch(),
+        ));
+        if args.records {
+            batch.for_each_record(|r| {
+                let headers: Vec<String> =
+                    r.headers()?.iter().map(|h| format!("{}={}", h.key, show(h.value.as_deref()))).collect();
+                say(&format!(
+                    "| offset: {} timestamp: {} key: {} value: {} headers: [{}]",
+                    r.offset,
+                    r.timestamp,
+                    show(r.key),
+                    show(r.value),
+                    headers.join(", ")
+                ));
+                Ok(())
+            })?;
+        }
+        n_batches += 1;
+        n_records += batch.record_count().max(0) as u64;
+        position += batch.size();
+    }
+    if position < bytes.len() {
+        say(&format!("{} trailing bytes at position {position} do not hold a whole batch", bytes.len() - position));
+    }
+    say(&format!("{n_batches} batches, {n_records} records"));
     Ok(())
 }

@@ -1,4 +1,5 @@
 //! End-to-end tests of the `freshet` package (one binary, see STYLE.md).
 
+mod dump_log;
 mod quickstart;
 mod tidy;

@@ -524,6 +524,11 @@ impl Partition {
         (state.log_start_offset, state.high_watermark, state.log_end_offset())
     }
 
+    /// The offset below which everything has been synced to disk.
+    pub fn durable_offset(&self) -> i64 {
+        self.lock().durable_offset
+    }
+
     /// A receiver that sees every change of the high watermark.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark_tx.subscribe()
@@ -705,12 +710,12 @@ impl Partition {
                 let leo = state.log_end_offset();
                 let active = state.active();
                 let end = Position { segment_base: active.base_offset, position: active.size };
+                // Without fsync acknowledgements, what is written is visible at once; the durable
+                // offset still moves only with syncs (the interval flusher's, or a roll's).
                 if self.durability != Durability::Fsync {
                     state.high_watermark = leo;
                     state.hw_position = end;
-                    state.durable_offset = leo;
                     self.high_watermark_tx.send_replace(leo);
-                    self.durable_tx.send_replace(Durable { offset: leo, failed: false });
                 }
                 tracing::debug!(topic = %self.topic, partition = self.index, n_batches = group.len(), leo, "appended");
                 for (item, info) in group {

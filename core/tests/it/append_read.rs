@@ -249,9 +249,18 @@ async fn every_durability_mode_acknowledges_appends_and_keeps_them_across_a_rest
         }
         // Acknowledged appends are visible at once, whatever the mode.
         assert_eq!(log.partition("t", 0).unwrap().offsets(), (0, 100, 100), "{durability:?}");
-        if durability == (Durability::Interval { flush_interval_ms: 20 }) {
-            // The interval flusher syncs without being asked.
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let partition = log.partition("t", 0).unwrap();
+        match durability {
+            Durability::Fsync => assert_eq!(partition.durable_offset(), 100, "acknowledged means synced"),
+            Durability::Interval { .. } => {
+                // The interval flusher syncs without being asked.
+                let deadline = std::time::Instant::now() + Duration::from_secs(10);
+                while partition.durable_offset() < 100 {
+                    assert!(std::time::Instant::now() < deadline, "the interval flusher never synced");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            Durability::OsCache => {}
         }
         drop(log); // no clean close
         let log = open().await.unwrap();

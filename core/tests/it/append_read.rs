@@ -223,16 +223,20 @@ async fn pipelined_appends_from_one_caller_keep_their_order() {
     // requests would: poll each once, in order, then wait for all of them.
     let mut appends: Vec<_> =
         (0..200).map(|i| Box::pin(log.append("t", 0, values_batch(&format!("p{i}"), 2, 1)))).collect();
-    let mut done = Vec::new();
+    let mut first_poll = Vec::new();
     for append in &mut appends {
-        if let std::task::Poll::Ready(info) = futures::poll!(append.as_mut()) {
-            done.push(info);
-        }
+        // Rarely, the writer and the flusher finish one before its first poll returns.
+        first_poll.push(match futures::poll!(append.as_mut()) {
+            std::task::Poll::Ready(info) => Some(info),
+            std::task::Poll::Pending => None,
+        });
     }
-    assert!(done.is_empty(), "an fsync'd append cannot be acknowledged on its first poll");
-    for (i, append) in appends.into_iter().enumerate() {
-        let info = append.await.unwrap();
-        assert_eq!(info.base_offset, 2 * i as i64, "append {i} overtook another");
+    for (i, (append, ready)) in appends.into_iter().zip(first_poll).enumerate() {
+        let info = match ready {
+            Some(info) => info,
+            None => append.await,
+        };
+        assert_eq!(info.unwrap().base_offset, 2 * i as i64, "append {i} overtook another");
     }
 }
 

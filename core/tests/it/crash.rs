@@ -118,6 +118,7 @@ fn run_writer_with_env_and_kill(dir: &Path, mode: &str, life: usize, kill_after:
     cmd.env(WRITER_ENV, dir).env("FRESHET_CRASH_LIFE", life.to_string()).stdout(Stdio::piped()).stderr(Stdio::null());
     let mut child = cmd.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
+    let (first_ack_tx, first_ack) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut acks = Vec::new();
         for line in BufReader::new(stdout).lines() {
@@ -125,10 +126,14 @@ fn run_writer_with_env_and_kill(dir: &Path, mode: &str, life: usize, kill_after:
             let parts: Vec<&str> = line.split_whitespace().collect();
             if parts.first() == Some(&"ack") && parts.len() == 4 {
                 acks.push((parts[1].parse().unwrap(), parts[2].parse().unwrap(), parts[3].parse().unwrap()));
+                let _ = first_ack_tx.send(());
             }
         }
         acks
     });
+    // The kill moment is random, counted from the first acknowledgement, so that a slow start on a
+    // loaded machine cannot leave a round with nothing to check.
+    let _ = first_ack.recv_timeout(Duration::from_secs(120));
     std::thread::sleep(kill_after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
@@ -143,7 +148,7 @@ async fn killed_writer_loses_no_acknowledged_record() {
         let mut acked = Vec::new();
         // Several lives: each writer is killed, the next one recovers and continues.
         for life in 0..rounds(2, 4) {
-            let kill_after = Duration::from_millis(300 + rng.u64(0..700));
+            let kill_after = Duration::from_millis(rng.u64(0..700));
             let acks = tokio::task::spawn_blocking({
                 let dir = dir.path().to_owned();
                 move || run_writer_and_kill(&dir, false, life, kill_after)
@@ -187,7 +192,7 @@ async fn killed_writer_during_compaction_keeps_every_latest_value() {
     let mut rng = fastrand::Rng::with_seed(0xc0_4ac7);
     for round in 0..rounds(2, 20) {
         let dir = tempfile::tempdir().unwrap();
-        let kill_after = Duration::from_millis(500 + rng.u64(0..1500));
+        let kill_after = Duration::from_millis(rng.u64(0..1500));
         let acks = tokio::task::spawn_blocking({
             let dir = dir.path().to_owned();
             move || run_writer_and_kill(&dir, true, 0, kill_after)
@@ -446,7 +451,7 @@ async fn killed_writer_during_retention_leaves_a_contiguous_log() {
     let mut rng = fastrand::Rng::with_seed(0x4e7e);
     for round in 0..rounds(2, 20) {
         let dir = tempfile::tempdir().unwrap();
-        let kill_after = Duration::from_millis(400 + rng.u64(0..1200));
+        let kill_after = Duration::from_millis(rng.u64(0..1200));
         let acks = tokio::task::spawn_blocking({
             let dir = dir.path().to_owned();
             move || run_writer_with_env_and_kill(&dir, "FRESHET_CRASH_RETENTION", 0, kill_after)

@@ -52,7 +52,15 @@ pub struct CleanStats {
 }
 
 /// Runs one pass over `partition` if it is compacted and dirty enough. `None`: nothing to do.
-pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Result<Option<CleanStats>> {
+///
+/// `stop` is checked between groups: a pass cut short by shutdown leaves the log as it was for the
+/// groups it did not reach (and the cleaner offset where it was), and the next pass redoes them.
+pub(crate) fn clean(
+    partition: &Partition,
+    now: i64,
+    buffer_bytes: usize,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<Option<CleanStats>> {
     let config = partition.config();
     if !config.cleanup_policy.compact {
         return Ok(None);
@@ -130,6 +138,9 @@ pub(crate) fn clean(partition: &Partition, now: i64, buffer_bytes: usize) -> Res
         }
     }
     for group in groups {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            return Ok(None);
+        }
         let base = group[0].base_offset;
         let dir = partition.dir().to_owned();
         let cleaned_path = PathBuf::from(format!("{}.cleaned", segment::log_path(&dir, base).display()));

@@ -864,7 +864,7 @@ fn run_maintenance(shared: &Shared, now: i64) -> Result<Vec<(String, u32, Option
         }
         partition.apply_retention(now)?;
         partition.delete_segments_below_start()?;
-        let stats = cleaner::clean(&partition, now, shared.config.cleaner_dedupe_buffer_bytes)?;
+        let stats = cleaner::clean(&partition, now, shared.config.cleaner_dedupe_buffer_bytes, &shared.shutdown)?;
         results.push((partition.topic().to_owned(), partition.index(), stats));
     }
     Ok(results)

@@ -177,6 +177,11 @@ fn engine_run(runtime: &tokio::runtime::Runtime, dir: &Path, case: &Case, batche
     rates
 }
 
+/// File descriptors this process has open.
+fn open_fds() -> usize {
+    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+}
+
 /// Opening a partition of many segments, after a clean shutdown and after a crash, beside the
 /// time to merely open and stat its files.
 fn open_benchmark(runtime: &tokio::runtime::Runtime, dir: &Path) {
@@ -212,14 +217,16 @@ fn open_benchmark(runtime: &tokio::runtime::Runtime, dir: &Path) {
             // Open and drop without closing: the next open recovers.
             runtime.block_on(async { drop(Log::open(&case_dir, config()).await.unwrap()) });
         }
+        let fds_before = open_fds();
         let start = Instant::now();
         let log = runtime.block_on(Log::open(&case_dir, config())).unwrap();
         let ms = start.elapsed().as_secs_f64() * 1e3;
         let report = log.recovery_reports().into_iter().find(|r| r.topic == "many").unwrap();
         println!(
-            "  open {n_segments} segments {label:<23} {ms:>8.1} ms = {:>5.1}x opening and stating its {n_files} files ({limit_ms:.1} ms); rescanned {} segments",
+            "  open {n_segments} segments {label:<23} {ms:>8.1} ms = {:>5.1}x opening and stating its {n_files} files ({limit_ms:.1} ms); rescanned {} segments; {} file descriptors held",
             ms / limit_ms,
-            report.n_segments_scanned
+            report.n_segments_scanned,
+            open_fds().saturating_sub(fds_before)
         );
         if clean {
             runtime.block_on(log.close()).unwrap();

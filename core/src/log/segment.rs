@@ -65,12 +65,12 @@ pub(crate) struct TimeEntry {
     pub(crate) relative_offset: u32,
 }
 
-/// A segment's indexes. The active segment keeps its entries in memory; a sealed segment answers
-/// look-ups by binary search over its files, so memory does not grow with the number of segments.
+/// A segment's indexes. The active segment keeps its entries in memory and its files open; a sealed
+/// segment keeps neither: a look-up opens the files, binary-searches them and closes them, so memory
+/// and file descriptors do not grow with the number of segments (only the `.log` stays open).
 #[derive(Debug)]
 pub(crate) struct Indexes {
-    offset_file: File,
-    time_file: File,
+    files: Option<IndexFiles>,
     offset_path: PathBuf,
     time_path: PathBuf,
     n_offset_entries: u64,
@@ -80,34 +80,37 @@ pub(crate) struct Indexes {
     verified: bool,
 }
 
-impl Indexes {
-    fn open(dir: &Path, base_offset: i64, truncate: bool) -> Result<Self> {
-        let offset_path = index_path(dir, base_offset);
-        let time_path = time_index_path(dir, base_offset);
-        let open =
-            |path: &Path| OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).at(path);
-        let offset_file = open(&offset_path)?;
-        let time_file = open(&time_path)?;
-        let n_offset_entries = offset_file.metadata().at(&offset_path)?.len() / OFFSET_ENTRY_BYTES;
-        let n_time_entries = time_file.metadata().at(&time_path)?.len() / TIME_ENTRY_BYTES;
-        Ok(Indexes {
-            offset_file,
-            time_file,
-            offset_path,
-            time_path,
-            n_offset_entries,
-            n_time_entries,
-            memory: None,
-            verified: truncate,
-        })
+#[derive(Debug)]
+struct IndexFiles {
+    offset: File,
+    time: File,
+}
+
+enum Handles<'a> {
+    Borrowed(&'a IndexFiles),
+    Owned(IndexFiles),
+}
+
+/// Read access to a segment's index entries, from memory or from the files.
+pub(crate) struct IndexReader<'a> {
+    indexes: &'a Indexes,
+    handles: Option<Handles<'a>>,
+}
+
+impl IndexReader<'_> {
+    fn files(&self) -> &IndexFiles {
+        match self.handles.as_ref().expect("a reader without memory has files") {
+            Handles::Borrowed(f) => f,
+            Handles::Owned(f) => f,
+        }
     }
 
     fn offset_entry(&self, i: u64) -> Result<OffsetEntry> {
-        if let Some((entries, _)) = &self.memory {
+        if let Some((entries, _)) = &self.indexes.memory {
             return Ok(entries[i as usize]);
         }
         let mut buf = [0u8; OFFSET_ENTRY_BYTES as usize];
-        self.offset_file.read_exact_at(&mut buf, i * OFFSET_ENTRY_BYTES).at(&self.offset_path)?;
+        self.files().offset.read_exact_at(&mut buf, i * OFFSET_ENTRY_BYTES).at(&self.indexes.offset_path)?;
         Ok(OffsetEntry {
             relative_offset: u32::from_be_bytes(buf[0..4].try_into().expect("4")),
             position: u32::from_be_bytes(buf[4..8].try_into().expect("4")),
@@ -115,36 +118,20 @@ impl Indexes {
     }
 
     fn time_entry(&self, i: u64) -> Result<TimeEntry> {
-        if let Some((_, entries)) = &self.memory {
+        if let Some((_, entries)) = &self.indexes.memory {
             return Ok(entries[i as usize]);
         }
         let mut buf = [0u8; TIME_ENTRY_BYTES as usize];
-        self.time_file.read_exact_at(&mut buf, i * TIME_ENTRY_BYTES).at(&self.time_path)?;
+        self.files().time.read_exact_at(&mut buf, i * TIME_ENTRY_BYTES).at(&self.indexes.time_path)?;
         Ok(TimeEntry {
             max_timestamp: i64::from_be_bytes(buf[0..8].try_into().expect("8")),
             relative_offset: u32::from_be_bytes(buf[8..12].try_into().expect("4")),
         })
     }
 
-    fn load_into_memory(&mut self) -> Result<()> {
-        if self.memory.is_some() {
-            return Ok(());
-        }
-        let mut offsets = Vec::with_capacity(self.n_offset_entries as usize);
-        for i in 0..self.n_offset_entries {
-            offsets.push(self.offset_entry(i)?);
-        }
-        let mut times = Vec::with_capacity(self.n_time_entries as usize);
-        for i in 0..self.n_time_entries {
-            times.push(self.time_entry(i)?);
-        }
-        self.memory = Some((offsets, times));
-        Ok(())
-    }
-
     /// The last entry whose relative offset is at most `relative`.
     fn floor_by_offset(&self, relative: u32) -> Result<Option<OffsetEntry>> {
-        let (mut lo, mut hi) = (0u64, self.n_offset_entries);
+        let (mut lo, mut hi) = (0u64, self.indexes.n_offset_entries);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.offset_entry(mid)?.relative_offset <= relative {
@@ -162,7 +149,7 @@ impl Indexes {
 
     /// The last time entry whose max timestamp is below `timestamp`.
     fn last_below_timestamp(&self, timestamp: i64) -> Result<Option<TimeEntry>> {
-        let (mut lo, mut hi) = (0u64, self.n_time_entries);
+        let (mut lo, mut hi) = (0u64, self.indexes.n_time_entries);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.time_entry(mid)?.max_timestamp < timestamp {
@@ -178,11 +165,101 @@ impl Indexes {
         }
     }
 
+    fn last_time_entry(&self) -> Result<Option<TimeEntry>> {
+        match self.indexes.n_time_entries {
+            0 => Ok(None),
+            n => self.time_entry(n - 1).map(Some),
+        }
+    }
+
+    fn last_offset_entry(&self) -> Result<Option<OffsetEntry>> {
+        match self.indexes.n_offset_entries {
+            0 => Ok(None),
+            n => self.offset_entry(n - 1).map(Some),
+        }
+    }
+}
+
+fn open_index_file(path: &Path, truncate: bool) -> Result<File> {
+    OpenOptions::new().read(true).write(true).create(true).truncate(truncate).open(path).at(path)
+}
+
+impl Indexes {
+    fn open(dir: &Path, base_offset: i64, truncate: bool) -> Result<Self> {
+        let offset_path = index_path(dir, base_offset);
+        let time_path = time_index_path(dir, base_offset);
+        let offset = open_index_file(&offset_path, truncate)?;
+        let time = open_index_file(&time_path, truncate)?;
+        let n_offset_entries = offset.metadata().at(&offset_path)?.len() / OFFSET_ENTRY_BYTES;
+        let n_time_entries = time.metadata().at(&time_path)?.len() / TIME_ENTRY_BYTES;
+        Ok(Indexes {
+            files: Some(IndexFiles { offset, time }),
+            offset_path,
+            time_path,
+            n_offset_entries,
+            n_time_entries,
+            memory: None,
+            verified: truncate,
+        })
+    }
+
+    /// Starts both indexes afresh (recovery rebuilds them).
+    fn reset(&mut self) -> Result<()> {
+        self.files = Some(IndexFiles {
+            offset: open_index_file(&self.offset_path, true)?,
+            time: open_index_file(&self.time_path, true)?,
+        });
+        self.n_offset_entries = 0;
+        self.n_time_entries = 0;
+        self.memory = Some((Vec::new(), Vec::new()));
+        Ok(())
+    }
+
+    /// Drops the entries held in memory and closes the files: the segment is sealed.
+    fn close(&mut self) {
+        self.memory = None;
+        self.files = None;
+    }
+
+    pub(crate) fn reader(&self) -> Result<IndexReader<'_>> {
+        let handles = match (&self.memory, &self.files) {
+            (Some(_), _) => None,
+            (None, Some(files)) => Some(Handles::Borrowed(files)),
+            (None, None) => Some(Handles::Owned(IndexFiles {
+                offset: File::open(&self.offset_path).at(&self.offset_path)?,
+                time: File::open(&self.time_path).at(&self.time_path)?,
+            })),
+        };
+        Ok(IndexReader { indexes: self, handles })
+    }
+
+    fn load_into_memory(&mut self) -> Result<()> {
+        if self.memory.is_some() {
+            return Ok(());
+        }
+        let reader = self.reader()?;
+        let offsets = (0..self.n_offset_entries).map(|i| reader.offset_entry(i)).collect::<Result<Vec<_>>>()?;
+        let times = (0..self.n_time_entries).map(|i| reader.time_entry(i)).collect::<Result<Vec<_>>>()?;
+        self.memory = Some((offsets, times));
+        Ok(())
+    }
+
+    fn writable(&mut self) -> Result<&IndexFiles> {
+        if self.files.is_none() {
+            self.files = Some(IndexFiles {
+                offset: open_index_file(&self.offset_path, false)?,
+                time: open_index_file(&self.time_path, false)?,
+            });
+        }
+        Ok(self.files.as_ref().expect("just opened"))
+    }
+
     fn push_offset(&mut self, entry: OffsetEntry) -> Result<()> {
         let mut buf = [0u8; 8];
         buf[0..4].copy_from_slice(&entry.relative_offset.to_be_bytes());
         buf[4..8].copy_from_slice(&entry.position.to_be_bytes());
-        self.offset_file.write_all_at(&buf, self.n_offset_entries * OFFSET_ENTRY_BYTES).at(&self.offset_path)?;
+        let at = self.n_offset_entries * OFFSET_ENTRY_BYTES;
+        self.writable()?.offset.write_all_at(&buf, at).at(&self.offset_path)?;
         self.n_offset_entries += 1;
         if let Some((entries, _)) = &mut self.memory {
             entries.push(entry);
@@ -194,7 +271,8 @@ impl Indexes {
         let mut buf = [0u8; 12];
         buf[0..8].copy_from_slice(&entry.max_timestamp.to_be_bytes());
         buf[8..12].copy_from_slice(&entry.relative_offset.to_be_bytes());
-        self.time_file.write_all_at(&buf, self.n_time_entries * TIME_ENTRY_BYTES).at(&self.time_path)?;
+        let at = self.n_time_entries * TIME_ENTRY_BYTES;
+        self.writable()?.time.write_all_at(&buf, at).at(&self.time_path)?;
         self.n_time_entries += 1;
         if let Some((_, entries)) = &mut self.memory {
             entries.push(entry);
@@ -202,31 +280,34 @@ impl Indexes {
         Ok(())
     }
 
-    fn last_time_entry(&self) -> Result<Option<TimeEntry>> {
-        if self.n_time_entries == 0 {
-            return Ok(None);
-        }
-        self.time_entry(self.n_time_entries - 1).map(Some)
-    }
-
-    fn last_offset_entry(&self) -> Result<Option<OffsetEntry>> {
-        if self.n_offset_entries == 0 {
-            return Ok(None);
-        }
-        self.offset_entry(self.n_offset_entries - 1).map(Some)
-    }
-
+    /// Syncs both index files (opening them if the segment is sealed).
     pub(crate) fn sync(&self) -> Result<()> {
-        self.offset_file.sync_data().at(&self.offset_path)?;
-        self.time_file.sync_data().at(&self.time_path)
+        let (offset, time) = self.files()?;
+        offset.sync_data().at(&self.offset_path)?;
+        time.sync_data().at(&self.time_path)
     }
 
+    /// Handles to both files, for a sync outside the partition lock.
     pub(crate) fn files(&self) -> Result<(File, File)> {
-        Ok((self.offset_file.try_clone().at(&self.offset_path)?, self.time_file.try_clone().at(&self.time_path)?))
+        match &self.files {
+            Some(f) => Ok((f.offset.try_clone().at(&self.offset_path)?, f.time.try_clone().at(&self.time_path)?)),
+            None => Ok((
+                File::open(&self.offset_path).at(&self.offset_path)?,
+                File::open(&self.time_path).at(&self.time_path)?,
+            )),
+        }
     }
 
     fn offset_index_bytes(&self) -> u64 {
         self.n_offset_entries * OFFSET_ENTRY_BYTES
+    }
+
+    fn last_time_entry(&self) -> Result<Option<TimeEntry>> {
+        self.reader()?.last_time_entry()
+    }
+
+    fn last_offset_entry(&self) -> Result<Option<OffsetEntry>> {
+        self.reader()?.last_offset_entry()
     }
 }
 
@@ -326,6 +407,7 @@ impl Segment {
                 segment.max_timestamp = last.max_timestamp;
                 segment.max_timestamp_indexed = last.max_timestamp;
             }
+            segment.indexes.close();
             return Ok((segment, SegmentRecovery { valid: true, ..Default::default() }));
         }
         let recovery = segment.recover(false, interval_bytes)?;
@@ -387,8 +469,8 @@ impl Segment {
     }
 
     fn indexes_look_sane(&self, log_len: u64, sealed: bool) -> Result<bool> {
-        let offset_len = self.indexes.offset_file.metadata().at(&self.indexes.offset_path)?.len();
-        let time_len = self.indexes.time_file.metadata().at(&self.indexes.time_path)?.len();
+        let offset_len = std::fs::metadata(&self.indexes.offset_path).at(&self.indexes.offset_path)?.len();
+        let time_len = std::fs::metadata(&self.indexes.time_path).at(&self.indexes.time_path)?.len();
         if offset_len % OFFSET_ENTRY_BYTES != 0 || time_len % TIME_ENTRY_BYTES != 0 {
             return Ok(false);
         }
@@ -412,11 +494,7 @@ impl Segment {
     /// Rescans the whole file, truncating at the first invalid batch and rebuilding the indexes.
     fn recover(&mut self, active: bool, interval_bytes: u64) -> Result<SegmentRecovery> {
         let len = self.file.metadata().at(&self.path)?.len();
-        self.indexes.offset_file.set_len(0).at(&self.indexes.offset_path)?;
-        self.indexes.time_file.set_len(0).at(&self.indexes.time_path)?;
-        self.indexes.n_offset_entries = 0;
-        self.indexes.n_time_entries = 0;
-        self.indexes.memory = Some((Vec::new(), Vec::new()));
+        self.indexes.reset()?;
         self.size = 0;
         self.next_offset = self.base_offset;
         self.max_timestamp = -1;
@@ -537,7 +615,7 @@ impl Segment {
                 self.indexes.push_time(TimeEntry { max_timestamp: self.max_timestamp, relative_offset })?;
             }
         }
-        self.indexes.memory = None;
+        self.indexes.close();
         Ok(())
     }
 
@@ -560,9 +638,10 @@ impl Segment {
 
     fn indexes_are_consistent(&self) -> Result<bool> {
         let end_relative = (self.next_offset - self.base_offset).min(i64::from(u32::MAX));
+        let reader = self.indexes.reader()?;
         let mut previous: Option<OffsetEntry> = None;
         for i in 0..self.indexes.n_offset_entries {
-            let e = self.indexes.offset_entry(i)?;
+            let e = reader.offset_entry(i)?;
             let increasing = previous.is_none_or(|p| e.relative_offset > p.relative_offset && e.position > p.position);
             if !increasing || u64::from(e.position) >= self.size || i64::from(e.relative_offset) >= end_relative {
                 return Ok(false);
@@ -571,7 +650,7 @@ impl Segment {
         }
         let mut previous: Option<TimeEntry> = None;
         for i in 0..self.indexes.n_time_entries {
-            let e = self.indexes.time_entry(i)?;
+            let e = reader.time_entry(i)?;
             let increasing =
                 previous.is_none_or(|p| e.max_timestamp >= p.max_timestamp && e.relative_offset > p.relative_offset);
             if !increasing || i64::from(e.relative_offset) > end_relative || e.max_timestamp > self.max_timestamp {
@@ -618,7 +697,7 @@ impl Segment {
     pub(crate) fn find(&self, offset: i64, limit: u64) -> Result<Option<BatchHeader>> {
         let relative = (offset - self.base_offset).clamp(0, i64::from(u32::MAX)) as u32;
         let mut position = 0;
-        if let Some(entry) = self.indexes.floor_by_offset(relative)? {
+        if let Some(entry) = self.indexes.reader()?.floor_by_offset(relative)? {
             // Trust the entry only if it points at a batch with the offset it names; otherwise scan
             // from the start of the segment.
             let expected = self.base_offset + i64::from(entry.relative_offset);
@@ -640,7 +719,7 @@ impl Segment {
 
     /// Where to start scanning for the first record with a timestamp at or after `timestamp`.
     pub(crate) fn scan_start_for_timestamp(&self, timestamp: i64, limit: u64) -> Result<u64> {
-        let Some(entry) = self.indexes.last_below_timestamp(timestamp)? else { return Ok(0) };
+        let Some(entry) = self.indexes.reader()?.last_below_timestamp(timestamp)? else { return Ok(0) };
         let offset = self.base_offset + i64::from(entry.relative_offset);
         Ok(self.find(offset, limit)?.map_or(limit, |h| h.position))
     }

@@ -61,8 +61,8 @@ async fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    // Every segment keeps its log and index files open: raise the soft limit on open files to the
-    // hard limit, as a Kafka broker's service file would, so many partitions do not hit EMFILE.
+    // Every segment keeps its log file open: raise the soft limit on open files to the hard limit,
+    // as a Kafka broker's service file would, so many partitions do not hit EMFILE.
     if let Err(error) = rlimit::increase_nofile_limit(u64::MAX) {
         tracing::warn!(%error, "could not raise the open-file limit");
     }

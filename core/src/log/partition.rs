@@ -160,6 +160,8 @@ pub(crate) struct State {
     hw_position: Position,
     durable_offset: i64,
     pub(crate) recovery_point: i64,
+    /// The recovery point as last written to the checkpoint.
+    persisted_recovery_point: i64,
     /// Segments rolled but not yet synced with their indexes.
     pending_seal: Vec<i64>,
     dir_dirty: bool,
@@ -315,6 +317,7 @@ impl Partition {
             hw_position,
             durable_offset: leo,
             recovery_point: active.base_offset,
+            persisted_recovery_point: checkpoint.recovery_point.min(active.base_offset),
             pending_seal: Vec::new(),
             dir_dirty: false,
             cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
@@ -398,9 +401,10 @@ impl Partition {
             }
         };
         let first_base = bases.first().copied().unwrap_or(0);
-        // Segments below the cleaner offset may have gaps that compaction left; without a
-        // checkpoint, nothing is known, so gaps are allowed everywhere.
-        let gaps_below = checkpoint.as_ref().map_or(i64::MAX, |c| c.cleaner_offset);
+        // Compaction only rewrites segments below the recovery point as last written to the
+        // checkpoint, so segments from there on have no gaps and recovery may insist on contiguous
+        // offsets in them. Without a checkpoint nothing is known, and gaps are allowed everywhere.
+        let gaps_below = checkpoint.as_ref().map_or(i64::MAX, |c| c.recovery_point);
         let mut checkpoint = checkpoint.unwrap_or(Checkpoint {
             log_start_offset: first_base,
             recovery_point: first_base,
@@ -830,7 +834,10 @@ impl Partition {
     pub(crate) fn write_checkpoint(&self) -> Result<()> {
         let _guard = self.checkpoint_lock.lock().expect("checkpoint lock");
         let checkpoint = self.lock().checkpoint();
-        checkpoint.write(&self.dir)
+        checkpoint.write(&self.dir)?;
+        let mut state = self.lock();
+        state.persisted_recovery_point = state.persisted_recovery_point.max(checkpoint.recovery_point);
+        Ok(())
     }
 
     /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
@@ -1072,7 +1079,9 @@ impl Partition {
         let mut sealed = Vec::new();
         for pair in bases.windows(2) {
             let (base, next) = (pair[0], pair[1]);
-            if next > state.recovery_point {
+            // Only below the recovery point the checkpoint holds: recovery trusts segments from
+            // there on to be contiguous, which a rewritten segment is not.
+            if next > state.persisted_recovery_point {
                 break;
             }
             let s = &state.segments[&base];
@@ -1110,6 +1119,7 @@ impl Partition {
         remove_if_exists(&segment::index_path(&self.dir, first))?;
         remove_if_exists(&segment::time_index_path(&self.dir, first))?;
         std::fs::rename(swap, segment::log_path(&self.dir, first)).at(swap)?;
+        super::failpoint::check("cleaner.before_index", &self.dir)?;
         let next = next_after.unwrap_or(i64::MAX);
         let (mut segment, _) = Segment::open_recover(&self.dir, first, false, config.index_interval_bytes, false)?;
         segment.next_offset = next;

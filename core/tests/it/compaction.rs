@@ -136,7 +136,7 @@ async fn tombstones_are_removed_after_delete_retention() {
 
 #[tokio::test]
 async fn a_crash_at_any_step_of_installing_compacted_output_loses_nothing() {
-    for point in ["cleaner.before_swap", "cleaner.after_swap", "cleaner.mid_install"] {
+    for point in ["cleaner.before_swap", "cleaner.after_swap", "cleaner.mid_install", "cleaner.before_index"] {
         let dir = tempfile::tempdir().unwrap();
         let log = support::open(dir.path()).await;
         log.create_topic("c", 1, compact_configs()).await.unwrap();
@@ -150,6 +150,8 @@ async fn a_crash_at_any_step_of_installing_compacted_output_loses_nothing() {
         let report = log.recovery_reports().into_iter().find(|r| r.topic == "c").unwrap();
         match point {
             "cleaner.before_swap" => assert_eq!(report.n_cleaned_discarded, 1, "{report:?}"),
+            // The rewritten segment is in place but has no index yet: it is rebuilt, gaps and all.
+            "cleaner.before_index" => assert!(report.n_indexes_rebuilt >= 1, "{report:?}"),
             _ => assert_eq!(report.n_swaps_completed, 1, "{report:?}"),
         }
         let actual = read_all(&log, "c", 0).await;
@@ -240,4 +242,28 @@ async fn max_compaction_lag_forces_a_pass_below_the_dirty_ratio() {
     let results = log.run_maintenance(10_000).await.unwrap();
     assert!(results.iter().any(|r| r.0 == "c" && r.2.is_some()), "{results:?}");
     check_against_model(&read_all(&log, "c", 0).await, &model, false);
+}
+
+#[tokio::test]
+async fn a_rewritten_segment_with_gaps_survives_a_crash_before_its_index_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("c", 1, compact_configs()).await.unwrap();
+    // The first segment keeps "a" and "b" with superseded records between them: a gap.
+    let mut model = Model::new();
+    for key in ["a", "k0", "k1", "k2", "b"] {
+        let info = log.append("c", 0, batch(&[(Some(key), Some("first"), 1000)])).await.unwrap();
+        model.push((info.base_offset, key.to_string(), Some("first".to_string())));
+    }
+    model.extend(fill(&log, 30).await);
+    let pdir = log.partition("c", 0).unwrap().dir().to_owned();
+    failpoint::arm("cleaner.before_index", &pdir);
+    let error = log.run_maintenance(2000).await.unwrap_err();
+    assert!(error.to_string().contains("cleaner.before_index"), "{error}");
+    drop(log);
+    let log = support::open(dir.path()).await;
+    let actual = read_all(&log, "c", 0).await;
+    check_against_model(&actual, &model, false);
+    let keys: Vec<_> = actual.iter().map(|r| text(&r.1).unwrap()).collect();
+    assert!(keys.contains(&"a".to_string()) && keys.contains(&"b".to_string()), "{keys:?}");
 }

@@ -142,7 +142,7 @@ fn run_writer_with_env_and_kill(dir: &Path, mode: &str, life: usize, kill_after:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_writer_loses_no_acknowledged_record() {
-    let mut rng = fastrand::Rng::with_seed(0x5eed_c0de);
+    let mut rng = fastrand::Rng::with_seed(support::seed(0x5eed_c0de));
     for round in 0..rounds(3, 30) {
         let dir = tempfile::tempdir().unwrap();
         let mut acked = Vec::new();
@@ -189,7 +189,7 @@ async fn killed_writer_loses_no_acknowledged_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_writer_during_compaction_keeps_every_latest_value() {
-    let mut rng = fastrand::Rng::with_seed(0xc0_4ac7);
+    let mut rng = fastrand::Rng::with_seed(support::seed(0xc0_4ac7));
     for round in 0..rounds(2, 20) {
         let dir = tempfile::tempdir().unwrap();
         let kill_after = Duration::from_millis(rng.u64(0..1500));
@@ -266,7 +266,7 @@ fn split_acked(values: &[String]) -> (Vec<String>, Vec<String>) {
 
 #[tokio::test]
 async fn torn_and_corrupt_tails_are_cut_and_acknowledged_data_survives() {
-    let mut rng = fastrand::Rng::with_seed(0x7043);
+    let mut rng = fastrand::Rng::with_seed(support::seed(0x7043));
     for round in 0..rounds(40, 400) {
         let dir = tempfile::tempdir().unwrap();
         let (path, acked_len, values) = write_then_stop(dir.path(), 30, 20).await;
@@ -305,7 +305,7 @@ async fn torn_and_corrupt_tails_are_cut_and_acknowledged_data_survives() {
 
 #[tokio::test]
 async fn damaged_or_missing_indexes_and_checkpoints_are_rebuilt() {
-    let mut rng = fastrand::Rng::with_seed(0x1de);
+    let mut rng = fastrand::Rng::with_seed(support::seed(0x1de));
     for round in 0..rounds(12, 100) {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -448,7 +448,7 @@ fn a_full_disk_fails_appends_cleanly_and_keeps_every_acknowledged_record() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_writer_during_retention_leaves_a_contiguous_log() {
-    let mut rng = fastrand::Rng::with_seed(0x4e7e);
+    let mut rng = fastrand::Rng::with_seed(support::seed(0x4e7e));
     for round in 0..rounds(2, 20) {
         let dir = tempfile::tempdir().unwrap();
         let kill_after = Duration::from_millis(rng.u64(0..1200));

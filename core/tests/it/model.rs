@@ -159,6 +159,6 @@ async fn the_log_behaves_like_its_model() {
     let slow = std::env::var_os("FRESHET_SLOW_TESTS").is_some();
     let (n_seeds, n_ops) = if slow { (40, 3000) } else { (4, 600) };
     for seed in 0..n_seeds {
-        run(0xf5e5_0000 + seed, n_ops).await;
+        run(support::seed(0xf5e5_0000) + seed, n_ops).await;
     }
 }

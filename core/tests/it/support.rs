@@ -70,3 +70,14 @@ pub(crate) async fn read_all(log: &Log, topic: &str, partition: u32) -> Vec<(i64
 pub(crate) fn text(b: &Option<Bytes>) -> Option<String> {
     b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())
 }
+
+/// The seed of a randomised test: `FRESHET_TEST_SEED` when set (to explore other cases or replay a
+/// failure), the test's fixed default otherwise. Printed, so a failure's output names it.
+pub(crate) fn seed(default: u64) -> u64 {
+    let seed = std::env::var("FRESHET_TEST_SEED")
+        .ok()
+        .and_then(|s| s.strip_prefix("0x").map_or_else(|| s.parse().ok(), |h| u64::from_str_radix(h, 16).ok()))
+        .unwrap_or(default);
+    eprintln!("seed {seed:#x} (set FRESHET_TEST_SEED to replay)");
+    seed
+}

@@ -434,8 +434,6 @@ pub struct RecordView<'a> {
     pub value: Option<&'a [u8]>,
     headers_bytes: &'a [u8],
     n_headers: usize,
-    /// The whole encoded record including its length prefix.
-    pub encoded: &'a [u8],
 }
 
 impl<'a> RecordView<'a> {
@@ -491,7 +489,6 @@ impl<'a> RecordIter<'a> {
             return Err(Error::InvalidBatch(format!("record length {length} runs past the end of the batch")));
         }
         let end = outer.at + length as usize;
-        let encoded = &self.rest[..end];
         let mut c = Cursor { bytes: &self.rest[..end], at: outer.at };
         let _attributes = c.byte()?;
         let timestamp_delta = c.varlong()?;
@@ -523,7 +520,6 @@ impl<'a> RecordIter<'a> {
             value,
             headers_bytes,
             n_headers: n_headers as usize,
-            encoded,
         })
     }
 }

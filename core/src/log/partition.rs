@@ -630,14 +630,12 @@ impl Partition {
                     || active.index_full(config.segment_index_bytes)
                     || active.rolling_timestamp.is_some_and(|t| batch_time.saturating_sub(t) > config.segment_ms)
                     || base_offset + n - active.base_offset > i64::from(u32::MAX));
-            if needs_roll || group_bytes >= WRITE_GROUP_BYTES {
-                // Write what is gathered: before a roll it belongs in the old segment, and past
-                // WRITE_GROUP_BYTES its appenders should hear back without waiting for the rest.
+            if needs_roll {
+                // What is gathered belongs in the old segment. (`drain` already hands over at most
+                // about WRITE_GROUP_BYTES at a time, so no other split is needed here.)
                 wrote |= self.write_group(&mut state, std::mem::take(&mut group), &config);
                 group_bytes = 0;
                 group_records = 0;
-            }
-            if needs_roll {
                 let new_base = state.log_end_offset();
                 if let Err(e) = self.roll(&mut state, new_base, &config) {
                     let _ = item.reply.send(Err(e));

@@ -16,6 +16,15 @@ async fn open(dir: &std::path::Path) -> Embedded {
     Embedded::open(dir, config).await.unwrap()
 }
 
+/// The values of every record polled, as text.
+fn values_of(batches: &[freshet_core::substrate::ConsumedBatches]) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| b.records().unwrap())
+        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
+        .collect()
+}
+
 fn group_config(group: &str) -> ConsumerConfig {
     ConsumerConfig { group_id: Some(group.into()), ..ConsumerConfig::default() }
 }
@@ -79,11 +88,7 @@ async fn a_consumer_resumes_from_its_group_offsets_after_a_restart() {
     let committed = consumer.committed(std::slice::from_ref(&tp)).await.unwrap();
     assert_eq!(committed[&tp].metadata, "checkpoint-a");
     let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
-    let values: Vec<String> = batches
-        .iter()
-        .flat_map(|b| b.records().unwrap())
-        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-        .collect();
+    let values = values_of(&batches);
     assert_eq!(values, vec!["e6", "e7", "e8", "e9"]);
     // Another group starts from the beginning; a group-less consumer cannot commit.
     let mut other = embedded.consumer(group_config("g2"));
@@ -169,11 +174,7 @@ async fn consumers_read_compressed_batches_as_records() {
     consumer.assign(vec![tp.clone()]).await.unwrap();
     consumer.seek_to_offset(&tp, 2).unwrap();
     let batches = consumer.poll(Duration::from_secs(5)).await.unwrap();
-    let values: Vec<String> = batches
-        .iter()
-        .flat_map(|b| b.records().unwrap())
-        .map(|r| String::from_utf8(r.value.unwrap().to_vec()).unwrap())
-        .collect();
+    let values = values_of(&batches);
     assert_eq!(values, vec!["value-2", "value-3"]);
 }
 

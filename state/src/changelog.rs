@@ -1,0 +1,555 @@
+//! Changelogs: every write of a store also goes to a topic, from which the store is restored.
+//!
+//! # Why a store never holds a write its changelog lacks
+//!
+//! Writes that reach a changelogged store are buffered and sent to the changelog in batches (at
+//! `batch_bytes`, and at every commit). They are applied to the store below (RocksDB) only once the
+//! changelog has acknowledged them; until then reads see them through an ordered overlay of
+//! pending writes. RocksDB runs without its write-ahead log, so what it has on disk after any stop
+//! is a prefix of what was applied, and so a prefix of the acknowledged changelog. A checkpoint
+//! written after a flush says that everything up to its offset is in the store. Restoring from the
+//! checkpointed offset to the end therefore rebuilds exactly the state the changelog implies, after
+//! a clean stop or a crash alike: records the store already holds are applied again, in order,
+//! which changes nothing. (Kafka Streams, which writes to RocksDB first, must instead wipe the store
+//! after an unclean stop under exactly-once.)
+//!
+//! Batches go to the changelog one after another (each is sent when the one before is
+//! acknowledged), so the changelog has the writes in the order the store saw them. The writer does
+//! not wait for that: unacknowledged writes are bounded at `batch_bytes` buffered plus
+//! `max_in_flight` batches queued, and only then does it wait for the oldest acknowledgement.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use freshet_core::log::OffsetSpec;
+use freshet_core::substrate::{
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, ProducerRecord, RecordMetadata,
+    TopicPartition,
+};
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+use crate::bytes::{BytesStore, ScanRange, Write};
+use crate::error::{Error, Result};
+
+/// How stores reach the log: a producer for changelog writes, a consumer factory for restores, an
+/// admin client for changelog topics, and the runtime their futures run on.
+#[derive(Clone)]
+pub struct Changelogs {
+    producer: Arc<dyn Producer>,
+    admin: Arc<dyn Admin>,
+    new_consumer: Arc<dyn Fn() -> Box<dyn Consumer> + Send + Sync>,
+    runtime: Handle,
+}
+
+impl std::fmt::Debug for Changelogs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Changelogs").finish_non_exhaustive()
+    }
+}
+
+impl Changelogs {
+    /// Changelogs through any substrate.
+    pub fn new(
+        producer: Arc<dyn Producer>,
+        admin: Arc<dyn Admin>,
+        new_consumer: Arc<dyn Fn() -> Box<dyn Consumer> + Send + Sync>,
+        runtime: Handle,
+    ) -> Self {
+        Changelogs { producer, admin, new_consumer, runtime }
+    }
+
+    /// Changelogs in the embedded log.
+    pub fn embedded(log: &Embedded, runtime: Handle) -> Self {
+        let for_consumers = log.clone();
+        Changelogs::new(
+            Arc::new(log.producer()),
+            Arc::new(log.admin()),
+            Arc::new(move || {
+                Box::new(for_consumers.consumer(ConsumerConfig {
+                    group_id: None,
+                    auto_offset_reset: AutoOffsetReset::Earliest,
+                    max_partition_fetch_bytes: 4 << 20,
+                    fetch_max_bytes: 16 << 20,
+                })) as Box<dyn Consumer>
+            }),
+            runtime,
+        )
+    }
+
+    /// Runs a future to completion from a thread that may block (never from an async task).
+    pub(crate) fn block_on<F: std::future::Future + Send + 'static>(&self, f: F) -> F::Output
+    where
+        F::Output: Send + 'static,
+    {
+        let handle = self.runtime.spawn(f);
+        futures::executor::block_on(handle).expect("changelog task panicked")
+    }
+
+    pub(crate) fn producer(&self) -> &Arc<dyn Producer> {
+        &self.producer
+    }
+
+    pub(crate) fn runtime(&self) -> &Handle {
+        &self.runtime
+    }
+
+    pub(crate) fn consumer(&self) -> Box<dyn Consumer> {
+        (self.new_consumer)()
+    }
+
+    /// Checks the changelog topic of `store` exists with `n_partitions`, creating it with `kind`'s
+    /// configs when `create` is set and it does not exist.
+    pub fn ensure_topic(
+        &self,
+        store: &str,
+        topic: &str,
+        n_partitions: u32,
+        kind: &ChangelogKind,
+        create: bool,
+    ) -> Result<()> {
+        let admin = self.admin.clone();
+        let name = topic.to_string();
+        let described = self.block_on(async move { admin.describe_topic(&name).await });
+        let err = |source| Error::Changelog { store: store.to_string(), source };
+        match described {
+            Ok((desc, _)) if desc.n_partitions == n_partitions => Ok(()),
+            Ok((desc, _)) => Err(Error::ChangelogPartitions {
+                store: store.to_string(),
+                topic: topic.to_string(),
+                expected: n_partitions,
+                actual: desc.n_partitions,
+            }),
+            Err(freshet_core::Error::UnknownTopic(_)) if create => {
+                let admin = self.admin.clone();
+                let new = NewTopic { name: topic.to_string(), n_partitions, configs: kind.topic_configs() };
+                match self.block_on(async move { admin.create_topic(new).await }) {
+                    Ok(()) | Err(freshet_core::Error::TopicExists(_)) => Ok(()),
+                    Err(e) => Err(err(e)),
+                }
+            }
+            Err(freshet_core::Error::UnknownTopic(_)) => {
+                Err(Error::ChangelogMissing { store: store.to_string(), topic: topic.to_string() })
+            }
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// `(log start, end)` offsets of a changelog partition.
+    pub(crate) fn bounds(&self, store: &str, tp: &TopicPartition) -> Result<(i64, i64)> {
+        let admin = self.admin.clone();
+        let tp2 = tp.clone();
+        let (start, end) = self
+            .block_on(async move {
+                let start = admin.list_offset(&tp2, OffsetSpec::Earliest).await?;
+                let end = admin.list_offset(&tp2, OffsetSpec::Latest).await?;
+                Ok::<_, freshet_core::Error>((start, end))
+            })
+            .map_err(|source| Error::Changelog { store: store.to_string(), source })?;
+        Ok((start.map_or(0, |o| o.0), end.map_or(0, |o| o.0)))
+    }
+}
+
+/// What kind of store a changelog serves, which decides its topic configs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangelogKind {
+    /// Key-value store: compacted.
+    KeyValue,
+    /// Window or session store: compacted, and deleted past the store's retention plus a day (as
+    /// Kafka Streams' `windowstore.changelog.additional.retention.ms`).
+    Windowed {
+        /// The store's retention.
+        retention_ms: i64,
+    },
+}
+
+impl ChangelogKind {
+    /// The topic configs a changelog of this kind is created with.
+    pub fn topic_configs(&self) -> BTreeMap<String, String> {
+        let mut configs = BTreeMap::new();
+        match self {
+            ChangelogKind::KeyValue => {
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            }
+            ChangelogKind::Windowed { retention_ms } => {
+                configs.insert("cleanup.policy".to_string(), "compact,delete".to_string());
+                configs.insert("retention.ms".to_string(), retention_ms.saturating_add(86_400_000).to_string());
+            }
+        }
+        configs
+    }
+}
+
+/// The changelog topic of a store: `<application id>-<store name>-changelog`.
+pub fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
+}
+
+struct InFlight {
+    seq: u64,
+    handle: JoinHandle<(Vec<Write>, freshet_core::Result<Vec<RecordMetadata>>)>,
+}
+
+/// The changelog layer of one store (see the module docs).
+pub(crate) struct ChangeLogger {
+    store: String,
+    changelogs: Changelogs,
+    tp: TopicPartition,
+    batch_bytes: usize,
+    max_in_flight: usize,
+    buffer: Vec<Write>,
+    buffer_bytes: usize,
+    /// Writes not yet applied below, by key, with the sequence number of the batch carrying them.
+    pending: BTreeMap<Bytes, (Option<Bytes>, u64)>,
+    in_flight: VecDeque<InFlight>,
+    next_seq: u64,
+    /// Fires when the newest batch sent has its answer: the next batch waits for it, so batches
+    /// reach the changelog in the order they were written.
+    previous_done: Option<tokio::sync::oneshot::Receiver<()>>,
+    /// The changelog offset after the last acknowledged write: the checkpoint offset once the
+    /// store below is flushed.
+    next_offset: Option<i64>,
+    failed: bool,
+}
+
+impl std::fmt::Debug for ChangeLogger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeLogger")
+            .field("store", &self.store)
+            .field("tp", &self.tp)
+            .field("pending", &self.pending.len())
+            .field("in_flight", &self.in_flight.len())
+            .finish()
+    }
+}
+
+impl ChangeLogger {
+    pub(crate) fn new(store: &str, changelogs: Changelogs, tp: TopicPartition, batch_bytes: usize) -> Self {
+        ChangeLogger {
+            store: store.to_string(),
+            changelogs,
+            tp,
+            batch_bytes: batch_bytes.max(1),
+            max_in_flight: 4,
+            buffer: Vec::new(),
+            buffer_bytes: 0,
+            pending: BTreeMap::new(),
+            in_flight: VecDeque::new(),
+            next_seq: 0,
+            previous_done: None,
+            next_offset: None,
+            failed: false,
+        }
+    }
+
+    pub(crate) fn topic_partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// Sets where the changelog ends after a restore.
+    pub(crate) fn set_next_offset(&mut self, offset: i64) {
+        self.next_offset = Some(offset);
+    }
+
+    pub(crate) fn next_offset(&self) -> Option<i64> {
+        self.next_offset
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::Changelog {
+                store: self.store.clone(),
+                source: freshet_core::Error::Internal("an earlier changelog write failed; reopen the task".into()),
+            });
+        }
+        Ok(())
+    }
+
+    /// A pending write of `key`, if any: `Some(None)` is a pending delete.
+    pub(crate) fn pending(&self, key: &[u8]) -> Option<Option<Bytes>> {
+        self.pending.get(key).map(|(v, _)| v.clone())
+    }
+
+    pub(crate) fn pending_range<'a>(&'a self, range: &ScanRange) -> impl Iterator<Item = (Bytes, Option<Bytes>)> + 'a {
+        let empty = range.is_empty();
+        let iter = if empty { None } else { Some(self.pending.range::<[u8], _>(range.as_slices())) };
+        iter.into_iter().flatten().map(|(k, (v, _))| (k.clone(), v.clone()))
+    }
+
+    /// Logs writes; applies acknowledged batches to `inner`.
+    pub(crate) fn record(&mut self, writes: Vec<Write>, inner: &mut dyn BytesStore) -> Result<()> {
+        self.check()?;
+        for (k, v) in writes {
+            self.buffer_bytes += k.len() + v.as_ref().map_or(0, Bytes::len) + 24;
+            self.pending.insert(k.clone(), (v.clone(), self.next_seq));
+            self.buffer.push((k, v));
+        }
+        if self.buffer_bytes >= self.batch_bytes {
+            self.send_buffer();
+            while self.in_flight.len() > self.max_in_flight {
+                self.complete_oldest(inner)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send_buffer(&mut self) {
+        if self.buffer.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.buffer);
+        self.buffer_bytes = 0;
+        let producer = self.changelogs.producer().clone();
+        let topic = self.tp.topic.clone();
+        let partition = self.tp.partition;
+        let previous = self.previous_done.take();
+        let (done, next_waits) = tokio::sync::oneshot::channel();
+        self.previous_done = Some(next_waits);
+        let handle = self.changelogs.runtime().spawn(async move {
+            if let Some(previous) = previous {
+                // An error means the previous task ended without sending (it failed): the store
+                // has failed too, and this batch is never applied.
+                let _ = previous.await;
+            }
+            let timestamp = Some(now_ms());
+            let records = writes
+                .iter()
+                .map(|(k, v)| ProducerRecord {
+                    topic: topic.clone(),
+                    partition: Some(partition),
+                    key: Some(k.clone()),
+                    value: v.clone(),
+                    headers: Vec::new(),
+                    timestamp,
+                })
+                .collect();
+            let result = producer.send(records).await;
+            let _ = done.send(());
+            (writes, result)
+        });
+        self.in_flight.push_back(InFlight { seq: self.next_seq, handle });
+        self.next_seq += 1;
+    }
+
+    fn complete_oldest(&mut self, inner: &mut dyn BytesStore) -> Result<()> {
+        let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
+        let (writes, result) = futures::executor::block_on(flight.handle).expect("changelog send task panicked");
+        let metadata = match result {
+            Ok(m) => m,
+            Err(source) => {
+                self.failed = true;
+                return Err(Error::Changelog { store: self.store.clone(), source });
+            }
+        };
+        if let Some(last) = metadata.last() {
+            self.next_offset = Some(last.offset + 1);
+        }
+        let keys: Vec<Bytes> = writes.iter().map(|(k, _)| k.clone()).collect();
+        if let Err(e) = inner.write(writes) {
+            self.failed = true;
+            return Err(e);
+        }
+        for k in keys {
+            if self.pending.get(&k).is_some_and(|(_, seq)| *seq == flight.seq) {
+                self.pending.remove(&k);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends what is buffered, waits for every acknowledgement and applies everything to `inner`.
+    pub(crate) fn flush(&mut self, inner: &mut dyn BytesStore) -> Result<()> {
+        self.check()?;
+        self.send_buffer();
+        while !self.in_flight.is_empty() {
+            self.complete_oldest(inner)?;
+        }
+        debug_assert!(self.pending.is_empty());
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Where a restore stands, reported to a [`RestoreListener`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreProgress {
+    /// The store.
+    pub store: String,
+    /// The changelog partition.
+    pub changelog: TopicPartition,
+    /// The offset the restore started at.
+    pub start_offset: i64,
+    /// The changelog's end when the restore started: the restore stops there.
+    pub end_offset: i64,
+    /// The next offset to apply.
+    pub position: i64,
+    /// Records applied so far.
+    pub n_records: u64,
+    /// Record bytes (keys and values) applied so far.
+    pub n_bytes: u64,
+    /// Time since the start.
+    pub elapsed: Duration,
+}
+
+impl RestoreProgress {
+    /// Offsets left to read.
+    pub fn remaining_offsets(&self) -> i64 {
+        (self.end_offset - self.position).max(0)
+    }
+
+    /// Records applied per second so far.
+    pub fn records_per_sec(&self) -> f64 {
+        self.n_records as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// Megabytes (10^6) applied per second so far.
+    pub fn mb_per_sec(&self) -> f64 {
+        self.n_bytes as f64 / 1e6 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    /// The fraction done, 0 to 1.
+    pub fn fraction_done(&self) -> f64 {
+        let total = (self.end_offset - self.start_offset).max(0);
+        if total == 0 {
+            return 1.0;
+        }
+        (self.position - self.start_offset).clamp(0, total) as f64 / total as f64
+    }
+}
+
+/// Told about restores, e.g. to draw a progress bar. Progress comes at most every
+/// `RESTORE_PROGRESS_EVERY` and after the last batch.
+pub trait RestoreListener: Send + Sync {
+    /// A restore begins.
+    fn on_start(&self, progress: &RestoreProgress);
+    /// Batches were applied.
+    fn on_progress(&self, progress: &RestoreProgress);
+    /// The restore reached the end offset.
+    fn on_end(&self, progress: &RestoreProgress);
+}
+
+/// How often restore progress is reported.
+pub const RESTORE_PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// Replays `tp` from `start` up to `end` into `inner`, one write batch per fetched batch set.
+pub(crate) fn restore(
+    store: &str,
+    changelogs: &Changelogs,
+    tp: &TopicPartition,
+    start: i64,
+    end: i64,
+    inner: &mut dyn BytesStore,
+    listener: Option<&dyn RestoreListener>,
+) -> Result<RestoreProgress> {
+    let started = Instant::now();
+    let mut progress = RestoreProgress {
+        store: store.to_string(),
+        changelog: tp.clone(),
+        start_offset: start,
+        end_offset: end,
+        position: start,
+        n_records: 0,
+        n_bytes: 0,
+        elapsed: Duration::ZERO,
+    };
+    tracing::info!(store, topic = %tp.topic, partition = tp.partition, start, end, "restoring store from its changelog");
+    if let Some(l) = listener {
+        l.on_start(&progress);
+    }
+    let err = |source| Error::Changelog { store: store.to_string(), source };
+    if start < end {
+        let consumer = changelogs.consumer();
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<freshet_core::Result<Vec<freshet_core::substrate::ConsumedBatches>>>(2);
+        // A fetching task reads ahead while this thread applies, with at most two fetches queued.
+        let fetch_tp = tp.clone();
+        let fetcher = changelogs.runtime().spawn(async move {
+            let mut consumer = consumer;
+            if let Err(e) = consumer.assign(vec![fetch_tp.clone()]).await {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            if let Err(e) = consumer.seek_to_offset(&fetch_tp, start) {
+                let _ = tx.send(Err(e)).await;
+                return;
+            }
+            loop {
+                let position = consumer.position(&fetch_tp).unwrap_or(end);
+                if position >= end {
+                    return;
+                }
+                let polled = consumer.poll(Duration::from_millis(500)).await;
+                let stop = polled.is_err();
+                if tx.send(polled).await.is_err() || stop {
+                    return;
+                }
+            }
+        });
+        let mut last_report = Instant::now();
+        while progress.position < end {
+            let polled = match rx.blocking_recv() {
+                Some(p) => p.map_err(err)?,
+                None => break,
+            };
+            for batches in polled {
+                let mut writes = Vec::new();
+                for record in batches.records().map_err(err)? {
+                    if record.offset < progress.position || record.offset >= end {
+                        continue;
+                    }
+                    let Some(key) = record.key else {
+                        return Err(Error::Decode {
+                            what: "changelog record",
+                            detail: format!("record at offset {} of {} has no key", record.offset, tp),
+                        });
+                    };
+                    progress.n_bytes += (key.len() + record.value.as_ref().map_or(0, Bytes::len)) as u64;
+                    progress.n_records += 1;
+                    writes.push((key, record.value));
+                }
+                progress.position = progress.position.max(batches.next_offset().min(end));
+                inner.write(writes)?;
+            }
+            if last_report.elapsed() >= RESTORE_PROGRESS_EVERY {
+                last_report = Instant::now();
+                progress.elapsed = started.elapsed();
+                tracing::info!(
+                    store,
+                    position = progress.position,
+                    remaining = progress.remaining_offsets(),
+                    records = progress.n_records,
+                    mb_per_sec = progress.mb_per_sec(),
+                    "restoring"
+                );
+                if let Some(l) = listener {
+                    l.on_progress(&progress);
+                }
+            }
+        }
+        fetcher.abort();
+        if progress.position < end {
+            return Err(err(freshet_core::Error::Internal(format!(
+                "restore of {tp} stopped at offset {} before the end offset {end}",
+                progress.position
+            ))));
+        }
+    }
+    progress.elapsed = started.elapsed();
+    if let Some(l) = listener {
+        l.on_progress(&progress);
+        l.on_end(&progress);
+    }
+    tracing::info!(
+        store,
+        records = progress.n_records,
+        bytes = progress.n_bytes,
+        secs = progress.elapsed.as_secs_f64(),
+        "restored store"
+    );
+    Ok(progress)
+}

@@ -1,0 +1,296 @@
+//! The RocksDB backend.
+//!
+//! Every store is its own RocksDB instance (a window or session store is one per time segment), as
+//! Kafka Streams does: a store can be dropped, wiped or restored without touching the others.
+//! Memory has one limit for the whole process: every instance opened with the same
+//! [`RocksMemory`] shares one LRU block cache, and memtables are charged to that cache through one
+//! write-buffer manager, so the block cache plus memtables stay within the limit the user sets.
+//!
+//! Every option is set explicitly in [`RocksMemory::options`] rather than left to RocksDB's
+//! defaults, which change between releases. The write-ahead log is off: the changelog topic is
+//! the store's durable record, and a checkpoint names a store only after [`BytesStore::flush`] has
+//! written its memtables to SST files (see `crate::changelog` for why the store then never holds a
+//! write the changelog lacks).
+
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use rocksdb::{
+    BlockBasedOptions, Cache, DBCompactionStyle, DBCompressionType, DBRawIteratorWithThreadMode, FlushOptions,
+    LogLevel, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
+};
+
+use crate::bytes::{BytesStore, KvIter, ScanRange, Write};
+use crate::error::{Error, Result};
+
+/// The memory budget RocksDB stores of a process share: one block cache and one write-buffer
+/// budget charged to it.
+#[derive(Clone)]
+pub struct RocksMemory {
+    limit_bytes: usize,
+    cache: Cache,
+    write_buffers: WriteBufferManager,
+}
+
+impl std::fmt::Debug for RocksMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksMemory")
+            .field("limit_bytes", &self.limit_bytes)
+            .field("write_buffer_usage", &self.write_buffers.get_usage())
+            .finish()
+    }
+}
+
+/// The memtable size of one store: small, because many stores share the budget and a flush at
+/// every commit empties them anyway.
+const WRITE_BUFFER_BYTES: usize = 16 << 20;
+
+impl RocksMemory {
+    /// A budget of `limit_bytes` for the block cache and memtables of every store opened with it
+    /// (at least 8 MiB). Half of it at most goes to memtables.
+    pub fn new(limit_bytes: usize) -> Result<Self> {
+        if limit_bytes < 8 << 20 {
+            return Err(Error::InvalidConfig {
+                key: "state.memory.bytes",
+                value: limit_bytes.to_string(),
+                reason: "RocksDB needs at least 8 MiB (8388608 bytes) for its block cache and memtables".into(),
+            });
+        }
+        let cache = Cache::new_lru_cache(limit_bytes);
+        let write_buffers =
+            WriteBufferManager::new_write_buffer_manager_with_cache(limit_bytes / 2, false, cache.clone());
+        Ok(RocksMemory { limit_bytes, cache, write_buffers })
+    }
+
+    /// The limit given.
+    pub fn limit_bytes(&self) -> usize {
+        self.limit_bytes
+    }
+
+    /// Bytes the block cache holds now (memtable reservations included).
+    pub fn usage_bytes(&self) -> usize {
+        self.cache.get_usage()
+    }
+
+    /// The options every Freshet store is opened with.
+    pub fn options(&self) -> Options {
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_block_size(4 << 10);
+        table.set_format_version(5);
+        table.set_bloom_filter(10.0, false);
+        table.set_whole_key_filtering(true);
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_block_based_table_factory(&table);
+        opts.set_write_buffer_manager(&self.write_buffers);
+        opts.set_write_buffer_size(WRITE_BUFFER_BYTES);
+        opts.set_max_write_buffer_number(3);
+        opts.set_compaction_style(DBCompactionStyle::Level);
+        opts.set_level_compaction_dynamic_level_bytes(true);
+        opts.set_level_zero_file_num_compaction_trigger(4);
+        opts.set_level_zero_slowdown_writes_trigger(20);
+        opts.set_level_zero_stop_writes_trigger(36);
+        opts.set_target_file_size_base(64 << 20);
+        opts.set_max_bytes_for_level_base(256 << 20);
+        opts.set_compression_type(DBCompressionType::None);
+        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        opts.set_max_background_jobs(2);
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_use_fsync(false);
+        opts.set_max_open_files(-1);
+        opts.set_max_total_wal_size(0);
+        opts.set_log_level(LogLevel::Warn);
+        opts.set_keep_log_file_num(2);
+        opts.set_max_log_file_size(1 << 20);
+        opts.set_stats_dump_period_sec(0);
+        opts.set_max_manifest_file_size(64 << 20);
+        opts
+    }
+}
+
+/// A [`BytesStore`] in its own RocksDB instance.
+pub struct RocksStore {
+    name: String,
+    path: PathBuf,
+    options: Options,
+    write_options: WriteOptions,
+    db: Option<DB>,
+}
+
+impl std::fmt::Debug for RocksStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RocksStore").field("name", &self.name).field("path", &self.path).finish()
+    }
+}
+
+impl RocksStore {
+    /// Opens (creating if needed) the store `name` in directory `path`.
+    pub fn open(name: &str, path: impl Into<PathBuf>, memory: &RocksMemory) -> Result<Self> {
+        let path = path.into();
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        let options = memory.options();
+        let db = open_db(name, &path, &options)?;
+        let mut write_options = WriteOptions::default();
+        write_options.disable_wal(true);
+        write_options.set_sync(false);
+        Ok(RocksStore { name: name.to_string(), path, options, write_options, db: Some(db) })
+    }
+
+    /// The store's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn db(&self) -> Result<&DB> {
+        self.db.as_ref().ok_or_else(|| Error::Closed(self.name.clone()))
+    }
+
+    fn err(&self, source: rocksdb::Error) -> Error {
+        Error::RocksDb { store: self.name.clone(), path: self.path.clone(), source }
+    }
+
+    /// Closes the instance and deletes its files.
+    pub fn destroy(mut self) -> Result<()> {
+        self.db = None;
+        DB::destroy(&self.options, &self.path).map_err(|e| self.err(e))?;
+        match std::fs::remove_dir_all(&self.path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&self.path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB> {
+    DB::open(options, path).map_err(|source| {
+        let text = source.to_string();
+        if text.contains("LOCK") || text.contains("lock hold") {
+            Error::Locked { path: path.to_path_buf() }
+        } else {
+            Error::RocksDb { store: name.to_string(), path: path.to_path_buf(), source }
+        }
+    })
+}
+
+impl BytesStore for RocksStore {
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        match self.db()?.get_pinned(key) {
+            Ok(v) => Ok(v.map(|v| Bytes::copy_from_slice(&v))),
+            Err(e) => Err(self.err(e)),
+        }
+    }
+
+    fn put(&mut self, key: Bytes, value: Bytes) -> Result<()> {
+        self.db()?.put_opt(&key, &value, &self.write_options).map_err(|e| self.err(e))
+    }
+
+    fn delete(&mut self, key: Bytes) -> Result<()> {
+        self.db()?.delete_opt(&key, &self.write_options).map_err(|e| self.err(e))
+    }
+
+    fn write(&mut self, writes: Vec<Write>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let mut batch = WriteBatch::default();
+        for (k, v) in &writes {
+            match v {
+                Some(v) => batch.put(k, v),
+                None => batch.delete(k),
+            }
+        }
+        self.db()?.write_opt(batch, &self.write_options).map_err(|e| self.err(e))
+    }
+
+    fn scan(&self, range: &ScanRange) -> Result<KvIter<'_>> {
+        let db = self.db()?;
+        if range.is_empty() {
+            return Ok(Box::new(std::iter::empty()));
+        }
+        let mut read = ReadOptions::default();
+        match &range.to {
+            std::ops::Bound::Included(k) => {
+                let mut upper = k.to_vec();
+                upper.push(0);
+                read.set_iterate_upper_bound(upper);
+            }
+            std::ops::Bound::Excluded(k) => read.set_iterate_upper_bound(k.to_vec()),
+            std::ops::Bound::Unbounded => {}
+        }
+        let mut it = db.raw_iterator_opt(read);
+        let skip = match &range.from {
+            std::ops::Bound::Included(k) => {
+                it.seek(k);
+                None
+            }
+            std::ops::Bound::Excluded(k) => {
+                it.seek(k);
+                Some(k.clone())
+            }
+            std::ops::Bound::Unbounded => {
+                it.seek_to_first();
+                None
+            }
+        };
+        if let Some(k) = skip {
+            if it.valid() && it.key() == Some(&k[..]) {
+                it.next();
+            }
+        }
+        Ok(Box::new(RocksIter { it, store: self, done: false }))
+    }
+
+    fn approximate_len(&self) -> Result<u64> {
+        let db = self.db()?;
+        Ok(db.property_int_value("rocksdb.estimate-num-keys").map_err(|e| self.err(e))?.unwrap_or(0))
+    }
+
+    fn flush(&mut self) -> Result<()> {
+        let mut opts = FlushOptions::default();
+        opts.set_wait(true);
+        self.db()?.flush_opt(&opts).map_err(|e| self.err(e))
+    }
+
+    fn clear(&mut self) -> Result<()> {
+        self.db()?;
+        self.db = None;
+        DB::destroy(&self.options, &self.path).map_err(|e| self.err(e))?;
+        self.db = Some(open_db(&self.name, &self.path, &self.options)?);
+        Ok(())
+    }
+
+    fn persistent(&self) -> bool {
+        true
+    }
+}
+
+struct RocksIter<'a> {
+    it: DBRawIteratorWithThreadMode<'a, DB>,
+    store: &'a RocksStore,
+    done: bool,
+}
+
+impl Iterator for RocksIter<'_> {
+    type Item = Result<(Bytes, Bytes)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        if let (Some(k), Some(v)) = (self.it.key(), self.it.value()) {
+            let entry = (Bytes::copy_from_slice(k), Bytes::copy_from_slice(v));
+            self.it.next();
+            return Some(Ok(entry));
+        }
+        self.done = true;
+        match self.it.status() {
+            Ok(()) => None,
+            Err(e) => Some(Err(self.store.err(e))),
+        }
+    }
+}

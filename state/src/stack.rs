@@ -1,0 +1,139 @@
+//! The layers of one store: record cache, changelog, backend.
+
+use bytes::Bytes;
+use freshet_core::substrate::TopicPartition;
+
+use crate::bytes::{overlay, BytesStore, KvIter, ScanRange, Write};
+use crate::cache::RecordCache;
+use crate::changelog::ChangeLogger;
+use crate::error::Result;
+
+/// One store's layers, top to bottom: an optional [`RecordCache`], an optional [`ChangeLogger`]
+/// and the backend store. Reads look top-down; writes flow down at eviction and commit.
+#[derive(Debug)]
+pub(crate) struct StoreStack {
+    pub(crate) name: String,
+    cache: Option<RecordCache>,
+    log: Option<ChangeLogger>,
+    inner: Box<dyn BytesStore>,
+    evicted: Vec<Write>,
+}
+
+impl StoreStack {
+    pub(crate) fn new(
+        name: &str,
+        inner: Box<dyn BytesStore>,
+        log: Option<ChangeLogger>,
+        cache_bytes: Option<usize>,
+    ) -> Self {
+        StoreStack { name: name.to_string(), cache: cache_bytes.map(RecordCache::new), log, inner, evicted: Vec::new() }
+    }
+
+    pub(crate) fn inner(&self) -> &dyn BytesStore {
+        &*self.inner
+    }
+
+    pub(crate) fn cache_stats(&self) -> Option<(usize, u64, u64)> {
+        self.cache.as_ref().map(|c| {
+            let (h, m) = c.hits_and_misses();
+            (c.used_bytes(), h, m)
+        })
+    }
+
+    fn write_down(&mut self, writes: Vec<Write>) -> Result<()> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        match &mut self.log {
+            Some(log) => log.record(writes, &mut *self.inner),
+            None => self.inner.write(writes),
+        }
+    }
+
+    pub(crate) fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>> {
+        if let Some(cache) = &mut self.cache {
+            if let Some(v) = cache.get(key) {
+                return Ok(v);
+            }
+        }
+        let value = match self.log.as_ref().and_then(|l| l.pending(key)) {
+            Some(v) => v,
+            None => self.inner.get(key)?,
+        };
+        if let Some(cache) = &mut self.cache {
+            let mut evicted = Vec::new();
+            cache.put_clean(Bytes::copy_from_slice(key), value.clone(), &mut evicted);
+            self.evicted.extend(evicted.iter().cloned());
+            self.write_down(evicted)?;
+        }
+        Ok(value)
+    }
+
+    /// Writes `value` (`None` deletes).
+    pub(crate) fn put(&mut self, key: Bytes, value: Option<Bytes>) -> Result<()> {
+        if let Some(cache) = &mut self.cache {
+            let mut evicted = Vec::new();
+            cache.put(key, value, &mut evicted);
+            if evicted.is_empty() {
+                return Ok(());
+            }
+            self.evicted.extend(evicted.iter().cloned());
+            return self.write_down(evicted);
+        }
+        match (&mut self.log, value) {
+            (Some(log), value) => log.record(vec![(key, value)], &mut *self.inner),
+            (None, Some(v)) => self.inner.put(key, v),
+            (None, None) => self.inner.delete(key),
+        }
+    }
+
+    pub(crate) fn put_all(&mut self, writes: Vec<Write>) -> Result<()> {
+        if self.cache.is_some() {
+            for (k, v) in writes {
+                self.put(k, v)?;
+            }
+            return Ok(());
+        }
+        self.write_down(writes)
+    }
+
+    pub(crate) fn scan(&self, range: &ScanRange) -> Result<KvIter<'_>> {
+        let mut iter = self.inner.scan(range)?;
+        if let Some(log) = &self.log {
+            iter = overlay(log.pending_range(range), iter);
+        }
+        if let Some(cache) = &self.cache {
+            iter = overlay(cache.range(range), iter);
+        }
+        Ok(iter)
+    }
+
+    pub(crate) fn approximate_len(&self) -> Result<u64> {
+        self.inner.approximate_len()
+    }
+
+    /// Writes every dirty cache entry down; they are reported as evicted.
+    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+        if let Some(cache) = &mut self.cache {
+            let dirty = cache.take_dirty();
+            self.evicted.extend(dirty.iter().cloned());
+            self.write_down(dirty)?;
+        }
+        Ok(())
+    }
+
+    /// Cache flush, changelog flush, backend flush. Returns the changelog offset the store now
+    /// holds everything before, for the checkpoint.
+    pub(crate) fn commit(&mut self) -> Result<Option<(TopicPartition, i64)>> {
+        self.flush_cache()?;
+        if let Some(log) = &mut self.log {
+            log.flush(&mut *self.inner)?;
+        }
+        self.inner.flush()?;
+        Ok(self.log.as_ref().and_then(|l| l.next_offset().map(|o| (l.topic_partition().clone(), o))))
+    }
+
+    pub(crate) fn take_evicted(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.evicted)
+    }
+}

@@ -29,4 +29,8 @@ pub mod prelude {
         Producer, ProducerRecord, RecordMetadata, TopicPartition,
     };
     pub use freshet_core::{Error, Result};
+    pub use freshet_state::{
+        Backend, Changelogs, Evicted, Json, KeyValueStore, RestoreListener, RestoreProgress, SessionStore, StateSerde,
+        StoreOptions, TaskConfig, TaskState, WindowOptions, WindowStore, Windowed,
+    };
 }

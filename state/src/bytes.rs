@@ -128,6 +128,15 @@ pub trait BytesStore: Send + std::fmt::Debug {
     fn clear(&mut self) -> Result<()>;
     /// Whether the store keeps its data across a restart (RocksDB) or starts empty (memory).
     fn persistent(&self) -> bool;
+    /// Applies writes replayed from the changelog in a restore, in changelog order. A backend may
+    /// hold them back until [`BytesStore::finish_restore`].
+    fn restore(&mut self, writes: Vec<Write>) -> Result<()> {
+        self.write(writes)
+    }
+    /// Ends a restore: everything given to [`BytesStore::restore`] is in the store afterwards.
+    fn finish_restore(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// For time-segmented stores, the newest time written.
     fn observed_time(&self) -> Option<i64> {
         None

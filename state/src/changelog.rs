@@ -513,7 +513,7 @@ pub(crate) fn restore(
                     writes.push((key, record.value));
                 }
                 progress.position = progress.position.max(batches.next_offset().min(end));
-                inner.write(writes)?;
+                inner.restore(writes)?;
             }
             if last_report.elapsed() >= RESTORE_PROGRESS_EVERY {
                 last_report = Instant::now();
@@ -532,6 +532,7 @@ pub(crate) fn restore(
             }
         }
         fetcher.abort();
+        inner.finish_restore()?;
         if progress.position < end {
             return Err(err(freshet_core::Error::Internal(format!(
                 "restore of {tp} stopped at offset {} before the end offset {end}",

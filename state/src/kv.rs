@@ -115,7 +115,8 @@ impl<K: StateSerde, V: StateSerde> KeyValueStore<K, V> {
         self.stack.flush_cache()
     }
 
-    /// Entries the cache wrote down since the last call, in the order they left it.
+    /// Entries the cache wrote down since the last call, in the order they left it (kept only
+    /// with [`crate::StoreOptions::report_evicted`]).
     pub fn take_evicted(&mut self) -> Result<Vec<Evicted<K, V>>> {
         self.stack
             .take_evicted()

@@ -11,6 +11,11 @@
 //! the store's durable record, and a checkpoint names a store only after [`BytesStore::flush`] has
 //! written its memtables to SST files (see `crate::changelog` for why the store then never holds a
 //! write the changelog lacks).
+//!
+//! Restores bypass the memtable: replayed writes are gathered in chunks of
+//! [`RESTORE_CHUNK_BYTES`], sorted by key (the last write of a key wins, as in the changelog),
+//! written as an SST file and ingested. Each ingested file is newer than everything before it, so
+//! chunk after chunk gives the changelog's order; RocksDB compacts the files in the background.
 
 use std::path::{Path, PathBuf};
 
@@ -28,6 +33,7 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct RocksMemory {
     limit_bytes: usize,
+    restore_chunk_bytes: usize,
     cache: Cache,
     write_buffers: WriteBufferManager,
 }
@@ -36,6 +42,7 @@ impl std::fmt::Debug for RocksMemory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RocksMemory")
             .field("limit_bytes", &self.limit_bytes)
+            .field("restore_chunk_bytes", &self.restore_chunk_bytes)
             .field("write_buffer_usage", &self.write_buffers.get_usage())
             .finish()
     }
@@ -59,7 +66,15 @@ impl RocksMemory {
         let cache = Cache::new_lru_cache(limit_bytes);
         let write_buffers =
             WriteBufferManager::new_write_buffer_manager_with_cache(limit_bytes / 2, false, cache.clone());
-        Ok(RocksMemory { limit_bytes, cache, write_buffers })
+        Ok(RocksMemory { limit_bytes, restore_chunk_bytes: RESTORE_CHUNK_BYTES, cache, write_buffers })
+    }
+
+    /// Sets the bytes of replayed writes gathered into one SST file in a restore (default
+    /// [`RESTORE_CHUNK_BYTES`]); this much memory, plus per-record overhead, is held per restoring
+    /// store.
+    pub fn with_restore_chunk_bytes(mut self, bytes: usize) -> Self {
+        self.restore_chunk_bytes = bytes.max(1);
+        self
     }
 
     /// The limit given.
@@ -112,6 +127,12 @@ impl RocksMemory {
     }
 }
 
+/// Bytes of replayed writes gathered into one SST file during a restore, by default.
+pub const RESTORE_CHUNK_BYTES: usize = 64 << 20;
+
+/// Below this, the end of a restore goes through a write batch rather than an SST file.
+const RESTORE_SST_MIN_BYTES: usize = 1 << 20;
+
 /// A [`BytesStore`] in its own RocksDB instance.
 pub struct RocksStore {
     name: String,
@@ -119,6 +140,10 @@ pub struct RocksStore {
     options: Options,
     write_options: WriteOptions,
     db: Option<DB>,
+    restoring: Vec<Write>,
+    restoring_bytes: usize,
+    restore_chunk_bytes: usize,
+    n_ingested: u64,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -139,7 +164,54 @@ impl RocksStore {
         let mut write_options = WriteOptions::default();
         write_options.disable_wal(true);
         write_options.set_sync(false);
-        Ok(RocksStore { name: name.to_string(), path, options, write_options, db: Some(db) })
+        Ok(RocksStore {
+            name: name.to_string(),
+            path,
+            options,
+            write_options,
+            db: Some(db),
+            restoring: Vec::new(),
+            restoring_bytes: 0,
+            restore_chunk_bytes: memory.restore_chunk_bytes,
+            n_ingested: 0,
+        })
+    }
+
+    /// Writes the gathered restore chunk as one sorted SST file and ingests it.
+    fn ingest_restoring(&mut self) -> Result<()> {
+        let mut writes = std::mem::take(&mut self.restoring);
+        self.restoring_bytes = 0;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        // Stable sort, then keep the last write of each key: the changelog's order decides.
+        writes.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut latest: Vec<Write> = Vec::with_capacity(writes.len());
+        for w in writes {
+            match latest.last_mut() {
+                Some(last) if last.0 == w.0 => *last = w,
+                _ => latest.push(w),
+            }
+        }
+        let sst = self.path.join(format!("restore-{}.sst", self.n_ingested));
+        self.n_ingested += 1;
+        {
+            let mut writer = rocksdb::SstFileWriter::create(&self.options);
+            writer.open(&sst).map_err(|e| self.err(e))?;
+            for (k, v) in &latest {
+                match v {
+                    Some(v) => writer.put(k, v),
+                    None => writer.delete(k),
+                }
+                .map_err(|e| self.err(e))?;
+            }
+            writer.finish().map_err(|e| self.err(e))?;
+        }
+        let mut ingest = rocksdb::IngestExternalFileOptions::default();
+        ingest.set_move_files(true);
+        let result = self.db()?.ingest_external_file_opts(&ingest, vec![&sst]).map_err(|e| self.err(e));
+        let _ = std::fs::remove_file(&sst);
+        result
     }
 
     /// The store's directory.
@@ -266,6 +338,26 @@ impl BytesStore for RocksStore {
 
     fn persistent(&self) -> bool {
         true
+    }
+
+    fn restore(&mut self, writes: Vec<Write>) -> Result<()> {
+        for (k, v) in writes {
+            self.restoring_bytes += k.len() + v.as_ref().map_or(0, Bytes::len) + 64;
+            self.restoring.push((k, v));
+        }
+        if self.restoring_bytes >= self.restore_chunk_bytes {
+            self.ingest_restoring()?;
+        }
+        Ok(())
+    }
+
+    fn finish_restore(&mut self) -> Result<()> {
+        if self.restoring_bytes < RESTORE_SST_MIN_BYTES.min(self.restore_chunk_bytes) {
+            self.restoring_bytes = 0;
+            let writes = std::mem::take(&mut self.restoring);
+            return self.write(writes);
+        }
+        self.ingest_restoring()
     }
 }
 

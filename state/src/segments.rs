@@ -179,9 +179,10 @@ impl BytesStore for Segments {
                 by_segment.entry(id).or_default().push((k, v));
             }
         }
-        let min_id = self.min_live_ms().div_euclid(self.interval_ms);
+        // A later write of the batch can have moved time on and expired an earlier one's segment.
+        let min_live = self.min_live_ms();
         for (id, writes) in by_segment {
-            if id < min_id && !self.segments.contains_key(&id) {
+            if (id + 1).saturating_mul(self.interval_ms) - 1 < min_live {
                 continue;
             }
             self.segment_mut(id)?.write(writes)?;

@@ -146,7 +146,8 @@ impl<K: StateSerde + Clone, V: StateSerde> SessionStore<K, V> {
         self.stack.flush_cache()
     }
 
-    /// Entries the cache wrote down since the last call.
+    /// Entries the cache wrote down since the last call (kept only with
+    /// [`crate::StoreOptions::report_evicted`]).
     pub fn take_evicted(&mut self) -> Result<Vec<Evicted<Windowed<K>, V>>> {
         self.stack
             .take_evicted()

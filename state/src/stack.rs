@@ -16,6 +16,7 @@ pub(crate) struct StoreStack {
     cache: Option<RecordCache>,
     log: Option<ChangeLogger>,
     inner: Box<dyn BytesStore>,
+    report_evicted: bool,
     evicted: Vec<Write>,
 }
 
@@ -25,8 +26,16 @@ impl StoreStack {
         inner: Box<dyn BytesStore>,
         log: Option<ChangeLogger>,
         cache_bytes: Option<usize>,
+        report_evicted: bool,
     ) -> Self {
-        StoreStack { name: name.to_string(), cache: cache_bytes.map(RecordCache::new), log, inner, evicted: Vec::new() }
+        StoreStack {
+            name: name.to_string(),
+            cache: cache_bytes.map(RecordCache::new),
+            log,
+            inner,
+            report_evicted,
+            evicted: Vec::new(),
+        }
     }
 
     pub(crate) fn inner(&self) -> &dyn BytesStore {
@@ -40,13 +49,22 @@ impl StoreStack {
         })
     }
 
-    fn write_down(&mut self, writes: Vec<Write>) -> Result<()> {
-        if writes.is_empty() {
-            return Ok(());
+    fn write_down(&mut self, mut writes: Vec<Write>) -> Result<()> {
+        match (&mut self.log, writes.len()) {
+            (_, 0) => Ok(()),
+            (Some(log), _) => log.record(writes, &mut *self.inner),
+            (None, 1) => match writes.pop().expect("one") {
+                (k, Some(v)) => self.inner.put(k, v),
+                (k, None) => self.inner.delete(k),
+            },
+            (None, _) => self.inner.write(writes),
         }
-        match &mut self.log {
-            Some(log) => log.record(writes, &mut *self.inner),
-            None => self.inner.write(writes),
+    }
+
+    /// Remembers what the cache wrote down, when the caller asked for it.
+    fn report(&mut self, writes: &[Write]) {
+        if self.report_evicted {
+            self.evicted.extend(writes.iter().cloned());
         }
     }
 
@@ -63,7 +81,7 @@ impl StoreStack {
         if let Some(cache) = &mut self.cache {
             let mut evicted = Vec::new();
             cache.put_clean(Bytes::copy_from_slice(key), value.clone(), &mut evicted);
-            self.evicted.extend(evicted.iter().cloned());
+            self.report(&evicted);
             self.write_down(evicted)?;
         }
         Ok(value)
@@ -77,7 +95,7 @@ impl StoreStack {
             if evicted.is_empty() {
                 return Ok(());
             }
-            self.evicted.extend(evicted.iter().cloned());
+            self.report(&evicted);
             return self.write_down(evicted);
         }
         match (&mut self.log, value) {
@@ -116,7 +134,7 @@ impl StoreStack {
     pub(crate) fn flush_cache(&mut self) -> Result<()> {
         if let Some(cache) = &mut self.cache {
             let dirty = cache.take_dirty();
-            self.evicted.extend(dirty.iter().cloned());
+            self.report(&dirty);
             self.write_down(dirty)?;
         }
         Ok(())

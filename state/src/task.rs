@@ -105,11 +105,22 @@ pub struct StoreOptions {
     pub logging: bool,
     /// Put a record cache in front.
     pub caching: bool,
+    /// Keep what the cache writes down (evictions and commit flushes) for `take_evicted`, which
+    /// the caller must then drain (the streams layer does, to forward them downstream).
+    pub report_evicted: bool,
+}
+
+impl StoreOptions {
+    /// With or without changelog and cache, not reporting evictions.
+    pub fn new(logging: bool, caching: bool) -> Self {
+        StoreOptions { logging, caching, report_evicted: false }
+    }
 }
 
 impl Default for StoreOptions {
+    /// Changelogged and cached, as Kafka Streams' stores are by default.
     fn default() -> Self {
-        StoreOptions { logging: true, caching: true }
+        StoreOptions::new(true, true)
     }
 }
 
@@ -230,24 +241,51 @@ impl TaskState {
         Ok(())
     }
 
-    /// Layers `inner`, ensures and replays the changelog.
+    /// Opens a store's backend. A changelogged store whose RocksDB files cannot be opened (damaged,
+    /// or written by an incompatible version) is deleted and rebuilt from its changelog, as the
+    /// changelog is the store's record; the second value says so.
+    fn open_backend(
+        &self,
+        name: &str,
+        options: StoreOptions,
+        open: impl Fn() -> Result<Box<dyn BytesStore>>,
+    ) -> Result<(Box<dyn BytesStore>, bool)> {
+        match open() {
+            Err(Error::RocksDb { source, path, .. }) if options.logging && self.config.changelogs.is_some() => {
+                tracing::warn!(
+                    store = name, path = %path.display(), error = %source,
+                    "cannot open the store's RocksDB files; deleting them to rebuild the store from its changelog"
+                );
+                let dir = self.store_path(name);
+                match std::fs::remove_dir_all(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&dir, e)),
+                    _ => {}
+                }
+                Ok((open()?, true))
+            }
+            other => Ok((other?, false)),
+        }
+    }
+
+    /// Layers `inner`, ensures and replays the changelog (from its start when `wiped`).
     fn build(
         &mut self,
         name: &str,
-        mut inner: Box<dyn BytesStore>,
+        (mut inner, wiped): (Box<dyn BytesStore>, bool),
         kind: ChangelogKind,
         options: StoreOptions,
     ) -> Result<StoreStack> {
         let cache = options.caching.then_some(self.config.cache_bytes_per_store);
         let changelogs = match (&self.config.changelogs, options.logging) {
             (Some(c), true) => c.clone(),
-            _ => return Ok(StoreStack::new(name, inner, None, cache)),
+            _ => return Ok(StoreStack::new(name, inner, None, cache, options.report_evicted)),
         };
         let topic = changelog_topic(&self.config.application_id, name);
         changelogs.ensure_topic(name, &topic, self.config.n_partitions, &kind, self.config.create_changelogs)?;
         let tp = TopicPartition::new(topic, self.config.partition);
         let (log_start, end) = changelogs.bounds(name, &tp)?;
-        let start = match (inner.persistent(), self.checkpoint.get(&tp)) {
+        let checkpointed = if wiped { None } else { self.checkpoint.get(&tp) };
+        let start = match (inner.persistent(), checkpointed) {
             (true, Some(&offset)) if (log_start..=end).contains(&offset) => offset,
             (true, Some(&offset)) => {
                 tracing::warn!(
@@ -271,16 +309,32 @@ impl TaskState {
         self.restores.push(progress);
         let mut logger = ChangeLogger::new(name, changelogs, tp, self.config.changelog_batch_bytes);
         logger.set_next_offset(end);
-        Ok(StoreStack::new(name, inner, Some(logger), cache))
+        Ok(StoreStack::new(name, inner, Some(logger), cache, options.report_evicted))
     }
 
     /// Opens, restores and registers a key-value store.
     pub fn add_kv_store<K: StateSerde, V: StateSerde>(&mut self, name: &str, options: StoreOptions) -> Result<()> {
         self.check_name(name)?;
-        let inner = self.config.backend.open(name, &self.store_path(name))?;
+        let path = self.store_path(name);
+        let inner = self.open_backend(name, options, || self.config.backend.open(name, &path))?;
         let stack = self.build(name, inner, ChangelogKind::KeyValue, options)?;
         self.stores.insert(name.to_string(), Box::new(KeyValueStore::<K, V>::new(stack)));
         Ok(())
+    }
+
+    fn open_segments(
+        &self,
+        name: &str,
+        options: StoreOptions,
+        schema: KeySchema,
+        retention_ms: i64,
+        interval_ms: i64,
+    ) -> Result<(Box<dyn BytesStore>, bool)> {
+        let path = self.store_path(name);
+        self.open_backend(name, options, || {
+            let segments = Segments::open(name, &path, self.config.backend.clone(), schema, retention_ms, interval_ms)?;
+            Ok(Box::new(segments) as Box<dyn BytesStore>)
+        })
     }
 
     /// Opens, restores and registers a window store.
@@ -293,16 +347,9 @@ impl TaskState {
         self.check_name(name)?;
         let schema = KeySchema::Window { with_seq: window.retain_duplicates };
         let interval = Segments::default_interval_ms(window.retention_ms);
-        let inner = Segments::open(
-            name,
-            self.store_path(name),
-            self.config.backend.clone(),
-            schema,
-            window.retention_ms,
-            interval,
-        )?;
+        let inner = self.open_segments(name, options, schema, window.retention_ms, interval)?;
         let kind = ChangelogKind::Windowed { retention_ms: window.retention_ms };
-        let stack = self.build(name, Box::new(inner), kind, options)?;
+        let stack = self.build(name, inner, kind, options)?;
         let store =
             WindowStore::<K, V>::new(stack, window.retention_ms, window.window_size_ms, window.retain_duplicates);
         self.stores.insert(name.to_string(), Box::new(store));
@@ -318,15 +365,8 @@ impl TaskState {
     ) -> Result<()> {
         self.check_name(name)?;
         let interval = Segments::default_interval_ms(retention_ms);
-        let inner = Segments::open(
-            name,
-            self.store_path(name),
-            self.config.backend.clone(),
-            KeySchema::Session,
-            retention_ms,
-            interval,
-        )?;
-        let stack = self.build(name, Box::new(inner), ChangelogKind::Windowed { retention_ms }, options)?;
+        let inner = self.open_segments(name, options, KeySchema::Session, retention_ms, interval)?;
+        let stack = self.build(name, inner, ChangelogKind::Windowed { retention_ms }, options)?;
         self.stores.insert(name.to_string(), Box::new(SessionStore::<K, V>::new(stack, retention_ms)));
         Ok(())
     }

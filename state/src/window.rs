@@ -164,7 +164,8 @@ impl<K: StateSerde, V: StateSerde> WindowStore<K, V> {
         self.stack.flush_cache()
     }
 
-    /// Entries the cache wrote down since the last call.
+    /// Entries the cache wrote down since the last call (kept only with
+    /// [`crate::StoreOptions::report_evicted`]).
     pub fn take_evicted(&mut self) -> Result<Vec<Evicted<Windowed<K>, V>>> {
         let with_seq = self.retain_duplicates;
         let size = self.window_size_ms;

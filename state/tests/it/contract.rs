@@ -310,8 +310,9 @@ fn cache_collapses_updates_and_reports_what_it_writes_down() {
         let mut config = env.task_config(&backend);
         config.cache_bytes_per_store = 10_000;
         let mut task = TaskState::open(config).unwrap();
-        task.add_kv_store::<String, u64>("cached", StoreOptions { logging: true, caching: true }).unwrap();
-        task.add_kv_store::<String, u64>("uncached", StoreOptions { logging: true, caching: false }).unwrap();
+        task.add_kv_store::<String, u64>("cached", StoreOptions { report_evicted: true, ..StoreOptions::default() })
+            .unwrap();
+        task.add_kv_store::<String, u64>("uncached", StoreOptions::new(true, false)).unwrap();
         for name in ["cached", "uncached"] {
             let s = task.kv_store::<String, u64>(name).unwrap();
             for i in 0..1_000u64 {

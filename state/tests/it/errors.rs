@@ -71,7 +71,7 @@ fn changelog_topics_must_exist_with_the_right_partitions() {
     assert!(matches!(err, Error::ChangelogPartitions { expected: 1, actual: 3, .. }), "{err}");
     assert!(err.to_string().contains("has 3 partitions, but the store needs 1"), "{err}");
     // Nothing was registered by the failures; a store without changelog still works.
-    task.add_kv_store::<String, String>("kv", StoreOptions { logging: false, caching: true }).unwrap();
+    task.add_kv_store::<String, String>("kv", StoreOptions::new(false, true)).unwrap();
     task.close().unwrap();
 
     // Created with the configs a key-value changelog needs.
@@ -107,7 +107,7 @@ fn bad_configs_and_names_are_refused() {
 fn undecodable_values_are_errors_not_panics() {
     let env = Env::new();
     let backend = Backend::rocksdb(16 << 20).unwrap();
-    let options = StoreOptions { logging: false, caching: false };
+    let options = StoreOptions::new(false, false);
     let mut task = env.task(&backend);
     task.add_kv_store::<String, String>("kv", options).unwrap();
     task.kv_store::<String, String>("kv").unwrap().put(&"k".into(), &"not a number".into()).unwrap();

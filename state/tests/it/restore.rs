@@ -68,7 +68,7 @@ fn without_a_checkpoint_a_store_is_rebuilt_from_the_beginning() {
     // A store written to without its changelog knowing: it must not survive the rebuild.
     {
         let mut task = env.task(&backend);
-        task.add_kv_store::<u32, String>("kv", StoreOptions { logging: false, caching: false }).unwrap();
+        task.add_kv_store::<u32, String>("kv", StoreOptions::new(false, false)).unwrap();
         task.kv_store::<u32, String>("kv").unwrap().put(&999_999, &"stray".into()).unwrap();
         task.close().unwrap();
         std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
@@ -77,6 +77,64 @@ fn without_a_checkpoint_a_store_is_rebuilt_from_the_beginning() {
     task.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
     assert_eq!(task.restores()[0].n_records, 1_000);
     assert_eq!(contents(&mut task), before);
+    task.close().unwrap();
+}
+
+/// A restore large enough to go through sorted SST files, several of them, with overwrites and
+/// deletes spread across chunks: the last write of each key must win.
+#[test]
+fn a_bulk_restore_through_sst_files_keeps_the_changelog_order() {
+    let env = Env::new();
+    let small_chunks =
+        Backend::RocksDb(freshet_state::RocksMemory::new(16 << 20).unwrap().with_restore_chunk_bytes(256 << 10));
+    let mut task = env.task(&small_chunks);
+    task.add_kv_store::<u32, String>("kv", StoreOptions::new(true, false)).unwrap();
+    let mut model = BTreeMap::new();
+    let s = task.kv_store::<u32, String>("kv").unwrap();
+    for i in 0..40_000u32 {
+        let k = (i * 7_919) % 5_000;
+        if i % 11 == 0 {
+            s.delete(&k).unwrap();
+            model.remove(&k);
+        } else {
+            s.put(&k, &format!("v{i}")).unwrap();
+            model.insert(k, format!("v{i}"));
+        }
+    }
+    let dir = task.dir().to_path_buf();
+    task.close().unwrap();
+    std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
+    let mut task = env.task(&small_chunks);
+    task.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
+    assert_eq!(task.restores()[0].n_records, 40_000);
+    assert_eq!(contents(&mut task), model);
+    task.close().unwrap();
+}
+
+/// Damaged RocksDB files of a changelogged store are deleted and the store rebuilt from its
+/// changelog; a store without changelog reports the damage instead.
+#[test]
+fn a_damaged_rocksdb_store_is_rebuilt_from_its_changelog() {
+    let env = Env::new();
+    let backend = Backend::rocksdb(16 << 20).unwrap();
+    let mut task = env.task(&backend);
+    task.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
+    task.add_kv_store::<u32, String>("local", StoreOptions::new(false, false)).unwrap();
+    fill(&mut task, 3_000);
+    task.kv_store::<u32, String>("local").unwrap().put(&1, &"one".into()).unwrap();
+    let before = contents(&mut task);
+    let dir = task.dir().to_path_buf();
+    task.close().unwrap();
+    for store in ["kv", "local"] {
+        std::fs::write(dir.join("rocksdb").join(store).join("CURRENT"), b"MANIFEST-999999\n").unwrap();
+    }
+    let mut task = env.task(&backend);
+    task.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
+    assert_eq!(task.restores()[0].start_offset, 0, "rebuilt from the start");
+    assert_eq!(contents(&mut task), before);
+    let err = task.add_kv_store::<u32, String>("local", StoreOptions::new(false, false)).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("RocksDB error in store \"local\"") && text.contains("rocksdb/local"), "{text}");
     task.close().unwrap();
 }
 
@@ -99,7 +157,7 @@ impl RestoreListener for Recorder {
 fn restore_reports_progress_to_a_listener() {
     let env = Env::new();
     let mut task = env.task(&Backend::InMemory);
-    task.add_kv_store::<u32, String>("kv", StoreOptions { logging: true, caching: false }).unwrap();
+    task.add_kv_store::<u32, String>("kv", StoreOptions::new(true, false)).unwrap();
     fill(&mut task, 20_000);
     task.close().unwrap();
 

@@ -105,7 +105,7 @@ pub(crate) fn layerings() -> Vec<StoreOptions> {
     let mut out = Vec::new();
     for logging in [false, true] {
         for caching in [false, true] {
-            out.push(StoreOptions { logging, caching });
+            out.push(StoreOptions { logging, caching, report_evicted: true });
         }
     }
     out

@@ -1,0 +1,211 @@
+//! State-store benchmark: Freshet's key-value store beside raw RocksDB, and restore beside the
+//! log's own read speed, all measured in the same run on the same keys and values.
+//!
+//! Run with `cargo bench -p freshet-state --bench store`. `FRESHET_BENCH_OPS` sets the operations
+//! per phase (default 10 million); `FRESHET_BENCH_DIR` the directory (default: under `target/`, on
+//! the disk the project lives on).
+//!
+//! Keys are 8 bytes (a 64-bit mix of the operation number, so inserts land in random order),
+//! values 100 bytes. Raw RocksDB is opened with the very options Freshet's stores use (shared
+//! 512 MiB block cache and write-buffer budget, no write-ahead log) and driven with `put` and
+//! `get`; Freshet's store is driven through `KeyValueStore<u64, Bytes>` (no cache, no changelog),
+//! then with the record cache, then with the changelog (an embedded log with fsync group commit),
+//! then both. Writes include the final flush. Gets read every key once in a scrambled order.
+//! Restore rebuilds a store from the changelog the logged phase wrote; the log's read speed is a
+//! consumer reading and decoding the same changelog. Targets: the store at least 80% of raw
+//! RocksDB; restore at least half the log's read speed.
+
+#![allow(clippy::print_stdout)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use freshet_core::config::{Durability, LogConfig};
+use freshet_core::substrate::{Consumer as _, Embedded, TopicPartition};
+use freshet_state::{changelog_topic, Backend, Changelogs, RocksMemory, StoreOptions, TaskConfig, TaskState};
+
+fn splitmix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+fn key(i: u64) -> u64 {
+    splitmix(i)
+}
+
+fn value(i: u64) -> Bytes {
+    let mut v = vec![0u8; 100];
+    v[..8].copy_from_slice(&i.to_le_bytes());
+    Bytes::from(v)
+}
+
+/// Operation numbers in a scrambled order that still visits each once (2654435761 is prime, so
+/// multiplying by it permutes `0..n` unless `n` is a multiple of it).
+fn scrambled(i: u64, n: u64) -> u64 {
+    (i * 2_654_435_761) % n
+}
+
+struct Phase {
+    name: &'static str,
+    ops_per_s: f64,
+}
+
+fn rate(n: u64, elapsed: Duration) -> f64 {
+    n as f64 / elapsed.as_secs_f64()
+}
+
+fn raw_rocksdb(dir: &Path, memory: &RocksMemory, n: u64) -> (f64, f64) {
+    let db = rocksdb::DB::open(&memory.options(), dir.join("raw")).unwrap();
+    let mut write = rocksdb::WriteOptions::default();
+    write.disable_wal(true);
+    let start = Instant::now();
+    for i in 0..n {
+        db.put_opt(key(i).to_be_bytes(), value(i), &write).unwrap();
+    }
+    db.flush().unwrap();
+    let put = rate(n, start.elapsed());
+    let start = Instant::now();
+    let mut found = 0u64;
+    for i in 0..n {
+        let k = key(scrambled(i, n));
+        if let Some(v) = db.get_pinned(k.to_be_bytes()).unwrap() {
+            found += v.len() as u64 / 100;
+        }
+    }
+    let get = rate(n, start.elapsed());
+    assert_eq!(found, n);
+    (put, get)
+}
+
+fn task_config(dir: &Path, name: &str, memory: &RocksMemory, changelogs: Option<Changelogs>) -> TaskConfig {
+    TaskConfig::new(dir.join(name), "bench", "0_0", 0, 1, Backend::RocksDb(memory.clone()), changelogs)
+}
+
+fn freshet_store(config: TaskConfig, options: StoreOptions, n: u64) -> (f64, f64) {
+    let mut task = TaskState::open(config).unwrap();
+    task.add_kv_store::<u64, Bytes>("kv", options).unwrap();
+    let start = Instant::now();
+    {
+        let store = task.kv_store::<u64, Bytes>("kv").unwrap();
+        for i in 0..n {
+            store.put(&key(i), &value(i)).unwrap();
+        }
+    }
+    task.commit().unwrap();
+    let put = rate(n, start.elapsed());
+    let store = task.kv_store::<u64, Bytes>("kv").unwrap();
+    let start = Instant::now();
+    let mut found = 0u64;
+    for i in 0..n {
+        if let Some(v) = store.get(&key(scrambled(i, n))).unwrap() {
+            found += v.len() as u64 / 100;
+        }
+    }
+    let get = rate(n, start.elapsed());
+    assert_eq!(found, n);
+    task.close().unwrap();
+    (put, get)
+}
+
+fn log_read_mb_per_s(runtime: &tokio::runtime::Runtime, log: &Embedded, topic: &str) -> (f64, u64) {
+    let tp = TopicPartition::new(topic, 0);
+    let end = log.log().partition(topic, 0).unwrap().offsets().1;
+    let mut consumer = log.consumer(Default::default());
+    runtime.block_on(async {
+        consumer.assign(vec![tp.clone()]).await.unwrap();
+        consumer.seek_to_offset(&tp, 0).unwrap();
+        let start = Instant::now();
+        let mut n_bytes = 0u64;
+        while consumer.position(&tp).unwrap() < end {
+            for batches in consumer.poll(Duration::from_secs(1)).await.unwrap() {
+                for r in batches.records().unwrap() {
+                    n_bytes += (r.key.map_or(0, |k| k.len()) + r.value.map_or(0, |v| v.len())) as u64;
+                }
+            }
+        }
+        (n_bytes as f64 / 1e6 / start.elapsed().as_secs_f64(), n_bytes)
+    })
+}
+
+fn main() {
+    let n: u64 = std::env::var("FRESHET_BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
+    assert!(n > 0 && n < 1 << 32, "FRESHET_BENCH_OPS must be between 1 and 2^32");
+    let base: PathBuf = std::env::var_os("FRESHET_BENCH_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| "target".into());
+        target.join("bench-data")
+    });
+    std::fs::create_dir_all(&base).unwrap();
+    let dir = tempfile::tempdir_in(&base).unwrap();
+    let dir = dir.path();
+    println!("state-store benchmark: {n} operations per phase, 8 B keys, 100 B values, in {}", dir.display());
+    let memory = RocksMemory::new(512 << 20).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let log_config = LogConfig { durability: Durability::Fsync, ..LogConfig::default() };
+    let log = runtime.block_on(Embedded::open(dir.join("log"), log_config)).unwrap();
+    let changelogs = Changelogs::embedded(&log, runtime.handle().clone());
+
+    let (raw_put, raw_get) = raw_rocksdb(dir, &memory, n);
+    let no_log = |name| task_config(dir, name, &memory, None);
+    let mut puts = Vec::new();
+    let mut gets = Vec::new();
+    let plain = freshet_store(no_log("plain"), StoreOptions::new(false, false), n);
+    puts.push(Phase { name: "store", ops_per_s: plain.0 });
+    gets.push(Phase { name: "store", ops_per_s: plain.1 });
+    let cached = freshet_store(no_log("cached"), StoreOptions::new(false, true), n);
+    puts.push(Phase { name: "store + cache", ops_per_s: cached.0 });
+    gets.push(Phase { name: "store + cache", ops_per_s: cached.1 });
+    let logged_config = task_config(dir, "logged", &memory, Some(changelogs.clone()));
+    let logged = freshet_store(logged_config, StoreOptions::new(true, false), n);
+    puts.push(Phase { name: "store + changelog", ops_per_s: logged.0 });
+    gets.push(Phase { name: "store + changelog", ops_per_s: logged.1 });
+    let mut both_config = task_config(dir, "both", &memory, Some(changelogs.clone()));
+    both_config.application_id = "bench2".into();
+    let both = freshet_store(both_config, StoreOptions::new(true, true), n);
+    puts.push(Phase { name: "store + changelog + cache", ops_per_s: both.0 });
+    gets.push(Phase { name: "store + changelog + cache", ops_per_s: both.1 });
+
+    println!("\n{:<34} {:>14} {:>12}", "put (incl. final flush)", "ops/s", "of raw");
+    println!("{:<34} {:>14.0} {:>11.0}%", "raw RocksDB (limit)", raw_put, 100.0);
+    for p in &puts {
+        println!(
+            "{:<34} {:>14.0} {:>11.0}%",
+            format!("freshet {}", p.name),
+            p.ops_per_s,
+            100.0 * p.ops_per_s / raw_put
+        );
+    }
+    println!("\n{:<34} {:>14} {:>12}", "get (every key once, scrambled)", "ops/s", "of raw");
+    println!("{:<34} {:>14.0} {:>11.0}%", "raw RocksDB (limit)", raw_get, 100.0);
+    for p in &gets {
+        println!(
+            "{:<34} {:>14.0} {:>11.0}%",
+            format!("freshet {}", p.name),
+            p.ops_per_s,
+            100.0 * p.ops_per_s / raw_get
+        );
+    }
+
+    // Restore: a fresh store rebuilt from the changelog of the logged phase.
+    let topic = changelog_topic("bench", "kv");
+    let (log_read, log_bytes) = log_read_mb_per_s(&runtime, &log, &topic);
+    let mut task = TaskState::open(task_config(dir, "restored", &memory, Some(changelogs))).unwrap();
+    task.add_kv_store::<u64, Bytes>("kv", StoreOptions::default()).unwrap();
+    let restored = task.restores()[0].clone();
+    assert_eq!(restored.n_bytes, log_bytes);
+    task.close().unwrap();
+    println!("\n{:<34} {:>14} {:>12}", "restore (key + value bytes)", "MB/s", "of log read");
+    println!("{:<34} {:>14.1} {:>11.0}%", "log read + decode (limit)", log_read, 100.0);
+    println!(
+        "{:<34} {:>14.1} {:>11.0}%   ({} records in {:.1} s)",
+        "freshet restore",
+        restored.mb_per_sec(),
+        100.0 * restored.mb_per_sec() / log_read,
+        restored.n_records,
+        restored.elapsed.as_secs_f64()
+    );
+    println!("\ntargets: store put and get >= 80% of raw RocksDB; restore >= 50% of the log's read speed");
+    runtime.block_on(log.close()).unwrap();
+}

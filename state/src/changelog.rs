@@ -285,11 +285,13 @@ impl ChangeLogger {
             self.buffer_bytes += k.len() + v.as_ref().map_or(0, Bytes::len) + 24;
             self.pending.insert(k.clone(), (v.clone(), self.next_seq));
             self.buffer.push((k, v));
-        }
-        if self.buffer_bytes >= self.batch_bytes {
-            self.send_buffer();
-            while self.in_flight.len() > self.max_in_flight {
-                self.complete_oldest(inner)?;
+            // Batches stay near `batch_bytes` (under the topic's max.message.bytes) however many
+            // writes come at once, e.g. a whole cache flushed at commit.
+            if self.buffer_bytes >= self.batch_bytes {
+                self.send_buffer();
+                while self.in_flight.len() > self.max_in_flight {
+                    self.complete_oldest(inner)?;
+                }
             }
         }
         Ok(())

@@ -344,3 +344,22 @@ fn cache_collapses_updates_and_reports_what_it_writes_down() {
         task.close().unwrap();
     }
 }
+
+/// A commit can flush far more than one changelog batch holds (a large cache): it goes out in
+/// batches under the topic's `max.message.bytes`.
+#[test]
+fn a_large_cache_flush_is_logged_in_batches() {
+    let env = Env::new();
+    let mut config = env.task_config(&freshet_state::Backend::InMemory);
+    config.cache_bytes_per_store = 32 << 20;
+    let mut task = TaskState::open(config).unwrap();
+    task.add_kv_store::<u64, Vec<u8>>("big", StoreOptions::default()).unwrap();
+    let s = task.kv_store::<u64, Vec<u8>>("big").unwrap();
+    for i in 0..50_000u64 {
+        s.put(&i, &vec![7u8; 100]).unwrap();
+    }
+    task.commit().unwrap();
+    let logged = env.changelog(&freshet_state::changelog_topic("app", "big"));
+    assert_eq!(logged.len(), 50_000);
+    task.close().unwrap();
+}

@@ -130,6 +130,33 @@ fn log_read_mb_per_s(runtime: &tokio::runtime::Runtime, log: &Embedded, topic: &
     })
 }
 
+/// Restore: a fresh store rebuilt from the changelog of the logged phase, beside the log's own read.
+fn restore_phase(
+    runtime: &tokio::runtime::Runtime,
+    log: &Embedded,
+    dir: &Path,
+    memory: &RocksMemory,
+    changelogs: Changelogs,
+) {
+    let topic = changelog_topic("bench", "kv");
+    let (log_read, log_bytes) = log_read_mb_per_s(runtime, log, &topic);
+    let mut task = TaskState::open(task_config(dir, "restored", memory, Some(changelogs))).unwrap();
+    task.add_kv_store::<u64, Bytes>("kv", StoreOptions::default()).unwrap();
+    let restored = task.restores()[0].clone();
+    assert_eq!(restored.n_bytes, log_bytes);
+    task.close().unwrap();
+    println!("\n{:<34} {:>14} {:>12}", "restore (key + value bytes)", "MB/s", "of log read");
+    println!("{:<34} {:>14.1} {:>11.0}%", "log read + decode (limit)", log_read, 100.0);
+    println!(
+        "{:<34} {:>14.1} {:>11.0}%   ({} records in {:.1} s)",
+        "freshet restore",
+        restored.mb_per_sec(),
+        100.0 * restored.mb_per_sec() / log_read,
+        restored.n_records,
+        restored.elapsed.as_secs_f64()
+    );
+}
+
 fn main() {
     let n: u64 = std::env::var("FRESHET_BENCH_OPS").ok().and_then(|s| s.parse().ok()).unwrap_or(10_000_000);
     assert!(n > 0 && n < 1 << 32, "FRESHET_BENCH_OPS must be between 1 and 2^32");
@@ -147,6 +174,15 @@ fn main() {
     let log = runtime.block_on(Embedded::open(dir.join("log"), log_config)).unwrap();
     let changelogs = Changelogs::embedded(&log, runtime.handle().clone());
 
+    // FRESHET_BENCH_ONLY=restore runs only the logged phase (to write the changelog) and the restore.
+    let only_restore = std::env::var("FRESHET_BENCH_ONLY").is_ok_and(|v| v == "restore");
+    if only_restore {
+        let logged_config = task_config(dir, "logged", &memory, Some(changelogs.clone()));
+        freshet_store(logged_config, StoreOptions::new(true, false), n);
+        restore_phase(&runtime, &log, dir, &memory, changelogs);
+        runtime.block_on(log.close()).unwrap();
+        return;
+    }
     let (raw_put, raw_get) = raw_rocksdb(dir, &memory, n);
     let no_log = |name| task_config(dir, name, &memory, None);
     let mut puts = Vec::new();
@@ -188,24 +224,7 @@ fn main() {
         );
     }
 
-    // Restore: a fresh store rebuilt from the changelog of the logged phase.
-    let topic = changelog_topic("bench", "kv");
-    let (log_read, log_bytes) = log_read_mb_per_s(&runtime, &log, &topic);
-    let mut task = TaskState::open(task_config(dir, "restored", &memory, Some(changelogs))).unwrap();
-    task.add_kv_store::<u64, Bytes>("kv", StoreOptions::default()).unwrap();
-    let restored = task.restores()[0].clone();
-    assert_eq!(restored.n_bytes, log_bytes);
-    task.close().unwrap();
-    println!("\n{:<34} {:>14} {:>12}", "restore (key + value bytes)", "MB/s", "of log read");
-    println!("{:<34} {:>14.1} {:>11.0}%", "log read + decode (limit)", log_read, 100.0);
-    println!(
-        "{:<34} {:>14.1} {:>11.0}%   ({} records in {:.1} s)",
-        "freshet restore",
-        restored.mb_per_sec(),
-        100.0 * restored.mb_per_sec() / log_read,
-        restored.n_records,
-        restored.elapsed.as_secs_f64()
-    );
+    restore_phase(&runtime, &log, dir, &memory, changelogs);
     println!("\ntargets: store put and get >= 80% of raw RocksDB; restore >= 50% of the log's read speed");
     runtime.block_on(log.close()).unwrap();
 }

@@ -1,7 +1,7 @@
 //! The byte-level store every typed store is built on, and the merge of write overlays over it.
 //!
 //! A [`BytesStore`] is an ordered map from byte keys to byte values: RocksDB
-//! ([`crate::rocks::RocksStore`]), an ordered in-memory map ([`crate::memory::MemoryStore`]) or a
+//! (`RocksStore`), an ordered in-memory map ([`crate::memory::MemoryStore`]) or a
 //! set of time segments of either ([`crate::segments::Segments`]). Layers that hold writes back (the
 //! record cache, the changelog's unacknowledged writes) keep them in ordered maps of
 //! `key -> Option<value>` (`None` deletes) and lay them over the store below with [`overlay`], so a

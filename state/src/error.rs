@@ -27,7 +27,7 @@ pub enum Error {
         path: PathBuf,
         /// RocksDB's error.
         #[source]
-        source: rocksdb::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// A checkpoint file fails its checks.
     #[error("corrupt checkpoint file {path}: {detail}; delete it to restore the task's stores from their changelogs")]

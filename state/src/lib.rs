@@ -17,7 +17,7 @@
 //!    writes down as [`Evicted`];
 //! 3. an optional [changelog](changelog) layer, which sends writes to the store's changelog topic
 //!    and applies them below only once acknowledged;
-//! 4. a [`BytesStore`]: [`RocksStore`], [`MemoryStore`], or [`Segments`] of either for window and
+//! 4. a [`BytesStore`]: `RocksStore` (feature `rocksdb`, on by default), [`MemoryStore`], or [`Segments`] of either for window and
 //!    session stores.
 //!
 //! A [`TaskState`] owns one task's stores, restores them when they are added and writes the
@@ -35,6 +35,7 @@ pub mod error;
 pub mod keys;
 pub mod kv;
 pub mod memory;
+#[cfg(feature = "rocksdb")]
 pub mod rocks;
 pub mod segments;
 pub mod serde;
@@ -49,6 +50,7 @@ pub use crate::changelog::{changelog_topic, ChangelogKind, Changelogs, RestoreLi
 pub use crate::error::{Error, Result};
 pub use crate::kv::{Evicted, KeyValueStore, TypedIter};
 pub use crate::memory::MemoryStore;
+#[cfg(feature = "rocksdb")]
 pub use crate::rocks::{RocksMemory, RocksStore};
 pub use crate::segments::Segments;
 pub use crate::serde::{Json, StateSerde};

@@ -18,6 +18,7 @@
 //! chunk after chunk gives the changelog's order; RocksDB compacts the files in the background.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use rocksdb::{
@@ -47,6 +48,10 @@ impl std::fmt::Debug for RocksMemory {
             .finish()
     }
 }
+
+/// Level-0 file counts at which RocksDB slows and stops writes (outside restores).
+const L0_SLOWDOWN_WRITES_TRIGGER: i32 = 20;
+const L0_STOP_WRITES_TRIGGER: i32 = 36;
 
 /// The memtable size of one store: small, because many stores share the budget and a flush at
 /// every commit empties them anyway.
@@ -107,8 +112,8 @@ impl RocksMemory {
         opts.set_compaction_style(DBCompactionStyle::Level);
         opts.set_level_compaction_dynamic_level_bytes(true);
         opts.set_level_zero_file_num_compaction_trigger(4);
-        opts.set_level_zero_slowdown_writes_trigger(20);
-        opts.set_level_zero_stop_writes_trigger(36);
+        opts.set_level_zero_slowdown_writes_trigger(L0_SLOWDOWN_WRITES_TRIGGER);
+        opts.set_level_zero_stop_writes_trigger(L0_STOP_WRITES_TRIGGER);
         opts.set_target_file_size_base(64 << 20);
         opts.set_max_bytes_for_level_base(256 << 20);
         opts.set_compression_type(DBCompressionType::None);
@@ -139,11 +144,12 @@ pub struct RocksStore {
     path: PathBuf,
     options: Options,
     write_options: WriteOptions,
-    db: Option<DB>,
+    db: Option<Arc<DB>>,
     restoring: Vec<Write>,
     restoring_bytes: usize,
     restore_chunk_bytes: usize,
-    n_ingested: u64,
+    ingester: Option<(std::sync::mpsc::SyncSender<Vec<Write>>, std::thread::JoinHandle<Result<()>>)>,
+    bulk_loading: bool,
 }
 
 impl std::fmt::Debug for RocksStore {
@@ -169,49 +175,68 @@ impl RocksStore {
             path,
             options,
             write_options,
-            db: Some(db),
+            db: Some(Arc::new(db)),
             restoring: Vec::new(),
             restoring_bytes: 0,
             restore_chunk_bytes: memory.restore_chunk_bytes,
-            n_ingested: 0,
+            ingester: None,
+            bulk_loading: false,
         })
     }
 
-    /// Writes the gathered restore chunk as one sorted SST file and ingests it.
-    fn ingest_restoring(&mut self) -> Result<()> {
-        let mut writes = std::mem::take(&mut self.restoring);
+    fn set_options(&self, options: &[(&str, &str)]) -> Result<()> {
+        self.db()?.set_options(options).map_err(|e| self.err(e))
+    }
+
+    /// Hands the gathered restore chunk to the ingesting thread (started on first use), which
+    /// sorts it, writes it as an SST file and ingests it while this thread gathers the next.
+    fn send_restoring(&mut self) -> Result<()> {
+        let chunk = std::mem::take(&mut self.restoring);
         self.restoring_bytes = 0;
-        if writes.is_empty() {
+        if chunk.is_empty() {
             return Ok(());
         }
-        // Stable sort, then keep the last write of each key: the changelog's order decides.
-        writes.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut latest: Vec<Write> = Vec::with_capacity(writes.len());
-        for w in writes {
-            match latest.last_mut() {
-                Some(last) if last.0 == w.0 => *last = w,
-                _ => latest.push(w),
-            }
+        if self.ingester.is_none() {
+            let db = self.db.clone().ok_or_else(|| Error::Closed(self.name.clone()))?;
+            let mut sst_options = self.options.clone();
+            // Restore files are written once and soon compacted: compressing them is wasted work.
+            sst_options.set_compression_type(DBCompressionType::None);
+            sst_options.set_bottommost_compression_type(DBCompressionType::None);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Write>>(1);
+            let (name, path) = (self.name.clone(), self.path.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("freshet-restore-{name}"))
+                .spawn(move || {
+                    for (n, chunk) in rx.into_iter().enumerate() {
+                        ingest_chunk(&db, &sst_options, &path.join(format!("restore-{n}.sst")), chunk).map_err(
+                            |source| Error::RocksDb {
+                                store: name.clone(),
+                                path: path.clone(),
+                                source: Box::new(source),
+                            },
+                        )?;
+                    }
+                    Ok(())
+                })
+                .map_err(|e| Error::io(&self.path, e))?;
+            self.ingester = Some((tx, handle));
         }
-        let sst = self.path.join(format!("restore-{}.sst", self.n_ingested));
-        self.n_ingested += 1;
-        {
-            let mut writer = rocksdb::SstFileWriter::create(&self.options);
-            writer.open(&sst).map_err(|e| self.err(e))?;
-            for (k, v) in &latest {
-                match v {
-                    Some(v) => writer.put(k, v),
-                    None => writer.delete(k),
-                }
-                .map_err(|e| self.err(e))?;
-            }
-            writer.finish().map_err(|e| self.err(e))?;
+        let (tx, _) = self.ingester.as_ref().expect("started");
+        if tx.send(chunk).is_err() {
+            // The thread stopped on an error: collect it.
+            return self.join_ingester();
         }
-        let mut ingest = rocksdb::IngestExternalFileOptions::default();
-        ingest.set_move_files(true);
-        let result = self.db()?.ingest_external_file_opts(&ingest, vec![&sst]).map_err(|e| self.err(e));
-        let _ = std::fs::remove_file(&sst);
-        result
+        Ok(())
+    }
+
+    fn join_ingester(&mut self) -> Result<()> {
+        match self.ingester.take() {
+            Some((tx, handle)) => {
+                drop(tx);
+                handle.join().expect("restore ingest thread panicked")
+            }
+            None => Ok(()),
+        }
     }
 
     /// The store's directory.
@@ -220,11 +245,11 @@ impl RocksStore {
     }
 
     fn db(&self) -> Result<&DB> {
-        self.db.as_ref().ok_or_else(|| Error::Closed(self.name.clone()))
+        self.db.as_deref().ok_or_else(|| Error::Closed(self.name.clone()))
     }
 
     fn err(&self, source: rocksdb::Error) -> Error {
-        Error::RocksDb { store: self.name.clone(), path: self.path.clone(), source }
+        Error::RocksDb { store: self.name.clone(), path: self.path.clone(), source: Box::new(source) }
     }
 
     /// Closes the instance and deletes its files.
@@ -238,13 +263,48 @@ impl RocksStore {
     }
 }
 
+/// Sorts a chunk of replayed writes by key (the last write of a key wins), writes it as an SST
+/// file and ingests it: it lands newer than everything in the store.
+fn ingest_chunk(db: &DB, sst_options: &Options, sst: &Path, writes: Vec<Write>) -> Result<(), rocksdb::Error> {
+    // Sort (key prefix, position) pairs: most comparisons never leave the array.
+    let prefix = |k: &[u8]| {
+        let mut p = [0u8; 8];
+        let n = k.len().min(8);
+        p[..n].copy_from_slice(&k[..n]);
+        u64::from_be_bytes(p)
+    };
+    let mut order: Vec<(u64, u32)> = writes.iter().enumerate().map(|(i, (k, _))| (prefix(k), i as u32)).collect();
+    order.sort_unstable_by(|a, b| {
+        a.0.cmp(&b.0).then_with(|| writes[a.1 as usize].0.cmp(&writes[b.1 as usize].0)).then(a.1.cmp(&b.1))
+    });
+    let mut writer = rocksdb::SstFileWriter::create(sst_options);
+    writer.open(sst)?;
+    for (i, &(_, at)) in order.iter().enumerate() {
+        let (k, v) = &writes[at as usize];
+        if order.get(i + 1).is_some_and(|&(_, next)| writes[next as usize].0 == *k) {
+            continue; // a later write of the same key follows
+        }
+        match v {
+            Some(v) => writer.put(k, v)?,
+            None => writer.delete(k)?,
+        }
+    }
+    writer.finish()?;
+    drop(writer);
+    let mut ingest = rocksdb::IngestExternalFileOptions::default();
+    ingest.set_move_files(true);
+    let result = db.ingest_external_file_opts(&ingest, vec![sst]);
+    let _ = std::fs::remove_file(sst);
+    result
+}
+
 fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB> {
     DB::open(options, path).map_err(|source| {
         let text = source.to_string();
         if text.contains("LOCK") || text.contains("lock hold") {
             Error::Locked { path: path.to_path_buf() }
         } else {
-            Error::RocksDb { store: name.to_string(), path: path.to_path_buf(), source }
+            Error::RocksDb { store: name.to_string(), path: path.to_path_buf(), source: Box::new(source) }
         }
     })
 }
@@ -332,7 +392,7 @@ impl BytesStore for RocksStore {
         self.db()?;
         self.db = None;
         DB::destroy(&self.options, &self.path).map_err(|e| self.err(e))?;
-        self.db = Some(open_db(&self.name, &self.path, &self.options)?);
+        self.db = Some(Arc::new(open_db(&self.name, &self.path, &self.options)?));
         Ok(())
     }
 
@@ -341,23 +401,47 @@ impl BytesStore for RocksStore {
     }
 
     fn restore(&mut self, writes: Vec<Write>) -> Result<()> {
+        if !self.bulk_loading {
+            // Bulk-load mode: ingested files pile up in level 0 without compactions or write
+            // stalls until the restore ends; RocksDB compacts them afterwards in the background.
+            self.set_options(&[
+                ("disable_auto_compactions", "true"),
+                ("level0_slowdown_writes_trigger", "100000"),
+                ("level0_stop_writes_trigger", "100000"),
+            ])?;
+            self.bulk_loading = true;
+        }
         for (k, v) in writes {
             self.restoring_bytes += k.len() + v.as_ref().map_or(0, Bytes::len) + 64;
             self.restoring.push((k, v));
         }
         if self.restoring_bytes >= self.restore_chunk_bytes {
-            self.ingest_restoring()?;
+            self.send_restoring()?;
         }
         Ok(())
     }
 
     fn finish_restore(&mut self) -> Result<()> {
-        if self.restoring_bytes < RESTORE_SST_MIN_BYTES.min(self.restore_chunk_bytes) {
+        // A small remainder goes through a write batch, after every ingested chunk (so it is newer).
+        let small = self.restoring_bytes < RESTORE_SST_MIN_BYTES.min(self.restore_chunk_bytes);
+        if !small {
+            self.send_restoring()?;
+        }
+        self.join_ingester()?;
+        if small {
             self.restoring_bytes = 0;
             let writes = std::mem::take(&mut self.restoring);
-            return self.write(writes);
+            self.write(writes)?;
         }
-        self.ingest_restoring()
+        if self.bulk_loading {
+            self.bulk_loading = false;
+            self.set_options(&[
+                ("level0_slowdown_writes_trigger", &L0_SLOWDOWN_WRITES_TRIGGER.to_string()),
+                ("level0_stop_writes_trigger", &L0_STOP_WRITES_TRIGGER.to_string()),
+                ("disable_auto_compactions", "false"),
+            ])?;
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 //! downstream, as Kafka Streams forwards cache flushes). A commit writes down every dirty entry.
 //! Reads that miss are cached clean, so read-modify-write loops hit memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::Bytes;
 
@@ -28,7 +28,10 @@ pub(crate) struct RecordCache {
     budget_bytes: usize,
     used_bytes: usize,
     entries: BTreeMap<Bytes, Entry>,
-    lru: BTreeMap<u64, Bytes>,
+    /// Use order, oldest first: `(tick, key)` pushed at every use. An element whose tick is no
+    /// longer its entry's is stale and skipped (cheaper than moving an element on every use);
+    /// the queue is rebuilt when stale elements outnumber live ones.
+    lru: VecDeque<(u64, Bytes)>,
     tick: u64,
     n_hits: u64,
     n_misses: u64,
@@ -44,7 +47,7 @@ impl RecordCache {
             budget_bytes,
             used_bytes: 0,
             entries: BTreeMap::new(),
-            lru: BTreeMap::new(),
+            lru: VecDeque::new(),
             tick: 0,
             n_hits: 0,
             n_misses: 0,
@@ -63,9 +66,17 @@ impl RecordCache {
         self.tick += 1;
         let tick = self.tick;
         if let Some(e) = self.entries.get_mut(key) {
-            self.lru.remove(&e.tick);
             e.tick = tick;
-            self.lru.insert(tick, key.clone());
+            self.lru.push_back((tick, key.clone()));
+            self.compact_lru();
+        }
+    }
+
+    /// Drops stale queue elements once they outnumber live entries.
+    fn compact_lru(&mut self) {
+        if self.lru.len() > 2 * self.entries.len() + 1024 {
+            let entries = &self.entries;
+            self.lru.retain(|(tick, key)| entries.get(key).is_some_and(|e| e.tick == *tick));
         }
     }
 
@@ -90,12 +101,12 @@ impl RecordCache {
         let size = size_of(&key, &value);
         let entry = Entry { value, dirty, tick: self.tick };
         if let Some(old) = self.entries.insert(key.clone(), entry) {
-            self.lru.remove(&old.tick);
             self.used_bytes -= size_of(&key, &old.value);
         }
-        self.lru.insert(self.tick, key);
+        self.lru.push_back((self.tick, key));
         self.used_bytes += size;
         self.evict(evicted);
+        self.compact_lru();
     }
 
     /// Caches a write; dirty entries pushed out by it are appended to `evicted`.
@@ -110,8 +121,11 @@ impl RecordCache {
 
     fn evict(&mut self, evicted: &mut Vec<Write>) {
         while self.used_bytes > self.budget_bytes {
-            let Some((_, key)) = self.lru.pop_first() else { break };
-            let entry = self.entries.remove(&key).expect("LRU and entries agree");
+            let Some((tick, key)) = self.lru.pop_front() else { break };
+            if self.entries.get(&key).is_none_or(|e| e.tick != tick) {
+                continue; // stale: the key was used again later (or is gone)
+            }
+            let entry = self.entries.remove(&key).expect("checked");
             self.used_bytes -= size_of(&key, &entry.value);
             if entry.dirty {
                 evicted.push((key, entry.value));

@@ -320,18 +320,33 @@ impl Producer for EmbeddedProducer {
         }
         let now = now_ms();
         let mut sends = Vec::new();
-        for ((topic, partition), indexes) in by_partition {
-            let mut builder = BatchBuilder::with_capacity(indexes.iter().map(|&i| estimate(&records[i])).sum());
-            for &i in &indexes {
-                let r = &records[i];
-                builder.push(r.key.as_deref(), r.value.as_deref(), &r.headers, r.timestamp.unwrap_or(now));
+        for ((topic, partition), all_indexes) in by_partition {
+            // Batches of at most about BATCH_BYTES, so a large send stays under max.message.bytes.
+            // They are appended in order: `join_all` polls them first in order, and the log
+            // queues appends in the order they are first polled.
+            let mut rest = &all_indexes[..];
+            while !rest.is_empty() {
+                let mut n = 0;
+                let mut n_bytes = 0;
+                while n < rest.len() && (n == 0 || n_bytes + estimate(&records[rest[n]]) <= BATCH_BYTES) {
+                    n_bytes += estimate(&records[rest[n]]);
+                    n += 1;
+                }
+                let (indexes, tail) = rest.split_at(n);
+                rest = tail;
+                let mut builder = BatchBuilder::with_capacity(n_bytes);
+                for &i in indexes {
+                    let r = &records[i];
+                    builder.push(r.key.as_deref(), r.value.as_deref(), &r.headers, r.timestamp.unwrap_or(now));
+                }
+                let batch = builder.finish();
+                let log = self.log.clone();
+                let (topic, indexes) = (topic.clone(), indexes.to_vec());
+                sends.push(async move {
+                    let info = log.append(&topic, partition, bytes::BytesMut::from(batch)).await?;
+                    Ok::<_, Error>((topic, partition, indexes, info))
+                });
             }
-            let batch = builder.finish();
-            let log = self.log.clone();
-            sends.push(async move {
-                let info = log.append(&topic, partition, bytes::BytesMut::from(batch)).await?;
-                Ok::<_, Error>((topic, partition, indexes, info))
-            });
         }
         let mut out: Vec<Option<RecordMetadata>> = vec![None; records.len()];
         for result in futures::future::join_all(sends).await {
@@ -349,8 +364,14 @@ impl Producer for EmbeddedProducer {
     }
 }
 
+/// Record bytes per batch a send builds, by estimate: within the default `max.message.bytes`.
+/// Estimates err high (40 bytes of framing per record, where varints take at most 32), so a
+/// batch stays within the default 1048588 even with the 61-byte batch header.
+const BATCH_BYTES: usize = 1_000_000;
+
 fn estimate(r: &ProducerRecord) -> usize {
-    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + 24
+    let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 10).sum();
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers + 40
 }
 
 /// The embedded [`Consumer`].

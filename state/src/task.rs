@@ -48,7 +48,9 @@ pub struct TaskConfig {
     pub backend: Backend,
     /// The record-cache budget of each cached store, in bytes.
     pub cache_bytes_per_store: usize,
-    /// Bytes of changelog writes sent as one batch.
+    /// Bytes of changelog writes sent in one request (the producer splits it into batches under
+    /// `max.message.bytes`); requests go out one after another, so this is also what one
+    /// acknowledgement (one fsync, on the embedded log) covers.
     pub changelog_batch_bytes: usize,
     /// Changelog access; `None` runs every store without a changelog.
     pub changelogs: Option<Changelogs>,
@@ -71,7 +73,7 @@ impl std::fmt::Debug for TaskConfig {
 }
 
 impl TaskConfig {
-    /// A config with Kafka Streams' defaults: 10 MiB of cache per store, 1 MiB changelog batches,
+    /// A config with Kafka Streams' defaults: 10 MiB of cache per store, 4 MiB changelog requests,
     /// changelog topics created when missing.
     pub fn new(
         state_dir: impl Into<PathBuf>,
@@ -90,7 +92,7 @@ impl TaskConfig {
             n_partitions,
             backend,
             cache_bytes_per_store: 10 << 20,
-            changelog_batch_bytes: 1 << 20,
+            changelog_batch_bytes: 4 << 20,
             changelogs,
             create_changelogs: true,
             restore_listener: None,

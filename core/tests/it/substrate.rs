@@ -210,3 +210,33 @@ async fn a_position_outside_the_log_is_reset_as_auto_offset_reset_says() {
     assert_eq!(offsets, (4..10).collect::<Vec<i64>>());
     assert_eq!(consumer.position(&tp), Some(10));
 }
+
+/// A send larger than `max.message.bytes` goes out as several batches, in the order given.
+#[tokio::test]
+async fn a_large_send_is_split_into_batches_that_keep_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    embedded
+        .admin()
+        .create_topic(NewTopic { name: "big".into(), n_partitions: 1, ..Default::default() })
+        .await
+        .unwrap();
+    // 5000 records of 1 KiB: about 5 MB, five times the default max.message.bytes.
+    let records: Vec<_> =
+        (0..5_000).map(|i| ProducerRecord::new("big", None::<String>, format!("{i:05}{}", "x".repeat(1019)))).collect();
+    let sent = embedded.producer().send(records).await.unwrap();
+    let offsets: Vec<i64> = sent.iter().map(|m| m.offset).collect();
+    assert_eq!(offsets, (0..5_000).collect::<Vec<i64>>());
+    let fetched = embedded.log().read("big", 0, 0, u64::MAX).await.unwrap();
+    let batches: Vec<_> = freshet_core::batch::Batches::new(&fetched.batches).map(Result::unwrap).collect();
+    assert!(batches.len() >= 5, "{} batches", batches.len());
+    assert!(batches.iter().all(|b| b.size() <= 1_048_588));
+    let mut consumer = embedded.consumer(ConsumerConfig::default());
+    let tp = TopicPartition::new("big", 0);
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    let mut values = Vec::new();
+    while values.len() < 5_000 {
+        values.extend(values_of(&consumer.poll(Duration::from_secs(1)).await.unwrap()));
+    }
+    assert!(values.iter().enumerate().all(|(i, v)| v.starts_with(&format!("{i:05}"))));
+}

@@ -13,9 +13,12 @@
 //! write the changelog lacks).
 //!
 //! Restores bypass the memtable: replayed writes are gathered in chunks of
-//! [`RESTORE_CHUNK_BYTES`], sorted by key (the last write of a key wins, as in the changelog),
-//! written as an SST file and ingested. Each ingested file is newer than everything before it, so
-//! chunk after chunk gives the changelog's order; RocksDB compacts the files in the background.
+//! [`RESTORE_CHUNK_BYTES`], sorted by key (the last write of a key wins, as in the changelog) and
+//! written as SST files by two threads, and the files are ingested in chunk order. Each ingested
+//! file is newer than everything before it, so chunk after chunk gives the changelog's order.
+//! Compactions and write stalls are off during a restore; RocksDB compacts the files afterwards in
+//! the background. A restoring store holds at most four chunks in memory (two being written, one
+//! queued, one being gathered).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -75,8 +78,8 @@ impl RocksMemory {
     }
 
     /// Sets the bytes of replayed writes gathered into one SST file in a restore (default
-    /// [`RESTORE_CHUNK_BYTES`]); this much memory, plus per-record overhead, is held per restoring
-    /// store.
+    /// [`RESTORE_CHUNK_BYTES`]); a restoring store holds up to four chunks, plus per-record
+    /// overhead.
     pub fn with_restore_chunk_bytes(mut self, bytes: usize) -> Self {
         self.restore_chunk_bytes = bytes.max(1);
         self
@@ -133,7 +136,7 @@ impl RocksMemory {
 }
 
 /// Bytes of replayed writes gathered into one SST file during a restore, by default.
-pub const RESTORE_CHUNK_BYTES: usize = 64 << 20;
+pub const RESTORE_CHUNK_BYTES: usize = 32 << 20;
 
 /// Below this, the end of a restore goes through a write batch rather than an SST file.
 const RESTORE_SST_MIN_BYTES: usize = 1 << 20;
@@ -148,7 +151,7 @@ pub struct RocksStore {
     restoring: Vec<Write>,
     restoring_bytes: usize,
     restore_chunk_bytes: usize,
-    ingester: Option<(std::sync::mpsc::SyncSender<Vec<Write>>, std::thread::JoinHandle<Result<()>>)>,
+    ingester: Option<Ingester>,
     bulk_loading: bool,
 }
 
@@ -188,8 +191,9 @@ impl RocksStore {
         self.db()?.set_options(options).map_err(|e| self.err(e))
     }
 
-    /// Hands the gathered restore chunk to the ingesting thread (started on first use), which
-    /// sorts it, writes it as an SST file and ingests it while this thread gathers the next.
+    /// Hands the gathered restore chunk to the ingest threads (started on first use): one sorts
+    /// it and writes it as an SST file while this thread gathers the next; files are ingested
+    /// strictly in chunk order.
     fn send_restoring(&mut self) -> Result<()> {
         let chunk = std::mem::take(&mut self.restoring);
         self.restoring_bytes = 0;
@@ -197,33 +201,13 @@ impl RocksStore {
             return Ok(());
         }
         if self.ingester.is_none() {
-            let db = self.db.clone().ok_or_else(|| Error::Closed(self.name.clone()))?;
-            let mut sst_options = self.options.clone();
-            // Restore files are written once and soon compacted: compressing them is wasted work.
-            sst_options.set_compression_type(DBCompressionType::None);
-            sst_options.set_bottommost_compression_type(DBCompressionType::None);
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Write>>(1);
-            let (name, path) = (self.name.clone(), self.path.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("freshet-restore-{name}"))
-                .spawn(move || {
-                    for (n, chunk) in rx.into_iter().enumerate() {
-                        ingest_chunk(&db, &sst_options, &path.join(format!("restore-{n}.sst")), chunk).map_err(
-                            |source| Error::RocksDb {
-                                store: name.clone(),
-                                path: path.clone(),
-                                source: Box::new(source),
-                            },
-                        )?;
-                    }
-                    Ok(())
-                })
-                .map_err(|e| Error::io(&self.path, e))?;
-            self.ingester = Some((tx, handle));
+            self.ingester = Some(Ingester::start(self)?);
         }
-        let (tx, _) = self.ingester.as_ref().expect("started");
-        if tx.send(chunk).is_err() {
-            // The thread stopped on an error: collect it.
+        let ingester = self.ingester.as_mut().expect("started");
+        let n = ingester.next_chunk;
+        ingester.next_chunk += 1;
+        if ingester.jobs.send((n, chunk)).is_err() {
+            // Every thread stopped, on an error: collect it.
             return self.join_ingester();
         }
         Ok(())
@@ -231,10 +215,7 @@ impl RocksStore {
 
     fn join_ingester(&mut self) -> Result<()> {
         match self.ingester.take() {
-            Some((tx, handle)) => {
-                drop(tx);
-                handle.join().expect("restore ingest thread panicked")
-            }
+            Some(ingester) => ingester.join(),
             None => Ok(()),
         }
     }
@@ -263,9 +244,85 @@ impl RocksStore {
     }
 }
 
-/// Sorts a chunk of replayed writes by key (the last write of a key wins), writes it as an SST
-/// file and ingests it: it lands newer than everything in the store.
-fn ingest_chunk(db: &DB, sst_options: &Options, sst: &Path, writes: Vec<Write>) -> Result<(), rocksdb::Error> {
+/// Threads that turn restore chunks into SST files in parallel and ingest them in order.
+struct Ingester {
+    jobs: std::sync::mpsc::SyncSender<(u64, Vec<Write>)>,
+    threads: Vec<std::thread::JoinHandle<Result<()>>>,
+    next_chunk: u64,
+}
+
+/// The next chunk to ingest, and whether a thread failed.
+type Turn = Arc<(std::sync::Mutex<(u64, bool)>, std::sync::Condvar)>;
+
+impl Ingester {
+    fn start(store: &RocksStore) -> Result<Self> {
+        let db = store.db.clone().ok_or_else(|| Error::Closed(store.name.clone()))?;
+        let mut sst_options = store.options.clone();
+        // Restore files are written once and soon compacted: compressing them is wasted work.
+        sst_options.set_compression_type(DBCompressionType::None);
+        sst_options.set_bottommost_compression_type(DBCompressionType::None);
+        let (jobs, receiver) = std::sync::mpsc::sync_channel::<(u64, Vec<Write>)>(1);
+        let receiver = Arc::new(std::sync::Mutex::new(receiver));
+        let turn: Turn = Arc::new((std::sync::Mutex::new((0, false)), std::sync::Condvar::new()));
+        let mut threads = Vec::new();
+        for t in 0..RESTORE_THREADS {
+            let (db, sst_options, receiver, turn) = (db.clone(), sst_options.clone(), receiver.clone(), turn.clone());
+            let (name, path) = (store.name.clone(), store.path.clone());
+            let thread = std::thread::Builder::new()
+                .name(format!("freshet-restore-{t}"))
+                .spawn(move || loop {
+                    let job = receiver.lock().expect("restore jobs").recv();
+                    let Ok((n, chunk)) = job else { return Ok(()) };
+                    let sst = path.join(format!("restore-{n}.sst"));
+                    let built = write_sst(&sst_options, &sst, chunk);
+                    let (lock, ready) = &*turn;
+                    let mut state = lock.lock().expect("restore turn");
+                    while state.0 != n && !state.1 {
+                        state = ready.wait(state).expect("restore turn");
+                    }
+                    if state.1 {
+                        let _ = std::fs::remove_file(&sst);
+                        return Ok(()); // another thread failed and reports it
+                    }
+                    let result = built.and_then(|()| ingest_sst(&db, &sst));
+                    match result {
+                        Ok(()) => state.0 += 1,
+                        Err(_) => state.1 = true,
+                    }
+                    ready.notify_all();
+                    drop(state);
+                    result.map_err(|source| Error::RocksDb {
+                        store: name.clone(),
+                        path: path.clone(),
+                        source: Box::new(source),
+                    })?;
+                })
+                .map_err(|e| Error::io(&store.path, e))?;
+            threads.push(thread);
+        }
+        Ok(Ingester { jobs, threads, next_chunk: 0 })
+    }
+
+    /// Waits for every chunk sent to be ingested; the first error, if any.
+    fn join(self) -> Result<()> {
+        drop(self.jobs);
+        let mut result = Ok(());
+        for thread in self.threads {
+            let r = thread.join().expect("restore ingest thread panicked");
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+/// Threads that write restore SST files.
+const RESTORE_THREADS: usize = 2;
+
+/// Sorts a chunk of replayed writes by key (the last write of a key wins) and writes it as an
+/// SST file.
+fn write_sst(sst_options: &Options, sst: &Path, writes: Vec<Write>) -> Result<(), rocksdb::Error> {
     // Sort (key prefix, position) pairs: most comparisons never leave the array.
     let prefix = |k: &[u8]| {
         let mut p = [0u8; 8];
@@ -289,8 +346,11 @@ fn ingest_chunk(db: &DB, sst_options: &Options, sst: &Path, writes: Vec<Write>) 
             None => writer.delete(k)?,
         }
     }
-    writer.finish()?;
-    drop(writer);
+    writer.finish()
+}
+
+/// Ingests an SST file: it lands newer than everything in the store.
+fn ingest_sst(db: &DB, sst: &Path) -> Result<(), rocksdb::Error> {
     let mut ingest = rocksdb::IngestExternalFileOptions::default();
     ingest.set_move_files(true);
     let result = db.ingest_external_file_opts(&ingest, vec![sst]);

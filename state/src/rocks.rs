@@ -258,9 +258,14 @@ impl Ingester {
     fn start(store: &RocksStore) -> Result<Self> {
         let db = store.db.clone().ok_or_else(|| Error::Closed(store.name.clone()))?;
         let mut sst_options = store.options.clone();
-        // Restore files are written once and soon compacted: compressing them is wasted work.
+        // Restore files are written once and compacted soon after the restore: compressing them
+        // or building their bloom filters is wasted work (compaction writes both).
         sst_options.set_compression_type(DBCompressionType::None);
         sst_options.set_bottommost_compression_type(DBCompressionType::None);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_size(16 << 10);
+        table.set_format_version(5);
+        sst_options.set_block_based_table_factory(&table);
         let (jobs, receiver) = std::sync::mpsc::sync_channel::<(u64, Vec<Write>)>(1);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         let turn: Turn = Arc::new((std::sync::Mutex::new((0, false)), std::sync::Condvar::new()));

@@ -297,14 +297,15 @@ fn now_ms() -> i64 {
 impl Producer for EmbeddedProducer {
     async fn send(&self, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>> {
         // One batch per partition, records in the order given; batches go out concurrently.
-        let mut by_partition: BTreeMap<(String, u32), Vec<usize>> = BTreeMap::new();
-        let mut n_partitions: HashMap<String, u32> = HashMap::new();
+        // Keys borrow the records' topic names: no allocation per record.
+        let mut by_partition: BTreeMap<(&str, u32), Vec<usize>> = BTreeMap::new();
+        let mut n_partitions: HashMap<&str, u32> = HashMap::new();
         for (i, record) in records.iter().enumerate() {
-            let n = match n_partitions.get(&record.topic) {
+            let n = match n_partitions.get(record.topic.as_str()) {
                 Some(n) => *n,
                 None => {
                     let n = self.log.describe_topic(&record.topic)?.n_partitions;
-                    n_partitions.insert(record.topic.clone(), n);
+                    n_partitions.insert(&record.topic, n);
                     n
                 }
             };
@@ -316,7 +317,7 @@ impl Producer for EmbeddedProducer {
                 (None, Some(key)) => partition_for_key(key, n),
                 (None, None) => self.round_robin.fetch_add(1, Ordering::Relaxed) % n,
             };
-            by_partition.entry((record.topic.clone(), partition)).or_default().push(i);
+            by_partition.entry((&record.topic, partition)).or_default().push(i);
         }
         let now = now_ms();
         let mut sends = Vec::new();
@@ -341,7 +342,7 @@ impl Producer for EmbeddedProducer {
                 }
                 let batch = builder.finish();
                 let log = self.log.clone();
-                let (topic, indexes) = (topic.clone(), indexes.to_vec());
+                let (topic, indexes) = (topic.to_string(), indexes.to_vec());
                 sends.push(async move {
                     let info = log.append(&topic, partition, bytes::BytesMut::from(batch)).await?;
                     Ok::<_, Error>((topic, partition, indexes, info))

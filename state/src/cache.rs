@@ -122,10 +122,10 @@ impl RecordCache {
     fn evict(&mut self, evicted: &mut Vec<Write>) {
         while self.used_bytes > self.budget_bytes {
             let Some((tick, key)) = self.lru.pop_front() else { break };
-            if self.entries.get(&key).is_none_or(|e| e.tick != tick) {
-                continue; // stale: the key was used again later (or is gone)
-            }
-            let entry = self.entries.remove(&key).expect("checked");
+            let (key, entry) = match self.entries.entry(key) {
+                std::collections::btree_map::Entry::Occupied(e) if e.get().tick == tick => e.remove_entry(),
+                _ => continue, // stale: the key was used again later (or is gone)
+            };
             self.used_bytes -= size_of(&key, &entry.value);
             if entry.dirty {
                 evicted.push((key, entry.value));

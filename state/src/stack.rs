@@ -18,6 +18,7 @@ pub(crate) struct StoreStack {
     inner: Box<dyn BytesStore>,
     report_evicted: bool,
     evicted: Vec<Write>,
+    scratch: Vec<Write>,
 }
 
 impl StoreStack {
@@ -35,6 +36,7 @@ impl StoreStack {
             inner,
             report_evicted,
             evicted: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -49,16 +51,29 @@ impl StoreStack {
         })
     }
 
-    fn write_down(&mut self, mut writes: Vec<Write>) -> Result<()> {
+    /// Writes `writes` below the cache, leaving the vector empty (its capacity is reused).
+    fn write_down(&mut self, writes: &mut Vec<Write>) -> Result<()> {
         match (&mut self.log, writes.len()) {
             (_, 0) => Ok(()),
-            (Some(log), _) => log.record(writes, &mut *self.inner),
+            (Some(log), _) => log.record(std::mem::take(writes), &mut *self.inner),
             (None, 1) => match writes.pop().expect("one") {
                 (k, Some(v)) => self.inner.put(k, v),
                 (k, None) => self.inner.delete(k),
             },
-            (None, _) => self.inner.write(writes),
+            (None, _) => self.inner.write(std::mem::take(writes)),
         }
+    }
+
+    /// Lets the cache evict into the reused scratch vector, then writes the evicted entries down.
+    fn with_evictions(&mut self, f: impl FnOnce(&mut RecordCache, &mut Vec<Write>)) -> Result<()> {
+        let mut evicted = std::mem::take(&mut self.scratch);
+        if let Some(cache) = &mut self.cache {
+            f(cache, &mut evicted);
+        }
+        self.report(&evicted);
+        let result = self.write_down(&mut evicted);
+        self.scratch = evicted;
+        result
     }
 
     /// Remembers what the cache wrote down, when the caller asked for it.
@@ -78,25 +93,17 @@ impl StoreStack {
             Some(v) => v,
             None => self.inner.get(key)?,
         };
-        if let Some(cache) = &mut self.cache {
-            let mut evicted = Vec::new();
-            cache.put_clean(Bytes::copy_from_slice(key), value.clone(), &mut evicted);
-            self.report(&evicted);
-            self.write_down(evicted)?;
+        if self.cache.is_some() {
+            let cached = value.clone();
+            self.with_evictions(|cache, evicted| cache.put_clean(Bytes::copy_from_slice(key), cached, evicted))?;
         }
         Ok(value)
     }
 
     /// Writes `value` (`None` deletes).
     pub(crate) fn put(&mut self, key: Bytes, value: Option<Bytes>) -> Result<()> {
-        if let Some(cache) = &mut self.cache {
-            let mut evicted = Vec::new();
-            cache.put(key, value, &mut evicted);
-            if evicted.is_empty() {
-                return Ok(());
-            }
-            self.report(&evicted);
-            return self.write_down(evicted);
+        if self.cache.is_some() {
+            return self.with_evictions(|cache, evicted| cache.put(key, value, evicted));
         }
         match (&mut self.log, value) {
             (Some(log), value) => log.record(vec![(key, value)], &mut *self.inner),
@@ -105,14 +112,14 @@ impl StoreStack {
         }
     }
 
-    pub(crate) fn put_all(&mut self, writes: Vec<Write>) -> Result<()> {
+    pub(crate) fn put_all(&mut self, mut writes: Vec<Write>) -> Result<()> {
         if self.cache.is_some() {
             for (k, v) in writes {
                 self.put(k, v)?;
             }
             return Ok(());
         }
-        self.write_down(writes)
+        self.write_down(&mut writes)
     }
 
     pub(crate) fn scan(&self, range: &ScanRange) -> Result<KvIter<'_>> {
@@ -133,9 +140,9 @@ impl StoreStack {
     /// Writes every dirty cache entry down; they are reported as evicted.
     pub(crate) fn flush_cache(&mut self) -> Result<()> {
         if let Some(cache) = &mut self.cache {
-            let dirty = cache.take_dirty();
+            let mut dirty = cache.take_dirty();
             self.report(&dirty);
-            self.write_down(dirty)?;
+            self.write_down(&mut dirty)?;
         }
         Ok(())
     }

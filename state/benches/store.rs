@@ -48,9 +48,13 @@ fn scrambled(i: u64, n: u64) -> u64 {
     (i * 2_654_435_761) % n
 }
 
-struct Phase {
-    name: &'static str,
-    ops_per_s: f64,
+/// Prints each phase's rate beside raw RocksDB's.
+fn print_table<'a>(title: &str, raw: f64, phases: impl Iterator<Item = (&'a str, f64)>) {
+    println!("\n{:<34} {:>14} {:>12}", title, "ops/s", "of raw");
+    println!("{:<34} {:>14.0} {:>11.0}%", "raw RocksDB (limit)", raw, 100.0);
+    for (name, ops_per_s) in phases {
+        println!("{:<34} {:>14.0} {:>11.0}%", format!("freshet {name}"), ops_per_s, 100.0 * ops_per_s / raw);
+    }
 }
 
 fn rate(n: u64, elapsed: Duration) -> f64 {
@@ -184,45 +188,29 @@ fn main() {
         return;
     }
     let (raw_put, raw_get) = raw_rocksdb(dir, &memory, n);
-    let no_log = |name| task_config(dir, name, &memory, None);
-    let mut puts = Vec::new();
-    let mut gets = Vec::new();
-    let plain = freshet_store(no_log("plain"), StoreOptions::new(false, false), n);
-    puts.push(Phase { name: "store", ops_per_s: plain.0 });
-    gets.push(Phase { name: "store", ops_per_s: plain.1 });
-    let cached = freshet_store(no_log("cached"), StoreOptions::new(false, true), n);
-    puts.push(Phase { name: "store + cache", ops_per_s: cached.0 });
-    gets.push(Phase { name: "store + cache", ops_per_s: cached.1 });
-    let logged_config = task_config(dir, "logged", &memory, Some(changelogs.clone()));
-    let logged = freshet_store(logged_config, StoreOptions::new(true, false), n);
-    puts.push(Phase { name: "store + changelog", ops_per_s: logged.0 });
-    gets.push(Phase { name: "store + changelog", ops_per_s: logged.1 });
-    let mut both_config = task_config(dir, "both", &memory, Some(changelogs.clone()));
-    both_config.application_id = "bench2".into();
-    let both = freshet_store(both_config, StoreOptions::new(true, true), n);
-    puts.push(Phase { name: "store + changelog + cache", ops_per_s: both.0 });
-    gets.push(Phase { name: "store + changelog + cache", ops_per_s: both.1 });
-
-    println!("\n{:<34} {:>14} {:>12}", "put (incl. final flush)", "ops/s", "of raw");
-    println!("{:<34} {:>14.0} {:>11.0}%", "raw RocksDB (limit)", raw_put, 100.0);
-    for p in &puts {
-        println!(
-            "{:<34} {:>14.0} {:>11.0}%",
-            format!("freshet {}", p.name),
-            p.ops_per_s,
-            100.0 * p.ops_per_s / raw_put
-        );
+    let mut phases = Vec::new();
+    for (name, config, options) in [
+        ("store", task_config(dir, "plain", &memory, None), StoreOptions::new(false, false)),
+        ("store + cache", task_config(dir, "cached", &memory, None), StoreOptions::new(false, true)),
+        (
+            "store + changelog",
+            task_config(dir, "logged", &memory, Some(changelogs.clone())),
+            StoreOptions::new(true, false),
+        ),
+        (
+            "store + changelog + cache",
+            TaskConfig {
+                application_id: "bench2".into(),
+                ..task_config(dir, "both", &memory, Some(changelogs.clone()))
+            },
+            StoreOptions::new(true, true),
+        ),
+    ] {
+        let (put, get) = freshet_store(config, options, n);
+        phases.push((name, put, get));
     }
-    println!("\n{:<34} {:>14} {:>12}", "get (every key once, scrambled)", "ops/s", "of raw");
-    println!("{:<34} {:>14.0} {:>11.0}%", "raw RocksDB (limit)", raw_get, 100.0);
-    for p in &gets {
-        println!(
-            "{:<34} {:>14.0} {:>11.0}%",
-            format!("freshet {}", p.name),
-            p.ops_per_s,
-            100.0 * p.ops_per_s / raw_get
-        );
-    }
+    print_table("put (incl. final flush)", raw_put, phases.iter().map(|p| (p.0, p.1)));
+    print_table("get (every key once, scrambled)", raw_get, phases.iter().map(|p| (p.0, p.2)));
 
     restore_phase(&runtime, &log, dir, &memory, changelogs);
     println!("\ntargets: store put and get >= 80% of raw RocksDB; restore >= 50% of the log's read speed");

@@ -54,17 +54,7 @@ impl Backend {
         drop(store);
         match self {
             #[cfg(feature = "rocksdb")]
-            Backend::RocksDb(memory) => {
-                rocksdb::DB::destroy(&memory.options(), path).map_err(|source| crate::error::Error::RocksDb {
-                    store: name.to_string(),
-                    path: path.to_path_buf(),
-                    source: Box::new(source),
-                })?;
-                match std::fs::remove_dir_all(path) {
-                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(crate::error::Error::io(path, e)),
-                    _ => Ok(()),
-                }
-            }
+            Backend::RocksDb(memory) => crate::rocks::destroy_files(name, path, memory),
             Backend::InMemory => Ok(()),
         }
     }

@@ -232,16 +232,6 @@ impl RocksStore {
     fn err(&self, source: rocksdb::Error) -> Error {
         Error::RocksDb { store: self.name.clone(), path: self.path.clone(), source: Box::new(source) }
     }
-
-    /// Closes the instance and deletes its files.
-    pub fn destroy(mut self) -> Result<()> {
-        self.db = None;
-        DB::destroy(&self.options, &self.path).map_err(|e| self.err(e))?;
-        match std::fs::remove_dir_all(&self.path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(&self.path, e)),
-            _ => Ok(()),
-        }
-    }
 }
 
 /// Threads that turn restore chunks into SST files in parallel and ingest them in order.
@@ -361,6 +351,19 @@ fn ingest_sst(db: &DB, sst: &Path) -> Result<(), rocksdb::Error> {
     let result = db.ingest_external_file_opts(&ingest, vec![sst]);
     let _ = std::fs::remove_file(sst);
     result
+}
+
+/// Deletes the files of a closed store at `path`.
+pub(crate) fn destroy_files(name: &str, path: &Path, memory: &RocksMemory) -> Result<()> {
+    DB::destroy(&memory.options(), path).map_err(|source| Error::RocksDb {
+        store: name.to_string(),
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    match std::fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 fn open_db(name: &str, path: &Path, options: &Options) -> Result<DB> {

@@ -98,11 +98,6 @@ impl Segments {
         self.n_dropped_writes
     }
 
-    /// Segment ids alive now.
-    pub fn segment_ids(&self) -> Vec<i64> {
-        self.segments.keys().copied().collect()
-    }
-
     fn segment_path(&self, id: i64) -> PathBuf {
         self.dir.join(format!("{}.{}", self.name, id * self.interval_ms))
     }

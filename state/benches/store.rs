@@ -174,7 +174,9 @@ fn main() {
     println!("state-store benchmark: {n} operations per phase, 8 B keys, 100 B values, in {}", dir.display());
     let memory = RocksMemory::new(512 << 20).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let log_config = LogConfig { durability: Durability::Fsync, ..LogConfig::default() };
+    let durability =
+        if std::env::var("FRESHET_BENCH_NOSYNC").is_ok() { Durability::OsCache } else { Durability::Fsync };
+    let log_config = LogConfig { durability, ..LogConfig::default() };
     let log = runtime.block_on(Embedded::open(dir.join("log"), log_config)).unwrap();
     let changelogs = Changelogs::embedded(&log, runtime.handle().clone());
 
@@ -187,17 +189,23 @@ fn main() {
         runtime.block_on(log.close()).unwrap();
         return;
     }
+    // FRESHET_BENCH_ONLY=cache,changelog (any of store, cache, changelog, both) runs raw RocksDB and
+    // those phases only, e.g. to profile one.
+    let only = std::env::var("FRESHET_BENCH_ONLY").ok();
+    let selected = |phase: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p.trim() == phase));
     let (raw_put, raw_get) = raw_rocksdb(dir, &memory, n);
     let mut phases = Vec::new();
-    for (name, config, options) in [
-        ("store", task_config(dir, "plain", &memory, None), StoreOptions::new(false, false)),
-        ("store + cache", task_config(dir, "cached", &memory, None), StoreOptions::new(false, true)),
+    for (phase, name, config, options) in [
+        ("store", "store", task_config(dir, "plain", &memory, None), StoreOptions::new(false, false)),
+        ("cache", "store + cache", task_config(dir, "cached", &memory, None), StoreOptions::new(false, true)),
         (
+            "changelog",
             "store + changelog",
             task_config(dir, "logged", &memory, Some(changelogs.clone())),
             StoreOptions::new(true, false),
         ),
         (
+            "both",
             "store + changelog + cache",
             TaskConfig {
                 application_id: "bench2".into(),
@@ -206,13 +214,17 @@ fn main() {
             StoreOptions::new(true, true),
         ),
     ] {
-        let (put, get) = freshet_store(config, options, n);
-        phases.push((name, put, get));
+        if selected(phase) {
+            let (put, get) = freshet_store(config, options, n);
+            phases.push((name, put, get));
+        }
     }
     print_table("put (incl. final flush)", raw_put, phases.iter().map(|p| (p.0, p.1)));
     print_table("get (every key once, scrambled)", raw_get, phases.iter().map(|p| (p.0, p.2)));
 
-    restore_phase(&runtime, &log, dir, &memory, changelogs);
+    if selected("changelog") {
+        restore_phase(&runtime, &log, dir, &memory, changelogs);
+    }
     println!("\ntargets: store put and get >= 80% of raw RocksDB; restore >= 50% of the log's read speed");
     runtime.block_on(log.close()).unwrap();
 }

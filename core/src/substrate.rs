@@ -75,6 +75,34 @@ pub trait Producer: Send + Sync {
     /// Sends records and resolves when every one is acknowledged, with their positions in the
     /// order given. Records for the same partition keep their order.
     async fn send(&self, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>>;
+
+    /// Sends keyed records (`None` value: a tombstone) to one partition, in order, all with
+    /// `timestamp` and no headers, as a state store's changelog writes. Resolves once every one is
+    /// acknowledged, with the offsets of the first and the last (`None` for no records).
+    ///
+    /// The default goes through [`Producer::send`]; a substrate that builds record batches
+    /// itself (the embedded log) encodes straight from the borrowed records, with no per-record
+    /// allocation.
+    async fn send_to_partition(
+        &self,
+        tp: &TopicPartition,
+        records: &[(Bytes, Option<Bytes>)],
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        let records = records
+            .iter()
+            .map(|(k, v)| ProducerRecord {
+                topic: tp.topic.clone(),
+                partition: Some(tp.partition),
+                key: Some(k.clone()),
+                value: v.clone(),
+                headers: Vec::new(),
+                timestamp: Some(timestamp),
+            })
+            .collect();
+        let metadata = self.send(records).await?;
+        Ok(metadata.first().zip(metadata.last()).map(|(first, last)| (first.offset, last.offset)))
+    }
 }
 
 /// Where a consumer starts on a partition it has no committed offset for.
@@ -293,6 +321,44 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+impl EmbeddedProducer {
+    /// Appends `batches` to one partition, in order; returns where each landed.
+    async fn append_in_order(
+        &self,
+        topic: &str,
+        partition: u32,
+        batches: Vec<Bytes>,
+    ) -> Result<Vec<crate::log::AppendInfo>> {
+        // `join_all` polls the appends first in order, and the log queues appends in the order
+        // they are first polled, so the batches land in order.
+        let appends = batches.into_iter().map(|batch| self.log.append(topic, partition, bytes::BytesMut::from(batch)));
+        futures::future::join_all(appends).await.into_iter().collect()
+    }
+
+    fn n_partitions(&self, topic: &str) -> Result<u32> {
+        Ok(self.log.describe_topic(topic)?.n_partitions)
+    }
+}
+
+/// Splits records of estimated `sizes` (in order) into runs of at most [`BATCH_BYTES`] (a larger
+/// record is a run of its own): the record ranges of the batches to build.
+fn batch_runs(sizes: impl Iterator<Item = usize>) -> Vec<std::ops::Range<usize>> {
+    let mut runs = Vec::new();
+    let (mut start, mut end, mut n_bytes) = (0, 0, 0);
+    for size in sizes {
+        if end > start && n_bytes + size > BATCH_BYTES {
+            runs.push(start..end);
+            (start, n_bytes) = (end, 0);
+        }
+        n_bytes += size;
+        end += 1;
+    }
+    if end > start {
+        runs.push(start..end);
+    }
+    runs
+}
+
 #[async_trait]
 impl Producer for EmbeddedProducer {
     async fn send(&self, records: Vec<ProducerRecord>) -> Result<Vec<RecordMetadata>> {
@@ -304,7 +370,7 @@ impl Producer for EmbeddedProducer {
             let n = match n_partitions.get(record.topic.as_str()) {
                 Some(n) => *n,
                 None => {
-                    let n = self.log.describe_topic(&record.topic)?.n_partitions;
+                    let n = self.n_partitions(&record.topic)?;
                     n_partitions.insert(&record.topic, n);
                     n
                 }
@@ -321,58 +387,87 @@ impl Producer for EmbeddedProducer {
         }
         let now = now_ms();
         let mut sends = Vec::new();
-        for ((topic, partition), all_indexes) in by_partition {
+        for ((topic, partition), indexes) in by_partition {
             // Batches of at most about BATCH_BYTES, so a large send stays under max.message.bytes.
-            // They are appended in order: `join_all` polls them first in order, and the log
-            // queues appends in the order they are first polled.
-            let mut rest = &all_indexes[..];
-            while !rest.is_empty() {
-                let mut n = 0;
-                let mut n_bytes = 0;
-                while n < rest.len() && (n == 0 || n_bytes + estimate(&records[rest[n]]) <= BATCH_BYTES) {
-                    n_bytes += estimate(&records[rest[n]]);
-                    n += 1;
-                }
-                let (indexes, tail) = rest.split_at(n);
-                rest = tail;
-                let mut builder = BatchBuilder::with_capacity(n_bytes);
-                for &i in indexes {
-                    let r = &records[i];
-                    builder.push(r.key.as_deref(), r.value.as_deref(), &r.headers, r.timestamp.unwrap_or(now));
-                }
-                let batch = builder.finish();
-                let log = self.log.clone();
-                let (topic, indexes) = (topic.to_string(), indexes.to_vec());
-                sends.push(async move {
-                    let info = log.append(&topic, partition, bytes::BytesMut::from(batch)).await?;
-                    Ok::<_, Error>((topic, partition, indexes, info))
-                });
-            }
+            let runs = batch_runs(indexes.iter().map(|&i| estimate(&records[i])));
+            let batches = runs
+                .iter()
+                .map(|run| {
+                    let mut builder = BatchBuilder::with_capacity(run.len() * 64);
+                    for &i in &indexes[run.clone()] {
+                        let r = &records[i];
+                        builder.push(r.key.as_deref(), r.value.as_deref(), &r.headers, r.timestamp.unwrap_or(now));
+                    }
+                    builder.finish()
+                })
+                .collect();
+            sends.push(async move {
+                let infos = self.append_in_order(topic, partition, batches).await?;
+                Ok::<_, Error>((topic, partition, indexes, runs, infos))
+            });
         }
         let mut out: Vec<Option<RecordMetadata>> = vec![None; records.len()];
         for result in futures::future::join_all(sends).await {
-            let (topic, partition, indexes, info) = result?;
-            for (k, &i) in indexes.iter().enumerate() {
-                out[i] = Some(RecordMetadata {
-                    topic: topic.clone(),
-                    partition,
-                    offset: info.base_offset + k as i64,
-                    timestamp: info.log_append_time.unwrap_or(records[i].timestamp.unwrap_or(now)),
-                });
+            let (topic, partition, indexes, runs, infos) = result?;
+            for (run, info) in runs.into_iter().zip(infos) {
+                for (k, &i) in indexes[run].iter().enumerate() {
+                    out[i] = Some(RecordMetadata {
+                        topic: topic.to_string(),
+                        partition,
+                        offset: info.base_offset + k as i64,
+                        timestamp: info.log_append_time.unwrap_or(records[i].timestamp.unwrap_or(now)),
+                    });
+                }
             }
         }
         Ok(out.into_iter().map(|m| m.expect("every record was sent")).collect())
     }
+
+    async fn send_to_partition(
+        &self,
+        tp: &TopicPartition,
+        records: &[(Bytes, Option<Bytes>)],
+        timestamp: i64,
+    ) -> Result<Option<(i64, i64)>> {
+        let n = self.n_partitions(&tp.topic)?;
+        if tp.partition >= n {
+            return Err(Error::UnknownPartition { topic: tp.topic.clone(), n_partitions: n, partition: tp.partition });
+        }
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let size = |(k, v): &(Bytes, Option<Bytes>)| k.len() + v.as_ref().map_or(0, Bytes::len) + RECORD_FRAMING_BYTES;
+        let runs = batch_runs(records.iter().map(size));
+        let batches = runs
+            .iter()
+            .map(|run| {
+                let n_bytes = records[run.clone()].iter().map(size).sum();
+                let mut builder = BatchBuilder::with_capacity(n_bytes);
+                for (k, v) in &records[run.clone()] {
+                    builder.push(Some(k), v.as_deref(), &[], timestamp);
+                }
+                builder.finish()
+            })
+            .collect();
+        let infos = self.append_in_order(&tp.topic, tp.partition, batches).await?;
+        let first = infos.first().expect("one batch at least").base_offset;
+        let last =
+            infos.last().expect("one batch at least").base_offset + runs.last().map_or(0, |r| r.len() as i64) - 1;
+        Ok(Some((first, last)))
+    }
 }
 
 /// Record bytes per batch a send builds, by estimate: within the default `max.message.bytes`.
-/// Estimates err high (40 bytes of framing per record, where varints take at most 32), so a
+/// Estimates err high ([`RECORD_FRAMING_BYTES`] per record, where varints take at most 32), so a
 /// batch stays within the default 1048588 even with the 61-byte batch header.
 const BATCH_BYTES: usize = 1_000_000;
 
+/// Bytes a record's framing (length, attributes, deltas, field lengths) takes at most, rounded up.
+const RECORD_FRAMING_BYTES: usize = 40;
+
 fn estimate(r: &ProducerRecord) -> usize {
     let headers: usize = r.headers.iter().map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 10).sum();
-    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers + 40
+    r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()) + headers + RECORD_FRAMING_BYTES
 }
 
 /// The embedded [`Consumer`].

@@ -18,16 +18,18 @@
 //! not wait for that: unacknowledged writes are bounded at `batch_bytes` buffered plus
 //! `max_in_flight` batches queued, and only then does it wait for the oldest acknowledgement.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use freshet_core::log::OffsetSpec;
 use freshet_core::substrate::{
-    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, ProducerRecord, RecordMetadata,
-    TopicPartition,
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, TopicPartition,
 };
+use hashbrown::HashTable;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
@@ -187,23 +189,37 @@ pub fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
 }
 
+/// A batch sent to the changelog and not yet applied below.
 struct InFlight {
     seq: u64,
-    handle: JoinHandle<(Vec<Write>, freshet_core::Result<Vec<RecordMetadata>>)>,
+    /// Shared with the task sending it, which encodes straight from it.
+    writes: Arc<Vec<Write>>,
+    handle: JoinHandle<freshet_core::Result<Option<(i64, i64)>>>,
 }
 
 /// The changelog layer of one store (see the module docs).
+///
+/// Writes are kept once, in the batch that carries them (`buffer` until it is sent, then an
+/// [`InFlight`]); a hash table finds each key's latest pending write by its place, `(batch seq,
+/// index)`. When a batch is acknowledged, the writes in it that are still their key's latest are
+/// applied below (older ones would only be overwritten) and leave the table.
 pub(crate) struct ChangeLogger {
     store: String,
     changelogs: Changelogs,
     tp: TopicPartition,
     batch_bytes: usize,
     max_in_flight: usize,
+    /// Writes not sent yet: the batch with sequence number `next_seq`.
     buffer: Vec<Write>,
     buffer_bytes: usize,
-    /// Writes not yet applied below, by key, with the sequence number of the batch carrying them.
-    pending: BTreeMap<Bytes, (Option<Bytes>, u64)>,
+    /// Sent batches, oldest first, with consecutive sequence numbers.
     in_flight: VecDeque<InFlight>,
+    /// The latest pending write of each key, as `(batch seq, index in the batch)`.
+    latest: HashTable<(u64, u32)>,
+    hasher: RandomState,
+    /// The keys of `latest` in key order, once a scan has needed them: a store read and written
+    /// only by key never pays for keeping them sorted.
+    pending_order: RefCell<Option<BTreeSet<Bytes>>>,
     next_seq: u64,
     /// Fires when the newest batch sent has its answer: the next batch waits for it, so batches
     /// reach the changelog in the order they were written.
@@ -219,9 +235,20 @@ impl std::fmt::Debug for ChangeLogger {
         f.debug_struct("ChangeLogger")
             .field("store", &self.store)
             .field("tp", &self.tp)
-            .field("pending", &self.pending.len())
+            .field("pending", &self.latest.len())
             .field("in_flight", &self.in_flight.len())
             .finish()
+    }
+}
+
+/// The write at `(seq, index)`: in the buffer (`seq == next_seq`) or in a batch in flight.
+fn write_at<'a>(buffer: &'a [Write], in_flight: &'a VecDeque<InFlight>, next_seq: u64, at: (u64, u32)) -> &'a Write {
+    let (seq, i) = at;
+    if seq == next_seq {
+        &buffer[i as usize]
+    } else {
+        let first = in_flight.front().expect("a pending write's batch is in flight").seq;
+        &in_flight[(seq - first) as usize].writes[i as usize]
     }
 }
 
@@ -235,8 +262,10 @@ impl ChangeLogger {
             max_in_flight: 4,
             buffer: Vec::new(),
             buffer_bytes: 0,
-            pending: BTreeMap::new(),
             in_flight: VecDeque::new(),
+            latest: HashTable::new(),
+            hasher: RandomState::new(),
+            pending_order: RefCell::new(None),
             next_seq: 0,
             previous_done: None,
             next_offset: None,
@@ -267,31 +296,77 @@ impl ChangeLogger {
         Ok(())
     }
 
-    /// A pending write of `key`, if any: `Some(None)` is a pending delete.
-    pub(crate) fn pending(&self, key: &[u8]) -> Option<Option<Bytes>> {
-        self.pending.get(key).map(|(v, _)| v.clone())
+    fn find(&self, key: &[u8]) -> Option<(u64, u32)> {
+        let (buffer, in_flight, next_seq) = (&self.buffer, &self.in_flight, self.next_seq);
+        let eq = |&at: &(u64, u32)| write_at(buffer, in_flight, next_seq, at).0 == key;
+        self.latest.find(self.hasher.hash_one(key), eq).copied()
     }
 
-    pub(crate) fn pending_range<'a>(&'a self, range: &ScanRange) -> impl Iterator<Item = (Bytes, Option<Bytes>)> + 'a {
-        let empty = range.is_empty();
-        let iter = if empty { None } else { Some(self.pending.range::<[u8], _>(range.as_slices())) };
-        iter.into_iter().flatten().map(|(k, (v, _))| (k.clone(), v.clone()))
+    /// A pending write of `key`, if any: `Some(None)` is a pending delete.
+    pub(crate) fn pending(&self, key: &[u8]) -> Option<Option<Bytes>> {
+        let at = self.find(key)?;
+        Some(write_at(&self.buffer, &self.in_flight, self.next_seq, at).1.clone())
+    }
+
+    /// Pending writes in `range`, in key order.
+    pub(crate) fn pending_range(&self, range: &ScanRange) -> impl Iterator<Item = (Bytes, Option<Bytes>)> {
+        let mut out = Vec::new();
+        if !range.is_empty() && !self.latest.is_empty() {
+            let (buffer, in_flight, next_seq) = (&self.buffer, &self.in_flight, self.next_seq);
+            let mut order = self.pending_order.borrow_mut();
+            let order = order.get_or_insert_with(|| {
+                self.latest.iter().map(|&at| write_at(buffer, in_flight, next_seq, at).0.clone()).collect()
+            });
+            for key in order.range::<[u8], _>(range.as_slices()) {
+                let at = self.find(key).expect("an ordered pending key is pending");
+                out.push((key.clone(), write_at(buffer, in_flight, next_seq, at).1.clone()));
+            }
+        }
+        out.into_iter()
     }
 
     /// Logs writes; applies acknowledged batches to `inner`.
     pub(crate) fn record(&mut self, writes: Vec<Write>, inner: &mut dyn BytesStore) -> Result<()> {
         self.check()?;
         for (k, v) in writes {
-            self.buffer_bytes += k.len() + v.as_ref().map_or(0, Bytes::len) + 24;
-            self.pending.insert(k.clone(), (v.clone(), self.next_seq));
-            self.buffer.push((k, v));
-            // Batches stay near `batch_bytes` (under the topic's max.message.bytes) however many
-            // writes come at once, e.g. a whole cache flushed at commit.
-            if self.buffer_bytes >= self.batch_bytes {
-                self.send_buffer();
-                while self.in_flight.len() > self.max_in_flight {
-                    self.complete_oldest(inner)?;
+            self.record_one(k, v, inner)?;
+        }
+        Ok(())
+    }
+
+    /// Logs one write; applies acknowledged batches to `inner`.
+    pub(crate) fn record_one(&mut self, key: Bytes, value: Option<Bytes>, inner: &mut dyn BytesStore) -> Result<()> {
+        self.check()?;
+        self.buffer_bytes += key.len() + value.as_ref().map_or(0, Bytes::len) + 24;
+        let at = (self.next_seq, u32::try_from(self.buffer.len()).expect("batches hold fewer than 2^32 writes"));
+        let hash = self.hasher.hash_one(&key[..]);
+        let (buffer, in_flight, next_seq) = (&self.buffer, &self.in_flight, self.next_seq);
+        let eq = |&at: &(u64, u32)| write_at(buffer, in_flight, next_seq, at).0 == key;
+        match self.latest.find_mut(hash, eq) {
+            Some(slot) => *slot = at,
+            None => {
+                if let Some(order) = self.pending_order.get_mut() {
+                    order.insert(key.clone());
                 }
+                self.buffer.push((key, value));
+                let (buffer, in_flight, hasher) = (&self.buffer, &self.in_flight, &self.hasher);
+                let rehash = |&at: &(u64, u32)| hasher.hash_one(&write_at(buffer, in_flight, next_seq, at).0[..]);
+                self.latest.insert_unique(hash, at, rehash);
+                return self.maybe_send(inner);
+            }
+        }
+        self.buffer.push((key, value));
+        self.maybe_send(inner)
+    }
+
+    /// Sends the buffer once it reaches `batch_bytes` (batches stay near it however many writes
+    /// come at once, e.g. a whole cache flushed at commit), then waits while too many batches
+    /// are in flight.
+    fn maybe_send(&mut self, inner: &mut dyn BytesStore) -> Result<()> {
+        if self.buffer_bytes >= self.batch_bytes {
+            self.send_buffer();
+            while self.in_flight.len() > self.max_in_flight {
+                self.complete_oldest(inner)?;
             }
         }
         Ok(())
@@ -301,62 +376,67 @@ impl ChangeLogger {
         if self.buffer.is_empty() {
             return;
         }
-        let writes = std::mem::take(&mut self.buffer);
+        let writes = Arc::new(std::mem::take(&mut self.buffer));
         self.buffer_bytes = 0;
         let producer = self.changelogs.producer().clone();
-        let topic = self.tp.topic.clone();
-        let partition = self.tp.partition;
+        let tp = self.tp.clone();
         let previous = self.previous_done.take();
         let (done, next_waits) = tokio::sync::oneshot::channel();
         self.previous_done = Some(next_waits);
+        let sent = writes.clone();
         let handle = self.changelogs.runtime().spawn(async move {
             if let Some(previous) = previous {
                 // An error means the previous task ended without sending (it failed): the store
                 // has failed too, and this batch is never applied.
                 let _ = previous.await;
             }
-            let timestamp = Some(now_ms());
-            let records = writes
-                .iter()
-                .map(|(k, v)| ProducerRecord {
-                    topic: topic.clone(),
-                    partition: Some(partition),
-                    key: Some(k.clone()),
-                    value: v.clone(),
-                    headers: Vec::new(),
-                    timestamp,
-                })
-                .collect();
-            let result = producer.send(records).await;
+            let result = producer.send_to_partition(&tp, &sent, now_ms()).await;
             let _ = done.send(());
-            (writes, result)
+            result
         });
-        self.in_flight.push_back(InFlight { seq: self.next_seq, handle });
+        self.in_flight.push_back(InFlight { seq: self.next_seq, writes, handle });
         self.next_seq += 1;
     }
 
+    /// Waits for the oldest batch's acknowledgement and applies its writes that are still their
+    /// key's latest to `inner`.
     fn complete_oldest(&mut self, inner: &mut dyn BytesStore) -> Result<()> {
-        let Some(flight) = self.in_flight.pop_front() else { return Ok(()) };
-        let (writes, result) = futures::executor::block_on(flight.handle).expect("changelog send task panicked");
-        let metadata = match result {
-            Ok(m) => m,
+        let Some(front) = self.in_flight.front_mut() else { return Ok(()) };
+        let result = futures::executor::block_on(&mut front.handle).expect("changelog send task panicked");
+        match result {
+            Ok(Some((_, last))) => self.next_offset = Some(last + 1),
+            Ok(None) => {}
             Err(source) => {
                 self.failed = true;
                 return Err(Error::Changelog { store: self.store.clone(), source });
             }
-        };
-        if let Some(last) = metadata.last() {
-            self.next_offset = Some(last.offset + 1);
         }
-        let keys: Vec<Bytes> = writes.iter().map(|(k, _)| k.clone()).collect();
-        if let Err(e) = inner.write(writes) {
+        let seq = front.seq;
+        let mut latest = Vec::with_capacity(front.writes.len());
+        let order = self.pending_order.get_mut();
+        for (i, (key, _)) in front.writes.iter().enumerate() {
+            let at = (seq, i as u32);
+            let is_latest = match self.latest.find_entry(self.hasher.hash_one(&key[..]), |&e| e == at) {
+                Ok(entry) => {
+                    entry.remove();
+                    true
+                }
+                Err(_) => false,
+            };
+            if is_latest {
+                if let Some(order) = order.as_mut() {
+                    order.remove(key);
+                }
+            }
+            latest.push(is_latest);
+        }
+        let flight = self.in_flight.pop_front().expect("the front batch");
+        let writes = Arc::try_unwrap(flight.writes).unwrap_or_else(|shared| (*shared).clone());
+        let mut is_latest = latest.into_iter();
+        let applied: Vec<Write> = writes.into_iter().filter(|_| is_latest.next() == Some(true)).collect();
+        if let Err(e) = inner.write(applied) {
             self.failed = true;
             return Err(e);
-        }
-        for k in keys {
-            if self.pending.get(&k).is_some_and(|(_, seq)| *seq == flight.seq) {
-                self.pending.remove(&k);
-            }
         }
         Ok(())
     }
@@ -368,7 +448,7 @@ impl ChangeLogger {
         while !self.in_flight.is_empty() {
             self.complete_oldest(inner)?;
         }
-        debug_assert!(self.pending.is_empty());
+        debug_assert!(self.latest.is_empty());
         Ok(())
     }
 }

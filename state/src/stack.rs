@@ -106,7 +106,7 @@ impl StoreStack {
             return self.with_evictions(|cache, evicted| cache.put(key, value, evicted));
         }
         match (&mut self.log, value) {
-            (Some(log), value) => log.record(vec![(key, value)], &mut *self.inner),
+            (Some(log), value) => log.record_one(key, value, &mut *self.inner),
             (None, Some(v)) => self.inner.put(key, v),
             (None, None) => self.inner.delete(key),
         }

@@ -240,3 +240,63 @@ async fn a_large_send_is_split_into_batches_that_keep_the_order() {
     }
     assert!(values.iter().enumerate().all(|(i, v)| v.starts_with(&format!("{i:05}"))));
 }
+
+/// Sends only through `send`: exercises the default `send_to_partition`.
+struct RecordsOnly(freshet_core::substrate::EmbeddedProducer);
+
+#[async_trait::async_trait]
+impl Producer for RecordsOnly {
+    async fn send(
+        &self,
+        records: Vec<ProducerRecord>,
+    ) -> freshet_core::Result<Vec<freshet_core::substrate::RecordMetadata>> {
+        self.0.send(records).await
+    }
+}
+
+/// Keyed records to one partition, through the embedded log's batch path and through the default
+/// (records) path alike: in order, tombstones kept, offsets of the first and last returned, large
+/// sends split under max.message.bytes, a bad partition refused.
+#[tokio::test]
+async fn send_to_partition_keeps_order_and_tombstones_on_both_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    embedded.admin().create_topic(NewTopic { name: "kv".into(), n_partitions: 2, ..Default::default() }).await.unwrap();
+    let tp = TopicPartition::new("kv", 1);
+    let records: Vec<(bytes::Bytes, Option<bytes::Bytes>)> = (0..3_000u32)
+        .map(|i| {
+            let value = (i % 7 != 0).then(|| bytes::Bytes::from(format!("{i:05}{}", "v".repeat(995))));
+            (bytes::Bytes::from(format!("k{i}")), value)
+        })
+        .collect();
+    let fast = embedded.producer();
+    let slow = RecordsOnly(embedded.producer());
+    assert_eq!(fast.send_to_partition(&tp, &records, 42).await.unwrap(), Some((0, 2_999)));
+    assert_eq!(slow.send_to_partition(&tp, &records, 42).await.unwrap(), Some((3_000, 5_999)));
+    assert_eq!(fast.send_to_partition(&tp, &[], 42).await.unwrap(), None);
+    let fetched = embedded.log().read("kv", 1, 0, u64::MAX).await.unwrap();
+    let batches: Vec<_> = freshet_core::batch::Batches::new(&fetched.batches).map(Result::unwrap).collect();
+    assert!(batches.len() >= 6, "{} batches", batches.len());
+    assert!(batches.iter().all(|b| b.size() <= 1_048_588));
+
+    let mut consumer = embedded.consumer(ConsumerConfig::default());
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 6_000 {
+        for batches in consumer.poll(Duration::from_secs(1)).await.unwrap() {
+            for r in batches.records().unwrap() {
+                assert_eq!(r.timestamp, 42);
+                seen.push((r.key.unwrap().to_vec(), r.value.map(|v| v.to_vec())));
+            }
+        }
+    }
+    for (i, (key, value)) in seen.iter().enumerate() {
+        let (k, v) = &records[i % 3_000];
+        assert_eq!((&key[..], value.as_deref()), (&k[..], v.as_deref()), "record {i}");
+    }
+
+    let bad = TopicPartition::new("kv", 2);
+    let err = fast.send_to_partition(&bad, &records[..1], 42).await.unwrap_err();
+    assert!(err.to_string().contains("partition"), "{err}");
+    assert!(slow.send_to_partition(&bad, &records[..1], 42).await.is_err());
+}

@@ -33,7 +33,7 @@ use hashbrown::HashTable;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
 
-use crate::bytes::{BytesStore, ScanRange, Write};
+use crate::bytes::{BytesStore, Replay, ScanRange, Write};
 use crate::error::{Error, Result};
 
 /// How stores reach the log: a producer for changelog writes, a consumer factory for restores, an
@@ -457,6 +457,14 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// The offset after the last batch of `replay` (its `from` when it holds none).
+fn replay_next_offset(replay: &Replay) -> i64 {
+    freshet_core::batch::Batches::new(&replay.bytes)
+        .filter_map(|b| b.ok())
+        .last()
+        .map_or(replay.from, |b| b.next_offset())
+}
+
 /// Where a restore stands, reported to a [`RestoreListener`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RestoreProgress {
@@ -579,23 +587,13 @@ pub(crate) fn restore(
                 None => break,
             };
             for batches in polled {
-                let mut writes = Vec::new();
-                for record in batches.records().map_err(err)? {
-                    if record.offset < progress.position || record.offset >= end {
-                        continue;
-                    }
-                    let Some(key) = record.key else {
-                        return Err(Error::Decode {
-                            what: "changelog record",
-                            detail: format!("record at offset {} of {} has no key", record.offset, tp),
-                        });
-                    };
-                    progress.n_bytes += (key.len() + record.value.as_ref().map_or(0, Bytes::len)) as u64;
-                    progress.n_records += 1;
-                    writes.push((key, record.value));
-                }
-                progress.position = progress.position.max(batches.next_offset().min(end));
-                inner.restore(writes)?;
+                let replay = Replay { bytes: batches.bytes, from: progress.position, to: end };
+                let next_offset = replay_next_offset(&replay);
+                let (n_records, n_bytes) = replay.count()?;
+                progress.n_records += n_records;
+                progress.n_bytes += n_bytes;
+                progress.position = progress.position.max(next_offset.min(end));
+                inner.restore(replay)?;
             }
             if last_report.elapsed() >= RESTORE_PROGRESS_EVERY {
                 last_report = Instant::now();

@@ -45,7 +45,7 @@ pub mod task;
 pub mod window;
 
 pub use crate::backend::Backend;
-pub use crate::bytes::{BytesStore, KvIter, ScanRange};
+pub use crate::bytes::{BytesStore, KvIter, Replay, ScanRange};
 pub use crate::changelog::{changelog_topic, ChangelogKind, Changelogs, RestoreListener, RestoreProgress};
 pub use crate::error::{Error, Result};
 pub use crate::kv::{Evicted, KeyValueStore, TypedIter};

@@ -12,13 +12,13 @@
 //! written its memtables to SST files (see `crate::changelog` for why the store then never holds a
 //! write the changelog lacks).
 //!
-//! Restores bypass the memtable: replayed writes are gathered in chunks of
-//! [`RESTORE_CHUNK_BYTES`], sorted by key (the last write of a key wins, as in the changelog) and
-//! written as SST files by two threads, and the files are ingested in chunk order. Each ingested
-//! file is newer than everything before it, so chunk after chunk gives the changelog's order.
-//! Compactions and write stalls are off during a restore; RocksDB compacts the files afterwards in
-//! the background. A restoring store holds at most four chunks in memory (two being written, one
-//! queued, one being gathered).
+//! Restores bypass the memtable: fetched changelog batches are gathered, as they are, in chunks
+//! of [`RESTORE_CHUNK_BYTES`]; two threads each decode a chunk, sort it by key (the last write of
+//! a key wins, as in the changelog) and write it as an SST file, and the files are ingested in
+//! chunk order. Each ingested file is newer than everything before it, so chunk after chunk gives
+//! the changelog's order. Compactions and write stalls are off during a restore; RocksDB compacts
+//! the files afterwards in the background. A restoring store holds at most four chunks in memory
+//! (two being written, one queued, one being gathered), and each thread a sorted copy of one.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use rocksdb::{
     LogLevel, Options, ReadOptions, WriteBatch, WriteBufferManager, WriteOptions, DB,
 };
 
-use crate::bytes::{BytesStore, KvIter, ScanRange, Write};
+use crate::bytes::{BytesStore, KvIter, Replay, ScanRange, Write};
 use crate::error::{Error, Result};
 
 /// The memory budget RocksDB stores of a process share: one block cache and one write-buffer
@@ -79,9 +79,9 @@ impl RocksMemory {
 
     /// Sets the bytes of replayed writes gathered into one SST file in a restore (default
     /// [`RESTORE_CHUNK_BYTES`]); a restoring store holds up to four chunks, plus per-record
-    /// overhead.
+    /// overhead. At most 1 GiB.
     pub fn with_restore_chunk_bytes(mut self, bytes: usize) -> Self {
-        self.restore_chunk_bytes = bytes.max(1);
+        self.restore_chunk_bytes = bytes.clamp(1, 1 << 30);
         self
     }
 
@@ -148,7 +148,7 @@ pub struct RocksStore {
     options: Options,
     write_options: WriteOptions,
     db: Option<Arc<DB>>,
-    restoring: Vec<Write>,
+    restoring: Vec<Replay>,
     restoring_bytes: usize,
     restore_chunk_bytes: usize,
     ingester: Option<Ingester>,
@@ -236,7 +236,7 @@ impl RocksStore {
 
 /// Threads that turn restore chunks into SST files in parallel and ingest them in order.
 struct Ingester {
-    jobs: std::sync::mpsc::SyncSender<(u64, Vec<Write>)>,
+    jobs: std::sync::mpsc::SyncSender<(u64, Vec<Replay>)>,
     threads: Vec<std::thread::JoinHandle<Result<()>>>,
     next_chunk: u64,
 }
@@ -256,7 +256,7 @@ impl Ingester {
         table.set_block_size(16 << 10);
         table.set_format_version(5);
         sst_options.set_block_based_table_factory(&table);
-        let (jobs, receiver) = std::sync::mpsc::sync_channel::<(u64, Vec<Write>)>(1);
+        let (jobs, receiver) = std::sync::mpsc::sync_channel::<(u64, Vec<Replay>)>(1);
         let receiver = Arc::new(std::sync::Mutex::new(receiver));
         let turn: Turn = Arc::new((std::sync::Mutex::new((0, false)), std::sync::Condvar::new()));
         let mut threads = Vec::new();
@@ -265,32 +265,36 @@ impl Ingester {
             let (name, path) = (store.name.clone(), store.path.clone());
             let thread = std::thread::Builder::new()
                 .name(format!("freshet-restore-{t}"))
-                .spawn(move || loop {
-                    let job = receiver.lock().expect("restore jobs").recv();
-                    let Ok((n, chunk)) = job else { return Ok(()) };
-                    let sst = path.join(format!("restore-{n}.sst"));
-                    let built = write_sst(&sst_options, &sst, chunk);
-                    let (lock, ready) = &*turn;
-                    let mut state = lock.lock().expect("restore turn");
-                    while state.0 != n && !state.1 {
-                        state = ready.wait(state).expect("restore turn");
+                .spawn(move || {
+                    let mut scratch = SstScratch::default();
+                    loop {
+                        let job = receiver.lock().expect("restore jobs").recv();
+                        let Ok((n, chunk)) = job else { return Ok(()) };
+                        let sst = path.join(format!("restore-{n}.sst"));
+                        let rocks_err = |source: rocksdb::Error| Error::RocksDb {
+                            store: name.clone(),
+                            path: path.clone(),
+                            source: Box::new(source),
+                        };
+                        let built = write_sst(&sst_options, &sst, chunk, &mut scratch, rocks_err);
+                        let (lock, ready) = &*turn;
+                        let mut state = lock.lock().expect("restore turn");
+                        while state.0 != n && !state.1 {
+                            state = ready.wait(state).expect("restore turn");
+                        }
+                        if state.1 {
+                            let _ = std::fs::remove_file(&sst);
+                            return Ok(()); // another thread failed and reports it
+                        }
+                        let result = built.and_then(|()| ingest_sst(&db, &sst).map_err(rocks_err));
+                        match result {
+                            Ok(()) => state.0 += 1,
+                            Err(_) => state.1 = true,
+                        }
+                        ready.notify_all();
+                        drop(state);
+                        result?;
                     }
-                    if state.1 {
-                        let _ = std::fs::remove_file(&sst);
-                        return Ok(()); // another thread failed and reports it
-                    }
-                    let result = built.and_then(|()| ingest_sst(&db, &sst));
-                    match result {
-                        Ok(()) => state.0 += 1,
-                        Err(_) => state.1 = true,
-                    }
-                    ready.notify_all();
-                    drop(state);
-                    result.map_err(|source| Error::RocksDb {
-                        store: name.clone(),
-                        path: path.clone(),
-                        source: Box::new(source),
-                    })?;
                 })
                 .map_err(|e| Error::io(&store.path, e))?;
             threads.push(thread);
@@ -315,33 +319,146 @@ impl Ingester {
 /// Threads that write restore SST files.
 const RESTORE_THREADS: usize = 2;
 
+/// Buffers an ingest thread reuses from chunk to chunk (fresh ones would cost a page fault per
+/// page of every chunk).
+#[derive(Default)]
+struct SstScratch {
+    /// Each write's key prefix, key length and value length.
+    sizes: Vec<(u64, u32, u32)>,
+    /// The writes' keys and values, bucket by bucket.
+    arena: Vec<u8>,
+    entries: Vec<Entry>,
+}
+
+/// Restore chunks are split into `2^BUCKET_BITS` buckets by key (see [`write_sst`]).
+const BUCKET_BITS: u32 = 8;
+const N_BUCKETS: usize = 1 << BUCKET_BITS;
+
+/// One write of a restore chunk, copied into the chunk's arena.
+#[derive(Clone, Copy)]
+struct Entry {
+    /// The key's first 8 bytes, big-endian, zero-padded: most comparisons end here.
+    prefix: u64,
+    /// Position in the chunk: a later write of a key wins.
+    seq: u32,
+    /// Where the key starts in the arena; the value follows it.
+    at: u32,
+    key_len: u32,
+    /// `u32::MAX` for a delete.
+    value_len: u32,
+}
+
+const DELETE: u32 = u32::MAX;
+
+fn key_prefix(k: &[u8]) -> u64 {
+    let mut p = [0u8; 8];
+    let n = k.len().min(8);
+    p[..n].copy_from_slice(&k[..n]);
+    u64::from_be_bytes(p)
+}
+
+/// A visitor of replayed writes: key, and value (`None` deletes).
+type Visit<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
+
 /// Sorts a chunk of replayed writes by key (the last write of a key wins) and writes it as an
 /// SST file.
-fn write_sst(sst_options: &Options, sst: &Path, writes: Vec<Write>) -> Result<(), rocksdb::Error> {
-    // Sort (key prefix, position) pairs: most comparisons never leave the array.
-    let prefix = |k: &[u8]| {
-        let mut p = [0u8; 8];
-        let n = k.len().min(8);
-        p[..n].copy_from_slice(&k[..n]);
-        u64::from_be_bytes(p)
+///
+/// The writes lie in fetched batches all over memory; visiting them in key order directly would
+/// miss the CPU caches on nearly every record. Instead they are decoded twice in arrival order
+/// (streaming through memory): once to size 256 buckets by the top bits of the key prefix in
+/// which the chunk's keys differ, once to copy each write into its bucket (an MSD radix pass:
+/// buckets come out in key order). Each bucket, small enough for the CPU's cache, is then read
+/// through in order (so the hardware prefetcher brings it in), sorted and written.
+fn write_sst(
+    sst_options: &Options,
+    sst: &Path,
+    chunk: Vec<Replay>,
+    scratch: &mut SstScratch,
+    rocks_err: impl Fn(rocksdb::Error) -> Error,
+) -> Result<()> {
+    let SstScratch { sizes, arena, entries } = scratch;
+    sizes.clear();
+    let for_each = |f: &mut Visit<'_>| chunk.iter().try_for_each(|r| r.for_each(&mut *f));
+    // Pass 1: each write's prefix and lengths, and the prefixes' range.
+    let (mut min, mut max) = (u64::MAX, 0);
+    for_each(&mut |k, v| {
+        let p = key_prefix(k);
+        (min, max) = (min.min(p), max.max(p));
+        sizes.push((p, k.len() as u32, v.map_or(DELETE, |v| v.len() as u32)));
+    })?;
+    // Bits above the highest one in which prefixes differ are the same in all: the 8 bits from
+    // it down order the buckets.
+    let shift = match min ^ max {
+        0 => 0,
+        diff => (63 - diff.leading_zeros()).saturating_sub(BUCKET_BITS - 1),
     };
-    let mut order: Vec<(u64, u32)> = writes.iter().enumerate().map(|(i, (k, _))| (prefix(k), i as u32)).collect();
-    order.sort_unstable_by(|a, b| {
-        a.0.cmp(&b.0).then_with(|| writes[a.1 as usize].0.cmp(&writes[b.1 as usize].0)).then(a.1.cmp(&b.1))
-    });
-    let mut writer = rocksdb::SstFileWriter::create(sst_options);
-    writer.open(sst)?;
-    for (i, &(_, at)) in order.iter().enumerate() {
-        let (k, v) = &writes[at as usize];
-        if order.get(i + 1).is_some_and(|&(_, next)| writes[next as usize].0 == *k) {
-            continue; // a later write of the same key follows
+    let bucket = |p: u64| ((p >> shift) & (N_BUCKETS as u64 - 1)) as usize;
+    let stored = |value_len: u32| if value_len == DELETE { 0 } else { value_len as usize };
+    let mut counts = [0usize; N_BUCKETS + 1];
+    let mut bytes = [0usize; N_BUCKETS + 1];
+    for &(p, key_len, value_len) in sizes.iter() {
+        let b = bucket(p) + 1;
+        counts[b] += 1;
+        bytes[b] += key_len as usize + stored(value_len);
+    }
+    for b in 1..=N_BUCKETS {
+        counts[b] += counts[b - 1];
+        bytes[b] += bytes[b - 1];
+    }
+    let bucket_starts = counts;
+    let bytes_starts = bytes;
+    // Pass 2: copy each write into its bucket.
+    // Every byte and entry up to these lengths is written below: buffers from earlier chunks are
+    // reused as they are (only growing ones are zeroed).
+    if arena.len() < bytes[N_BUCKETS] {
+        arena.resize(bytes[N_BUCKETS], 0);
+    }
+    if entries.len() < sizes.len() {
+        entries.resize(sizes.len(), Entry { prefix: 0, seq: 0, at: 0, key_len: 0, value_len: 0 });
+    }
+    let (mut next_entry, mut next_byte) = (counts, bytes);
+    let mut seq = 0usize;
+    for_each(&mut |k, v| {
+        let (prefix, key_len, value_len) = sizes[seq];
+        let b = bucket(prefix);
+        let at = next_byte[b];
+        arena[at..at + k.len()].copy_from_slice(k);
+        if let Some(v) = v {
+            arena[at + k.len()..at + k.len() + v.len()].copy_from_slice(v);
         }
-        match v {
-            Some(v) => writer.put(k, v)?,
-            None => writer.delete(k)?,
+        next_byte[b] += key_len as usize + stored(value_len);
+        entries[next_entry[b]] = Entry { prefix, seq: seq as u32, at: at as u32, key_len, value_len };
+        next_entry[b] += 1;
+        seq += 1;
+    })?;
+    drop(chunk);
+    let key = |e: &Entry| &arena[e.at as usize..(e.at + e.key_len) as usize];
+    let mut writer = rocksdb::SstFileWriter::create(sst_options);
+    writer.open(sst).map_err(&rocks_err)?;
+    for b in 0..N_BUCKETS {
+        let entries = &mut entries[bucket_starts[b]..bucket_starts[b + 1]];
+        // Read the bucket's bytes in order first: the hardware prefetcher streams them into
+        // cache, where the writes, visited in key order, find them.
+        let region = &arena[bytes_starts[b]..bytes_starts[b + 1]];
+        std::hint::black_box(region.iter().step_by(64).fold(0u8, |a, &x| a ^ x));
+        entries
+            .sort_unstable_by(|x, y| x.prefix.cmp(&y.prefix).then_with(|| key(x).cmp(key(y))).then(x.seq.cmp(&y.seq)));
+        for (i, e) in entries.iter().enumerate() {
+            let k = key(e);
+            if entries.get(i + 1).is_some_and(|next| next.prefix == e.prefix && key(next) == k) {
+                continue; // a later write of the same key follows
+            }
+            let written = match e.value_len {
+                DELETE => writer.delete(k),
+                len => {
+                    let from = (e.at + e.key_len) as usize;
+                    writer.put(k, &arena[from..from + len as usize])
+                }
+            };
+            written.map_err(&rocks_err)?;
         }
     }
-    writer.finish()
+    writer.finish().map_err(rocks_err)
 }
 
 /// Ingests an SST file: it lands newer than everything in the store.
@@ -474,7 +591,7 @@ impl BytesStore for RocksStore {
         true
     }
 
-    fn restore(&mut self, writes: Vec<Write>) -> Result<()> {
+    fn restore(&mut self, replay: Replay) -> Result<()> {
         if !self.bulk_loading {
             // Bulk-load mode: ingested files pile up in level 0 without compactions or write
             // stalls until the restore ends; RocksDB compacts them afterwards in the background.
@@ -485,10 +602,8 @@ impl BytesStore for RocksStore {
             ])?;
             self.bulk_loading = true;
         }
-        for (k, v) in writes {
-            self.restoring_bytes += k.len() + v.as_ref().map_or(0, Bytes::len) + 64;
-            self.restoring.push((k, v));
-        }
+        self.restoring_bytes += replay.bytes.len();
+        self.restoring.push(replay);
         if self.restoring_bytes >= self.restore_chunk_bytes {
             self.send_restoring()?;
         }
@@ -504,7 +619,10 @@ impl BytesStore for RocksStore {
         self.join_ingester()?;
         if small {
             self.restoring_bytes = 0;
-            let writes = std::mem::take(&mut self.restoring);
+            let mut writes = Vec::new();
+            for replay in std::mem::take(&mut self.restoring) {
+                writes.extend(replay.writes()?);
+            }
             self.write(writes)?;
         }
         if self.bulk_loading {

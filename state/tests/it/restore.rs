@@ -111,6 +111,45 @@ fn a_bulk_restore_through_sst_files_keeps_the_changelog_order() {
     task.close().unwrap();
 }
 
+/// The same with string keys that share long prefixes (the restore sorts by an 8-byte prefix
+/// first), keys that are prefixes of others and keys with zero bytes.
+#[test]
+fn a_bulk_restore_orders_keys_that_share_long_prefixes() {
+    let env = Env::new();
+    let small_chunks =
+        Backend::RocksDb(freshet_state::RocksMemory::new(16 << 20).unwrap().with_restore_chunk_bytes(64 << 10));
+    let mut task = env.task(&small_chunks);
+    task.add_kv_store::<String, String>("kv", StoreOptions::new(true, false)).unwrap();
+    let mut model = BTreeMap::new();
+    let s = task.kv_store::<String, String>("kv").unwrap();
+    let key = |i: u32| match i % 4 {
+        0 => format!("customer-{:05}", (i * 7_919) % 3_000),
+        1 => format!("customer-{}", (i * 31) % 300),
+        2 => "a\0".repeat((i % 5) as usize),
+        _ => format!("a\0b{}", i % 7),
+    };
+    for i in 0..20_000u32 {
+        let k = key(i);
+        if i % 13 == 0 {
+            s.delete(&k).unwrap();
+            model.remove(&k);
+        } else {
+            s.put(&k, &format!("v{i}")).unwrap();
+            model.insert(k, format!("v{i}"));
+        }
+    }
+    let dir = task.dir().to_path_buf();
+    task.close().unwrap();
+    std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
+    let mut task = env.task(&small_chunks);
+    task.add_kv_store::<String, String>("kv", StoreOptions::default()).unwrap();
+    assert_eq!(task.restores()[0].n_records, 20_000);
+    let s = task.kv_store::<String, String>("kv").unwrap();
+    let restored: Vec<(String, String)> = s.all().unwrap().map(Result::unwrap).collect();
+    assert_eq!(restored, model.into_iter().collect::<Vec<_>>());
+    task.close().unwrap();
+}
+
 /// Damaged RocksDB files of a changelogged store are deleted and the store rebuilt from its
 /// changelog; a store without changelog reports the damage instead.
 #[test]

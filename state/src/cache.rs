@@ -209,9 +209,9 @@ impl RecordCache {
     }
 
     /// Offers a value read from below: it is cached when the key missed recently before.
-    pub(crate) fn put_clean(&mut self, key: Bytes, value: Option<Bytes>, evicted: &mut Vec<Write>) {
-        if self.seen_before(&key) {
-            self.insert(key, value, false, evicted);
+    pub(crate) fn put_clean(&mut self, key: &[u8], value: Option<Bytes>, evicted: &mut Vec<Write>) {
+        if self.seen_before(key) {
+            self.insert(Bytes::copy_from_slice(key), value, false, evicted);
         }
     }
 
@@ -322,8 +322,8 @@ mod tests {
         let mut cache = RecordCache::new(1 << 20);
         let mut evicted = Vec::new();
         cache.put(Bytes::from("b"), Some(Bytes::from("1")), &mut evicted);
-        cache.put_clean(Bytes::from("a"), Some(Bytes::from("0")), &mut evicted);
-        cache.put_clean(Bytes::from("a"), Some(Bytes::from("0")), &mut evicted);
+        cache.put_clean(b"a", Some(Bytes::from("0")), &mut evicted);
+        cache.put_clean(b"a", Some(Bytes::from("0")), &mut evicted);
         cache.put(Bytes::from("c"), None, &mut evicted);
         let keys = |c: &RecordCache| c.range(&ScanRange::all()).map(|(k, _)| k).collect::<Vec<_>>();
         assert_eq!(keys(&cache), ["b", "c"]);
@@ -343,7 +343,7 @@ mod tests {
         let mut cache = RecordCache::new(1 << 20);
         let mut evicted = Vec::new();
         cache.put(Bytes::from("k"), Some(Bytes::from("new")), &mut evicted);
-        cache.put_clean(Bytes::from("k"), Some(Bytes::from("new")), &mut evicted);
+        cache.put_clean(b"k", Some(Bytes::from("new")), &mut evicted);
         assert_eq!(cache.take_dirty(), vec![(Bytes::from("k"), Some(Bytes::from("new")))]);
     }
 
@@ -352,22 +352,22 @@ mod tests {
         let mut cache = RecordCache::new(1 << 20);
         let mut evicted = Vec::new();
         for i in 0..100u32 {
-            cache.put_clean(Bytes::from(format!("once{i}")), Some(Bytes::from("v")), &mut evicted);
+            cache.put_clean(format!("once{i}").as_bytes(), Some(Bytes::from("v")), &mut evicted);
         }
         assert_eq!(cache.used_bytes(), 0, "keys read once are not cached");
-        cache.put_clean(Bytes::from("hot"), Some(Bytes::from("v")), &mut evicted);
+        cache.put_clean(b"hot", Some(Bytes::from("v")), &mut evicted);
         assert_eq!(cache.get(b"hot"), None);
-        cache.put_clean(Bytes::from("hot"), Some(Bytes::from("v")), &mut evicted);
+        cache.put_clean(b"hot", Some(Bytes::from("v")), &mut evicted);
         assert_eq!(cache.get(b"hot"), Some(Some(Bytes::from("v"))));
         assert_eq!(cache.hits_and_misses(), (1, 1));
         // The doorkeeper forgets: after many other misses, a second read of keys read once long
         // before caches (almost: its bits can collide) none of them.
         for i in 0..10_000u32 {
-            cache.put_clean(Bytes::from(format!("other{i}")), Some(Bytes::from("v")), &mut evicted);
+            cache.put_clean(format!("other{i}").as_bytes(), Some(Bytes::from("v")), &mut evicted);
         }
         let before = cache.used_bytes();
         for i in 0..100u32 {
-            cache.put_clean(Bytes::from(format!("once{i}")), Some(Bytes::from("v")), &mut evicted);
+            cache.put_clean(format!("once{i}").as_bytes(), Some(Bytes::from("v")), &mut evicted);
         }
         let per_entry = size_of(b"once00", &Some(Bytes::from_static(b"v")));
         assert!(cache.used_bytes() - before < 20 * per_entry, "most were forgotten");

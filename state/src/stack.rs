@@ -95,7 +95,7 @@ impl StoreStack {
         };
         if self.cache.is_some() {
             let cached = value.clone();
-            self.with_evictions(|cache, evicted| cache.put_clean(Bytes::copy_from_slice(key), cached, evicted))?;
+            self.with_evictions(|cache, evicted| cache.put_clean(key, cached, evicted))?;
         }
         Ok(value)
     }

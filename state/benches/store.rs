@@ -10,13 +10,14 @@
 //! 512 MiB block cache and write-buffer budget, no write-ahead log) and driven with `put` and
 //! `get`; Freshet's store is driven through `KeyValueStore<u64, Bytes>` (no cache, no changelog),
 //! then with the record cache, then with the changelog (an embedded log with fsync group commit),
-//! then both. Writes include the final flush. Gets read every key once in a scrambled order.
+//! then both. Writes include the final flush. Gets read every key once in a scrambled order, after
+//! the store's compactions have finished (raw RocksDB's too).
 //! Restore rebuilds a store from the changelog the logged phase wrote; the log's read speed is a
 //! consumer reading and decoding the same changelog. Targets: the store at least 80% of raw
 //! RocksDB; restore at least half the log's read speed.
 //!
-//! Every phase starts from the same state: the previous phase's files are deleted and dirty pages
-//! synced first. `FRESHET_BENCH_ONLY` picks phases (`store`, `cache`, `changelog`, `both`,
+//! Every phase starts from the same state: its own block cache, the previous phase's files deleted
+//! and dirty pages synced. `FRESHET_BENCH_ONLY` picks phases (`store`, `cache`, `changelog`, `both`,
 //! comma-separated; `changelog` includes the restore; `restore` alone runs the logged phase and
 //! the restore without raw RocksDB), e.g. to profile one.
 
@@ -62,6 +63,12 @@ fn print_table<'a>(title: &str, raw: f64, phases: impl Iterator<Item = (&'a str,
     }
 }
 
+/// A fresh RocksDB memory budget (block cache and write buffers) for each phase, so no phase
+/// starts with a cache another filled.
+fn memory() -> RocksMemory {
+    RocksMemory::new(512 << 20).unwrap()
+}
+
 fn rate(n: u64, elapsed: Duration) -> f64 {
     n as f64 / elapsed.as_secs_f64()
 }
@@ -86,6 +93,7 @@ fn raw_rocksdb(dir: &Path, memory: &RocksMemory, n: u64) -> (f64, f64) {
     }
     db.flush().unwrap();
     let put = rate(n, start.elapsed());
+    freshet_state::wait_for_compactions(&db).unwrap();
     let start = Instant::now();
     let mut found = 0u64;
     for i in 0..n {
@@ -118,6 +126,7 @@ fn freshet_store(config: TaskConfig, options: StoreOptions, n: u64) -> (f64, f64
     }
     task.commit().unwrap();
     let put = rate(n, start.elapsed());
+    task.wait_for_background_work().unwrap();
     let store = task.kv_store::<u64, Bytes>("kv").unwrap();
     let start = Instant::now();
     let mut found = 0u64;
@@ -191,7 +200,6 @@ fn main() {
     let dir = tempfile::tempdir_in(&base).unwrap();
     let dir = dir.path();
     println!("state-store benchmark: {n} operations per phase, 8 B keys, 100 B values, in {}", dir.display());
-    let memory = RocksMemory::new(512 << 20).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let durability =
         if std::env::var("FRESHET_BENCH_NOSYNC").is_ok() { Durability::OsCache } else { Durability::Fsync };
@@ -202,9 +210,9 @@ fn main() {
     // FRESHET_BENCH_ONLY=restore runs only the logged phase (to write the changelog) and the restore.
     let only_restore = std::env::var("FRESHET_BENCH_ONLY").is_ok_and(|v| v == "restore");
     if only_restore {
-        let logged_config = task_config(dir, "logged", &memory, Some(changelogs.clone()));
+        let logged_config = task_config(dir, "logged", &memory(), Some(changelogs.clone()));
         freshet_store(logged_config, StoreOptions::new(true, false), n);
-        restore_phase(&runtime, &log, dir, &memory, changelogs);
+        restore_phase(&runtime, &log, dir, &memory(), changelogs);
         runtime.block_on(log.close()).unwrap();
         return;
     }
@@ -212,15 +220,15 @@ fn main() {
     // those phases only, e.g. to profile one.
     let only = std::env::var("FRESHET_BENCH_ONLY").ok();
     let selected = |phase: &str| only.as_deref().is_none_or(|o| o.split(',').any(|p| p.trim() == phase));
-    let (raw_put, raw_get) = raw_rocksdb(dir, &memory, n);
+    let (raw_put, raw_get) = raw_rocksdb(dir, &memory(), n);
     let mut phases = Vec::new();
     for (phase, name, config, options) in [
-        ("store", "store", task_config(dir, "plain", &memory, None), StoreOptions::new(false, false)),
-        ("cache", "store + cache", task_config(dir, "cached", &memory, None), StoreOptions::new(false, true)),
+        ("store", "store", task_config(dir, "plain", &memory(), None), StoreOptions::new(false, false)),
+        ("cache", "store + cache", task_config(dir, "cached", &memory(), None), StoreOptions::new(false, true)),
         (
             "changelog",
             "store + changelog",
-            task_config(dir, "logged", &memory, Some(changelogs.clone())),
+            task_config(dir, "logged", &memory(), Some(changelogs.clone())),
             StoreOptions::new(true, false),
         ),
         (
@@ -228,7 +236,7 @@ fn main() {
             "store + changelog + cache",
             TaskConfig {
                 application_id: "bench2".into(),
-                ..task_config(dir, "both", &memory, Some(changelogs.clone()))
+                ..task_config(dir, "both", &memory(), Some(changelogs.clone()))
             },
             StoreOptions::new(true, true),
         ),
@@ -242,7 +250,7 @@ fn main() {
     print_table("get (every key once, scrambled)", raw_get, phases.iter().map(|p| (p.0, p.2)));
 
     if selected("changelog") {
-        restore_phase(&runtime, &log, dir, &memory, changelogs);
+        restore_phase(&runtime, &log, dir, &memory(), changelogs);
     }
     println!("\ntargets: store put and get >= 80% of raw RocksDB; restore >= 50% of the log's read speed");
     runtime.block_on(log.close()).unwrap();

@@ -206,6 +206,10 @@ pub trait BytesStore: Send + std::fmt::Debug {
     fn observed_time(&self) -> Option<i64> {
         None
     }
+    /// Waits until the backend's background work (RocksDB flushes and compactions) is done.
+    fn wait_for_background_work(&self) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Lays `upper` (writes held back, `None` deleting) over `lower`: keys in both come from `upper`.

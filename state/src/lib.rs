@@ -51,7 +51,7 @@ pub use crate::error::{Error, Result};
 pub use crate::kv::{Evicted, KeyValueStore, TypedIter};
 pub use crate::memory::MemoryStore;
 #[cfg(feature = "rocksdb")]
-pub use crate::rocks::{RocksMemory, RocksStore};
+pub use crate::rocks::{wait_for_compactions, RocksMemory, RocksStore};
 pub use crate::segments::Segments;
 pub use crate::serde::{Json, StateSerde};
 pub use crate::session::SessionStore;

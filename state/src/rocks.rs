@@ -461,6 +461,25 @@ fn write_sst(
     writer.finish().map_err(rocks_err)
 }
 
+/// Waits until `db` has no flush or compaction running or pending.
+pub fn wait_for_compactions(db: &DB) -> Result<(), rocksdb::Error> {
+    loop {
+        let busy = [
+            "rocksdb.compaction-pending",
+            "rocksdb.num-running-compactions",
+            "rocksdb.num-running-flushes",
+            "rocksdb.mem-table-flush-pending",
+        ]
+        .iter()
+        .map(|&p| db.property_int_value(p).map(|v| v.unwrap_or(0)))
+        .sum::<Result<u64, _>>()?;
+        if busy == 0 {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// Ingests an SST file: it lands newer than everything in the store.
 fn ingest_sst(db: &DB, sst: &Path) -> Result<(), rocksdb::Error> {
     let mut ingest = rocksdb::IngestExternalFileOptions::default();
@@ -589,6 +608,10 @@ impl BytesStore for RocksStore {
 
     fn persistent(&self) -> bool {
         true
+    }
+
+    fn wait_for_background_work(&self) -> Result<()> {
+        wait_for_compactions(self.db()?).map_err(|e| self.err(e))
     }
 
     fn restore(&mut self, replay: Replay) -> Result<()> {

@@ -433,6 +433,16 @@ impl TaskState {
         Ok(())
     }
 
+    /// Waits until every store's backend has finished its background work (RocksDB compactions),
+    /// so that a benchmark reads every store in the same settled state.
+    #[doc(hidden)]
+    pub fn wait_for_background_work(&mut self) -> Result<()> {
+        for store in self.stores.values_mut() {
+            store.stack_mut().inner().wait_for_background_work()?;
+        }
+        Ok(())
+    }
+
     /// Commits and closes every store, releasing the directory.
     pub fn close(mut self) -> Result<()> {
         self.commit()?;

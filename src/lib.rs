@@ -21,7 +21,7 @@ pub use freshet_state as state;
 
 /// The public surface in one import.
 pub mod prelude {
-    pub use freshet_core::batch::{BatchBuilder, BatchView, Batches, Header, Record};
+    pub use freshet_core::batch::{BatchBuilder, BatchView, Batches, Header};
     pub use freshet_core::config::{Durability, LogConfig, TopicConfig};
     pub use freshet_core::log::{Log, OffsetSpec};
     pub use freshet_core::substrate::{
@@ -33,4 +33,11 @@ pub mod prelude {
         Backend, Changelogs, Evicted, Json, KeyValueStore, RestoreListener, RestoreProgress, SessionStore, StateSerde,
         StoreOptions, TaskConfig, TaskState, WindowOptions, WindowStore, Windowed,
     };
+    // Streams: the DSL, the Processor API and the test driver. (The log's batch record type stays
+    // at `freshet::core::batch::Record`; `Record` here is the Processor API's.)
+    pub use freshet_dsl::{
+        BytesSerde, Consumed, JsonSerde, KStream, NumberSerde, Processor, ProcessorContext, Produced, Record,
+        RecordMeta, Serde, Serdes, Split, StreamsBuilder, StringSerde, Topology, UnitSerde,
+    };
+    pub use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 }

@@ -1,8 +1,18 @@
-//! Freshet's stream DSL and SQL planning.
+//! Freshet's stream DSL: `StreamsBuilder` and `KStream` compile a declarative description of a
+//! stream application into a [`Topology`] (the task graph), over the low-level Processor API.
 //!
-//! Role: `StreamsBuilder`, `KStream` and `KTable` compile a declarative description of a stream
-//! application into a `Topology` (the task graph); SQL planned with DataFusion compiles to the same
-//! `Topology`.
-//!
-//! Boundary: describes computations; it never runs them, opens sockets or touches RocksDB. It
-//! depends on `freshet-core` for record and serde types. This crate has no content yet.
+//! Boundary: describes computations and holds the operator code; it never runs a topology
+//! (the runtime and its test driver do), opens sockets or touches RocksDB. It depends on
+//! `freshet-core` for record types.
+
+pub mod error;
+pub mod processor;
+pub mod serde;
+pub mod stream;
+pub mod topology;
+
+pub use crate::error::{Error, Result};
+pub use crate::processor::{Data, Processor, ProcessorContext, Record, RecordMeta, SinkRecord, TaskContext, TaskGraph};
+pub use crate::serde::{BytesSerde, JsonSerde, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
+pub use crate::stream::{Consumed, KStream, Produced, Split, StreamsBuilder};
+pub use crate::topology::{NodeKind, Subtopology, Topology};

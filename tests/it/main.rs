@@ -2,4 +2,5 @@
 
 mod dump_log;
 mod quickstart;
+mod streams;
 mod tidy;

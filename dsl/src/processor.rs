@@ -1,0 +1,358 @@
+//! The low-level Processor API and the task graph it runs in.
+//!
+//! A [`Processor`] receives typed [`Record`]s and forwards records to its children through a
+//! [`ProcessorContext`]. A topology is instantiated once per task (one partition of its source
+//! topics) as a [`TaskGraph`]: every node is created fresh from its supplier, so processors keep
+//! per-task state in plain fields.
+//!
+//! # How typed records travel without boxing
+//!
+//! Edges are typed: a node that emits `(K, V)` forwards `Record<K, V>` to children that take
+//! `Record<K, V>`. The graph keeps its nodes in one vector, each behind a type-erased slot; to
+//! forward, the sender takes the child out of its slot, checks its type once (a `TypeId`
+//! comparison, no allocation), calls it and puts it back. So a record moves down the graph by
+//! value, with no per-record allocation, and a diamond (two paths into one node, as `merge`
+//! makes) needs no shared ownership. A record forwarded to several children is cloned for all
+//! but the last.
+
+use std::any::Any;
+
+use bytes::Bytes;
+use freshet_core::batch::Header;
+
+use crate::error::{Error, Result};
+
+/// Values that can travel along the graph.
+pub trait Data: Clone + Send + 'static {}
+impl<T: Clone + Send + 'static> Data for T {}
+
+/// A record inside the graph: typed key and value, timestamp (ms) and headers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record<K, V> {
+    /// The key.
+    pub key: K,
+    /// The value.
+    pub value: V,
+    /// Event time in milliseconds.
+    pub timestamp: i64,
+    /// Headers, passed along unchanged unless an operator changes them.
+    pub headers: Vec<Header>,
+}
+
+impl<K, V> Record<K, V> {
+    /// A record without headers.
+    pub fn new(key: K, value: V, timestamp: i64) -> Self {
+        Record { key, value, timestamp, headers: Vec::new() }
+    }
+
+    /// The same record with another key.
+    pub fn with_key<K2>(self, key: K2) -> Record<K2, V> {
+        Record { key, value: self.value, timestamp: self.timestamp, headers: self.headers }
+    }
+
+    /// The same record with another value.
+    pub fn with_value<V2>(self, value: V2) -> Record<K, V2> {
+        Record { key: self.key, value, timestamp: self.timestamp, headers: self.headers }
+    }
+}
+
+/// Where the record being processed came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMeta {
+    /// Source topic.
+    pub topic: String,
+    /// Source partition.
+    pub partition: u32,
+    /// Offset in the source partition.
+    pub offset: i64,
+}
+
+/// A record a sink wrote, for the runtime to deliver.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SinkRecord {
+    /// Target topic.
+    pub topic: String,
+    /// Target partition; `None`: by key, as Kafka's default partitioner.
+    pub partition: Option<u32>,
+    /// Key bytes (`None`: null).
+    pub key: Option<Bytes>,
+    /// Value bytes (`None`: null).
+    pub value: Option<Bytes>,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// What a task knows while it processes a record: which task it is, the record's origin, stream
+/// time, wall-clock time, and the records its sinks wrote.
+#[derive(Debug, Default)]
+pub struct TaskContext {
+    /// The sub-topology this task runs.
+    pub subtopology: usize,
+    /// The partition of the source topics this task owns.
+    pub partition: u32,
+    /// The record being processed, when it came from a topic.
+    pub current: Option<RecordMeta>,
+    /// The largest timestamp seen by this task (ms); `i64::MIN` before the first record.
+    pub stream_time_ms: i64,
+    /// Wall-clock time as the runtime (or test driver) sees it (ms).
+    pub wall_clock_ms: i64,
+    /// Records written by sinks, in order, for the runtime to deliver.
+    pub output: Vec<SinkRecord>,
+}
+
+impl TaskContext {
+    /// A context for `partition` of `subtopology`.
+    pub fn new(subtopology: usize, partition: u32) -> Self {
+        TaskContext { subtopology, partition, stream_time_ms: i64::MIN, ..Default::default() }
+    }
+}
+
+/// A processor of the low-level API: takes `Record<KIn, VIn>`, forwards `Record<KOut, VOut>`.
+pub trait Processor<KIn, VIn, KOut, VOut>: Send + 'static {
+    /// Called once when the task starts, before any record.
+    fn init(&mut self, _ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()> {
+        Ok(())
+    }
+    /// Called for each record.
+    fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()>;
+    /// Called once when the task closes.
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A processor's view of its task: forwarding, record metadata, time.
+pub struct ProcessorContext<'a, K, V> {
+    slots: &'a mut [Slot],
+    children: &'a [usize],
+    task: &'a mut TaskContext,
+    _types: std::marker::PhantomData<fn(K, V)>,
+}
+
+impl<K, V> std::fmt::Debug for ProcessorContext<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessorContext").field("children", &self.children).finish_non_exhaustive()
+    }
+}
+
+impl<K: Data, V: Data> ProcessorContext<'_, K, V> {
+    /// Forwards `record` to every child.
+    pub fn forward(&mut self, record: Record<K, V>) -> Result<()> {
+        match self.children.split_last() {
+            None => Ok(()),
+            Some((&last, rest)) => {
+                for &child in rest {
+                    forward_to_slot(self.slots, child, record.clone(), self.task)?;
+                }
+                forward_to_slot(self.slots, last, record, self.task)
+            }
+        }
+    }
+
+    /// Forwards `record` to the child named `name` only.
+    pub fn forward_to(&mut self, name: &str, record: Record<K, V>) -> Result<()> {
+        let child = self
+            .children
+            .iter()
+            .copied()
+            .find(|&c| self.slots[c].name == name)
+            .ok_or_else(|| Error::Process(format!("no child named {name:?}")))?;
+        forward_to_slot(self.slots, child, record, self.task)
+    }
+}
+
+impl<K, V> ProcessorContext<'_, K, V> {
+    /// Where the record being processed came from (`None` for records a punctuator made).
+    pub fn record_meta(&self) -> Option<&RecordMeta> {
+        self.task.current.as_ref()
+    }
+    /// The task's stream time (ms): the largest record timestamp it has seen.
+    pub fn stream_time_ms(&self) -> i64 {
+        self.task.stream_time_ms
+    }
+    /// Wall-clock time (ms).
+    pub fn wall_clock_ms(&self) -> i64 {
+        self.task.wall_clock_ms
+    }
+    /// The partition this task owns.
+    pub fn partition(&self) -> u32 {
+        self.task.partition
+    }
+    /// The task's context (for sinks: its output buffer).
+    pub(crate) fn task(&mut self) -> &mut TaskContext {
+        self.task
+    }
+}
+
+/// One node of a task graph, type-erased: its name, children and the typed node itself.
+pub(crate) struct Slot {
+    pub(crate) name: String,
+    pub(crate) children: Vec<usize>,
+    pub(crate) node: Option<Box<dyn ErasedNode>>,
+}
+
+/// A node with its types hidden, so nodes of every type share one vector.
+pub(crate) trait ErasedNode: Send {
+    fn as_any_mut(&mut self) -> &mut dyn Any;
+    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()>;
+    fn close(&mut self) -> Result<()>;
+}
+
+/// A node taking `Record<K, V>`: a processor and the types it emits.
+pub(crate) trait Node<K, V>: Send {
+    fn process(
+        &mut self,
+        record: Record<K, V>,
+        slots: &mut [Slot],
+        children: &[usize],
+        task: &mut TaskContext,
+    ) -> Result<()>;
+    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()>;
+    fn close(&mut self) -> Result<()>;
+}
+
+/// The concrete type behind an erased node taking `Record<K, V>`.
+pub(crate) struct NodeBox<K, V>(pub(crate) Box<dyn Node<K, V>>);
+
+impl<K: 'static, V: 'static> ErasedNode for NodeBox<K, V> {
+    fn as_any_mut(&mut self) -> &mut dyn Any {
+        self
+    }
+    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()> {
+        self.0.init(slots, children, task)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.0.close()
+    }
+}
+
+/// A [`Processor`] as a node.
+pub(crate) struct ProcessorNode<P, KOut, VOut> {
+    pub(crate) processor: P,
+    pub(crate) _out: std::marker::PhantomData<fn(KOut, VOut)>,
+}
+
+impl<P, KIn, VIn, KOut, VOut> Node<KIn, VIn> for ProcessorNode<P, KOut, VOut>
+where
+    P: Processor<KIn, VIn, KOut, VOut>,
+    KOut: 'static,
+    VOut: 'static,
+{
+    fn process(
+        &mut self,
+        record: Record<KIn, VIn>,
+        slots: &mut [Slot],
+        children: &[usize],
+        task: &mut TaskContext,
+    ) -> Result<()> {
+        let mut ctx = ProcessorContext { slots, children, task, _types: std::marker::PhantomData };
+        self.processor.process(record, &mut ctx)
+    }
+    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()> {
+        let mut ctx = ProcessorContext { slots, children, task, _types: std::marker::PhantomData };
+        self.processor.init(&mut ctx)
+    }
+    fn close(&mut self) -> Result<()> {
+        self.processor.close()
+    }
+}
+
+/// Hands `record` to the node in slot `idx` (see the module docs).
+pub(crate) fn forward_to_slot<K: 'static, V: 'static>(
+    slots: &mut [Slot],
+    idx: usize,
+    record: Record<K, V>,
+    task: &mut TaskContext,
+) -> Result<()> {
+    let mut node = slots[idx].node.take().expect("a node is never forwarded to while it runs: the graph has no cycles");
+    let children = std::mem::take(&mut slots[idx].children);
+    let result = match node.as_any_mut().downcast_mut::<NodeBox<K, V>>() {
+        Some(typed) => typed.0.process(record, slots, &children, task),
+        None => Err(Error::Process(format!(
+            "node {} does not take records of ({}, {})",
+            slots[idx].name,
+            std::any::type_name::<K>(),
+            std::any::type_name::<V>()
+        ))),
+    };
+    slots[idx].children = children;
+    slots[idx].node = Some(node);
+    result
+}
+
+/// One task's instance of a topology: every node created fresh, and the source topics that lead
+/// into it.
+pub struct TaskGraph {
+    pub(crate) slots: Vec<Slot>,
+    /// `(topic, slot)` of each source.
+    pub(crate) sources: Vec<(String, usize)>,
+}
+
+impl std::fmt::Debug for TaskGraph {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.slots.iter().map(|s| s.name.as_str()).collect();
+        f.debug_struct("TaskGraph").field("nodes", &names).field("sources", &self.sources).finish()
+    }
+}
+
+impl TaskGraph {
+    /// Calls every node's `init`, parents before children.
+    pub fn init(&mut self, task: &mut TaskContext) -> Result<()> {
+        for idx in 0..self.slots.len() {
+            let mut node = self.slots[idx].node.take().expect("idle");
+            let children = std::mem::take(&mut self.slots[idx].children);
+            let result = node.init(&mut self.slots, &children, task);
+            self.slots[idx].children = children;
+            self.slots[idx].node = Some(node);
+            result?;
+        }
+        Ok(())
+    }
+
+    /// The source topics of this graph.
+    pub fn source_topics(&self) -> impl Iterator<Item = &str> {
+        self.sources.iter().map(|(t, _)| t.as_str())
+    }
+
+    /// Processes one record read from `meta.topic` (raw key and value bytes): the source
+    /// decodes it and it travels down the graph; sinks' records land in `task.output`. Stream
+    /// time advances to the record's timestamp.
+    pub fn process(
+        &mut self,
+        meta: RecordMeta,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+        headers: Vec<Header>,
+        task: &mut TaskContext,
+    ) -> Result<()> {
+        let idx = self
+            .sources
+            .iter()
+            .find(|(t, _)| *t == meta.topic)
+            .map(|&(_, idx)| idx)
+            .ok_or_else(|| Error::Process(format!("topic {:?} is not a source of this task", meta.topic)))?;
+        task.stream_time_ms = task.stream_time_ms.max(timestamp);
+        task.current = Some(meta);
+        let record = Record { key, value, timestamp, headers };
+        let result = forward_to_slot(&mut self.slots, idx, record, task);
+        task.current = None;
+        result
+    }
+
+    /// Calls every node's `close`; the first error, if any.
+    pub fn close(&mut self) -> Result<()> {
+        let mut result = Ok(());
+        for slot in &mut self.slots {
+            if let Some(node) = slot.node.as_mut() {
+                let r = node.close();
+                if result.is_ok() {
+                    result = r;
+                }
+            }
+        }
+        result
+    }
+}

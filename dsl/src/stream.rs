@@ -1,0 +1,528 @@
+//! `StreamsBuilder` and `KStream`: the declarative DSL over the Processor API.
+//!
+//! Every operator adds one node to the builder's graph, backed by a small processor; node names
+//! follow Kafka Streams' pattern (`KSTREAM-MAPVALUES-0000000001`) unless the user names the node
+//! with [`KStream::named`]. Closures are shared by every task's instance of a node, so they must
+//! be `Fn + Send + Sync`.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::processor::{Data, ErasedNode, NodeBox, Processor, ProcessorContext, ProcessorNode, Record, SinkRecord};
+use crate::serde::Serde;
+use crate::topology::{NodeKind, NodeSpec, Topology};
+
+/// How a source topic is read: key and value serdes, and an optional node name.
+pub struct Consumed<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    name: Option<String>,
+}
+
+impl<K, V> Consumed<K, V> {
+    /// Reads keys with `key` and values with `value`.
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Consumed { key: Arc::new(key), value: Arc::new(value), name: None }
+    }
+    /// Names the source node.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+}
+
+impl<K: 'static, V: 'static> std::fmt::Debug for Consumed<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Consumed({}, {})", self.key.name(), self.value.name())
+    }
+}
+
+impl<K: 'static, V: 'static> std::fmt::Debug for Produced<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Produced({}, {})", self.key.name(), self.value.name())
+    }
+}
+
+/// How a sink topic is written: key and value serdes, and an optional node name.
+pub struct Produced<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    name: Option<String>,
+}
+
+impl<K, V> Produced<K, V> {
+    /// Writes keys with `key` and values with `value`.
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Produced { key: Arc::new(key), value: Arc::new(value), name: None }
+    }
+    /// Names the sink node.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+}
+
+#[derive(Default)]
+struct Graph {
+    nodes: Vec<NodeSpec>,
+}
+
+impl Graph {
+    fn add(
+        &mut self,
+        prefix: &str,
+        name: Option<String>,
+        kind: NodeKind,
+        parents: &[usize],
+        make: crate::topology::MakeNode,
+    ) -> usize {
+        let idx = self.nodes.len();
+        let (name, named) = match name {
+            Some(n) => (n, true),
+            None => (format!("{prefix}-{idx:010}"), false),
+        };
+        self.nodes.push(NodeSpec { name, named, kind, parents: parents.to_vec(), children: Vec::new(), make });
+        for &p in parents {
+            self.nodes[p].children.push(idx);
+        }
+        idx
+    }
+}
+
+/// Builds a [`Topology`] from streams (see the module docs).
+#[derive(Default)]
+pub struct StreamsBuilder {
+    graph: Rc<RefCell<Graph>>,
+}
+
+impl std::fmt::Debug for StreamsBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsBuilder").field("nodes", &self.graph.borrow().nodes.len()).finish()
+    }
+}
+
+fn make<K: 'static, V: 'static, KOut: 'static, VOut: 'static, P>(
+    supplier: impl Fn() -> P + Send + Sync + 'static,
+) -> crate::topology::MakeNode
+where
+    P: Processor<K, V, KOut, VOut>,
+{
+    Arc::new(move || {
+        let node = ProcessorNode::<P, KOut, VOut> { processor: supplier(), _out: PhantomData };
+        Box::new(NodeBox::<K, V>(Box::new(node))) as Box<dyn ErasedNode>
+    })
+}
+
+impl StreamsBuilder {
+    /// An empty builder.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A stream of the records of `topic`, decoded with `consumed`'s serdes.
+    pub fn stream<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
+        let (key, value) = (consumed.key, consumed.value);
+        let make = make::<Option<Bytes>, Option<Bytes>, K, V, _>(move || SourceProcessor {
+            key: key.clone(),
+            value: value.clone(),
+        });
+        let kind = NodeKind::Source { topics: vec![topic.to_string()] };
+        let node = self.graph.borrow_mut().add("KSTREAM-SOURCE", consumed.name, kind, &[], make);
+        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+    }
+
+    /// The topology; fails on duplicate node names or a topic both read twice.
+    pub fn build(self) -> Result<Topology> {
+        let graph = self.graph.borrow();
+        let mut seen = std::collections::BTreeSet::new();
+        for node in &graph.nodes {
+            if !seen.insert(node.name.as_str()) {
+                return Err(Error::Topology(format!("two nodes are named {:?}; names must be unique", node.name)));
+            }
+        }
+        let mut sources = BTreeMap::new();
+        for node in &graph.nodes {
+            if let NodeKind::Source { topics } = &node.kind {
+                for t in topics {
+                    if let Some(other) = sources.insert(t.as_str(), node.name.as_str()) {
+                        return Err(Error::Topology(format!(
+                            "topic {t:?} is read by both {other} and {}; read it once and share the stream",
+                            node.name
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(Topology::new(graph.nodes.clone()))
+    }
+}
+
+/// A stream of records `(K, V)`.
+pub struct KStream<K, V> {
+    graph: Rc<RefCell<Graph>>,
+    node: usize,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for KStream<K, V> {
+    fn clone(&self) -> Self {
+        KStream { graph: self.graph.clone(), node: self.node, _types: PhantomData }
+    }
+}
+
+impl<K, V> std::fmt::Debug for KStream<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "KStream({})", self.graph.borrow().nodes[self.node].name)
+    }
+}
+
+impl<K: Data, V: Data> KStream<K, V> {
+    fn then<K2: Data, V2: Data>(&self, prefix: &str, make: crate::topology::MakeNode) -> KStream<K2, V2> {
+        let kind = NodeKind::Processor { stores: Vec::new() };
+        let node = self.graph.borrow_mut().add(prefix, None, kind, &[self.node], make);
+        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+    }
+
+    /// Names the node that makes this stream (instead of a generated name).
+    pub fn named(self, name: &str) -> Self {
+        let mut graph = self.graph.borrow_mut();
+        graph.nodes[self.node].name = name.to_string();
+        graph.nodes[self.node].named = true;
+        drop(graph);
+        self
+    }
+
+    /// A new key and value for every record.
+    pub fn map<K2: Data, V2: Data>(&self, f: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static) -> KStream<K2, V2> {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-MAP",
+            make::<K, V, K2, V2, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
+                    let (k, v) = f(&r.key, &r.value);
+                    ctx.forward(Record { key: k, value: v, timestamp: r.timestamp, headers: r.headers })
+                })
+            }),
+        )
+    }
+
+    /// A new value for every record; the key stays (no repartition needed downstream).
+    pub fn map_values<V2: Data>(&self, f: impl Fn(&V) -> V2 + Send + Sync + 'static) -> KStream<K, V2> {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-MAPVALUES",
+            make::<K, V, K, V2, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
+                    let v = f(&r.value);
+                    ctx.forward(r.with_value(v))
+                })
+            }),
+        )
+    }
+
+    /// The records for which `predicate` holds.
+    pub fn filter(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let p = Arc::new(predicate);
+        self.then(
+            "KSTREAM-FILTER",
+            make::<K, V, K, V, _>(move || {
+                let p = p.clone();
+                FnProcessor(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                        if p(&r.key, &r.value) {
+                            ctx.forward(r)
+                        } else {
+                            Ok(())
+                        }
+                    },
+                )
+            }),
+        )
+    }
+
+    /// The records for which `predicate` does not hold.
+    pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
+        let p = Arc::new(predicate);
+        self.then(
+            "KSTREAM-FILTER",
+            make::<K, V, K, V, _>(move || {
+                let p = p.clone();
+                FnProcessor(
+                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                        if p(&r.key, &r.value) {
+                            Ok(())
+                        } else {
+                            ctx.forward(r)
+                        }
+                    },
+                )
+            }),
+        )
+    }
+
+    /// Zero or more records for every record, each with the input's timestamp and headers.
+    pub fn flat_map<K2: Data, V2: Data, I>(&self, f: impl Fn(&K, &V) -> I + Send + Sync + 'static) -> KStream<K2, V2>
+    where
+        I: IntoIterator<Item = (K2, V2)>,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-FLATMAP",
+            make::<K, V, K2, V2, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>| {
+                    for (k, v) in f(&r.key, &r.value) {
+                        ctx.forward(Record { key: k, value: v, timestamp: r.timestamp, headers: r.headers.clone() })?;
+                    }
+                    Ok(())
+                })
+            }),
+        )
+    }
+
+    /// Zero or more values for every record, each with the input's key.
+    pub fn flat_map_values<V2: Data, I>(&self, f: impl Fn(&V) -> I + Send + Sync + 'static) -> KStream<K, V2>
+    where
+        I: IntoIterator<Item = V2>,
+    {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-FLATMAPVALUES",
+            make::<K, V, K, V2, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V2>| {
+                    for v in f(&r.value) {
+                        ctx.forward(Record {
+                            key: r.key.clone(),
+                            value: v,
+                            timestamp: r.timestamp,
+                            headers: r.headers.clone(),
+                        })?;
+                    }
+                    Ok(())
+                })
+            }),
+        )
+    }
+
+    /// A new key for every record (the value stays).
+    pub fn select_key<K2: Data>(&self, f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V> {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-KEY-SELECT",
+            make::<K, V, K2, V, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V>| {
+                    let k = f(&r.key, &r.value);
+                    ctx.forward(r.with_key(k))
+                })
+            }),
+        )
+    }
+
+    /// Calls `f` for every record and passes it on unchanged.
+    pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
+        let f = Arc::new(f);
+        self.then(
+            "KSTREAM-PEEK",
+            make::<K, V, K, V, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                    f(&r.key, &r.value);
+                    ctx.forward(r)
+                })
+            }),
+        )
+    }
+
+    /// Calls `f` for every record; the stream ends here.
+    pub fn foreach(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) {
+        let f = Arc::new(f);
+        let _: KStream<K, V> = self.then(
+            "KSTREAM-FOREACH",
+            make::<K, V, K, V, _>(move || {
+                let f = f.clone();
+                FnProcessor(move |r: Record<K, V>, _: &mut ProcessorContext<'_, K, V>| {
+                    f(&r.key, &r.value);
+                    Ok(())
+                })
+            }),
+        );
+    }
+
+    /// This stream and `other` as one (records in the order they are processed).
+    pub fn merge(&self, other: &KStream<K, V>) -> KStream<K, V> {
+        let kind = NodeKind::Processor { stores: Vec::new() };
+        let make = make::<K, V, K, V, _>(|| {
+            FnProcessor(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| ctx.forward(r))
+        });
+        let node = self.graph.borrow_mut().add("KSTREAM-MERGE", None, kind, &[self.node, other.node], make);
+        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+    }
+
+    /// Runs a processor of the low-level API on every record: `supplier` makes one per task.
+    pub fn process<K2: Data, V2: Data, P>(&self, supplier: impl Fn() -> P + Send + Sync + 'static) -> KStream<K2, V2>
+    where
+        P: Processor<K, V, K2, V2>,
+    {
+        self.then("KSTREAM-PROCESSOR", make::<K, V, K2, V2, _>(supplier))
+    }
+
+    /// Splits the stream into named branches: each record goes to the first branch whose
+    /// predicate holds (see [`Split`]).
+    pub fn split(&self, prefix: &str) -> Split<K, V> {
+        Split { parent: self.clone(), prefix: prefix.to_string(), branches: Vec::new() }
+    }
+
+    /// Writes every record to `topic`.
+    pub fn to(&self, topic: &str, produced: Produced<K, V>) {
+        let (key, value, topic_name) = (produced.key, produced.value, topic.to_string());
+        let make = make::<K, V, (), (), _>(move || SinkProcessor {
+            topic: topic_name.clone(),
+            key: key.clone(),
+            value: value.clone(),
+        });
+        let kind = NodeKind::Sink { topic: topic.to_string() };
+        self.graph.borrow_mut().add("KSTREAM-SINK", produced.name, kind, &[self.node], make);
+    }
+}
+
+type Predicate<K, V> = Arc<dyn Fn(&K, &V) -> bool + Send + Sync>;
+
+/// Branches being declared on a stream: `stream.split("s-").branch("a", p).default_branch("rest")`.
+pub struct Split<K, V> {
+    parent: KStream<K, V>,
+    prefix: String,
+    branches: Vec<(String, Option<Predicate<K, V>>)>,
+}
+
+impl<K, V> std::fmt::Debug for Split<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Split").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+impl<K: Data, V: Data> Split<K, V> {
+    /// A branch of the records for which `predicate` holds (and no earlier predicate did).
+    pub fn branch(mut self, name: &str, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> Self {
+        self.branches.push((name.to_string(), Some(Arc::new(predicate))));
+        self
+    }
+
+    /// The branches, by name (`prefix` + branch name).
+    pub fn no_default_branch(self) -> BTreeMap<String, KStream<K, V>> {
+        self.finish()
+    }
+
+    /// The branches plus one for records no predicate took.
+    pub fn default_branch(mut self, name: &str) -> BTreeMap<String, KStream<K, V>> {
+        self.branches.push((name.to_string(), None));
+        self.finish()
+    }
+
+    fn finish(self) -> BTreeMap<String, KStream<K, V>> {
+        let names: Vec<String> = self.branches.iter().map(|(n, _)| format!("{}{n}", self.prefix)).collect();
+        let predicates: Vec<Option<Predicate<K, V>>> = self.branches.into_iter().map(|(_, p)| p).collect();
+        let targets = names.clone();
+        let split: KStream<K, V> = self.parent.then(
+            "KSTREAM-BRANCH",
+            make::<K, V, K, V, _>(move || {
+                let (predicates, targets) = (predicates.clone(), targets.clone());
+                FnProcessor(move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
+                    for (p, target) in predicates.iter().zip(&targets) {
+                        if p.as_ref().is_none_or(|p| p(&r.key, &r.value)) {
+                            return ctx.forward_to(target, r);
+                        }
+                    }
+                    Ok(())
+                })
+            }),
+        );
+        let split = split.named(&self.prefix);
+        names
+            .into_iter()
+            .map(|name| {
+                let branch: KStream<K, V> = split.then(
+                    "KSTREAM-BRANCHCHILD",
+                    make::<K, V, K, V, _>(|| {
+                        FnProcessor(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| ctx.forward(r))
+                    }),
+                );
+                (name.clone(), branch.named(&name))
+            })
+            .collect()
+    }
+}
+
+/// A processor from a closure.
+struct FnProcessor<F>(F);
+
+impl<K, V, K2, V2, F> Processor<K, V, K2, V2> for FnProcessor<F>
+where
+    F: FnMut(Record<K, V>, &mut ProcessorContext<'_, K2, V2>) -> Result<()> + Send + 'static,
+{
+    fn process(&mut self, record: Record<K, V>, ctx: &mut ProcessorContext<'_, K2, V2>) -> Result<()> {
+        (self.0)(record, ctx)
+    }
+}
+
+/// Decodes raw records with the topic's serdes.
+struct SourceProcessor<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K: Data, V: Data> Processor<Option<Bytes>, Option<Bytes>, K, V> for SourceProcessor<K, V> {
+    fn process(&mut self, r: Record<Option<Bytes>, Option<Bytes>>, ctx: &mut ProcessorContext<'_, K, V>) -> Result<()> {
+        let err = |ctx: &ProcessorContext<'_, K, V>, what, serde: String, detail| {
+            let meta = ctx.record_meta().cloned().unwrap_or(crate::processor::RecordMeta {
+                topic: String::new(),
+                partition: 0,
+                offset: -1,
+            });
+            Error::Deserialize {
+                what,
+                topic: meta.topic,
+                partition: meta.partition,
+                offset: meta.offset,
+                serde,
+                detail,
+            }
+        };
+        let key = self.key.deserialize(r.key.as_deref()).map_err(|d| err(ctx, "key", self.key.name(), d))?;
+        let value = self.value.deserialize(r.value.as_deref()).map_err(|d| err(ctx, "value", self.value.name(), d))?;
+        ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers })
+    }
+}
+
+/// Encodes records with the topic's serdes into the task's output.
+struct SinkProcessor<K, V> {
+    topic: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K: Data, V: Data> Processor<K, V, (), ()> for SinkProcessor<K, V> {
+    fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, (), ()>) -> Result<()> {
+        let err = |what, serde: String, detail| Error::Serialize { what, topic: self.topic.clone(), serde, detail };
+        let key = self.key.serialize(&r.key).map_err(|d| err("key", self.key.name(), d))?;
+        let value = self.value.serialize(&r.value).map_err(|d| err("value", self.value.name(), d))?;
+        ctx.task().output.push(SinkRecord {
+            topic: self.topic.clone(),
+            partition: None,
+            key,
+            value,
+            timestamp: r.timestamp,
+            headers: r.headers,
+        });
+        Ok(())
+    }
+}

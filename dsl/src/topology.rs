@@ -1,0 +1,212 @@
+//! The topology: the task graph a builder produces, its description, and its instantiation per
+//! task.
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::processor::{ErasedNode, Slot, TaskGraph};
+
+/// What a node is, for descriptions and for the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeKind {
+    /// Reads topics.
+    Source {
+        /// The topics read.
+        topics: Vec<String>,
+    },
+    /// Transforms records.
+    Processor {
+        /// State stores it uses.
+        stores: Vec<String>,
+    },
+    /// Writes a topic.
+    Sink {
+        /// The topic written.
+        topic: String,
+    },
+}
+
+/// Creates a fresh instance of a node for a task.
+pub(crate) type MakeNode = Arc<dyn Fn() -> Box<dyn ErasedNode> + Send + Sync>;
+
+/// One node of a topology.
+#[derive(Clone)]
+pub(crate) struct NodeSpec {
+    pub(crate) name: String,
+    /// Whether the user gave the name (generated names are marked in descriptions).
+    pub(crate) named: bool,
+    pub(crate) kind: NodeKind,
+    pub(crate) parents: Vec<usize>,
+    pub(crate) children: Vec<usize>,
+    pub(crate) make: MakeNode,
+}
+
+/// A part of a topology whose nodes are connected: it runs as one task per partition of its
+/// source topics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subtopology {
+    /// Its number in descriptions.
+    pub id: usize,
+    /// Topics it reads.
+    pub source_topics: Vec<String>,
+    /// Topics it writes.
+    pub sink_topics: Vec<String>,
+}
+
+/// A compiled stream application: nodes and the edges between them. Built by
+/// [`crate::StreamsBuilder::build`]; run by the runtime or the test driver, one [`TaskGraph`] per
+/// task.
+#[derive(Clone)]
+pub struct Topology {
+    pub(crate) nodes: Vec<NodeSpec>,
+    /// Node indexes of each sub-topology, in creation order.
+    groups: Vec<Vec<usize>>,
+}
+
+impl std::fmt::Debug for Topology {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl Topology {
+    pub(crate) fn new(nodes: Vec<NodeSpec>) -> Self {
+        // Sub-topologies are the connected parts of the graph, numbered by their first node.
+        let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
+        let mut groups = Vec::new();
+        for start in 0..nodes.len() {
+            if group_of[start].is_some() {
+                continue;
+            }
+            let id = groups.len();
+            let mut members = Vec::new();
+            let mut stack = vec![start];
+            while let Some(n) = stack.pop() {
+                if group_of[n].is_some() {
+                    continue;
+                }
+                group_of[n] = Some(id);
+                members.push(n);
+                stack.extend(nodes[n].parents.iter().chain(&nodes[n].children).copied());
+            }
+            members.sort_unstable();
+            groups.push(members);
+        }
+        Topology { nodes, groups }
+    }
+
+    /// The sub-topologies, in description order.
+    pub fn subtopologies(&self) -> Vec<Subtopology> {
+        self.groups
+            .iter()
+            .enumerate()
+            .map(|(id, members)| {
+                let mut source_topics = BTreeSet::new();
+                let mut sink_topics = BTreeSet::new();
+                for &n in members {
+                    match &self.nodes[n].kind {
+                        NodeKind::Source { topics } => source_topics.extend(topics.iter().cloned()),
+                        NodeKind::Sink { topic } => {
+                            sink_topics.insert(topic.clone());
+                        }
+                        NodeKind::Processor { .. } => {}
+                    }
+                }
+                Subtopology {
+                    id,
+                    source_topics: source_topics.into_iter().collect(),
+                    sink_topics: sink_topics.into_iter().collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// A fresh instance of sub-topology `id` for one task.
+    pub fn build_task(&self, id: usize) -> TaskGraph {
+        let members = &self.groups[id];
+        let local = |n: usize| members.binary_search(&n).expect("edges stay inside a sub-topology");
+        let mut slots = Vec::with_capacity(members.len());
+        let mut sources = Vec::new();
+        for (i, &n) in members.iter().enumerate() {
+            let spec = &self.nodes[n];
+            if let NodeKind::Source { topics } = &spec.kind {
+                sources.extend(topics.iter().map(|t| (t.clone(), i)));
+            }
+            slots.push(Slot {
+                name: spec.name.clone(),
+                children: spec.children.iter().map(|&c| local(c)).collect(),
+                node: Some((spec.make)()),
+            });
+        }
+        TaskGraph { slots, sources }
+    }
+
+    /// A stable text description, as Kafka Streams prints it: sub-topologies, then each node with
+    /// its topics or stores and its edges. Generated names are marked `(generated name)`.
+    pub fn describe(&self) -> String {
+        let mut out = String::from("Topologies:\n");
+        let names = |ids: &[usize]| ids.iter().map(|&i| self.nodes[i].name.as_str()).collect::<Vec<_>>().join(", ");
+        for (id, members) in self.groups.iter().enumerate() {
+            let _ = writeln!(out, "   Sub-topology: {id}");
+            for &n in members {
+                let node = &self.nodes[n];
+                let generated = if node.named { "" } else { " (generated name)" };
+                let _ = match &node.kind {
+                    NodeKind::Source { topics } => {
+                        writeln!(out, "    Source: {}{generated} (topics: [{}])", node.name, topics.join(", "))
+                    }
+                    NodeKind::Processor { stores } => {
+                        writeln!(out, "    Processor: {}{generated} (stores: [{}])", node.name, stores.join(", "))
+                    }
+                    NodeKind::Sink { topic } => writeln!(out, "    Sink: {}{generated} (topic: {topic})", node.name),
+                };
+                if !node.children.is_empty() {
+                    let _ = writeln!(out, "      --> {}", names(&node.children));
+                }
+                if !node.parents.is_empty() {
+                    let _ = writeln!(out, "      <-- {}", names(&node.parents));
+                }
+            }
+        }
+        out
+    }
+
+    /// The graph in Graphviz DOT: topics as ellipses, nodes as boxes, one cluster per
+    /// sub-topology.
+    pub fn to_dot(&self) -> String {
+        let mut out = String::from("digraph topology {\n  rankdir=LR;\n");
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\\\""));
+        let mut topics = BTreeSet::new();
+        for (id, members) in self.groups.iter().enumerate() {
+            let _ = writeln!(out, "  subgraph cluster_{id} {{\n    label=\"Sub-topology {id}\";");
+            for &n in members {
+                let _ = writeln!(out, "    {} [shape=box];", quote(&self.nodes[n].name));
+            }
+            out.push_str("  }\n");
+        }
+        for node in &self.nodes {
+            for &c in &node.children {
+                let _ = writeln!(out, "  {} -> {};", quote(&node.name), quote(&self.nodes[c].name));
+            }
+            match &node.kind {
+                NodeKind::Source { topics: ts } => {
+                    for t in ts {
+                        topics.insert(t.clone());
+                        let _ = writeln!(out, "  {} -> {};", quote(&format!("topic {t}")), quote(&node.name));
+                    }
+                }
+                NodeKind::Sink { topic } => {
+                    topics.insert(topic.clone());
+                    let _ = writeln!(out, "  {} -> {};", quote(&node.name), quote(&format!("topic {topic}")));
+                }
+                NodeKind::Processor { .. } => {}
+            }
+        }
+        for t in topics {
+            let _ = writeln!(out, "  {} [shape=ellipse];", quote(&format!("topic {t}")));
+        }
+        out.push_str("}\n");
+        out
+    }
+}

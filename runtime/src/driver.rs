@@ -1,0 +1,351 @@
+//! The topology test driver: runs a [`Topology`] synchronously and deterministically in memory.
+//!
+//! Records piped into an input topic are partitioned as a Kafka producer would (by the murmur2
+//! hash of the serialized key; keyless records round-robin), appended to the topic, and processed
+//! at once by the task that owns that partition of the sub-topology reading the topic. What sinks
+//! write is appended to its topic the same way and, when another sub-topology reads that topic,
+//! processed in turn, until nothing is left: one `pipe` call runs to quiescence, in a fixed order.
+//!
+//! Unlike Kafka Streams' driver, topics can have several partitions (set per topic), so
+//! repartitioning and co-partitioned operators run as they would on a cluster. The tasks run the
+//! same operator code as the runtime: the driver only replaces the log with vectors and the
+//! clock with one it advances by hand.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use freshet_core::batch::Header;
+use freshet_core::partitioner::partition_for_key;
+use freshet_dsl::{Record, RecordMeta, Serde, TaskContext, TaskGraph, Topology};
+
+use crate::error::{Error, Result};
+
+/// A record as a topic holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredRecord {
+    /// Partition.
+    pub partition: u32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Key bytes.
+    pub key: Option<Bytes>,
+    /// Value bytes.
+    pub value: Option<Bytes>,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// A topic of the driver: records in the order they were appended, across partitions.
+#[derive(Debug, Default)]
+struct Topic {
+    n_partitions: u32,
+    next_offsets: Vec<i64>,
+    records: Vec<StoredRecord>,
+    /// How far reads through [`TopologyTestDriver::read_output`] got.
+    read: usize,
+    round_robin: u32,
+}
+
+/// Settings of a driver.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// Partitions of topics not listed in `partitions`.
+    pub default_partitions: u32,
+    /// Partitions per topic.
+    pub partitions: BTreeMap<String, u32>,
+    /// Wall-clock time at the start (ms).
+    pub start_wall_clock_ms: i64,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig { default_partitions: 1, partitions: BTreeMap::new(), start_wall_clock_ms: 0 }
+    }
+}
+
+impl DriverConfig {
+    /// Gives `topic` `n` partitions.
+    pub fn partitions(mut self, topic: &str, n: u32) -> Self {
+        self.partitions.insert(topic.to_string(), n);
+        self
+    }
+}
+
+/// An input topic with its serdes.
+pub struct TestInputTopic<K, V> {
+    topic: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Debug for TestInputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestInputTopic({})", self.topic)
+    }
+}
+
+impl<K, V> TestInputTopic<K, V> {
+    /// `topic`, written with these serdes.
+    pub fn new(topic: &str, key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        TestInputTopic { topic: topic.to_string(), key: Arc::new(key), value: Arc::new(value) }
+    }
+}
+
+/// An output topic with its serdes.
+pub struct TestOutputTopic<K, V> {
+    topic: String,
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Debug for TestOutputTopic<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TestOutputTopic({})", self.topic)
+    }
+}
+
+impl<K, V> TestOutputTopic<K, V> {
+    /// `topic`, read with these serdes.
+    pub fn new(topic: &str, key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        TestOutputTopic { topic: topic.to_string(), key: Arc::new(key), value: Arc::new(value) }
+    }
+}
+
+/// A record read from an output topic: where it landed and what it holds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord<K, V> {
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: i64,
+    /// The record.
+    pub record: Record<K, V>,
+}
+
+struct Task {
+    graph: TaskGraph,
+    ctx: TaskContext,
+}
+
+/// Runs a topology in memory (see the module docs).
+pub struct TopologyTestDriver {
+    topology: Topology,
+    config: DriverConfig,
+    topics: BTreeMap<String, Topic>,
+    /// Which sub-topology reads each topic.
+    readers: BTreeMap<String, usize>,
+    tasks: BTreeMap<(usize, u32), Task>,
+    wall_clock_ms: i64,
+}
+
+impl Debug for TopologyTestDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyTestDriver")
+            .field("topics", &self.topics.keys().collect::<Vec<_>>())
+            .field("tasks", &self.tasks.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl TopologyTestDriver {
+    /// A driver with one partition per topic.
+    pub fn new(topology: Topology) -> Result<Self> {
+        Self::with_config(topology, DriverConfig::default())
+    }
+
+    /// A driver with partitions per topic as `config` says. The source topics of a sub-topology
+    /// must have the same number of partitions (they are co-partitioned: one task per partition).
+    pub fn with_config(topology: Topology, config: DriverConfig) -> Result<Self> {
+        if config.default_partitions == 0 || config.partitions.values().any(|&n| n == 0) {
+            return Err(Error::Config("a topic needs at least one partition".into()));
+        }
+        let mut driver = TopologyTestDriver {
+            topology,
+            wall_clock_ms: config.start_wall_clock_ms,
+            config,
+            topics: BTreeMap::new(),
+            readers: BTreeMap::new(),
+            tasks: BTreeMap::new(),
+        };
+        for sub in driver.topology.subtopologies() {
+            let counts: Vec<(String, u32)> =
+                sub.source_topics.iter().map(|t| (t.clone(), driver.n_partitions(t))).collect();
+            if let Some((first, n)) = counts.first() {
+                if let Some((other, m)) = counts.iter().find(|(_, m)| m != n) {
+                    return Err(Error::Config(format!(
+                        "sub-topology {} reads {first} ({n} partitions) and {other} ({m} partitions): \
+                         topics read together must have the same number of partitions",
+                        sub.id
+                    )));
+                }
+                for partition in 0..*n {
+                    let mut graph = driver.topology.build_task(sub.id);
+                    let mut ctx = TaskContext::new(sub.id, partition);
+                    ctx.wall_clock_ms = driver.wall_clock_ms;
+                    graph.init(&mut ctx)?;
+                    driver.tasks.insert((sub.id, partition), Task { graph, ctx });
+                }
+            }
+            for t in sub.source_topics {
+                driver.readers.insert(t, sub.id);
+            }
+        }
+        Ok(driver)
+    }
+
+    fn n_partitions(&self, topic: &str) -> u32 {
+        self.config.partitions.get(topic).copied().unwrap_or(self.config.default_partitions)
+    }
+
+    fn topic(&mut self, name: &str) -> &mut Topic {
+        let n = self.n_partitions(name);
+        self.topics.entry(name.to_string()).or_insert_with(|| Topic {
+            n_partitions: n,
+            next_offsets: vec![0; n as usize],
+            ..Topic::default()
+        })
+    }
+
+    /// Appends a record to `topic` (partition by key when not given); returns where it landed.
+    fn append(
+        &mut self,
+        topic: &str,
+        partition: Option<u32>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+        headers: Vec<Header>,
+    ) -> Result<(u32, i64)> {
+        let t = self.topic(topic);
+        let partition = match (partition, &key) {
+            (Some(p), _) if p < t.n_partitions => p,
+            (Some(p), _) => {
+                return Err(Error::Config(format!(
+                    "topic {topic} has {} partitions, but partition {p} was requested",
+                    t.n_partitions
+                )))
+            }
+            (None, Some(k)) => partition_for_key(k, t.n_partitions),
+            (None, None) => {
+                t.round_robin = t.round_robin.wrapping_add(1);
+                (t.round_robin - 1) % t.n_partitions
+            }
+        };
+        let offset = t.next_offsets[partition as usize];
+        t.next_offsets[partition as usize] += 1;
+        t.records.push(StoredRecord { partition, offset, key, value, timestamp, headers });
+        Ok((partition, offset))
+    }
+
+    /// Pipes a record into `input` at `timestamp` (ms) and processes everything it leads to.
+    pub fn pipe<K: 'static, V: 'static>(
+        &mut self,
+        input: &TestInputTopic<K, V>,
+        key: K,
+        value: V,
+        timestamp: i64,
+    ) -> Result<()> {
+        self.pipe_record(input, Record::new(key, value, timestamp), None)
+    }
+
+    /// Pipes a record (with headers, and into a chosen partition if given) and processes
+    /// everything it leads to.
+    pub fn pipe_record<K: 'static, V: 'static>(
+        &mut self,
+        input: &TestInputTopic<K, V>,
+        record: Record<K, V>,
+        partition: Option<u32>,
+    ) -> Result<()> {
+        let key = input.key.serialize(&record.key).map_err(|d| Error::Config(format!("input key: {d}")))?;
+        let value = input.value.serialize(&record.value).map_err(|d| Error::Config(format!("input value: {d}")))?;
+        let at = self.append(&input.topic, partition, key, value, record.timestamp, record.headers)?;
+        self.run(VecDeque::from([(input.topic.clone(), at)]))
+    }
+
+    /// Processes appended records until none is left for any task.
+    fn run(&mut self, mut queue: VecDeque<(String, (u32, i64))>) -> Result<()> {
+        while let Some((topic, (partition, offset))) = queue.pop_front() {
+            let Some(&sub) = self.readers.get(&topic) else { continue };
+            let stored = self.topics[&topic]
+                .records
+                .iter()
+                .rev()
+                .find(|r| r.partition == partition && r.offset == offset)
+                .cloned()
+                .expect("an appended record");
+            let task = self.tasks.get_mut(&(sub, partition)).expect("a task per partition of a source topic");
+            task.ctx.wall_clock_ms = self.wall_clock_ms;
+            let meta = RecordMeta { topic: topic.clone(), partition, offset };
+            task.graph.process(meta, stored.key, stored.value, stored.timestamp, stored.headers, &mut task.ctx)?;
+            let output = std::mem::take(&mut task.ctx.output);
+            for r in output {
+                let at = self.append(&r.topic, r.partition, r.key, r.value, r.timestamp, r.headers)?;
+                queue.push_back((r.topic, at));
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves wall-clock time forward.
+    pub fn advance_wall_clock(&mut self, by: Duration) {
+        self.wall_clock_ms += by.as_millis() as i64;
+    }
+
+    /// Every record of `topic` not read before, in the order written, decoded.
+    pub fn read_output<K: 'static, V: 'static>(
+        &mut self,
+        output: &TestOutputTopic<K, V>,
+    ) -> Result<Vec<TestRecord<K, V>>> {
+        let Some(topic) = self.topics.get_mut(&output.topic) else { return Ok(Vec::new()) };
+        let unread = &topic.records[topic.read..];
+        let mut out = Vec::with_capacity(unread.len());
+        for r in unread {
+            let decode = |what: &str, d: String| {
+                Error::Config(format!("{what} of {}-{} offset {}: {d}", output.topic, r.partition, r.offset))
+            };
+            let key = output.key.deserialize(r.key.as_deref()).map_err(|d| decode("key", d))?;
+            let value = output.value.deserialize(r.value.as_deref()).map_err(|d| decode("value", d))?;
+            out.push(TestRecord {
+                partition: r.partition,
+                offset: r.offset,
+                record: Record { key, value, timestamp: r.timestamp, headers: r.headers.clone() },
+            });
+        }
+        topic.read = topic.records.len();
+        Ok(out)
+    }
+
+    /// The unread records of `output` as stable text, one line per record, for
+    /// `insta::assert_snapshot!`: `partition@offset t=timestamp key => value`.
+    pub fn render_output<K: Debug + 'static, V: Debug + 'static>(
+        &mut self,
+        output: &TestOutputTopic<K, V>,
+    ) -> Result<String> {
+        let mut text = String::new();
+        for r in self.read_output(output)? {
+            text.push_str(&format!(
+                "{}@{} t={} {:?} => {:?}\n",
+                r.partition, r.offset, r.record.timestamp, r.record.key, r.record.value
+            ));
+        }
+        Ok(text)
+    }
+
+    /// Every record `topic` holds, as stored (inputs and outputs alike).
+    pub fn topic_records(&self, topic: &str) -> &[StoredRecord] {
+        self.topics.get(topic).map_or(&[], |t| &t.records)
+    }
+
+    /// Closes every task.
+    pub fn close(mut self) -> Result<()> {
+        for task in self.tasks.values_mut() {
+            task.graph.close()?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,259 @@
+//! The test driver running DSL topologies: stateless operators, the Processor API, partitions,
+//! sub-topologies joined by a topic, descriptions and errors.
+
+use freshet_core::partitioner::partition_for_key;
+use freshet_dsl::{
+    Consumed, NumberSerde, Processor, ProcessorContext, Produced, Record, Serdes, StreamsBuilder, StringSerde, Topology,
+};
+use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TopologyTestDriver};
+
+fn strings() -> Consumed<Option<String>, String> {
+    Consumed::with(Serdes::string(), Serdes::string())
+}
+
+fn input() -> TestInputTopic<Option<String>, String> {
+    TestInputTopic::new("input", Serdes::string(), Serdes::string())
+}
+
+fn output() -> TestOutputTopic<Option<String>, String> {
+    TestOutputTopic::new("output", Serdes::string(), Serdes::string())
+}
+
+/// Builds a topology from `input` to `output` with `f` in between, pipes `records` (key, value,
+/// timestamp) and renders what reaches `output`.
+fn run(
+    f: impl FnOnce(freshet_dsl::KStream<Option<String>, String>) -> freshet_dsl::KStream<Option<String>, String>,
+    records: &[(Option<&str>, &str, i64)],
+) -> String {
+    let builder = StreamsBuilder::new();
+    f(builder.stream("input", strings())).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    for (k, v, ts) in records {
+        driver.pipe(&input(), k.map(str::to_string), v.to_string(), *ts).unwrap();
+    }
+    driver.render_output(&output()).unwrap()
+}
+
+const WORDS: &[(Option<&str>, &str, i64)] = &[
+    (Some("a"), "hello world", 1_000),
+    (None, "the quick brown fox", 2_000),
+    (Some("b"), "", 3_000),
+    (Some("a"), "Hello Again", 4_000),
+];
+
+#[test]
+fn stateless_operators() {
+    let mut out = String::new();
+    let mut case = |name: &str, text: String| out.push_str(&format!("-- {name}\n{text}"));
+    case("map_values", run(|s| s.map_values(|v| v.to_uppercase()), WORDS));
+    case("map", run(|s| s.map(|k, v| (Some(v.clone()), k.clone().unwrap_or_default())), WORDS));
+    case("filter", run(|s| s.filter(|_, v| v.contains('o')), WORDS));
+    case("filter_not", run(|s| s.filter_not(|_, v| v.contains('o')), WORDS));
+    case(
+        "flat_map",
+        run(
+            |s| {
+                s.flat_map(|k, v| {
+                    v.split_whitespace().map(|w| (Some(w.to_string()), format!("{k:?}"))).collect::<Vec<_>>()
+                })
+            },
+            WORDS,
+        ),
+    );
+    case(
+        "flat_map_values",
+        run(|s| s.flat_map_values(|v| v.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>()), WORDS),
+    );
+    case("select_key", run(|s| s.select_key(|_, v| v.split_whitespace().next().map(str::to_string)), WORDS));
+    case(
+        "merge",
+        run(
+            |s| {
+                s.filter(|k, _| k.is_some())
+                    .merge(&s.filter(|k, _| k.is_none()).map_values(|v| format!("keyless: {v}")))
+            },
+            WORDS,
+        ),
+    );
+    insta::assert_snapshot!("stateless_operators", out);
+}
+
+#[test]
+fn peek_and_foreach_see_every_record_in_order() {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (peeked, done) = (seen.clone(), seen.clone());
+    let builder = StreamsBuilder::new();
+    let s = builder.stream("input", strings());
+    s.peek(move |_, v| peeked.lock().unwrap().push(format!("peek {v}"))).foreach(move |_, v| {
+        done.lock().unwrap().push(format!("foreach {v}"));
+    });
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    driver.pipe(&input(), None, "one".into(), 1).unwrap();
+    driver.pipe(&input(), None, "two".into(), 2).unwrap();
+    assert_eq!(*seen.lock().unwrap(), ["peek one", "foreach one", "peek two", "foreach two"]);
+}
+
+#[test]
+fn split_sends_each_record_to_the_first_matching_branch() {
+    let builder = StreamsBuilder::new();
+    let branches = builder
+        .stream("input", strings())
+        .split("words-")
+        .branch("short", |_, v| v.len() < 5)
+        .branch("hello", |_, v| v.to_lowercase().starts_with("hello"))
+        .default_branch("other");
+    assert_eq!(branches.keys().collect::<Vec<_>>(), ["words-hello", "words-other", "words-short"]);
+    for (name, stream) in &branches {
+        stream.to(name, Produced::with(Serdes::string(), Serdes::string()));
+    }
+    let topology = builder.build().unwrap();
+    let mut driver = TopologyTestDriver::new(topology.clone()).unwrap();
+    for (k, v, ts) in WORDS {
+        driver.pipe(&input(), k.map(str::to_string), v.to_string(), *ts).unwrap();
+    }
+    let mut out = String::new();
+    for name in branches.keys() {
+        let topic = TestOutputTopic::<Option<String>, String>::new(name, StringSerde, StringSerde);
+        out.push_str(&format!("-- {name}\n{}", driver.render_output(&topic).unwrap()));
+    }
+    insta::assert_snapshot!("split", out);
+    insta::assert_snapshot!("split_describe", topology.describe());
+}
+
+/// A processor of the low-level API: numbers the records it sees per task and tags each with
+/// where it came from.
+struct Tagger {
+    n: u64,
+}
+
+impl Processor<Option<String>, String, Option<String>, String> for Tagger {
+    fn process(
+        &mut self,
+        record: Record<Option<String>, String>,
+        ctx: &mut ProcessorContext<'_, Option<String>, String>,
+    ) -> freshet_dsl::Result<()> {
+        self.n += 1;
+        let meta = ctx.record_meta().cloned().expect("from a topic");
+        let tagged = format!(
+            "#{} {} from {}-{}@{} (stream time {})",
+            self.n,
+            record.value,
+            meta.topic,
+            meta.partition,
+            meta.offset,
+            ctx.stream_time_ms()
+        );
+        ctx.forward(record.with_value(tagged))
+    }
+}
+
+#[test]
+fn the_processor_api_sees_metadata_and_keeps_state_per_task() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("input", strings())
+        .process(|| Tagger { n: 0 })
+        .named("tagger")
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let config = DriverConfig::default().partitions("input", 2).partitions("output", 2);
+    let mut driver = TopologyTestDriver::with_config(builder.build().unwrap(), config).unwrap();
+    // Two keys on different partitions, so two tasks each keep their own count and stream time.
+    let x = "x";
+    let y = ["y", "z", "w", "v", "u"]
+        .into_iter()
+        .find(|k| partition_for_key(k.as_bytes(), 2) != partition_for_key(b"x", 2))
+        .unwrap();
+    // Out of order in time: stream time stays at the largest timestamp seen per task.
+    for (k, ts) in [(x, 5), (y, 7), (x, 3), (y, 9), (x, 8), (y, 4)] {
+        driver.pipe(&input(), Some(k.to_string()), format!("{k}{ts}"), ts).unwrap();
+    }
+    insta::assert_snapshot!("processor_api", driver.render_output(&output()).unwrap());
+}
+
+/// A repartition by hand: re-keyed records go through a topic with three partitions, land where
+/// Kafka's partitioner puts their key, and are processed by the task of that partition.
+#[test]
+fn records_cross_sub_topologies_through_a_topic_by_key() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("input", strings())
+        .flat_map(|_, v| v.split_whitespace().map(|w| (Some(w.to_lowercase()), w.to_string())).collect::<Vec<_>>())
+        .to("by-word", Produced::with(Serdes::string(), Serdes::string()));
+    builder
+        .stream("by-word", Consumed::<Option<String>, String>::with(Serdes::string(), Serdes::string()))
+        .process(|| Tagger { n: 0 })
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.subtopologies().len(), 2);
+    insta::assert_snapshot!("two_subtopologies_describe", topology.describe());
+    let config = DriverConfig::default().partitions("input", 2).partitions("by-word", 3).partitions("output", 3);
+    let mut driver = TopologyTestDriver::with_config(topology, config).unwrap();
+    for (k, v, ts) in WORDS {
+        driver.pipe(&input(), k.map(str::to_string), v.to_string(), *ts).unwrap();
+    }
+    for r in driver.topic_records("by-word") {
+        assert_eq!(r.partition, partition_for_key(r.key.as_ref().unwrap(), 3), "{r:?}");
+    }
+    insta::assert_snapshot!("two_subtopologies_output", driver.render_output(&output()).unwrap());
+}
+
+#[test]
+fn a_record_that_does_not_decode_names_its_topic_partition_and_offset() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("numbers", Consumed::<Option<String>, i64>::with(Serdes::string(), Serdes::number()))
+        .map_values(|v| v * 2)
+        .to("doubled", Produced::with(Serdes::string(), NumberSerde));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    let good = TestInputTopic::<Option<String>, i64>::new("numbers", StringSerde, NumberSerde);
+    let bad = TestInputTopic::<Option<String>, String>::new("numbers", StringSerde, StringSerde);
+    driver.pipe(&good, None, 21, 1).unwrap();
+    let err = driver.pipe(&bad, Some("k".into()), "twenty".into(), 2).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot deserialize the value of the record at numbers-0 offset 1 with i64: \
+         6 bytes where a i64 of 8 bytes was expected"
+    );
+    let out = TestOutputTopic::<Option<String>, i64>::new("doubled", StringSerde, NumberSerde);
+    let doubled: Vec<i64> = driver.read_output(&out).unwrap().into_iter().map(|r| r.record.value).collect();
+    assert_eq!(doubled, [42], "the bad record changed nothing");
+}
+
+#[test]
+fn invalid_topologies_and_configs_are_refused_with_the_offender_named() {
+    let builder = StreamsBuilder::new();
+    let s = builder.stream("input", strings());
+    s.map_values(|v| v.clone()).named("twice");
+    s.filter(|_, _| true).named("twice");
+    let err = builder.build().unwrap_err().to_string();
+    assert_eq!(err, "invalid topology: two nodes are named \"twice\"; names must be unique");
+
+    let builder = StreamsBuilder::new();
+    builder.stream("input", strings());
+    builder.stream("input", strings());
+    let err = builder.build().unwrap_err().to_string();
+    assert!(
+        err.contains("topic \"input\" is read by both KSTREAM-SOURCE-0000000000 and KSTREAM-SOURCE-0000000001"),
+        "{err}"
+    );
+
+    let builder = StreamsBuilder::new();
+    let a = builder.stream("a", strings());
+    let b = builder.stream("b", strings());
+    a.merge(&b).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let topology: Topology = builder.build().unwrap();
+    let config = DriverConfig::default().partitions("a", 2).partitions("b", 3);
+    let err = TopologyTestDriver::with_config(topology, config).unwrap_err().to_string();
+    assert!(err.contains("reads a (2 partitions) and b (3 partitions)"), "{err}");
+}
+
+#[test]
+fn describe_and_dot_are_stable() {
+    let builder = StreamsBuilder::new();
+    let words = builder.stream("input", strings().named("read-input"));
+    let upper = words.map_values(|v| v.to_uppercase()).named("upper");
+    upper.filter(|_, v| !v.is_empty()).merge(&words).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    insta::assert_snapshot!("describe", topology.describe());
+    insta::assert_snapshot!("dot", topology.to_dot());
+}

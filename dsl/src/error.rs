@@ -36,6 +36,9 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// A state store call failed.
+    #[error(transparent)]
+    State(#[from] freshet_state::Error),
     /// A processor failed.
     #[error("processing failed: {0}")]
     Process(String),

@@ -8,11 +8,16 @@
 pub mod error;
 pub mod processor;
 pub mod serde;
+pub mod store;
 pub mod stream;
 pub mod topology;
 
 pub use crate::error::{Error, Result};
-pub use crate::processor::{Data, Processor, ProcessorContext, Record, RecordMeta, SinkRecord, TaskContext, TaskGraph};
+pub use crate::processor::{
+    Data, Processor, ProcessorContext, PunctuationId, PunctuationType, Record, RecordMeta, SinkRecord, TaskContext,
+    TaskGraph,
+};
 pub use crate::serde::{BytesSerde, JsonSerde, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
+pub use crate::store::StoreBuilder;
 pub use crate::stream::{Consumed, KStream, Produced, Split, StreamsBuilder};
 pub use crate::topology::{NodeKind, Subtopology, Topology};

@@ -20,6 +20,8 @@ use std::any::Any;
 use bytes::Bytes;
 use freshet_core::batch::Header;
 
+use freshet_state::{KeyValueStore, SessionStore, StateSerde, WindowStore};
+
 use crate::error::{Error, Result};
 
 /// Values that can travel along the graph.
@@ -100,6 +102,34 @@ pub struct TaskContext {
     pub wall_clock_ms: i64,
     /// Records written by sinks, in order, for the runtime to deliver.
     pub output: Vec<SinkRecord>,
+    /// The task's state stores, opened by the runtime from the topology's store builders.
+    pub state: Option<freshet_state::TaskState>,
+    /// Punctuations processors scheduled.
+    pub(crate) schedules: Vec<Schedule>,
+}
+
+/// Which clock a punctuation follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PunctuationType {
+    /// Stream time: the largest record timestamp the task has seen. Schedules are aligned to 0
+    /// and fire once stream time reaches them, with the stream time as timestamp (missed
+    /// intervals are skipped, not replayed), as in Kafka Streams.
+    StreamTime,
+    /// Wall-clock time: fires `interval` after scheduling and every `interval` after that.
+    WallClockTime,
+}
+
+/// Names a scheduled punctuation, for [`Processor::punctuate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PunctuationId(pub u32);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    node: usize,
+    id: PunctuationId,
+    kind: PunctuationType,
+    interval_ms: i64,
+    next_ms: i64,
 }
 
 impl TaskContext {
@@ -117,6 +147,16 @@ pub trait Processor<KIn, VIn, KOut, VOut>: Send + 'static {
     }
     /// Called for each record.
     fn process(&mut self, record: Record<KIn, VIn>, ctx: &mut ProcessorContext<'_, KOut, VOut>) -> Result<()>;
+    /// Called when a punctuation scheduled with [`ProcessorContext::schedule`] is due;
+    /// `timestamp_ms` is the stream time or wall-clock time that made it due.
+    fn punctuate(
+        &mut self,
+        _id: PunctuationId,
+        _timestamp_ms: i64,
+        _ctx: &mut ProcessorContext<'_, KOut, VOut>,
+    ) -> Result<()> {
+        Ok(())
+    }
     /// Called once when the task closes.
     fn close(&mut self) -> Result<()> {
         Ok(())
@@ -125,6 +165,7 @@ pub trait Processor<KIn, VIn, KOut, VOut>: Send + 'static {
 
 /// A processor's view of its task: forwarding, record metadata, time.
 pub struct ProcessorContext<'a, K, V> {
+    node: usize,
     slots: &'a mut [Slot],
     children: &'a [usize],
     task: &'a mut TaskContext,
@@ -184,6 +225,45 @@ impl<K, V> ProcessorContext<'_, K, V> {
     pub(crate) fn task(&mut self) -> &mut TaskContext {
         self.task
     }
+
+    fn state(&mut self) -> Result<&mut freshet_state::TaskState> {
+        self.task.state.as_mut().ok_or_else(|| Error::Process("this task has no state stores".into()))
+    }
+
+    /// The key-value store `name` (declared with [`crate::StreamsBuilder::add_state_store`] and
+    /// connected to this processor).
+    pub fn kv_store<SK: StateSerde, SV: StateSerde>(&mut self, name: &str) -> Result<&mut KeyValueStore<SK, SV>> {
+        Ok(self.state()?.kv_store(name)?)
+    }
+
+    /// The window store `name`.
+    pub fn window_store<SK: StateSerde, SV: StateSerde>(&mut self, name: &str) -> Result<&mut WindowStore<SK, SV>> {
+        Ok(self.state()?.window_store(name)?)
+    }
+
+    /// The session store `name`.
+    pub fn session_store<SK: StateSerde + Clone, SV: StateSerde>(
+        &mut self,
+        name: &str,
+    ) -> Result<&mut SessionStore<SK, SV>> {
+        Ok(self.state()?.session_store(name)?)
+    }
+
+    /// Schedules [`Processor::punctuate`] every `interval` of `kind` time (see
+    /// [`PunctuationType`]).
+    pub fn schedule(&mut self, interval: std::time::Duration, kind: PunctuationType) -> Result<PunctuationId> {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        if interval_ms < 1 {
+            return Err(Error::Process(format!("punctuation interval {interval:?} is under 1 ms")));
+        }
+        let id = PunctuationId(self.task.schedules.len() as u32);
+        let next_ms = match kind {
+            PunctuationType::StreamTime => 0,
+            PunctuationType::WallClockTime => self.task.wall_clock_ms.saturating_add(interval_ms),
+        };
+        self.task.schedules.push(Schedule { node: self.node, id, kind, interval_ms, next_ms });
+        Ok(id)
+    }
 }
 
 /// One node of a task graph, type-erased: its name, children and the typed node itself.
@@ -196,20 +276,24 @@ pub(crate) struct Slot {
 /// A node with its types hidden, so nodes of every type share one vector.
 pub(crate) trait ErasedNode: Send {
     fn as_any_mut(&mut self) -> &mut dyn Any;
-    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()>;
+    fn init(&mut self, at: Hop<'_>) -> Result<()>;
+    fn punctuate(&mut self, id: PunctuationId, timestamp_ms: i64, at: Hop<'_>) -> Result<()>;
     fn close(&mut self) -> Result<()>;
+}
+
+/// Where a node runs: its slot, the other slots, its children and the task.
+pub(crate) struct Hop<'a> {
+    pub(crate) node: usize,
+    pub(crate) slots: &'a mut [Slot],
+    pub(crate) children: &'a [usize],
+    pub(crate) task: &'a mut TaskContext,
 }
 
 /// A node taking `Record<K, V>`: a processor and the types it emits.
 pub(crate) trait Node<K, V>: Send {
-    fn process(
-        &mut self,
-        record: Record<K, V>,
-        slots: &mut [Slot],
-        children: &[usize],
-        task: &mut TaskContext,
-    ) -> Result<()>;
-    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()>;
+    fn process(&mut self, record: Record<K, V>, at: Hop<'_>) -> Result<()>;
+    fn init(&mut self, at: Hop<'_>) -> Result<()>;
+    fn punctuate(&mut self, id: PunctuationId, timestamp_ms: i64, at: Hop<'_>) -> Result<()>;
     fn close(&mut self) -> Result<()>;
 }
 
@@ -220,8 +304,11 @@ impl<K: 'static, V: 'static> ErasedNode for NodeBox<K, V> {
     fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
-    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()> {
-        self.0.init(slots, children, task)
+    fn init(&mut self, at: Hop<'_>) -> Result<()> {
+        self.0.init(at)
+    }
+    fn punctuate(&mut self, id: PunctuationId, timestamp_ms: i64, at: Hop<'_>) -> Result<()> {
+        self.0.punctuate(id, timestamp_ms, at)
     }
     fn close(&mut self) -> Result<()> {
         self.0.close()
@@ -240,23 +327,43 @@ where
     KOut: 'static,
     VOut: 'static,
 {
-    fn process(
-        &mut self,
-        record: Record<KIn, VIn>,
-        slots: &mut [Slot],
-        children: &[usize],
-        task: &mut TaskContext,
-    ) -> Result<()> {
-        let mut ctx = ProcessorContext { slots, children, task, _types: std::marker::PhantomData };
-        self.processor.process(record, &mut ctx)
+    fn process(&mut self, record: Record<KIn, VIn>, at: Hop<'_>) -> Result<()> {
+        self.processor.process(record, &mut context(at))
     }
-    fn init(&mut self, slots: &mut [Slot], children: &[usize], task: &mut TaskContext) -> Result<()> {
-        let mut ctx = ProcessorContext { slots, children, task, _types: std::marker::PhantomData };
-        self.processor.init(&mut ctx)
+    fn init(&mut self, at: Hop<'_>) -> Result<()> {
+        self.processor.init(&mut context(at))
+    }
+    fn punctuate(&mut self, id: PunctuationId, timestamp_ms: i64, at: Hop<'_>) -> Result<()> {
+        self.processor.punctuate(id, timestamp_ms, &mut context(at))
     }
     fn close(&mut self) -> Result<()> {
         self.processor.close()
     }
+}
+
+fn context<K, V>(at: Hop<'_>) -> ProcessorContext<'_, K, V> {
+    ProcessorContext {
+        node: at.node,
+        slots: at.slots,
+        children: at.children,
+        task: at.task,
+        _types: std::marker::PhantomData,
+    }
+}
+
+/// Runs `f` on the node in slot `idx`, taken out of its slot meanwhile (see the module docs).
+fn with_node<R>(
+    slots: &mut [Slot],
+    idx: usize,
+    task: &mut TaskContext,
+    f: impl FnOnce(&mut Box<dyn ErasedNode>, Hop<'_>) -> Result<R>,
+) -> Result<R> {
+    let mut node = slots[idx].node.take().expect("a node is never entered while it runs: the graph has no cycles");
+    let children = std::mem::take(&mut slots[idx].children);
+    let result = f(&mut node, Hop { node: idx, slots, children: &children, task });
+    slots[idx].children = children;
+    slots[idx].node = Some(node);
+    result
 }
 
 /// Hands `record` to the node in slot `idx` (see the module docs).
@@ -266,20 +373,15 @@ pub(crate) fn forward_to_slot<K: 'static, V: 'static>(
     record: Record<K, V>,
     task: &mut TaskContext,
 ) -> Result<()> {
-    let mut node = slots[idx].node.take().expect("a node is never forwarded to while it runs: the graph has no cycles");
-    let children = std::mem::take(&mut slots[idx].children);
-    let result = match node.as_any_mut().downcast_mut::<NodeBox<K, V>>() {
-        Some(typed) => typed.0.process(record, slots, &children, task),
+    let name = slots[idx].name.clone();
+    with_node(slots, idx, task, |node, at| match node.as_any_mut().downcast_mut::<NodeBox<K, V>>() {
+        Some(typed) => typed.0.process(record, at),
         None => Err(Error::Process(format!(
-            "node {} does not take records of ({}, {})",
-            slots[idx].name,
+            "node {name} does not take records of ({}, {})",
             std::any::type_name::<K>(),
             std::any::type_name::<V>()
         ))),
-    };
-    slots[idx].children = children;
-    slots[idx].node = Some(node);
-    result
+    })
 }
 
 /// One task's instance of a topology: every node created fresh, and the source topics that lead
@@ -301,12 +403,25 @@ impl TaskGraph {
     /// Calls every node's `init`, parents before children.
     pub fn init(&mut self, task: &mut TaskContext) -> Result<()> {
         for idx in 0..self.slots.len() {
-            let mut node = self.slots[idx].node.take().expect("idle");
-            let children = std::mem::take(&mut self.slots[idx].children);
-            let result = node.init(&mut self.slots, &children, task);
-            self.slots[idx].children = children;
-            self.slots[idx].node = Some(node);
-            result?;
+            with_node(&mut self.slots, idx, task, |node, at| node.init(at))?;
+        }
+        Ok(())
+    }
+
+    /// Runs the punctuations of `kind` that are due at `now_ms` (stream time or wall-clock
+    /// time), each once, in schedule order; records they forward land in `task.output`.
+    pub fn punctuate(&mut self, kind: PunctuationType, now_ms: i64, task: &mut TaskContext) -> Result<()> {
+        for i in 0..task.schedules.len() {
+            let s = &mut task.schedules[i];
+            if s.kind != kind || s.next_ms > now_ms {
+                continue;
+            }
+            // The next time after `now_ms` on the schedule's grid: missed intervals are skipped.
+            let missed = (now_ms - s.next_ms) / s.interval_ms + 1;
+            s.next_ms = s.next_ms.saturating_add(missed.saturating_mul(s.interval_ms));
+            let (node, id) = (s.node, s.id);
+            task.current = None;
+            with_node(&mut self.slots, node, task, |n, at| n.punctuate(id, now_ms, at))?;
         }
         Ok(())
     }

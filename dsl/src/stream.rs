@@ -16,6 +16,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::processor::{Data, ErasedNode, NodeBox, Processor, ProcessorContext, ProcessorNode, Record, SinkRecord};
 use crate::serde::Serde;
+use crate::store::StoreBuilder;
 use crate::topology::{NodeKind, NodeSpec, Topology};
 
 /// How a source topic is read: key and value serdes, and an optional node name.
@@ -71,6 +72,7 @@ impl<K, V> Produced<K, V> {
 #[derive(Default)]
 struct Graph {
     nodes: Vec<NodeSpec>,
+    stores: Vec<StoreBuilder>,
 }
 
 impl Graph {
@@ -137,7 +139,13 @@ impl StreamsBuilder {
         KStream { graph: self.graph.clone(), node, _types: PhantomData }
     }
 
-    /// The topology; fails on duplicate node names or a topic both read twice.
+    /// Declares a state store; processors name it in [`KStream::process_with_stores`].
+    pub fn add_state_store(&self, store: StoreBuilder) {
+        self.graph.borrow_mut().stores.push(store);
+    }
+
+    /// The topology; fails on duplicate node or store names, a topic read twice, a store no one
+    /// declared, or a store used by two sub-topologies.
     pub fn build(self) -> Result<Topology> {
         let graph = self.graph.borrow();
         let mut seen = std::collections::BTreeSet::new();
@@ -159,7 +167,23 @@ impl StreamsBuilder {
                 }
             }
         }
-        Ok(Topology::new(graph.nodes.clone()))
+        let mut store_names = std::collections::BTreeSet::new();
+        for store in &graph.stores {
+            if !store_names.insert(store.name()) {
+                return Err(Error::Topology(format!("two state stores are named {:?}", store.name())));
+            }
+        }
+        for node in &graph.nodes {
+            if let NodeKind::Processor { stores } = &node.kind {
+                if let Some(missing) = stores.iter().find(|s| !store_names.contains(s.as_str())) {
+                    return Err(Error::Topology(format!(
+                        "processor {} uses state store {missing:?}, which was never added (StreamsBuilder::add_state_store)",
+                        node.name
+                    )));
+                }
+            }
+        }
+        Topology::new(graph.nodes.clone(), graph.stores.clone())
     }
 }
 
@@ -374,6 +398,22 @@ impl<K: Data, V: Data> KStream<K, V> {
         P: Processor<K, V, K2, V2>,
     {
         self.then("KSTREAM-PROCESSOR", make::<K, V, K2, V2, _>(supplier))
+    }
+
+    /// Like [`KStream::process`], for a processor that uses the state stores `stores` (declared
+    /// with [`StreamsBuilder::add_state_store`]).
+    pub fn process_with_stores<K2: Data, V2: Data, P>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<K2, V2>
+    where
+        P: Processor<K, V, K2, V2>,
+    {
+        let kind = NodeKind::Processor { stores: stores.iter().map(|s| s.to_string()).collect() };
+        let make = make::<K, V, K2, V2, _>(supplier);
+        let node = self.graph.borrow_mut().add("KSTREAM-PROCESSOR", None, kind, &[self.node], make);
+        KStream { graph: self.graph.clone(), node, _types: PhantomData }
     }
 
     /// Splits the stream into named branches: each record goes to the first branch whose

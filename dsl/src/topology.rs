@@ -1,11 +1,12 @@
 //! The topology: the task graph a builder produces, its description, and its instantiation per
 //! task.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::processor::{ErasedNode, Slot, TaskGraph};
+use crate::store::StoreBuilder;
 
 /// What a node is, for descriptions and for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,6 +61,7 @@ pub struct Subtopology {
 #[derive(Clone)]
 pub struct Topology {
     pub(crate) nodes: Vec<NodeSpec>,
+    stores: Vec<StoreBuilder>,
     /// Node indexes of each sub-topology, in creation order.
     groups: Vec<Vec<usize>>,
 }
@@ -71,7 +73,7 @@ impl std::fmt::Debug for Topology {
 }
 
 impl Topology {
-    pub(crate) fn new(nodes: Vec<NodeSpec>) -> Self {
+    pub(crate) fn new(nodes: Vec<NodeSpec>, stores: Vec<StoreBuilder>) -> crate::Result<Self> {
         // Sub-topologies are the connected parts of the graph, numbered by their first node.
         let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
         let mut groups = Vec::new();
@@ -93,7 +95,35 @@ impl Topology {
             members.sort_unstable();
             groups.push(members);
         }
-        Topology { nodes, groups }
+        let topology = Topology { nodes, stores, groups };
+        let mut used_by: BTreeMap<&str, usize> = BTreeMap::new();
+        for (id, members) in topology.groups.iter().enumerate() {
+            for &n in members {
+                if let NodeKind::Processor { stores } = &topology.nodes[n].kind {
+                    for s in stores {
+                        if let Some(other) = used_by.insert(s, id).filter(|&other| other != id) {
+                            return Err(crate::Error::Topology(format!(
+                                "state store {s:?} is used by sub-topologies {other} and {id}; a store belongs to one"
+                            )));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(topology)
+    }
+
+    /// The state stores of sub-topology `id`.
+    pub fn stores_of(&self, id: usize) -> Vec<&StoreBuilder> {
+        let names: BTreeSet<&str> = self.groups[id]
+            .iter()
+            .filter_map(|&n| match &self.nodes[n].kind {
+                NodeKind::Processor { stores } => Some(stores.iter().map(String::as_str)),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        self.stores.iter().filter(|s| names.contains(s.name())).collect()
     }
 
     /// The sub-topologies, in description order.

@@ -19,7 +19,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use freshet_core::batch::Header;
 use freshet_core::partitioner::partition_for_key;
-use freshet_dsl::{Record, RecordMeta, Serde, TaskContext, TaskGraph, Topology};
+use freshet_dsl::{PunctuationType, Record, RecordMeta, Serde, TaskContext, TaskGraph, Topology};
+use freshet_state::{Backend, StateSerde, StoreOptions, TaskConfig, TaskState};
 
 use crate::error::{Error, Result};
 
@@ -135,6 +136,8 @@ struct Task {
 /// Runs a topology in memory (see the module docs).
 pub struct TopologyTestDriver {
     topology: Topology,
+    /// Where the tasks' stores live (in memory; the directory holds their locks).
+    state_dir: tempfile::TempDir,
     config: DriverConfig,
     topics: BTreeMap<String, Topic>,
     /// Which sub-topology reads each topic.
@@ -164,8 +167,11 @@ impl TopologyTestDriver {
         if config.default_partitions == 0 || config.partitions.values().any(|&n| n == 0) {
             return Err(Error::Config("a topic needs at least one partition".into()));
         }
+        let state_dir =
+            tempfile::tempdir().map_err(|e| Error::Config(format!("cannot create a state directory: {e}")))?;
         let mut driver = TopologyTestDriver {
             topology,
+            state_dir,
             wall_clock_ms: config.start_wall_clock_ms,
             config,
             topics: BTreeMap::new(),
@@ -187,8 +193,12 @@ impl TopologyTestDriver {
                     let mut graph = driver.topology.build_task(sub.id);
                     let mut ctx = TaskContext::new(sub.id, partition);
                     ctx.wall_clock_ms = driver.wall_clock_ms;
+                    ctx.state = driver.open_stores(sub.id, partition, *n)?;
                     graph.init(&mut ctx)?;
-                    driver.tasks.insert((sub.id, partition), Task { graph, ctx });
+                    let mut task = Task { graph, ctx };
+                    let queue = driver.deliver(&mut task)?;
+                    driver.tasks.insert((sub.id, partition), task);
+                    driver.run(queue)?;
                 }
             }
             for t in sub.source_topics {
@@ -196,6 +206,39 @@ impl TopologyTestDriver {
             }
         }
         Ok(driver)
+    }
+
+    /// The stores of a task, in memory and without changelogs.
+    fn open_stores(&self, sub: usize, partition: u32, n_partitions: u32) -> Result<Option<TaskState>> {
+        let stores = self.topology.stores_of(sub);
+        if stores.is_empty() {
+            return Ok(None);
+        }
+        let task_id = format!("{sub}_{partition}");
+        let config = TaskConfig::new(
+            self.state_dir.path(),
+            "driver",
+            &task_id,
+            partition,
+            n_partitions,
+            Backend::InMemory,
+            None,
+        );
+        let mut state = TaskState::open(config)?;
+        for store in stores {
+            store.open_in(&mut state, StoreOptions { logging: false, ..store.options() })?;
+        }
+        Ok(Some(state))
+    }
+
+    /// Appends what a task's sinks wrote; returns those records for the tasks that read them.
+    fn deliver(&mut self, task: &mut Task) -> Result<VecDeque<(String, (u32, i64))>> {
+        let mut queue = VecDeque::new();
+        for r in std::mem::take(&mut task.ctx.output) {
+            let at = self.append(&r.topic, r.partition, r.key, r.value, r.timestamp, r.headers)?;
+            queue.push_back((r.topic, at));
+        }
+        Ok(queue)
     }
 
     fn n_partitions(&self, topic: &str) -> u32 {
@@ -278,22 +321,53 @@ impl TopologyTestDriver {
                 .find(|r| r.partition == partition && r.offset == offset)
                 .cloned()
                 .expect("an appended record");
-            let task = self.tasks.get_mut(&(sub, partition)).expect("a task per partition of a source topic");
+            let mut task = self.tasks.remove(&(sub, partition)).expect("a task per partition of a source topic");
             task.ctx.wall_clock_ms = self.wall_clock_ms;
             let meta = RecordMeta { topic: topic.clone(), partition, offset };
-            task.graph.process(meta, stored.key, stored.value, stored.timestamp, stored.headers, &mut task.ctx)?;
-            let output = std::mem::take(&mut task.ctx.output);
-            for r in output {
-                let at = self.append(&r.topic, r.partition, r.key, r.value, r.timestamp, r.headers)?;
-                queue.push_back((r.topic, at));
+            let mut result =
+                task.graph.process(meta, stored.key, stored.value, stored.timestamp, stored.headers, &mut task.ctx);
+            if result.is_ok() {
+                let now = task.ctx.stream_time_ms;
+                result = task.graph.punctuate(PunctuationType::StreamTime, now, &mut task.ctx);
             }
+            let delivered = self.deliver(&mut task);
+            self.tasks.insert((sub, partition), task);
+            result?;
+            queue.extend(delivered?);
         }
         Ok(())
     }
 
-    /// Moves wall-clock time forward.
-    pub fn advance_wall_clock(&mut self, by: Duration) {
-        self.wall_clock_ms += by.as_millis() as i64;
+    /// Moves wall-clock time forward and runs the wall-clock punctuations that became due.
+    pub fn advance_wall_clock(&mut self, by: Duration) -> Result<()> {
+        self.wall_clock_ms += i64::try_from(by.as_millis()).unwrap_or(i64::MAX);
+        let keys: Vec<(usize, u32)> = self.tasks.keys().copied().collect();
+        for key in keys {
+            let mut task = self.tasks.remove(&key).expect("listed");
+            task.ctx.wall_clock_ms = self.wall_clock_ms;
+            let result = task.graph.punctuate(PunctuationType::WallClockTime, self.wall_clock_ms, &mut task.ctx);
+            let delivered = self.deliver(&mut task);
+            self.tasks.insert(key, task);
+            result?;
+            self.run(delivered?)?;
+        }
+        Ok(())
+    }
+
+    /// Every entry of key-value store `name` across the tasks that hold it, in key order.
+    pub fn kv_store_entries<K: StateSerde + Ord, V: StateSerde>(&mut self, name: &str) -> Result<Vec<(K, V)>> {
+        let mut entries = Vec::new();
+        for task in self.tasks.values_mut() {
+            if let Some(state) = task.ctx.state.as_mut() {
+                if state.store_names().any(|n| n == name) {
+                    for entry in state.kv_store::<K, V>(name)?.all()? {
+                        entries.push(entry?);
+                    }
+                }
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
     }
 
     /// Every record of `topic` not read before, in the order written, decoded.
@@ -341,10 +415,13 @@ impl TopologyTestDriver {
         self.topics.get(topic).map_or(&[], |t| &t.records)
     }
 
-    /// Closes every task.
+    /// Closes every task and its stores.
     pub fn close(mut self) -> Result<()> {
-        for task in self.tasks.values_mut() {
+        for (_, mut task) in std::mem::take(&mut self.tasks) {
             task.graph.close()?;
+            if let Some(state) = task.ctx.state.take() {
+                state.close()?;
+            }
         }
         Ok(())
     }

@@ -9,6 +9,9 @@ pub enum Error {
     /// A topology failed while processing.
     #[error(transparent)]
     Topology(#[from] freshet_dsl::Error),
+    /// A state store failed.
+    #[error(transparent)]
+    State(#[from] freshet_state::Error),
 }
 
 /// The result type of this crate.

@@ -297,6 +297,9 @@ impl ChangeLogger {
     }
 
     fn find(&self, key: &[u8]) -> Option<(u64, u32)> {
+        if self.latest.is_empty() {
+            return None; // the common case after a commit: no hashing
+        }
         let (buffer, in_flight, next_seq) = (&self.buffer, &self.in_flight, self.next_seq);
         let eq = |&at: &(u64, u32)| write_at(buffer, in_flight, next_seq, at).0 == key;
         self.latest.find(self.hasher.hash_one(key), eq).copied()

@@ -443,6 +443,11 @@ impl TaskState {
         Ok(())
     }
 
+    /// The names of the open stores, in order.
+    pub fn store_names(&self) -> impl Iterator<Item = &str> {
+        self.stores.keys().map(String::as_str)
+    }
+
     /// Commits and closes every store, releasing the directory.
     pub fn close(mut self) -> Result<()> {
         self.commit()?;

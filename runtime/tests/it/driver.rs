@@ -1,9 +1,10 @@
-//! The test driver running DSL topologies: stateless operators, the Processor API, partitions,
-//! sub-topologies joined by a topic, descriptions and errors.
+//! The test driver running DSL topologies: stateless operators, the Processor API with state
+//! stores and punctuation, partitions, sub-topologies joined by a topic, descriptions and errors.
 
 use freshet_core::partitioner::partition_for_key;
 use freshet_dsl::{
-    Consumed, NumberSerde, Processor, ProcessorContext, Produced, Record, Serdes, StreamsBuilder, StringSerde, Topology,
+    Consumed, NumberSerde, Processor, ProcessorContext, Produced, PunctuationId, PunctuationType, Record, Serdes,
+    StoreBuilder, StreamsBuilder, StringSerde, Topology,
 };
 use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 
@@ -256,4 +257,172 @@ fn describe_and_dot_are_stable() {
     let topology = builder.build().unwrap();
     insta::assert_snapshot!("describe", topology.describe());
     insta::assert_snapshot!("dot", topology.to_dot());
+}
+
+/// Counts words in a key-value store (the Processor API's state), emits each new count, and
+/// emits a summary on every stream-time punctuation.
+struct WordCounter;
+
+impl Processor<Option<String>, String, String, i64> for WordCounter {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, i64>) -> freshet_dsl::Result<()> {
+        ctx.schedule(std::time::Duration::from_millis(10), PunctuationType::StreamTime)?;
+        Ok(())
+    }
+
+    fn process(
+        &mut self,
+        record: Record<Option<String>, String>,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+    ) -> freshet_dsl::Result<()> {
+        for word in record.value.split_whitespace().map(str::to_lowercase) {
+            let store = ctx.kv_store::<String, i64>("counts")?;
+            let n = store.get(&word)?.unwrap_or(0) + 1;
+            store.put(&word, &n)?;
+            ctx.forward(Record::new(word, n, record.timestamp))?;
+        }
+        Ok(())
+    }
+
+    fn punctuate(
+        &mut self,
+        _id: PunctuationId,
+        timestamp_ms: i64,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+    ) -> freshet_dsl::Result<()> {
+        let total: i64 =
+            ctx.kv_store::<String, i64>("counts")?.all()?.map(|e| e.map(|(_, n)| n)).sum::<Result<i64, _>>()?;
+        ctx.forward(Record::new("(total)".to_string(), total, timestamp_ms))
+    }
+}
+
+#[test]
+fn processors_keep_state_in_stores_and_punctuate_on_stream_time() {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(StoreBuilder::key_value::<String, i64>("counts"));
+    builder
+        .stream("input", strings())
+        .process_with_stores(|| WordCounter, &["counts"])
+        .to("counts-out", Produced::with(Serdes::string(), Serdes::number()));
+    let topology = builder.build().unwrap();
+    insta::assert_snapshot!("word_counter_describe", topology.describe());
+    let mut driver = TopologyTestDriver::new(topology).unwrap();
+    // Stream time 1, 5, 12, 13, 31 with a 10 ms schedule aligned to 0: it fires at 1 (due at 0),
+    // 12 (due at 10) and 31, once, though both 20 and 30 passed.
+    for (v, ts) in [("a b", 1), ("b", 5), ("c a", 12), ("a", 13), ("b", 31)] {
+        driver.pipe(&input(), None, v.to_string(), ts).unwrap();
+    }
+    let out = TestOutputTopic::<String, i64>::new("counts-out", StringSerde, NumberSerde);
+    insta::assert_snapshot!("word_counter_output", driver.render_output(&out).unwrap());
+    assert_eq!(
+        driver.kv_store_entries::<String, i64>("counts").unwrap(),
+        [("a".to_string(), 3), ("b".to_string(), 3), ("c".to_string(), 1)]
+    );
+    driver.close().unwrap();
+}
+
+/// Wall-clock punctuation fires as the driver's clock advances, not with records.
+struct Ticker;
+
+impl Processor<Option<String>, String, Option<String>, String> for Ticker {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, Option<String>, String>) -> freshet_dsl::Result<()> {
+        ctx.schedule(std::time::Duration::from_secs(1), PunctuationType::WallClockTime)?;
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        _: Record<Option<String>, String>,
+        _: &mut ProcessorContext<'_, Option<String>, String>,
+    ) -> freshet_dsl::Result<()> {
+        Ok(())
+    }
+    fn punctuate(
+        &mut self,
+        _: PunctuationId,
+        timestamp_ms: i64,
+        ctx: &mut ProcessorContext<'_, Option<String>, String>,
+    ) -> freshet_dsl::Result<()> {
+        ctx.forward(Record::new(None, format!("tick at {timestamp_ms}"), timestamp_ms))
+    }
+}
+
+#[test]
+fn wall_clock_punctuation_follows_the_drivers_clock() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("input", strings())
+        .process(|| Ticker)
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let config = DriverConfig { start_wall_clock_ms: 10_000, ..DriverConfig::default() };
+    let mut driver = TopologyTestDriver::with_config(builder.build().unwrap(), config).unwrap();
+    driver.pipe(&input(), None, "x".into(), 1).unwrap();
+    driver.advance_wall_clock(std::time::Duration::from_millis(999)).unwrap();
+    assert_eq!(driver.render_output(&output()).unwrap(), "", "not due yet");
+    driver.advance_wall_clock(std::time::Duration::from_millis(1)).unwrap();
+    driver.advance_wall_clock(std::time::Duration::from_millis(2_500)).unwrap();
+    assert_eq!(
+        driver.render_output(&output()).unwrap(),
+        "0@0 t=11000 None => \"tick at 11000\"\n0@1 t=13500 None => \"tick at 13500\"\n"
+    );
+}
+
+#[test]
+fn stores_must_be_declared_and_belong_to_one_sub_topology() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("input", strings())
+        .process_with_stores(|| WordCounter, &["counts"])
+        .to("x", Produced::with(Serdes::string(), Serdes::number()));
+    let err = builder.build().unwrap_err().to_string();
+    assert!(err.contains("uses state store \"counts\", which was never added"), "{err}");
+
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(StoreBuilder::key_value::<String, i64>("counts"));
+    builder
+        .stream("a", strings())
+        .process_with_stores(|| WordCounter, &["counts"])
+        .to("x", Produced::with(Serdes::string(), Serdes::number()));
+    builder
+        .stream("b", strings())
+        .process_with_stores(|| WordCounter, &["counts"])
+        .to("y", Produced::with(Serdes::string(), Serdes::number()));
+    let err = builder.build().unwrap_err().to_string();
+    assert!(err.contains("state store \"counts\" is used by sub-topologies 0 and 1"), "{err}");
+}
+
+/// Counts records per key in 10 ms tumbling windows kept in a window store.
+struct WindowCounter;
+
+impl Processor<Option<String>, String, String, i64> for WindowCounter {
+    fn process(
+        &mut self,
+        record: Record<Option<String>, String>,
+        ctx: &mut ProcessorContext<'_, String, i64>,
+    ) -> freshet_dsl::Result<()> {
+        let key = record.key.clone().unwrap_or_default();
+        let start = record.timestamp - record.timestamp.rem_euclid(10);
+        let store = ctx.window_store::<String, i64>("per-window")?;
+        let n = store.fetch(&key, start)?.unwrap_or(0) + 1;
+        store.put(&key, Some(&n), start)?;
+        ctx.forward(Record::new(format!("{key}@{start}"), n, record.timestamp))
+    }
+}
+
+#[test]
+fn processors_use_window_stores() {
+    let builder = StreamsBuilder::new();
+    let window = freshet_state::WindowOptions { retention_ms: 1_000, window_size_ms: 10, retain_duplicates: false };
+    builder.add_state_store(StoreBuilder::window::<String, i64>("per-window", window));
+    builder
+        .stream("input", strings())
+        .process_with_stores(|| WindowCounter, &["per-window"])
+        .to("output", Produced::with(Serdes::string(), Serdes::number()));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    for (k, ts) in [("a", 1), ("a", 9), ("b", 9), ("a", 10), ("a", 3)] {
+        driver.pipe(&input(), Some(k.into()), String::new(), ts).unwrap();
+    }
+    let out = TestOutputTopic::<String, i64>::new("output", StringSerde, NumberSerde);
+    let counts: Vec<(String, i64)> =
+        driver.read_output(&out).unwrap().into_iter().map(|r| (r.record.key, r.record.value)).collect();
+    let expected = [("a@0", 1), ("a@0", 2), ("b@0", 1), ("a@10", 1), ("a@0", 3)];
+    assert_eq!(counts, expected.map(|(k, n)| (k.to_string(), n)));
 }

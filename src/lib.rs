@@ -36,9 +36,9 @@ pub mod prelude {
     // Streams: the DSL, the Processor API and the test driver. (The log's batch record type stays
     // at `freshet::core::batch::Record`; `Record` here is the Processor API's.)
     pub use freshet_dsl::{
-        BytesSerde, Consumed, JsonSerde, KStream, NumberSerde, Processor, ProcessorContext, Produced, PunctuationId,
-        PunctuationType, Record, RecordMeta, Serde, Serdes, Split, StoreBuilder, StreamsBuilder, StringSerde, Topology,
-        UnitSerde,
+        BytesSerde, Consumed, JsonSerde, KStream, NumberSerde, OnDecodeError, Processor, ProcessorContext, Produced,
+        PunctuationId, PunctuationType, Record, RecordMeta, Serde, Serdes, Split, StoreBuilder, StreamsBuilder,
+        StringSerde, Topology, UnitSerde,
     };
     pub use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 }

@@ -102,6 +102,8 @@ pub struct TaskContext {
     pub wall_clock_ms: i64,
     /// Records written by sinks, in order, for the runtime to deliver.
     pub output: Vec<SinkRecord>,
+    /// Records sources dropped because they did not decode (see `OnDecodeError`).
+    pub dropped_records: u64,
     /// The task's state stores, opened by the runtime from the topology's store builders.
     pub state: Option<freshet_state::TaskState>,
     /// Punctuations processors scheduled.

@@ -12,24 +12,49 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use freshet_core::batch::Header;
 
 use crate::error::{Error, Result};
-use crate::processor::{Data, ErasedNode, NodeBox, Processor, ProcessorContext, ProcessorNode, Record, SinkRecord};
+use crate::processor::{
+    Data, ErasedNode, NodeBox, Processor, ProcessorContext, ProcessorNode, Record, RecordMeta, SinkRecord,
+};
 use crate::serde::Serde;
 use crate::store::StoreBuilder;
 use crate::topology::{NodeKind, NodeSpec, Topology};
 
-/// How a source topic is read: key and value serdes, and an optional node name.
+/// What a source does with a record its serdes cannot decode (a poison record).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum OnDecodeError {
+    /// Fail the task with an error naming the topic, partition and offset (the default, as
+    /// Kafka Streams' `LogAndFailExceptionHandler`).
+    #[default]
+    Fail,
+    /// Log it, count it in the task's `dropped_records`, and go on (`LogAndContinue`).
+    Skip,
+    /// Write it, bytes unchanged, to this topic with `freshet.error` and `freshet.source` headers
+    /// saying why and where from, count it, and go on.
+    DeadLetter(String),
+}
+
+/// How a source topic is read: key and value serdes, an optional node name, and what to do with
+/// records that do not decode.
 pub struct Consumed<K, V> {
     key: Arc<dyn Serde<K>>,
     value: Arc<dyn Serde<V>>,
     name: Option<String>,
+    on_decode_error: OnDecodeError,
 }
 
 impl<K, V> Consumed<K, V> {
     /// Reads keys with `key` and values with `value`.
     pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
-        Consumed { key: Arc::new(key), value: Arc::new(value), name: None }
+        Consumed { key: Arc::new(key), value: Arc::new(value), name: None, on_decode_error: OnDecodeError::Fail }
+    }
+
+    /// Sets what happens to records that do not decode.
+    pub fn on_decode_error(mut self, policy: OnDecodeError) -> Self {
+        self.on_decode_error = policy;
+        self
     }
     /// Names the source node.
     pub fn named(mut self, name: &str) -> Self {
@@ -129,10 +154,11 @@ impl StreamsBuilder {
 
     /// A stream of the records of `topic`, decoded with `consumed`'s serdes.
     pub fn stream<K: Data, V: Data>(&self, topic: &str, consumed: Consumed<K, V>) -> KStream<K, V> {
-        let (key, value) = (consumed.key, consumed.value);
+        let (key, value, on_error) = (consumed.key, consumed.value, consumed.on_decode_error);
         let make = make::<Option<Bytes>, Option<Bytes>, K, V, _>(move || SourceProcessor {
             key: key.clone(),
             value: value.clone(),
+            on_error: on_error.clone(),
         });
         let kind = NodeKind::Source { topics: vec![topic.to_string()] };
         let node = self.graph.borrow_mut().add("KSTREAM-SOURCE", consumed.name, kind, &[], make);
@@ -518,28 +544,58 @@ where
 struct SourceProcessor<K, V> {
     key: Arc<dyn Serde<K>>,
     value: Arc<dyn Serde<V>>,
+    on_error: OnDecodeError,
+}
+
+impl<K: Data, V: Data> SourceProcessor<K, V> {
+    fn decode(&self, r: &Record<Option<Bytes>, Option<Bytes>>, meta: &RecordMeta) -> Result<(K, V)> {
+        let err = |what, serde: String, detail| Error::Deserialize {
+            what,
+            topic: meta.topic.clone(),
+            partition: meta.partition,
+            offset: meta.offset,
+            serde,
+            detail,
+        };
+        let key = self.key.deserialize(r.key.as_deref()).map_err(|d| err("key", self.key.name(), d))?;
+        let value = self.value.deserialize(r.value.as_deref()).map_err(|d| err("value", self.value.name(), d))?;
+        Ok((key, value))
+    }
 }
 
 impl<K: Data, V: Data> Processor<Option<Bytes>, Option<Bytes>, K, V> for SourceProcessor<K, V> {
     fn process(&mut self, r: Record<Option<Bytes>, Option<Bytes>>, ctx: &mut ProcessorContext<'_, K, V>) -> Result<()> {
-        let err = |ctx: &ProcessorContext<'_, K, V>, what, serde: String, detail| {
-            let meta = ctx.record_meta().cloned().unwrap_or(crate::processor::RecordMeta {
-                topic: String::new(),
-                partition: 0,
-                offset: -1,
-            });
-            Error::Deserialize {
-                what,
-                topic: meta.topic,
-                partition: meta.partition,
-                offset: meta.offset,
-                serde,
-                detail,
-            }
+        let meta = ctx.record_meta().cloned().unwrap_or(RecordMeta { topic: String::new(), partition: 0, offset: -1 });
+        let error = match self.decode(&r, &meta) {
+            Ok((key, value)) => return ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers }),
+            Err(e) => e,
         };
-        let key = self.key.deserialize(r.key.as_deref()).map_err(|d| err(ctx, "key", self.key.name(), d))?;
-        let value = self.value.deserialize(r.value.as_deref()).map_err(|d| err(ctx, "value", self.value.name(), d))?;
-        ctx.forward(Record { key, value, timestamp: r.timestamp, headers: r.headers })
+        match &self.on_error {
+            OnDecodeError::Fail => Err(error),
+            OnDecodeError::Skip => {
+                tracing::warn!(topic = %meta.topic, partition = meta.partition, offset = meta.offset, %error, "skipping a record that does not decode");
+                ctx.task().dropped_records += 1;
+                Ok(())
+            }
+            OnDecodeError::DeadLetter(topic) => {
+                tracing::warn!(topic = %meta.topic, partition = meta.partition, offset = meta.offset, %error, dead_letter_topic = %topic, "a record that does not decode goes to the dead-letter topic");
+                let mut headers = r.headers;
+                headers.push(Header { key: "freshet.error".into(), value: Some(Bytes::from(error.to_string())) });
+                let source = format!("{}-{}@{}", meta.topic, meta.partition, meta.offset);
+                headers.push(Header { key: "freshet.source".into(), value: Some(Bytes::from(source)) });
+                let task = ctx.task();
+                task.dropped_records += 1;
+                task.output.push(SinkRecord {
+                    topic: topic.clone(),
+                    partition: None,
+                    key: r.key,
+                    value: r.value,
+                    timestamp: r.timestamp,
+                    headers,
+                });
+                Ok(())
+            }
+        }
     }
 }
 

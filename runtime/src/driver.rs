@@ -410,6 +410,11 @@ impl TopologyTestDriver {
         Ok(text)
     }
 
+    /// Records the tasks' sources dropped because they did not decode.
+    pub fn dropped_records(&self) -> u64 {
+        self.tasks.values().map(|t| t.ctx.dropped_records).sum()
+    }
+
     /// Every record `topic` holds, as stored (inputs and outputs alike).
     pub fn topic_records(&self, topic: &str) -> &[StoredRecord] {
         self.topics.get(topic).map_or(&[], |t| &t.records)

@@ -3,8 +3,8 @@
 
 use freshet_core::partitioner::partition_for_key;
 use freshet_dsl::{
-    Consumed, NumberSerde, Processor, ProcessorContext, Produced, PunctuationId, PunctuationType, Record, Serdes,
-    StoreBuilder, StreamsBuilder, StringSerde, Topology,
+    Consumed, NumberSerde, OnDecodeError, Processor, ProcessorContext, Produced, PunctuationId, PunctuationType,
+    Record, Serdes, StoreBuilder, StreamsBuilder, StringSerde, Topology,
 };
 use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 
@@ -218,6 +218,46 @@ fn a_record_that_does_not_decode_names_its_topic_partition_and_offset() {
     let out = TestOutputTopic::<Option<String>, i64>::new("doubled", StringSerde, NumberSerde);
     let doubled: Vec<i64> = driver.read_output(&out).unwrap().into_iter().map(|r| r.record.value).collect();
     assert_eq!(doubled, [42], "the bad record changed nothing");
+}
+
+/// Poison records are skipped or sent to a dead-letter topic, as the source says, and counted.
+#[test]
+fn poison_records_are_skipped_or_dead_lettered_when_the_source_says_so() {
+    for policy in [OnDecodeError::Skip, OnDecodeError::DeadLetter("numbers-dlq".into())] {
+        let builder = StreamsBuilder::new();
+        let consumed = Consumed::<Option<String>, i64>::with(Serdes::string(), Serdes::number());
+        builder
+            .stream("numbers", consumed.on_decode_error(policy.clone()))
+            .map_values(|v| v * 2)
+            .to("doubled", Produced::with(Serdes::string(), NumberSerde));
+        let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+        let good = TestInputTopic::<Option<String>, i64>::new("numbers", StringSerde, NumberSerde);
+        let bad = TestInputTopic::<Option<String>, String>::new("numbers", StringSerde, StringSerde);
+        driver.pipe(&good, None, 1, 1).unwrap();
+        driver.pipe(&bad, Some("k".into()), "two".into(), 2).unwrap();
+        driver.pipe(&good, None, 3, 3).unwrap();
+        let out = TestOutputTopic::<Option<String>, i64>::new("doubled", StringSerde, NumberSerde);
+        let doubled: Vec<i64> = driver.read_output(&out).unwrap().into_iter().map(|r| r.record.value).collect();
+        assert_eq!(doubled, [2, 6], "{policy:?}");
+        assert_eq!(driver.dropped_records(), 1, "{policy:?}");
+        let dlq = driver.topic_records("numbers-dlq");
+        if policy == OnDecodeError::Skip {
+            assert!(dlq.is_empty());
+            continue;
+        }
+        assert_eq!(dlq.len(), 1);
+        let r = &dlq[0];
+        assert_eq!((r.key.as_deref(), r.value.as_deref(), r.timestamp), (Some(&b"k"[..]), Some(&b"two"[..]), 2));
+        let header = |name: &str| {
+            let h = r.headers.iter().find(|h| h.key == name).unwrap();
+            String::from_utf8(h.value.clone().unwrap().to_vec()).unwrap()
+        };
+        assert_eq!(header("freshet.source"), "numbers-0@1");
+        assert_eq!(
+            header("freshet.error"),
+            "cannot deserialize the value of the record at numbers-0 offset 1 with i64: 3 bytes where a i64 of 8 bytes was expected"
+        );
+    }
 }
 
 #[test]

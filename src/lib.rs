@@ -37,8 +37,8 @@ pub mod prelude {
     // at `freshet::core::batch::Record`; `Record` here is the Processor API's.)
     pub use freshet_dsl::{
         BytesSerde, Consumed, JsonSerde, KStream, NumberSerde, OnDecodeError, Processor, ProcessorContext, Produced,
-        PunctuationId, PunctuationType, Record, RecordMeta, Serde, Serdes, Split, StoreBuilder, StreamsBuilder,
-        StringSerde, Topology, UnitSerde,
+        PunctuationId, PunctuationType, Record, RecordMeta, Repartitioned, Serde, Serdes, Split, StoreBuilder,
+        StreamsBuilder, StringSerde, Topology, UnitSerde,
     };
     pub use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 }

@@ -19,5 +19,7 @@ pub use crate::processor::{
 };
 pub use crate::serde::{BytesSerde, JsonSerde, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
 pub use crate::store::StoreBuilder;
-pub use crate::stream::{Consumed, KStream, OnDecodeError, Produced, Split, StreamsBuilder};
+pub use crate::stream::{
+    Consumed, InternalTopic, KStream, OnDecodeError, Produced, Repartitioned, Split, StreamsBuilder,
+};
 pub use crate::topology::{NodeKind, Subtopology, Topology};

@@ -98,6 +98,48 @@ impl<K, V> Produced<K, V> {
 struct Graph {
     nodes: Vec<NodeSpec>,
     stores: Vec<StoreBuilder>,
+    internal_topics: Vec<InternalTopic>,
+}
+
+/// A topic the topology writes and reads itself (a repartition topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Its name.
+    pub name: String,
+    /// Partitions asked for; `None` leaves the choice to the runtime.
+    pub partitions: Option<u32>,
+}
+
+/// How a stream goes through a repartition topic: serdes, an optional name (the topic is
+/// `<name>-repartition`) and partition count.
+pub struct Repartitioned<K, V> {
+    key: Arc<dyn Serde<K>>,
+    value: Arc<dyn Serde<V>>,
+    name: Option<String>,
+    partitions: Option<u32>,
+}
+
+impl<K, V> Repartitioned<K, V> {
+    /// Writes and reads the topic with these serdes.
+    pub fn with(key: impl Serde<K>, value: impl Serde<V>) -> Self {
+        Repartitioned { key: Arc::new(key), value: Arc::new(value), name: None, partitions: None }
+    }
+    /// Names the topic `<name>-repartition` (and its sink and source nodes after it).
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = Some(name.to_string());
+        self
+    }
+    /// Gives the topic `n` partitions.
+    pub fn with_partitions(mut self, n: u32) -> Self {
+        self.partitions = Some(n);
+        self
+    }
+}
+
+impl<K: 'static, V: 'static> std::fmt::Debug for Repartitioned<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Repartitioned({}, {}, {:?}, {:?})", self.key.name(), self.value.name(), self.name, self.partitions)
+    }
 }
 
 impl Graph {
@@ -209,7 +251,7 @@ impl StreamsBuilder {
                 }
             }
         }
-        Topology::new(graph.nodes.clone(), graph.stores.clone())
+        Topology::new(graph.nodes.clone(), graph.stores.clone(), graph.internal_topics.clone())
     }
 }
 
@@ -446,6 +488,27 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// predicate holds (see [`Split`]).
     pub fn split(&self, prefix: &str) -> Split<K, V> {
         Split { parent: self.clone(), prefix: prefix.to_string(), branches: Vec::new() }
+    }
+
+    /// Sends the stream through a repartition topic, so records are partitioned by their current
+    /// key: a sink writes the topic and a new source reads it, in a new sub-topology (whose tasks
+    /// then hold each key's records together).
+    pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
+        let idx = self.graph.borrow().nodes.len();
+        let base = repartitioned.name.clone().unwrap_or_else(|| format!("KSTREAM-REPARTITION-{idx:010}"));
+        let topic = format!("{base}-repartition");
+        let named = |suffix: &str| repartitioned.name.as_ref().map(|_| format!("{topic}-{suffix}"));
+        let (key, value) = (repartitioned.key.clone(), repartitioned.value.clone());
+        let produced = Produced { key: key.clone(), value: value.clone(), name: named("sink") };
+        self.to(&topic, produced);
+        let consumed = Consumed { key, value, name: named("source"), on_decode_error: OnDecodeError::Fail };
+        let builder = StreamsBuilder { graph: self.graph.clone() };
+        let stream = builder.stream(&topic, consumed);
+        self.graph
+            .borrow_mut()
+            .internal_topics
+            .push(InternalTopic { name: topic, partitions: repartitioned.partitions });
+        stream
     }
 
     /// Writes every record to `topic`.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::processor::{ErasedNode, Slot, TaskGraph};
 use crate::store::StoreBuilder;
+use crate::stream::InternalTopic;
 
 /// What a node is, for descriptions and for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +63,7 @@ pub struct Subtopology {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeSpec>,
     stores: Vec<StoreBuilder>,
+    internal_topics: Vec<InternalTopic>,
     /// Node indexes of each sub-topology, in creation order.
     groups: Vec<Vec<usize>>,
 }
@@ -73,7 +75,11 @@ impl std::fmt::Debug for Topology {
 }
 
 impl Topology {
-    pub(crate) fn new(nodes: Vec<NodeSpec>, stores: Vec<StoreBuilder>) -> crate::Result<Self> {
+    pub(crate) fn new(
+        nodes: Vec<NodeSpec>,
+        stores: Vec<StoreBuilder>,
+        internal_topics: Vec<InternalTopic>,
+    ) -> crate::Result<Self> {
         // Sub-topologies are the connected parts of the graph, numbered by their first node.
         let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
         let mut groups = Vec::new();
@@ -95,7 +101,7 @@ impl Topology {
             members.sort_unstable();
             groups.push(members);
         }
-        let topology = Topology { nodes, stores, groups };
+        let topology = Topology { nodes, stores, internal_topics, groups };
         let mut used_by: BTreeMap<&str, usize> = BTreeMap::new();
         for (id, members) in topology.groups.iter().enumerate() {
             for &n in members {
@@ -111,6 +117,11 @@ impl Topology {
             }
         }
         Ok(topology)
+    }
+
+    /// The topics the topology writes and reads itself (repartition topics).
+    pub fn internal_topics(&self) -> &[InternalTopic] {
+        &self.internal_topics
     }
 
     /// The state stores of sub-topology `id`.

@@ -163,7 +163,13 @@ impl TopologyTestDriver {
 
     /// A driver with partitions per topic as `config` says. The source topics of a sub-topology
     /// must have the same number of partitions (they are co-partitioned: one task per partition).
-    pub fn with_config(topology: Topology, config: DriverConfig) -> Result<Self> {
+    pub fn with_config(topology: Topology, mut config: DriverConfig) -> Result<Self> {
+        // Repartition topics get the partitions the topology asks for unless the config says.
+        for t in topology.internal_topics() {
+            if let Some(n) = t.partitions {
+                config.partitions.entry(t.name.clone()).or_insert(n);
+            }
+        }
         if config.default_partitions == 0 || config.partitions.values().any(|&n| n == 0) {
             return Err(Error::Config("a topic needs at least one partition".into()));
         }

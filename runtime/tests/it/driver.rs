@@ -4,7 +4,7 @@
 use freshet_core::partitioner::partition_for_key;
 use freshet_dsl::{
     Consumed, NumberSerde, OnDecodeError, Processor, ProcessorContext, Produced, PunctuationId, PunctuationType,
-    Record, Serdes, StoreBuilder, StreamsBuilder, StringSerde, Topology,
+    Record, Repartitioned, Serdes, StoreBuilder, StreamsBuilder, StringSerde, Topology,
 };
 use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 
@@ -196,6 +196,32 @@ fn records_cross_sub_topologies_through_a_topic_by_key() {
         assert_eq!(r.partition, partition_for_key(r.key.as_ref().unwrap(), 3), "{r:?}");
     }
     insta::assert_snapshot!("two_subtopologies_output", driver.render_output(&output()).unwrap());
+}
+
+/// `repartition` puts re-keyed records through an internal topic into a new sub-topology, whose
+/// tasks then see each key's records together.
+#[test]
+fn repartition_moves_records_to_the_task_of_their_new_key() {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("input", strings())
+        .flat_map(|_, v| v.split_whitespace().map(|w| (Some(w.to_lowercase()), w.to_string())).collect::<Vec<_>>())
+        .repartition(Repartitioned::with(Serdes::string(), Serdes::string()).named("by-word").with_partitions(3))
+        .process(|| Tagger { n: 0 })
+        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    assert_eq!(topology.internal_topics()[0].name, "by-word-repartition");
+    insta::assert_snapshot!("repartition_describe", topology.describe());
+    let mut driver = TopologyTestDriver::new(topology).unwrap();
+    for (k, v, ts) in WORDS {
+        driver.pipe(&input(), k.map(str::to_string), v.to_string(), *ts).unwrap();
+    }
+    let moved = driver.topic_records("by-word-repartition");
+    assert_eq!(moved.len(), 8);
+    for r in moved {
+        assert_eq!(r.partition, partition_for_key(r.key.as_ref().unwrap(), 3), "{r:?}");
+    }
+    insta::assert_snapshot!("repartition_output", driver.render_output(&output()).unwrap());
 }
 
 #[test]

@@ -228,19 +228,28 @@ impl<K, V> ProcessorContext<'_, K, V> {
         self.task
     }
 
-    fn state(&mut self) -> Result<&mut freshet_state::TaskState> {
+    /// The task's stores, once `name` is checked to be one this processor declared (as Kafka
+    /// Streams refuses a processor a store it is not connected to).
+    fn state(&mut self, name: &str) -> Result<&mut freshet_state::TaskState> {
+        let slot = &self.slots[self.node];
+        if !slot.stores.iter().any(|s| s == name) {
+            return Err(Error::Process(format!(
+                "processor {} uses state store {name:?} without declaring it (process_with_stores)",
+                slot.name
+            )));
+        }
         self.task.state.as_mut().ok_or_else(|| Error::Process("this task has no state stores".into()))
     }
 
     /// The key-value store `name` (declared with [`crate::StreamsBuilder::add_state_store`] and
     /// connected to this processor).
     pub fn kv_store<SK: StateSerde, SV: StateSerde>(&mut self, name: &str) -> Result<&mut KeyValueStore<SK, SV>> {
-        Ok(self.state()?.kv_store(name)?)
+        Ok(self.state(name)?.kv_store(name)?)
     }
 
     /// The window store `name`.
     pub fn window_store<SK: StateSerde, SV: StateSerde>(&mut self, name: &str) -> Result<&mut WindowStore<SK, SV>> {
-        Ok(self.state()?.window_store(name)?)
+        Ok(self.state(name)?.window_store(name)?)
     }
 
     /// The session store `name`.
@@ -248,7 +257,7 @@ impl<K, V> ProcessorContext<'_, K, V> {
         &mut self,
         name: &str,
     ) -> Result<&mut SessionStore<SK, SV>> {
-        Ok(self.state()?.session_store(name)?)
+        Ok(self.state(name)?.session_store(name)?)
     }
 
     /// Schedules [`Processor::punctuate`] every `interval` of `kind` time (see
@@ -272,6 +281,8 @@ impl<K, V> ProcessorContext<'_, K, V> {
 pub(crate) struct Slot {
     pub(crate) name: String,
     pub(crate) children: Vec<usize>,
+    /// The state stores the node declared: the only ones it may use.
+    pub(crate) stores: Vec<String>,
     pub(crate) node: Option<Box<dyn ErasedNode>>,
 }
 

@@ -35,6 +35,13 @@ impl StoreBuilder {
         StoreBuilder { name: name.to_string(), kind: "window", options: StoreOptions::default(), add }
     }
 
+    /// A session store of `K -> V` per session, kept `retention_ms` of stream time.
+    pub fn session<K: StateSerde + Clone, V: StateSerde>(name: &str, retention_ms: i64) -> Self {
+        let add: AddStore =
+            Arc::new(move |state, name, options| state.add_session_store::<K, V>(name, retention_ms, options));
+        StoreBuilder { name: name.to_string(), kind: "session", options: StoreOptions::default(), add }
+    }
+
     /// Whether writes go to a changelog topic (default on).
     pub fn with_logging(mut self, logging: bool) -> Self {
         self.options.logging = logging;
@@ -52,7 +59,7 @@ impl StoreBuilder {
         &self.name
     }
 
-    /// `key-value` or `window`.
+    /// `key-value`, `window` or `session`.
     pub fn kind(&self) -> &'static str {
         self.kind
     }

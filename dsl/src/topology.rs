@@ -177,6 +177,10 @@ impl Topology {
             slots.push(Slot {
                 name: spec.name.clone(),
                 children: spec.children.iter().map(|&c| local(c)).collect(),
+                stores: match &spec.kind {
+                    NodeKind::Processor { stores } => stores.clone(),
+                    _ => Vec::new(),
+                },
                 node: Some((spec.make)()),
             });
         }

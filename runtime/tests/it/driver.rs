@@ -431,6 +431,34 @@ fn wall_clock_punctuation_follows_the_drivers_clock() {
     );
 }
 
+/// Uses a store it did not declare.
+struct Snoop;
+
+impl Processor<Option<String>, String, Option<String>, String> for Snoop {
+    fn process(
+        &mut self,
+        record: Record<Option<String>, String>,
+        ctx: &mut ProcessorContext<'_, Option<String>, String>,
+    ) -> freshet_dsl::Result<()> {
+        ctx.kv_store::<String, i64>("counts")?;
+        ctx.forward(record)
+    }
+}
+
+#[test]
+fn a_processor_reaches_only_the_stores_it_declared() {
+    let builder = StreamsBuilder::new();
+    builder.add_state_store(StoreBuilder::key_value::<String, i64>("counts"));
+    builder.add_state_store(StoreBuilder::session::<String, i64>("sessions", 60_000));
+    let s = builder.stream("input", strings());
+    s.process_with_stores(|| WordCounter, &["counts", "sessions"])
+        .to("x", Produced::with(Serdes::string(), Serdes::number()));
+    s.process(|| Snoop).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    let err = driver.pipe(&input(), None, "a".into(), 1).unwrap_err().to_string();
+    assert!(err.contains("uses state store \"counts\" without declaring it (process_with_stores)"), "{err}");
+}
+
 #[test]
 fn stores_must_be_declared_and_belong_to_one_sub_topology() {
     let builder = StreamsBuilder::new();

@@ -342,22 +342,7 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// The records for which `predicate` does not hold.
     pub fn filter_not(&self, predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static) -> KStream<K, V> {
-        let p = Arc::new(predicate);
-        self.then(
-            "KSTREAM-FILTER",
-            make::<K, V, K, V, _>(move || {
-                let p = p.clone();
-                FnProcessor(
-                    move |r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| {
-                        if p(&r.key, &r.value) {
-                            Ok(())
-                        } else {
-                            ctx.forward(r)
-                        }
-                    },
-                )
-            }),
-        )
+        self.filter(move |k, v| !predicate(k, v))
     }
 
     /// Zero or more records for every record, each with the input's timestamp and headers.

@@ -80,20 +80,24 @@ fn without_a_checkpoint_a_store_is_rebuilt_from_the_beginning() {
     task.close().unwrap();
 }
 
-/// A restore large enough to go through sorted SST files, several of them, with overwrites and
-/// deletes spread across chunks: the last write of each key must win.
-#[test]
-fn a_bulk_restore_through_sst_files_keeps_the_changelog_order() {
+/// Writes `n` changes (`key(i)`, deleted when `delete(i)`) to a logged store, drops its checkpoint
+/// and restores it through SST files of `chunk_bytes`: every key must end with its last write.
+fn bulk_restore_matches_the_last_writes<K: freshet_state::StateSerde + Ord + Clone + std::fmt::Debug>(
+    n: u32,
+    chunk_bytes: usize,
+    key: impl Fn(u32) -> K,
+    delete: impl Fn(u32) -> bool,
+) {
     let env = Env::new();
     let small_chunks =
-        Backend::RocksDb(freshet_state::RocksMemory::new(16 << 20).unwrap().with_restore_chunk_bytes(256 << 10));
+        Backend::RocksDb(freshet_state::RocksMemory::new(16 << 20).unwrap().with_restore_chunk_bytes(chunk_bytes));
     let mut task = env.task(&small_chunks);
-    task.add_kv_store::<u32, String>("kv", StoreOptions::new(true, false)).unwrap();
+    task.add_kv_store::<K, String>("kv", StoreOptions::new(true, false)).unwrap();
     let mut model = BTreeMap::new();
-    let s = task.kv_store::<u32, String>("kv").unwrap();
-    for i in 0..40_000u32 {
-        let k = (i * 7_919) % 5_000;
-        if i % 11 == 0 {
+    let s = task.kv_store::<K, String>("kv").unwrap();
+    for i in 0..n {
+        let k = key(i);
+        if delete(i) {
             s.delete(&k).unwrap();
             model.remove(&k);
         } else {
@@ -105,49 +109,32 @@ fn a_bulk_restore_through_sst_files_keeps_the_changelog_order() {
     task.close().unwrap();
     std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
     let mut task = env.task(&small_chunks);
-    task.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
-    assert_eq!(task.restores()[0].n_records, 40_000);
-    assert_eq!(contents(&mut task), model);
+    task.add_kv_store::<K, String>("kv", StoreOptions::default()).unwrap();
+    assert_eq!(task.restores()[0].n_records, u64::from(n));
+    let s = task.kv_store::<K, String>("kv").unwrap();
+    let restored: Vec<(K, String)> = s.all().unwrap().map(Result::unwrap).collect();
+    assert_eq!(restored, model.into_iter().collect::<Vec<_>>());
     task.close().unwrap();
+}
+
+/// A restore large enough to go through sorted SST files, several of them, with overwrites and
+/// deletes spread across chunks: the last write of each key must win.
+#[test]
+fn a_bulk_restore_through_sst_files_keeps_the_changelog_order() {
+    bulk_restore_matches_the_last_writes(40_000, 256 << 10, |i| (i * 7_919) % 5_000, |i| i % 11 == 0);
 }
 
 /// The same with string keys that share long prefixes (the restore sorts by an 8-byte prefix
 /// first), keys that are prefixes of others and keys with zero bytes.
 #[test]
 fn a_bulk_restore_orders_keys_that_share_long_prefixes() {
-    let env = Env::new();
-    let small_chunks =
-        Backend::RocksDb(freshet_state::RocksMemory::new(16 << 20).unwrap().with_restore_chunk_bytes(64 << 10));
-    let mut task = env.task(&small_chunks);
-    task.add_kv_store::<String, String>("kv", StoreOptions::new(true, false)).unwrap();
-    let mut model = BTreeMap::new();
-    let s = task.kv_store::<String, String>("kv").unwrap();
     let key = |i: u32| match i % 4 {
         0 => format!("customer-{:05}", (i * 7_919) % 3_000),
         1 => format!("customer-{}", (i * 31) % 300),
         2 => "a\0".repeat((i % 5) as usize),
         _ => format!("a\0b{}", i % 7),
     };
-    for i in 0..20_000u32 {
-        let k = key(i);
-        if i % 13 == 0 {
-            s.delete(&k).unwrap();
-            model.remove(&k);
-        } else {
-            s.put(&k, &format!("v{i}")).unwrap();
-            model.insert(k, format!("v{i}"));
-        }
-    }
-    let dir = task.dir().to_path_buf();
-    task.close().unwrap();
-    std::fs::remove_file(dir.join(CHECKPOINT_FILE)).unwrap();
-    let mut task = env.task(&small_chunks);
-    task.add_kv_store::<String, String>("kv", StoreOptions::default()).unwrap();
-    assert_eq!(task.restores()[0].n_records, 20_000);
-    let s = task.kv_store::<String, String>("kv").unwrap();
-    let restored: Vec<(String, String)> = s.all().unwrap().map(Result::unwrap).collect();
-    assert_eq!(restored, model.into_iter().collect::<Vec<_>>());
-    task.close().unwrap();
+    bulk_restore_matches_the_last_writes(20_000, 64 << 10, key, |i| i % 13 == 0);
 }
 
 /// Damaged RocksDB files of a changelogged store are deleted and the store rebuilt from its

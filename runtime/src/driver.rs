@@ -238,7 +238,7 @@ impl TopologyTestDriver {
     }
 
     /// Appends what a task's sinks wrote; returns those records for the tasks that read them.
-    fn deliver(&mut self, task: &mut Task) -> Result<VecDeque<(String, (u32, i64))>> {
+    fn deliver(&mut self, task: &mut Task) -> Result<VecDeque<(String, usize)>> {
         let mut queue = VecDeque::new();
         for r in std::mem::take(&mut task.ctx.output) {
             let at = self.append(&r.topic, r.partition, r.key, r.value, r.timestamp, r.headers)?;
@@ -260,7 +260,8 @@ impl TopologyTestDriver {
         })
     }
 
-    /// Appends a record to `topic` (partition by key when not given); returns where it landed.
+    /// Appends a record to `topic` (partition by key when not given); returns its index in the
+    /// topic's records.
     fn append(
         &mut self,
         topic: &str,
@@ -269,7 +270,7 @@ impl TopologyTestDriver {
         value: Option<Bytes>,
         timestamp: i64,
         headers: Vec<Header>,
-    ) -> Result<(u32, i64)> {
+    ) -> Result<usize> {
         let t = self.topic(topic);
         let partition = match (partition, &key) {
             (Some(p), _) if p < t.n_partitions => p,
@@ -288,7 +289,7 @@ impl TopologyTestDriver {
         let offset = t.next_offsets[partition as usize];
         t.next_offsets[partition as usize] += 1;
         t.records.push(StoredRecord { partition, offset, key, value, timestamp, headers });
-        Ok((partition, offset))
+        Ok(t.records.len() - 1)
     }
 
     /// Pipes a record into `input` at `timestamp` (ms) and processes everything it leads to.
@@ -317,16 +318,11 @@ impl TopologyTestDriver {
     }
 
     /// Processes appended records until none is left for any task.
-    fn run(&mut self, mut queue: VecDeque<(String, (u32, i64))>) -> Result<()> {
-        while let Some((topic, (partition, offset))) = queue.pop_front() {
+    fn run(&mut self, mut queue: VecDeque<(String, usize)>) -> Result<()> {
+        while let Some((topic, idx)) = queue.pop_front() {
             let Some(&sub) = self.readers.get(&topic) else { continue };
-            let stored = self.topics[&topic]
-                .records
-                .iter()
-                .rev()
-                .find(|r| r.partition == partition && r.offset == offset)
-                .cloned()
-                .expect("an appended record");
+            let stored = self.topics[&topic].records[idx].clone();
+            let (partition, offset) = (stored.partition, stored.offset);
             let mut task = self.tasks.remove(&(sub, partition)).expect("a task per partition of a source topic");
             task.ctx.wall_clock_ms = self.wall_clock_ms;
             let meta = RecordMeta { topic: topic.clone(), partition, offset };

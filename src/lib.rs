@@ -36,9 +36,11 @@ pub mod prelude {
     // Streams: the DSL, the Processor API and the test driver. (The log's batch record type stays
     // at `freshet::core::batch::Record`; `Record` here is the Processor API's.)
     pub use freshet_dsl::{
-        BytesSerde, Consumed, JsonSerde, KStream, NumberSerde, OnDecodeError, Processor, ProcessorContext, Produced,
-        PunctuationId, PunctuationType, Record, RecordMeta, Repartitioned, Serde, Serdes, Split, StoreBuilder,
-        StreamsBuilder, StringSerde, Topology, UnitSerde,
+        BytesSerde, Change, Consumed, EmitStrategy, GlobalKTable, Grouped, JoinWindows, JsonSerde, KGroupedStream,
+        KGroupedTable, KStream, KTable, LateRecord, Materialized, NumberSerde, OnDecodeError, Processor,
+        ProcessorContext, Produced, PunctuationId, PunctuationType, Record, RecordMeta, Repartitioned, Serde, Serdes,
+        SessionWindowedKStream, SessionWindows, SlidingWindows, Split, StoreBuilder, StreamJoined, StreamsBuilder,
+        StringSerde, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,
     };
     pub use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 }

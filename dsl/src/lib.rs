@@ -5,14 +5,20 @@
 //! (the runtime and its test driver do), opens sockets or touches RocksDB. It depends on
 //! `freshet-core` for record types.
 
+pub mod codec;
 pub mod error;
+pub mod join;
 pub mod processor;
 pub mod serde;
 pub mod store;
 pub mod stream;
+pub mod table;
 pub mod topology;
+pub mod window;
 
+pub use crate::codec::Change;
 pub use crate::error::{Error, Result};
+pub use crate::join::{JoinWindows, StreamJoined};
 pub use crate::processor::{
     Data, Processor, ProcessorContext, PunctuationId, PunctuationType, Record, RecordMeta, SinkRecord, TaskContext,
     TaskGraph,
@@ -22,4 +28,10 @@ pub use crate::store::StoreBuilder;
 pub use crate::stream::{
     Consumed, InternalTopic, KStream, OnDecodeError, Produced, Repartitioned, Split, StreamsBuilder,
 };
+pub use crate::table::{GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KTable, Materialized};
 pub use crate::topology::{NodeKind, Subtopology, Topology};
+pub use crate::window::{
+    EmitStrategy, LateRecord, SessionWindowedKStream, SessionWindows, SlidingWindows, TimeWindowedKStream, TimeWindows,
+    WindowedSerde,
+};
+pub use freshet_state::Windowed;

@@ -106,6 +106,12 @@ pub struct TaskContext {
     pub dropped_records: u64,
     /// The task's state stores, opened by the runtime from the topology's store builders.
     pub state: Option<freshet_state::TaskState>,
+    /// The stores of global tables, shared by every task of the instance (each holds a whole
+    /// topic); `None` when the topology has none.
+    pub globals: Option<std::sync::Arc<std::sync::Mutex<freshet_state::TaskState>>>,
+    /// Records windowed operators dropped because they arrived after their window closed
+    /// (stream time past window end plus grace); one count per record and window.
+    pub late_records: u64,
     /// Punctuations processors scheduled.
     pub(crate) schedules: Vec<Schedule>,
 }
@@ -239,6 +245,39 @@ impl<K, V> ProcessorContext<'_, K, V> {
             )));
         }
         self.task.state.as_mut().ok_or_else(|| Error::Process("this task has no state stores".into()))
+    }
+
+    /// Runs `f` on the byte-level key-value store `name` the processor declared: a store of
+    /// this task or, when the task has none of that name, a global table's store.
+    pub(crate) fn with_kv<R>(
+        &mut self,
+        name: &str,
+        f: impl FnOnce(&mut KeyValueStore<Bytes, Bytes>) -> Result<R>,
+    ) -> Result<R> {
+        let slot = &self.slots[self.node];
+        if !slot.stores.iter().any(|s| s == name) {
+            return Err(Error::Process(format!(
+                "processor {} reads state store {name:?} it did not declare",
+                slot.name
+            )));
+        }
+        if let Some(state) = self.task.state.as_mut().filter(|s| s.store_names().any(|n| n == name)) {
+            return f(state.kv_store(name)?);
+        }
+        let globals =
+            self.task.globals.clone().ok_or_else(|| Error::Process(format!("this task has no store {name:?}")))?;
+        let mut globals = globals.lock().map_err(|_| Error::Process("a global store's lock was poisoned".into()))?;
+        f(globals.kv_store(name)?)
+    }
+
+    /// Counts a record a windowed operator dropped as late.
+    pub(crate) fn count_late(&mut self) {
+        self.task.late_records += 1;
+    }
+
+    /// Counts a record an operator dropped (e.g. a null key where a key is needed).
+    pub(crate) fn count_dropped(&mut self) {
+        self.task.dropped_records += 1;
     }
 
     /// The key-value store `name` (declared with [`crate::StreamsBuilder::add_state_store`] and

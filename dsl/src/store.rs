@@ -42,6 +42,21 @@ impl StoreBuilder {
         StoreBuilder { name: name.to_string(), kind: "session", options: StoreOptions::default(), add }
     }
 
+    /// A key-value store of the bytes the DSL's operators encode with the user's serdes.
+    pub(crate) fn raw_key_value(name: &str) -> Self {
+        Self::key_value::<bytes::Bytes, bytes::Bytes>(name)
+    }
+
+    /// A window store of encoded keys and values.
+    pub(crate) fn raw_window(name: &str, window: WindowOptions) -> Self {
+        Self::window::<bytes::Bytes, bytes::Bytes>(name, window)
+    }
+
+    /// A session store of encoded keys and values.
+    pub(crate) fn raw_session(name: &str, retention_ms: i64) -> Self {
+        Self::session::<bytes::Bytes, bytes::Bytes>(name, retention_ms)
+    }
+
     /// Whether writes go to a changelog topic (default on).
     pub fn with_logging(mut self, logging: bool) -> Self {
         self.options.logging = logging;

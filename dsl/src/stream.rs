@@ -39,10 +39,10 @@ pub enum OnDecodeError {
 /// How a source topic is read: key and value serdes, an optional node name, and what to do with
 /// records that do not decode.
 pub struct Consumed<K, V> {
-    key: Arc<dyn Serde<K>>,
-    value: Arc<dyn Serde<V>>,
-    name: Option<String>,
-    on_decode_error: OnDecodeError,
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+    pub(crate) name: Option<String>,
+    pub(crate) on_decode_error: OnDecodeError,
 }
 
 impl<K, V> Consumed<K, V> {
@@ -95,10 +95,16 @@ impl<K, V> Produced<K, V> {
 }
 
 #[derive(Default)]
-struct Graph {
-    nodes: Vec<NodeSpec>,
-    stores: Vec<StoreBuilder>,
-    internal_topics: Vec<InternalTopic>,
+pub(crate) struct Graph {
+    pub(crate) nodes: Vec<NodeSpec>,
+    pub(crate) stores: Vec<StoreBuilder>,
+    pub(crate) global_stores: Vec<StoreBuilder>,
+    pub(crate) internal_topics: Vec<InternalTopic>,
+    /// Generated store names taken: nodes and stores share one numbering, as in Kafka Streams,
+    /// so a store's generated name sits between its neighbours'.
+    store_names_taken: usize,
+    /// What operators found wrong as they were added; `build` reports the first.
+    pub(crate) errors: Vec<String>,
 }
 
 /// A topic the topology writes and reads itself (a repartition topic).
@@ -113,10 +119,10 @@ pub struct InternalTopic {
 /// How a stream goes through a repartition topic: serdes, an optional name (the topic is
 /// `<name>-repartition`) and partition count.
 pub struct Repartitioned<K, V> {
-    key: Arc<dyn Serde<K>>,
-    value: Arc<dyn Serde<V>>,
-    name: Option<String>,
-    partitions: Option<u32>,
+    pub(crate) key: Arc<dyn Serde<K>>,
+    pub(crate) value: Arc<dyn Serde<V>>,
+    pub(crate) name: Option<String>,
+    pub(crate) partitions: Option<u32>,
 }
 
 impl<K, V> Repartitioned<K, V> {
@@ -143,7 +149,24 @@ impl<K: 'static, V: 'static> std::fmt::Debug for Repartitioned<K, V> {
 }
 
 impl Graph {
-    fn add(
+    /// The number the next generated name takes.
+    pub(crate) fn next_index(&self) -> usize {
+        self.nodes.len() + self.store_names_taken
+    }
+
+    /// A generated name with the number the next node takes (without taking it).
+    pub(crate) fn next_name(&self, prefix: &str) -> String {
+        format!("{prefix}-{:010}", self.next_index())
+    }
+
+    /// A generated store name: takes a number, as a node does.
+    pub(crate) fn new_store_name(&mut self, prefix: &str) -> String {
+        let name = self.next_name(prefix);
+        self.store_names_taken += 1;
+        name
+    }
+
+    pub(crate) fn add(
         &mut self,
         prefix: &str,
         name: Option<String>,
@@ -154,7 +177,7 @@ impl Graph {
         let idx = self.nodes.len();
         let (name, named) = match name {
             Some(n) => (n, true),
-            None => (format!("{prefix}-{idx:010}"), false),
+            None => (self.next_name(prefix), false),
         };
         self.nodes.push(NodeSpec { name, named, kind, parents: parents.to_vec(), children: Vec::new(), make });
         for &p in parents {
@@ -167,7 +190,7 @@ impl Graph {
 /// Builds a [`Topology`] from streams (see the module docs).
 #[derive(Default)]
 pub struct StreamsBuilder {
-    graph: Rc<RefCell<Graph>>,
+    pub(crate) graph: Rc<RefCell<Graph>>,
 }
 
 impl std::fmt::Debug for StreamsBuilder {
@@ -176,7 +199,7 @@ impl std::fmt::Debug for StreamsBuilder {
     }
 }
 
-fn make<K: 'static, V: 'static, KOut: 'static, VOut: 'static, P>(
+pub(crate) fn make<K: 'static, V: 'static, KOut: 'static, VOut: 'static, P>(
     supplier: impl Fn() -> P + Send + Sync + 'static,
 ) -> crate::topology::MakeNode
 where
@@ -204,7 +227,7 @@ impl StreamsBuilder {
         });
         let kind = NodeKind::Source { topics: vec![topic.to_string()] };
         let node = self.graph.borrow_mut().add("KSTREAM-SOURCE", consumed.name, kind, &[], make);
-        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+        KStream::at(&self.graph, node, false)
     }
 
     /// Declares a state store; processors name it in [`KStream::process_with_stores`].
@@ -216,6 +239,9 @@ impl StreamsBuilder {
     /// declared, or a store used by two sub-topologies.
     pub fn build(self) -> Result<Topology> {
         let graph = self.graph.borrow();
+        if let Some(error) = graph.errors.first() {
+            return Err(Error::Topology(error.clone()));
+        }
         let mut seen = std::collections::BTreeSet::new();
         for node in &graph.nodes {
             if !seen.insert(node.name.as_str()) {
@@ -236,7 +262,7 @@ impl StreamsBuilder {
             }
         }
         let mut store_names = std::collections::BTreeSet::new();
-        for store in &graph.stores {
+        for store in graph.stores.iter().chain(&graph.global_stores) {
             if !store_names.insert(store.name()) {
                 return Err(Error::Topology(format!("two state stores are named {:?}", store.name())));
             }
@@ -251,20 +277,34 @@ impl StreamsBuilder {
                 }
             }
         }
-        Topology::new(graph.nodes.clone(), graph.stores.clone(), graph.internal_topics.clone())
+        Topology::new(
+            graph.nodes.clone(),
+            graph.stores.clone(),
+            graph.global_stores.clone(),
+            graph.internal_topics.clone(),
+        )
     }
 }
 
 /// A stream of records `(K, V)`.
 pub struct KStream<K, V> {
-    graph: Rc<RefCell<Graph>>,
-    node: usize,
+    pub(crate) graph: Rc<RefCell<Graph>>,
+    pub(crate) node: usize,
+    /// Whether an operator may have changed keys since the stream was last partitioned by its
+    /// key (map, flat_map, select_key, process): grouping and joins then repartition first.
+    pub(crate) key_changed: bool,
     _types: PhantomData<fn() -> (K, V)>,
 }
 
 impl<K, V> Clone for KStream<K, V> {
     fn clone(&self) -> Self {
-        KStream { graph: self.graph.clone(), node: self.node, _types: PhantomData }
+        KStream { graph: self.graph.clone(), node: self.node, key_changed: self.key_changed, _types: PhantomData }
+    }
+}
+
+impl<K, V> KStream<K, V> {
+    pub(crate) fn at(graph: &Rc<RefCell<Graph>>, node: usize, key_changed: bool) -> Self {
+        KStream { graph: graph.clone(), node, key_changed, _types: PhantomData }
     }
 }
 
@@ -275,10 +315,17 @@ impl<K, V> std::fmt::Debug for KStream<K, V> {
 }
 
 impl<K: Data, V: Data> KStream<K, V> {
-    fn then<K2: Data, V2: Data>(&self, prefix: &str, make: crate::topology::MakeNode) -> KStream<K2, V2> {
+    pub(crate) fn then<K2: Data, V2: Data>(&self, prefix: &str, make: crate::topology::MakeNode) -> KStream<K2, V2> {
         let kind = NodeKind::Processor { stores: Vec::new() };
         let node = self.graph.borrow_mut().add(prefix, None, kind, &[self.node], make);
-        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+        KStream::at(&self.graph, node, self.key_changed)
+    }
+
+    /// [`KStream::then`] for an operator that may change keys.
+    fn rekeyed<K2: Data, V2: Data>(&self, prefix: &str, make: crate::topology::MakeNode) -> KStream<K2, V2> {
+        let mut stream = self.then(prefix, make);
+        stream.key_changed = true;
+        stream
     }
 
     /// Names the node that makes this stream (instead of a generated name).
@@ -293,7 +340,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// A new key and value for every record.
     pub fn map<K2: Data, V2: Data>(&self, f: impl Fn(&K, &V) -> (K2, V2) + Send + Sync + 'static) -> KStream<K2, V2> {
         let f = Arc::new(f);
-        self.then(
+        self.rekeyed(
             "KSTREAM-MAP",
             make::<K, V, K2, V2, _>(move || {
                 let f = f.clone();
@@ -351,7 +398,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         I: IntoIterator<Item = (K2, V2)>,
     {
         let f = Arc::new(f);
-        self.then(
+        self.rekeyed(
             "KSTREAM-FLATMAP",
             make::<K, V, K2, V2, _>(move || {
                 let f = f.clone();
@@ -393,7 +440,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// A new key for every record (the value stays).
     pub fn select_key<K2: Data>(&self, f: impl Fn(&K, &V) -> K2 + Send + Sync + 'static) -> KStream<K2, V> {
         let f = Arc::new(f);
-        self.then(
+        self.rekeyed(
             "KSTREAM-KEY-SELECT",
             make::<K, V, K2, V, _>(move || {
                 let f = f.clone();
@@ -442,7 +489,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             FnProcessor(|r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, V>| ctx.forward(r))
         });
         let node = self.graph.borrow_mut().add("KSTREAM-MERGE", None, kind, &[self.node, other.node], make);
-        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+        KStream::at(&self.graph, node, self.key_changed || other.key_changed)
     }
 
     /// Runs a processor of the low-level API on every record: `supplier` makes one per task.
@@ -450,7 +497,7 @@ impl<K: Data, V: Data> KStream<K, V> {
     where
         P: Processor<K, V, K2, V2>,
     {
-        self.then("KSTREAM-PROCESSOR", make::<K, V, K2, V2, _>(supplier))
+        self.rekeyed("KSTREAM-PROCESSOR", make::<K, V, K2, V2, _>(supplier))
     }
 
     /// Like [`KStream::process`], for a processor that uses the state stores `stores` (declared
@@ -466,7 +513,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let kind = NodeKind::Processor { stores: stores.iter().map(|s| s.to_string()).collect() };
         let make = make::<K, V, K2, V2, _>(supplier);
         let node = self.graph.borrow_mut().add("KSTREAM-PROCESSOR", None, kind, &[self.node], make);
-        KStream { graph: self.graph.clone(), node, _types: PhantomData }
+        KStream::at(&self.graph, node, true)
     }
 
     /// Splits the stream into named branches: each record goes to the first branch whose
@@ -479,8 +526,10 @@ impl<K: Data, V: Data> KStream<K, V> {
     /// key: a sink writes the topic and a new source reads it, in a new sub-topology (whose tasks
     /// then hold each key's records together).
     pub fn repartition(&self, repartitioned: Repartitioned<K, V>) -> KStream<K, V> {
-        let idx = self.graph.borrow().nodes.len();
-        let base = repartitioned.name.clone().unwrap_or_else(|| format!("KSTREAM-REPARTITION-{idx:010}"));
+        let base = match repartitioned.name.clone() {
+            Some(name) => name,
+            None => self.graph.borrow().next_name("KSTREAM-REPARTITION"),
+        };
         let topic = format!("{base}-repartition");
         let named = |suffix: &str| repartitioned.name.as_ref().map(|_| format!("{topic}-{suffix}"));
         let (key, value) = (repartitioned.key.clone(), repartitioned.value.clone());
@@ -577,7 +626,7 @@ impl<K: Data, V: Data> Split<K, V> {
 }
 
 /// A processor from a closure.
-struct FnProcessor<F>(F);
+pub(crate) struct FnProcessor<F>(pub(crate) F);
 
 impl<K, V, K2, V2, F> Processor<K, V, K2, V2> for FnProcessor<F>
 where

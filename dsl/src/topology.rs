@@ -63,9 +63,13 @@ pub struct Subtopology {
 pub struct Topology {
     pub(crate) nodes: Vec<NodeSpec>,
     stores: Vec<StoreBuilder>,
+    /// Stores of global tables: one copy per instance, filled from their whole topic.
+    global_stores: Vec<StoreBuilder>,
     internal_topics: Vec<InternalTopic>,
     /// Node indexes of each sub-topology, in creation order.
     groups: Vec<Vec<usize>>,
+    /// Which groups maintain global stores (they run once per instance, not as tasks).
+    global_groups: BTreeSet<usize>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -78,9 +82,20 @@ impl Topology {
     pub(crate) fn new(
         nodes: Vec<NodeSpec>,
         stores: Vec<StoreBuilder>,
+        global_stores: Vec<StoreBuilder>,
         internal_topics: Vec<InternalTopic>,
     ) -> crate::Result<Self> {
-        // Sub-topologies are the connected parts of the graph, numbered by their first node.
+        // Sub-topologies are the parts of the graph connected by edges or by a shared store (a
+        // table and the join that reads it run in one task), numbered by their first node.
+        let global_names: BTreeSet<&str> = global_stores.iter().map(|s| s.name()).collect();
+        let mut users: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (n, node) in nodes.iter().enumerate() {
+            if let NodeKind::Processor { stores } = &node.kind {
+                for s in stores.iter().filter(|s| !global_names.contains(s.as_str())) {
+                    users.entry(s.as_str()).or_default().push(n);
+                }
+            }
+        }
         let mut group_of: Vec<Option<usize>> = vec![None; nodes.len()];
         let mut groups = Vec::new();
         for start in 0..nodes.len() {
@@ -97,26 +112,44 @@ impl Topology {
                 group_of[n] = Some(id);
                 members.push(n);
                 stack.extend(nodes[n].parents.iter().chain(&nodes[n].children).copied());
+                if let NodeKind::Processor { stores } = &nodes[n].kind {
+                    for s in stores {
+                        stack.extend(users.get(s.as_str()).into_iter().flatten().copied());
+                    }
+                }
             }
             members.sort_unstable();
             groups.push(members);
         }
-        let topology = Topology { nodes, stores, internal_topics, groups };
-        let mut used_by: BTreeMap<&str, usize> = BTreeMap::new();
-        for (id, members) in topology.groups.iter().enumerate() {
-            for &n in members {
-                if let NodeKind::Processor { stores } = &topology.nodes[n].kind {
-                    for s in stores {
-                        if let Some(other) = used_by.insert(s, id).filter(|&other| other != id) {
-                            return Err(crate::Error::Topology(format!(
-                                "state store {s:?} is used by sub-topologies {other} and {id}; a store belongs to one"
-                            )));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(topology)
+        // A group whose processors keep a global store is that store's updater.
+        let global_groups = groups
+            .iter()
+            .enumerate()
+            .filter(|(_, members)| {
+                members.iter().any(|&n| matches!(&nodes[n].kind, NodeKind::Source { .. }))
+                    && members.iter().all(|&n| match &nodes[n].kind {
+                        NodeKind::Processor { stores } => stores.iter().all(|s| global_names.contains(s.as_str())),
+                        NodeKind::Source { .. } => true,
+                        NodeKind::Sink { .. } => false,
+                    })
+                    && members
+                        .iter()
+                        .any(|&n| matches!(&nodes[n].kind, NodeKind::Processor { stores } if !stores.is_empty()))
+            })
+            .map(|(id, _)| id)
+            .collect();
+        Ok(Topology { nodes, stores, global_stores, internal_topics, groups, global_groups })
+    }
+
+    /// The stores of global tables.
+    pub fn global_stores(&self) -> &[StoreBuilder] {
+        &self.global_stores
+    }
+
+    /// The sub-topologies that fill global stores: each runs once per instance over every
+    /// partition of its topics, before and beside the tasks.
+    pub fn global_subtopologies(&self) -> Vec<Subtopology> {
+        self.all_subtopologies().into_iter().filter(|s| self.global_groups.contains(&s.id)).collect()
     }
 
     /// The topics the topology writes and reads itself (repartition topics).
@@ -137,8 +170,12 @@ impl Topology {
         self.stores.iter().filter(|s| names.contains(s.name())).collect()
     }
 
-    /// The sub-topologies, in description order.
+    /// The sub-topologies that run as tasks (one per partition), in description order.
     pub fn subtopologies(&self) -> Vec<Subtopology> {
+        self.all_subtopologies().into_iter().filter(|s| !self.global_groups.contains(&s.id)).collect()
+    }
+
+    fn all_subtopologies(&self) -> Vec<Subtopology> {
         self.groups
             .iter()
             .enumerate()
@@ -193,7 +230,9 @@ impl Topology {
         let mut out = String::from("Topologies:\n");
         let names = |ids: &[usize]| ids.iter().map(|&i| self.nodes[i].name.as_str()).collect::<Vec<_>>().join(", ");
         for (id, members) in self.groups.iter().enumerate() {
-            let _ = writeln!(out, "   Sub-topology: {id}");
+            let global =
+                if self.global_groups.contains(&id) { " for global store (will not generate tasks)" } else { "" };
+            let _ = writeln!(out, "   Sub-topology: {id}{global}");
             for &n in members {
                 let node = &self.nodes[n];
                 let generated = if node.named { "" } else { " (generated name)" };

@@ -143,6 +143,8 @@ pub struct TopologyTestDriver {
     /// Which sub-topology reads each topic.
     readers: BTreeMap<String, usize>,
     tasks: BTreeMap<(usize, u32), Task>,
+    /// Sub-topologies that fill global stores: one task each (partition 0) over every partition.
+    global_subs: std::collections::BTreeSet<usize>,
     wall_clock_ms: i64,
 }
 
@@ -183,7 +185,23 @@ impl TopologyTestDriver {
             topics: BTreeMap::new(),
             readers: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            global_subs: Default::default(),
         };
+        driver.size_internal_topics();
+        // Global stores first, one copy shared by every task.
+        let globals = driver.open_globals()?;
+        for sub in driver.topology.global_subtopologies() {
+            let mut graph = driver.topology.build_task(sub.id);
+            let mut ctx = TaskContext::new(sub.id, 0);
+            ctx.wall_clock_ms = driver.wall_clock_ms;
+            ctx.globals = globals.clone();
+            graph.init(&mut ctx)?;
+            driver.tasks.insert((sub.id, 0), Task { graph, ctx });
+            driver.global_subs.insert(sub.id);
+            for t in sub.source_topics {
+                driver.readers.insert(t, sub.id);
+            }
+        }
         for sub in driver.topology.subtopologies() {
             let counts: Vec<(String, u32)> =
                 sub.source_topics.iter().map(|t| (t.clone(), driver.n_partitions(t))).collect();
@@ -200,6 +218,7 @@ impl TopologyTestDriver {
                     let mut ctx = TaskContext::new(sub.id, partition);
                     ctx.wall_clock_ms = driver.wall_clock_ms;
                     ctx.state = driver.open_stores(sub.id, partition, *n)?;
+                    ctx.globals = globals.clone();
                     graph.init(&mut ctx)?;
                     let mut task = Task { graph, ctx };
                     let queue = driver.deliver(&mut task)?;
@@ -212,6 +231,71 @@ impl TopologyTestDriver {
             }
         }
         Ok(driver)
+    }
+
+    /// Gives each repartition topic without a partition count one: that of the other topics its
+    /// reader reads (they must be co-partitioned), else the most any topic feeding its writer has.
+    fn size_internal_topics(&mut self) {
+        let subs = self.topology.subtopologies();
+        let unsized_topics: Vec<String> = self
+            .topology
+            .internal_topics()
+            .iter()
+            .filter(|t| !self.config.partitions.contains_key(&t.name))
+            .map(|t| t.name.clone())
+            .collect();
+        let is_unsized =
+            |t: &str, sized: &BTreeMap<String, u32>| unsized_topics.iter().any(|u| u == t) && !sized.contains_key(t);
+        // Repeat until nothing changes: a topic's size can depend on another's.
+        for _ in 0..=unsized_topics.len() {
+            let mut changed = false;
+            for topic in &unsized_topics {
+                if self.config.partitions.contains_key(topic) {
+                    continue;
+                }
+                let reader = subs.iter().find(|s| s.source_topics.contains(topic));
+                let siblings: Vec<&String> = reader
+                    .map(|s| {
+                        s.source_topics
+                            .iter()
+                            .filter(|t| *t != topic && !is_unsized(t, &self.config.partitions))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let n = if let Some(sibling) = siblings.first() {
+                    Some(self.n_partitions(sibling))
+                } else {
+                    let writers = subs.iter().filter(|s| s.sink_topics.contains(topic));
+                    let inputs: Vec<&String> = writers.flat_map(|s| s.source_topics.iter()).collect();
+                    if inputs.iter().any(|t| is_unsized(t, &self.config.partitions)) {
+                        None
+                    } else {
+                        inputs.iter().map(|t| self.n_partitions(t)).max()
+                    }
+                };
+                if let Some(n) = n {
+                    self.config.partitions.insert(topic.clone(), n);
+                    changed = true;
+                }
+            }
+            if !changed {
+                break;
+            }
+        }
+    }
+
+    /// The global stores, in memory, shared by every task.
+    fn open_globals(&self) -> Result<Option<Arc<std::sync::Mutex<TaskState>>>> {
+        let stores = self.topology.global_stores();
+        if stores.is_empty() {
+            return Ok(None);
+        }
+        let config = TaskConfig::new(self.state_dir.path(), "driver", "global", 0, 1, Backend::InMemory, None);
+        let mut state = TaskState::open(config)?;
+        for store in stores {
+            store.open_in(&mut state, StoreOptions { logging: false, ..store.options() })?;
+        }
+        Ok(Some(Arc::new(std::sync::Mutex::new(state))))
     }
 
     /// The stores of a task, in memory and without changelogs.
@@ -323,7 +407,8 @@ impl TopologyTestDriver {
             let Some(&sub) = self.readers.get(&topic) else { continue };
             let stored = self.topics[&topic].records[idx].clone();
             let (partition, offset) = (stored.partition, stored.offset);
-            let mut task = self.tasks.remove(&(sub, partition)).expect("a task per partition of a source topic");
+            let task_partition = if self.global_subs.contains(&sub) { 0 } else { partition };
+            let mut task = self.tasks.remove(&(sub, task_partition)).expect("a task per partition of a source topic");
             task.ctx.wall_clock_ms = self.wall_clock_ms;
             let meta = RecordMeta { topic: topic.clone(), partition, offset };
             let mut result =
@@ -333,7 +418,7 @@ impl TopologyTestDriver {
                 result = task.graph.punctuate(PunctuationType::StreamTime, now, &mut task.ctx);
             }
             let delivered = self.deliver(&mut task);
-            self.tasks.insert((sub, partition), task);
+            self.tasks.insert((sub, task_partition), task);
             result?;
             queue.extend(delivered?);
         }
@@ -412,9 +497,62 @@ impl TopologyTestDriver {
         Ok(text)
     }
 
-    /// Records the tasks' sources dropped because they did not decode.
+    /// Records the tasks dropped: sources for records that did not decode, operators for records
+    /// they cannot take (a null key where a key is needed, a negative timestamp in a window).
     pub fn dropped_records(&self) -> u64 {
         self.tasks.values().map(|t| t.ctx.dropped_records).sum()
+    }
+
+    /// Records windowed operators dropped because their window had closed (one count per record
+    /// and window).
+    pub fn late_records(&self) -> u64 {
+        self.tasks.values().map(|t| t.ctx.late_records).sum()
+    }
+
+    /// Every entry of the DSL table store `name` (an aggregation's or a table's) across the tasks
+    /// that hold it, decoded with the table's serdes, in key order: `(key, value, timestamp)`.
+    pub fn table_entries<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        key: &dyn Serde<K>,
+        value: &dyn Serde<V>,
+    ) -> Result<Vec<(K, V, i64)>> {
+        let mut raw: Vec<(Bytes, Bytes)> = Vec::new();
+        for task in self.tasks.values_mut() {
+            if let Some(state) = task.ctx.state.as_mut() {
+                if state.store_names().any(|n| n == name) {
+                    for entry in state.kv_store::<Bytes, Bytes>(name)?.all()? {
+                        raw.push(entry?);
+                    }
+                }
+            }
+        }
+        raw.sort();
+        let bad = |d: String| Error::Config(format!("store {name}: {d}"));
+        raw.into_iter()
+            .map(|(k, v)| {
+                if v.len() < 8 {
+                    return Err(bad("a value shorter than its timestamp".into()));
+                }
+                let ts = i64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                Ok((key.deserialize(Some(&k)).map_err(bad)?, value.deserialize(Some(&v[8..])).map_err(bad)?, ts))
+            })
+            .collect()
+    }
+
+    /// [`TopologyTestDriver::table_entries`] as stable text, one `key => value @ timestamp` line
+    /// per entry, for `insta::assert_snapshot!`.
+    pub fn render_table<K: Debug + 'static, V: Debug + 'static>(
+        &mut self,
+        name: &str,
+        key: &dyn Serde<K>,
+        value: &dyn Serde<V>,
+    ) -> Result<String> {
+        Ok(self
+            .table_entries(name, key, value)?
+            .into_iter()
+            .map(|(k, v, ts)| format!("{k:?} => {v:?} @ {ts}\n"))
+            .collect())
     }
 
     /// Every record `topic` holds, as stored (inputs and outputs alike).
@@ -424,11 +562,16 @@ impl TopologyTestDriver {
 
     /// Closes every task and its stores.
     pub fn close(mut self) -> Result<()> {
+        let mut globals = None;
         for (_, mut task) in std::mem::take(&mut self.tasks) {
             task.graph.close()?;
             if let Some(state) = task.ctx.state.take() {
                 state.close()?;
             }
+            globals = task.ctx.globals.take().or(globals);
+        }
+        if let Some(state) = globals.and_then(Arc::into_inner).and_then(|m| m.into_inner().ok()) {
+            state.close()?;
         }
         Ok(())
     }

@@ -107,6 +107,23 @@ impl<K: StateSerde + Clone, V: StateSerde> SessionStore<K, V> {
         })))
     }
 
+    /// Every live session, of any key, ending in `[earliest_end, latest_end]`; by key, then end.
+    pub fn sessions_ending(&self, earliest_end: i64, latest_end: i64) -> Result<TypedIter<'_, (Windowed<K>, V)>> {
+        let earliest_end = earliest_end.max(self.min_live_ms());
+        let range = ScanRange { from: Bound::Unbounded, to: Bound::Unbounded, time: Some((earliest_end, latest_end)) };
+        Ok(Box::new(self.stack.scan(&range)?.filter_map(move |r| {
+            let decoded = (|| {
+                let (k, v) = r?;
+                let (key, start, end) = split_session_key(&k)?;
+                if end < earliest_end || end > latest_end {
+                    return Ok(None);
+                }
+                Ok(Some((Windowed { key: K::from_bytes(&key)?, start, end }, V::from_bytes(&v)?)))
+            })();
+            decoded.transpose()
+        })))
+    }
+
     /// Every live session of `key`.
     pub fn fetch(&self, key: &K) -> Result<TypedIter<'_, (Windowed<K>, V)>> {
         self.find_sessions(key, i64::MIN, i64::MAX)

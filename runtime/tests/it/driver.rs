@@ -460,7 +460,7 @@ fn a_processor_reaches_only_the_stores_it_declared() {
 }
 
 #[test]
-fn stores_must_be_declared_and_belong_to_one_sub_topology() {
+fn stores_must_be_declared_and_tie_their_users_into_one_sub_topology() {
     let builder = StreamsBuilder::new();
     builder
         .stream("input", strings())
@@ -479,8 +479,15 @@ fn stores_must_be_declared_and_belong_to_one_sub_topology() {
         .stream("b", strings())
         .process_with_stores(|| WordCounter, &["counts"])
         .to("y", Produced::with(Serdes::string(), Serdes::number()));
-    let err = builder.build().unwrap_err().to_string();
-    assert!(err.contains("state store \"counts\" is used by sub-topologies 0 and 1"), "{err}");
+    // As in Kafka Streams, processors sharing a store run in one task: one sub-topology whose
+    // topics must then be co-partitioned.
+    let topology = builder.build().unwrap();
+    let subs = topology.subtopologies();
+    assert_eq!(subs.len(), 1);
+    assert_eq!(subs[0].source_topics, ["a", "b"]);
+    let config = DriverConfig::default().partitions("a", 2).partitions("b", 3);
+    let err = TopologyTestDriver::with_config(topology, config).unwrap_err().to_string();
+    assert!(err.contains("reads a (2 partitions) and b (3 partitions)"), "{err}");
 }
 
 /// Counts records per key in 10 ms tumbling windows kept in a window store.

@@ -1,1 +1,2 @@
 mod driver;
+mod stateful;

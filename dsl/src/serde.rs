@@ -163,6 +163,22 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + 'static> Serde<T> for J
     }
 }
 
+/// `None` is a null (a tombstone), not the JSON text `null`.
+impl<T: serde::Serialize + serde::de::DeserializeOwned + 'static> Serde<Option<T>> for JsonSerde<T> {
+    fn serialize(&self, value: &Option<T>) -> Result<Option<Bytes>, String> {
+        match value {
+            Some(v) => <Self as Serde<T>>::serialize(self, v),
+            None => Ok(None),
+        }
+    }
+    fn deserialize(&self, data: Option<&[u8]>) -> Result<Option<T>, String> {
+        data.map(|d| <Self as Serde<T>>::deserialize(self, Some(d))).transpose()
+    }
+    fn name(&self) -> String {
+        format!("Option<Json<{}>>", short_type_name::<T>())
+    }
+}
+
 /// The built-in serdes by name, as Kafka's `Serdes`.
 #[derive(Debug)]
 pub struct Serdes;
@@ -211,6 +227,9 @@ mod tests {
         let json = Serdes::json::<View>();
         let bytes = json.serialize(&View { page: "home".into() }).unwrap().unwrap();
         assert_eq!(&bytes[..], br#"{"page":"home"}"#);
-        assert!(json.deserialize(Some(b"{")).unwrap_err().starts_with("not JSON for View"));
+        assert!(Serde::<View>::deserialize(&json, Some(b"{")).unwrap_err().starts_with("not JSON for View"));
+        assert_eq!(Serde::<Option<View>>::deserialize(&json, None).unwrap(), None, "null is a tombstone");
+        assert_eq!(Serde::<Option<View>>::serialize(&json, &None).unwrap(), None);
+        assert!(Serde::<View>::deserialize(&json, None).unwrap_err().contains("null where JSON was expected"));
     }
 }

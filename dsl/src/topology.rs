@@ -138,7 +138,47 @@ impl Topology {
             })
             .map(|(id, _)| id)
             .collect();
-        Ok(Topology { nodes, stores, global_stores, internal_topics, groups, global_groups })
+        let topology = Topology { nodes, stores, global_stores, internal_topics, groups, global_groups };
+        topology.check_acyclic()?;
+        Ok(topology)
+    }
+
+    /// Refuses a topology whose records could go round forever: a sub-topology that writes a
+    /// topic read by itself or by a sub-topology upstream of it.
+    fn check_acyclic(&self) -> crate::Result<()> {
+        let subs = self.all_subtopologies();
+        // Depth-first search over "writes a topic read by" edges; 0 new, 1 on the path, 2 done.
+        fn visit(at: usize, subs: &[Subtopology], state: &mut [u8], path: &mut Vec<String>) -> Option<Vec<String>> {
+            state[at] = 1;
+            for topic in &subs[at].sink_topics {
+                for next in subs.iter().filter(|s| s.source_topics.contains(topic)) {
+                    path.push(format!("sub-topology {} writes {topic}, read by sub-topology {}", at, next.id));
+                    if state[next.id] == 1 {
+                        return Some(path.clone());
+                    }
+                    if state[next.id] == 0 {
+                        if let Some(cycle) = visit(next.id, subs, state, path) {
+                            return Some(cycle);
+                        }
+                    }
+                    path.pop();
+                }
+            }
+            state[at] = 2;
+            None
+        }
+        let mut state = vec![0u8; subs.len()];
+        for start in 0..subs.len() {
+            if state[start] == 0 {
+                if let Some(cycle) = visit(start, &subs, &mut state, &mut Vec::new()) {
+                    return Err(crate::Error::Topology(format!(
+                        "the topology has a cycle through topics ({}); records would go round without end",
+                        cycle.join("; ")
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The stores of global tables.

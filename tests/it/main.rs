@@ -1,6 +1,7 @@
 //! End-to-end tests of the `freshet` package (one binary, see STYLE.md).
 
 mod dump_log;
+mod examples;
 mod quickstart;
 mod streams;
 mod tidy;

@@ -312,6 +312,19 @@ fn invalid_topologies_and_configs_are_refused_with_the_offender_named() {
     let config = DriverConfig::default().partitions("a", 2).partitions("b", 3);
     let err = TopologyTestDriver::with_config(topology, config).unwrap_err().to_string();
     assert!(err.contains("reads a (2 partitions) and b (3 partitions)"), "{err}");
+
+    // A cycle through topics: a reads x and writes y; b reads y and writes x.
+    let builder = StreamsBuilder::new();
+    builder.stream("x", strings()).to("y", Produced::with(Serdes::string(), Serdes::string()));
+    builder.stream("y", strings()).filter(|_, _| true).to("x", Produced::with(Serdes::string(), Serdes::string()));
+    let err = builder.build().unwrap_err().to_string();
+    assert!(
+        err.contains("cycle through topics (sub-topology 0 writes y, read by sub-topology 1; sub-topology 1 writes x, read by sub-topology 0)"),
+        "{err}"
+    );
+    let builder = StreamsBuilder::new();
+    builder.stream("x", strings()).to("x", Produced::with(Serdes::string(), Serdes::string()));
+    assert!(builder.build().unwrap_err().to_string().contains("sub-topology 0 writes x, read by sub-topology 0"));
 }
 
 #[test]

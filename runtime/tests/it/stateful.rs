@@ -535,3 +535,28 @@ fn records_without_a_key_or_with_a_negative_timestamp_are_dropped_and_counted() 
     driver.pipe(&input, "k".to_string(), "v".to_string(), 5).unwrap();
     assert_eq!(driver.dropped_records(), 2);
 }
+
+#[test]
+fn a_join_side_whose_keys_changed_is_repartitioned_first() {
+    let builder = StreamsBuilder::new();
+    let (left, right) = join_inputs(&builder);
+    // The right side arrives keyed by value: re-key it by the value's first word.
+    let right = right.select_key(|_, v| v.split(' ').next().unwrap_or_default().to_string());
+    left.join(&right, |a, b| format!("{a}+{b}"), JoinWindows::of_time_difference_with_no_grace(ms(10)), joined())
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let topology = builder.build().unwrap();
+    insta::assert_snapshot!("rekeyed_join_describe", topology.describe());
+    let mut driver =
+        TopologyTestDriver::with_config(topology, DriverConfig { default_partitions: 3, ..Default::default() })
+            .unwrap();
+    pipe(&mut driver, "left", &[("a", Some("L-a"), 1), ("b", Some("L-b"), 2), ("c", Some("L-c"), 3)]);
+    pipe(&mut driver, "right", &[("x", Some("b one"), 4), ("y", Some("c two"), 5), ("z", Some("a three"), 30)]);
+    let mut lines: Vec<String> = driver
+        .read_output(&out())
+        .unwrap()
+        .into_iter()
+        .map(|r| format!("t={} {} => {}", r.record.timestamp, r.record.key, r.record.value.unwrap()))
+        .collect();
+    lines.sort();
+    assert_eq!(lines, ["t=4 b => L-b+b one", "t=5 c => L-c+c two"]);
+}

@@ -292,6 +292,12 @@ fn sessions_are_found_by_overlap_and_merged() {
             [("v".into(), 200, 1), ("v\0".into(), 160, 3), ("w".into(), 160, 4)],
             "{ctx}"
         );
+        assert_eq!(
+            ends(s.sessions_ending(160, 200).unwrap()),
+            [("v".into(), 200, 1), ("v\0".into(), 160, 3), ("w".into(), 160, 4)],
+            "{ctx}: every key's sessions ending in the range"
+        );
+        assert_eq!(ends(s.sessions_ending(161, 199).unwrap()), vec![], "{ctx}");
         assert_eq!(s.fetch_session(&"v".into(), 300, 400).unwrap(), Some(2), "{ctx}");
         s.remove(&w("v", 300, 400)).unwrap();
         assert_eq!(s.fetch_session(&"v".into(), 300, 400).unwrap(), None, "{ctx}");

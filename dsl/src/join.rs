@@ -280,12 +280,18 @@ impl<K: Data, V1: Data, V2: Data, VR: Data> WindowJoinSide<K, V1, V2, VR> {
             .fetch_range(&kb, from, to)?
             .collect::<freshet_state::Result<_>>()?;
         let mut results = Vec::with_capacity(partners.len());
+        let partner_waits = self.kind.emits(!self.left_side, self.left_side);
         for (ot, ob) in &partners {
             let (l, rr) = if self.left_side { (&vb, ob) } else { (ob, &vb) };
             results.push((self.result(Some(l), Some(rr), &self.this_store)?, t.max(*ot)));
-            if let Some(waiting) = &self.waiting {
+            // A record of the side that waits for partners has now found one.
+            if let Some(waiting) = self.waiting.as_ref().filter(|_| partner_waits) {
+                let wk = waiting_key(*ot, !self.left_side, &kb);
                 ctx.with_kv(waiting, |s| {
-                    s.delete(&waiting_key(*ot, !self.left_side, &kb)).map(|_| ()).map_err(Into::into)
+                    if s.get(&wk)?.is_some() {
+                        s.delete(&wk)?;
+                    }
+                    Ok(())
                 })?;
             }
         }

@@ -187,7 +187,20 @@ impl TopologyTestDriver {
             tasks: BTreeMap::new(),
             global_subs: Default::default(),
         };
-        driver.size_internal_topics();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let internal: Vec<&str> = driver.topology.internal_topics().iter().map(|t| t.name.as_str()).collect();
+        for sub in driver.topology.subtopologies() {
+            for t in sub
+                .source_topics
+                .iter()
+                .filter(|t| !internal.contains(&t.as_str()) || driver.config.partitions.contains_key(*t))
+            {
+                counts.insert(t.clone(), driver.n_partitions(t));
+            }
+        }
+        crate::plan::size_internal_topics(&driver.topology, &mut counts)?;
+        driver.config.partitions.extend(counts.clone());
+        crate::plan::check_copartitioned(&driver.topology, &counts)?;
         // Global stores first, one copy shared by every task.
         let globals = driver.open_globals()?;
         for sub in driver.topology.global_subtopologies() {
@@ -203,21 +216,12 @@ impl TopologyTestDriver {
             }
         }
         for sub in driver.topology.subtopologies() {
-            let counts: Vec<(String, u32)> =
-                sub.source_topics.iter().map(|t| (t.clone(), driver.n_partitions(t))).collect();
-            if let Some((first, n)) = counts.first() {
-                if let Some((other, m)) = counts.iter().find(|(_, m)| m != n) {
-                    return Err(Error::Config(format!(
-                        "sub-topology {} reads {first} ({n} partitions) and {other} ({m} partitions): \
-                         topics read together must have the same number of partitions",
-                        sub.id
-                    )));
-                }
-                for partition in 0..*n {
+            if let Some(&n) = sub.source_topics.first().map(|t| &counts[t]) {
+                for partition in 0..n {
                     let mut graph = driver.topology.build_task(sub.id);
                     let mut ctx = TaskContext::new(sub.id, partition);
                     ctx.wall_clock_ms = driver.wall_clock_ms;
-                    ctx.state = driver.open_stores(sub.id, partition, *n)?;
+                    ctx.state = driver.open_stores(sub.id, partition, n)?;
                     ctx.globals = globals.clone();
                     graph.init(&mut ctx)?;
                     let mut task = Task { graph, ctx };
@@ -231,57 +235,6 @@ impl TopologyTestDriver {
             }
         }
         Ok(driver)
-    }
-
-    /// Gives each repartition topic without a partition count one: that of the other topics its
-    /// reader reads (they must be co-partitioned), else the most any topic feeding its writer has.
-    fn size_internal_topics(&mut self) {
-        let subs = self.topology.subtopologies();
-        let unsized_topics: Vec<String> = self
-            .topology
-            .internal_topics()
-            .iter()
-            .filter(|t| !self.config.partitions.contains_key(&t.name))
-            .map(|t| t.name.clone())
-            .collect();
-        let is_unsized =
-            |t: &str, sized: &BTreeMap<String, u32>| unsized_topics.iter().any(|u| u == t) && !sized.contains_key(t);
-        // Repeat until nothing changes: a topic's size can depend on another's.
-        for _ in 0..=unsized_topics.len() {
-            let mut changed = false;
-            for topic in &unsized_topics {
-                if self.config.partitions.contains_key(topic) {
-                    continue;
-                }
-                let reader = subs.iter().find(|s| s.source_topics.contains(topic));
-                let siblings: Vec<&String> = reader
-                    .map(|s| {
-                        s.source_topics
-                            .iter()
-                            .filter(|t| *t != topic && !is_unsized(t, &self.config.partitions))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                let n = if let Some(sibling) = siblings.first() {
-                    Some(self.n_partitions(sibling))
-                } else {
-                    let writers = subs.iter().filter(|s| s.sink_topics.contains(topic));
-                    let inputs: Vec<&String> = writers.flat_map(|s| s.source_topics.iter()).collect();
-                    if inputs.iter().any(|t| is_unsized(t, &self.config.partitions)) {
-                        None
-                    } else {
-                        inputs.iter().map(|t| self.n_partitions(t)).max()
-                    }
-                };
-                if let Some(n) = n {
-                    self.config.partitions.insert(topic.clone(), n);
-                    changed = true;
-                }
-            }
-            if !changed {
-                break;
-            }
-        }
     }
 
     /// The global stores, in memory, shared by every task.

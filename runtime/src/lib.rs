@@ -9,6 +9,7 @@
 
 pub mod driver;
 pub mod error;
+pub(crate) mod plan;
 
 pub use crate::driver::{DriverConfig, StoredRecord, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::error::{Error, Result};

@@ -12,6 +12,9 @@ pub enum Error {
     /// A state store failed.
     #[error(transparent)]
     State(#[from] freshet_state::Error),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] freshet_core::Error),
 }
 
 /// The result type of this crate.

@@ -1,15 +1,17 @@
 //! Freshet's runtime.
 //!
-//! Role: runs a `Topology`: tasks, stream threads, commits, punctuation, exactly-once processing,
-//! the topology test driver, and continuous SQL execution. So far: the test driver
-//! ([`driver::TopologyTestDriver`]).
+//! Role: runs a `Topology`: on a log ([`app::StreamsApp`]: tasks, stream threads, commits,
+//! restores, punctuation, error policies, metrics) and in memory ([`driver::TopologyTestDriver`]).
+//! Continuous SQL execution comes later.
 //!
 //! Boundary: composes `freshet-core` (the substrate), `freshet-state` (stores) and `freshet-dsl`
 //! (topologies). Nothing below it depends on it.
 
+pub mod app;
 pub mod driver;
 pub mod error;
 pub(crate) mod plan;
 
+pub use crate::app::{ErrorPolicy, Metrics, StreamsApp, StreamsConfig, StreamsState, Substrate, TimestampExtractor};
 pub use crate::driver::{DriverConfig, StoredRecord, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::error::{Error, Result};

@@ -38,6 +38,18 @@ impl Backend {
         })
     }
 
+    /// RocksDB with a process-wide memory limit of `limit_bytes` when this build has it, memory
+    /// otherwise.
+    pub fn best_available(limit_bytes: usize) -> Result<Self> {
+        #[cfg(feature = "rocksdb")]
+        return Self::rocksdb(limit_bytes);
+        #[cfg(not(feature = "rocksdb"))]
+        {
+            let _ = limit_bytes;
+            Ok(Backend::InMemory)
+        }
+    }
+
     /// Opens the store `name` at `path` (unused by the in-memory backend).
     #[cfg_attr(not(feature = "rocksdb"), allow(unused_variables))]
     pub fn open(&self, name: &str, path: &Path) -> Result<Box<dyn BytesStore>> {

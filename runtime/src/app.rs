@@ -1,0 +1,1088 @@
+//! The streams runtime: runs a [`Topology`] on a log, as Kafka Streams' `KafkaStreams` does.
+//!
+//! [`StreamsApp::start`] works out the topics (source topics must exist; repartition topics are
+//! created as `<application id>-<name>`, changelog topics as `<application id>-<store>-changelog`),
+//! makes one task per sub-topology and input partition, and hands the tasks out to
+//! `num_stream_threads` threads. Each thread restores its tasks' stores from their changelogs,
+//! then loops: poll its partitions, process the records of each task in timestamp order across
+//! the task's partitions (as far as buffered data allows), send what sinks wrote, run
+//! punctuations, and at every commit interval commit. A global sub-topology runs on its own thread,
+//! reading its topics whole (to their end before the stream threads start, then as they grow).
+//!
+//! # Why no acknowledged update is lost (at-least-once)
+//!
+//! A commit, in this order: what the sinks wrote is already acknowledged (each loop sends its
+//! output and waits); every store flushes (its changelog acknowledges every write, then the store
+//! checkpoints); only then are the input offsets committed. After a crash the task restores its
+//! stores from their changelogs and resumes from the committed offsets: every record is processed
+//! at least once, and any update a downstream reader saw is in the state it resumes from.
+//!
+//! Stream threads block (RocksDB I/O, changelog waits): they are OS threads, and reach the
+//! substrate's futures through the tokio runtime handed in, which must be a multi-thread runtime.
+//!
+//! Several instances of one application sharing its tasks through a consumer group, and standby
+//! replicas, are not built yet: one instance runs every task.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use freshet_core::batch::Header;
+use freshet_core::log::OffsetSpec;
+use freshet_core::substrate::{
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetAndMetadata, Producer,
+    ProducerRecord, TopicPartition,
+};
+use freshet_dsl::{PunctuationType, RecordMeta, TaskContext, TaskGraph, Topology};
+use freshet_state::{Backend, Changelogs, RestoreListener, RestoreProgress, StoreOptions, TaskConfig, TaskState};
+use tokio::runtime::Handle;
+
+use crate::error::{Error, Result};
+
+/// What happens to a record that fails.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum ErrorPolicy {
+    /// Stop the application with the error (the default).
+    #[default]
+    Fail,
+    /// Log it, count it as skipped, and go on.
+    LogAndContinue,
+    /// Write the record as it was read, with `freshet.error`, `freshet.source.topic`,
+    /// `freshet.source.partition` and `freshet.source.offset` headers, to this topic, and go on.
+    DeadLetter(String),
+}
+
+/// Where a record's timestamp comes from.
+#[derive(Clone, Default)]
+pub enum TimestampExtractor {
+    /// The record's own timestamp (the default).
+    #[default]
+    RecordTimestamp,
+    /// Computed from the record, e.g. from a field of its value.
+    Custom(Arc<dyn Fn(&ConsumerRecord) -> i64 + Send + Sync>),
+}
+
+impl TimestampExtractor {
+    /// The timestamp of `r`.
+    pub fn extract(&self, r: &ConsumerRecord) -> i64 {
+        match self {
+            TimestampExtractor::RecordTimestamp => r.timestamp,
+            TimestampExtractor::Custom(f) => f(r),
+        }
+    }
+}
+
+impl std::fmt::Debug for TimestampExtractor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TimestampExtractor::RecordTimestamp => f.write_str("RecordTimestamp"),
+            TimestampExtractor::Custom(_) => f.write_str("Custom"),
+        }
+    }
+}
+
+/// Settings of a streams application.
+#[derive(Clone)]
+pub struct StreamsConfig {
+    /// Names the application: its consumer group, the prefix of its internal topics, its
+    /// directory under `state_dir`.
+    pub application_id: String,
+    /// Stream threads (tasks are spread over them).
+    pub num_stream_threads: usize,
+    /// How often progress is committed (Kafka Streams' default: 30 s).
+    pub commit_interval: Duration,
+    /// Where tasks keep their stores.
+    pub state_dir: PathBuf,
+    /// Where stores live: RocksDB (sharing one memory budget) or memory.
+    pub backend: Backend,
+    /// The record-cache budget of each cached store, in bytes.
+    pub cache_bytes_per_store: usize,
+    /// How long a poll waits for records when there is nothing to process.
+    pub poll_wait: Duration,
+    /// What happens to a record that does not decode, when its source says to fail (the
+    /// source's own `OnDecodeError::Skip` or `DeadLetter` take precedence).
+    pub on_deserialization_error: ErrorPolicy,
+    /// What happens to a record whose processing fails.
+    pub on_processing_error: ErrorPolicy,
+    /// What happens to an output record the log refuses.
+    pub on_production_error: ErrorPolicy,
+    /// Where record timestamps come from.
+    pub timestamp_extractor: TimestampExtractor,
+    /// Told about every store restore.
+    pub restore_listener: Option<Arc<dyn RestoreListener>>,
+}
+
+impl std::fmt::Debug for StreamsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsConfig")
+            .field("application_id", &self.application_id)
+            .field("num_stream_threads", &self.num_stream_threads)
+            .field("commit_interval", &self.commit_interval)
+            .field("state_dir", &self.state_dir)
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamsConfig {
+    /// Kafka Streams' defaults: one thread, a 30 s commit interval, state under the system's temp
+    /// directory, RocksDB (when built with it) with a 512 MiB budget, 10 MiB of cache per store,
+    /// failing on errors.
+    pub fn new(application_id: &str) -> Result<Self> {
+        Ok(StreamsConfig {
+            application_id: application_id.to_string(),
+            num_stream_threads: 1,
+            commit_interval: Duration::from_secs(30),
+            state_dir: std::env::temp_dir().join("freshet-streams"),
+            backend: Backend::best_available(512 << 20)?,
+            cache_bytes_per_store: 10 << 20,
+            poll_wait: Duration::from_millis(100),
+            on_deserialization_error: ErrorPolicy::Fail,
+            on_processing_error: ErrorPolicy::Fail,
+            on_production_error: ErrorPolicy::Fail,
+            timestamp_extractor: TimestampExtractor::RecordTimestamp,
+            restore_listener: None,
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        let id = &self.application_id;
+        let valid = !id.is_empty()
+            && id.len() <= 200
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if !valid {
+            return Err(Error::Config(format!(
+                "application.id {id:?}: 1 to 200 of [a-zA-Z0-9._-] (it names topics and directories)"
+            )));
+        }
+        if self.num_stream_threads == 0 {
+            return Err(Error::Config("num.stream.threads must be at least 1".into()));
+        }
+        if self.commit_interval.is_zero() {
+            return Err(Error::Config("commit.interval must be over 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// How the runtime reaches a log: a producer, an admin client, consumers, and changelog access.
+#[derive(Clone)]
+pub struct Substrate {
+    producer: Arc<dyn Producer>,
+    admin: Arc<dyn Admin>,
+    new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
+    changelogs: Changelogs,
+}
+
+impl std::fmt::Debug for Substrate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Substrate").finish_non_exhaustive()
+    }
+}
+
+impl Substrate {
+    /// Any substrate: these clients, and a consumer for each thread from `new_consumer`.
+    pub fn new(
+        producer: Arc<dyn Producer>,
+        admin: Arc<dyn Admin>,
+        new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
+        changelogs: Changelogs,
+    ) -> Self {
+        Substrate { producer, admin, new_consumer, changelogs }
+    }
+
+    /// The embedded log, its futures on `runtime`.
+    pub fn embedded(log: &Embedded, runtime: Handle) -> Self {
+        let for_consumers = log.clone();
+        Substrate {
+            producer: Arc::new(log.producer()),
+            admin: Arc::new(log.admin()),
+            new_consumer: Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
+            changelogs: Changelogs::embedded(log, runtime),
+        }
+    }
+}
+
+/// Where an application is in its life, as Kafka Streams' `KafkaStreams.State`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamsState {
+    /// Built, not started.
+    Created,
+    /// Starting: topics checked, tasks assigned, stores restoring.
+    Rebalancing,
+    /// Every task is processing.
+    Running,
+    /// Closing: threads finishing and committing.
+    PendingShutdown,
+    /// Closed.
+    NotRunning,
+    /// Stopped by an error (see [`StreamsApp::error`]).
+    Error,
+}
+
+type StateListener = Box<dyn Fn(StreamsState, StreamsState) + Send + Sync>;
+
+/// Counters the threads keep.
+#[derive(Debug, Default)]
+struct Counters {
+    records_in: AtomicU64,
+    records_out: AtomicU64,
+    records_skipped: AtomicU64,
+    dropped_records: AtomicU64,
+    late_records: AtomicU64,
+    process_ns: AtomicU64,
+    commits: AtomicU64,
+    commit_ns: AtomicU64,
+}
+
+/// What the application has done so far, for a user to read.
+#[derive(Debug, Clone, Default)]
+pub struct Metrics {
+    /// Records read from source topics.
+    pub records_in: u64,
+    /// Records written to sink topics.
+    pub records_out: u64,
+    /// Records read per second since start.
+    pub records_in_per_sec: f64,
+    /// Records written per second since start.
+    pub records_out_per_sec: f64,
+    /// Records an error policy skipped or dead-lettered.
+    pub records_skipped: u64,
+    /// Records operators dropped (not decodable with `OnDecodeError::Skip`, null keys, ...).
+    pub dropped_records: u64,
+    /// Records windowed operators dropped as late.
+    pub late_records: u64,
+    /// Mean processing time of a record, source to sinks.
+    pub process_latency: Duration,
+    /// Commits done.
+    pub commits: u64,
+    /// Mean time of a commit.
+    pub commit_latency: Duration,
+    /// Records not yet read, per source partition (at the last poll).
+    pub lag: BTreeMap<TopicPartition, i64>,
+    /// What each store's restore did.
+    pub restores: Vec<RestoreProgress>,
+}
+
+struct Shared {
+    state: Mutex<StreamsState>,
+    listener: Mutex<Option<StateListener>>,
+    shutdown: AtomicBool,
+    error: Mutex<Option<String>>,
+    counters: Counters,
+    lag: Mutex<BTreeMap<TopicPartition, i64>>,
+    restores: Mutex<Vec<RestoreProgress>>,
+    threads_ready: AtomicUsize,
+    started: Mutex<Option<Instant>>,
+}
+
+impl Shared {
+    fn set_state(&self, new: StreamsState) {
+        let old = {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let old = *state;
+            // An error or a close is final: later transitions (threads finishing) do not undo it.
+            if old == new || (old == StreamsState::Error && new != StreamsState::NotRunning) {
+                return;
+            }
+            *state = new;
+            old
+        };
+        tracing::info!(from = ?old, to = ?new, "streams state");
+        if let Some(listener) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            listener(new, old);
+        }
+    }
+
+    fn fail(&self, error: &Error) {
+        tracing::error!(%error, "a stream thread failed; the application stops");
+        self.error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| error.to_string());
+        self.shutdown.store(true, Ordering::SeqCst);
+        self.set_state(StreamsState::Error);
+    }
+}
+
+/// A running streams application (see the module docs).
+pub struct StreamsApp {
+    topology: Topology,
+    substrate: Substrate,
+    config: Arc<StreamsConfig>,
+    runtime: Handle,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for StreamsApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamsApp").field("config", &self.config).field("state", &self.state()).finish()
+    }
+}
+
+/// The logical and physical names of the topics a topology reads and writes.
+#[derive(Debug, Default)]
+struct Names {
+    physical: HashMap<String, String>,
+    logical: HashMap<String, String>,
+}
+
+impl Names {
+    fn physical(&self, logical: &str) -> String {
+        self.physical.get(logical).cloned().unwrap_or_else(|| logical.to_string())
+    }
+    fn logical(&self, physical: &str) -> String {
+        self.logical.get(physical).cloned().unwrap_or_else(|| physical.to_string())
+    }
+}
+
+impl StreamsApp {
+    /// An application running `topology` on `substrate`; nothing happens until `start`.
+    pub fn new(topology: Topology, substrate: Substrate, config: StreamsConfig, runtime: Handle) -> Result<Self> {
+        config.check()?;
+        let shared = Arc::new(Shared {
+            state: Mutex::new(StreamsState::Created),
+            listener: Mutex::new(None),
+            shutdown: AtomicBool::new(false),
+            error: Mutex::new(None),
+            counters: Counters::default(),
+            lag: Mutex::new(BTreeMap::new()),
+            restores: Mutex::new(Vec::new()),
+            threads_ready: AtomicUsize::new(0),
+            started: Mutex::new(None),
+        });
+        Ok(StreamsApp { topology, substrate, config: Arc::new(config), runtime, shared, threads: Vec::new() })
+    }
+
+    /// Calls `listener(new, old)` on every state change.
+    pub fn set_state_listener(&self, listener: impl Fn(StreamsState, StreamsState) + Send + Sync + 'static) {
+        *self.shared.listener.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(listener));
+    }
+
+    /// The current state.
+    pub fn state(&self) -> StreamsState {
+        *self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The error that stopped the application, if one did.
+    pub fn error(&self) -> Option<String> {
+        self.shared.error.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Checks the topics, creates the internal ones, and starts the threads; returns once they
+    /// are started (they restore, then run: see [`StreamsApp::state`]). Call it from a thread
+    /// that may block, not from inside an async task.
+    pub fn start(&mut self) -> Result<()> {
+        if self.state() != StreamsState::Created {
+            return Err(Error::Config(format!("start on an application in state {:?}", self.state())));
+        }
+        self.shared.set_state(StreamsState::Rebalancing);
+        *self.shared.started.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        let plan = match self.plan() {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.shared.fail(&e);
+                return Err(e);
+            }
+        };
+        let names = Arc::new(plan.names);
+        let globals = if self.topology.global_stores().is_empty() {
+            None
+        } else {
+            let dir = self.config.state_dir.clone();
+            let config = TaskConfig::new(&dir, &self.config.application_id, "global", 0, 1, Backend::InMemory, None);
+            let mut state = TaskState::open(config)?;
+            for store in self.topology.global_stores() {
+                store.open_in(&mut state, StoreOptions { logging: false, ..store.options() })?;
+            }
+            Some(Arc::new(Mutex::new(state)))
+        };
+        if let Some(globals) = &globals {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let thread = GlobalThread {
+                topology: self.topology.clone(),
+                consumer: (self.substrate.new_consumer)(consumer_config(None)),
+                admin: self.substrate.admin.clone(),
+                runtime: self.runtime.clone(),
+                shared: self.shared.clone(),
+                config: self.config.clone(),
+                globals: globals.clone(),
+            };
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-global", self.config.application_id))
+                .spawn(move || {
+                    let result = thread.run(ready_tx);
+                    if let Err(e) = &result {
+                        shared.fail(e);
+                    }
+                    result
+                })
+                .map_err(|e| Error::Config(format!("cannot start the global thread: {e}")))?;
+            self.threads.push(handle);
+            // The stream threads start once the global tables hold their topics.
+            if ready_rx.recv().is_err() {
+                return Err(Error::Config(self.error().unwrap_or_else(|| "the global thread stopped".into())));
+            }
+        }
+        let n_threads = self.config.num_stream_threads;
+        let mut assignments: Vec<Vec<(usize, u32, u32)>> = vec![Vec::new(); n_threads];
+        for (i, task) in plan.tasks.iter().enumerate() {
+            assignments[i % n_threads].push(*task);
+        }
+        for (i, tasks) in assignments.into_iter().enumerate() {
+            let thread = StreamThreadSetup {
+                id: i,
+                tasks,
+                topology: self.topology.clone(),
+                substrate: self.substrate.clone(),
+                config: self.config.clone(),
+                runtime: self.runtime.clone(),
+                shared: self.shared.clone(),
+                names: names.clone(),
+                globals: globals.clone(),
+                n_threads,
+            };
+            let shared = self.shared.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("{}-stream-{i}", self.config.application_id))
+                .spawn(move || {
+                    let result = thread.open().and_then(StreamThread::run);
+                    if let Err(e) = &result {
+                        shared.fail(e);
+                    }
+                    result
+                })
+                .map_err(|e| Error::Config(format!("cannot start a stream thread: {e}")))?;
+            self.threads.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Waits until every task runs (or `timeout` passes, or the application fails).
+    pub fn wait_until_running(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.state() {
+                StreamsState::Running => return Ok(()),
+                StreamsState::Error => {
+                    return Err(Error::Config(self.error().unwrap_or_else(|| "the application failed".into())))
+                }
+                _ if Instant::now() >= deadline => {
+                    return Err(Error::Config(format!("not running after {timeout:?} (state {:?})", self.state())))
+                }
+                _ => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    }
+
+    /// What the application has done so far.
+    pub fn metrics(&self) -> Metrics {
+        let c = &self.shared.counters;
+        let elapsed = self
+            .shared
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map_or(0.0, |s| s.elapsed().as_secs_f64())
+            .max(1e-9);
+        let records_in = c.records_in.load(Ordering::Relaxed);
+        let records_out = c.records_out.load(Ordering::Relaxed);
+        let commits = c.commits.load(Ordering::Relaxed);
+        Metrics {
+            records_in,
+            records_out,
+            records_in_per_sec: records_in as f64 / elapsed,
+            records_out_per_sec: records_out as f64 / elapsed,
+            records_skipped: c.records_skipped.load(Ordering::Relaxed),
+            dropped_records: c.dropped_records.load(Ordering::Relaxed),
+            late_records: c.late_records.load(Ordering::Relaxed),
+            process_latency: Duration::from_nanos(c.process_ns.load(Ordering::Relaxed) / records_in.max(1)),
+            commits,
+            commit_latency: Duration::from_nanos(c.commit_ns.load(Ordering::Relaxed) / commits.max(1)),
+            lag: self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            restores: self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Stops the threads (each commits and closes its stores) and returns the first error any
+    /// thread met.
+    pub fn close(mut self) -> Result<()> {
+        let failed = self.state() == StreamsState::Error;
+        if !failed {
+            self.shared.set_state(StreamsState::PendingShutdown);
+        }
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        let mut first = None;
+        for handle in self.threads.drain(..) {
+            let result = handle.join().unwrap_or_else(|_| Err(Error::Config("a stream thread panicked".into())));
+            if let Err(e) = result {
+                first.get_or_insert(e);
+            }
+        }
+        self.shared.set_state(StreamsState::NotRunning);
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// The topics' partitions, the internal topics created, the tasks.
+    fn plan(&self) -> Result<Plan> {
+        let app = &self.config.application_id;
+        let admin = self.substrate.admin.clone();
+        let runtime = self.runtime.clone();
+        let internal: Vec<(String, Option<u32>)> =
+            self.topology.internal_topics().iter().map(|t| (t.name.clone(), t.partitions)).collect();
+        let mut names = Names::default();
+        for (name, _) in &internal {
+            let physical = format!("{app}-{name}");
+            names.physical.insert(name.clone(), physical.clone());
+            names.logical.insert(physical, name.clone());
+        }
+        let mut counts = BTreeMap::new();
+        for (name, n) in &internal {
+            if let Some(n) = n {
+                counts.insert(name.clone(), *n);
+            }
+        }
+        let subs = self.topology.subtopologies();
+        let externals: Vec<String> = subs
+            .iter()
+            .flat_map(|s| s.source_topics.iter())
+            .chain(self.topology.global_subtopologies().iter().flat_map(|s| s.source_topics.iter()))
+            .filter(|t| !names.physical.contains_key(*t))
+            .cloned()
+            .collect();
+        for topic in &externals {
+            let described = block_on(&runtime, admin.describe_topic(topic));
+            match described {
+                Ok((d, _)) => {
+                    counts.insert(topic.clone(), d.n_partitions);
+                }
+                Err(freshet_core::Error::UnknownTopic(_)) => {
+                    return Err(Error::Config(format!("source topic {topic} does not exist; create it first")))
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        crate::plan::size_internal_topics(&self.topology, &mut counts)?;
+        let per_sub = crate::plan::check_copartitioned(&self.topology, &counts)?;
+        for (name, _) in &internal {
+            let physical = names.physical(name);
+            let n = counts[name];
+            match block_on(&runtime, admin.describe_topic(&physical)) {
+                Ok((d, _)) if d.n_partitions == n => {}
+                Ok((d, _)) => {
+                    return Err(Error::Config(format!(
+                        "internal topic {physical} has {} partitions where the topology needs {n}; \
+                         delete it (or reset the application) to start over",
+                        d.n_partitions
+                    )))
+                }
+                Err(freshet_core::Error::UnknownTopic(_)) => {
+                    let topic = NewTopic { name: physical.clone(), n_partitions: n, configs: BTreeMap::new() };
+                    match block_on(&runtime, admin.create_topic(topic)) {
+                        Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Output topics (and dead-letter topics) that do not exist yet are created, as a broker
+        // with topic auto-creation would: with the partitions of the sub-topology writing them.
+        let mut outputs: BTreeMap<String, u32> = BTreeMap::new();
+        for sub in &subs {
+            for topic in sub.sink_topics.iter().filter(|t| !names.physical.contains_key(*t)) {
+                let n = per_sub.get(&sub.id).copied().unwrap_or(1);
+                let entry = outputs.entry(topic.clone()).or_insert(n);
+                *entry = (*entry).max(n);
+            }
+        }
+        let policies =
+            [&self.config.on_deserialization_error, &self.config.on_processing_error, &self.config.on_production_error];
+        for policy in policies {
+            if let ErrorPolicy::DeadLetter(topic) = policy {
+                outputs.entry(topic.clone()).or_insert(1);
+            }
+        }
+        for (topic, n) in outputs {
+            if let Err(freshet_core::Error::UnknownTopic(_)) = block_on(&runtime, admin.describe_topic(&topic)) {
+                tracing::info!(%topic, partitions = n, "creating an output topic that does not exist");
+                let new = NewTopic { name: topic, n_partitions: n, configs: BTreeMap::new() };
+                match block_on(&runtime, admin.create_topic(new)) {
+                    Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        let mut tasks = Vec::new();
+        for (&sub, &n) in &per_sub {
+            for partition in 0..n {
+                tasks.push((sub, partition, n));
+            }
+        }
+        // Spread each sub-topology's partitions over the threads.
+        tasks.sort_by_key(|&(sub, partition, _)| (partition, sub));
+        Ok(Plan { names, tasks })
+    }
+}
+
+impl Drop for StreamsApp {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shared.shutdown.store(true, Ordering::SeqCst);
+            for handle in self.threads.drain(..) {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+struct Plan {
+    names: Names,
+    /// `(sub-topology, partition, partitions of the sub-topology)`.
+    tasks: Vec<(usize, u32, u32)>,
+}
+
+fn block_on<F: std::future::Future>(runtime: &Handle, future: F) -> F::Output {
+    runtime.block_on(future)
+}
+
+fn consumer_config(group: Option<&str>) -> ConsumerConfig {
+    ConsumerConfig {
+        group_id: group.map(str::to_string),
+        auto_offset_reset: AutoOffsetReset::Earliest,
+        max_partition_fetch_bytes: 1 << 20,
+        fetch_max_bytes: 16 << 20,
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A thread's tasks before their stores are open.
+struct StreamThreadSetup {
+    id: usize,
+    tasks: Vec<(usize, u32, u32)>,
+    topology: Topology,
+    substrate: Substrate,
+    config: Arc<StreamsConfig>,
+    runtime: Handle,
+    shared: Arc<Shared>,
+    names: Arc<Names>,
+    globals: Option<Arc<Mutex<TaskState>>>,
+    n_threads: usize,
+}
+
+/// One task as a thread runs it.
+struct RunningTask {
+    id: String,
+    graph: TaskGraph,
+    ctx: TaskContext,
+    /// Records read and not yet processed, per (physical) input partition.
+    queues: BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
+    /// The next offset to commit per input partition (after the last record processed).
+    processed: BTreeMap<TopicPartition, i64>,
+    /// Dropped and late counts already added to the application's counters.
+    reported: (u64, u64),
+    span: tracing::Span,
+}
+
+impl StreamThreadSetup {
+    /// Opens (restoring) every task's stores, builds the graphs, assigns the partitions.
+    fn open(self) -> Result<StreamThread> {
+        let app = self.config.application_id.clone();
+        let mut tasks = Vec::new();
+        let mut owner = HashMap::new();
+        let mut assignment = Vec::new();
+        for &(sub, partition, n) in &self.tasks {
+            let id = format!("{sub}_{partition}");
+            let span = tracing::info_span!("task", app = %app, task = %id);
+            let _entered = span.enter();
+            let stores = self.topology.stores_of(sub);
+            let state = if stores.is_empty() {
+                None
+            } else {
+                let mut config = TaskConfig::new(
+                    &self.config.state_dir,
+                    &app,
+                    &id,
+                    partition,
+                    n,
+                    self.config.backend.clone(),
+                    Some(self.substrate.changelogs.clone()),
+                );
+                config.cache_bytes_per_store = self.config.cache_bytes_per_store;
+                config.restore_listener = self.config.restore_listener.clone();
+                let mut state = TaskState::open(config)?;
+                for store in stores {
+                    store.open_in(&mut state, store.options())?;
+                }
+                self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).extend(state.restores().iter().cloned());
+                Some(state)
+            };
+            let mut graph = self.topology.build_task(sub);
+            let mut ctx = TaskContext::new(sub, partition);
+            ctx.wall_clock_ms = now_ms();
+            ctx.state = state;
+            ctx.globals = self.globals.clone();
+            graph.init(&mut ctx)?;
+            let mut queues = BTreeMap::new();
+            for topic in graph.source_topics() {
+                let tp = TopicPartition::new(self.names.physical(topic), partition);
+                owner.insert(tp.clone(), tasks.len());
+                assignment.push(tp.clone());
+                queues.insert(tp, VecDeque::new());
+            }
+            drop(_entered);
+            tasks.push(RunningTask { id, graph, ctx, queues, processed: BTreeMap::new(), reported: (0, 0), span });
+        }
+        let mut consumer = (self.substrate.new_consumer)(consumer_config(Some(&app)));
+        block_on(&self.runtime, consumer.assign(assignment))?;
+        let ready = self.shared.threads_ready.fetch_add(1, Ordering::SeqCst) + 1;
+        if ready == self.n_threads {
+            self.shared.set_state(StreamsState::Running);
+        }
+        tracing::info!(thread = self.id, tasks = tasks.len(), "stream thread running");
+        Ok(StreamThread {
+            tasks,
+            owner,
+            consumer,
+            producer: self.substrate.producer.clone(),
+            runtime: self.runtime,
+            config: self.config,
+            shared: self.shared,
+            names: self.names,
+            last_commit: Instant::now(),
+        })
+    }
+}
+
+struct StreamThread {
+    tasks: Vec<RunningTask>,
+    /// Which task reads each (physical) input partition.
+    owner: HashMap<TopicPartition, usize>,
+    consumer: Box<dyn Consumer>,
+    producer: Arc<dyn Producer>,
+    runtime: Handle,
+    config: Arc<StreamsConfig>,
+    shared: Arc<Shared>,
+    names: Arc<Names>,
+    last_commit: Instant,
+}
+
+/// Output records gathered before a send: sent when this many are waiting, and at the end of
+/// each loop.
+const SEND_BATCH: usize = 50_000;
+
+impl StreamThread {
+    fn run(mut self) -> Result<()> {
+        let result = self.run_loop();
+        // A failing thread does not commit: its last records will be processed again.
+        let closed = if result.is_ok() { self.commit() } else { Ok(()) };
+        let mut close_result = Ok(());
+        for task in std::mem::take(&mut self.tasks) {
+            let RunningTask { mut graph, mut ctx, .. } = task;
+            let r = graph.close().map_err(Error::from);
+            let r2 = ctx.state.take().map_or(Ok(()), |s| s.close().map_err(Error::from));
+            if close_result.is_ok() {
+                close_result = r.and(r2);
+            }
+        }
+        result.and(closed).and(close_result)
+    }
+
+    fn run_loop(&mut self) -> Result<()> {
+        let mut out = Vec::new();
+        while !self.shared.shutdown.load(Ordering::SeqCst) {
+            let buffered = self.tasks.iter().any(|t| t.queues.values().any(|q| !q.is_empty()));
+            let wait = if buffered { Duration::ZERO } else { self.config.poll_wait };
+            let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
+            let mut lag = Vec::new();
+            for b in batches {
+                let next = b.next_offset();
+                lag.push((b.tp.clone(), (b.high_watermark - next).max(0)));
+                let Some(&task) = self.owner.get(&b.tp) else { continue };
+                let records = b.records()?;
+                self.tasks[task].queues.entry(b.tp.clone()).or_default().extend(records);
+            }
+            if !lag.is_empty() {
+                self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).extend(lag);
+            }
+            for i in 0..self.tasks.len() {
+                self.process_task(i, &mut out)?;
+                if out.len() >= SEND_BATCH {
+                    self.send(&mut out)?;
+                }
+            }
+            let now = now_ms();
+            for i in 0..self.tasks.len() {
+                let task = &mut self.tasks[i];
+                task.ctx.wall_clock_ms = now;
+                let _entered = task.span.clone().entered();
+                task.graph.punctuate(PunctuationType::WallClockTime, now, &mut task.ctx)?;
+                self.drain_output(i, &mut out);
+            }
+            self.send(&mut out)?;
+            if self.last_commit.elapsed() >= self.config.commit_interval {
+                self.commit()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Processes every buffered record of task `i`, each time from the partition whose next
+    /// record is oldest.
+    fn process_task(&mut self, i: usize, out: &mut Vec<ProducerRecord>) -> Result<()> {
+        let span = self.tasks[i].span.clone();
+        let _entered = span.enter();
+        loop {
+            let extractor = &self.config.timestamp_extractor;
+            let task = &mut self.tasks[i];
+            let next = task
+                .queues
+                .iter()
+                .filter_map(|(tp, q)| q.front().map(|r| (extractor.extract(r), tp)))
+                .min_by_key(|(ts, _)| *ts)
+                .map(|(_, tp)| tp.clone());
+            let Some(tp) = next else { return Ok(()) };
+            let record = task.queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("a record is there");
+            self.process_record(i, &tp, record, out)?;
+            if out.len() >= SEND_BATCH {
+                self.send(out)?;
+            }
+        }
+    }
+
+    fn process_record(
+        &mut self,
+        i: usize,
+        tp: &TopicPartition,
+        r: ConsumerRecord,
+        out: &mut Vec<ProducerRecord>,
+    ) -> Result<()> {
+        let timestamp = self.config.timestamp_extractor.extract(&r);
+        let started = Instant::now();
+        let task = &mut self.tasks[i];
+        let meta = RecordMeta { topic: self.names.logical(&tp.topic), partition: tp.partition, offset: r.offset };
+        let result =
+            task.graph.process(meta, r.key.clone(), r.value.clone(), timestamp, r.headers.clone(), &mut task.ctx);
+        let result = result.and_then(|()| {
+            let now = task.ctx.stream_time_ms;
+            task.graph.punctuate(PunctuationType::StreamTime, now, &mut task.ctx)
+        });
+        task.processed.insert(tp.clone(), r.offset + 1);
+        let counters = &self.shared.counters;
+        counters.records_in.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = result {
+            let policy = match &error {
+                freshet_dsl::Error::Deserialize { .. } => &self.config.on_deserialization_error,
+                _ => &self.config.on_processing_error,
+            };
+            // The failed record's partial output is dropped with it.
+            task.ctx.output.clear();
+            match policy {
+                ErrorPolicy::Fail => {
+                    return Err(Error::Config(format!(
+                        "task {} failed on {}-{} offset {}: {error}",
+                        task.id, tp.topic, tp.partition, r.offset
+                    )))
+                }
+                ErrorPolicy::LogAndContinue => {
+                    tracing::warn!(task = %task.id, topic = %tp.topic, partition = tp.partition, offset = r.offset, %error, "skipping a record that failed");
+                }
+                ErrorPolicy::DeadLetter(topic) => {
+                    tracing::warn!(task = %task.id, topic = %tp.topic, partition = tp.partition, offset = r.offset, %error, dead_letter_topic = %topic, "a record that failed goes to the dead-letter topic");
+                    out.push(dead_letter(topic, &tp.topic, tp.partition, r.offset, &error.to_string(), r));
+                }
+            }
+            counters.records_skipped.fetch_add(1, Ordering::Relaxed);
+        }
+        counters.process_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.drain_output(i, out);
+        Ok(())
+    }
+
+    /// Moves what task `i`'s sinks wrote to `out`, under physical topic names.
+    fn drain_output(&mut self, i: usize, out: &mut Vec<ProducerRecord>) {
+        let task = &mut self.tasks[i];
+        for s in task.ctx.output.drain(..) {
+            out.push(ProducerRecord {
+                topic: self.names.physical(&s.topic),
+                partition: s.partition,
+                key: s.key,
+                value: s.value,
+                headers: s.headers,
+                timestamp: Some(s.timestamp),
+            });
+        }
+        let (dropped, late) = (task.ctx.dropped_records, task.ctx.late_records);
+        let counters = &self.shared.counters;
+        counters.dropped_records.fetch_add(dropped - task.reported.0, Ordering::Relaxed);
+        counters.late_records.fetch_add(late - task.reported.1, Ordering::Relaxed);
+        task.reported = (dropped, late);
+    }
+
+    /// Sends `out` and waits for the acknowledgement; a refused batch is retried record by
+    /// record, and each refused record goes to the production error policy.
+    fn send(&mut self, out: &mut Vec<ProducerRecord>) -> Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
+        let records = std::mem::take(out);
+        let n = records.len() as u64;
+        match block_on(&self.runtime, self.producer.send(records.clone())) {
+            Ok(_) => {
+                self.shared.counters.records_out.fetch_add(n, Ordering::Relaxed);
+                return Ok(());
+            }
+            Err(error) => tracing::warn!(%error, records = n, "a send failed; retrying record by record"),
+        }
+        for record in records {
+            let topic = record.topic.clone();
+            match block_on(&self.runtime, self.producer.send(vec![record.clone()])) {
+                Ok(_) => {
+                    self.shared.counters.records_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(error) => match &self.config.on_production_error {
+                    ErrorPolicy::Fail => {
+                        return Err(Error::Config(format!("cannot write a record to {topic}: {error}")))
+                    }
+                    ErrorPolicy::LogAndContinue => {
+                        tracing::warn!(%topic, %error, "skipping an output record the log refused");
+                        self.shared.counters.records_skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ErrorPolicy::DeadLetter(dlq) => {
+                        let mut headers = record.headers.clone();
+                        headers
+                            .push(Header { key: "freshet.error".into(), value: Some(Bytes::from(error.to_string())) });
+                        headers.push(Header {
+                            key: "freshet.target.topic".into(),
+                            value: Some(Bytes::from(topic.clone())),
+                        });
+                        let letter = ProducerRecord { topic: dlq.clone(), partition: None, headers, ..record };
+                        block_on(&self.runtime, self.producer.send(vec![letter]))?;
+                        self.shared.counters.records_skipped.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Flushes every store (changelogs acknowledged, checkpoints written), then commits the
+    /// input offsets. Output is already acknowledged: `send` waits.
+    fn commit(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let mut offsets = BTreeMap::new();
+        for task in &mut self.tasks {
+            let _entered = task.span.clone().entered();
+            if let Some(state) = task.ctx.state.as_mut() {
+                state.commit()?;
+            }
+            for (tp, &offset) in &task.processed {
+                offsets.insert(tp.clone(), OffsetAndMetadata::new(offset));
+            }
+        }
+        if !offsets.is_empty() {
+            block_on(&self.runtime, self.consumer.commit(offsets))?;
+        }
+        let counters = &self.shared.counters;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.commit_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.last_commit = Instant::now();
+        Ok(())
+    }
+}
+
+/// A failed input record for a dead-letter topic, with where it came from and why it failed.
+fn dead_letter(
+    topic: &str,
+    source: &str,
+    partition: u32,
+    offset: i64,
+    error: &str,
+    r: ConsumerRecord,
+) -> ProducerRecord {
+    let mut headers = r.headers;
+    let mut add = |key: &str, value: String| headers.push(Header { key: key.into(), value: Some(Bytes::from(value)) });
+    add("freshet.error", error.to_string());
+    add("freshet.source.topic", source.to_string());
+    add("freshet.source.partition", partition.to_string());
+    add("freshet.source.offset", offset.to_string());
+    ProducerRecord {
+        topic: topic.to_string(),
+        partition: None,
+        key: r.key,
+        value: r.value,
+        headers,
+        timestamp: Some(r.timestamp),
+    }
+}
+
+/// Keeps the global tables: reads their topics whole, then follows them.
+struct GlobalThread {
+    topology: Topology,
+    consumer: Box<dyn Consumer>,
+    admin: Arc<dyn Admin>,
+    runtime: Handle,
+    shared: Arc<Shared>,
+    config: Arc<StreamsConfig>,
+    globals: Arc<Mutex<TaskState>>,
+}
+
+impl GlobalThread {
+    fn run(mut self, ready: std::sync::mpsc::Sender<()>) -> Result<()> {
+        let mut graphs = Vec::new();
+        let mut reader = HashMap::new();
+        let mut partitions = Vec::new();
+        for sub in self.topology.global_subtopologies() {
+            let mut graph = self.topology.build_task(sub.id);
+            let mut ctx = TaskContext::new(sub.id, 0);
+            ctx.globals = Some(self.globals.clone());
+            graph.init(&mut ctx)?;
+            for topic in &sub.source_topics {
+                let (d, _) = block_on(&self.runtime, self.admin.describe_topic(topic))?;
+                for p in 0..d.n_partitions {
+                    let tp = TopicPartition::new(topic.clone(), p);
+                    reader.insert(tp.clone(), graphs.len());
+                    partitions.push(tp);
+                }
+            }
+            graphs.push((graph, ctx));
+        }
+        let mut ends = BTreeMap::new();
+        for tp in &partitions {
+            let end = block_on(&self.runtime, self.admin.list_offset(tp, OffsetSpec::Latest))?.map_or(0, |(o, _)| o);
+            ends.insert(tp.clone(), end);
+        }
+        block_on(&self.runtime, self.consumer.assign(partitions))?;
+        let mut ready = Some(ready);
+        while !self.shared.shutdown.load(Ordering::SeqCst) {
+            if ready.is_some() && ends.iter().all(|(tp, &end)| self.consumer.position(tp).is_some_and(|p| p >= end)) {
+                tracing::info!("global tables restored");
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(());
+                }
+            }
+            let wait = if ready.is_some() { Duration::from_millis(10) } else { self.config.poll_wait };
+            for b in block_on(&self.runtime, self.consumer.poll(wait))? {
+                let Some(&g) = reader.get(&b.tp) else { continue };
+                let (graph, ctx) = &mut graphs[g];
+                for r in b.records()? {
+                    let meta = RecordMeta { topic: b.tp.topic.clone(), partition: b.tp.partition, offset: r.offset };
+                    graph.process(meta, r.key, r.value, r.timestamp, r.headers, ctx)?;
+                }
+            }
+        }
+        for (mut graph, _) in graphs {
+            graph.close()?;
+        }
+        Ok(())
+    }
+}

@@ -7,6 +7,8 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use freshet::prelude::*;
 
+mod streams_demo;
+
 #[derive(Parser)]
 #[command(name = "freshet", version, about = "Stream processing with a built-in, replicated, partitioned log")]
 struct Cli {
@@ -17,7 +19,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Create a topic in a local data directory, produce a stream of events through the embedded
-    /// log, read them back, and report what happened and how fast.
+    /// log, read them back, run a streams application over them (a join and a windowed
+    /// aggregation whose results print as windows close), and report what happened and how fast.
     Quickstart(QuickstartArgs),
     /// Print the record batches of a segment file (`.log`), checking each one, as Kafka's
     /// kafka-dump-log does. Reads the file only; works on a log that is open elsewhere.
@@ -112,7 +115,7 @@ impl Progress {
 }
 
 /// Prints a line of output; a closed stdout (`freshet dump-log ... | head`) ends the program quietly.
-fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     if let Err(e) = writeln!(out, "{line}") {
@@ -121,6 +124,11 @@ fn say(line: &str) {
         }
         panic!("cannot write to stdout: {e}");
     }
+}
+
+/// Event `i` happened `i` milliseconds after midnight (UTC) of the first of January 2026.
+fn event_time(i: u64) -> i64 {
+    1_767_225_600_000 + i as i64
 }
 
 fn event(i: u64) -> (String, String) {
@@ -179,7 +187,9 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
             let records: Vec<ProducerRecord> = (sent..sent + n)
                 .map(|i| {
                     let (key, value) = event(i);
-                    ProducerRecord::new(topic, Some(key), value)
+                    let mut record = ProducerRecord::new(topic, Some(key), value);
+                    record.timestamp = Some(event_time(i));
+                    record
                 })
                 .collect();
             let size: u64 = records.iter().map(|r| r.value.as_ref().map_or(0, |v| v.len() as u64) + 9).sum();
@@ -249,6 +259,9 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
     for p in &partitions {
         let end = admin.list_offset(p, OffsetSpec::Latest).await?.map_or(0, |o| o.0);
         say(&format!("  partition {}: offsets 0..{end}, committed by group \"quickstart\"", p.partition));
+    }
+    if args.events > 0 {
+        streams_demo::run(&log, &args.data_dir, topic, args.partitions, event_time(args.events - 1)).await?;
     }
     let (_, described) = admin.describe_topic(topic).await?;
     let on_disk: u64 = described.iter().map(|p| p.size_bytes).sum();

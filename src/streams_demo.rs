@@ -1,0 +1,201 @@
+//! The quickstart's streams part: the events just produced, run through a topology on the same
+//! embedded log: purchases joined with a table of users, grouped by the user's tier, summed per
+//! minute of event time with emit-final, each window's result printed as it is emitted.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use freshet::prelude::*;
+use freshet::runtime::{StreamsApp, StreamsConfig, StreamsState, Substrate};
+use serde::{Deserialize, Serialize};
+
+use crate::say;
+
+/// An event as the quickstart writes it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Event {
+    id: u64,
+    user: String,
+    action: String,
+    amount_cents: i64,
+}
+
+/// A user of the `quickstart-users` table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct User {
+    name: String,
+    tier: String,
+}
+
+const USERS: &str = "quickstart-users";
+const OUTPUT: &str = "quickstart-revenue";
+const APP_PREFIX: &str = "quickstart-revenue-app";
+const WINDOW: Duration = Duration::from_secs(60);
+const GRACE: Duration = Duration::from_secs(120);
+
+/// The tier of user `i`: one in ten gold, a third of the rest silver.
+pub(crate) fn tier(i: u64) -> &'static str {
+    if i.is_multiple_of(10) {
+        "gold"
+    } else if i.is_multiple_of(3) {
+        "silver"
+    } else {
+        "bronze"
+    }
+}
+
+fn topology(events_topic: &str) -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    let users = builder.table(
+        USERS,
+        Consumed::<String, User>::with(Serdes::string(), Serdes::json()),
+        Materialized::named("users"),
+    );
+    builder
+        .stream(events_topic, Consumed::<String, Event>::with(Serdes::string(), Serdes::json()))
+        .filter(|_, e| e.action == "purchase")
+        .join_table(&users, |e: &Event, u: &User| (u.tier.clone(), e.amount_cents), Serdes::json())
+        .group_by(
+            |_, (tier, _): &(String, i64)| tier.clone(),
+            Grouped::with(Serdes::string(), Serdes::json()).named("by-tier"),
+        )
+        .windowed_by(TimeWindows::of_size_and_grace(WINDOW, GRACE))
+        .emit_strategy(EmitStrategy::OnWindowClose)
+        .aggregate(
+            || (0i64, 0i64),
+            |_, (_, cents): &(String, i64), (n, sum): (i64, i64)| (n + 1, sum + cents),
+            Serdes::json(),
+            Materialized::named("revenue"),
+        )
+        .to_stream()
+        .map(|w: &Windowed<String>, v: &Option<(i64, i64)>| {
+            let (n, cents) = v.unwrap_or((0, 0));
+            let minute = |ms: i64| format!("{:02}:{:02}", ms / 3_600_000 % 24, ms / 60_000 % 60);
+            let line = format!(
+                "[{}-{}) {:>6}: {n:>6} purchases, {:>12.2} in total",
+                minute(w.start),
+                minute(w.end),
+                w.key,
+                cents as f64 / 100.0
+            );
+            (w.key.clone(), line)
+        })
+        .to(OUTPUT, Produced::with(Serdes::string(), Serdes::string()));
+    Ok(builder.build()?)
+}
+
+/// Runs the topology over `events_topic` (events stamped from `first_ts` on, one millisecond
+/// apart), printing each minute's revenue per tier as the window closes.
+pub(crate) async fn run(
+    log: &Embedded,
+    data_dir: &Path,
+    events_topic: &str,
+    partitions: u32,
+    last_ts: i64,
+) -> anyhow::Result<()> {
+    say("Running a streams application over them (join, windowed aggregation, emit-final)...");
+    let admin = log.admin();
+    // A fresh start: the previous run's output, table and application topics go.
+    for t in admin.list_topics().await? {
+        if t.name == USERS || t.name == OUTPUT || t.name.starts_with(APP_PREFIX) {
+            admin.delete_topic(&t.name).await?;
+        }
+    }
+    let state_dir = data_dir.join("streams-state");
+    if state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir).with_context(|| format!("removing {}", state_dir.display()))?;
+    }
+    admin.create_topic(NewTopic { name: USERS.into(), n_partitions: partitions, configs: Default::default() }).await?;
+    let users: Vec<ProducerRecord> = (0..1000u64)
+        .map(|i| {
+            let user = User { name: format!("User {i}"), tier: tier(i).into() };
+            let mut r =
+                ProducerRecord::new(USERS, Some(format!("user-{i:04}")), serde_json::to_vec(&user).expect("JSON"));
+            r.timestamp = Some(0);
+            r
+        })
+        .collect();
+    log.producer().send(users).await?;
+    say(&format!("  table \"{USERS}\": 1000 users in gold, silver and bronze tiers"));
+    let topology = topology(events_topic)?;
+    let mut config = StreamsConfig::new(&format!("{APP_PREFIX}-{}", std::process::id()))?;
+    config.state_dir = state_dir;
+    config.commit_interval = Duration::from_secs(1);
+    let substrate = Substrate::embedded(log, tokio::runtime::Handle::current());
+    let handle = tokio::runtime::Handle::current();
+    let started = Instant::now();
+    let app = tokio::task::spawn_blocking(move || -> anyhow::Result<StreamsApp> {
+        let mut app = StreamsApp::new(topology, substrate, config, handle)?;
+        app.start()?;
+        Ok(app)
+    })
+    .await??;
+
+    // Print the results as they come, until every input is read and nothing new came for a second;
+    // then once more after the closing purchases.
+    // One purchase of nothing per tier, five minutes after the last event: it moves each tier's
+    // event time on, so the last windows close and are emitted.
+    let closing: Vec<ProducerRecord> = [0u64, 3, 1]
+        .iter()
+        .map(|&i| {
+            let user = format!("user-{i:04}");
+            let event = Event { id: u64::MAX, user: user.clone(), action: "purchase".into(), amount_cents: 0 };
+            let mut r = ProducerRecord::new(events_topic, Some(user), serde_json::to_vec(&event).expect("JSON"));
+            r.timestamp = Some(last_ts + 300_000);
+            r
+        })
+        .collect();
+
+    let mut consumer = log.consumer(ConsumerConfig::default());
+    consumer.assign((0..partitions).map(|p| TopicPartition::new(OUTPUT, p)).collect()).await?;
+    let mut quiet_since = Instant::now();
+    let mut n_results = 0;
+    let mut closing = Some(closing);
+    loop {
+        let mut got = false;
+        for batches in consumer.poll(Duration::from_millis(100)).await? {
+            for r in batches.records()? {
+                say(&format!("  {}", String::from_utf8_lossy(r.value.as_deref().unwrap_or_default())));
+                n_results += 1;
+                got = true;
+            }
+        }
+        if got {
+            quiet_since = Instant::now();
+        }
+        anyhow::ensure!(
+            app.state() != StreamsState::Error,
+            "the application failed: {}",
+            app.error().unwrap_or_default()
+        );
+        let metrics = app.metrics();
+        let caught_up = !metrics.lag.is_empty() && metrics.lag.values().all(|&l| l == 0);
+        if caught_up && quiet_since.elapsed() > Duration::from_secs(1) {
+            // Sent only now: sent earlier, a closing purchase could overtake events of other
+            // partitions and make them late.
+            match closing.take() {
+                Some(records) => {
+                    log.producer().send(records).await?;
+                    quiet_since = Instant::now();
+                    continue;
+                }
+                None => break,
+            }
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "the application did not catch up in 10 minutes");
+    }
+    let metrics = app.metrics();
+    tokio::task::spawn_blocking(move || app.close()).await??;
+    let secs = started.elapsed().as_secs_f64();
+    say(&format!(
+        "  {n_results} window results in topic \"{OUTPUT}\"; {} records processed in {secs:.1} s ({:.0}/s), \
+         {} late, mean {:.1} µs per record, {} commits",
+        metrics.records_in,
+        metrics.records_in as f64 / secs,
+        metrics.late_records,
+        metrics.process_latency.as_secs_f64() * 1e6,
+        metrics.commits
+    ));
+    Ok(())
+}

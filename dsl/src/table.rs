@@ -570,13 +570,21 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for StreamAggregat
             ctx.count_dropped();
             return Ok(());
         };
-        let old = ctx.with_kv(&self.store, |s| Ok(s.get(&kb)?))?;
-        let old = old.map(|b| decode_stamped(&self.serde, &b, &self.store)).transpose()?;
-        let timestamp = old.as_ref().map_or(r.timestamp, |(_, ts)| r.timestamp.max(*ts));
-        let old = old.map(|(v, _)| v);
-        let new = (self.add)(&r.key, &r.value, old.clone());
-        let stored = encode_stamped(&self.serde, &new, timestamp, &self.store)?;
-        put_or_delete(ctx, &self.store, &kb, stored)?;
+        // One store access reads, folds and writes.
+        let (store, serde, add) = (&self.store, &self.serde, &self.add);
+        let (old, new, timestamp) = ctx.with_kv(store, |s| {
+            let old = s.get(&kb)?.map(|b| decode_stamped(serde, &b, store)).transpose()?;
+            let timestamp = old.as_ref().map_or(r.timestamp, |(_, ts)| r.timestamp.max(*ts));
+            let old = old.map(|(v, _)| v);
+            let new = add(&r.key, &r.value, old.clone());
+            match encode_stamped(serde, &new, timestamp, store)? {
+                Some(b) => s.put(&kb, &b)?,
+                None => {
+                    s.delete(&kb)?;
+                }
+            }
+            Ok((old, new, timestamp))
+        })?;
         ctx.forward(Record { key: r.key, value: Change { new: Some(new), old }, timestamp, headers: r.headers })
     }
 }

@@ -322,11 +322,12 @@ impl std::fmt::Debug for StreamsApp {
     }
 }
 
-/// The logical and physical names of the topics a topology reads and writes.
+/// The logical and physical names of the topics a topology reads and writes (only internal
+/// topics differ; few, so ordered maps).
 #[derive(Debug, Default)]
 struct Names {
-    physical: HashMap<String, String>,
-    logical: HashMap<String, String>,
+    physical: BTreeMap<String, String>,
+    logical: BTreeMap<String, String>,
 }
 
 impl Names {
@@ -749,6 +750,9 @@ impl StreamThreadSetup {
             self.shared.set_state(StreamsState::Running);
         }
         tracing::info!(thread = self.id, tasks = tasks.len(), "stream thread running");
+        let keeps_failed_records = [&self.config.on_deserialization_error, &self.config.on_processing_error]
+            .iter()
+            .any(|p| matches!(p, ErrorPolicy::DeadLetter(_)));
         Ok(StreamThread {
             tasks,
             owner,
@@ -759,6 +763,7 @@ impl StreamThreadSetup {
             shared: self.shared,
             names: self.names,
             last_commit: Instant::now(),
+            keeps_failed_records,
         })
     }
 }
@@ -774,6 +779,9 @@ struct StreamThread {
     shared: Arc<Shared>,
     names: Arc<Names>,
     last_commit: Instant,
+    /// Whether failed input records may go to a dead-letter topic (so each is kept until
+    /// processed).
+    keeps_failed_records: bool,
 }
 
 /// Output records gathered before a send: sent when this many are waiting, and at the end of
@@ -841,6 +849,14 @@ impl StreamThread {
     fn process_task(&mut self, i: usize, out: &mut Vec<ProducerRecord>) -> Result<()> {
         let span = self.tasks[i].span.clone();
         let _entered = span.enter();
+        // Timed per call, not per record (reading the clock costs as much as a simple operator).
+        let started = Instant::now();
+        let result = self.process_buffered(i, out);
+        self.shared.counters.process_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        result
+    }
+
+    fn process_buffered(&mut self, i: usize, out: &mut Vec<ProducerRecord>) -> Result<()> {
         loop {
             let extractor = &self.config.timestamp_extractor;
             let task = &mut self.tasks[i];
@@ -867,16 +883,27 @@ impl StreamThread {
         out: &mut Vec<ProducerRecord>,
     ) -> Result<()> {
         let timestamp = self.config.timestamp_extractor.extract(&r);
-        let started = Instant::now();
         let task = &mut self.tasks[i];
-        let meta = RecordMeta { topic: self.names.logical(&tp.topic), partition: tp.partition, offset: r.offset };
-        let result =
-            task.graph.process(meta, r.key.clone(), r.value.clone(), timestamp, r.headers.clone(), &mut task.ctx);
+        let offset = r.offset;
+        let meta = RecordMeta { topic: self.names.logical(&tp.topic), partition: tp.partition, offset };
+        // The record is kept (its bytes shared) only when a failure could send it to a dead-letter
+        // topic.
+        let (key, value, headers, kept) = if self.keeps_failed_records {
+            (r.key.clone(), r.value.clone(), r.headers.clone(), Some(r))
+        } else {
+            (r.key, r.value, r.headers, None)
+        };
+        let result = task.graph.process(meta, key, value, timestamp, headers, &mut task.ctx);
         let result = result.and_then(|()| {
             let now = task.ctx.stream_time_ms;
             task.graph.punctuate(PunctuationType::StreamTime, now, &mut task.ctx)
         });
-        task.processed.insert(tp.clone(), r.offset + 1);
+        match task.processed.get_mut(tp) {
+            Some(next) => *next = offset + 1,
+            None => {
+                task.processed.insert(tp.clone(), offset + 1);
+            }
+        }
         let counters = &self.shared.counters;
         counters.records_in.fetch_add(1, Ordering::Relaxed);
         if let Err(error) = result {
@@ -886,24 +913,25 @@ impl StreamThread {
             };
             // The failed record's partial output is dropped with it.
             task.ctx.output.clear();
+            let (topic, partition) = (&tp.topic, tp.partition);
             match policy {
                 ErrorPolicy::Fail => {
                     return Err(Error::Config(format!(
-                        "task {} failed on {}-{} offset {}: {error}",
-                        task.id, tp.topic, tp.partition, r.offset
+                        "task {} failed on {topic}-{partition} offset {offset}: {error}",
+                        task.id
                     )))
                 }
                 ErrorPolicy::LogAndContinue => {
-                    tracing::warn!(task = %task.id, topic = %tp.topic, partition = tp.partition, offset = r.offset, %error, "skipping a record that failed");
+                    tracing::warn!(task = %task.id, %topic, partition, offset, %error, "skipping a record that failed");
                 }
-                ErrorPolicy::DeadLetter(topic) => {
-                    tracing::warn!(task = %task.id, topic = %tp.topic, partition = tp.partition, offset = r.offset, %error, dead_letter_topic = %topic, "a record that failed goes to the dead-letter topic");
-                    out.push(dead_letter(topic, &tp.topic, tp.partition, r.offset, &error.to_string(), r));
+                ErrorPolicy::DeadLetter(dlq) => {
+                    tracing::warn!(task = %task.id, %topic, partition, offset, %error, dead_letter_topic = %dlq, "a record that failed goes to the dead-letter topic");
+                    let r = kept.expect("records are kept when a policy dead-letters");
+                    out.push(dead_letter(dlq, topic, partition, offset, &error.to_string(), r));
                 }
             }
             counters.records_skipped.fetch_add(1, Ordering::Relaxed);
         }
-        counters.process_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         self.drain_output(i, out);
         Ok(())
     }
@@ -912,8 +940,12 @@ impl StreamThread {
     fn drain_output(&mut self, i: usize, out: &mut Vec<ProducerRecord>) {
         let task = &mut self.tasks[i];
         for s in task.ctx.output.drain(..) {
+            let topic = match self.names.physical.get(&s.topic) {
+                Some(physical) => physical.clone(),
+                None => s.topic,
+            };
             out.push(ProducerRecord {
-                topic: self.names.physical(&s.topic),
+                topic,
                 partition: s.partition,
                 key: s.key,
                 value: s.value,
@@ -936,6 +968,13 @@ impl StreamThread {
         }
         let records = std::mem::take(out);
         let n = records.len() as u64;
+        if self.config.on_production_error == ErrorPolicy::Fail {
+            // Nothing to retry record by record: the records go as they are.
+            block_on(&self.runtime, self.producer.send(records))
+                .map_err(|e| Error::Config(format!("cannot write the output of a task: {e}")))?;
+            self.shared.counters.records_out.fetch_add(n, Ordering::Relaxed);
+            return Ok(());
+        }
         match block_on(&self.runtime, self.producer.send(records.clone())) {
             Ok(_) => {
                 self.shared.counters.records_out.fetch_add(n, Ordering::Relaxed);

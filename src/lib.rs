@@ -42,5 +42,8 @@ pub mod prelude {
         SessionWindowedKStream, SessionWindows, SlidingWindows, Split, StoreBuilder, StreamJoined, StreamsBuilder,
         StringSerde, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,
     };
-    pub use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
+    pub use freshet_runtime::{
+        DriverConfig, ErrorPolicy, Metrics, StreamsApp, StreamsConfig, StreamsState, Substrate, TestInputTopic,
+        TestOutputTopic, TestRecord, TimestampExtractor, TopologyTestDriver,
+    };
 }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use freshet::prelude::*;
-use freshet::runtime::{StreamsApp, StreamsConfig, StreamsState, Substrate};
 use serde::{Deserialize, Serialize};
 
 use crate::say;

@@ -37,8 +37,11 @@ fn value(i: u64) -> Bytes {
     Bytes::from(v)
 }
 
-/// Writes `n` records to `topic` in calls of 10,000; returns records per second.
+/// Writes `n` records to `topic` in calls of 10,000; returns records per second. Record `j` is
+/// stamped `j` ms after a recent base (records stamped near 1970 would fall to retention).
 fn write(rt: &Runtime, log: &Embedded, topic: &str, n: u64, table: bool) -> f64 {
+    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+        - 50_000_000;
     let producer = log.producer();
     let started = Instant::now();
     let mut i = 0;
@@ -49,7 +52,7 @@ fn write(rt: &Runtime, log: &Embedded, topic: &str, n: u64, table: bool) -> f64 
                 topic: topic.to_string(),
                 key: Some(if table { Bytes::copy_from_slice(&j.to_be_bytes()) } else { key(j) }),
                 value: Some(value(j)),
-                timestamp: Some(j as i64),
+                timestamp: Some(base + j as i64),
                 ..Default::default()
             })
             .collect();
@@ -89,31 +92,37 @@ fn input(builder: &StreamsBuilder) -> KStream<Bytes, Bytes> {
     builder.stream("input", Consumed::with(Serdes::bytes(), Serdes::bytes()))
 }
 
-/// Runs `topology` until it has read `n` records from `input`; returns records per second.
-fn run(
-    rt: &Runtime,
-    log: &Embedded,
-    dir: &std::path::Path,
-    name: &str,
-    topology: Topology,
-    n: u64,
-    expected_in: u64,
-) -> f64 {
+/// Runs `topology` until it has read `expected_in` records; returns records per second.
+fn run(rt: &Runtime, log: &Embedded, dir: &std::path::Path, name: &str, topology: Topology, expected_in: u64) -> f64 {
     let mut config = StreamsConfig::new(name).expect("config");
     config.state_dir = dir.join("state");
     config.commit_interval = Duration::from_secs(10);
+    config.cache_bytes_per_store = cache_mb() << 20;
     let mut app = StreamsApp::new(topology, Substrate::embedded(log, rt.handle().clone()), config, rt.handle().clone())
         .expect("app");
     let started = Instant::now();
     app.start().expect("start");
-    while app.metrics().records_in < expected_in {
+    let (mut last, mut moved) = (0, Instant::now());
+    loop {
+        let records_in = app.metrics().records_in;
+        if records_in >= expected_in {
+            break;
+        }
         assert!(app.error().is_none(), "{name}: {:?}", app.error());
+        if records_in != last {
+            (last, moved) = (records_in, Instant::now());
+        }
+        assert!(moved.elapsed() < Duration::from_secs(30), "{name}: stuck at {records_in} of {expected_in} records");
         std::thread::sleep(Duration::from_millis(2));
     }
     let secs = started.elapsed().as_secs_f64();
     app.close().expect("close");
-    let _ = n;
     expected_in as f64 / secs
+}
+
+/// The record cache per store, MiB (`FRESHET_BENCH_CACHE_MB`, default Kafka Streams' 10).
+fn cache_mb() -> usize {
+    std::env::var("FRESHET_BENCH_CACHE_MB").ok().and_then(|s| s.parse().ok()).unwrap_or(10)
 }
 
 fn main() {
@@ -123,7 +132,11 @@ fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let log = rt.block_on(Embedded::open(dir.path().join("log"), LogConfig::default())).expect("open");
-    println!("SimpleBenchmark shape: {n} records, 8 B keys ({KEY_SPACE} distinct), {VALUE_BYTES} B values, {PARTITIONS} partitions, 1 stream thread");
+    println!(
+        "SimpleBenchmark shape: {n} records, 8 B keys ({KEY_SPACE} distinct), {VALUE_BYTES} B values, \
+         {PARTITIONS} partitions, 1 stream thread, {} MiB record cache per store",
+        cache_mb()
+    );
 
     create(&rt, &log, "input");
     let write_rate = write(&rt, &log, "input", n, false);
@@ -144,7 +157,7 @@ fn main() {
     if wanted("passthrough") {
         let builder = StreamsBuilder::new();
         input(&builder).to("passthrough-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
-        let rate = run(&rt, &log, dir.path(), "passthrough", builder.build().expect("topology"), n, n);
+        let rate = run(&rt, &log, dir.path(), "passthrough", builder.build().expect("topology"), n);
         report("source -> sink", rate, 1e6);
         let _ = rt.block_on(log.admin().delete_topic("passthrough-out"));
     }
@@ -154,7 +167,7 @@ fn main() {
             .filter(|_, v| v[7] % 2 == 0)
             .map_values(|v| v.slice(..50))
             .to("filter-map-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
-        let rate = run(&rt, &log, dir.path(), "filter-map", builder.build().expect("topology"), n, n);
+        let rate = run(&rt, &log, dir.path(), "filter-map", builder.build().expect("topology"), n);
         report("filter + map", rate, 1e6);
         let _ = rt.block_on(log.admin().delete_topic("filter-map-out"));
     }
@@ -165,7 +178,7 @@ fn main() {
             .count(Materialized::named("counts"))
             .to_stream()
             .to("count-out", Produced::with(Serdes::bytes(), Serdes::number()));
-        let rate = run(&rt, &log, dir.path(), "count", builder.build().expect("topology"), n, n);
+        let rate = run(&rt, &log, dir.path(), "count", builder.build().expect("topology"), n);
         report("count (RocksDB + cache)", rate, 3e5);
         let _ = rt.block_on(log.admin().delete_topic("count-out"));
     }
@@ -181,7 +194,7 @@ fn main() {
         input(&builder)
             .join_table(&table, |v: &Bytes, t: &Bytes| Bytes::from([&v[..8], &t[..8]].concat()), Serdes::bytes())
             .to("join-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
-        let rate = run(&rt, &log, dir.path(), "join", builder.build().expect("topology"), n, n + KEY_SPACE);
+        let rate = run(&rt, &log, dir.path(), "join", builder.build().expect("topology"), n + KEY_SPACE);
         report("stream-table join", rate, 3e5);
     }
     rt.block_on(log.close()).expect("close");

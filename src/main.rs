@@ -261,7 +261,8 @@ async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
         say(&format!("  partition {}: offsets 0..{end}, committed by group \"quickstart\"", p.partition));
     }
     if args.events > 0 {
-        streams_demo::run(&log, &args.data_dir, topic, args.partitions, event_time(args.events - 1)).await?;
+        let last = event_time(args.events - 1);
+        streams_demo::run(&log, &args.data_dir, topic, args.partitions, args.events, last).await?;
     }
     let (_, described) = admin.describe_topic(topic).await?;
     let on_disk: u64 = described.iter().map(|p| p.size_bytes).sum();

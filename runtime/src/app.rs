@@ -689,6 +689,10 @@ struct RunningTask {
     queues: BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
     /// The next offset to commit per input partition (after the last record processed).
     processed: BTreeMap<TopicPartition, i64>,
+    /// Records on the log past what was fetched, per input partition, at the last poll.
+    behind: BTreeMap<TopicPartition, i64>,
+    /// Since when the task has waited for a partition to be fetched.
+    waiting_since: Option<Instant>,
     /// Dropped and late counts already added to the application's counters.
     reported: (u64, u64),
     span: tracing::Span,
@@ -741,7 +745,17 @@ impl StreamThreadSetup {
                 queues.insert(tp, VecDeque::new());
             }
             drop(_entered);
-            tasks.push(RunningTask { id, graph, ctx, queues, processed: BTreeMap::new(), reported: (0, 0), span });
+            tasks.push(RunningTask {
+                id,
+                graph,
+                ctx,
+                queues,
+                processed: BTreeMap::new(),
+                behind: BTreeMap::new(),
+                waiting_since: None,
+                reported: (0, 0),
+                span,
+            });
         }
         let mut consumer = (self.substrate.new_consumer)(consumer_config(Some(&app)));
         block_on(&self.runtime, consumer.assign(assignment))?;
@@ -788,6 +802,10 @@ struct StreamThread {
 /// each loop.
 const SEND_BATCH: usize = 50_000;
 
+/// How long a task waits for a partition that has records on the log but none fetched yet
+/// before it processes its other partitions regardless.
+const MAX_WAIT_FOR_PARTITION: Duration = Duration::from_secs(5);
+
 impl StreamThread {
     fn run(mut self) -> Result<()> {
         let result = self.run_loop();
@@ -817,7 +835,9 @@ impl StreamThread {
                 lag.push((b.tp.clone(), (b.high_watermark - next).max(0)));
                 let Some(&task) = self.owner.get(&b.tp) else { continue };
                 let records = b.records()?;
-                self.tasks[task].queues.entry(b.tp.clone()).or_default().extend(records);
+                let task = &mut self.tasks[task];
+                task.behind.insert(b.tp.clone(), (b.high_watermark - next).max(0));
+                task.queues.entry(b.tp.clone()).or_default().extend(records);
             }
             if !lag.is_empty() {
                 self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).extend(lag);
@@ -860,6 +880,19 @@ impl StreamThread {
         loop {
             let extractor = &self.config.timestamp_extractor;
             let task = &mut self.tasks[i];
+            // A partition with nothing buffered but more on the log: its next records may be older
+            // than the other partitions' buffered ones, so the task waits for the next poll (as
+            // Kafka Streams does with max.task.idle.ms = 0), for a while at most.
+            let starved = task.queues.len() > 1
+                && task.queues.iter().any(|(tp, q)| q.is_empty() && task.behind.get(tp).is_some_and(|&lag| lag > 0));
+            if starved {
+                let since = *task.waiting_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < MAX_WAIT_FOR_PARTITION {
+                    return Ok(());
+                }
+            } else {
+                task.waiting_since = None;
+            }
             let next = task
                 .queues
                 .iter()

@@ -20,8 +20,17 @@
 //! Stream threads block (RocksDB I/O, changelog waits): they are OS threads, and reach the
 //! substrate's futures through the tokio runtime handed in, which must be a multi-thread runtime.
 //!
-//! Several instances of one application sharing its tasks through a consumer group, and standby
-//! replicas, are not built yet: one instance runs every task.
+//! # Instances and threads share the tasks
+//!
+//! Every stream thread is a member of its application's group; the tasks are dealt out over the
+//! members, in order, at each change of membership (a new generation). A thread that loses tasks
+//! commits and closes them before anyone takes them over; a thread that gains a task restores its
+//! stores from the changelog (only the tail past its checkpoint, when it ran the task before) and
+//! reads its partitions from the committed offsets. Instances started with clones of one
+//! [`Substrate`] share their application's tasks this way (the embedded log lives in one
+//! process); a killed instance's tasks move to the others. Membership across processes is the
+//! consumer-group protocol of the Kafka-protocol substrate, not built yet; nor are standby
+//! replicas.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -170,12 +179,98 @@ impl StreamsConfig {
 }
 
 /// How the runtime reaches a log: a producer, an admin client, consumers, and changelog access.
+/// Instances of an application started with clones of one substrate share its tasks.
 #[derive(Clone)]
 pub struct Substrate {
     producer: Arc<dyn Producer>,
     admin: Arc<dyn Admin>,
     new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
     changelogs: Changelogs,
+    groups: Arc<LocalGroups>,
+}
+
+/// The members of each application on one substrate, and which member owns each task: how
+/// instances sharing an embedded log share their application's tasks. Every stream thread is a
+/// member; each change of membership starts a new generation, in which the tasks are dealt out
+/// over the members in order. A member gives up the tasks it loses (committing them first)
+/// before anyone takes them over, so a task never runs twice at once.
+#[derive(Debug, Default)]
+struct LocalGroups {
+    state: Mutex<HashMap<String, LocalGroup>>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Debug, Default)]
+struct LocalGroup {
+    generation: u64,
+    members: std::collections::BTreeSet<String>,
+    /// Task id to the member running it.
+    owners: HashMap<String, String>,
+}
+
+impl LocalGroups {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalGroup>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn join(&self, app: &str, member: &str) {
+        let mut groups = self.lock();
+        let group = groups.entry(app.to_string()).or_default();
+        group.members.insert(member.to_string());
+        group.generation += 1;
+        self.changed.notify_all();
+    }
+
+    /// Removes `member` and frees its tasks.
+    fn leave(&self, app: &str, member: &str) {
+        let mut groups = self.lock();
+        if let Some(group) = groups.get_mut(app) {
+            group.members.remove(member);
+            group.owners.retain(|_, m| m != member);
+            group.generation += 1;
+        }
+        self.changed.notify_all();
+    }
+
+    /// The generation and the members, in order.
+    fn view(&self, app: &str) -> (u64, Vec<String>) {
+        let groups = self.lock();
+        groups.get(app).map_or((0, Vec::new()), |g| (g.generation, g.members.iter().cloned().collect()))
+    }
+
+    fn generation(&self, app: &str) -> u64 {
+        self.lock().get(app).map_or(0, |g| g.generation)
+    }
+
+    fn release(&self, app: &str, member: &str, task: &str) {
+        let mut groups = self.lock();
+        if let Some(group) = groups.get_mut(app) {
+            if group.owners.get(task).is_some_and(|m| m == member) {
+                group.owners.remove(task);
+            }
+        }
+        self.changed.notify_all();
+    }
+
+    /// Takes `task` for `member` once no one else owns it; `false` if the generation moved on
+    /// (or `stop` was set) first.
+    fn acquire(&self, app: &str, member: &str, task: &str, generation: u64, stop: &AtomicBool) -> bool {
+        let mut groups = self.lock();
+        loop {
+            let group = groups.entry(app.to_string()).or_default();
+            if group.generation != generation || stop.load(Ordering::SeqCst) {
+                return false;
+            }
+            match group.owners.get(task) {
+                Some(owner) if owner != member => {}
+                _ => {
+                    group.owners.insert(task.to_string(), member.to_string());
+                    return true;
+                }
+            }
+            groups = self.changed.wait_timeout(groups, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
 }
 
 impl std::fmt::Debug for Substrate {
@@ -192,7 +287,7 @@ impl Substrate {
         new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
         changelogs: Changelogs,
     ) -> Self {
-        Substrate { producer, admin, new_consumer, changelogs }
+        Substrate { producer, admin, new_consumer, changelogs, groups: Arc::default() }
     }
 
     /// The embedded log, its futures on `runtime`.
@@ -203,6 +298,7 @@ impl Substrate {
             admin: Arc::new(log.admin()),
             new_consumer: Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
             changelogs: Changelogs::embedded(log, runtime),
+            groups: Arc::default(),
         }
     }
 }
@@ -277,6 +373,11 @@ struct Shared {
     lag: Mutex<BTreeMap<TopicPartition, i64>>,
     restores: Mutex<Vec<RestoreProgress>>,
     threads_ready: AtomicUsize,
+    /// Threads in a rebalance right now.
+    rebalancing: AtomicUsize,
+    /// Set by `kill`: threads stop without committing, as if the process had died.
+    abandon: AtomicBool,
+    n_threads: AtomicUsize,
     started: Mutex<Option<Instant>>,
 }
 
@@ -352,6 +453,9 @@ impl StreamsApp {
             lag: Mutex::new(BTreeMap::new()),
             restores: Mutex::new(Vec::new()),
             threads_ready: AtomicUsize::new(0),
+            rebalancing: AtomicUsize::new(0),
+            abandon: AtomicBool::new(false),
+            n_threads: AtomicUsize::new(0),
             started: Mutex::new(None),
         });
         Ok(StreamsApp { topology, substrate, config: Arc::new(config), runtime, shared, threads: Vec::new() })
@@ -429,28 +533,44 @@ impl StreamsApp {
             }
         }
         let n_threads = self.config.num_stream_threads;
-        let mut assignments: Vec<Vec<(usize, u32, u32)>> = vec![Vec::new(); n_threads];
-        for (i, task) in plan.tasks.iter().enumerate() {
-            assignments[i % n_threads].push(*task);
+        self.shared.n_threads.store(n_threads, Ordering::SeqCst);
+        let all_tasks = Arc::new(plan.tasks);
+        // Members are named so that an instance's threads sort together.
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
+        let instance = format!("{}-{}", std::process::id(), INSTANCES.fetch_add(1, Ordering::Relaxed));
+        // Every thread joins before any runs, so the first generation deals to all of them.
+        let members: Vec<String> =
+            (0..n_threads).map(|i| format!("{}-{instance}-{i:03}", self.config.application_id)).collect();
+        for member in &members {
+            self.substrate.groups.join(&self.config.application_id, member);
         }
-        for (i, tasks) in assignments.into_iter().enumerate() {
-            let thread = StreamThreadSetup {
-                id: i,
-                tasks,
+        for (i, member) in members.into_iter().enumerate() {
+            let thread = StreamThread {
+                member,
+                all_tasks: all_tasks.clone(),
+                generation: 0,
                 topology: self.topology.clone(),
                 substrate: self.substrate.clone(),
-                config: self.config.clone(),
+                globals: globals.clone(),
+                tasks: Vec::new(),
+                owner: HashMap::new(),
+                consumer: (self.substrate.new_consumer)(consumer_config(Some(&self.config.application_id))),
+                producer: self.substrate.producer.clone(),
                 runtime: self.runtime.clone(),
+                config: self.config.clone(),
                 shared: self.shared.clone(),
                 names: names.clone(),
-                globals: globals.clone(),
-                n_threads,
+                last_commit: Instant::now(),
+                keeps_failed_records: [&self.config.on_deserialization_error, &self.config.on_processing_error]
+                    .iter()
+                    .any(|p| matches!(p, ErrorPolicy::DeadLetter(_))),
+                ready: false,
             };
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("{}-stream-{i}", self.config.application_id))
                 .spawn(move || {
-                    let result = thread.open().and_then(StreamThread::run);
+                    let result = thread.run();
                     if let Err(e) = &result {
                         shared.fail(e);
                     }
@@ -505,6 +625,17 @@ impl StreamsApp {
             commit_latency: Duration::from_nanos(c.commit_ns.load(Ordering::Relaxed) / commits.max(1)),
             lag: self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).clone(),
             restores: self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
+
+    /// Stops the threads at once, without committing or closing anything, as if the process had
+    /// died: for tests of what other instances do when one fails.
+    #[doc(hidden)]
+    pub fn kill(mut self) {
+        self.shared.abandon.store(true, Ordering::SeqCst);
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
         }
     }
 
@@ -666,20 +797,6 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
-/// A thread's tasks before their stores are open.
-struct StreamThreadSetup {
-    id: usize,
-    tasks: Vec<(usize, u32, u32)>,
-    topology: Topology,
-    substrate: Substrate,
-    config: Arc<StreamsConfig>,
-    runtime: Handle,
-    shared: Arc<Shared>,
-    names: Arc<Names>,
-    globals: Option<Arc<Mutex<TaskState>>>,
-    n_threads: usize,
-}
-
 /// One task as a thread runs it.
 struct RunningTask {
     id: String,
@@ -698,91 +815,18 @@ struct RunningTask {
     span: tracing::Span,
 }
 
-impl StreamThreadSetup {
-    /// Opens (restoring) every task's stores, builds the graphs, assigns the partitions.
-    fn open(self) -> Result<StreamThread> {
-        let app = self.config.application_id.clone();
-        let mut tasks = Vec::new();
-        let mut owner = HashMap::new();
-        let mut assignment = Vec::new();
-        for &(sub, partition, n) in &self.tasks {
-            let id = format!("{sub}_{partition}");
-            let span = tracing::info_span!("task", app = %app, task = %id);
-            let _entered = span.enter();
-            let stores = self.topology.stores_of(sub);
-            let state = if stores.is_empty() {
-                None
-            } else {
-                let mut config = TaskConfig::new(
-                    &self.config.state_dir,
-                    &app,
-                    &id,
-                    partition,
-                    n,
-                    self.config.backend.clone(),
-                    Some(self.substrate.changelogs.clone()),
-                );
-                config.cache_bytes_per_store = self.config.cache_bytes_per_store;
-                config.restore_listener = self.config.restore_listener.clone();
-                let mut state = TaskState::open(config)?;
-                for store in stores {
-                    store.open_in(&mut state, store.options())?;
-                }
-                self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).extend(state.restores().iter().cloned());
-                Some(state)
-            };
-            let mut graph = self.topology.build_task(sub);
-            let mut ctx = TaskContext::new(sub, partition);
-            ctx.wall_clock_ms = now_ms();
-            ctx.state = state;
-            ctx.globals = self.globals.clone();
-            graph.init(&mut ctx)?;
-            let mut queues = BTreeMap::new();
-            for topic in graph.source_topics() {
-                let tp = TopicPartition::new(self.names.physical(topic), partition);
-                owner.insert(tp.clone(), tasks.len());
-                assignment.push(tp.clone());
-                queues.insert(tp, VecDeque::new());
-            }
-            drop(_entered);
-            tasks.push(RunningTask {
-                id,
-                graph,
-                ctx,
-                queues,
-                processed: BTreeMap::new(),
-                behind: BTreeMap::new(),
-                waiting_since: None,
-                reported: (0, 0),
-                span,
-            });
-        }
-        let mut consumer = (self.substrate.new_consumer)(consumer_config(Some(&app)));
-        block_on(&self.runtime, consumer.assign(assignment))?;
-        let ready = self.shared.threads_ready.fetch_add(1, Ordering::SeqCst) + 1;
-        if ready == self.n_threads {
-            self.shared.set_state(StreamsState::Running);
-        }
-        tracing::info!(thread = self.id, tasks = tasks.len(), "stream thread running");
-        let keeps_failed_records = [&self.config.on_deserialization_error, &self.config.on_processing_error]
-            .iter()
-            .any(|p| matches!(p, ErrorPolicy::DeadLetter(_)));
-        Ok(StreamThread {
-            tasks,
-            owner,
-            consumer,
-            producer: self.substrate.producer.clone(),
-            runtime: self.runtime,
-            config: self.config,
-            shared: self.shared,
-            names: self.names,
-            last_commit: Instant::now(),
-            keeps_failed_records,
-        })
-    }
-}
-
+/// A stream thread: a member of its application's group, running the tasks dealt to it.
 struct StreamThread {
+    member: String,
+    /// Every task of the application: `(sub-topology, partition, partitions)`.
+    all_tasks: Arc<Vec<(usize, u32, u32)>>,
+    /// The group generation the thread's tasks were dealt in (0: none yet).
+    generation: u64,
+    topology: Topology,
+    substrate: Substrate,
+    globals: Option<Arc<Mutex<TaskState>>>,
+    /// Whether the thread has had its first tasks.
+    ready: bool,
     tasks: Vec<RunningTask>,
     /// Which task reads each (physical) input partition.
     owner: HashMap<TopicPartition, usize>,
@@ -807,25 +851,182 @@ const SEND_BATCH: usize = 50_000;
 const MAX_WAIT_FOR_PARTITION: Duration = Duration::from_secs(5);
 
 impl StreamThread {
+    fn app(&self) -> &str {
+        &self.config.application_id
+    }
+
     fn run(mut self) -> Result<()> {
         let result = self.run_loop();
+        if self.shared.abandon.load(Ordering::SeqCst) {
+            // Killed: no commit, no close; the stores and locks go as a dead process's would.
+            let app = self.config.application_id.clone();
+            self.tasks.clear();
+            self.substrate.groups.leave(&app, &self.member);
+            return result;
+        }
         // A failing thread does not commit: its last records will be processed again.
         let closed = if result.is_ok() { self.commit() } else { Ok(()) };
         let mut close_result = Ok(());
         for task in std::mem::take(&mut self.tasks) {
-            let RunningTask { mut graph, mut ctx, .. } = task;
-            let r = graph.close().map_err(Error::from);
-            let r2 = ctx.state.take().map_or(Ok(()), |s| s.close().map_err(Error::from));
+            let r = self.close_task(task);
             if close_result.is_ok() {
-                close_result = r.and(r2);
+                close_result = r;
             }
         }
+        let app = self.config.application_id.clone();
+        self.substrate.groups.leave(&app, &self.member);
         result.and(closed).and(close_result)
+    }
+
+    fn close_task(&self, task: RunningTask) -> Result<()> {
+        let RunningTask { id, mut graph, mut ctx, .. } = task;
+        let r = graph.close().map_err(Error::from);
+        let r2 = ctx.state.take().map_or(Ok(()), |s| s.close().map_err(Error::from));
+        self.substrate.groups.release(self.app(), &self.member, &id);
+        r.and(r2)
+    }
+
+    /// Takes the tasks dealt to this thread in the group's current generation: commits, closes
+    /// the tasks it no longer has, waits for its new tasks to be free, opens them (restoring
+    /// their stores), and reads their partitions from the committed offsets.
+    fn rebalance(&mut self, out: &mut Vec<ProducerRecord>) -> Result<()> {
+        self.shared.rebalancing.fetch_add(1, Ordering::SeqCst);
+        self.shared.set_state(StreamsState::Rebalancing);
+        let result = self.rebalance_inner(out);
+        let still = self.shared.rebalancing.fetch_sub(1, Ordering::SeqCst) - 1;
+        if result.is_ok() && !self.ready {
+            self.ready = true;
+            self.shared.threads_ready.fetch_add(1, Ordering::SeqCst);
+        }
+        let all_ready =
+            self.shared.threads_ready.load(Ordering::SeqCst) >= self.shared.n_threads.load(Ordering::SeqCst);
+        if result.is_ok() && still == 0 && all_ready {
+            self.shared.set_state(StreamsState::Running);
+        }
+        result
+    }
+
+    fn rebalance_inner(&mut self, out: &mut Vec<ProducerRecord>) -> Result<()> {
+        'generation: loop {
+            let app = self.config.application_id.clone();
+            let (generation, members) = self.substrate.groups.view(&app);
+            let Some(rank) = members.iter().position(|m| *m == self.member) else {
+                return Err(Error::Config(format!("stream thread {} is not in its group", self.member)));
+            };
+            let wanted: Vec<(usize, u32, u32)> =
+                self.all_tasks.iter().enumerate().filter(|(i, _)| i % members.len() == rank).map(|(_, t)| *t).collect();
+            let wanted_ids: std::collections::BTreeSet<String> =
+                wanted.iter().map(|(s, p, _)| format!("{s}_{p}")).collect();
+            // Everything processed so far is committed before any task changes hands.
+            self.send(out)?;
+            if !self.tasks.is_empty() {
+                self.commit()?;
+            }
+            let (keep, revoke): (Vec<RunningTask>, Vec<RunningTask>) =
+                std::mem::take(&mut self.tasks).into_iter().partition(|t| wanted_ids.contains(&t.id));
+            for task in revoke {
+                tracing::info!(member = %self.member, task = %task.id, generation, "task revoked");
+                self.close_task(task)?;
+            }
+            self.tasks = keep;
+            // Buffered records are read again from the committed offsets.
+            for task in &mut self.tasks {
+                task.queues.values_mut().for_each(VecDeque::clear);
+                task.behind.clear();
+                task.waiting_since = None;
+            }
+            for &(sub, partition, n) in &wanted {
+                let id = format!("{sub}_{partition}");
+                if self.tasks.iter().any(|t| t.id == id) {
+                    continue;
+                }
+                if !self.substrate.groups.acquire(&app, &self.member, &id, generation, &self.shared.shutdown) {
+                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                        return Ok(());
+                    }
+                    continue 'generation;
+                }
+                tracing::info!(member = %self.member, task = %id, generation, "task assigned");
+                let task = self.open_task(sub, partition, n)?;
+                self.tasks.push(task);
+            }
+            self.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+            self.owner.clear();
+            let mut assignment = Vec::new();
+            for (i, task) in self.tasks.iter().enumerate() {
+                for tp in task.queues.keys() {
+                    self.owner.insert(tp.clone(), i);
+                    assignment.push(tp.clone());
+                }
+            }
+            block_on(&self.runtime, self.consumer.assign(assignment))?;
+            self.generation = generation;
+            if self.substrate.groups.generation(&app) == generation {
+                tracing::info!(member = %self.member, tasks = self.tasks.len(), generation, "stream thread running");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Opens a task: its stores (restored from their changelogs), its graph.
+    fn open_task(&self, sub: usize, partition: u32, n: u32) -> Result<RunningTask> {
+        let app = &self.config.application_id;
+        let id = format!("{sub}_{partition}");
+        let span = tracing::info_span!("task", app = %app, task = %id);
+        let _entered = span.enter();
+        let stores = self.topology.stores_of(sub);
+        let state = if stores.is_empty() {
+            None
+        } else {
+            let mut config = TaskConfig::new(
+                &self.config.state_dir,
+                app,
+                &id,
+                partition,
+                n,
+                self.config.backend.clone(),
+                Some(self.substrate.changelogs.clone()),
+            );
+            config.cache_bytes_per_store = self.config.cache_bytes_per_store;
+            config.restore_listener = self.config.restore_listener.clone();
+            let mut state = TaskState::open(config)?;
+            for store in stores {
+                store.open_in(&mut state, store.options())?;
+            }
+            self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).extend(state.restores().iter().cloned());
+            Some(state)
+        };
+        let mut graph = self.topology.build_task(sub);
+        let mut ctx = TaskContext::new(sub, partition);
+        ctx.wall_clock_ms = now_ms();
+        ctx.state = state;
+        ctx.globals = self.globals.clone();
+        graph.init(&mut ctx)?;
+        let queues = graph
+            .source_topics()
+            .map(|topic| (TopicPartition::new(self.names.physical(topic), partition), VecDeque::new()))
+            .collect();
+        drop(_entered);
+        Ok(RunningTask {
+            id,
+            graph,
+            ctx,
+            queues,
+            processed: BTreeMap::new(),
+            behind: BTreeMap::new(),
+            waiting_since: None,
+            reported: (0, 0),
+            span,
+        })
     }
 
     fn run_loop(&mut self) -> Result<()> {
         let mut out = Vec::new();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
+            if self.substrate.groups.generation(self.app()) != self.generation {
+                self.rebalance(&mut out)?;
+                continue;
+            }
             let buffered = self.tasks.iter().any(|t| t.queues.values().any(|q| !q.is_empty()));
             let wait = if buffered { Duration::ZERO } else { self.config.poll_wait };
             let batches = block_on(&self.runtime, self.consumer.poll(wait))?;

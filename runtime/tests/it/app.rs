@@ -405,3 +405,58 @@ fn random_ms() -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
     20 + u64::from(nanos) % 280
 }
+
+#[test]
+fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_dies() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    create(&rt, &log, "events", 4);
+    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let instance = |name: &str| {
+        // Each instance keeps its stores in its own directory, as on its own machine.
+        let mut config = config(&dir.path().join(name), "shared");
+        config.num_stream_threads = 1;
+        let mut app = StreamsApp::new(seen_ids(), substrate.clone(), config, rt.handle().clone()).unwrap();
+        app.start().unwrap();
+        app
+    };
+    let a = instance("a");
+    let b = instance("b");
+    a.wait_until_running(Duration::from_secs(30)).unwrap();
+    b.wait_until_running(Duration::from_secs(30)).unwrap();
+    // The first half of the events, with both running.
+    for from in (0..N_EVENTS / 2).step_by(100) {
+        produce_events(&rt, &log, from, from + 100);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while (a.metrics().records_in == 0 || b.metrics().records_in == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (a_before, b_before) = (a.metrics().records_in, b.metrics().records_in);
+    assert!(a_before > 0 && b_before > 0, "both instances work: {a_before} and {b_before} records");
+    // B dies without committing; A takes its tasks over, restores their stores and goes on.
+    b.kill();
+    for from in (N_EVENTS / 2..N_EVENTS).step_by(100) {
+        produce_events(&rt, &log, from, from + 100);
+    }
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..N_EVENTS {
+        *expected.entry(format!("k{}", i % N_KEYS)).or_default() += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let finals = loop {
+        let finals: BTreeMap<String, i64> =
+            read_all(&rt, &log, "distinct", 0).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
+        if finals == expected || Instant::now() > deadline {
+            break finals;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(finals, expected, "every key saw each of its events ({b_before} records read by B before it died)");
+    let restored: u64 = a.metrics().restores.iter().map(|r| r.n_records).sum();
+    assert!(restored > 0, "A restored B's stores from their changelogs: {:?}", a.metrics().restores);
+    assert_eq!(a.state(), StreamsState::Running);
+    a.close().unwrap();
+}

@@ -28,9 +28,10 @@
 //! stores from the changelog (only the tail past its checkpoint, when it ran the task before) and
 //! reads its partitions from the committed offsets. Instances started with clones of one
 //! [`Substrate`] share their application's tasks this way (the embedded log lives in one
-//! process); a killed instance's tasks move to the others. Membership across processes is the
-//! consumer-group protocol of the Kafka-protocol substrate, not built yet; nor are standby
-//! replicas.
+//! process); a killed instance's tasks move to the others. With `num_standby_replicas`, other
+//! instances keep warm copies of each task's stores (brought to the changelog's end at every
+//! commit), so a task that moves restores only the tail. Membership across processes is the
+//! consumer-group protocol of the Kafka-protocol substrate, not built yet.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -123,6 +124,10 @@ pub struct StreamsConfig {
     pub timestamp_extractor: TimestampExtractor,
     /// Told about every store restore.
     pub restore_listener: Option<Arc<dyn RestoreListener>>,
+    /// Warm copies of each task's stores kept by other instances, so that a task that moves
+    /// restores only the changelog's tail (Kafka Streams' `num.standby.replicas`; default 0).
+    /// They need a persistent backend (RocksDB) and their own state directory per instance.
+    pub num_standby_replicas: usize,
 }
 
 impl std::fmt::Debug for StreamsConfig {
@@ -155,6 +160,7 @@ impl StreamsConfig {
             on_production_error: ErrorPolicy::Fail,
             timestamp_extractor: TimestampExtractor::RecordTimestamp,
             restore_listener: None,
+            num_standby_replicas: 0,
         })
     }
 
@@ -565,6 +571,7 @@ impl StreamsApp {
                     .iter()
                     .any(|p| matches!(p, ErrorPolicy::DeadLetter(_))),
                 ready: false,
+                standbys: Vec::new(),
             };
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
@@ -827,6 +834,8 @@ struct StreamThread {
     globals: Option<Arc<Mutex<TaskState>>>,
     /// Whether the thread has had its first tasks.
     ready: bool,
+    /// Tasks this thread keeps warm copies of: `(sub-topology, partition, partitions)`.
+    standbys: Vec<(usize, u32, u32)>,
     tasks: Vec<RunningTask>,
     /// Which task reads each (physical) input partition.
     owner: HashMap<TopicPartition, usize>,
@@ -961,9 +970,73 @@ impl StreamThread {
             }
             block_on(&self.runtime, self.consumer.assign(assignment))?;
             self.generation = generation;
+            self.standbys = self.standbys_of(&members);
+            self.refresh_standbys();
             if self.substrate.groups.generation(&app) == generation {
                 tracing::info!(member = %self.member, tasks = self.tasks.len(), generation, "stream thread running");
                 return Ok(());
+            }
+        }
+    }
+
+    /// The tasks whose warm copies this thread keeps: replica `r` of the task dealt to member `i`
+    /// goes to the next member after `i + r` of another instance (a copy on the same instance
+    /// would not survive its loss).
+    fn standbys_of(&self, members: &[String]) -> Vec<(usize, u32, u32)> {
+        let instance = |m: &str| m.rsplit_once('-').map_or(m.to_string(), |(i, _)| i.to_string());
+        let mut mine = Vec::new();
+        if !self.config.backend.persistent() {
+            return mine;
+        }
+        for (i, &task) in self.all_tasks.iter().enumerate() {
+            if self.topology.stores_of(task.0).is_empty() {
+                continue;
+            }
+            let active = &members[i % members.len()];
+            let mut used = vec![instance(active)];
+            for r in 1..=self.config.num_standby_replicas {
+                let host = (0..members.len())
+                    .map(|k| &members[(i + r + k) % members.len()])
+                    .find(|m| !used.contains(&instance(m)));
+                let Some(host) = host else { break };
+                used.push(instance(host));
+                if *host == self.member {
+                    mine.push(task);
+                }
+            }
+        }
+        mine
+    }
+
+    /// Brings each standby copy up to its changelog's end: opens the task's stores (restoring
+    /// the tail past their checkpoint) and closes them (writing a new checkpoint). A copy whose
+    /// directory is busy (its task runs in this instance) waits for the next commit.
+    fn refresh_standbys(&self) {
+        for &(sub, partition, n) in &self.standbys {
+            let id = format!("{sub}_{partition}");
+            let mut config = TaskConfig::new(
+                &self.config.state_dir,
+                &self.config.application_id,
+                &id,
+                partition,
+                n,
+                self.config.backend.clone(),
+                Some(self.substrate.changelogs.clone()),
+            );
+            config.cache_bytes_per_store = self.config.cache_bytes_per_store;
+            let refreshed = TaskState::open(config).and_then(|mut state| {
+                for store in self.topology.stores_of(sub) {
+                    store.open_in(&mut state, store.options())?;
+                }
+                let restored: u64 = state.restores().iter().map(|r| r.n_records).sum();
+                state.close()?;
+                Ok(restored)
+            });
+            match refreshed {
+                Ok(n) => tracing::debug!(member = %self.member, task = %id, restored = n, "standby refreshed"),
+                Err(error) => {
+                    tracing::debug!(member = %self.member, task = %id, %error, "standby not refreshed this time")
+                }
             }
         }
     }
@@ -1268,6 +1341,7 @@ impl StreamThread {
         let counters = &self.shared.counters;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.commit_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.refresh_standbys();
         self.last_commit = Instant::now();
         Ok(())
     }

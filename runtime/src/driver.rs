@@ -493,6 +493,66 @@ impl TopologyTestDriver {
             .collect()
     }
 
+    /// Every entry of the DSL window store `name` (a windowed aggregation's) across the tasks that
+    /// hold it, decoded, by window start then key: `(key, window start, value, timestamp)`.
+    pub fn window_entries<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        key: &dyn Serde<K>,
+        value: &dyn Serde<V>,
+    ) -> Result<Vec<(K, i64, V, i64)>> {
+        let mut raw: Vec<(i64, Bytes, Bytes)> = Vec::new();
+        for task in self.tasks.values_mut() {
+            if let Some(state) = task.ctx.state.as_mut() {
+                if state.store_names().any(|n| n == name) {
+                    for entry in state.window_store::<Bytes, Bytes>(name)?.all()? {
+                        let (w, v) = entry?;
+                        raw.push((w.start, w.key, v));
+                    }
+                }
+            }
+        }
+        raw.sort();
+        let bad = |d: String| Error::Config(format!("store {name}: {d}"));
+        raw.into_iter()
+            .map(|(start, k, v)| {
+                if v.len() < 8 {
+                    return Err(bad("a value shorter than its timestamp".into()));
+                }
+                let ts = i64::from_be_bytes(v[..8].try_into().expect("8 bytes"));
+                Ok((key.deserialize(Some(&k)).map_err(bad)?, start, value.deserialize(Some(&v[8..])).map_err(bad)?, ts))
+            })
+            .collect()
+    }
+
+    /// Every session of the DSL session store `name` across the tasks that hold it, decoded, by
+    /// end then key: `(key, start, end, value)`.
+    pub fn session_entries<K: 'static, V: 'static>(
+        &mut self,
+        name: &str,
+        key: &dyn Serde<K>,
+        value: &dyn Serde<V>,
+    ) -> Result<Vec<(K, i64, i64, V)>> {
+        let mut raw: Vec<(i64, i64, Bytes, Bytes)> = Vec::new();
+        for task in self.tasks.values_mut() {
+            if let Some(state) = task.ctx.state.as_mut() {
+                if state.store_names().any(|n| n == name) {
+                    for entry in state.session_store::<Bytes, Bytes>(name)?.sessions_ending(i64::MIN, i64::MAX)? {
+                        let (w, v) = entry?;
+                        raw.push((w.end, w.start, w.key, v));
+                    }
+                }
+            }
+        }
+        raw.sort();
+        let bad = |d: String| Error::Config(format!("store {name}: {d}"));
+        raw.into_iter()
+            .map(|(end, start, k, v)| {
+                Ok((key.deserialize(Some(&k)).map_err(bad)?, start, end, value.deserialize(Some(&v)).map_err(bad)?))
+            })
+            .collect()
+    }
+
     /// [`TopologyTestDriver::table_entries`] as stable text, one `key => value @ timestamp` line
     /// per entry, for `insta::assert_snapshot!`.
     pub fn render_table<K: Debug + 'static, V: Debug + 'static>(

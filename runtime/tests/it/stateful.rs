@@ -208,6 +208,9 @@ fn tumbling_windows_accept_records_within_grace_and_drop_late_ones() {
         ],
     );
     insta::assert_snapshot!("tumbling_output", driver.render_output(&counts_out()).unwrap());
+    let windows = driver.window_entries("clicks-per-10ms", &Serdes::string(), &Serdes::number()).unwrap();
+    let windows: Vec<(String, i64, i64, i64)> = windows;
+    assert_eq!(windows, [("a".into(), 0, 3, 9), ("a".into(), 10, 3, 19), ("b".into(), 10, 1, 14)]);
     assert_eq!(driver.late_records(), 1);
     assert_eq!(late.load(Ordering::Relaxed), 1);
 }
@@ -285,6 +288,12 @@ fn sessions_merge_retract_the_sessions_they_replace_and_drop_late_records() {
     insta::assert_snapshot!("session_output", steps);
     // u at 9 would join 0..4 and 12..20, which ended before the close time (40 - 10 - 5).
     assert_eq!(driver.late_records(), 1);
+    let sessions: Vec<(String, i64, i64, i64)> =
+        driver.session_entries("sessions", &Serdes::string(), &Serdes::number()).unwrap();
+    // 0..4 has left the store: its retention (2 gaps + grace + 1 = 21 ms) is behind stream time 40.
+    let expected: Vec<(String, i64, i64, i64)> =
+        vec![("u".into(), 12, 20, 3), ("u".into(), 36, 36, 1), ("v".into(), 40, 40, 1)];
+    assert_eq!(sessions, expected);
 }
 
 #[test]

@@ -488,3 +488,103 @@ fn with_a_standby_replica_a_task_that_moves_restores_only_the_tail() {
     // Without the warm copy, A would restore B's half of the changelogs (about half of these).
     assert!(restored * 10 < changelog, "A restored {restored} of {changelog} changelog records");
 }
+
+/// Writes "tick" every 20 ms of wall-clock time.
+struct Ticker;
+
+impl Processor<String, String, String, String> for Ticker {
+    fn init(&mut self, ctx: &mut ProcessorContext<'_, String, String>) -> freshet_dsl::Result<()> {
+        ctx.schedule(Duration::from_millis(20), freshet_dsl::PunctuationType::WallClockTime)?;
+        Ok(())
+    }
+    fn process(
+        &mut self,
+        r: Record<String, String>,
+        ctx: &mut ProcessorContext<'_, String, String>,
+    ) -> freshet_dsl::Result<()> {
+        ctx.forward(r)
+    }
+    fn punctuate(
+        &mut self,
+        _: freshet_dsl::PunctuationId,
+        now: i64,
+        ctx: &mut ProcessorContext<'_, String, String>,
+    ) -> freshet_dsl::Result<()> {
+        ctx.forward(Record::new("tick".into(), format!("partition {}", ctx.partition()), now))
+    }
+}
+
+#[test]
+fn wall_clock_punctuation_fires_while_no_record_comes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    create(&rt, &log, "quiet", 2);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("quiet", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .process(|| Ticker)
+        .to("ticks", Produced::with(Serdes::string(), Serdes::string()));
+    let mut app = StreamsApp::new(
+        builder.build().unwrap(),
+        Substrate::embedded(&log, rt.handle().clone()),
+        config(dir.path(), "ticker"),
+        rt.handle().clone(),
+    )
+    .unwrap();
+    app.start().unwrap();
+    // The ticks never stop: read until there are a few from each partition.
+    let mut consumer = log.consumer(ConsumerConfig::default());
+    rt.block_on(consumer.assign(vec![TopicPartition::new("ticks", 0), TopicPartition::new("ticks", 1)])).unwrap();
+    let mut ticks = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ticks.len() < 6 && Instant::now() < deadline {
+        for b in rt.block_on(consumer.poll(Duration::from_millis(50))).unwrap() {
+            ticks.extend(b.records().unwrap().into_iter().map(|r| (b.tp.partition, r)));
+        }
+    }
+    // Both tasks (one per partition) tick.
+    for p in 0..2 {
+        assert!(ticks.iter().any(|(_, r)| text(&r.value) == format!("partition {p}")), "{p}");
+    }
+    assert!(app.metrics().commits > 0);
+    app.close().unwrap();
+}
+
+#[test]
+fn an_output_record_the_log_refuses_is_skipped_when_the_policy_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    create(&rt, &log, "in", 1);
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("in", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        // A value over the log's max.message.bytes (1 MiB by default) for "big".
+        .map_values(|v| if v == "big" { "x".repeat(3 << 20) } else { v.clone() })
+        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+    let mut config = config(dir.path(), "lenient");
+    config.on_production_error = ErrorPolicy::LogAndContinue;
+    produce(&rt, &log, "in", &[("k", "a", 1), ("k", "big", 2), ("k", "b", 3)]);
+    let mut app = StreamsApp::new(
+        builder.build().unwrap(),
+        Substrate::embedded(&log, rt.handle().clone()),
+        config,
+        rt.handle().clone(),
+    )
+    .unwrap();
+    app.start().unwrap();
+    let out = read_all(&rt, &log, "out", 2);
+    let values: Vec<String> = out.iter().map(|(_, r)| text(&r.value)).collect();
+    assert!(values.contains(&"a".to_string()) && values.contains(&"b".to_string()), "{values:?}");
+    assert!(values.iter().all(|v| v.len() < 10), "the big record is not written");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app.metrics().records_skipped == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(app.metrics().records_skipped, 1);
+    assert_eq!(app.state(), StreamsState::Running);
+    let lag = app.metrics().lag;
+    assert_eq!(lag.get(&TopicPartition::new("in", 0)), Some(&0), "{lag:?}");
+    app.close().unwrap();
+}

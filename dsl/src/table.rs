@@ -233,7 +233,7 @@ impl StreamsBuilder {
         let source: KStream<K, Option<V>> = self.stream(topic, consumed.optional_values());
         self.graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&store)));
         let node = table_source_node(&self.graph, source.node, &store, key.clone(), value.clone(), false);
-        KTable { graph: self.graph.clone(), node, key: key.clone(), getter: Getter::of_store(&store, key, value) }
+        KTable::of_store(&self.graph, node, &store, key, value)
     }
 
     /// A global table of `topic`: every instance holds all of it (see [`GlobalKTable`]). Its
@@ -285,11 +285,7 @@ struct TableSource<K, V> {
 
 impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, V> {
     fn process(&mut self, r: Record<K, Option<V>>, ctx: &mut ProcessorContext<'_, K, Change<V>>) -> Result<()> {
-        let Some(kb) = encode(&self.key, &r.key, "key", &self.store)? else {
-            tracing::warn!(store = %self.store, "a table record without a key is dropped");
-            ctx.count_dropped();
-            return Ok(());
-        };
+        let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
         let stored = match &r.value {
             Some(v) => encode_stamped(&self.value, v, r.timestamp, &self.store)?,
             None => None,
@@ -314,6 +310,17 @@ impl<K: Data, V: Data> Processor<K, Option<V>, K, Change<V>> for TableSource<K, 
 }
 
 impl<K: Data, V: Data> KTable<K, V> {
+    /// The table `node` makes, materialized in `store`.
+    fn of_store(
+        graph: &Rc<RefCell<Graph>>,
+        node: usize,
+        store: &str,
+        key: Arc<dyn Serde<K>>,
+        value: Arc<dyn Serde<V>>,
+    ) -> Self {
+        KTable { graph: graph.clone(), node, key: key.clone(), getter: Getter::of_store(store, key, value) }
+    }
+
     fn derive<V2: Data>(&self, prefix: &str, make: crate::topology::MakeNode, getter: Getter<K, V2>) -> KTable<K, V2> {
         let node = add_stateful(&self.graph, prefix, &[self.node], &[], make);
         KTable { graph: self.graph.clone(), node, key: self.key.clone(), getter }
@@ -515,8 +522,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
             add: add.clone(),
         });
         let node = add_stateful(graph, prefix, &[input.node], std::slice::from_ref(&store), make);
-        let key = self.grouped.key.clone();
-        KTable { graph: graph.clone(), node, key: key.clone(), getter: Getter::of_store(&store, key, serde) }
+        KTable::of_store(graph, node, &store, self.grouped.key.clone(), serde)
     }
 
     /// The number of records per key.
@@ -565,11 +571,7 @@ struct StreamAggregate<K, V, A> {
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for StreamAggregate<K, V, A> {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, K, Change<A>>) -> Result<()> {
-        let Some(kb) = encode(&self.key, &r.key, "key", &self.store)? else {
-            tracing::warn!(store = %self.store, "a record without a key cannot be aggregated and is dropped");
-            ctx.count_dropped();
-            return Ok(());
-        };
+        let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
         // One store access reads, folds and writes.
         let (store, serde, add) = (&self.store, &self.serde, &self.add);
         let (old, new, timestamp) = ctx.with_kv(store, |s| {
@@ -589,22 +591,20 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, K, Change<A>> for StreamAggregat
     }
 }
 
-/// Writes `value` under `key` in `store`, or deletes the key when there is no value.
-pub(crate) fn put_or_delete<K, V>(
-    ctx: &mut ProcessorContext<'_, K, V>,
+/// The bytes of a record's key for `store`, or `None` when the key serde writes it as null: such a
+/// record cannot be aggregated or stored, and is dropped (counted, with a warning).
+pub(crate) fn key_or_drop<K: 'static, KO, VO>(
+    ctx: &mut ProcessorContext<'_, KO, VO>,
+    serde: &Arc<dyn Serde<K>>,
+    key: &K,
     store: &str,
-    key: &Bytes,
-    value: Option<Bytes>,
-) -> Result<()> {
-    ctx.with_kv(store, |s| {
-        match value {
-            Some(v) => s.put(key, &v)?,
-            None => {
-                s.delete(key)?;
-            }
-        }
-        Ok(())
-    })
+) -> Result<Option<Bytes>> {
+    let encoded = encode(serde, key, "key", store)?;
+    if encoded.is_none() {
+        tracing::warn!(store, "a record without a key is dropped");
+        ctx.count_dropped();
+    }
+    Ok(encoded)
 }
 
 /// A table grouped by a new key, ready to re-aggregate (see [`KTable::group_by`]).
@@ -649,8 +649,7 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
             sub: sub.clone(),
         });
         let node = add_stateful(graph, prefix, &[input.node], std::slice::from_ref(&store), make);
-        let key = self.grouped.key.clone();
-        KTable { graph: graph.clone(), node, key: key.clone(), getter: Getter::of_store(&store, key, serde) }
+        KTable::of_store(graph, node, &store, self.grouped.key.clone(), serde)
     }
 
     /// The number of entries per group.
@@ -702,26 +701,30 @@ struct TableAggregate<K, V, A> {
 
 impl<K: Data, V: Data, A: Data> Processor<K, Change<V>, K, Change<A>> for TableAggregate<K, V, A> {
     fn process(&mut self, r: Record<K, Change<V>>, ctx: &mut ProcessorContext<'_, K, Change<A>>) -> Result<()> {
-        let Some(kb) = encode(&self.key, &r.key, "key", &self.store)? else {
-            ctx.count_dropped();
-            return Ok(());
-        };
-        let old = ctx.with_kv(&self.store, |s| Ok(s.get(&kb)?))?;
-        let old = old.map(|b| decode_stamped(&self.serde, &b, &self.store)).transpose()?;
-        let timestamp = old.as_ref().map_or(r.timestamp, |(_, ts)| r.timestamp.max(*ts));
-        let old = old.map(|(v, _)| v);
-        let mut agg = old.clone();
-        if let Some(v) = &r.value.old {
-            if let Some(a) = agg.take() {
-                agg = Some((self.sub)(&r.key, v, a));
+        let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
+        // One store access reads, subtracts the old value, adds the new one and writes.
+        let (store, serde, add, sub) = (&self.store, &self.serde, &self.add, &self.sub);
+        let (old, agg, timestamp) = ctx.with_kv(store, |s| {
+            let old = s.get(&kb)?.map(|b| decode_stamped(serde, &b, store)).transpose()?;
+            let timestamp = old.as_ref().map_or(r.timestamp, |(_, ts)| r.timestamp.max(*ts));
+            let old = old.map(|(v, _)| v);
+            let mut agg = old.clone();
+            if let (Some(v), Some(a)) = (&r.value.old, agg.take()) {
+                agg = Some(sub(&r.key, v, a));
+            } else {
+                agg = old.clone();
             }
-        }
-        if let Some(v) = &r.value.new {
-            agg = Some((self.add)(&r.key, v, agg));
-        }
-        let stored =
-            agg.as_ref().map(|a| encode_stamped(&self.serde, a, timestamp, &self.store)).transpose()?.flatten();
-        put_or_delete(ctx, &self.store, &kb, stored)?;
+            if let Some(v) = &r.value.new {
+                agg = Some(add(&r.key, v, agg));
+            }
+            match agg.as_ref().map(|a| encode_stamped(serde, a, timestamp, store)).transpose()?.flatten() {
+                Some(b) => s.put(&kb, &b)?,
+                None => {
+                    s.delete(&kb)?;
+                }
+            }
+            Ok((old, agg, timestamp))
+        })?;
         ctx.forward(Record { key: r.key, value: Change { new: agg, old }, timestamp, headers: r.headers })
     }
 }

@@ -30,7 +30,7 @@ use crate::processor::{Data, Processor, ProcessorContext, Record};
 use crate::serde::Serde;
 use crate::store::StoreBuilder;
 use crate::stream::make;
-use crate::table::{add_stateful, AddFn, Getter, KGroupedStream, KTable, Materialized, StoreReader};
+use crate::table::{add_stateful, key_or_drop, AddFn, Getter, KGroupedStream, KTable, Materialized, StoreReader};
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
@@ -629,11 +629,7 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for WindowAggregate<K, V, A> {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
-        let Some(kb) = encode(&self.key, &r.key, "key", &self.store)? else {
-            tracing::warn!(store = %self.store, "a record without a key cannot be aggregated and is dropped");
-            ctx.count_dropped();
-            return Ok(());
-        };
+        let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
         if r.timestamp < 0 {
             tracing::warn!(store = %self.store, timestamp = r.timestamp, "a record with a negative timestamp cannot be windowed and is dropped");
             ctx.count_dropped();
@@ -840,11 +836,7 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
 
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for SessionAggregate<K, V, A> {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
-        let Some(kb) = encode(&self.key, &r.key, "key", &self.store)? else {
-            tracing::warn!(store = %self.store, "a record without a key cannot be aggregated and is dropped");
-            ctx.count_dropped();
-            return Ok(());
-        };
+        let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
         if r.timestamp < 0 {
             tracing::warn!(store = %self.store, timestamp = r.timestamp, "a record with a negative timestamp cannot be windowed and is dropped");
             ctx.count_dropped();

@@ -25,6 +25,32 @@ enum Command {
     /// Print the record batches of a segment file (`.log`), checking each one, as Kafka's
     /// kafka-dump-log does. Reads the file only; works on a log that is open elsewhere.
     DumpLog(DumpLogArgs),
+    /// Serve a data directory's log over the Kafka protocol, so that Kafka clients (kcat,
+    /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
+    /// Ctrl-C or SIGTERM.
+    Broker(BrokerArgs),
+}
+
+#[derive(clap::Args)]
+struct BrokerArgs {
+    /// Data directory of the log.
+    #[arg(long, default_value = "freshet-data")]
+    data_dir: PathBuf,
+    /// Address to listen on (port 0: any free port; the one chosen is printed).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: std::net::SocketAddr,
+    /// Host name clients are told to connect to (default: the listen address's IP).
+    #[arg(long)]
+    advertised_host: Option<String>,
+    /// Largest request frame accepted, in bytes.
+    #[arg(long, default_value_t = 100 << 20)]
+    max_frame_bytes: usize,
+    /// Partitions of topics created automatically.
+    #[arg(long, default_value_t = 1)]
+    num_partitions: u32,
+    /// Do not create topics that clients ask for and that do not exist.
+    #[arg(long)]
+    no_auto_create_topics: bool,
 }
 
 #[derive(clap::Args)]
@@ -72,6 +98,7 @@ async fn main() -> std::process::ExitCode {
     let result = match Cli::parse().command {
         Command::Quickstart(args) => quickstart(args).await,
         Command::DumpLog(args) => dump_log(&args),
+        Command::Broker(args) => broker(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -84,6 +111,33 @@ async fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    if args.num_partitions == 0 {
+        anyhow::bail!("--num-partitions 0: a topic needs at least one partition");
+    }
+    let log = Log::open(&args.data_dir, LogConfig::default())
+        .await
+        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let config = freshet::core::broker::BrokerConfig {
+        listen: args.listen,
+        advertised_host: args.advertised_host,
+        max_frame_bytes: args.max_frame_bytes,
+        auto_create_topics: !args.no_auto_create_topics,
+        default_partitions: args.num_partitions,
+    };
+    let broker = freshet::core::broker::Broker::start(log.clone(), config).await?;
+    say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), args.data_dir.display()));
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    broker.stop().await;
+    log.close().await?;
+    say("Broker stopped; the log was closed cleanly.");
+    Ok(())
 }
 
 /// Prints a line of progress at most once a second.

@@ -8,6 +8,7 @@
 //! file work runs on dedicated threads or tokio's blocking pool, never on an async worker.
 
 pub mod batch;
+pub mod broker;
 pub mod config;
 pub mod error;
 pub mod log;

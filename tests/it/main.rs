@@ -1,5 +1,6 @@
 //! End-to-end tests of the `freshet` package (one binary, see STYLE.md).
 
+mod broker;
 mod dump_log;
 mod examples;
 mod quickstart;

@@ -1,0 +1,562 @@
+//! The Kafka-protocol broker: serves the log to unmodified Kafka clients over TCP.
+//!
+//! Each connection reads size-prefixed frames (the size bounded before anything is allocated),
+//! decodes the request header and body with the `kafka-protocol` crate, runs the request against
+//! the [`Log`], and writes the response; requests on one connection are answered one after another,
+//! so responses go out in request order; connections are served concurrently. Record batches pass
+//! through as bytes: a produce appends the client's batches as they came (the log checks their
+//! CRC and assigns offsets in place), a fetch returns the stored batches.
+//!
+//! A malformed frame, an unknown API key, an unsupported version (other than ApiVersions, which
+//! answers with error 35 and the supported ranges, as Kafka does) or a frame over the configured
+//! maximum closes that connection alone; the broker goes on serving everyone else.
+//!
+//! This first part serves ApiVersions, Metadata (with topic auto-creation), Produce (acks 0, 1,
+//! all), Fetch (long-poll with max wait and min bytes), ListOffsets, CreateTopics and
+//! DeleteTopics. Consumer groups, idempotent producers and the rest come next.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    api_versions_response::ApiVersion, create_topics_response::CreatableTopicResult,
+    delete_topics_response::DeletableTopicResult, fetch_response::FetchableTopicResponse,
+    fetch_response::PartitionData, list_offsets_response::ListOffsetsPartitionResponse,
+    list_offsets_response::ListOffsetsTopicResponse, metadata_response::MetadataResponseBroker,
+    metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
+    produce_response::PartitionProduceResponse, produce_response::TopicProduceResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::log::{Log, OffsetSpec};
+
+/// Kafka's error codes that the broker answers with.
+mod code {
+    pub(super) const NONE: i16 = 0;
+    pub(super) const UNKNOWN_SERVER_ERROR: i16 = -1;
+    pub(super) const OFFSET_OUT_OF_RANGE: i16 = 1;
+    pub(super) const CORRUPT_MESSAGE: i16 = 2;
+    pub(super) const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub(super) const MESSAGE_TOO_LARGE: i16 = 10;
+    pub(super) const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub(super) const UNSUPPORTED_VERSION: i16 = 35;
+    pub(super) const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub(super) const INVALID_PARTITIONS: i16 = 37;
+    pub(super) const INVALID_CONFIG: i16 = 40;
+}
+
+/// The APIs served and the versions of each.
+const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+];
+
+fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|&(_, min, max)| (min, max))
+}
+
+/// Settings of a broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The host clients are told to connect to (default: the listen address's IP).
+    pub advertised_host: Option<String>,
+    /// The largest request frame accepted (Kafka's `socket.request.max.bytes`, 100 MiB).
+    pub max_frame_bytes: usize,
+    /// Whether a Metadata request may create the topics it names (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics (`num.partitions`).
+    pub default_partitions: u32,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            max_frame_bytes: 100 << 20,
+            auto_create_topics: true,
+            default_partitions: 1,
+        }
+    }
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Debug, Clone)]
+struct Served {
+    log: Log,
+    config: BrokerConfig,
+    host: String,
+    port: i32,
+}
+
+impl Broker {
+    /// Listens on `config.listen` and serves `log` until [`Broker::stop`].
+    pub async fn start(log: Log, config: BrokerConfig) -> Result<Broker> {
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::InvalidConfig {
+            key: "listeners".into(),
+            value: config.listen.to_string(),
+            reason: format!("cannot listen: {e}"),
+        })?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
+        let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
+        let served = Served { log, config, host, port: i32::from(local_addr.port()) };
+        let (stop, mut stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, peer)) => {
+                            let served = served.clone();
+                            let stopped = stopped.clone();
+                            tokio::spawn(async move {
+                                if let Err(reason) = serve_connection(stream, &served, stopped).await {
+                                    tracing::info!(%peer, %reason, "connection closed");
+                                }
+                            });
+                        }
+                        Err(error) => tracing::warn!(%error, "accept failed"),
+                    },
+                    _ = stopped.changed() => break,
+                }
+            }
+        });
+        tracing::info!(%local_addr, "broker listening");
+        Ok(Broker { local_addr, stop, task })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting and closes every connection.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves one connection until the client leaves, sends something that is not a valid request,
+/// or the broker stops. The error says why the connection closed.
+async fn serve_connection(
+    mut stream: TcpStream,
+    served: &Served,
+    mut stopped: watch::Receiver<bool>,
+) -> std::result::Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let size = tokio::select! {
+            read = stream.read_i32() => match read {
+                Ok(size) => size,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(format!("reading a frame size: {e}")),
+            },
+            _ = stopped.changed() => return Ok(()),
+        };
+        if size < 0 || size as usize > served.config.max_frame_bytes {
+            return Err(format!("a frame of {size} bytes (the maximum is {})", served.config.max_frame_bytes));
+        }
+        let mut frame = vec![0u8; size as usize];
+        stream.read_exact(&mut frame).await.map_err(|e| format!("reading a frame of {size} bytes: {e}"))?;
+        let response = handle_frame(Bytes::from(frame), served).await?;
+        if let Some(response) = response {
+            let mut out = BytesMut::with_capacity(response.len() + 4);
+            out.put_i32(response.len() as i32);
+            out.put_slice(&response);
+            stream.write_all(&out).await.map_err(|e| format!("writing a response: {e}"))?;
+        }
+    }
+}
+
+/// Decodes a request frame, runs it, encodes the response (`None`: no response, acks=0).
+async fn handle_frame(mut frame: Bytes, served: &Served) -> std::result::Result<Option<Bytes>, String> {
+    if frame.len() < 8 {
+        return Err(format!("a request of {} bytes, shorter than its header", frame.len()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(key).map_err(|_| format!("unknown API key {key}"))?;
+    let Some((min, max)) = supported(api) else {
+        return Err(format!("API {api:?} is not served"));
+    };
+    if !(min..=max).contains(&version) {
+        if api == ApiKey::ApiVersions {
+            // As Kafka: a v0 body saying which versions are served.
+            let response = api_versions(code::UNSUPPORTED_VERSION);
+            return encode(ResponseHeader::default().with_correlation_id(correlation_id), 0, &response, 0).map(Some);
+        }
+        return Err(format!("{api:?} version {version} (served: {min} to {max})"));
+    }
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| format!("a malformed {api:?} request header: {e}"))?;
+    let response_header = ResponseHeader::default().with_correlation_id(header.correlation_id);
+    let header_version = api.response_header_version(version);
+    let bad = |e: anyhow::Error| format!("a malformed {api:?} v{version} request: {e}");
+    match api {
+        ApiKey::ApiVersions => {
+            ApiVersionsRequest::decode(&mut frame, version).map_err(bad)?;
+            encode(response_header, header_version, &api_versions(code::NONE), version).map(Some)
+        }
+        ApiKey::Metadata => {
+            let request = MetadataRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = metadata(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::Produce => {
+            let request = ProduceRequest::decode(&mut frame, version).map_err(bad)?;
+            let acks = request.acks;
+            let response = produce(request, served).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::Fetch => {
+            let request = FetchRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = fetch(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::ListOffsets => {
+            let request = ListOffsetsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = list_offsets(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::CreateTopics => {
+            let request = CreateTopicsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = create_topics(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::DeleteTopics => {
+            let request = DeleteTopicsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = delete_topics(request, version, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        other => Err(format!("API {other:?} is not served")),
+    }
+}
+
+fn encode<T: Encodable>(
+    header: ResponseHeader,
+    header_version: i16,
+    body: &T,
+    version: i16,
+) -> std::result::Result<Bytes, String> {
+    let mut out = BytesMut::new();
+    header.encode(&mut out, header_version).map_err(|e| format!("encoding a response header: {e}"))?;
+    body.encode(&mut out, version).map_err(|e| format!("encoding a response: {e}"))?;
+    Ok(out.freeze())
+}
+
+fn api_versions(error_code: i16) -> ApiVersionsResponse {
+    let api_keys = SUPPORTED
+        .iter()
+        .map(|&(key, min, max)| {
+            ApiVersion::default().with_api_key(key as i16).with_min_version(min).with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+/// The error code a log error maps to.
+fn error_code(error: &Error) -> i16 {
+    match error {
+        Error::UnknownTopic(_) | Error::UnknownPartition { .. } => code::UNKNOWN_TOPIC_OR_PARTITION,
+        Error::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        Error::InvalidBatch(_) | Error::Corrupt { .. } | Error::Decode(_) => code::CORRUPT_MESSAGE,
+        Error::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
+        Error::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
+        Error::InvalidTopicName { .. } => code::INVALID_TOPIC_EXCEPTION,
+        Error::InvalidConfig { .. } => code::INVALID_CONFIG,
+        _ => code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse {
+    let log = &served.log;
+    let names: Vec<String> = match &request.topics {
+        None => log.list_topics().into_iter().filter(|t| !t.internal).map(|t| t.name).collect(),
+        Some(topics) => topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect(),
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for topic in names {
+        let mut described = log.describe_topic(&topic);
+        if matches!(described, Err(Error::UnknownTopic(_)))
+            && request.allow_auto_topic_creation
+            && served.config.auto_create_topics
+        {
+            match log.create_topic(&topic, served.config.default_partitions, BTreeMap::new()).await {
+                Ok(()) | Err(Error::TopicExists(_)) => {
+                    tracing::info!(%topic, "auto-created a topic");
+                    described = log.describe_topic(&topic);
+                }
+                Err(e) => described = Err(e),
+            }
+        }
+        let entry = match described {
+            Ok(d) => MetadataResponseTopic::default().with_name(Some(name(&topic))).with_partitions(
+                (0..d.n_partitions as i32)
+                    .map(|p| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_id(BrokerId(0))
+                            .with_replica_nodes(vec![BrokerId(0)])
+                            .with_isr_nodes(vec![BrokerId(0)])
+                    })
+                    .collect(),
+            ),
+            Err(e) => MetadataResponseTopic::default().with_name(Some(name(&topic))).with_error_code(error_code(&e)),
+        };
+        topics.push(entry);
+    }
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(0))
+        .with_host(StrBytes::from_string(served.host.clone()))
+        .with_port(served.port);
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(StrBytes::from_static_str("freshet")))
+        .with_controller_id(BrokerId(0))
+        .with_topics(topics)
+}
+
+/// Splits a produce payload into its record batches (each: base offset, length, then `length`
+/// bytes).
+fn split_batches(mut records: Bytes) -> std::result::Result<Vec<Bytes>, String> {
+    let mut batches = Vec::new();
+    while !records.is_empty() {
+        if records.len() < 12 {
+            return Err(format!("{} trailing bytes, shorter than a batch header", records.len()));
+        }
+        let length = i32::from_be_bytes([records[8], records[9], records[10], records[11]]);
+        let total = 12usize.saturating_add(usize::try_from(length).map_err(|_| format!("a batch length of {length}"))?);
+        if total > records.len() {
+            return Err(format!("a batch of {total} bytes in {} bytes of records", records.len()));
+        }
+        batches.push(records.split_to(total));
+    }
+    Ok(batches)
+}
+
+async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
+    let mut responses = Vec::with_capacity(request.topic_data.len());
+    for topic in request.topic_data {
+        let topic_name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        for data in topic.partition_data {
+            let mut response = PartitionProduceResponse::default().with_index(data.index).with_log_append_time_ms(-1);
+            let batches = split_batches(data.records.unwrap_or_default());
+            let result: std::result::Result<(i64, i64, Option<i64>), (i16, String)> = async {
+                let batches = batches.map_err(|e| (code::CORRUPT_MESSAGE, e))?;
+                let partition = u32::try_from(data.index)
+                    .map_err(|_| (code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition".to_string()))?;
+                let mut first: Option<(i64, i64, Option<i64>)> = None;
+                for batch in batches {
+                    let info = served
+                        .log
+                        .append(&topic_name, partition, BytesMut::from(&batch[..]))
+                        .await
+                        .map_err(|e| (error_code(&e), e.to_string()))?;
+                    first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
+                }
+                first.ok_or((code::CORRUPT_MESSAGE, "no record batch".to_string()))
+            }
+            .await;
+            match result {
+                Ok((base, log_start, append_time)) => {
+                    response = response.with_base_offset(base).with_log_start_offset(log_start);
+                    if let Some(t) = append_time {
+                        response = response.with_log_append_time_ms(t);
+                    }
+                }
+                Err((code, message)) => {
+                    tracing::info!(topic = %topic_name, partition = data.index, %message, "produce refused");
+                    response = response
+                        .with_error_code(code)
+                        .with_base_offset(-1)
+                        .with_error_message(Some(StrBytes::from_string(message)));
+                }
+            }
+            partitions.push(response);
+        }
+        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+    }
+    ProduceResponse::default().with_responses(responses)
+}
+
+async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let mut data = served.log.watch_data();
+    loop {
+        data.borrow_and_update();
+        let mut total = 0usize;
+        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let topic_name = topic.topic.0.to_string();
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let mut out = PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_aborted_transactions(Some(Vec::new()));
+                out.preferred_read_replica = BrokerId(-1);
+                // At least one batch even over the limits, so a large batch is never stuck.
+                let max = (p.partition_max_bytes.max(0) as usize).min(budget).max(1) as u64;
+                let read = match u32::try_from(p.partition) {
+                    Ok(partition) => served.log.read(&topic_name, partition, p.fetch_offset, max).await,
+                    Err(_) => Err(Error::UnknownPartition { topic: topic_name.clone(), n_partitions: 0, partition: 0 }),
+                };
+                match read {
+                    Ok(fetched) => {
+                        total += fetched.batches.len();
+                        budget = budget.saturating_sub(fetched.batches.len());
+                        out = out
+                            .with_high_watermark(fetched.high_watermark)
+                            .with_last_stable_offset(fetched.high_watermark)
+                            .with_log_start_offset(fetched.log_start_offset)
+                            .with_records(Some(fetched.batches));
+                    }
+                    Err(e) => {
+                        out = out
+                            .with_error_code(error_code(&e))
+                            .with_high_watermark(-1)
+                            .with_records(Some(Bytes::new()));
+                    }
+                }
+                partitions.push(out);
+            }
+            topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+        }
+        let enough = total >= usize::try_from(request.min_bytes).unwrap_or(1).max(1);
+        if enough || tokio::time::Instant::now() >= deadline {
+            return FetchResponse::default().with_responses(topics);
+        }
+        match tokio::time::timeout_at(deadline, data.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return FetchResponse::default().with_responses(topics),
+        }
+    }
+}
+
+async fn list_offsets(request: ListOffsetsRequest, served: &Served) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let topic_name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let spec = match p.timestamp {
+                -2 => OffsetSpec::Earliest,
+                -1 => OffsetSpec::Latest,
+                t => OffsetSpec::Timestamp(t),
+            };
+            let out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let found = match u32::try_from(p.partition_index) {
+                Ok(partition) => served.log.list_offset(&topic_name, partition, spec).await,
+                Err(_) => Err(Error::UnknownTopic(topic_name.clone())),
+            };
+            partitions.push(match found {
+                Ok(Some((offset, timestamp))) => out.with_offset(offset).with_timestamp(timestamp),
+                Ok(None) => out.with_offset(-1).with_timestamp(-1),
+                Err(e) => out.with_error_code(error_code(&e)).with_offset(-1).with_timestamp(-1),
+            });
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let topic_name = topic.name.0.to_string();
+        let n = if topic.num_partitions == -1 { served.config.default_partitions as i32 } else { topic.num_partitions };
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .collect();
+        let outcome: std::result::Result<(), (i16, String)> = if n < 1 {
+            Err((code::INVALID_PARTITIONS, format!("{n} partitions: a topic needs at least one")))
+        } else if let Err(e) = crate::log::validate_topic_name(&topic_name) {
+            Err((error_code(&e), e.to_string()))
+        } else if served.log.describe_topic(&topic_name).is_ok() {
+            Err((code::TOPIC_ALREADY_EXISTS, format!("topic {topic_name} already exists")))
+        } else if request.validate_only {
+            Ok(())
+        } else {
+            served.log.create_topic(&topic_name, n as u32, configs).await.map_err(|e| (error_code(&e), e.to_string()))
+        };
+        let mut result =
+            CreatableTopicResult::default().with_name(topic.name).with_num_partitions(n).with_replication_factor(1);
+        if let Err((code, message)) = outcome {
+            result = result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)));
+        }
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Served) -> DeleteTopicsResponse {
+    let names: Vec<TopicName> =
+        if version >= 6 { request.topics.into_iter().filter_map(|t| t.name).collect() } else { request.topic_names };
+    let mut results = Vec::with_capacity(names.len());
+    for topic in names {
+        let mut result = DeletableTopicResult::default().with_name(Some(topic.clone()));
+        if let Err(e) = served.log.delete_topic(&topic.0).await {
+            result =
+                result.with_error_code(error_code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())));
+        }
+        results.push(result);
+    }
+    DeleteTopicsResponse::default().with_responses(results)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn produce_payloads_split_into_batches_and_bad_ones_are_named() {
+        let mut payload = BytesMut::new();
+        for body in [&b"abc"[..], &b"defgh"[..]] {
+            payload.put_i64(0);
+            payload.put_i32(body.len() as i32);
+            payload.put_slice(body);
+        }
+        let batches = split_batches(payload.clone().freeze()).unwrap();
+        assert_eq!(batches.iter().map(Bytes::len).collect::<Vec<_>>(), [15, 17]);
+        assert!(split_batches(payload.freeze().slice(..20)).unwrap_err().contains("a batch of 17 bytes"));
+        assert!(split_batches(Bytes::from_static(&[0; 5])).unwrap_err().contains("shorter than a batch header"));
+        let mut negative = BytesMut::new();
+        negative.put_i64(0);
+        negative.put_i32(-5);
+        assert!(split_batches(negative.freeze()).unwrap_err().contains("a batch length of -5"));
+    }
+}

@@ -1,0 +1,146 @@
+//! `freshet broker` with a real Kafka client: kcat (librdkafka) produces and consumes through the
+//! broker process, per compression codec, with keys, null values and repeated headers; bad frames
+//! close only their own connection; a restart loses no acknowledged record.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A broker process on a free port.
+struct BrokerProcess {
+    child: Child,
+    addr: String,
+}
+
+impl BrokerProcess {
+    fn start(data: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        BrokerProcess { child, addr }
+    }
+
+    /// Stops it as an operator would (SIGTERM) and waits.
+    fn stop(mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "the broker stops cleanly: {status}");
+    }
+}
+
+fn kcat(args: &[&str], stdin: &str) -> String {
+    let mut child = Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kcat is installed (./dev test installs it)");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[test]
+fn kcat_produces_and_consumes_through_the_broker_with_every_codec() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let b = broker.addr.clone();
+    for codec in ["none", "gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("events-{codec}");
+        // Keys, an empty value sent as null (-Z), and a header key repeated.
+        kcat(
+            &["-b", &b, "-P", "-t", &topic, "-K", ":", "-Z", "-z", codec, "-H", "h=1", "-H", "h=2"],
+            "a:one\nb:\nc:three\n",
+        );
+        let out = kcat(&["-b", &b, "-C", "-t", &topic, "-o", "beginning", "-e", "-q", "-f", "%o %k=%s (%S) %h\n"], "");
+        assert_eq!(out, "0 a=one (3) h=1,h=2\n1 b= (-1) h=1,h=2\n2 c=three (5) h=1,h=2\n", "{codec}");
+        // A consumer starting in the middle of a batch gets the records from there on.
+        let out = kcat(&["-b", &b, "-C", "-t", &topic, "-o", "1", "-e", "-q", "-f", "%o %k\n"], "");
+        assert_eq!(out, "1 b\n2 c\n", "{codec}");
+    }
+    let listing = kcat(&["-b", &b, "-L"], "");
+    assert!(listing.contains("topic \"events-zstd\" with 1 partitions"), "{listing}");
+    broker.stop();
+}
+
+#[test]
+fn bad_frames_close_their_connection_and_the_broker_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let closed = |frame: &[u8]| {
+        let mut s = TcpStream::connect(&broker.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(frame).unwrap();
+        let mut buf = [0u8; 64];
+        matches!(s.read(&mut buf), Ok(0) | Err(_))
+    };
+    // A frame over the maximum: refused from its size, before anything is allocated.
+    assert!(closed(&i32::MAX.to_be_bytes()));
+    // A negative size.
+    assert!(closed(&(-1i32).to_be_bytes()));
+    // An unknown API key.
+    let mut unknown = 12i32.to_be_bytes().to_vec();
+    unknown.extend_from_slice(&[0x7f, 0x00, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+    assert!(closed(&unknown));
+    // A Metadata request cut short in its body.
+    let mut cut = 10i32.to_be_bytes().to_vec();
+    cut.extend_from_slice(&[0, 3, 0, 9, 0, 0, 0, 1, 0xff, 0xff]);
+    assert!(closed(&cut));
+    // Random bytes.
+    let noise: Vec<u8> = (0..200u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let mut random = (noise.len() as i32).to_be_bytes().to_vec();
+    random.extend_from_slice(&noise);
+    assert!(closed(&random));
+    // A client that leaves in the middle of a request.
+    {
+        let mut s = TcpStream::connect(&broker.addr).unwrap();
+        s.write_all(&100i32.to_be_bytes()).unwrap();
+        s.write_all(&[0, 3]).unwrap();
+    }
+    // An ApiVersions request of a version the broker does not serve gets error 35 and the ranges.
+    let mut s = TcpStream::connect(&broker.addr).unwrap();
+    let mut request = 10i32.to_be_bytes().to_vec();
+    request.extend_from_slice(&[0, 18, 0x7f, 0, 0, 0, 0, 7, 0xff, 0xff]);
+    s.write_all(&request).unwrap();
+    let mut size = [0u8; 4];
+    s.read_exact(&mut size).unwrap();
+    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+    s.read_exact(&mut body).unwrap();
+    assert_eq!(&body[..4], &7i32.to_be_bytes(), "the correlation id");
+    assert_eq!(&body[4..6], &35i16.to_be_bytes(), "UNSUPPORTED_VERSION");
+    // Everyone else is still served.
+    kcat(&["-b", &broker.addr, "-P", "-t", "after", "-K", ":"], "k:v\n");
+    let out = kcat(&["-b", &broker.addr, "-C", "-t", "after", "-o", "beginning", "-e", "-q", "-f", "%k=%s\n"], "");
+    assert_eq!(out, "k=v\n");
+    broker.stop();
+}
+
+#[test]
+fn a_broker_restart_loses_no_acknowledged_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broker = BrokerProcess::start(&data);
+    let lines: String = (0..500).map(|i| format!("k{i}:v{i}\n")).collect();
+    // acks=all: kcat waits for every acknowledgement before it exits.
+    kcat(&["-b", &broker.addr, "-P", "-t", "durable", "-K", ":", "-X", "acks=all"], &lines);
+    broker.stop();
+    let broker = BrokerProcess::start(&data);
+    let out = kcat(&["-b", &broker.addr, "-C", "-t", "durable", "-o", "beginning", "-e", "-q", "-f", "%k:%s\n"], "");
+    assert_eq!(out, lines);
+    broker.stop();
+}

@@ -552,7 +552,7 @@ mod tests {
         }
         let batches = split_batches(payload.clone().freeze()).unwrap();
         assert_eq!(batches.iter().map(Bytes::len).collect::<Vec<_>>(), [15, 17]);
-        assert!(split_batches(payload.freeze().slice(..20)).unwrap_err().contains("a batch of 17 bytes"));
+        assert!(split_batches(payload.freeze().slice(..29)).unwrap_err().contains("a batch of 17 bytes in 14 bytes"));
         assert!(split_batches(Bytes::from_static(&[0; 5])).unwrap_err().contains("shorter than a batch header"));
         let mut negative = BytesMut::new();
         negative.put_i64(0);

@@ -117,9 +117,10 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     if args.num_partitions == 0 {
         anyhow::bail!("--num-partitions 0: a topic needs at least one partition");
     }
-    let log = Log::open(&args.data_dir, LogConfig::default())
+    let embedded = Embedded::open(&args.data_dir, LogConfig::default())
         .await
         .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let log = embedded.log().clone();
     let config = freshet::core::broker::BrokerConfig {
         listen: args.listen,
         advertised_host: args.advertised_host,
@@ -127,7 +128,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         auto_create_topics: !args.no_auto_create_topics,
         default_partitions: args.num_partitions,
     };
-    let broker = freshet::core::broker::Broker::start(log.clone(), config).await?;
+    let broker = freshet::core::broker::Broker::start(log.clone(), embedded.group_offsets().clone(), config).await?;
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), args.data_dir.display()));
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -135,7 +136,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         _ = terminate.recv() => {}
     }
     broker.stop().await;
-    log.close().await?;
+    embedded.close().await?;
     say("Broker stopped; the log was closed cleanly.");
     Ok(())
 }

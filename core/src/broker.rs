@@ -11,9 +11,11 @@
 //! answers with error 35 and the supported ranges, as Kafka does) or a frame over the configured
 //! maximum closes that connection alone; the broker goes on serving everyone else.
 //!
-//! This first part serves ApiVersions, Metadata (with topic auto-creation), Produce (acks 0, 1,
-//! all), Fetch (long-poll with max wait and min bytes), ListOffsets, CreateTopics and
-//! DeleteTopics. Consumer groups, idempotent producers and the rest come next.
+//! Served so far: ApiVersions, Metadata (with topic auto-creation), Produce (acks 0, 1, all),
+//! Fetch (long-poll with max wait and min bytes), ListOffsets, CreateTopics, DeleteTopics, and
+//! the classic consumer-group protocol (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups; see
+//! [`crate::coordinator`]). Idempotent producers and the remaining admin APIs come next.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -28,15 +30,21 @@ use kafka_protocol::messages::{
     metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic,
     produce_response::PartitionProduceResponse, produce_response::TopicProduceResponse, ApiKey, ApiVersionsRequest,
     ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    DeleteTopicsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest, FetchResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::coordinator::{Coordinator, JoinRequest};
 use crate::error::{Error, Result};
+use crate::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
 use crate::log::{Log, OffsetSpec};
 
 /// Kafka's error codes that the broker answers with.
@@ -63,6 +71,15 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DescribeGroups, 0, 5),
 ];
 
 fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -107,14 +124,17 @@ pub struct Broker {
 #[derive(Debug, Clone)]
 struct Served {
     log: Log,
+    offsets: GroupOffsets,
+    coordinator: Coordinator,
     config: BrokerConfig,
     host: String,
     port: i32,
 }
 
 impl Broker {
-    /// Listens on `config.listen` and serves `log` until [`Broker::stop`].
-    pub async fn start(log: Log, config: BrokerConfig) -> Result<Broker> {
+    /// Listens on `config.listen` and serves `log` (its groups' offsets in `offsets`) until
+    /// [`Broker::stop`].
+    pub async fn start(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Result<Broker> {
         let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::InvalidConfig {
             key: "listeners".into(),
             value: config.listen.to_string(),
@@ -122,7 +142,9 @@ impl Broker {
         })?;
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
         let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
-        let served = Served { log, config, host, port: i32::from(local_addr.port()) };
+        let coordinator = Coordinator::new();
+        coordinator.start_expiry();
+        let served = Served { log, offsets, coordinator, config, host, port: i32::from(local_addr.port()) };
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -132,7 +154,7 @@ impl Broker {
                             let served = served.clone();
                             let stopped = stopped.clone();
                             tokio::spawn(async move {
-                                if let Err(reason) = serve_connection(stream, &served, stopped).await {
+                                if let Err(reason) = serve_connection(stream, peer, &served, stopped).await {
                                     tracing::info!(%peer, %reason, "connection closed");
                                 }
                             });
@@ -163,6 +185,7 @@ impl Broker {
 /// or the broker stops. The error says why the connection closed.
 async fn serve_connection(
     mut stream: TcpStream,
+    peer: SocketAddr,
     served: &Served,
     mut stopped: watch::Receiver<bool>,
 ) -> std::result::Result<(), String> {
@@ -181,7 +204,7 @@ async fn serve_connection(
         }
         let mut frame = vec![0u8; size as usize];
         stream.read_exact(&mut frame).await.map_err(|e| format!("reading a frame of {size} bytes: {e}"))?;
-        let response = handle_frame(Bytes::from(frame), served).await?;
+        let response = handle_frame(Bytes::from(frame), peer, served).await?;
         if let Some(response) = response {
             let mut out = BytesMut::with_capacity(response.len() + 4);
             out.put_i32(response.len() as i32);
@@ -192,7 +215,11 @@ async fn serve_connection(
 }
 
 /// Decodes a request frame, runs it, encodes the response (`None`: no response, acks=0).
-async fn handle_frame(mut frame: Bytes, served: &Served) -> std::result::Result<Option<Bytes>, String> {
+async fn handle_frame(
+    mut frame: Bytes,
+    peer: SocketAddr,
+    served: &Served,
+) -> std::result::Result<Option<Bytes>, String> {
     if frame.len() < 8 {
         return Err(format!("a request of {} bytes, shorter than its header", frame.len()));
     }
@@ -255,8 +282,308 @@ async fn handle_frame(mut frame: Bytes, served: &Served) -> std::result::Result<
             let response = delete_topics(request, version, served).await;
             encode(response_header, header_version, &response, version).map(Some)
         }
+        ApiKey::FindCoordinator => {
+            let request = FindCoordinatorRequest::decode(&mut frame, version).map_err(bad)?;
+            encode(response_header, header_version, &find_coordinator(request, version, served), version).map(Some)
+        }
+        ApiKey::JoinGroup => {
+            let request = JoinGroupRequest::decode(&mut frame, version).map_err(bad)?;
+            let client_id = header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+            let response = join_group(request, version, client_id, peer, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::SyncGroup => {
+            let request = SyncGroupRequest::decode(&mut frame, version).map_err(bad)?;
+            let assignments =
+                request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+            let sync = served
+                .coordinator
+                .sync(&request.group_id.0, request.generation_id, &request.member_id, assignments)
+                .await;
+            let response = SyncGroupResponse::default()
+                .with_error_code(sync.error_code)
+                .with_protocol_type(sync.protocol_type.map(StrBytes::from_string))
+                .with_protocol_name(sync.protocol_name.map(StrBytes::from_string))
+                .with_assignment(sync.assignment);
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::Heartbeat => {
+            let request = HeartbeatRequest::decode(&mut frame, version).map_err(bad)?;
+            let error =
+                served.coordinator.heartbeat(&request.group_id.0, request.generation_id, &request.member_id).await;
+            encode(response_header, header_version, &HeartbeatResponse::default().with_error_code(error), version)
+                .map(Some)
+        }
+        ApiKey::LeaveGroup => {
+            let request = LeaveGroupRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = leave_group(request, version, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::OffsetCommit => {
+            let request = OffsetCommitRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = offset_commit(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::OffsetFetch => {
+            let request = OffsetFetchRequest::decode(&mut frame, version).map_err(bad)?;
+            encode(response_header, header_version, &offset_fetch(request, served), version).map(Some)
+        }
+        ApiKey::ListGroups => {
+            ListGroupsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = list_groups(served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::DescribeGroups => {
+            let request = DescribeGroupsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = describe_groups(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
         other => Err(format!("API {other:?} is not served")),
     }
+}
+
+fn find_coordinator(request: FindCoordinatorRequest, version: i16, served: &Served) -> FindCoordinatorResponse {
+    // This broker coordinates every group.
+    let host = StrBytes::from_string(served.host.clone());
+    let response =
+        FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host.clone()).with_port(served.port);
+    if version < 4 {
+        return response;
+    }
+    let coordinators = request
+        .coordinator_keys
+        .into_iter()
+        .map(|key| {
+            kafka_protocol::messages::find_coordinator_response::Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(0))
+                .with_host(host.clone())
+                .with_port(served.port)
+        })
+        .collect();
+    response.with_coordinators(coordinators)
+}
+
+async fn join_group(
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+    peer: SocketAddr,
+    served: &Served,
+) -> JoinGroupResponse {
+    if request.group_id.0.is_empty() {
+        return JoinGroupResponse::default()
+            .with_error_code(crate::coordinator::code::INVALID_GROUP_ID)
+            .with_generation_id(-1);
+    }
+    let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
+    if !(Duration::from_millis(1_000)..=Duration::from_secs(1_800)).contains(&session) {
+        return JoinGroupResponse::default()
+            .with_error_code(crate::coordinator::code::INVALID_SESSION_TIMEOUT)
+            .with_generation_id(-1);
+    }
+    // Before v1 the rebalance timeout is the session timeout.
+    let rebalance =
+        if version >= 1 { Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64) } else { session };
+    let join = served
+        .coordinator
+        .join(JoinRequest {
+            group: request.group_id.0.to_string(),
+            member_id: request.member_id.to_string(),
+            instance_id: request.group_instance_id.map(|i| i.to_string()),
+            client_id,
+            client_host: format!("/{}", peer.ip()),
+            session_timeout: session,
+            rebalance_timeout: rebalance,
+            protocol_type: request.protocol_type.to_string(),
+            protocols: request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+            requires_known_member_id: version >= 4,
+        })
+        .await;
+    let members = join
+        .members
+        .into_iter()
+        .map(|m| {
+            kafka_protocol::messages::join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(StrBytes::from_string(m.member_id))
+                .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
+                .with_metadata(m.metadata)
+        })
+        .collect();
+    JoinGroupResponse::default()
+        .with_error_code(join.error_code)
+        .with_generation_id(if join.error_code == 0 { join.generation } else { -1 })
+        .with_protocol_type(join.protocol_type.map(StrBytes::from_string))
+        .with_protocol_name(Some(StrBytes::from_string(join.protocol_name.unwrap_or_default())))
+        .with_leader(StrBytes::from_string(join.leader))
+        .with_member_id(StrBytes::from_string(join.member_id))
+        .with_members(members)
+}
+
+async fn leave_group(request: LeaveGroupRequest, version: i16, served: &Served) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        request
+            .members
+            .iter()
+            .map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string())))
+            .collect()
+    } else {
+        vec![(request.member_id.to_string(), None)]
+    };
+    let errors = served.coordinator.leave(&request.group_id.0, &members).await;
+    if version < 3 {
+        return LeaveGroupResponse::default().with_error_code(errors[0]);
+    }
+    let responses = members
+        .into_iter()
+        .zip(errors)
+        .map(|((id, instance), error)| {
+            kafka_protocol::messages::leave_group_response::MemberResponse::default()
+                .with_member_id(StrBytes::from_string(id))
+                .with_group_instance_id(instance.map(StrBytes::from_string))
+                .with_error_code(error)
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(responses)
+}
+
+async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let check =
+        served.coordinator.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id).await;
+    let mut offsets = BTreeMap::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            if let Ok(partition) = u32::try_from(p.partition_index) {
+                let mut committed = OffsetAndMetadata::new(p.committed_offset);
+                committed.leader_epoch = p.committed_leader_epoch;
+                committed.metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                offsets.insert(TopicPartition::new(topic.name.0.to_string(), partition), committed);
+            }
+        }
+    }
+    let stored = if check == 0 {
+        match served.offsets.commit(&group, &offsets).await {
+            Ok(()) => 0,
+            Err(e) => error_code(&e),
+        }
+    } else {
+        check
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    kafka_protocol::messages::offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(stored)
+                })
+                .collect();
+            kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFetchResponse {
+    use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+    let group = request.group_id.0.to_string();
+    let committed = served.offsets.fetch(&group, None);
+    let wanted: Vec<(String, Vec<i32>)> = match request.topics {
+        Some(topics) => topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect(),
+        None => {
+            let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for tp in committed.keys() {
+                all.entry(tp.topic.clone()).or_default().push(tp.partition as i32);
+            }
+            all.into_iter().collect()
+        }
+    };
+    let topics = wanted
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|p| {
+                    let found =
+                        u32::try_from(p).ok().and_then(|p| committed.get(&TopicPartition::new(topic.clone(), p)));
+                    let out = OffsetFetchResponsePartition::default().with_partition_index(p);
+                    match found {
+                        Some(c) => out
+                            .with_committed_offset(c.offset)
+                            .with_committed_leader_epoch(c.leader_epoch)
+                            .with_metadata(Some(StrBytes::from_string(c.metadata.clone()))),
+                        None => out
+                            .with_committed_offset(-1)
+                            .with_committed_leader_epoch(-1)
+                            .with_metadata(Some(StrBytes::default())),
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(name(&topic)).with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+async fn list_groups(served: &Served) -> ListGroupsResponse {
+    use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let mut groups: BTreeMap<String, (String, String)> =
+        served.offsets.groups().into_iter().map(|g| (g, ("consumer".to_string(), "Empty".to_string()))).collect();
+    for (group, protocol_type, state) in served.coordinator.list().await {
+        groups.insert(group, (protocol_type, state.name().to_string()));
+    }
+    let listed = groups
+        .into_iter()
+        .map(|(group, (protocol_type, state))| {
+            ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(group)))
+                .with_protocol_type(StrBytes::from_string(protocol_type))
+                .with_group_state(StrBytes::from_string(state))
+                .with_group_type(StrBytes::from_static_str("classic"))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(listed)
+}
+
+async fn describe_groups(request: DescribeGroupsRequest, served: &Served) -> DescribeGroupsResponse {
+    use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+    let mut described = Vec::with_capacity(request.groups.len());
+    for group in request.groups {
+        let out = DescribedGroup::default().with_group_id(group.clone());
+        described.push(match served.coordinator.describe(&group.0).await {
+            Some(d) => out
+                .with_group_state(StrBytes::from_static_str(d.state.name()))
+                .with_protocol_type(StrBytes::from_string(d.protocol_type))
+                .with_protocol_data(StrBytes::from_string(d.protocol))
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(StrBytes::from_string(m.member_id))
+                                .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
+                                .with_client_id(StrBytes::from_string(m.client_id))
+                                .with_client_host(StrBytes::from_string(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+            // A group known only by its committed offsets is empty; one never seen is "Dead".
+            None if served.offsets.groups().iter().any(|g| **g == *group.0) => out
+                .with_group_state(StrBytes::from_static_str("Empty"))
+                .with_protocol_type(StrBytes::from_static_str("consumer")),
+            None => out.with_group_state(StrBytes::from_static_str("Dead")),
+        });
+    }
+    DescribeGroupsResponse::default().with_groups(described)
 }
 
 fn encode<T: Encodable>(

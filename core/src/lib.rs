@@ -10,6 +10,7 @@
 pub mod batch;
 pub mod broker;
 pub mod config;
+pub mod coordinator;
 pub mod error;
 pub mod log;
 

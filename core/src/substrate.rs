@@ -284,6 +284,11 @@ impl Embedded {
         Ok(Embedded { log, groups })
     }
 
+    /// The committed offsets of consumer groups.
+    pub fn group_offsets(&self) -> &GroupOffsets {
+        &self.groups
+    }
+
     /// The underlying log.
     pub fn log(&self) -> &Log {
         &self.log

@@ -1,6 +1,7 @@
 //! `freshet broker` with a real Kafka client: kcat (librdkafka) produces and consumes through the
-//! broker process, per compression codec, with keys, null values and repeated headers; bad frames
-//! close only their own connection; a restart loses no acknowledged record.
+//! broker process, per compression codec, with keys, null values and repeated headers; consumers
+//! in a group share partitions and resume from committed offsets; bad frames close only their own
+//! connection; a restart loses no acknowledged record.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -16,9 +17,14 @@ struct BrokerProcess {
 
 impl BrokerProcess {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, args: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
             .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -142,5 +148,93 @@ fn a_broker_restart_loses_no_acknowledged_record() {
     let broker = BrokerProcess::start(&data);
     let out = kcat(&["-b", &broker.addr, "-C", "-t", "durable", "-o", "beginning", "-e", "-q", "-f", "%k:%s\n"], "");
     assert_eq!(out, lines);
+    broker.stop();
+}
+
+/// A kcat group consumer running until stopped, its output lines collected as they come.
+struct GroupConsumer {
+    child: Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GroupConsumer {
+    fn start(addr: &str, group: &str, topic: &str) -> Self {
+        let mut child = Command::new("kcat")
+            .args(["-b", addr, "-G", group, "-X", "auto.offset.reset=earliest", "-X", "heartbeat.interval.ms=100"])
+            // -u: unbuffered output, so each line comes as its record does.
+            .args(["-u", "-q", "-f", "%p %s\n", topic])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kcat is installed (./dev test installs it)");
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (out, sink) = (child.stdout.take().unwrap(), lines.clone());
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        GroupConsumer { child, lines }
+    }
+
+    fn count(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
+    /// Stops it as Ctrl-C would: it commits and leaves the group.
+    fn stop(mut self) -> Vec<String> {
+        let _ = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+        std::thread::sleep(Duration::from_millis(100));
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+#[test]
+fn three_consumers_in_a_group_share_six_partitions_and_resume_from_committed_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broker = BrokerProcess::start_with(&data, &["--num-partitions", "6"]);
+    let b = broker.addr.clone();
+    kcat(&["-b", &b, "-P", "-t", "shared", "-K", ":"], "k:first\n");
+    // Three balanced consumers join; once the group settles, the records come.
+    let consumers: Vec<GroupConsumer> = (0..3).map(|_| GroupConsumer::start(&b, "readers", "shared")).collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while consumers.iter().map(GroupConsumer::count).sum::<usize>() < 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Members learn of a rebalance from their next heartbeat (every 100 ms here).
+    std::thread::sleep(Duration::from_secs(2));
+    let lines: String = (0..600).map(|i| format!("k{i}:v{i}\n")).collect();
+    kcat(&["-b", &b, "-P", "-t", "shared", "-K", ":"], &lines);
+    while consumers.iter().map(GroupConsumer::count).sum::<usize>() < 601 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let outputs: Vec<Vec<String>> = consumers.into_iter().map(GroupConsumer::stop).collect();
+    let mut seen: Vec<String> = Vec::new();
+    let mut partitions_of = Vec::new();
+    for out in &outputs {
+        let mut partitions: Vec<&str> =
+            out.iter().filter(|l| !l.ends_with("first")).map(|l| l.split(' ').next().unwrap()).collect();
+        partitions.sort_unstable();
+        partitions.dedup();
+        partitions_of.push(partitions.len());
+        seen.extend(out.iter().map(|l| l.split(' ').nth(1).unwrap().to_string()).filter(|v| v != "first"));
+    }
+    seen.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..600).map(|i| format!("v{i}")).collect();
+    assert_eq!(seen, expected, "every record read once across the group");
+    assert_eq!(partitions_of, [2, 2, 2], "six partitions shared by three members");
+    // The group committed as its members left: after a broker restart, a new member reads only
+    // what is new.
+    broker.stop();
+    let broker = BrokerProcess::start_with(&data, &["--num-partitions", "6"]);
+    let b = broker.addr.clone();
+    kcat(&["-b", &b, "-P", "-t", "shared", "-K", ":"], "k600:v600\nk601:v601\n");
+    let out =
+        kcat(&["-b", &b, "-G", "readers", "-X", "auto.offset.reset=earliest", "-e", "-q", "-f", "%s\n", "shared"], "");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort_unstable();
+    assert_eq!(got, ["v600", "v601"]);
     broker.stop();
 }

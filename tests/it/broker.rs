@@ -1,7 +1,8 @@
-//! `freshet broker` with a real Kafka client: kcat (librdkafka) produces and consumes through the
+//! `freshet broker` with real Kafka clients: kcat (librdkafka) produces and consumes through the
 //! broker process, per compression codec, with keys, null values and repeated headers; consumers
 //! in a group share partitions and resume from committed offsets; bad frames close only their own
-//! connection; a restart loses no acknowledged record.
+//! connection; a restart loses no acknowledged record; confluent-kafka and kafka-python exchange
+//! records with keys, null values, repeated headers and timestamps intact (`tests/clients`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -236,5 +237,22 @@ fn three_consumers_in_a_group_share_six_partitions_and_resume_from_committed_off
     let mut got: Vec<&str> = out.lines().collect();
     got.sort_unstable();
     assert_eq!(got, ["v600", "v601"]);
+    broker.stop();
+}
+
+#[test]
+fn the_python_clients_produce_and_consume_through_the_broker() {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::env::var("FRESHET_PYTHON").unwrap_or_else(|_| format!("{home}/.cache/freshet/venv/bin/python"));
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/roundtrip.py");
+    let output = Command::new(&python)
+        .args([script, &broker.addr, "py"])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e} (./dev test installs confluent-kafka and kafka-python there)"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stdout.trim() == "ok", "{stdout}\n{stderr}");
     broker.stop();
 }

@@ -15,7 +15,9 @@
 //! Fetch (long-poll with max wait and min bytes), ListOffsets, CreateTopics, DeleteTopics, and
 //! the classic consumer-group protocol (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups; see
-//! [`crate::coordinator`]). Idempotent producers and the remaining admin APIs come next.
+//! [`crate::coordinator`]), DeleteGroups, and the admin APIs DescribeConfigs,
+//! IncrementalAlterConfigs, CreatePartitions, DeleteRecords and DescribeCluster. Idempotent
+//! producers (InitProducerId and sequence checks) come next.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -36,6 +38,11 @@ use kafka_protocol::messages::{
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
     ResponseHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest,
+    DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -80,6 +87,12 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeCluster, 0, 1),
 ];
 
 fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -338,8 +351,212 @@ async fn handle_frame(
             let response = describe_groups(request, served).await;
             encode(response_header, header_version, &response, version).map(Some)
         }
+        ApiKey::DeleteGroups => {
+            let request = DeleteGroupsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = delete_groups(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::DescribeConfigs => {
+            let request = DescribeConfigsRequest::decode(&mut frame, version).map_err(bad)?;
+            encode(response_header, header_version, &describe_configs(request, served), version).map(Some)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let request = IncrementalAlterConfigsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = alter_configs(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::CreatePartitions => {
+            let request = CreatePartitionsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = create_partitions(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::DeleteRecords => {
+            let request = DeleteRecordsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = delete_records(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::DescribeCluster => {
+            DescribeClusterRequest::decode(&mut frame, version).map_err(bad)?;
+            let broker = kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(0))
+                .with_host(StrBytes::from_string(served.host.clone()))
+                .with_port(served.port);
+            let response = DescribeClusterResponse::default()
+                .with_cluster_id(StrBytes::from_static_str("freshet"))
+                .with_controller_id(BrokerId(0))
+                .with_brokers(vec![broker]);
+            encode(response_header, header_version, &response, version).map(Some)
+        }
         other => Err(format!("API {other:?} is not served")),
     }
+}
+
+/// Kafka's resource type of a topic in config requests.
+const TOPIC_RESOURCE: i8 = 2;
+
+fn describe_configs(request: DescribeConfigsRequest, served: &Served) -> DescribeConfigsResponse {
+    use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+    let results = request
+        .resources
+        .into_iter()
+        .map(|resource| {
+            let out = DescribeConfigsResult::default()
+                .with_resource_type(resource.resource_type)
+                .with_resource_name(resource.resource_name.clone());
+            if resource.resource_type != TOPIC_RESOURCE {
+                // Broker configs: none are described yet; an empty list, no error.
+                return out;
+            }
+            match served.log.describe_configs(&resource.resource_name) {
+                Ok(entries) => {
+                    let wanted =
+                        resource.configuration_keys.map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+                    let configs = entries
+                        .into_iter()
+                        .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.name)))
+                        .map(|e| {
+                            // Sources: 1 set on the topic, 5 the default.
+                            DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_string(e.name))
+                                .with_value(Some(StrBytes::from_string(e.value)))
+                                .with_config_source(if e.is_default { 5 } else { 1 })
+                        })
+                        .collect();
+                    out.with_configs(configs)
+                }
+                Err(e) => {
+                    out.with_error_code(error_code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())))
+                }
+            }
+        })
+        .collect();
+    DescribeConfigsResponse::default().with_results(results)
+}
+
+async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let out = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let topic = resource.resource_name.to_string();
+        // Operations: 0 set, 1 delete (back to the default); 2 append and 3 subtract apply to list
+        // configs, which topics here do not have.
+        let mut changes = BTreeMap::new();
+        let mut refused = None;
+        for c in &resource.configs {
+            match c.config_operation {
+                0 => {
+                    changes.insert(c.name.to_string(), c.value.as_ref().map(|v| v.to_string()));
+                }
+                1 => {
+                    changes.insert(c.name.to_string(), None);
+                }
+                op => {
+                    refused = Some(format!("operation {op} on {} is not supported for topic configs", c.name.as_str()))
+                }
+            }
+        }
+        let result = if resource.resource_type != TOPIC_RESOURCE {
+            Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
+        } else if let Some(reason) = refused {
+            Err((code::INVALID_CONFIG, reason))
+        } else if request.validate_only {
+            served.log.describe_topic(&topic).map(|_| ()).map_err(|e| (error_code(&e), e.to_string()))
+        } else {
+            served.log.alter_topic_config(&topic, changes).await.map_err(|e| (error_code(&e), e.to_string()))
+        };
+        responses.push(match result {
+            Ok(()) => out,
+            Err((code, message)) => out.with_error_code(code).with_error_message(Some(StrBytes::from_string(message))),
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+async fn create_partitions(request: CreatePartitionsRequest, served: &Served) -> CreatePartitionsResponse {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name_str = topic.name.0.to_string();
+        let result = match served.log.describe_topic(&name_str) {
+            Err(e) => Err((error_code(&e), e.to_string())),
+            Ok(d) if topic.count <= d.n_partitions as i32 => Err((
+                code::INVALID_PARTITIONS,
+                format!(
+                    "topic {name_str} has {} partitions; it can only grow (asked for {})",
+                    d.n_partitions, topic.count
+                ),
+            )),
+            Ok(_) if request.validate_only => Ok(()),
+            Ok(_) => served
+                .log
+                .create_partitions(&name_str, topic.count as u32)
+                .await
+                .map_err(|e| (error_code(&e), e.to_string())),
+        };
+        let out = CreatePartitionsTopicResult::default().with_name(topic.name);
+        results.push(match result {
+            Ok(()) => out,
+            Err((code, message)) => out.with_error_code(code).with_error_message(Some(StrBytes::from_string(message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn delete_records(request: DeleteRecordsRequest, served: &Served) -> DeleteRecordsResponse {
+    use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name_str = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let out = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            let result = match u32::try_from(p.partition_index) {
+                Ok(partition) => {
+                    // -1: up to the high watermark.
+                    let before = if p.offset == -1 {
+                        served
+                            .log
+                            .list_offset(&name_str, partition, OffsetSpec::Latest)
+                            .await
+                            .map(|o| o.map_or(0, |(o, _)| o))
+                    } else {
+                        Ok(p.offset)
+                    };
+                    match before {
+                        Ok(before) => served.log.delete_records(&name_str, partition, before).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(_) => Err(Error::UnknownTopic(name_str.clone())),
+            };
+            partitions.push(match result {
+                Ok(low) => out.with_low_watermark(low),
+                Err(e) => out.with_error_code(error_code(&e)).with_low_watermark(-1),
+            });
+        }
+        topics.push(DeleteRecordsTopicResult::default().with_name(topic.name).with_partitions(partitions));
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+async fn delete_groups(request: DeleteGroupsRequest, served: &Served) -> DeleteGroupsResponse {
+    use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group in request.groups_names {
+        let mut error = served.coordinator.delete(&group.0).await;
+        if error == 0 {
+            error = match served.offsets.delete_group(&group.0).await {
+                Ok(true) => 0,
+                Ok(false) => crate::coordinator::code::GROUP_ID_NOT_FOUND,
+                Err(e) => error_code(&e),
+            };
+        }
+        results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(error));
+    }
+    DeleteGroupsResponse::default().with_results(results)
 }
 
 fn find_coordinator(request: FindCoordinatorRequest, version: i16, served: &Served) -> FindCoordinatorResponse {

@@ -240,19 +240,33 @@ fn three_consumers_in_a_group_share_six_partitions_and_resume_from_committed_off
     broker.stop();
 }
 
-#[test]
-fn the_python_clients_produce_and_consume_through_the_broker() {
+/// Runs a script of `tests/clients` with the Python Kafka clients; it prints "ok" when all held.
+fn python_clients(script: &str, args: &[&str]) {
     let home = std::env::var("HOME").unwrap_or_default();
     let python = std::env::var("FRESHET_PYTHON").unwrap_or_else(|_| format!("{home}/.cache/freshet/venv/bin/python"));
-    let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(&dir.path().join("data"));
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/roundtrip.py");
+    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new(&python)
-        .args([script, &broker.addr, "py"])
+        .arg(&script)
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("{python}: {e} (./dev test installs confluent-kafka and kafka-python there)"));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success() && stdout.trim() == "ok", "{stdout}\n{stderr}");
+    assert!(output.status.success() && stdout.trim() == "ok", "{script}:\n{stdout}\n{stderr}");
+}
+
+#[test]
+fn the_python_clients_produce_and_consume_through_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    python_clients("roundtrip.py", &[&broker.addr, "py"]);
+    broker.stop();
+}
+
+#[test]
+fn the_admin_client_creates_describes_alters_grows_trims_and_deletes() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    python_clients("admin.py", &[&broker.addr]);
     broker.stop();
 }

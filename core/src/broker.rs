@@ -1103,4 +1103,111 @@ mod tests {
         negative.put_i32(-5);
         assert!(split_batches(negative.freeze()).unwrap_err().contains("a batch length of -5"));
     }
+
+    /// Valid request frames of several APIs, as a client would send them.
+    fn sample_frames() -> Vec<Vec<u8>> {
+        let frame = |key: ApiKey, version: i16, body: &dyn Fn(&mut BytesMut)| {
+            let mut out = BytesMut::new();
+            let header = RequestHeader::default()
+                .with_request_api_key(key as i16)
+                .with_request_api_version(version)
+                .with_correlation_id(7)
+                .with_client_id(Some(StrBytes::from_static_str("fuzz")));
+            header.encode(&mut out, key.request_header_version(version)).unwrap();
+            body(&mut out);
+            out.to_vec()
+        };
+        vec![
+            frame(ApiKey::ApiVersions, 3, &|b| {
+                // client software name and version, compact strings, then no tagged fields
+                b.put_slice(&[5, b'f', b'u', b'z', b'z', 2, b'1', 0]);
+            }),
+            frame(ApiKey::Metadata, 1, &|b| {
+                b.put_i32(1);
+                b.put_i16(1);
+                b.put_slice(b"t");
+            }),
+            frame(ApiKey::ListOffsets, 1, &|b| {
+                b.put_i32(-1);
+                b.put_i32(1);
+                b.put_i16(1);
+                b.put_slice(b"t");
+                b.put_i32(1);
+                b.put_i32(0);
+                b.put_i64(-2);
+            }),
+            frame(ApiKey::Heartbeat, 0, &|b| {
+                b.put_i16(1);
+                b.put_slice(b"g");
+                b.put_i32(1);
+                b.put_i16(1);
+                b.put_slice(b"m");
+            }),
+        ]
+    }
+
+    /// Random and mutated frames through the request path: each gets an answer or a refusal
+    /// (its connection would close), never a panic, and the broker still answers a good request
+    /// after them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn random_and_mutated_frames_never_panic_the_request_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), crate::config::LogConfig::default()).await.unwrap();
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
+        let served = Served {
+            log: log.clone(),
+            offsets,
+            coordinator: Coordinator::new(),
+            config: BrokerConfig { auto_create_topics: false, ..BrokerConfig::default() },
+            host: "127.0.0.1".into(),
+            port: 9092,
+        };
+        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let samples = sample_frames();
+        for sample in &samples {
+            assert!(handle_frame(Bytes::from(sample.clone()), peer, &served).await.unwrap().is_some());
+        }
+        let seed =
+            std::env::var("FRESHET_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| fastrand::u64(..));
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let rounds = if std::env::var_os("FRESHET_SLOW_TESTS").is_some() { 200_000 } else { 20_000 };
+        let (mut answered, mut refused) = (0u32, 0u32);
+        for _ in 0..rounds {
+            let mut frame = match rng.u8(..4) {
+                // Pure noise, sometimes with a real API key and version in front.
+                0 => (0..rng.usize(..64)).map(|_| rng.u8(..)).collect::<Vec<u8>>(),
+                1 => {
+                    let mut f = vec![0, rng.u8(..70), 0, rng.u8(..14), 0, 0, 0, 1];
+                    f.extend((0..rng.usize(..48)).map(|_| rng.u8(..)));
+                    f
+                }
+                // A valid frame, cut short or with bytes flipped.
+                2 => {
+                    let s = &samples[rng.usize(..samples.len())];
+                    s[..rng.usize(..=s.len())].to_vec()
+                }
+                _ => {
+                    let mut s = samples[rng.usize(..samples.len())].clone();
+                    for _ in 0..rng.usize(1..4) {
+                        let i = rng.usize(..s.len());
+                        s[i] = rng.u8(..);
+                    }
+                    s
+                }
+            };
+            if frame.len() > 4 && rng.bool() {
+                // Huge array and string lengths are refused before anything is allocated.
+                let i = rng.usize(4..frame.len());
+                frame[i] = 0x7f;
+            }
+            match handle_frame(Bytes::from(frame), peer, &served).await {
+                Ok(_) => answered += 1,
+                Err(_) => refused += 1,
+            }
+        }
+        assert!(answered > 0 && refused > 0, "seed {seed}: {answered} answered, {refused} refused");
+        assert!(handle_frame(Bytes::from(samples[1].clone()), peer, &served).await.unwrap().is_some(), "seed {seed}");
+        log.close().await.unwrap();
+    }
 }

@@ -16,11 +16,14 @@
 //! the classic consumer-group protocol (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups; see
 //! [`crate::coordinator`]), DeleteGroups, and the admin APIs DescribeConfigs,
-//! IncrementalAlterConfigs, CreatePartitions, DeleteRecords and DescribeCluster. Idempotent
-//! producers (InitProducerId and sequence checks) come next.
+//! IncrementalAlterConfigs, CreatePartitions, DeleteRecords and DescribeCluster, and the
+//! idempotent producer (InitProducerId; per-partition sequence checks that answer a retry with its
+//! original offset and refuse gaps and old epochs; the state is read back from the log after a
+//! restart). Transactions are not served.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -44,6 +47,7 @@ use kafka_protocol::messages::{
     DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -67,6 +71,10 @@ mod code {
     pub(super) const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub(super) const INVALID_PARTITIONS: i16 = 37;
     pub(super) const INVALID_CONFIG: i16 = 40;
+    pub(super) const INVALID_REQUEST: i16 = 42;
+    pub(super) const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+    pub(super) const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+    pub(super) const INVALID_PRODUCER_EPOCH: i16 = 47;
 }
 
 /// The APIs served and the versions of each.
@@ -93,6 +101,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -139,6 +148,7 @@ struct Served {
     log: Log,
     offsets: GroupOffsets,
     coordinator: Coordinator,
+    producers: Producers,
     config: BrokerConfig,
     host: String,
     port: i32,
@@ -157,7 +167,8 @@ impl Broker {
         let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
         let coordinator = Coordinator::new();
         coordinator.start_expiry();
-        let served = Served { log, offsets, coordinator, config, host, port: i32::from(local_addr.port()) };
+        let producers = Producers::default();
+        let served = Served { log, offsets, coordinator, producers, config, host, port: i32::from(local_addr.port()) };
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -373,6 +384,23 @@ async fn handle_frame(
         ApiKey::DeleteRecords => {
             let request = DeleteRecordsRequest::decode(&mut frame, version).map_err(bad)?;
             let response = delete_records(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::InitProducerId => {
+            let request = InitProducerIdRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = if request.transactional_id.is_some() {
+                // Transactions are not served: only the idempotent producer.
+                InitProducerIdResponse::default()
+                    .with_error_code(code::INVALID_REQUEST)
+                    .with_producer_id(ProducerId(-1))
+            } else if request.producer_id.0 >= 0 {
+                // An existing producer bumps its epoch (KIP-360).
+                InitProducerIdResponse::default()
+                    .with_producer_id(request.producer_id)
+                    .with_producer_epoch(request.producer_epoch.wrapping_add(1).max(0))
+            } else {
+                InitProducerIdResponse::default().with_producer_id(ProducerId(new_producer_id())).with_producer_epoch(0)
+            };
             encode(response_header, header_version, &response, version).map(Some)
         }
         ApiKey::DescribeCluster => {
@@ -909,6 +937,143 @@ fn split_batches(mut records: Bytes) -> std::result::Result<Vec<Bytes>, String> 
     Ok(batches)
 }
 
+/// A producer id no other producer of this log has had: the time in milliseconds (unique across
+/// restarts) shifted over a counter (unique within one).
+fn new_producer_id() -> i64 {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    ((now & ((1 << 46) - 1)) << 16) | (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff)
+}
+
+/// How many of each producer's latest batches are remembered per partition, as Kafka does: a
+/// retry of any of them is recognized and answered with its original offset.
+const REMEMBERED_BATCHES: usize = 5;
+
+/// A producer's epoch and its latest batches: `(first sequence, last sequence, base offset)`.
+type ProducerBatches = (i16, std::collections::VecDeque<(i32, i32, i64)>);
+
+/// The idempotent producers' latest batches in one partition, by producer id.
+#[derive(Debug, Default)]
+struct PartitionProducers {
+    loaded: bool,
+    producers: std::collections::HashMap<i64, ProducerBatches>,
+}
+
+/// Each partition's producers behind its own lock.
+type PartitionLocks = std::collections::HashMap<(String, u32), Arc<tokio::sync::Mutex<PartitionProducers>>>;
+
+impl PartitionProducers {
+    fn record(&mut self, producer_id: i64, epoch: i16, first: i32, last: i32, base_offset: i64) {
+        let entry = self.producers.entry(producer_id).or_insert_with(|| (epoch, Default::default()));
+        if epoch != entry.0 {
+            *entry = (epoch, Default::default());
+        }
+        entry.1.push_back((first, last, base_offset));
+        if entry.1.len() > REMEMBERED_BATCHES {
+            entry.1.pop_front();
+        }
+    }
+
+    /// `Ok(Some(offset))`: a retry of a batch stored at `offset`; `Ok(None)`: the next batch;
+    /// `Err`: refused.
+    fn check(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        first: i32,
+        last: i32,
+    ) -> std::result::Result<Option<i64>, (i16, String)> {
+        let Some((known_epoch, batches)) = self.producers.get(&producer_id) else {
+            return if first == 0 {
+                Ok(None)
+            } else {
+                Err((
+                    code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    format!("producer {producer_id} starts at sequence {first}, not 0"),
+                ))
+            };
+        };
+        if epoch < *known_epoch {
+            return Err((
+                code::INVALID_PRODUCER_EPOCH,
+                format!("producer {producer_id}: epoch {epoch} is older than {known_epoch}"),
+            ));
+        }
+        if epoch > *known_epoch {
+            return if first == 0 {
+                Ok(None)
+            } else {
+                Err((
+                    code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+                    format!("producer {producer_id}: a new epoch starts at {first}, not 0"),
+                ))
+            };
+        }
+        if let Some(&(_, _, offset)) = batches.iter().find(|(f, l, _)| *f == first && *l == last) {
+            return Ok(Some(offset));
+        }
+        let expected = batches.back().map_or(0, |(_, l, _)| l.wrapping_add(1).max(0));
+        if first == expected {
+            return Ok(None);
+        }
+        let oldest = batches.front().map_or(0, |(f, _, _)| *f);
+        if first < oldest && first < expected {
+            return Err((
+                code::DUPLICATE_SEQUENCE_NUMBER,
+                format!("producer {producer_id}: sequence {first} is older than the batches kept"),
+            ));
+        }
+        Err((
+            code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+            format!("producer {producer_id}: sequence {first} where {expected} was expected"),
+        ))
+    }
+}
+
+/// The idempotent producers' state of every partition, each behind its own lock (appends of
+/// idempotent batches to one partition go one at a time, so checks and appends agree).
+#[derive(Debug, Clone, Default)]
+struct Producers {
+    partitions: Arc<std::sync::Mutex<PartitionLocks>>,
+}
+
+impl Producers {
+    fn of(&self, topic: &str, partition: u32) -> Arc<tokio::sync::Mutex<PartitionProducers>> {
+        let mut all = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        all.entry((topic.to_string(), partition)).or_default().clone()
+    }
+}
+
+/// Reads a partition's idempotent batches back from the log (after a restart, or the first time
+/// the partition sees one), so that retries across a restart are still recognized.
+async fn load_producers(log: &Log, topic: &str, partition: u32, state: &mut PartitionProducers) -> Result<()> {
+    let mut offset = log.list_offset(topic, partition, OffsetSpec::Earliest).await?.map_or(0, |(o, _)| o);
+    loop {
+        let fetched = log.read(topic, partition, offset, 4 << 20).await?;
+        let mut next = offset;
+        for batch in crate::batch::Batches::new(&fetched.batches) {
+            let batch = batch?;
+            if batch.producer_id() >= 0 {
+                let first = batch.base_sequence();
+                state.record(
+                    batch.producer_id(),
+                    batch.producer_epoch(),
+                    first,
+                    first.wrapping_add(batch.last_offset_delta()),
+                    batch.base_offset(),
+                );
+            }
+            next = batch.next_offset();
+        }
+        if next <= offset || next >= fetched.high_watermark {
+            break;
+        }
+        offset = next;
+    }
+    state.loaded = true;
+    Ok(())
+}
+
 async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
     let mut responses = Vec::with_capacity(request.topic_data.len());
     for topic in request.topic_data {
@@ -916,23 +1081,7 @@ async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
         let mut partitions = Vec::with_capacity(topic.partition_data.len());
         for data in topic.partition_data {
             let mut response = PartitionProduceResponse::default().with_index(data.index).with_log_append_time_ms(-1);
-            let batches = split_batches(data.records.unwrap_or_default());
-            let result: std::result::Result<(i64, i64, Option<i64>), (i16, String)> = async {
-                let batches = batches.map_err(|e| (code::CORRUPT_MESSAGE, e))?;
-                let partition = u32::try_from(data.index)
-                    .map_err(|_| (code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition".to_string()))?;
-                let mut first: Option<(i64, i64, Option<i64>)> = None;
-                for batch in batches {
-                    let info = served
-                        .log
-                        .append(&topic_name, partition, BytesMut::from(&batch[..]))
-                        .await
-                        .map_err(|e| (error_code(&e), e.to_string()))?;
-                    first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
-                }
-                first.ok_or((code::CORRUPT_MESSAGE, "no record batch".to_string()))
-            }
-            .await;
+            let result = produce_partition(&topic_name, data.index, data.records.unwrap_or_default(), served).await;
             match result {
                 Ok((base, log_start, append_time)) => {
                     response = response.with_base_offset(base).with_log_start_offset(log_start);
@@ -953,6 +1102,54 @@ async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
         responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Appends one partition's batches: `(base offset, log start offset, append time)` of the first.
+/// Batches of an idempotent producer are checked against its sequence first: a retry is answered
+/// with its original offset and not stored again; a gap or an old epoch is refused.
+async fn produce_partition(
+    topic: &str,
+    index: i32,
+    records: Bytes,
+    served: &Served,
+) -> std::result::Result<(i64, i64, Option<i64>), (i16, String)> {
+    let batches = split_batches(records).map_err(|e| (code::CORRUPT_MESSAGE, e))?;
+    let partition =
+        u32::try_from(index).map_err(|_| (code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition".to_string()))?;
+    let idempotent =
+        batches.iter().any(|b| b.len() >= 61 && i64::from_be_bytes(b[43..51].try_into().expect("8 bytes")) >= 0);
+    let lock = idempotent.then(|| served.producers.of(topic, partition));
+    let mut state = match &lock {
+        Some(lock) => Some(lock.lock().await),
+        None => None,
+    };
+    if let Some(state) = state.as_mut() {
+        if !state.loaded {
+            load_producers(&served.log, topic, partition, state).await.map_err(|e| (error_code(&e), e.to_string()))?;
+        }
+    }
+    let log_error = |e: Error| (error_code(&e), e.to_string());
+    let mut first: Option<(i64, i64, Option<i64>)> = None;
+    for batch in batches {
+        let view = crate::batch::Batches::new(&batch).next().transpose().map_err(log_error)?;
+        let producer = view.as_ref().filter(|v| v.producer_id() >= 0).map(|v| {
+            let first = v.base_sequence();
+            (v.producer_id(), v.producer_epoch(), first, first.wrapping_add(v.last_offset_delta()))
+        });
+        if let (Some(state), Some((pid, epoch, seq_first, seq_last))) = (state.as_mut(), producer) {
+            if let Some(offset) = state.check(pid, epoch, seq_first, seq_last)? {
+                tracing::debug!(%topic, partition, producer = pid, sequence = seq_first, "a retried batch is answered with its offset");
+                first.get_or_insert((offset, -1, None));
+                continue;
+            }
+        }
+        let info = served.log.append(topic, partition, BytesMut::from(&batch[..])).await.map_err(log_error)?;
+        if let (Some(state), Some((pid, epoch, seq_first, seq_last))) = (state.as_mut(), producer) {
+            state.record(pid, epoch, seq_first, seq_last, info.base_offset);
+        }
+        first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
+    }
+    first.ok_or((code::CORRUPT_MESSAGE, "no record batch".to_string()))
 }
 
 async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
@@ -1156,12 +1353,8 @@ mod tests {
         log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
         let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
         let served = Served {
-            log: log.clone(),
-            offsets,
-            coordinator: Coordinator::new(),
             config: BrokerConfig { auto_create_topics: false, ..BrokerConfig::default() },
-            host: "127.0.0.1".into(),
-            port: 9092,
+            ..test_served(&log, offsets)
         };
         let peer = SocketAddr::from(([127, 0, 0, 1], 1));
         let samples = sample_frames();
@@ -1208,6 +1401,65 @@ mod tests {
         }
         assert!(answered > 0 && refused > 0, "seed {seed}: {answered} answered, {refused} refused");
         assert!(handle_frame(Bytes::from(samples[1].clone()), peer, &served).await.unwrap().is_some(), "seed {seed}");
+        log.close().await.unwrap();
+    }
+
+    /// A batch of `n` records from idempotent producer `pid` at `epoch`, starting at `seq`.
+    fn idempotent_batch(pid: i64, epoch: i16, seq: i32, n: usize) -> Bytes {
+        let mut builder = crate::batch::BatchBuilder::with_capacity(256).producer(pid, epoch, seq);
+        for i in 0..n {
+            builder.push(Some(b"k"), Some(format!("v{i}").as_bytes()), &[], 1_000);
+        }
+        builder.finish()
+    }
+
+    fn test_served(log: &Log, offsets: GroupOffsets) -> Served {
+        Served {
+            log: log.clone(),
+            offsets,
+            coordinator: Coordinator::new(),
+            producers: Producers::default(),
+            config: BrokerConfig::default(),
+            host: "127.0.0.1".into(),
+            port: 9092,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idempotent_producer_retry_is_stored_once_and_gaps_and_old_epochs_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Log::open(dir.path(), crate::config::LogConfig::default()).await.unwrap();
+        log.create_topic("t", 1, BTreeMap::new()).await.unwrap();
+        let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
+        let served = test_served(&log, offsets.clone());
+        let pid = new_producer_id();
+        let send = |served: &Served, batch: Bytes| {
+            let served = served.clone();
+            async move { produce_partition("t", 0, batch, &served).await.map(|r| r.0).map_err(|e| e.0) }
+        };
+        assert_eq!(send(&served, idempotent_batch(pid, 0, 0, 3)).await, Ok(0));
+        assert_eq!(send(&served, idempotent_batch(pid, 0, 3, 2)).await, Ok(3));
+        // A retry of either batch: its original offset, nothing stored again.
+        assert_eq!(send(&served, idempotent_batch(pid, 0, 0, 3)).await, Ok(0));
+        assert_eq!(send(&served, idempotent_batch(pid, 0, 3, 2)).await, Ok(3));
+        let end = || async { log.list_offset("t", 0, OffsetSpec::Latest).await.unwrap().unwrap().0 };
+        assert_eq!(end().await, 5);
+        // A gap, an old epoch, a new producer not starting at 0.
+        assert_eq!(send(&served, idempotent_batch(pid, 0, 9, 1)).await, Err(code::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(send(&served, idempotent_batch(pid + 1, 0, 4, 1)).await, Err(code::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(send(&served, idempotent_batch(pid, 1, 0, 1)).await, Ok(5), "a new epoch starts over at 0");
+        assert_eq!(send(&served, idempotent_batch(pid, 0, 5, 1)).await, Err(code::INVALID_PRODUCER_EPOCH));
+        assert_eq!(end().await, 6);
+        // After a restart (state read back from the log), a retry is still recognized.
+        let restarted = test_served(&log, offsets);
+        assert_eq!(send(&restarted, idempotent_batch(pid, 1, 0, 1)).await, Ok(5));
+        assert_eq!(send(&restarted, idempotent_batch(pid, 1, 1, 1)).await, Ok(6));
+        assert_eq!(end().await, 7);
+        // A plain producer is not checked.
+        let plain = crate::batch::BatchBuilder::with_capacity(64);
+        let mut plain = plain;
+        plain.push(None, Some(b"x"), &[], 1);
+        assert_eq!(send(&restarted, plain.finish()).await, Ok(7));
         log.close().await.unwrap();
     }
 }

@@ -25,7 +25,8 @@ def check(got, where):
 
 # confluent-kafka produces (zstd), kafka-python consumes.
 topic = prefix + "-ck"
-producer = CkProducer({"bootstrap.servers": bootstrap, "compression.type": "zstd", "acks": "all"})
+producer = CkProducer({"bootstrap.servers": bootstrap, "compression.type": "zstd", "acks": "all",
+                       "enable.idempotence": True})
 for k, v, h, t in records:
     producer.produce(topic, key=k, value=v, headers=h, timestamp=t, partition=0)
 if producer.flush(30) != 0:
@@ -44,8 +45,8 @@ consumer.close()
 
 # kafka-python produces (gzip), confluent-kafka consumes in a group and commits.
 topic = prefix + "-kp"
-# Idempotence (InitProducerId) is not served yet: turned off.
-producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip", acks="all", enable_idempotence=False)
+# kafka-python's default: an idempotent producer (InitProducerId, sequence numbers).
+producer = KafkaProducer(bootstrap_servers=bootstrap, compression_type="gzip", acks="all")
 for k, v, h, t in records:
     producer.send(topic, key=k, value=v, headers=h, timestamp_ms=t, partition=0).get(timeout=30)
 producer.flush(30)

@@ -25,10 +25,143 @@ enum Command {
     /// Print the record batches of a segment file (`.log`), checking each one, as Kafka's
     /// kafka-dump-log does. Reads the file only; works on a log that is open elsewhere.
     DumpLog(DumpLogArgs),
+    /// Create, list, describe, alter and delete topics of a data directory.
+    #[command(subcommand)]
+    Topic(TopicCommand),
     /// Serve a data directory's log over the Kafka protocol, so that Kafka clients (kcat,
     /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
     /// Ctrl-C or SIGTERM.
     Broker(BrokerArgs),
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Its name.
+        name: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// A config, `key=value` (repeatable), e.g. `retention.ms=3600000`.
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+    /// List the topics.
+    List {
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+    /// A topic's partitions (offsets, size) and every config with its value.
+    Describe {
+        /// Its name.
+        name: String,
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+    /// Set or remove topic configs.
+    Alter {
+        /// Its name.
+        name: String,
+        /// A config to set, `key=value` (repeatable).
+        #[arg(long = "config", value_name = "KEY=VALUE")]
+        configs: Vec<String>,
+        /// A config to remove, back to its default (repeatable).
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete: Vec<String>,
+        /// Grow the topic to this many partitions.
+        #[arg(long)]
+        partitions: Option<u32>,
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+    /// Delete a topic.
+    Delete {
+        /// Its name.
+        name: String,
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+}
+
+/// `key=value` pairs from the command line.
+fn parse_configs(configs: &[String]) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    configs
+        .iter()
+        .map(|c| match c.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => anyhow::bail!("--config {c:?}: expected key=value"),
+        })
+        .collect()
+}
+
+async fn topic(command: TopicCommand) -> anyhow::Result<()> {
+    let data_dir = match &command {
+        TopicCommand::Create { data_dir, .. }
+        | TopicCommand::List { data_dir }
+        | TopicCommand::Describe { data_dir, .. }
+        | TopicCommand::Alter { data_dir, .. }
+        | TopicCommand::Delete { data_dir, .. } => data_dir.clone(),
+    };
+    let embedded = Embedded::open(&data_dir, LogConfig::default())
+        .await
+        .with_context(|| format!("opening the log in {}", data_dir.display()))?;
+    let admin = embedded.admin();
+    let result = async {
+        match command {
+            TopicCommand::Create { name, partitions, configs, .. } => {
+                let configs = parse_configs(&configs)?;
+                admin.create_topic(NewTopic { name: name.clone(), n_partitions: partitions, configs }).await?;
+                say(&format!("created topic {name} with {partitions} partitions"));
+            }
+            TopicCommand::List { .. } => {
+                for t in admin.list_topics().await?.into_iter().filter(|t| !t.internal) {
+                    say(&format!("{}\t{} partitions", t.name, t.n_partitions));
+                }
+            }
+            TopicCommand::Describe { name, .. } => {
+                let (topic, partitions) = admin.describe_topic(&name).await?;
+                say(&format!("topic {} (id {}), {} partitions", topic.name, topic.id, topic.n_partitions));
+                for p in partitions {
+                    say(&format!(
+                        "  partition {}: offsets {}..{}, {} bytes in {} segments",
+                        p.partition, p.log_start_offset, p.log_end_offset, p.size_bytes, p.n_segments
+                    ));
+                }
+                for c in admin.describe_configs(&name).await? {
+                    say(&format!("  {} = {}{}", c.name, c.value, if c.is_default { " (default)" } else { "" }));
+                }
+            }
+            TopicCommand::Alter { name, configs, delete, partitions, .. } => {
+                let mut changes: std::collections::BTreeMap<String, Option<String>> =
+                    parse_configs(&configs)?.into_iter().map(|(k, v)| (k, Some(v))).collect();
+                changes.extend(delete.into_iter().map(|k| (k, None)));
+                if !changes.is_empty() {
+                    admin.alter_configs(&name, changes).await?;
+                    say(&format!("altered the configs of {name}"));
+                }
+                if let Some(n) = partitions {
+                    admin.create_partitions(&name, n).await?;
+                    say(&format!("{name} now has {n} partitions"));
+                }
+            }
+            TopicCommand::Delete { name, .. } => {
+                admin.delete_topic(&name).await?;
+                say(&format!("deleted topic {name}"));
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    embedded.close().await?;
+    result
 }
 
 #[derive(clap::Args)]
@@ -99,6 +232,7 @@ async fn main() -> std::process::ExitCode {
         Command::Quickstart(args) => quickstart(args).await,
         Command::DumpLog(args) => dump_log(&args),
         Command::Broker(args) => broker(args).await,
+        Command::Topic(command) => topic(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -6,3 +6,4 @@ mod examples;
 mod quickstart;
 mod streams;
 mod tidy;
+mod topic;

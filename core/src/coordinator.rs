@@ -265,20 +265,7 @@ impl Group {
         self.leader = Some(leader.clone());
         self.protocol = protocol.clone();
         self.state = GroupState::CompletingRebalance;
-        let members: Vec<JoinedMember> = self
-            .members
-            .iter()
-            .map(|(id, m)| JoinedMember {
-                member_id: id.clone(),
-                instance_id: m.instance_id.clone(),
-                metadata: m
-                    .protocols
-                    .iter()
-                    .find(|(n, _)| Some(n) == protocol.as_ref())
-                    .map(|(_, md)| md.clone())
-                    .unwrap_or_default(),
-            })
-            .collect();
+        let members = self.joined_members();
         for (member_id, tx) in self.pending_joins.drain(..) {
             let response = JoinResponse {
                 error_code: code::NONE,
@@ -291,6 +278,24 @@ impl Group {
             };
             let _ = tx.send(response);
         }
+    }
+
+    /// Every member with its metadata for the group's protocol, as the leader's join response
+    /// lists them.
+    fn joined_members(&self) -> Vec<JoinedMember> {
+        self.members
+            .iter()
+            .map(|(id, m)| JoinedMember {
+                member_id: id.clone(),
+                instance_id: m.instance_id.clone(),
+                metadata: m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| Some(n) == self.protocol.as_ref())
+                    .map(|(_, md)| md.clone())
+                    .unwrap_or_default(),
+            })
+            .collect()
     }
 
     fn remove_member(&mut self, member_id: &str) {
@@ -440,24 +445,7 @@ impl Coordinator {
                 let leader = group.leader.clone().unwrap_or_default();
                 let is_leader = leader == member_id;
                 let protocol = group.protocol.clone();
-                let members = if is_leader {
-                    group
-                        .members
-                        .iter()
-                        .map(|(id, m)| JoinedMember {
-                            member_id: id.clone(),
-                            instance_id: m.instance_id.clone(),
-                            metadata: m
-                                .protocols
-                                .iter()
-                                .find(|(n, _)| Some(n) == protocol.as_ref())
-                                .map(|(_, md)| md.clone())
-                                .unwrap_or_default(),
-                        })
-                        .collect()
-                } else {
-                    Vec::new()
-                };
+                let members = if is_leader { group.joined_members() } else { Vec::new() };
                 return JoinResponse {
                     error_code: code::NONE,
                     generation: group.generation,

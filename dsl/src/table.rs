@@ -226,10 +226,7 @@ impl StreamsBuilder {
         materialized: Materialized,
     ) -> KTable<K, V> {
         let (key, value) = (consumed.key.clone(), consumed.value.clone());
-        let store = match &materialized.name {
-            Some(n) => n.clone(),
-            None => self.graph.borrow_mut().new_store_name(&format!("{topic}-STATE-STORE")),
-        };
+        let store = materialized.store(&self.graph, &format!("{topic}-STATE-STORE"));
         let source: KStream<K, Option<V>> = self.stream(topic, consumed.optional_values());
         self.graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&store)));
         let node = table_source_node(&self.graph, source.node, &store, key.clone(), value.clone(), false);
@@ -245,10 +242,7 @@ impl StreamsBuilder {
         materialized: Materialized,
     ) -> GlobalKTable<K, V> {
         let (key, value) = (consumed.key.clone(), consumed.value.clone());
-        let store = match &materialized.name {
-            Some(n) => n.clone(),
-            None => self.graph.borrow_mut().new_store_name(&format!("{topic}-STATE-STORE")),
-        };
+        let store = materialized.store(&self.graph, &format!("{topic}-STATE-STORE"));
         let source: KStream<K, Option<V>> = self.stream(topic, consumed.optional_values());
         let builder = materialized.apply(StoreBuilder::raw_key_value(&store)).with_logging(false);
         self.graph.borrow_mut().global_stores.push(builder);

@@ -28,10 +28,249 @@ enum Command {
     /// Create, list, describe, alter and delete topics of a data directory.
     #[command(subcommand)]
     Topic(TopicCommand),
+    /// Write records to a topic: one per line of standard input (or a file), as `key<TAB>value`
+    /// with `--key-separator`, or JSON objects `{"key":..,"value":..,"headers":{..}}` with `--json`.
+    Produce(ProduceArgs),
+    /// Read records of a topic and print them, from the beginning, an offset or a time, with or
+    /// without a consumer group.
+    Consume(ConsumeArgs),
     /// Serve a data directory's log over the Kafka protocol, so that Kafka clients (kcat,
     /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
     /// Ctrl-C or SIGTERM.
     Broker(BrokerArgs),
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    /// The topic.
+    topic: String,
+    /// Read the records from this file instead of standard input.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// Each line is `key<SEP>value`; without it, each line is a value without key.
+    #[arg(long)]
+    key_separator: Option<String>,
+    /// Each line is a JSON object with `key`, `value` (strings or null) and `headers`
+    /// (an object, or a list of `[name, value]` pairs for repeated names).
+    #[arg(long)]
+    json: bool,
+    /// A header added to every record, `name=value` (repeatable).
+    #[arg(long = "header", value_name = "NAME=VALUE")]
+    headers: Vec<String>,
+    /// Data directory of the log.
+    #[arg(long, default_value = "freshet-data")]
+    data_dir: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ConsumeArgs {
+    /// The topic.
+    topic: String,
+    /// Where to start when the group has no committed offset: `beginning`, `end`, an offset,
+    /// or `time:<ms since the epoch>`.
+    #[arg(long, default_value = "beginning")]
+    from: String,
+    /// Read as this consumer group (its committed offsets are used and updated).
+    #[arg(long)]
+    group: Option<String>,
+    /// Stop after this many records.
+    #[arg(long)]
+    max_records: Option<u64>,
+    /// Keep waiting for new records instead of stopping at the end.
+    #[arg(long)]
+    follow: bool,
+    /// Output: `text` (`partition@offset key => value`), `json` (one object per line).
+    #[arg(long, default_value = "text")]
+    format: String,
+    /// Data directory of the log.
+    #[arg(long, default_value = "freshet-data")]
+    data_dir: PathBuf,
+}
+
+async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let input: Box<dyn BufRead> = match &args.file {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufReader::new(std::io::stdin())),
+    };
+    let common: Vec<Header> = args
+        .headers
+        .iter()
+        .map(|h| match h.split_once('=') {
+            Some((k, v)) if !k.is_empty() => {
+                Ok(Header { key: k.to_string(), value: Some(v.to_string().into_bytes().into()) })
+            }
+            _ => anyhow::bail!("--header {h:?}: expected name=value"),
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut records = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line.context("reading the records")?;
+        if line.is_empty() {
+            continue;
+        }
+        let mut record = if args.json {
+            json_record(&args.topic, &line).with_context(|| format!("line {}: {line:?}", i + 1))?
+        } else {
+            match args.key_separator.as_deref().and_then(|sep| line.split_once(sep)) {
+                Some((k, v)) => ProducerRecord::new(args.topic.clone(), Some(k.to_string()), v.to_string()),
+                None if args.key_separator.is_some() => {
+                    anyhow::bail!(
+                        "line {}: no key separator {:?} in {line:?}",
+                        i + 1,
+                        args.key_separator.as_deref().unwrap_or_default()
+                    )
+                }
+                None => ProducerRecord::new(args.topic.clone(), None::<String>, line),
+            }
+        };
+        record.headers.extend(common.iter().cloned());
+        records.push(record);
+    }
+    let embedded = Embedded::open(&args.data_dir, LogConfig::default())
+        .await
+        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let n = records.len();
+    let sent = embedded.producer().send(records).await;
+    embedded.close().await?;
+    let sent = sent?;
+    say(&format!("wrote {n} records to {}", args.topic));
+    if let (Some(first), Some(last)) = (sent.first(), sent.last()) {
+        tracing::debug!(first = first.offset, last = last.offset, "offsets");
+    }
+    Ok(())
+}
+
+/// A record from a JSON line: `{"key": .., "value": .., "headers": {..} | [[name, value], ..]}`.
+fn json_record(topic: &str, line: &str) -> anyhow::Result<ProducerRecord> {
+    let object: serde_json::Value = serde_json::from_str(line)?;
+    let text = |v: Option<&serde_json::Value>| -> anyhow::Result<Option<bytes::Bytes>> {
+        match v {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(s)) => Ok(Some(s.clone().into_bytes().into())),
+            Some(other) => Ok(Some(other.to_string().into_bytes().into())),
+        }
+    };
+    let mut headers = Vec::new();
+    match object.get("headers") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(map)) => {
+            for (k, v) in map {
+                headers.push(Header { key: k.clone(), value: text(Some(v))? });
+            }
+        }
+        Some(serde_json::Value::Array(pairs)) => {
+            for pair in pairs {
+                match pair.as_array().map(Vec::as_slice) {
+                    Some([serde_json::Value::String(k), v]) => {
+                        headers.push(Header { key: k.clone(), value: text(Some(v))? })
+                    }
+                    _ => anyhow::bail!("a header that is not a [name, value] pair: {pair}"),
+                }
+            }
+        }
+        Some(other) => anyhow::bail!("headers must be an object or a list of pairs, not {other}"),
+    }
+    Ok(ProducerRecord {
+        topic: topic.to_string(),
+        partition: None,
+        key: text(object.get("key"))?,
+        value: text(object.get("value"))?,
+        headers,
+        timestamp: object.get("timestamp").and_then(serde_json::Value::as_i64),
+    })
+}
+
+async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
+    if args.format != "text" && args.format != "json" {
+        anyhow::bail!("--format {:?}: expected text or json", args.format);
+    }
+    let embedded = Embedded::open(&args.data_dir, LogConfig::default())
+        .await
+        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let result = consume_from(&embedded, &args).await;
+    embedded.close().await?;
+    result
+}
+
+async fn consume_from(embedded: &Embedded, args: &ConsumeArgs) -> anyhow::Result<()> {
+    let admin = embedded.admin();
+    let (topic, _) = admin.describe_topic(&args.topic).await?;
+    let partitions: Vec<TopicPartition> =
+        (0..topic.n_partitions).map(|p| TopicPartition::new(args.topic.clone(), p)).collect();
+    let mut consumer = embedded.consumer(ConsumerConfig { group_id: args.group.clone(), ..ConsumerConfig::default() });
+    consumer.assign(partitions.clone()).await?;
+    let committed = match &args.group {
+        Some(_) => consumer.committed(&partitions).await?,
+        None => Default::default(),
+    };
+    for tp in partitions.iter().filter(|tp| !committed.contains_key(*tp)) {
+        match args.from.as_str() {
+            "beginning" => consumer.seek(tp, OffsetSpec::Earliest).await?,
+            "end" => consumer.seek(tp, OffsetSpec::Latest).await?,
+            from => match from.strip_prefix("time:") {
+                Some(ms) => {
+                    let ms: i64 =
+                        ms.parse().with_context(|| format!("--from {from:?}: expected time:<milliseconds>"))?;
+                    consumer.seek(tp, OffsetSpec::Timestamp(ms)).await?
+                }
+                None => {
+                    let offset: i64 = from
+                        .parse()
+                        .with_context(|| format!("--from {from:?}: expected beginning, end, an offset or time:<ms>"))?;
+                    consumer.seek_to_offset(tp, offset)?
+                }
+            },
+        }
+    }
+    let mut n = 0u64;
+    // What was printed, per partition: what a group commits (never past a record not printed).
+    let mut printed: std::collections::BTreeMap<TopicPartition, OffsetAndMetadata> = Default::default();
+    loop {
+        let polled = consumer.poll(Duration::from_millis(if args.follow { 1_000 } else { 200 })).await?;
+        if polled.is_empty() && !args.follow {
+            break;
+        }
+        for batches in polled {
+            for r in batches.records()? {
+                if args.format == "json" {
+                    let text = |b: &Option<bytes::Bytes>| b.as_ref().map(|b| String::from_utf8_lossy(b).into_owned());
+                    let headers: Vec<(String, Option<String>)> =
+                        r.headers.iter().map(|h| (h.key.clone(), text(&h.value))).collect();
+                    let line = serde_json::json!({
+                        "partition": batches.tp.partition, "offset": r.offset, "timestamp": r.timestamp,
+                        "key": text(&r.key), "value": text(&r.value), "headers": headers,
+                    });
+                    say(&line.to_string());
+                } else {
+                    say(&format!(
+                        "{}@{} {} => {}",
+                        batches.tp.partition,
+                        r.offset,
+                        show(r.key.as_deref()),
+                        show(r.value.as_deref())
+                    ));
+                }
+                n += 1;
+                printed.insert(batches.tp.clone(), OffsetAndMetadata::new(r.offset + 1));
+                if args.max_records.is_some_and(|m| n >= m) {
+                    break;
+                }
+            }
+            if args.max_records.is_some_and(|m| n >= m) {
+                break;
+            }
+        }
+        if args.max_records.is_some_and(|m| n >= m) {
+            break;
+        }
+    }
+    if args.group.is_some() && !printed.is_empty() {
+        consumer.commit(printed).await?;
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -233,6 +472,8 @@ async fn main() -> std::process::ExitCode {
         Command::DumpLog(args) => dump_log(&args),
         Command::Broker(args) => broker(args).await,
         Command::Topic(command) => topic(command).await,
+        Command::Produce(args) => produce(args).await,
+        Command::Consume(args) => consume(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -54,3 +54,56 @@ fn topics_are_created_listed_described_altered_and_deleted() {
     let (ok, _, err) = freshet(&["topic", "describe", "orders"], &data);
     assert!(!ok && err.contains("unknown topic \"orders\""), "{err}");
 }
+
+fn freshet_stdin(args: &[&str], data: &std::path::Path, stdin: &str) -> (bool, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn records_are_produced_from_lines_or_json_and_consumed_with_or_without_a_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    freshet(&["topic", "create", "events"], &data);
+    let (ok, out, err) =
+        freshet_stdin(&["produce", "events", "--key-separator", ":", "--header", "src=cli"], &data, "a:one\nb:two\n");
+    assert!(ok && out == "wrote 2 records to events\n", "{err}");
+    let json = "{\"key\":\"j\",\"value\":\"v\",\"headers\":[[\"h\",\"1\"],[\"h\",\"2\"]],\"timestamp\":5}\n{\"key\":null,\"value\":null}\n";
+    let (ok, _, err) = freshet_stdin(&["produce", "events", "--json"], &data, json);
+    assert!(ok, "{err}");
+    let (ok, _, err) = freshet_stdin(&["produce", "events", "--key-separator", ":"], &data, "no separator\n");
+    assert!(!ok && err.contains("line 1: no key separator \":\" in \"no separator\""), "{err}");
+    let (ok, _, err) = freshet_stdin(&["produce", "events", "--json"], &data, "{not json\n");
+    assert!(!ok && err.contains("line 1"), "{err}");
+
+    let (_, out, _) = freshet(&["consume", "events"], &data);
+    assert_eq!(out, "0@0 \"a\" => \"one\"\n0@1 \"b\" => \"two\"\n0@2 \"j\" => \"v\"\n0@3 null => null\n");
+    let (_, out, _) = freshet(&["consume", "events", "--from", "2", "--format", "json", "--max-records", "1"], &data);
+    let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(line["headers"], serde_json::json!([["h", "1"], ["h", "2"]]));
+    assert_eq!((line["timestamp"].as_i64(), line["key"].as_str()), (Some(5), Some("j")));
+    // A group resumes after what it printed.
+    let (_, out, _) = freshet(&["consume", "events", "--group", "g", "--max-records", "1"], &data);
+    assert_eq!(out, "0@0 \"a\" => \"one\"\n");
+    let (_, out, _) = freshet(&["consume", "events", "--group", "g"], &data);
+    assert_eq!(out.lines().count(), 3, "{out}");
+    let (_, out, _) = freshet(&["consume", "events", "--group", "g"], &data);
+    assert_eq!(out, "");
+    let (ok, _, err) = freshet(&["consume", "events", "--from", "yesterday"], &data);
+    assert!(!ok && err.contains("--from \"yesterday\""), "{err}");
+}

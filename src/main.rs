@@ -34,6 +34,9 @@ enum Command {
     /// Read records of a topic and print them, from the beginning, an offset or a time, with or
     /// without a consumer group.
     Consume(ConsumeArgs),
+    /// List consumer groups, or describe one: its committed offsets and lag per partition.
+    #[command(subcommand)]
+    Groups(GroupsCommand),
     /// Serve a data directory's log over the Kafka protocol, so that Kafka clients (kcat,
     /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
     /// Ctrl-C or SIGTERM.
@@ -274,6 +277,61 @@ async fn consume_from(embedded: &Embedded, args: &ConsumeArgs) -> anyhow::Result
 }
 
 #[derive(Subcommand)]
+enum GroupsCommand {
+    /// The groups with committed offsets.
+    List {
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+    /// A group's committed offsets, with the partitions' ends and the lag.
+    Describe {
+        /// The group.
+        group: String,
+        /// Data directory of the log.
+        #[arg(long, default_value = "freshet-data")]
+        data_dir: PathBuf,
+    },
+}
+
+async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
+    let data_dir = match &command {
+        GroupsCommand::List { data_dir } | GroupsCommand::Describe { data_dir, .. } => data_dir.clone(),
+    };
+    let embedded = Embedded::open(&data_dir, LogConfig::default())
+        .await
+        .with_context(|| format!("opening the log in {}", data_dir.display()))?;
+    let admin = embedded.admin();
+    let result = async {
+        match command {
+            GroupsCommand::List { .. } => {
+                for group in admin.list_groups().await? {
+                    say(&group);
+                }
+            }
+            GroupsCommand::Describe { group, .. } => {
+                let offsets = admin.group_offsets(&group).await?;
+                anyhow::ensure!(!offsets.is_empty(), "group {group:?} has no committed offsets");
+                say(&format!("group {group} (members are known only to a running broker)"));
+                say("  TOPIC PARTITION COMMITTED END LAG METADATA");
+                for (tp, committed) in offsets {
+                    let end = admin.list_offset(&tp, OffsetSpec::Latest).await.ok().flatten().map_or(-1, |(o, _)| o);
+                    let lag = if end >= 0 { (end - committed.offset).max(0).to_string() } else { "-".into() };
+                    say(&format!(
+                        "  {} {} {} {} {lag} {:?}",
+                        tp.topic, tp.partition, committed.offset, end, committed.metadata
+                    ));
+                }
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    embedded.close().await?;
+    result
+}
+
+#[derive(Subcommand)]
 enum TopicCommand {
     /// Create a topic.
     Create {
@@ -474,6 +532,7 @@ async fn main() -> std::process::ExitCode {
         Command::Topic(command) => topic(command).await,
         Command::Produce(args) => produce(args).await,
         Command::Consume(args) => consume(args).await,
+        Command::Groups(command) => groups(command).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -104,6 +104,14 @@ fn records_are_produced_from_lines_or_json_and_consumed_with_or_without_a_group(
     assert_eq!(out.lines().count(), 3, "{out}");
     let (_, out, _) = freshet(&["consume", "events", "--group", "g"], &data);
     assert_eq!(out, "");
+    let (_, out, _) = freshet(&["consume", "events", "--group", "h", "--max-records", "3"], &data);
+    assert_eq!(out.lines().count(), 3);
+    let (_, out, _) = freshet(&["groups", "list"], &data);
+    assert_eq!(out, "g\nh\n");
+    let (_, out, _) = freshet(&["groups", "describe", "h"], &data);
+    assert!(out.contains("  events 0 3 4 1 \"\"\n"), "committed 3 of 4, lag 1: {out}");
+    let (ok, _, err) = freshet(&["groups", "describe", "nobody"], &data);
+    assert!(!ok && err.contains("group \"nobody\" has no committed offsets"), "{err}");
     let (ok, _, err) = freshet(&["consume", "events", "--from", "yesterday"], &data);
     assert!(!ok && err.contains("--from \"yesterday\""), "{err}");
 }

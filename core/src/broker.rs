@@ -1075,31 +1075,43 @@ async fn load_producers(log: &Log, topic: &str, partition: u32, state: &mut Part
 }
 
 async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
-    let mut responses = Vec::with_capacity(request.topic_data.len());
+    // Every partition's batches at once: their appends wait for the disk together (one group
+    // commit) instead of one partition after another. Each partition gets one payload per request,
+    // so the order within a partition is the client's.
+    let mut layout = Vec::with_capacity(request.topic_data.len());
+    let mut work = Vec::new();
     for topic in request.topic_data {
         let topic_name = topic.name.0.to_string();
-        let mut partitions = Vec::with_capacity(topic.partition_data.len());
+        layout.push((topic.name, topic_name.clone(), topic.partition_data.len()));
         for data in topic.partition_data {
-            let mut response = PartitionProduceResponse::default().with_index(data.index).with_log_append_time_ms(-1);
-            let result = produce_partition(&topic_name, data.index, data.records.unwrap_or_default(), served).await;
-            match result {
-                Ok((base, log_start, append_time)) => {
-                    response = response.with_base_offset(base).with_log_start_offset(log_start);
-                    if let Some(t) = append_time {
-                        response = response.with_log_append_time_ms(t);
+            let (index, records, name) = (data.index, data.records.unwrap_or_default(), topic_name.clone());
+            work.push(async move { (index, produce_partition(&name, index, records, served).await) });
+        }
+    }
+    let mut results = futures::future::join_all(work).await.into_iter();
+    let mut responses = Vec::with_capacity(layout.len());
+    for (name, topic_name, n) in layout {
+        let partitions = results
+            .by_ref()
+            .take(n)
+            .map(|(index, result)| {
+                let response = PartitionProduceResponse::default().with_index(index).with_log_append_time_ms(-1);
+                match result {
+                    Ok((base, log_start, append_time)) => response
+                        .with_base_offset(base)
+                        .with_log_start_offset(log_start)
+                        .with_log_append_time_ms(append_time.unwrap_or(-1)),
+                    Err((code, message)) => {
+                        tracing::info!(topic = %topic_name, partition = index, %message, "produce refused");
+                        response
+                            .with_error_code(code)
+                            .with_base_offset(-1)
+                            .with_error_message(Some(StrBytes::from_string(message)))
                     }
                 }
-                Err((code, message)) => {
-                    tracing::info!(topic = %topic_name, partition = data.index, %message, "produce refused");
-                    response = response
-                        .with_error_code(code)
-                        .with_base_offset(-1)
-                        .with_error_message(Some(StrBytes::from_string(message)));
-                }
-            }
-            partitions.push(response);
-        }
-        responses.push(TopicProduceResponse::default().with_name(topic.name).with_partition_responses(partitions));
+            })
+            .collect();
+        responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
     }
     ProduceResponse::default().with_responses(responses)
 }

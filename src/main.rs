@@ -132,9 +132,7 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         record.headers.extend(common.iter().cloned());
         records.push(record);
     }
-    let embedded = Embedded::open(&args.data_dir, LogConfig::default())
-        .await
-        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let embedded = open_log(&args.data_dir).await?;
     let n = records.len();
     let sent = embedded.producer().send(records).await;
     embedded.close().await?;
@@ -190,9 +188,7 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     if args.format != "text" && args.format != "json" {
         anyhow::bail!("--format {:?}: expected text or json", args.format);
     }
-    let embedded = Embedded::open(&args.data_dir, LogConfig::default())
-        .await
-        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let embedded = open_log(&args.data_dir).await?;
     let result = consume_from(&embedded, &args).await;
     embedded.close().await?;
     result
@@ -298,9 +294,7 @@ async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
     let data_dir = match &command {
         GroupsCommand::List { data_dir } | GroupsCommand::Describe { data_dir, .. } => data_dir.clone(),
     };
-    let embedded = Embedded::open(&data_dir, LogConfig::default())
-        .await
-        .with_context(|| format!("opening the log in {}", data_dir.display()))?;
+    let embedded = open_log(&data_dir).await?;
     let admin = embedded.admin();
     let result = async {
         match command {
@@ -407,9 +401,7 @@ async fn topic(command: TopicCommand) -> anyhow::Result<()> {
         | TopicCommand::Alter { data_dir, .. }
         | TopicCommand::Delete { data_dir, .. } => data_dir.clone(),
     };
-    let embedded = Embedded::open(&data_dir, LogConfig::default())
-        .await
-        .with_context(|| format!("opening the log in {}", data_dir.display()))?;
+    let embedded = open_log(&data_dir).await?;
     let admin = embedded.admin();
     let result = async {
         match command {
@@ -551,9 +543,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     if args.num_partitions == 0 {
         anyhow::bail!("--num-partitions 0: a topic needs at least one partition");
     }
-    let embedded = Embedded::open(&args.data_dir, LogConfig::default())
-        .await
-        .with_context(|| format!("opening the log in {}", args.data_dir.display()))?;
+    let embedded = open_log(&args.data_dir).await?;
     let log = embedded.log().clone();
     let config = freshet::core::broker::BrokerConfig {
         listen: args.listen,
@@ -573,6 +563,13 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     embedded.close().await?;
     say("Broker stopped; the log was closed cleanly.");
     Ok(())
+}
+
+/// Opens the embedded log of a data directory with the default settings.
+async fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Embedded> {
+    Embedded::open(data_dir, LogConfig::default())
+        .await
+        .with_context(|| format!("opening the log in {}", data_dir.display()))
 }
 
 /// Prints a line of progress at most once a second.

@@ -630,9 +630,7 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for WindowAggregate<K, V, A> {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
         let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
-        if r.timestamp < 0 {
-            tracing::warn!(store = %self.store, timestamp = r.timestamp, "a record with a negative timestamp cannot be windowed and is dropped");
-            ctx.count_dropped();
+        if !windowable(ctx, r.timestamp, &self.store) {
             return Ok(());
         }
         self.observed = self.observed.max(r.timestamp);
@@ -656,6 +654,16 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for Wind
         }
         Ok(())
     }
+}
+
+/// Whether a record's timestamp can be windowed; a negative one cannot, and the record is dropped
+/// (counted, with a warning).
+fn windowable<K, V>(ctx: &mut ProcessorContext<'_, K, V>, timestamp: i64, store: &str) -> bool {
+    if timestamp < 0 {
+        tracing::warn!(store, timestamp, "a record with a negative timestamp cannot be windowed and is dropped");
+        ctx.count_dropped();
+    }
+    timestamp >= 0
 }
 
 type MergeFn<K, A> = Arc<dyn Fn(&K, A, A) -> A + Send + Sync>;
@@ -837,9 +845,7 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
 impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for SessionAggregate<K, V, A> {
     fn process(&mut self, r: Record<K, V>, ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>) -> Result<()> {
         let Some(kb) = key_or_drop(ctx, &self.key, &r.key, &self.store)? else { return Ok(()) };
-        if r.timestamp < 0 {
-            tracing::warn!(store = %self.store, timestamp = r.timestamp, "a record with a negative timestamp cannot be windowed and is dropped");
-            ctx.count_dropped();
+        if !windowable(ctx, r.timestamp, &self.store) {
             return Ok(());
         }
         let (t, gap) = (r.timestamp, self.windows.gap_ms);

@@ -24,9 +24,11 @@ pub mod prelude {
     pub use freshet_core::batch::{BatchBuilder, BatchView, Batches, Header};
     pub use freshet_core::config::{Durability, LogConfig, TopicConfig};
     pub use freshet_core::log::{Log, OffsetSpec};
+    #[cfg(feature = "remote")]
+    pub use freshet_core::remote::Remote;
     pub use freshet_core::substrate::{
-        Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetAndMetadata,
-        Producer, ProducerRecord, RecordMetadata, TopicPartition,
+        Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupMember, GroupMembers,
+        NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
     };
     pub use freshet_core::{Error, Result};
     pub use freshet_state::{

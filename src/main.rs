@@ -60,20 +60,20 @@ struct ProduceArgs {
     /// A header added to every record, `name=value` (repeatable).
     #[arg(long = "header", value_name = "NAME=VALUE")]
     headers: Vec<String>,
-    /// Data directory of the log.
-    #[arg(long, default_value = "freshet-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Args)]
 struct ConsumeArgs {
     /// The topic.
     topic: String,
-    /// Where to start when the group has no committed offset: `beginning`, `end`, an offset,
-    /// or `time:<ms since the epoch>`.
+    /// Where to start: `beginning`, `end`, an offset, or `time:<ms since the epoch>`. With
+    /// `--group`, where partitions without a committed offset start: `beginning` or `end`.
     #[arg(long, default_value = "beginning")]
     from: String,
-    /// Read as this consumer group (its committed offsets are used and updated).
+    /// Read as a member of this consumer group: the group shares the topic's partitions among
+    /// its members, and their committed offsets are used and updated.
     #[arg(long)]
     group: Option<String>,
     /// Stop after this many records.
@@ -85,9 +85,8 @@ struct ConsumeArgs {
     /// Output: `text` (`partition@offset key => value`), `json` (one object per line).
     #[arg(long, default_value = "text")]
     format: String,
-    /// Data directory of the log.
-    #[arg(long, default_value = "freshet-data")]
-    data_dir: PathBuf,
+    #[command(flatten)]
+    target: Target,
 }
 
 async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
@@ -132,10 +131,13 @@ async fn produce(args: ProduceArgs) -> anyhow::Result<()> {
         record.headers.extend(common.iter().cloned());
         records.push(record);
     }
-    let embedded = open_log(&args.data_dir).await?;
+    let opened = Opened::open(&args.target).await?;
     let n = records.len();
-    let sent = embedded.producer().send(records).await;
-    embedded.close().await?;
+    let sent = match opened.producer() {
+        Ok(producer) => producer.send(records).await,
+        Err(e) => Err(e),
+    };
+    opened.close().await?;
     let sent = sent?;
     say(&format!("wrote {n} records to {}", args.topic));
     if let (Some(first), Some(last)) = (sent.first(), sent.last()) {
@@ -188,50 +190,81 @@ async fn consume(args: ConsumeArgs) -> anyhow::Result<()> {
     if args.format != "text" && args.format != "json" {
         anyhow::bail!("--format {:?}: expected text or json", args.format);
     }
-    let embedded = open_log(&args.data_dir).await?;
-    let result = consume_from(&embedded, &args).await;
-    embedded.close().await?;
+    let opened = Opened::open(&args.target).await?;
+    let result = consume_from(&opened, &args).await;
+    opened.close().await?;
     result
 }
 
-async fn consume_from(embedded: &Embedded, args: &ConsumeArgs) -> anyhow::Result<()> {
-    let admin = embedded.admin();
+async fn consume_from(opened: &Opened, args: &ConsumeArgs) -> anyhow::Result<()> {
+    let admin = opened.admin()?;
     let (topic, _) = admin.describe_topic(&args.topic).await?;
     let partitions: Vec<TopicPartition> =
         (0..topic.n_partitions).map(|p| TopicPartition::new(args.topic.clone(), p)).collect();
-    let mut consumer = embedded.consumer(ConsumerConfig { group_id: args.group.clone(), ..ConsumerConfig::default() });
-    consumer.assign(partitions.clone()).await?;
-    let committed = match &args.group {
-        Some(_) => consumer.committed(&partitions).await?,
-        None => Default::default(),
+    let mut config = ConsumerConfig { group_id: args.group.clone(), ..ConsumerConfig::default() };
+    let mut consumer = if args.group.is_some() {
+        // A member of the group: the group deals the partitions (other members may hold some)
+        // and each starts at the group's committed offset, else at the beginning or the end.
+        config.auto_offset_reset = match args.from.as_str() {
+            "beginning" => AutoOffsetReset::Earliest,
+            "end" => AutoOffsetReset::Latest,
+            from => anyhow::bail!("--from {from:?}: with --group, expected beginning or end"),
+        };
+        let mut consumer = opened.consumer(config)?;
+        consumer.subscribe(vec![args.topic.clone()]).await?;
+        consumer
+    } else {
+        let mut consumer = opened.consumer(config)?;
+        consumer.assign(partitions.clone()).await?;
+        for tp in &partitions {
+            match args.from.as_str() {
+                "beginning" => consumer.seek(tp, OffsetSpec::Earliest).await?,
+                "end" => consumer.seek(tp, OffsetSpec::Latest).await?,
+                from => match from.strip_prefix("time:") {
+                    Some(ms) => {
+                        let ms: i64 =
+                            ms.parse().with_context(|| format!("--from {from:?}: expected time:<milliseconds>"))?;
+                        consumer.seek(tp, OffsetSpec::Timestamp(ms)).await?
+                    }
+                    None => {
+                        let offset: i64 = from.parse().with_context(|| {
+                            format!("--from {from:?}: expected beginning, end, an offset or time:<ms>")
+                        })?;
+                        consumer.seek_to_offset(tp, offset)?
+                    }
+                },
+            }
+        }
+        consumer
     };
-    for tp in partitions.iter().filter(|tp| !committed.contains_key(*tp)) {
-        match args.from.as_str() {
-            "beginning" => consumer.seek(tp, OffsetSpec::Earliest).await?,
-            "end" => consumer.seek(tp, OffsetSpec::Latest).await?,
-            from => match from.strip_prefix("time:") {
-                Some(ms) => {
-                    let ms: i64 =
-                        ms.parse().with_context(|| format!("--from {from:?}: expected time:<milliseconds>"))?;
-                    consumer.seek(tp, OffsetSpec::Timestamp(ms)).await?
-                }
-                None => {
-                    let offset: i64 = from
-                        .parse()
-                        .with_context(|| format!("--from {from:?}: expected beginning, end, an offset or time:<ms>"))?;
-                    consumer.seek_to_offset(tp, offset)?
-                }
-            },
+    // Without --follow, reading stops at the partitions' ends as they were at the start.
+    let mut ends = std::collections::BTreeMap::new();
+    if !args.follow {
+        for tp in &partitions {
+            ends.insert(tp.clone(), admin.list_offset(tp, OffsetSpec::Latest).await?.map_or(0, |(o, _)| o));
         }
     }
+    let reached_ends =
+        |consumer: &dyn Consumer| ends.iter().all(|(tp, end)| consumer.position(tp).is_some_and(|p| p >= *end));
     let mut n = 0u64;
     // What was printed, per partition: what a group commits (never past a record not printed).
     let mut printed: std::collections::BTreeMap<TopicPartition, OffsetAndMetadata> = Default::default();
+    let mut idle_since = Instant::now();
     loop {
-        let polled = consumer.poll(Duration::from_millis(if args.follow { 1_000 } else { 200 })).await?;
-        if polled.is_empty() && !args.follow {
+        if !args.follow && reached_ends(consumer.as_ref()) {
             break;
         }
+        let polled = consumer.poll(Duration::from_millis(500)).await?;
+        if polled.is_empty() {
+            // Records below an end that never arrive (deleted meanwhile): give up after a while.
+            anyhow::ensure!(
+                args.follow || idle_since.elapsed() < Duration::from_secs(30),
+                "no records arrived for 30 s before the end of {}",
+                args.topic
+            );
+            continue;
+        }
+        idle_since = Instant::now();
         for batches in polled {
             for r in batches.records()? {
                 if args.format == "json" {
@@ -276,26 +309,24 @@ async fn consume_from(embedded: &Embedded, args: &ConsumeArgs) -> anyhow::Result
 enum GroupsCommand {
     /// The groups with committed offsets.
     List {
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// A group's committed offsets, with the partitions' ends and the lag.
     Describe {
         /// The group.
         group: String,
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
 async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
-    let data_dir = match &command {
-        GroupsCommand::List { data_dir } | GroupsCommand::Describe { data_dir, .. } => data_dir.clone(),
+    let target = match &command {
+        GroupsCommand::List { target } | GroupsCommand::Describe { target, .. } => target,
     };
-    let embedded = open_log(&data_dir).await?;
-    let admin = embedded.admin();
+    let opened = Opened::open(target).await?;
+    let admin = opened.admin()?;
     let result = async {
         match command {
             GroupsCommand::List { .. } => {
@@ -305,8 +336,33 @@ async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
             }
             GroupsCommand::Describe { group, .. } => {
                 let offsets = admin.group_offsets(&group).await?;
-                anyhow::ensure!(!offsets.is_empty(), "group {group:?} has no committed offsets");
-                say(&format!("group {group} (members are known only to a running broker)"));
+                let members = admin.group_members(&group).await?;
+                anyhow::ensure!(
+                    !offsets.is_empty() || members.is_some(),
+                    "group {group:?} has no members and no committed offsets"
+                );
+                match members {
+                    None if opened.is_remote() => say(&format!("group {group}: no members")),
+                    None => say(&format!("group {group} (members are known only to a broker serving this log)")),
+                    Some(m) => {
+                        say(&format!(
+                            "group {group}: {}, protocol {:?}, {} members",
+                            m.state,
+                            m.protocol,
+                            m.members.len()
+                        ));
+                        for member in m.members {
+                            let assigned: Vec<String> = member.assignment.iter().map(|tp| tp.to_string()).collect();
+                            say(&format!(
+                                "  member {} (client {}, {}): {}",
+                                member.member_id,
+                                member.client_id,
+                                member.host,
+                                if assigned.is_empty() { "nothing assigned".into() } else { assigned.join(" ") }
+                            ));
+                        }
+                    }
+                }
                 say("  TOPIC PARTITION COMMITTED END LAG METADATA");
                 for (tp, committed) in offsets {
                     let end = admin.list_offset(&tp, OffsetSpec::Latest).await.ok().flatten().map_or(-1, |(o, _)| o);
@@ -321,7 +377,7 @@ async fn groups(command: GroupsCommand) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    embedded.close().await?;
+    opened.close().await?;
     result
 }
 
@@ -337,23 +393,20 @@ enum TopicCommand {
         /// A config, `key=value` (repeatable), e.g. `retention.ms=3600000`.
         #[arg(long = "config", value_name = "KEY=VALUE")]
         configs: Vec<String>,
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// List the topics.
     List {
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// A topic's partitions (offsets, size) and every config with its value.
     Describe {
         /// Its name.
         name: String,
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Set or remove topic configs.
     Alter {
@@ -368,17 +421,15 @@ enum TopicCommand {
         /// Grow the topic to this many partitions.
         #[arg(long)]
         partitions: Option<u32>,
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
     /// Delete a topic.
     Delete {
         /// Its name.
         name: String,
-        /// Data directory of the log.
-        #[arg(long, default_value = "freshet-data")]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        target: Target,
     },
 }
 
@@ -394,15 +445,15 @@ fn parse_configs(configs: &[String]) -> anyhow::Result<std::collections::BTreeMa
 }
 
 async fn topic(command: TopicCommand) -> anyhow::Result<()> {
-    let data_dir = match &command {
-        TopicCommand::Create { data_dir, .. }
-        | TopicCommand::List { data_dir }
-        | TopicCommand::Describe { data_dir, .. }
-        | TopicCommand::Alter { data_dir, .. }
-        | TopicCommand::Delete { data_dir, .. } => data_dir.clone(),
+    let target = match &command {
+        TopicCommand::Create { target, .. }
+        | TopicCommand::List { target }
+        | TopicCommand::Describe { target, .. }
+        | TopicCommand::Alter { target, .. }
+        | TopicCommand::Delete { target, .. } => target,
     };
-    let embedded = open_log(&data_dir).await?;
-    let admin = embedded.admin();
+    let opened = Opened::open(target).await?;
+    let admin = opened.admin()?;
     let result = async {
         match command {
             TopicCommand::Create { name, partitions, configs, .. } => {
@@ -417,11 +468,18 @@ async fn topic(command: TopicCommand) -> anyhow::Result<()> {
             }
             TopicCommand::Describe { name, .. } => {
                 let (topic, partitions) = admin.describe_topic(&name).await?;
-                say(&format!("topic {} (id {}), {} partitions", topic.name, topic.id, topic.n_partitions));
+                let id = if topic.id.is_empty() { String::new() } else { format!(" (id {})", topic.id) };
+                say(&format!("topic {}{id}, {} partitions", topic.name, topic.n_partitions));
                 for p in partitions {
+                    // A cluster does not tell its clients sizes on disk.
+                    let size = if opened.is_remote() {
+                        String::new()
+                    } else {
+                        format!(", {} bytes in {} segments", p.size_bytes, p.n_segments)
+                    };
                     say(&format!(
-                        "  partition {}: offsets {}..{}, {} bytes in {} segments",
-                        p.partition, p.log_start_offset, p.log_end_offset, p.size_bytes, p.n_segments
+                        "  partition {}: offsets {}..{}{size}",
+                        p.partition, p.log_start_offset, p.log_end_offset
                     ));
                 }
                 for c in admin.describe_configs(&name).await? {
@@ -449,8 +507,81 @@ async fn topic(command: TopicCommand) -> anyhow::Result<()> {
         anyhow::Ok(())
     }
     .await;
-    embedded.close().await?;
+    opened.close().await?;
     result
+}
+
+/// Where a command works: a data directory's embedded log, or a cluster.
+#[derive(clap::Args)]
+struct Target {
+    /// Data directory of the embedded log.
+    #[arg(long, default_value = "freshet-data")]
+    data_dir: PathBuf,
+    /// Work on a Kafka-protocol cluster instead (a Freshet broker or any Kafka), `host:port[,host:port...]`.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap: Option<String>,
+}
+
+/// The log a command opened.
+enum Opened {
+    Embedded(Embedded),
+    #[cfg(feature = "remote")]
+    Remote(freshet::core::remote::Remote),
+}
+
+impl Opened {
+    async fn open(target: &Target) -> anyhow::Result<Opened> {
+        match &target.bootstrap {
+            None => Ok(Opened::Embedded(open_log(&target.data_dir).await?)),
+            #[cfg(feature = "remote")]
+            Some(bootstrap) => {
+                let remote = freshet::core::remote::Remote::new(bootstrap.clone());
+                // Fail early, with the address, when nothing answers there.
+                remote.admin()?.list_topics().await.with_context(|| format!("reaching the cluster at {bootstrap}"))?;
+                Ok(Opened::Remote(remote))
+            }
+            #[cfg(not(feature = "remote"))]
+            Some(_) => {
+                anyhow::bail!("--bootstrap: this freshet was built without the remote substrate (feature \"remote\")")
+            }
+        }
+    }
+
+    fn is_remote(&self) -> bool {
+        !matches!(self, Opened::Embedded(_))
+    }
+
+    fn admin(&self) -> anyhow::Result<Box<dyn Admin>> {
+        Ok(match self {
+            Opened::Embedded(e) => Box::new(e.admin()),
+            #[cfg(feature = "remote")]
+            Opened::Remote(r) => Box::new(r.admin()?),
+        })
+    }
+
+    fn producer(&self) -> freshet::core::Result<Box<dyn Producer>> {
+        Ok(match self {
+            Opened::Embedded(e) => Box::new(e.producer()),
+            #[cfg(feature = "remote")]
+            Opened::Remote(r) => Box::new(r.producer()?),
+        })
+    }
+
+    fn consumer(&self, config: ConsumerConfig) -> anyhow::Result<Box<dyn Consumer>> {
+        Ok(match self {
+            Opened::Embedded(e) => Box::new(e.consumer(config)),
+            #[cfg(feature = "remote")]
+            Opened::Remote(r) => Box::new(r.consumer(config)?),
+        })
+    }
+
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Opened::Embedded(e) => Ok(e.close().await?),
+            #[cfg(feature = "remote")]
+            Opened::Remote(_) => Ok(()),
+        }
+    }
 }
 
 #[derive(clap::Args)]

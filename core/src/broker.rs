@@ -16,7 +16,7 @@
 //! the classic consumer-group protocol (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //! LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups; see
 //! [`crate::coordinator`]), DeleteGroups, and the admin APIs DescribeConfigs,
-//! IncrementalAlterConfigs, CreatePartitions, DeleteRecords and DescribeCluster, and the
+//! AlterConfigs, IncrementalAlterConfigs, CreatePartitions, DeleteRecords and DescribeCluster, and the
 //! idempotent producer (InitProducerId; per-partition sequence checks that answer a retry with its
 //! original offset and refuse gaps and old epochs; the state is read back from the log after a
 //! restart). Transactions are not served.
@@ -42,6 +42,7 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
     ResponseHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest,
     DeleteRecordsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
@@ -97,6 +98,7 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteRecords, 0, 2),
@@ -371,6 +373,11 @@ async fn handle_frame(
             let request = DescribeConfigsRequest::decode(&mut frame, version).map_err(bad)?;
             encode(response_header, header_version, &describe_configs(request, served), version).map(Some)
         }
+        ApiKey::AlterConfigs => {
+            let request = AlterConfigsRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = replace_configs(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
         ApiKey::IncrementalAlterConfigs => {
             let request = IncrementalAlterConfigsRequest::decode(&mut frame, version).map_err(bad)?;
             let response = alter_configs(request, served).await;
@@ -459,6 +466,49 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served) -> Describ
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// AlterConfigs (the older API, which librdkafka's admin client uses): the configs given become
+/// the topic's whole set of overrides; every override not given goes back to its default.
+async fn replace_configs(request: AlterConfigsRequest, served: &Served) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let mut responses = Vec::with_capacity(request.resources.len());
+    for resource in request.resources {
+        let out = AlterConfigsResourceResponse::default()
+            .with_resource_type(resource.resource_type)
+            .with_resource_name(resource.resource_name.clone());
+        let topic = resource.resource_name.to_string();
+        let result = if resource.resource_type != TOPIC_RESOURCE {
+            Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
+        } else {
+            let wanted: BTreeMap<String, String> = resource
+                .configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map_or_else(String::new, |v| v.to_string())))
+                .collect();
+            match served.log.describe_topic(&topic) {
+                Err(e) => Err((error_code(&e), e.to_string())),
+                Ok(_) if request.validate_only => {
+                    crate::config::TopicConfig::validate(&wanted).map_err(|e| (error_code(&e), e.to_string()))
+                }
+                Ok(current) => {
+                    let mut changes: BTreeMap<String, Option<String>> = current
+                        .overrides
+                        .keys()
+                        .filter(|k| !wanted.contains_key(*k))
+                        .map(|k| (k.clone(), None))
+                        .collect();
+                    changes.extend(wanted.into_iter().map(|(k, v)| (k, Some(v))));
+                    served.log.alter_topic_config(&topic, changes).await.map_err(|e| (error_code(&e), e.to_string()))
+                }
+            }
+        };
+        responses.push(match result {
+            Ok(()) => out,
+            Err((code, message)) => out.with_error_code(code).with_error_message(Some(StrBytes::from_string(message))),
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
 }
 
 async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served) -> IncrementalAlterConfigsResponse {

@@ -97,6 +97,13 @@ pub enum Error {
     /// A record could not be decoded.
     #[error("cannot decode record: {0}")]
     Decode(String),
+    /// A commit was refused because the group rebalanced since the member's last join: the
+    /// partitions may now be another member's. Poll again (to rejoin) and commit what is read next.
+    #[error("commit refused: the consumer group rebalanced ({0})")]
+    Rebalanced(String),
+    /// A Kafka-protocol cluster (the remote substrate) refused or failed an operation.
+    #[error("{0}")]
+    Remote(String),
     /// The log (or the substrate) has been shut down.
     #[error("the log is shut down")]
     Closed,

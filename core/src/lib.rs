@@ -2,7 +2,7 @@
 //!
 //! Role: the storage engine (topics, partitions, segments, indexes, retention, compaction,
 //! durability), the record-batch format, and the substrate traits that everything above talks to
-//! the log through, with the embedded implementation.
+//! the log through, with the embedded implementation and (feature `remote`) the one over librdkafka.
 //!
 //! Boundary: `freshet-core` knows nothing of state stores, topologies, SQL or connectors. Blocking
 //! file work runs on dedicated threads or tokio's blocking pool, never on an async worker.
@@ -18,4 +18,6 @@ pub use error::{Error, Result};
 pub mod compression;
 pub mod group;
 pub mod partitioner;
+#[cfg(feature = "remote")]
+pub mod remote;
 pub mod substrate;

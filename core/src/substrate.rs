@@ -14,7 +14,8 @@
 //!   (`Box<dyn Producer>`).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -228,6 +229,43 @@ pub trait Consumer: Send {
     async fn commit_positions(&mut self) -> Result<()>;
     /// The group's committed offsets for these partitions.
     async fn committed(&self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>>;
+    /// Joins the consumer's group as a member subscribed to `topics` (replacing any assignment):
+    /// the group deals their partitions over its members with the range assignor, so the
+    /// partitions with the same number of co-partitioned topics go to the same member. Each
+    /// partition starts at the group's committed offset, or where `auto_offset_reset` says. The
+    /// assignment follows members joining and leaving; [`Consumer::assignment`] says what it is
+    /// after each poll.
+    async fn subscribe(&mut self, topics: Vec<String>) -> Result<()>;
+    /// The partitions this consumer reads now.
+    fn assignment(&self) -> Vec<TopicPartition>;
+}
+
+/// The range assignor: for each topic, its partitions in order, split into contiguous runs over
+/// the members subscribed to it (in member order), the first members taking one more when they
+/// do not divide evenly. `members` is (member, its topics); `partitions` gives a topic's count.
+pub fn range_assign<M: Ord + Clone>(
+    members: &[(M, Vec<String>)],
+    partitions: impl Fn(&str) -> Option<u32>,
+) -> BTreeMap<M, Vec<TopicPartition>> {
+    let mut out: BTreeMap<M, Vec<TopicPartition>> = members.iter().map(|(m, _)| (m.clone(), Vec::new())).collect();
+    let mut topics: Vec<&String> = members.iter().flat_map(|(_, t)| t).collect();
+    topics.sort();
+    topics.dedup();
+    for topic in topics {
+        let Some(n) = partitions(topic) else { continue };
+        let mut subscribed: Vec<&M> = members.iter().filter(|(_, t)| t.contains(topic)).map(|(m, _)| m).collect();
+        subscribed.sort();
+        let n_members = subscribed.len() as u32;
+        let (per, extra) = (n / n_members, n % n_members);
+        let mut next = 0;
+        for (i, m) in subscribed.into_iter().enumerate() {
+            let take = per + u32::from((i as u32) < extra);
+            let list = out.get_mut(m).expect("every member has an entry");
+            list.extend((next..next + take).map(|p| TopicPartition::new(topic.as_str(), p)));
+            next += take;
+        }
+    }
+    out
 }
 
 /// A topic to create.
@@ -266,6 +304,34 @@ pub trait Admin: Send + Sync {
     async fn list_groups(&self) -> Result<Vec<String>>;
     /// A group's committed offsets.
     async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>>;
+    /// A group's live membership: its state and members with their assignments; `None` when it
+    /// has no members. The embedded log knows the members in this process (those of a broker
+    /// serving the log are the broker's).
+    async fn group_members(&self, group: &str) -> Result<Option<GroupMembers>>;
+}
+
+/// A consumer group's live membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMembers {
+    /// The group's state (`Empty`, `PreparingRebalance`, `CompletingRebalance`, `Stable`, `Dead`).
+    pub state: String,
+    /// The assignment protocol chosen (e.g. `range`).
+    pub protocol: String,
+    /// The members.
+    pub members: Vec<GroupMember>,
+}
+
+/// A member of a consumer group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Member id.
+    pub member_id: String,
+    /// The client's `client.id`.
+    pub client_id: String,
+    /// The client's host.
+    pub host: String,
+    /// Partitions assigned to it (decoded from the consumer protocol's assignment).
+    pub assignment: Vec<TopicPartition>,
 }
 
 /// The embedded substrate: the storage engine in this process.
@@ -273,6 +339,60 @@ pub trait Admin: Send + Sync {
 pub struct Embedded {
     log: Log,
     groups: GroupOffsets,
+    members: Arc<LocalMembers>,
+}
+
+/// The live members of consumer groups whose consumers are in this process (an embedded log is
+/// used from one process): each subscribe or leave starts a new generation, and each member
+/// takes its range assignment when it next polls.
+#[derive(Debug, Default)]
+struct LocalMembers {
+    groups: Mutex<HashMap<String, LocalGroup>>,
+    next_member: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct LocalGroup {
+    generation: u64,
+    /// Member id -> its topics.
+    members: BTreeMap<u64, Vec<String>>,
+}
+
+impl LocalMembers {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalGroup>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn join(&self, group: &str, member: u64, topics: Vec<String>) {
+        let mut groups = self.lock();
+        let g = groups.entry(group.to_string()).or_default();
+        g.members.insert(member, topics);
+        g.generation += 1;
+    }
+
+    fn leave(&self, group: &str, member: u64) {
+        let mut groups = self.lock();
+        if let Some(g) = groups.get_mut(group) {
+            if g.members.remove(&member).is_some() {
+                g.generation += 1;
+            }
+            if g.members.is_empty() {
+                groups.remove(group);
+            }
+        }
+    }
+
+    fn generation(&self, group: &str) -> u64 {
+        self.lock().get(group).map_or(0, |g| g.generation)
+    }
+
+    /// The generation and every member's assignment.
+    fn assignments(&self, group: &str, log: &Log) -> (u64, BTreeMap<u64, Vec<TopicPartition>>) {
+        let groups = self.lock();
+        let Some(g) = groups.get(group) else { return (0, BTreeMap::new()) };
+        let members: Vec<(u64, Vec<String>)> = g.members.iter().map(|(m, t)| (*m, t.clone())).collect();
+        (g.generation, range_assign(&members, |t| log.describe_topic(t).ok().map(|d| d.n_partitions)))
+    }
 }
 
 impl Embedded {
@@ -281,7 +401,7 @@ impl Embedded {
         let n_offsets_partitions = config.offsets_topic_partitions;
         let log = Log::open(dir, config).await?;
         let groups = GroupOffsets::open(log.clone(), n_offsets_partitions).await?;
-        Ok(Embedded { log, groups })
+        Ok(Embedded { log, groups, members: Arc::default() })
     }
 
     /// The committed offsets of consumer groups.
@@ -301,12 +421,19 @@ impl Embedded {
 
     /// A consumer.
     pub fn consumer(&self, config: ConsumerConfig) -> EmbeddedConsumer {
-        EmbeddedConsumer { log: self.log.clone(), groups: self.groups.clone(), config, positions: BTreeMap::new() }
+        EmbeddedConsumer {
+            log: self.log.clone(),
+            groups: self.groups.clone(),
+            config,
+            positions: BTreeMap::new(),
+            members: self.members.clone(),
+            membership: None,
+        }
     }
 
     /// The admin interface.
     pub fn admin(&self) -> EmbeddedAdmin {
-        EmbeddedAdmin { log: self.log.clone(), groups: self.groups.clone() }
+        EmbeddedAdmin { log: self.log.clone(), groups: self.groups.clone(), members: self.members.clone() }
     }
 
     /// Closes the log cleanly.
@@ -482,9 +609,44 @@ pub struct EmbeddedConsumer {
     groups: GroupOffsets,
     config: ConsumerConfig,
     positions: BTreeMap<TopicPartition, i64>,
+    members: Arc<LocalMembers>,
+    /// After `subscribe`: (group, member id, generation of the assignment held).
+    membership: Option<(String, u64, u64)>,
+}
+
+impl Drop for EmbeddedConsumer {
+    fn drop(&mut self) {
+        if let Some((group, member, _)) = self.membership.take() {
+            self.members.leave(&group, member);
+        }
+    }
 }
 
 impl EmbeddedConsumer {
+    /// Takes the group's current assignment if it changed: partitions kept keep their position;
+    /// new ones start at the committed offset or where `auto_offset_reset` says.
+    async fn follow_group(&mut self) -> Result<()> {
+        let Some((group, member, held)) = self.membership.clone() else { return Ok(()) };
+        if self.members.generation(&group) == held {
+            return Ok(());
+        }
+        let (generation, mut assignments) = self.members.assignments(&group, &self.log);
+        let assigned = assignments.remove(&member).unwrap_or_default();
+        let committed = self.groups.fetch(&group, Some(&assigned));
+        let mut positions = BTreeMap::new();
+        for tp in assigned {
+            let position = match (self.positions.get(&tp), committed.get(&tp)) {
+                (Some(p), _) => *p,
+                (None, Some(c)) => c.offset,
+                (None, None) => self.reset_position(&tp).await?,
+            };
+            positions.insert(tp, position);
+        }
+        self.positions = positions;
+        self.membership = Some((group, member, generation));
+        Ok(())
+    }
+
     async fn reset_position(&self, tp: &TopicPartition) -> Result<i64> {
         let spec = match self.config.auto_offset_reset {
             AutoOffsetReset::Earliest => OffsetSpec::Earliest,
@@ -504,6 +666,9 @@ impl EmbeddedConsumer {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        if let Some((group, member, _)) = self.membership.take() {
+            self.members.leave(&group, member);
+        }
         let committed = match &self.config.group_id {
             Some(group) => self.groups.fetch(group, Some(&partitions)),
             None => BTreeMap::new(),
@@ -551,6 +716,7 @@ impl Consumer for EmbeddedConsumer {
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut data = self.log.watch_data();
         loop {
+            self.follow_group().await?;
             data.borrow_and_update();
             let mut out = Vec::new();
             let mut budget = self.config.fetch_max_bytes;
@@ -617,6 +783,27 @@ impl Consumer for EmbeddedConsumer {
             None => BTreeMap::new(),
         })
     }
+
+    async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
+        let group = self.config.group_id.clone().ok_or_else(|| Error::InvalidConfig {
+            key: "group.id".into(),
+            value: String::new(),
+            reason: "a consumer needs a group to subscribe".into(),
+        })?;
+        if let Some((group, member, _)) = self.membership.take() {
+            self.members.leave(&group, member);
+        }
+        self.positions.clear();
+        let member = self.members.next_member.fetch_add(1, Ordering::Relaxed);
+        self.members.join(&group, member, topics);
+        // Generation 0 is never current: the first poll (or this call) takes the assignment.
+        self.membership = Some((group, member, 0));
+        self.follow_group().await
+    }
+
+    fn assignment(&self) -> Vec<TopicPartition> {
+        self.positions.keys().cloned().collect()
+    }
 }
 
 /// The embedded [`Admin`].
@@ -624,6 +811,7 @@ impl Consumer for EmbeddedConsumer {
 pub struct EmbeddedAdmin {
     log: Log,
     groups: GroupOffsets,
+    members: Arc<LocalMembers>,
 }
 
 #[async_trait]
@@ -661,5 +849,22 @@ impl Admin for EmbeddedAdmin {
     }
     async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
         Ok(self.groups.fetch(group, None))
+    }
+    async fn group_members(&self, group: &str) -> Result<Option<GroupMembers>> {
+        // Members of consumers in this process; a broker serving the log keeps its own.
+        let (_, assignments) = self.members.assignments(group, &self.log);
+        if assignments.is_empty() {
+            return Ok(None);
+        }
+        let members = assignments
+            .into_iter()
+            .map(|(member, assignment)| GroupMember {
+                member_id: format!("embedded-{member}"),
+                client_id: "freshet".into(),
+                host: "in-process".into(),
+                assignment,
+            })
+            .collect();
+        Ok(Some(GroupMembers { state: "Stable".into(), protocol: "range".into(), members }))
     }
 }

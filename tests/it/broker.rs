@@ -11,13 +11,13 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// A broker process on a free port.
-struct BrokerProcess {
+pub(crate) struct BrokerProcess {
     child: Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 impl BrokerProcess {
-    fn start(data: &Path) -> Self {
+    pub(crate) fn start(data: &Path) -> Self {
         Self::start_with(data, &[])
     }
 
@@ -41,10 +41,18 @@ impl BrokerProcess {
     }
 
     /// Stops it as an operator would (SIGTERM) and waits.
-    fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "the broker stops cleanly: {status}");
+    }
+}
+
+/// A broker left running by a failed assertion is killed.
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -5,6 +5,8 @@ mod bad_input;
 mod compaction;
 mod crash;
 mod model;
+#[cfg(feature = "remote")]
+mod remote;
 mod retention;
 mod substrate;
 mod support;

@@ -1,0 +1,317 @@
+//! The remote substrate (librdkafka) against a Freshet broker on loopback: the same contract the
+//! embedded substrate keeps, checked on both, and what only a cluster has (group membership).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use freshet_core::batch::Header;
+use freshet_core::broker::{Broker, BrokerConfig};
+use freshet_core::config::{Durability, LogConfig};
+use freshet_core::log::OffsetSpec;
+use freshet_core::partitioner::partition_for_key;
+use freshet_core::remote::Remote;
+use freshet_core::substrate::{
+    Admin, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetAndMetadata, Producer,
+    ProducerRecord, TopicPartition,
+};
+use freshet_core::Error;
+
+/// One substrate's three parts.
+struct Substrate {
+    admin: Box<dyn Admin>,
+    producer: Box<dyn Producer>,
+    consumer: Box<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
+}
+
+/// A log in a temporary directory, its broker on a free loopback port.
+struct Cluster {
+    _dir: tempfile::TempDir,
+    embedded: Embedded,
+    broker: Broker,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig { offsets_topic_partitions: 3, ..crate::support::config(Durability::Fsync) };
+        let embedded = Embedded::open(dir.path(), config).await.unwrap();
+        let broker_config = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            auto_create_topics: false,
+            ..BrokerConfig::default()
+        };
+        let broker =
+            Broker::start(embedded.log().clone(), embedded.group_offsets().clone(), broker_config).await.unwrap();
+        Cluster { _dir: dir, embedded, broker }
+    }
+
+    fn remote(&self) -> Remote {
+        Remote::new(self.broker.local_addr().to_string())
+    }
+
+    fn remote_substrate(&self) -> Substrate {
+        let remote = self.remote();
+        let for_consumers = remote.clone();
+        Substrate {
+            admin: Box::new(remote.admin().unwrap()),
+            producer: Box::new(remote.producer().unwrap()),
+            consumer: Box::new(move |c| Box::new(for_consumers.consumer(c).unwrap())),
+        }
+    }
+
+    fn embedded_substrate(&self) -> Substrate {
+        let embedded = self.embedded.clone();
+        Substrate {
+            admin: Box::new(self.embedded.admin()),
+            producer: Box::new(self.embedded.producer()),
+            consumer: Box::new(move |c| Box::new(embedded.consumer(c))),
+        }
+    }
+
+    async fn stop(self) {
+        self.broker.stop().await;
+        self.embedded.close().await.unwrap();
+    }
+}
+
+fn group(name: &str) -> ConsumerConfig {
+    ConsumerConfig { group_id: Some(name.into()), ..ConsumerConfig::default() }
+}
+
+/// Polls until `n` records arrived (or 20 s passed), in order per partition.
+async fn poll_records(consumer: &mut dyn Consumer, n: usize) -> Vec<(TopicPartition, ConsumerRecord)> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while out.len() < n && tokio::time::Instant::now() < deadline {
+        for batches in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            out.extend(batches.records().unwrap().into_iter().map(|r| (batches.tp.clone(), r)));
+        }
+    }
+    out
+}
+
+/// Commits a member's positions; a commit the group refuses because it is rebalancing is retried
+/// after the next poll (at least once: those records may be read again).
+async fn commit(member: &mut dyn Consumer) {
+    match member.commit_positions().await {
+        Ok(()) | Err(Error::Rebalanced(_)) => {}
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn text(b: &Option<Bytes>) -> Option<String> {
+    b.as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap())
+}
+
+/// The substrate contract: what any implementation keeps. Topic names carry `prefix` so both
+/// substrates can run it on one log.
+async fn contract(s: &Substrate, prefix: &str) {
+    let topic = format!("{prefix}-orders");
+
+    // Admin: create, refuse a duplicate and a bad name, describe, alter, grow.
+    let configs = BTreeMap::from([("retention.ms".to_string(), "3600000".to_string())]);
+    s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 3, configs }).await.unwrap();
+    let e = s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 3, ..Default::default() }).await;
+    assert!(matches!(e, Err(Error::TopicExists(ref t)) if *t == topic), "{e:?}");
+    let e = s.admin.create_topic(NewTopic { name: "bad/name".into(), n_partitions: 1, ..Default::default() }).await;
+    assert!(matches!(e, Err(Error::InvalidTopicName { .. })), "{e:?}");
+    assert!(matches!(s.admin.describe_topic(&format!("{prefix}-missing")).await, Err(Error::UnknownTopic(_))));
+    let (described, partitions) = s.admin.describe_topic(&topic).await.unwrap();
+    assert_eq!((described.n_partitions, partitions.len()), (3, 3));
+    assert_eq!(described.overrides.get("retention.ms").map(String::as_str), Some("3600000"));
+    assert!(s.admin.list_topics().await.unwrap().iter().any(|t| t.name == topic));
+    let changes = BTreeMap::from([
+        ("retention.ms".to_string(), None),
+        ("cleanup.policy".to_string(), Some("compact,delete".to_string())),
+    ]);
+    s.admin.alter_configs(&topic, changes).await.unwrap();
+    let configs: BTreeMap<String, (String, bool)> = s
+        .admin
+        .describe_configs(&topic)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, (c.value, c.is_default)))
+        .collect();
+    assert_eq!(configs["cleanup.policy"], ("compact,delete".to_string(), false));
+    assert!(configs["retention.ms"].1, "retention.ms is back to its default: {:?}", configs["retention.ms"]);
+    s.admin.create_partitions(&topic, 4).await.unwrap();
+    assert_eq!(s.admin.describe_topic(&topic).await.unwrap().0.n_partitions, 4);
+
+    // Produce: keys by Kafka's partitioner, null values, repeated headers, timestamps.
+    let records: Vec<ProducerRecord> = (0..60)
+        .map(|i| ProducerRecord {
+            topic: topic.clone(),
+            partition: None,
+            key: Some(Bytes::from(format!("customer-{}", i % 7))),
+            value: if i % 10 == 9 { None } else { Some(Bytes::from(format!("order-{i}"))) },
+            headers: vec![
+                Header { key: "h".into(), value: Some(Bytes::from(format!("{i}"))) },
+                Header { key: "h".into(), value: None },
+            ],
+            timestamp: Some(1_700_000_000_000 + i),
+        })
+        .collect();
+    let sent = s.producer.send(records.clone()).await.unwrap();
+    for (record, meta) in records.iter().zip(&sent) {
+        assert_eq!(meta.partition, partition_for_key(record.key.as_ref().unwrap(), 4), "{record:?}");
+    }
+
+    // Consume everything back, unchanged.
+    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(topic.clone(), p)).collect();
+    let mut consumer = (s.consumer)(group(&format!("{prefix}-g")));
+    consumer.assign(all.clone()).await.unwrap();
+    let got = poll_records(consumer.as_mut(), records.len()).await;
+    assert_eq!(got.len(), records.len());
+    let by_value: BTreeMap<i64, &(TopicPartition, ConsumerRecord)> = got.iter().map(|g| (g.1.timestamp, g)).collect();
+    for (record, meta) in records.iter().zip(&sent) {
+        let (tp, r) = by_value[&record.timestamp.unwrap()];
+        assert_eq!((tp.partition, r.offset), (meta.partition, meta.offset));
+        assert_eq!((&r.key, &r.value, &r.headers), (&record.key, &record.value, &record.headers));
+    }
+    for tp in &all {
+        assert_eq!(consumer.position(tp), Some(got.iter().filter(|g| g.0 == *tp).count() as i64));
+    }
+
+    // Commit with metadata; a new consumer of the group starts there.
+    let tp0 = all[partition_for_key(b"customer-0", 4) as usize].clone();
+    let mut offsets = BTreeMap::new();
+    offsets.insert(tp0.clone(), OffsetAndMetadata { metadata: "checkpoint-1".into(), ..OffsetAndMetadata::new(2) });
+    consumer.commit(offsets).await.unwrap();
+    let committed = consumer.committed(std::slice::from_ref(&tp0)).await.unwrap();
+    assert_eq!((committed[&tp0].offset, committed[&tp0].metadata.as_str()), (2, "checkpoint-1"));
+    drop(consumer);
+    let mut again = (s.consumer)(group(&format!("{prefix}-g")));
+    again.assign(vec![tp0.clone()]).await.unwrap();
+    assert_eq!(again.position(&tp0), Some(2));
+    let resumed = poll_records(again.as_mut(), 1).await;
+    assert_eq!(resumed.first().map(|r| r.1.offset), Some(2));
+
+    // Seek into the middle of a batch, to the end, and by time.
+    again.seek_to_offset(&tp0, 3).unwrap();
+    let from_three = poll_records(again.as_mut(), 1).await;
+    assert_eq!(from_three.first().map(|r| r.1.offset), Some(3), "{from_three:?}");
+    let at = by_value.values().find(|g| g.0 == tp0 && g.1.offset == 4).unwrap().1.timestamp;
+    again.seek(&tp0, OffsetSpec::Timestamp(at)).await.unwrap();
+    assert_eq!(again.position(&tp0), Some(4));
+    again.seek(&tp0, OffsetSpec::Latest).await.unwrap();
+    let end = s.admin.list_offset(&tp0, OffsetSpec::Latest).await.unwrap().unwrap().0;
+    assert_eq!(again.position(&tp0), Some(end));
+    assert!(again.poll(Duration::from_millis(300)).await.unwrap().iter().all(|b| b.records().unwrap().is_empty()));
+
+    // Records before an offset deleted; the log start moves.
+    assert_eq!(s.admin.delete_records(&tp0, 2).await.unwrap(), 2);
+    assert_eq!(s.admin.list_offset(&tp0, OffsetSpec::Earliest).await.unwrap().unwrap().0, 2);
+    assert!(s.admin.list_groups().await.unwrap().contains(&format!("{prefix}-g")));
+    assert_eq!(s.admin.group_offsets(&format!("{prefix}-g")).await.unwrap()[&tp0].offset, 2);
+
+    s.admin.delete_topic(&topic).await.unwrap();
+    assert!(matches!(s.admin.describe_topic(&topic).await, Err(Error::UnknownTopic(_))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_substrates_keep_the_same_contract() {
+    let cluster = Cluster::start().await;
+    contract(&cluster.embedded_substrate(), "embedded").await;
+    contract(&cluster.remote_substrate(), "remote").await;
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_one_substrate_writes_the_other_reads() {
+    let cluster = Cluster::start().await;
+    let (embedded, remote) = (cluster.embedded_substrate(), cluster.remote_substrate());
+    remote.admin.create_topic(NewTopic { name: "shared".into(), n_partitions: 2, ..Default::default() }).await.unwrap();
+    let records =
+        |from: usize| (from..from + 50).map(|i| ProducerRecord::new("shared", Some(format!("k{i}")), format!("v{i}")));
+    embedded.producer.send(records(0).collect()).await.unwrap();
+    remote.producer.send(records(50).collect()).await.unwrap();
+    let tps = vec![TopicPartition::new("shared", 0), TopicPartition::new("shared", 1)];
+    for s in [&embedded, &remote] {
+        let mut consumer = (s.consumer)(ConsumerConfig::default());
+        consumer.assign(tps.clone()).await.unwrap();
+        let got = poll_records(consumer.as_mut(), 100).await;
+        let mut values: Vec<String> = got.iter().map(|g| text(&g.1.value).unwrap()).collect();
+        values.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
+        assert_eq!(values, (0..100).map(|i| format!("v{i}")).collect::<Vec<_>>());
+        // Keys land in the same partitions whichever substrate wrote them.
+        for (tp, r) in &got {
+            assert_eq!(tp.partition, partition_for_key(r.key.as_ref().unwrap(), 2));
+        }
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribed_members_share_partitions_and_take_over_a_leavers_on_both_substrates() {
+    let cluster = Cluster::start().await;
+    group_members_share_and_take_over(&cluster.embedded_substrate(), "embedded").await;
+    group_members_share_and_take_over(&cluster.remote_substrate(), "remote").await;
+    cluster.stop().await;
+}
+
+async fn group_members_share_and_take_over(s: &Substrate, prefix: &str) {
+    let topics = [format!("{prefix}-clicks"), format!("{prefix}-views")];
+    for t in &topics {
+        s.admin.create_topic(NewTopic { name: t.clone(), n_partitions: 4, ..Default::default() }).await.unwrap();
+    }
+    let records: Vec<ProducerRecord> = (0..80)
+        .flat_map(|i| topics.clone().map(|t| ProducerRecord::new(t, Some(format!("user-{i}")), format!("{i}"))))
+        .collect();
+    s.producer.send(records).await.unwrap();
+
+    let mut members = Vec::new();
+    for _ in 0..2 {
+        let mut c = (s.consumer)(group(&format!("{prefix}-sharing")));
+        c.subscribe(topics.to_vec()).await.unwrap();
+        members.push(c);
+    }
+    // Both poll (committing what they read) until the group has settled with each member holding
+    // half of each topic.
+    let mut read: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for m in members.iter_mut() {
+            note(&mut read, m.poll(Duration::from_millis(200)).await.unwrap());
+            commit(m.as_mut()).await;
+        }
+        let assigned: Vec<Vec<TopicPartition>> = members.iter().map(|m| m.assignment()).collect();
+        if assigned.iter().all(|a| a.len() == 4) {
+            let mut union: Vec<_> = assigned.concat();
+            union.sort();
+            union.dedup();
+            assert_eq!(union.len(), 8, "{assigned:?}");
+            // The range assignor keeps co-partitioned topics together: the same partition
+            // numbers of both topics on each member.
+            for a in &assigned {
+                let of = |t: &str| a.iter().filter(|tp| tp.topic == t).map(|tp| tp.partition).collect::<Vec<_>>();
+                assert_eq!(of(&topics[0]), of(&topics[1]));
+            }
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the group never settled: {assigned:?}");
+    }
+    let described = s.admin.group_members(&format!("{prefix}-sharing")).await.unwrap().expect("live members");
+    assert_eq!(described.members.len(), 2, "{described:?}");
+    assert!(described.members.iter().all(|m| m.assignment.len() == 4), "{described:?}");
+    // One member leaves; the other takes all eight partitions over, from the committed offsets,
+    // and every record has been read.
+    drop(members.pop());
+    let mut stayer = members.pop().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stayer.assignment().len() < 8 || read.len() < 160 {
+        note(&mut read, stayer.poll(Duration::from_millis(200)).await.unwrap());
+        commit(stayer.as_mut()).await;
+        assert!(tokio::time::Instant::now() < deadline, "{:?} after {} records", stayer.assignment(), read.len());
+    }
+    assert_eq!(read.len(), 160);
+}
+
+fn note(read: &mut BTreeMap<(String, String), usize>, batches: Vec<ConsumedBatches>) {
+    for b in batches {
+        for r in b.records().unwrap() {
+            *read.entry((b.tp.topic.clone(), text(&r.value).unwrap())).or_default() += 1;
+        }
+    }
+}

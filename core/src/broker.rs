@@ -19,7 +19,8 @@
 //! AlterConfigs, IncrementalAlterConfigs, CreatePartitions, DeleteRecords and DescribeCluster, and the
 //! idempotent producer (InitProducerId; per-partition sequence checks that answer a retry with its
 //! original offset and refuse gaps and old epochs; the state is read back from the log after a
-//! restart). Transactions are not served.
+//! restart). Produce v0-2 carry message sets of formats v0/v1, converted to record batches by
+//! [`crate::legacy`]. Transactions are not served.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -80,7 +81,8 @@ mod code {
 
 /// The APIs served and the versions of each.
 const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 9),
+    // From v0: older librdkafka compresses only when a broker serves Produce v0 (see `legacy`).
+    (ApiKey::Produce, 0, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
     (ApiKey::Metadata, 0, 12),
@@ -278,6 +280,19 @@ async fn handle_frame(
             let request = MetadataRequest::decode(&mut frame, version).map_err(bad)?;
             let response = metadata(request, served).await;
             encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::Produce if version < 3 => {
+            let request = crate::legacy::decode_produce(frame, now_ms())
+                .map_err(|e| format!("a malformed Produce v{version} request: {e}"))?;
+            let acks = request.acks;
+            let results = produce_legacy(request, served).await;
+            if acks == 0 {
+                return Ok(None);
+            }
+            let mut out = BytesMut::new();
+            response_header.encode(&mut out, header_version).map_err(|e| format!("encoding a response header: {e}"))?;
+            crate::legacy::encode_produce_response(&mut out, version, &results);
+            Ok(Some(out.freeze()))
         }
         ApiKey::Produce => {
             let request = ProduceRequest::decode(&mut frame, version).map_err(bad)?;
@@ -903,6 +918,10 @@ fn api_versions(error_code: i16) -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_error_code(error_code).with_api_keys(api_keys)
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
 fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
@@ -991,7 +1010,7 @@ fn split_batches(mut records: Bytes) -> std::result::Result<Vec<Bytes>, String> 
 /// restarts) shifted over a counter (unique within one).
 fn new_producer_id() -> i64 {
     static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    let now = now_ms();
     ((now & ((1 << 46) - 1)) << 16) | (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff)
 }
 
@@ -1164,6 +1183,54 @@ async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
         responses.push(TopicProduceResponse::default().with_name(name).with_partition_responses(partitions));
     }
     ProduceResponse::default().with_responses(responses)
+}
+
+/// Produce v0-2: each partition's message set was converted to a record batch (or refused); the
+/// batches are appended as v3+ batches are, every partition at once.
+async fn produce_legacy(
+    request: crate::legacy::LegacyProduce,
+    served: &Served,
+) -> Vec<(String, Vec<crate::legacy::PartitionResult>)> {
+    let mut layout = Vec::with_capacity(request.topics.len());
+    let mut work = Vec::new();
+    for (topic, partitions) in request.topics {
+        layout.push((topic.clone(), partitions.len()));
+        for (index, batch) in partitions {
+            let name = topic.clone();
+            work.push(async move {
+                let result = match batch {
+                    Ok(batch) => produce_partition(&name, index, batch, served).await,
+                    Err(reason) => Err((code::CORRUPT_MESSAGE, reason)),
+                };
+                if let Err((_, message)) = &result {
+                    tracing::info!(topic = %name, partition = index, %message, "produce refused");
+                }
+                (index, result)
+            });
+        }
+    }
+    let mut results = futures::future::join_all(work).await.into_iter();
+    layout
+        .into_iter()
+        .map(|(topic, n)| {
+            let partitions = results
+                .by_ref()
+                .take(n)
+                .map(|(partition, result)| match result {
+                    Ok((base_offset, _, append_time)) => crate::legacy::PartitionResult {
+                        partition,
+                        error_code: code::NONE,
+                        base_offset,
+                        log_append_time: append_time.unwrap_or(-1),
+                    },
+                    Err((error_code, _)) => {
+                        crate::legacy::PartitionResult { partition, error_code, base_offset: -1, log_append_time: -1 }
+                    }
+                })
+                .collect();
+            (topic, partitions)
+        })
+        .collect()
 }
 
 /// Appends one partition's batches: `(base offset, log start offset, append time)` of the first.

@@ -17,6 +17,7 @@ pub mod log;
 pub use error::{Error, Result};
 pub mod compression;
 pub mod group;
+mod legacy;
 pub mod partitioner;
 #[cfg(feature = "remote")]
 pub mod remote;

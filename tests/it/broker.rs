@@ -87,6 +87,21 @@ fn kcat_produces_and_consumes_through_the_broker_with_every_codec() {
         // A consumer starting in the middle of a batch gets the records from there on.
         let out = kcat(&["-b", &b, "-C", "-t", &topic, "-o", "1", "-e", "-q", "-f", "%o %k\n"], "");
         assert_eq!(out, "1 b\n2 c\n", "{codec}");
+        // And the client really compresses (older librdkafka refuses to when the broker does not
+        // serve Produce v0): a batch worth compressing is stored with its codec.
+        let packed = format!("packed-{codec}");
+        kcat(&["-b", &b, "-P", "-t", &packed, "-z", codec], &format!("{}\n", "x".repeat(60)).repeat(100));
+        let segment = dir.path().join(format!("data/topics/{packed}/0/00000000000000000000.log"));
+        let dump = Command::new(env!("CARGO_BIN_EXE_freshet")).arg("dump-log").arg(&segment).output().unwrap();
+        let dump = String::from_utf8_lossy(&dump.stdout);
+        let want = match codec {
+            "none" => "None",
+            "gzip" => "Gzip",
+            "snappy" => "Snappy",
+            "lz4" => "Lz4",
+            _ => "Zstd",
+        };
+        assert!(dump.contains(&format!("compression: {want} ")), "{codec}: {dump}");
     }
     let listing = kcat(&["-b", &b, "-L"], "");
     assert!(listing.contains("topic \"events-zstd\" with 1 partitions"), "{listing}");
@@ -261,6 +276,14 @@ fn python_clients(script: &str, args: &[&str]) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && stdout.trim() == "ok", "{script}:\n{stdout}\n{stderr}");
+}
+
+#[test]
+fn clients_of_the_older_produce_versions_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"));
+    python_clients("legacy_produce.py", &[&broker.addr]);
+    broker.stop();
 }
 
 #[test]

@@ -279,6 +279,38 @@ fn python_clients(script: &str, args: &[&str]) {
 }
 
 #[test]
+fn the_broker_reads_its_settings_from_a_config_file_and_flags_override_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("broker.properties");
+    let data = dir.path().join("from-file");
+    std::fs::write(
+        &file,
+        format!(
+            "# Kafka's names\nlog.dirs={}\nlisteners=PLAINTEXT://127.0.0.1:0\nnum.partitions=3\nauto.create.topics.enable=true\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let flag_dir = dir.path().join("from-flag");
+    // `start_with` passes --data-dir (and --listen), which override the file's.
+    let broker = BrokerProcess::start_with(&flag_dir, &["--config", file.to_str().unwrap()]);
+    kcat(&["-b", &broker.addr, "-P", "-t", "auto"], "x\n");
+    let metadata = kcat(&["-b", &broker.addr, "-L", "-t", "auto"], "");
+    assert!(metadata.contains("with 3 partitions"), "{metadata}");
+    broker.stop();
+    assert!(flag_dir.join("topics/auto").exists() && !data.exists());
+
+    std::fs::write(&file, "log.dirs=/tmp/x\nlisteners=SSL://127.0.0.1:9093\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("line 2: listeners=\"SSL://127.0.0.1:9093\""), "{err}");
+    std::fs::write(&file, "num.partitons=3\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("num.partitons=\"3\": not a setting"), "{err}");
+}
+
+#[test]
 fn clients_of_the_older_produce_versions_are_served() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(&dir.path().join("data"));

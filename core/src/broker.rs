@@ -158,6 +158,36 @@ struct Served {
     port: i32,
 }
 
+/// The request path without a socket, for the fuzz target in `core/fuzz`: a frame goes through
+/// the decoding and handling a connection's frames go through.
+#[doc(hidden)]
+#[derive(Debug, Clone)]
+pub struct FrameHarness {
+    served: Served,
+}
+
+impl FrameHarness {
+    /// Serves `log` as a broker with `config` would (no listener).
+    pub fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Self {
+        let served = Served {
+            log,
+            offsets,
+            coordinator: Coordinator::new(),
+            producers: Producers::default(),
+            host: "127.0.0.1".into(),
+            port: i32::from(config.listen.port()),
+            config,
+        };
+        FrameHarness { served }
+    }
+
+    /// One request frame (without its length prefix): the response frame, `None` when there is
+    /// none (acks=0), or why the connection would be closed.
+    pub async fn handle(&self, frame: Bytes) -> std::result::Result<Option<Bytes>, String> {
+        handle_frame(frame, SocketAddr::from(([127, 0, 0, 1], 1)), &self.served).await
+    }
+}
+
 impl Broker {
     /// Listens on `config.listen` and serves `log` (its groups' offsets in `offsets`) until
     /// [`Broker::stop`].
@@ -1444,6 +1474,28 @@ mod tests {
             out.to_vec()
         };
         vec![
+            // Produce v2 with a message set of format v1 (the legacy path).
+            frame(ApiKey::Produce, 2, &|b| {
+                let mut message = vec![1u8, 0];
+                message.extend_from_slice(&1_000i64.to_be_bytes());
+                message.extend_from_slice(&1i32.to_be_bytes());
+                message.push(b'k');
+                message.extend_from_slice(&2i32.to_be_bytes());
+                message.extend_from_slice(b"v1");
+                let crc = crc32fast::hash(&message);
+                b.put_i16(1);
+                b.put_i32(1000);
+                b.put_i32(1);
+                b.put_i16(1);
+                b.put_slice(b"t");
+                b.put_i32(1);
+                b.put_i32(0);
+                b.put_i32(12 + 4 + message.len() as i32);
+                b.put_i64(0);
+                b.put_i32(4 + message.len() as i32);
+                b.put_u32(crc);
+                b.put_slice(&message);
+            }),
             frame(ApiKey::ApiVersions, 3, &|b| {
                 // client software name and version, compact strings, then no tagged fields
                 b.put_slice(&[5, b'f', b'u', b'z', b'z', 2, b'1', 0]);

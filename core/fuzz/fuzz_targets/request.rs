@@ -2,7 +2,8 @@
 //! length prefix), decoded and handled as a connection's would be, against a log in a temporary
 //! directory with one topic. Any panic (or allocation the sanitizer refuses) is a finding.
 //!
-//! `cargo install cargo-fuzz`, then from `core/`: `cargo fuzz run request -- -max_total_time=300`.
+//! `cargo install cargo-fuzz`, then from `core/`: `cargo fuzz run -s none request -- -max_total_time=300`
+//! (`-s none`: no sanitizer, which a stable toolchain builds).
 
 #![no_main]
 

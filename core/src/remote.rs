@@ -417,12 +417,27 @@ async fn watermarks<C: ConsumerContext + 'static>(
     tp: &TopicPartition,
 ) -> Result<(i64, i64)> {
     let (topic, partition) = (tp.topic.clone(), partition_i32(tp.partition)?);
-    blocking(move || consumer.fetch_watermarks(&topic, partition, REQUEST_TIMEOUT)).await?.map_err(|e| {
-        match e.rdkafka_error_code() {
-            Some(code) => topic_error("reading the offsets of", &tp.topic, code, None),
-            None => Error::Remote(format!("reading the offsets of {tp}: {e}")),
+    // A client whose metadata predates the topic (or its newest partitions) does not know the
+    // partition yet: it refreshes its metadata and asks again, for a few seconds.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (c, t) = (consumer.clone(), topic.clone());
+        let result = blocking(move || c.fetch_watermarks(&t, partition, REQUEST_TIMEOUT)).await?;
+        match result {
+            Ok(w) => return Ok(w),
+            Err(e) => match e.rdkafka_error_code() {
+                Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    let (c, t) = (consumer.clone(), topic.clone());
+                    let _ = blocking(move || c.fetch_metadata(Some(&t), REQUEST_TIMEOUT).map(|_| ())).await?;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Some(code) => return Err(topic_error("reading the offsets of", &tp.topic, code, None)),
+                None => return Err(Error::Remote(format!("reading the offsets of {tp}: {e}"))),
+            },
         }
-    })
+    }
 }
 
 async fn committed<C: ConsumerContext + 'static>(
@@ -735,6 +750,23 @@ impl RemoteAdmin {
         Ok(out)
     }
 
+    /// Waits until the cluster's metadata shows `topic` with `n` partitions: a created topic (or
+    /// a grown one) reaches every broker's metadata shortly after the request succeeds, and
+    /// offset lookups right after would not find it yet.
+    async fn await_partitions(&self, topic: &str, n: u32) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.metadata(Some(topic)).await {
+                Ok(topics) if topics.iter().any(|(t, count)| t == topic && *count >= n) => return Ok(()),
+                Ok(_) | Err(Error::UnknownTopic(_)) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                Ok(_) => return Err(Error::Remote(format!("{topic:?} was created but its metadata never showed it"))),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     async fn configs(&self, names: &[String]) -> Result<BTreeMap<String, Vec<ConfigEntry>>> {
         let specifiers: Vec<ResourceSpecifier<'_>> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
         if specifiers.is_empty() {
@@ -788,7 +820,8 @@ impl Admin for RemoteAdmin {
         }
         let results =
             self.admin.create_topics([&new], &options()).await.map_err(|e| client_error("creating a topic", e))?;
-        topic_result("creating", results)
+        topic_result("creating", results)?;
+        self.await_partitions(&topic.name, topic.n_partitions).await
     }
 
     async fn delete_topic(&self, name: &str) -> Result<()> {
@@ -873,7 +906,8 @@ impl Admin for RemoteAdmin {
             .create_partitions([&new], &options())
             .await
             .map_err(|e| client_error("creating partitions", e))?;
-        topic_result("adding partitions to", results)
+        topic_result("adding partitions to", results)?;
+        self.await_partitions(name, n_partitions).await
     }
 
     async fn list_offset(&self, tp: &TopicPartition, spec: OffsetSpec) -> Result<Option<(i64, i64)>> {

@@ -309,6 +309,41 @@ impl Substrate {
     }
 }
 
+#[cfg(feature = "remote")]
+impl Substrate {
+    /// A Kafka-protocol cluster (a Freshet broker or Kafka) through librdkafka, futures on
+    /// `runtime`. Instances of the application share its tasks when they are started with clones
+    /// of this substrate (in one process); instances in separate processes do not coordinate yet.
+    pub fn remote(remote: &freshet_core::remote::Remote, runtime: Handle) -> Result<Self> {
+        let client = |e: freshet_core::Error| Error::Config(format!("the cluster at {}: {e}", remote.bootstrap()));
+        let producer: Arc<dyn Producer> = Arc::new(remote.producer().map_err(client)?);
+        let admin: Arc<dyn Admin> = Arc::new(remote.admin().map_err(client)?);
+        // Creating a consumer fails only on a configuration librdkafka refuses: checked once here.
+        remote.consumer(ConsumerConfig::default()).map_err(client)?;
+        let (for_consumers, for_changelogs) = (remote.clone(), remote.clone());
+        let new_consumer = Arc::new(move |config| {
+            Box::new(for_consumers.consumer(config).expect("a consumer configuration librdkafka accepted"))
+                as Box<dyn Consumer>
+        });
+        let changelogs = Changelogs::new(
+            producer.clone(),
+            admin.clone(),
+            Arc::new(move || {
+                let config = ConsumerConfig {
+                    group_id: None,
+                    auto_offset_reset: AutoOffsetReset::Earliest,
+                    max_partition_fetch_bytes: 4 << 20,
+                    fetch_max_bytes: 16 << 20,
+                };
+                Box::new(for_changelogs.consumer(config).expect("a consumer configuration librdkafka accepted"))
+                    as Box<dyn Consumer>
+            }),
+            runtime,
+        );
+        Ok(Substrate { producer, admin, new_consumer, changelogs, groups: Arc::default() })
+    }
+}
+
 /// Where an application is in its life, as Kafka Streams' `KafkaStreams.State`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StreamsState {

@@ -6,7 +6,9 @@
 //! stream-table join. Each prints records per second per stream thread (one core) beside the
 //! storage engine's own write and read throughput measured in the same run, as ratios.
 //! Targets: stateless at least 1 million records/s per core; the RocksDB-backed count at least
-//! 300,000 records/s per core.
+//! 300,000 records/s per core. With `--features remote`, a `broker` phase runs passthrough and
+//! count again through a broker on loopback (in this process, so the broker and librdkafka share
+//! the two cores with the application: its figures are per process, not per core).
 
 #![allow(clippy::print_stdout)]
 
@@ -92,14 +94,27 @@ fn input(builder: &StreamsBuilder) -> KStream<Bytes, Bytes> {
     builder.stream("input", Consumed::with(Serdes::bytes(), Serdes::bytes()))
 }
 
-/// Runs `topology` until it has read `expected_in` records; returns records per second.
+/// Runs `topology` on the embedded log until it has read `expected_in` records; returns records
+/// per second.
 fn run(rt: &Runtime, log: &Embedded, dir: &std::path::Path, name: &str, topology: Topology, expected_in: u64) -> f64 {
+    run_on(rt, Substrate::embedded(log, rt.handle().clone()), dir, name, topology, expected_in)
+}
+
+/// Runs `topology` on `substrate` until it has read `expected_in` records; returns records per
+/// second.
+fn run_on(
+    rt: &Runtime,
+    substrate: Substrate,
+    dir: &std::path::Path,
+    name: &str,
+    topology: Topology,
+    expected_in: u64,
+) -> f64 {
     let mut config = StreamsConfig::new(name).expect("config");
     config.state_dir = dir.join("state");
     config.commit_interval = Duration::from_secs(10);
     config.cache_bytes_per_store = cache_mb() << 20;
-    let mut app = StreamsApp::new(topology, Substrate::embedded(log, rt.handle().clone()), config, rt.handle().clone())
-        .expect("app");
+    let mut app = StreamsApp::new(topology, substrate, config, rt.handle().clone()).expect("app");
     let started = Instant::now();
     app.start().expect("start");
     let (mut last, mut moved) = (0, Instant::now());
@@ -196,6 +211,33 @@ fn main() {
             .to("join-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
         let rate = run(&rt, &log, dir.path(), "join", builder.build().expect("topology"), n + KEY_SPACE);
         report("stream-table join", rate, 3e5);
+    }
+    #[cfg(feature = "remote")]
+    if wanted("broker") {
+        // The same input through a broker on loopback (in this process, over the same log): the
+        // application reaches it with librdkafka, as it would a remote cluster.
+        let config = freshet_core::broker::BrokerConfig {
+            listen: "127.0.0.1:0".parse().expect("address"),
+            ..Default::default()
+        };
+        let broker = rt
+            .block_on(freshet_core::broker::Broker::start(log.log().clone(), log.group_offsets().clone(), config))
+            .expect("broker");
+        let remote = freshet_core::remote::Remote::new(broker.local_addr().to_string());
+        let substrate = || Substrate::remote(&remote, rt.handle().clone()).expect("substrate");
+        let builder = StreamsBuilder::new();
+        input(&builder).to("broker-passthrough-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
+        let rate = run_on(&rt, substrate(), dir.path(), "broker-passthrough", builder.build().expect("topology"), n);
+        report("source -> sink, via broker", rate, 1e6);
+        let builder = StreamsBuilder::new();
+        input(&builder)
+            .group_by_key(Grouped::with(Serdes::bytes(), Serdes::bytes()))
+            .count(Materialized::named("counts"))
+            .to_stream()
+            .to("broker-count-out", Produced::with(Serdes::bytes(), Serdes::number()));
+        let rate = run_on(&rt, substrate(), dir.path(), "broker-count", builder.build().expect("topology"), n);
+        report("count, via broker", rate, 3e5);
+        rt.block_on(broker.stop());
     }
     rt.block_on(log.close()).expect("close");
 }

@@ -40,7 +40,7 @@ use crate::config::ConfigEntry;
 use crate::error::{Error, Result};
 use crate::log::{OffsetSpec, PartitionDescription, TopicDescription};
 use crate::substrate::{
-    Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupMember, GroupMembers, NewTopic,
+    no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupMember, GroupMembers, NewTopic,
     OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
 };
 
@@ -370,17 +370,7 @@ impl RemoteConsumer {
         if generation == self.generation_held {
             return Ok(());
         }
-        let committed =
-            if assigned.is_empty() { BTreeMap::new() } else { committed(self.inner.clone(), &assigned).await? };
-        let mut positions = BTreeMap::new();
-        for tp in assigned {
-            let position = match committed.get(&tp) {
-                Some(c) => c.offset,
-                None => self.reset_position(&tp).await?,
-            };
-            positions.insert(tp, position);
-        }
-        self.positions = positions;
+        self.positions = self.start_positions(assigned).await?;
         self.generation_held = generation;
         Ok(())
     }
@@ -396,6 +386,21 @@ impl RemoteConsumer {
 
     async fn watermarks(&self, tp: &TopicPartition) -> Result<(i64, i64)> {
         watermarks(self.inner.clone(), tp).await
+    }
+
+    /// Where each partition starts: the group's committed offset, or where `auto_offset_reset`
+    /// says.
+    async fn start_positions(&self, partitions: Vec<TopicPartition>) -> Result<BTreeMap<TopicPartition, i64>> {
+        let committed = Consumer::committed(self, &partitions).await?;
+        let mut positions = BTreeMap::new();
+        for tp in partitions {
+            let position = match committed.get(&tp) {
+                Some(c) => c.offset,
+                None => self.reset_position(&tp).await?,
+            };
+            positions.insert(tp, position);
+        }
+        Ok(positions)
     }
 
     async fn reset_position(&self, tp: &TopicPartition) -> Result<i64> {
@@ -487,19 +492,7 @@ impl Consumer for RemoteConsumer {
             self.inner.unsubscribe();
             self.subscribed = false;
         }
-        let committed = match &self.config.group_id {
-            Some(_) if !partitions.is_empty() => committed(self.inner.clone(), &partitions).await?,
-            _ => BTreeMap::new(),
-        };
-        let mut positions = BTreeMap::new();
-        for tp in partitions {
-            let position = match committed.get(&tp) {
-                Some(c) => c.offset,
-                None => self.reset_position(&tp).await?,
-            };
-            positions.insert(tp, position);
-        }
-        self.positions = positions;
+        self.positions = self.start_positions(partitions).await?;
         self.assign_positions()?;
         self.reassign = false;
         Ok(())
@@ -621,11 +614,7 @@ impl Consumer for RemoteConsumer {
 
     async fn commit(&mut self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
         if self.config.group_id.is_none() {
-            return Err(Error::InvalidConfig {
-                key: "group.id".into(),
-                value: String::new(),
-                reason: "this consumer has no group, so it cannot commit offsets".into(),
-            });
+            return Err(no_group("commit offsets"));
         }
         if offsets.is_empty() {
             return Ok(());
@@ -666,11 +655,7 @@ impl Consumer for RemoteConsumer {
 
     async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
         if self.config.group_id.is_none() {
-            return Err(Error::InvalidConfig {
-                key: "group.id".into(),
-                value: String::new(),
-                reason: "a consumer needs a group to subscribe".into(),
-            });
+            return Err(no_group("subscribe"));
         }
         let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
         self.inner.subscribe(&topics).map_err(|e| client_error("subscribing", e))?;

@@ -764,11 +764,7 @@ impl Consumer for EmbeddedConsumer {
     }
 
     async fn commit(&mut self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
-        let group = self.config.group_id.as_deref().ok_or_else(|| Error::InvalidConfig {
-            key: "group.id".into(),
-            value: String::new(),
-            reason: "this consumer has no group, so it cannot commit offsets".into(),
-        })?;
+        let group = self.config.group_id.as_deref().ok_or_else(|| no_group("commit offsets"))?;
         self.groups.commit(group, &offsets).await
     }
 
@@ -785,11 +781,7 @@ impl Consumer for EmbeddedConsumer {
     }
 
     async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
-        let group = self.config.group_id.clone().ok_or_else(|| Error::InvalidConfig {
-            key: "group.id".into(),
-            value: String::new(),
-            reason: "a consumer needs a group to subscribe".into(),
-        })?;
+        let group = self.config.group_id.clone().ok_or_else(|| no_group("subscribe"))?;
         if let Some((group, member, _)) = self.membership.take() {
             self.members.leave(&group, member);
         }
@@ -803,6 +795,15 @@ impl Consumer for EmbeddedConsumer {
 
     fn assignment(&self) -> Vec<TopicPartition> {
         self.positions.keys().cloned().collect()
+    }
+}
+
+/// The error of a consumer without a group asked to do what only a group member does.
+pub(crate) fn no_group(what: &str) -> Error {
+    Error::InvalidConfig {
+        key: "group.id".into(),
+        value: String::new(),
+        reason: format!("this consumer has no group, so it cannot {what}"),
     }
 }
 

@@ -329,12 +329,7 @@ impl Substrate {
             producer.clone(),
             admin.clone(),
             Arc::new(move || {
-                let config = ConsumerConfig {
-                    group_id: None,
-                    auto_offset_reset: AutoOffsetReset::Earliest,
-                    max_partition_fetch_bytes: 4 << 20,
-                    fetch_max_bytes: 16 << 20,
-                };
+                let config = Changelogs::consumer_config();
                 Box::new(for_changelogs.consumer(config).expect("a consumer configuration librdkafka accepted"))
                     as Box<dyn Consumer>
             }),

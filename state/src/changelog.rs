@@ -72,16 +72,20 @@ impl Changelogs {
         Changelogs::new(
             Arc::new(log.producer()),
             Arc::new(log.admin()),
-            Arc::new(move || {
-                Box::new(for_consumers.consumer(ConsumerConfig {
-                    group_id: None,
-                    auto_offset_reset: AutoOffsetReset::Earliest,
-                    max_partition_fetch_bytes: 4 << 20,
-                    fetch_max_bytes: 16 << 20,
-                })) as Box<dyn Consumer>
-            }),
+            Arc::new(move || Box::new(for_consumers.consumer(Changelogs::consumer_config())) as Box<dyn Consumer>),
             runtime,
         )
+    }
+
+    /// The settings of the consumers that restore stores: outside any group, from the start, in
+    /// large fetches.
+    pub fn consumer_config() -> ConsumerConfig {
+        ConsumerConfig {
+            group_id: None,
+            auto_offset_reset: AutoOffsetReset::Earliest,
+            max_partition_fetch_bytes: 4 << 20,
+            fetch_max_bytes: 16 << 20,
+        }
     }
 
     /// Runs a future to completion from a thread that may block (never from an async task).

@@ -28,11 +28,12 @@ use rdkafka::admin::{
 };
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as RdHeader, Headers as _, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::statistics::Statistics;
+use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::batch::{assign_in_place, BatchBuilder, Header};
@@ -40,8 +41,8 @@ use crate::config::ConfigEntry;
 use crate::error::{Error, Result};
 use crate::log::{OffsetSpec, PartitionDescription, TopicDescription};
 use crate::substrate::{
-    no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupMember, GroupMembers, NewTopic,
-    OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
+    no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupChange, GroupMember,
+    GroupMembers, NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
 };
 
 /// How long a metadata or offset request to the cluster may take.
@@ -125,7 +126,10 @@ impl Remote {
         // outside any group gets a private one, which it never joins nor commits to.
         let private_group = format!("freshet-private-{:016x}", random_u64());
         settings.push(("group.id", config.group_id.as_deref().unwrap_or(&private_group)));
-        let rd_config = self.client_config(&settings);
+        let mut rd_config = self.client_config(&settings);
+        if let Some(client_id) = &config.client_id {
+            rd_config.set("client.id", client_id);
+        }
         let shared = Arc::new(Mutex::new(Shared::default()));
         let inner: BaseConsumer<MemberContext> = rd_config
             .create_with_context(MemberContext { shared: shared.clone() })
@@ -290,6 +294,12 @@ struct Shared {
     /// Partitions the group assigned (subscribe mode), and a count of assignments seen.
     assigned: Vec<TopicPartition>,
     generation: u64,
+    /// Partitions the group revoked, still held until the consumer's next poll gives them up.
+    revoking: Option<Vec<TopicPartition>>,
+    /// What happened to the assignment since the poll began.
+    changes: Vec<GroupChange>,
+    /// The consumer is closing: a revocation completes at once.
+    closing: bool,
 }
 
 /// librdkafka callbacks of a consumer.
@@ -310,24 +320,47 @@ impl ClientContext for MemberContext {
     }
 }
 
+fn partitions_of(tpl: &TopicPartitionList) -> Vec<TopicPartition> {
+    tpl.elements()
+        .iter()
+        .filter_map(|e| Some(TopicPartition::new(e.topic(), u32::try_from(e.partition()).ok()?)))
+        .collect()
+}
+
 impl ConsumerContext for MemberContext {
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    /// Takes an assignment at once; leaves a revocation pending (librdkafka waits for the
+    /// unassign before rejoining the group) until the consumer's next poll, so the caller can
+    /// commit the revoked partitions first, as a Kafka consumer does in `onPartitionsRevoked`.
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                shared.assigned = tpl
-                    .elements()
-                    .iter()
-                    .filter_map(|e| Some(TopicPartition::new(e.topic(), u32::try_from(e.partition()).ok()?)))
-                    .collect();
+        let partitions = partitions_of(tpl);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                if let Err(error) = consumer.assign(tpl) {
+                    tracing::warn!(%error, "taking the group's assignment failed");
+                }
+                tracing::info!(partitions = partitions.len(), "the group assigned partitions");
+                shared.assigned.clone_from(&partitions);
                 shared.generation += 1;
-                tracing::info!(partitions = shared.assigned.len(), "the group assigned partitions");
+                shared.changes.push(GroupChange::Assigned(partitions));
             }
-            Rebalance::Revoke(_) => {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS if !shared.closing => {
                 shared.assigned.clear();
                 shared.generation += 1;
+                shared.revoking = Some(partitions.clone());
+                shared.changes.push(GroupChange::Revoked(partitions));
             }
-            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance failed"),
+            _ => {
+                if err != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+                    tracing::warn!(error = ?err, "rebalance failed");
+                }
+                if let Err(error) = consumer.unassign() {
+                    tracing::warn!(%error, "giving up partitions failed");
+                }
+                shared.assigned.clear();
+                shared.generation += 1;
+                shared.changes.push(GroupChange::Revoked(partitions));
+            }
         }
     }
 }
@@ -365,12 +398,34 @@ impl RemoteConsumer {
 
     /// After a rebalance, the positions of the partitions assigned now: the group's committed
     /// offsets, or where `auto_offset_reset` says (where librdkafka starts fetching them too).
+    /// Completes a revocation the last poll reported first (librdkafka then rejoins the group).
+    /// Partitions that records were already handed over from since their assignment keep their
+    /// positions.
     async fn follow_group(&mut self) -> Result<()> {
+        let revoked = self.shared.lock().unwrap_or_else(|e| e.into_inner()).revoking.take();
+        if let Some(revoked) = revoked {
+            for tp in &revoked {
+                self.positions.remove(tp);
+            }
+            let consumer = self.inner.clone();
+            blocking(move || consumer.unassign()).await?.map_err(|e| client_error("giving up partitions", e))?;
+        }
         let (assigned, generation) = self.group_assignment();
         if generation == self.generation_held {
             return Ok(());
         }
-        self.positions = self.start_positions(assigned).await?;
+        let mut positions = BTreeMap::new();
+        let mut unknown = Vec::new();
+        for tp in assigned {
+            match self.positions.get(&tp) {
+                Some(p) => {
+                    positions.insert(tp, *p);
+                }
+                None => unknown.push(tp),
+            }
+        }
+        positions.extend(self.start_positions(unknown).await?);
+        self.positions = positions;
         self.generation_held = generation;
         Ok(())
     }
@@ -534,18 +589,28 @@ impl Consumer for RemoteConsumer {
             self.reassign = false;
         }
         if self.subscribed {
+            self.shared.lock().unwrap_or_else(|e| e.into_inner()).changes.clear();
             self.follow_group().await?;
         }
         let consumer = self.inner.clone();
         let budget = self.config.fetch_max_bytes;
         let positions = self.positions.clone();
         let subscribed = self.subscribed;
+        let shared = self.shared.clone();
         let runs = blocking(move || -> Result<BTreeMap<TopicPartition, PartitionRun>> {
             let mut runs: BTreeMap<TopicPartition, PartitionRun> = BTreeMap::new();
             let (mut n_bytes, mut n_records) = (0u64, 0usize);
             let mut wait = max_wait;
             while n_bytes < budget && n_records < MAX_POLL_RECORDS {
-                let message = match consumer.poll(wait) {
+                let polled = consumer.poll(wait);
+                // A revocation returns at once, so the caller commits before the group moves on.
+                if subscribed && shared.lock().unwrap_or_else(|e| e.into_inner()).revoking.is_some() {
+                    wait = Duration::ZERO;
+                    if polled.is_none() {
+                        break;
+                    }
+                }
+                let message = match polled {
                     None => break,
                     Some(Ok(m)) => m,
                     Some(Err(KafkaError::PartitionEOF(_))) => continue,
@@ -667,6 +732,26 @@ impl Consumer for RemoteConsumer {
 
     fn assignment(&self) -> Vec<TopicPartition> {
         self.positions.keys().cloned().collect()
+    }
+
+    fn take_group_changes(&mut self) -> Vec<GroupChange> {
+        std::mem::take(&mut self.shared.lock().unwrap_or_else(|e| e.into_inner()).changes)
+    }
+}
+
+impl Drop for RemoteConsumer {
+    fn drop(&mut self) {
+        // librdkafka revokes the assignment while closing: it must not wait for a next poll.
+        let pending = {
+            let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
+            shared.closing = true;
+            shared.revoking.take()
+        };
+        if pending.is_some() {
+            if let Err(error) = self.inner.unassign() {
+                tracing::debug!(%error, "giving up partitions while closing");
+            }
+        }
     }
 }
 

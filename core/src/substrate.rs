@@ -129,6 +129,9 @@ pub struct ConsumerConfig {
     pub max_partition_fetch_bytes: u64,
     /// Largest amount of data one poll returns.
     pub fetch_max_bytes: u64,
+    /// The client's name as the group sees it (Kafka's `client.id`; `freshet` when `None`):
+    /// group descriptions show it beside each member.
+    pub client_id: Option<String>,
 }
 
 impl Default for ConsumerConfig {
@@ -138,6 +141,7 @@ impl Default for ConsumerConfig {
             auto_offset_reset: AutoOffsetReset::Earliest,
             max_partition_fetch_bytes: 1 << 20,
             fetch_max_bytes: 50 << 20,
+            client_id: None,
         }
     }
 }
@@ -208,6 +212,18 @@ impl ConsumedBatches {
     }
 }
 
+/// A change in the partitions a group member holds, seen during a poll (what Kafka's
+/// `ConsumerRebalanceListener` is told).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupChange {
+    /// The group is taking these partitions away. They stay this member's until its next poll,
+    /// and no other member reads them before: the moment to commit what was processed of them.
+    Revoked(Vec<TopicPartition>),
+    /// A rebalance finished: the member's whole assignment now (perhaps unchanged, perhaps
+    /// empty). Partitions it did not hold before start at the group's committed offsets.
+    Assigned(Vec<TopicPartition>),
+}
+
 /// Reads records from assigned partitions and commits its progress.
 #[async_trait]
 pub trait Consumer: Send {
@@ -234,10 +250,15 @@ pub trait Consumer: Send {
     /// partitions with the same number of co-partitioned topics go to the same member. Each
     /// partition starts at the group's committed offset, or where `auto_offset_reset` says. The
     /// assignment follows members joining and leaving; [`Consumer::assignment`] says what it is
-    /// after each poll.
+    /// after each poll, and [`Consumer::take_group_changes`] how it changed.
     async fn subscribe(&mut self, topics: Vec<String>) -> Result<()>;
     /// The partitions this consumer reads now.
     fn assignment(&self) -> Vec<TopicPartition>;
+    /// After `subscribe`: how this member's partitions changed during the last poll, oldest
+    /// first (a poll forgets the changes the one before it saw). A poll that sees a revocation
+    /// returns at once; the revocation completes at the start of the next poll, so between
+    /// the two the member may still commit the revoked partitions' offsets.
+    fn take_group_changes(&mut self) -> Vec<GroupChange>;
 }
 
 /// The range assignor: for each topic, its partitions in order, split into contiguous runs over
@@ -343,19 +364,35 @@ pub struct Embedded {
 }
 
 /// The live members of consumer groups whose consumers are in this process (an embedded log is
-/// used from one process): each subscribe or leave starts a new generation, and each member
-/// takes its range assignment when it next polls.
-#[derive(Debug, Default)]
+/// used from one process): each subscribe or leave starts a new generation. A member takes its
+/// range assignment when it next polls: first it gives up the partitions it loses (reporting
+/// them revoked, completing at its following poll), then it takes the new ones once their
+/// previous owners have given them up, so a partition never has two owners.
+#[derive(Debug)]
 struct LocalMembers {
     groups: Mutex<HashMap<String, LocalGroup>>,
     next_member: AtomicU64,
+    /// Bumped at every change of membership or ownership, so waiting members look again.
+    changed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for LocalMembers {
+    fn default() -> Self {
+        LocalMembers {
+            groups: Mutex::default(),
+            next_member: AtomicU64::new(0),
+            changed: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct LocalGroup {
     generation: u64,
-    /// Member id -> its topics.
-    members: BTreeMap<u64, Vec<String>>,
+    /// Member id -> its topics and client id.
+    members: BTreeMap<u64, (Vec<String>, String)>,
+    /// Which member holds each partition.
+    owners: HashMap<TopicPartition, u64>,
 }
 
 impl LocalMembers {
@@ -363,23 +400,35 @@ impl LocalMembers {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn join(&self, group: &str, member: u64, topics: Vec<String>) {
-        let mut groups = self.lock();
-        let g = groups.entry(group.to_string()).or_default();
-        g.members.insert(member, topics);
-        g.generation += 1;
+    fn notify(&self) {
+        self.changed.send_modify(|n| *n += 1);
     }
 
+    fn join(&self, group: &str, member: u64, topics: Vec<String>, client_id: String) {
+        {
+            let mut groups = self.lock();
+            let g = groups.entry(group.to_string()).or_default();
+            g.members.insert(member, (topics, client_id));
+            g.generation += 1;
+        }
+        self.notify();
+    }
+
+    /// Removes `member`, freeing its partitions.
     fn leave(&self, group: &str, member: u64) {
-        let mut groups = self.lock();
-        if let Some(g) = groups.get_mut(group) {
-            if g.members.remove(&member).is_some() {
-                g.generation += 1;
-            }
-            if g.members.is_empty() {
-                groups.remove(group);
+        {
+            let mut groups = self.lock();
+            if let Some(g) = groups.get_mut(group) {
+                if g.members.remove(&member).is_some() {
+                    g.generation += 1;
+                }
+                g.owners.retain(|_, m| *m != member);
+                if g.members.is_empty() {
+                    groups.remove(group);
+                }
             }
         }
+        self.notify();
     }
 
     fn generation(&self, group: &str) -> u64 {
@@ -390,8 +439,41 @@ impl LocalMembers {
     fn assignments(&self, group: &str, log: &Log) -> (u64, BTreeMap<u64, Vec<TopicPartition>>) {
         let groups = self.lock();
         let Some(g) = groups.get(group) else { return (0, BTreeMap::new()) };
-        let members: Vec<(u64, Vec<String>)> = g.members.iter().map(|(m, t)| (*m, t.clone())).collect();
+        let members: Vec<(u64, Vec<String>)> = g.members.iter().map(|(m, (t, _))| (*m, t.clone())).collect();
         (g.generation, range_assign(&members, |t| log.describe_topic(t).ok().map(|d| d.n_partitions)))
+    }
+
+    /// Gives up `partitions` held by `member`.
+    fn release(&self, group: &str, member: u64, partitions: &[TopicPartition]) {
+        {
+            let mut groups = self.lock();
+            if let Some(g) = groups.get_mut(group) {
+                for tp in partitions {
+                    if g.owners.get(tp) == Some(&member) {
+                        g.owners.remove(tp);
+                    }
+                }
+            }
+        }
+        self.notify();
+    }
+
+    /// Takes every one of `partitions` for `member` if none is held by another member and the
+    /// group is still at `generation`; takes nothing otherwise.
+    fn try_take(&self, group: &str, member: u64, generation: u64, partitions: &[TopicPartition]) -> bool {
+        let mut groups = self.lock();
+        let Some(g) = groups.get_mut(group) else { return false };
+        if g.generation != generation || partitions.iter().any(|tp| g.owners.get(tp).is_some_and(|m| *m != member)) {
+            return false;
+        }
+        for tp in partitions {
+            g.owners.insert(tp.clone(), member);
+        }
+        true
+    }
+
+    fn client_id(&self, group: &str, member: u64) -> String {
+        self.lock().get(group).and_then(|g| g.members.get(&member)).map_or_else(String::new, |(_, c)| c.clone())
     }
 }
 
@@ -428,6 +510,7 @@ impl Embedded {
             positions: BTreeMap::new(),
             members: self.members.clone(),
             membership: None,
+            changes: Vec::new(),
         }
     }
 
@@ -610,41 +693,84 @@ pub struct EmbeddedConsumer {
     config: ConsumerConfig,
     positions: BTreeMap<TopicPartition, i64>,
     members: Arc<LocalMembers>,
-    /// After `subscribe`: (group, member id, generation of the assignment held).
-    membership: Option<(String, u64, u64)>,
+    /// After `subscribe`: the consumer's place in its group.
+    membership: Option<Membership>,
+    /// What the last poll saw happen to the assignment.
+    changes: Vec<GroupChange>,
+}
+
+/// A subscribed embedded consumer's place in its group.
+#[derive(Debug)]
+struct Membership {
+    group: String,
+    member: u64,
+    /// The generation whose assignment the member holds or is taking.
+    generation: u64,
+    /// Partitions reported revoked, given up at the next poll.
+    revoking: Vec<TopicPartition>,
+    /// The generation's assignment, until every partition of it is free to take.
+    taking: Option<Vec<TopicPartition>>,
 }
 
 impl Drop for EmbeddedConsumer {
     fn drop(&mut self) {
-        if let Some((group, member, _)) = self.membership.take() {
-            self.members.leave(&group, member);
+        if let Some(m) = self.membership.take() {
+            self.members.leave(&m.group, m.member);
         }
     }
 }
 
 impl EmbeddedConsumer {
-    /// Takes the group's current assignment if it changed: partitions kept keep their position;
+    /// Follows the group: completes a revocation the last poll reported; at a new generation,
+    /// reports the partitions this member loses as revoked (and stops there), then takes its
+    /// new assignment once no one else holds any of it. Partitions kept keep their position;
     /// new ones start at the committed offset or where `auto_offset_reset` says.
     async fn follow_group(&mut self) -> Result<()> {
-        let Some((group, member, held)) = self.membership.clone() else { return Ok(()) };
-        if self.members.generation(&group) == held {
+        let Some(m) = self.membership.as_mut() else { return Ok(()) };
+        if !m.revoking.is_empty() {
+            let revoked = std::mem::take(&mut m.revoking);
+            for tp in &revoked {
+                self.positions.remove(tp);
+            }
+            self.members.release(&m.group, m.member, &revoked);
+        }
+        if self.members.generation(&m.group) != m.generation {
+            let (generation, mut assignments) = self.members.assignments(&m.group, &self.log);
+            let assigned = assignments.remove(&m.member).unwrap_or_default();
+            let lost: Vec<TopicPartition> =
+                self.positions.keys().filter(|tp| !assigned.contains(tp)).cloned().collect();
+            m.generation = generation;
+            m.taking = Some(assigned);
+            if !lost.is_empty() {
+                m.revoking.clone_from(&lost);
+                self.changes.push(GroupChange::Revoked(lost));
+                return Ok(());
+            }
+        }
+        let Some(assigned) = &m.taking else { return Ok(()) };
+        if !self.members.try_take(&m.group, m.member, m.generation, assigned) {
             return Ok(());
         }
-        let (generation, mut assignments) = self.members.assignments(&group, &self.log);
-        let assigned = assignments.remove(&member).unwrap_or_default();
+        let assigned = m.taking.take().unwrap_or_default();
+        let group = m.group.clone();
         let committed = self.groups.fetch(&group, Some(&assigned));
         let mut positions = BTreeMap::new();
-        for tp in assigned {
-            let position = match (self.positions.get(&tp), committed.get(&tp)) {
+        for tp in &assigned {
+            let position = match (self.positions.get(tp), committed.get(tp)) {
                 (Some(p), _) => *p,
                 (None, Some(c)) => c.offset,
-                (None, None) => self.reset_position(&tp).await?,
+                (None, None) => self.reset_position(tp).await?,
             };
-            positions.insert(tp, position);
+            positions.insert(tp.clone(), position);
         }
         self.positions = positions;
-        self.membership = Some((group, member, generation));
+        self.changes.push(GroupChange::Assigned(assigned));
         Ok(())
+    }
+
+    /// Whether a revocation was reported and waits for the next poll.
+    fn revoking(&self) -> bool {
+        self.membership.as_ref().is_some_and(|m| !m.revoking.is_empty())
     }
 
     async fn reset_position(&self, tp: &TopicPartition) -> Result<i64> {
@@ -666,8 +792,8 @@ impl EmbeddedConsumer {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
-        if let Some((group, member, _)) = self.membership.take() {
-            self.members.leave(&group, member);
+        if let Some(m) = self.membership.take() {
+            self.members.leave(&m.group, m.member);
         }
         let committed = match &self.config.group_id {
             Some(group) => self.groups.fetch(group, Some(&partitions)),
@@ -715,8 +841,14 @@ impl Consumer for EmbeddedConsumer {
     async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedBatches>> {
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut data = self.log.watch_data();
+        let mut members = self.members.changed.subscribe();
+        self.changes.clear();
         loop {
+            members.borrow_and_update();
             self.follow_group().await?;
+            if self.revoking() {
+                return Ok(Vec::new());
+            }
             data.borrow_and_update();
             let mut out = Vec::new();
             let mut budget = self.config.fetch_max_bytes;
@@ -755,9 +887,15 @@ impl Consumer for EmbeddedConsumer {
             if !out.is_empty() {
                 return Ok(out);
             }
-            match tokio::time::timeout_at(deadline, data.changed()).await {
+            let woken = tokio::time::timeout_at(deadline, async {
+                tokio::select! {
+                    changed = data.changed() => changed.map_err(|_| Error::Closed),
+                    _ = members.changed() => Ok(()),
+                }
+            });
+            match woken.await {
                 Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(Error::Closed),
+                Ok(Err(e)) => return Err(e),
                 Err(_) => return Ok(out),
             }
         }
@@ -782,19 +920,25 @@ impl Consumer for EmbeddedConsumer {
 
     async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
         let group = self.config.group_id.clone().ok_or_else(|| no_group("subscribe"))?;
-        if let Some((group, member, _)) = self.membership.take() {
-            self.members.leave(&group, member);
+        if let Some(m) = self.membership.take() {
+            self.members.leave(&m.group, m.member);
         }
         self.positions.clear();
+        self.changes.clear();
         let member = self.members.next_member.fetch_add(1, Ordering::Relaxed);
-        self.members.join(&group, member, topics);
-        // Generation 0 is never current: the first poll (or this call) takes the assignment.
-        self.membership = Some((group, member, 0));
-        self.follow_group().await
+        let client_id = self.config.client_id.clone().unwrap_or_else(|| "freshet".into());
+        self.members.join(&group, member, topics, client_id);
+        // Generation 0 is never current: the first poll takes the assignment.
+        self.membership = Some(Membership { group, member, generation: 0, revoking: Vec::new(), taking: None });
+        Ok(())
     }
 
     fn assignment(&self) -> Vec<TopicPartition> {
         self.positions.keys().cloned().collect()
+    }
+
+    fn take_group_changes(&mut self) -> Vec<GroupChange> {
+        std::mem::take(&mut self.changes)
     }
 }
 
@@ -861,7 +1005,7 @@ impl Admin for EmbeddedAdmin {
             .into_iter()
             .map(|(member, assignment)| GroupMember {
                 member_id: format!("embedded-{member}"),
-                client_id: "freshet".into(),
+                client_id: self.members.client_id(group, member),
                 host: "in-process".into(),
                 assignment,
             })

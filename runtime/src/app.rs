@@ -22,16 +22,21 @@
 //!
 //! # Instances and threads share the tasks
 //!
-//! Every stream thread is a member of its application's group; the tasks are dealt out over the
-//! members, in order, at each change of membership (a new generation). A thread that loses tasks
-//! commits and closes them before anyone takes them over; a thread that gains a task restores its
-//! stores from the changelog (only the tail past its checkpoint, when it ran the task before) and
-//! reads its partitions from the committed offsets. Instances started with clones of one
-//! [`Substrate`] share their application's tasks this way (the embedded log lives in one
-//! process); a killed instance's tasks move to the others. With `num_standby_replicas`, other
-//! instances keep warm copies of each task's stores (brought to the changelog's end at every
-//! commit), so a task that moves restores only the tail. Membership across processes is the
-//! consumer-group protocol of the Kafka-protocol substrate, not built yet.
+//! Every stream thread's consumer is a member of the consumer group named by the application id,
+//! subscribed to every source topic of the (non-global) sub-topologies. The group deals the
+//! partitions with the range assignor, so partition N of co-partitioned topics goes to one member:
+//! a member's partitions are whole tasks. When the group takes partitions away, the thread is told
+//! before they move (a revocation, as Kafka's `onPartitionsRevoked`): it sends and acknowledges its
+//! output, flushes every store and commits, then suspends the tasks that lost their partitions
+//! (kept open, in case the rebalance gives them back). When the rebalance ends, suspended tasks
+//! not given back are closed and new ones are opened, restoring their stores from the changelog
+//! (only the tail past their checkpoint when this instance ran the task before); their partitions
+//! are read from the committed offsets. This is the same on the embedded log (the members of the
+//! instances in this process) and on a Kafka-protocol cluster (the cluster's group coordinator,
+//! so instances in separate processes or machines share the work; a killed instance's tasks move
+//! when its session times out). With `num_standby_replicas`, other instances keep warm copies of
+//! each stateful task's stores (brought to the changelog's end at every commit), placed from the
+//! group's description, so a task that moves restores only the tail.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -44,8 +49,8 @@ use bytes::Bytes;
 use freshet_core::batch::Header;
 use freshet_core::log::OffsetSpec;
 use freshet_core::substrate::{
-    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetAndMetadata, Producer,
-    ProducerRecord, TopicPartition,
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupChange, NewTopic,
+    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition,
 };
 use freshet_dsl::{PunctuationType, RecordMeta, TaskContext, TaskGraph, Topology};
 use freshet_state::{Backend, Changelogs, RestoreListener, RestoreProgress, StoreOptions, TaskConfig, TaskState};
@@ -185,98 +190,14 @@ impl StreamsConfig {
 }
 
 /// How the runtime reaches a log: a producer, an admin client, consumers, and changelog access.
-/// Instances of an application started with clones of one substrate share its tasks.
+/// Instances of an application on one substrate (in this process or, on a cluster, anywhere)
+/// share its tasks through its consumer group.
 #[derive(Clone)]
 pub struct Substrate {
     producer: Arc<dyn Producer>,
     admin: Arc<dyn Admin>,
     new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
     changelogs: Changelogs,
-    groups: Arc<LocalGroups>,
-}
-
-/// The members of each application on one substrate, and which member owns each task: how
-/// instances sharing an embedded log share their application's tasks. Every stream thread is a
-/// member; each change of membership starts a new generation, in which the tasks are dealt out
-/// over the members in order. A member gives up the tasks it loses (committing them first)
-/// before anyone takes them over, so a task never runs twice at once.
-#[derive(Debug, Default)]
-struct LocalGroups {
-    state: Mutex<HashMap<String, LocalGroup>>,
-    changed: std::sync::Condvar,
-}
-
-#[derive(Debug, Default)]
-struct LocalGroup {
-    generation: u64,
-    members: std::collections::BTreeSet<String>,
-    /// Task id to the member running it.
-    owners: HashMap<String, String>,
-}
-
-impl LocalGroups {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalGroup>> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn join(&self, app: &str, member: &str) {
-        let mut groups = self.lock();
-        let group = groups.entry(app.to_string()).or_default();
-        group.members.insert(member.to_string());
-        group.generation += 1;
-        self.changed.notify_all();
-    }
-
-    /// Removes `member` and frees its tasks.
-    fn leave(&self, app: &str, member: &str) {
-        let mut groups = self.lock();
-        if let Some(group) = groups.get_mut(app) {
-            group.members.remove(member);
-            group.owners.retain(|_, m| m != member);
-            group.generation += 1;
-        }
-        self.changed.notify_all();
-    }
-
-    /// The generation and the members, in order.
-    fn view(&self, app: &str) -> (u64, Vec<String>) {
-        let groups = self.lock();
-        groups.get(app).map_or((0, Vec::new()), |g| (g.generation, g.members.iter().cloned().collect()))
-    }
-
-    fn generation(&self, app: &str) -> u64 {
-        self.lock().get(app).map_or(0, |g| g.generation)
-    }
-
-    fn release(&self, app: &str, member: &str, task: &str) {
-        let mut groups = self.lock();
-        if let Some(group) = groups.get_mut(app) {
-            if group.owners.get(task).is_some_and(|m| m == member) {
-                group.owners.remove(task);
-            }
-        }
-        self.changed.notify_all();
-    }
-
-    /// Takes `task` for `member` once no one else owns it; `false` if the generation moved on
-    /// (or `stop` was set) first.
-    fn acquire(&self, app: &str, member: &str, task: &str, generation: u64, stop: &AtomicBool) -> bool {
-        let mut groups = self.lock();
-        loop {
-            let group = groups.entry(app.to_string()).or_default();
-            if group.generation != generation || stop.load(Ordering::SeqCst) {
-                return false;
-            }
-            match group.owners.get(task) {
-                Some(owner) if owner != member => {}
-                _ => {
-                    group.owners.insert(task.to_string(), member.to_string());
-                    return true;
-                }
-            }
-            groups = self.changed.wait_timeout(groups, Duration::from_millis(50)).unwrap_or_else(|e| e.into_inner()).0;
-        }
-    }
 }
 
 impl std::fmt::Debug for Substrate {
@@ -293,7 +214,7 @@ impl Substrate {
         new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
         changelogs: Changelogs,
     ) -> Self {
-        Substrate { producer, admin, new_consumer, changelogs, groups: Arc::default() }
+        Substrate { producer, admin, new_consumer, changelogs }
     }
 
     /// The embedded log, its futures on `runtime`.
@@ -304,7 +225,6 @@ impl Substrate {
             admin: Arc::new(log.admin()),
             new_consumer: Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
             changelogs: Changelogs::embedded(log, runtime),
-            groups: Arc::default(),
         }
     }
 }
@@ -312,8 +232,8 @@ impl Substrate {
 #[cfg(feature = "remote")]
 impl Substrate {
     /// A Kafka-protocol cluster (a Freshet broker or Kafka) through librdkafka, futures on
-    /// `runtime`. Instances of the application share its tasks when they are started with clones
-    /// of this substrate (in one process); instances in separate processes do not coordinate yet.
+    /// `runtime`. Instances of the application share its tasks through the cluster's group
+    /// coordinator, in this process or any other.
     pub fn remote(remote: &freshet_core::remote::Remote, runtime: Handle) -> Result<Self> {
         let client = |e: freshet_core::Error| Error::Config(format!("the cluster at {}: {e}", remote.bootstrap()));
         let producer: Arc<dyn Producer> = Arc::new(remote.producer().map_err(client)?);
@@ -335,7 +255,7 @@ impl Substrate {
             }),
             runtime,
         );
-        Ok(Substrate { producer, admin, new_consumer, changelogs, groups: Arc::default() })
+        Ok(Substrate { producer, admin, new_consumer, changelogs })
     }
 }
 
@@ -422,8 +342,10 @@ impl Shared {
         let old = {
             let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let old = *state;
-            // An error or a close is final: later transitions (threads finishing) do not undo it.
-            if old == new || (old == StreamsState::Error && new != StreamsState::NotRunning) {
+            // An error or a close is final: later transitions (threads finishing, the group
+            // rebalancing as they leave it) do not undo it.
+            let closing = matches!(old, StreamsState::Error | StreamsState::PendingShutdown);
+            if old == new || (closing && !matches!(new, StreamsState::NotRunning | StreamsState::Error)) {
                 return;
             }
             *state = new;
@@ -570,27 +492,44 @@ impl StreamsApp {
         }
         let n_threads = self.config.num_stream_threads;
         self.shared.n_threads.store(n_threads, Ordering::SeqCst);
-        let all_tasks = Arc::new(plan.tasks);
-        // Members are named so that an instance's threads sort together.
-        static INSTANCES: AtomicU64 = AtomicU64::new(0);
-        let instance = format!("{}-{}", std::process::id(), INSTANCES.fetch_add(1, Ordering::Relaxed));
-        // Every thread joins before any runs, so the first generation deals to all of them.
-        let members: Vec<String> =
-            (0..n_threads).map(|i| format!("{}-{instance}-{i:03}", self.config.application_id)).collect();
-        for member in &members {
-            self.substrate.groups.join(&self.config.application_id, member);
+        // Each source topic's sub-topology and its partition count.
+        let mut sources = HashMap::new();
+        for sub in self.topology.subtopologies() {
+            let Some(&(_, _, n)) = plan.tasks.iter().find(|t| t.0 == sub.id) else { continue };
+            for topic in &sub.source_topics {
+                sources.insert(names.physical(topic), (sub.id, n));
+            }
         }
-        for (i, member) in members.into_iter().enumerate() {
+        let sources = Arc::new(sources);
+        let all_tasks = Arc::new(plan.tasks);
+        // Thread clients are named `<application id>-<instance>-StreamThread-<n>`, so a group
+        // description tells which members are threads of one instance (for standby placement).
+        let instance = format!("{:016x}", instance_id());
+        let mut topics: Vec<String> = sources.keys().cloned().collect();
+        topics.sort();
+        let mut consumers = Vec::new();
+        for i in 0..n_threads {
+            let client_id = format!("{}-{instance}-StreamThread-{}", self.config.application_id, i + 1);
+            let mut config = consumer_config(Some(&self.config.application_id));
+            config.client_id = Some(client_id.clone());
+            let mut consumer = (self.substrate.new_consumer)(config);
+            // Every thread joins before any polls, so the first assignment deals to all of them.
+            block_on(&self.runtime, consumer.subscribe(topics.clone()))?;
+            consumers.push((client_id, consumer));
+        }
+        for (i, (client_id, consumer)) in consumers.into_iter().enumerate() {
+            self.shared.rebalancing.fetch_add(1, Ordering::SeqCst);
             let thread = StreamThread {
-                member,
+                client_id,
+                sources: sources.clone(),
                 all_tasks: all_tasks.clone(),
-                generation: 0,
                 topology: self.topology.clone(),
                 substrate: self.substrate.clone(),
                 globals: globals.clone(),
                 tasks: Vec::new(),
+                suspended: Vec::new(),
                 owner: HashMap::new(),
-                consumer: (self.substrate.new_consumer)(consumer_config(Some(&self.config.application_id))),
+                consumer,
                 producer: self.substrate.producer.clone(),
                 runtime: self.runtime.clone(),
                 config: self.config.clone(),
@@ -601,7 +540,9 @@ impl StreamsApp {
                     .iter()
                     .any(|p| matches!(p, ErrorPolicy::DeadLetter(_))),
                 ready: false,
+                in_rebalance: true,
                 standbys: Vec::new(),
+                standbys_placed: true,
             };
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
@@ -827,11 +768,24 @@ fn consumer_config(group: Option<&str>) -> ConsumerConfig {
         auto_offset_reset: AutoOffsetReset::Earliest,
         max_partition_fetch_bytes: 1 << 20,
         fetch_max_bytes: 16 << 20,
+        client_id: None,
     }
 }
 
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A number naming one started application instance: random per process (std's hasher keys),
+/// with the time and a count, so instances on other machines differ too.
+fn instance_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    static STARTED: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.write_u64(STARTED.fetch_add(1, Ordering::Relaxed));
+    h.write_u128(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
 }
 
 /// One task as a thread runs it.
@@ -854,19 +808,27 @@ struct RunningTask {
 
 /// A stream thread: a member of its application's group, running the tasks dealt to it.
 struct StreamThread {
-    member: String,
+    /// The thread's consumer's client id: `<application id>-<instance>-StreamThread-<n>`.
+    client_id: String,
+    /// Each (physical) source topic's sub-topology and that sub-topology's partition count.
+    sources: Arc<HashMap<String, (usize, u32)>>,
     /// Every task of the application: `(sub-topology, partition, partitions)`.
     all_tasks: Arc<Vec<(usize, u32, u32)>>,
-    /// The group generation the thread's tasks were dealt in (0: none yet).
-    generation: u64,
     topology: Topology,
     substrate: Substrate,
     globals: Option<Arc<Mutex<TaskState>>>,
-    /// Whether the thread has had its first tasks.
+    /// Whether the thread has had its first assignment.
     ready: bool,
+    /// Between a revocation and the end of its rebalance (and before the first assignment).
+    in_rebalance: bool,
     /// Tasks this thread keeps warm copies of: `(sub-topology, partition, partitions)`.
     standbys: Vec<(usize, u32, u32)>,
+    /// Whether the standbys follow the group's current assignment (else: try at the next commit).
+    standbys_placed: bool,
     tasks: Vec<RunningTask>,
+    /// Tasks whose partitions were revoked, kept open until the rebalance ends: closed if it
+    /// does not give them back.
+    suspended: Vec<RunningTask>,
     /// Which task reads each (physical) input partition.
     owner: HashMap<TopicPartition, usize>,
     consumer: Box<dyn Consumer>,
@@ -885,6 +847,9 @@ struct StreamThread {
 /// each loop.
 const SEND_BATCH: usize = 50_000;
 
+/// How long a new task waits for its directory while another thread of the process closes it.
+const TASK_DIRECTORY_WAIT: Duration = Duration::from_secs(60);
+
 /// How long a task waits for a partition that has records on the log but none fetched yet
 /// before it processes its other partitions regardless.
 const MAX_WAIT_FOR_PARTITION: Duration = Duration::from_secs(5);
@@ -897,145 +862,228 @@ impl StreamThread {
     fn run(mut self) -> Result<()> {
         let result = self.run_loop();
         if self.shared.abandon.load(Ordering::SeqCst) {
-            // Killed: no commit, no close; the stores and locks go as a dead process's would.
-            let app = self.config.application_id.clone();
+            // Killed: no commit, no close; the stores, locks and group membership go as a dead
+            // process's would.
             self.tasks.clear();
-            self.substrate.groups.leave(&app, &self.member);
+            self.suspended.clear();
             return result;
         }
         // A failing thread does not commit: its last records will be processed again.
         let closed = if result.is_ok() { self.commit() } else { Ok(()) };
         let mut close_result = Ok(());
-        for task in std::mem::take(&mut self.tasks) {
+        for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
             let r = self.close_task(task);
             if close_result.is_ok() {
                 close_result = r;
             }
         }
-        let app = self.config.application_id.clone();
-        self.substrate.groups.leave(&app, &self.member);
         result.and(closed).and(close_result)
     }
 
     fn close_task(&self, task: RunningTask) -> Result<()> {
-        let RunningTask { id, mut graph, mut ctx, .. } = task;
+        let RunningTask { mut graph, mut ctx, .. } = task;
         let r = graph.close().map_err(Error::from);
         let r2 = ctx.state.take().map_or(Ok(()), |s| s.close().map_err(Error::from));
-        self.substrate.groups.release(self.app(), &self.member, &id);
         r.and(r2)
     }
 
-    /// Takes the tasks dealt to this thread in the group's current generation: commits, closes
-    /// the tasks it no longer has, waits for its new tasks to be free, opens them (restoring
-    /// their stores), and reads their partitions from the committed offsets.
-    fn rebalance(&mut self, out: &mut Vec<ProducerRecord>) -> Result<()> {
-        self.shared.rebalancing.fetch_add(1, Ordering::SeqCst);
-        self.shared.set_state(StreamsState::Rebalancing);
-        let result = self.rebalance_inner(out);
-        let still = self.shared.rebalancing.fetch_sub(1, Ordering::SeqCst) - 1;
-        if result.is_ok() && !self.ready {
+    fn enter_rebalance(&mut self) {
+        if !self.in_rebalance {
+            self.in_rebalance = true;
+            self.shared.rebalancing.fetch_add(1, Ordering::SeqCst);
+            self.shared.set_state(StreamsState::Rebalancing);
+        }
+    }
+
+    fn leave_rebalance(&mut self) {
+        if self.in_rebalance {
+            self.in_rebalance = false;
+            self.shared.rebalancing.fetch_sub(1, Ordering::SeqCst);
+        }
+        if !self.ready {
             self.ready = true;
             self.shared.threads_ready.fetch_add(1, Ordering::SeqCst);
         }
         let all_ready =
             self.shared.threads_ready.load(Ordering::SeqCst) >= self.shared.n_threads.load(Ordering::SeqCst);
-        if result.is_ok() && still == 0 && all_ready {
+        if self.shared.rebalancing.load(Ordering::SeqCst) == 0 && all_ready {
             self.shared.set_state(StreamsState::Running);
         }
-        result
     }
 
-    fn rebalance_inner(&mut self, out: &mut Vec<ProducerRecord>) -> Result<()> {
-        'generation: loop {
-            let app = self.config.application_id.clone();
-            let (generation, members) = self.substrate.groups.view(&app);
-            let Some(rank) = members.iter().position(|m| *m == self.member) else {
-                return Err(Error::Config(format!("stream thread {} is not in its group", self.member)));
-            };
-            let wanted: Vec<(usize, u32, u32)> =
-                self.all_tasks.iter().enumerate().filter(|(i, _)| i % members.len() == rank).map(|(_, t)| *t).collect();
-            let wanted_ids: std::collections::BTreeSet<String> =
-                wanted.iter().map(|(s, p, _)| format!("{s}_{p}")).collect();
-            // Everything processed so far is committed before any task changes hands.
-            self.send(out)?;
-            if !self.tasks.is_empty() {
-                self.commit()?;
+    /// The group is taking `revoked` away (they stay this thread's until its next poll):
+    /// everything processed so far is sent, flushed and committed, then the tasks that lose
+    /// partitions are suspended, their buffered records dropped (the next owner reads them again
+    /// from the commit).
+    fn on_revoked(&mut self, revoked: &[TopicPartition], out: &mut Vec<ProducerRecord>) -> Result<()> {
+        self.enter_rebalance();
+        self.send(out)?;
+        self.commit_or_lose_tasks()?;
+        let (lost, kept): (Vec<RunningTask>, Vec<RunningTask>) =
+            std::mem::take(&mut self.tasks).into_iter().partition(|t| t.queues.keys().any(|tp| revoked.contains(tp)));
+        self.tasks = kept;
+        for mut task in lost {
+            tracing::info!(member = %self.client_id, task = %task.id, "task suspended: its partitions were revoked");
+            task.queues.values_mut().for_each(VecDeque::clear);
+            task.behind.clear();
+            task.waiting_since = None;
+            self.suspended.push(task);
+        }
+        self.index_partitions();
+        Ok(())
+    }
+
+    /// A rebalance ended with `assigned` this thread's partitions: suspended tasks given back
+    /// resume, the others close; new tasks open (restoring their stores) and read from the
+    /// committed offsets.
+    fn on_assigned(&mut self, assigned: &[TopicPartition]) -> Result<()> {
+        let mut wanted: BTreeMap<String, (usize, u32, u32)> = BTreeMap::new();
+        for tp in assigned {
+            match self.sources.get(&tp.topic) {
+                Some(&(sub, n)) => {
+                    wanted.insert(format!("{sub}_{}", tp.partition), (sub, tp.partition, n));
+                }
+                None => tracing::warn!(member = %self.client_id, %tp, "assigned a partition no task reads"),
             }
-            let (keep, revoke): (Vec<RunningTask>, Vec<RunningTask>) =
-                std::mem::take(&mut self.tasks).into_iter().partition(|t| wanted_ids.contains(&t.id));
-            for task in revoke {
-                tracing::info!(member = %self.member, task = %task.id, generation, "task revoked");
+        }
+        // Running tasks whose partitions went without a revocation (the group lost this member).
+        let (kept, gone): (Vec<RunningTask>, Vec<RunningTask>) =
+            std::mem::take(&mut self.tasks).into_iter().partition(|t| wanted.contains_key(&t.id));
+        self.tasks = kept;
+        for task in gone {
+            tracing::info!(member = %self.client_id, task = %task.id, "task closed: no longer assigned");
+            self.close_task(task)?;
+        }
+        for task in std::mem::take(&mut self.suspended) {
+            if wanted.contains_key(&task.id) {
+                tracing::info!(member = %self.client_id, task = %task.id, "task resumed");
+                self.tasks.push(task);
+            } else {
+                tracing::info!(member = %self.client_id, task = %task.id, "task closed: revoked");
                 self.close_task(task)?;
             }
-            self.tasks = keep;
-            // Buffered records are read again from the committed offsets.
-            for task in &mut self.tasks {
-                task.queues.values_mut().for_each(VecDeque::clear);
-                task.behind.clear();
-                task.waiting_since = None;
+        }
+        for (id, &(sub, partition, n)) in &wanted {
+            if self.tasks.iter().any(|t| t.id == *id) {
+                continue;
             }
-            for &(sub, partition, n) in &wanted {
-                let id = format!("{sub}_{partition}");
-                if self.tasks.iter().any(|t| t.id == id) {
-                    continue;
-                }
-                if !self.substrate.groups.acquire(&app, &self.member, &id, generation, &self.shared.shutdown) {
-                    if self.shared.shutdown.load(Ordering::SeqCst) {
-                        return Ok(());
-                    }
-                    continue 'generation;
-                }
-                tracing::info!(member = %self.member, task = %id, generation, "task assigned");
-                let task = self.open_task(sub, partition, n)?;
-                self.tasks.push(task);
-            }
-            self.tasks.sort_by(|a, b| a.id.cmp(&b.id));
-            self.owner.clear();
-            let mut assignment = Vec::new();
-            for (i, task) in self.tasks.iter().enumerate() {
-                for tp in task.queues.keys() {
-                    self.owner.insert(tp.clone(), i);
-                    assignment.push(tp.clone());
-                }
-            }
-            block_on(&self.runtime, self.consumer.assign(assignment))?;
-            self.generation = generation;
-            self.standbys = self.standbys_of(&members);
-            self.refresh_standbys();
-            if self.substrate.groups.generation(&app) == generation {
-                tracing::info!(member = %self.member, tasks = self.tasks.len(), generation, "stream thread running");
-                return Ok(());
+            let Some(task) = self.open_task_when_free(sub, partition, n)? else { return Ok(()) };
+            tracing::info!(member = %self.client_id, task = %id, "task assigned");
+            self.tasks.push(task);
+        }
+        self.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        self.index_partitions();
+        self.standbys_placed = false;
+        self.place_standbys();
+        tracing::info!(member = %self.client_id, tasks = self.tasks.len(), "stream thread running");
+        self.leave_rebalance();
+        Ok(())
+    }
+
+    fn index_partitions(&mut self) {
+        self.owner.clear();
+        for (i, task) in self.tasks.iter().enumerate() {
+            for tp in task.queues.keys() {
+                self.owner.insert(tp.clone(), i);
             }
         }
     }
 
-    /// The tasks whose warm copies this thread keeps: replica `r` of the task dealt to member `i`
-    /// goes to the next member after `i + r` of another instance (a copy on the same instance
-    /// would not survive its loss).
-    fn standbys_of(&self, members: &[String]) -> Vec<(usize, u32, u32)> {
-        let instance = |m: &str| m.rsplit_once('-').map_or(m.to_string(), |(i, _)| i.to_string());
-        let mut mine = Vec::new();
-        if !self.config.backend.persistent() {
-            return mine;
+    /// Commits; if the group has moved on without this member (its session ran out, or it was
+    /// too slow to rejoin), its tasks belong to others now: they are closed uncommitted (their
+    /// records will be processed again: at least once) and the thread waits for its next
+    /// assignment.
+    fn commit_or_lose_tasks(&mut self) -> Result<()> {
+        match self.commit() {
+            Err(Error::Log(freshet_core::Error::Rebalanced(reason))) => {
+                tracing::warn!(member = %self.client_id, %reason, "the group moved on; closing this thread's tasks");
+                for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
+                    self.close_task(task)?;
+                }
+                self.index_partitions();
+                Ok(())
+            }
+            other => other,
         }
-        for (i, &task) in self.all_tasks.iter().enumerate() {
-            if self.topology.stores_of(task.0).is_empty() {
+    }
+
+    /// Opens a task; waits while another thread of this process still has its directory open
+    /// (it is closing it in the same rebalance). `None` if the application stops meanwhile.
+    fn open_task_when_free(&self, sub: usize, partition: u32, n: u32) -> Result<Option<RunningTask>> {
+        let deadline = Instant::now() + TASK_DIRECTORY_WAIT;
+        loop {
+            match self.open_task(sub, partition, n) {
+                Err(Error::State(freshet_state::Error::Locked { path })) => {
+                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(Error::Config(format!(
+                            "task {sub}_{partition}: its directory {} stayed locked for {TASK_DIRECTORY_WAIT:?} \
+                             (is another process using this state directory?)",
+                            path.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.map(Some),
+            }
+        }
+    }
+
+    /// Places the standby copies from the group's description (members in member-id order):
+    /// replica `r` of a stateful task goes to the next member, after the one running it, of an
+    /// instance holding no copy yet (a copy on the same instance would not survive its loss).
+    /// While the group is not settled, the placement waits for the next commit.
+    fn place_standbys(&mut self) {
+        if self.standbys_placed {
+            return;
+        }
+        if !self.config.backend.persistent() || self.config.num_standby_replicas == 0 {
+            self.standbys.clear();
+            self.standbys_placed = true;
+            return;
+        }
+        let described = match block_on(&self.runtime, self.substrate.admin.group_members(self.app())) {
+            Ok(Some(d)) if d.state == "Stable" => d,
+            Ok(_) => return,
+            Err(error) => {
+                tracing::debug!(member = %self.client_id, %error, "cannot describe the group to place standbys");
+                return;
+            }
+        };
+        let mut members = described.members;
+        members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
+        let instance =
+            |client_id: &str| client_id.rsplit_once("-StreamThread-").map_or(client_id, |(i, _)| i).to_string();
+        let mut mine = Vec::new();
+        for &task in self.all_tasks.iter() {
+            let (sub, partition, _) = task;
+            if self.topology.stores_of(sub).is_empty() {
                 continue;
             }
-            let active = &members[i % members.len()];
-            let mut used = vec![instance(active)];
+            let Some(topic) = self.sources.iter().find(|(_, s)| s.0 == sub).map(|(t, _)| t) else { continue };
+            let tp = TopicPartition::new(topic.clone(), partition);
+            let Some(active) = members.iter().position(|m| m.assignment.contains(&tp)) else {
+                // Not settled yet: some task has no member.
+                return;
+            };
+            let mut used = vec![instance(&members[active].client_id)];
             for r in 1..=self.config.num_standby_replicas {
                 let host = (0..members.len())
-                    .map(|k| &members[(i + r + k) % members.len()])
-                    .find(|m| !used.contains(&instance(m)));
+                    .map(|k| &members[(active + r + k) % members.len()])
+                    .find(|m| !used.contains(&instance(&m.client_id)));
                 let Some(host) = host else { break };
-                used.push(instance(host));
-                if *host == self.member {
+                used.push(instance(&host.client_id));
+                if host.client_id == self.client_id {
                     mine.push(task);
                 }
             }
         }
-        mine
+        tracing::debug!(member = %self.client_id, standbys = mine.len(), "standbys placed");
+        self.standbys = mine;
+        self.standbys_placed = true;
+        self.refresh_standbys();
     }
 
     /// Brings each standby copy up to its changelog's end: opens the task's stores (restoring
@@ -1063,9 +1111,9 @@ impl StreamThread {
                 Ok(restored)
             });
             match refreshed {
-                Ok(n) => tracing::debug!(member = %self.member, task = %id, restored = n, "standby refreshed"),
+                Ok(n) => tracing::debug!(member = %self.client_id, task = %id, restored = n, "standby refreshed"),
                 Err(error) => {
-                    tracing::debug!(member = %self.member, task = %id, %error, "standby not refreshed this time")
+                    tracing::debug!(member = %self.client_id, task = %id, %error, "standby not refreshed this time")
                 }
             }
         }
@@ -1126,13 +1174,15 @@ impl StreamThread {
     fn run_loop(&mut self) -> Result<()> {
         let mut out = Vec::new();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
-            if self.substrate.groups.generation(self.app()) != self.generation {
-                self.rebalance(&mut out)?;
-                continue;
-            }
             let buffered = self.tasks.iter().any(|t| t.queues.values().any(|q| !q.is_empty()));
             let wait = if buffered { Duration::ZERO } else { self.config.poll_wait };
             let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
+            for change in self.consumer.take_group_changes() {
+                match change {
+                    GroupChange::Revoked(partitions) => self.on_revoked(&partitions, &mut out)?,
+                    GroupChange::Assigned(partitions) => self.on_assigned(&partitions)?,
+                }
+            }
             let mut lag = Vec::new();
             for b in batches {
                 let next = b.next_offset();
@@ -1162,7 +1212,8 @@ impl StreamThread {
             }
             self.send(&mut out)?;
             if self.last_commit.elapsed() >= self.config.commit_interval {
-                self.commit()?;
+                self.commit_or_lose_tasks()?;
+                self.place_standbys();
             }
         }
         Ok(())

@@ -105,3 +105,235 @@ fn a_streams_application_runs_against_a_broker_process_and_resumes_after_a_resta
     broker.stop();
     Ok(())
 }
+
+// Two instances of one application in separate processes, sharing the work through the broker's
+// group coordinator; one is killed mid-stream.
+
+const INSTANCE_ENV: &str = "FRESHET_TEST_STREAMS_INSTANCE";
+const N_EVENTS: i64 = 4_000;
+const N_KEYS: i64 = 20;
+
+/// Every event id seen per key, out as the number of distinct ids: a replay after a crash
+/// changes nothing, so the final figures equal an uninterrupted run's.
+fn distinct_ids() -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("events", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .aggregate(
+            Vec::new,
+            |_, id, mut ids: Vec<i64>| {
+                let id: i64 = id.parse().unwrap_or(-1);
+                if let Err(at) = ids.binary_search(&id) {
+                    ids.insert(at, id);
+                }
+                ids
+            },
+            Serdes::json(),
+            Materialized::named("ids"),
+        )
+        .to_stream()
+        .map_values(|ids| ids.as_ref().map_or(0, |v| v.len() as i64))
+        .to("distinct", Produced::with(Serdes::string(), Serdes::number()));
+    Ok(builder.build()?)
+}
+
+/// The broker's clients with a short session, so a killed instance's partitions move soon.
+fn short_session(addr: &str) -> Remote {
+    Remote::new(addr).with_property("session.timeout.ms", "6000").with_property("heartbeat.interval.ms", "500")
+}
+
+/// One instance, in its own process: runs until killed, printing `running` once it is, then
+/// the records its stores restored, every 100 ms.
+#[test]
+#[allow(clippy::print_stdout)] // the parent reads stdout
+fn streams_instance_process() -> anyhow::Result<()> {
+    let Some(spec) = std::env::var_os(INSTANCE_ENV) else { return Ok(()) };
+    let spec = spec.to_string_lossy().to_string();
+    let (addr, state_dir) = spec.split_once('|').expect("address|state dir");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut config = StreamsConfig::new("xproc")?;
+    config.state_dir = state_dir.into();
+    config.commit_interval = std::time::Duration::from_millis(100);
+    config.num_standby_replicas = 1;
+    let substrate = Substrate::remote(&short_session(addr), rt.handle().clone())?;
+    let mut app = StreamsApp::new(distinct_ids()?, substrate, config, rt.handle().clone())?;
+    app.start()?;
+    app.wait_until_running(std::time::Duration::from_secs(60))?;
+    println!("running");
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let metrics = app.metrics();
+        let restored: u64 = metrics.restores.iter().map(|r| r.n_records).sum();
+        println!("in {} restored {restored}", metrics.records_in);
+    }
+}
+
+/// An instance process, its stdout lines gathered; killed when dropped.
+struct Instance {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Instance {
+    fn start(addr: &str, state_dir: &std::path::Path) -> Instance {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "streams::streams_instance_process", "--nocapture", "--test-threads", "1"])
+            .env(INSTANCE_ENV, format!("{addr}|{}", state_dir.display()))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let gathered = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                gathered.lock().unwrap().push(line);
+            }
+        });
+        Instance { child, lines }
+    }
+
+    fn running(&self) -> bool {
+        self.lines.lock().unwrap().iter().any(|l| l.ends_with("running"))
+    }
+
+    /// The last figures printed: (records read, records restored).
+    fn figures(&self) -> (u64, u64) {
+        let lines = self.lines.lock().unwrap();
+        let Some(last) = lines.iter().rev().find(|l| l.starts_with("in ")) else { return (0, 0) };
+        let words: Vec<&str> = last.split_whitespace().collect();
+        (words[1].parse().unwrap(), words[3].parse().unwrap())
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A number below `n`, different on each run.
+fn random_below(n: u32) -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() % n
+}
+
+fn wait_for(what: &str, timeout_s: u64, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(timeout_s);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "waited {timeout_s} s for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The last value per key on `distinct`.
+fn distinct_counts(rt: &tokio::runtime::Runtime, remote: &Remote) -> std::collections::BTreeMap<String, i64> {
+    let mut consumer = remote.consumer(ConsumerConfig::default()).unwrap();
+    let tps: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("distinct", p)).collect();
+    rt.block_on(consumer.assign(tps.clone())).unwrap();
+    let admin = remote.admin().unwrap();
+    let ends: Vec<i64> = tps
+        .iter()
+        .map(|tp| rt.block_on(admin.list_offset(tp, OffsetSpec::Latest)).unwrap().map_or(0, |o| o.0))
+        .collect();
+    let mut out = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tps.iter().zip(&ends).any(|(tp, end)| consumer.position(tp).unwrap_or(0) < *end) {
+        assert!(std::time::Instant::now() < deadline, "reading distinct to its end");
+        for b in rt.block_on(consumer.poll(std::time::Duration::from_millis(100))).unwrap() {
+            for r in b.records().unwrap() {
+                let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                out.insert(key, i64::from_be_bytes(r.value.unwrap()[..].try_into().unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_killed() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let remote = Remote::new(broker.addr.clone());
+    let admin = remote.admin()?;
+    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 4, ..Default::default() }))?;
+    let producer = remote.producer()?;
+    let produce = |from: i64, to: i64| {
+        let records: Vec<ProducerRecord> = (from..to)
+            .map(|i| {
+                let mut r = ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string());
+                r.timestamp = Some(i);
+                r
+            })
+            .collect();
+        rt.block_on(producer.send(records)).unwrap();
+    };
+
+    // Each instance keeps its stores in its own directory, as on its own machine.
+    let a = Instance::start(&broker.addr, &dir.path().join("a"));
+    let b = Instance::start(&broker.addr, &dir.path().join("b"));
+    wait_for("both instances to run", 90, || a.running() && b.running());
+    let members = || rt.block_on(admin.group_members("xproc")).unwrap();
+    wait_for("the group to deal two tasks to each instance", 60, || {
+        members().is_some_and(|g| {
+            g.state == "Stable" && g.members.len() == 2 && g.members.iter().all(|m| m.assignment.len() == 2)
+        })
+    });
+    // The first half of the events with both running; both work.
+    for from in (0..N_EVENTS / 2).step_by(100) {
+        produce(from, from + 100);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    wait_for("both instances to read their half", 60, || a.figures().0 + b.figures().0 >= N_EVENTS as u64 / 2);
+    let (a_before, b_before) = (a.figures().0, b.figures().0);
+    assert!(a_before > 0 && b_before > 0, "both instances work: {a_before} and {b_before} records");
+    let restored_before = a.figures().1;
+    // B is killed mid-stream, at a different moment on each run (no commit, no leaving the
+    // group), while the rest of the events arrive.
+    let kill_at = N_EVENTS / 2 + 100 * (random_below(10) as i64);
+    let mut b = Some(b);
+    for from in (N_EVENTS / 2..N_EVENTS).step_by(100) {
+        if from == kill_at {
+            drop(b.take());
+        }
+        produce(from, from + 100);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // A takes B's tasks over once B's session runs out, restores their stores, and goes on.
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..N_EVENTS {
+        *expected.entry(format!("k{}", i % N_KEYS)).or_insert(0) += 1;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let finals = loop {
+        let finals = distinct_counts(&rt, &remote);
+        if finals == expected || std::time::Instant::now() > deadline {
+            break finals;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(finals, expected, "every key saw each of its events once ({b_before} read by B before it died)");
+    let group = members().expect("A is a member");
+    assert_eq!(group.members.len(), 1, "{group:?}");
+    assert_eq!(group.members[0].assignment.len(), 4, "{group:?}");
+    // With a standby copy of B's stores, A restored only their tail.
+    let restored = a.figures().1 - restored_before;
+    let mut changelog = 0;
+    for p in 0..4 {
+        let tp = TopicPartition::new("xproc-ids-changelog", p);
+        changelog += rt.block_on(admin.list_offset(&tp, OffsetSpec::Latest))?.map_or(0, |o| o.0);
+    }
+    // (Without the copy it would restore B's half of the changelogs.)
+    assert!(restored * 4 < changelog as u64, "A restored {restored} of {changelog} changelog records");
+    eprintln!(
+        "A read {a_before} and B {b_before} of the first half; B killed at event {kill_at}; \
+         A restored {restored} of {changelog} changelog records"
+    );
+    drop(a);
+    broker.stop();
+    Ok(())
+}

@@ -12,8 +12,8 @@ use freshet_core::log::OffsetSpec;
 use freshet_core::partitioner::partition_for_key;
 use freshet_core::remote::Remote;
 use freshet_core::substrate::{
-    Admin, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetAndMetadata, Producer,
-    ProducerRecord, TopicPartition,
+    Admin, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupChange, NewTopic,
+    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition,
 };
 use freshet_core::Error;
 
@@ -306,6 +306,79 @@ async fn group_members_share_and_take_over(s: &Substrate, prefix: &str) {
         assert!(tokio::time::Instant::now() < deadline, "{:?} after {} records", stayer.assignment(), read.len());
     }
     assert_eq!(read.len(), 160);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_member_commits_before_its_partitions_move_on_both_substrates() {
+    let cluster = Cluster::start().await;
+    revocation_hands_over_at_the_commit(&cluster.embedded_substrate(), "embedded").await;
+    revocation_hands_over_at_the_commit(&cluster.remote_substrate(), "remote").await;
+    cluster.stop().await;
+}
+
+/// A first member reads without committing; a second joins. The first is told its partitions
+/// are revoked, commits them then (and only then), and the second starts at that commit: every
+/// record is read exactly once, though the first never committed otherwise.
+async fn revocation_hands_over_at_the_commit(s: &Substrate, prefix: &str) {
+    let topic = format!("{prefix}-handover");
+    s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 4, ..Default::default() }).await.unwrap();
+    let send = |from: usize, to: usize| {
+        let records: Vec<ProducerRecord> =
+            (from..to).map(|i| ProducerRecord::new(topic.clone(), Some(format!("k{i}")), format!("{i}"))).collect();
+        s.producer.send(records)
+    };
+    send(0, 200).await.unwrap();
+    let config = ConsumerConfig { client_id: Some(format!("{prefix}-first")), ..group(&format!("{prefix}-handover")) };
+    let mut first = (s.consumer)(config);
+    first.subscribe(vec![topic.clone()]).await.unwrap();
+    let mut read: BTreeMap<(String, String), usize> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut first_changes = Vec::new();
+    while read.len() < 200 {
+        note(&mut read, first.poll(Duration::from_millis(200)).await.unwrap());
+        first_changes.extend(first.take_group_changes());
+        assert!(tokio::time::Instant::now() < deadline, "the first member read {} records", read.len());
+    }
+    assert_eq!(first_changes.last(), Some(&GroupChange::Assigned(first.assignment())), "{first_changes:?}");
+    assert_eq!(first.assignment().len(), 4);
+    let described = s.admin.group_members(&format!("{prefix}-handover")).await.unwrap().expect("a live member");
+    assert_eq!(described.members[0].client_id, format!("{prefix}-first"), "{described:?}");
+
+    let mut second = (s.consumer)(group(&format!("{prefix}-handover")));
+    second.subscribe(vec![topic.clone()]).await.unwrap();
+    send(200, 400).await.unwrap();
+    let (mut revoked, mut assigned_after) = (Vec::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while first.assignment().len() + second.assignment().len() < 4 || second.assignment().is_empty() || read.len() < 400
+    {
+        note(&mut read, first.poll(Duration::from_millis(100)).await.unwrap());
+        for change in first.take_group_changes() {
+            if let GroupChange::Revoked(partitions) = change {
+                // The last moment to commit them: the second member has not read them yet.
+                first.commit_positions().await.unwrap();
+                revoked.extend(partitions);
+            }
+        }
+        note(&mut read, second.poll(Duration::from_millis(100)).await.unwrap());
+        for change in second.take_group_changes() {
+            if let GroupChange::Assigned(partitions) = change {
+                assigned_after.extend(partitions);
+            }
+        }
+        commit(second.as_mut()).await;
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} and {:?} after {} records",
+            first.assignment(),
+            second.assignment(),
+            read.len()
+        );
+    }
+    assert!(!revoked.is_empty(), "the first member was told before its partitions moved");
+    assert!(assigned_after.iter().all(|tp| revoked.contains(tp)), "{assigned_after:?} were revoked from {revoked:?}");
+    let twice: Vec<_> = read.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "read twice: {twice:?}");
+    assert_eq!(read.len(), 400);
 }
 
 fn note(read: &mut BTreeMap<(String, String), usize>, batches: Vec<ConsumedBatches>) {

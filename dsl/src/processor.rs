@@ -425,11 +425,11 @@ pub(crate) fn forward_to_slot<K: 'static, V: 'static>(
     record: Record<K, V>,
     task: &mut TaskContext,
 ) -> Result<()> {
-    let name = slots[idx].name.clone();
     with_node(slots, idx, task, |node, at| match node.as_any_mut().downcast_mut::<NodeBox<K, V>>() {
         Some(typed) => typed.0.process(record, at),
         None => Err(Error::Process(format!(
-            "node {name} does not take records of ({}, {})",
+            "node {} does not take records of ({}, {})",
+            at.slots[at.node].name,
             std::any::type_name::<K>(),
             std::any::type_name::<V>()
         ))),

@@ -47,7 +47,7 @@ impl<K: StateSerde, V: StateSerde> KeyValueStore<K, V> {
     /// The value of `key`.
     pub fn get(&mut self, key: &K) -> Result<Option<V>> {
         match self.stack.get(&key.to_bytes())? {
-            Some(v) => Ok(Some(V::from_bytes(&v)?)),
+            Some(v) => Ok(Some(V::from_owned(v)?)),
             None => Ok(None),
         }
     }

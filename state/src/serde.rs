@@ -15,6 +15,10 @@ pub trait StateSerde: Sized + Send + 'static {
     fn to_bytes(&self) -> Bytes;
     /// Decodes bytes written by [`StateSerde::to_bytes`].
     fn from_bytes(bytes: &[u8]) -> Result<Self>;
+    /// Decodes bytes the caller owns (a type that can keep them need not copy).
+    fn from_owned(bytes: Bytes) -> Result<Self> {
+        Self::from_bytes(&bytes)
+    }
 }
 
 impl StateSerde for Bytes {
@@ -23,6 +27,9 @@ impl StateSerde for Bytes {
     }
     fn from_bytes(bytes: &[u8]) -> Result<Self> {
         Ok(Bytes::copy_from_slice(bytes))
+    }
+    fn from_owned(bytes: Bytes) -> Result<Self> {
+        Ok(bytes)
     }
 }
 

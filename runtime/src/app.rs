@@ -11,11 +11,12 @@
 //!
 //! # Why no acknowledged update is lost (at-least-once)
 //!
-//! A commit, in this order: what the sinks wrote is already acknowledged (each loop sends its
-//! output and waits); every store flushes (its changelog acknowledges every write, then the store
-//! checkpoints); only then are the input offsets committed. After a crash the task restores its
-//! stores from their changelogs and resumes from the committed offsets: every record is processed
-//! at least once, and any update a downstream reader saw is in the state it resumes from.
+//! A commit, in this order: every record the sinks wrote is sent and acknowledged (output goes out
+//! one batch at a time while processing goes on, and a commit waits for the last); every store
+//! flushes (its changelog acknowledges every write, then the store checkpoints); only then are the
+//! input offsets committed. After a crash the task restores its stores from their changelogs and
+//! resumes from the committed offsets: every record is processed at least once, so an update a
+//! downstream reader saw is either in the state it resumes from or made again from its input.
 //!
 //! Stream threads block (RocksDB I/O, changelog waits): they are OS threads, and reach the
 //! substrate's futures through the tokio runtime handed in, which must be a multi-thread runtime.
@@ -540,6 +541,8 @@ impl StreamsApp {
                     .iter()
                     .any(|p| matches!(p, ErrorPolicy::DeadLetter(_))),
                 ready: false,
+                out: Vec::new(),
+                sending: None,
                 in_rebalance: true,
                 standbys: Vec::new(),
                 standbys_placed: true,
@@ -841,6 +844,18 @@ struct StreamThread {
     /// Whether failed input records may go to a dead-letter topic (so each is kept until
     /// processed).
     keeps_failed_records: bool,
+    /// Output records not sent yet.
+    out: Vec<ProducerRecord>,
+    /// The batch of output in flight.
+    sending: Option<Sending>,
+}
+
+/// A batch of output records sent and not yet acknowledged.
+struct Sending {
+    handle: tokio::task::JoinHandle<freshet_core::Result<()>>,
+    n: u64,
+    /// The records, when the production error policy may need them one by one.
+    kept: Option<Vec<ProducerRecord>>,
 }
 
 /// Output records gathered before a send: sent when this many are waiting, and at the end of
@@ -915,9 +930,9 @@ impl StreamThread {
     /// everything processed so far is sent, flushed and committed, then the tasks that lose
     /// partitions are suspended, their buffered records dropped (the next owner reads them again
     /// from the commit).
-    fn on_revoked(&mut self, revoked: &[TopicPartition], out: &mut Vec<ProducerRecord>) -> Result<()> {
+    fn on_revoked(&mut self, revoked: &[TopicPartition]) -> Result<()> {
         self.enter_rebalance();
-        self.send(out)?;
+        self.send(true)?;
         self.commit_or_lose_tasks()?;
         let (lost, kept): (Vec<RunningTask>, Vec<RunningTask>) =
             std::mem::take(&mut self.tasks).into_iter().partition(|t| t.queues.keys().any(|tp| revoked.contains(tp)));
@@ -1172,14 +1187,13 @@ impl StreamThread {
     }
 
     fn run_loop(&mut self) -> Result<()> {
-        let mut out = Vec::new();
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             let buffered = self.tasks.iter().any(|t| t.queues.values().any(|q| !q.is_empty()));
             let wait = if buffered { Duration::ZERO } else { self.config.poll_wait };
             let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
             for change in self.consumer.take_group_changes() {
                 match change {
-                    GroupChange::Revoked(partitions) => self.on_revoked(&partitions, &mut out)?,
+                    GroupChange::Revoked(partitions) => self.on_revoked(&partitions)?,
                     GroupChange::Assigned(partitions) => self.on_assigned(&partitions)?,
                 }
             }
@@ -1197,9 +1211,9 @@ impl StreamThread {
                 self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).extend(lag);
             }
             for i in 0..self.tasks.len() {
-                self.process_task(i, &mut out)?;
-                if out.len() >= SEND_BATCH {
-                    self.send(&mut out)?;
+                self.process_task(i)?;
+                if self.out.len() >= SEND_BATCH {
+                    self.send(false)?;
                 }
             }
             let now = now_ms();
@@ -1208,9 +1222,9 @@ impl StreamThread {
                 task.ctx.wall_clock_ms = now;
                 let _entered = task.span.clone().entered();
                 task.graph.punctuate(PunctuationType::WallClockTime, now, &mut task.ctx)?;
-                self.drain_output(i, &mut out);
+                self.drain_output(i);
             }
-            self.send(&mut out)?;
+            self.send(false)?;
             if self.last_commit.elapsed() >= self.config.commit_interval {
                 self.commit_or_lose_tasks()?;
                 self.place_standbys();
@@ -1221,17 +1235,17 @@ impl StreamThread {
 
     /// Processes every buffered record of task `i`, each time from the partition whose next
     /// record is oldest.
-    fn process_task(&mut self, i: usize, out: &mut Vec<ProducerRecord>) -> Result<()> {
+    fn process_task(&mut self, i: usize) -> Result<()> {
         let span = self.tasks[i].span.clone();
         let _entered = span.enter();
         // Timed per call, not per record (reading the clock costs as much as a simple operator).
         let started = Instant::now();
-        let result = self.process_buffered(i, out);
+        let result = self.process_buffered(i);
         self.shared.counters.process_ns.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
         result
     }
 
-    fn process_buffered(&mut self, i: usize, out: &mut Vec<ProducerRecord>) -> Result<()> {
+    fn process_buffered(&mut self, i: usize) -> Result<()> {
         loop {
             let extractor = &self.config.timestamp_extractor;
             let task = &mut self.tasks[i];
@@ -1256,20 +1270,14 @@ impl StreamThread {
                 .map(|(_, tp)| tp.clone());
             let Some(tp) = next else { return Ok(()) };
             let record = task.queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("a record is there");
-            self.process_record(i, &tp, record, out)?;
-            if out.len() >= SEND_BATCH {
-                self.send(out)?;
+            self.process_record(i, &tp, record)?;
+            if self.out.len() >= SEND_BATCH {
+                self.send(false)?;
             }
         }
     }
 
-    fn process_record(
-        &mut self,
-        i: usize,
-        tp: &TopicPartition,
-        r: ConsumerRecord,
-        out: &mut Vec<ProducerRecord>,
-    ) -> Result<()> {
+    fn process_record(&mut self, i: usize, tp: &TopicPartition, r: ConsumerRecord) -> Result<()> {
         let timestamp = self.config.timestamp_extractor.extract(&r);
         let task = &mut self.tasks[i];
         let offset = r.offset;
@@ -1315,24 +1323,24 @@ impl StreamThread {
                 ErrorPolicy::DeadLetter(dlq) => {
                     tracing::warn!(task = %task.id, %topic, partition, offset, %error, dead_letter_topic = %dlq, "a record that failed goes to the dead-letter topic");
                     let r = kept.expect("records are kept when a policy dead-letters");
-                    out.push(dead_letter(dlq, topic, partition, offset, &error.to_string(), r));
+                    self.out.push(dead_letter(dlq, topic, partition, offset, &error.to_string(), r));
                 }
             }
             counters.records_skipped.fetch_add(1, Ordering::Relaxed);
         }
-        self.drain_output(i, out);
+        self.drain_output(i);
         Ok(())
     }
 
-    /// Moves what task `i`'s sinks wrote to `out`, under physical topic names.
-    fn drain_output(&mut self, i: usize, out: &mut Vec<ProducerRecord>) {
+    /// Moves what task `i`'s sinks wrote to the outbox, under physical topic names.
+    fn drain_output(&mut self, i: usize) {
         let task = &mut self.tasks[i];
         for s in task.ctx.output.drain(..) {
             let topic = match self.names.physical.get(&s.topic) {
                 Some(physical) => physical.clone(),
                 None => s.topic,
             };
-            out.push(ProducerRecord {
+            self.out.push(ProducerRecord {
                 topic,
                 partition: s.partition,
                 key: s.key,
@@ -1348,28 +1356,49 @@ impl StreamThread {
         task.reported = (dropped, late);
     }
 
-    /// Sends `out` and waits for the acknowledgement; a refused batch is retried record by
-    /// record, and each refused record goes to the production error policy.
-    fn send(&mut self, out: &mut Vec<ProducerRecord>) -> Result<()> {
-        if out.is_empty() {
-            return Ok(());
+    /// Moves the outbox on: reaps the batch in flight if it is acknowledged (or waits for it,
+    /// with `wait`, or when the outbox is full), then sends what the outbox holds as the next
+    /// batch; with `wait`, returns only once everything sent is acknowledged. One batch is in
+    /// flight at a time, so records keep their order, and processing goes on meanwhile: the
+    /// outbox fills while the batch before it is acknowledged, so batches grow with the log's
+    /// latency instead of one wait per loop.
+    fn send(&mut self, wait: bool) -> Result<()> {
+        let must_wait = wait || self.out.len() >= SEND_BATCH;
+        if self.sending.as_ref().is_some_and(|s| must_wait || s.handle.is_finished()) {
+            self.reap_sent()?;
         }
-        let records = std::mem::take(out);
-        let n = records.len() as u64;
-        if self.config.on_production_error == ErrorPolicy::Fail {
-            // Nothing to retry record by record: the records go as they are.
-            block_on(&self.runtime, self.producer.send(records))
-                .map_err(|e| Error::Config(format!("cannot write the output of a task: {e}")))?;
-            self.shared.counters.records_out.fetch_add(n, Ordering::Relaxed);
-            return Ok(());
+        if self.sending.is_none() && !self.out.is_empty() {
+            let records = std::mem::take(&mut self.out);
+            let n = records.len() as u64;
+            // Records are kept for the error policy to handle one by one, unless it fails anyway.
+            let kept = (self.config.on_production_error != ErrorPolicy::Fail).then(|| records.clone());
+            let producer = self.producer.clone();
+            let handle = self.runtime.spawn(async move { producer.send(records).await.map(|_| ()) });
+            self.sending = Some(Sending { handle, n, kept });
         }
-        match block_on(&self.runtime, self.producer.send(records.clone())) {
-            Ok(_) => {
+        if wait && self.sending.is_some() {
+            self.reap_sent()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for the batch in flight; a refused batch is retried record by record, and each
+    /// refused record goes to the production error policy.
+    fn reap_sent(&mut self) -> Result<()> {
+        let Some(Sending { handle, n, kept }) = self.sending.take() else { return Ok(()) };
+        let result = block_on(&self.runtime, handle)
+            .unwrap_or_else(|e| Err(freshet_core::Error::Internal(format!("a send task failed: {e}"))));
+        let error = match result {
+            Ok(()) => {
                 self.shared.counters.records_out.fetch_add(n, Ordering::Relaxed);
                 return Ok(());
             }
-            Err(error) => tracing::warn!(%error, records = n, "a send failed; retrying record by record"),
-        }
+            Err(error) => error,
+        };
+        let Some(records) = kept else {
+            return Err(Error::Config(format!("cannot write the output of a task: {error}")));
+        };
+        tracing::warn!(%error, records = n, "a send failed; retrying record by record");
         for record in records {
             let topic = record.topic.clone();
             match block_on(&self.runtime, self.producer.send(vec![record.clone()])) {
@@ -1402,10 +1431,11 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Flushes every store (changelogs acknowledged, checkpoints written), then commits the
-    /// input offsets. Output is already acknowledged: `send` waits.
+    /// Sends the outbox and waits for every output record's acknowledgement, flushes every store
+    /// (changelogs acknowledged, checkpoints written), then commits the input offsets.
     fn commit(&mut self) -> Result<()> {
         let started = Instant::now();
+        self.send(true)?;
         let mut offsets = BTreeMap::new();
         for task in &mut self.tasks {
             let _entered = task.span.clone().entered();

@@ -337,3 +337,82 @@ fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_k
     broker.stop();
     Ok(())
 }
+
+/// A plain count per key: a record processed twice would show.
+fn event_counts() -> anyhow::Result<Topology> {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("events", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .count(Materialized::named("counts"))
+        .to_stream()
+        .to("counts", Produced::with(Serdes::string(), Serdes::number()));
+    Ok(builder.build()?)
+}
+
+#[test]
+fn an_instance_joining_through_a_broker_takes_tasks_over_without_processing_a_record_twice() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let remote = Remote::new(broker.addr.clone());
+    let admin = remote.admin()?;
+    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 4, ..Default::default() }))?;
+    let producer = remote.producer()?;
+    let produce = |from: i64, to: i64| {
+        let records: Vec<ProducerRecord> = (from..to)
+            .map(|i| ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string()))
+            .collect();
+        rt.block_on(producer.send(records)).unwrap();
+    };
+    let instance = |name: &str| -> anyhow::Result<StreamsApp> {
+        let mut config = StreamsConfig::new("joining")?;
+        config.state_dir = dir.path().join(name);
+        config.commit_interval = std::time::Duration::from_millis(100);
+        let substrate = Substrate::remote(&remote, rt.handle().clone())?;
+        let mut app = StreamsApp::new(event_counts()?, substrate, config, rt.handle().clone())?;
+        app.start()?;
+        Ok(app)
+    };
+    let a = instance("a")?;
+    a.wait_until_running(std::time::Duration::from_secs(60))?;
+    // A quarter of the events with A alone, half while B joins, a quarter with both.
+    produce(0, N_EVENTS / 4);
+    let b = instance("b")?;
+    for from in (N_EVENTS / 4..N_EVENTS * 3 / 4).step_by(100) {
+        produce(from, from + 100);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    b.wait_until_running(std::time::Duration::from_secs(60))?;
+    wait_for("B to get tasks", 60, || {
+        rt.block_on(admin.group_members("joining"))
+            .unwrap()
+            .is_some_and(|g| g.members.len() == 2 && g.members.iter().all(|m| m.assignment.len() == 2))
+    });
+    produce(N_EVENTS * 3 / 4, N_EVENTS);
+    wait_for("every event to be read", 60, || a.metrics().records_in + b.metrics().records_in >= N_EVENTS as u64);
+    let (a_in, b_in) = (a.metrics().records_in, b.metrics().records_in);
+    a.close()?;
+    b.close()?;
+    assert!(b_in > 0, "B took tasks over");
+    assert_eq!(a_in + b_in, N_EVENTS as u64, "every event read once: A {a_in}, B {b_in}");
+    let mut consumer = remote.consumer(ConsumerConfig::default())?;
+    rt.block_on(consumer.assign((0..4).map(|p| TopicPartition::new("counts", p)).collect()))?;
+    let mut counts = std::collections::BTreeMap::new();
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..N_EVENTS {
+        *expected.entry(format!("k{}", i % N_KEYS)).or_insert(0) += 1;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while counts != expected && std::time::Instant::now() < deadline {
+        for b in rt.block_on(consumer.poll(std::time::Duration::from_millis(200)))? {
+            for r in b.records()? {
+                let key = String::from_utf8(r.key.unwrap().to_vec())?;
+                counts.insert(key, i64::from_be_bytes(r.value.unwrap()[..].try_into()?));
+            }
+        }
+    }
+    assert_eq!(counts, expected, "A read {a_in} records, B {b_in}");
+    broker.stop();
+    Ok(())
+}

@@ -588,3 +588,55 @@ fn an_output_record_the_log_refuses_is_skipped_when_the_policy_says_so() {
     assert_eq!(lag.get(&TopicPartition::new("in", 0)), Some(&0), "{lag:?}");
     app.close().unwrap();
 }
+
+#[test]
+fn a_joining_instance_takes_tasks_over_without_processing_a_record_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    create(&rt, &log, "events", 4);
+    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let instance = |name: &str| {
+        let mut config = config(&dir.path().join(name), "scale");
+        config.num_stream_threads = 2;
+        let mut app = StreamsApp::new(seen_ids(), substrate.clone(), config, rt.handle().clone()).unwrap();
+        app.start().unwrap();
+        app
+    };
+    let a = instance("a");
+    a.wait_until_running(Duration::from_secs(30)).unwrap();
+    // A quarter of the events with A alone, half while B joins, a quarter with both.
+    for from in (0..N_EVENTS / 4).step_by(100) {
+        produce_events(&rt, &log, from, from + 100);
+    }
+    let b = instance("b");
+    for from in (N_EVENTS / 4..N_EVENTS * 3 / 4).step_by(100) {
+        produce_events(&rt, &log, from, from + 100);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    b.wait_until_running(Duration::from_secs(30)).unwrap();
+    for from in (N_EVENTS * 3 / 4..N_EVENTS).step_by(100) {
+        produce_events(&rt, &log, from, from + 100);
+    }
+    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
+    for i in 0..N_EVENTS {
+        *expected.entry(format!("k{}", i % N_KEYS)).or_default() += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let counts = loop {
+        let counts: BTreeMap<String, i64> =
+            read_all(&rt, &log, "counts", 0).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
+        if counts == expected || Instant::now() > deadline {
+            break counts;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (a_in, b_in) = (a.metrics().records_in, b.metrics().records_in);
+    // A plain count: a record processed twice would show. The tasks that moved were committed
+    // by A when the group revoked them, and B went on from exactly there.
+    assert_eq!(counts, expected, "A read {a_in} records, B {b_in}");
+    assert!(b_in > 0, "B took tasks over");
+    assert_eq!(a_in + b_in, N_EVENTS as u64, "every event read once: A {a_in}, B {b_in}");
+    a.close().unwrap();
+    b.close().unwrap();
+}

@@ -143,6 +143,9 @@ fn consumer(addr: &str, topic: &str) -> BaseConsumer {
         .set("group.id", "bench")
         .set("enable.auto.commit", "false")
         .set("fetch.wait.max.ms", "100")
+        // librdkafka's default (1 s) pauses fetching whenever the local queue fills, so the
+        // client, not the broker, would set the pace (see `remote.rs`).
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .expect("a consumer");
     let mut tpl = TopicPartitionList::new();

@@ -619,6 +619,12 @@ impl Consumer for RemoteConsumer {
                     None => break,
                     Some(Ok(m)) => m,
                     Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                    // The member went too long without polling: the group has moved on without
+                    // it (reported as a revocation); this poll rejoins.
+                    Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded) => {
+                        tracing::warn!(error = %e, "this consumer was too slow to poll; rejoining its group");
+                        continue;
+                    }
                     Some(Err(e)) => return Err(client_error("fetching", e)),
                 };
                 wait = Duration::ZERO;
@@ -742,6 +748,24 @@ impl Consumer for RemoteConsumer {
     fn take_group_changes(&mut self) -> Vec<GroupChange> {
         std::mem::take(&mut self.shared.lock().unwrap_or_else(|e| e.into_inner()).changes)
     }
+
+    // librdkafka's assignment is the reference here (a partition the group just assigned has no
+    // position until the next poll); it ignores partitions outside it.
+    fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.inner.pause(&tpl_of(partitions)?).map_err(|e| client_error("pausing partitions", e))
+    }
+
+    fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        self.inner.resume(&tpl_of(partitions)?).map_err(|e| client_error("resuming partitions", e))
+    }
+}
+
+fn tpl_of(partitions: &[TopicPartition]) -> Result<TopicPartitionList> {
+    let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+    for tp in partitions {
+        tpl.add_partition(&tp.topic, partition_i32(tp.partition)?);
+    }
+    Ok(tpl)
 }
 
 impl Drop for RemoteConsumer {

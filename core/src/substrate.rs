@@ -259,6 +259,12 @@ pub trait Consumer: Send {
     /// returns at once; the revocation completes at the start of the next poll, so between
     /// the two the member may still commit the revoked partitions' offsets.
     fn take_group_changes(&mut self) -> Vec<GroupChange>;
+    /// Stops fetching these assigned partitions until [`Consumer::resume`]; polls go on (so a
+    /// group member stays in its group and is told of rebalances) but return none of their
+    /// records. A partition that leaves the assignment is no longer paused.
+    fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()>;
+    /// Fetches paused partitions again, from their positions.
+    fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()>;
 }
 
 /// The range assignor: for each topic, its partitions in order, split into contiguous runs over
@@ -511,6 +517,7 @@ impl Embedded {
             members: self.members.clone(),
             membership: None,
             changes: Vec::new(),
+            paused: Default::default(),
         }
     }
 
@@ -697,6 +704,8 @@ pub struct EmbeddedConsumer {
     membership: Option<Membership>,
     /// What the last poll saw happen to the assignment.
     changes: Vec<GroupChange>,
+    /// Assigned partitions not fetched for now.
+    paused: std::collections::HashSet<TopicPartition>,
 }
 
 /// A subscribed embedded consumer's place in its group.
@@ -731,6 +740,7 @@ impl EmbeddedConsumer {
             let revoked = std::mem::take(&mut m.revoking);
             for tp in &revoked {
                 self.positions.remove(tp);
+                self.paused.remove(tp);
             }
             self.members.release(&m.group, m.member, &revoked);
         }
@@ -764,6 +774,7 @@ impl EmbeddedConsumer {
             positions.insert(tp.clone(), position);
         }
         self.positions = positions;
+        self.paused.retain(|tp| self.positions.contains_key(tp));
         self.changes.push(GroupChange::Assigned(assigned));
         Ok(())
     }
@@ -809,6 +820,7 @@ impl Consumer for EmbeddedConsumer {
             positions.insert(tp, position);
         }
         self.positions = positions;
+        self.paused.retain(|tp| self.positions.contains_key(tp));
         Ok(())
     }
 
@@ -852,7 +864,12 @@ impl Consumer for EmbeddedConsumer {
             data.borrow_and_update();
             let mut out = Vec::new();
             let mut budget = self.config.fetch_max_bytes;
-            let tps: Vec<(TopicPartition, i64)> = self.positions.iter().map(|(t, p)| (t.clone(), *p)).collect();
+            let tps: Vec<(TopicPartition, i64)> = self
+                .positions
+                .iter()
+                .filter(|(t, _)| !self.paused.contains(*t))
+                .map(|(t, p)| (t.clone(), *p))
+                .collect();
             for (tp, position) in tps {
                 if budget == 0 {
                     break;
@@ -939,6 +956,23 @@ impl Consumer for EmbeddedConsumer {
 
     fn take_group_changes(&mut self) -> Vec<GroupChange> {
         std::mem::take(&mut self.changes)
+    }
+
+    fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        for tp in partitions {
+            if !self.positions.contains_key(tp) {
+                return Err(Error::Internal(format!("{tp} is not assigned to this consumer")));
+            }
+        }
+        self.paused.extend(partitions.iter().cloned());
+        Ok(())
+    }
+
+    fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
+        for tp in partitions {
+            self.paused.remove(tp);
+        }
+        Ok(())
     }
 }
 

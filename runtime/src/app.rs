@@ -542,6 +542,8 @@ impl StreamsApp {
                     .any(|p| matches!(p, ErrorPolicy::DeadLetter(_))),
                 ready: false,
                 out: Vec::new(),
+                early: Vec::new(),
+                deferred_changes: Vec::new(),
                 sending: None,
                 in_rebalance: true,
                 standbys: Vec::new(),
@@ -846,6 +848,10 @@ struct StreamThread {
     keeps_failed_records: bool,
     /// Output records not sent yet.
     out: Vec<ProducerRecord>,
+    /// Records polled while tasks were opening, for the tasks once open.
+    early: Vec<freshet_core::substrate::ConsumedBatches>,
+    /// Group changes seen while tasks were opening.
+    deferred_changes: Vec<GroupChange>,
     /// The batch of output in flight.
     sending: Option<Sending>,
 }
@@ -858,9 +864,103 @@ struct Sending {
     kept: Option<Vec<ProducerRecord>>,
 }
 
+/// What opening a task needs: everything of a stream thread but its consumer, so tasks can open
+/// (restoring their stores) on a helper thread while the stream thread's consumer keeps polling
+/// and so stays in its group.
+#[derive(Clone)]
+struct TaskOpener {
+    topology: Topology,
+    substrate: Substrate,
+    globals: Option<Arc<Mutex<TaskState>>>,
+    config: Arc<StreamsConfig>,
+    shared: Arc<Shared>,
+    names: Arc<Names>,
+}
+
+impl TaskOpener {
+    /// Opens a task; waits while another thread of this process still has its directory open
+    /// (it is closing it in the same rebalance). `None` if the application stops meanwhile.
+    fn open_task_when_free(&self, sub: usize, partition: u32, n: u32) -> Result<Option<RunningTask>> {
+        let deadline = Instant::now() + TASK_DIRECTORY_WAIT;
+        loop {
+            match self.open_task(sub, partition, n) {
+                Err(Error::State(freshet_state::Error::Locked { path })) => {
+                    if self.shared.shutdown.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(Error::Config(format!(
+                            "task {sub}_{partition}: its directory {} stayed locked for {TASK_DIRECTORY_WAIT:?} \
+                             (is another process using this state directory?)",
+                            path.display()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other.map(Some),
+            }
+        }
+    }
+
+    /// Opens a task: its stores (restored from their changelogs), its graph.
+    fn open_task(&self, sub: usize, partition: u32, n: u32) -> Result<RunningTask> {
+        let app = &self.config.application_id;
+        let id = format!("{sub}_{partition}");
+        let span = tracing::info_span!("task", app = %app, task = %id);
+        let _entered = span.enter();
+        let stores = self.topology.stores_of(sub);
+        let state = if stores.is_empty() {
+            None
+        } else {
+            let mut config = TaskConfig::new(
+                &self.config.state_dir,
+                app,
+                &id,
+                partition,
+                n,
+                self.config.backend.clone(),
+                Some(self.substrate.changelogs.clone()),
+            );
+            config.cache_bytes_per_store = self.config.cache_bytes_per_store;
+            config.restore_listener = self.config.restore_listener.clone();
+            let mut state = TaskState::open(config)?;
+            for store in stores {
+                store.open_in(&mut state, store.options())?;
+            }
+            self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).extend(state.restores().iter().cloned());
+            Some(state)
+        };
+        let mut graph = self.topology.build_task(sub);
+        let mut ctx = TaskContext::new(sub, partition);
+        ctx.wall_clock_ms = now_ms();
+        ctx.state = state;
+        ctx.globals = self.globals.clone();
+        graph.init(&mut ctx)?;
+        let queues = graph
+            .source_topics()
+            .map(|topic| (TopicPartition::new(self.names.physical(topic), partition), VecDeque::new()))
+            .collect();
+        drop(_entered);
+        Ok(RunningTask {
+            id,
+            graph,
+            ctx,
+            queues,
+            processed: BTreeMap::new(),
+            behind: BTreeMap::new(),
+            waiting_since: None,
+            reported: (0, 0),
+            span,
+        })
+    }
+}
+
 /// Output records gathered before a send: sent when this many are waiting, and at the end of
 /// each loop.
 const SEND_BATCH: usize = 50_000;
+
+/// How often a stream thread opening tasks polls its (paused) consumer to stay in its group.
+const KEEPALIVE_POLL: Duration = Duration::from_secs(1);
 
 /// How long a new task waits for its directory while another thread of the process closes it.
 const TASK_DIRECTORY_WAIT: Duration = Duration::from_secs(60);
@@ -978,21 +1078,78 @@ impl StreamThread {
                 self.close_task(task)?;
             }
         }
-        for (id, &(sub, partition, n)) in &wanted {
-            if self.tasks.iter().any(|t| t.id == *id) {
-                continue;
+        let new: Vec<(usize, u32, u32)> =
+            wanted.iter().filter(|(id, _)| !self.tasks.iter().any(|t| t.id == **id)).map(|(_, t)| *t).collect();
+        if !new.is_empty() {
+            let Some(opened) = self.open_while_polling(assigned, new)? else { return Ok(()) };
+            for task in opened {
+                tracing::info!(member = %self.client_id, task = %task.id, "task assigned");
+                self.tasks.push(task);
             }
-            let Some(task) = self.open_task_when_free(sub, partition, n)? else { return Ok(()) };
-            tracing::info!(member = %self.client_id, task = %id, "task assigned");
-            self.tasks.push(task);
         }
         self.tasks.sort_by(|a, b| a.id.cmp(&b.id));
         self.index_partitions();
+        self.consumer.resume(assigned)?;
         self.standbys_placed = false;
         self.place_standbys();
         tracing::info!(member = %self.client_id, tasks = self.tasks.len(), "stream thread running");
         self.leave_rebalance();
         Ok(())
+    }
+
+    /// Opens `new` tasks (restoring their stores, which may take long) on a helper thread. The
+    /// thread's partitions are paused meanwhile (`on_assigned` resumes them), and its consumer
+    /// polls every second so the
+    /// group does not count it gone (librdkafka's `max.poll.interval.ms`); a rebalance seen
+    /// meanwhile stops those polls (a revocation completes only at the next poll, after the
+    /// thread has committed) and is handled once the tasks are open. `None` if the application
+    /// stops meanwhile.
+    fn open_while_polling(
+        &mut self,
+        assigned: &[TopicPartition],
+        new: Vec<(usize, u32, u32)>,
+    ) -> Result<Option<Vec<RunningTask>>> {
+        let opener = TaskOpener {
+            topology: self.topology.clone(),
+            substrate: self.substrate.clone(),
+            globals: self.globals.clone(),
+            config: self.config.clone(),
+            shared: self.shared.clone(),
+            names: self.names.clone(),
+        };
+        let (done, opened) = std::sync::mpsc::channel();
+        let helper = std::thread::Builder::new()
+            .name(format!("{}-open", self.client_id))
+            .spawn(move || {
+                let mut tasks = Vec::new();
+                for (sub, partition, n) in new {
+                    match opener.open_task_when_free(sub, partition, n) {
+                        Ok(Some(task)) => tasks.push(task),
+                        Ok(None) => return done.send(Ok(None)),
+                        Err(e) => return done.send(Err(e)),
+                    }
+                }
+                done.send(Ok(Some(tasks)))
+            })
+            .map_err(|e| Error::Config(format!("cannot start a thread to open tasks: {e}")))?;
+        self.consumer.pause(assigned)?;
+        let result = loop {
+            match opened.recv_timeout(KEEPALIVE_POLL) {
+                Ok(result) => break result,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    if self.deferred_changes.is_empty() {
+                        let batches = block_on(&self.runtime, self.consumer.poll(Duration::ZERO))?;
+                        self.early.extend(batches);
+                        self.deferred_changes.extend(self.consumer.take_group_changes());
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                    break Err(Error::Config("the thread opening tasks stopped".into()))
+                }
+            }
+        };
+        let _ = helper.join();
+        result
     }
 
     fn index_partitions(&mut self) {
@@ -1019,30 +1176,6 @@ impl StreamThread {
                 Ok(())
             }
             other => other,
-        }
-    }
-
-    /// Opens a task; waits while another thread of this process still has its directory open
-    /// (it is closing it in the same rebalance). `None` if the application stops meanwhile.
-    fn open_task_when_free(&self, sub: usize, partition: u32, n: u32) -> Result<Option<RunningTask>> {
-        let deadline = Instant::now() + TASK_DIRECTORY_WAIT;
-        loop {
-            match self.open_task(sub, partition, n) {
-                Err(Error::State(freshet_state::Error::Locked { path })) => {
-                    if self.shared.shutdown.load(Ordering::SeqCst) {
-                        return Ok(None);
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(Error::Config(format!(
-                            "task {sub}_{partition}: its directory {} stayed locked for {TASK_DIRECTORY_WAIT:?} \
-                             (is another process using this state directory?)",
-                            path.display()
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                other => return other.map(Some),
-            }
         }
     }
 
@@ -1134,69 +1267,22 @@ impl StreamThread {
         }
     }
 
-    /// Opens a task: its stores (restored from their changelogs), its graph.
-    fn open_task(&self, sub: usize, partition: u32, n: u32) -> Result<RunningTask> {
-        let app = &self.config.application_id;
-        let id = format!("{sub}_{partition}");
-        let span = tracing::info_span!("task", app = %app, task = %id);
-        let _entered = span.enter();
-        let stores = self.topology.stores_of(sub);
-        let state = if stores.is_empty() {
-            None
-        } else {
-            let mut config = TaskConfig::new(
-                &self.config.state_dir,
-                app,
-                &id,
-                partition,
-                n,
-                self.config.backend.clone(),
-                Some(self.substrate.changelogs.clone()),
-            );
-            config.cache_bytes_per_store = self.config.cache_bytes_per_store;
-            config.restore_listener = self.config.restore_listener.clone();
-            let mut state = TaskState::open(config)?;
-            for store in stores {
-                store.open_in(&mut state, store.options())?;
-            }
-            self.shared.restores.lock().unwrap_or_else(|e| e.into_inner()).extend(state.restores().iter().cloned());
-            Some(state)
-        };
-        let mut graph = self.topology.build_task(sub);
-        let mut ctx = TaskContext::new(sub, partition);
-        ctx.wall_clock_ms = now_ms();
-        ctx.state = state;
-        ctx.globals = self.globals.clone();
-        graph.init(&mut ctx)?;
-        let queues = graph
-            .source_topics()
-            .map(|topic| (TopicPartition::new(self.names.physical(topic), partition), VecDeque::new()))
-            .collect();
-        drop(_entered);
-        Ok(RunningTask {
-            id,
-            graph,
-            ctx,
-            queues,
-            processed: BTreeMap::new(),
-            behind: BTreeMap::new(),
-            waiting_since: None,
-            reported: (0, 0),
-            span,
-        })
-    }
-
     fn run_loop(&mut self) -> Result<()> {
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             let buffered = self.tasks.iter().any(|t| t.queues.values().any(|q| !q.is_empty()));
             let wait = if buffered { Duration::ZERO } else { self.config.poll_wait };
             let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
-            for change in self.consumer.take_group_changes() {
+            let mut changes: VecDeque<GroupChange> = self.consumer.take_group_changes().into();
+            while let Some(change) = changes.pop_front() {
                 match change {
                     GroupChange::Revoked(partitions) => self.on_revoked(&partitions)?,
                     GroupChange::Assigned(partitions) => self.on_assigned(&partitions)?,
                 }
+                // Seen while tasks were opening: handled in order, after them.
+                changes.extend(self.deferred_changes.drain(..));
             }
+            let early = std::mem::take(&mut self.early);
+            let batches = batches.into_iter().chain(early);
             let mut lag = Vec::new();
             for b in batches {
                 let next = b.next_offset();

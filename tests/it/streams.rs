@@ -416,3 +416,61 @@ fn an_instance_joining_through_a_broker_takes_tasks_over_without_processing_a_re
     broker.stop();
     Ok(())
 }
+
+/// Makes every restore take `0` longer.
+struct SlowRestore(std::time::Duration);
+
+impl RestoreListener for SlowRestore {
+    fn on_start(&self, _: &RestoreProgress) {
+        std::thread::sleep(self.0);
+    }
+    fn on_progress(&self, _: &RestoreProgress) {}
+    fn on_end(&self, _: &RestoreProgress) {}
+}
+
+#[test]
+fn a_restore_longer_than_the_poll_interval_keeps_the_thread_in_its_group() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    // The group counts a member gone when it does not poll for 3 s.
+    let remote = Remote::new(broker.addr.clone())
+        .with_property("session.timeout.ms", "2000")
+        .with_property("heartbeat.interval.ms", "500")
+        .with_property("max.poll.interval.ms", "3000");
+    let admin = remote.admin()?;
+    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 2, ..Default::default() }))?;
+    let producer = remote.producer()?;
+    let produce = |from: i64, to: i64| {
+        let records: Vec<ProducerRecord> = (from..to)
+            .map(|i| ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string()))
+            .collect();
+        rt.block_on(producer.send(records)).unwrap();
+    };
+    let start = |state: &str, listener: Option<std::sync::Arc<dyn RestoreListener>>| -> anyhow::Result<StreamsApp> {
+        let mut config = StreamsConfig::new("slow")?;
+        config.state_dir = dir.path().join(state);
+        config.commit_interval = std::time::Duration::from_millis(100);
+        config.restore_listener = listener;
+        let substrate = Substrate::remote(&remote, rt.handle().clone())?;
+        let mut app = StreamsApp::new(event_counts()?, substrate, config, rt.handle().clone())?;
+        app.start()?;
+        app.wait_until_running(std::time::Duration::from_secs(60))?;
+        Ok(app)
+    };
+    // A first run fills the changelog.
+    produce(0, 200);
+    let app = start("first", None)?;
+    wait_for("the first run to count", 60, || app.metrics().records_in >= 200);
+    app.close()?;
+    // On a machine without the state, every store restores, each taking 4 s.
+    let app = start("second", Some(std::sync::Arc::new(SlowRestore(std::time::Duration::from_secs(4)))))?;
+    assert!(!app.metrics().restores.is_empty(), "the stores restored");
+    produce(200, 400);
+    wait_for("the second run to count", 60, || app.metrics().records_in >= 200 || app.error().is_some());
+    assert_eq!(app.error(), None);
+    assert_eq!(app.state(), StreamsState::Running);
+    app.close()?;
+    broker.stop();
+    Ok(())
+}

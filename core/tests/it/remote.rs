@@ -215,7 +215,48 @@ async fn both_substrates_keep_the_same_contract() {
     let cluster = Cluster::start().await;
     contract(&cluster.embedded_substrate(), "embedded").await;
     contract(&cluster.remote_substrate(), "remote").await;
+    pause_and_resume(&cluster.embedded_substrate(), "embedded").await;
+    pause_and_resume(&cluster.remote_substrate(), "remote").await;
     cluster.stop().await;
+}
+
+/// A paused partition yields nothing while the others go on; resumed, it goes on from where it
+/// was.
+async fn pause_and_resume(s: &Substrate, prefix: &str) {
+    let topic = format!("{prefix}-paused");
+    s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 2, ..Default::default() }).await.unwrap();
+    let records: Vec<ProducerRecord> = (0..40)
+        .map(|i| {
+            let mut r = ProducerRecord::new(topic.clone(), None::<Bytes>, format!("{i}"));
+            r.partition = Some(i % 2);
+            r
+        })
+        .collect();
+    s.producer.send(records).await.unwrap();
+    let (p0, p1) = (TopicPartition::new(&topic, 0), TopicPartition::new(&topic, 1));
+    let mut consumer = (s.consumer)(group(&format!("{prefix}-paused")));
+    consumer.assign(vec![p0.clone(), p1.clone()]).await.unwrap();
+    consumer.pause(std::slice::from_ref(&p0)).unwrap();
+    let mut read: BTreeMap<u32, usize> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut quiet_polls = 0;
+    while read.get(&1) != Some(&20) || quiet_polls < 3 {
+        let polled = consumer.poll(Duration::from_millis(100)).await.unwrap();
+        quiet_polls = if polled.is_empty() { quiet_polls + 1 } else { 0 };
+        for b in polled {
+            *read.entry(b.tp.partition).or_default() += b.records().unwrap().len();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{prefix}: {read:?}");
+    }
+    assert_eq!(read.get(&0), None, "{prefix}: the paused partition yielded records");
+    consumer.resume(std::slice::from_ref(&p0)).unwrap();
+    while read.get(&0) != Some(&20) {
+        for b in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            *read.entry(b.tp.partition).or_default() += b.records().unwrap().len();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{prefix}: {read:?}");
+    }
+    assert_eq!(read, BTreeMap::from([(0, 20), (1, 20)]), "{prefix}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -147,6 +147,7 @@ impl Remote {
             reassign: false,
             subscribed: false,
             generation_held: 0,
+            seeks: Default::default(),
         })
     }
 
@@ -383,6 +384,8 @@ pub struct RemoteConsumer {
     subscribed: bool,
     /// After `subscribe`: the count of assignments the positions follow.
     generation_held: u64,
+    /// After `subscribe`: partitions sought since the last poll.
+    seeks: std::collections::BTreeSet<TopicPartition>,
 }
 
 impl std::fmt::Debug for RemoteConsumer {
@@ -578,6 +581,9 @@ impl Consumer for RemoteConsumer {
             Some(p) => {
                 *p = offset;
                 self.reassign = true;
+                if self.subscribed {
+                    self.seeks.insert(tp.clone());
+                }
                 Ok(())
             }
             None => Err(Error::Internal(format!("{tp} is not assigned to this consumer"))),
@@ -596,6 +602,23 @@ impl Consumer for RemoteConsumer {
         if self.subscribed {
             self.shared.lock().unwrap_or_else(|e| e.into_inner()).changes.clear();
             self.follow_group().await?;
+            // The group's assignment stays librdkafka's: a seek moves its fetch position.
+            let seeks: Vec<(TopicPartition, i64)> = std::mem::take(&mut self.seeks)
+                .into_iter()
+                .filter_map(|tp| self.positions.get(&tp).map(|p| (tp, *p)))
+                .collect();
+            if !seeks.is_empty() {
+                let consumer = self.inner.clone();
+                blocking(move || -> Result<()> {
+                    for (tp, offset) in seeks {
+                        consumer
+                            .seek(&tp.topic, partition_i32(tp.partition)?, Offset::Offset(offset), REQUEST_TIMEOUT)
+                            .map_err(|e| client_error(&format!("seeking {tp}"), e))?;
+                    }
+                    Ok(())
+                })
+                .await??;
+            }
         }
         let consumer = self.inner.clone();
         let budget = self.config.fetch_max_bytes;

@@ -347,6 +347,21 @@ async fn group_members_share_and_take_over(s: &Substrate, prefix: &str) {
         assert!(tokio::time::Instant::now() < deadline, "{:?} after {} records", stayer.assignment(), read.len());
     }
     assert_eq!(read.len(), 160);
+    // A member may seek within its assignment, backwards too: it reads those records again.
+    let tp = stayer.assignment()[0].clone();
+    let end = stayer.position(&tp).unwrap();
+    assert!(end > 0, "{tp} has records");
+    stayer.seek_to_offset(&tp, 0).unwrap();
+    let mut again = 0;
+    while again < end {
+        for b in stayer.poll(Duration::from_millis(200)).await.unwrap() {
+            if b.tp == tp {
+                again += b.records().unwrap().len() as i64;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{prefix}: read {again} of {end} again");
+    }
+    assert_eq!(again, end);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

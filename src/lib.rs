@@ -45,7 +45,7 @@ pub mod prelude {
         StringSerde, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,
     };
     pub use freshet_runtime::{
-        DriverConfig, ErrorPolicy, Metrics, StreamsApp, StreamsConfig, StreamsState, Substrate, TestInputTopic,
-        TestOutputTopic, TestRecord, TimestampExtractor, TopologyTestDriver,
+        DriverConfig, ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate,
+        TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, TopologyTestDriver,
     };
 }

@@ -72,6 +72,20 @@ pub enum ErrorPolicy {
     DeadLetter(String),
 }
 
+/// What a crash may do to the records an application produces (Kafka Streams'
+/// `processing.guarantee`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Every record is processed at least once: after a crash, records processed since the last
+    /// commit are processed again (their output may appear twice; no committed update is lost).
+    #[default]
+    AtLeastOnce,
+    /// Every record's effects (output, store updates, input offsets) are committed atomically.
+    /// Not available yet: it needs transactions in the log, which Freshet does not have; an
+    /// application asking for it is refused at `StreamsApp::new`.
+    ExactlyOnce,
+}
+
 /// Where a record's timestamp comes from.
 #[derive(Clone, Default)]
 pub enum TimestampExtractor {
@@ -109,6 +123,8 @@ pub struct StreamsConfig {
     pub application_id: String,
     /// Stream threads (tasks are spread over them).
     pub num_stream_threads: usize,
+    /// At-least-once (the default); exactly-once is refused until the log has transactions.
+    pub processing_guarantee: ProcessingGuarantee,
     /// How often progress is committed (Kafka Streams' default: 30 s).
     pub commit_interval: Duration,
     /// Where tasks keep their stores.
@@ -141,6 +157,7 @@ impl std::fmt::Debug for StreamsConfig {
         f.debug_struct("StreamsConfig")
             .field("application_id", &self.application_id)
             .field("num_stream_threads", &self.num_stream_threads)
+            .field("processing_guarantee", &self.processing_guarantee)
             .field("commit_interval", &self.commit_interval)
             .field("state_dir", &self.state_dir)
             .field("backend", &self.backend)
@@ -156,6 +173,7 @@ impl StreamsConfig {
         Ok(StreamsConfig {
             application_id: application_id.to_string(),
             num_stream_threads: 1,
+            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
             commit_interval: Duration::from_secs(30),
             state_dir: std::env::temp_dir().join("freshet-streams"),
             backend: Backend::best_available(512 << 20)?,
@@ -185,6 +203,14 @@ impl StreamsConfig {
         }
         if self.commit_interval.is_zero() {
             return Err(Error::Config("commit.interval must be over 0".into()));
+        }
+        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            return Err(Error::Config(
+                "processing.guarantee exactly-once is not available yet: it needs transactions in the log \
+                 (atomic output, store changelogs and input offsets), which Freshet does not have; \
+                 use at-least-once"
+                    .into(),
+            ));
         }
         Ok(())
     }

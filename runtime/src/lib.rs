@@ -12,6 +12,8 @@ pub mod driver;
 pub mod error;
 pub(crate) mod plan;
 
-pub use crate::app::{ErrorPolicy, Metrics, StreamsApp, StreamsConfig, StreamsState, Substrate, TimestampExtractor};
+pub use crate::app::{
+    ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate, TimestampExtractor,
+};
 pub use crate::driver::{DriverConfig, StoredRecord, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::error::{Error, Result};

@@ -18,7 +18,7 @@ use freshet_dsl::{
     Consumed, Grouped, KStream, Materialized, Processor, ProcessorContext, Produced, Record, Serdes, StreamsBuilder,
     Topology,
 };
-use freshet_runtime::{ErrorPolicy, StreamsApp, StreamsConfig, StreamsState, Substrate};
+use freshet_runtime::{ErrorPolicy, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate};
 use tokio::runtime::Runtime;
 
 fn runtime() -> Runtime {
@@ -639,4 +639,22 @@ fn a_joining_instance_takes_tasks_over_without_processing_a_record_twice() {
     assert_eq!(a_in + b_in, N_EVENTS as u64, "every event read once: A {a_in}, B {b_in}");
     a.close().unwrap();
     b.close().unwrap();
+}
+
+#[test]
+fn bad_settings_are_refused_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    let refused = |change: &dyn Fn(&mut StreamsConfig)| {
+        let mut config = config(dir.path(), "settings");
+        change(&mut config);
+        let substrate = Substrate::embedded(&log, rt.handle().clone());
+        StreamsApp::new(word_count(), substrate, config, rt.handle().clone()).unwrap_err().to_string()
+    };
+    assert!(refused(&|c| c.application_id = "no spaces".into()).contains("application.id \"no spaces\""));
+    assert!(refused(&|c| c.num_stream_threads = 0).contains("num.stream.threads"));
+    assert!(refused(&|c| c.commit_interval = Duration::ZERO).contains("commit.interval"));
+    let exactly_once = refused(&|c| c.processing_guarantee = ProcessingGuarantee::ExactlyOnce);
+    assert!(exactly_once.contains("exactly-once is not available yet"), "{exactly_once}");
 }

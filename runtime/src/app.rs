@@ -36,7 +36,7 @@
 //! instances in this process) and on a Kafka-protocol cluster (the cluster's group coordinator,
 //! so instances in separate processes or machines share the work; a killed instance's tasks move
 //! when its session times out). With `num_standby_replicas`, other instances keep warm copies of
-//! each stateful task's stores (brought to the changelog's end at every commit), placed from the
+//! each stateful task's stores (kept open, brought to the changelog's end at every commit), placed from the
 //! group's description, so a task that moves restores only the tail.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -574,6 +574,7 @@ impl StreamsApp {
                 in_rebalance: true,
                 standbys: Vec::new(),
                 standbys_placed: true,
+                standby_states: BTreeMap::new(),
             };
             let shared = self.shared.clone();
             let handle = std::thread::Builder::new()
@@ -856,6 +857,8 @@ struct StreamThread {
     standbys: Vec<(usize, u32, u32)>,
     /// Whether the standbys follow the group's current assignment (else: try at the next commit).
     standbys_placed: bool,
+    /// The standby copies open now, by task id.
+    standby_states: BTreeMap<String, TaskState>,
     tasks: Vec<RunningTask>,
     /// Tasks whose partitions were revoked, kept open until the rebalance ends: closed if it
     /// does not give them back.
@@ -1007,10 +1010,12 @@ impl StreamThread {
             // process's would.
             self.tasks.clear();
             self.suspended.clear();
+            self.standby_states.clear();
             return result;
         }
         // A failing thread does not commit: its last records will be processed again.
         let closed = if result.is_ok() { self.commit() } else { Ok(()) };
+        self.close_standbys();
         let mut close_result = Ok(());
         for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
             let r = self.close_task(task);
@@ -1078,6 +1083,8 @@ impl StreamThread {
     /// resume, the others close; new tasks open (restoring their stores) and read from the
     /// committed offsets.
     fn on_assigned(&mut self, assigned: &[TopicPartition]) -> Result<()> {
+        // Placed again below; a task that moves here may be one of them.
+        self.close_standbys();
         let mut wanted: BTreeMap<String, (usize, u32, u32)> = BTreeMap::new();
         for tp in assigned {
             match self.sources.get(&tp.topic) {
@@ -1260,36 +1267,68 @@ impl StreamThread {
         self.refresh_standbys();
     }
 
-    /// Brings each standby copy up to its changelog's end: opens the task's stores (restoring
-    /// the tail past their checkpoint) and closes them (writing a new checkpoint). A copy whose
-    /// directory is busy (its task runs in this instance) waits for the next commit.
-    fn refresh_standbys(&self) {
-        for &(sub, partition, n) in &self.standbys {
-            let id = format!("{sub}_{partition}");
-            let mut config = TaskConfig::new(
-                &self.config.state_dir,
-                &self.config.application_id,
-                &id,
-                partition,
-                n,
-                self.config.backend.clone(),
-                Some(self.substrate.changelogs.clone()),
-            );
-            config.cache_bytes_per_store = self.config.cache_bytes_per_store;
-            let refreshed = TaskState::open(config).and_then(|mut state| {
-                for store in self.topology.stores_of(sub) {
-                    store.open_in(&mut state, store.options())?;
-                }
-                let restored: u64 = state.restores().iter().map(|r| r.n_records).sum();
-                state.close()?;
-                Ok(restored)
-            });
+    /// Brings each standby copy up to its changelog's end: a copy already open applies what its
+    /// changelogs gained since (and checkpoints); one not open yet opens its stores, restoring
+    /// the tail past their checkpoint, and stays open. Copies no longer placed here are closed. A
+    /// copy whose directory is busy (its task runs in this instance) waits for the next commit.
+    fn refresh_standbys(&mut self) {
+        let placed: BTreeMap<String, (usize, u32, u32)> =
+            self.standbys.iter().map(|&(s, p, n)| (format!("{s}_{p}"), (s, p, n))).collect();
+        let gone: Vec<String> = self.standby_states.keys().filter(|id| !placed.contains_key(*id)).cloned().collect();
+        for id in gone {
+            self.close_standby(&id);
+        }
+        for (id, &(sub, partition, n)) in &placed {
+            let refreshed = match self.standby_states.get_mut(id) {
+                Some(state) => state.catch_up().map_err(Error::from),
+                None => self.open_standby(sub, partition, n).map(|state| {
+                    let restored = state.restores().iter().map(|r| r.n_records).sum();
+                    self.standby_states.insert(id.clone(), state);
+                    restored
+                }),
+            };
             match refreshed {
-                Ok(n) => tracing::debug!(member = %self.client_id, task = %id, restored = n, "standby refreshed"),
+                Ok(n) => tracing::debug!(member = %self.client_id, task = %id, applied = n, "standby refreshed"),
                 Err(error) => {
-                    tracing::debug!(member = %self.client_id, task = %id, %error, "standby not refreshed this time")
+                    tracing::debug!(member = %self.client_id, task = %id, %error, "standby not refreshed this time");
+                    self.close_standby(id);
                 }
             }
+        }
+    }
+
+    fn open_standby(&self, sub: usize, partition: u32, n: u32) -> Result<TaskState> {
+        let id = format!("{sub}_{partition}");
+        let mut config = TaskConfig::new(
+            &self.config.state_dir,
+            &self.config.application_id,
+            &id,
+            partition,
+            n,
+            self.config.backend.clone(),
+            Some(self.substrate.changelogs.clone()),
+        );
+        config.cache_bytes_per_store = self.config.cache_bytes_per_store;
+        let mut state = TaskState::open(config)?;
+        for store in self.topology.stores_of(sub) {
+            store.open_in(&mut state, store.options())?;
+        }
+        Ok(state)
+    }
+
+    fn close_standby(&mut self, id: &str) {
+        if let Some(state) = self.standby_states.remove(id) {
+            if let Err(error) = state.close() {
+                tracing::debug!(member = %self.client_id, task = %id, %error, "closing a standby copy failed");
+            }
+        }
+    }
+
+    /// Closes every standby copy (a rebalance may make one of them a task of this instance).
+    fn close_standbys(&mut self) {
+        let ids: Vec<String> = self.standby_states.keys().cloned().collect();
+        for id in ids {
+            self.close_standby(&id);
         }
     }
 

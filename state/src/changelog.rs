@@ -281,6 +281,10 @@ impl ChangeLogger {
         }
     }
 
+    pub(crate) fn changelogs(&self) -> &Changelogs {
+        &self.changelogs
+    }
+
     pub(crate) fn topic_partition(&self) -> &TopicPartition {
         &self.tp
     }

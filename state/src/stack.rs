@@ -5,7 +5,7 @@ use freshet_core::substrate::TopicPartition;
 
 use crate::bytes::{overlay, BytesStore, KvIter, ScanRange, Write};
 use crate::cache::RecordCache;
-use crate::changelog::ChangeLogger;
+use crate::changelog::{restore, ChangeLogger, RestoreProgress};
 use crate::error::Result;
 
 /// One store's layers, top to bottom: an optional [`RecordCache`], an optional [`ChangeLogger`]
@@ -156,6 +156,31 @@ impl StoreStack {
         }
         self.inner.flush()?;
         Ok(self.log.as_ref().and_then(|l| l.next_offset().map(|o| (l.topic_partition().clone(), o))))
+    }
+
+    /// Applies what the changelog gained since this store last wrote or restored (a standby
+    /// copy following its active task): from the changelog position to the changelog's current
+    /// end. For a store nothing else writes to; `None` when there was nothing to apply.
+    pub(crate) fn catch_up(&mut self) -> Result<Option<RestoreProgress>> {
+        let Some(log) = &mut self.log else { return Ok(None) };
+        let tp = log.topic_partition().clone();
+        let changelogs = log.changelogs().clone();
+        let (log_start, end) = changelogs.bounds(&self.name, &tp)?;
+        let from = match log.next_offset() {
+            Some(from) if from >= log_start && from <= end => from,
+            // The changelog lost what the store had not applied yet (retention, deleted
+            // records): rebuilt from what is left, as a restore would.
+            _ => {
+                self.inner.clear()?;
+                log_start
+            }
+        };
+        if from == end {
+            return Ok(None);
+        }
+        let progress = restore(&self.name, &changelogs, &tp, from, end, &mut *self.inner, None)?;
+        log.set_next_offset(end);
+        Ok(Some(progress))
     }
 
     pub(crate) fn take_evicted(&mut self) -> Vec<Write> {

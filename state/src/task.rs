@@ -423,6 +423,20 @@ impl TaskState {
         Ok(())
     }
 
+    /// Brings every changelogged store up to its changelog's current end and checkpoints: how a
+    /// standby copy follows its active task without reopening its stores. For a task nothing
+    /// processes here. Returns the records applied.
+    pub fn catch_up(&mut self) -> Result<u64> {
+        let mut applied = 0;
+        for store in self.stores.values_mut() {
+            if let Some(progress) = store.stack_mut().catch_up()? {
+                applied += progress.n_records;
+            }
+        }
+        self.commit()?;
+        Ok(applied)
+    }
+
     /// Flushes every store (cache, changelog, backend) without writing the checkpoint: the state a
     /// crash between a flush and its checkpoint leaves behind. For crash tests.
     #[doc(hidden)]

@@ -363,3 +363,36 @@ fn a_writer_killed_at_random_moments_loses_nothing_committed() {
         check_after_crash(dir.path(), last_committed, &format!("seed {seed} round {round} kill after {kill_after:?}"));
     }
 }
+
+#[test]
+fn a_standby_copy_follows_its_changelog_without_reopening() {
+    let env = Env::new();
+    let backend = Backend::rocksdb(64 << 20).unwrap();
+    let mut active = env.task(&backend);
+    active.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
+    fill(&mut active, 500);
+    active.commit().unwrap();
+    // The standby copy, in another state directory (as on another machine).
+    let mut config = env.task_config(&backend);
+    config.state_dir = env.dir.join("standby");
+    let mut standby = TaskState::open(config.clone()).unwrap();
+    standby.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
+    assert_eq!(standby.restores()[0].n_records, 500);
+    assert_eq!(standby.catch_up().unwrap(), 0, "nothing new");
+    // The active task goes on; the copy applies exactly what the changelog gained.
+    let s = active.kv_store::<u32, String>("kv").unwrap();
+    for i in 0..100u32 {
+        s.put(&(i * 7), &format!("later-{i}")).unwrap();
+    }
+    active.commit().unwrap();
+    assert_eq!(standby.catch_up().unwrap(), 100);
+    assert_eq!(contents(&mut standby), contents(&mut active));
+    // Its checkpoint moved with it: reopened, it restores nothing.
+    standby.close().unwrap();
+    let mut reopened = TaskState::open(config).unwrap();
+    reopened.add_kv_store::<u32, String>("kv", StoreOptions::default()).unwrap();
+    assert_eq!(reopened.restores()[0].n_records, 0);
+    assert_eq!(contents(&mut reopened), contents(&mut active));
+    reopened.close().unwrap();
+    active.close().unwrap();
+}

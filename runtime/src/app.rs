@@ -36,8 +36,8 @@
 //! instances in this process) and on a Kafka-protocol cluster (the cluster's group coordinator,
 //! so instances in separate processes or machines share the work; a killed instance's tasks move
 //! when its session times out). With `num_standby_replicas`, other instances keep warm copies of
-//! each stateful task's stores (kept open, brought to the changelog's end at every commit), placed from the
-//! group's description, so a task that moves restores only the tail.
+//! each stateful task's stores (kept open, brought to the changelog's end at every commit),
+//! placed from the group's description, so a task that moves restores only the tail.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;

@@ -1038,7 +1038,8 @@ impl Admin for EmbeddedAdmin {
         let members = assignments
             .into_iter()
             .map(|(member, assignment)| GroupMember {
-                member_id: format!("embedded-{member}"),
+                // Zero-padded, so member ids sort as the members do (the range assignor's order).
+                member_id: format!("embedded-{member:020}"),
                 client_id: self.members.client_id(group, member),
                 host: "in-process".into(),
                 assignment,

@@ -1212,9 +1212,11 @@ impl StreamThread {
         }
     }
 
-    /// Places the standby copies from the group's description (members in member-id order):
-    /// replica `r` of a stateful task goes to the next member, after the one running it, of an
-    /// instance holding no copy yet (a copy on the same instance would not survive its loss).
+    /// Places the standby copies from the group's description (members in member-id order): the
+    /// first replica of a stateful task goes to the member the range assignor would give the
+    /// task if its instance left; further replicas to the next members, after the one running
+    /// it, of instances holding no copy yet (a copy on the same instance would not survive its
+    /// loss).
     /// While the group is not settled, the placement waits for the next commit.
     fn place_standbys(&mut self) {
         if self.standbys_placed {
@@ -1237,6 +1239,12 @@ impl StreamThread {
         members.sort_by(|a, b| a.member_id.cmp(&b.member_id));
         let instance =
             |client_id: &str| client_id.rsplit_once("-StreamThread-").map_or(client_id, |(i, _)| i).to_string();
+        // Where the range assignor would deal each partition if one instance's members left:
+        // the first replica goes there, so a task that moves when its instance dies lands where
+        // its warm copy is.
+        let topics: Vec<String> = self.sources.keys().cloned().collect();
+        let sources = self.sources.clone();
+        let mut if_gone: HashMap<String, BTreeMap<String, Vec<TopicPartition>>> = HashMap::new();
         let mut mine = Vec::new();
         for &task in self.all_tasks.iter() {
             let (sub, partition, _) = task;
@@ -1249,8 +1257,24 @@ impl StreamThread {
                 // Not settled yet: some task has no member.
                 return;
             };
-            let mut used = vec![instance(&members[active].client_id)];
-            for r in 1..=self.config.num_standby_replicas {
+            let gone = instance(&members[active].client_id);
+            let survivors = if_gone.entry(gone.clone()).or_insert_with(|| {
+                let left: Vec<(String, Vec<String>)> = members
+                    .iter()
+                    .filter(|m| instance(&m.client_id) != gone)
+                    .map(|m| (m.member_id.clone(), topics.clone()))
+                    .collect();
+                freshet_core::substrate::range_assign(&left, |t| sources.get(t).map(|s| s.1))
+            });
+            let heir = survivors.iter().find(|(_, a)| a.contains(&tp)).map(|(m, _)| m.clone());
+            let mut used = vec![gone];
+            if let Some(heir) = heir.and_then(|h| members.iter().find(|m| m.member_id == h)) {
+                used.push(instance(&heir.client_id));
+                if heir.client_id == self.client_id {
+                    mine.push(task);
+                }
+            }
+            for r in used.len()..=self.config.num_standby_replicas {
                 let host = (0..members.len())
                     .map(|k| &members[(active + r + k) % members.len()])
                     .find(|m| !used.contains(&instance(&m.client_id)));

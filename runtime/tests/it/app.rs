@@ -406,13 +406,14 @@ fn random_ms() -> u64 {
     20 + u64::from(nanos) % 280
 }
 
-/// Two instances share `events`; one dies mid-stream; the other takes over. Returns the records
-/// the survivor restored and the records the changelogs hold.
-fn two_instances_one_dies(standby_replicas: usize) -> (u64, u64) {
+/// `n` instances share `events` (`2 * n` partitions); the second dies mid-stream; the others take
+/// over. Returns the records the survivors restored and the records the changelogs hold.
+fn instances_one_dies(n: usize, standby_replicas: usize) -> (u64, u64) {
+    let n_partitions = 2 * n as u32;
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime();
     let log = open_log(&rt, dir.path());
-    create(&rt, &log, "events", 4);
+    create(&rt, &log, "events", n_partitions);
     let substrate = Substrate::embedded(&log, rt.handle().clone());
     let instance = |name: &str| {
         // Each instance keeps its stores in its own directory, as on its own machine.
@@ -423,26 +424,32 @@ fn two_instances_one_dies(standby_replicas: usize) -> (u64, u64) {
         app.start().unwrap();
         app
     };
-    let a = instance("a");
-    let b = instance("b");
-    a.wait_until_running(Duration::from_secs(30)).unwrap();
-    b.wait_until_running(Duration::from_secs(30)).unwrap();
+    let mut apps: Vec<StreamsApp> = (0..n).map(|i| instance(&format!("i{i}"))).collect();
+    for app in &apps {
+        app.wait_until_running(Duration::from_secs(30)).unwrap();
+    }
+    let records_in = |apps: &[StreamsApp]| apps.iter().map(|a| a.metrics().records_in).sum::<u64>();
+    let restored = |apps: &[StreamsApp]| -> u64 {
+        apps.iter().map(|a| a.metrics().restores.iter().map(|r| r.n_records).sum::<u64>()).sum()
+    };
     // The first half of the events, with both running.
     for from in (0..N_EVENTS / 2).step_by(100) {
         produce_events(&rt, &log, from, from + 100);
         std::thread::sleep(Duration::from_millis(2));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
-    while a.metrics().records_in + b.metrics().records_in < N_EVENTS as u64 / 2 && Instant::now() < deadline {
+    while records_in(&apps) < N_EVENTS as u64 / 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    let (a_before, b_before) = (a.metrics().records_in, b.metrics().records_in);
-    assert!(a_before > 0 && b_before > 0, "both instances work: {a_before} and {b_before} records");
-    // A few commit intervals: B commits what it did, A's standby copies catch up with it.
+    let before: Vec<u64> = apps.iter().map(|a| a.metrics().records_in).collect();
+    assert!(before.iter().all(|&n| n > 0), "every instance works: {before:?} records");
+    // A few commit intervals: the victim commits what it did, the standby copies catch up.
     std::thread::sleep(Duration::from_millis(300));
-    let restored_before: u64 = a.metrics().restores.iter().map(|r| r.n_records).sum();
-    // B dies without committing; A takes its tasks over, restores their stores and goes on.
-    b.kill();
+    // The second instance dies without committing; the others take its tasks over, restore
+    // their stores and go on.
+    let victim = apps.remove(1);
+    let restored_before = restored(&apps);
+    victim.kill();
     for from in (N_EVENTS / 2..N_EVENTS).step_by(100) {
         produce_events(&rt, &log, from, from + 100);
     }
@@ -459,12 +466,12 @@ fn two_instances_one_dies(standby_replicas: usize) -> (u64, u64) {
         }
         std::thread::sleep(Duration::from_millis(50));
     };
-    assert_eq!(finals, expected, "every key saw each of its events ({b_before} records read by B before it died)");
-    assert_eq!(a.state(), StreamsState::Running);
-    let restored = a.metrics().restores.iter().map(|r| r.n_records).sum::<u64>() - restored_before;
+    assert_eq!(finals, expected, "every key saw each of its events (read before the death: {before:?})");
+    assert!(apps.iter().all(|a| a.state() == StreamsState::Running));
+    let restored = restored(&apps) - restored_before;
     let mut changelog = 0u64;
     for store in ["ids", "count"] {
-        for p in 0..4 {
+        for p in 0..n_partitions {
             let tp = TopicPartition::new(format!("shared-{store}-changelog"), p);
             changelog += rt
                 .block_on(log.admin().list_offset(&tp, freshet_core::log::OffsetSpec::Latest))
@@ -472,21 +479,31 @@ fn two_instances_one_dies(standby_replicas: usize) -> (u64, u64) {
                 .map_or(0, |o| o.0 as u64);
         }
     }
-    a.close().unwrap();
+    for app in apps {
+        app.close().unwrap();
+    }
     (restored, changelog)
 }
 
 #[test]
 fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_dies() {
-    let (restored, changelog) = two_instances_one_dies(0);
+    let (restored, changelog) = instances_one_dies(2, 0);
     assert!(restored > 0, "A restored B's stores from their changelogs ({changelog} records in them)");
 }
 
 #[test]
 fn with_a_standby_replica_a_task_that_moves_restores_only_the_tail() {
-    let (restored, changelog) = two_instances_one_dies(1);
+    let (restored, changelog) = instances_one_dies(2, 1);
     // Without the warm copy, A would restore B's half of the changelogs (about half of these).
     assert!(restored * 10 < changelog, "A restored {restored} of {changelog} changelog records");
+}
+
+#[test]
+fn with_three_instances_a_moved_task_lands_where_its_warm_copy_is() {
+    let (restored, changelog) = instances_one_dies(3, 1);
+    // The dead instance's two tasks go to two different survivors: each must hold that task's
+    // copy, or it restores the task's whole changelog (about a sixth of these).
+    assert!(restored * 20 < changelog, "the survivors restored {restored} of {changelog} changelog records");
 }
 
 /// Writes "tick" every 20 ms of wall-clock time.

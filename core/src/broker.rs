@@ -20,7 +20,7 @@
 //! idempotent producer (InitProducerId; per-partition sequence checks that answer a retry with its
 //! original offset and refuse gaps and old epochs; the state is read back from the log after a
 //! restart). Produce v0-2 carry message sets of formats v0/v1, converted to record batches by
-//! [`crate::legacy`]. Transactions are not served.
+//! `legacy`. Transactions are not served.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

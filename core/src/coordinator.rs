@@ -11,7 +11,7 @@
 //! without a rebalance when its protocols are unchanged.
 //!
 //! Membership lives in memory (Kafka keeps it in `__consumer_offsets` too); committed offsets
-//! live in the log ([`GroupOffsets`]) and survive restarts.
+//! live in the log ([`GroupOffsets`](crate::group::GroupOffsets)) and survive restarts.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -15,13 +15,13 @@
 //!    values with [`StateSerde`] and window/session keys with [`keys`];
 //! 2. an optional write-back record cache with a byte budget, which reports what it
 //!    writes down as [`Evicted`];
-//! 3. an optional [changelog](changelog) layer, which sends writes to the store's changelog topic
+//! 3. an optional [changelog] layer, which sends writes to the store's changelog topic
 //!    and applies them below only once acknowledged;
 //! 4. a [`BytesStore`]: `RocksStore` (feature `rocksdb`, on by default), [`MemoryStore`], or [`Segments`] of either for window and
 //!    session stores.
 //!
 //! A [`TaskState`] owns one task's stores, restores them when they are added and writes the
-//! task's [checkpoint](checkpoint) after each flush.
+//! task's [checkpoint] after each flush.
 //!
 //! Every call blocks (RocksDB does I/O, commits wait for the changelog): call stores from a thread
 //! that may block, such as a stream thread, never from an async task.

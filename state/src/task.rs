@@ -2,7 +2,7 @@
 //!
 //! A task's stores live in `<state dir>/<application id>/<task id>/`, which holds a `.lock` file
 //! (an exclusive lock for as long as the task is open, so two processes never share the
-//! directory), the [`checkpoint`](crate::checkpoint) file, and `rocksdb/<store>/` for each RocksDB
+//! directory), the [`checkpoint`] file, and `rocksdb/<store>/` for each RocksDB
 //! store. Opening a store restores it: from the checkpointed changelog offset when the store is on
 //! disk and the checkpoint names it, otherwise from the start of the changelog into an emptied
 //! store. [`TaskState::commit`] flushes every store (cache, changelog, backend) and only then

@@ -1,6 +1,6 @@
 //! The storage engine: topics of partitions of segments, in one data directory.
 //!
-//! See [`format`] for the bytes on disk and what each fsync guarantees.
+//! See [`format`](mod@format) for the bytes on disk and what each fsync guarantees.
 //!
 //! # Threads
 //!

@@ -138,6 +138,55 @@ fn distinct_ids() -> anyhow::Result<Topology> {
     Ok(builder.build()?)
 }
 
+/// A broker process with an `events` topic, the clients that feed it, and a runtime for them.
+struct Events {
+    dir: tempfile::TempDir,
+    broker: crate::broker::BrokerProcess,
+    rt: tokio::runtime::Runtime,
+    remote: Remote,
+    admin: Box<dyn Admin>,
+    producer: Box<dyn Producer>,
+}
+
+impl Events {
+    /// `remote` makes the clients from the broker's address.
+    fn start(n_partitions: u32, remote: impl Fn(&str) -> Remote) -> anyhow::Result<Events> {
+        let dir = tempfile::tempdir()?;
+        let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let remote = remote(&broker.addr);
+        let admin: Box<dyn Admin> = Box::new(remote.admin()?);
+        rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions, ..Default::default() }))?;
+        let producer: Box<dyn Producer> = Box::new(remote.producer()?);
+        Ok(Events { dir, broker, rt, remote, admin, producer })
+    }
+
+    /// The events `from..to`: key `k<id % N_KEYS>`, value the id, timestamp the id.
+    fn produce(&self, from: i64, to: i64) {
+        let records: Vec<ProducerRecord> = (from..to)
+            .map(|i| {
+                let mut r = ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string());
+                r.timestamp = Some(i);
+                r
+            })
+            .collect();
+        self.rt.block_on(self.producer.send(records)).unwrap();
+    }
+
+    /// Every key's count of the events `0..n`.
+    fn expected(n: i64) -> std::collections::BTreeMap<String, i64> {
+        let mut expected = std::collections::BTreeMap::new();
+        for i in 0..n {
+            *expected.entry(format!("k{}", i % N_KEYS)).or_insert(0) += 1;
+        }
+        expected
+    }
+
+    fn stop(self) {
+        self.broker.stop();
+    }
+}
+
 /// The broker's clients with a short session, so a killed instance's partitions move soon.
 fn short_session(addr: &str) -> Remote {
     Remote::new(addr).with_property("session.timeout.ms", "6000").with_property("heartbeat.interval.ms", "500")
@@ -255,23 +304,9 @@ fn distinct_counts(rt: &tokio::runtime::Runtime, remote: &Remote) -> std::collec
 
 #[test]
 fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_killed() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let remote = Remote::new(broker.addr.clone());
-    let admin = remote.admin()?;
-    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 4, ..Default::default() }))?;
-    let producer = remote.producer()?;
-    let produce = |from: i64, to: i64| {
-        let records: Vec<ProducerRecord> = (from..to)
-            .map(|i| {
-                let mut r = ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string());
-                r.timestamp = Some(i);
-                r
-            })
-            .collect();
-        rt.block_on(producer.send(records)).unwrap();
-    };
+    let events = Events::start(4, |addr| Remote::new(addr))?;
+    let Events { dir, broker, rt, remote, admin, .. } = &events;
+    let produce = |from, to| events.produce(from, to);
 
     // Each instance keeps its stores in its own directory, as on its own machine.
     let a = Instance::start(&broker.addr, &dir.path().join("a"));
@@ -304,13 +339,10 @@ fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_k
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     // A takes B's tasks over once B's session runs out, restores their stores, and goes on.
-    let mut expected = std::collections::BTreeMap::new();
-    for i in 0..N_EVENTS {
-        *expected.entry(format!("k{}", i % N_KEYS)).or_insert(0) += 1;
-    }
+    let expected = Events::expected(N_EVENTS);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let finals = loop {
-        let finals = distinct_counts(&rt, &remote);
+        let finals = distinct_counts(rt, remote);
         if finals == expected || std::time::Instant::now() > deadline {
             break finals;
         }
@@ -334,7 +366,7 @@ fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_k
          A restored {restored} of {changelog} changelog records"
     );
     drop(a);
-    broker.stop();
+    events.stop();
     Ok(())
 }
 
@@ -352,24 +384,14 @@ fn event_counts() -> anyhow::Result<Topology> {
 
 #[test]
 fn an_instance_joining_through_a_broker_takes_tasks_over_without_processing_a_record_twice() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let remote = Remote::new(broker.addr.clone());
-    let admin = remote.admin()?;
-    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 4, ..Default::default() }))?;
-    let producer = remote.producer()?;
-    let produce = |from: i64, to: i64| {
-        let records: Vec<ProducerRecord> = (from..to)
-            .map(|i| ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string()))
-            .collect();
-        rt.block_on(producer.send(records)).unwrap();
-    };
+    let events = Events::start(4, |addr| Remote::new(addr))?;
+    let Events { dir, rt, remote, admin, .. } = &events;
+    let produce = |from, to| events.produce(from, to);
     let instance = |name: &str| -> anyhow::Result<StreamsApp> {
         let mut config = StreamsConfig::new("joining")?;
         config.state_dir = dir.path().join(name);
         config.commit_interval = std::time::Duration::from_millis(100);
-        let substrate = Substrate::remote(&remote, rt.handle().clone())?;
+        let substrate = Substrate::remote(remote, rt.handle().clone())?;
         let mut app = StreamsApp::new(event_counts()?, substrate, config, rt.handle().clone())?;
         app.start()?;
         Ok(app)
@@ -399,10 +421,7 @@ fn an_instance_joining_through_a_broker_takes_tasks_over_without_processing_a_re
     let mut consumer = remote.consumer(ConsumerConfig::default())?;
     rt.block_on(consumer.assign((0..4).map(|p| TopicPartition::new("counts", p)).collect()))?;
     let mut counts = std::collections::BTreeMap::new();
-    let mut expected = std::collections::BTreeMap::new();
-    for i in 0..N_EVENTS {
-        *expected.entry(format!("k{}", i % N_KEYS)).or_insert(0) += 1;
-    }
+    let expected = Events::expected(N_EVENTS);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while counts != expected && std::time::Instant::now() < deadline {
         for b in rt.block_on(consumer.poll(std::time::Duration::from_millis(200)))? {
@@ -413,7 +432,7 @@ fn an_instance_joining_through_a_broker_takes_tasks_over_without_processing_a_re
         }
     }
     assert_eq!(counts, expected, "A read {a_in} records, B {b_in}");
-    broker.stop();
+    events.stop();
     Ok(())
 }
 
@@ -430,29 +449,21 @@ impl RestoreListener for SlowRestore {
 
 #[test]
 fn a_restore_longer_than_the_poll_interval_keeps_the_thread_in_its_group() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     // The group counts a member gone when it does not poll for 3 s.
-    let remote = Remote::new(broker.addr.clone())
-        .with_property("session.timeout.ms", "2000")
-        .with_property("heartbeat.interval.ms", "500")
-        .with_property("max.poll.interval.ms", "3000");
-    let admin = remote.admin()?;
-    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 2, ..Default::default() }))?;
-    let producer = remote.producer()?;
-    let produce = |from: i64, to: i64| {
-        let records: Vec<ProducerRecord> = (from..to)
-            .map(|i| ProducerRecord::new("events", Some(format!("k{}", i % N_KEYS)), i.to_string()))
-            .collect();
-        rt.block_on(producer.send(records)).unwrap();
-    };
+    let events = Events::start(2, |addr| {
+        Remote::new(addr)
+            .with_property("session.timeout.ms", "2000")
+            .with_property("heartbeat.interval.ms", "500")
+            .with_property("max.poll.interval.ms", "3000")
+    })?;
+    let Events { dir, rt, remote, .. } = &events;
+    let produce = |from, to| events.produce(from, to);
     let start = |state: &str, listener: Option<std::sync::Arc<dyn RestoreListener>>| -> anyhow::Result<StreamsApp> {
         let mut config = StreamsConfig::new("slow")?;
         config.state_dir = dir.path().join(state);
         config.commit_interval = std::time::Duration::from_millis(100);
         config.restore_listener = listener;
-        let substrate = Substrate::remote(&remote, rt.handle().clone())?;
+        let substrate = Substrate::remote(remote, rt.handle().clone())?;
         let mut app = StreamsApp::new(event_counts()?, substrate, config, rt.handle().clone())?;
         app.start()?;
         app.wait_until_running(std::time::Duration::from_secs(60))?;
@@ -471,6 +482,6 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_thread_in_its_group() -> an
     assert_eq!(app.error(), None);
     assert_eq!(app.state(), StreamsState::Running);
     app.close()?;
-    broker.stop();
+    events.stop();
     Ok(())
 }

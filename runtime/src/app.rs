@@ -570,6 +570,7 @@ impl StreamsApp {
                 out: Vec::new(),
                 early: Vec::new(),
                 deferred_changes: Vec::new(),
+                revocation_pending: false,
                 sending: None,
                 in_rebalance: true,
                 standbys: Vec::new(),
@@ -879,8 +880,11 @@ struct StreamThread {
     out: Vec<ProducerRecord>,
     /// Records polled while tasks were opening, for the tasks once open.
     early: Vec<freshet_core::substrate::ConsumedBatches>,
-    /// Group changes seen while tasks were opening.
+    /// Group changes seen while stores were opening, for the next loop to handle before it
+    /// polls.
     deferred_changes: Vec<GroupChange>,
+    /// A revocation was reported and completes at the next poll: no poll before the commit.
+    revocation_pending: bool,
     /// The batch of output in flight.
     sending: Option<Sending>,
 }
@@ -1062,6 +1066,7 @@ impl StreamThread {
     /// partitions are suspended, their buffered records dropped (the next owner reads them again
     /// from the commit).
     fn on_revoked(&mut self, revoked: &[TopicPartition]) -> Result<()> {
+        self.revocation_pending = true;
         self.enter_rebalance();
         self.send(true)?;
         self.commit_or_lose_tasks()?;
@@ -1130,58 +1135,70 @@ impl StreamThread {
         Ok(())
     }
 
-    /// Opens `new` tasks (restoring their stores, which may take long) on a helper thread. The
-    /// thread's partitions are paused meanwhile (`on_assigned` resumes them), and its consumer
-    /// polls every second so the
-    /// group does not count it gone (librdkafka's `max.poll.interval.ms`); a rebalance seen
-    /// meanwhile stops those polls (a revocation completes only at the next poll, after the
-    /// thread has committed) and is handled once the tasks are open. `None` if the application
-    /// stops meanwhile.
-    fn open_while_polling(
-        &mut self,
-        assigned: &[TopicPartition],
-        new: Vec<(usize, u32, u32)>,
-    ) -> Result<Option<Vec<RunningTask>>> {
-        let opener = TaskOpener {
+    fn opener(&self) -> TaskOpener {
+        TaskOpener {
             topology: self.topology.clone(),
             substrate: self.substrate.clone(),
             globals: self.globals.clone(),
             config: self.config.clone(),
             shared: self.shared.clone(),
             names: self.names.clone(),
-        };
-        let (done, opened) = std::sync::mpsc::channel();
+        }
+    }
+
+    /// Opens `new` tasks (restoring their stores, which may take long) while the consumer keeps
+    /// polling (see `while_polling`). `None` if the application stops meanwhile.
+    fn open_while_polling(
+        &mut self,
+        assigned: &[TopicPartition],
+        new: Vec<(usize, u32, u32)>,
+    ) -> Result<Option<Vec<RunningTask>>> {
+        let opener = self.opener();
+        self.while_polling(assigned, move || {
+            let mut tasks = Vec::new();
+            for (sub, partition, n) in new {
+                match opener.open_task_when_free(sub, partition, n)? {
+                    Some(task) => tasks.push(task),
+                    None => return Ok(None),
+                }
+            }
+            Ok(Some(tasks))
+        })
+    }
+
+    /// Runs `work` (opening stores, which may restore for long) on a helper thread while
+    /// `partitions` are paused and the consumer polls every second, so the group does not count
+    /// this member gone (librdkafka's `max.poll.interval.ms`). A rebalance seen meanwhile stops
+    /// those polls and is handled, in order, by the next loop before it polls; no poll happens
+    /// while a revocation waits for this thread's commit. The partitions are resumed after.
+    fn while_polling<T: Send + 'static>(
+        &mut self,
+        partitions: &[TopicPartition],
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (done, finished) = std::sync::mpsc::channel();
         let helper = std::thread::Builder::new()
             .name(format!("{}-open", self.client_id))
-            .spawn(move || {
-                let mut tasks = Vec::new();
-                for (sub, partition, n) in new {
-                    match opener.open_task_when_free(sub, partition, n) {
-                        Ok(Some(task)) => tasks.push(task),
-                        Ok(None) => return done.send(Ok(None)),
-                        Err(e) => return done.send(Err(e)),
-                    }
-                }
-                done.send(Ok(Some(tasks)))
-            })
-            .map_err(|e| Error::Config(format!("cannot start a thread to open tasks: {e}")))?;
-        self.consumer.pause(assigned)?;
+            .spawn(move || done.send(work()))
+            .map_err(|e| Error::Config(format!("cannot start a thread to open stores: {e}")))?;
+        self.consumer.pause(partitions)?;
         let result = loop {
-            match opened.recv_timeout(KEEPALIVE_POLL) {
+            match finished.recv_timeout(KEEPALIVE_POLL) {
                 Ok(result) => break result,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    if self.deferred_changes.is_empty() {
+                    if self.deferred_changes.is_empty() && !self.revocation_pending {
                         let batches = block_on(&self.runtime, self.consumer.poll(Duration::ZERO))?;
                         self.early.extend(batches);
                         self.deferred_changes.extend(self.consumer.take_group_changes());
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    break Err(Error::Config("the thread opening tasks stopped".into()))
+                    break Err(Error::Config("the thread opening stores stopped".into()))
                 }
             }
         };
         let _ = helper.join();
+        self.consumer.resume(partitions)?;
         result
     }
 
@@ -1302,16 +1319,10 @@ impl StreamThread {
         for id in gone {
             self.close_standby(&id);
         }
-        for (id, &(sub, partition, n)) in &placed {
-            let refreshed = match self.standby_states.get_mut(id) {
-                Some(state) => state.catch_up().map_err(Error::from),
-                None => self.open_standby(sub, partition, n).map(|state| {
-                    let restored = state.restores().iter().map(|r| r.n_records).sum();
-                    self.standby_states.insert(id.clone(), state);
-                    restored
-                }),
-            };
-            match refreshed {
+        let open: Vec<String> = self.standby_states.keys().cloned().collect();
+        for id in &open {
+            let caught_up = self.standby_states.get_mut(id).map_or(Ok(0), |state| state.catch_up());
+            match caught_up {
                 Ok(n) => tracing::debug!(member = %self.client_id, task = %id, applied = n, "standby refreshed"),
                 Err(error) => {
                     tracing::debug!(member = %self.client_id, task = %id, %error, "standby not refreshed this time");
@@ -1319,8 +1330,45 @@ impl StreamThread {
                 }
             }
         }
+        // New copies restore what their checkpoint lacks (everything, the first time): on a
+        // helper thread, as tasks do.
+        let new: Vec<(String, (usize, u32, u32))> =
+            placed.into_iter().filter(|(id, _)| !self.standby_states.contains_key(id)).collect();
+        if new.is_empty() {
+            return;
+        }
+        let opener = self.opener();
+        let assignment = self.consumer.assignment();
+        let opened = self.while_polling(&assignment, move || {
+            Ok(new
+                .into_iter()
+                .map(|(id, (sub, partition, n))| {
+                    let state = opener.open_standby(sub, partition, n);
+                    (id, state)
+                })
+                .collect::<Vec<_>>())
+        });
+        match opened {
+            Ok(opened) => {
+                for (id, state) in opened {
+                    match state {
+                        Ok(state) => {
+                            let restored: u64 = state.restores().iter().map(|r| r.n_records).sum();
+                            tracing::debug!(member = %self.client_id, task = %id, restored, "standby opened");
+                            self.standby_states.insert(id, state);
+                        }
+                        Err(error) => {
+                            tracing::debug!(member = %self.client_id, task = %id, %error, "standby not opened this time")
+                        }
+                    }
+                }
+            }
+            Err(error) => tracing::debug!(member = %self.client_id, %error, "standbys not opened this time"),
+        }
     }
+}
 
+impl TaskOpener {
     fn open_standby(&self, sub: usize, partition: u32, n: u32) -> Result<TaskState> {
         let id = format!("{sub}_{partition}");
         let mut config = TaskConfig::new(
@@ -1339,7 +1387,9 @@ impl StreamThread {
         }
         Ok(state)
     }
+}
 
+impl StreamThread {
     fn close_standby(&mut self, id: &str) {
         if let Some(state) = self.standby_states.remove(id) {
             if let Err(error) = state.close() {
@@ -1360,8 +1410,17 @@ impl StreamThread {
         while !self.shared.shutdown.load(Ordering::SeqCst) {
             let buffered = self.tasks.iter().any(|t| t.queues.values().any(|q| !q.is_empty()));
             let wait = if buffered { Duration::ZERO } else { self.config.poll_wait };
-            let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
-            let mut changes: VecDeque<GroupChange> = self.consumer.take_group_changes().into();
+            // Changes seen while stores opened come first, before any poll: a poll would
+            // complete a revocation among them before this thread committed.
+            let mut changes: VecDeque<GroupChange> = self.deferred_changes.drain(..).collect();
+            let batches = if changes.is_empty() {
+                self.revocation_pending = false;
+                let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
+                changes.extend(self.consumer.take_group_changes());
+                batches
+            } else {
+                Vec::new()
+            };
             while let Some(change) = changes.pop_front() {
                 match change {
                     GroupChange::Revoked(partitions) => self.on_revoked(&partitions)?,

@@ -307,6 +307,34 @@ fn produce_events(rt: &Runtime, log: &Embedded, from: i64, to: i64) {
     produce(rt, log, "events", &chunk);
 }
 
+/// Every key's number of the events `0..n` (see `produce_events`).
+fn expected_counts(n: i64) -> BTreeMap<String, i64> {
+    let mut expected = BTreeMap::new();
+    for i in 0..n {
+        *expected.entry(format!("k{}", i % N_KEYS)).or_default() += 1;
+    }
+    expected
+}
+
+/// The last count per key in `topic`, once it equals `expected` (or `timeout` passed).
+fn wait_for_counts(
+    rt: &Runtime,
+    log: &Embedded,
+    topic: &str,
+    expected: &BTreeMap<String, i64>,
+    timeout: Duration,
+) -> BTreeMap<String, i64> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let last: BTreeMap<String, i64> =
+            read_all(rt, log, topic, 0).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
+        if last == *expected || Instant::now() > deadline {
+            return last;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// The application killed mid-stream: runs while it writes the events, 50 at a time, until its
 /// parent kills it.
 #[test]
@@ -380,15 +408,7 @@ fn an_application_killed_mid_stream_loses_no_committed_update() {
     )
     .unwrap();
     app.start().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let finals = loop {
-        let out = read_all(&rt, &log, "distinct", 0);
-        let finals: BTreeMap<String, i64> = out.iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
-        if finals == expected || Instant::now() > deadline {
-            break finals;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let finals = wait_for_counts(&rt, &log, "distinct", &expected, Duration::from_secs(120));
     app.close().unwrap();
     let ctx = format!("killed after {processed_before} updates, {} events written", written.len());
     assert_eq!(finals, expected, "every key saw each of its events ({ctx})");
@@ -453,19 +473,8 @@ fn instances_one_dies(n: usize, standby_replicas: usize) -> (u64, u64) {
     for from in (N_EVENTS / 2..N_EVENTS).step_by(100) {
         produce_events(&rt, &log, from, from + 100);
     }
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    for i in 0..N_EVENTS {
-        *expected.entry(format!("k{}", i % N_KEYS)).or_default() += 1;
-    }
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let finals = loop {
-        let finals: BTreeMap<String, i64> =
-            read_all(&rt, &log, "distinct", 0).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
-        if finals == expected || Instant::now() > deadline {
-            break finals;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let expected = expected_counts(N_EVENTS);
+    let finals = wait_for_counts(&rt, &log, "distinct", &expected, Duration::from_secs(120));
     assert_eq!(finals, expected, "every key saw each of its events (read before the death: {before:?})");
     assert!(apps.iter().all(|a| a.state() == StreamsState::Running));
     let restored = restored(&apps) - restored_before;
@@ -635,19 +644,8 @@ fn a_joining_instance_takes_tasks_over_without_processing_a_record_twice() {
     for from in (N_EVENTS * 3 / 4..N_EVENTS).step_by(100) {
         produce_events(&rt, &log, from, from + 100);
     }
-    let mut expected: BTreeMap<String, i64> = BTreeMap::new();
-    for i in 0..N_EVENTS {
-        *expected.entry(format!("k{}", i % N_KEYS)).or_default() += 1;
-    }
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let counts = loop {
-        let counts: BTreeMap<String, i64> =
-            read_all(&rt, &log, "counts", 0).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
-        if counts == expected || Instant::now() > deadline {
-            break counts;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let expected = expected_counts(N_EVENTS);
+    let counts = wait_for_counts(&rt, &log, "counts", &expected, Duration::from_secs(60));
     let (a_in, b_in) = (a.metrics().records_in, b.metrics().records_in);
     // A plain count: a record processed twice would show. The tasks that moved were committed
     // by A when the group revoked them, and B went on from exactly there.

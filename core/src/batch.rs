@@ -689,6 +689,18 @@ impl BatchBuilder {
         self
     }
 
+    /// Marks the batch as part of a transaction (set `producer` too).
+    pub fn transactional(mut self) -> Self {
+        self.attributes |= TRANSACTIONAL_BIT;
+        self
+    }
+
+    /// Marks the batch as a transactional control batch (a transaction marker).
+    pub fn control(mut self) -> Self {
+        self.attributes |= TRANSACTIONAL_BIT | CONTROL_BIT;
+        self
+    }
+
     /// Copies the producer, timestamp-type and transactional fields of `batch` (compaction keeps
     /// them when it rewrites a batch).
     pub fn like(batch: &BatchView<'_>) -> Self {

@@ -22,7 +22,7 @@
 //! restart). Produce v0-2 carry message sets of formats v0/v1, converted to record batches by
 //! `legacy`. Transactions are not served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +43,10 @@ use kafka_protocol::messages::{
     OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse, RequestHeader,
     ResponseHeader, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteGroupsRequest, DeleteGroupsResponse, DeleteRecordsRequest,
@@ -58,7 +62,8 @@ use tokio::sync::watch;
 use crate::coordinator::{Coordinator, JoinRequest};
 use crate::error::{Error, Result};
 use crate::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
-use crate::log::{Log, OffsetSpec};
+use crate::log::{Isolation, Log, OffsetSpec};
+use crate::transactions::{new_producer_id, Refusal, Transactions, TxnError};
 
 /// Kafka's error codes that the broker answers with.
 mod code {
@@ -73,10 +78,15 @@ mod code {
     pub(super) const TOPIC_ALREADY_EXISTS: i16 = 36;
     pub(super) const INVALID_PARTITIONS: i16 = 37;
     pub(super) const INVALID_CONFIG: i16 = 40;
-    pub(super) const INVALID_REQUEST: i16 = 42;
     pub(super) const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
     pub(super) const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
     pub(super) const INVALID_PRODUCER_EPOCH: i16 = 47;
+    pub(super) const INVALID_TXN_STATE: i16 = 48;
+    pub(super) const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+    pub(super) const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+    pub(super) const CONCURRENT_TRANSACTIONS: i16 = 51;
+    pub(super) const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+    pub(super) const PRODUCER_FENCED: i16 = 90;
 }
 
 /// The APIs served and the versions of each.
@@ -106,6 +116,10 @@ const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -152,10 +166,27 @@ struct Served {
     log: Log,
     offsets: GroupOffsets,
     coordinator: Coordinator,
+    transactions: Transactions,
     producers: Producers,
     config: BrokerConfig,
     host: String,
     port: i32,
+}
+
+impl Served {
+    fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig, host: String, port: i32) -> Self {
+        let transactions = Transactions::new(log.clone(), offsets.clone());
+        Served {
+            log,
+            offsets,
+            coordinator: Coordinator::new(),
+            transactions,
+            producers: Producers::default(),
+            config,
+            host,
+            port,
+        }
+    }
 }
 
 /// The request path without a socket, for the fuzz target in `core/fuzz`: a frame goes through
@@ -169,16 +200,8 @@ pub struct FrameHarness {
 impl FrameHarness {
     /// Serves `log` as a broker with `config` would (no listener).
     pub fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Self {
-        let served = Served {
-            log,
-            offsets,
-            coordinator: Coordinator::new(),
-            producers: Producers::default(),
-            host: "127.0.0.1".into(),
-            port: i32::from(config.listen.port()),
-            config,
-        };
-        FrameHarness { served }
+        let port = i32::from(config.listen.port());
+        FrameHarness { served: Served::new(log, offsets, config, "127.0.0.1".into(), port) }
     }
 
     /// One request frame (without its length prefix): the response frame, `None` when there is
@@ -199,10 +222,11 @@ impl Broker {
         })?;
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
         let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
-        let coordinator = Coordinator::new();
-        coordinator.start_expiry();
-        let producers = Producers::default();
-        let served = Served { log, offsets, coordinator, producers, config, host, port: i32::from(local_addr.port()) };
+        let served = Served::new(log, offsets, config, host, i32::from(local_addr.port()));
+        served.coordinator.start_expiry();
+        // Transactions a previous run decided are completed before any client is served.
+        served.transactions.load().await?;
+        served.transactions.start_expiry(Duration::from_secs(1));
         let (stop, mut stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             loop {
@@ -397,7 +421,8 @@ async fn handle_frame(
         }
         ApiKey::OffsetFetch => {
             let request = OffsetFetchRequest::decode(&mut frame, version).map_err(bad)?;
-            encode(response_header, header_version, &offset_fetch(request, served), version).map(Some)
+            let response = offset_fetch(request, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
         }
         ApiKey::ListGroups => {
             ListGroupsRequest::decode(&mut frame, version).map_err(bad)?;
@@ -440,11 +465,20 @@ async fn handle_frame(
         }
         ApiKey::InitProducerId => {
             let request = InitProducerIdRequest::decode(&mut frame, version).map_err(bad)?;
-            let response = if request.transactional_id.is_some() {
-                // Transactions are not served: only the idempotent producer.
-                InitProducerIdResponse::default()
-                    .with_error_code(code::INVALID_REQUEST)
-                    .with_producer_id(ProducerId(-1))
+            let response = if let Some(id) = request.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+                let timeout = Duration::from_millis(u64::try_from(request.transaction_timeout_ms).unwrap_or(0));
+                match served.transactions.init_producer_id(id, timeout).await {
+                    Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                        .with_producer_id(ProducerId(producer_id))
+                        .with_producer_epoch(epoch),
+                    Err(e) => {
+                        tracing::info!(transactional_id = %id.0, error = %e, "InitProducerId refused");
+                        InitProducerIdResponse::default()
+                            .with_error_code(txn_error_code(&e, version >= 4))
+                            .with_producer_id(ProducerId(-1))
+                            .with_producer_epoch(-1)
+                    }
+                }
             } else if request.producer_id.0 >= 0 {
                 // An existing producer bumps its epoch (KIP-360).
                 InitProducerIdResponse::default()
@@ -453,6 +487,39 @@ async fn handle_frame(
             } else {
                 InitProducerIdResponse::default().with_producer_id(ProducerId(new_producer_id())).with_producer_epoch(0)
             };
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let request = AddPartitionsToTxnRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = add_partitions_to_txn(request, version, served).await;
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let request = AddOffsetsToTxnRequest::decode(&mut frame, version).map_err(bad)?;
+            let result = served
+                .transactions
+                .add_offsets(
+                    &request.transactional_id,
+                    request.producer_id.0,
+                    request.producer_epoch,
+                    &request.group_id,
+                )
+                .await;
+            let response = AddOffsetsToTxnResponse::default().with_error_code(txn_result_code(result, version >= 3));
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::EndTxn => {
+            let request = EndTxnRequest::decode(&mut frame, version).map_err(bad)?;
+            let result = served
+                .transactions
+                .end(&request.transactional_id, request.producer_id.0, request.producer_epoch, request.committed)
+                .await;
+            let response = EndTxnResponse::default().with_error_code(txn_result_code(result, version >= 2));
+            encode(response_header, header_version, &response, version).map(Some)
+        }
+        ApiKey::TxnOffsetCommit => {
+            let request = TxnOffsetCommitRequest::decode(&mut frame, version).map_err(bad)?;
+            let response = txn_offset_commit(request, version, served).await;
             encode(response_header, header_version, &response, version).map(Some)
         }
         ApiKey::DescribeCluster => {
@@ -802,6 +869,9 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
             }
         }
     }
+    if check != 0 {
+        tracing::info!(%group, member = %request.member_id, generation = request.generation_id_or_member_epoch, code = check, "offset commit refused");
+    }
     let stored = if check == 0 {
         match served.offsets.commit(&group, &offsets).await {
             Ok(()) => 0,
@@ -831,10 +901,13 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFetchResponse {
+async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFetchResponse {
     use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
     let group = request.group_id.0.to_string();
     let committed = served.offsets.fetch(&group, None);
+    // A consumer that requires stable offsets waits while a transaction holds some uncommitted.
+    let pending =
+        if request.require_stable { served.transactions.pending_offsets(&group).await } else { BTreeSet::new() };
     let wanted: Vec<(String, Vec<i32>)> = match request.topics {
         Some(topics) => topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect(),
         None => {
@@ -854,6 +927,9 @@ fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFetchResp
                     let found =
                         u32::try_from(p).ok().and_then(|p| committed.get(&TopicPartition::new(topic.clone(), p)));
                     let out = OffsetFetchResponsePartition::default().with_partition_index(p);
+                    if u32::try_from(p).is_ok_and(|p| pending.contains(&TopicPartition::new(topic.clone(), p))) {
+                        return out.with_error_code(code::UNSTABLE_OFFSET_COMMIT).with_committed_offset(-1);
+                    }
                     match found {
                         Some(c) => out
                             .with_committed_offset(c.offset)
@@ -966,6 +1042,8 @@ fn error_code(error: &Error) -> i16 {
         Error::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
         Error::InvalidTopicName { .. } => code::INVALID_TOPIC_EXCEPTION,
         Error::InvalidConfig { .. } => code::INVALID_CONFIG,
+        Error::ProducerFenced { .. } => code::INVALID_PRODUCER_EPOCH,
+        Error::Transaction(_) => code::INVALID_TXN_STATE,
         _ => code::UNKNOWN_SERVER_ERROR,
     }
 }
@@ -1038,10 +1116,120 @@ fn split_batches(mut records: Bytes) -> std::result::Result<Vec<Bytes>, String> 
 
 /// A producer id no other producer of this log has had: the time in milliseconds (unique across
 /// restarts) shifted over a counter (unique within one).
-fn new_producer_id() -> i64 {
-    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
-    let now = now_ms();
-    ((now & ((1 << 46) - 1)) << 16) | (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff)
+/// The Kafka error code of a refused transaction operation. Newer clients know PRODUCER_FENCED;
+/// older ones expect INVALID_PRODUCER_EPOCH.
+fn txn_error_code(e: &TxnError, fenced_known: bool) -> i16 {
+    match e.refusal {
+        Refusal::Fenced if fenced_known => code::PRODUCER_FENCED,
+        Refusal::Fenced => code::INVALID_PRODUCER_EPOCH,
+        Refusal::UnknownProducer => code::INVALID_PRODUCER_ID_MAPPING,
+        Refusal::InvalidState => code::INVALID_TXN_STATE,
+        Refusal::Concurrent => code::CONCURRENT_TRANSACTIONS,
+        Refusal::InvalidTimeout => code::INVALID_TRANSACTION_TIMEOUT,
+        Refusal::UnknownPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
+        Refusal::Storage => code::UNKNOWN_SERVER_ERROR,
+    }
+}
+
+fn txn_result_code(result: std::result::Result<(), TxnError>, fenced_known: bool) -> i16 {
+    match result {
+        Ok(()) => code::NONE,
+        Err(e) => {
+            tracing::info!(error = %e, "transaction request refused");
+            txn_error_code(&e, fenced_known)
+        }
+    }
+}
+
+async fn add_partitions_to_txn(
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+    served: &Served,
+) -> AddPartitionsToTxnResponse {
+    use kafka_protocol::messages::add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    };
+    let partitions: Vec<TopicPartition> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|&p| u32::try_from(p).ok().map(|p| TopicPartition::new(t.name.0.to_string(), p)))
+        })
+        .collect();
+    let result = served
+        .transactions
+        .add_partitions(
+            &request.v3_and_below_transactional_id,
+            request.v3_and_below_producer_id.0,
+            request.v3_and_below_producer_epoch,
+            &partitions,
+        )
+        .await;
+    let error = txn_result_code(result, version >= 3);
+    let topics = request
+        .v3_and_below_topics
+        .into_iter()
+        .map(|t| {
+            let results = t
+                .partitions
+                .iter()
+                .map(|&p| {
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_partition_error_code(error)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default().with_name(t.name).with_results_by_partition(results)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}
+
+async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served: &Served) -> TxnOffsetCommitResponse {
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    let mut offsets = BTreeMap::new();
+    for topic in &request.topics {
+        for p in &topic.partitions {
+            if let Ok(partition) = u32::try_from(p.partition_index) {
+                let mut o = OffsetAndMetadata::new(p.committed_offset);
+                o.leader_epoch = p.committed_leader_epoch;
+                o.metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                offsets.insert(TopicPartition::new(topic.name.0.to_string(), partition), o);
+            }
+        }
+    }
+    let result = served
+        .transactions
+        .commit_offsets(
+            &request.transactional_id,
+            request.producer_id.0,
+            request.producer_epoch,
+            &request.group_id,
+            &offsets,
+        )
+        .await;
+    let error = txn_result_code(result, version >= 3);
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
 }
 
 /// How many of each producer's latest batches are remembered per partition, as Kafka does: a
@@ -1152,7 +1340,8 @@ async fn load_producers(log: &Log, topic: &str, partition: u32, state: &mut Part
         let mut next = offset;
         for batch in crate::batch::Batches::new(&fetched.batches) {
             let batch = batch?;
-            if batch.producer_id() >= 0 {
+            // Markers carry no sequence.
+            if batch.producer_id() >= 0 && !batch.is_control() {
                 let first = batch.base_sequence();
                 state.record(
                     batch.producer_id(),
@@ -1312,6 +1501,7 @@ async fn produce_partition(
 }
 
 async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
+    let isolation = if request.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let mut data = served.log.watch_data();
     loop {
@@ -1330,16 +1520,28 @@ async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
                 // At least one batch even over the limits, so a large batch is never stuck.
                 let max = (p.partition_max_bytes.max(0) as usize).min(budget).max(1) as u64;
                 let read = match u32::try_from(p.partition) {
-                    Ok(partition) => served.log.read(&topic_name, partition, p.fetch_offset, max).await,
+                    Ok(partition) => {
+                        served.log.read_isolated(&topic_name, partition, p.fetch_offset, max, isolation).await
+                    }
                     Err(_) => Err(Error::UnknownPartition { topic: topic_name.clone(), n_partitions: 0, partition: 0 }),
                 };
                 match read {
                     Ok(fetched) => {
                         total += fetched.batches.len();
                         budget = budget.saturating_sub(fetched.batches.len());
+                        let aborted = fetched
+                            .aborted
+                            .iter()
+                            .map(|a| {
+                                kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect();
                         out = out
                             .with_high_watermark(fetched.high_watermark)
-                            .with_last_stable_offset(fetched.high_watermark)
+                            .with_last_stable_offset(fetched.last_stable_offset)
+                            .with_aborted_transactions(Some(aborted))
                             .with_log_start_offset(fetched.log_start_offset)
                             .with_records(Some(fetched.batches));
                     }
@@ -1378,6 +1580,10 @@ async fn list_offsets(request: ListOffsetsRequest, served: &Served) -> ListOffse
             };
             let out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
             let found = match u32::try_from(p.partition_index) {
+                // read_committed consumers end at the last stable offset.
+                Ok(partition) if spec == OffsetSpec::Latest && request.isolation_level == 1 => {
+                    served.log.last_stable_offset(&topic_name, partition).map(|o| Some((o, -1)))
+                }
                 Ok(partition) => served.log.list_offset(&topic_name, partition, spec).await,
                 Err(_) => Err(Error::UnknownTopic(topic_name.clone())),
             };
@@ -1595,15 +1801,7 @@ mod tests {
     }
 
     fn test_served(log: &Log, offsets: GroupOffsets) -> Served {
-        Served {
-            log: log.clone(),
-            offsets,
-            coordinator: Coordinator::new(),
-            producers: Producers::default(),
-            config: BrokerConfig::default(),
-            host: "127.0.0.1".into(),
-            port: 9092,
-        }
+        Served::new(log.clone(), offsets, BrokerConfig::default(), "127.0.0.1".into(), 9092)
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

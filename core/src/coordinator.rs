@@ -265,6 +265,7 @@ impl Group {
         self.leader = Some(leader.clone());
         self.protocol = protocol.clone();
         self.state = GroupState::CompletingRebalance;
+        tracing::info!(generation = self.generation, %leader, members = ?self.members.keys().collect::<Vec<_>>(), "rebalance: join phase complete");
         let members = self.joined_members();
         for (member_id, tx) in self.pending_joins.drain(..) {
             let response = JoinResponse {

@@ -22,3 +22,4 @@ pub mod partitioner;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod substrate;
+pub mod transactions;

@@ -2,8 +2,10 @@
 //! broker process, per compression codec, with keys, null values and repeated headers; consumers
 //! in a group share partitions and resume from committed offsets; bad frames close only their own
 //! connection; a restart loses no acknowledged record; confluent-kafka and kafka-python exchange
-//! records with keys, null values, repeated headers and timestamps intact (`tests/clients`).
+//! records with keys, null values, repeated headers and timestamps intact, and use transactions
+//! (`tests/clients`).
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -22,12 +24,15 @@ impl BrokerProcess {
     }
 
     fn start_with(data: &Path, args: &[&str]) -> Self {
+        // Its log goes next to the data directory, for a failing test to show.
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(data.with_extension("log")).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
             .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "freshet_core=info".into()))
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut line = String::new();
@@ -247,7 +252,25 @@ fn three_consumers_in_a_group_share_six_partitions_and_resume_from_committed_off
     }
     seen.sort_by_key(|v| v[1..].parse::<u32>().unwrap());
     let expected: Vec<String> = (0..600).map(|i| format!("v{i}")).collect();
-    assert_eq!(seen, expected, "every record read once across the group");
+    if seen != expected {
+        // What each member read, per partition, and what the broker's group coordinator did.
+        let per_member: Vec<BTreeMap<&str, usize>> = outputs
+            .iter()
+            .map(|out| {
+                let mut counts = BTreeMap::new();
+                for l in out {
+                    *counts.entry(l.split(' ').next().unwrap()).or_default() += 1;
+                }
+                counts
+            })
+            .collect();
+        let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+        panic!(
+            "every record read once across the group: {} read, {} distinct\nrecords per partition per member: {per_member:?}\nbroker log:\n{log}",
+            seen.len(),
+            seen.iter().collect::<std::collections::BTreeSet<_>>().len()
+        );
+    }
     assert_eq!(partitions_of, [2, 2, 2], "six partitions shared by three members");
     // The group committed as its members left: after a broker restart, a new member reads only
     // what is new.
@@ -323,6 +346,32 @@ fn the_python_clients_produce_and_consume_through_the_broker() {
     let dir = tempfile::tempdir().unwrap();
     let broker = BrokerProcess::start(&dir.path().join("data"));
     python_clients("roundtrip.py", &[&broker.addr, "py"]);
+    broker.stop();
+}
+
+#[test]
+fn transactions_commit_abort_fence_and_time_out_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broker = BrokerProcess::start(&data);
+    python_clients("transactions.py", &[&broker.addr, "tx"]);
+    let committed = |addr: &str| {
+        let out = kcat(
+            &["-b", addr, "-C", "-t", "tx-out", "-o", "beginning", "-e", "-q", "-f", "%s\n"]
+                .into_iter()
+                .chain(["-X", "isolation.level=read_committed"])
+                .collect::<Vec<_>>(),
+            "",
+        );
+        let mut values: Vec<String> = out.lines().map(str::to_string).collect();
+        values.sort();
+        values
+    };
+    let before = committed(&broker.addr);
+    assert!(before.iter().any(|v| v == "c0") && !before.iter().any(|v| v == "a0" || v == "expired"), "{before:?}");
+    broker.stop();
+    let broker = BrokerProcess::start(&data);
+    assert_eq!(committed(&broker.addr), before, "the same records are committed after a restart");
     broker.stop();
 }
 

@@ -26,6 +26,7 @@ mod cleaner;
 pub mod failpoint;
 mod partition;
 mod segment;
+pub mod txn;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -39,11 +40,13 @@ use tokio::sync::{oneshot, watch, Semaphore};
 
 pub use cleaner::CleanStats;
 pub use partition::{AppendInfo, LogSlice, Partition, ReadResult, RecoveryReport};
+pub use txn::{AbortedFilter, AbortedTxn, Isolation, Marker};
 
 use crate::config::{ConfigEntry, Durability, LogConfig, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 use checkpoint::{sync_dir, write_atomically};
-use partition::{now_ms, PendingAppend};
+pub(crate) use partition::now_ms;
+use partition::PendingAppend;
 
 const TOPICS_DIR: &str = "topics";
 const DELETED_DIR: &str = "deleted";
@@ -132,6 +135,11 @@ pub struct Fetched {
     pub batches: Bytes,
     /// The high watermark at the time of the read.
     pub high_watermark: i64,
+    /// The last stable offset at the time of the read (the high watermark when no transaction is
+    /// open).
+    pub last_stable_offset: i64,
+    /// For a `read_committed` read, the aborted transactions whose records it may hold.
+    pub aborted: Vec<AbortedTxn>,
     /// The log start offset at the time of the read.
     pub log_start_offset: i64,
 }
@@ -657,14 +665,33 @@ impl Log {
     /// Reads from `offset`: whole batches starting with the one that contains `offset`, up to
     /// `max_bytes` but at least one batch. Empty when there is nothing at `offset` yet.
     pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: u64) -> Result<Fetched> {
+        self.read_isolated(topic, partition, offset, max_bytes, Isolation::ReadUncommitted).await
+    }
+
+    /// Like [`Log::read`], with a choice of isolation: `ReadCommitted` stops at the last stable
+    /// offset and lists the aborted transactions the reader must skip (see [`AbortedFilter`]).
+    pub async fn read_isolated(
+        &self,
+        topic: &str,
+        partition: u32,
+        offset: i64,
+        max_bytes: u64,
+        isolation: Isolation,
+    ) -> Result<Fetched> {
         let partition = self.partition(topic, partition)?;
         blocking(move || {
-            let result = partition.read(offset, max_bytes)?;
+            let result = partition.read(offset, max_bytes, isolation)?;
             let batches = match &result.slice {
                 Some(slice) => slice.read_whole_batches()?,
                 None => Bytes::new(),
             };
-            Ok(Fetched { batches, high_watermark: result.high_watermark, log_start_offset: result.log_start_offset })
+            Ok(Fetched {
+                batches,
+                high_watermark: result.high_watermark,
+                last_stable_offset: result.last_stable_offset,
+                aborted: result.aborted,
+                log_start_offset: result.log_start_offset,
+            })
         })
         .await
     }
@@ -709,6 +736,11 @@ impl Log {
             OffsetSpec::Latest => Ok(Some((partition.offsets().1, -1))),
             OffsetSpec::Timestamp(t) => blocking(move || partition.offset_for_timestamp(t)).await,
         }
+    }
+
+    /// A partition's last stable offset (the end of what `read_committed` readers see).
+    pub fn last_stable_offset(&self, topic: &str, partition: u32) -> Result<i64> {
+        Ok(self.partition(topic, partition)?.last_stable_offset())
     }
 
     /// Advances a partition's log start offset (Kafka's DeleteRecords); -1 means the high

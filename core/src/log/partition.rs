@@ -12,6 +12,7 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 
 use super::checkpoint::{sync_dir, Checkpoint};
 use super::segment::{self, Segment};
+use super::txn::{AbortedTxn, Isolation, Marker, Txns};
 use crate::batch::{self, BatchView, Batches, TimestampType};
 use crate::config::{Durability, TopicConfig};
 use crate::error::{Error, IoContext, Result};
@@ -74,6 +75,10 @@ impl LogSlice {
     }
 }
 
+/// The file whose presence says a partition has held transactional batches: opening it then
+/// rebuilds its transactions from the batch headers.
+const TRANSACTIONAL_FILE: &str = "transactional";
+
 /// What a read found.
 #[derive(Debug, Clone)]
 pub struct ReadResult {
@@ -81,6 +86,10 @@ pub struct ReadResult {
     pub slice: Option<LogSlice>,
     /// The high watermark when the read happened.
     pub high_watermark: i64,
+    /// The last stable offset when the read happened: below it, every transaction has ended.
+    pub last_stable_offset: i64,
+    /// For a `read_committed` read, the aborted transactions with records from the read offset on.
+    pub aborted: Vec<AbortedTxn>,
     /// The log start offset when the read happened.
     pub log_start_offset: i64,
     /// The log end offset when the read happened.
@@ -171,6 +180,8 @@ pub(crate) struct State {
     /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
     /// disk, so the partition takes no more appends until it is reopened (and recovered).
     failed: Option<String>,
+    /// Open and aborted transactions.
+    txns: Txns,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,10 +211,14 @@ impl State {
         self.leader_epochs.last().map_or(0, |e| e.0)
     }
     fn visible_limit(&self, segment: &Segment) -> u64 {
+        Self::limit_below(segment, self.hw_position)
+    }
+    /// How many bytes of `segment` lie below `end`.
+    fn limit_below(segment: &Segment, end: Position) -> u64 {
         use std::cmp::Ordering::*;
-        match segment.base_offset.cmp(&self.hw_position.segment_base) {
+        match segment.base_offset.cmp(&end.segment_base) {
             Less => segment.size,
-            Equal => self.hw_position.position.min(segment.size),
+            Equal => end.position.min(segment.size),
             Greater => 0,
         }
     }
@@ -324,6 +339,7 @@ impl Partition {
             leader_epochs: checkpoint.leader_epochs,
             closed: None,
             failed: None,
+            txns: Txns::default(),
             segments,
         };
         Arc::new(Partition {
@@ -493,6 +509,9 @@ impl Partition {
             sync_dir(&dir)?;
         }
         let partition = Self::assemble(dir, topic, index, config, durability, segments, checkpoint);
+        if partition.dir.join(TRANSACTIONAL_FILE).exists() {
+            partition.rebuild_txns()?;
+        }
         partition.write_checkpoint()?;
         if report.repaired() {
             tracing::info!(?report, "partition recovered");
@@ -526,6 +545,14 @@ impl Partition {
     pub fn offsets(&self) -> (i64, i64, i64) {
         let state = self.lock();
         (state.log_start_offset, state.high_watermark, state.log_end_offset())
+    }
+
+    /// The last stable offset: below it every transaction has ended (the high watermark when no
+    /// transaction is open).
+    pub fn last_stable_offset(&self) -> i64 {
+        let mut state = self.lock();
+        let hw = state.high_watermark;
+        state.txns.last_stable_offset(hw)
     }
 
     /// The offset below which everything has been synced to disk.
@@ -616,6 +643,23 @@ impl Partition {
                     continue;
                 }
             };
+            if view.is_transactional() {
+                let checked =
+                    state.txns.check(&view).and_then(
+                        |()| {
+                            if state.txns.seen {
+                                Ok(())
+                            } else {
+                                self.mark_transactional()
+                            }
+                        },
+                    );
+                if let Err(e) = checked {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
+                state.txns.seen = true;
+            }
             let n = i64::from(view.last_offset_delta());
             // As in Kafka, `segment.ms` compares record time: this batch's against the first batch's.
             let batch_time = match config.timestamp_type {
@@ -684,6 +728,14 @@ impl Partition {
             )));
         }
         view.validate()?;
+        if view.is_control() {
+            if view.producer_id() < 0 {
+                return Err(Error::InvalidBatch("a control batch without a producer id".into()));
+            }
+            Marker::of(&view)?;
+        } else if view.is_transactional() && view.producer_id() < 0 {
+            return Err(Error::InvalidBatch("a transactional batch without a producer id".into()));
+        }
         if config.cleanup_policy.compact && !view.is_control() {
             view.for_each_record(|record| match record.key {
                 Some(_) => Ok(()),
@@ -720,6 +772,16 @@ impl Partition {
                     self.high_watermark_tx.send_replace(leo);
                 }
                 tracing::debug!(topic = %self.topic, partition = self.index, n_batches = group.len(), leo, "appended");
+                if state.txns.seen {
+                    for (item, info) in &group {
+                        let applied =
+                            BatchView::parse(&item.batch).and_then(|v| state.txns.apply(&v, info.base_offset));
+                        if let Err(error) = applied {
+                            // Validation parsed every marker before the batch was queued.
+                            tracing::error!(topic = %self.topic, partition = self.index, %error, "a stored batch's transaction state");
+                        }
+                    }
+                }
                 for (item, info) in group {
                     let _ = item.reply.send(Ok(info));
                 }
@@ -839,28 +901,56 @@ impl Partition {
     }
 
     /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
-    /// always at least one batch. Only records below the high watermark are returned.
-    pub fn read(&self, offset: i64, max_bytes: u64) -> Result<ReadResult> {
+    /// always at least one batch. Only records below the high watermark are returned, and with
+    /// `Isolation::ReadCommitted` only those below the last stable offset.
+    pub fn read(&self, offset: i64, max_bytes: u64, isolation: Isolation) -> Result<ReadResult> {
         let interval = self.config().index_interval_bytes;
         let mut state = self.lock();
         let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
-        let result = |slice| ReadResult { slice, high_watermark: hw, log_start_offset: start, log_end_offset: leo };
+        state.txns.trim(start);
+        let lso = state.txns.last_stable_offset(hw);
+        let aborted = match isolation {
+            Isolation::ReadCommitted => state.txns.aborted_between(offset, lso),
+            Isolation::ReadUncommitted => Vec::new(),
+        };
+        let result = |slice| ReadResult {
+            slice,
+            high_watermark: hw,
+            last_stable_offset: lso,
+            aborted: aborted.clone(),
+            log_start_offset: start,
+            log_end_offset: leo,
+        };
         if offset < start || offset > leo {
             return Err(self.out_of_range(offset, start, leo));
         }
-        if offset >= hw {
+        let end = match isolation {
+            Isolation::ReadCommitted if lso < hw => {
+                // The last stable offset is where an open transaction's first batch starts.
+                let base = state.segments.range(..=lso).next_back().map_or(start, |(b, _)| *b);
+                state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+                let segment = &state.segments[&base];
+                match segment.find(lso, state.visible_limit(segment))? {
+                    Some(header) => Position { segment_base: base, position: header.position },
+                    None => state.hw_position,
+                }
+            }
+            _ => state.hw_position,
+        };
+        let upper = if isolation == Isolation::ReadCommitted { lso } else { hw };
+        if offset >= upper {
             return Ok(result(None));
         }
         let floor = state.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
         let bases: Vec<i64> = state.segments.range(floor..).map(|(b, _)| *b).collect();
         for base in bases {
-            if base > state.hw_position.segment_base {
+            if base > end.segment_base {
                 break;
             }
             state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
             let segment = &state.segments[&base];
             // Compaction can leave a segment empty; later ones still hold data.
-            let limit = state.visible_limit(segment);
+            let limit = State::limit_below(segment, end);
             if let Some(header) = segment.find(offset, limit)? {
                 let len = header.size.max(max_bytes.min(limit - header.position));
                 return Ok(result(Some(LogSlice {
@@ -873,6 +963,39 @@ impl Partition {
             }
         }
         Ok(result(None))
+    }
+
+    /// Records that this partition holds transactional batches, durably, before the first one is
+    /// written: the next open then rebuilds its transactions.
+    fn mark_transactional(&self) -> Result<()> {
+        let path = self.dir.join(TRANSACTIONAL_FILE);
+        File::create(&path).at(&path)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Rebuilds the open and aborted transactions from every batch header (reading the whole
+    /// batch only for markers).
+    fn rebuild_txns(&self) -> Result<()> {
+        let mut state = self.lock();
+        let mut txns = Txns::default();
+        txns.seen = true;
+        for segment in state.segments.values() {
+            let mut position = 0;
+            while let Some(header) = segment.read_header(position, segment.size)? {
+                if header.is_transactional() {
+                    let bytes = segment.read_batch(&header)?;
+                    let view = BatchView::parse(&bytes).map_err(|e| Error::Corrupt {
+                        path: segment.path.clone(),
+                        position,
+                        detail: e.to_string(),
+                    })?;
+                    txns.apply(&view, header.base_offset)?;
+                }
+                position += header.size;
+            }
+        }
+        state.txns = txns;
+        Ok(())
     }
 
     fn out_of_range(&self, offset: i64, log_start_offset: i64, log_end_offset: i64) -> Error {

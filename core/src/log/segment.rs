@@ -48,6 +48,15 @@ pub(crate) struct BatchHeader {
     pub(crate) base_offset: i64,
     pub(crate) last_offset: i64,
     pub(crate) max_timestamp: i64,
+    /// The batch attributes (compression, timestamp type, transactional and control bits).
+    pub(crate) attributes: i16,
+}
+
+impl BatchHeader {
+    /// Whether the batch belongs to a transaction (data or marker).
+    pub(crate) fn is_transactional(&self) -> bool {
+        self.attributes & 0x10 != 0
+    }
 }
 
 /// An offset index entry: the batch starting at `position` has base offset `base + relative`.
@@ -564,13 +573,22 @@ impl Segment {
         let base_offset = i64::from_be_bytes(buf[0..8].try_into().expect("8"));
         let last_delta = i32::from_be_bytes(buf[23..27].try_into().expect("4"));
         let max_timestamp = i64::from_be_bytes(buf[35..43].try_into().expect("8"));
+        let attributes = i16::from_be_bytes(buf[21..23].try_into().expect("2"));
         Ok(Some(BatchHeader {
             position,
             size,
             base_offset,
             last_offset: base_offset + i64::from(last_delta),
             max_timestamp,
+            attributes,
         }))
+    }
+
+    /// Reads the whole batch a header describes.
+    pub(crate) fn read_batch(&self, header: &BatchHeader) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; header.size as usize];
+        self.file.read_exact_at(&mut buf, header.position).at(&self.path)?;
+        Ok(buf)
     }
 
     /// Records a batch written at `position` in the indexes and in the segment's bookkeeping. An
@@ -684,6 +702,7 @@ impl Segment {
                 base_offset: view.base_offset(),
                 last_offset: view.last_offset(),
                 max_timestamp: view.max_timestamp(),
+                attributes: view.attributes(),
             };
             self.index_batch(position, &header, interval_bytes);
             position += header.size;

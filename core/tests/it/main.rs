@@ -10,3 +10,4 @@ mod remote;
 mod retention;
 mod substrate;
 mod support;
+mod transactions;

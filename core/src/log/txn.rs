@@ -1,0 +1,254 @@
+//! Transactions as one partition sees them: which producers have a transaction open in it, where
+//! the earliest of those began (which bounds the last stable offset, the end of what
+//! `read_committed` readers may see), and which transactions ended in an abort (so that those
+//! readers skip their records).
+//!
+//! The state follows from the partition's batches alone: a transactional data batch opens (or
+//! continues) its producer's transaction, a control batch (a commit or abort marker, written by
+//! the transaction coordinator) ends it. It is rebuilt by reading batch headers when a partition
+//! that has held transactional batches is opened.
+
+use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+
+use crate::batch::{BatchBuilder, BatchView};
+use crate::error::{Error, Result};
+
+/// A transaction that ended in an abort: `read_committed` readers skip the records of
+/// `producer_id` from `first_offset` up to its abort marker at `last_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    /// The producer whose records are skipped.
+    pub producer_id: i64,
+    /// The offset of its first record in this partition's transaction.
+    pub first_offset: i64,
+    /// The offset of the abort marker.
+    pub last_offset: i64,
+}
+
+/// Which records a read returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything below the high watermark, open and aborted transactions included.
+    #[default]
+    ReadUncommitted,
+    /// Only up to the last stable offset, with the aborted transactions to skip.
+    ReadCommitted,
+}
+
+/// What a transaction marker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    /// The transaction's records are discarded.
+    Abort,
+    /// The transaction's records become visible to `read_committed` readers.
+    Commit,
+}
+
+impl Marker {
+    fn type_code(self) -> i16 {
+        match self {
+            Marker::Abort => 0,
+            Marker::Commit => 1,
+        }
+    }
+
+    /// The marker a control batch carries (Kafka's control record key: version, type).
+    pub fn of(batch: &BatchView<'_>) -> Result<Marker> {
+        let mut found = None;
+        batch.for_each_record(|record| {
+            let key = record.key.ok_or_else(|| Error::InvalidBatch("a control record without a key".into()))?;
+            if key.len() < 4 {
+                return Err(Error::InvalidBatch(format!("a control record key of {} bytes (4 expected)", key.len())));
+            }
+            found = Some(match i16::from_be_bytes([key[2], key[3]]) {
+                0 => Marker::Abort,
+                1 => Marker::Commit,
+                other => return Err(Error::InvalidBatch(format!("control record type {other} is not a marker"))),
+            });
+            Ok(())
+        })?;
+        found.ok_or_else(|| Error::InvalidBatch("a control batch without a record".into()))
+    }
+
+    /// A control batch holding this marker for `producer_id` at `producer_epoch`.
+    pub fn batch(self, producer_id: i64, producer_epoch: i16, coordinator_epoch: i32, timestamp: i64) -> Bytes {
+        let mut key = [0u8; 4];
+        key[2..].copy_from_slice(&self.type_code().to_be_bytes());
+        let mut value = [0u8; 6];
+        value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+        let mut builder = BatchBuilder::with_capacity(128).producer(producer_id, producer_epoch, -1).control();
+        builder.push(Some(&key), Some(&value), &[], timestamp);
+        builder.finish()
+    }
+}
+
+/// The transactions of one partition.
+#[derive(Debug, Default)]
+pub(crate) struct Txns {
+    /// Producer id to the offset of the first record of its open transaction.
+    open: HashMap<i64, i64>,
+    /// Transactions whose marker the high watermark has not passed yet: `(first offset, marker
+    /// offset)`. Until it has, they still hold the last stable offset back.
+    ending: VecDeque<(i64, i64)>,
+    /// Aborted transactions, in marker order.
+    aborted: VecDeque<AbortedTxn>,
+    /// The latest epoch of each producer seen in a transactional batch or marker: a data batch
+    /// from an older epoch comes from a fenced producer and is refused.
+    epochs: HashMap<i64, i16>,
+    /// Whether the partition has ever held a transactional batch.
+    pub(crate) seen: bool,
+}
+
+impl Txns {
+    /// Refuses a transactional batch of a fenced producer (an epoch older than one seen here).
+    pub(crate) fn check(&self, batch: &BatchView<'_>) -> Result<()> {
+        if !batch.is_transactional() || batch.is_control() {
+            return Ok(());
+        }
+        match self.epochs.get(&batch.producer_id()) {
+            Some(&current) if batch.producer_epoch() < current => {
+                Err(Error::ProducerFenced { producer_id: batch.producer_id(), epoch: batch.producer_epoch(), current })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Accounts for a batch stored at `base_offset` (its header may not carry it yet).
+    pub(crate) fn apply(&mut self, batch: &BatchView<'_>, base_offset: i64) -> Result<()> {
+        if !batch.is_transactional() {
+            return Ok(());
+        }
+        self.seen = true;
+        let producer = batch.producer_id();
+        let epoch = self.epochs.entry(producer).or_insert(batch.producer_epoch());
+        *epoch = (*epoch).max(batch.producer_epoch());
+        if batch.is_control() {
+            let marker = Marker::of(batch)?;
+            if let Some(first) = self.open.remove(&producer) {
+                self.ending.push_back((first, base_offset));
+                if marker == Marker::Abort {
+                    self.aborted.push_back(AbortedTxn {
+                        producer_id: producer,
+                        first_offset: first,
+                        last_offset: base_offset,
+                    });
+                }
+            }
+        } else {
+            self.open.entry(producer).or_insert(base_offset);
+        }
+        Ok(())
+    }
+
+    /// The last stable offset: the high watermark, or the first offset of the earliest transaction
+    /// not yet ended below it, whichever is lower.
+    pub(crate) fn last_stable_offset(&mut self, high_watermark: i64) -> i64 {
+        while self.ending.front().is_some_and(|&(_, marker)| marker < high_watermark) {
+            self.ending.pop_front();
+        }
+        // Markers arrive in offset order, but a later marker may end an earlier transaction.
+        let ending = self.ending.iter().map(|&(first, _)| first).min();
+        let open = self.open.values().copied().min();
+        [Some(high_watermark), ending, open].into_iter().flatten().min().expect("the high watermark")
+    }
+
+    /// The aborted transactions with records in `[from, to)`.
+    pub(crate) fn aborted_between(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        self.aborted.iter().filter(|a| a.last_offset >= from && a.first_offset < to).copied().collect()
+    }
+
+    /// Forgets aborted transactions wholly below the log start offset.
+    pub(crate) fn trim(&mut self, log_start_offset: i64) {
+        while self.aborted.front().is_some_and(|a| a.last_offset < log_start_offset) {
+            self.aborted.pop_front();
+        }
+    }
+}
+
+/// Filters `read_committed` batches for a consumer: drops control batches and the records of
+/// aborted transactions. Feed it the aborted transactions of the read (any order) and then each
+/// batch in offset order.
+#[derive(Debug, Default)]
+pub struct AbortedFilter {
+    /// Aborted transactions not yet reached, by first offset (ascending).
+    upcoming: Vec<AbortedTxn>,
+    /// Producers whose records are being skipped, until their abort marker.
+    skipping: HashMap<i64, i64>,
+}
+
+impl AbortedFilter {
+    /// A filter for one read's aborted transactions.
+    pub fn new(mut aborted: Vec<AbortedTxn>) -> Self {
+        aborted.sort_by_key(|a| std::cmp::Reverse(a.first_offset));
+        AbortedFilter { upcoming: aborted, skipping: HashMap::new() }
+    }
+
+    /// Whether the consumer should see this batch's records.
+    pub fn keep(&mut self, batch: &BatchView<'_>) -> bool {
+        while self.upcoming.last().is_some_and(|a| a.first_offset <= batch.last_offset()) {
+            let a = self.upcoming.pop().expect("checked");
+            self.skipping.insert(a.producer_id, a.last_offset);
+        }
+        if batch.is_control() {
+            if self.skipping.get(&batch.producer_id()) == Some(&batch.base_offset()) {
+                self.skipping.remove(&batch.producer_id());
+            }
+            return false;
+        }
+        !(batch.is_transactional() && self.skipping.contains_key(&batch.producer_id()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{assign_in_place, BatchBuilder};
+    use bytes::BytesMut;
+
+    fn data(producer: i64, epoch: i16, offset: i64) -> BytesMut {
+        let mut b = BatchBuilder::default().producer(producer, epoch, 0).transactional();
+        b.push(None, Some(b"v"), &[], 0);
+        let mut bytes = BytesMut::from(&b.finish()[..]);
+        assign_in_place(&mut bytes, offset, 0, None);
+        bytes
+    }
+
+    fn marker(m: Marker, producer: i64, epoch: i16, offset: i64) -> BytesMut {
+        let mut bytes = BytesMut::from(&m.batch(producer, epoch, 0, 0)[..]);
+        assign_in_place(&mut bytes, offset, 0, None);
+        bytes
+    }
+
+    #[test]
+    fn open_transactions_hold_the_last_stable_offset_until_their_marker_is_below_the_high_watermark() {
+        let mut t = Txns::default();
+        let batches = [data(1, 0, 0), data(2, 0, 1), data(1, 0, 2), marker(Marker::Commit, 1, 0, 3)];
+        for (i, b) in batches.iter().enumerate() {
+            t.apply(&BatchView::parse(b).unwrap(), i as i64).unwrap();
+        }
+        assert_eq!(t.last_stable_offset(3), 0, "the marker is not below the high watermark yet");
+        assert_eq!(t.last_stable_offset(4), 1, "producer 2 is still open from offset 1");
+        t.apply(&BatchView::parse(&marker(Marker::Abort, 2, 0, 4)).unwrap(), 4).unwrap();
+        assert_eq!(t.last_stable_offset(5), 5);
+        assert_eq!(t.aborted_between(0, 5), [AbortedTxn { producer_id: 2, first_offset: 1, last_offset: 4 }]);
+        assert_eq!(t.aborted_between(5, 9), []);
+        t.trim(5);
+        assert_eq!(t.aborted_between(0, 9), []);
+    }
+
+    #[test]
+    fn a_fenced_epoch_is_refused_and_the_filter_skips_aborted_records() {
+        let mut t = Txns::default();
+        t.apply(&BatchView::parse(&marker(Marker::Abort, 7, 3, 0)).unwrap(), 0).unwrap();
+        let old = data(7, 2, 1);
+        assert!(matches!(t.check(&BatchView::parse(&old).unwrap()), Err(Error::ProducerFenced { current: 3, .. })));
+        assert!(t.check(&BatchView::parse(&data(7, 3, 1)).unwrap()).is_ok());
+
+        let batches = [data(1, 0, 0), data(2, 0, 1), marker(Marker::Abort, 1, 0, 2), data(1, 0, 3)];
+        let mut f = AbortedFilter::new(vec![AbortedTxn { producer_id: 1, first_offset: 0, last_offset: 2 }]);
+        let kept: Vec<bool> = batches.iter().map(|b| f.keep(&BatchView::parse(b).unwrap())).collect();
+        assert_eq!(kept, [false, true, false, true], "after its abort marker producer 1 is read again");
+    }
+}

@@ -1042,7 +1042,7 @@ fn error_code(error: &Error) -> i16 {
         Error::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
         Error::InvalidTopicName { .. } => code::INVALID_TOPIC_EXCEPTION,
         Error::InvalidConfig { .. } => code::INVALID_CONFIG,
-        Error::ProducerFenced { .. } => code::INVALID_PRODUCER_EPOCH,
+        Error::ProducerFenced(_) => code::INVALID_PRODUCER_EPOCH,
         Error::Transaction(_) => code::INVALID_TXN_STATE,
         _ => code::UNKNOWN_SERVER_ERROR,
     }

@@ -101,17 +101,10 @@ pub enum Error {
     /// partitions may now be another member's. Poll again (to rejoin) and commit what is read next.
     #[error("commit refused: the consumer group rebalanced ({0})")]
     Rebalanced(String),
-    /// A transactional batch came from a producer epoch older than one the partition has seen:
-    /// another producer with the same transactional id took over. Nothing was written.
-    #[error("producer {producer_id} at epoch {epoch} is fenced: epoch {current} took over its transactional id")]
-    ProducerFenced {
-        /// The producer id.
-        producer_id: i64,
-        /// The batch's epoch.
-        epoch: i16,
-        /// The newest epoch seen.
-        current: i16,
-    },
+    /// A producer was fenced: another producer took over its transactional id (or its transaction
+    /// ran past its timeout). Nothing it sends is accepted any more; its transaction is aborted.
+    #[error("producer fenced: {0}")]
+    ProducerFenced(String),
     /// A transaction operation that does not fit the transaction's state (its message says which).
     #[error("transaction refused: {0}")]
     Transaction(String),

@@ -31,7 +31,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as RdHeader, Headers as _, Message as _, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -39,10 +39,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::batch::{assign_in_place, BatchBuilder, Header};
 use crate::config::ConfigEntry;
 use crate::error::{Error, Result};
-use crate::log::{OffsetSpec, PartitionDescription, TopicDescription};
+use crate::log::{Isolation, OffsetSpec, PartitionDescription, TopicDescription};
 use crate::substrate::{
     no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupChange, GroupMember,
-    GroupMembers, NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
+    GroupMembers, GroupMetadata, NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
+    TransactionalProducer,
 };
 
 /// How long a metadata or offset request to the cluster may take.
@@ -103,6 +104,26 @@ impl Remote {
         Ok(RemoteProducer { inner })
     }
 
+    /// A transactional producer with `transactional_id`, its transactions aborted by the cluster
+    /// when open longer than `timeout`. A transaction an earlier producer with this id left open
+    /// is aborted, and that producer fenced.
+    pub async fn transactional_producer(&self, transactional_id: &str, timeout: Duration) -> Result<RemoteProducer> {
+        let timeout_ms = timeout.as_millis().to_string();
+        let mut config = self.client_config(&[
+            ("acks", "all"),
+            ("partitioner", "murmur2_random"),
+            ("linger.ms", "5"),
+            ("transaction.timeout.ms", timeout_ms.as_str()),
+        ]);
+        config.set("transactional.id", transactional_id);
+        let inner: FutureProducer = config.create().map_err(|e| client_error("creating a producer", e))?;
+        let init = inner.clone();
+        blocking(move || init.init_transactions(TXN_CALL_TIMEOUT))
+            .await?
+            .map_err(|e| txn_error(&format!("initializing transactional id {transactional_id:?}"), e))?;
+        Ok(RemoteProducer { inner })
+    }
+
     /// A consumer.
     pub fn consumer(&self, config: ConsumerConfig) -> Result<RemoteConsumer> {
         let reset = match config.auto_offset_reset {
@@ -112,7 +133,12 @@ impl Remote {
         };
         let max_partition = config.max_partition_fetch_bytes.to_string();
         let fetch_max = config.fetch_max_bytes.clamp(1024, 2_147_483_135).to_string();
+        let isolation = match config.isolation {
+            Isolation::ReadCommitted => "read_committed",
+            Isolation::ReadUncommitted => "read_uncommitted",
+        };
         let mut settings = vec![
+            ("isolation.level", isolation),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", reset),
@@ -181,7 +207,23 @@ fn client_error(doing: &str, error: KafkaError) -> Error {
 
 /// A Kafka error code as Freshet's error, where Freshet has a matching one.
 fn code_error(doing: &str, code: RDKafkaErrorCode) -> Error {
-    Error::Remote(format!("{doing}: {code} ({})", code as i32))
+    match code {
+        RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch => {
+            Error::ProducerFenced(format!("{doing}: {code}"))
+        }
+        _ => Error::Remote(format!("{doing}: {code} ({})", code as i32)),
+    }
+}
+
+/// How long a blocking transaction call (init, send offsets, commit, abort) may take.
+const TXN_CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A transaction call's error: a fenced producer as [`Error::ProducerFenced`].
+fn txn_error(doing: &str, error: KafkaError) -> Error {
+    match error.rdkafka_error_code().map(|code| code_error(doing, code)) {
+        Some(fenced @ Error::ProducerFenced(_)) => fenced,
+        _ => Error::Transaction(format!("{doing}: {error}")),
+    }
 }
 
 /// Errors of a topic operation, which carry the topic name.
@@ -195,6 +237,9 @@ fn topic_error(doing: &str, topic: &str, code: RDKafkaErrorCode, message: Option
         RDKafkaErrorCode::InvalidTopic => Error::InvalidTopicName { name: topic.to_string(), reason: detail() },
         RDKafkaErrorCode::InvalidConfig | RDKafkaErrorCode::InvalidPartitions => {
             Error::Remote(format!("{doing} {topic:?}: {}", detail()))
+        }
+        RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch => {
+            Error::ProducerFenced(format!("{doing} {topic:?}: {}", detail()))
         }
         _ => Error::Remote(format!("{doing} {topic:?}: {} ({})", detail(), code as i32)),
     }
@@ -780,6 +825,55 @@ impl Consumer for RemoteConsumer {
 
     fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.inner.resume(&tpl_of(partitions)?).map_err(|e| client_error("resuming partitions", e))
+    }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        let group_id = self.config.group_id.clone()?;
+        let native = self.inner.group_metadata()?;
+        Some(GroupMetadata { group_id, native: Some(Arc::new(native)) })
+    }
+}
+
+#[async_trait]
+impl TransactionalProducer for RemoteProducer {
+    fn begin(&self) -> Result<()> {
+        self.inner.begin_transaction().map_err(|e| txn_error("beginning a transaction", e))
+    }
+
+    async fn send_offsets(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        group: &GroupMetadata,
+    ) -> Result<()> {
+        let metadata = group
+            .native
+            .clone()
+            .and_then(|n| n.downcast::<rdkafka::consumer::ConsumerGroupMetadata>().ok())
+            .ok_or_else(|| {
+                Error::Transaction(format!(
+                    "group {:?}: offsets sent with a cluster's transaction need that cluster's consumer's group metadata",
+                    group.group_id
+                ))
+            })?;
+        let mut tpl = TopicPartitionList::with_capacity(offsets.len());
+        for (tp, o) in &offsets {
+            tpl.add_partition_offset(&tp.topic, partition_i32(tp.partition)?, Offset::Offset(o.offset))
+                .map_err(|e| client_error("listing offsets", e))?;
+        }
+        let inner = self.inner.clone();
+        blocking(move || inner.send_offsets_to_transaction(&tpl, &metadata, TXN_CALL_TIMEOUT))
+            .await?
+            .map_err(|e| txn_error("sending offsets to the transaction", e))
+    }
+
+    async fn commit(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.commit_transaction(TXN_CALL_TIMEOUT)).await?.map_err(|e| txn_error("committing", e))
+    }
+
+    async fn abort(&self) -> Result<()> {
+        let inner = self.inner.clone();
+        blocking(move || inner.abort_transaction(TXN_CALL_TIMEOUT)).await?.map_err(|e| txn_error("aborting", e))
     }
 }
 

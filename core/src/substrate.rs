@@ -25,8 +25,9 @@ use crate::batch::{BatchBuilder, Batches, Compression, Header};
 use crate::config::ConfigEntry;
 use crate::error::{Error, Result};
 pub use crate::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
-use crate::log::{Log, OffsetSpec, PartitionDescription, TopicDescription};
+use crate::log::{AbortedFilter, Isolation, Log, OffsetSpec, PartitionDescription, TopicDescription};
 use crate::partitioner::partition_for_key;
+use crate::transactions::Transactions;
 
 /// A record to send.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -106,6 +107,48 @@ pub trait Producer: Send + Sync {
     }
 }
 
+/// A consumer group as a transaction commits offsets for it (Kafka's `ConsumerGroupMetadata`),
+/// from [`Consumer::group_metadata`]: the group and, on a cluster, the member and its generation,
+/// so that a member the group has moved on from cannot commit for partitions it lost.
+#[derive(Clone)]
+pub struct GroupMetadata {
+    /// The group.
+    pub group_id: String,
+    /// The client library's own form (the remote substrate's), passed through untouched.
+    pub(crate) native: Option<Arc<dyn std::any::Any + Send + Sync>>,
+}
+
+impl std::fmt::Debug for GroupMetadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupMetadata").field("group_id", &self.group_id).finish_non_exhaustive()
+    }
+}
+
+/// A producer whose sends belong to transactions (Kafka's transactional producer): everything
+/// sent between [`TransactionalProducer::begin`] and [`TransactionalProducer::commit`], and the
+/// consumer offsets added with [`TransactionalProducer::send_offsets`], becomes visible to
+/// `read_committed` consumers at once, or (on abort, or if the producer dies) never.
+///
+/// It has a transactional id, which outlives the process: creating a producer with the same id
+/// aborts whatever transaction the previous one left open and fences it, so a "zombie" can no
+/// longer write ([`Error::ProducerFenced`]).
+#[async_trait]
+pub trait TransactionalProducer: Producer {
+    /// Begins a transaction. Sends outside a transaction are refused.
+    fn begin(&self) -> Result<()>;
+    /// Adds consumer offsets to the transaction: `group` commits them if, and only if, the
+    /// transaction commits.
+    async fn send_offsets(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        group: &GroupMetadata,
+    ) -> Result<()>;
+    /// Commits the transaction, once every send of it was acknowledged.
+    async fn commit(&self) -> Result<()>;
+    /// Aborts the transaction: what it sent is never seen by `read_committed` consumers.
+    async fn abort(&self) -> Result<()>;
+}
+
 /// Where a consumer starts on a partition it has no committed offset for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AutoOffsetReset {
@@ -132,6 +175,8 @@ pub struct ConsumerConfig {
     /// The client's name as the group sees it (Kafka's `client.id`; `freshet` when `None`):
     /// group descriptions show it beside each member.
     pub client_id: Option<String>,
+    /// Whether records of open and aborted transactions are read (Kafka's `isolation.level`).
+    pub isolation: Isolation,
 }
 
 impl Default for ConsumerConfig {
@@ -142,6 +187,7 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1 << 20,
             fetch_max_bytes: 50 << 20,
             client_id: None,
+            isolation: Isolation::ReadUncommitted,
         }
     }
 }
@@ -265,6 +311,8 @@ pub trait Consumer: Send {
     fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()>;
     /// Fetches paused partitions again, from their positions.
     fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()>;
+    /// The group as a transaction commits offsets for it (`None` outside a group).
+    fn group_metadata(&self) -> Option<GroupMetadata>;
 }
 
 /// The range assignor: for each topic, its partitions in order, split into contiguous runs over
@@ -367,6 +415,7 @@ pub struct Embedded {
     log: Log,
     groups: GroupOffsets,
     members: Arc<LocalMembers>,
+    transactions: Transactions,
 }
 
 /// The live members of consumer groups whose consumers are in this process (an embedded log is
@@ -489,7 +538,31 @@ impl Embedded {
         let n_offsets_partitions = config.offsets_topic_partitions;
         let log = Log::open(dir, config).await?;
         let groups = GroupOffsets::open(log.clone(), n_offsets_partitions).await?;
-        Ok(Embedded { log, groups, members: Arc::default() })
+        // Transactions a previous run decided are completed before anyone reads.
+        let transactions = Transactions::new(log.clone(), groups.clone());
+        transactions.load().await?;
+        transactions.start_expiry(Duration::from_secs(1));
+        Ok(Embedded { log, groups, members: Arc::default(), transactions })
+    }
+
+    /// The transaction coordinator.
+    pub fn transactions(&self) -> &Transactions {
+        &self.transactions
+    }
+
+    /// A transactional producer with `transactional_id`, its transactions aborted when open
+    /// longer than `timeout`. A transaction an earlier producer with this id left open is aborted,
+    /// and that producer fenced.
+    pub async fn transactional_producer(&self, transactional_id: &str, timeout: Duration) -> Result<EmbeddedProducer> {
+        let (producer_id, epoch) = self.transactions.init_producer_id(transactional_id, timeout).await?;
+        let txn = EmbeddedTxn {
+            transactions: self.transactions.clone(),
+            id: transactional_id.to_owned(),
+            producer_id,
+            epoch,
+            local: Mutex::default(),
+        };
+        Ok(EmbeddedProducer { txn: Some(Arc::new(txn)), ..self.producer() })
     }
 
     /// The committed offsets of consumer groups.
@@ -504,7 +577,7 @@ impl Embedded {
 
     /// A producer.
     pub fn producer(&self) -> EmbeddedProducer {
-        EmbeddedProducer { log: self.log.clone(), round_robin: AtomicU32::new(0) }
+        EmbeddedProducer { log: self.log.clone(), round_robin: AtomicU32::new(0), txn: None }
     }
 
     /// A consumer.
@@ -532,11 +605,32 @@ impl Embedded {
     }
 }
 
-/// The embedded [`Producer`].
+/// The embedded [`Producer`], and [`TransactionalProducer`] when made by
+/// [`Embedded::transactional_producer`].
 #[derive(Debug)]
 pub struct EmbeddedProducer {
     log: Log,
     round_robin: AtomicU32,
+    txn: Option<Arc<EmbeddedTxn>>,
+}
+
+/// A transactional producer's identity and its open transaction.
+#[derive(Debug)]
+struct EmbeddedTxn {
+    transactions: Transactions,
+    id: String,
+    producer_id: i64,
+    epoch: i16,
+    local: Mutex<TxnLocal>,
+}
+
+#[derive(Debug, Default)]
+struct TxnLocal {
+    open: bool,
+    /// Partitions added to the open transaction.
+    partitions: std::collections::HashSet<TopicPartition>,
+    /// The next sequence number per partition.
+    sequences: HashMap<TopicPartition, i32>,
 }
 
 fn now_ms() -> i64 {
@@ -559,6 +653,93 @@ impl EmbeddedProducer {
 
     fn n_partitions(&self, topic: &str) -> Result<u32> {
         Ok(self.log.describe_topic(topic)?.n_partitions)
+    }
+
+    /// A batch builder for `n` records to one partition: a transactional producer's carry its
+    /// producer id, epoch and the partition's next sequence.
+    fn builder(&self, topic: &str, partition: u32, n: usize, capacity: usize) -> BatchBuilder {
+        let builder = BatchBuilder::with_capacity(capacity);
+        let Some(txn) = &self.txn else { return builder };
+        let mut local = txn.local.lock().expect("transaction lock");
+        let next = local.sequences.entry(TopicPartition::new(topic, partition)).or_insert(0);
+        let sequence = *next;
+        *next = next.wrapping_add(n as i32).max(0);
+        builder.producer(txn.producer_id, txn.epoch, sequence).transactional()
+    }
+
+    /// For a transactional producer: checks a transaction is open and adds the partitions it has
+    /// not written yet to it.
+    async fn enlist(&self, partitions: impl Iterator<Item = (&str, u32)>) -> Result<()> {
+        let Some(txn) = &self.txn else { return Ok(()) };
+        let new: Vec<TopicPartition> = {
+            let local = txn.local.lock().expect("transaction lock");
+            if !local.open {
+                return Err(Error::Transaction(format!(
+                    "transactional id {:?}: a send outside a transaction (begin one first)",
+                    txn.id
+                )));
+            }
+            partitions.map(|(t, p)| TopicPartition::new(t, p)).filter(|tp| !local.partitions.contains(tp)).collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        txn.transactions.add_partitions(&txn.id, txn.producer_id, txn.epoch, &new).await?;
+        txn.local.lock().expect("transaction lock").partitions.extend(new);
+        Ok(())
+    }
+
+    fn txn(&self) -> Result<&Arc<EmbeddedTxn>> {
+        self.txn.as_ref().ok_or_else(|| Error::Transaction("this producer has no transactional id".into()))
+    }
+
+    /// Ends the open transaction.
+    async fn end(&self, commit: bool) -> Result<()> {
+        let txn = self.txn()?;
+        if !txn.local.lock().expect("transaction lock").open {
+            return Err(Error::Transaction(format!("transactional id {:?} has no open transaction", txn.id)));
+        }
+        let ended = txn.transactions.end(&txn.id, txn.producer_id, txn.epoch, commit).await;
+        let mut local = txn.local.lock().expect("transaction lock");
+        local.open = false;
+        local.partitions.clear();
+        Ok(ended?)
+    }
+}
+
+#[async_trait]
+impl TransactionalProducer for EmbeddedProducer {
+    fn begin(&self) -> Result<()> {
+        let txn = self.txn()?;
+        let mut local = txn.local.lock().expect("transaction lock");
+        if local.open {
+            return Err(Error::Transaction(format!("transactional id {:?} already has a transaction open", txn.id)));
+        }
+        local.open = true;
+        Ok(())
+    }
+
+    async fn send_offsets(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        group: &GroupMetadata,
+    ) -> Result<()> {
+        let txn = self.txn()?;
+        if !txn.local.lock().expect("transaction lock").open {
+            return Err(Error::Transaction(format!("transactional id {:?} has no open transaction", txn.id)));
+        }
+        let t = &txn.transactions;
+        t.add_offsets(&txn.id, txn.producer_id, txn.epoch, &group.group_id).await?;
+        t.commit_offsets(&txn.id, txn.producer_id, txn.epoch, &group.group_id, &offsets).await?;
+        Ok(())
+    }
+
+    async fn commit(&self) -> Result<()> {
+        self.end(true).await
+    }
+
+    async fn abort(&self) -> Result<()> {
+        self.end(false).await
     }
 }
 
@@ -607,6 +788,7 @@ impl Producer for EmbeddedProducer {
             };
             by_partition.entry((&record.topic, partition)).or_default().push(i);
         }
+        self.enlist(by_partition.keys().copied()).await?;
         let now = now_ms();
         let mut sends = Vec::new();
         for ((topic, partition), indexes) in by_partition {
@@ -615,7 +797,7 @@ impl Producer for EmbeddedProducer {
             let batches = runs
                 .iter()
                 .map(|run| {
-                    let mut builder = BatchBuilder::with_capacity(run.len() * 64);
+                    let mut builder = self.builder(topic, partition, run.len(), run.len() * 64);
                     for &i in &indexes[run.clone()] {
                         let r = &records[i];
                         builder.push(r.key.as_deref(), r.value.as_deref(), &r.headers, r.timestamp.unwrap_or(now));
@@ -658,13 +840,14 @@ impl Producer for EmbeddedProducer {
         if records.is_empty() {
             return Ok(None);
         }
+        self.enlist(std::iter::once((tp.topic.as_str(), tp.partition))).await?;
         let size = |(k, v): &(Bytes, Option<Bytes>)| k.len() + v.as_ref().map_or(0, Bytes::len) + RECORD_FRAMING_BYTES;
         let runs = batch_runs(records.iter().map(size));
         let batches = runs
             .iter()
             .map(|run| {
                 let n_bytes = records[run.clone()].iter().map(size).sum();
-                let mut builder = BatchBuilder::with_capacity(n_bytes);
+                let mut builder = self.builder(&tp.topic, tp.partition, run.len(), n_bytes);
                 for (k, v) in &records[run.clone()] {
                     builder.push(Some(k), v.as_deref(), &[], timestamp);
                 }
@@ -875,7 +1058,8 @@ impl Consumer for EmbeddedConsumer {
                     break;
                 }
                 let max = self.config.max_partition_fetch_bytes.min(budget);
-                let fetched = match self.log.read(&tp.topic, tp.partition, position, max).await {
+                let isolation = self.config.isolation;
+                let fetched = match self.log.read_isolated(&tp.topic, tp.partition, position, max, isolation).await {
                     Ok(f) => f,
                     Err(Error::OffsetOutOfRange { .. }) => {
                         // Retention removed what we were about to read, or the position is past the
@@ -892,13 +1076,20 @@ impl Consumer for EmbeddedConsumer {
                     continue;
                 }
                 budget = budget.saturating_sub(fetched.batches.len() as u64);
-                let consumed = ConsumedBatches {
+                let mut consumed = ConsumedBatches {
                     tp: tp.clone(),
                     bytes: fetched.batches,
                     from_offset: position,
                     high_watermark: fetched.high_watermark,
                 };
                 self.positions.insert(tp, consumed.next_offset());
+                if !fetched.aborted.is_empty() {
+                    // Aborted transactions' batches are left out (their offsets are passed over).
+                    consumed.bytes = without_aborted(&consumed.bytes, fetched.aborted)?;
+                    if consumed.bytes.is_empty() {
+                        continue;
+                    }
+                }
                 out.push(consumed);
             }
             if !out.is_empty() {
@@ -974,6 +1165,24 @@ impl Consumer for EmbeddedConsumer {
         }
         Ok(())
     }
+
+    fn group_metadata(&self) -> Option<GroupMetadata> {
+        self.config.group_id.clone().map(|group_id| GroupMetadata { group_id, native: None })
+    }
+}
+
+/// The batches of `bytes` that a `read_committed` consumer sees, given the read's aborted
+/// transactions.
+fn without_aborted(bytes: &Bytes, aborted: Vec<crate::log::AbortedTxn>) -> Result<Bytes> {
+    let mut filter = AbortedFilter::new(aborted);
+    let mut kept = bytes::BytesMut::with_capacity(bytes.len());
+    for batch in Batches::new(bytes) {
+        let batch = batch?;
+        if filter.keep(&batch) {
+            kept.extend_from_slice(batch.as_bytes());
+        }
+    }
+    Ok(kept.freeze())
 }
 
 /// The error of a consumer without a group asked to do what only a group member does.

@@ -67,7 +67,10 @@ impl std::fmt::Display for TxnError {
 
 impl From<TxnError> for Error {
     fn from(e: TxnError) -> Self {
-        Error::Transaction(e.message)
+        match e.refusal {
+            Refusal::Fenced => Error::ProducerFenced(e.message),
+            _ => Error::Transaction(e.message),
+        }
     }
 }
 

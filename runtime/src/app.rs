@@ -801,7 +801,7 @@ fn consumer_config(group: Option<&str>) -> ConsumerConfig {
         auto_offset_reset: AutoOffsetReset::Earliest,
         max_partition_fetch_bytes: 1 << 20,
         fetch_max_bytes: 16 << 20,
-        client_id: None,
+        ..ConsumerConfig::default()
     }
 }
 

@@ -85,7 +85,7 @@ impl Changelogs {
             auto_offset_reset: AutoOffsetReset::Earliest,
             max_partition_fetch_bytes: 4 << 20,
             fetch_max_bytes: 16 << 20,
-            client_id: None,
+            ..ConsumerConfig::default()
         }
     }
 

@@ -108,9 +108,11 @@ impl Txns {
             return Ok(());
         }
         match self.epochs.get(&batch.producer_id()) {
-            Some(&current) if batch.producer_epoch() < current => {
-                Err(Error::ProducerFenced { producer_id: batch.producer_id(), epoch: batch.producer_epoch(), current })
-            }
+            Some(&current) if batch.producer_epoch() < current => Err(Error::ProducerFenced(format!(
+                "producer {} at epoch {}: epoch {current} took over its transactional id",
+                batch.producer_id(),
+                batch.producer_epoch()
+            ))),
             _ => Ok(()),
         }
     }
@@ -243,7 +245,8 @@ mod tests {
         let mut t = Txns::default();
         t.apply(&BatchView::parse(&marker(Marker::Abort, 7, 3, 0)).unwrap(), 0).unwrap();
         let old = data(7, 2, 1);
-        assert!(matches!(t.check(&BatchView::parse(&old).unwrap()), Err(Error::ProducerFenced { current: 3, .. })));
+        let err = t.check(&BatchView::parse(&old).unwrap()).unwrap_err();
+        assert!(matches!(&err, Error::ProducerFenced(m) if m.contains("epoch 3 took over")), "{err}");
         assert!(t.check(&BatchView::parse(&data(7, 3, 1)).unwrap()).is_ok());
 
         let batches = [data(1, 0, 0), data(2, 0, 1), marker(Marker::Abort, 1, 0, 2), data(1, 0, 3)];

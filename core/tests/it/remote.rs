@@ -8,12 +8,12 @@ use bytes::Bytes;
 use freshet_core::batch::Header;
 use freshet_core::broker::{Broker, BrokerConfig};
 use freshet_core::config::{Durability, LogConfig};
-use freshet_core::log::OffsetSpec;
+use freshet_core::log::{Isolation, OffsetSpec};
 use freshet_core::partitioner::partition_for_key;
 use freshet_core::remote::Remote;
 use freshet_core::substrate::{
     Admin, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupChange, NewTopic,
-    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition,
+    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition, TransactionalProducer,
 };
 use freshet_core::Error;
 
@@ -443,4 +443,116 @@ fn note(read: &mut BTreeMap<(String, String), usize>, batches: Vec<ConsumedBatch
             *read.entry((b.tp.topic.clone(), text(&r.value).unwrap())).or_default() += 1;
         }
     }
+}
+
+/// A transactional producer of one substrate (`remote` or the embedded log).
+async fn transactional(cluster: &Cluster, remote: bool, id: &str) -> Box<dyn TransactionalProducer> {
+    let timeout = Duration::from_secs(60);
+    if remote {
+        Box::new(cluster.remote().transactional_producer(id, timeout).await.unwrap())
+    } else {
+        Box::new(cluster.embedded.transactional_producer(id, timeout).await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transactions_commit_output_and_input_offsets_together_on_both_substrates() {
+    let cluster = Cluster::start().await;
+    for (remote, s) in [(false, cluster.embedded_substrate()), (true, cluster.remote_substrate())] {
+        consume_transform_produce(&cluster, remote, &s, if remote { "remote" } else { "embedded" }).await;
+    }
+    cluster.stop().await;
+}
+
+/// Reads an input, writes what it read to an output and commits the input offsets in one
+/// transaction; aborts a second one; leaves a third open until a new producer with the same
+/// transactional id fences the first. `read_committed` readers see only the committed output,
+/// and the group's offset moves only with the commit.
+async fn consume_transform_produce(cluster: &Cluster, remote: bool, s: &Substrate, prefix: &str) {
+    let (input, output) = (format!("{prefix}-txn-in"), format!("{prefix}-txn-out"));
+    for (name, n_partitions) in [(&input, 1), (&output, 2)] {
+        s.admin.create_topic(NewTopic { name: name.clone(), n_partitions, ..Default::default() }).await.unwrap();
+    }
+    let records = (0..10).map(|i| ProducerRecord::new(&input, Some(format!("k{i}")), format!("v{i}"))).collect();
+    s.producer.send(records).await.unwrap();
+    let eos = ConsumerConfig { isolation: Isolation::ReadCommitted, ..group(&format!("{prefix}-eos")) };
+    let mut consumer = (s.consumer)(eos);
+    let tp_in = TopicPartition::new(&input, 0);
+    consumer.assign(vec![tp_in.clone()]).await.unwrap();
+    let read = poll_records(consumer.as_mut(), 10).await;
+    assert_eq!(read.len(), 10);
+    let metadata = consumer.group_metadata().expect("a consumer in a group");
+
+    let producer = transactional(cluster, remote, &format!("{prefix}-app")).await;
+    producer.begin().unwrap();
+    let out: Vec<ProducerRecord> = read
+        .iter()
+        .map(|(_, r)| ProducerRecord {
+            topic: output.clone(),
+            key: r.key.clone(),
+            value: r.value.clone(),
+            ..Default::default()
+        })
+        .collect();
+    producer.send(out).await.unwrap();
+    producer.send_offsets(BTreeMap::from([(tp_in.clone(), OffsetAndMetadata::new(10))]), &metadata).await.unwrap();
+    producer.commit().await.unwrap();
+    producer.begin().unwrap();
+    producer.send(vec![ProducerRecord::new(&output, Some("x"), "aborted")]).await.unwrap();
+    producer.send_offsets(BTreeMap::from([(tp_in.clone(), OffsetAndMetadata::new(99))]), &metadata).await.unwrap();
+    producer.abort().await.unwrap();
+    assert_eq!(
+        consumer.committed(std::slice::from_ref(&tp_in)).await.unwrap()[&tp_in].offset,
+        10,
+        "{prefix}: the abort's offsets"
+    );
+
+    producer.begin().unwrap();
+    producer.send(vec![ProducerRecord::new(&output, Some("x"), "open")]).await.unwrap();
+    let committed: Vec<String> = {
+        let mut v: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        values(s, &output, Isolation::ReadCommitted, 10).await,
+        committed,
+        "{prefix}: read_committed with one open"
+    );
+    assert_eq!(
+        values(s, &output, Isolation::ReadUncommitted, 12).await.len(),
+        12,
+        "{prefix}: read_uncommitted sees every record"
+    );
+
+    // A new incarnation fences the old one and aborts its open transaction.
+    let next = transactional(cluster, remote, &format!("{prefix}-app")).await;
+    let err = async {
+        producer.send(vec![ProducerRecord::new(&output, Some("x"), "zombie")]).await?;
+        producer.commit().await
+    }
+    .await
+    .unwrap_err();
+    assert!(matches!(err, Error::ProducerFenced(_)), "{prefix}: {err}");
+    next.begin().unwrap();
+    next.send(vec![ProducerRecord::new(&output, Some("x"), "next")]).await.unwrap();
+    next.commit().await.unwrap();
+    let mut want = committed.clone();
+    want.push("next".into());
+    want.sort();
+    assert_eq!(values(s, &output, Isolation::ReadCommitted, 11).await, want, "{prefix}: after the fencing");
+}
+
+/// The sorted values of both partitions of `topic`, as a consumer at `isolation` reads them:
+/// `n` of them, then whatever else comes within a second.
+async fn values(s: &Substrate, topic: &str, isolation: Isolation, n: usize) -> Vec<String> {
+    let mut reader = (s.consumer)(ConsumerConfig { isolation, ..ConsumerConfig::default() });
+    reader.assign((0..2).map(|p| TopicPartition::new(topic, p)).collect()).await.unwrap();
+    let mut read = poll_records(reader.as_mut(), n).await;
+    for batches in reader.poll(Duration::from_secs(1)).await.unwrap() {
+        read.extend(batches.records().unwrap().into_iter().map(|r| (batches.tp.clone(), r)));
+    }
+    let mut got: Vec<String> = read.iter().filter_map(|(_, r)| text(&r.value)).collect();
+    got.sort();
+    got
 }

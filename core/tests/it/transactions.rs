@@ -90,7 +90,7 @@ async fn a_fenced_epoch_and_malformed_markers_are_refused_and_change_nothing() {
     log.append("t", 0, txn_batch(9, 1, 0, &["a"])).await.unwrap();
     log.append("t", 0, Marker::Abort.batch(9, 2, 0, 1)).await.unwrap();
     let err = log.append("t", 0, txn_batch(9, 1, 1, &["zombie"])).await.unwrap_err();
-    assert!(matches!(err, Error::ProducerFenced { producer_id: 9, epoch: 1, current: 2 }), "{err}");
+    assert!(err.to_string().contains("producer 9 at epoch 1: epoch 2 took over"), "{err}");
     // A control batch whose record is not a marker.
     let mut bad = BatchBuilder::default().producer(9, 2, -1).control();
     bad.push(Some(&[0, 0, 0, 7]), Some(&[0; 6]), &[], 1);
@@ -148,7 +148,7 @@ async fn the_coordinator_commits_aborts_fences_and_times_out() {
     let err = txns.add_partitions("app", pid, epoch, &[tp(0)]).await.unwrap_err();
     assert_eq!(err.refusal, Refusal::Fenced, "{err}");
     let err = log.append("out", 0, txn_batch(pid, epoch, 2, &["zombie"])).await.unwrap_err();
-    assert!(matches!(err, Error::ProducerFenced { .. }), "{err}");
+    assert!(matches!(err, Error::ProducerFenced(_)), "{err}");
     assert_eq!(committed_values(&log, "out").await.0, ["x"]);
 
     // A transaction open past its timeout is aborted.

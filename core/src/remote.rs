@@ -181,11 +181,22 @@ impl Remote {
     pub fn admin(&self) -> Result<RemoteAdmin> {
         let admin: AdminClient<DefaultClientContext> =
             self.client_config(&[]).create().map_err(|e| client_error("creating an admin client", e))?;
+        // librdkafka asks for offsets at its consumer's isolation level: the high watermark at
+        // read_uncommitted, the last stable offset at read_committed.
         let lookup: BaseConsumer = self
-            .client_config(&[("enable.auto.commit", "false")])
+            .client_config(&[("enable.auto.commit", "false"), ("isolation.level", "read_uncommitted")])
             .create()
             .map_err(|e| client_error("creating a consumer for offset lookups", e))?;
-        Ok(RemoteAdmin { remote: self.clone(), admin: Arc::new(admin), lookup: Arc::new(lookup) })
+        let committed_lookup: BaseConsumer = self
+            .client_config(&[("enable.auto.commit", "false"), ("isolation.level", "read_committed")])
+            .create()
+            .map_err(|e| client_error("creating a consumer for offset lookups", e))?;
+        Ok(RemoteAdmin {
+            remote: self.clone(),
+            admin: Arc::new(admin),
+            lookup: Arc::new(lookup),
+            committed_lookup: Arc::new(committed_lookup),
+        })
     }
 }
 
@@ -612,7 +623,8 @@ impl Consumer for RemoteConsumer {
         }
         let offset = match to {
             OffsetSpec::Earliest => self.watermarks(tp).await?.0,
-            OffsetSpec::Latest => self.watermarks(tp).await?.1,
+            // A consumer's own isolation decides what its end is.
+            OffsetSpec::Latest | OffsetSpec::LastStable => self.watermarks(tp).await?.1,
             OffsetSpec::Timestamp(ts) => match offset_for_time(self.inner.clone(), tp, ts).await? {
                 Some(offset) => offset,
                 None => self.watermarks(tp).await?.1,
@@ -925,6 +937,8 @@ pub struct RemoteAdmin {
     remote: Remote,
     admin: Arc<AdminClient<DefaultClientContext>>,
     lookup: Arc<BaseConsumer>,
+    /// Looks offsets up at `read_committed` isolation: its high watermark is the last stable offset.
+    committed_lookup: Arc<BaseConsumer>,
 }
 
 impl std::fmt::Debug for RemoteAdmin {
@@ -1131,6 +1145,8 @@ impl Admin for RemoteAdmin {
         match spec {
             OffsetSpec::Earliest => Ok(Some((watermarks(self.lookup.clone(), tp).await?.0, -1))),
             OffsetSpec::Latest => Ok(Some((watermarks(self.lookup.clone(), tp).await?.1, -1))),
+            // librdkafka asks for offsets at its consumer's isolation level.
+            OffsetSpec::LastStable => Ok(Some((watermarks(self.committed_lookup.clone(), tp).await?.1, -1))),
             OffsetSpec::Timestamp(ts) => Ok(offset_for_time(self.lookup.clone(), tp, ts).await?.map(|o| (o, -1))),
         }
     }

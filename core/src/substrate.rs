@@ -115,6 +115,7 @@ pub struct GroupMetadata {
     /// The group.
     pub group_id: String,
     /// The client library's own form (the remote substrate's), passed through untouched.
+    #[cfg_attr(not(feature = "remote"), allow(dead_code))]
     pub(crate) native: Option<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
@@ -627,6 +628,9 @@ struct EmbeddedTxn {
 #[derive(Debug, Default)]
 struct TxnLocal {
     open: bool,
+    /// Whether the coordinator knows of the open transaction (a partition or offsets were added):
+    /// a transaction with nothing in it ends without it.
+    enlisted: bool,
     /// Partitions added to the open transaction.
     partitions: std::collections::HashSet<TopicPartition>,
     /// The next sequence number per partition.
@@ -685,7 +689,9 @@ impl EmbeddedProducer {
             return Ok(());
         }
         txn.transactions.add_partitions(&txn.id, txn.producer_id, txn.epoch, &new).await?;
-        txn.local.lock().expect("transaction lock").partitions.extend(new);
+        let mut local = txn.local.lock().expect("transaction lock");
+        local.partitions.extend(new);
+        local.enlisted = true;
         Ok(())
     }
 
@@ -696,12 +702,18 @@ impl EmbeddedProducer {
     /// Ends the open transaction.
     async fn end(&self, commit: bool) -> Result<()> {
         let txn = self.txn()?;
-        if !txn.local.lock().expect("transaction lock").open {
-            return Err(Error::Transaction(format!("transactional id {:?} has no open transaction", txn.id)));
-        }
-        let ended = txn.transactions.end(&txn.id, txn.producer_id, txn.epoch, commit).await;
+        let enlisted = {
+            let local = txn.local.lock().expect("transaction lock");
+            if !local.open {
+                return Err(Error::Transaction(format!("transactional id {:?} has no open transaction", txn.id)));
+            }
+            local.enlisted
+        };
+        let ended =
+            if enlisted { txn.transactions.end(&txn.id, txn.producer_id, txn.epoch, commit).await } else { Ok(()) };
         let mut local = txn.local.lock().expect("transaction lock");
         local.open = false;
+        local.enlisted = false;
         local.partitions.clear();
         Ok(ended?)
     }
@@ -731,6 +743,7 @@ impl TransactionalProducer for EmbeddedProducer {
         let t = &txn.transactions;
         t.add_offsets(&txn.id, txn.producer_id, txn.epoch, &group.group_id).await?;
         t.commit_offsets(&txn.id, txn.producer_id, txn.epoch, &group.group_id, &offsets).await?;
+        txn.local.lock().expect("transaction lock").enlisted = true;
         Ok(())
     }
 

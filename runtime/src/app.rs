@@ -48,10 +48,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use freshet_core::batch::Header;
-use freshet_core::log::OffsetSpec;
+use freshet_core::log::{Isolation, OffsetSpec};
 use freshet_core::substrate::{
     Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupChange, NewTopic,
-    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition,
+    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition, TransactionalProducer,
 };
 use freshet_dsl::{PunctuationType, RecordMeta, TaskContext, TaskGraph, Topology};
 use freshet_state::{Backend, Changelogs, RestoreListener, RestoreProgress, StoreOptions, TaskConfig, TaskState};
@@ -80,9 +80,12 @@ pub enum ProcessingGuarantee {
     /// commit are processed again (their output may appear twice; no committed update is lost).
     #[default]
     AtLeastOnce,
-    /// Every record's effects (output, store updates, input offsets) are committed atomically.
-    /// Not available yet: it needs transactions in the log, which Freshet does not have; an
-    /// application asking for it is refused at `StreamsApp::new`.
+    /// Every record's effects (output, store updates, input offsets) are committed atomically, as
+    /// Kafka Streams' `exactly_once_v2`: each stream thread writes its output and its stores'
+    /// changelogs through one transactional producer and commits its input offsets in the same
+    /// transaction, one transaction per commit interval. Consumers of the output (and restores)
+    /// read at `read_committed`: after a crash, nothing of an uncommitted transaction is seen,
+    /// and the records it had processed are processed again from the committed offsets.
     ExactlyOnce,
 }
 
@@ -123,7 +126,7 @@ pub struct StreamsConfig {
     pub application_id: String,
     /// Stream threads (tasks are spread over them).
     pub num_stream_threads: usize,
-    /// At-least-once (the default); exactly-once is refused until the log has transactions.
+    /// At-least-once (the default) or exactly-once.
     pub processing_guarantee: ProcessingGuarantee,
     /// How often progress is committed (Kafka Streams' default: 30 s).
     pub commit_interval: Duration,
@@ -204,14 +207,6 @@ impl StreamsConfig {
         if self.commit_interval.is_zero() {
             return Err(Error::Config("commit.interval must be over 0".into()));
         }
-        if self.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
-            return Err(Error::Config(
-                "processing.guarantee exactly-once is not available yet: it needs transactions in the log \
-                 (atomic output, store changelogs and input offsets), which Freshet does not have; \
-                 use at-least-once"
-                    .into(),
-            ));
-        }
         Ok(())
     }
 }
@@ -225,7 +220,16 @@ pub struct Substrate {
     admin: Arc<dyn Admin>,
     new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
     changelogs: Changelogs,
+    /// Makes a transactional producer (id, transaction timeout), for exactly-once.
+    new_transactional: Option<NewTransactional>,
 }
+
+/// A transactional producer being made.
+pub type NewTransactionalFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = freshet_core::Result<Arc<dyn TransactionalProducer>>> + Send>>;
+
+/// Makes a transactional producer with an id and a transaction timeout.
+type NewTransactional = Arc<dyn Fn(String, Duration) -> NewTransactionalFuture + Send + Sync>;
 
 impl std::fmt::Debug for Substrate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -241,18 +245,36 @@ impl Substrate {
         new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
         changelogs: Changelogs,
     ) -> Self {
-        Substrate { producer, admin, new_consumer, changelogs }
+        Substrate { producer, admin, new_consumer, changelogs, new_transactional: None }
+    }
+
+    /// With transactional producers from `new_transactional` (transactional id, transaction
+    /// timeout): what exactly-once needs.
+    pub fn with_transactions(
+        mut self,
+        new_transactional: impl Fn(String, Duration) -> NewTransactionalFuture + Send + Sync + 'static,
+    ) -> Self {
+        self.new_transactional = Some(Arc::new(new_transactional));
+        self
     }
 
     /// The embedded log, its futures on `runtime`.
     pub fn embedded(log: &Embedded, runtime: Handle) -> Self {
         let for_consumers = log.clone();
+        let for_transactions = log.clone();
         Substrate {
             producer: Arc::new(log.producer()),
             admin: Arc::new(log.admin()),
             new_consumer: Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
             changelogs: Changelogs::embedded(log, runtime),
+            new_transactional: None,
         }
+        .with_transactions(move |id, timeout| {
+            let log = for_transactions.clone();
+            Box::pin(async move {
+                Ok(Arc::new(log.transactional_producer(&id, timeout).await?) as Arc<dyn TransactionalProducer>)
+            })
+        })
     }
 }
 
@@ -275,14 +297,21 @@ impl Substrate {
         let changelogs = Changelogs::new(
             producer.clone(),
             admin.clone(),
-            Arc::new(move || {
-                let config = Changelogs::consumer_config();
+            Arc::new(move |config| {
                 Box::new(for_changelogs.consumer(config).expect("a consumer configuration librdkafka accepted"))
                     as Box<dyn Consumer>
             }),
             runtime,
         );
-        Ok(Substrate { producer, admin, new_consumer, changelogs })
+        let for_transactions = remote.clone();
+        Ok(Substrate { producer, admin, new_consumer, changelogs, new_transactional: None }.with_transactions(
+            move |id, timeout| {
+                let remote = for_transactions.clone();
+                Box::pin(async move {
+                    Ok(Arc::new(remote.transactional_producer(&id, timeout).await?) as Arc<dyn TransactionalProducer>)
+                })
+            },
+        ))
     }
 }
 
@@ -429,6 +458,13 @@ impl StreamsApp {
     /// An application running `topology` on `substrate`; nothing happens until `start`.
     pub fn new(topology: Topology, substrate: Substrate, config: StreamsConfig, runtime: Handle) -> Result<Self> {
         config.check()?;
+        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce && substrate.new_transactional.is_none() {
+            return Err(Error::Config(
+                "processing.guarantee exactly-once needs transactional producers, which this substrate was built \
+                 without (see Substrate::with_transactions)"
+                    .into(),
+            ));
+        }
         let shared = Arc::new(Shared {
             state: Mutex::new(StreamsState::Created),
             listener: Mutex::new(None),
@@ -534,19 +570,37 @@ impl StreamsApp {
         let instance = format!("{:016x}", instance_id());
         let mut topics: Vec<String> = sources.keys().cloned().collect();
         topics.sort();
+        let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         let mut consumers = Vec::new();
         for i in 0..n_threads {
             let client_id = format!("{}-{instance}-StreamThread-{}", self.config.application_id, i + 1);
             let mut config = consumer_config(Some(&self.config.application_id));
             config.client_id = Some(client_id.clone());
+            if exactly_once {
+                // Input written by transactions is read once committed.
+                config.isolation = Isolation::ReadCommitted;
+            }
             let mut consumer = (self.substrate.new_consumer)(config);
             // Every thread joins before any polls, so the first assignment deals to all of them.
             block_on(&self.runtime, consumer.subscribe(topics.clone()))?;
             consumers.push((client_id, consumer));
         }
         for (i, (client_id, consumer)) in consumers.into_iter().enumerate() {
+            // Exactly-once: the thread's output, changelog writes and input offsets go through
+            // one transactional producer, named after the thread.
+            let txn = if exactly_once { Some(self.transactional_producer(&client_id)?) } else { None };
+            let producer: Arc<dyn Producer> = match &txn {
+                Some(txn) => txn.clone(),
+                None => self.substrate.producer.clone(),
+            };
+            let changelogs = match &txn {
+                Some(txn) => self.substrate.changelogs.transactional(txn.clone()),
+                None => self.substrate.changelogs.clone(),
+            };
             self.shared.rebalancing.fetch_add(1, Ordering::SeqCst);
             let thread = StreamThread {
+                txn,
+                changelogs,
                 client_id,
                 sources: sources.clone(),
                 all_tasks: all_tasks.clone(),
@@ -557,7 +611,7 @@ impl StreamsApp {
                 suspended: Vec::new(),
                 owner: HashMap::new(),
                 consumer,
-                producer: self.substrate.producer.clone(),
+                producer,
                 runtime: self.runtime.clone(),
                 config: self.config.clone(),
                 shared: self.shared.clone(),
@@ -591,6 +645,18 @@ impl StreamsApp {
             self.threads.push(handle);
         }
         Ok(())
+    }
+
+    /// A transactional producer with `id`, its first transaction begun. Its transactions stay
+    /// open for a commit interval, so they time out only well after one.
+    fn transactional_producer(&self, id: &str) -> Result<Arc<dyn TransactionalProducer>> {
+        let new = self.substrate.new_transactional.clone().ok_or_else(|| {
+            Error::Config("processing.guarantee exactly-once: this substrate has no transactional producer".into())
+        })?;
+        let timeout = transaction_timeout(self.config.commit_interval);
+        let producer = block_on(&self.runtime, new(id.to_string(), timeout))?;
+        producer.begin()?;
+        Ok(producer)
     }
 
     /// Waits until every task runs (or `timeout` passes, or the application fails).
@@ -805,6 +871,12 @@ fn consumer_config(group: Option<&str>) -> ConsumerConfig {
     }
 }
 
+/// A stream thread's transaction timeout: at least Kafka Streams' 10 s under exactly-once, and
+/// twice the commit interval, since a transaction stays open for one.
+fn transaction_timeout(commit_interval: Duration) -> Duration {
+    (commit_interval * 2).max(Duration::from_secs(10)).min(freshet_core::transactions::MAX_TRANSACTION_TIMEOUT)
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -867,7 +939,12 @@ struct StreamThread {
     /// Which task reads each (physical) input partition.
     owner: HashMap<TopicPartition, usize>,
     consumer: Box<dyn Consumer>,
+    /// Where output goes: the substrate's producer, or (exactly-once) `txn`.
     producer: Arc<dyn Producer>,
+    /// Exactly-once: the thread's transactional producer, a transaction always open.
+    txn: Option<Arc<dyn TransactionalProducer>>,
+    /// The changelogs this thread's tasks write (through `txn`, exactly-once).
+    changelogs: Changelogs,
     runtime: Handle,
     config: Arc<StreamsConfig>,
     shared: Arc<Shared>,
@@ -903,7 +980,7 @@ struct Sending {
 #[derive(Clone)]
 struct TaskOpener {
     topology: Topology,
-    substrate: Substrate,
+    changelogs: Changelogs,
     globals: Option<Arc<Mutex<TaskState>>>,
     config: Arc<StreamsConfig>,
     shared: Arc<Shared>,
@@ -952,10 +1029,11 @@ impl TaskOpener {
                 partition,
                 n,
                 self.config.backend.clone(),
-                Some(self.substrate.changelogs.clone()),
+                Some(self.changelogs.clone()),
             );
             config.cache_bytes_per_store = self.config.cache_bytes_per_store;
             config.restore_listener = self.config.restore_listener.clone();
+            config.exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
             let mut state = TaskState::open(config)?;
             for store in stores {
                 store.open_in(&mut state, store.options())?;
@@ -1020,6 +1098,11 @@ impl StreamThread {
         // A failing thread does not commit: its last records will be processed again.
         let closed = if result.is_ok() { self.commit() } else { Ok(()) };
         self.close_standbys();
+        if self.txn.is_some() && (result.is_err() || closed.is_err()) {
+            // Exactly-once: what the open transaction wrote must not stay in the stores.
+            self.abort_and_lose_tasks("the stream thread failed");
+            return result.and(closed);
+        }
         let mut close_result = Ok(());
         for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
             let r = self.close_task(task);
@@ -1030,11 +1113,45 @@ impl StreamThread {
         result.and(closed).and(close_result)
     }
 
+    /// Closes a task after a commit: its stores flushed and checkpointed.
     fn close_task(&self, task: RunningTask) -> Result<()> {
         let RunningTask { mut graph, mut ctx, .. } = task;
         let r = graph.close().map_err(Error::from);
         let r2 = ctx.state.take().map_or(Ok(()), |s| s.close().map_err(Error::from));
         r.and(r2)
+    }
+
+    /// Closes a task whose last changes may not commit: exactly-once, its stores keep no
+    /// checkpoint and are rebuilt from their changelogs when opened again.
+    fn close_task_dirty(&self, task: RunningTask) {
+        let RunningTask { mut graph, mut ctx, id, .. } = task;
+        if let Err(error) = graph.close() {
+            tracing::warn!(task = %id, %error, "closing a task's processors failed");
+        }
+        if let Some(state) = ctx.state.take() {
+            state.close_dirty();
+        }
+    }
+
+    /// Exactly-once, after a failure or when the group moved on: aborts the open transaction and
+    /// closes every task without committing (their input is processed again from the committed
+    /// offsets by whoever owns it next), then begins a new transaction, with a new producer if
+    /// this one was fenced.
+    fn abort_and_lose_tasks(&mut self, why: &str) -> Option<Error> {
+        tracing::warn!(member = %self.client_id, why, "aborting the transaction and closing this thread's tasks");
+        self.out.clear();
+        if let Some(Sending { handle, .. }) = self.sending.take() {
+            let _ = block_on(&self.runtime, handle);
+        }
+        for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
+            self.close_task_dirty(task);
+        }
+        self.index_partitions();
+        let txn = self.txn.clone()?;
+        match block_on(&self.runtime, txn.abort()) {
+            Ok(()) => txn.begin().err().map(Error::from),
+            Err(error) => Some(Error::from(error)),
+        }
     }
 
     fn enter_rebalance(&mut self) {
@@ -1103,9 +1220,18 @@ impl StreamThread {
         let (kept, gone): (Vec<RunningTask>, Vec<RunningTask>) =
             std::mem::take(&mut self.tasks).into_iter().partition(|t| wanted.contains_key(&t.id));
         self.tasks = kept;
-        for task in gone {
-            tracing::info!(member = %self.client_id, task = %task.id, "task closed: no longer assigned");
-            self.close_task(task)?;
+        if self.txn.is_some() && !gone.is_empty() {
+            // Exactly-once: the open transaction holds their uncommitted work; it is aborted and
+            // every task closed dirty (those still wanted open again below, from their changelogs).
+            self.tasks.extend(gone);
+            if self.abort_and_lose_tasks("partitions were lost without a revocation").is_some() {
+                self.renew_producer()?;
+            }
+        } else {
+            for task in gone {
+                tracing::info!(member = %self.client_id, task = %task.id, "task closed: no longer assigned");
+                self.close_task(task)?;
+            }
         }
         for task in std::mem::take(&mut self.suspended) {
             if wanted.contains_key(&task.id) {
@@ -1138,7 +1264,7 @@ impl StreamThread {
     fn opener(&self) -> TaskOpener {
         TaskOpener {
             topology: self.topology.clone(),
-            substrate: self.substrate.clone(),
+            changelogs: self.changelogs.clone(),
             globals: self.globals.clone(),
             config: self.config.clone(),
             shared: self.shared.clone(),
@@ -1217,6 +1343,20 @@ impl StreamThread {
     /// assignment.
     fn commit_or_lose_tasks(&mut self) -> Result<()> {
         match self.commit() {
+            // Exactly-once: the transaction did not commit (the group moved on, so its offsets
+            // were refused, or this producer was fenced): nothing of it is seen; the tasks go.
+            Err(Error::Log(
+                e @ (freshet_core::Error::Transaction(_)
+                | freshet_core::Error::ProducerFenced(_)
+                | freshet_core::Error::Rebalanced(_)),
+            )) if self.txn.is_some() => {
+                let fenced = matches!(e, freshet_core::Error::ProducerFenced(_));
+                let failed = self.abort_and_lose_tasks(&e.to_string());
+                if fenced || failed.is_some() {
+                    self.renew_producer()?;
+                }
+                Ok(())
+            }
             Err(Error::Log(freshet_core::Error::Rebalanced(reason))) => {
                 tracing::warn!(member = %self.client_id, %reason, "the group moved on; closing this thread's tasks");
                 for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
@@ -1227,6 +1367,21 @@ impl StreamThread {
             }
             other => other,
         }
+    }
+
+    /// Exactly-once, after a fencing: a new transactional producer with the thread's id (which
+    /// fences the old one for good) and its first transaction begun; new tasks write through it.
+    fn renew_producer(&mut self) -> Result<()> {
+        let new = self.substrate.new_transactional.clone().ok_or_else(|| {
+            Error::Config("processing.guarantee exactly-once: this substrate has no transactional producer".into())
+        })?;
+        let timeout = transaction_timeout(self.config.commit_interval);
+        let txn = block_on(&self.runtime, new(self.client_id.clone(), timeout))?;
+        txn.begin()?;
+        self.changelogs = self.substrate.changelogs.transactional(txn.clone());
+        self.producer = txn.clone();
+        self.txn = Some(txn);
+        Ok(())
     }
 
     /// Places the standby copies from the group's description (members in member-id order): the
@@ -1378,7 +1533,7 @@ impl TaskOpener {
             partition,
             n,
             self.config.backend.clone(),
-            Some(self.substrate.changelogs.clone()),
+            Some(self.changelogs.clone()),
         );
         config.cache_bytes_per_store = self.config.cache_bytes_per_store;
         let mut state = TaskState::open(config)?;
@@ -1680,8 +1835,20 @@ impl StreamThread {
                 offsets.insert(tp.clone(), OffsetAndMetadata::new(offset));
             }
         }
-        if !offsets.is_empty() {
-            block_on(&self.runtime, self.consumer.commit(offsets))?;
+        match &self.txn {
+            Some(txn) => {
+                // The input offsets commit with the output and the changelog writes.
+                if !offsets.is_empty() {
+                    let group = self.consumer.group_metadata().ok_or_else(|| {
+                        Error::Config("exactly-once needs the stream thread's consumer in its group".into())
+                    })?;
+                    block_on(&self.runtime, txn.send_offsets(offsets, &group))?;
+                }
+                block_on(&self.runtime, txn.commit())?;
+                txn.begin()?;
+            }
+            None if !offsets.is_empty() => block_on(&self.runtime, self.consumer.commit(offsets))?,
+            None => {}
         }
         let counters = &self.shared.counters;
         counters.commits.fetch_add(1, Ordering::Relaxed);

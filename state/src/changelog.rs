@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use freshet_core::log::OffsetSpec;
+use freshet_core::log::{Isolation, OffsetSpec};
 use freshet_core::substrate::{
     Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, TopicPartition,
 };
@@ -45,8 +45,10 @@ use crate::error::{Error, Result};
 pub struct Changelogs {
     producer: Arc<dyn Producer>,
     admin: Arc<dyn Admin>,
-    new_consumer: Arc<dyn Fn() -> Box<dyn Consumer> + Send + Sync>,
+    new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
     runtime: Handle,
+    /// Restores read at this isolation, and end at the matching offset.
+    isolation: Isolation,
 }
 
 impl std::fmt::Debug for Changelogs {
@@ -60,10 +62,17 @@ impl Changelogs {
     pub fn new(
         producer: Arc<dyn Producer>,
         admin: Arc<dyn Admin>,
-        new_consumer: Arc<dyn Fn() -> Box<dyn Consumer> + Send + Sync>,
+        new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
         runtime: Handle,
     ) -> Self {
-        Changelogs { producer, admin, new_consumer, runtime }
+        Changelogs { producer, admin, new_consumer, runtime, isolation: Isolation::ReadUncommitted }
+    }
+
+    /// The same changelogs written through `producer` (a stream thread's transactional producer)
+    /// and restored at `read_committed` isolation, up to the last stable offset: what exactly-once
+    /// processing needs, so a store never restores a write its transaction did not commit.
+    pub fn transactional(&self, producer: Arc<dyn Producer>) -> Self {
+        Changelogs { producer, isolation: Isolation::ReadCommitted, ..self.clone() }
     }
 
     /// Changelogs in the embedded log.
@@ -72,15 +81,16 @@ impl Changelogs {
         Changelogs::new(
             Arc::new(log.producer()),
             Arc::new(log.admin()),
-            Arc::new(move || Box::new(for_consumers.consumer(Changelogs::consumer_config())) as Box<dyn Consumer>),
+            Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
             runtime,
         )
     }
 
     /// The settings of the consumers that restore stores: outside any group, from the start, in
     /// large fetches.
-    pub fn consumer_config() -> ConsumerConfig {
+    pub fn consumer_config(&self) -> ConsumerConfig {
         ConsumerConfig {
+            isolation: self.isolation,
             group_id: None,
             auto_offset_reset: AutoOffsetReset::Earliest,
             max_partition_fetch_bytes: 4 << 20,
@@ -107,7 +117,7 @@ impl Changelogs {
     }
 
     pub(crate) fn consumer(&self) -> Box<dyn Consumer> {
-        (self.new_consumer)()
+        (self.new_consumer)(self.consumer_config())
     }
 
     /// Checks the changelog topic of `store` exists with `n_partitions`, creating it with `kind`'s
@@ -151,10 +161,14 @@ impl Changelogs {
     pub(crate) fn bounds(&self, store: &str, tp: &TopicPartition) -> Result<(i64, i64)> {
         let admin = self.admin.clone();
         let tp2 = tp.clone();
+        let end_spec = match self.isolation {
+            Isolation::ReadCommitted => OffsetSpec::LastStable,
+            Isolation::ReadUncommitted => OffsetSpec::Latest,
+        };
         let (start, end) = self
             .block_on(async move {
                 let start = admin.list_offset(&tp2, OffsetSpec::Earliest).await?;
-                let end = admin.list_offset(&tp2, OffsetSpec::Latest).await?;
+                let end = admin.list_offset(&tp2, end_spec).await?;
                 Ok::<_, freshet_core::Error>((start, end))
             })
             .map_err(|source| Error::Changelog { store: store.to_string(), source })?;
@@ -598,7 +612,13 @@ pub(crate) fn restore(
         while progress.position < end {
             let polled = match rx.blocking_recv() {
                 Some(p) => p.map_err(err)?,
-                None => break,
+                None => {
+                    // The fetcher stops without an error only when its position reached the end:
+                    // what lies between the last batch applied and the end is transaction markers
+                    // or aborted records, which a read_committed consumer passes over.
+                    progress.position = end;
+                    break;
+                }
             };
             for batches in polled {
                 let replay = Replay { bytes: batches.bytes, from: progress.position, to: end };

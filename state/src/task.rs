@@ -58,6 +58,12 @@ pub struct TaskConfig {
     pub create_changelogs: bool,
     /// Told about every restore.
     pub restore_listener: Option<Arc<dyn RestoreListener>>,
+    /// The task runs exactly-once: its changelog writes belong to transactions, so between
+    /// commits its stores may hold writes a transaction will not commit. The checkpoint is then
+    /// removed when the task opens and written only by a clean [`TaskState::close`] (after the
+    /// last transaction committed); a crash leaves none, and the stores are rebuilt from their
+    /// changelogs, which hold only what committed.
+    pub exactly_once: bool,
 }
 
 impl std::fmt::Debug for TaskConfig {
@@ -96,6 +102,7 @@ impl TaskConfig {
             changelogs,
             create_changelogs: true,
             restore_listener: None,
+            exactly_once: false,
         }
     }
 }
@@ -197,7 +204,16 @@ impl TaskState {
             Err(std::fs::TryLockError::WouldBlock) => return Err(Error::Locked { path: dir }),
             Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&lock_path, e)),
         }
-        let checkpoint = checkpoint::read(&dir.join(CHECKPOINT_FILE))?.unwrap_or_default();
+        let path = dir.join(CHECKPOINT_FILE);
+        let checkpoint = checkpoint::read(&path)?.unwrap_or_default();
+        if config.exactly_once {
+            // Read, then removed before any uncommitted write can reach a store.
+            match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::io(&path, e)),
+                _ => {}
+            }
+            File::open(&dir).and_then(|d| d.sync_all()).map_err(|e| Error::io(&dir, e))?;
+        }
         Ok(TaskState { config, dir, _lock: lock, checkpoint, stores: BTreeMap::new(), restores: Vec::new() })
     }
 
@@ -404,7 +420,8 @@ impl TaskState {
         self.store_mut(name, "session store")
     }
 
-    /// Flushes every store (cache, changelog, backend), then writes the checkpoint.
+    /// Flushes every store (cache, changelog, backend), then writes the checkpoint (exactly-once:
+    /// only remembers it, for [`TaskState::close`]).
     pub fn commit(&mut self) -> Result<()> {
         let mut offsets = self.checkpoint.clone();
         for store in self.stores.values_mut() {
@@ -416,7 +433,9 @@ impl TaskState {
                 }
             }
         }
-        if offsets != self.checkpoint || !self.dir.join(CHECKPOINT_FILE).exists() {
+        if self.config.exactly_once {
+            self.checkpoint = offsets;
+        } else if offsets != self.checkpoint || !self.dir.join(CHECKPOINT_FILE).exists() {
             checkpoint::write(&self.dir.join(CHECKPOINT_FILE), &offsets)?;
             self.checkpoint = offsets;
         }
@@ -462,10 +481,21 @@ impl TaskState {
         self.stores.keys().map(String::as_str)
     }
 
-    /// Commits and closes every store, releasing the directory.
+    /// Commits and closes every store, releasing the directory. Exactly-once, call it only once
+    /// the task's last transaction committed: it writes the checkpoint.
     pub fn close(mut self) -> Result<()> {
         self.commit()?;
+        if self.config.exactly_once {
+            checkpoint::write(&self.dir.join(CHECKPOINT_FILE), &self.checkpoint)?;
+        }
         self.stores.clear();
         Ok(())
+    }
+
+    /// Closes every store without flushing or checkpointing, releasing the directory: for a task
+    /// whose last writes may not have committed (exactly-once, after a failure or a fencing).
+    /// Without a checkpoint, the next open rebuilds the stores from their changelogs.
+    pub fn close_dirty(mut self) {
+        self.stores.clear();
     }
 }

@@ -79,6 +79,9 @@ pub enum OffsetSpec {
     Earliest,
     /// The high watermark: the offset the next visible record will get.
     Latest,
+    /// The last stable offset: where `read_committed` readers end (the high watermark when no
+    /// transaction is open).
+    LastStable,
     /// The first record with a timestamp at or after this (milliseconds).
     Timestamp(i64),
 }
@@ -734,6 +737,7 @@ impl Log {
         match spec {
             OffsetSpec::Earliest => Ok(Some((partition.offsets().0, -1))),
             OffsetSpec::Latest => Ok(Some((partition.offsets().1, -1))),
+            OffsetSpec::LastStable => Ok(Some((partition.last_stable_offset(), -1))),
             OffsetSpec::Timestamp(t) => blocking(move || partition.offset_for_timestamp(t)).await,
         }
     }

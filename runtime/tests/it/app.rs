@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use freshet_core::config::LogConfig;
+use freshet_core::log::Isolation;
 use freshet_core::substrate::{
     Admin, Consumer, ConsumerConfig, ConsumerRecord, Embedded, NewTopic, Producer, ProducerRecord, TopicPartition,
 };
@@ -26,7 +28,10 @@ fn runtime() -> Runtime {
 }
 
 fn open_log(rt: &Runtime, dir: &Path) -> Embedded {
-    rt.block_on(Embedded::open(dir.join("log"), LogConfig::default())).unwrap()
+    // Events carry their ids as timestamps (1970): retention would delete them at the first
+    // maintenance, so there is none during a test.
+    let config = LogConfig { maintenance_interval: Duration::from_secs(3600), ..LogConfig::default() };
+    rt.block_on(Embedded::open(dir.join("log"), config)).unwrap()
 }
 
 fn create(rt: &Runtime, log: &Embedded, topic: &str, n: u32) {
@@ -51,8 +56,19 @@ fn produce(rt: &Runtime, log: &Embedded, topic: &str, records: &[(&str, &str, i6
 /// Every record of `topic` with its partition (read until a poll finds nothing new), waiting
 /// until there are at least `at_least`.
 fn read_all(rt: &Runtime, log: &Embedded, topic: &str, at_least: usize) -> Vec<(u32, ConsumerRecord)> {
+    read_all_at(rt, log, topic, at_least, Isolation::ReadUncommitted)
+}
+
+/// `read_all` at an isolation level.
+fn read_all_at(
+    rt: &Runtime,
+    log: &Embedded,
+    topic: &str,
+    at_least: usize,
+    isolation: Isolation,
+) -> Vec<(u32, ConsumerRecord)> {
     let (d, _) = rt.block_on(log.admin().describe_topic(topic)).unwrap();
-    let mut consumer = log.consumer(ConsumerConfig::default());
+    let mut consumer = log.consumer(ConsumerConfig { isolation, ..ConsumerConfig::default() });
     let tps: Vec<TopicPartition> = (0..d.n_partitions).map(|p| TopicPartition::new(topic, p)).collect();
     rt.block_on(consumer.assign(tps)).unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -269,6 +285,8 @@ fn a_failing_record_stops_the_application_with_the_error_when_the_policy_says_fa
 const N_EVENTS: i64 = 4_000;
 const N_KEYS: i64 = 20;
 const CRASH_ENV: &str = "FRESHET_RUNTIME_CRASH_DIR";
+/// Set: the crash victim runs exactly-once.
+const CRASH_EOS_ENV: &str = "FRESHET_RUNTIME_CRASH_EOS";
 
 /// Every event id seen per key (so a replay after a crash changes nothing), and a plain count
 /// (which a replay may raise, never lower).
@@ -344,13 +362,13 @@ fn crash_victim_process() {
     let dir = Path::new(&dir);
     let rt = runtime();
     let log = open_log(&rt, dir);
-    let mut app = StreamsApp::new(
-        seen_ids(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config(dir, "crash"),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut config = config(dir, "crash");
+    if std::env::var_os(CRASH_EOS_ENV).is_some() {
+        config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    }
+    let mut app =
+        StreamsApp::new(seen_ids(), Substrate::embedded(&log, rt.handle().clone()), config, rt.handle().clone())
+            .unwrap();
     app.start().unwrap();
     app.wait_until_running(Duration::from_secs(60)).unwrap();
     println!("running");
@@ -363,8 +381,14 @@ fn crash_victim_process() {
     }
 }
 
-#[test]
-fn an_application_killed_mid_stream_loses_no_committed_update() {
+/// Runs the crash victim (exactly-once or not) in a process, kills it at a random moment,
+/// writes the rest of the events and runs the application again to the end. Returns the last
+/// `distinct` and `counts` per key, every `counts` update in order (read at the isolation the
+/// guarantee implies), the expected count per key, and what happened before the kill.
+#[allow(clippy::type_complexity)]
+fn killed_mid_stream(
+    guarantee: ProcessingGuarantee,
+) -> (BTreeMap<String, i64>, BTreeMap<String, i64>, Vec<(String, i64)>, BTreeMap<String, i64>, String) {
     let dir = tempfile::tempdir().unwrap();
     {
         let rt = runtime();
@@ -373,13 +397,20 @@ fn an_application_killed_mid_stream_loses_no_committed_update() {
         rt.block_on(log.close()).unwrap();
     }
     // Kill it at a random moment after it starts running.
-    let mut child = Command::new(std::env::current_exe().unwrap())
+    let mut victim = Command::new(std::env::current_exe().unwrap());
+    victim
         .args(["--exact", "app::crash_victim_process", "--nocapture", "--test-threads", "1"])
         .env(CRASH_ENV, dir.path())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::null());
+    let isolation = match guarantee {
+        ProcessingGuarantee::ExactlyOnce => {
+            victim.env(CRASH_EOS_ENV, "1");
+            Isolation::ReadCommitted
+        }
+        _ => Isolation::ReadUncommitted,
+    };
+    let mut child = victim.spawn().unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     // (The test harness prints the test's name on the same line first.)
@@ -400,22 +431,46 @@ fn an_application_killed_mid_stream_loses_no_committed_update() {
     for (_, r) in read_all(&rt, &log, "events", 0) {
         *expected.entry(text(&r.key)).or_default() += 1;
     }
-    let mut app = StreamsApp::new(
-        seen_ids(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config(dir.path(), "crash"),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut config = config(dir.path(), "crash");
+    config.processing_guarantee = guarantee;
+    let mut app =
+        StreamsApp::new(seen_ids(), Substrate::embedded(&log, rt.handle().clone()), config, rt.handle().clone())
+            .unwrap();
     app.start().unwrap();
-    let finals = wait_for_counts(&rt, &log, "distinct", &expected, Duration::from_secs(120));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let last = |topic: &str| -> BTreeMap<String, i64> {
+        read_all_at(&rt, &log, topic, 0, isolation).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect()
+    };
+    while last("distinct") != expected && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     app.close().unwrap();
+    let updates: Vec<(String, i64)> =
+        read_all_at(&rt, &log, "counts", 0, isolation).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
     let ctx = format!("killed after {processed_before} updates, {} events written", written.len());
-    assert_eq!(finals, expected, "every key saw each of its events ({ctx})");
-    let counts: BTreeMap<String, i64> =
-        read_all(&rt, &log, "counts", 0).iter().map(|(_, r)| (text(&r.key), count(&r.value))).collect();
+    (last("distinct"), last("counts"), updates, expected, ctx)
+}
+
+#[test]
+fn an_application_killed_mid_stream_loses_no_committed_update() {
+    let (distinct, counts, _, expected, ctx) = killed_mid_stream(ProcessingGuarantee::AtLeastOnce);
+    assert_eq!(distinct, expected, "every key saw each of its events ({ctx})");
     for (key, n) in &expected {
         assert!(counts[key] >= *n, "a replay may count twice, never lose: {key} {} < {n} ({ctx})", counts[key]);
+    }
+    eprintln!("{ctx}");
+}
+
+#[test]
+fn an_exactly_once_application_killed_mid_stream_counts_every_event_once() {
+    let (distinct, counts, updates, expected, ctx) = killed_mid_stream(ProcessingGuarantee::ExactlyOnce);
+    assert_eq!(distinct, expected, "every key saw each of its events ({ctx})");
+    assert_eq!(counts, expected, "a plain count is exact: nothing was counted twice ({ctx})");
+    // Read committed, each key's counts only go up: no update of an aborted transaction shows.
+    let mut seen: BTreeMap<&str, i64> = BTreeMap::new();
+    for (key, n) in &updates {
+        let before = seen.insert(key, *n).unwrap_or(0);
+        assert!(*n > before, "{key}: count {n} after {before} ({ctx})");
     }
     eprintln!("{ctx}");
 }
@@ -670,6 +725,20 @@ fn bad_settings_are_refused_naming_the_setting() {
     assert!(refused(&|c| c.application_id = "no spaces".into()).contains("application.id \"no spaces\""));
     assert!(refused(&|c| c.num_stream_threads = 0).contains("num.stream.threads"));
     assert!(refused(&|c| c.commit_interval = Duration::ZERO).contains("commit.interval"));
-    let exactly_once = refused(&|c| c.processing_guarantee = ProcessingGuarantee::ExactlyOnce);
-    assert!(exactly_once.contains("exactly-once is not available yet"), "{exactly_once}");
+    // Exactly-once needs transactional producers: a substrate assembled without them refuses it.
+    let mut config = config(dir.path(), "settings");
+    config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    let embedded = Substrate::embedded(&log, rt.handle().clone());
+    let bare = Substrate::new(
+        Arc::new(log.producer()),
+        Arc::new(log.admin()),
+        Arc::new({
+            let log = log.clone();
+            move |c| Box::new(log.consumer(c)) as Box<dyn Consumer>
+        }),
+        freshet_state::Changelogs::embedded(&log, rt.handle().clone()),
+    );
+    let refused = StreamsApp::new(word_count(), bare, config.clone(), rt.handle().clone()).unwrap_err().to_string();
+    assert!(refused.contains("exactly-once needs transactional producers"), "{refused}");
+    StreamsApp::new(word_count(), embedded, config, rt.handle().clone()).expect("the embedded log has transactions");
 }

@@ -23,12 +23,12 @@ pub use freshet_state as state;
 pub mod prelude {
     pub use freshet_core::batch::{BatchBuilder, BatchView, Batches, Header};
     pub use freshet_core::config::{Durability, LogConfig, TopicConfig};
-    pub use freshet_core::log::{Log, OffsetSpec};
+    pub use freshet_core::log::{Isolation, Log, OffsetSpec};
     #[cfg(feature = "remote")]
     pub use freshet_core::remote::Remote;
     pub use freshet_core::substrate::{
         Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupMember, GroupMembers,
-        NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
+        NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition, TransactionalProducer,
     };
     pub use freshet_core::{Error, Result};
     pub use freshet_state::{

@@ -1202,17 +1202,24 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
             }
         }
     }
-    let result = served
-        .transactions
-        .commit_offsets(
-            &request.transactional_id,
-            request.producer_id.0,
-            request.producer_epoch,
-            &request.group_id,
-            &offsets,
-        )
-        .await;
-    let error = txn_result_code(result, version >= 3);
+    // A member the group has moved on from may not commit for partitions now another's (KIP-447).
+    let member = served.coordinator.check_commit(&request.group_id, request.generation_id, &request.member_id).await;
+    let error = if member != code::NONE {
+        tracing::info!(group = %request.group_id.0, member = %request.member_id, generation = request.generation_id, code = member, "transactional offset commit refused");
+        member
+    } else {
+        let result = served
+            .transactions
+            .commit_offsets(
+                &request.transactional_id,
+                request.producer_id.0,
+                request.producer_epoch,
+                &request.group_id,
+                &offsets,
+            )
+            .await;
+        txn_result_code(result, version >= 3)
+    };
     let topics = request
         .topics
         .into_iter()

@@ -139,6 +139,8 @@ impl Remote {
         };
         let mut settings = vec![
             ("isolation.level", isolation),
+            // The end of a partition is reported (see `reached_end`).
+            ("enable.partition.eof", "true"),
             ("enable.auto.commit", "false"),
             ("enable.auto.offset.store", "false"),
             ("auto.offset.reset", reset),
@@ -174,6 +176,7 @@ impl Remote {
             subscribed: false,
             generation_held: 0,
             seeks: Default::default(),
+            at_end: Default::default(),
         })
     }
 
@@ -442,6 +445,8 @@ pub struct RemoteConsumer {
     generation_held: u64,
     /// After `subscribe`: partitions sought since the last poll.
     seeks: std::collections::BTreeSet<TopicPartition>,
+    /// Partitions whose end the last poll reached (librdkafka's partition EOF events).
+    at_end: std::collections::BTreeSet<TopicPartition>,
 }
 
 impl std::fmt::Debug for RemoteConsumer {
@@ -607,6 +612,7 @@ impl PartitionRun {
 #[async_trait]
 impl Consumer for RemoteConsumer {
     async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
+        self.at_end.clear();
         if self.subscribed {
             self.inner.unsubscribe();
             self.subscribed = false;
@@ -618,6 +624,7 @@ impl Consumer for RemoteConsumer {
     }
 
     async fn seek(&mut self, tp: &TopicPartition, to: OffsetSpec) -> Result<()> {
+        self.at_end.remove(tp);
         if !self.positions.contains_key(tp) {
             return Err(Error::Internal(format!("{tp} is not assigned to this consumer")));
         }
@@ -634,6 +641,7 @@ impl Consumer for RemoteConsumer {
     }
 
     fn seek_to_offset(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
+        self.at_end.remove(tp);
         match self.positions.get_mut(tp) {
             Some(p) => {
                 *p = offset;
@@ -682,8 +690,11 @@ impl Consumer for RemoteConsumer {
         let positions = self.positions.clone();
         let subscribed = self.subscribed;
         let shared = self.shared.clone();
-        let runs = blocking(move || -> Result<BTreeMap<TopicPartition, PartitionRun>> {
+        let runs = blocking(move || -> Result<(BTreeMap<TopicPartition, PartitionRun>, HashMap<i32, bool>)> {
             let mut runs: BTreeMap<TopicPartition, PartitionRun> = BTreeMap::new();
+            // Per partition number (librdkafka's end event names no topic): whether its end was
+            // the last thing seen of it.
+            let mut eofs: HashMap<i32, bool> = HashMap::new();
             let (mut n_bytes, mut n_records) = (0u64, 0usize);
             let mut wait = max_wait;
             while n_bytes < budget && n_records < MAX_POLL_RECORDS {
@@ -698,7 +709,10 @@ impl Consumer for RemoteConsumer {
                 let message = match polled {
                     None => break,
                     Some(Ok(m)) => m,
-                    Some(Err(KafkaError::PartitionEOF(_))) => continue,
+                    Some(Err(KafkaError::PartitionEOF(partition))) => {
+                        eofs.insert(partition, true);
+                        continue;
+                    }
                     // The member went too long without polling: the group has moved on without
                     // it (reported as a revocation); this poll rejoins.
                     Some(Err(e)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::PollExceeded) => {
@@ -708,6 +722,7 @@ impl Consumer for RemoteConsumer {
                     Some(Err(e)) => return Err(client_error("fetching", e)),
                 };
                 wait = Duration::ZERO;
+                eofs.insert(message.partition(), false);
                 let Ok(partition) = u32::try_from(message.partition()) else { continue };
                 let tp = TopicPartition::new(message.topic(), partition);
                 let offset = message.offset();
@@ -749,9 +764,20 @@ impl Consumer for RemoteConsumer {
             for run in runs.values_mut() {
                 run.finish_batch();
             }
-            Ok(runs)
+            Ok((runs, eofs))
         })
         .await??;
+        let (runs, eofs) = runs;
+        for tp in runs.keys() {
+            self.at_end.remove(tp);
+        }
+        for (partition, at_end) in eofs {
+            // Only where the partition number names one partition of the assignment.
+            let mut matching = self.positions.keys().filter(|tp| i64::from(tp.partition) == i64::from(partition));
+            if let (Some(tp), None, true) = (matching.next(), matching.next(), at_end) {
+                self.at_end.insert(tp.clone());
+            }
+        }
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::with_capacity(runs.len());
         for (tp, run) in runs {
@@ -810,6 +836,7 @@ impl Consumer for RemoteConsumer {
     }
 
     async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
+        self.at_end.clear();
         if self.config.group_id.is_none() {
             return Err(no_group("subscribe"));
         }
@@ -837,6 +864,10 @@ impl Consumer for RemoteConsumer {
 
     fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         self.inner.resume(&tpl_of(partitions)?).map_err(|e| client_error("resuming partitions", e))
+    }
+
+    fn reached_end(&self, tp: &TopicPartition) -> bool {
+        self.at_end.contains(tp)
     }
 
     fn group_metadata(&self) -> Option<GroupMetadata> {

@@ -314,6 +314,14 @@ pub trait Consumer: Send {
     fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()>;
     /// The group as a transaction commits offsets for it (`None` outside a group).
     fn group_metadata(&self) -> Option<GroupMetadata>;
+    /// Whether the last poll found `tp` read to its end: every record below the end at this
+    /// consumer's isolation (the last stable offset, at `read_committed`) was handed over, though
+    /// [`Consumer::position`] may stay below it when what remains is transaction markers or
+    /// aborted records that a client does not hand over (the remote substrate's case). A reader
+    /// that must reach an end offset taken before stops at either.
+    fn reached_end(&self, _tp: &TopicPartition) -> bool {
+        false
+    }
 }
 
 /// The range assignor: for each topic, its partitions in order, split into contiguous runs over

@@ -598,7 +598,9 @@ pub(crate) fn restore(
             }
             loop {
                 let position = consumer.position(&fetch_tp).unwrap_or(end);
-                if position >= end {
+                // At read_committed, a client may stop short of the end when transaction markers
+                // or aborted records are all that remain.
+                if position >= end || consumer.reached_end(&fetch_tp) {
                     return;
                 }
                 let polled = consumer.poll(Duration::from_millis(500)).await;

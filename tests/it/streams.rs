@@ -199,14 +199,23 @@ fn short_session(addr: &str) -> Remote {
 fn streams_instance_process() -> anyhow::Result<()> {
     let Some(spec) = std::env::var_os(INSTANCE_ENV) else { return Ok(()) };
     let spec = spec.to_string_lossy().to_string();
-    let (addr, state_dir) = spec.split_once('|').expect("address|state dir");
+    // `address|state dir`, or `address|state dir|eos` for an exactly-once plain count.
+    let mut parts = spec.split('|');
+    let (addr, state_dir) = (parts.next().expect("address"), parts.next().expect("state dir"));
+    let exactly_once = parts.next() == Some("eos");
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut config = StreamsConfig::new("xproc")?;
+    let mut config = StreamsConfig::new(if exactly_once { "xproc-eos" } else { "xproc" })?;
     config.state_dir = state_dir.into();
     config.commit_interval = std::time::Duration::from_millis(100);
     config.num_standby_replicas = 1;
+    let topology = if exactly_once {
+        config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+        event_counts()?
+    } else {
+        distinct_ids()?
+    };
     let substrate = Substrate::remote(&short_session(addr), rt.handle().clone())?;
-    let mut app = StreamsApp::new(distinct_ids()?, substrate, config, rt.handle().clone())?;
+    let mut app = StreamsApp::new(topology, substrate, config, rt.handle().clone())?;
     app.start()?;
     app.wait_until_running(std::time::Duration::from_secs(60))?;
     println!("running");
@@ -226,10 +235,19 @@ struct Instance {
 
 impl Instance {
     fn start(addr: &str, state_dir: &std::path::Path) -> Instance {
+        Self::start_with(addr, state_dir, "")
+    }
+
+    /// An exactly-once instance of a plain count.
+    fn start_exactly_once(addr: &str, state_dir: &std::path::Path) -> Instance {
+        Self::start_with(addr, state_dir, "|eos")
+    }
+
+    fn start_with(addr: &str, state_dir: &std::path::Path, suffix: &str) -> Instance {
         use std::io::BufRead;
         let mut child = std::process::Command::new(std::env::current_exe().unwrap())
             .args(["--exact", "streams::streams_instance_process", "--nocapture", "--test-threads", "1"])
-            .env(INSTANCE_ENV, format!("{addr}|{}", state_dir.display()))
+            .env(INSTANCE_ENV, format!("{addr}|{}{suffix}", state_dir.display()))
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -365,6 +383,86 @@ fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_k
         "A read {a_before} and B {b_before} of the first half; B killed at event {kill_at}; \
          A restored {restored} of {changelog} changelog records"
     );
+    drop(a);
+    events.stop();
+    Ok(())
+}
+
+/// Every update of `counts` a read_committed consumer sees, in order per partition: read until
+/// each partition's end (its last stable offset when the read began).
+fn committed_updates(rt: &tokio::runtime::Runtime, remote: &Remote) -> Vec<(String, i64)> {
+    let config = ConsumerConfig { isolation: Isolation::ReadCommitted, ..ConsumerConfig::default() };
+    let mut consumer = remote.consumer(config).unwrap();
+    let tps: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("counts", p)).collect();
+    let admin = remote.admin().unwrap();
+    let ends: Vec<i64> = tps
+        .iter()
+        .map(|tp| rt.block_on(admin.list_offset(tp, OffsetSpec::LastStable)).unwrap().map_or(0, |o| o.0))
+        .collect();
+    let mut out = Vec::new();
+    for (tp, end) in tps.iter().zip(ends) {
+        rt.block_on(consumer.assign(vec![tp.clone()])).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while consumer.position(tp).unwrap_or(0) < end && !consumer.reached_end(tp) {
+            assert!(std::time::Instant::now() < deadline, "reading {tp} to {end}");
+            for b in rt.block_on(consumer.poll(std::time::Duration::from_millis(100))).unwrap() {
+                for r in b.records().unwrap() {
+                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                    out.push((key, i64::from_be_bytes(r.value.unwrap()[..].try_into().unwrap())));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn exactly_once_instance_processes_count_every_event_once_when_one_is_killed() -> anyhow::Result<()> {
+    let events = Events::start(4, |addr| Remote::new(addr))?;
+    let Events { dir, broker, rt, remote, admin, .. } = &events;
+    let a = Instance::start_exactly_once(&broker.addr, &dir.path().join("a"));
+    let b = Instance::start_exactly_once(&broker.addr, &dir.path().join("b"));
+    wait_for("both instances to run", 90, || a.running() && b.running());
+    wait_for("the group to deal two tasks to each instance", 60, || {
+        rt.block_on(admin.group_members("xproc-eos")).unwrap().is_some_and(|g| {
+            g.state == "Stable" && g.members.len() == 2 && g.members.iter().all(|m| m.assignment.len() == 2)
+        })
+    });
+    for from in (0..N_EVENTS / 2).step_by(100) {
+        events.produce(from, from + 100);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    wait_for("both instances to read their half", 60, || a.figures().0 + b.figures().0 >= N_EVENTS as u64 / 2);
+    let b_before = b.figures().0;
+    // B dies mid-stream, in the middle of a transaction most likely: what it had not committed
+    // is aborted (when its transaction times out) and counted again by A, once.
+    let kill_at = N_EVENTS / 2 + 100 * (random_below(10) as i64);
+    let mut b = Some(b);
+    for from in (N_EVENTS / 2..N_EVENTS).step_by(100) {
+        if from == kill_at {
+            drop(b.take());
+        }
+        events.produce(from, from + 100);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let expected = Events::expected(N_EVENTS);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let (updates, finals) = loop {
+        let updates = committed_updates(rt, remote);
+        let finals: std::collections::BTreeMap<String, i64> = updates.iter().cloned().collect();
+        if finals == expected || std::time::Instant::now() > deadline {
+            break (updates, finals);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    };
+    let ctx = format!("B read {b_before} records of the first half and was killed at event {kill_at}");
+    assert_eq!(finals, expected, "a plain count is exact: nothing counted twice or lost ({ctx})");
+    let mut seen = std::collections::BTreeMap::new();
+    for (key, n) in &updates {
+        let before = seen.insert(key.clone(), *n).unwrap_or(0);
+        assert!(*n > before, "{key}: count {n} after {before}: an aborted update showed ({ctx})");
+    }
+    eprintln!("{ctx}");
     drop(a);
     events.stop();
     Ok(())

@@ -24,7 +24,7 @@ use freshet_core::substrate::{
     Admin, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, ProducerRecord, TopicPartition,
 };
 use freshet_dsl::{Consumed, Grouped, KStream, Materialized, Produced, Serdes, StreamsBuilder, Topology};
-use freshet_runtime::{StreamsApp, StreamsConfig, Substrate};
+use freshet_runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig, Substrate};
 use tokio::runtime::Runtime;
 
 const PARTITIONS: u32 = 3;
@@ -100,7 +100,7 @@ fn input(builder: &StreamsBuilder) -> KStream<Bytes, Bytes> {
 /// Runs `topology` on the embedded log until it has read `expected_in` records; returns records
 /// per second.
 fn run(rt: &Runtime, log: &Embedded, dir: &std::path::Path, name: &str, topology: Topology, expected_in: u64) -> f64 {
-    run_on(rt, Substrate::embedded(log, rt.handle().clone()), dir, name, topology, expected_in)
+    run_on(rt, Substrate::embedded(log, rt.handle().clone()), dir, name, topology, expected_in, |_| {})
 }
 
 /// Runs `topology` on `substrate` until it has read `expected_in` records; returns records per
@@ -112,11 +112,17 @@ fn run_on(
     name: &str,
     topology: Topology,
     expected_in: u64,
+    configure: impl Fn(&mut StreamsConfig),
 ) -> f64 {
     let mut config = StreamsConfig::new(name).expect("config");
     config.state_dir = dir.join("state");
     config.commit_interval = Duration::from_secs(10);
     config.cache_bytes_per_store = cache_mb() << 20;
+    configure(&mut config);
+    // `FRESHET_BENCH_COMMIT_MS` sets every phase's commit interval (to compare guarantees at one).
+    if let Some(ms) = std::env::var("FRESHET_BENCH_COMMIT_MS").ok().and_then(|s| s.parse().ok()) {
+        config.commit_interval = Duration::from_millis(ms);
+    }
     let mut app = StreamsApp::new(topology, substrate, config, rt.handle().clone()).expect("app");
     let started = Instant::now();
     app.start().expect("start");
@@ -200,6 +206,23 @@ fn main() {
         report("count (RocksDB + cache)", rate, 3e5);
         let _ = rt.block_on(log.admin().delete_topic("count-out"));
     }
+    if wanted("count-eos") {
+        // Exactly-once, committing every 100 ms as Kafka Streams does under exactly-once: one
+        // transaction (output, changelog, input offsets) per commit.
+        let builder = StreamsBuilder::new();
+        input(&builder)
+            .group_by_key(Grouped::with(Serdes::bytes(), Serdes::bytes()))
+            .count(Materialized::named("counts"))
+            .to_stream()
+            .to("count-eos-out", Produced::with(Serdes::bytes(), Serdes::number()));
+        let substrate = Substrate::embedded(&log, rt.handle().clone());
+        let rate = run_on(&rt, substrate, dir.path(), "count-eos", builder.build().expect("topology"), n, |c| {
+            c.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+            c.commit_interval = Duration::from_millis(100);
+        });
+        report("count, exactly-once (100 ms)", rate, 3e5);
+        let _ = rt.block_on(log.admin().delete_topic("count-eos-out"));
+    }
     if wanted("join") {
         create(&rt, &log, "table");
         write(&rt, &log, "table", KEY_SPACE, true);
@@ -230,7 +253,8 @@ fn main() {
         let substrate = || Substrate::remote(&remote, rt.handle().clone()).expect("substrate");
         let builder = StreamsBuilder::new();
         input(&builder).to("broker-passthrough-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
-        let rate = run_on(&rt, substrate(), dir.path(), "broker-passthrough", builder.build().expect("topology"), n);
+        let rate =
+            run_on(&rt, substrate(), dir.path(), "broker-passthrough", builder.build().expect("topology"), n, |_| {});
         report("source -> sink, via broker", rate, 1e6);
         let builder = StreamsBuilder::new();
         input(&builder)
@@ -238,7 +262,7 @@ fn main() {
             .count(Materialized::named("counts"))
             .to_stream()
             .to("broker-count-out", Produced::with(Serdes::bytes(), Serdes::number()));
-        let rate = run_on(&rt, substrate(), dir.path(), "broker-count", builder.build().expect("topology"), n);
+        let rate = run_on(&rt, substrate(), dir.path(), "broker-count", builder.build().expect("topology"), n, |_| {});
         report("count, via broker", rate, 3e5);
         rt.block_on(broker.stop());
     }

@@ -44,6 +44,80 @@ enum Command {
     /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
     /// Ctrl-C or SIGTERM.
     Broker(BrokerArgs),
+    /// Run SQL over topics (DataFusion): the statements given with `-e`, or those on standard
+    /// input, separated by `;`. A topic becomes a table with `CREATE EXTERNAL TABLE name
+    /// [(columns)] STORED AS TOPIC LOCATION 'topic' [OPTIONS ('format' 'json' | 'raw')]`
+    /// (without columns, they are inferred from its JSON values); declarations are kept in the log.
+    #[cfg(feature = "sql")]
+    Sql(SqlArgs),
+}
+
+#[cfg(feature = "sql")]
+#[derive(clap::Args)]
+struct SqlArgs {
+    #[command(flatten)]
+    target: Target,
+    /// The statements to run (else standard input is read).
+    #[arg(short = 'e', long = "execute", value_name = "SQL")]
+    execute: Option<String>,
+    /// How results print.
+    #[arg(long, value_enum, default_value = "table")]
+    format: SqlOutput,
+}
+
+#[cfg(feature = "sql")]
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SqlOutput {
+    /// An aligned table.
+    Table,
+    /// One JSON object per row.
+    Json,
+    /// CSV with a header row.
+    Csv,
+}
+
+#[cfg(feature = "sql")]
+async fn sql(args: SqlArgs) -> anyhow::Result<()> {
+    use freshet::runtime::sql::{render, split_statements, OutputFormat, SqlSession};
+    use std::io::{Read, Write};
+    let opened = Opened::open(&args.target).await?;
+    let result = async {
+        let handle = tokio::runtime::Handle::current();
+        let substrate = match &opened {
+            Opened::Embedded(e) => Substrate::embedded(e, handle),
+            #[cfg(feature = "remote")]
+            Opened::Remote(r) => Substrate::remote(r, handle)?,
+        };
+        let session = SqlSession::new(&substrate).await?;
+        let text = match args.execute {
+            Some(text) => text,
+            None => {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text).context("reading statements from standard input")?;
+                text
+            }
+        };
+        let format = match args.format {
+            SqlOutput::Table => OutputFormat::Table,
+            SqlOutput::Json => OutputFormat::Json,
+            SqlOutput::Csv => OutputFormat::Csv,
+        };
+        let mut out = std::io::stdout().lock();
+        for statement in split_statements(&text) {
+            let batches = session
+                .execute(statement)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}\n  in the statement: {statement}"))?;
+            if batches.iter().any(|b| b.num_columns() > 0) {
+                let rendered = render(&batches, format)?;
+                writeln!(out, "{}", rendered.trim_end())?;
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    opened.close().await?;
+    result
 }
 
 #[derive(clap::Args)]
@@ -754,6 +828,8 @@ async fn main() -> std::process::ExitCode {
         Command::Produce(args) => produce(args).await,
         Command::Consume(args) => consume(args).await,
         Command::Groups(command) => groups(command).await,
+        #[cfg(feature = "sql")]
+        Command::Sql(args) => sql(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

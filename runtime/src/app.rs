@@ -216,9 +216,9 @@ impl StreamsConfig {
 /// share its tasks through its consumer group.
 #[derive(Clone)]
 pub struct Substrate {
-    producer: Arc<dyn Producer>,
-    admin: Arc<dyn Admin>,
-    new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
+    pub(crate) producer: Arc<dyn Producer>,
+    pub(crate) admin: Arc<dyn Admin>,
+    pub(crate) new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
     changelogs: Changelogs,
     /// Makes a transactional producer (id, transaction timeout), for exactly-once.
     new_transactional: Option<NewTransactional>,

@@ -2,7 +2,8 @@
 //!
 //! Role: runs a `Topology`: on a log ([`app::StreamsApp`]: tasks, stream threads, commits,
 //! restores, punctuation, error policies, metrics) and in memory ([`driver::TopologyTestDriver`]).
-//! Continuous SQL execution comes later.
+//! With the `sql` feature, [`sql::SqlSession`] runs ad-hoc SQL over topics with DataFusion;
+//! continuous SQL comes later.
 //!
 //! Boundary: composes `freshet-core` (the substrate), `freshet-state` (stores) and `freshet-dsl`
 //! (topologies). Nothing below it depends on it.
@@ -11,6 +12,8 @@ pub mod app;
 pub mod driver;
 pub mod error;
 pub(crate) mod plan;
+#[cfg(feature = "sql")]
+pub mod sql;
 
 pub use crate::app::{
     ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate, TimestampExtractor,

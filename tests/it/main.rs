@@ -4,6 +4,7 @@ mod broker;
 mod dump_log;
 mod examples;
 mod quickstart;
+mod sql;
 mod streams;
 mod tidy;
 mod topic;

@@ -7,13 +7,13 @@ use std::process::Command;
 use crate::broker::BrokerProcess;
 
 /// Where the commands work: `--data-dir <dir>` or `--bootstrap <address>`.
-type Target = [String; 2];
+pub(crate) type Target = [String; 2];
 
-fn data_dir(dir: &tempfile::TempDir) -> Target {
+pub(crate) fn data_dir(dir: &tempfile::TempDir) -> Target {
     ["--data-dir".into(), dir.path().join("data").display().to_string()]
 }
 
-fn freshet(args: &[&str], target: &Target) -> (bool, String, String) {
+pub(crate) fn freshet(args: &[&str], target: &Target) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_freshet")).args(args).args(target).output().unwrap();
     (
         output.status.success(),
@@ -78,7 +78,7 @@ fn topics_are_created_listed_described_altered_and_deleted(data: &Target) {
     assert!(!ok && err.contains("unknown topic \"orders\""), "{err}");
 }
 
-fn freshet_stdin(args: &[&str], target: &Target, stdin: &str) -> (bool, String, String) {
+pub(crate) fn freshet_stdin(args: &[&str], target: &Target, stdin: &str) -> (bool, String, String) {
     use std::io::Write;
     let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
         .args(args)

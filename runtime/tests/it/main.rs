@@ -1,3 +1,5 @@
 mod app;
 mod driver;
+#[cfg(feature = "sql")]
+mod sql;
 mod stateful;

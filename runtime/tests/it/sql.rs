@@ -1,0 +1,134 @@
+//! SQL over topics, from sqllogictest-style files in `tests/sql` (their header says the format):
+//! fixture topics on the embedded log, statements, and queries with their expected results.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use freshet_core::config::LogConfig;
+use freshet_core::substrate::{Admin, Embedded, NewTopic, Producer, ProducerRecord};
+use freshet_runtime::sql::{render, OutputFormat, SqlSession};
+use freshet_runtime::Substrate;
+
+/// One step of a script.
+#[derive(Debug)]
+enum Step {
+    Topic { name: String, partitions: u32 },
+    Produce { topic: String, lines: Vec<String> },
+    Restart,
+    Ok { sql: String },
+    Error { sql: String, expected: String },
+    Query { sql: String, expected: String },
+}
+
+/// The steps of a script, each with its line number.
+fn parse(text: &str) -> Vec<(usize, Step)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut steps = Vec::new();
+    let mut i = 0;
+    // The lines of a block: up to a blank line (or `----`, for a query's statement).
+    let block = |i: &mut usize, stop_at_dashes: bool| -> Vec<String> {
+        let mut out = Vec::new();
+        while *i < lines.len() && !lines[*i].trim().is_empty() && !(stop_at_dashes && lines[*i] == "----") {
+            out.push(lines[*i].to_string());
+            *i += 1;
+        }
+        out
+    };
+    while i < lines.len() {
+        let line = lines[i].trim();
+        let at = i + 1;
+        i += 1;
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let step = if let Some(rest) = line.strip_prefix("topic ") {
+            let (name, n) = rest.split_once(' ').expect("topic NAME PARTITIONS");
+            Step::Topic { name: name.into(), partitions: n.parse().expect("a partition count") }
+        } else if let Some(topic) = line.strip_prefix("produce ") {
+            Step::Produce { topic: topic.into(), lines: block(&mut i, false) }
+        } else if line == "restart" {
+            Step::Restart
+        } else if line == "statement ok" {
+            Step::Ok { sql: block(&mut i, false).join("\n") }
+        } else if let Some(expected) = line.strip_prefix("statement error ") {
+            Step::Error { sql: block(&mut i, false).join("\n"), expected: expected.into() }
+        } else if line == "query" {
+            let sql = block(&mut i, true).join("\n");
+            assert_eq!(lines.get(i).copied(), Some("----"), "line {at}: a query's result follows ----");
+            i += 1;
+            Step::Query { sql, expected: block(&mut i, false).join("\n") }
+        } else {
+            panic!("line {at}: unknown directive {line:?}");
+        };
+        steps.push((at, step));
+    }
+    steps
+}
+
+fn run_script(path: &Path) {
+    let text = std::fs::read_to_string(path).unwrap();
+    let name = path.file_name().unwrap().to_string_lossy().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let log = rt.block_on(Embedded::open(dir.path(), LogConfig::default())).unwrap();
+    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let mut session = rt.block_on(SqlSession::new(&substrate)).unwrap();
+    for (at, step) in parse(&text) {
+        let here = format!("{name}:{at}");
+        match step {
+            Step::Topic { name, partitions } => {
+                let topic = NewTopic { name, n_partitions: partitions, ..Default::default() };
+                rt.block_on(log.admin().create_topic(topic)).unwrap();
+            }
+            Step::Produce { topic, lines } => {
+                let records = lines
+                    .iter()
+                    .enumerate()
+                    .map(|(n, line)| {
+                        let mut fields = line.splitn(3, ' ');
+                        let partition = fields.next().unwrap().parse().expect("PARTITION KEY VALUE");
+                        let key = fields.next().expect("PARTITION KEY VALUE").to_string();
+                        let value = fields.next().expect("PARTITION KEY VALUE").to_string();
+                        ProducerRecord {
+                            topic: topic.clone(),
+                            partition: Some(partition),
+                            key: Some(Bytes::from(key)),
+                            value: Some(Bytes::from(value)),
+                            timestamp: Some(1_700_000_000_000 + 1000 * n as i64),
+                            ..Default::default()
+                        }
+                    })
+                    .collect();
+                rt.block_on(log.producer().send(records)).unwrap();
+            }
+            Step::Restart => session = rt.block_on(SqlSession::new(&substrate)).unwrap(),
+            Step::Ok { sql } => {
+                if let Err(e) = rt.block_on(session.execute(&sql)) {
+                    panic!("{here}: {sql}\nfailed: {e}");
+                }
+            }
+            Step::Error { sql, expected } => match rt.block_on(session.execute(&sql)) {
+                Ok(_) => panic!("{here}: {sql}\nsucceeded; expected an error with {expected:?}"),
+                Err(e) => assert!(e.to_string().contains(&expected), "{here}: {sql}\nerror {e}\nexpected {expected:?}"),
+            },
+            Step::Query { sql, expected } => {
+                let batches =
+                    rt.block_on(session.execute(&sql)).unwrap_or_else(|e| panic!("{here}: {sql}\nfailed: {e}"));
+                let got = render(&batches, OutputFormat::Table).unwrap();
+                assert_eq!(got.trim(), expected.trim(), "{here}: {sql}");
+            }
+        }
+    }
+    rt.block_on(log.close()).unwrap();
+}
+
+#[test]
+fn sql_scripts() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql");
+    let mut scripts: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+    scripts.sort();
+    assert!(!scripts.is_empty(), "no scripts in {}", dir.display());
+    for script in scripts.iter().filter(|p| p.extension().is_some_and(|e| e == "slt")) {
+        run_script(script);
+    }
+}

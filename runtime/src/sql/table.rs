@@ -15,9 +15,11 @@ use datafusion::arrow::json::reader::ReaderBuilder;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::catalog::{Session, TableProvider, TableProviderFactory};
 use datafusion::common::{DataFusionError, ScalarValue};
-use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::datasource::TableType;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{BinaryExpr, CreateExternalTable, Expr, Operator, TableProviderFilterPushDown};
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 use freshet_core::log::OffsetSpec;
 use freshet_core::substrate::{Admin, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
@@ -53,12 +55,22 @@ pub type NewConsumer = Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + 
 pub struct TopicTable {
     topic: String,
     format: Format,
+    /// The metadata columns, then the value's.
+    schema: SchemaRef,
+    decoding: Arc<Decoding>,
+    admin: Arc<dyn Admin>,
+    new_consumer: NewConsumer,
+}
+
+/// How a topic's records become rows.
+#[derive(Debug)]
+struct Decoding {
+    topic: String,
+    format: Format,
     /// The value's columns.
     value_schema: SchemaRef,
     /// The metadata columns, then the value's.
     schema: SchemaRef,
-    admin: Arc<dyn Admin>,
-    new_consumer: NewConsumer,
 }
 
 impl std::fmt::Debug for TopicTable {
@@ -113,7 +125,8 @@ impl TopicTable {
             fields.push(f.as_ref().clone().with_nullable(true));
         }
         let schema = Arc::new(Schema::new(fields));
-        Ok(TopicTable { topic: topic.to_string(), format, value_schema, schema, admin, new_consumer })
+        let decoding = Arc::new(Decoding { topic: topic.to_string(), format, value_schema, schema: schema.clone() });
+        Ok(TopicTable { topic: topic.to_string(), format, schema, decoding, admin, new_consumer })
     }
 
     /// What `filters` say about partitions, offsets and timestamps (only conjunctions of
@@ -205,24 +218,53 @@ impl TopicTable {
         }
         Ok(ranges)
     }
+}
 
-    /// Reads one partition's range (at most `limit` records) and decodes it.
-    async fn read_partition(
-        &self,
-        partition: u32,
-        range: Range,
-        limit: Option<usize>,
-    ) -> datafusion::common::Result<Vec<RecordBatch>> {
-        let tp = TopicPartition::new(&self.topic, partition);
-        let mut consumer =
-            (self.new_consumer)(ConsumerConfig { max_partition_fetch_bytes: 4 << 20, ..Default::default() });
-        consumer.assign(vec![tp.clone()]).await.map_err(external)?;
-        consumer.seek_to_offset(&tp, range.start).map_err(external)?;
-        let mut batches = Vec::new();
-        let mut n = 0usize;
-        let wanted = limit.unwrap_or(usize::MAX);
+/// One partition's scan: a stream of decoded batches, read as it is consumed, so a scan holds
+/// one fetch per partition at a time.
+struct PartitionScan {
+    decoding: Arc<Decoding>,
+    new_consumer: NewConsumer,
+    partition: u32,
+    range: Range,
+    limit: Option<usize>,
+}
+
+impl std::fmt::Debug for PartitionScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionScan")
+            .field("topic", &self.decoding.topic)
+            .field("partition", &self.partition)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a partition's scan is.
+struct ScanState {
+    consumer: Option<Box<dyn Consumer>>,
+    read: usize,
+}
+
+impl PartitionScan {
+    /// The next decoded batch, `None` at the end of the range (or of the limit).
+    async fn next(&self, state: &mut ScanState) -> datafusion::common::Result<Option<RecordBatch>> {
+        let tp = TopicPartition::new(&self.decoding.topic, self.partition);
+        let range = self.range;
+        if state.consumer.is_none() {
+            let config = ConsumerConfig { max_partition_fetch_bytes: 4 << 20, ..Default::default() };
+            let mut consumer = (self.new_consumer)(config);
+            consumer.assign(vec![tp.clone()]).await.map_err(external)?;
+            consumer.seek_to_offset(&tp, range.start).map_err(external)?;
+            state.consumer = Some(consumer);
+        }
+        let consumer = state.consumer.as_mut().expect("opened");
+        let wanted = self.limit.unwrap_or(usize::MAX);
         let mut idle = 0;
-        while consumer.position(&tp).unwrap_or(range.end) < range.end && !consumer.reached_end(&tp) && n < wanted {
+        while consumer.position(&tp).unwrap_or(range.end) < range.end
+            && !consumer.reached_end(&tp)
+            && state.read < wanted
+        {
             let polled = consumer.poll(Duration::from_millis(200)).await.map_err(external)?;
             if polled.is_empty() {
                 idle += 1;
@@ -235,7 +277,6 @@ impl TopicTable {
                 }
                 continue;
             }
-            idle = 0;
             let mut records: Vec<ConsumerRecord> = Vec::new();
             for b in polled {
                 records.extend(
@@ -245,16 +286,39 @@ impl TopicTable {
                         .filter(|r| r.offset >= range.start && r.offset < range.end),
                 );
             }
-            records.truncate(wanted - n);
+            records.truncate(wanted - state.read);
             if records.is_empty() {
                 continue;
             }
-            n += records.len();
-            batches.push(self.decode(partition, &records)?);
+            state.read += records.len();
+            return self.decoding.decode(self.partition, &records).map(Some);
         }
-        Ok(batches)
+        Ok(None)
+    }
+}
+
+impl PartitionStream for PartitionScan {
+    fn schema(&self) -> &SchemaRef {
+        &self.decoding.schema
     }
 
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let scan = PartitionScan {
+            decoding: self.decoding.clone(),
+            new_consumer: self.new_consumer.clone(),
+            partition: self.partition,
+            range: self.range,
+            limit: self.limit,
+        };
+        let state = ScanState { consumer: None, read: 0 };
+        let stream = futures::stream::try_unfold((scan, state), |(scan, mut state)| async move {
+            Ok(scan.next(&mut state).await?.map(|batch| (batch, (scan, state))))
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.decoding.schema.clone(), stream))
+    }
+}
+
+impl Decoding {
     /// Decodes records of one partition into a batch of the table's full schema.
     fn decode(&self, partition: u32, records: &[ConsumerRecord]) -> datafusion::common::Result<RecordBatch> {
         let mut partitions = Int32Builder::with_capacity(records.len());
@@ -394,16 +458,21 @@ impl TableProvider for TopicTable {
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
         let bounds = Self::bounds(filters);
         let ranges = self.ranges(&bounds).await.map_err(external)?;
-        // Every partition at once: one DataFusion partition per topic partition.
-        let reads = ranges.iter().map(|(&p, &range)| self.read_partition(p, range, limit));
-        let mut partitions = Vec::with_capacity(ranges.len());
-        for read in futures::future::join_all(reads).await {
-            partitions.push(read?);
-        }
-        if partitions.is_empty() {
-            partitions.push(Vec::new());
-        }
-        Ok(MemorySourceConfig::try_new_exec(&partitions, self.schema.clone(), projection.cloned())?)
+        // One DataFusion partition per topic partition: they are read concurrently.
+        let partitions: Vec<Arc<dyn PartitionStream>> = ranges
+            .into_iter()
+            .map(|(partition, range)| {
+                Arc::new(PartitionScan {
+                    decoding: self.decoding.clone(),
+                    new_consumer: self.new_consumer.clone(),
+                    partition,
+                    range,
+                    limit,
+                }) as Arc<dyn PartitionStream>
+            })
+            .collect();
+        let exec = StreamingTableExec::try_new(self.schema.clone(), partitions, projection, [], false, limit)?;
+        Ok(Arc::new(exec))
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, RwLock};
 use bytes::{BufMut, BytesMut};
 use serde::{Deserialize, Serialize};
 
-use crate::batch::{BatchBuilder, Batches};
+use crate::batch::BatchBuilder;
 use crate::error::{Error, Result};
 use crate::log::Log;
 use crate::partitioner::java_string_hash;
@@ -166,46 +166,26 @@ pub struct GroupOffsets {
 impl GroupOffsets {
     /// Opens the store: creates `__consumer_offsets` if needed and loads what it holds.
     pub async fn open(log: Log, n_partitions: u32) -> Result<Self> {
-        if log.describe_topic(OFFSETS_TOPIC).is_err() {
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_owned(), "compact".to_owned()),
-                ("segment.bytes".to_owned(), (100 << 20).to_string()),
-            ]);
-            match log.create_topic(OFFSETS_TOPIC, n_partitions, configs).await {
-                Ok(()) | Err(Error::TopicExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        log.ensure_compacted_topic(OFFSETS_TOPIC, n_partitions).await?;
         let n_partitions = log.describe_topic(OFFSETS_TOPIC)?.n_partitions;
         let mut offsets = Offsets::new();
         for partition in 0..n_partitions {
-            let mut position =
-                log.list_offset(OFFSETS_TOPIC, partition, crate::log::OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
-            loop {
-                let fetched = log.read(OFFSETS_TOPIC, partition, position, 1 << 20).await?;
-                if fetched.batches.is_empty() {
-                    break;
-                }
-                for batch in Batches::new(&fetched.batches) {
-                    let batch = batch?;
-                    position = batch.next_offset();
-                    for record in batch.records()? {
-                        let record = record?;
-                        let Some(key) = record.key else { continue };
-                        let Some((group, tp)) = decode_key(key)? else { continue };
-                        match record.value {
-                            Some(value) => {
-                                offsets.entry(group).or_default().insert(tp, decode_value(value)?);
-                            }
-                            None => {
-                                if let Some(g) = offsets.get_mut(&group) {
-                                    g.remove(&tp);
-                                }
-                            }
+            log.for_each_record(OFFSETS_TOPIC, partition, |record| {
+                let Some(key) = record.key else { return Ok(()) };
+                let Some((group, tp)) = decode_key(key)? else { return Ok(()) };
+                match record.value {
+                    Some(value) => {
+                        offsets.entry(group).or_default().insert(tp, decode_value(value)?);
+                    }
+                    None => {
+                        if let Some(g) = offsets.get_mut(&group) {
+                            g.remove(&tp);
                         }
                     }
                 }
-            }
+                Ok(())
+            })
+            .await?;
         }
         offsets.retain(|_, g| !g.is_empty());
         Ok(GroupOffsets { log, n_partitions, offsets: Arc::new(RwLock::new(offsets)) })

@@ -19,10 +19,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 
-use crate::batch::{BatchBuilder, Batches};
+use crate::batch::BatchBuilder;
 use crate::error::{Error, Result};
 use crate::group::{GroupOffsets, OffsetAndMetadata};
-use crate::log::{Log, Marker, OffsetSpec};
+use crate::log::{Log, Marker};
 use crate::substrate::TopicPartition;
 
 /// The topic holding every transactional id's state.
@@ -177,37 +177,18 @@ impl Transactions {
 
     async fn load_once(&self) -> Result<()> {
         let log = &self.inner.log;
-        if log.describe_topic(TRANSACTION_STATE_TOPIC).is_err() {
-            let configs = BTreeMap::from([
-                ("cleanup.policy".to_owned(), "compact".to_owned()),
-                ("segment.bytes".to_owned(), (100 << 20).to_string()),
-            ]);
-            match log.create_topic(TRANSACTION_STATE_TOPIC, 1, configs).await {
-                Ok(()) | Err(Error::TopicExists(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        log.ensure_compacted_topic(TRANSACTION_STATE_TOPIC, 1).await?;
         let mut records: HashMap<String, TxnRecord> = HashMap::new();
-        let mut position = log.list_offset(TRANSACTION_STATE_TOPIC, 0, OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
-        loop {
-            let fetched = log.read(TRANSACTION_STATE_TOPIC, 0, position, 1 << 20).await?;
-            if fetched.batches.is_empty() {
-                break;
-            }
-            for batch in Batches::new(&fetched.batches) {
-                let batch = batch?;
-                position = batch.next_offset();
-                for record in batch.records()? {
-                    let record = record?;
-                    let (Some(key), Some(value)) = (record.key, record.value) else { continue };
-                    let id = String::from_utf8(key.to_vec())
-                        .map_err(|_| Error::Decode("a transactional id that is not UTF-8".into()))?;
-                    let state: TxnRecord = serde_json::from_slice(value)
-                        .map_err(|e| Error::Decode(format!("the state of transactional id {id:?}: {e}")))?;
-                    records.insert(id, state);
-                }
-            }
-        }
+        log.for_each_record(TRANSACTION_STATE_TOPIC, 0, |record| {
+            let (Some(key), Some(value)) = (record.key, record.value) else { return Ok(()) };
+            let id = String::from_utf8(key.to_vec())
+                .map_err(|_| Error::Decode("a transactional id that is not UTF-8".into()))?;
+            let state: TxnRecord = serde_json::from_slice(value)
+                .map_err(|e| Error::Decode(format!("the state of transactional id {id:?}: {e}")))?;
+            records.insert(id, state);
+            Ok(())
+        })
+        .await?;
         let n = records.len();
         {
             let mut entries = self.inner.entries.lock().expect("entries lock");

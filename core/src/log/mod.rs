@@ -742,6 +742,46 @@ impl Log {
         }
     }
 
+    /// Creates a compacted internal topic (100 MiB segments) unless it exists; a concurrent
+    /// creation is no error.
+    pub(crate) async fn ensure_compacted_topic(&self, name: &str, n_partitions: u32) -> Result<()> {
+        if self.describe_topic(name).is_ok() {
+            return Ok(());
+        }
+        let configs = BTreeMap::from([
+            ("cleanup.policy".to_owned(), "compact".to_owned()),
+            ("segment.bytes".to_owned(), (100 << 20).to_string()),
+        ]);
+        match self.create_topic(name, n_partitions, configs).await {
+            Ok(()) | Err(Error::TopicExists(_)) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Calls `f` with every record of a partition, from its log start to its high watermark: how
+    /// an internal topic's state is loaded.
+    pub(crate) async fn for_each_record(
+        &self,
+        topic: &str,
+        partition: u32,
+        mut f: impl FnMut(crate::batch::RecordView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut position = self.list_offset(topic, partition, OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
+        loop {
+            let fetched = self.read(topic, partition, position, 1 << 20).await?;
+            if fetched.batches.is_empty() {
+                return Ok(());
+            }
+            for batch in crate::batch::Batches::new(&fetched.batches) {
+                let batch = batch?;
+                position = batch.next_offset();
+                for record in batch.records()? {
+                    f(record?)?;
+                }
+            }
+        }
+    }
+
     /// A partition's last stable offset (the end of what `read_committed` readers see).
     pub fn last_stable_offset(&self, topic: &str, partition: u32) -> Result<i64> {
         Ok(self.partition(topic, partition)?.last_stable_offset())

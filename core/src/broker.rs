@@ -854,21 +854,41 @@ async fn leave_group(request: LeaveGroupRequest, version: i16, served: &Served) 
     LeaveGroupResponse::default().with_members(responses)
 }
 
+/// One partition's offset of an OffsetCommit or TxnOffsetCommit request (`None`: a negative
+/// partition index, which no partition has).
+fn committed(
+    topic: &TopicName,
+    partition_index: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: &Option<StrBytes>,
+) -> Option<(TopicPartition, OffsetAndMetadata)> {
+    let partition = u32::try_from(partition_index).ok()?;
+    let mut committed = OffsetAndMetadata::new(offset);
+    committed.leader_epoch = leader_epoch;
+    committed.metadata = metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    Some((TopicPartition::new(topic.0.to_string(), partition), committed))
+}
+
 async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let check =
         served.coordinator.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id).await;
-    let mut offsets = BTreeMap::new();
-    for topic in &request.topics {
-        for p in &topic.partitions {
-            if let Ok(partition) = u32::try_from(p.partition_index) {
-                let mut committed = OffsetAndMetadata::new(p.committed_offset);
-                committed.leader_epoch = p.committed_leader_epoch;
-                committed.metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
-                offsets.insert(TopicPartition::new(topic.name.0.to_string(), partition), committed);
-            }
-        }
-    }
+    let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().filter_map(|p| {
+                committed(
+                    &t.name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    &p.committed_metadata,
+                )
+            })
+        })
+        .collect();
     if check != 0 {
         tracing::info!(%group, member = %request.member_id, generation = request.generation_id_or_member_epoch, code = check, "offset commit refused");
     }
@@ -1191,17 +1211,21 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
     use kafka_protocol::messages::txn_offset_commit_response::{
         TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
     };
-    let mut offsets = BTreeMap::new();
-    for topic in &request.topics {
-        for p in &topic.partitions {
-            if let Ok(partition) = u32::try_from(p.partition_index) {
-                let mut o = OffsetAndMetadata::new(p.committed_offset);
-                o.leader_epoch = p.committed_leader_epoch;
-                o.metadata = p.committed_metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
-                offsets.insert(TopicPartition::new(topic.name.0.to_string(), partition), o);
-            }
-        }
-    }
+    let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().filter_map(|p| {
+                committed(
+                    &t.name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    &p.committed_metadata,
+                )
+            })
+        })
+        .collect();
     // A member the group has moved on from may not commit for partitions now another's (KIP-447).
     let member = served.coordinator.check_commit(&request.group_id, request.generation_id, &request.member_id).await;
     let error = if member != code::NONE {

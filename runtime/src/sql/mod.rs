@@ -14,10 +14,15 @@
 //! statement, by table name), so every session on the same log or cluster sees them; `DROP TABLE`
 //! removes one.
 
+mod continuous;
+mod expr;
+mod row;
+mod statement;
 mod table;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,9 +33,14 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use freshet_core::substrate::{Admin, ConsumerConfig, NewTopic, Producer, ProducerRecord, TopicPartition};
 
-pub use table::{Format, NewConsumer, TopicTable, TopicTableFactory, METADATA_COLUMNS};
+pub use continuous::{Compiled, Emit, OutputKind};
+pub use row::Row;
+pub use table::{Format, NewConsumer, TableKind, TopicTable, TopicTableFactory, METADATA_COLUMNS};
 
-use crate::Substrate;
+use datafusion::common::tree_node::TreeNode;
+
+use self::statement::Statement;
+use crate::{ErrorPolicy, StreamsApp, StreamsConfig, Substrate};
 
 /// The topic holding the tables' declarations.
 pub const TABLES_TOPIC: &str = "_freshet_sql_tables";
@@ -70,43 +80,129 @@ impl From<freshet_core::Error> for SqlError {
     }
 }
 
-/// A SQL session over a substrate: its tables are the declared topics.
+/// A SQL session over a substrate: its tables are the declared topics; its continuous queries
+/// run in this process when the session hosts them ([`SqlSession::hosting`]).
 pub struct SqlSession {
     ctx: SessionContext,
     producer: Arc<dyn Producer>,
     admin: Arc<dyn Admin>,
+    new_consumer: NewConsumer,
+    host: Option<Host>,
+    queries: Mutex<BTreeMap<String, Query>>,
+}
+
+/// Where hosted queries run.
+struct Host {
+    substrate: Substrate,
+    runtime: tokio::runtime::Handle,
+    state_dir: PathBuf,
+}
+
+/// A continuous query: `CREATE STREAM|TABLE name AS ...`, named after its output.
+struct Query {
+    statement: String,
+    kind: OutputKind,
+    compiled: Compiled,
+    /// Running here (hosting sessions only).
+    app: Option<StreamsApp>,
 }
 
 impl std::fmt::Debug for SqlSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqlSession").finish_non_exhaustive()
+        f.debug_struct("SqlSession").field("hosting", &self.host.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// The application id a continuous query runs under (its consumer group and the prefix of its
+/// internal topics).
+pub fn query_application_id(name: &str) -> String {
+    format!("freshet-sql-{name}")
+}
+
+fn plan_error(message: impl Into<String>) -> SqlError {
+    SqlError::DataFusion(DataFusionError::Plan(message.into()))
+}
+
+/// One column of text rows.
+fn text_batch(columns: &[&str], rows: Vec<Vec<String>>) -> Result<Vec<RecordBatch>, SqlError> {
+    use datafusion::arrow::array::{ArrayRef, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let schema =
+        Arc::new(Schema::new(columns.iter().map(|c| Field::new(*c, DataType::Utf8, false)).collect::<Vec<_>>()));
+    let arrays: Vec<ArrayRef> = (0..columns.len())
+        .map(|i| Arc::new(StringArray::from(rows.iter().map(|r| r[i].clone()).collect::<Vec<_>>())) as ArrayRef)
+        .collect();
+    Ok(vec![RecordBatch::try_new(schema, arrays).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?])
+}
+
+/// The SQL type DataFusion reads back as `t`.
+fn sql_type(t: &datafusion::arrow::datatypes::DataType) -> String {
+    use datafusion::arrow::datatypes::{DataType as D, TimeUnit};
+    match t {
+        D::Boolean => "BOOLEAN".into(),
+        D::Int8 | D::Int16 | D::UInt8 => "SMALLINT".into(),
+        D::Int32 | D::UInt16 => "INT".into(),
+        D::Int64 | D::UInt32 | D::UInt64 => "BIGINT".into(),
+        D::Float32 => "FLOAT".into(),
+        D::Float64 => "DOUBLE".into(),
+        D::Timestamp(TimeUnit::Second, _) => "TIMESTAMP(0)".into(),
+        D::Timestamp(TimeUnit::Millisecond, _) => "TIMESTAMP(3)".into(),
+        D::Timestamp(TimeUnit::Microsecond, _) => "TIMESTAMP(6)".into(),
+        D::Timestamp(TimeUnit::Nanosecond, _) => "TIMESTAMP(9)".into(),
+        D::Date32 => "DATE".into(),
+        _ => "VARCHAR".into(),
     }
 }
 
 impl SqlSession {
-    /// A session on `substrate`, with every table declared so far.
+    /// A session on `substrate`, with every table declared so far. Continuous queries can be
+    /// created, described and dropped; they run in sessions that host them.
     pub async fn new(substrate: &Substrate) -> Result<Self, SqlError> {
+        Self::open(substrate, None).await
+    }
+
+    /// A session that also runs the continuous queries (those declared so far, and those it
+    /// creates) as streams applications on `runtime`, their stores under `state_dir`. Queries
+    /// keep their progress (committed offsets, changelogs) in the log, so a query stopped with
+    /// its process goes on where it was when a hosting session opens again.
+    pub async fn hosting(
+        substrate: &Substrate,
+        runtime: tokio::runtime::Handle,
+        state_dir: &std::path::Path,
+    ) -> Result<Self, SqlError> {
+        let host = Host { substrate: substrate.clone(), runtime, state_dir: state_dir.to_path_buf() };
+        Self::open(substrate, Some(host)).await
+    }
+
+    async fn open(substrate: &Substrate, host: Option<Host>) -> Result<Self, SqlError> {
         let factory =
             TopicTableFactory { admin: substrate.admin.clone(), new_consumer: substrate.new_consumer.clone() };
         let state = SessionStateBuilder::new()
             .with_default_features()
             .with_table_factory("TOPIC".into(), Arc::new(factory))
             .build();
+        let ctx = SessionContext::new_with_state(state);
+        for f in continuous::window_functions() {
+            ctx.register_udf(f);
+        }
         let session = SqlSession {
-            ctx: SessionContext::new_with_state(state),
+            ctx,
             producer: substrate.producer.clone(),
             admin: substrate.admin.clone(),
+            new_consumer: substrate.new_consumer.clone(),
+            host,
+            queries: Mutex::new(BTreeMap::new()),
         };
         for (name, statement) in session.declarations(substrate).await? {
-            if let Err(error) = session.run(&statement).await {
-                tracing::warn!(table = %name, %error, "a declared table could not be created again; skipped");
+            if let Err(error) = session.apply(&statement, false).await {
+                tracing::warn!(table = %name, %error, "a declared table or query could not be created again; skipped");
             }
         }
         Ok(session)
     }
 
-    /// The declarations stored so far: the last statement per table name.
-    async fn declarations(&self, substrate: &Substrate) -> Result<BTreeMap<String, String>, SqlError> {
+    /// The declarations stored so far: the last statement per name, in the order written.
+    async fn declarations(&self, substrate: &Substrate) -> Result<Vec<(String, String)>, SqlError> {
         let admin = &self.admin;
         if admin.describe_topic(TABLES_TOPIC).await.is_err() {
             let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
@@ -117,9 +213,12 @@ impl SqlSession {
         }
         let tp = TopicPartition::new(TABLES_TOPIC, 0);
         let end = admin.list_offset(&tp, freshet_core::log::OffsetSpec::Latest).await?.map_or(0, |o| o.0);
-        let mut declared = BTreeMap::new();
+        // Name -> (position of its last record, statement): replayed in the order written, so a
+        // query comes after the streams it reads.
+        let mut declared: BTreeMap<String, (usize, String)> = BTreeMap::new();
+        let mut seen = 0;
         if end == 0 {
-            return Ok(declared);
+            return Ok(Vec::new());
         }
         let mut consumer = (substrate.new_consumer)(ConsumerConfig::default());
         consumer.assign(vec![tp.clone()]).await?;
@@ -131,13 +230,16 @@ impl SqlSession {
                     let Some(key) = r.key else { continue };
                     let name = String::from_utf8_lossy(&key).into_owned();
                     match r.value {
-                        Some(v) => declared.insert(name, String::from_utf8_lossy(&v).into_owned()),
+                        Some(v) => declared.insert(name, (seen, String::from_utf8_lossy(&v).into_owned())),
                         None => declared.remove(&name),
                     };
+                    seen += 1;
                 }
             }
         }
-        Ok(declared)
+        let mut ordered: Vec<(String, (usize, String))> = declared.into_iter().collect();
+        ordered.sort_by_key(|(_, (at, _))| *at);
+        Ok(ordered.into_iter().map(|(name, (_, statement))| (name, statement)).collect())
     }
 
     /// Runs every statement of `sql` (separated by `;`) in order and returns the last one's rows.
@@ -145,42 +247,342 @@ impl SqlSession {
         let mut last = Vec::new();
         // Each statement runs (and is recorded) as it was written.
         for statement in split_statements(sql) {
-            last = self.run_declaring(statement).await?;
+            last = self.apply(statement, true).await?;
         }
         Ok(last)
     }
 
-    /// Runs one statement; a table it creates or drops is recorded in the declarations topic.
-    async fn run_declaring(&self, statement: &str) -> Result<Vec<RecordBatch>, SqlError> {
-        let plan = self.ctx.state().create_logical_plan(statement).await?;
-        let declared = match &plan {
-            LogicalPlan::Ddl(DdlStatement::CreateExternalTable(c)) => Some((c.name.table().to_string(), true)),
-            LogicalPlan::Ddl(DdlStatement::DropTable(d)) => Some((d.name.table().to_string(), false)),
-            _ => None,
+    /// Records `statement` (`None`: removes) as the declaration of `name`.
+    async fn record(&self, name: &str, statement: Option<&str>) -> Result<(), SqlError> {
+        let record = ProducerRecord {
+            topic: TABLES_TOPIC.into(),
+            partition: Some(0),
+            key: Some(Bytes::from(name.to_string())),
+            value: statement.map(|s| Bytes::from(s.to_string())),
+            ..Default::default()
         };
-        let rows = self.ctx.execute_logical_plan(plan).await?.collect().await?;
-        if let Some((name, created)) = declared {
-            let record = ProducerRecord {
-                topic: TABLES_TOPIC.into(),
-                partition: Some(0),
-                key: Some(Bytes::from(name)),
-                value: created.then(|| Bytes::from(statement.to_string())),
-                ..Default::default()
-            };
-            self.producer.send(vec![record]).await?;
-        }
-        Ok(rows)
+        self.producer.send(vec![record]).await?;
+        Ok(())
     }
 
-    /// Runs one statement as it is, without recording it.
-    async fn run(&self, statement: &str) -> Result<Vec<RecordBatch>, SqlError> {
-        Ok(self.ctx.sql(statement).await?.collect().await?)
+    /// Runs one statement; when `record`, a table or query it creates or drops is recorded in
+    /// the declarations topic.
+    async fn apply(&self, statement: &str, record: bool) -> Result<Vec<RecordBatch>, SqlError> {
+        let freshet = statement::parse(statement).map_err(plan_error)?;
+        match freshet {
+            Some(Statement::CreateAs { kind, name, query, emit }) => {
+                self.create_query(statement, kind, &name, &query, emit, record).await?;
+                Ok(Vec::new())
+            }
+            Some(Statement::Declare { name, external }) => {
+                self.ctx.sql(&external).await?.collect().await?;
+                if record {
+                    self.record(&name, Some(statement)).await?;
+                }
+                Ok(Vec::new())
+            }
+            Some(Statement::ShowQueries) => self.show_queries(),
+            Some(Statement::Explain(inner)) => {
+                let Statement::CreateAs { kind, name, query, emit } = *inner else {
+                    return Err(plan_error("EXPLAIN of this statement is not supported"));
+                };
+                let compiled = self.compile(kind, &name, &query, emit).await?;
+                explain(&compiled)
+            }
+            Some(Statement::ExplainQuery(name)) => {
+                let queries = self.queries.lock().expect("queries lock");
+                let q = queries.get(&name).ok_or_else(|| plan_error(format!("no query named {name}")))?;
+                explain(&q.compiled)
+            }
+            Some(Statement::DropQuery(name)) => {
+                self.drop_query(&name, record).await?;
+                Ok(Vec::new())
+            }
+            Some(Statement::Drop { name, if_exists }) => {
+                self.drop_relation(&name, if_exists, record).await?;
+                Ok(Vec::new())
+            }
+            None => {
+                let plan = self.ctx.state().create_logical_plan(statement).await?;
+                let declared = match &plan {
+                    LogicalPlan::Ddl(DdlStatement::CreateExternalTable(c)) => Some((c.name.table().to_string(), true)),
+                    LogicalPlan::Ddl(DdlStatement::DropTable(d)) => {
+                        self.check_droppable(d.name.table()).await?;
+                        Some((d.name.table().to_string(), false))
+                    }
+                    _ => None,
+                };
+                let rows = self.ctx.execute_logical_plan(plan).await?.collect().await?;
+                if let (Some((name, created)), true) = (declared, record) {
+                    self.record(&name, created.then_some(statement)).await?;
+                }
+                Ok(rows)
+            }
+        }
+    }
+
+    /// Plans and compiles a continuous query.
+    async fn compile(&self, kind: OutputKind, name: &str, query: &str, emit: Emit) -> Result<Compiled, SqlError> {
+        let state = self.ctx.state();
+        let plan = state.create_logical_plan(query).await?;
+        if !matches!(
+            plan,
+            LogicalPlan::Projection(_)
+                | LogicalPlan::Aggregate(_)
+                | LogicalPlan::Filter(_)
+                | LogicalPlan::Union(_)
+                | LogicalPlan::Sort(_)
+                | LogicalPlan::Limit(_)
+                | LogicalPlan::Distinct(_)
+                | LogicalPlan::Join(_)
+                | LogicalPlan::SubqueryAlias(_)
+                | LogicalPlan::TableScan(_)
+                | LogicalPlan::Window(_)
+        ) {
+            return Err(plan_error(format!("CREATE {} {name} AS needs a SELECT", kind_name(kind))));
+        }
+        let plan = state.optimize(&plan)?;
+        let mut partitions = BTreeMap::new();
+        for t in plan_topics(&plan) {
+            if let Ok((d, _)) = self.admin.describe_topic(&t).await {
+                partitions.insert(t, d.n_partitions);
+            }
+        }
+        Ok(continuous::compile(&plan, &state, name, kind, emit, partitions)?)
+    }
+
+    async fn create_query(
+        &self,
+        statement: &str,
+        kind: OutputKind,
+        name: &str,
+        query: &str,
+        emit: Emit,
+        record: bool,
+    ) -> Result<(), SqlError> {
+        if self.queries.lock().expect("queries lock").contains_key(name) {
+            return Err(plan_error(format!("query {name} exists: DROP QUERY {name} first")));
+        }
+        if record && self.ctx.table_exist(name)? {
+            return Err(plan_error(format!("{name} exists: choose another name, or DROP it first")));
+        }
+        let compiled = self.compile(kind, name, query, emit).await?;
+        // The output topic: partitioned like the widest input; a table's is compacted.
+        if self.admin.describe_topic(name).await.is_err() {
+            let mut configs = BTreeMap::new();
+            if kind == OutputKind::Table {
+                configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            }
+            let topic = NewTopic { name: name.to_string(), n_partitions: compiled.partitions, configs };
+            match self.admin.create_topic(topic).await {
+                Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The output, declared so other queries read it.
+        let mut table =
+            TopicTable::new(name, Format::Json, compiled.schema.clone(), self.admin.clone(), self.new_consumer_of())?;
+        if let (OutputKind::Table, Some(key)) = (kind, &compiled.key) {
+            table = table.with_kind(TableKind::Table { key: key.clone() })?;
+        }
+        self.ctx.deregister_table(name)?;
+        self.ctx.register_table(name, Arc::new(table))?;
+        if record {
+            self.record(name, Some(statement)).await?;
+        }
+        let app = match &self.host {
+            Some(host) => Some(start(host, name, &compiled).await?),
+            None => None,
+        };
+        let q = Query { statement: statement.to_string(), kind, compiled, app };
+        self.queries.lock().expect("queries lock").insert(name.to_string(), q);
+        Ok(())
+    }
+
+    fn new_consumer_of(&self) -> NewConsumer {
+        self.new_consumer.clone()
+    }
+
+    fn show_queries(&self) -> Result<Vec<RecordBatch>, SqlError> {
+        let queries = self.queries.lock().expect("queries lock");
+        let rows = queries
+            .iter()
+            .map(|(name, q)| {
+                let state = match &q.app {
+                    None => "not hosted here".to_string(),
+                    Some(app) => match app.error() {
+                        Some(e) => format!("{:?}: {e}", app.state()),
+                        None => format!("{:?}", app.state()),
+                    },
+                };
+                let sources = q.compiled.sources.iter().cloned().collect::<Vec<_>>().join(", ");
+                vec![name.clone(), kind_name(q.kind).to_string(), sources, name.clone(), state, q.statement.clone()]
+            })
+            .collect();
+        text_batch(&["query", "kind", "reads", "writes", "state", "statement"], rows)
+    }
+
+    async fn drop_query(&self, name: &str, record: bool) -> Result<(), SqlError> {
+        let q = self.queries.lock().expect("queries lock").remove(name);
+        let Some(q) = q else { return Err(plan_error(format!("no query named {name}"))) };
+        if let Some(app) = q.app {
+            let closed = tokio::task::spawn_blocking(move || app.close()).await;
+            closed
+                .map_err(|e| plan_error(e.to_string()))?
+                .map_err(|e| plan_error(format!("stopping query {name}: {e}")))?;
+        }
+        if record {
+            // The output stays declared, as a plain declaration of its topic.
+            let columns: Vec<String> = q
+                .compiled
+                .schema
+                .fields()
+                .iter()
+                .map(|f| format!("\"{}\" {}", f.name(), sql_type(f.data_type())))
+                .collect();
+            let key = match (q.kind, &q.compiled.key) {
+                (OutputKind::Table, Some(k)) => format!(", key = '{k}'"),
+                _ => String::new(),
+            };
+            let declaration = format!(
+                "CREATE {} {name} ({}) WITH (topic = '{name}', format = 'json'{key})",
+                kind_name(q.kind),
+                columns.join(", ")
+            );
+            self.record(name, Some(&declaration)).await?;
+        }
+        Ok(())
+    }
+
+    /// Refuses to drop a table a query reads or writes.
+    async fn check_droppable(&self, name: &str) -> Result<(), SqlError> {
+        let provider = self.ctx.table_provider(name).await.ok();
+        let topic = provider.and_then(|t| t.downcast_ref::<TopicTable>().map(|t| t.topic().to_string()));
+        let queries = self.queries.lock().expect("queries lock");
+        if queries.contains_key(name) {
+            return Err(plan_error(format!("query {name} writes {name}: DROP QUERY {name} first")));
+        }
+        if let Some(topic) = topic {
+            let readers: Vec<&String> =
+                queries.iter().filter(|(_, q)| q.compiled.sources.contains(&topic)).map(|(n, _)| n).collect();
+            if !readers.is_empty() {
+                return Err(plan_error(format!(
+                    "{name} is read by running queries ({}): drop them first",
+                    readers.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn drop_relation(&self, name: &str, if_exists: bool, record: bool) -> Result<(), SqlError> {
+        if !self.ctx.table_exist(name)? {
+            return if if_exists { Ok(()) } else { Err(plan_error(format!("no stream or table named {name}"))) };
+        }
+        self.check_droppable(name).await?;
+        self.ctx.deregister_table(name)?;
+        if record {
+            self.record(name, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Stops the continuous queries this session runs (they resume when a hosting session
+    /// opens again). Blocks: call it from a thread that may (or see [`SqlSession::shutdown`]).
+    pub fn close(&self) -> Result<(), SqlError> {
+        let apps: Vec<(String, StreamsApp)> = {
+            let mut queries = self.queries.lock().expect("queries lock");
+            queries.iter_mut().filter_map(|(n, q)| q.app.take().map(|a| (n.clone(), a))).collect()
+        };
+        let mut first = None;
+        for (name, app) in apps {
+            if let Err(e) = app.close() {
+                first.get_or_insert(plan_error(format!("stopping query {name}: {e}")));
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+
+    /// The topology a query runs, and the topic it writes.
+    pub fn query_topology(&self, name: &str) -> Option<freshet_dsl::Topology> {
+        self.queries.lock().expect("queries lock").get(name).map(|q| q.compiled.topology.clone())
+    }
+
+    /// Compiles a continuous query (`CREATE STREAM|TABLE name AS ...`) without running or
+    /// recording it: the topology it would run.
+    pub async fn plan_query(&self, statement: &str) -> Result<Compiled, SqlError> {
+        match statement::parse(statement).map_err(plan_error)? {
+            Some(Statement::CreateAs { kind, name, query, emit }) => self.compile(kind, &name, &query, emit).await,
+            _ => Err(plan_error("not a continuous query (CREATE STREAM|TABLE name AS SELECT ...)")),
+        }
     }
 
     /// The DataFusion context, to register functions or tables of one's own.
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
+}
+
+/// Starts a query as a streams application (on a blocking thread: starting waits on the log).
+async fn start(host: &Host, name: &str, compiled: &Compiled) -> Result<StreamsApp, SqlError> {
+    let mut config = StreamsConfig::new(&query_application_id(name)).map_err(|e| plan_error(e.to_string()))?;
+    config.state_dir = host.state_dir.clone();
+    config.on_processing_error = ErrorPolicy::LogAndContinue;
+    config.on_deserialization_error = ErrorPolicy::LogAndContinue;
+    config.commit_interval = Duration::from_millis(500);
+    let (topology, substrate, runtime) = (compiled.topology.clone(), host.substrate.clone(), host.runtime.clone());
+    let started = tokio::task::spawn_blocking(move || {
+        let mut app = StreamsApp::new(topology, substrate, config, runtime)?;
+        app.start()?;
+        Ok::<_, crate::Error>(app)
+    });
+    let app = started.await.map_err(|e| plan_error(format!("query {name}: {e}")))?;
+    app.map_err(|e| plan_error(format!("query {name}: {e}")))
+}
+
+impl Drop for SqlSession {
+    fn drop(&mut self) {
+        let hosted = self.queries.lock().map(|q| q.values().any(|q| q.app.is_some())).unwrap_or(false);
+        if !hosted {
+            return;
+        }
+        let closed = match tokio::runtime::Handle::try_current() {
+            Ok(_) => tokio::task::block_in_place(|| self.close()),
+            Err(_) => self.close(),
+        };
+        if let Err(e) = closed {
+            tracing::warn!(error = %e, "stopping the session's queries");
+        }
+    }
+}
+
+fn kind_name(kind: OutputKind) -> &'static str {
+    match kind {
+        OutputKind::Stream => "STREAM",
+        OutputKind::Table => "TABLE",
+    }
+}
+
+/// The topics a plan scans.
+fn plan_topics(plan: &LogicalPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    let _ = plan.apply(|node| {
+        if let LogicalPlan::TableScan(scan) = node {
+            if let Ok(p) = datafusion::datasource::source_as_provider(&scan.source) {
+                if let Some(t) = p.downcast_ref::<TopicTable>() {
+                    out.push(t.topic().to_string());
+                }
+            }
+        }
+        Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+    });
+    out
+}
+
+/// EXPLAIN of a continuous query: its topology, as `describe()` prints it.
+fn explain(compiled: &Compiled) -> Result<Vec<RecordBatch>, SqlError> {
+    let text = compiled.topology.describe();
+    text_batch(&["topology"], text.lines().map(|l| vec![l.to_string()]).collect())
 }
 
 /// The statements of `sql`, split at the semicolons outside quotes and comments; empty ones

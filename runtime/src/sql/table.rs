@@ -48,6 +48,18 @@ impl Format {
     }
 }
 
+/// Whether a topic is read as a stream of events or as a table (the latest value per key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableKind {
+    /// Every record is a row (the default).
+    Stream,
+    /// Each record replaces its key's row; the key column holds the record key.
+    Table {
+        /// The column that holds the record key.
+        key: String,
+    },
+}
+
 /// Makes consumers for scans.
 pub type NewConsumer = Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>;
 
@@ -55,6 +67,7 @@ pub type NewConsumer = Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + 
 pub struct TopicTable {
     topic: String,
     format: Format,
+    kind: TableKind,
     /// The metadata columns, then the value's.
     schema: SchemaRef,
     decoding: Arc<Decoding>,
@@ -126,7 +139,54 @@ impl TopicTable {
         }
         let schema = Arc::new(Schema::new(fields));
         let decoding = Arc::new(Decoding { topic: topic.to_string(), format, value_schema, schema: schema.clone() });
-        Ok(TopicTable { topic: topic.to_string(), format, schema, decoding, admin, new_consumer })
+        Ok(TopicTable {
+            topic: topic.to_string(),
+            format,
+            kind: TableKind::Stream,
+            schema,
+            decoding,
+            admin,
+            new_consumer,
+        })
+    }
+
+    /// The same table read as `kind` (a table's key column must be one of its columns).
+    pub fn with_kind(mut self, kind: TableKind) -> datafusion::common::Result<Self> {
+        if let TableKind::Table { key } = &kind {
+            if self.decoding.value_schema.index_of(key).is_err() {
+                return Err(DataFusionError::Plan(format!(
+                    "the key column {key} of a table over topic {:?} is not one of its columns",
+                    self.topic
+                )));
+            }
+        }
+        self.kind = kind;
+        Ok(self)
+    }
+
+    /// The topic.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Stream or table.
+    pub fn kind(&self) -> &TableKind {
+        &self.kind
+    }
+
+    /// The value's columns (the table's columns after the metadata ones).
+    pub fn value_schema(&self) -> &SchemaRef {
+        &self.decoding.value_schema
+    }
+
+    /// The metadata columns, then the value's.
+    pub fn schema_ref(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// How values are encoded.
+    pub fn format(&self) -> Format {
+        self.format
     }
 
     /// What `filters` say about partitions, offsets and timestamps (only conjunctions of
@@ -471,6 +531,14 @@ impl TableProvider for TopicTable {
                 }) as Arc<dyn PartitionStream>
             })
             .collect();
+        if partitions.is_empty() {
+            // Nothing to read: an empty plan (a streaming one needs a partition).
+            let schema = match projection {
+                Some(p) => Arc::new(self.schema.project(p)?),
+                None => self.schema.clone(),
+            };
+            return Ok(Arc::new(datafusion::physical_plan::empty::EmptyExec::new(schema)));
+        }
         let exec = StreamingTableExec::try_new(self.schema.clone(), partitions, projection, [], false, limit)?;
         Ok(Arc::new(exec))
     }
@@ -503,16 +571,54 @@ impl TableProviderFactory for TopicTableFactory {
             _ => return Err(DataFusionError::Plan("a topic table needs LOCATION 'topic name'".into())),
         };
         let mut format = Format::Json;
-        for (key, value) in &cmd.options {
-            match key.as_str() {
+        let mut table = false;
+        let mut key = None;
+        for (option, value) in &cmd.options {
+            match option.as_str() {
                 "format" | "format.format" => format = Format::parse(value)?,
+                "kind" | "format.kind" => {
+                    table = match value.to_ascii_lowercase().as_str() {
+                        "stream" => false,
+                        "table" => true,
+                        other => {
+                            return Err(DataFusionError::Plan(format!(
+                                "kind '{other}' is not known (known: 'stream', 'table')"
+                            )))
+                        }
+                    }
+                }
+                "key" | "format.key" => key = Some(value.clone()),
                 other => {
                     return Err(DataFusionError::Plan(format!(
-                        "option '{other}' is not known for topic tables (known: 'format')"
+                        "option '{other}' is not known for topic tables (known: 'format', 'kind', 'key')"
                     )))
                 }
             }
         }
+        // A PRIMARY KEY column names the key too.
+        for c in cmd.constraints.iter() {
+            if let datafusion::common::Constraint::PrimaryKey(columns) = c {
+                match columns.as_slice() {
+                    [i] => key = Some(cmd.schema.field(*i).name().clone()),
+                    _ => return Err(DataFusionError::Plan("a topic table's key is one column".into())),
+                }
+                table = true;
+            }
+        }
+        let kind = match (table, key) {
+            (false, None) => TableKind::Stream,
+            (true, Some(key)) => TableKind::Table { key },
+            (true, None) => {
+                return Err(DataFusionError::Plan(
+                    "a table over a topic needs its key column: a PRIMARY KEY column or 'key' 'column'".into(),
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(DataFusionError::Plan(
+                    "'key' is for tables ('kind' 'table'); a stream has no key column".into(),
+                ))
+            }
+        };
         if let Err(e) = self.admin.describe_topic(&topic).await {
             return Err(DataFusionError::Plan(format!("topic {topic:?}: {e}")));
         }
@@ -529,7 +635,8 @@ impl TableProviderFactory for TopicTableFactory {
             Format::Json if declared.is_empty() => self.infer(&topic).await?,
             Format::Json => Arc::new(Schema::new(declared)),
         };
-        let table = TopicTable::new(&topic, format, value_schema, self.admin.clone(), self.new_consumer.clone())?;
+        let table = TopicTable::new(&topic, format, value_schema, self.admin.clone(), self.new_consumer.clone())?
+            .with_kind(kind)?;
         Ok(Arc::new(table))
     }
 }

@@ -17,7 +17,7 @@ enum Step {
     Restart,
     Ok { sql: String },
     Error { sql: String, expected: String },
-    Query { sql: String, expected: String },
+    Query { sql: String, expected: String, eventually: bool },
 }
 
 /// The steps of a script, each with its line number.
@@ -52,11 +52,11 @@ fn parse(text: &str) -> Vec<(usize, Step)> {
             Step::Ok { sql: block(&mut i, false).join("\n") }
         } else if let Some(expected) = line.strip_prefix("statement error ") {
             Step::Error { sql: block(&mut i, false).join("\n"), expected: expected.into() }
-        } else if line == "query" {
+        } else if line == "query" || line == "query eventually" {
             let sql = block(&mut i, true).join("\n");
             assert_eq!(lines.get(i).copied(), Some("----"), "line {at}: a query's result follows ----");
             i += 1;
-            Step::Query { sql, expected: block(&mut i, false).join("\n") }
+            Step::Query { sql, expected: block(&mut i, false).join("\n"), eventually: line != "query" }
         } else {
             panic!("line {at}: unknown directive {line:?}");
         };
@@ -72,7 +72,9 @@ fn run_script(path: &Path) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let log = rt.block_on(Embedded::open(dir.path(), LogConfig::default())).unwrap();
     let substrate = Substrate::embedded(&log, rt.handle().clone());
-    let mut session = rt.block_on(SqlSession::new(&substrate)).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let open = || rt.block_on(SqlSession::hosting(&substrate, rt.handle().clone(), state.path())).unwrap();
+    let mut session = open();
     for (at, step) in parse(&text) {
         let here = format!("{name}:{at}");
         match step {
@@ -85,23 +87,38 @@ fn run_script(path: &Path) {
                     .iter()
                     .enumerate()
                     .map(|(n, line)| {
+                        // `@MS` first: the record's time, MS after the base.
+                        let (at, line) = match line.strip_prefix('@') {
+                            Some(rest) => {
+                                let (ms, rest) = rest.split_once(' ').expect("@MS PARTITION KEY VALUE");
+                                (ms.parse::<i64>().expect("@MS"), rest)
+                            }
+                            None => (1000 * n as i64, line.as_str()),
+                        };
                         let mut fields = line.splitn(3, ' ');
-                        let partition = fields.next().unwrap().parse().expect("PARTITION KEY VALUE");
+                        // `*`: partitioned by key, as a producer does.
+                        let partition = match fields.next().unwrap() {
+                            "*" => None,
+                            p => Some(p.parse().expect("PARTITION KEY VALUE")),
+                        };
                         let key = fields.next().expect("PARTITION KEY VALUE").to_string();
                         let value = fields.next().expect("PARTITION KEY VALUE").to_string();
                         ProducerRecord {
                             topic: topic.clone(),
-                            partition: Some(partition),
+                            partition,
                             key: Some(Bytes::from(key)),
                             value: Some(Bytes::from(value)),
-                            timestamp: Some(1_700_000_000_000 + 1000 * n as i64),
+                            timestamp: Some(1_700_000_000_000 + at),
                             ..Default::default()
                         }
                     })
                     .collect();
                 rt.block_on(log.producer().send(records)).unwrap();
             }
-            Step::Restart => session = rt.block_on(SqlSession::new(&substrate)).unwrap(),
+            Step::Restart => {
+                drop(session);
+                session = open();
+            }
             Step::Ok { sql } => {
                 if let Err(e) = rt.block_on(session.execute(&sql)) {
                     panic!("{here}: {sql}\nfailed: {e}");
@@ -111,14 +128,23 @@ fn run_script(path: &Path) {
                 Ok(_) => panic!("{here}: {sql}\nsucceeded; expected an error with {expected:?}"),
                 Err(e) => assert!(e.to_string().contains(&expected), "{here}: {sql}\nerror {e}\nexpected {expected:?}"),
             },
-            Step::Query { sql, expected } => {
-                let batches =
-                    rt.block_on(session.execute(&sql)).unwrap_or_else(|e| panic!("{here}: {sql}\nfailed: {e}"));
-                let got = render(&batches, OutputFormat::Table).unwrap();
-                assert_eq!(got.trim(), expected.trim(), "{here}: {sql}");
+            Step::Query { sql, expected, eventually } => {
+                // A continuous query's output is checked until it matches (or 60 s pass).
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+                loop {
+                    let batches =
+                        rt.block_on(session.execute(&sql)).unwrap_or_else(|e| panic!("{here}: {sql}\nfailed: {e}"));
+                    let got = render(&batches, OutputFormat::Table).unwrap();
+                    if got.trim() == expected.trim() || !eventually || std::time::Instant::now() > deadline {
+                        assert_eq!(got.trim(), expected.trim(), "{here}: {sql}");
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
             }
         }
     }
+    drop(session);
     rt.block_on(log.close()).unwrap();
 }
 

@@ -1,0 +1,1158 @@
+//! Continuous queries: a `SELECT` planned by DataFusion, compiled into the [`Topology`] the
+//! runtime executes (the same graph the Rust DSL builds).
+//!
+//! DataFusion's SQL front end and optimizer produce a logical plan; each node becomes DSL
+//! operators over [`Row`]s:
+//!
+//! | plan node | topology |
+//! |---|---|
+//! | scan of a declared stream | a source (JSON values decoded straight into rows; metadata columns filled) |
+//! | `WHERE`, `HAVING`, `SELECT` expressions | one processor each ([`super::expr`]) |
+//! | `GROUP BY` | a re-keyed stream, grouped (repartition topic), aggregated in a store; windows from `tumble`, `hop` or `session` in the `GROUP BY` |
+//! | join of a stream with a declared table | a stream-table join on the table's key |
+//! | join of two streams | a windowed stream-stream join; the window from the time bound in `ON` |
+//! | `UNION ALL` | a merge |
+//!
+//! Anything else (`ORDER BY`, `LIMIT`, `DISTINCT`, `OVER`, subqueries, other aggregates or join
+//! kinds) is refused when the query is planned, naming the part.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::common::{DFSchemaRef, DataFusionError, Result, ScalarValue};
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::context::SessionState;
+use datafusion::logical_expr::expr::AggregateFunction;
+use datafusion::logical_expr::{
+    Aggregate, BinaryExpr, ColumnarValue, Expr, ExprSchemable, JoinType, LogicalPlan, Operator, ScalarFunctionArgs,
+    ScalarUDF, ScalarUDFImpl, Signature, TableScan, Volatility,
+};
+use freshet_dsl::{
+    Consumed, EmitStrategy, Grouped, JoinWindows, KStream, Materialized, OnDecodeError, Processor, ProcessorContext,
+    Produced, Record, SessionWindows, StreamJoined, StreamsBuilder, TimeWindows, Topology,
+};
+
+use super::expr::{self, Eval};
+use super::row::{self, null_of, KeySerde, Row, RowSerde, ValueSerde};
+use super::table::{TableKind, TopicTable};
+
+/// `CREATE STREAM` (every result, appended) or `CREATE TABLE` (an aggregate's latest value per
+/// key, in a compacted topic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// Results appended to a topic.
+    Stream,
+    /// Latest value per key, in a compacted topic.
+    Table,
+}
+
+/// When a windowed aggregation emits (`EMIT CHANGES`, the default, or `EMIT FINAL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Emit {
+    /// Every update.
+    #[default]
+    Changes,
+    /// Each window's result once, when it closes.
+    Final,
+}
+
+/// A continuous query compiled for the runtime.
+pub struct Compiled {
+    /// The topology it runs.
+    pub topology: Topology,
+    /// The topics it reads.
+    pub sources: BTreeSet<String>,
+    /// The output's columns.
+    pub schema: SchemaRef,
+    /// The output's key columns (a table's group columns), when they are output columns.
+    pub key: Option<String>,
+    /// Partitions of the output topic (those of its widest source).
+    pub partitions: u32,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled").field("sources", &self.sources).field("schema", &self.schema).finish_non_exhaustive()
+    }
+}
+
+fn unsupported(what: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::NotImplemented(format!("{what} is not supported in a continuous query"))
+}
+
+fn plan_err(what: impl Into<String>) -> DataFusionError {
+    DataFusionError::Plan(what.into())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Window functions: markers in GROUP BY, and the window bounds above a windowed aggregate.
+
+/// `tumble(size [, grace])`, `hop(slide, size [, grace])`, `session(gap [, grace])` in a GROUP BY,
+/// and `window_start()`, `window_end()` above it.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WindowFunction {
+    name: &'static str,
+    signature: Signature,
+}
+
+/// The window functions, to register in a session.
+pub(crate) fn window_functions() -> Vec<ScalarUDF> {
+    ["tumble", "hop", "session", "window_start", "window_end"]
+        .into_iter()
+        .map(|name| {
+            let signature = if name.starts_with("window_") {
+                Signature::nullary(Volatility::Volatile)
+            } else {
+                Signature::variadic_any(Volatility::Volatile)
+            };
+            ScalarUDF::new_from_impl(WindowFunction { name, signature })
+        })
+        .collect()
+}
+
+impl ScalarUDFImpl for WindowFunction {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+    fn return_type(&self, _: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Timestamp(TimeUnit::Millisecond, None))
+    }
+    fn invoke_with_args(&self, _: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        Err(plan_err(match self.name {
+            "window_start" | "window_end" => {
+                format!("{}() has a value only in a continuous query (CREATE STREAM/TABLE ... AS) with a windowed GROUP BY", self.name)
+            }
+            name => format!("{name}() defines the windows of a continuous query's GROUP BY (CREATE STREAM/TABLE ... AS); it has no value by itself"),
+        }))
+    }
+}
+
+fn function_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::ScalarFunction(f) => Some(f.func.name()),
+        Expr::Alias(a) => function_name(&a.expr),
+        _ => None,
+    }
+}
+
+fn is_window(e: &Expr) -> bool {
+    matches!(function_name(e), Some("tumble" | "hop" | "session"))
+}
+
+/// A duration from an interval literal.
+fn duration_of(e: &Expr, what: &str) -> Result<Duration> {
+    let bad = || plan_err(format!("{what} must be an interval literal such as INTERVAL '10' SECOND, not {e}"));
+    let Expr::Literal(v, _) = e else { return Err(bad()) };
+    let ms = match v {
+        ScalarValue::IntervalMonthDayNano(Some(i)) if i.months == 0 => {
+            i64::from(i.days) * 86_400_000 + i.nanoseconds / 1_000_000
+        }
+        ScalarValue::IntervalDayTime(Some(i)) => i64::from(i.days) * 86_400_000 + i64::from(i.milliseconds),
+        ScalarValue::DurationMillisecond(Some(ms)) => *ms,
+        ScalarValue::DurationSecond(Some(s)) => s * 1000,
+        _ => return Err(bad()),
+    };
+    u64::try_from(ms).map(Duration::from_millis).map_err(|_| bad())
+}
+
+/// A window in a GROUP BY.
+#[derive(Debug, Clone, Copy)]
+enum Windows {
+    Time(TimeWindows),
+    Session(SessionWindows),
+}
+
+fn windows_of(e: &Expr) -> Result<Windows> {
+    let e = match e {
+        Expr::Alias(a) => a.expr.as_ref(),
+        e => e,
+    };
+    let Expr::ScalarFunction(f) = e else { return Err(plan_err(format!("{e} is not a window"))) };
+    let args = &f.args;
+    let name = f.func.name();
+    let grace = |i: usize| args.get(i).map(|a| duration_of(a, "a window's grace")).transpose();
+    match (name, args.len()) {
+        ("tumble", 1 | 2) => {
+            let size = duration_of(&args[0], "tumble's size")?;
+            Ok(Windows::Time(TimeWindows::of_size_and_grace(size, grace(1)?.unwrap_or_default())))
+        }
+        ("hop", 2 | 3) => {
+            let slide = duration_of(&args[0], "hop's slide")?;
+            let size = duration_of(&args[1], "hop's size")?;
+            if slide > size || slide.is_zero() {
+                return Err(plan_err(format!(
+                    "hop's slide ({slide:?}) must be positive and at most its size ({size:?})"
+                )));
+            }
+            Ok(Windows::Time(TimeWindows::of_size_and_grace(size, grace(2)?.unwrap_or_default()).advance_by(slide)))
+        }
+        ("session", 1 | 2) => {
+            let gap = duration_of(&args[0], "session's gap")?;
+            Ok(Windows::Session(SessionWindows::of_inactivity_gap_and_grace(gap, grace(1)?.unwrap_or_default())))
+        }
+        _ => Err(plan_err(format!(
+            "{e}: windows are tumble(size [, grace]), hop(slide, size [, grace]) or session(gap [, grace])"
+        ))),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row processors.
+
+/// What a row step does.
+#[derive(Clone)]
+enum Step {
+    /// Keeps rows for which the predicate holds.
+    Filter(Arc<Eval>),
+    /// New rows from expressions.
+    Project(Arc<Vec<Eval>>),
+    /// Fills the metadata columns at these positions (partition, offset, timestamp, key).
+    Metadata([Option<usize>; 4]),
+}
+
+struct RowStep {
+    step: Step,
+    /// What the step is, for errors.
+    what: Arc<str>,
+}
+
+fn process_error(what: &str, e: DataFusionError) -> freshet_dsl::Error {
+    freshet_dsl::Error::Process(format!("{what}: {}", e.strip_backtrace()))
+}
+
+impl Processor<Row, Row, Row, Row> for RowStep {
+    fn process(
+        &mut self,
+        record: Record<Row, Row>,
+        ctx: &mut ProcessorContext<'_, Row, Row>,
+    ) -> freshet_dsl::Result<()> {
+        match &self.step {
+            Step::Filter(predicate) => {
+                if predicate.holds(&record.value).map_err(|e| process_error(&self.what, e))? {
+                    ctx.forward(record)?;
+                }
+                Ok(())
+            }
+            Step::Project(exprs) => {
+                let row = exprs.iter().map(|e| e.eval(&record.value)).collect::<Result<Row>>();
+                let row = row.map_err(|e| process_error(&self.what, e))?;
+                ctx.forward(record.with_value(row))
+            }
+            Step::Metadata(slots) => {
+                let mut record = record;
+                let meta = ctx.record_meta().cloned();
+                let values = [
+                    meta.as_ref().map(|m| ScalarValue::Int32(Some(m.partition as i32))),
+                    meta.as_ref().map(|m| ScalarValue::Int64(Some(m.offset))),
+                    Some(ScalarValue::TimestampMillisecond(Some(record.timestamp), None)),
+                    Some(match record.key.first() {
+                        Some(ScalarValue::Binary(Some(b))) => {
+                            ScalarValue::Utf8(Some(String::from_utf8_lossy(b).into_owned()))
+                        }
+                        _ => ScalarValue::Utf8(None),
+                    }),
+                ];
+                for (slot, value) in slots.iter().zip(values) {
+                    if let (Some(i), Some(v)) = (slot, value) {
+                        record.value[*i] = v;
+                    }
+                }
+                ctx.forward(record)
+            }
+        }
+    }
+}
+
+fn step(stream: &KStream<Row, Row>, step: Step, what: &str, name: Option<&str>) -> KStream<Row, Row> {
+    let what: Arc<str> = Arc::from(what);
+    let out = stream.process(move || RowStep { step: step.clone(), what: what.clone() });
+    match name {
+        Some(n) => out.named(n),
+        None => out,
+    }
+}
+
+/// Record keys of a topic: the bytes as they are (a one-value row), so a query that does not
+/// re-key writes its input's keys unchanged.
+#[derive(Clone, Copy)]
+struct RawKey;
+
+impl freshet_dsl::Serde<Row> for RawKey {
+    fn serialize(&self, key: &Row) -> std::result::Result<Option<bytes::Bytes>, String> {
+        match key.as_slice() {
+            [ScalarValue::Binary(b)] => Ok(b.clone().map(bytes::Bytes::from)),
+            key => Ok(Some(bytes::Bytes::from(row::key_json(key)))),
+        }
+    }
+    fn deserialize(&self, data: Option<&[u8]>) -> std::result::Result<Row, String> {
+        Ok(vec![ScalarValue::Binary(data.map(<[u8]>::to_vec))])
+    }
+    fn name(&self) -> String {
+        "Key".into()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregates.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AggKind {
+    CountStar,
+    Count,
+    Sum,
+    Min,
+    Max,
+    Avg,
+}
+
+#[derive(Clone)]
+struct Agg {
+    kind: AggKind,
+    arg: Option<Eval>,
+    filter: Option<Eval>,
+    /// Where its state starts in the accumulator row.
+    at: usize,
+    /// The result's type.
+    out: DataType,
+}
+
+/// The accumulator row's layout: count (Int64); sum, min, max (the result type); avg (sum Float64,
+/// count Int64).
+fn state_types(aggs: &[Agg]) -> Vec<DataType> {
+    let mut types = Vec::new();
+    for a in aggs {
+        match a.kind {
+            AggKind::CountStar | AggKind::Count => types.push(DataType::Int64),
+            AggKind::Sum | AggKind::Min | AggKind::Max => types.push(a.out.clone()),
+            AggKind::Avg => types.extend([DataType::Float64, DataType::Int64]),
+        }
+    }
+    types
+}
+
+fn add_values(a: &ScalarValue, b: &ScalarValue) -> ScalarValue {
+    if a.is_null() {
+        return b.clone();
+    }
+    if b.is_null() {
+        return a.clone();
+    }
+    match (a, b) {
+        (ScalarValue::Int64(Some(x)), ScalarValue::Int64(Some(y))) => ScalarValue::Int64(Some(x.wrapping_add(*y))),
+        (ScalarValue::Float64(Some(x)), ScalarValue::Float64(Some(y))) => ScalarValue::Float64(Some(x + y)),
+        _ => a.add(b).unwrap_or_else(|_| a.clone()),
+    }
+}
+
+fn extreme(a: &ScalarValue, b: &ScalarValue, max: bool) -> ScalarValue {
+    if a.is_null() {
+        return b.clone();
+    }
+    if b.is_null() {
+        return a.clone();
+    }
+    match a.partial_cmp(b) {
+        Some(std::cmp::Ordering::Less) if max => b.clone(),
+        Some(std::cmp::Ordering::Greater) if !max => b.clone(),
+        _ => a.clone(),
+    }
+}
+
+/// Adds a row to an accumulator (evaluation errors leave the aggregate as it was, counted as nulls
+/// would be; the row's other aggregates still count it).
+fn accumulate(aggs: &[Agg], row: &Row, mut acc: Row) -> Row {
+    for a in aggs {
+        if let Some(f) = &a.filter {
+            if !f.holds(row).unwrap_or(false) {
+                continue;
+            }
+        }
+        let v = match &a.arg {
+            Some(e) => e.eval(row).unwrap_or(ScalarValue::Null),
+            None => ScalarValue::Null,
+        };
+        let i = a.at;
+        match a.kind {
+            AggKind::CountStar => acc[i] = add_values(&acc[i], &ScalarValue::Int64(Some(1))),
+            AggKind::Count if !v.is_null() => acc[i] = add_values(&acc[i], &ScalarValue::Int64(Some(1))),
+            AggKind::Count => {}
+            AggKind::Sum => acc[i] = add_values(&acc[i], &v.cast_to(&a.out).unwrap_or(ScalarValue::Null)),
+            AggKind::Min => acc[i] = extreme(&acc[i], &v, false),
+            AggKind::Max => acc[i] = extreme(&acc[i], &v, true),
+            AggKind::Avg if !v.is_null() => {
+                acc[i] = add_values(&acc[i], &v.cast_to(&DataType::Float64).unwrap_or(ScalarValue::Null));
+                acc[i + 1] = add_values(&acc[i + 1], &ScalarValue::Int64(Some(1)));
+            }
+            AggKind::Avg => {}
+        }
+    }
+    acc
+}
+
+/// Two accumulators of sessions that merged.
+fn merge(aggs: &[Agg], a: Row, b: Row) -> Row {
+    let mut out = a;
+    for g in aggs {
+        let i = g.at;
+        match g.kind {
+            AggKind::CountStar | AggKind::Count | AggKind::Sum => out[i] = add_values(&out[i], &b[i]),
+            AggKind::Min => out[i] = extreme(&out[i], &b[i], false),
+            AggKind::Max => out[i] = extreme(&out[i], &b[i], true),
+            AggKind::Avg => {
+                out[i] = add_values(&out[i], &b[i]);
+                out[i + 1] = add_values(&out[i + 1], &b[i + 1]);
+            }
+        }
+    }
+    out
+}
+
+/// The aggregates' values from an accumulator.
+fn finish(aggs: &[Agg], acc: &Row) -> Vec<ScalarValue> {
+    aggs.iter()
+        .map(|a| match a.kind {
+            AggKind::CountStar | AggKind::Count => {
+                if acc[a.at].is_null() {
+                    ScalarValue::Int64(Some(0))
+                } else {
+                    acc[a.at].clone()
+                }
+            }
+            AggKind::Sum | AggKind::Min | AggKind::Max => acc[a.at].clone(),
+            AggKind::Avg => match (&acc[a.at], &acc[a.at + 1]) {
+                (ScalarValue::Float64(Some(s)), ScalarValue::Int64(Some(n))) if *n > 0 => {
+                    ScalarValue::Float64(Some(s / *n as f64)).cast_to(&a.out).unwrap_or(ScalarValue::Null)
+                }
+                _ => null_of(&a.out),
+            },
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The compiler.
+
+/// A compiled plan node: a stream of rows of `schema`. A windowed aggregate's rows carry the
+/// window's start and end after the schema's columns.
+struct Flow {
+    stream: KStream<Row, Row>,
+    schema: DFSchemaRef,
+    /// Positions of window start and end in the rows, when they come from a windowed aggregate.
+    window: Option<(usize, usize)>,
+    /// Whether rows are an aggregate's results (what CREATE TABLE needs).
+    aggregated: bool,
+    /// The output key's column, when one output column is the whole key.
+    key: Option<String>,
+}
+
+struct Compiler<'a> {
+    state: &'a SessionState,
+    builder: StreamsBuilder,
+    emit: Emit,
+    /// Per source topic: the columns read (positions in the table's schema).
+    reads: BTreeMap<String, BTreeSet<usize>>,
+    /// Per source topic: its stream of full-width rows, once built.
+    sources: BTreeMap<String, KStream<Row, Row>>,
+    partitions: u32,
+    admin_partitions: BTreeMap<String, u32>,
+}
+
+fn topic_table(scan: &TableScan) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
+    let provider = source_as_provider(&scan.source)?;
+    if provider.downcast_ref::<TopicTable>().is_none() {
+        return Err(plan_err(format!(
+            "{} is not a topic: continuous queries read streams and tables declared over topics",
+            scan.table_name
+        )));
+    }
+    Ok(provider)
+}
+
+fn as_topic(provider: &Arc<dyn datafusion::catalog::TableProvider>) -> &TopicTable {
+    provider.downcast_ref::<TopicTable>().expect("checked by topic_table")
+}
+
+/// The scan under aliases, if the node is one.
+fn scan_of(plan: &LogicalPlan) -> Option<&TableScan> {
+    match plan {
+        LogicalPlan::TableScan(s) => Some(s),
+        LogicalPlan::SubqueryAlias(a) => scan_of(&a.input),
+        _ => None,
+    }
+}
+
+fn collect_reads(plan: &LogicalPlan, reads: &mut BTreeMap<String, BTreeSet<usize>>) -> Result<()> {
+    if let LogicalPlan::TableScan(scan) = plan {
+        let provider = topic_table(scan)?;
+        let table = as_topic(&provider);
+        let all = table.schema_ref().fields().len();
+        let cols = reads.entry(table.topic().to_string()).or_default();
+        match &scan.projection {
+            Some(p) => cols.extend(p.iter().copied()),
+            None => cols.extend(0..all),
+        }
+        // Filters pushed into the scan read their columns too.
+        for f in &scan.filters {
+            for c in f.column_refs() {
+                if let Ok(i) = table.schema_ref().index_of(&c.name) {
+                    cols.insert(i);
+                }
+            }
+        }
+    }
+    for input in plan.inputs() {
+        collect_reads(input, reads)?;
+    }
+    Ok(())
+}
+
+impl Compiler<'_> {
+    fn compile(&mut self, plan: &LogicalPlan) -> Result<Flow> {
+        match plan {
+            LogicalPlan::TableScan(scan) => self.scan(scan),
+            LogicalPlan::SubqueryAlias(a) => {
+                let flow = self.compile(&a.input)?;
+                Ok(Flow { schema: a.schema.clone(), ..flow })
+            }
+            LogicalPlan::Filter(f) => {
+                let flow = self.compile(&f.input)?;
+                let predicate = self.expr(&f.predicate, &flow)?;
+                let stream =
+                    step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("WHERE {}", f.predicate), None);
+                Ok(Flow { stream, ..flow })
+            }
+            LogicalPlan::Projection(p) => {
+                let flow = self.compile(&p.input)?;
+                let exprs = p.expr.iter().map(|e| self.expr(e, &flow)).collect::<Result<Vec<_>>>()?;
+                // The output key stays a column if the projection keeps it under a name.
+                let key = flow.key.as_ref().and_then(|k| {
+                    p.expr.iter().find_map(|e| match e {
+                        Expr::Column(c) if &c.name == k => Some(c.name.clone()),
+                        Expr::Alias(a) if matches!(a.expr.as_ref(), Expr::Column(c) if &c.name == k) => {
+                            Some(a.name.clone())
+                        }
+                        _ => None,
+                    })
+                });
+                let what = format!("SELECT {}", p.expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "));
+                let stream = step(&flow.stream, Step::Project(Arc::new(exprs)), &what, None);
+                Ok(Flow { stream, schema: p.schema.clone(), window: None, aggregated: flow.aggregated, key })
+            }
+            LogicalPlan::Aggregate(a) => self.aggregate(a),
+            LogicalPlan::Join(j) => self.join(j),
+            LogicalPlan::Union(u) => {
+                let mut flows = u.inputs.iter().map(|i| self.compile(i)).collect::<Result<Vec<_>>>()?;
+                if flows.iter().any(|f| f.aggregated || f.window.is_some()) {
+                    return Err(unsupported("a UNION of aggregates' results"));
+                }
+                let first = flows.remove(0);
+                let stream = flows.iter().fold(first.stream.clone(), |s, f| s.merge(&f.stream));
+                Ok(Flow { stream, schema: u.schema.clone(), window: None, aggregated: false, key: None })
+            }
+            LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (results are emitted as they happen)")),
+            LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
+            LogicalPlan::Distinct(_) => Err(unsupported("DISTINCT (use GROUP BY)")),
+            LogicalPlan::Window(_) => Err(unsupported("a window function (OVER)")),
+            LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+                Err(unsupported("a query without a stream to read (FROM a declared stream or table is needed)"))
+            }
+            LogicalPlan::Subquery(_) => Err(unsupported("a subquery")),
+            other => Err(unsupported(format!("this kind of plan ({})", other.display()))),
+        }
+    }
+
+    fn expr(&self, e: &Expr, flow: &Flow) -> Result<Eval> {
+        expr::compile(e, &flow.schema, flow.window, self.state)
+    }
+
+    fn source(&mut self, table: &TopicTable) -> Result<KStream<Row, Row>> {
+        let topic = table.topic().to_string();
+        if let Some(s) = self.sources.get(&topic) {
+            return Ok(s.clone());
+        }
+        let schema = table.schema_ref();
+        let reads = self.reads.get(&topic).cloned().unwrap_or_default();
+        let value_columns: Vec<(String, DataType)> = table
+            .value_schema()
+            .fields()
+            .iter()
+            .filter(|f| schema.index_of(f.name()).is_ok_and(|i| reads.contains(&i)))
+            .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        for (name, t) in &value_columns {
+            if !row::supported(t) {
+                return Err(plan_err(format!(
+                    "column {name} of {topic} has type {t}, which continuous queries do not carry yet"
+                )));
+            }
+        }
+        let consumed = Consumed::with(RawKey, ValueSerde::new(schema, &value_columns))
+            .on_decode_error(OnDecodeError::Skip)
+            .named(&format!("SOURCE-{topic}"));
+        let mut stream = self.builder.stream(&topic, consumed);
+        let slots = super::table::METADATA_COLUMNS.map(|m| schema.index_of(m).ok().filter(|i| reads.contains(i)));
+        if slots.iter().any(Option::is_some) {
+            stream = step(&stream, Step::Metadata(slots), "metadata columns", Some(&format!("METADATA-{topic}")));
+        }
+        if let Some(n) = self.admin_partitions.get(&topic) {
+            self.partitions = self.partitions.max(*n);
+        }
+        self.sources.insert(topic, stream.clone());
+        Ok(stream)
+    }
+
+    fn scan(&mut self, scan: &TableScan) -> Result<Flow> {
+        if scan.fetch.is_some() {
+            return Err(unsupported("LIMIT"));
+        }
+        let provider = topic_table(scan)?;
+        let table = as_topic(&provider);
+        if let TableKind::Table { .. } = table.kind() {
+            return Err(unsupported(format!(
+                "reading table {} other than as the right side of a join with a stream",
+                scan.table_name
+            )));
+        }
+        let mut stream = self.source(table)?;
+        let full = table.schema_ref();
+        // The scan's columns, from the full row.
+        let projection: Vec<usize> = scan.projection.clone().unwrap_or_else(|| (0..full.fields().len()).collect());
+        if projection.len() != full.fields().len() || projection.iter().enumerate().any(|(i, p)| i != *p) {
+            let exprs = projection.iter().map(|&i| Eval::Column(i)).collect();
+            stream = step(&stream, Step::Project(Arc::new(exprs)), "columns read", None);
+        }
+        let flow = Flow { stream, schema: scan.projected_schema.clone(), window: None, aggregated: false, key: None };
+        let filters = scan.filters.iter().cloned().reduce(|a, b| a.and(b));
+        match filters {
+            Some(f) => {
+                let predicate = self.expr(&f, &flow)?;
+                let stream = step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("WHERE {f}"), None);
+                Ok(Flow { stream, ..flow })
+            }
+            None => Ok(flow),
+        }
+    }
+
+    fn aggregate(&mut self, a: &Aggregate) -> Result<Flow> {
+        let flow = self.compile(&a.input)?;
+        if flow.aggregated {
+            // Its input is a changelog (each update replaces the last), not a stream of events.
+            return Err(unsupported(
+                "an aggregate over another aggregate's results (what DISTINCT aggregates and nested GROUP BYs need)",
+            ));
+        }
+        if a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
+            return Err(unsupported("GROUPING SETS, CUBE or ROLLUP"));
+        }
+        let windows: Vec<&Expr> = a.group_expr.iter().filter(|e| is_window(e)).collect();
+        if windows.len() > 1 {
+            return Err(plan_err("a GROUP BY has at most one window (tumble, hop or session)"));
+        }
+        let windows = windows.first().map(|w| windows_of(w)).transpose()?;
+        let keys: Vec<(usize, Eval, DataType)> = a
+            .group_expr
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| !is_window(e))
+            .map(|(i, e)| {
+                let t = a.schema.field(i).data_type().clone();
+                Ok((i, self.expr(e, &flow)?, t))
+            })
+            .collect::<Result<_>>()?;
+        let mut aggs = Vec::new();
+        let mut at = 0;
+        for (j, e) in a.aggr_expr.iter().enumerate() {
+            let e = match e {
+                Expr::Alias(al) => al.expr.as_ref(),
+                e => e,
+            };
+            let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
+                return Err(unsupported(format!("aggregate expression {e}")));
+            };
+            if params.distinct {
+                return Err(unsupported(format!("{e} (DISTINCT aggregates)")));
+            }
+            if !params.order_by.is_empty() {
+                return Err(unsupported(format!("{e} (ordered aggregates)")));
+            }
+            let out = a.schema.field(a.group_expr.len() + j).data_type().clone();
+            let name = func.name().to_ascii_lowercase();
+            let star =
+                params.args.is_empty() || matches!(params.args.as_slice(), [Expr::Literal(v, _)] if !v.is_null());
+            let kind = match name.as_str() {
+                "count" if star => AggKind::CountStar,
+                "count" => AggKind::Count,
+                "sum" => AggKind::Sum,
+                "min" => AggKind::Min,
+                "max" => AggKind::Max,
+                "avg" | "mean" => AggKind::Avg,
+                other => {
+                    return Err(unsupported(format!(
+                        "aggregate function {other} (supported: count, sum, min, max, avg)"
+                    )))
+                }
+            };
+            let arg = match (kind, params.args.as_slice()) {
+                (AggKind::CountStar, _) => None,
+                (_, [arg]) => Some(self.expr(arg, &flow)?),
+                _ => return Err(unsupported(format!("{e} with {} arguments", params.args.len()))),
+            };
+            let filter = params.filter.as_ref().map(|f| self.expr(f, &flow)).transpose()?;
+            let agg = Agg { kind, arg, filter, at, out };
+            at += if kind == AggKind::Avg { 2 } else { 1 };
+            aggs.push(agg);
+        }
+        let aggs = Arc::new(aggs);
+        let state_types = state_types(&aggs);
+        let key_types: Vec<DataType> = keys.iter().map(|(_, _, t)| t.clone()).collect();
+        let key_evals: Arc<Vec<Eval>> = Arc::new(keys.iter().map(|(_, e, _)| e.clone()).collect());
+        let input_types: Vec<DataType> = flow.schema.fields().iter().map(|f| f.data_type().clone()).collect();
+
+        // Rows re-keyed by their group (a key that fails to evaluate makes a null key column).
+        let evals = key_evals.clone();
+        let keyed = flow.stream.select_key(move |_, v: &Row| {
+            evals.iter().map(|e| e.eval(v).unwrap_or(ScalarValue::Null)).collect::<Row>()
+        });
+        let grouped = keyed.group_by_key(Grouped::with(KeySerde::new(key_types.clone()), RowSerde::new(input_types)));
+        let init_types = state_types.clone();
+        let init = move || init_types.iter().map(null_of).collect::<Row>();
+        let (ag1, ag2) = (aggs.clone(), aggs.clone());
+        let add = move |_: &Row, v: &Row, acc: Row| accumulate(&ag1, v, acc);
+        let acc_serde = RowSerde::new(state_types.clone());
+        let width = a.schema.fields().len();
+        let window_position = a.group_expr.iter().position(is_window);
+        let group_positions: Vec<usize> = keys.iter().map(|(i, _, _)| *i).collect();
+        let n_groups = a.group_expr.len();
+        // Output rows: the group columns (the window's as its start), the aggregates, then the
+        // window's start and end.
+        let assemble = move |key: &Row, acc: &Row, window: Option<(i64, i64)>| -> Row {
+            let mut out = vec![ScalarValue::Null; width];
+            for (k, &i) in group_positions.iter().enumerate() {
+                out[i] = key[k].clone();
+            }
+            if let (Some(i), Some((start, _))) = (window_position, window) {
+                out[i] = ScalarValue::TimestampMillisecond(Some(start), None);
+            }
+            for (j, v) in finish(&ag2, acc).into_iter().enumerate() {
+                out[n_groups + j] = v;
+            }
+            if let Some((start, end)) = window {
+                out.push(ScalarValue::TimestampMillisecond(Some(start), None));
+                out.push(ScalarValue::TimestampMillisecond(Some(end), None));
+            }
+            out
+        };
+        let emit = match self.emit {
+            Emit::Changes => EmitStrategy::OnWindowUpdate,
+            Emit::Final => EmitStrategy::OnWindowClose,
+        };
+        if windows.is_none() && self.emit == Emit::Final {
+            return Err(plan_err("EMIT FINAL needs a windowed GROUP BY (tumble, hop or session)"));
+        }
+        let stream: KStream<Row, Row> = match windows {
+            None => grouped
+                .aggregate(init, add, acc_serde, Materialized::new())
+                .to_stream()
+                .flat_map(move |k: &Row, v: &Option<Row>| v.as_ref().map(|acc| (k.clone(), assemble(k, acc, None)))),
+            Some(w) => {
+                let table = match w {
+                    Windows::Time(t) => {
+                        grouped.windowed_by(t).emit_strategy(emit).aggregate(init, add, acc_serde, Materialized::new())
+                    }
+                    Windows::Session(s) => {
+                        let ag3 = aggs.clone();
+                        grouped.windowed_by_session(s).emit_strategy(emit).aggregate(
+                            init,
+                            add,
+                            move |_: &Row, x: Row, y: Row| merge(&ag3, x, y),
+                            acc_serde,
+                            Materialized::new(),
+                        )
+                    }
+                };
+                table.to_stream().flat_map(move |k: &freshet_dsl::Windowed<Row>, v: &Option<Row>| {
+                    v.as_ref().map(|acc| {
+                        let mut key = k.key.clone();
+                        key.push(ScalarValue::TimestampMillisecond(Some(k.start), None));
+                        (key, assemble(&k.key, acc, Some((k.start, k.end))))
+                    })
+                })
+            }
+        };
+        let window = windows.map(|_| (width, width + 1));
+        // One group column (and no window) is the whole key.
+        let key = match (keys.as_slice(), windows) {
+            ([(i, _, _)], None) => Some(a.schema.field(*i).name().clone()),
+            _ => None,
+        };
+        Ok(Flow { stream, schema: a.schema.clone(), window, aggregated: true, key })
+    }
+
+    fn join(&mut self, j: &datafusion::logical_expr::Join) -> Result<Flow> {
+        use datafusion::logical_expr::utils::split_conjunction;
+        let (ls, rs) = (j.left.schema().clone(), j.right.schema().clone());
+        let only = |e: &Expr, s: &DFSchemaRef| e.column_refs().iter().all(|c| s.has_column(c));
+        // Equalities between the two sides are the join key; the rest is a residual condition.
+        let mut pairs: Vec<(Expr, Expr)> = j.on.clone();
+        let mut residual: Vec<Expr> = Vec::new();
+        if let Some(filter) = &j.filter {
+            for c in split_conjunction(filter) {
+                match c {
+                    Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+                        if only(left, &ls)
+                            && only(right, &rs)
+                            && !left.column_refs().is_empty()
+                            && !right.column_refs().is_empty() =>
+                    {
+                        pairs.push((left.as_ref().clone(), right.as_ref().clone()))
+                    }
+                    Expr::BinaryExpr(BinaryExpr { left, op: Operator::Eq, right })
+                        if only(left, &rs)
+                            && only(right, &ls)
+                            && !left.column_refs().is_empty()
+                            && !right.column_refs().is_empty() =>
+                    {
+                        pairs.push((right.as_ref().clone(), left.as_ref().clone()))
+                    }
+                    other => residual.push(other.clone()),
+                }
+            }
+        }
+        if pairs.is_empty() {
+            return Err(unsupported(format!(
+                "a join without an equality between its two sides ({})",
+                j.filter.as_ref().map_or("no condition".to_string(), |f| f.to_string())
+            )));
+        }
+        let outer = match j.join_type {
+            JoinType::Inner => None,
+            JoinType::Left => Some(JoinType::Left),
+            JoinType::Full => Some(JoinType::Full),
+            other => {
+                return Err(unsupported(format!("a {other} join (supported: inner, left, and full between streams)")))
+            }
+        };
+        let table_of = |plan: &LogicalPlan| -> Option<(Arc<dyn datafusion::catalog::TableProvider>, TableScan)> {
+            let scan = scan_of(plan)?;
+            let provider = topic_table(scan).ok()?;
+            matches!(as_topic(&provider).kind(), TableKind::Table { .. }).then(|| (provider, scan.clone()))
+        };
+        if table_of(&j.left).is_some() {
+            return Err(unsupported("a table on the left of a join (put the stream first: stream JOIN table)"));
+        }
+        let left = self.compile(&j.left)?;
+        if left.aggregated {
+            return Err(unsupported("a join of an aggregate's results (a changelog, not a stream)"));
+        }
+        if left.window.is_some() {
+            return Err(unsupported("a join of a windowed aggregate's results"));
+        }
+        let left_types: Vec<DataType> = ls.fields().iter().map(|f| f.data_type().clone()).collect();
+        let right_types: Vec<DataType> = rs.fields().iter().map(|f| f.data_type().clone()).collect();
+        let right_nulls: Row = right_types.iter().map(null_of).collect();
+        let stream = match table_of(&j.right) {
+            Some((provider, scan)) => {
+                let table = as_topic(&provider);
+                let TableKind::Table { key } = table.kind().clone() else { unreachable!("a table") };
+                if outer == Some(JoinType::Full) {
+                    return Err(unsupported("a full join of a stream with a table"));
+                }
+                let key_type = table.value_schema().field_with_name(&key)?.data_type().clone();
+                let [(left_key, right_key)] = pairs.as_slice() else {
+                    return Err(unsupported(format!(
+                        "a stream-table join on more than the table's key ({key}); put other conditions in WHERE"
+                    )));
+                };
+                if !matches!(right_key, Expr::Column(c) if c.name == key) {
+                    return Err(unsupported(format!(
+                        "a stream-table join on {right_key}: a table joins on its key column, {key}"
+                    )));
+                }
+                if outer.is_some() && !residual.is_empty() {
+                    return Err(unsupported("a left join with conditions other than the key in ON"));
+                }
+                // The table: its rows as the join's right side sees them (filters pushed into
+                // its scan kept there).
+                let arrow = Arc::new(rs.as_arrow().clone());
+                let value_columns: Vec<(String, DataType)> = table
+                    .value_schema()
+                    .fields()
+                    .iter()
+                    .filter(|f| arrow.index_of(f.name()).is_ok())
+                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                    .collect();
+                let consumed =
+                    Consumed::with(KeySerde::new(vec![key_type.clone()]), ValueSerde::new(&arrow, &value_columns))
+                        .on_decode_error(OnDecodeError::Skip)
+                        .named(&format!("SOURCE-{}", table.topic()));
+                let mut ktable = self.builder.table(table.topic(), consumed, Materialized::new());
+                self.partitions = self.partitions.max(self.admin_partitions.get(table.topic()).copied().unwrap_or(1));
+                if let Some(f) = scan.filters.iter().cloned().reduce(|a, b| a.and(b)) {
+                    let flow = Flow {
+                        stream: left.stream.clone(),
+                        schema: rs.clone(),
+                        window: None,
+                        aggregated: false,
+                        key: None,
+                    };
+                    let predicate = self.expr(&f, &flow)?;
+                    ktable = ktable.filter(move |_, v: &Row| predicate.holds(v).unwrap_or(false));
+                }
+                let key_slot = arrow.index_of(&key).ok();
+                let key_eval = Arc::new(self.expr(left_key, &left)?);
+                let ke = key_eval.clone();
+                let kt = key_type.clone();
+                let keyed = left.stream.select_key(move |_, v: &Row| {
+                    vec![ke.eval(v).and_then(|k| k.cast_to(&kt)).unwrap_or_else(|_| null_of(&kt))]
+                });
+                let joined = move |l: &Row, r: Option<&Row>| -> Row {
+                    let mut out = l.clone();
+                    match r {
+                        Some(r) => {
+                            let mut r = r.clone();
+                            if let Some(i) = key_slot {
+                                r[i] = key_eval.eval(l).and_then(|k| k.cast_to(&key_type)).unwrap_or(ScalarValue::Null);
+                            }
+                            out.extend(r);
+                        }
+                        None => out.extend(right_nulls.iter().cloned()),
+                    }
+                    out
+                };
+                let serde = RowSerde::new(left_types);
+                match outer {
+                    None => keyed.join_table(&ktable, move |l: &Row, r: &Row| joined(l, Some(r)), serde),
+                    Some(_) => keyed.left_join_table(&ktable, joined, serde),
+                }
+            }
+            None => {
+                let right = self.compile(&j.right)?;
+                if right.aggregated {
+                    return Err(unsupported("a join of an aggregate's results (a changelog, not a stream)"));
+                }
+                if right.window.is_some() {
+                    return Err(unsupported("a join of a windowed aggregate's results"));
+                }
+                let bound = time_bound(&pairs, &mut residual, &ls, &rs)?;
+                if outer.is_some() && (!bound.exact || !residual.is_empty()) {
+                    return Err(unsupported(
+                        "a left or full join of streams with conditions in ON other than equalities and a time bound \
+                         of the form a._timestamp BETWEEN b._timestamp - INTERVAL ... AND b._timestamp + INTERVAL ...",
+                    ));
+                }
+                let key_types: Vec<DataType> =
+                    pairs.iter().map(|(l, _)| l.get_type(&ls)).collect::<Result<Vec<_>>>()?;
+                let lkeys = pairs.iter().map(|(l, _)| self.expr(l, &left)).collect::<Result<Vec<_>>>()?;
+                let rkeys = pairs.iter().map(|(_, r)| self.expr(r, &right)).collect::<Result<Vec<_>>>()?;
+                let rekey = |evals: Vec<Eval>, types: Vec<DataType>| {
+                    move |_: &Row, v: &Row| -> Row {
+                        evals
+                            .iter()
+                            .zip(&types)
+                            .map(|(e, t)| e.eval(v).and_then(|k| k.cast_to(t)).unwrap_or_else(|_| null_of(t)))
+                            .collect()
+                    }
+                };
+                let lk = left.stream.select_key(rekey(lkeys, key_types.clone()));
+                let rk = right.stream.select_key(rekey(rkeys, key_types.clone()));
+                let windows = JoinWindows::of_time_difference_with_no_grace(Duration::ZERO)
+                    .before(Duration::from_millis(bound.before))
+                    .after(Duration::from_millis(bound.after));
+                let joined = StreamJoined::with(
+                    KeySerde::new(key_types),
+                    RowSerde::new(left_types.clone()),
+                    RowSerde::new(right_types),
+                );
+                let left_nulls: Row = left_types.iter().map(null_of).collect();
+                let concat = move |l: Option<&Row>, r: Option<&Row>| -> Row {
+                    let mut out = l.cloned().unwrap_or_else(|| left_nulls.clone());
+                    out.extend(r.cloned().unwrap_or_else(|| right_nulls.clone()));
+                    out
+                };
+                match outer {
+                    None => lk.join(&rk, move |l: &Row, r: &Row| concat(Some(l), Some(r)), windows, joined),
+                    Some(JoinType::Left) => {
+                        lk.left_join(&rk, move |l: &Row, r: Option<&Row>| concat(Some(l), r), windows, joined)
+                    }
+                    Some(_) => lk.outer_join(&rk, concat, windows, joined),
+                }
+            }
+        };
+        let flow = Flow { stream, schema: j.schema.clone(), window: None, aggregated: false, key: None };
+        match residual.into_iter().reduce(|a, b| a.and(b)) {
+            Some(f) => {
+                let predicate = self.expr(&f, &flow)?;
+                let stream = step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("ON {f}"), None);
+                Ok(Flow { stream, ..flow })
+            }
+            None => Ok(flow),
+        }
+    }
+}
+
+/// The time bound of a join of two streams: how far before and after a left record a right one
+/// may be, and whether the window says exactly what the query's bound says (else the bound's
+/// conditions stay as a filter after the join).
+struct TimeBound {
+    before: u64,
+    after: u64,
+    exact: bool,
+}
+
+/// Which side's `_timestamp` an expression is, plus a constant offset in ms.
+fn timestamp_offset(e: &Expr, ls: &DFSchemaRef, rs: &DFSchemaRef) -> Option<(bool, i64)> {
+    match e {
+        Expr::Column(c) if c.name == "_timestamp" => {
+            if ls.has_column(c) {
+                Some((true, 0))
+            } else if rs.has_column(c) {
+                Some((false, 0))
+            } else {
+                None
+            }
+        }
+        Expr::Cast(c) => timestamp_offset(&c.expr, ls, rs),
+        Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) => {
+            let (side, base) = timestamp_offset(left, ls, rs)?;
+            let d = duration_of(right, "").ok()?.as_millis() as i64;
+            Some((side, if *op == Operator::Plus { base + d } else { base - d }))
+        }
+        _ => None,
+    }
+}
+
+/// Finds the time bound of a stream-stream join: `date_bin` equalities among the key pairs, or
+/// comparisons (`BETWEEN`, `<=`, `>=`, `<`, `>`) of the two sides' `_timestamp` in the residual
+/// conditions. Those stay in the residual, so the join means exactly what the query says.
+fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], ls: &DFSchemaRef, rs: &DFSchemaRef) -> Result<TimeBound> {
+    // lo <= right - left <= hi
+    let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
+    let mut exact = true;
+    for (l, r) in pairs {
+        if let (Some("date_bin"), Some("date_bin")) = (function_name(l), function_name(r)) {
+            if let (Expr::ScalarFunction(fl), Expr::ScalarFunction(fr)) = (l, r) {
+                if fl.args.first() == fr.args.first() {
+                    if let Some(width) = fl.args.first().and_then(|a| duration_of(a, "").ok()) {
+                        let w = width.as_millis() as i64 - 1;
+                        lo = Some(lo.map_or(-w, |x| x.max(-w)));
+                        hi = Some(hi.map_or(w, |x| x.min(w)));
+                    }
+                }
+            }
+        }
+    }
+    let mut apply = |a: &Expr, op: Operator, b: &Expr| -> bool {
+        let (Some((sa, oa)), Some((sb, ob))) = (timestamp_offset(a, ls, rs), timestamp_offset(b, ls, rs)) else {
+            return false;
+        };
+        if sa == sb {
+            return false;
+        }
+        // Normalise to `right - left  op  c`.
+        let (op, c) = if sa { (op.swap().unwrap_or(op), oa - ob) } else { (op, ob - oa) };
+        match op {
+            Operator::GtEq => lo = Some(lo.map_or(c, |x| x.max(c))),
+            Operator::Gt => lo = Some(lo.map_or(c + 1, |x| x.max(c + 1))),
+            Operator::LtEq => hi = Some(hi.map_or(c, |x| x.min(c))),
+            Operator::Lt => hi = Some(hi.map_or(c - 1, |x| x.min(c - 1))),
+            _ => return false,
+        }
+        if matches!(op, Operator::Gt | Operator::Lt) {
+            exact = false;
+        }
+        true
+    };
+    for e in residual.iter() {
+        match e {
+            Expr::Between(b) if !b.negated => {
+                apply(&b.expr, Operator::GtEq, &b.low);
+                apply(&b.expr, Operator::LtEq, &b.high);
+            }
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                apply(left, *op, right);
+            }
+            _ => {}
+        }
+    }
+    let (Some(lo), Some(hi)) = (lo, hi) else {
+        return Err(plan_err(
+            "a join of two streams needs a time bound in ON: a._timestamp BETWEEN b._timestamp - INTERVAL ... AND \
+             b._timestamp + INTERVAL ..., or date_bin(INTERVAL ..., a._timestamp) = date_bin(INTERVAL ..., b._timestamp)",
+        ));
+    };
+    if lo > hi {
+        return Err(plan_err(format!("the join's time bound is empty ({lo} ms to {hi} ms)")));
+    }
+    exact &= lo <= 0 && hi >= 0;
+    Ok(TimeBound { before: (-lo).max(0) as u64, after: hi.max(0) as u64, exact })
+}
+
+/// The output's columns and key.
+pub(crate) fn output_schema(plan: &LogicalPlan) -> Result<SchemaRef> {
+    let fields: Vec<Field> =
+        plan.schema().fields().iter().map(|f| Field::new(f.name(), f.data_type().clone(), true)).collect();
+    let mut seen = BTreeSet::new();
+    for f in &fields {
+        if !seen.insert(f.name().clone()) {
+            return Err(plan_err(format!(
+                "two output columns are named {}: give them distinct names with AS",
+                f.name()
+            )));
+        }
+        if !row::supported(f.data_type()) {
+            return Err(plan_err(format!(
+                "output column {} has type {}, which continuous queries do not carry yet",
+                f.name(),
+                f.data_type()
+            )));
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// Compiles the optimized plan of a continuous query writing `output` into a topology.
+pub(crate) fn compile(
+    plan: &LogicalPlan,
+    state: &SessionState,
+    output: &str,
+    kind: OutputKind,
+    emit: Emit,
+    partitions: BTreeMap<String, u32>,
+) -> Result<Compiled> {
+    let schema = output_schema(plan)?;
+    let mut reads = BTreeMap::new();
+    collect_reads(plan, &mut reads)?;
+    if reads.contains_key(output) {
+        return Err(plan_err(format!("a continuous query cannot read the topic it writes ({output})")));
+    }
+    let mut compiler = Compiler {
+        state,
+        builder: StreamsBuilder::new(),
+        emit,
+        reads,
+        sources: BTreeMap::new(),
+        partitions: 1,
+        admin_partitions: partitions,
+    };
+    let flow = compiler.compile(plan)?;
+    if kind == OutputKind::Table && !flow.aggregated {
+        return Err(plan_err(
+            "CREATE TABLE ... AS SELECT needs a GROUP BY (its rows are the latest per key); use CREATE STREAM for a stream of rows",
+        ));
+    }
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    flow.stream.to(output, Produced::with(RawKey, ValueSerde::output(&names)).named(&format!("SINK-{output}")));
+    let topology = compiler.builder.build().map_err(|e| plan_err(e.to_string()))?;
+    Ok(Compiled {
+        topology,
+        sources: compiler.sources.keys().cloned().collect(),
+        schema,
+        key: flow.key,
+        partitions: compiler.partitions,
+    })
+}

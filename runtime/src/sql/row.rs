@@ -1,0 +1,514 @@
+//! Rows of a continuous query: a record's columns as DataFusion `ScalarValue`s, and the serdes
+//! that carry them through topics and stores.
+//!
+//! Three encodings, one per place a row goes:
+//! - a topic's values are JSON objects (what users read and write; [`ValueSerde`]); decoding goes
+//!   straight from the bytes into the declared columns, without an intermediate JSON tree, and a
+//!   value that does not fit names the column and what it held;
+//! - keys are JSON too ([`KeySerde`]): one column as its bare JSON value (`42`, `"ann"`), several
+//!   as an array, so a table's topic and a query's output partition alike by key and any
+//!   Kafka client reads them; a key that is not JSON reads as text into a text column;
+//! - repartition topics and stores hold the compact binary [`RowSerde`] (types come from the
+//!   plan, so only tags and payloads are written).
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
+use freshet_dsl::Serde;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+/// A row: one value per column of the plan node it comes from.
+pub type Row = Vec<ScalarValue>;
+
+/// Whether continuous queries can carry a column of type `t` (checked when a query is planned).
+pub(crate) fn supported(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::Null
+            | DataType::Boolean
+            | DataType::Int8
+            | DataType::Int16
+            | DataType::Int32
+            | DataType::Int64
+            | DataType::UInt8
+            | DataType::UInt16
+            | DataType::UInt32
+            | DataType::UInt64
+            | DataType::Float32
+            | DataType::Float64
+            | DataType::Utf8
+            | DataType::LargeUtf8
+            | DataType::Utf8View
+            | DataType::Timestamp(_, _)
+            | DataType::Date32
+    )
+}
+
+/// A null of type `t`.
+pub(crate) fn null_of(t: &DataType) -> ScalarValue {
+    ScalarValue::try_from(t).unwrap_or(ScalarValue::Null)
+}
+
+/// The value of a JSON scalar as a column of type `t`.
+fn from_json(v: &serde_json::Value, t: &DataType) -> Result<ScalarValue, String> {
+    use serde_json::Value as J;
+    let bad = || format!("{v} is not a {t}");
+    let s = match (v, t) {
+        (J::Null, t) => return Ok(null_of(t)),
+        (J::Bool(b), DataType::Boolean) => ScalarValue::Boolean(Some(*b)),
+        (J::Number(n), DataType::Float64 | DataType::Float32) => {
+            ScalarValue::Float64(Some(n.as_f64().ok_or_else(bad)?)).cast_to(t).map_err(|_| bad())?
+        }
+        (J::Number(n), DataType::Timestamp(unit, tz)) => {
+            let v = n.as_i64().ok_or_else(bad)?;
+            match unit {
+                TimeUnit::Second => ScalarValue::TimestampSecond(Some(v), tz.clone()),
+                TimeUnit::Millisecond => ScalarValue::TimestampMillisecond(Some(v), tz.clone()),
+                TimeUnit::Microsecond => ScalarValue::TimestampMicrosecond(Some(v), tz.clone()),
+                TimeUnit::Nanosecond => ScalarValue::TimestampNanosecond(Some(v), tz.clone()),
+            }
+        }
+        (J::Number(n), t) if t.is_integer() => {
+            let v = n.as_i64().ok_or_else(bad)?;
+            ScalarValue::Int64(Some(v)).cast_to(t).map_err(|_| bad())?
+        }
+        (J::String(s), DataType::Utf8) => ScalarValue::Utf8(Some(s.clone())),
+        (J::String(s), DataType::Utf8View) => ScalarValue::Utf8View(Some(s.clone())),
+        (J::String(s), DataType::LargeUtf8) => ScalarValue::LargeUtf8(Some(s.clone())),
+        // Text for other types (a timestamp, a date, a number in quotes) is cast as SQL casts it.
+        (J::String(s), t) => ScalarValue::try_from_string(s.clone(), t).map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    Ok(s)
+}
+
+/// Writes `v` as JSON (timestamps as milliseconds since the epoch, dates as text).
+pub(crate) fn write_json(out: &mut String, v: &ScalarValue) {
+    let text = |out: &mut String, s: &str| {
+        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+    };
+    if v.is_null() {
+        out.push_str("null");
+        return;
+    }
+    match v {
+        ScalarValue::Boolean(Some(b)) => out.push_str(if *b { "true" } else { "false" }),
+        ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => text(out, s),
+        ScalarValue::Float64(Some(f)) => write_float(out, *f),
+        ScalarValue::Float32(Some(f)) => write_float(out, f64::from(*f)),
+        ScalarValue::TimestampMillisecond(Some(ms), _) => {
+            let _ = write!(out, "{ms}");
+        }
+        ScalarValue::TimestampSecond(Some(s), _) => {
+            let _ = write!(out, "{}", s.saturating_mul(1000));
+        }
+        ScalarValue::TimestampMicrosecond(Some(us), _) => {
+            let _ = write!(out, "{}", us / 1000);
+        }
+        ScalarValue::TimestampNanosecond(Some(ns), _) => {
+            let _ = write!(out, "{}", ns / 1_000_000);
+        }
+        v if v.data_type().is_integer() => {
+            let _ = write!(out, "{v}");
+        }
+        v => text(out, &v.to_string()),
+    }
+}
+
+fn write_float(out: &mut String, f: f64) {
+    if f.is_finite() {
+        let _ = write!(out, "{f}");
+        if f.fract() == 0.0 && f.abs() < 1e16 {
+            out.push_str(".0");
+        }
+    } else {
+        out.push_str("null");
+    }
+}
+
+/// A topic's values: JSON objects whose fields are the columns (missing fields are nulls, other
+/// fields are ignored). Decoding fills the columns of `columns` at their positions in a row of
+/// `width` values (the other positions, metadata columns, stay null for the source to fill).
+#[derive(Clone)]
+pub(crate) struct ValueSerde {
+    /// (name, type, position in the row) of each column in the value.
+    columns: Arc<Vec<(String, DataType, usize)>>,
+    /// The row every decode starts from: typed nulls.
+    nulls: Arc<Row>,
+}
+
+impl ValueSerde {
+    /// Values of `schema`'s columns, decoded into rows of that schema where `wanted` says
+    /// (`None`: not read).
+    pub(crate) fn new(schema: &SchemaRef, value_columns: &[(String, DataType)]) -> Self {
+        let nulls: Row = schema.fields().iter().map(|f| null_of(f.data_type())).collect();
+        let columns = value_columns
+            .iter()
+            .filter_map(|(name, t)| schema.index_of(name).ok().map(|i| (name.clone(), t.clone(), i)))
+            .collect();
+        ValueSerde { columns: Arc::new(columns), nulls: Arc::new(nulls) }
+    }
+
+    /// Encoding only: the value of a row of `names` (in order).
+    pub(crate) fn output(names: &[String]) -> Self {
+        let columns = names.iter().enumerate().map(|(i, n)| (n.clone(), DataType::Null, i)).collect();
+        ValueSerde { columns: Arc::new(columns), nulls: Arc::new(Vec::new()) }
+    }
+
+    fn slot(&self, name: &str) -> Option<&(String, DataType, usize)> {
+        self.columns.iter().find(|(n, _, _)| n == name)
+    }
+
+    /// Encodes the row's values as a JSON object.
+    pub(crate) fn encode(&self, row: &Row) -> String {
+        let mut out = String::with_capacity(16 * self.columns.len() + 2);
+        out.push('{');
+        for (i, (name, _, slot)) in self.columns.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&serde_json::Value::String(name.clone()).to_string());
+            out.push(':');
+            write_json(&mut out, row.get(*slot).unwrap_or(&ScalarValue::Null));
+        }
+        out.push('}');
+        out
+    }
+}
+
+impl Serde<Row> for ValueSerde {
+    fn serialize(&self, row: &Row) -> Result<Option<Bytes>, String> {
+        Ok(Some(Bytes::from(self.encode(row))))
+    }
+    fn deserialize(&self, data: Option<&[u8]>) -> Result<Row, String> {
+        let Some(data) = data else { return Err("a null value where a JSON object was expected".into()) };
+        let mut de = serde_json::Deserializer::from_slice(data);
+        let row = RowSeed(self)
+            .deserialize(&mut de)
+            .map_err(|e| format!("value is not a JSON object of the declared columns: {e}"))?;
+        de.end().map_err(|e| format!("value has trailing data: {e}"))?;
+        Ok(row)
+    }
+    fn name(&self) -> String {
+        "JsonRow".into()
+    }
+}
+
+struct RowSeed<'a>(&'a ValueSerde);
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Row;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Row, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = Row;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
+        let mut row: Row = self.0.nulls.as_ref().clone();
+        while let Some(slot) = map.next_key_seed(FieldSeed(self.0))? {
+            match slot {
+                Some((name, t, i)) => {
+                    let v: serde_json::Value = map.next_value()?;
+                    row[*i] = from_json(&v, t).map_err(|e| serde::de::Error::custom(format!("column {name}: {e}")))?;
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(row)
+    }
+}
+
+/// A field name, looked up without copying it.
+struct FieldSeed<'a>(&'a ValueSerde);
+
+impl<'de, 'a> DeserializeSeed<'de> for FieldSeed<'a> {
+    type Value = Option<&'a (String, DataType, usize)>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, 'a> Visitor<'de> for FieldSeed<'a> {
+    type Value = Option<&'a (String, DataType, usize)>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.slot(v))
+    }
+}
+
+/// Keys: one text column as UTF-8 (as Kafka's string serializer writes it), one other column as
+/// its JSON value (`42`), several as a JSON array.
+#[derive(Clone)]
+pub(crate) struct KeySerde {
+    types: Arc<Vec<DataType>>,
+}
+
+impl KeySerde {
+    pub(crate) fn new(types: Vec<DataType>) -> Self {
+        KeySerde { types: Arc::new(types) }
+    }
+}
+
+/// The text of a key: one text value as it is, one other value as JSON, several as a JSON array.
+pub(crate) fn key_json(key: &[ScalarValue]) -> String {
+    let mut out = String::new();
+    if let [one] = key {
+        match one {
+            ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+                out.push_str(s)
+            }
+            _ => write_json(&mut out, one),
+        }
+    } else {
+        out.push('[');
+        for (i, v) in key.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_json(&mut out, v);
+        }
+        out.push(']');
+    }
+    out
+}
+
+impl Serde<Row> for KeySerde {
+    fn serialize(&self, key: &Row) -> Result<Option<Bytes>, String> {
+        Ok(Some(Bytes::from(key_json(key))))
+    }
+    fn deserialize(&self, data: Option<&[u8]>) -> Result<Row, String> {
+        let Some(data) = data else { return Ok(self.types.iter().map(null_of).collect()) };
+        if let [t] = self.types.as_slice() {
+            if is_text(t) {
+                return Ok(vec![text_of(String::from_utf8_lossy(data).into_owned(), t)]);
+            }
+        }
+        let parsed = serde_json::from_slice::<serde_json::Value>(data);
+        match (self.types.as_slice(), parsed) {
+            ([t], Ok(v)) => from_json(&v, t).map(|s| vec![s]).map_err(|e| format!("key: {e}")),
+            (types, Ok(serde_json::Value::Array(vs))) if vs.len() == types.len() => {
+                vs.iter().zip(types).map(|(v, t)| from_json(v, t).map_err(|e| format!("key: {e}"))).collect()
+            }
+            (types, _) => Err(format!(
+                "key {:?} is not the JSON of {} column(s) ({})",
+                String::from_utf8_lossy(data),
+                types.len(),
+                types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+    fn name(&self) -> String {
+        "JsonKey".into()
+    }
+}
+
+fn is_text(t: &DataType) -> bool {
+    matches!(t, DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8)
+}
+
+fn text_of(s: String, t: &DataType) -> ScalarValue {
+    match t {
+        DataType::Utf8View => ScalarValue::Utf8View(Some(s)),
+        DataType::LargeUtf8 => ScalarValue::LargeUtf8(Some(s)),
+        _ => ScalarValue::Utf8(Some(s)),
+    }
+}
+
+/// Rows in repartition topics and stores: per value a tag byte, then its payload.
+#[derive(Clone)]
+pub(crate) struct RowSerde {
+    types: Arc<Vec<DataType>>,
+}
+
+impl RowSerde {
+    pub(crate) fn new(types: Vec<DataType>) -> Self {
+        RowSerde { types: Arc::new(types) }
+    }
+}
+
+const NULL: u8 = 0;
+const FALSE: u8 = 1;
+const TRUE: u8 = 2;
+const INT: u8 = 3;
+const FLOAT: u8 = 4;
+const TEXT: u8 = 5;
+
+impl Serde<Row> for RowSerde {
+    fn serialize(&self, row: &Row) -> Result<Option<Bytes>, String> {
+        let mut out = Vec::with_capacity(row.len() * 9);
+        for v in row {
+            if v.is_null() {
+                out.push(NULL);
+                continue;
+            }
+            match v {
+                ScalarValue::Boolean(Some(b)) => out.push(if *b { TRUE } else { FALSE }),
+                ScalarValue::Float64(Some(f)) => {
+                    out.push(FLOAT);
+                    out.extend_from_slice(&f.to_be_bytes());
+                }
+                ScalarValue::Float32(Some(f)) => {
+                    out.push(FLOAT);
+                    out.extend_from_slice(&f64::from(*f).to_be_bytes());
+                }
+                ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+                    out.push(TEXT);
+                    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                    out.extend_from_slice(s.as_bytes());
+                }
+                v => {
+                    let i = integer_of(v).ok_or_else(|| format!("a {} value cannot be stored", v.data_type()))?;
+                    out.push(INT);
+                    out.extend_from_slice(&i.to_be_bytes());
+                }
+            }
+        }
+        Ok(Some(Bytes::from(out)))
+    }
+    fn deserialize(&self, data: Option<&[u8]>) -> Result<Row, String> {
+        let mut data = data.ok_or("a null where a row was expected")?;
+        let mut row = Vec::with_capacity(self.types.len());
+        let short = || "a stored row is cut short".to_string();
+        for t in self.types.iter() {
+            let (&tag, rest) = data.split_first().ok_or_else(short)?;
+            data = rest;
+            let take8 = |data: &mut &[u8]| -> Result<[u8; 8], String> {
+                let (b, rest) = data.split_at_checked(8).ok_or_else(short)?;
+                *data = rest;
+                Ok(b.try_into().expect("8 bytes"))
+            };
+            let v = match tag {
+                NULL => null_of(t),
+                FALSE | TRUE => ScalarValue::Boolean(Some(tag == TRUE)),
+                INT => integer_as(i64::from_be_bytes(take8(&mut data)?), t),
+                FLOAT => ScalarValue::Float64(Some(f64::from_be_bytes(take8(&mut data)?)))
+                    .cast_to(t)
+                    .map_err(|e| e.to_string())?,
+                TEXT => {
+                    let (n, rest) = data.split_at_checked(4).ok_or_else(short)?;
+                    let n = u32::from_be_bytes(n.try_into().expect("4 bytes")) as usize;
+                    let (s, rest) = rest.split_at_checked(n).ok_or_else(short)?;
+                    data = rest;
+                    let s = String::from_utf8(s.to_vec()).map_err(|e| e.to_string())?;
+                    text_of(s, t)
+                }
+                other => return Err(format!("a stored row has an unknown tag {other}")),
+            };
+            row.push(v);
+        }
+        Ok(row)
+    }
+    fn name(&self) -> String {
+        "Row".into()
+    }
+}
+
+/// The integer inside an integer-like value (integers, timestamps, dates).
+fn integer_of(v: &ScalarValue) -> Option<i64> {
+    Some(match v {
+        ScalarValue::Int8(Some(i)) => i64::from(*i),
+        ScalarValue::Int16(Some(i)) => i64::from(*i),
+        ScalarValue::Int32(Some(i)) => i64::from(*i),
+        ScalarValue::Int64(Some(i)) => *i,
+        ScalarValue::UInt8(Some(i)) => i64::from(*i),
+        ScalarValue::UInt16(Some(i)) => i64::from(*i),
+        ScalarValue::UInt32(Some(i)) => i64::from(*i),
+        ScalarValue::UInt64(Some(i)) => *i as i64,
+        ScalarValue::TimestampSecond(Some(i), _)
+        | ScalarValue::TimestampMillisecond(Some(i), _)
+        | ScalarValue::TimestampMicrosecond(Some(i), _)
+        | ScalarValue::TimestampNanosecond(Some(i), _) => *i,
+        ScalarValue::Date32(Some(d)) => i64::from(*d),
+        _ => return None,
+    })
+}
+
+/// An integer stored for a column of type `t`.
+fn integer_as(i: i64, t: &DataType) -> ScalarValue {
+    match t {
+        DataType::Int8 => ScalarValue::Int8(Some(i as i8)),
+        DataType::Int16 => ScalarValue::Int16(Some(i as i16)),
+        DataType::Int32 => ScalarValue::Int32(Some(i as i32)),
+        DataType::UInt8 => ScalarValue::UInt8(Some(i as u8)),
+        DataType::UInt16 => ScalarValue::UInt16(Some(i as u16)),
+        DataType::UInt32 => ScalarValue::UInt32(Some(i as u32)),
+        DataType::UInt64 => ScalarValue::UInt64(Some(i as u64)),
+        DataType::Timestamp(TimeUnit::Second, tz) => ScalarValue::TimestampSecond(Some(i), tz.clone()),
+        DataType::Timestamp(TimeUnit::Millisecond, tz) => ScalarValue::TimestampMillisecond(Some(i), tz.clone()),
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => ScalarValue::TimestampMicrosecond(Some(i), tz.clone()),
+        DataType::Timestamp(TimeUnit::Nanosecond, tz) => ScalarValue::TimestampNanosecond(Some(i), tz.clone()),
+        DataType::Date32 => ScalarValue::Date32(Some(i as i32)),
+        _ => ScalarValue::Int64(Some(i)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::datatypes::{Field, Schema};
+
+    #[test]
+    fn values_decode_into_their_columns_and_encode_back() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("_offset", DataType::Int64, true),
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("price", DataType::Float64, true),
+        ]));
+        let value = [
+            ("id".to_string(), DataType::Int64),
+            ("name".to_string(), DataType::Utf8),
+            ("price".to_string(), DataType::Float64),
+        ];
+        let serde = ValueSerde::new(&schema, &value);
+        let row = serde.deserialize(Some(br#"{"price": 2, "other": [1, {"a": 2}], "id": 7, "name": "a\"b"}"#)).unwrap();
+        assert_eq!(
+            row,
+            vec![
+                ScalarValue::Int64(None),
+                ScalarValue::Int64(Some(7)),
+                ScalarValue::Utf8(Some("a\"b".into())),
+                ScalarValue::Float64(Some(2.0))
+            ]
+        );
+        let err = serde.deserialize(Some(br#"{"id": "seven"}"#)).unwrap_err();
+        assert!(err.contains("column id") && err.contains("seven"), "{err}");
+        assert!(serde.deserialize(Some(b"[1]")).is_err());
+        let out = ValueSerde::output(&["id".into(), "name".into(), "price".into()]);
+        assert_eq!(out.encode(&row[1..].to_vec()), r#"{"id":7,"name":"a\"b","price":2.0}"#);
+    }
+
+    #[test]
+    fn keys_are_json_and_rows_round_trip() {
+        let key = KeySerde::new(vec![DataType::Int64]);
+        assert_eq!(key.deserialize(Some(b"42")).unwrap(), vec![ScalarValue::Int64(Some(42))]);
+        assert_eq!(key.serialize(&vec![ScalarValue::Int64(Some(42))]).unwrap().unwrap(), Bytes::from("42"));
+        let text = KeySerde::new(vec![DataType::Utf8]);
+        assert_eq!(text.deserialize(Some(b"user-1")).unwrap(), vec![ScalarValue::Utf8(Some("user-1".into()))]);
+        assert!(key.deserialize(Some(b"user-1")).is_err());
+        let types = vec![DataType::Int32, DataType::Utf8, DataType::Float64, DataType::Boolean, DataType::Int64];
+        let serde = RowSerde::new(types);
+        let row = vec![
+            ScalarValue::Int32(Some(-3)),
+            ScalarValue::Utf8(Some("x".into())),
+            ScalarValue::Float64(Some(1.5)),
+            ScalarValue::Boolean(None),
+            ScalarValue::Int64(Some(i64::MAX)),
+        ];
+        let bytes = serde.serialize(&row).unwrap().unwrap();
+        assert_eq!(serde.deserialize(Some(&bytes)).unwrap(), row);
+        assert!(serde.deserialize(Some(&bytes[..bytes.len() - 1])).is_err());
+    }
+}

@@ -268,13 +268,9 @@ impl Processor<Row, Row, Row, Row> for RowStep {
     }
 }
 
-fn step(stream: &KStream<Row, Row>, step: Step, what: &str, name: Option<&str>) -> KStream<Row, Row> {
+fn step(stream: &KStream<Row, Row>, step: Step, what: &str, name: &str) -> KStream<Row, Row> {
     let what: Arc<str> = Arc::from(what);
-    let out = stream.process(move || RowStep { step: step.clone(), what: what.clone() });
-    match name {
-        Some(n) => out.named(n),
-        None => out,
-    }
+    stream.process(move || RowStep { step: step.clone(), what: what.clone() }).named(name)
 }
 
 /// Record keys of a topic: the bytes as they are (a one-value row), so a query that does not
@@ -460,6 +456,8 @@ struct Compiler<'a> {
     sources: BTreeMap<String, KStream<Row, Row>>,
     partitions: u32,
     admin_partitions: BTreeMap<String, u32>,
+    /// Row steps so far (they are named by number).
+    steps: usize,
 }
 
 fn topic_table(scan: &TableScan) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -477,11 +475,31 @@ fn as_topic(provider: &Arc<dyn datafusion::catalog::TableProvider>) -> &TopicTab
     provider.downcast_ref::<TopicTable>().expect("checked by topic_table")
 }
 
-/// The scan under aliases, if the node is one.
-fn scan_of(plan: &LogicalPlan) -> Option<&TableScan> {
+/// A step between a table's scan and a join: a filter or a projection, with the schema it reads.
+enum TableStep {
+    Filter(Expr, DFSchemaRef),
+    Project(Vec<Expr>, DFSchemaRef),
+}
+
+/// The scan under aliases, filters and projections, if the node is one, with those steps from
+/// the scan up.
+fn scan_of(plan: &LogicalPlan) -> Option<(&TableScan, Vec<TableStep>)> {
     match plan {
-        LogicalPlan::TableScan(s) => Some(s),
+        LogicalPlan::TableScan(s) => {
+            let filters = s.filters.iter().map(|f| TableStep::Filter(f.clone(), s.projected_schema.clone())).collect();
+            Some((s, filters))
+        }
         LogicalPlan::SubqueryAlias(a) => scan_of(&a.input),
+        LogicalPlan::Filter(f) => {
+            let (scan, mut steps) = scan_of(&f.input)?;
+            steps.push(TableStep::Filter(f.predicate.clone(), f.input.schema().clone()));
+            Some((scan, steps))
+        }
+        LogicalPlan::Projection(p) => {
+            let (scan, mut steps) = scan_of(&p.input)?;
+            steps.push(TableStep::Project(p.expr.clone(), p.input.schema().clone()));
+            Some((scan, steps))
+        }
         _ => None,
     }
 }
@@ -512,6 +530,12 @@ fn collect_reads(plan: &LogicalPlan, reads: &mut BTreeMap<String, BTreeSet<usize
 }
 
 impl Compiler<'_> {
+    /// A row step named `<kind>-<n>` (the n-th step of the query).
+    fn step(&mut self, stream: &KStream<Row, Row>, s: Step, what: &str, kind: &str) -> KStream<Row, Row> {
+        self.steps += 1;
+        step(stream, s, what, &format!("SQL-{kind}-{}", self.steps))
+    }
+
     fn compile(&mut self, plan: &LogicalPlan) -> Result<Flow> {
         match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan),
@@ -522,8 +546,12 @@ impl Compiler<'_> {
             LogicalPlan::Filter(f) => {
                 let flow = self.compile(&f.input)?;
                 let predicate = self.expr(&f.predicate, &flow)?;
-                let stream =
-                    step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("WHERE {}", f.predicate), None);
+                let stream = self.step(
+                    &flow.stream,
+                    Step::Filter(Arc::new(predicate)),
+                    &format!("WHERE {}", f.predicate),
+                    "WHERE",
+                );
                 Ok(Flow { stream, ..flow })
             }
             LogicalPlan::Projection(p) => {
@@ -540,7 +568,7 @@ impl Compiler<'_> {
                     })
                 });
                 let what = format!("SELECT {}", p.expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "));
-                let stream = step(&flow.stream, Step::Project(Arc::new(exprs)), &what, None);
+                let stream = self.step(&flow.stream, Step::Project(Arc::new(exprs)), &what, "SELECT");
                 Ok(Flow { stream, schema: p.schema.clone(), window: None, aggregated: flow.aggregated, key })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
@@ -575,13 +603,14 @@ impl Compiler<'_> {
         if let Some(s) = self.sources.get(&topic) {
             return Ok(s.clone());
         }
-        let schema = table.schema_ref();
         let reads = self.reads.get(&topic).cloned().unwrap_or_default();
+        // Source rows hold the columns some scan of the topic reads, in the table's order.
+        let schema = &Arc::new(table.schema_ref().project(&reads.iter().copied().collect::<Vec<_>>())?);
         let value_columns: Vec<(String, DataType)> = table
             .value_schema()
             .fields()
             .iter()
-            .filter(|f| schema.index_of(f.name()).is_ok_and(|i| reads.contains(&i)))
+            .filter(|f| schema.index_of(f.name()).is_ok())
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
         for (name, t) in &value_columns {
@@ -595,9 +624,9 @@ impl Compiler<'_> {
             .on_decode_error(OnDecodeError::Skip)
             .named(&format!("SOURCE-{topic}"));
         let mut stream = self.builder.stream(&topic, consumed);
-        let slots = super::table::METADATA_COLUMNS.map(|m| schema.index_of(m).ok().filter(|i| reads.contains(i)));
+        let slots = super::table::METADATA_COLUMNS.map(|m| schema.index_of(m).ok());
         if slots.iter().any(Option::is_some) {
-            stream = step(&stream, Step::Metadata(slots), "metadata columns", Some(&format!("METADATA-{topic}")));
+            stream = self.step(&stream, Step::Metadata(slots), "metadata columns", "METADATA");
         }
         if let Some(n) = self.admin_partitions.get(&topic) {
             self.partitions = self.partitions.max(*n);
@@ -622,16 +651,22 @@ impl Compiler<'_> {
         let full = table.schema_ref();
         // The scan's columns, from the full row.
         let projection: Vec<usize> = scan.projection.clone().unwrap_or_else(|| (0..full.fields().len()).collect());
-        if projection.len() != full.fields().len() || projection.iter().enumerate().any(|(i, p)| i != *p) {
-            let exprs = projection.iter().map(|&i| Eval::Column(i)).collect();
-            stream = step(&stream, Step::Project(Arc::new(exprs)), "columns read", None);
+        let read: Vec<usize> = self.reads.get(table.topic()).map(|r| r.iter().copied().collect()).unwrap_or_default();
+        if projection != read {
+            let exprs = projection
+                .iter()
+                .map(|i| {
+                    read.iter().position(|r| r == i).map(Eval::Column).ok_or_else(|| plan_err("a scan column not read"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            stream = self.step(&stream, Step::Project(Arc::new(exprs)), "columns read", "COLUMNS");
         }
         let flow = Flow { stream, schema: scan.projected_schema.clone(), window: None, aggregated: false, key: None };
         let filters = scan.filters.iter().cloned().reduce(|a, b| a.and(b));
         match filters {
             Some(f) => {
                 let predicate = self.expr(&f, &flow)?;
-                let stream = step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("WHERE {f}"), None);
+                let stream = self.step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("WHERE {f}"), "WHERE");
                 Ok(Flow { stream, ..flow })
             }
             None => Ok(flow),
@@ -837,10 +872,12 @@ impl Compiler<'_> {
                 return Err(unsupported(format!("a {other} join (supported: inner, left, and full between streams)")))
             }
         };
-        let table_of = |plan: &LogicalPlan| -> Option<(Arc<dyn datafusion::catalog::TableProvider>, TableScan)> {
-            let scan = scan_of(plan)?;
+        type TableSide = (Arc<dyn datafusion::catalog::TableProvider>, DFSchemaRef, Vec<TableStep>);
+        let table_of = |plan: &LogicalPlan| -> Option<TableSide> {
+            let (scan, steps) = scan_of(plan)?;
             let provider = topic_table(scan).ok()?;
-            matches!(as_topic(&provider).kind(), TableKind::Table { .. }).then(|| (provider, scan.clone()))
+            let schema = scan.projected_schema.clone();
+            matches!(as_topic(&provider).kind(), TableKind::Table { .. }).then_some((provider, schema, steps))
         };
         if table_of(&j.left).is_some() {
             return Err(unsupported("a table on the left of a join (put the stream first: stream JOIN table)"));
@@ -856,7 +893,7 @@ impl Compiler<'_> {
         let right_types: Vec<DataType> = rs.fields().iter().map(|f| f.data_type().clone()).collect();
         let right_nulls: Row = right_types.iter().map(null_of).collect();
         let stream = match table_of(&j.right) {
-            Some((provider, scan)) => {
+            Some((provider, scanned, steps)) => {
                 let table = as_topic(&provider);
                 let TableKind::Table { key } = table.kind().clone() else { unreachable!("a table") };
                 if outer == Some(JoinType::Full) {
@@ -876,9 +913,9 @@ impl Compiler<'_> {
                 if outer.is_some() && !residual.is_empty() {
                     return Err(unsupported("a left join with conditions other than the key in ON"));
                 }
-                // The table: its rows as the join's right side sees them (filters pushed into
-                // its scan kept there).
-                let arrow = Arc::new(rs.as_arrow().clone());
+                // The table: rows of its scan, then the filters and projections between the
+                // scan and the join.
+                let arrow = Arc::new(scanned.as_arrow().clone());
                 let value_columns: Vec<(String, DataType)> = table
                     .value_schema()
                     .fields()
@@ -892,18 +929,24 @@ impl Compiler<'_> {
                         .named(&format!("SOURCE-{}", table.topic()));
                 let mut ktable = self.builder.table(table.topic(), consumed, Materialized::new());
                 self.partitions = self.partitions.max(self.admin_partitions.get(table.topic()).copied().unwrap_or(1));
-                if let Some(f) = scan.filters.iter().cloned().reduce(|a, b| a.and(b)) {
-                    let flow = Flow {
-                        stream: left.stream.clone(),
-                        schema: rs.clone(),
-                        window: None,
-                        aggregated: false,
-                        key: None,
-                    };
-                    let predicate = self.expr(&f, &flow)?;
-                    ktable = ktable.filter(move |_, v: &Row| predicate.holds(v).unwrap_or(false));
+                for step in steps {
+                    match step {
+                        TableStep::Filter(f, schema) => {
+                            let predicate = expr::compile(&f, &schema, None, self.state)?;
+                            ktable = ktable.filter(move |_, v: &Row| predicate.holds(v).unwrap_or(false));
+                        }
+                        TableStep::Project(exprs, schema) => {
+                            let evals = exprs
+                                .iter()
+                                .map(|e| expr::compile(e, &schema, None, self.state))
+                                .collect::<Result<Vec<_>>>()?;
+                            ktable = ktable.map_values(move |v: &Row| {
+                                evals.iter().map(|e| e.eval(v).unwrap_or(ScalarValue::Null)).collect::<Row>()
+                            });
+                        }
+                    }
                 }
-                let key_slot = arrow.index_of(&key).ok();
+                let key_slot = rs.as_arrow().index_of(&key).ok();
                 let key_eval = Arc::new(self.expr(left_key, &left)?);
                 let ke = key_eval.clone();
                 let kt = key_type.clone();
@@ -987,7 +1030,7 @@ impl Compiler<'_> {
         match residual.into_iter().reduce(|a, b| a.and(b)) {
             Some(f) => {
                 let predicate = self.expr(&f, &flow)?;
-                let stream = step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("ON {f}"), None);
+                let stream = self.step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("ON {f}"), "ON");
                 Ok(Flow { stream, ..flow })
             }
             None => Ok(flow),
@@ -1138,6 +1181,7 @@ pub(crate) fn compile(
         sources: BTreeMap::new(),
         partitions: 1,
         admin_partitions: partitions,
+        steps: 0,
     };
     let flow = compiler.compile(plan)?;
     if kind == OutputKind::Table && !flow.aggregated {

@@ -158,3 +158,148 @@ fn sql_scripts() {
         run_script(script);
     }
 }
+
+/// A session on a fresh embedded log with `topics` (name, partitions), and the log.
+fn session_with(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    topics: &[(&str, u32)],
+    declarations: &str,
+) -> (Embedded, SqlSession) {
+    let log = rt.block_on(Embedded::open(dir, LogConfig::default())).unwrap();
+    for (name, partitions) in topics {
+        let topic = NewTopic { name: name.to_string(), n_partitions: *partitions, ..Default::default() };
+        rt.block_on(log.admin().create_topic(topic)).unwrap();
+    }
+    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let session = rt.block_on(SqlSession::new(&substrate)).unwrap();
+    rt.block_on(session.execute(declarations)).unwrap();
+    (log, session)
+}
+
+#[test]
+fn a_windowed_aggregation_in_sql_and_in_the_dsl_write_the_same_records() {
+    use freshet_dsl::{
+        Consumed, EmitStrategy, Grouped, JsonSerde, Materialized, Produced, StreamsBuilder, StringSerde, TimeWindows,
+    };
+    use freshet_runtime::{DriverConfig, TestInputTopic, TopologyTestDriver};
+
+    #[derive(Clone, serde::Serialize, serde::Deserialize)]
+    struct Click {
+        page: String,
+        user_id: i64,
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (log, session) = session_with(
+        &rt,
+        dir.path(),
+        &[("clicks", 3)],
+        "CREATE STREAM clicks (page VARCHAR, user_id BIGINT) WITH (topic = 'clicks', format = 'json')",
+    );
+    let sql = rt
+        .block_on(session.plan_query(
+            "CREATE TABLE page_views AS SELECT page, window_start() AS ws, count(*) AS views, max(user_id) AS last_user \
+             FROM clicks GROUP BY tumble(INTERVAL '10' SECOND), page EMIT FINAL",
+        ))
+        .unwrap();
+
+    // The same aggregation written with the DSL, writing the same layout: the key is the group
+    // and the window start, the value the selected columns.
+    let builder = StreamsBuilder::new();
+    builder
+        .stream("clicks", Consumed::with(StringSerde, JsonSerde::<Click>::new()))
+        .group_by(|_: &String, c: &Click| c.page.clone(), Grouped::with(StringSerde, JsonSerde::<Click>::new()))
+        .windowed_by(TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(10)))
+        .emit_strategy(EmitStrategy::OnWindowClose)
+        .aggregate(
+            || (0i64, i64::MIN),
+            |_, c: &Click, (n, last): (i64, i64)| (n + 1, last.max(c.user_id)),
+            JsonSerde::<(i64, i64)>::new(),
+            Materialized::new(),
+        )
+        .to_stream()
+        .flat_map(|k: &freshet_dsl::Windowed<String>, v: &Option<(i64, i64)>| {
+            let page = serde_json::to_string(&k.key).unwrap();
+            v.map(|(n, last)| {
+                let key = format!("[{page},{}]", k.start);
+                let value = format!(r#"{{"page":{page},"ws":{},"views":{n},"last_user":{last}}}"#, k.start);
+                (key, value)
+            })
+        })
+        .to("page_views", Produced::with(StringSerde, StringSerde));
+    let dsl = builder.build().unwrap();
+
+    // The same input through both, in the test driver.
+    let pages = ["home", "cart", "search", "help"];
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut input = Vec::new();
+    let mut t = 1_700_000_000_000i64;
+    for i in 0..2000 {
+        t += rng.i64(0..400);
+        let user = rng.i64(0..50);
+        // Some records arrive out of order, a few after their window closed.
+        let at = if i % 17 == 0 { t - rng.i64(0..15_000) } else { t };
+        input.push((format!("u{user}"), Click { page: pages[rng.usize(0..pages.len())].into(), user_id: user }, at));
+    }
+    let run = |topology: freshet_dsl::Topology| {
+        let config = DriverConfig::default().partitions("clicks", 3);
+        let mut driver = TopologyTestDriver::with_config(topology, config).unwrap();
+        let topic = TestInputTopic::new("clicks", StringSerde, JsonSerde::<Click>::new());
+        for (key, click, at) in &input {
+            driver.pipe(&topic, key.clone(), click.clone(), *at).unwrap();
+        }
+        let out: Vec<_> = driver
+            .topic_records("page_views")
+            .iter()
+            .map(|r| (r.partition, r.key.clone(), r.value.clone(), r.timestamp))
+            .collect();
+        (out, driver.late_records())
+    };
+    let (from_sql, sql_late) = run(sql.topology);
+    let (from_dsl, dsl_late) = run(dsl);
+    assert!(from_sql.len() > 100, "{} windows", from_sql.len());
+    assert!(sql_late > 0, "the input has late records");
+    assert_eq!(sql_late, dsl_late);
+    assert_eq!(from_sql, from_dsl);
+    drop(session);
+    rt.block_on(log.close()).unwrap();
+}
+
+#[test]
+fn explain_shows_the_task_graph_of_a_continuous_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (log, session) = session_with(
+        &rt,
+        dir.path(),
+        &[("bids", 2), ("people", 2)],
+        "CREATE STREAM bids (auction BIGINT, bidder BIGINT, price BIGINT) WITH (topic = 'bids'); \
+         CREATE TABLE people (id BIGINT, name VARCHAR, state VARCHAR) WITH (topic = 'people', key = 'id')",
+    );
+    let explain = |sql: &str| {
+        let batches = rt.block_on(session.execute(sql)).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        render(&batches, OutputFormat::Csv).unwrap()
+    };
+    insta::assert_snapshot!(
+        "explain_filter_project",
+        explain("EXPLAIN CREATE STREAM cheap AS SELECT auction, price * 100 / 89 AS euros FROM bids WHERE price < 10")
+    );
+    insta::assert_snapshot!(
+        "explain_windowed_aggregate",
+        explain(
+            "EXPLAIN CREATE TABLE hot AS SELECT auction, window_start() AS ws, count(*) AS n FROM bids \
+             GROUP BY hop(INTERVAL '2' SECOND, INTERVAL '10' SECOND), auction EMIT FINAL"
+        )
+    );
+    insta::assert_snapshot!(
+        "explain_stream_table_join",
+        explain(
+            "EXPLAIN CREATE STREAM bidders AS SELECT b.auction, b.price, p.name FROM bids b JOIN people p \
+             ON b.bidder = p.id WHERE p.state = 'OR'"
+        )
+    );
+    drop(session);
+    rt.block_on(log.close()).unwrap();
+}

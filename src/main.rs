@@ -10,6 +10,8 @@ use freshet::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+#[cfg(feature = "sql")]
+mod sql_cli;
 mod streams_demo;
 
 #[derive(Parser)]
@@ -48,76 +50,12 @@ enum Command {
     /// input, separated by `;`. A topic becomes a table with `CREATE EXTERNAL TABLE name
     /// [(columns)] STORED AS TOPIC LOCATION 'topic' [OPTIONS ('format' 'json' | 'raw')]`
     /// (without columns, they are inferred from its JSON values); declarations are kept in the log.
+    ///
+    /// Continuous queries (`CREATE STREAM|TABLE name AS SELECT ...`) run in a host: an
+    /// interactive `freshet sql` session, `freshet sql --serve`, or `freshet broker` (on its log).
+    /// Without `-e` and with a terminal, an interactive prompt with history opens.
     #[cfg(feature = "sql")]
-    Sql(SqlArgs),
-}
-
-#[cfg(feature = "sql")]
-#[derive(clap::Args)]
-struct SqlArgs {
-    #[command(flatten)]
-    target: Target,
-    /// The statements to run (else standard input is read).
-    #[arg(short = 'e', long = "execute", value_name = "SQL")]
-    execute: Option<String>,
-    /// How results print.
-    #[arg(long, value_enum, default_value = "table")]
-    format: SqlOutput,
-}
-
-#[cfg(feature = "sql")]
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum SqlOutput {
-    /// An aligned table.
-    Table,
-    /// One JSON object per row.
-    Json,
-    /// CSV with a header row.
-    Csv,
-}
-
-#[cfg(feature = "sql")]
-async fn sql(args: SqlArgs) -> anyhow::Result<()> {
-    use freshet::runtime::sql::{render, split_statements, OutputFormat, SqlSession};
-    use std::io::{Read, Write};
-    let opened = Opened::open(&args.target).await?;
-    let result = async {
-        let handle = tokio::runtime::Handle::current();
-        let substrate = match &opened {
-            Opened::Embedded(e) => Substrate::embedded(e, handle),
-            #[cfg(feature = "remote")]
-            Opened::Remote(r) => Substrate::remote(r, handle)?,
-        };
-        let session = SqlSession::new(&substrate).await?;
-        let text = match args.execute {
-            Some(text) => text,
-            None => {
-                let mut text = String::new();
-                std::io::stdin().read_to_string(&mut text).context("reading statements from standard input")?;
-                text
-            }
-        };
-        let format = match args.format {
-            SqlOutput::Table => OutputFormat::Table,
-            SqlOutput::Json => OutputFormat::Json,
-            SqlOutput::Csv => OutputFormat::Csv,
-        };
-        let mut out = std::io::stdout().lock();
-        for statement in split_statements(&text) {
-            let batches = session
-                .execute(statement)
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}\n  in the statement: {statement}"))?;
-            if batches.iter().any(|b| b.num_columns() > 0) {
-                let rendered = render(&batches, format)?;
-                writeln!(out, "{}", rendered.trim_end())?;
-            }
-        }
-        anyhow::Ok(())
-    }
-    .await;
-    opened.close().await?;
-    result
+    Sql(sql_cli::SqlArgs),
 }
 
 #[derive(clap::Args)]
@@ -590,24 +528,24 @@ async fn topic(command: TopicCommand) -> anyhow::Result<()> {
 
 /// Where a command works: a data directory's embedded log, or a cluster.
 #[derive(clap::Args)]
-struct Target {
+pub(crate) struct Target {
     /// Data directory of the embedded log.
     #[arg(long, default_value = "freshet-data")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Work on a Kafka-protocol cluster instead (a Freshet broker or any Kafka), `host:port[,host:port...]`.
     #[arg(long, value_name = "HOST:PORT")]
-    bootstrap: Option<String>,
+    pub(crate) bootstrap: Option<String>,
 }
 
 /// The log a command opened.
-enum Opened {
+pub(crate) enum Opened {
     Embedded(Embedded),
     #[cfg(feature = "remote")]
     Remote(freshet::core::remote::Remote),
 }
 
 impl Opened {
-    async fn open(target: &Target) -> anyhow::Result<Opened> {
+    pub(crate) async fn open(target: &Target) -> anyhow::Result<Opened> {
         match &target.bootstrap {
             None => Ok(Opened::Embedded(open_log(&target.data_dir).await?)),
             #[cfg(feature = "remote")]
@@ -652,7 +590,7 @@ impl Opened {
         })
     }
 
-    async fn close(self) -> anyhow::Result<()> {
+    pub(crate) async fn close(self) -> anyhow::Result<()> {
         match self {
             Opened::Embedded(e) => Ok(e.close().await?),
             #[cfg(feature = "remote")]
@@ -829,7 +767,7 @@ async fn main() -> std::process::ExitCode {
         Command::Consume(args) => consume(args).await,
         Command::Groups(command) => groups(command).await,
         #[cfg(feature = "sql")]
-        Command::Sql(args) => sql(args).await,
+        Command::Sql(args) => sql_cli::sql(args).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -850,11 +788,19 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let log = embedded.log().clone();
     let broker = freshet::core::broker::Broker::start(log.clone(), embedded.group_offsets().clone(), config).await?;
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
+    // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
+    #[cfg(feature = "sql")]
+    let host = {
+        let substrate = Substrate::embedded(&embedded, tokio::runtime::Handle::current());
+        sql_cli::QueryHost::start(&substrate, &sql_cli::state_dir_of(&data_dir)).await?
+    };
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = terminate.recv() => {}
     }
+    #[cfg(feature = "sql")]
+    host.stop().await?;
     broker.stop().await;
     embedded.close().await?;
     say("Broker stopped; the log was closed cleanly.");

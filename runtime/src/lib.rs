@@ -2,8 +2,8 @@
 //!
 //! Role: runs a `Topology`: on a log ([`app::StreamsApp`]: tasks, stream threads, commits,
 //! restores, punctuation, error policies, metrics) and in memory ([`driver::TopologyTestDriver`]).
-//! With the `sql` feature, [`sql::SqlSession`] runs ad-hoc SQL over topics with DataFusion;
-//! continuous SQL comes later.
+//! With the `sql` feature, [`sql::SqlSession`] runs ad-hoc SQL over topics with DataFusion, and
+//! continuous queries compiled onto the same topologies.
 //!
 //! Boundary: composes `freshet-core` (the substrate), `freshet-state` (stores) and `freshet-dsl`
 //! (topologies). Nothing below it depends on it.

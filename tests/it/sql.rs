@@ -54,3 +54,50 @@ fn sql_runs_over_the_topics_of_a_broker() {
     sql_over_topics(&["--bootstrap".into(), broker.addr.clone()]);
     broker.stop();
 }
+
+/// Runs `sql` until its CSV output has `rows` rows (60 s at most); the output.
+fn csv_eventually(target: &Target, sql: &str, rows: usize) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (ok, out, err) = freshet(&["sql", "--format", "csv", "-e", sql], target);
+        assert!(ok, "{err}");
+        if out.lines().count() == rows + 1 || std::time::Instant::now() > deadline {
+            return out;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+}
+
+#[test]
+fn a_broker_runs_the_continuous_queries_created_through_it_and_resumes_them_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let broker = BrokerProcess::start(&data);
+    let target: Target = ["--bootstrap".into(), broker.addr.clone()];
+    let (ok, _, err) = freshet(&["topic", "create", "readings", "--partitions", "2"], &target);
+    assert!(ok, "{err}");
+    let create = "CREATE STREAM readings (sensor VARCHAR, celsius DOUBLE) WITH (topic = 'readings'); \
+                  CREATE TABLE peaks AS SELECT sensor, max(celsius) AS peak, count(*) AS n FROM readings GROUP BY sensor";
+    let (ok, _, err) = freshet(&["sql", "-e", create], &target);
+    assert!(ok, "{err}");
+    let (ok, out, err) = freshet(&["sql", "--format", "csv", "-e", "SHOW QUERIES"], &target);
+    assert!(ok && out.contains("peaks,TABLE,readings,peaks"), "{out}{err}");
+    let lines = "a\t{\"sensor\": \"a\", \"celsius\": 20}\nb\t{\"sensor\": \"b\", \"celsius\": 31}\na\t{\"sensor\": \"a\", \"celsius\": 25}\n";
+    let (ok, _, err) = freshet_stdin(&["produce", "readings", "--key-separator", "\t"], &target, lines);
+    assert!(ok, "{err}");
+    let latest = "SELECT sensor, max(peak) AS peak, max(n) AS n FROM peaks GROUP BY sensor ORDER BY sensor";
+    assert_eq!(csv_eventually(&target, latest, 2), "sensor,peak,n\na,25.0,2\nb,31.0,1\n");
+    broker.stop();
+
+    // A restarted broker resumes the query where it was: its counts go on from its store.
+    let broker = BrokerProcess::start(&data);
+    let target: Target = ["--bootstrap".into(), broker.addr.clone()];
+    let (ok, _, err) = freshet_stdin(
+        &["produce", "readings", "--key-separator", "\t"],
+        &target,
+        "a\t{\"sensor\": \"a\", \"celsius\": 40}\nc\t{\"sensor\": \"c\", \"celsius\": 1}\n",
+    );
+    assert!(ok, "{err}");
+    assert_eq!(csv_eventually(&target, latest, 3), "sensor,peak,n\na,40.0,3\nb,31.0,1\nc,1.0,1\n");
+    broker.stop();
+}

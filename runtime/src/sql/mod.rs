@@ -1,4 +1,5 @@
-//! SQL over topics with DataFusion: ad-hoc queries.
+//! SQL over topics with DataFusion: ad-hoc queries, and continuous queries compiled onto the
+//! streams runtime (`CREATE STREAM ... AS SELECT`).
 //!
 //! A topic is a table once declared:
 //!
@@ -12,7 +13,13 @@
 //! columns `_partition`, `_offset`, `_timestamp` and `_key`; filters on the first three narrow
 //! what is read. Declarations are kept in the compacted topic `_freshet_sql_tables` (the
 //! statement, by table name), so every session on the same log or cluster sees them; `DROP TABLE`
-//! removes one.
+//! removes one. `CREATE STREAM|SOURCE|TABLE name (columns) WITH (topic = ..., format = ...,
+//! key = ...)` declares the same way (a `TABLE` is keyed by its record key).
+//!
+//! `CREATE STREAM|TABLE name AS SELECT ... [EMIT CHANGES|FINAL]` creates a continuous query:
+//! planned by DataFusion, compiled onto a topology, recorded with the declarations, and run by
+//! hosting sessions ([`SqlSession::hosting`]) as a streams application. `SHOW QUERIES`,
+//! `EXPLAIN CREATE ...`, `EXPLAIN QUERY name` (the task graph) and `DROP QUERY name` manage them.
 
 mod continuous;
 mod expr;
@@ -89,6 +96,12 @@ pub struct SqlSession {
     new_consumer: NewConsumer,
     host: Option<Host>,
     queries: Mutex<BTreeMap<String, Query>>,
+    /// The statement applied per name (what the catalog says, as far as this session knows).
+    applied: Mutex<BTreeMap<String, String>>,
+    /// Where this session has read the catalog to.
+    position: Mutex<i64>,
+    /// Refreshes run one at a time.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 /// Where hosted queries run.
@@ -192,54 +205,97 @@ impl SqlSession {
             new_consumer: substrate.new_consumer.clone(),
             host,
             queries: Mutex::new(BTreeMap::new()),
+            applied: Mutex::new(BTreeMap::new()),
+            position: Mutex::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
         };
-        for (name, statement) in session.declarations(substrate).await? {
-            if let Err(error) = session.apply(&statement, false).await {
-                tracing::warn!(table = %name, %error, "a declared table or query could not be created again; skipped");
-            }
-        }
+        session.ensure_catalog().await?;
+        session.refresh().await?;
         Ok(session)
     }
 
-    /// The declarations stored so far: the last statement per name, in the order written.
-    async fn declarations(&self, substrate: &Substrate) -> Result<Vec<(String, String)>, SqlError> {
-        let admin = &self.admin;
-        if admin.describe_topic(TABLES_TOPIC).await.is_err() {
+    async fn ensure_catalog(&self) -> Result<(), SqlError> {
+        if self.admin.describe_topic(TABLES_TOPIC).await.is_err() {
             let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-            match admin.create_topic(NewTopic { name: TABLES_TOPIC.into(), n_partitions: 1, configs }).await {
+            match self.admin.create_topic(NewTopic { name: TABLES_TOPIC.into(), n_partitions: 1, configs }).await {
                 Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
         }
+        Ok(())
+    }
+
+    /// The declarations written from `from` on: the last statement (`None`: removed) per name,
+    /// in the order written, so a query comes after the streams it reads; and where they end.
+    async fn read_catalog(&self, from: i64) -> Result<(Vec<(String, Option<String>)>, i64), SqlError> {
         let tp = TopicPartition::new(TABLES_TOPIC, 0);
-        let end = admin.list_offset(&tp, freshet_core::log::OffsetSpec::Latest).await?.map_or(0, |o| o.0);
-        // Name -> (position of its last record, statement): replayed in the order written, so a
-        // query comes after the streams it reads.
-        let mut declared: BTreeMap<String, (usize, String)> = BTreeMap::new();
-        let mut seen = 0;
-        if end == 0 {
-            return Ok(Vec::new());
+        let end = self.admin.list_offset(&tp, freshet_core::log::OffsetSpec::Latest).await?.map_or(0, |o| o.0);
+        if end <= from {
+            return Ok((Vec::new(), from));
         }
-        let mut consumer = (substrate.new_consumer)(ConsumerConfig::default());
+        let mut declared: BTreeMap<String, (usize, Option<String>)> = BTreeMap::new();
+        let mut seen = 0;
+        let mut consumer = (self.new_consumer)(ConsumerConfig::default());
         consumer.assign(vec![tp.clone()]).await?;
-        consumer.seek(&tp, freshet_core::log::OffsetSpec::Earliest).await?;
+        consumer.seek_to_offset(&tp, from)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while consumer.position(&tp).unwrap_or(end) < end && std::time::Instant::now() < deadline {
             for b in consumer.poll(Duration::from_millis(200)).await? {
                 for r in b.records()? {
                     let Some(key) = r.key else { continue };
                     let name = String::from_utf8_lossy(&key).into_owned();
-                    match r.value {
-                        Some(v) => declared.insert(name, (seen, String::from_utf8_lossy(&v).into_owned())),
-                        None => declared.remove(&name),
-                    };
+                    let statement = r.value.map(|v| String::from_utf8_lossy(&v).into_owned());
+                    declared.insert(name, (seen, statement));
                     seen += 1;
                 }
             }
         }
-        let mut ordered: Vec<(String, (usize, String))> = declared.into_iter().collect();
+        let end = consumer.position(&tp).unwrap_or(end);
+        let mut ordered: Vec<(String, (usize, Option<String>))> = declared.into_iter().collect();
         ordered.sort_by_key(|(_, (at, _))| *at);
-        Ok(ordered.into_iter().map(|(name, (_, statement))| (name, statement)).collect())
+        Ok((ordered.into_iter().map(|(name, (_, statement))| (name, statement)).collect(), end))
+    }
+
+    /// Applies what other sessions declared, created or dropped since this one last looked (a
+    /// hosting session starts and stops queries accordingly); returns how many names changed.
+    /// Hosts call it periodically (the `freshet` command every second).
+    pub async fn refresh(&self) -> Result<usize, SqlError> {
+        let _one_at_a_time = self.refreshing.lock().await;
+        let from = *self.position.lock().expect("position lock");
+        let (changes, end) = self.read_catalog(from).await?;
+        let mut changed = 0;
+        for (name, statement) in changes {
+            if self.applied.lock().expect("applied lock").get(&name) == statement.as_ref() {
+                continue;
+            }
+            changed += 1;
+            self.forget(&name).await;
+            if let Some(statement) = &statement {
+                if let Err(error) = self.apply(statement, false).await {
+                    tracing::warn!(name = %name, %error, "a declared table or query could not be created; skipped");
+                }
+            }
+            let mut applied = self.applied.lock().expect("applied lock");
+            match statement {
+                Some(s) => applied.insert(name, s),
+                None => applied.remove(&name),
+            };
+        }
+        *self.position.lock().expect("position lock") = end;
+        Ok(changed)
+    }
+
+    /// Stops and forgets what this session knows under `name` (without recording anything).
+    async fn forget(&self, name: &str) {
+        let query = self.queries.lock().expect("queries lock").remove(name);
+        if let Some(app) = query.and_then(|q| q.app) {
+            match tokio::task::spawn_blocking(move || app.close()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(query = %name, error = %e, "stopping a dropped query"),
+                Err(e) => tracing::warn!(query = %name, error = %e, "stopping a dropped query"),
+            }
+        }
+        let _ = self.ctx.deregister_table(name);
     }
 
     /// Runs every statement of `sql` (separated by `;`) in order and returns the last one's rows.
@@ -262,6 +318,11 @@ impl SqlSession {
             ..Default::default()
         };
         self.producer.send(vec![record]).await?;
+        let mut applied = self.applied.lock().expect("applied lock");
+        match statement {
+            Some(s) => applied.insert(name.to_string(), s.to_string()),
+            None => applied.remove(name),
+        };
         Ok(())
     }
 

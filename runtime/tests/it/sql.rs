@@ -303,3 +303,62 @@ fn explain_shows_the_task_graph_of_a_continuous_query() {
     drop(session);
     rt.block_on(log.close()).unwrap();
 }
+
+#[test]
+fn a_hosting_session_runs_the_queries_other_sessions_create_and_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (log, client) = session_with(
+        &rt,
+        dir.path(),
+        &[("readings", 1)],
+        "CREATE STREAM readings (sensor VARCHAR, celsius DOUBLE) WITH (topic = 'readings')",
+    );
+    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let host = rt.block_on(SqlSession::hosting(&substrate, rt.handle().clone(), state.path())).unwrap();
+    let shown = |s: &SqlSession| render(&rt.block_on(s.execute("SHOW QUERIES")).unwrap(), OutputFormat::Csv).unwrap();
+    assert_eq!(shown(&host).lines().count(), 1, "no queries yet: {}", shown(&host));
+
+    // Created by a session that does not host: recorded, shown, not running there.
+    rt.block_on(client.execute(
+        "CREATE STREAM hot AS SELECT sensor, celsius * 9 / 5 + 32 AS fahrenheit FROM readings WHERE celsius > 30",
+    ))
+    .unwrap();
+    assert!(shown(&client).contains("not hosted here"), "{}", shown(&client));
+    assert_eq!(rt.block_on(host.refresh()).unwrap(), 1);
+    assert!(shown(&host).contains("hot,STREAM,readings,hot,"), "{}", shown(&host));
+    assert!(!shown(&host).contains("not hosted here"), "{}", shown(&host));
+
+    let values = [("a", 20.0), ("b", 35.0), ("a", 40.0)];
+    let records = values
+        .iter()
+        .map(|(sensor, c)| ProducerRecord {
+            topic: "readings".into(),
+            key: Some(Bytes::from(sensor.to_string())),
+            value: Some(Bytes::from(format!(r#"{{"sensor": "{sensor}", "celsius": {c}}}"#))),
+            ..Default::default()
+        })
+        .collect();
+    rt.block_on(log.producer().send(records)).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let query = "SELECT sensor, fahrenheit FROM hot ORDER BY fahrenheit";
+    let got = loop {
+        let got = render(&rt.block_on(client.execute(query)).unwrap(), OutputFormat::Csv).unwrap();
+        if got.lines().count() == 3 || std::time::Instant::now() > deadline {
+            break got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(got, "sensor,fahrenheit\nb,95.0\na,104.0\n");
+
+    // Dropped elsewhere: the host stops it; its output stays declared.
+    rt.block_on(client.execute("DROP QUERY hot")).unwrap();
+    assert_eq!(rt.block_on(host.refresh()).unwrap(), 1);
+    assert_eq!(shown(&host).lines().count(), 1, "{}", shown(&host));
+    let got = render(&rt.block_on(host.execute("SELECT count(*) AS n FROM hot")).unwrap(), OutputFormat::Csv).unwrap();
+    assert_eq!(got, "n\n2\n");
+    drop(host);
+    drop(client);
+    rt.block_on(log.close()).unwrap();
+}

@@ -11,7 +11,7 @@
 //! Without columns, they are inferred from a sample of the topic's JSON values; `'format' 'raw'`
 //! reads each value as text (one column, `value`). Every topic table starts with the metadata
 //! columns `_partition`, `_offset`, `_timestamp` and `_key`; filters on the first three narrow
-//! what is read. Declarations are kept in the compacted topic `_freshet_sql_tables` (the
+//! what is read. Declarations are kept in the compacted topic `__freshet_sql_catalog` (the
 //! statement, by table name), so every session on the same log or cluster sees them; `DROP TABLE`
 //! removes one. `CREATE STREAM|SOURCE|TABLE name (columns) WITH (topic = ..., format = ...,
 //! key = ...)` declares the same way (a `TABLE` is keyed by its record key).
@@ -49,8 +49,8 @@ use datafusion::common::tree_node::TreeNode;
 use self::statement::Statement;
 use crate::{ErrorPolicy, StreamsApp, StreamsConfig, Substrate};
 
-/// The topic holding the tables' declarations.
-pub const TABLES_TOPIC: &str = "_freshet_sql_tables";
+/// The topic holding the declarations and continuous queries (internal, as `__consumer_offsets`).
+pub const CATALOG_TOPIC: &str = "__freshet_sql_catalog";
 
 /// An error of a SQL statement: what was wrong, with its position in the statement when the
 /// parser knows it.
@@ -215,9 +215,9 @@ impl SqlSession {
     }
 
     async fn ensure_catalog(&self) -> Result<(), SqlError> {
-        if self.admin.describe_topic(TABLES_TOPIC).await.is_err() {
+        if self.admin.describe_topic(CATALOG_TOPIC).await.is_err() {
             let configs = BTreeMap::from([("cleanup.policy".to_string(), "compact".to_string())]);
-            match self.admin.create_topic(NewTopic { name: TABLES_TOPIC.into(), n_partitions: 1, configs }).await {
+            match self.admin.create_topic(NewTopic { name: CATALOG_TOPIC.into(), n_partitions: 1, configs }).await {
                 Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -228,7 +228,7 @@ impl SqlSession {
     /// The declarations written from `from` on: the last statement (`None`: removed) per name,
     /// in the order written, so a query comes after the streams it reads; and where they end.
     async fn read_catalog(&self, from: i64) -> Result<(Vec<(String, Option<String>)>, i64), SqlError> {
-        let tp = TopicPartition::new(TABLES_TOPIC, 0);
+        let tp = TopicPartition::new(CATALOG_TOPIC, 0);
         let end = self.admin.list_offset(&tp, freshet_core::log::OffsetSpec::Latest).await?.map_or(0, |o| o.0);
         if end <= from {
             return Ok((Vec::new(), from));
@@ -311,7 +311,7 @@ impl SqlSession {
     /// Records `statement` (`None`: removes) as the declaration of `name`.
     async fn record(&self, name: &str, statement: Option<&str>) -> Result<(), SqlError> {
         let record = ProducerRecord {
-            topic: TABLES_TOPIC.into(),
+            topic: CATALOG_TOPIC.into(),
             partition: Some(0),
             key: Some(Bytes::from(name.to_string())),
             value: statement.map(|s| Bytes::from(s.to_string())),

@@ -441,8 +441,13 @@ impl SqlSession {
             }
         }
         // The output, declared so other queries read it.
-        let mut table =
-            TopicTable::new(name, Format::Json, compiled.schema.clone(), self.admin.clone(), self.new_consumer_of())?;
+        let mut table = TopicTable::new(
+            name,
+            Format::Json,
+            compiled.schema.clone(),
+            self.admin.clone(),
+            self.new_consumer.clone(),
+        )?;
         if let (OutputKind::Table, Some(key)) = (kind, &compiled.key) {
             table = table.with_kind(TableKind::Table { key: key.clone() })?;
         }
@@ -458,10 +463,6 @@ impl SqlSession {
         let q = Query { statement: statement.to_string(), kind, compiled, app };
         self.queries.lock().expect("queries lock").insert(name.to_string(), q);
         Ok(())
-    }
-
-    fn new_consumer_of(&self) -> NewConsumer {
-        self.new_consumer.clone()
     }
 
     fn show_queries(&self) -> Result<Vec<RecordBatch>, SqlError> {

@@ -227,21 +227,28 @@ fn main() {
         let mut config = StreamsConfig::new(&format!("nexmark-{name}")).expect("config");
         config.state_dir = dir.path().join("state");
         config.commit_interval = Duration::from_secs(10);
+        let partitions = topics.len() + compiled.topology.internal_topics().len();
         let mut app = StreamsApp::new(compiled.topology, substrate.clone(), config, rt.handle().clone()).expect("app");
         let started = Instant::now();
         app.start().expect("start");
-        // Done when every source partition (inputs and repartition topics) has no lag and the
-        // inputs were read.
+        // Done when every source partition (the inputs and the repartition topics the query
+        // writes and reads itself) has been polled with no lag, the inputs were read, and
+        // nothing moved for a second; the time is that of the last record in or out.
+        let mut last = (0, 0, started);
         loop {
             let m = app.metrics();
             assert!(app.error().is_none(), "{name}: {:?}", app.error());
-            let inputs_done = topics.iter().all(|t| m.lag.get(&TopicPartition::new(*t, 0)) == Some(&0));
-            if inputs_done && m.lag.values().all(|l| *l == 0) && m.records_in >= events {
+            let now = Instant::now();
+            if (m.records_in, m.records_out) != (last.0, last.1) {
+                last = (m.records_in, m.records_out, now);
+            }
+            let caught_up = m.lag.len() >= partitions && m.lag.values().all(|l| *l == 0);
+            if caught_up && m.records_in >= events && now - last.2 >= Duration::from_secs(1) {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let secs = started.elapsed().as_secs_f64();
+        let secs = (last.2 - started).as_secs_f64();
         app.close().expect("close");
         let output = TopicPartition::new(name, 0);
         let out = rt.block_on(log.admin().list_offset(&output, freshet_core::log::OffsetSpec::Latest));

@@ -35,6 +35,7 @@ use freshet_dsl::{
 };
 
 use super::expr::{self, Eval};
+use super::format::Format;
 use super::row::{self, null_of, KeySerde, Row, RowSerde, ValueSerde};
 use super::table::{TableKind, TopicTable};
 
@@ -68,8 +69,25 @@ pub struct Compiled {
     pub schema: SchemaRef,
     /// The output's key columns (a table's group columns), when they are output columns.
     pub key: Option<String>,
-    /// Partitions of the output topic (those of its widest source).
+    /// Partitions of the output topic (those of its widest source, unless the query says).
     pub partitions: u32,
+    /// The format of the output's values.
+    pub format: Format,
+}
+
+/// What a query's `WITH (...)` says of its output.
+#[derive(Debug, Clone)]
+pub(crate) struct Output {
+    /// The values' format (`json`, `csv`, `avro`).
+    pub(crate) format: String,
+    /// The output topic's partitions.
+    pub(crate) partitions: Option<u32>,
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output { format: "json".into(), partitions: None }
+    }
 }
 
 impl std::fmt::Debug for Compiled {
@@ -620,11 +638,18 @@ impl Compiler<'_> {
                 )));
             }
         }
-        let consumed = Consumed::with(RawKey, ValueSerde::new(schema, &value_columns))
+        let consumed = Consumed::with(RawKey, ValueSerde::new(&table.format(), table.value_schema(), schema))
             .on_decode_error(OnDecodeError::Skip)
             .named(&format!("SOURCE-{topic}"));
         let mut stream = self.builder.stream(&topic, consumed);
-        let slots = super::table::METADATA_COLUMNS.map(|m| schema.index_of(m).ok());
+        if schema.index_of("_headers").is_ok() {
+            return Err(unsupported(
+                "reading _headers (records keep their headers from input to output; with SELECT *, list the columns \
+                 instead)",
+            ));
+        }
+        let metadata = &super::table::METADATA_COLUMNS;
+        let slots = [0, 1, 2, 3].map(|i| schema.index_of(metadata[i]).ok());
         if slots.iter().any(Option::is_some) {
             stream = self.step(&stream, Step::Metadata(slots), "metadata columns", "METADATA");
         }
@@ -916,17 +941,10 @@ impl Compiler<'_> {
                 // The table: rows of its scan, then the filters and projections between the
                 // scan and the join.
                 let arrow = Arc::new(scanned.as_arrow().clone());
-                let value_columns: Vec<(String, DataType)> = table
-                    .value_schema()
-                    .fields()
-                    .iter()
-                    .filter(|f| arrow.index_of(f.name()).is_ok())
-                    .map(|f| (f.name().clone(), f.data_type().clone()))
-                    .collect();
-                let consumed =
-                    Consumed::with(KeySerde::new(vec![key_type.clone()]), ValueSerde::new(&arrow, &value_columns))
-                        .on_decode_error(OnDecodeError::Skip)
-                        .named(&format!("SOURCE-{}", table.topic()));
+                let values = ValueSerde::new(&table.format(), table.value_schema(), &arrow);
+                let consumed = Consumed::with(KeySerde::new(vec![key_type.clone()]), values)
+                    .on_decode_error(OnDecodeError::Skip)
+                    .named(&format!("SOURCE-{}", table.topic()));
                 let mut ktable = self.builder.table(table.topic(), consumed, Materialized::new());
                 self.partitions = self.partitions.max(self.admin_partitions.get(table.topic()).copied().unwrap_or(1));
                 for step in steps {
@@ -1147,6 +1165,13 @@ pub(crate) fn output_schema(plan: &LogicalPlan) -> Result<SchemaRef> {
                 f.name()
             )));
         }
+        if super::table::METADATA_COLUMNS.contains(&f.name().as_str()) {
+            return Err(plan_err(format!(
+                "output column {0} has the name of a metadata column: select it under another name ({0} AS ...), or \
+                 list the columns instead of *",
+                f.name()
+            )));
+        }
         if !row::supported(f.data_type()) {
             return Err(plan_err(format!(
                 "output column {} has type {}, which continuous queries do not carry yet",
@@ -1166,8 +1191,14 @@ pub(crate) fn compile(
     kind: OutputKind,
     emit: Emit,
     partitions: BTreeMap<String, u32>,
+    out: &Output,
 ) -> Result<Compiled> {
     let schema = output_schema(plan)?;
+    if out.format == "raw" {
+        return Err(unsupported("a 'raw' output (query outputs are 'json', 'csv' or 'avro')"));
+    }
+    let fields: Vec<Field> = schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let (format, _) = Format::declare(&out.format, None, None, &fields)?;
     let mut reads = BTreeMap::new();
     collect_reads(plan, &mut reads)?;
     if reads.contains_key(output) {
@@ -1189,14 +1220,15 @@ pub(crate) fn compile(
             "CREATE TABLE ... AS SELECT needs a GROUP BY (its rows are the latest per key); use CREATE STREAM for a stream of rows",
         ));
     }
-    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-    flow.stream.to(output, Produced::with(RawKey, ValueSerde::output(&names)).named(&format!("SINK-{output}")));
+    let values = ValueSerde::output(&format, &schema);
+    flow.stream.to(output, Produced::with(RawKey, values).named(&format!("SINK-{output}")));
     let topology = compiler.builder.build().map_err(|e| plan_err(e.to_string()))?;
     Ok(Compiled {
         topology,
         sources: compiler.sources.keys().cloned().collect(),
         schema,
         key: flow.key,
-        partitions: compiler.partitions,
+        partitions: out.partitions.unwrap_or(compiler.partitions),
+        format,
     })
 }

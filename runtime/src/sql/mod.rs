@@ -23,6 +23,7 @@
 
 mod continuous;
 mod expr;
+mod format;
 mod row;
 mod statement;
 mod table;
@@ -41,12 +42,13 @@ use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use freshet_core::substrate::{Admin, ConsumerConfig, NewTopic, Producer, ProducerRecord, TopicPartition};
 
 pub use continuous::{Compiled, Emit, OutputKind};
+pub use format::Format;
 pub use row::Row;
-pub use table::{Format, NewConsumer, TableKind, TopicTable, TopicTableFactory, METADATA_COLUMNS};
+pub use table::{NewConsumer, TableKind, TopicTable, TopicTableFactory, METADATA_COLUMNS};
 
 use datafusion::common::tree_node::TreeNode;
 
-use self::statement::Statement;
+use self::statement::{CreateAs, Statement};
 use crate::{ErrorPolicy, StreamsApp, StreamsConfig, Substrate};
 
 /// The topic holding the declarations and continuous queries (internal, as `__consumer_offsets`).
@@ -331,8 +333,8 @@ impl SqlSession {
     async fn apply(&self, statement: &str, record: bool) -> Result<Vec<RecordBatch>, SqlError> {
         let freshet = statement::parse(statement).map_err(plan_error)?;
         match freshet {
-            Some(Statement::CreateAs { kind, name, query, emit }) => {
-                self.create_query(statement, kind, &name, &query, emit, record).await?;
+            Some(Statement::CreateAs(c)) => {
+                self.create_query(statement, &c, record).await?;
                 Ok(Vec::new())
             }
             Some(Statement::Declare { name, external }) => {
@@ -344,10 +346,10 @@ impl SqlSession {
             }
             Some(Statement::ShowQueries) => self.show_queries(),
             Some(Statement::Explain(inner)) => {
-                let Statement::CreateAs { kind, name, query, emit } = *inner else {
+                let Statement::CreateAs(c) = *inner else {
                     return Err(plan_error("EXPLAIN of this statement is not supported"));
                 };
-                let compiled = self.compile(kind, &name, &query, emit).await?;
+                let compiled = self.compile(&c).await?;
                 explain(&compiled)
             }
             Some(Statement::ExplainQuery(name)) => {
@@ -383,7 +385,26 @@ impl SqlSession {
     }
 
     /// Plans and compiles a continuous query.
-    async fn compile(&self, kind: OutputKind, name: &str, query: &str, emit: Emit) -> Result<Compiled, SqlError> {
+    async fn compile(&self, c: &CreateAs) -> Result<Compiled, SqlError> {
+        let CreateAs { kind, name, query, emit, with } = c;
+        let (kind, emit) = (*kind, *emit);
+        let mut output = continuous::Output::default();
+        for (option, value) in with {
+            match option.as_str() {
+                "format" | "value_format" => output.format = value.to_ascii_lowercase(),
+                "partitions" => {
+                    let n = value.parse().ok().filter(|n| *n > 0);
+                    output.partitions = Some(n.ok_or_else(|| {
+                        plan_error(format!("partitions = {value}: the output's partitions are a number above 0"))
+                    })?);
+                }
+                other => {
+                    return Err(plan_error(format!(
+                        "option {other} is not known for a query's output (known: format, partitions)"
+                    )))
+                }
+            }
+        }
         let state = self.ctx.state();
         let plan = state.create_logical_plan(query).await?;
         if !matches!(
@@ -409,25 +430,18 @@ impl SqlSession {
                 partitions.insert(t, d.n_partitions);
             }
         }
-        Ok(continuous::compile(&plan, &state, name, kind, emit, partitions)?)
+        Ok(continuous::compile(&plan, &state, name, kind, emit, partitions, &output)?)
     }
 
-    async fn create_query(
-        &self,
-        statement: &str,
-        kind: OutputKind,
-        name: &str,
-        query: &str,
-        emit: Emit,
-        record: bool,
-    ) -> Result<(), SqlError> {
+    async fn create_query(&self, statement: &str, c: &CreateAs, record: bool) -> Result<(), SqlError> {
+        let (kind, name) = (c.kind, c.name.as_str());
         if self.queries.lock().expect("queries lock").contains_key(name) {
             return Err(plan_error(format!("query {name} exists: DROP QUERY {name} first")));
         }
         if record && self.ctx.table_exist(name)? {
             return Err(plan_error(format!("{name} exists: choose another name, or DROP it first")));
         }
-        let compiled = self.compile(kind, name, query, emit).await?;
+        let compiled = self.compile(c).await?;
         // The output topic: partitioned like the widest input; a table's is compacted.
         if self.admin.describe_topic(name).await.is_err() {
             let mut configs = BTreeMap::new();
@@ -443,7 +457,7 @@ impl SqlSession {
         // The output, declared so other queries read it.
         let mut table = TopicTable::new(
             name,
-            Format::Json,
+            compiled.format.clone(),
             compiled.schema.clone(),
             self.admin.clone(),
             self.new_consumer.clone(),
@@ -507,9 +521,10 @@ impl SqlSession {
                 _ => String::new(),
             };
             let declaration = format!(
-                "CREATE {} {name} ({}) WITH (topic = '{name}', format = 'json'{key})",
+                "CREATE {} {name} ({}) WITH (topic = '{name}', {}{key})",
                 kind_name(q.kind),
-                columns.join(", ")
+                columns.join(", "),
+                q.compiled.format.with_options()
             );
             self.record(name, Some(&declaration)).await?;
         }
@@ -574,7 +589,7 @@ impl SqlSession {
     /// recording it: the topology it would run.
     pub async fn plan_query(&self, statement: &str) -> Result<Compiled, SqlError> {
         match statement::parse(statement).map_err(plan_error)? {
-            Some(Statement::CreateAs { kind, name, query, emit }) => self.compile(kind, &name, &query, emit).await,
+            Some(Statement::CreateAs(c)) => self.compile(&c).await,
             _ => Err(plan_error("not a continuous query (CREATE STREAM|TABLE name AS SELECT ...)")),
         }
     }

@@ -2,9 +2,10 @@
 //! that carry them through topics and stores.
 //!
 //! Three encodings, one per place a row goes:
-//! - a topic's values are JSON objects (what users read and write; [`ValueSerde`]); decoding goes
-//!   straight from the bytes into the declared columns, without an intermediate JSON tree, and a
-//!   value that does not fit names the column and what it held;
+//! - a topic's values are in its table's format ([`ValueSerde`]: JSON objects, CSV lines, Avro
+//!   records, raw text); JSON decoding goes straight from the bytes into the declared columns,
+//!   without an intermediate JSON tree, and a value that does not fit names the column and what
+//!   it held;
 //! - keys are JSON too ([`KeySerde`]): one column as its bare JSON value (`42`, `"ann"`), several
 //!   as an array, so a table's topic and a query's output partition alike by key and any
 //!   Kafka client reads them; a key that is not JSON reads as text into a text column;
@@ -15,10 +16,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use freshet_dsl::Serde;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+
+use super::format::{self, Avro, Format};
 
 /// A row: one value per column of the plan node it comes from.
 pub type Row = Vec<ScalarValue>;
@@ -129,33 +132,48 @@ fn write_float(out: &mut String, f: f64) {
     }
 }
 
-/// A topic's values: JSON objects whose fields are the columns (missing fields are nulls, other
-/// fields are ignored). Decoding fills the columns of `columns` at their positions in a row of
-/// `width` values (the other positions, metadata columns, stay null for the source to fill).
+/// A topic's values in the table's format (see [`super::format`]): JSON objects whose fields are
+/// the columns (missing fields are nulls, other fields are ignored), CSV lines, Avro records or
+/// raw text. Decoding fills the columns the row reads at their positions in a row of the row
+/// schema's width (the other positions, metadata columns, stay null for the source to fill).
 #[derive(Clone)]
 pub(crate) struct ValueSerde {
-    /// (name, type, position in the row) of each column in the value.
+    format: Format,
+    /// (name, type, position in the row) of each column of the value the row holds.
     columns: Arc<Vec<(String, DataType, usize)>>,
+    /// Per column of the value in order (a CSV line's fields), its entry in `columns`.
+    fields: Arc<Vec<Option<usize>>>,
     /// The row every decode starts from: typed nulls.
     nulls: Arc<Row>,
 }
 
 impl ValueSerde {
-    /// Values of `schema`'s columns, decoded into rows of that schema where `wanted` says
-    /// (`None`: not read).
-    pub(crate) fn new(schema: &SchemaRef, value_columns: &[(String, DataType)]) -> Self {
+    /// Values in `format` with `value` columns, decoded into rows of `schema` (value columns
+    /// `schema` lacks are not read).
+    pub(crate) fn new(format: &Format, value: &Schema, schema: &SchemaRef) -> Self {
         let nulls: Row = schema.fields().iter().map(|f| null_of(f.data_type())).collect();
-        let columns = value_columns
-            .iter()
-            .filter_map(|(name, t)| schema.index_of(name).ok().map(|i| (name.clone(), t.clone(), i)))
-            .collect();
-        ValueSerde { columns: Arc::new(columns), nulls: Arc::new(nulls) }
+        let mut columns = Vec::new();
+        let mut fields = Vec::new();
+        for f in value.fields() {
+            match schema.index_of(f.name()) {
+                Ok(i) => {
+                    fields.push(Some(columns.len()));
+                    columns.push((f.name().clone(), f.data_type().clone(), i));
+                }
+                Err(_) => fields.push(None),
+            }
+        }
+        ValueSerde {
+            format: format.clone(),
+            columns: Arc::new(columns),
+            fields: Arc::new(fields),
+            nulls: Arc::new(nulls),
+        }
     }
 
-    /// Encoding only: the value of a row of `names` (in order).
-    pub(crate) fn output(names: &[String]) -> Self {
-        let columns = names.iter().enumerate().map(|(i, n)| (n.clone(), DataType::Null, i)).collect();
-        ValueSerde { columns: Arc::new(columns), nulls: Arc::new(Vec::new()) }
+    /// Encoding only: rows of `schema` as values in `format`.
+    pub(crate) fn output(format: &Format, schema: &SchemaRef) -> Self {
+        ValueSerde::new(format, schema, schema)
     }
 
     fn slot(&self, name: &str) -> Option<&(String, DataType, usize)> {
@@ -177,14 +195,12 @@ impl ValueSerde {
         out.push('}');
         out
     }
-}
 
-impl Serde<Row> for ValueSerde {
-    fn serialize(&self, row: &Row) -> Result<Option<Bytes>, String> {
-        Ok(Some(Bytes::from(self.encode(row))))
+    fn value_of<'a>(&self, row: &'a Row, slot: usize) -> &'a ScalarValue {
+        row.get(slot).unwrap_or(&ScalarValue::Null)
     }
-    fn deserialize(&self, data: Option<&[u8]>) -> Result<Row, String> {
-        let Some(data) = data else { return Err("a null value where a JSON object was expected".into()) };
+
+    fn decode_json(&self, data: &[u8]) -> Result<Row, String> {
         let mut de = serde_json::Deserializer::from_slice(data);
         let row = RowSeed(self)
             .deserialize(&mut de)
@@ -192,8 +208,83 @@ impl Serde<Row> for ValueSerde {
         de.end().map_err(|e| format!("value has trailing data: {e}"))?;
         Ok(row)
     }
+
+    fn decode_csv(&self, data: &[u8]) -> Result<Row, String> {
+        // An empty line is one empty field.
+        let fields = if data.is_empty() { vec![String::new()] } else { format::csv_fields(data)? };
+        if fields.len() != self.fields.len() {
+            return Err(format!(
+                "the CSV line has {} fields where the table has {} columns",
+                fields.len(),
+                self.fields.len()
+            ));
+        }
+        let mut row: Row = self.nulls.as_ref().clone();
+        for (field, c) in fields.iter().zip(self.fields.iter()) {
+            if let Some((name, t, slot)) = c.map(|c| &self.columns[c]) {
+                row[*slot] = format::from_csv(field, t).map_err(|e| format!("column {name}: {e}"))?;
+            }
+        }
+        Ok(row)
+    }
+
+    fn decode_avro(&self, avro: &Avro, data: &[u8]) -> Result<Row, String> {
+        let mut row: Row = self.nulls.as_ref().clone();
+        for (name, v) in avro.decode(data)? {
+            if let Some((name, t, slot)) = self.slot(&name) {
+                row[*slot] = format::from_avro(&v, t).map_err(|e| format!("column {name}: {e}"))?;
+            }
+        }
+        Ok(row)
+    }
+}
+
+impl Serde<Row> for ValueSerde {
+    fn serialize(&self, row: &Row) -> Result<Option<Bytes>, String> {
+        let value = match &self.format {
+            Format::Json => self.encode(row).into_bytes(),
+            Format::Csv => {
+                format::csv_line(&self.columns.iter().map(|(_, _, s)| self.value_of(row, *s)).collect::<Vec<_>>())?
+            }
+            Format::Avro(avro) => avro.encode(
+                &self.columns.iter().map(|(n, _, s)| (n.as_str(), self.value_of(row, *s))).collect::<Vec<_>>(),
+            )?,
+            Format::Raw => match self.columns.first().map(|(_, _, s)| self.value_of(row, *s)) {
+                Some(v) if !v.is_null() => match v {
+                    ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
+                        s.clone().into_bytes()
+                    }
+                    v => v.to_string().into_bytes(),
+                },
+                _ => return Ok(None),
+            },
+        };
+        Ok(Some(Bytes::from(value)))
+    }
+    fn deserialize(&self, data: Option<&[u8]>) -> Result<Row, String> {
+        let Some(data) = data else {
+            return Err(format!("a null value where a {} value was expected", self.format.name()));
+        };
+        match &self.format {
+            Format::Json => self.decode_json(data),
+            Format::Csv => self.decode_csv(data),
+            Format::Avro(avro) => self.decode_avro(avro, data),
+            Format::Raw => {
+                let mut row: Row = self.nulls.as_ref().clone();
+                if let Some((_, t, slot)) = self.columns.first() {
+                    row[*slot] = text_of(String::from_utf8_lossy(data).into_owned(), t);
+                }
+                Ok(row)
+            }
+        }
+    }
     fn name(&self) -> String {
-        "JsonRow".into()
+        match self.format {
+            Format::Json => "JsonRow".into(),
+            Format::Csv => "CsvRow".into(),
+            Format::Avro(_) => "AvroRow".into(),
+            Format::Raw => "RawRow".into(),
+        }
     }
 }
 
@@ -467,12 +558,12 @@ mod tests {
             Field::new("name", DataType::Utf8, true),
             Field::new("price", DataType::Float64, true),
         ]));
-        let value = [
-            ("id".to_string(), DataType::Int64),
-            ("name".to_string(), DataType::Utf8),
-            ("price".to_string(), DataType::Float64),
-        ];
-        let serde = ValueSerde::new(&schema, &value);
+        let value = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("price", DataType::Float64, true),
+        ]);
+        let serde = ValueSerde::new(&Format::Json, &value, &schema);
         let row = serde.deserialize(Some(br#"{"price": 2, "other": [1, {"a": 2}], "id": 7, "name": "a\"b"}"#)).unwrap();
         assert_eq!(
             row,
@@ -486,8 +577,114 @@ mod tests {
         let err = serde.deserialize(Some(br#"{"id": "seven"}"#)).unwrap_err();
         assert!(err.contains("column id") && err.contains("seven"), "{err}");
         assert!(serde.deserialize(Some(b"[1]")).is_err());
-        let out = ValueSerde::output(&["id".into(), "name".into(), "price".into()]);
+        let out = ValueSerde::output(&Format::Json, &Arc::new(value));
         assert_eq!(out.encode(&row[1..].to_vec()), r#"{"id":7,"name":"a\"b","price":2.0}"#);
+    }
+
+    /// The value columns `id BIGINT, name VARCHAR, at TIMESTAMP, price DOUBLE`; rows read all
+    /// but `at`.
+    fn csv_avro_schemas() -> (Schema, SchemaRef) {
+        let at = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let value = Schema::new(vec![
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("at", at, true),
+            Field::new("price", DataType::Float64, true),
+        ]);
+        let row = Arc::new(Schema::new(vec![
+            Field::new("_offset", DataType::Int64, true),
+            Field::new("id", DataType::Int64, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("price", DataType::Float64, true),
+        ]));
+        (value, row)
+    }
+
+    #[test]
+    fn csv_values_are_lines_of_the_columns_in_order() {
+        let (value, row_schema) = csv_avro_schemas();
+        let serde = ValueSerde::new(&Format::Csv, &value, &row_schema);
+        let row = serde.deserialize(Some(b"7,\"a, \"\"b\"\"\",2024-05-01T12:00:00,2.5")).unwrap();
+        let expected = vec![
+            ScalarValue::Int64(None),
+            ScalarValue::Int64(Some(7)),
+            ScalarValue::Utf8(Some("a, \"b\"".into())),
+            ScalarValue::Float64(Some(2.5)),
+        ];
+        assert_eq!(row, expected);
+        // Empty fields are nulls.
+        let nulls = serde.deserialize(Some(b"8,,,")).unwrap();
+        assert_eq!(nulls[1..], [ScalarValue::Int64(Some(8)), ScalarValue::Utf8(None), ScalarValue::Float64(None)]);
+        let err = serde.deserialize(Some(b"7,a,2024-05-01T12:00:00")).unwrap_err();
+        assert!(err.contains("3 fields") && err.contains("4 columns"), "{err}");
+        let err = serde.deserialize(Some(b"seven,a,,1")).unwrap_err();
+        assert!(err.contains("column id") && err.contains("seven"), "{err}");
+        // Written back: the line of the columns, quoted where needed; read again, the same row.
+        let out = ValueSerde::output(&Format::Csv, &row_schema);
+        let line = out.serialize(&expected).unwrap().unwrap();
+        assert_eq!(&line[..], b",7,\"a, \"\"b\"\"\",2.5");
+        assert_eq!(ValueSerde::new(&Format::Csv, &row_schema, &row_schema).deserialize(Some(&line)).unwrap(), expected);
+    }
+
+    #[test]
+    fn avro_values_are_records_of_the_schema() {
+        let (value, row_schema) = csv_avro_schemas();
+        let fields: Vec<Field> = value.fields().iter().map(|f| f.as_ref().clone()).collect();
+        // The schema derived from the declared columns: each field nullable, in order.
+        let (format, columns) = Format::declare("avro", None, None, &fields).unwrap();
+        assert_eq!(columns, fields);
+        let Format::Avro(avro) = &format else { panic!("avro") };
+        let bytes = avro
+            .encode(&[
+                ("id", &ScalarValue::Int64(Some(7))),
+                ("name", &ScalarValue::Utf8(Some("ann".into()))),
+                ("at", &ScalarValue::TimestampMillisecond(Some(1_714_564_800_000), None)),
+            ])
+            .unwrap();
+        // Avro binary: union branch 1 then zig-zag 7; branch 1, length 3, "ann"; branch 1, the
+        // time; branch 0 (null) for price.
+        assert_eq!(&bytes[..7], &[2, 14, 2, 6, b'a', b'n', b'n']);
+        assert_eq!(bytes.last(), Some(&0));
+        let serde = ValueSerde::new(&format, &value, &row_schema);
+        let row = serde.deserialize(Some(&bytes)).unwrap();
+        assert_eq!(
+            row,
+            vec![
+                ScalarValue::Int64(None),
+                ScalarValue::Int64(Some(7)),
+                ScalarValue::Utf8(Some("ann".into())),
+                ScalarValue::Float64(None),
+            ]
+        );
+        let err = serde.deserialize(Some(&[8])).unwrap_err();
+        assert!(err.contains("Avro record"), "{err}");
+        let err = serde.deserialize(Some(&[bytes.as_slice(), &[1, 2]].concat())).unwrap_err();
+        assert!(err.contains("2 bytes after"), "{err}");
+
+        // A declared writer schema gives the columns; Confluent framing is checked and skipped.
+        let schema = r#"{"type": "record", "name": "order", "fields": [
+            {"name": "id", "type": "long"}, {"name": "kind", "type": {"type": "enum", "name": "k", "symbols": ["A", "B"]}},
+            {"name": "price", "type": ["null", "double"]}]}"#;
+        let (format, columns) = Format::declare("avro", Some(schema), Some("confluent"), &[]).unwrap();
+        let names: Vec<(&str, &DataType)> = columns.iter().map(|f| (f.name().as_str(), f.data_type())).collect();
+        assert_eq!(names, [("id", &DataType::Int64), ("kind", &DataType::Utf8), ("price", &DataType::Float64)]);
+        let columns = Arc::new(Schema::new(columns));
+        let serde = ValueSerde::new(&format, &columns, &columns);
+        // Magic byte, schema id 1, then id 3, symbol 1 (B), price branch 1 and 0.5.
+        let mut framed = vec![0, 0, 0, 0, 1, 6, 2, 2];
+        framed.extend(0.5f64.to_le_bytes());
+        let row = serde.deserialize(Some(&framed)).unwrap();
+        let expected =
+            vec![ScalarValue::Int64(Some(3)), ScalarValue::Utf8(Some("B".into())), ScalarValue::Float64(Some(0.5))];
+        assert_eq!(row, expected);
+        let err = serde.deserialize(Some(&framed[5..])).unwrap_err();
+        assert!(err.contains("magic byte"), "{err}");
+        assert!(Format::declare("avro", Some(r#"{"type": "long"}"#), None, &[])
+            .unwrap_err()
+            .to_string()
+            .contains("record"));
+        assert!(Format::declare("avro", Some("{"), None, &[]).unwrap_err().to_string().contains("does not parse"));
+        assert!(Format::declare("csv", None, None, &[]).unwrap_err().to_string().contains("declared"));
     }
 
     #[test]

@@ -10,13 +10,8 @@ use super::continuous::{Emit, OutputKind};
 /// A statement Freshet handles itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Statement {
-    /// `CREATE STREAM|TABLE name AS <query> [EMIT ...]`.
-    CreateAs {
-        kind: OutputKind,
-        name: String,
-        query: String,
-        emit: Emit,
-    },
+    /// `CREATE STREAM|TABLE name [WITH (...)] AS <query> [EMIT ...]`.
+    CreateAs(CreateAs),
     /// `CREATE STREAM|SOURCE|TABLE name [(columns)] WITH (topic = ..., ...)`, as the equivalent
     /// `CREATE EXTERNAL TABLE`.
     Declare {
@@ -33,6 +28,17 @@ pub(crate) enum Statement {
         name: String,
         if_exists: bool,
     },
+}
+
+/// A continuous query: `CREATE STREAM|TABLE name [WITH (...)] AS <query> [EMIT ...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CreateAs {
+    pub(crate) kind: OutputKind,
+    pub(crate) name: String,
+    pub(crate) query: String,
+    pub(crate) emit: Emit,
+    /// The output's options (`format`, `partitions`).
+    pub(crate) with: Vec<(String, String)>,
 }
 
 struct Tokens<'a> {
@@ -157,7 +163,7 @@ pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
         }
         let rest = t.rest();
         return Ok(match parse(rest)? {
-            Some(s @ Statement::CreateAs { .. }) => Some(Statement::Explain(Box::new(s))),
+            Some(s @ Statement::CreateAs(_)) => Some(Statement::Explain(Box::new(s))),
             _ => None,
         });
     }
@@ -185,6 +191,18 @@ pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
         return Ok(None);
     };
     let Some(name) = t.name() else { return Ok(None) };
+    // `WITH (...)` before AS: the output's options.
+    let before_with = t.at;
+    let mut with = Vec::new();
+    if t.word("with") {
+        match t.options() {
+            Some(options) if t.word("as") => {
+                with = options;
+                t.at -= 1;
+            }
+            _ => t.at = before_with,
+        }
+    }
     if t.word("as") {
         // The query, without an EMIT clause at its end.
         let start = t.offset(t.at);
@@ -206,7 +224,7 @@ pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
             }
         }
         let query = sql[start..end].trim().trim_end_matches(';').trim().to_string();
-        return Ok(Some(Statement::CreateAs { kind, name, query, emit }));
+        return Ok(Some(Statement::CreateAs(CreateAs { kind, name, query, emit, with })));
     }
     // A declaration: optional columns, then WITH (...).
     let columns =
@@ -225,7 +243,9 @@ pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
             "topic" | "kafka_topic" => topic = Some(v),
             "format" | "value_format" => external.push(format!("'format' {}", quote(&v.to_ascii_lowercase()))),
             "key" => external.push(format!("'key' {}", quote(&v))),
-            other => return Err(format!("option {other} is not known (known: topic, format, key)")),
+            "schema" | "value_schema" => external.push(format!("'schema' {}", quote(&v))),
+            "framing" => external.push(format!("'framing' {}", quote(&v))),
+            other => return Err(format!("option {other} is not known (known: topic, format, key, schema, framing)")),
         }
     }
     if kind == OutputKind::Table {
@@ -247,15 +267,22 @@ mod tests {
         let s = parse("CREATE STREAM big AS SELECT a FROM t WHERE a > 1 EMIT FINAL;").unwrap().unwrap();
         assert_eq!(
             s,
-            Statement::CreateAs {
+            Statement::CreateAs(CreateAs {
                 kind: OutputKind::Stream,
                 name: "big".into(),
                 query: "SELECT a FROM t WHERE a > 1".into(),
-                emit: Emit::Final
-            }
+                emit: Emit::Final,
+                with: Vec::new(),
+            })
         );
         let s = parse("create table Counts as\nselect k, count(*) from t group by k").unwrap().unwrap();
-        assert!(matches!(s, Statement::CreateAs { kind: OutputKind::Table, ref name, .. } if name == "counts"));
+        assert!(
+            matches!(s, Statement::CreateAs(CreateAs { kind: OutputKind::Table, ref name, .. }) if name == "counts")
+        );
+        let s = parse("CREATE STREAM big WITH (format = 'avro', partitions = 3) AS SELECT a FROM t").unwrap().unwrap();
+        let Statement::CreateAs(c) = s else { panic!("{s:?}") };
+        assert_eq!(c.with, [("format".to_string(), "avro".to_string()), ("partitions".to_string(), "3".to_string())]);
+        assert_eq!(c.query, "SELECT a FROM t");
         let s =
             parse("CREATE TABLE people (id BIGINT, name VARCHAR) WITH (topic = 'people', format = 'json', key = 'id')");
         assert_eq!(

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use datafusion::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder};
+use datafusion::arrow::array::{
+    ArrayRef, BinaryBuilder, Int32Builder, Int64Builder, MapBuilder, StringBuilder, TimestampMillisecondBuilder,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::json::reader::ReaderBuilder;
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
@@ -24,29 +26,11 @@ use datafusion::physical_plan::ExecutionPlan;
 use freshet_core::log::OffsetSpec;
 use freshet_core::substrate::{Admin, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
 
+use super::format::Format;
+use super::row::{self, ValueSerde};
+
 /// The columns every topic table starts with.
-pub const METADATA_COLUMNS: [&str; 4] = ["_partition", "_offset", "_timestamp", "_key"];
-
-/// How a topic's record values are encoded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    /// One JSON object per value; its fields are the table's columns.
-    Json,
-    /// The value as text, in one column `value`.
-    Raw,
-}
-
-impl Format {
-    fn parse(name: &str) -> datafusion::common::Result<Format> {
-        match name.to_ascii_lowercase().as_str() {
-            "json" => Ok(Format::Json),
-            "raw" => Ok(Format::Raw),
-            other => Err(DataFusionError::Plan(format!(
-                "format '{other}' is not supported for topics (supported: 'json', 'raw')"
-            ))),
-        }
-    }
-}
+pub const METADATA_COLUMNS: [&str; 5] = ["_partition", "_offset", "_timestamp", "_key", "_headers"];
 
 /// Whether a topic is read as a stream of events or as a table (the latest value per key).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,12 +76,19 @@ impl std::fmt::Debug for TopicTable {
     }
 }
 
+/// A builder of the `_headers` column: a map of header name to value bytes (a name may repeat,
+/// as in a record).
+fn headers_builder(capacity: usize) -> MapBuilder<StringBuilder, BinaryBuilder> {
+    MapBuilder::with_capacity(None, StringBuilder::new(), BinaryBuilder::new(), capacity)
+}
+
 fn metadata_fields() -> Vec<Field> {
     vec![
         Field::new("_partition", DataType::Int32, false),
         Field::new("_offset", DataType::Int64, false),
         Field::new("_timestamp", DataType::Timestamp(TimeUnit::Millisecond, None), false),
         Field::new("_key", DataType::Utf8, true),
+        Field::new("_headers", datafusion::arrow::array::Array::data_type(&headers_builder(0).finish()).clone(), false),
     ]
 }
 
@@ -138,7 +129,12 @@ impl TopicTable {
             fields.push(f.as_ref().clone().with_nullable(true));
         }
         let schema = Arc::new(Schema::new(fields));
-        let decoding = Arc::new(Decoding { topic: topic.to_string(), format, value_schema, schema: schema.clone() });
+        let decoding = Arc::new(Decoding {
+            topic: topic.to_string(),
+            format: format.clone(),
+            value_schema,
+            schema: schema.clone(),
+        });
         Ok(TopicTable {
             topic: topic.to_string(),
             format,
@@ -186,7 +182,7 @@ impl TopicTable {
 
     /// How values are encoded.
     pub fn format(&self) -> Format {
-        self.format
+        self.format.clone()
     }
 
     /// What `filters` say about partitions, offsets and timestamps (only conjunctions of
@@ -385,6 +381,7 @@ impl Decoding {
         let mut offsets = Int64Builder::with_capacity(records.len());
         let mut timestamps = TimestampMillisecondBuilder::with_capacity(records.len());
         let mut keys = StringBuilder::with_capacity(records.len(), records.len() * 16);
+        let mut headers = headers_builder(records.len());
         for r in records {
             partitions.append_value(partition as i32);
             offsets.append_value(r.offset);
@@ -393,12 +390,21 @@ impl Decoding {
                 Some(k) => keys.append_value(String::from_utf8_lossy(k)),
                 None => keys.append_null(),
             }
+            for h in &r.headers {
+                headers.keys().append_value(&h.key);
+                match &h.value {
+                    Some(v) => headers.values().append_value(v),
+                    None => headers.values().append_null(),
+                }
+            }
+            headers.append(true).map_err(|e| DataFusionError::ArrowError(Box::new(e), None))?;
         }
         let mut columns: Vec<ArrayRef> = vec![
             Arc::new(partitions.finish()),
             Arc::new(offsets.finish()),
             Arc::new(timestamps.finish()),
             Arc::new(keys.finish()),
+            Arc::new(headers.finish()),
         ];
         match self.format {
             Format::Raw => {
@@ -413,23 +419,105 @@ impl Decoding {
             }
             Format::Json => match decode_json(&self.value_schema, records) {
                 Ok(batch) => columns.extend(batch.columns().iter().cloned()),
-                // Find the record to blame, one at a time.
-                Err(bulk) => {
-                    for r in records {
-                        if let Err(e) = decode_json(&self.value_schema, std::slice::from_ref(r)) {
-                            return Err(DataFusionError::Execution(format!(
-                                "topic {} partition {partition} offset {}: the value is not a JSON object of this \
-                                 table's columns: {e}",
-                                self.topic, r.offset
-                            )));
-                        }
-                    }
-                    return Err(DataFusionError::Execution(format!("topic {}: {bulk}", self.topic)));
-                }
+                Err(bulk) => return Err(self.blame(partition, records, bulk, "a JSON object of", decode_json)),
             },
+            Format::Csv => match decode_csv(&self.value_schema, records) {
+                Ok(batch) => columns.extend(batch.columns().iter().cloned()),
+                Err(bulk) => return Err(self.blame(partition, records, bulk, "a CSV line of", decode_csv)),
+            },
+            Format::Avro(_) => {
+                // Avro datums are not self-delimiting: each is read with the schema, then the
+                // rows become columns.
+                let serde = ValueSerde::new(&self.format, &self.value_schema, &self.value_schema);
+                let rows = records
+                    .iter()
+                    .map(|r| {
+                        use freshet_dsl::Serde as _;
+                        let value = r.value.as_deref();
+                        let row = match value {
+                            Some(v) => serde.deserialize(Some(v)),
+                            None => {
+                                Ok(self.value_schema.fields().iter().map(|f| row::null_of(f.data_type())).collect())
+                            }
+                        };
+                        row.map_err(|e| {
+                            DataFusionError::Execution(format!(
+                                "topic {} partition {partition} offset {}: {e}",
+                                self.topic, r.offset
+                            ))
+                        })
+                    })
+                    .collect::<datafusion::common::Result<Vec<_>>>()?;
+                for (i, f) in self.value_schema.fields().iter().enumerate() {
+                    let values = rows.iter().map(|r| r[i].clone());
+                    columns.push(if rows.is_empty() {
+                        datafusion::arrow::array::new_empty_array(f.data_type())
+                    } else {
+                        ScalarValue::iter_to_array(values)?
+                    });
+                }
+            }
         }
         let options = RecordBatchOptions::new().with_row_count(Some(records.len()));
         Ok(RecordBatch::try_new_with_options(self.schema.clone(), columns, &options)?)
+    }
+}
+
+impl Decoding {
+    /// The error of a bulk decode that failed: the first record that fails alone, named.
+    fn blame(
+        &self,
+        partition: u32,
+        records: &[ConsumerRecord],
+        bulk: String,
+        what: &str,
+        decode: fn(&SchemaRef, &[ConsumerRecord]) -> Result<RecordBatch, String>,
+    ) -> DataFusionError {
+        for r in records {
+            if let Err(e) = decode(&self.value_schema, std::slice::from_ref(r)) {
+                return DataFusionError::Execution(format!(
+                    "topic {} partition {partition} offset {}: the value is not {what} this table's columns: {e}",
+                    self.topic, r.offset
+                ));
+            }
+        }
+        DataFusionError::Execution(format!("topic {}: {bulk}", self.topic))
+    }
+}
+
+/// Decodes the values of `records` (all at once, with arrow-csv's decoder: one line per value)
+/// into `schema`'s columns; a missing value is a row of nulls.
+fn decode_csv(schema: &SchemaRef, records: &[ConsumerRecord]) -> Result<RecordBatch, String> {
+    let mut decoder = datafusion::arrow::csv::ReaderBuilder::new(schema.clone())
+        .with_header(false)
+        .with_batch_size(records.len().max(1))
+        .build_decoder();
+    // A line of empty fields (one quoted, as an empty line is no line).
+    let nulls = format!("\"\"{}", ",".repeat(schema.fields().len().saturating_sub(1)));
+    for r in records {
+        let value: &[u8] = match &r.value {
+            Some(v) if !v.is_empty() => v,
+            _ => nulls.as_bytes(),
+        };
+        for part in [value, b"\n"] {
+            let mut part = part;
+            while !part.is_empty() {
+                let consumed = decoder.decode(part).map_err(|e| e.to_string())?;
+                if consumed == 0 {
+                    return Err(format!("offset {}: the CSV decoder did not progress", r.offset));
+                }
+                part = &part[consumed..];
+            }
+        }
+    }
+    match decoder.flush().map_err(|e| e.to_string())? {
+        Some(batch) if batch.num_rows() == records.len() => Ok(batch),
+        Some(batch) => Err(format!(
+            "{} rows decoded from {} records (a value holds a line break?)",
+            batch.num_rows(),
+            records.len()
+        )),
+        None => Err("no rows decoded".into()),
     }
 }
 
@@ -570,12 +658,15 @@ impl TableProviderFactory for TopicTableFactory {
             [topic] if !topic.is_empty() => topic.clone(),
             _ => return Err(DataFusionError::Plan("a topic table needs LOCATION 'topic name'".into())),
         };
-        let mut format = Format::Json;
+        let mut format = "json".to_string();
+        let (mut avro_schema, mut framing) = (None, None);
         let mut table = false;
         let mut key = None;
         for (option, value) in &cmd.options {
             match option.as_str() {
-                "format" | "format.format" => format = Format::parse(value)?,
+                "format" | "format.format" => format = value.clone(),
+                "schema" | "format.schema" => avro_schema = Some(value.clone()),
+                "framing" | "format.framing" => framing = Some(value.clone()),
                 "kind" | "format.kind" => {
                     table = match value.to_ascii_lowercase().as_str() {
                         "stream" => false,
@@ -590,7 +681,7 @@ impl TableProviderFactory for TopicTableFactory {
                 "key" | "format.key" => key = Some(value.clone()),
                 other => {
                     return Err(DataFusionError::Plan(format!(
-                        "option '{other}' is not known for topic tables (known: 'format', 'kind', 'key')"
+                        "option '{other}' is not known for topic tables (known: 'format', 'kind', 'key', 'schema', 'framing')"
                     )))
                 }
             }
@@ -623,17 +714,10 @@ impl TableProviderFactory for TopicTableFactory {
             return Err(DataFusionError::Plan(format!("topic {topic:?}: {e}")));
         }
         let declared: Vec<Field> = cmd.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+        let (format, columns) = Format::declare(&format, avro_schema.as_deref(), framing.as_deref(), &declared)?;
         let value_schema = match format {
-            Format::Raw => {
-                if !declared.is_empty() {
-                    return Err(DataFusionError::Plan(
-                        "a 'raw' topic table has one column, value (text): declare no columns".into(),
-                    ));
-                }
-                Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)]))
-            }
-            Format::Json if declared.is_empty() => self.infer(&topic).await?,
-            Format::Json => Arc::new(Schema::new(declared)),
+            Format::Json if columns.is_empty() => self.infer(&topic).await?,
+            _ => Arc::new(Schema::new(columns)),
         };
         let table = TopicTable::new(&topic, format, value_schema, self.admin.clone(), self.new_consumer.clone())?
             .with_kind(kind)?;

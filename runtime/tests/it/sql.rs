@@ -1,9 +1,12 @@
 //! SQL over topics, from sqllogictest-style files in `tests/sql` (their header says the format):
-//! fixture topics on the embedded log, statements, and queries with their expected results.
+//! fixture topics on the embedded log, statements, and queries with their expected results. A
+//! produced value that starts with `hex:` is bytes in hexadecimal; `^NAME=VALUE&...` before the
+//! partition gives a record headers.
 
 use std::path::Path;
 
 use bytes::Bytes;
+use freshet_core::batch::Header;
 use freshet_core::config::LogConfig;
 use freshet_core::substrate::{Admin, Embedded, NewTopic, Producer, ProducerRecord};
 use freshet_runtime::sql::{render, OutputFormat, SqlSession};
@@ -95,6 +98,21 @@ fn run_script(path: &Path) {
                             }
                             None => (1000 * n as i64, line.as_str()),
                         };
+                        // `^NAME=VALUE&...` next: the record's headers.
+                        let (headers, line) = match line.strip_prefix('^') {
+                            Some(rest) => {
+                                let (h, rest) = rest.split_once(' ').expect("^HEADERS PARTITION KEY VALUE");
+                                let headers = h
+                                    .split('&')
+                                    .map(|kv| {
+                                        let (k, v) = kv.split_once('=').expect("NAME=VALUE");
+                                        Header { key: k.into(), value: Some(Bytes::from(v.to_string())) }
+                                    })
+                                    .collect();
+                                (headers, rest)
+                            }
+                            None => (Vec::new(), line),
+                        };
                         let mut fields = line.splitn(3, ' ');
                         // `*`: partitioned by key, as a producer does.
                         let partition = match fields.next().unwrap() {
@@ -102,14 +120,24 @@ fn run_script(path: &Path) {
                             p => Some(p.parse().expect("PARTITION KEY VALUE")),
                         };
                         let key = fields.next().expect("PARTITION KEY VALUE").to_string();
-                        let value = fields.next().expect("PARTITION KEY VALUE").to_string();
+                        let value = fields.next().expect("PARTITION KEY VALUE");
+                        // `hex:` values are bytes (Avro, say), in hexadecimal.
+                        let value = match value.strip_prefix("hex:") {
+                            Some(hex) => Bytes::from(
+                                (0..hex.len())
+                                    .step_by(2)
+                                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex:BYTES"))
+                                    .collect::<Vec<u8>>(),
+                            ),
+                            None => Bytes::from(value.to_string()),
+                        };
                         ProducerRecord {
                             topic: topic.clone(),
                             partition,
                             key: Some(Bytes::from(key)),
-                            value: Some(Bytes::from(value)),
+                            value: Some(value),
+                            headers,
                             timestamp: Some(1_700_000_000_000 + at),
-                            ..Default::default()
                         }
                     })
                     .collect();

@@ -18,6 +18,7 @@
 //! records that lie within the inactivity gap of each other, `[first, last]`. Records with a
 //! negative timestamp cannot be windowed and are dropped (counted in `dropped_records`).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -723,6 +724,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             on_late: self.on_late.clone(),
             observed: i64::MIN,
             last_emit_close: None,
+            open: None,
         };
         let make = make::<K, V, Windowed<K>, Change<A>, _>(move || processor.fresh());
         let node = add_stateful(graph, prefix, &[input.node], std::slice::from_ref(&store), make);
@@ -792,6 +794,11 @@ struct SessionAggregate<K, V, A> {
     on_late: Option<LateFn<K, V>>,
     observed: i64,
     last_emit_close: Option<i64>,
+    /// Emit-final only: the sessions not yet emitted as (end, start, key), in end-time order, so
+    /// finding the sessions that closed reads only those (the store is ordered by key first, and
+    /// reading every live session at each advance of stream time costs O(records x sessions)).
+    /// Built from the store at the first record (after a restart, too).
+    open: Option<BTreeSet<(i64, i64, Bytes)>>,
 }
 
 impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
@@ -807,27 +814,58 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
             on_late: self.on_late.clone(),
             observed: i64::MIN,
             last_emit_close: None,
+            open: None,
         }
     }
 
-    /// The sessions that closed (ended before `close`) since the last call, read before this
-    /// record writes anything (see `WindowAggregate::closed_windows`).
+    /// The sessions that closed (ended before `close`) since the last call, by end time, read
+    /// before this record writes anything (see `WindowAggregate::closed_windows`).
     fn closed_sessions(
         &mut self,
         close: i64,
         ctx: &mut ProcessorContext<'_, Windowed<K>, Change<A>>,
     ) -> Result<Vec<(Windowed<Bytes>, Bytes)>> {
-        if !self.emit_final || close <= 0 || self.last_emit_close.is_some_and(|last| close <= last) {
+        if !self.emit_final {
             return Ok(Vec::new());
         }
-        let lower = self.last_emit_close.unwrap_or(0);
-        let mut closed: Vec<(Windowed<Bytes>, Bytes)> = ctx
-            .session_store::<Bytes, Bytes>(&self.store)?
-            .sessions_ending(lower, close - 1)?
-            .collect::<freshet_state::Result<_>>()?;
-        closed.sort_by(|a, b| (a.0.end, a.0.start, &a.0.key).cmp(&(b.0.end, b.0.start, &b.0.key)));
+        let store = ctx.session_store::<Bytes, Bytes>(&self.store)?;
+        let open = match &mut self.open {
+            Some(open) => open,
+            None => {
+                let mut open = BTreeSet::new();
+                for session in store.sessions_ending(0, i64::MAX)? {
+                    let (w, _) = session?;
+                    open.insert((w.end, w.start, w.key));
+                }
+                self.open.insert(open)
+            }
+        };
+        if close <= 0 || self.last_emit_close.is_some_and(|last| close <= last) {
+            return Ok(Vec::new());
+        }
         self.last_emit_close = Some(close);
-        Ok(closed)
+        let still_open = open.split_off(&(close, i64::MIN, Bytes::new()));
+        let closed = std::mem::replace(open, still_open);
+        let mut sessions = Vec::with_capacity(closed.len());
+        for (end, start, key) in closed {
+            // A session the store no longer holds (expired) has nothing to emit.
+            if let Some(value) = store.fetch_session(&key, start, end)? {
+                sessions.push((Windowed { key, start, end }, value));
+            }
+        }
+        Ok(sessions)
+    }
+
+    /// Keeps the emit-final index of open sessions in step with the store.
+    fn track(&mut self, session: &Windowed<Bytes>, open: bool) {
+        if let Some(index) = &mut self.open {
+            let entry = (session.end, session.start, session.key.clone());
+            if open {
+                index.insert(entry);
+            } else {
+                index.remove(&entry);
+            }
+        }
     }
 
     /// Forwards the final results of `closed` sessions, but those this record merged away.
@@ -892,6 +930,7 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for Sess
             for (session, value) in merged {
                 merged_away.push(session.clone());
                 ctx.session_store::<Bytes, Bytes>(&self.store)?.remove(&session)?;
+                self.track(&session, false);
                 if !self.emit_final {
                     let key = Windowed { key: r.key.clone(), start: session.start, end: session.end };
                     let change = Change { new: None, old: Some(value) };
@@ -902,8 +941,14 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for Sess
         let new = (self.add)(&r.key, &r.value, agg);
         let session = Windowed { key: kb, start, end };
         match encode(&self.serde, &new, "value", &self.store)? {
-            Some(b) => ctx.session_store::<Bytes, Bytes>(&self.store)?.put(&session, &b)?,
-            None => ctx.session_store::<Bytes, Bytes>(&self.store)?.remove(&session)?,
+            Some(b) => {
+                ctx.session_store::<Bytes, Bytes>(&self.store)?.put(&session, &b)?;
+                self.track(&session, true);
+            }
+            None => {
+                ctx.session_store::<Bytes, Bytes>(&self.store)?.remove(&session)?;
+                self.track(&session, false);
+            }
         }
         if self.emit_final {
             return self.emit_closed(closed, &merged_away, &r, ctx);

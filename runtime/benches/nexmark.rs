@@ -6,7 +6,14 @@
 //! `auction` keyed by id, `bid` keyed by auction; values JSON, record time the event's time),
 //! then runs each query as a continuous query with one stream thread (one core) until it has read
 //! its input, and prints events per second beside Flink's published per-core figure and beside
-//! the storage engine's read throughput of the same topics, measured in the same run.
+//! the storage engine's read throughput of the same topics, measured in the same run. A query is
+//! timed from its first record read to its last record in or out; starting up (joining the
+//! group, opening stores) is printed apart.
+//!
+//! Each line also shows the records the query wrote beside the count an ad-hoc query over the
+//! same topics expects (EMIT FINAL writes fewer: windows still open at the end are not final), and
+//! the records it skipped, dropped or found late. States are written upper-case, as Nexmark's own
+//! generator writes them (q3 filters on 'OR', 'ID', 'CA').
 //!
 //! Events per second count the events of the topics a query reads (q0-q2, q5, q7: bids; q3, q8:
 //! persons and auctions). Flink's figures count all events of its one mixed source; reading only
@@ -26,6 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use datafusion::arrow::array::Int64Array;
 use freshet_core::config::LogConfig;
 use freshet_core::substrate::{
     Admin, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, ProducerRecord, TopicPartition,
@@ -49,7 +57,9 @@ CREATE STREAM bid (auction BIGINT, bidder BIGINT, price BIGINT, channel VARCHAR,
 ";
 
 /// (name, Flink's events per core-second, the query, the topics it reads).
-const QUERIES: [(&str, f64, &str, &[&str]); 7] = [
+type Query = (&'static str, f64, &'static str, &'static [&'static str]);
+
+const QUERIES: [Query; 7] = [
     ("q0", 155_000.0, "CREATE STREAM q0 AS SELECT auction, bidder, price, date_time FROM bid", &["bid"]),
     (
         "q1",
@@ -88,6 +98,25 @@ const QUERIES: [(&str, f64, &str, &[&str]); 7] = [
     ),
 ];
 
+/// The records each query should write, counted by an ad-hoc query over the same topics
+/// (EMIT FINAL queries write fewer: the windows still open when the input ends are not final).
+fn expected(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "q0" | "q1" => "SELECT count(*) FROM bid",
+        "q2" => "SELECT count(*) FROM bid WHERE auction % 123 = 0",
+        "q3" => {
+            "SELECT count(*) FROM auction a JOIN person p ON a.seller = p.id \
+             WHERE a.category = 10 AND (p.state = 'OR' OR p.state = 'ID' OR p.state = 'CA')"
+        }
+        "q7" => "SELECT count(DISTINCT date_bin(INTERVAL '10' SECOND, _timestamp)) FROM bid",
+        "q8" => {
+            "SELECT count(*) FROM person_stream p JOIN auction a ON p.id = a.seller \
+             AND date_bin(INTERVAL '10' SECOND, p._timestamp) = date_bin(INTERVAL '10' SECOND, a._timestamp)"
+        }
+        _ => return None,
+    })
+}
+
 fn json_string(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
 }
@@ -105,7 +134,7 @@ fn record(event: &Event) -> (&'static str, String, String, u64) {
                 json_string(&p.email_address),
                 json_string(&p.credit_card),
                 json_string(&p.city),
-                json_string(&p.state),
+                json_string(&p.state.to_uppercase()),
                 p.date_time,
                 json_string(&p.extra)
             ),
@@ -199,8 +228,9 @@ fn main() {
     let n: usize = std::env::var("FRESHET_NEXMARK_EVENTS").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000_000);
     let only: Option<String> = std::env::var("FRESHET_NEXMARK_QUERIES").ok();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    let dir = tempfile::tempdir_in(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()))
-        .expect("temp dir");
+    let base = std::path::PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()));
+    std::fs::create_dir_all(&base).expect("target dir");
+    let dir = tempfile::tempdir_in(&base).expect("temp dir");
     let log = rt.block_on(Embedded::open(&dir.path().join("log"), LogConfig::default())).expect("log");
     let started = Instant::now();
     let counts = generate(&rt, &log, n);
@@ -214,7 +244,10 @@ fn main() {
     let substrate = Substrate::embedded(&log, rt.handle().clone());
     let session = rt.block_on(SqlSession::new(&substrate)).expect("session");
     rt.block_on(session.execute(DECLARATIONS)).expect("declarations");
-    println!("{:<4} {:>12} {:>10} {:>8} {:>14} {:>9}", "", "events/s", "Flink/core", "ratio", "log read/s", "of read");
+    println!(
+        "{:<4} {:>12} {:>10} {:>8} {:>14} {:>9}  {:>9} {:>9}",
+        "", "events/s", "Flink/core", "ratio", "log read/s", "of read", "out", "expected"
+    );
     for (name, flink, sql, topics) in QUERIES {
         if only.as_ref().is_some_and(|q| !q.split(',').any(|x| x == name)) {
             continue;
@@ -233,12 +266,18 @@ fn main() {
         app.start().expect("start");
         // Done when every source partition (the inputs and the repartition topics the query
         // writes and reads itself) has been polled with no lag, the inputs were read, and
-        // nothing moved for a second; the time is that of the last record in or out.
+        // nothing moved for a second. Timed from the last look before the first record was
+        // read (starting up, joining the group and opening stores come before, and are printed
+        // apart) to the last record in or out.
         let mut last = (0, 0, started);
+        let mut first = started;
         loop {
             let m = app.metrics();
             assert!(app.error().is_none(), "{name}: {:?}", app.error());
             let now = Instant::now();
+            if m.records_in == 0 {
+                first = now;
+            }
             if (m.records_in, m.records_out) != (last.0, last.1) {
                 last = (m.records_in, m.records_out, now);
             }
@@ -248,16 +287,30 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        let secs = (last.2 - started).as_secs_f64();
+        let secs = (last.2 - first).as_secs_f64();
+        let startup = (first - started).as_secs_f64();
+        let m = app.metrics();
         app.close().expect("close");
         let output = TopicPartition::new(name, 0);
         let out = rt.block_on(log.admin().list_offset(&output, freshet_core::log::OffsetSpec::Latest));
         let out = out.ok().flatten().map_or(0, |o| o.0);
         let rate = events as f64 / secs;
+        let expected = expected(name).map_or_else(
+            || "-".to_string(),
+            |sql| {
+                let batches = rt.block_on(session.execute(sql)).unwrap_or_else(|e| panic!("{name} expected: {e}"));
+                let count = batches[0].column(0).as_any().downcast_ref::<Int64Array>().expect("a count").value(0);
+                count.to_string()
+            },
+        );
         println!(
-            "{name:<4} {rate:>12.0} {flink:>10.0} {:>7.2}x {read_rate:>14.0} {:>8.1}%   ({out} records out)",
+            "{name:<4} {rate:>12.0} {flink:>10.0} {:>7.2}x {read_rate:>14.0} {:>8.1}%  {out:>9} {expected:>9}   \
+             (start-up {startup:.2} s; skipped {}, dropped {}, late {})",
             rate / flink,
-            100.0 * rate / read_rate
+            100.0 * rate / read_rate,
+            m.records_skipped,
+            m.dropped_records,
+            m.late_records,
         );
     }
     drop(session);

@@ -39,7 +39,7 @@
 //! each stateful task's stores (kept open, brought to the changelog's end at every commit),
 //! placed from the group's description, so a task that moves restores only the tail.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -564,6 +564,15 @@ impl StreamsApp {
             }
         }
         let sources = Arc::new(sources);
+        // The sub-topologies writing each repartition topic (physical name).
+        let internal: BTreeSet<&str> = self.topology.internal_topics().iter().map(|t| t.name.as_str()).collect();
+        let mut writers: HashMap<String, Vec<usize>> = HashMap::new();
+        for sub in self.topology.subtopologies() {
+            for topic in sub.sink_topics.iter().filter(|t| internal.contains(t.as_str())) {
+                writers.entry(names.physical(topic)).or_default().push(sub.id);
+            }
+        }
+        let writers = Arc::new(writers);
         let all_tasks = Arc::new(plan.tasks);
         // Thread clients are named `<application id>-<instance>-StreamThread-<n>`, so a group
         // description tells which members are threads of one instance (for standby placement).
@@ -603,6 +612,7 @@ impl StreamsApp {
                 changelogs,
                 client_id,
                 sources: sources.clone(),
+                writers: writers.clone(),
                 all_tasks: all_tasks.clone(),
                 topology: self.topology.clone(),
                 substrate: self.substrate.clone(),
@@ -622,6 +632,7 @@ impl StreamsApp {
                     .any(|p| matches!(p, ErrorPolicy::DeadLetter(_))),
                 ready: false,
                 out: Vec::new(),
+                unpolled: Unpolled::default(),
                 early: Vec::new(),
                 deferred_changes: Vec::new(),
                 revocation_pending: false,
@@ -893,6 +904,21 @@ fn instance_id() -> u64 {
     h.finish()
 }
 
+/// Repartition topics a stream thread wrote records to that its consumer may not have seen yet:
+/// records in the outbox, in the batch in flight, or acknowledged since the last poll.
+#[derive(Default)]
+struct Unpolled {
+    outbox: HashSet<String>,
+    in_flight: HashSet<String>,
+    acknowledged: HashSet<String>,
+}
+
+impl Unpolled {
+    fn contains(&self, topic: &str) -> bool {
+        self.outbox.contains(topic) || self.in_flight.contains(topic) || self.acknowledged.contains(topic)
+    }
+}
+
 /// One task as a thread runs it.
 struct RunningTask {
     id: String,
@@ -917,6 +943,8 @@ struct StreamThread {
     client_id: String,
     /// Each (physical) source topic's sub-topology and that sub-topology's partition count.
     sources: Arc<HashMap<String, (usize, u32)>>,
+    /// The sub-topologies writing each (physical) repartition topic.
+    writers: Arc<HashMap<String, Vec<usize>>>,
     /// Every task of the application: `(sub-topology, partition, partitions)`.
     all_tasks: Arc<Vec<(usize, u32, u32)>>,
     topology: Topology,
@@ -955,6 +983,8 @@ struct StreamThread {
     keeps_failed_records: bool,
     /// Output records not sent yet.
     out: Vec<ProducerRecord>,
+    /// Repartition topics this thread wrote records to that a poll may not have seen yet.
+    unpolled: Unpolled,
     /// Records polled while tasks were opening, for the tasks once open.
     early: Vec<freshet_core::substrate::ConsumedBatches>,
     /// Group changes seen while stores were opening, for the next loop to handle before it
@@ -1140,6 +1170,7 @@ impl StreamThread {
     fn abort_and_lose_tasks(&mut self, why: &str) -> Option<Error> {
         tracing::warn!(member = %self.client_id, why, "aborting the transaction and closing this thread's tasks");
         self.out.clear();
+        self.unpolled.outbox.clear();
         if let Some(Sending { handle, .. }) = self.sending.take() {
             let _ = block_on(&self.runtime, handle);
         }
@@ -1570,6 +1601,8 @@ impl StreamThread {
             let mut changes: VecDeque<GroupChange> = self.deferred_changes.drain(..).collect();
             let batches = if changes.is_empty() {
                 self.revocation_pending = false;
+                // What was acknowledged before this poll is on the log for it to see.
+                self.unpolled.acknowledged.clear();
                 let batches = block_on(&self.runtime, self.consumer.poll(wait))?;
                 changes.extend(self.consumer.take_group_changes());
                 batches
@@ -1634,15 +1667,34 @@ impl StreamThread {
         result
     }
 
+    /// Whether records of the repartition topic `topic` may still come from this thread: a task
+    /// of a sub-topology writing it has records to process, or its input is behind the log, or
+    /// records for it wait to be sent.
+    fn upstream_busy(&self, topic: &str) -> bool {
+        let Some(subs) = self.writers.get(topic) else { return false };
+        self.tasks
+            .iter()
+            .filter(|t| subs.contains(&t.ctx.subtopology))
+            .any(|t| t.queues.values().any(|q| !q.is_empty()) || t.behind.values().any(|&lag| lag > 0))
+            || self.unpolled.contains(topic)
+    }
+
     fn process_buffered(&mut self, i: usize) -> Result<()> {
         loop {
+            // A partition with nothing buffered but more to come: more on the log, or (a
+            // repartition topic) records its writers in this thread have yet to produce. Its next
+            // records may be older than the other partitions' buffered ones, so the task waits for
+            // the next poll, for a while at most. Kafka Streams waits only for records on the log
+            // (max.task.idle.ms = 0); waiting for this thread's own upstream tasks too keeps a join
+            // from racing ahead of one side when both are repartitioned (replaying history, the
+            // side with fewer records would otherwise reach the join late).
+            let task = &self.tasks[i];
+            let starved = task.queues.len() > 1
+                && task.queues.iter().any(|(tp, q)| {
+                    q.is_empty() && (task.behind.get(tp).is_some_and(|&lag| lag > 0) || self.upstream_busy(&tp.topic))
+                });
             let extractor = &self.config.timestamp_extractor;
             let task = &mut self.tasks[i];
-            // A partition with nothing buffered but more on the log: its next records may be older
-            // than the other partitions' buffered ones, so the task waits for the next poll (as
-            // Kafka Streams does with max.task.idle.ms = 0), for a while at most.
-            let starved = task.queues.len() > 1
-                && task.queues.iter().any(|(tp, q)| q.is_empty() && task.behind.get(tp).is_some_and(|&lag| lag > 0));
             if starved {
                 let since = *task.waiting_since.get_or_insert_with(Instant::now);
                 if since.elapsed() < MAX_WAIT_FOR_PARTITION {
@@ -1729,6 +1781,9 @@ impl StreamThread {
                 Some(physical) => physical.clone(),
                 None => s.topic,
             };
+            if self.writers.contains_key(&topic) && !self.unpolled.outbox.contains(&topic) {
+                self.unpolled.outbox.insert(topic.clone());
+            }
             self.out.push(ProducerRecord {
                 topic,
                 partition: s.partition,
@@ -1758,6 +1813,7 @@ impl StreamThread {
         }
         if self.sending.is_none() && !self.out.is_empty() {
             let records = std::mem::take(&mut self.out);
+            self.unpolled.in_flight = std::mem::take(&mut self.unpolled.outbox);
             let n = records.len() as u64;
             // Records are kept for the error policy to handle one by one, unless it fails anyway.
             let kept = (self.config.on_production_error != ErrorPolicy::Fail).then(|| records.clone());
@@ -1775,6 +1831,8 @@ impl StreamThread {
     /// refused record goes to the production error policy.
     fn reap_sent(&mut self) -> Result<()> {
         let Some(Sending { handle, n, kept }) = self.sending.take() else { return Ok(()) };
+        let sent = std::mem::take(&mut self.unpolled.in_flight);
+        self.unpolled.acknowledged.extend(sent);
         let result = block_on(&self.runtime, handle)
             .unwrap_or_else(|e| Err(freshet_core::Error::Internal(format!("a send task failed: {e}"))));
         let error = match result {

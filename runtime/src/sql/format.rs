@@ -119,13 +119,31 @@ impl Format {
 }
 
 /// An Avro record schema, values written with it.
-#[derive(Debug)]
 pub struct Avro {
-    schema: AvroSchema,
+    codec: Codec,
     /// The schema's JSON.
     text: String,
     /// Each value starts with the Confluent wire format's header (magic byte 0, schema id).
     confluent: bool,
+}
+
+/// The schema with its reader and writer, built once: building one resolves the schema's names,
+/// which would otherwise be done again for every value.
+#[ouroboros::self_referencing]
+struct Codec {
+    schema: AvroSchema,
+    #[borrows(schema)]
+    #[covariant]
+    reader: GenericDatumReader<'this>,
+    #[borrows(schema)]
+    #[covariant]
+    writer: GenericDatumWriter<'this>,
+}
+
+impl std::fmt::Debug for Avro {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Avro").field("schema", &self.text).field("confluent", &self.confluent).finish()
+    }
 }
 
 const CONFLUENT_HEADER: usize = 5;
@@ -137,7 +155,13 @@ impl Avro {
         if !matches!(schema, AvroSchema::Record(_)) {
             return Err(DataFusionError::Plan("the Avro schema of a topic's values must be a record".into()));
         }
-        Ok(Avro { schema, text: text.to_string(), confluent })
+        let codec = Codec::try_new(
+            schema,
+            |schema| GenericDatumReader::builder(schema).build(),
+            |schema| GenericDatumWriter::builder(schema).build(),
+        )
+        .map_err(|e| DataFusionError::Plan(format!("the Avro schema does not resolve: {e}")))?;
+        Ok(Avro { codec, text: text.to_string(), confluent })
     }
 
     /// The record of `columns`, each nullable, in order.
@@ -160,7 +184,7 @@ impl Avro {
     }
 
     fn fields(&self) -> &[apache_avro::schema::RecordField] {
-        match &self.schema {
+        match self.codec.borrow_schema() {
             AvroSchema::Record(r) => &r.fields,
             _ => &[],
         }
@@ -195,9 +219,11 @@ impl Avro {
             }
             body = &data[CONFLUENT_HEADER..];
         }
-        let reader = GenericDatumReader::builder(&self.schema).build().map_err(|e| e.to_string())?;
-        let value =
-            reader.read_value(&mut body).map_err(|e| format!("the value is not an Avro record of the schema: {e}"))?;
+        let value = self
+            .codec
+            .borrow_reader()
+            .read_value(&mut body)
+            .map_err(|e| format!("the value is not an Avro record of the schema: {e}"))?;
         if !body.is_empty() {
             return Err(format!(
                 "the value holds {} bytes after the Avro record (written with another schema?)",
@@ -222,8 +248,7 @@ impl Avro {
                 to_avro(v, &f.schema).map(|a| (f.name.clone(), a)).map_err(|e| format!("column {}: {e}", f.name))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let writer = GenericDatumWriter::builder(&self.schema).build().map_err(|e| e.to_string())?;
-        writer.write_value_to_vec(AvroValue::Record(fields)).map_err(|e| e.to_string())
+        self.codec.borrow_writer().write_value_to_vec(AvroValue::Record(fields)).map_err(|e| e.to_string())
     }
 }
 
@@ -377,8 +402,8 @@ fn to_avro(v: &ScalarValue, s: &AvroSchema) -> Result<AvroValue, String> {
     })
 }
 
-/// A value as text (text as it is).
-fn text(v: &ScalarValue) -> String {
+/// A value as text (text as it is): raw values, Avro strings.
+pub(crate) fn text(v: &ScalarValue) -> String {
     match v {
         ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => s.clone(),
         other => other.to_string(),

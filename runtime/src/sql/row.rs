@@ -250,12 +250,7 @@ impl Serde<Row> for ValueSerde {
                 &self.columns.iter().map(|(n, _, s)| (n.as_str(), self.value_of(row, *s))).collect::<Vec<_>>(),
             )?,
             Format::Raw => match self.columns.first().map(|(_, _, s)| self.value_of(row, *s)) {
-                Some(v) if !v.is_null() => match v {
-                    ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => {
-                        s.clone().into_bytes()
-                    }
-                    v => v.to_string().into_bytes(),
-                },
+                Some(v) if !v.is_null() => format::text(v).into_bytes(),
                 _ => return Ok(None),
             },
         };

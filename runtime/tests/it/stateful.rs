@@ -315,6 +315,28 @@ fn sessions_emit_final_once_closed() {
     insta::assert_snapshot!("session_emit_final_output", driver.render_output(&counts_out()).unwrap());
 }
 
+#[test]
+fn sessions_emit_final_once_closed_after_merges() {
+    let builder = StreamsBuilder::new();
+    let sessions = builder
+        .stream("activity", strings())
+        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(5), ms(10)))
+        .emit_strategy(EmitStrategy::OnWindowClose)
+        .count(Materialized::new());
+    windowed_to_out(&sessions, Serdes::number());
+    let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
+    // u@4 arrives within grace and bridges u's sessions [0,0] and [8,8]: one session [0,8] of 3
+    // closes (at stream time 30); the two it merged are never emitted.
+    pipe(
+        &mut driver,
+        "activity",
+        &[("u", Some("x"), 0), ("u", Some("x"), 8), ("u", Some("x"), 4), ("w", Some("x"), 30), ("w", Some("x"), 50)],
+    );
+    let out = driver.render_output(&counts_out()).unwrap();
+    assert_eq!(out.trim(), "0@0 t=8 \"u@0..8\" => Some(3)\n0@1 t=30 \"w@30..30\" => Some(1)", "{out}");
+}
+
 fn join_inputs(builder: &StreamsBuilder) -> (KStream<String, String>, KStream<String, String>) {
     (builder.stream("left", strings()), builder.stream("right", strings()))
 }

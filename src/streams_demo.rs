@@ -158,6 +158,7 @@ pub(crate) async fn run(
     let before_closing = n_events + 1000 + n_events / 3;
     let mut quiet_since = Instant::now();
     let mut n_results = 0;
+    let mut results_before_closing = 0;
     let mut closing = Some(closing);
     loop {
         let mut got = false;
@@ -181,9 +182,16 @@ pub(crate) async fn run(
             // Sent only now: sent earlier, a closing purchase could overtake events of other
             // partitions and make them late.
             log.producer().send(closing.take().unwrap_or_default()).await?;
-        } else if closing.is_none() && read >= before_closing + 6 && quiet_since.elapsed() > Duration::from_millis(500)
-        {
-            break;
+            results_before_closing = n_results;
+        } else if closing.is_none() && read >= before_closing + 6 {
+            // The closing purchases close the last windows: their results follow them (on a
+            // loaded machine, a while after), so the wait for them is longer while none came.
+            let quiet = quiet_since.elapsed();
+            if quiet > Duration::from_millis(500)
+                && (n_results > results_before_closing || quiet > Duration::from_secs(5))
+            {
+                break;
+            }
         }
         anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "the application did not catch up in 10 minutes");
     }

@@ -442,6 +442,8 @@ pub struct TaskGraph {
     pub(crate) slots: Vec<Slot>,
     /// `(topic, slot)` of each source.
     pub(crate) sources: Vec<(String, usize)>,
+    /// The source topics that are tables' topics.
+    pub(crate) tables: std::collections::BTreeSet<String>,
 }
 
 impl std::fmt::Debug for TaskGraph {
@@ -481,6 +483,13 @@ impl TaskGraph {
     /// The source topics of this graph.
     pub fn source_topics(&self) -> impl Iterator<Item = &str> {
         self.sources.iter().map(|(t, _)| t.as_str())
+    }
+
+    /// Whether `topic` is the topic of a table this graph materializes: of records with equal
+    /// timestamps, a task takes a table's first, so a stream-table join sees the table as of
+    /// its record's time, that time included.
+    pub fn is_table_source(&self, topic: &str) -> bool {
+        self.tables.contains(topic)
     }
 
     /// Processes one record read from `meta.topic` (raw key and value bytes): the source

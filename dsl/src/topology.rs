@@ -246,10 +246,15 @@ impl Topology {
         let local = |n: usize| members.binary_search(&n).expect("edges stay inside a sub-topology");
         let mut slots = Vec::with_capacity(members.len());
         let mut sources = Vec::new();
+        let mut tables = BTreeSet::new();
         for (i, &n) in members.iter().enumerate() {
             let spec = &self.nodes[n];
             if let NodeKind::Source { topics } = &spec.kind {
                 sources.extend(topics.iter().map(|t| (t.clone(), i)));
+                // A table's source feeds its store (`StreamsBuilder::table`).
+                if spec.children.iter().any(|&c| self.nodes[c].name.starts_with("KTABLE-SOURCE-")) {
+                    tables.extend(topics.iter().cloned());
+                }
             }
             slots.push(Slot {
                 name: spec.name.clone(),
@@ -261,7 +266,7 @@ impl Topology {
                 node: Some((spec.make)()),
             });
         }
-        TaskGraph { slots, sources }
+        TaskGraph { slots, sources, tables }
     }
 
     /// A stable text description, as Kafka Streams prints it: sub-topologies, then each node with

@@ -926,6 +926,8 @@ struct RunningTask {
     ctx: TaskContext,
     /// Records read and not yet processed, per (physical) input partition.
     queues: BTreeMap<TopicPartition, VecDeque<ConsumerRecord>>,
+    /// The (physical) input topics that are tables' topics: first among equal timestamps.
+    tables: BTreeSet<String>,
     /// The next offset to commit per input partition (after the last record processed).
     processed: BTreeMap<TopicPartition, i64>,
     /// Records on the log past what was fetched, per input partition, at the last poll.
@@ -1081,12 +1083,15 @@ impl TaskOpener {
             .source_topics()
             .map(|topic| (TopicPartition::new(self.names.physical(topic), partition), VecDeque::new()))
             .collect();
+        let tables =
+            graph.source_topics().filter(|t| graph.is_table_source(t)).map(|t| self.names.physical(t)).collect();
         drop(_entered);
         Ok(RunningTask {
             id,
             graph,
             ctx,
             queues,
+            tables,
             processed: BTreeMap::new(),
             behind: BTreeMap::new(),
             waiting_since: None,
@@ -1703,11 +1708,13 @@ impl StreamThread {
             } else {
                 task.waiting_since = None;
             }
+            // The oldest record; of equal timestamps, a table's first (see
+            // `TaskGraph::is_table_source`).
             let next = task
                 .queues
                 .iter()
                 .filter_map(|(tp, q)| q.front().map(|r| (extractor.extract(r), tp)))
-                .min_by_key(|(ts, _)| *ts)
+                .min_by_key(|(ts, tp)| (*ts, !task.tables.contains(&tp.topic)))
                 .map(|(_, tp)| tp.clone());
             let Some(tp) = next else { return Ok(()) };
             let record = task.queues.get_mut(&tp).and_then(VecDeque::pop_front).expect("a record is there");

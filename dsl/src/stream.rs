@@ -179,7 +179,15 @@ impl Graph {
             Some(n) => (n, true),
             None => (self.next_name(prefix), false),
         };
-        self.nodes.push(NodeSpec { name, named, kind, parents: parents.to_vec(), children: Vec::new(), make });
+        self.nodes.push(NodeSpec {
+            name,
+            named,
+            kind,
+            parents: parents.to_vec(),
+            children: Vec::new(),
+            make,
+            feeds_table: false,
+        });
         for &p in parents {
             self.nodes[p].children.push(idx);
         }

@@ -228,6 +228,7 @@ impl StreamsBuilder {
         let (key, value) = (consumed.key.clone(), consumed.value.clone());
         let store = materialized.store(&self.graph, &format!("{topic}-STATE-STORE"));
         let source: KStream<K, Option<V>> = self.stream(topic, consumed.optional_values());
+        self.graph.borrow_mut().nodes[source.node].feeds_table = true;
         self.graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&store)));
         let node = table_source_node(&self.graph, source.node, &store, key.clone(), value.clone(), false);
         KTable::of_store(&self.graph, node, &store, key, value)

@@ -42,6 +42,8 @@ pub(crate) struct NodeSpec {
     pub(crate) parents: Vec<usize>,
     pub(crate) children: Vec<usize>,
     pub(crate) make: MakeNode,
+    /// A source whose records fill a table's store (`StreamsBuilder::table`).
+    pub(crate) feeds_table: bool,
 }
 
 /// A part of a topology whose nodes are connected: it runs as one task per partition of its
@@ -251,8 +253,7 @@ impl Topology {
             let spec = &self.nodes[n];
             if let NodeKind::Source { topics } = &spec.kind {
                 sources.extend(topics.iter().map(|t| (t.clone(), i)));
-                // A table's source feeds its store (`StreamsBuilder::table`).
-                if spec.children.iter().any(|&c| self.nodes[c].name.starts_with("KTABLE-SOURCE-")) {
+                if spec.feeds_table {
                     tables.extend(topics.iter().cloned());
                 }
             }

@@ -225,6 +225,13 @@ impl ConsumedBatches {
     /// Decodes the records at or after `from_offset`.
     pub fn records(&self) -> Result<Vec<ConsumerRecord>> {
         let mut out = Vec::new();
+        self.records_into(&mut out)?;
+        Ok(out)
+    }
+
+    /// Decodes the records at or after `from_offset` onto the end of `out` (a reader's buffer
+    /// that keeps its capacity from poll to poll, rather than a new vector per poll).
+    pub fn records_into(&self, out: &mut impl Extend<ConsumerRecord>) -> Result<()> {
         for batch in Batches::new(&self.bytes) {
             let batch = batch?;
             if batch.is_control() {
@@ -241,16 +248,16 @@ impl ConsumedBatches {
                 if record.offset < self.from_offset {
                     continue;
                 }
-                out.push(ConsumerRecord {
+                out.extend([ConsumerRecord {
                     offset: record.offset,
                     timestamp: record.timestamp,
                     key: record.key.map(|k| section.slice_ref(k)),
                     value: record.value.map(|v| section.slice_ref(v)),
                     headers: record.headers()?,
-                });
+                }]);
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The offset after the last batch: the consumer's next position.

@@ -1629,10 +1629,9 @@ impl StreamThread {
                 let next = b.next_offset();
                 lag.push((b.tp.clone(), (b.high_watermark - next).max(0)));
                 let Some(&task) = self.owner.get(&b.tp) else { continue };
-                let records = b.records()?;
                 let task = &mut self.tasks[task];
                 task.behind.insert(b.tp.clone(), (b.high_watermark - next).max(0));
-                task.queues.entry(b.tp.clone()).or_default().extend(records);
+                b.records_into(task.queues.entry(b.tp.clone()).or_default())?;
             }
             if !lag.is_empty() {
                 self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).extend(lag);

@@ -20,6 +20,7 @@ use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use freshet_dsl::Serde;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize as _;
 
 use super::format::{self, Avro, Format};
 
@@ -75,8 +76,12 @@ fn from_json(v: &serde_json::Value, t: &DataType) -> Result<ScalarValue, String>
             }
         }
         (J::Number(n), t) if t.is_integer() => {
-            let v = n.as_i64().ok_or_else(bad)?;
-            ScalarValue::Int64(Some(v)).cast_to(t).map_err(|_| bad())?
+            let v = match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => ScalarValue::Int64(Some(i)),
+                (None, Some(u)) => ScalarValue::UInt64(Some(u)),
+                _ => return Err(bad()),
+            };
+            v.cast_to(t).map_err(|_| bad())?
         }
         (J::String(s), DataType::Utf8) => ScalarValue::Utf8(Some(s.clone())),
         (J::String(s), DataType::Utf8View) => ScalarValue::Utf8View(Some(s.clone())),
@@ -91,7 +96,8 @@ fn from_json(v: &serde_json::Value, t: &DataType) -> Result<ScalarValue, String>
 /// Writes `v` as JSON (timestamps as milliseconds since the epoch, dates as text).
 pub(crate) fn write_json(out: &mut String, v: &ScalarValue) {
     let text = |out: &mut String, s: &str| {
-        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+        // A str always serializes.
+        out.push_str(&serde_json::to_string(s).unwrap_or_default());
     };
     if v.is_null() {
         out.push_str("null");
@@ -113,6 +119,12 @@ pub(crate) fn write_json(out: &mut String, v: &ScalarValue) {
         }
         ScalarValue::TimestampNanosecond(Some(ns), _) => {
             let _ = write!(out, "{}", ns / 1_000_000);
+        }
+        ScalarValue::Int64(Some(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        ScalarValue::Int32(Some(i)) => {
+            let _ = write!(out, "{i}");
         }
         v if v.data_type().is_integer() => {
             let _ = write!(out, "{v}");
@@ -302,8 +314,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         while let Some(slot) = map.next_key_seed(FieldSeed(self.0))? {
             match slot {
                 Some((name, t, i)) => {
-                    let v: serde_json::Value = map.next_value()?;
-                    row[*i] = from_json(&v, t).map_err(|e| serde::de::Error::custom(format!("column {name}: {e}")))?;
+                    row[*i] = map.next_value_seed(ColumnSeed(name, t))?;
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -311,6 +322,80 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
             }
         }
         Ok(row)
+    }
+}
+
+/// One field's JSON value, read straight into the column (name, type) (no JSON tree in between
+/// for scalars; conversions other than the direct ones are [`from_json`]'s).
+struct ColumnSeed<'a>(&'a str, &'a DataType);
+
+impl<'de> DeserializeSeed<'de> for ColumnSeed<'_> {
+    type Value = ScalarValue;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<ScalarValue, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl ColumnSeed<'_> {
+    fn convert<E: serde::de::Error>(&self, v: serde_json::Value) -> Result<ScalarValue, E> {
+        from_json(&v, self.1).map_err(|e| E::custom(format!("column {}: {e}", self.0)))
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnSeed<'_> {
+    type Value = ScalarValue;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a JSON value for a {} column", self.1)
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<ScalarValue, E> {
+        Ok(null_of(self.1))
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<ScalarValue, E> {
+        Ok(null_of(self.1))
+    }
+    fn visit_bool<E: serde::de::Error>(self, b: bool) -> Result<ScalarValue, E> {
+        match self.1 {
+            DataType::Boolean => Ok(ScalarValue::Boolean(Some(b))),
+            _ => self.convert(serde_json::Value::Bool(b)),
+        }
+    }
+    fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<ScalarValue, E> {
+        match self.1 {
+            DataType::Int64 => Ok(ScalarValue::Int64(Some(i))),
+            _ => self.convert(serde_json::Value::from(i)),
+        }
+    }
+    fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<ScalarValue, E> {
+        match (self.1, i64::try_from(u)) {
+            (DataType::Int64, Ok(i)) => Ok(ScalarValue::Int64(Some(i))),
+            _ => self.convert(serde_json::Value::from(u)),
+        }
+    }
+    fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<ScalarValue, E> {
+        match self.1 {
+            DataType::Float64 => Ok(ScalarValue::Float64(Some(f))),
+            _ => self.convert(serde_json::Value::from(f)),
+        }
+    }
+    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ScalarValue, E> {
+        match self.1 {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ok(text_of(s.to_owned(), self.1)),
+            _ => self.convert(serde_json::Value::String(s.to_owned())),
+        }
+    }
+    fn visit_string<E: serde::de::Error>(self, s: String) -> Result<ScalarValue, E> {
+        match self.1 {
+            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ok(text_of(s, self.1)),
+            _ => self.convert(serde_json::Value::String(s)),
+        }
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ScalarValue, A::Error> {
+        let v = serde_json::Value::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+        self.convert(v)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ScalarValue, A::Error> {
+        let v = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+        self.convert(v)
     }
 }
 
@@ -574,6 +659,50 @@ mod tests {
         assert!(serde.deserialize(Some(b"[1]")).is_err());
         let out = ValueSerde::output(&Format::Json, &Arc::new(value));
         assert_eq!(out.encode(&row[1..].to_vec()), r#"{"id":7,"name":"a\"b","price":2.0}"#);
+    }
+
+    #[test]
+    fn json_fields_convert_to_their_column_types_or_name_the_column() {
+        let at = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let fields = [
+            ("i", DataType::Int32),
+            ("u", DataType::UInt64),
+            ("f", DataType::Float32),
+            ("b", DataType::Boolean),
+            ("t", at.clone()),
+            ("s", DataType::Utf8View),
+            ("n", DataType::Int64),
+        ];
+        let value = Schema::new(fields.iter().map(|(n, t)| Field::new(*n, t.clone(), true)).collect::<Vec<_>>());
+        let serde = ValueSerde::new(&Format::Json, &value, &Arc::new(value.clone()));
+        let row = serde
+            .deserialize(Some(
+                br#"{"i": "12", "u": 18446744073709551615, "f": 1.5, "b": true, "t": 1700000000000, "s": "\u00e9", "n": null}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            row,
+            vec![
+                ScalarValue::Int32(Some(12)),
+                ScalarValue::UInt64(Some(u64::MAX)),
+                ScalarValue::Float32(Some(1.5)),
+                ScalarValue::Boolean(Some(true)),
+                ScalarValue::TimestampMillisecond(Some(1_700_000_000_000), None),
+                ScalarValue::Utf8View(Some("é".into())),
+                ScalarValue::Int64(None),
+            ]
+        );
+        for (json, column, what) in [
+            (&br#"{"i": 3000000000}"#[..], "column i", "3000000000"),
+            (br#"{"b": 1}"#, "column b", "1"),
+            (br#"{"n": 1.5}"#, "column n", "1.5"),
+            (br#"{"n": {"a": [1]}}"#, "column n", r#"{"a":[1]}"#),
+            (br#"{"s": [1, 2]}"#, "column s", "[1,2]"),
+        ] {
+            let err = serde.deserialize(Some(json)).unwrap_err();
+            assert!(err.contains(column) && err.contains(what), "{err}");
+        }
+        assert!(serde.deserialize(Some(br#"{"n": 1"#)).is_err());
     }
 
     /// The value columns `id BIGINT, name VARCHAR, at TIMESTAMP, price DOUBLE`; rows read all

@@ -100,13 +100,17 @@ const QUERIES: [Query; 7] = [
 
 /// The records each query should write, counted by an ad-hoc query over the same topics
 /// (EMIT FINAL queries write fewer: the windows still open when the input ends are not final).
+/// q3 joins each auction with the person table as of the auction's time, so the count leaves out
+/// auctions whose seller's record is later than the auction (Nexmark writes a few: 41 of 12,374
+/// matches at 2 million events).
 fn expected(name: &str) -> Option<&'static str> {
     Some(match name {
         "q0" | "q1" => "SELECT count(*) FROM bid",
         "q2" => "SELECT count(*) FROM bid WHERE auction % 123 = 0",
         "q3" => {
             "SELECT count(*) FROM auction a JOIN person p ON a.seller = p.id \
-             WHERE a.category = 10 AND (p.state = 'OR' OR p.state = 'ID' OR p.state = 'CA')"
+             WHERE a.category = 10 AND (p.state = 'OR' OR p.state = 'ID' OR p.state = 'CA') \
+             AND p._timestamp <= a._timestamp"
         }
         "q7" => "SELECT count(DISTINCT date_bin(INTERVAL '10' SECOND, _timestamp)) FROM bid",
         "q8" => {

@@ -1818,7 +1818,9 @@ impl StreamThread {
             self.reap_sent()?;
         }
         if self.sending.is_none() && !self.out.is_empty() {
-            let records = std::mem::take(&mut self.out);
+            // The next batch is likely as large: sized now, it grows without copying.
+            let capacity = self.out.len().min(SEND_BATCH);
+            let records = std::mem::replace(&mut self.out, Vec::with_capacity(capacity));
             self.unpolled.in_flight = std::mem::take(&mut self.unpolled.outbox);
             let n = records.len() as u64;
             // Records are kept for the error policy to handle one by one, unless it fails anyway.

@@ -230,7 +230,8 @@ impl ConsumedBatches {
     }
 
     /// Decodes the records at or after `from_offset` onto the end of `out` (a reader's buffer
-    /// that keeps its capacity from poll to poll, rather than a new vector per poll).
+    /// that keeps its capacity from poll to poll, rather than a new vector per poll). On an error,
+    /// the records before the bad one are already in `out`.
     pub fn records_into(&self, out: &mut impl Extend<ConsumerRecord>) -> Result<()> {
         for batch in Batches::new(&self.bytes) {
             let batch = batch?;

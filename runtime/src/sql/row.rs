@@ -378,10 +378,7 @@ impl<'de> Visitor<'de> for ColumnSeed<'_> {
         }
     }
     fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<ScalarValue, E> {
-        match self.1 {
-            DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => Ok(text_of(s.to_owned(), self.1)),
-            _ => self.convert(serde_json::Value::String(s.to_owned())),
-        }
+        self.visit_string(s.to_owned())
     }
     fn visit_string<E: serde::de::Error>(self, s: String) -> Result<ScalarValue, E> {
         match self.1 {

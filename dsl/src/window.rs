@@ -61,6 +61,19 @@ impl TimeWindows {
         self
     }
 
+    /// The windows' size.
+    pub fn size(&self) -> Duration {
+        Duration::from_millis(self.size_ms.max(0) as u64)
+    }
+    /// How far apart windows start (the size, for tumbling windows).
+    pub fn advance(&self) -> Duration {
+        Duration::from_millis(self.advance_ms.max(0) as u64)
+    }
+    /// How long after its end a window still accepts out-of-order records.
+    pub fn grace(&self) -> Duration {
+        Duration::from_millis(self.grace_ms.max(0) as u64)
+    }
+
     fn check(&self) -> std::result::Result<(), String> {
         if self.size_ms <= 0 {
             return Err("the window size must be at least 1 ms".into());

@@ -231,6 +231,8 @@ enum Step {
     Project(Arc<Vec<Eval>>),
     /// Fills the metadata columns at these positions (partition, offset, timestamp, key).
     Metadata([Option<usize>; 4]),
+    /// Sets the record's time to a timestamp column's value plus an offset in ms.
+    Time(usize, i64),
 }
 
 struct RowStep {
@@ -282,6 +284,16 @@ impl Processor<Row, Row, Row, Row> for RowStep {
                 }
                 ctx.forward(record)
             }
+            Step::Time(at, offset) => match record.value.get(*at) {
+                Some(ScalarValue::TimestampMillisecond(Some(t), _)) => {
+                    let timestamp = t.saturating_add(*offset);
+                    ctx.forward(Record { timestamp, ..record })
+                }
+                other => Err(freshet_dsl::Error::Process(format!(
+                    "{}: column {at} holds {other:?}, not a window's bound",
+                    self.what
+                ))),
+            },
         }
     }
 }
@@ -453,6 +465,7 @@ fn finish(aggs: &[Agg], acc: &Row) -> Vec<ScalarValue> {
 
 /// A compiled plan node: a stream of rows of `schema`. A windowed aggregate's rows carry the
 /// window's start and end after the schema's columns.
+#[derive(Clone)]
 struct Flow {
     stream: KStream<Row, Row>,
     schema: DFSchemaRef,
@@ -460,8 +473,56 @@ struct Flow {
     window: Option<(usize, usize)>,
     /// Whether rows are an aggregate's results (what CREATE TABLE needs).
     aggregated: bool,
+    /// Whether a row replaces the last one of its key (an aggregate's updates: a changelog)
+    /// rather than adding one (a stream of events, or windows' final results).
+    updates: bool,
+    /// When rows are the final results of fixed-size windows, where their windows are.
+    final_window: Option<FinalWindow>,
     /// The output key's column, when one output column is the whole key.
     key: Option<String>,
+}
+
+impl Flow {
+    /// A stream of events (not an aggregate's results).
+    fn events(stream: KStream<Row, Row>, schema: DFSchemaRef) -> Flow {
+        Flow { stream, schema, window: None, aggregated: false, updates: false, final_window: None, key: None }
+    }
+}
+
+/// Rows that are the final results of fixed-size windows (`EMIT FINAL` over `tumble` or `hop`).
+/// Each window's rows come once, when it closes, so they are a stream: a later stage may
+/// aggregate them by window or join them on their window. They enter that stage at their
+/// window's time, its end less 1 ms (the last instant it covers).
+#[derive(Debug, Clone)]
+struct FinalWindow {
+    /// Columns (positions in the rows) holding the window's start.
+    starts: Vec<usize>,
+    /// Columns holding the window's end.
+    ends: Vec<usize>,
+    size_ms: i64,
+    advance_ms: i64,
+    /// How far the stream time may be past a row's window time when the row arrives: the window's
+    /// grace, plus one window's size for the results of other partitions, which close their
+    /// windows on their own records' time and may come later. What a later stage waits for.
+    delay_ms: i64,
+}
+
+impl FinalWindow {
+    /// The window time of a row, as (column, offset from its value).
+    fn time_column(&self) -> Option<(usize, i64)> {
+        match (self.ends.first(), self.starts.first()) {
+            (Some(&end), _) => Some((end, -1)),
+            (None, Some(&start)) => Some((start, self.size_ms - 1)),
+            (None, None) => None,
+        }
+    }
+
+    /// Keeps the window's columns that `keep` maps to new positions; none left, no window.
+    fn remap(&self, keep: impl Fn(usize) -> Vec<usize>) -> Option<FinalWindow> {
+        let starts: Vec<usize> = self.starts.iter().flat_map(|&i| keep(i)).collect();
+        let ends: Vec<usize> = self.ends.iter().flat_map(|&i| keep(i)).collect();
+        (!starts.is_empty() || !ends.is_empty()).then(|| FinalWindow { starts, ends, ..self.clone() })
+    }
 }
 
 struct Compiler<'a> {
@@ -476,6 +537,8 @@ struct Compiler<'a> {
     admin_partitions: BTreeMap<String, u32>,
     /// Row steps so far (they are named by number).
     steps: usize,
+    /// Aggregates compiled so far, by plan.
+    compiled: Vec<(LogicalPlan, Flow)>,
 }
 
 fn topic_table(scan: &TableScan) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -554,7 +617,44 @@ impl Compiler<'_> {
         step(stream, s, what, &format!("SQL-{kind}-{}", self.steps))
     }
 
+    /// Drops the window's start and end that a windowed aggregate's rows carry after their
+    /// columns, so the rows are the schema's.
+    fn narrow(&mut self, flow: Flow) -> Flow {
+        if flow.window.is_none() {
+            return flow;
+        }
+        let n = flow.schema.fields().len();
+        let exprs = (0..n).map(Eval::Column).collect();
+        let stream = self.step(&flow.stream, Step::Project(Arc::new(exprs)), "the schema's columns", "COLUMNS");
+        let final_window = flow.final_window.as_ref().and_then(|w| w.remap(|i| if i < n { vec![i] } else { vec![] }));
+        Flow { stream, window: None, final_window, ..flow }
+    }
+
+    /// Final windows' results at their window's time (end less 1 ms), as a later stage takes
+    /// them; other rows as they are.
+    fn windowed_time(&mut self, flow: Flow) -> Result<Flow> {
+        let Some((at, offset)) = flow.final_window.as_ref().and_then(FinalWindow::time_column) else {
+            return Ok(flow);
+        };
+        let stream = self.step(&flow.stream, Step::Time(at, offset), "the window's time", "WINDOWTIME");
+        Ok(Flow { stream, ..flow })
+    }
+
     fn compile(&mut self, plan: &LogicalPlan) -> Result<Flow> {
+        // A subquery that comes twice (a query over an aggregate and over its maximum, say) is
+        // computed once, its results going to both.
+        if let LogicalPlan::Aggregate(_) = plan {
+            if let Some((_, flow)) = self.compiled.iter().find(|(p, _)| p == plan) {
+                return Ok(flow.clone());
+            }
+            let flow = self.compile_node(plan)?;
+            self.compiled.push((plan.clone(), flow.clone()));
+            return Ok(flow);
+        }
+        self.compile_node(plan)
+    }
+
+    fn compile_node(&mut self, plan: &LogicalPlan) -> Result<Flow> {
         match plan {
             LogicalPlan::TableScan(scan) => self.scan(scan),
             LogicalPlan::SubqueryAlias(a) => {
@@ -585,9 +685,27 @@ impl Compiler<'_> {
                         _ => None,
                     })
                 });
+                // The final windows' start and end stay known where the projection keeps them.
+                let final_window = flow.final_window.as_ref().and_then(|w| {
+                    w.remap(|i| {
+                        let at = |e: &Expr| match e {
+                            Expr::Column(c) => flow.schema.index_of_column(c).ok(),
+                            e => match (function_name(e), flow.window) {
+                                (Some("window_start"), Some((start, _))) => Some(start),
+                                (Some("window_end"), Some((_, end))) => Some(end),
+                                _ => None,
+                            },
+                        };
+                        let unaliased = |e: &Expr| match e {
+                            Expr::Alias(a) => at(&a.expr),
+                            e => at(e),
+                        };
+                        p.expr.iter().enumerate().filter(|(_, e)| unaliased(e) == Some(i)).map(|(o, _)| o).collect()
+                    })
+                });
                 let what = format!("SELECT {}", p.expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "));
                 let stream = self.step(&flow.stream, Step::Project(Arc::new(exprs)), &what, "SELECT");
-                Ok(Flow { stream, schema: p.schema.clone(), window: None, aggregated: flow.aggregated, key })
+                Ok(Flow { stream, schema: p.schema.clone(), window: None, final_window, key, ..flow })
             }
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Join(j) => self.join(j),
@@ -598,7 +716,7 @@ impl Compiler<'_> {
                 }
                 let first = flows.remove(0);
                 let stream = flows.iter().fold(first.stream.clone(), |s, f| s.merge(&f.stream));
-                Ok(Flow { stream, schema: u.schema.clone(), window: None, aggregated: false, key: None })
+                Ok(Flow::events(stream, u.schema.clone()))
             }
             LogicalPlan::Sort(_) => Err(unsupported("ORDER BY (results are emitted as they happen)")),
             LogicalPlan::Limit(_) => Err(unsupported("LIMIT")),
@@ -686,7 +804,7 @@ impl Compiler<'_> {
                 .collect::<Result<Vec<_>>>()?;
             stream = self.step(&stream, Step::Project(Arc::new(exprs)), "columns read", "COLUMNS");
         }
-        let flow = Flow { stream, schema: scan.projected_schema.clone(), window: None, aggregated: false, key: None };
+        let flow = Flow::events(stream, scan.projected_schema.clone());
         let filters = scan.filters.iter().cloned().reduce(|a, b| a.and(b));
         match filters {
             Some(f) => {
@@ -700,12 +818,14 @@ impl Compiler<'_> {
 
     fn aggregate(&mut self, a: &Aggregate) -> Result<Flow> {
         let flow = self.compile(&a.input)?;
-        if flow.aggregated {
+        if flow.updates {
             // Its input is a changelog (each update replaces the last), not a stream of events.
             return Err(unsupported(
-                "an aggregate over another aggregate's results (what DISTINCT aggregates and nested GROUP BYs need)",
+                "an aggregate over another aggregate's updates (a changelog), what DISTINCT aggregates and nested \
+                 GROUP BYs need (over windows' final results, EMIT FINAL, it is supported)",
             ));
         }
+        let flow = self.narrow(flow);
         if a.group_expr.iter().any(|e| matches!(e, Expr::GroupingSet(_))) {
             return Err(unsupported("GROUPING SETS, CUBE or ROLLUP"));
         }
@@ -714,6 +834,48 @@ impl Compiler<'_> {
             return Err(plan_err("a GROUP BY has at most one window (tumble, hop or session)"));
         }
         let windows = windows.first().map(|w| windows_of(w)).transpose()?;
+        // Grouped by the window of windows' final results (a group column is their start or
+        // end): each group gathers one window's results, and is final once results of later
+        // windows come. A window of the advance's size holds exactly one window's time (end less
+        // 1 ms), and accepts results as late as the input's delay.
+        let window_column = |e: &Expr| match e {
+            Expr::Column(c) => flow.schema.index_of_column(c).ok(),
+            Expr::Alias(al) => match al.expr.as_ref() {
+                Expr::Column(c) => flow.schema.index_of_column(c).ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let follows = flow.final_window.clone().and_then(|w| {
+            let starts = (0..a.group_expr.len())
+                .filter(|&g| window_column(&a.group_expr[g]).is_some_and(|i| w.starts.contains(&i)))
+                .collect::<Vec<_>>();
+            let ends = (0..a.group_expr.len())
+                .filter(|&g| window_column(&a.group_expr[g]).is_some_and(|i| w.ends.contains(&i)))
+                .collect::<Vec<_>>();
+            (!starts.is_empty() || !ends.is_empty()).then(|| FinalWindow {
+                starts,
+                ends,
+                delay_ms: w.delay_ms.saturating_mul(2).saturating_add(1),
+                ..w
+            })
+        });
+        let (flow, windows) = match (&follows, windows) {
+            (Some(_), Some(_)) => {
+                return Err(unsupported(
+                    "a window in a GROUP BY of windows' final results by their window (they are grouped by theirs)",
+                ))
+            }
+            (Some(w), None) => {
+                let input = flow.final_window.clone().expect("followed");
+                let flow = self.windowed_time(flow)?;
+                let ms = |v: i64| Duration::from_millis(v.max(0) as u64);
+                let own = TimeWindows::of_size_and_grace(ms(w.advance_ms), ms(input.delay_ms));
+                (flow, Some(Windows::Time(own)))
+            }
+            (None, windows) => (flow, windows),
+        };
+        let inherited = follows.is_some();
         let keys: Vec<(usize, Eval, DataType)> = a
             .group_expr
             .iter()
@@ -786,6 +948,8 @@ impl Compiler<'_> {
         let acc_serde = RowSerde::new(state_types.clone());
         let width = a.schema.fields().len();
         let window_position = a.group_expr.iter().position(is_window);
+        // The window's bounds are columns of the rows, unless the groups follow their input's.
+        let bounds = !inherited;
         let group_positions: Vec<usize> = keys.iter().map(|(i, _, _)| *i).collect();
         let n_groups = a.group_expr.len();
         // Output rows: the group columns (the window's as its start), the aggregates, then the
@@ -801,7 +965,7 @@ impl Compiler<'_> {
             for (j, v) in finish(&ag2, acc).into_iter().enumerate() {
                 out[n_groups + j] = v;
             }
-            if let Some((start, end)) = window {
+            if let (Some((start, end)), true) = (window, bounds) {
                 out.push(ScalarValue::TimestampMillisecond(Some(start), None));
                 out.push(ScalarValue::TimestampMillisecond(Some(end), None));
             }
@@ -838,19 +1002,60 @@ impl Compiler<'_> {
                 table.to_stream().flat_map(move |k: &freshet_dsl::Windowed<Row>, v: &Option<Row>| {
                     v.as_ref().map(|acc| {
                         let mut key = k.key.clone();
-                        key.push(ScalarValue::TimestampMillisecond(Some(k.start), None));
+                        if bounds {
+                            key.push(ScalarValue::TimestampMillisecond(Some(k.start), None));
+                        }
                         (key, assemble(&k.key, acc, Some((k.start, k.end))))
                     })
                 })
             }
         };
-        let window = windows.map(|_| (width, width + 1));
+        let window = windows.filter(|_| bounds).map(|_| (width, width + 1));
         // One group column (and no window) is the whole key.
         let key = match (keys.as_slice(), windows) {
             ([(i, _, _)], None) => Some(a.schema.field(*i).name().clone()),
             _ => None,
         };
-        Ok(Flow { stream, schema: a.schema.clone(), window, aggregated: true, key })
+        let final_results = self.emit == Emit::Final && windows.is_some();
+        let final_window = match (windows, final_results) {
+            (_, false) => None,
+            _ if inherited => follows,
+            (Some(Windows::Time(t)), true) => {
+                let ms = |d: Duration| d.as_millis() as i64;
+                Some(FinalWindow {
+                    starts: window_position.into_iter().chain([width]).collect(),
+                    ends: vec![width + 1],
+                    size_ms: ms(t.size()),
+                    advance_ms: ms(t.advance()),
+                    delay_ms: ms(t.grace()) + ms(t.size()),
+                })
+            }
+            // Sessions' final results are a stream too, but of windows of no fixed size.
+            _ => None,
+        };
+        Ok(Flow {
+            stream,
+            schema: a.schema.clone(),
+            window,
+            aggregated: true,
+            updates: !final_results,
+            final_window,
+            key,
+        })
+    }
+
+    /// A side of a join: a stream of events or of windows' final results (at their window's
+    /// time), not a changelog.
+    fn join_input(&mut self, plan: &LogicalPlan) -> Result<Flow> {
+        let flow = self.compile(plan)?;
+        if flow.updates {
+            return Err(unsupported(
+                "a join of an aggregate's updates (a changelog, not a stream; windows' final results, EMIT FINAL, \
+                 can be joined)",
+            ));
+        }
+        let flow = self.narrow(flow);
+        self.windowed_time(flow)
     }
 
     fn join(&mut self, j: &datafusion::logical_expr::Join) -> Result<Flow> {
@@ -889,8 +1094,43 @@ impl Compiler<'_> {
                 j.filter.as_ref().map_or("no condition".to_string(), |f| f.to_string())
             )));
         }
+        // A semi join keeps one side's rows that have a partner. The optimizer makes one of an
+        // inner join whose other side is unique on the join key and unused above it (a
+        // windows' maximum, say): that is the inner join, with one side's columns.
+        let unique = |schema: &DFSchemaRef, keys: Vec<&Expr>| {
+            let at: Vec<usize> = keys
+                .into_iter()
+                .filter_map(|e| match e {
+                    Expr::Column(c) => schema.maybe_index_of_column(c),
+                    Expr::Alias(a) => a.expr.try_as_col().and_then(|c| schema.maybe_index_of_column(c)),
+                    _ => None,
+                })
+                .collect();
+            schema.functional_dependencies().iter().any(|d| {
+                d.mode == datafusion::common::Dependency::Single
+                    // Null keys join nothing here, so a nullable key is unique as well.
+                    && (!d.nullable || j.null_equality == datafusion::common::NullEquality::NullEqualsNothing)
+                    && d.source_indices.iter().all(|i| at.contains(i))
+            })
+        };
+        let semi = match j.join_type {
+            JoinType::LeftSemi | JoinType::RightSemi => {
+                let (other, keys) = match j.join_type {
+                    JoinType::LeftSemi => (&rs, j.on.iter().map(|(_, r)| r).collect::<Vec<_>>()),
+                    _ => (&ls, j.on.iter().map(|(l, _)| l).collect()),
+                };
+                if !unique(other, keys) {
+                    return Err(unsupported(format!(
+                        "a {} join (EXISTS or IN with a subquery) where a row may have more than one partner",
+                        j.join_type
+                    )));
+                }
+                Some(j.join_type)
+            }
+            _ => None,
+        };
         let outer = match j.join_type {
-            JoinType::Inner => None,
+            JoinType::Inner | JoinType::LeftSemi | JoinType::RightSemi => None,
             JoinType::Left => Some(JoinType::Left),
             JoinType::Full => Some(JoinType::Full),
             other => {
@@ -907,13 +1147,7 @@ impl Compiler<'_> {
         if table_of(&j.left).is_some() {
             return Err(unsupported("a table on the left of a join (put the stream first: stream JOIN table)"));
         }
-        let left = self.compile(&j.left)?;
-        if left.aggregated {
-            return Err(unsupported("a join of an aggregate's results (a changelog, not a stream)"));
-        }
-        if left.window.is_some() {
-            return Err(unsupported("a join of a windowed aggregate's results"));
-        }
+        let left = self.join_input(&j.left)?;
         let left_types: Vec<DataType> = ls.fields().iter().map(|f| f.data_type().clone()).collect();
         let right_types: Vec<DataType> = rs.fields().iter().map(|f| f.data_type().clone()).collect();
         let right_nulls: Row = right_types.iter().map(null_of).collect();
@@ -992,14 +1226,9 @@ impl Compiler<'_> {
                 }
             }
             None => {
-                let right = self.compile(&j.right)?;
-                if right.aggregated {
-                    return Err(unsupported("a join of an aggregate's results (a changelog, not a stream)"));
-                }
-                if right.window.is_some() {
-                    return Err(unsupported("a join of a windowed aggregate's results"));
-                }
-                let bound = time_bound(&pairs, &mut residual, &ls, &rs)?;
+                let right = self.join_input(&j.right)?;
+                let times = Times { ls: &ls, rs: &rs, lw: left.final_window.as_ref(), rw: right.final_window.as_ref() };
+                let bound = time_bound(&pairs, &mut residual, &times)?;
                 if outer.is_some() && (!bound.exact || !residual.is_empty()) {
                     return Err(unsupported(
                         "a left or full join of streams with conditions in ON other than equalities and a time bound \
@@ -1021,7 +1250,10 @@ impl Compiler<'_> {
                 };
                 let lk = left.stream.select_key(rekey(lkeys, key_types.clone()));
                 let rk = right.stream.select_key(rekey(rkeys, key_types.clone()));
-                let windows = JoinWindows::of_time_difference_with_no_grace(Duration::ZERO)
+                // Windows' final results come as late as their delay: the join waits that long.
+                let delays = [&left, &right].map(|f| f.final_window.as_ref().map_or(0, |w| w.delay_ms));
+                let grace = Duration::from_millis(delays.into_iter().max().unwrap_or(0).max(0) as u64);
+                let windows = JoinWindows::of_time_difference_and_grace(Duration::ZERO, grace)
                     .before(Duration::from_millis(bound.before))
                     .after(Duration::from_millis(bound.after));
                 let joined = StreamJoined::with(
@@ -1044,15 +1276,26 @@ impl Compiler<'_> {
                 }
             }
         };
-        let flow = Flow { stream, schema: j.schema.clone(), window: None, aggregated: false, key: None };
-        match residual.into_iter().reduce(|a, b| a.and(b)) {
-            Some(f) => {
-                let predicate = self.expr(&f, &flow)?;
-                let stream = self.step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("ON {f}"), "ON");
-                Ok(Flow { stream, ..flow })
-            }
-            None => Ok(flow),
+        // Rows of both sides' columns, then (a semi join) of one side's.
+        let both = match semi {
+            Some(_) => Arc::new(ls.join(&rs)?),
+            None => j.schema.clone(),
+        };
+        let mut flow = Flow::events(stream, both);
+        if let Some(f) = residual.into_iter().reduce(|a, b| a.and(b)) {
+            let predicate = self.expr(&f, &flow)?;
+            flow.stream = self.step(&flow.stream, Step::Filter(Arc::new(predicate)), &format!("ON {f}"), "ON");
         }
+        if let Some(kind) = semi {
+            let (n, m) = (ls.fields().len(), rs.fields().len());
+            let kept: Vec<Eval> = match kind {
+                JoinType::LeftSemi => (0..n).map(Eval::Column).collect(),
+                _ => (n..n + m).map(Eval::Column).collect(),
+            };
+            let stream = self.step(&flow.stream, Step::Project(Arc::new(kept)), "one side's columns", "SEMI");
+            flow = Flow::events(stream, j.schema.clone());
+        }
+        Ok(flow)
     }
 }
 
@@ -1065,21 +1308,37 @@ struct TimeBound {
     exact: bool,
 }
 
-/// Which side's `_timestamp` an expression is, plus a constant offset in ms.
-fn timestamp_offset(e: &Expr, ls: &DFSchemaRef, rs: &DFSchemaRef) -> Option<(bool, i64)> {
+/// What stands for the record times of a join's two sides: their `_timestamp` columns, and the
+/// window bounds of windows' final results (a window's start is its time less the size plus 1
+/// ms, its end its time plus 1 ms).
+struct Times<'a> {
+    ls: &'a DFSchemaRef,
+    rs: &'a DFSchemaRef,
+    lw: Option<&'a FinalWindow>,
+    rw: Option<&'a FinalWindow>,
+}
+
+/// Which side's record time an expression is (left: true), plus a constant offset in ms.
+fn timestamp_offset(e: &Expr, times: &Times<'_>) -> Option<(bool, i64)> {
     match e {
-        Expr::Column(c) if c.name == "_timestamp" => {
-            if ls.has_column(c) {
-                Some((true, 0))
-            } else if rs.has_column(c) {
-                Some((false, 0))
-            } else {
-                None
-            }
+        Expr::Column(c) => {
+            [(true, times.ls, times.lw), (false, times.rs, times.rw)].into_iter().find_map(|(left, s, w)| {
+                if c.name == "_timestamp" && s.has_column(c) {
+                    return Some((left, 0));
+                }
+                let (w, i) = (w?, s.index_of_column(c).ok()?);
+                if w.starts.contains(&i) {
+                    Some((left, 1 - w.size_ms))
+                } else if w.ends.contains(&i) {
+                    Some((left, 1))
+                } else {
+                    None
+                }
+            })
         }
-        Expr::Cast(c) => timestamp_offset(&c.expr, ls, rs),
+        Expr::Cast(c) => timestamp_offset(&c.expr, times),
         Expr::BinaryExpr(BinaryExpr { left, op: op @ (Operator::Plus | Operator::Minus), right }) => {
-            let (side, base) = timestamp_offset(left, ls, rs)?;
+            let (side, base) = timestamp_offset(left, times)?;
             let d = duration_of(right, "").ok()?.as_millis() as i64;
             Some((side, if *op == Operator::Plus { base + d } else { base - d }))
         }
@@ -1087,10 +1346,11 @@ fn timestamp_offset(e: &Expr, ls: &DFSchemaRef, rs: &DFSchemaRef) -> Option<(boo
     }
 }
 
-/// Finds the time bound of a stream-stream join: `date_bin` equalities among the key pairs, or
-/// comparisons (`BETWEEN`, `<=`, `>=`, `<`, `>`) of the two sides' `_timestamp` in the residual
-/// conditions. Those stay in the residual, so the join means exactly what the query says.
-fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], ls: &DFSchemaRef, rs: &DFSchemaRef) -> Result<TimeBound> {
+/// Finds the time bound of a stream-stream join: `date_bin` equalities or equal window bounds
+/// among the key pairs, or comparisons (`BETWEEN`, `<=`, `>=`, `<`, `>`) of the two sides' record
+/// times in the residual conditions. Those stay in the residual, so the join means exactly what
+/// the query says.
+fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], times: &Times<'_>) -> Result<TimeBound> {
     // lo <= right - left <= hi
     let (mut lo, mut hi): (Option<i64>, Option<i64>) = (None, None);
     let mut exact = true;
@@ -1108,7 +1368,7 @@ fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], ls: &DFSchemaRef, r
         }
     }
     let mut apply = |a: &Expr, op: Operator, b: &Expr| -> bool {
-        let (Some((sa, oa)), Some((sb, ob))) = (timestamp_offset(a, ls, rs), timestamp_offset(b, ls, rs)) else {
+        let (Some((sa, oa)), Some((sb, ob))) = (timestamp_offset(a, times), timestamp_offset(b, times)) else {
             return false;
         };
         if sa == sb {
@@ -1117,6 +1377,10 @@ fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], ls: &DFSchemaRef, r
         // Normalise to `right - left  op  c`.
         let (op, c) = if sa { (op.swap().unwrap_or(op), oa - ob) } else { (op, ob - oa) };
         match op {
+            Operator::Eq => {
+                lo = Some(lo.map_or(c, |x| x.max(c)));
+                hi = Some(hi.map_or(c, |x| x.min(c)));
+            }
             Operator::GtEq => lo = Some(lo.map_or(c, |x| x.max(c))),
             Operator::Gt => lo = Some(lo.map_or(c + 1, |x| x.max(c + 1))),
             Operator::LtEq => hi = Some(hi.map_or(c, |x| x.min(c))),
@@ -1128,6 +1392,9 @@ fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], ls: &DFSchemaRef, r
         }
         true
     };
+    for (l, r) in pairs {
+        apply(l, Operator::Eq, r);
+    }
     for e in residual.iter() {
         match e {
             Expr::Between(b) if !b.negated => {
@@ -1143,7 +1410,8 @@ fn time_bound(pairs: &[(Expr, Expr)], residual: &mut [Expr], ls: &DFSchemaRef, r
     let (Some(lo), Some(hi)) = (lo, hi) else {
         return Err(plan_err(
             "a join of two streams needs a time bound in ON: a._timestamp BETWEEN b._timestamp - INTERVAL ... AND \
-             b._timestamp + INTERVAL ..., or date_bin(INTERVAL ..., a._timestamp) = date_bin(INTERVAL ..., b._timestamp)",
+             b._timestamp + INTERVAL ..., or date_bin(INTERVAL ..., a._timestamp) = date_bin(INTERVAL ..., b._timestamp), \
+             or equal window bounds of windows' final results (EMIT FINAL)",
         ));
     };
     if lo > hi {
@@ -1213,6 +1481,7 @@ pub(crate) fn compile(
         partitions: 1,
         admin_partitions: partitions,
         steps: 0,
+        compiled: Vec::new(),
     };
     let flow = compiler.compile(plan)?;
     if kind == OutputKind::Table && !flow.aggregated {

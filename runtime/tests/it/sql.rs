@@ -328,6 +328,17 @@ fn explain_shows_the_task_graph_of_a_continuous_query() {
              ON b.bidder = p.id WHERE p.state = 'OR'"
         )
     );
+    // Nexmark q5's shape: the per-window counts are computed once, and feed both the join and
+    // the aggregate of their maximum.
+    insta::assert_snapshot!(
+        "explain_second_stage",
+        explain(
+            "EXPLAIN CREATE STREAM top AS SELECT ab.auction, ab.n FROM \
+             (SELECT auction, count(*) AS n, window_start() AS ws FROM bids GROUP BY tumble(INTERVAL '10' SECOND), auction) ab \
+             JOIN (SELECT max(n) AS m, ws FROM (SELECT auction, count(*) AS n, window_start() AS ws FROM bids \
+             GROUP BY tumble(INTERVAL '10' SECOND), auction) c GROUP BY ws) mb ON ab.ws = mb.ws AND ab.n >= mb.m EMIT FINAL"
+        )
+    );
     drop(session);
     rt.block_on(log.close()).unwrap();
 }

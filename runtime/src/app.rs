@@ -1673,14 +1673,32 @@ impl StreamThread {
 
     /// Whether records of the repartition topic `topic` may still come from this thread: a task
     /// of a sub-topology writing it has records to process, or its input is behind the log, or
-    /// records for it wait to be sent.
+    /// records for it wait to be sent, or the same holds of a repartition topic that task reads
+    /// (a chain of sub-topologies: a join of two aggregates' results waits for the input of
+    /// each aggregate, not only for the aggregate).
     fn upstream_busy(&self, topic: &str) -> bool {
+        self.upstream_busy_from(topic, &mut Vec::new())
+    }
+
+    fn upstream_busy_from<'a>(&'a self, topic: &'a str, seen: &mut Vec<&'a str>) -> bool {
+        if seen.contains(&topic) {
+            return false;
+        }
+        seen.push(topic);
         let Some(subs) = self.writers.get(topic) else { return false };
-        self.tasks
-            .iter()
-            .filter(|t| subs.contains(&t.ctx.subtopology))
-            .any(|t| t.queues.values().any(|q| !q.is_empty()) || t.behind.values().any(|&lag| lag > 0))
-            || self.unpolled.contains(topic)
+        if self.unpolled.contains(topic) {
+            return true;
+        }
+        let writers = self.tasks.iter().filter(|t| subs.contains(&t.ctx.subtopology));
+        for t in writers {
+            if t.queues.values().any(|q| !q.is_empty()) || t.behind.values().any(|&lag| lag > 0) {
+                return true;
+            }
+            if t.queues.keys().any(|tp| self.writers.contains_key(&tp.topic) && self.upstream_busy_from(&tp.topic, seen)) {
+                return true;
+            }
+        }
+        false
     }
 
     fn process_buffered(&mut self, i: usize) -> Result<()> {

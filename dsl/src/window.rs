@@ -8,9 +8,10 @@
 //!
 //! By default every update of a window is forwarded at once ([`EmitStrategy::OnWindowUpdate`]);
 //! with [`EmitStrategy::OnWindowClose`] nothing is forwarded until the window closes, and then
-//! its final value once (as Kafka Streams' `EmitStrategy.onWindowClose()`). Which windows were
-//! emitted is kept in memory: after a restart, windows that closed while the task was away are
-//! emitted when the next record comes (at least once, never lost).
+//! its final value once (as Kafka Streams' `EmitStrategy.onWindowClose()`). Which windows wait
+//! to be emitted is kept in memory (their starts and keys), so a close reads only its own
+//! windows: after a restart, windows that closed while the task was away are emitted when the
+//! next record comes (at least once, never lost).
 //!
 //! Windows are Kafka Streams': time windows are `[start, end)` with starts aligned to the epoch;
 //! sliding windows are `[start, start + time difference]`, both ends included, one for each set of
@@ -18,7 +19,7 @@
 //! records that lie within the inactivity gap of each other, `[first, last]`. Records with a
 //! negative timestamp cannot be windowed and are dropped (counted in `dropped_records`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -364,7 +365,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             emit_final: self.emit == EmitStrategy::OnWindowClose,
             on_late: self.on_late.clone(),
             observed: i64::MIN,
-            last_emit_close: None,
+            pending: None,
         };
         let make = make::<K, V, Windowed<K>, Change<A>, _>(move || processor.fresh());
         let node = add_stateful(graph, prefix, &[input.node], &stores, make);
@@ -438,8 +439,11 @@ struct WindowAggregate<K, V, A> {
     on_late: Option<LateFn<K, V>>,
     /// The largest timestamp this operator has seen.
     observed: i64,
-    /// The close time up to which final results were emitted.
-    last_emit_close: Option<i64>,
+    /// Emitting final results: the windows written and not emitted yet, by start, with their
+    /// keys; built from the store on the first record after the task starts (so windows that
+    /// closed while it was away are emitted then, and open ones later). A close reads just its
+    /// windows, by key, rather than scanning the store's segments.
+    pending: Option<BTreeMap<i64, BTreeSet<Bytes>>>,
 }
 
 /// A window's new aggregate: start, new value, old value, timestamp.
@@ -458,7 +462,7 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
             emit_final: self.emit_final,
             on_late: self.on_late.clone(),
             observed: i64::MIN,
-            last_emit_close: None,
+            pending: None,
         }
     }
 
@@ -620,34 +624,35 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
     ) -> Result<Vec<(Windowed<K>, A, i64)>> {
         let span = self.layout.span_ms();
         let upper = close.saturating_sub(span);
-        if upper < 0 || self.last_emit_close.is_some_and(|last| close <= last) {
+        let pending = match &mut self.pending {
+            Some(pending) => pending,
+            None => {
+                let mut pending: BTreeMap<i64, BTreeSet<Bytes>> = BTreeMap::new();
+                for entry in ctx.window_store::<Bytes, Bytes>(&self.store)?.all()? {
+                    let (w, _) = entry?;
+                    pending.entry(w.start).or_default().insert(w.key);
+                }
+                self.pending.insert(pending)
+            }
+        };
+        if upper < 0 || pending.first_key_value().is_none_or(|(start, _)| *start > upper) {
             return Ok(Vec::new());
         }
-        let lower = self.last_emit_close.map_or(0, |last| (last - span).max(0) + 1);
-        if let Layout::Time(w) = self.layout {
-            // Time windows start at multiples of the advance: when none starts in the range, no
-            // window closed since the last scan, and the store is not read (stream time moves on
-            // with nearly every record; windows close once per advance).
-            let first = (lower + w.advance_ms - 1) / w.advance_ms * w.advance_ms;
-            if first > upper {
-                self.last_emit_close = Some(close);
-                return Ok(Vec::new());
+        let open = pending.split_off(&(upper + 1));
+        let closed = std::mem::replace(pending, open);
+        let store = ctx.window_store::<Bytes, Bytes>(&self.store)?;
+        let mut out = Vec::new();
+        // By start, then key bytes.
+        for (start, keys) in closed {
+            for kb in keys {
+                // Gone only if the store's retention passed it (a jump in stream time).
+                let Some(stored) = store.fetch(&kb, start)? else { continue };
+                let key = decode(&self.key, &kb, "key", &self.store)?;
+                let (value, timestamp) = decode_stamped(&self.serde, &stored, &self.store)?;
+                out.push((Windowed { key, start, end: start + span }, value, timestamp));
             }
         }
-        let mut closed: Vec<(Windowed<Bytes>, Bytes)> = ctx
-            .window_store::<Bytes, Bytes>(&self.store)?
-            .fetch_all(lower, upper)?
-            .collect::<freshet_state::Result<_>>()?;
-        closed.sort_by(|a, b| (a.0.start, &a.0.key).cmp(&(b.0.start, &b.0.key)));
-        self.last_emit_close = Some(close);
-        closed
-            .into_iter()
-            .map(|(w, stored)| {
-                let key = decode(&self.key, &w.key, "key", &self.store)?;
-                let (value, timestamp) = decode_stamped(&self.serde, &stored, &self.store)?;
-                Ok((Windowed { key, start: w.start, end: w.start + span }, value, timestamp))
-            })
-            .collect()
+        Ok(out)
     }
 }
 
@@ -665,6 +670,11 @@ impl<K: Data, V: Data, A: Data> Processor<K, V, Windowed<K>, Change<A>> for Wind
             Layout::Sliding(w) => self.sliding_windows(w, &r, &kb, close, ctx)?,
         };
         if self.emit_final {
+            if let Some(pending) = &mut self.pending {
+                for (start, ..) in &updates {
+                    pending.entry(*start).or_default().insert(kb.clone());
+                }
+            }
             for (key, value, timestamp) in closed {
                 let change = Change { new: Some(value), old: None };
                 ctx.forward(Record { key, value: change, timestamp, headers: r.headers.clone() })?;

@@ -1694,7 +1694,10 @@ impl StreamThread {
             if t.queues.values().any(|q| !q.is_empty()) || t.behind.values().any(|&lag| lag > 0) {
                 return true;
             }
-            if t.queues.keys().any(|tp| self.writers.contains_key(&tp.topic) && self.upstream_busy_from(&tp.topic, seen)) {
+            if t.queues
+                .keys()
+                .any(|tp| self.writers.contains_key(&tp.topic) && self.upstream_busy_from(&tp.topic, seen))
+            {
                 return true;
             }
         }

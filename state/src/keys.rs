@@ -27,21 +27,18 @@ pub fn put_escaped(out: &mut BytesMut, key: &[u8]) {
 /// Splits an escaped key off the front of `bytes`: `(user key, rest)`.
 pub fn split_escaped(bytes: &[u8]) -> Result<(Vec<u8>, &[u8])> {
     let mut key = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == 0 {
-            match bytes.get(i + 1) {
-                Some(0) => return Ok((key, &bytes[i + 2..])),
-                Some(0xff) => {
-                    key.push(0);
-                    i += 2;
-                    continue;
-                }
-                _ => break,
+    let mut rest = bytes;
+    // From zero byte to zero byte: runs between them are copied whole.
+    while let Some(i) = rest.iter().position(|&b| b == 0) {
+        key.extend_from_slice(&rest[..i]);
+        match rest.get(i + 1) {
+            Some(0) => return Ok((key, &rest[i + 2..])),
+            Some(0xff) => {
+                key.push(0);
+                rest = &rest[i + 2..];
             }
+            _ => break,
         }
-        key.push(bytes[i]);
-        i += 1;
     }
     Err(Error::Decode { what: "store key", detail: "escaped key without its terminator".into() })
 }

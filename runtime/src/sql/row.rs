@@ -108,9 +108,7 @@ pub(crate) fn write_json(out: &mut String, v: &ScalarValue) {
         ScalarValue::Utf8(Some(s)) | ScalarValue::Utf8View(Some(s)) | ScalarValue::LargeUtf8(Some(s)) => text(out, s),
         ScalarValue::Float64(Some(f)) => write_float(out, *f),
         ScalarValue::Float32(Some(f)) => write_float(out, f64::from(*f)),
-        ScalarValue::TimestampMillisecond(Some(ms), _) => {
-            let _ = write!(out, "{ms}");
-        }
+        ScalarValue::TimestampMillisecond(Some(ms), _) => out.push_str(itoa::Buffer::new().format(*ms)),
         ScalarValue::TimestampSecond(Some(s), _) => {
             let _ = write!(out, "{}", s.saturating_mul(1000));
         }
@@ -120,12 +118,8 @@ pub(crate) fn write_json(out: &mut String, v: &ScalarValue) {
         ScalarValue::TimestampNanosecond(Some(ns), _) => {
             let _ = write!(out, "{}", ns / 1_000_000);
         }
-        ScalarValue::Int64(Some(i)) => {
-            let _ = write!(out, "{i}");
-        }
-        ScalarValue::Int32(Some(i)) => {
-            let _ = write!(out, "{i}");
-        }
+        ScalarValue::Int64(Some(i)) => out.push_str(itoa::Buffer::new().format(*i)),
+        ScalarValue::Int32(Some(i)) => out.push_str(itoa::Buffer::new().format(*i)),
         v if v.data_type().is_integer() => {
             let _ = write!(out, "{v}");
         }
@@ -463,22 +457,53 @@ impl Serde<Row> for KeySerde {
                 return Ok(vec![text_of(String::from_utf8_lossy(data).into_owned(), t)]);
             }
         }
-        let parsed = serde_json::from_slice::<serde_json::Value>(data);
-        match (self.types.as_slice(), parsed) {
-            ([t], Ok(v)) => from_json(&v, t).map(|s| vec![s]).map_err(|e| format!("key: {e}")),
-            (types, Ok(serde_json::Value::Array(vs))) if vs.len() == types.len() => {
-                vs.iter().zip(types).map(|(v, t)| from_json(v, t).map_err(|e| format!("key: {e}"))).collect()
-            }
-            (types, _) => Err(format!(
-                "key {:?} is not the JSON of {} column(s) ({})",
+        // Straight into the columns' types, as values are.
+        let mut de = serde_json::Deserializer::from_slice(data);
+        let parsed = match self.types.as_slice() {
+            [t] => ColumnSeed("key", t).deserialize(&mut de).map(|v| vec![v]),
+            types => KeySeed(types).deserialize(&mut de),
+        };
+        parsed.and_then(|row| de.end().map(|()| row)).map_err(|e| {
+            format!(
+                "key {:?} is not the JSON of {} column(s) ({}): {e}",
                 String::from_utf8_lossy(data),
-                types.len(),
-                types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
-            )),
-        }
+                self.types.len(),
+                self.types.iter().map(|t| t.to_string()).collect::<Vec<_>>().join(", ")
+            )
+        })
     }
     fn name(&self) -> String {
         "JsonKey".into()
+    }
+}
+
+/// A key of several columns: a JSON array, each value read straight into its column's type.
+struct KeySeed<'a>(&'a [DataType]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Row;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Row, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Row;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "a JSON array of {} values", self.0.len())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Row, A::Error> {
+        let mut row = Vec::with_capacity(self.0.len());
+        for (i, t) in self.0.iter().enumerate() {
+            match seq.next_element_seed(ColumnSeed("key", t))? {
+                Some(v) => row.push(v),
+                None => return Err(serde::de::Error::invalid_length(i, &self)),
+            }
+        }
+        if seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+            return Err(serde::de::Error::invalid_length(self.0.len() + 1, &self));
+        }
+        Ok(row)
     }
 }
 
@@ -816,6 +841,20 @@ mod tests {
         let text = KeySerde::new(vec![DataType::Utf8]);
         assert_eq!(text.deserialize(Some(b"user-1")).unwrap(), vec![ScalarValue::Utf8(Some("user-1".into()))]);
         assert!(key.deserialize(Some(b"user-1")).is_err());
+        // Several columns: a JSON array, each value in its column's type.
+        let ts = DataType::Timestamp(TimeUnit::Millisecond, None);
+        let pair = KeySerde::new(vec![DataType::Int64, DataType::Utf8, ts]);
+        let row = vec![
+            ScalarValue::Int64(Some(7)),
+            ScalarValue::Utf8(Some("a\"b".into())),
+            ScalarValue::TimestampMillisecond(Some(1_700_000_000_000), None),
+        ];
+        let bytes = pair.serialize(&row).unwrap().unwrap();
+        assert_eq!(pair.deserialize(Some(&bytes)).unwrap(), row);
+        let short = pair.deserialize(Some(b"[7, \"x\"]")).unwrap_err();
+        assert!(short.contains("3 column(s)") && short.contains("invalid length"), "{short}");
+        assert!(pair.deserialize(Some(b"[7, \"x\", 1, 2]")).is_err());
+        assert!(pair.deserialize(Some(b"[\"seven\", \"x\", 1]")).unwrap_err().contains("seven"));
         let types = vec![DataType::Int32, DataType::Utf8, DataType::Float64, DataType::Boolean, DataType::Int64];
         let serde = RowSerde::new(types);
         let row = vec![

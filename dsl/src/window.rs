@@ -8,10 +8,13 @@
 //!
 //! By default every update of a window is forwarded at once ([`EmitStrategy::OnWindowUpdate`]);
 //! with [`EmitStrategy::OnWindowClose`] nothing is forwarded until the window closes, and then
-//! its final value once (as Kafka Streams' `EmitStrategy.onWindowClose()`). Which windows wait
-//! to be emitted is kept in memory (their starts and keys), so a close reads only its own
-//! windows: after a restart, windows that closed while the task was away are emitted when the
-//! next record comes (at least once, never lost).
+//! its final value once (as Kafka Streams' `EmitStrategy.onWindowClose()`). How far results were
+//! emitted is a mark in a small store of its own (`<store>-emitted`, changelogged), so a restart
+//! does not emit them again; which windows wait to be emitted is kept in memory (their starts and
+//! keys, rebuilt from the store past the mark), so a close reads only its own windows. After a
+//! restart, windows that closed while the task was away are emitted when the next record comes;
+//! after a crash, results emitted since the last commit are emitted again (at least once, never
+//! lost).
 //!
 //! Windows are Kafka Streams': time windows are `[start, end)` with starts aligned to the epoch;
 //! sliding windows are `[start, start + time difference]`, both ends included, one for each set of
@@ -354,9 +357,17 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_window(&records, options)));
             stores.push(records.clone());
         }
+        // Emitting final results: how far windows were emitted, so a restart does not emit them
+        // again.
+        let emitted = format!("{store}-emitted");
+        if self.emit == EmitStrategy::OnWindowClose {
+            graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&emitted)));
+            stores.push(emitted.clone());
+        }
         let processor = WindowAggregate {
             store: store.clone(),
             records,
+            emitted,
             key: self.grouped.grouped.key.clone(),
             value: self.grouped.grouped.value.clone(),
             serde: serde.clone(),
@@ -430,6 +441,8 @@ struct WindowAggregate<K, V, A> {
     store: String,
     /// Sliding windows: the store of the records themselves.
     records: String,
+    /// Emitting final results: the store of the start up to which windows were emitted.
+    emitted: String,
     key: Arc<dyn Serde<K>>,
     value: Arc<dyn Serde<V>>,
     serde: Arc<dyn Serde<A>>,
@@ -440,10 +453,32 @@ struct WindowAggregate<K, V, A> {
     /// The largest timestamp this operator has seen.
     observed: i64,
     /// Emitting final results: the windows written and not emitted yet, by start, with their
-    /// keys; built from the store on the first record after the task starts (so windows that
-    /// closed while it was away are emitted then, and open ones later). A close reads just its
-    /// windows, by key, rather than scanning the store's segments.
+    /// keys; built on the first record after the task starts from the store's windows past the
+    /// emitted mark (so windows that closed while it was away are emitted then, and open ones
+    /// later). A close reads just its windows, by key, rather than scanning the store's segments.
     pending: Option<BTreeMap<i64, BTreeSet<Bytes>>>,
+}
+
+/// The key of an emit-final aggregate's mark: how far its results were emitted (time windows:
+/// the windows starting at or before it; sessions: those ending before it).
+const EMITTED: &[u8] = b"emitted";
+
+/// The emitted mark, `i64::MIN` before anything was emitted.
+fn read_mark<K, V>(ctx: &mut ProcessorContext<'_, K, V>, store: &str) -> Result<i64> {
+    match ctx.kv_store::<Bytes, Bytes>(store)?.get(&Bytes::from_static(EMITTED))? {
+        Some(b) => Ok(i64::from_be_bytes(b.as_ref().try_into().map_err(|_| {
+            crate::Error::Process(format!("store {store}: an emitted mark of {} bytes, not 8", b.len()))
+        })?)),
+        None => Ok(i64::MIN),
+    }
+}
+
+/// Moves the emitted mark on. It is committed with the output it stands for: a commit writes
+/// stores only after the output is acknowledged, so a crash before that emits again (at least
+/// once) and never skips.
+fn write_mark<K, V>(ctx: &mut ProcessorContext<'_, K, V>, store: &str, mark: i64) -> Result<()> {
+    let mark = Bytes::copy_from_slice(&mark.to_be_bytes());
+    Ok(ctx.kv_store::<Bytes, Bytes>(store)?.put(&Bytes::from_static(EMITTED), &mark)?)
 }
 
 /// A window's new aggregate: start, new value, old value, timestamp.
@@ -454,6 +489,7 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
         WindowAggregate {
             store: self.store.clone(),
             records: self.records.clone(),
+            emitted: self.emitted.clone(),
             key: self.key.clone(),
             value: self.value.clone(),
             serde: self.serde.clone(),
@@ -627,10 +663,13 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
         let pending = match &mut self.pending {
             Some(pending) => pending,
             None => {
+                let mark = read_mark(ctx, &self.emitted)?;
                 let mut pending: BTreeMap<i64, BTreeSet<Bytes>> = BTreeMap::new();
                 for entry in ctx.window_store::<Bytes, Bytes>(&self.store)?.all()? {
                     let (w, _) = entry?;
-                    pending.entry(w.start).or_default().insert(w.key);
+                    if w.start > mark {
+                        pending.entry(w.start).or_default().insert(w.key);
+                    }
                 }
                 self.pending.insert(pending)
             }
@@ -652,6 +691,7 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
                 out.push((Windowed { key, start, end: start + span }, value, timestamp));
             }
         }
+        write_mark(ctx, &self.emitted, upper)?;
         Ok(out)
     }
 }
@@ -736,8 +776,15 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             ));
         }
         graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_session(&store, retention)));
+        let mut stores = vec![store.clone()];
+        let emitted = format!("{store}-emitted");
+        if self.emit == EmitStrategy::OnWindowClose {
+            graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&emitted)));
+            stores.push(emitted.clone());
+        }
         let processor = SessionAggregate {
             store: store.clone(),
+            emitted,
             key: self.grouped.grouped.key.clone(),
             serde: serde.clone(),
             add,
@@ -750,7 +797,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             open: None,
         };
         let make = make::<K, V, Windowed<K>, Change<A>, _>(move || processor.fresh());
-        let node = add_stateful(graph, prefix, &[input.node], std::slice::from_ref(&store), make);
+        let node = add_stateful(graph, prefix, &[input.node], &stores, make);
         let key = self.grouped.grouped.key.clone();
         let (name, key_serde) = (store.clone(), key.clone());
         let getter = Getter {
@@ -808,6 +855,8 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 /// Aggregates per session into a session store.
 struct SessionAggregate<K, V, A> {
     store: String,
+    /// Emitting final results: the store of the close time sessions were emitted up to.
+    emitted: String,
     key: Arc<dyn Serde<K>>,
     serde: Arc<dyn Serde<A>>,
     add: AddFn<K, V, A>,
@@ -820,7 +869,7 @@ struct SessionAggregate<K, V, A> {
     /// Emit-final only: the sessions not yet emitted as (end, start, key), in end-time order, so
     /// finding the sessions that closed reads only those (the store is ordered by key first, and
     /// reading every live session at each advance of stream time costs O(records x sessions)).
-    /// Built from the store at the first record (after a restart, too).
+    /// Built from the store at the first record (after a restart, too), past the emitted mark.
     open: Option<BTreeSet<(i64, i64, Bytes)>>,
 }
 
@@ -828,6 +877,7 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
     fn fresh(&self) -> Self {
         SessionAggregate {
             store: self.store.clone(),
+            emitted: self.emitted.clone(),
             key: self.key.clone(),
             serde: self.serde.clone(),
             add: self.add.clone(),
@@ -851,14 +901,21 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
         if !self.emit_final {
             return Ok(Vec::new());
         }
+        let mark = match self.open {
+            Some(_) => i64::MIN,
+            None => read_mark(ctx, &self.emitted)?,
+        };
         let store = ctx.session_store::<Bytes, Bytes>(&self.store)?;
         let open = match &mut self.open {
             Some(open) => open,
             None => {
                 let mut open = BTreeSet::new();
-                for session in store.sessions_ending(0, i64::MAX)? {
+                for session in store.sessions_ending(mark.max(0), i64::MAX)? {
                     let (w, _) = session?;
-                    open.insert((w.end, w.start, w.key));
+                    // Sessions ending before the mark were emitted.
+                    if w.end >= mark {
+                        open.insert((w.end, w.start, w.key));
+                    }
                 }
                 self.open.insert(open)
             }
@@ -870,11 +927,15 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
         let still_open = open.split_off(&(close, i64::MIN, Bytes::new()));
         let closed = std::mem::replace(open, still_open);
         let mut sessions = Vec::with_capacity(closed.len());
+        let any = !closed.is_empty();
         for (end, start, key) in closed {
             // A session the store no longer holds (expired) has nothing to emit.
             if let Some(value) = store.fetch_session(&key, start, end)? {
                 sessions.push((Windowed { key, start, end }, value));
             }
+        }
+        if any {
+            write_mark(ctx, &self.emitted, close)?;
         }
         Ok(sessions)
     }

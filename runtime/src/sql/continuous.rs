@@ -539,6 +539,9 @@ struct Compiler<'a> {
     steps: usize,
     /// Aggregates compiled so far, by plan.
     compiled: Vec<(LogicalPlan, Flow)>,
+    /// Whether some aggregate is windowed (what EMIT FINAL applies to; other aggregates of the
+    /// query emit their updates).
+    windowed: bool,
 }
 
 fn topic_table(scan: &TableScan) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -710,10 +713,13 @@ impl Compiler<'_> {
             LogicalPlan::Aggregate(a) => self.aggregate(a),
             LogicalPlan::Join(j) => self.join(j),
             LogicalPlan::Union(u) => {
-                let mut flows = u.inputs.iter().map(|i| self.compile(i)).collect::<Result<Vec<_>>>()?;
-                if flows.iter().any(|f| f.aggregated || f.window.is_some()) {
-                    return Err(unsupported("a UNION of aggregates' results"));
+                let flows = u.inputs.iter().map(|i| self.compile(i)).collect::<Result<Vec<_>>>()?;
+                if flows.iter().any(|f| f.updates) {
+                    return Err(unsupported(
+                        "a UNION of aggregates' updates (changelogs; windows' final results, EMIT FINAL, can be merged)",
+                    ));
                 }
+                let mut flows: Vec<Flow> = flows.into_iter().map(|f| self.narrow(f)).collect();
                 let first = flows.remove(0);
                 let stream = flows.iter().fold(first.stream.clone(), |s, f| s.merge(&f.stream));
                 Ok(Flow::events(stream, u.schema.clone()))
@@ -975,9 +981,7 @@ impl Compiler<'_> {
             Emit::Changes => EmitStrategy::OnWindowUpdate,
             Emit::Final => EmitStrategy::OnWindowClose,
         };
-        if windows.is_none() && self.emit == Emit::Final {
-            return Err(plan_err("EMIT FINAL needs a windowed GROUP BY (tumble, hop or session)"));
-        }
+        self.windowed |= windows.is_some();
         let stream: KStream<Row, Row> = match windows {
             None => grouped
                 .aggregate(init, add, acc_serde, Materialized::new())
@@ -1482,8 +1486,12 @@ pub(crate) fn compile(
         admin_partitions: partitions,
         steps: 0,
         compiled: Vec::new(),
+        windowed: false,
     };
     let flow = compiler.compile(plan)?;
+    if emit == Emit::Final && !compiler.windowed {
+        return Err(plan_err("EMIT FINAL needs a windowed GROUP BY (tumble, hop or session)"));
+    }
     if kind == OutputKind::Table && !flow.aggregated {
         return Err(plan_err(
             "CREATE TABLE ... AS SELECT needs a GROUP BY (its rows are the latest per key); use CREATE STREAM for a stream of rows",

@@ -11,10 +11,16 @@
 //! | `GROUP BY` | a re-keyed stream, grouped (repartition topic), aggregated in a store; windows from `tumble`, `hop` or `session` in the `GROUP BY` |
 //! | join of a stream with a declared table | a stream-table join on the table's key |
 //! | join of two streams | a windowed stream-stream join; the window from the time bound in `ON` |
+//! | `GROUP BY` of windows' final results by their window | a window aggregate following those windows |
+//! | join of windows' final results | a stream-stream join bounded by their window columns |
+//! | semi join (an inner join the optimizer narrowed to one side) | the inner join, then that side's columns |
 //! | `UNION ALL` | a merge |
 //!
-//! Anything else (`ORDER BY`, `LIMIT`, `DISTINCT`, `OVER`, subqueries, other aggregates or join
-//! kinds) is refused when the query is planned, naming the part.
+//! Rows are events, an aggregate's updates (a changelog: nothing downstream may aggregate, join
+//! or merge them), or, with `EMIT FINAL`, windows' final results: one row per window, a stream,
+//! which a second stage takes at its window's time (see [`FinalWindow`]). Anything else
+//! (`ORDER BY`, `LIMIT`, `DISTINCT`, `OVER`, subqueries, other aggregates or join kinds) is
+//! refused when the query is planned, naming the part.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

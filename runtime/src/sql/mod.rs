@@ -565,7 +565,8 @@ impl SqlSession {
     }
 
     /// Stops the continuous queries this session runs (they resume when a hosting session
-    /// opens again). Blocks: call it from a thread that may (or see [`SqlSession::shutdown`]).
+    /// opens again). Blocks (it waits for each query's last commit): call it from a thread that
+    /// may block, not from an async task.
     pub fn close(&self) -> Result<(), SqlError> {
         let apps: Vec<(String, StreamsApp)> = {
             let mut queries = self.queries.lock().expect("queries lock");

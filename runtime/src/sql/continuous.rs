@@ -88,11 +88,15 @@ pub(crate) struct Output {
     pub(crate) format: String,
     /// The output topic's partitions.
     pub(crate) partitions: Option<u32>,
+    /// How late a record may come to a join of two streams and still join (Kafka Streams'
+    /// `JoinWindows` grace): out of order within it, records join; a left or full join's
+    /// unmatched record waits for it before it is written with nulls.
+    pub(crate) join_grace: Option<Duration>,
 }
 
 impl Default for Output {
     fn default() -> Self {
-        Output { format: "json".into(), partitions: None }
+        Output { format: "json".into(), partitions: None, join_grace: None }
     }
 }
 
@@ -548,6 +552,8 @@ struct Compiler<'a> {
     /// Whether some aggregate is windowed (what EMIT FINAL applies to; other aggregates of the
     /// query emit their updates).
     windowed: bool,
+    /// The grace of joins of two streams, from the query's options.
+    join_grace: Duration,
 }
 
 fn topic_table(scan: &TableScan) -> Result<Arc<dyn datafusion::catalog::TableProvider>> {
@@ -1260,9 +1266,11 @@ impl Compiler<'_> {
                 };
                 let lk = left.stream.select_key(rekey(lkeys, key_types.clone()));
                 let rk = right.stream.select_key(rekey(rkeys, key_types.clone()));
-                // Windows' final results come as late as their delay: the join waits that long.
+                // Windows' final results come as late as their delay: the join waits that long
+                // (or the query's join grace, if longer).
                 let delays = [&left, &right].map(|f| f.final_window.as_ref().map_or(0, |w| w.delay_ms));
-                let grace = Duration::from_millis(delays.into_iter().max().unwrap_or(0).max(0) as u64);
+                let delay = Duration::from_millis(delays.into_iter().max().unwrap_or(0).max(0) as u64);
+                let grace = delay.max(self.join_grace);
                 let windows = JoinWindows::of_time_difference_and_grace(Duration::ZERO, grace)
                     .before(Duration::from_millis(bound.before))
                     .after(Duration::from_millis(bound.after));
@@ -1493,6 +1501,7 @@ pub(crate) fn compile(
         steps: 0,
         compiled: Vec::new(),
         windowed: false,
+        join_grace: out.join_grace.unwrap_or_default(),
     };
     let flow = compiler.compile(plan)?;
     if emit == Emit::Final && !compiler.windowed {

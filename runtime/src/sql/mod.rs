@@ -398,9 +398,17 @@ impl SqlSession {
                         plan_error(format!("partitions = {value}: the output's partitions are a number above 0"))
                     })?);
                 }
+                "join_grace_ms" => {
+                    let ms = value.parse().ok();
+                    output.join_grace = Some(std::time::Duration::from_millis(ms.ok_or_else(|| {
+                        plan_error(format!(
+                            "join_grace_ms = {value}: a join's grace is a whole number of milliseconds, 0 or more"
+                        ))
+                    })?));
+                }
                 other => {
                     return Err(plan_error(format!(
-                        "option {other} is not known for a query's output (known: format, partitions)"
+                        "option {other} is not known for a query (known: format, partitions, join_grace_ms)"
                     )))
                 }
             }

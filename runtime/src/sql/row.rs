@@ -149,6 +149,9 @@ pub(crate) struct ValueSerde {
     columns: Arc<Vec<(String, DataType, usize)>>,
     /// Per column of the value in order (a CSV line's fields), its entry in `columns`.
     fields: Arc<Vec<Option<usize>>>,
+    /// Per entry of `columns`, its JSON field name, quoted and escaped, with its colon (written
+    /// once here rather than for every record).
+    json_names: Arc<Vec<String>>,
     /// The row every decode starts from: typed nulls.
     nulls: Arc<Row>,
 }
@@ -169,10 +172,16 @@ impl ValueSerde {
                 Err(_) => fields.push(None),
             }
         }
+        // A str always serializes.
+        let json_names = columns
+            .iter()
+            .map(|(name, _, _)| format!("{}:", serde_json::to_string(name).unwrap_or_default()))
+            .collect();
         ValueSerde {
             format: format.clone(),
             columns: Arc::new(columns),
             fields: Arc::new(fields),
+            json_names: Arc::new(json_names),
             nulls: Arc::new(nulls),
         }
     }
@@ -182,20 +191,19 @@ impl ValueSerde {
         ValueSerde::new(format, schema, schema)
     }
 
-    fn slot(&self, name: &str) -> Option<&(String, DataType, usize)> {
-        self.columns.iter().find(|(n, _, _)| n == name)
+    fn slot(&self, name: &[u8]) -> Option<&(String, DataType, usize)> {
+        self.columns.iter().find(|(n, _, _)| n.as_bytes() == name)
     }
 
     /// Encodes the row's values as a JSON object.
     pub(crate) fn encode(&self, row: &Row) -> String {
         let mut out = String::with_capacity(16 * self.columns.len() + 2);
         out.push('{');
-        for (i, (name, _, slot)) in self.columns.iter().enumerate() {
+        for (i, ((_, _, slot), name)) in self.columns.iter().zip(self.json_names.iter()).enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            out.push_str(&serde_json::Value::String(name.clone()).to_string());
-            out.push(':');
+            out.push_str(name);
             write_json(&mut out, row.get(*slot).unwrap_or(&ScalarValue::Null));
         }
         out.push('}');
@@ -237,7 +245,7 @@ impl ValueSerde {
     fn decode_avro(&self, avro: &Avro, data: &[u8]) -> Result<Row, String> {
         let mut row: Row = self.nulls.as_ref().clone();
         for (name, v) in avro.decode(data)? {
-            if let Some((name, t, slot)) = self.slot(&name) {
+            if let Some((name, t, slot)) = self.slot(name.as_bytes()) {
                 row[*slot] = format::from_avro(&v, t).map_err(|e| format!("column {name}: {e}"))?;
             }
         }
@@ -396,7 +404,9 @@ struct FieldSeed<'a>(&'a ValueSerde);
 impl<'de, 'a> DeserializeSeed<'de> for FieldSeed<'a> {
     type Value = Option<&'a (String, DataType, usize)>;
     fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_str(self)
+        // As bytes: a name is only compared with the columns', so it need not be checked for
+        // UTF-8 first (a name that is not UTF-8 matches no column).
+        d.deserialize_bytes(self)
     }
 }
 
@@ -406,6 +416,9 @@ impl<'de, 'a> Visitor<'de> for FieldSeed<'a> {
         f.write_str("a field name")
     }
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(self.0.slot(v.as_bytes()))
+    }
+    fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
         Ok(self.0.slot(v))
     }
 }
@@ -725,6 +738,10 @@ mod tests {
             assert!(err.contains(column) && err.contains(what), "{err}");
         }
         assert!(serde.deserialize(Some(br#"{"n": 1"#)).is_err());
+        // Field names are matched after their escapes are read; a name that is not UTF-8 is
+        // just another unknown field.
+        let row = serde.deserialize(Some(b"{\"\\u0069\": 7, \"\xff\": 1, \"n\": 2}")).unwrap();
+        assert_eq!((&row[0], &row[6]), (&ScalarValue::Int32(Some(7)), &ScalarValue::Int64(Some(2))));
     }
 
     /// The value columns `id BIGINT, name VARCHAR, at TIMESTAMP, price DOUBLE`; rows read all

@@ -677,7 +677,7 @@ impl<K: Data, V: Data, A: Data> WindowAggregate<K, V, A> {
         if upper < 0 || pending.first_key_value().is_none_or(|(start, _)| *start > upper) {
             return Ok(Vec::new());
         }
-        let open = pending.split_off(&(upper + 1));
+        let open = pending.split_off(&upper.saturating_add(1));
         let closed = std::mem::replace(pending, open);
         let store = ctx.window_store::<Bytes, Bytes>(&self.store)?;
         let mut out = Vec::new();

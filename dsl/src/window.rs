@@ -357,13 +357,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_window(&records, options)));
             stores.push(records.clone());
         }
-        // Emitting final results: how far windows were emitted, so a restart does not emit them
-        // again.
-        let emitted = format!("{store}-emitted");
-        if self.emit == EmitStrategy::OnWindowClose {
-            graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&emitted)));
-            stores.push(emitted.clone());
-        }
+        let emitted = emitted_store(graph, &materialized, &store, self.emit, &mut stores);
         let processor = WindowAggregate {
             store: store.clone(),
             records,
@@ -462,6 +456,23 @@ struct WindowAggregate<K, V, A> {
 /// The key of an emit-final aggregate's mark: how far its results were emitted (time windows:
 /// the windows starting at or before it; sessions: those ending before it).
 const EMITTED: &[u8] = b"emitted";
+
+/// Emitting final results: declares the store of how far results were emitted (so a restart
+/// does not emit them again) and adds it to the operator's `stores`; its name either way.
+fn emitted_store(
+    graph: &std::cell::RefCell<crate::stream::Graph>,
+    materialized: &Materialized,
+    store: &str,
+    emit: EmitStrategy,
+    stores: &mut Vec<String>,
+) -> String {
+    let emitted = format!("{store}-emitted");
+    if emit == EmitStrategy::OnWindowClose {
+        graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&emitted)));
+        stores.push(emitted.clone());
+    }
+    emitted
+}
 
 /// The emitted mark, `i64::MIN` before anything was emitted.
 fn read_mark<K, V>(ctx: &mut ProcessorContext<'_, K, V>, store: &str) -> Result<i64> {
@@ -777,11 +788,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         }
         graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_session(&store, retention)));
         let mut stores = vec![store.clone()];
-        let emitted = format!("{store}-emitted");
-        if self.emit == EmitStrategy::OnWindowClose {
-            graph.borrow_mut().stores.push(materialized.apply(StoreBuilder::raw_key_value(&emitted)));
-            stores.push(emitted.clone());
-        }
+        let emitted = emitted_store(graph, &materialized, &store, self.emit, &mut stores);
         let processor = SessionAggregate {
             store: store.clone(),
             emitted,
@@ -910,12 +917,10 @@ impl<K: Data, V: Data, A: Data> SessionAggregate<K, V, A> {
             Some(open) => open,
             None => {
                 let mut open = BTreeSet::new();
+                // Sessions ending before the mark were emitted.
                 for session in store.sessions_ending(mark.max(0), i64::MAX)? {
                     let (w, _) = session?;
-                    // Sessions ending before the mark were emitted.
-                    if w.end >= mark {
-                        open.insert((w.end, w.start, w.key));
-                    }
+                    open.insert((w.end, w.start, w.key));
                 }
                 self.open.insert(open)
             }

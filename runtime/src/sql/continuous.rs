@@ -195,11 +195,16 @@ enum Windows {
     Session(SessionWindows),
 }
 
-fn windows_of(e: &Expr) -> Result<Windows> {
-    let e = match e {
-        Expr::Alias(a) => a.expr.as_ref(),
+/// The expression under an alias (`e AS name`), or the expression itself.
+fn unalias(e: &Expr) -> &Expr {
+    match e {
+        Expr::Alias(a) => unalias(&a.expr),
         e => e,
-    };
+    }
+}
+
+fn windows_of(e: &Expr) -> Result<Windows> {
+    let e = unalias(e);
     let Expr::ScalarFunction(f) = e else { return Err(plan_err(format!("{e} is not a window"))) };
     let args = &f.args;
     let name = f.func.name();
@@ -703,7 +708,7 @@ impl Compiler<'_> {
                 // The final windows' start and end stay known where the projection keeps them.
                 let final_window = flow.final_window.as_ref().and_then(|w| {
                     w.remap(|i| {
-                        let at = |e: &Expr| match e {
+                        let at = |e: &Expr| match unalias(e) {
                             Expr::Column(c) => flow.schema.index_of_column(c).ok(),
                             e => match (function_name(e), flow.window) {
                                 (Some("window_start"), Some((start, _))) => Some(start),
@@ -711,11 +716,7 @@ impl Compiler<'_> {
                                 _ => None,
                             },
                         };
-                        let unaliased = |e: &Expr| match e {
-                            Expr::Alias(a) => at(&a.expr),
-                            e => at(e),
-                        };
-                        p.expr.iter().enumerate().filter(|(_, e)| unaliased(e) == Some(i)).map(|(o, _)| o).collect()
+                        p.expr.iter().enumerate().filter(|(_, e)| at(e) == Some(i)).map(|(o, _)| o).collect()
                     })
                 });
                 let what = format!("SELECT {}", p.expr.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", "));
@@ -856,12 +857,8 @@ impl Compiler<'_> {
         // end): each group gathers one window's results, and is final once results of later
         // windows come. A window of the advance's size holds exactly one window's time (end less
         // 1 ms), and accepts results as late as the input's delay.
-        let window_column = |e: &Expr| match e {
+        let window_column = |e: &Expr| match unalias(e) {
             Expr::Column(c) => flow.schema.index_of_column(c).ok(),
-            Expr::Alias(al) => match al.expr.as_ref() {
-                Expr::Column(c) => flow.schema.index_of_column(c).ok(),
-                _ => None,
-            },
             _ => None,
         };
         let follows = flow.final_window.clone().and_then(|w| {
@@ -907,10 +904,7 @@ impl Compiler<'_> {
         let mut aggs = Vec::new();
         let mut at = 0;
         for (j, e) in a.aggr_expr.iter().enumerate() {
-            let e = match e {
-                Expr::Alias(al) => al.expr.as_ref(),
-                e => e,
-            };
+            let e = unalias(e);
             let Expr::AggregateFunction(AggregateFunction { func, params }) = e else {
                 return Err(unsupported(format!("aggregate expression {e}")));
             };
@@ -1116,9 +1110,8 @@ impl Compiler<'_> {
         let unique = |schema: &DFSchemaRef, keys: Vec<&Expr>| {
             let at: Vec<usize> = keys
                 .into_iter()
-                .filter_map(|e| match e {
+                .filter_map(|e| match unalias(e) {
                     Expr::Column(c) => schema.maybe_index_of_column(c),
-                    Expr::Alias(a) => a.expr.try_as_col().and_then(|c| schema.maybe_index_of_column(c)),
                     _ => None,
                 })
                 .collect();

@@ -14,7 +14,8 @@
 //! what is read. Declarations are kept in the compacted topic `__freshet_sql_catalog` (the
 //! statement, by table name), so every session on the same log or cluster sees them; `DROP TABLE`
 //! removes one. `CREATE STREAM|SOURCE|TABLE name (columns) WITH (topic = ..., format = ...,
-//! key = ...)` declares the same way (a `TABLE` is keyed by its record key).
+//! key = ...)` declares the same way (a `TABLE` is keyed by its record key). `CREATE VIEW name AS
+//! SELECT ...` is kept there too: a query over a view is planned from the view's query.
 //!
 //! `CREATE STREAM|TABLE name AS SELECT ... [EMIT CHANGES|FINAL]` creates a continuous query:
 //! planned by DataFusion, compiled onto a topology, recorded with the declarations, and run by
@@ -28,7 +29,7 @@ mod row;
 mod statement;
 mod table;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -118,6 +119,8 @@ struct Query {
     statement: String,
     kind: OutputKind,
     compiled: Compiled,
+    /// The tables and views its statement names (the ones it is planned from again on restart).
+    relations: BTreeSet<String>,
     /// Running here (hosting sessions only).
     app: Option<StreamsApp>,
 }
@@ -369,7 +372,12 @@ impl SqlSession {
                 let plan = self.ctx.state().create_logical_plan(statement).await?;
                 let declared = match &plan {
                     LogicalPlan::Ddl(DdlStatement::CreateExternalTable(c)) => Some((c.name.table().to_string(), true)),
+                    LogicalPlan::Ddl(DdlStatement::CreateView(c)) => Some((c.name.table().to_string(), true)),
                     LogicalPlan::Ddl(DdlStatement::DropTable(d)) => {
+                        self.check_droppable(d.name.table()).await?;
+                        Some((d.name.table().to_string(), false))
+                    }
+                    LogicalPlan::Ddl(DdlStatement::DropView(d)) => {
                         self.check_droppable(d.name.table()).await?;
                         Some((d.name.table().to_string(), false))
                     }
@@ -450,6 +458,7 @@ impl SqlSession {
             return Err(plan_error(format!("{name} exists: choose another name, or DROP it first")));
         }
         let compiled = self.compile(c).await?;
+        let relations = self.relations(&c.query)?;
         // The output topic: partitioned like the widest input; a table's is compacted.
         if self.admin.describe_topic(name).await.is_err() {
             let mut configs = BTreeMap::new();
@@ -482,7 +491,7 @@ impl SqlSession {
             Some(host) => Some(start(host, name, &compiled).await?),
             None => None,
         };
-        let q = Query { statement: statement.to_string(), kind, compiled, app };
+        let q = Query { statement: statement.to_string(), kind, compiled, relations, app };
         self.queries.lock().expect("queries lock").insert(name.to_string(), q);
         Ok(())
     }
@@ -539,13 +548,28 @@ impl SqlSession {
         Ok(())
     }
 
-    /// Refuses to drop a table a query reads or writes.
+    /// The tables and views a query names.
+    fn relations(&self, query: &str) -> Result<BTreeSet<String>, SqlError> {
+        let state = self.ctx.state();
+        let statement = state.sql_to_statement(query, &state.config().options().sql_parser.dialect)?;
+        Ok(state.resolve_table_references(&statement)?.iter().map(|t| t.table().to_string()).collect())
+    }
+
+    /// Refuses to drop a table or view a query reads or writes.
     async fn check_droppable(&self, name: &str) -> Result<(), SqlError> {
         let provider = self.ctx.table_provider(name).await.ok();
         let topic = provider.and_then(|t| t.downcast_ref::<TopicTable>().map(|t| t.topic().to_string()));
         let queries = self.queries.lock().expect("queries lock");
         if queries.contains_key(name) {
             return Err(plan_error(format!("query {name} writes {name}: DROP QUERY {name} first")));
+        }
+        let naming: Vec<&str> =
+            queries.iter().filter(|(_, q)| q.relations.contains(name)).map(|(n, _)| n.as_str()).collect();
+        if !naming.is_empty() {
+            return Err(plan_error(format!(
+                "{name} is read by running queries ({}): drop them first",
+                naming.join(", ")
+            )));
         }
         if let Some(topic) = topic {
             let readers: Vec<&String> =

@@ -349,6 +349,12 @@ enum AggKind {
     Min,
     Max,
     Avg,
+    /// `first_value`: the group's first value in the order records came (as read: offset order
+    /// within a partition).
+    First,
+    /// `last_value`: the group's latest value in the order records came (ksqlDB's
+    /// `LATEST_BY_OFFSET`).
+    Last,
 }
 
 #[derive(Clone)]
@@ -360,10 +366,13 @@ struct Agg {
     at: usize,
     /// The result's type.
     out: DataType,
+    /// `IGNORE NULLS` (first and last value): a null is not a value.
+    ignore_nulls: bool,
 }
 
 /// The accumulator row's layout: count (Int64); sum, min, max (the result type); avg (sum Float64,
-/// count Int64).
+/// count Int64); first and last value (the value, and whether one was taken: a taken null is a
+/// value unless `IGNORE NULLS`).
 fn state_types(aggs: &[Agg]) -> Vec<DataType> {
     let mut types = Vec::new();
     for a in aggs {
@@ -371,6 +380,7 @@ fn state_types(aggs: &[Agg]) -> Vec<DataType> {
             AggKind::CountStar | AggKind::Count => types.push(DataType::Int64),
             AggKind::Sum | AggKind::Min | AggKind::Max => types.push(a.out.clone()),
             AggKind::Avg => types.extend([DataType::Float64, DataType::Int64]),
+            AggKind::First | AggKind::Last => types.extend([a.out.clone(), DataType::Boolean]),
         }
     }
     types
@@ -430,9 +440,20 @@ fn accumulate(aggs: &[Agg], row: &Row, mut acc: Row) -> Row {
                 acc[i + 1] = add_values(&acc[i + 1], &ScalarValue::Int64(Some(1)));
             }
             AggKind::Avg => {}
+            AggKind::First | AggKind::Last if a.ignore_nulls && v.is_null() => {}
+            AggKind::First if taken(&acc[i + 1]) => {}
+            AggKind::First | AggKind::Last => {
+                acc[i] = v.cast_to(&a.out).unwrap_or_else(|_| null_of(&a.out));
+                acc[i + 1] = ScalarValue::Boolean(Some(true));
+            }
         }
     }
     acc
+}
+
+/// Whether a first or last value's flag says a value was taken.
+fn taken(flag: &ScalarValue) -> bool {
+    matches!(flag, ScalarValue::Boolean(Some(true)))
 }
 
 /// Two accumulators of sessions that merged.
@@ -447,6 +468,13 @@ fn merge(aggs: &[Agg], a: Row, b: Row) -> Row {
             AggKind::Avg => {
                 out[i] = add_values(&out[i], &b[i]);
                 out[i + 1] = add_values(&out[i + 1], &b[i + 1]);
+            }
+            // `a` is the earlier session.
+            AggKind::First if taken(&out[i + 1]) => {}
+            AggKind::Last if !taken(&b[i + 1]) => {}
+            AggKind::First | AggKind::Last => {
+                out[i] = b[i].clone();
+                out[i + 1] = b[i + 1].clone();
             }
         }
     }
@@ -464,7 +492,7 @@ fn finish(aggs: &[Agg], acc: &Row) -> Vec<ScalarValue> {
                     acc[a.at].clone()
                 }
             }
-            AggKind::Sum | AggKind::Min | AggKind::Max => acc[a.at].clone(),
+            AggKind::Sum | AggKind::Min | AggKind::Max | AggKind::First | AggKind::Last => acc[a.at].clone(),
             AggKind::Avg => match (&acc[a.at], &acc[a.at + 1]) {
                 (ScalarValue::Float64(Some(s)), ScalarValue::Int64(Some(n))) if *n > 0 => {
                     ScalarValue::Float64(Some(s / *n as f64)).cast_to(&a.out).unwrap_or(ScalarValue::Null)
@@ -925,9 +953,11 @@ impl Compiler<'_> {
                 "min" => AggKind::Min,
                 "max" => AggKind::Max,
                 "avg" | "mean" => AggKind::Avg,
+                "first_value" => AggKind::First,
+                "last_value" => AggKind::Last,
                 other => {
                     return Err(unsupported(format!(
-                        "aggregate function {other} (supported: count, sum, min, max, avg)"
+                        "aggregate function {other} (supported: count, sum, min, max, avg, first_value, last_value)"
                     )))
                 }
             };
@@ -937,8 +967,10 @@ impl Compiler<'_> {
                 _ => return Err(unsupported(format!("{e} with {} arguments", params.args.len()))),
             };
             let filter = params.filter.as_ref().map(|f| self.expr(f, &flow)).transpose()?;
-            let agg = Agg { kind, arg, filter, at, out };
-            at += if kind == AggKind::Avg { 2 } else { 1 };
+            let ignore_nulls =
+                params.null_treatment == Some(datafusion::logical_expr::expr::NullTreatment::IgnoreNulls);
+            let agg = Agg { kind, arg, filter, at, out, ignore_nulls };
+            at += if matches!(kind, AggKind::Avg | AggKind::First | AggKind::Last) { 2 } else { 1 };
             aggs.push(agg);
         }
         let aggs = Arc::new(aggs);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use freshet::prelude::*;
-use freshet::runtime::sql::{render, split_statements, OutputFormat, SqlSession};
+use freshet::runtime::sql::{render, split_statements, OutputFormat, SqlError, SqlSession};
 
 use crate::{Opened, Target};
 
@@ -132,12 +132,30 @@ async fn run(args: &SqlArgs, opened: &Opened) -> anyhow::Result<()> {
 /// Runs one statement and prints its rows.
 async fn execute(session: &SqlSession, statement: &str, format: OutputFormat) -> anyhow::Result<()> {
     let batches =
-        session.execute(statement).await.map_err(|e| anyhow::anyhow!("{e}\n  in the statement: {statement}"))?;
+        session.execute(statement).await.map_err(|e| anyhow::anyhow!("{e}\n{}", in_statement(statement, &e)))?;
     if batches.iter().any(|b| b.num_columns() > 0) {
         let rendered = render(&batches, format)?;
         writeln!(std::io::stdout().lock(), "{}", rendered.trim_end())?;
     }
     Ok(())
+}
+
+/// The statement an error is in, marked under the part the error names when its position is
+/// known.
+fn in_statement(statement: &str, e: &SqlError) -> String {
+    const PREFIX: &str = "  in the statement: ";
+    let statement = statement.trim_end();
+    let mut out = format!("{PREFIX}{statement}");
+    let Some((line, first, last)) = e.position() else { return out };
+    let Some(text) = statement.lines().nth(line as usize - 1) else { return out };
+    let (first, last) = (first as usize, (last as usize).max(first as usize));
+    let marks = format!("{}{}", " ".repeat(first - 1), "^".repeat(last - first + 1));
+    if statement.lines().count() == 1 {
+        out.push_str(&format!("\n{}{marks}", " ".repeat(PREFIX.len())));
+    } else {
+        out.push_str(&format!("\n  line {line}: {text}\n  {}{marks}", " ".repeat(format!("line {line}: ").len())));
+    }
+    out
 }
 
 async fn serve(args: &SqlArgs, host: &QueryHost, format: OutputFormat) -> anyhow::Result<()> {

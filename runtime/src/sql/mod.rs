@@ -37,9 +37,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::DataFusionError;
+use datafusion::common::{Location, Span};
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
+use datafusion::sql::sqlparser::parser::ParserError;
 use freshet_core::substrate::{Admin, ConsumerConfig, NewTopic, Producer, ProducerRecord, TopicPartition};
 
 pub use continuous::{Compiled, Emit, OutputKind};
@@ -65,12 +67,74 @@ pub enum SqlError {
     Log(freshet_core::Error),
 }
 
+impl SqlError {
+    /// Where in the statement the error is, when the parser or planner knows: the line, and the
+    /// first and last column on it (from 1).
+    pub fn position(&self) -> Option<(u64, u64, u64)> {
+        let SqlError::DataFusion(e) = self else { return None };
+        if let Some(span) = e.diagnostic().and_then(|d| d.span) {
+            // The end is the column after the part.
+            let last = match span.end.line == span.start.line {
+                true => span.end.column.saturating_sub(1).max(span.start.column),
+                false => span.start.column,
+            };
+            return (span.start.line > 0).then_some((span.start.line, span.start.column, last));
+        }
+        // The parser says where in its message: "... at Line: 1, Column: 5".
+        let DataFusionError::SQL(parser, _) = root(e) else { return None };
+        let (ParserError::ParserError(m) | ParserError::TokenizerError(m)) = parser.as_ref() else { return None };
+        let (line, column) = m.rsplit_once(" at Line: ")?.1.split_once(", Column: ")?;
+        let (line, column) = (line.parse().ok()?, column.trim().parse().ok()?);
+        (line > 0).then_some((line, column, column))
+    }
+
+    /// The error of `query`, a part of `statement`, placed in `statement`.
+    fn within(self, statement: &str, query: &str) -> SqlError {
+        let (Some((line, first, last)), Some(at)) = (self.position(), statement.rfind(query)) else { return self };
+        let SqlError::DataFusion(e) = self else { return self };
+        let before = &statement[..at];
+        let lines = before.matches('\n').count() as u64;
+        let columns = before.rsplit('\n').next().unwrap_or("").chars().count() as u64;
+        let shift = if line == 1 { columns } else { 0 };
+        let start = Location { line: line + lines, column: first + shift };
+        let end = Location { line: line + lines, column: last + shift + 1 };
+        let placed = datafusion::common::Diagnostic::new_error(e.message(), Some(Span::new(start, end)));
+        SqlError::DataFusion(DataFusionError::Diagnostic(Box::new(placed), Box::new(e)))
+    }
+}
+
+/// The error under DataFusion's wrappers (its diagnostics and contexts).
+fn root(mut e: &DataFusionError) -> &DataFusionError {
+    while let DataFusionError::Diagnostic(_, inner) | DataFusionError::Context(_, inner) = e {
+        e = inner;
+    }
+    e
+}
+
 impl std::fmt::Display for SqlError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            // The parser's own words, with the line and column.
-            SqlError::DataFusion(DataFusionError::SQL(parser, _)) => write!(f, "{parser}"),
-            SqlError::DataFusion(e) => write!(f, "{}", e.strip_backtrace()),
+            SqlError::DataFusion(e) => {
+                match root(e) {
+                    // The parser's own words, with the line and column.
+                    DataFusionError::SQL(parser, _) => match parser.as_ref() {
+                        ParserError::ParserError(m) | ParserError::TokenizerError(m) => {
+                            // Its position is said below, in the whole statement.
+                            let m = match (m.rfind(" at Line: "), self.position()) {
+                                (Some(at), Some(_)) => &m[..at],
+                                _ => m.as_str(),
+                            };
+                            write!(f, "{m}")?;
+                        }
+                        other => write!(f, "{other}")?,
+                    },
+                    _ => write!(f, "{}", e.strip_backtrace())?,
+                }
+                match self.position() {
+                    Some((line, column, _)) => write!(f, " (at line {line}, column {column})"),
+                    None => Ok(()),
+                }
+            }
             SqlError::Log(e) => write!(f, "{e}"),
         }
     }
@@ -195,7 +259,11 @@ impl SqlSession {
     async fn open(substrate: &Substrate, host: Option<Host>) -> Result<Self, SqlError> {
         let factory =
             TopicTableFactory { admin: substrate.admin.clone(), new_consumer: substrate.new_consumer.clone() };
+        // Spans let the planner's errors say where in the statement they are.
+        let mut config = datafusion::prelude::SessionConfig::new();
+        config.options_mut().sql_parser.collect_spans = true;
         let state = SessionStateBuilder::new()
+            .with_config(config)
             .with_default_features()
             .with_table_factory("TOPIC".into(), Arc::new(factory))
             .build();
@@ -337,7 +405,7 @@ impl SqlSession {
         let freshet = statement::parse(statement).map_err(plan_error)?;
         match freshet {
             Some(Statement::CreateAs(c)) => {
-                self.create_query(statement, &c, record).await?;
+                self.create_query(statement, &c, record).await.map_err(|e| e.within(statement, &c.query))?;
                 Ok(Vec::new())
             }
             Some(Statement::Declare { name, external }) => {
@@ -352,7 +420,7 @@ impl SqlSession {
                 let Statement::CreateAs(c) = *inner else {
                     return Err(plan_error("EXPLAIN of this statement is not supported"));
                 };
-                let compiled = self.compile(&c).await?;
+                let compiled = self.compile(&c).await.map_err(|e| e.within(statement, &c.query))?;
                 explain(&compiled)
             }
             Some(Statement::ExplainQuery(name)) => {

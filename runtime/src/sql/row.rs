@@ -129,10 +129,8 @@ pub(crate) fn write_json(out: &mut String, v: &ScalarValue) {
 
 fn write_float(out: &mut String, f: f64) {
     if f.is_finite() {
-        let _ = write!(out, "{f}");
-        if f.fract() == 0.0 && f.abs() < 1e16 {
-            out.push_str(".0");
-        }
+        // Shortest round-trip digits (`2.0`, `0.1`, `1e16`), as serde_json writes them.
+        out.push_str(ryu::Buffer::new().format_finite(f));
     } else {
         out.push_str("null");
     }

@@ -36,9 +36,12 @@ fn sql_over_topics(target: &Target) {
     assert!(ok, "{err}");
     assert_eq!(out, "id,amount\n2,3.0\n3,7.25\n");
     let (ok, _, err) = freshet(&["sql", "-e", "SELECT id FROM orders WHERE id = = 1"], target);
-    assert!(!ok && err.contains("Line: 1, Column"), "{err}");
+    assert!(!ok && err.contains("Expected: an expression, found: = (at line 1, column 34)"), "{err}");
+    // The part in error is marked under the statement.
+    let marked = "  in the statement: SELECT id FROM orders WHERE id = = 1\n                                                     ^\n";
+    assert!(err.contains(marked), "{err}");
     let (ok, _, err) = freshet(&["sql", "-e", "SELECT price FROM orders"], target);
-    assert!(!ok && err.contains("No field named price"), "{err}");
+    assert!(!ok && err.contains("No field named price") && err.contains("(at line 1, column 8)"), "{err}");
 }
 
 #[test]

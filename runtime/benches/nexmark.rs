@@ -13,6 +13,9 @@
 //!   the others; `auction` keyed by id; `bid` keyed by auction), so a query reads only the events
 //!   it uses.
 //!
+//! `FRESHET_NEXMARK_LAYOUTS=mixed` or `split` runs one layout; `FRESHET_NEXMARK_QUERIES=q3,q8`
+//! chosen queries.
+//!
 //! Each query runs as a continuous query with one stream thread (one core) until it has read its
 //! input. A line prints events per second beside Flink's published per-core figure and beside the
 //! storage engine's read throughput of the same topics, measured in the same run. A query is
@@ -379,8 +382,11 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let base = std::path::PathBuf::from(std::env::var_os("CARGO_TARGET_DIR").unwrap_or_else(|| "target".into()));
     std::fs::create_dir_all(&base).expect("target dir");
-    for layout in [Layout::Mixed, Layout::Split] {
-        run(&rt, &base, n, layout, only.as_deref());
+    let layouts: Option<String> = std::env::var("FRESHET_NEXMARK_LAYOUTS").ok();
+    for (layout, name) in [(Layout::Mixed, "mixed"), (Layout::Split, "split")] {
+        if layouts.as_ref().is_none_or(|l| l.split(',').any(|x| x == name)) {
+            run(&rt, &base, n, layout, only.as_deref());
+        }
     }
 }
 

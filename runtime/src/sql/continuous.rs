@@ -574,6 +574,8 @@ struct Compiler<'a> {
     emit: Emit,
     /// Per source topic: the columns read (positions in the table's schema).
     reads: BTreeMap<String, BTreeSet<usize>>,
+    /// Per source topic: the filters over its scans, which its decoder applies early.
+    filters: ScanFilters,
     /// Per source topic: its stream of full-width rows, once built.
     sources: BTreeMap<String, KStream<Row, Row>>,
     partitions: u32,
@@ -631,6 +633,68 @@ fn scan_of(plan: &LogicalPlan) -> Option<(&TableScan, Vec<TableStep>)> {
         }
         _ => None,
     }
+}
+
+/// Per JSON topic: the filters right over its scans (each with the scan's name, which qualifies
+/// its columns), or `None` when some scan keeps every value or filters on more than the value's
+/// columns.
+type ScanFilters = BTreeMap<String, Option<Vec<(Expr, datafusion::common::TableReference)>>>;
+
+fn collect_filters(plan: &LogicalPlan, out: &mut ScanFilters) {
+    // A scan, its name in the filter's columns, and the filter right over it. Filters pushed
+    // into the scan (on metadata columns) are left out: the early filter may keep more than the
+    // scans do, never less.
+    let found = match plan {
+        LogicalPlan::Filter(f) => match f.input.as_ref() {
+            LogicalPlan::TableScan(s) => Some((s, s.table_name.clone(), Some(&f.predicate))),
+            LogicalPlan::SubqueryAlias(a) => match a.input.as_ref() {
+                LogicalPlan::TableScan(s) => Some((s, a.alias.clone(), Some(&f.predicate))),
+                _ => None,
+            },
+            _ => None,
+        },
+        LogicalPlan::TableScan(s) => Some((s, s.table_name.clone(), None)),
+        _ => None,
+    };
+    let Some((scan, name, predicate)) = found else {
+        for input in plan.inputs() {
+            collect_filters(input, out);
+        }
+        return;
+    };
+    let Ok(provider) = topic_table(scan) else { return };
+    let table = as_topic(&provider);
+    let value = table.value_schema();
+    let usable = |p: &Expr| p.column_refs().iter().all(|c| value.index_of(&c.name).is_ok());
+    let entry = out.entry(table.topic().to_string()).or_insert_with(|| Some(Vec::new()));
+    match (predicate, entry) {
+        (Some(p), Some(list)) if matches!(table.format(), Format::Json) && usable(p) => list.push((p.clone(), name)),
+        (_, entry) => *entry = None,
+    }
+}
+
+/// The early filter of a source: its scans' filters, any of which keeps a row, over the
+/// source's rows (of `schema`); `None` where some scan keeps every row, or they do not compile
+/// over the source's rows (the filters downstream are what decide, either way).
+fn early_filter(
+    filters: Option<&Option<Vec<(Expr, datafusion::common::TableReference)>>>,
+    schema: &SchemaRef,
+    state: &SessionState,
+) -> Option<row::EarlyFilter> {
+    let mut predicate: Option<Eval> = None;
+    let mut needs = BTreeSet::new();
+    for (e, name) in filters?.as_ref()? {
+        let columns = datafusion::common::DFSchema::try_from_qualified_schema(name.clone(), schema).ok()?;
+        let p = expr::compile(e, &columns, None, state).ok()?;
+        for c in e.column_refs() {
+            needs.insert(schema.index_of(&c.name).ok()?);
+        }
+        predicate = Some(match predicate {
+            None => p,
+            Some(q) => Eval::Binary(Box::new(q), Operator::Or, Box::new(p)),
+        });
+    }
+    Some(row::EarlyFilter { predicate: predicate?, needs: needs.into_iter().collect() })
 }
 
 fn collect_reads(plan: &LogicalPlan, reads: &mut BTreeMap<String, BTreeSet<usize>>) -> Result<()> {
@@ -803,10 +867,21 @@ impl Compiler<'_> {
                 )));
             }
         }
-        let consumed = Consumed::with(RawKey, ValueSerde::new(&table.format(), table.value_schema(), schema))
-            .on_decode_error(OnDecodeError::Skip)
-            .named(&format!("SOURCE-{topic}"));
+        let mut values = ValueSerde::new(&table.format(), table.value_schema(), schema);
+        let early = early_filter(self.filters.get(&topic), schema, self.state);
+        if let Some(early) = &early {
+            values = values.with_early_filter(early.clone());
+        }
+        let consumed =
+            Consumed::with(RawKey, values).on_decode_error(OnDecodeError::Skip).named(&format!("SOURCE-{topic}"));
         let mut stream = self.builder.stream(&topic, consumed);
+        // Values no scan keeps (read only as far as the filters' columns) stop here, before
+        // each scan's columns are taken and its own filter applied (one scan's filter comes
+        // next anyway).
+        let scans = self.filters.get(&topic).and_then(|f| f.as_ref()).map_or(0, Vec::len);
+        if let Some(early) = early.filter(|_| scans > 1) {
+            stream = self.step(&stream, Step::Filter(Arc::new(early.predicate)), "some scan's filter", "SOURCEWHERE");
+        }
         if schema.index_of("_headers").is_ok() {
             return Err(unsupported(
                 "reading _headers (records keep their headers from input to output; with SELECT *, list the columns \
@@ -1515,11 +1590,14 @@ pub(crate) fn compile(
     if reads.contains_key(output) {
         return Err(plan_err(format!("a continuous query cannot read the topic it writes ({output})")));
     }
+    let mut filters = ScanFilters::new();
+    collect_filters(plan, &mut filters);
     let mut compiler = Compiler {
         state,
         builder: StreamsBuilder::new(),
         emit,
         reads,
+        filters,
         sources: BTreeMap::new(),
         partitions: 1,
         admin_partitions: partitions,

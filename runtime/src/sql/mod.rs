@@ -577,10 +577,25 @@ impl SqlSession {
                     },
                 };
                 let sources = q.compiled.sources.iter().cloned().collect::<Vec<_>>().join(", ");
-                vec![name.clone(), kind_name(q.kind).to_string(), sources, name.clone(), state, q.statement.clone()]
+                // Since it started here: records read and written, skipped by the error policy,
+                // dropped (values that do not decode, null keys) and late for their window.
+                let counts = match &q.app {
+                    None => Default::default(),
+                    Some(app) => {
+                        let m = app.metrics();
+                        [m.records_in, m.records_out, m.records_skipped, m.dropped_records, m.late_records]
+                            .map(|n| n.to_string())
+                    }
+                };
+                let mut row = vec![name.clone(), kind_name(q.kind).to_string(), sources, name.clone(), state];
+                row.extend(counts);
+                row.push(q.statement.clone());
+                row
             })
             .collect();
-        text_batch(&["query", "kind", "reads", "writes", "state", "statement"], rows)
+        let columns =
+            ["query", "kind", "reads", "writes", "state", "read", "written", "skipped", "dropped", "late", "statement"];
+        text_batch(&columns, rows)
     }
 
     async fn drop_query(&self, name: &str, record: bool) -> Result<(), SqlError> {

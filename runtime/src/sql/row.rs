@@ -22,6 +22,7 @@ use freshet_dsl::Serde;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize as _;
 
+use super::expr::Eval;
 use super::format::{self, Avro, Format};
 
 /// A row: one value per column of the plan node it comes from.
@@ -152,6 +153,20 @@ pub(crate) struct ValueSerde {
     json_names: Arc<Vec<String>>,
     /// The row every decode starts from: typed nulls.
     nulls: Arc<Row>,
+    /// What decides, as soon as its columns are read, whether the rest of a JSON value is read.
+    early: Option<Arc<EarlyFilter>>,
+}
+
+/// The filters over a source's rows, applied while a JSON value is decoded: once the columns
+/// they read are in, a value no filter keeps is read no further. Its row (those columns, nulls
+/// elsewhere) goes on, and the same filters drop it downstream. Where a field comes twice in a
+/// value, the first decides here (a full decode keeps the last).
+#[derive(Clone)]
+pub(crate) struct EarlyFilter {
+    /// True for a row some filter keeps.
+    pub(crate) predicate: Eval,
+    /// The row positions it reads.
+    pub(crate) needs: Vec<usize>,
 }
 
 impl ValueSerde {
@@ -181,7 +196,14 @@ impl ValueSerde {
             fields: Arc::new(fields),
             json_names: Arc::new(json_names),
             nulls: Arc::new(nulls),
+            early: None,
         }
+    }
+
+    /// Applies `filter` while JSON values are decoded (other formats decode whole).
+    pub(crate) fn with_early_filter(mut self, filter: EarlyFilter) -> Self {
+        self.early = Some(Arc::new(filter));
+        self
     }
 
     /// Encoding only: rows of `schema` as values in `format`.
@@ -214,9 +236,13 @@ impl ValueSerde {
 
     fn decode_json(&self, data: &[u8]) -> Result<Row, String> {
         let mut de = serde_json::Deserializer::from_slice(data);
-        let row = RowSeed(self)
-            .deserialize(&mut de)
-            .map_err(|e| format!("value is not a JSON object of the declared columns: {e}"))?;
+        let mut dropped = None;
+        let row = match (RowSeed { serde: self, dropped: &mut dropped }).deserialize(&mut de) {
+            Ok(row) => row,
+            // The early filter stopped reading: the row it saw goes on to be dropped.
+            Err(_) if dropped.is_some() => return Ok(dropped.take().expect("a row")),
+            Err(e) => return Err(format!("value is not a JSON object of the declared columns: {e}")),
+        };
         de.end().map_err(|e| format!("value has trailing data: {e}"))?;
         Ok(row)
     }
@@ -295,7 +321,11 @@ impl Serde<Row> for ValueSerde {
     }
 }
 
-struct RowSeed<'a>(&'a ValueSerde);
+struct RowSeed<'a> {
+    serde: &'a ValueSerde,
+    /// Where the early filter leaves the row of a value it stopped reading.
+    dropped: &'a mut Option<Row>,
+}
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
     type Value = Row;
@@ -310,11 +340,22 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
-        let mut row: Row = self.0.nulls.as_ref().clone();
-        while let Some(slot) = map.next_key_seed(FieldSeed(self.0))? {
+        let mut row: Row = self.serde.nulls.as_ref().clone();
+        // The early filter's columns not read yet.
+        let mut waiting: Vec<usize> = self.serde.early.as_ref().map(|f| f.needs.clone()).unwrap_or_default();
+        while let Some(slot) = map.next_key_seed(FieldSeed(self.serde))? {
             match slot {
                 Some((name, t, i)) => {
                     row[*i] = map.next_value_seed(ColumnSeed(name, t))?;
+                    if let Some(at) = waiting.iter().position(|w| w == i) {
+                        waiting.swap_remove(at);
+                        let early = self.serde.early.as_ref().expect("waiting for its columns");
+                        // An error in the filter is left for the full row to meet downstream.
+                        if waiting.is_empty() && matches!(early.predicate.holds(&row), Ok(false)) {
+                            *self.dropped = Some(row);
+                            return Err(serde::de::Error::custom("no filter keeps the value"));
+                        }
+                    }
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -662,6 +703,32 @@ fn integer_as(i: i64, t: &DataType) -> ScalarValue {
 mod tests {
     use super::*;
     use datafusion::arrow::datatypes::{Field, Schema};
+
+    /// A value no filter keeps is read only as far as the filter's columns; its row holds them.
+    #[test]
+    fn the_early_filter_stops_reading_values_no_filter_keeps() {
+        use datafusion::logical_expr::Operator;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+        ]));
+        let is_one =
+            Eval::Binary(Box::new(Eval::Column(0)), Operator::Eq, Box::new(Eval::Literal(ScalarValue::Int64(Some(1)))));
+        let serde = ValueSerde::new(&Format::Json, &schema, &schema)
+            .with_early_filter(EarlyFilter { predicate: is_one, needs: vec![0] });
+        let row = |json: &str| serde.deserialize(Some(json.as_bytes()));
+        let kept = vec![ScalarValue::Int64(Some(1)), ScalarValue::Utf8(Some("x".into()))];
+        assert_eq!(row(r#"{"kind": 1, "v": "x"}"#), Ok(kept.clone()));
+        assert_eq!(row(r#"{"v": "x", "kind": 1}"#), Ok(kept));
+        let dropped = Ok(vec![ScalarValue::Int64(Some(2)), ScalarValue::Utf8(None)]);
+        assert_eq!(row(r#"{"kind": 2, "v": "x"}"#), dropped);
+        // The rest of a dropped value is not read, bad or not.
+        assert_eq!(row(r#"{"kind": 2, "v": 7, oops"#), dropped);
+        // A kept value is read whole, and its errors are errors.
+        assert!(row(r#"{"kind": 1, "v": 7, oops"#).is_err());
+        // A null in the filter's column: no filter keeps it.
+        assert_eq!(row(r#"{"kind": null, "v": "x"}"#), Ok(vec![ScalarValue::Int64(None), ScalarValue::Utf8(None)]));
+    }
 
     #[test]
     fn values_decode_into_their_columns_and_encode_back() {

@@ -673,28 +673,34 @@ fn collect_filters(plan: &LogicalPlan, out: &mut ScanFilters) {
     }
 }
 
-/// The early filter of a source: its scans' filters, any of which keeps a row, over the
-/// source's rows (of `schema`); `None` where some scan keeps every row, or they do not compile
-/// over the source's rows (the filters downstream are what decide, either way).
+/// The early filter of a source (see [`row::EarlyFilter`]) and the predicate that keeps what
+/// any of its scans' filters keeps, over the source's rows (of `schema`); `None` where some scan
+/// keeps every row, or the filters do not compile over the source's rows (the filters
+/// downstream are what decide, either way).
 fn early_filter(
     filters: Option<&Option<Vec<(Expr, datafusion::common::TableReference)>>>,
     schema: &SchemaRef,
     state: &SessionState,
-) -> Option<row::EarlyFilter> {
+) -> Option<(row::EarlyFilter, Eval)> {
+    use datafusion::logical_expr::utils::split_conjunction;
     let mut predicate: Option<Eval> = None;
-    let mut needs = BTreeSet::new();
+    let mut parts = Vec::new();
     for (e, name) in filters?.as_ref()? {
         let columns = datafusion::common::DFSchema::try_from_qualified_schema(name.clone(), schema).ok()?;
-        let p = expr::compile(e, &columns, None, state).ok()?;
-        for c in e.column_refs() {
-            needs.insert(schema.index_of(&c.name).ok()?);
+        let compile = |e: &Expr| expr::compile(e, &columns, None, state).ok();
+        let mut conjuncts = Vec::new();
+        for c in split_conjunction(e) {
+            let reads = c.column_refs().iter().map(|r| schema.index_of(&r.name).ok()).collect::<Option<Vec<_>>>()?;
+            conjuncts.push((compile(c)?, reads));
         }
+        parts.push(conjuncts);
+        let p = compile(e)?;
         predicate = Some(match predicate {
             None => p,
             Some(q) => Eval::Binary(Box::new(q), Operator::Or, Box::new(p)),
         });
     }
-    Some(row::EarlyFilter { predicate: predicate?, needs: needs.into_iter().collect() })
+    Some((row::EarlyFilter::new(schema.fields().len(), parts)?, predicate?))
 }
 
 fn collect_reads(plan: &LogicalPlan, reads: &mut BTreeMap<String, BTreeSet<usize>>) -> Result<()> {
@@ -869,8 +875,8 @@ impl Compiler<'_> {
         }
         let mut values = ValueSerde::new(&table.format(), table.value_schema(), schema);
         let early = early_filter(self.filters.get(&topic), schema, self.state);
-        if let Some(early) = &early {
-            values = values.with_early_filter(early.clone());
+        if let Some((filter, _)) = &early {
+            values = values.with_early_filter(filter.clone());
         }
         let consumed =
             Consumed::with(RawKey, values).on_decode_error(OnDecodeError::Skip).named(&format!("SOURCE-{topic}"));
@@ -879,8 +885,8 @@ impl Compiler<'_> {
         // each scan's columns are taken and its own filter applied (one scan's filter comes
         // next anyway).
         let scans = self.filters.get(&topic).and_then(|f| f.as_ref()).map_or(0, Vec::len);
-        if let Some(early) = early.filter(|_| scans > 1) {
-            stream = self.step(&stream, Step::Filter(Arc::new(early.predicate)), "some scan's filter", "SOURCEWHERE");
+        if let Some((_, predicate)) = early.filter(|_| scans > 1) {
+            stream = self.step(&stream, Step::Filter(Arc::new(predicate)), "some scan's filter", "SOURCEWHERE");
         }
         if schema.index_of("_headers").is_ok() {
             return Err(unsupported(

@@ -157,16 +157,82 @@ pub(crate) struct ValueSerde {
     early: Option<Arc<EarlyFilter>>,
 }
 
-/// The filters over a source's rows, applied while a JSON value is decoded: once the columns
-/// they read are in, a value no filter keeps is read no further. Its row (those columns, nulls
-/// elsewhere) goes on, and the same filters drop it downstream. Where a field comes twice in a
-/// value, the first decides here (a full decode keeps the last).
+/// The filters over a source's rows (one per scan of the source), applied while a JSON value is
+/// decoded: each filter's conjuncts are tried as soon as the columns they read are in, and once
+/// every filter has a false one, the value is read no further. Its row (the columns read so far,
+/// nulls elsewhere) goes on, and the same filters drop it downstream. Where a field comes twice
+/// in a value, the first decides here (a full decode keeps the last).
 #[derive(Clone)]
 pub(crate) struct EarlyFilter {
-    /// True for a row some filter keeps.
-    pub(crate) predicate: Eval,
-    /// The row positions it reads.
-    pub(crate) needs: Vec<usize>,
+    /// (its filter, the columns it reads as bits of `bits`, the conjunct).
+    conjuncts: Vec<(usize, u64, Eval)>,
+    /// Per row position, its bit in the conjuncts' masks, if one reads it.
+    bits: Vec<Option<u8>>,
+    /// Every filter's bit.
+    all: u64,
+}
+
+impl EarlyFilter {
+    /// Over rows `width` wide: per filter, its conjuncts with the row positions each reads.
+    /// `None` when there is nothing to try, or more than 64 filters, conjuncts or columns.
+    pub(crate) fn new(width: usize, filters: Vec<Vec<(Eval, Vec<usize>)>>) -> Option<Self> {
+        let mut bits = vec![None; width];
+        let mut next = 0u8;
+        let mut conjuncts = Vec::new();
+        if filters.is_empty() || filters.len() > 64 {
+            return None;
+        }
+        for (f, parts) in filters.into_iter().enumerate() {
+            for (eval, reads) in parts {
+                let mut mask = 0u64;
+                for r in reads {
+                    let bit = match *bits.get(r)? {
+                        Some(b) => b,
+                        None if next < 64 => {
+                            bits[r] = Some(next);
+                            next += 1;
+                            next - 1
+                        }
+                        None => return None,
+                    };
+                    mask |= 1 << bit;
+                }
+                conjuncts.push((f, mask, eval));
+            }
+        }
+        let n = conjuncts.iter().map(|(f, _, _)| f + 1).max()?;
+        (conjuncts.len() <= 64).then_some(EarlyFilter { conjuncts, bits, all: (u64::MAX >> (64 - n)) })
+    }
+}
+
+/// How far the early filter got with one value.
+struct Early<'a> {
+    filter: &'a EarlyFilter,
+    /// The columns read so far (bits).
+    have: u64,
+    /// The conjuncts tried.
+    tried: u64,
+    /// The filters with a false conjunct.
+    failed: u64,
+}
+
+impl Early<'_> {
+    /// After position `slot` was read: whether no filter can keep the row any more.
+    fn read(&mut self, slot: usize, row: &Row) -> bool {
+        let Some(Some(bit)) = self.filter.bits.get(slot) else { return false };
+        self.have |= 1 << bit;
+        for (i, (f, mask, eval)) in self.filter.conjuncts.iter().enumerate() {
+            if self.tried & (1 << i) != 0 || self.failed & (1 << f) != 0 || mask & self.have != *mask {
+                continue;
+            }
+            self.tried |= 1 << i;
+            // An error in the filter is left for the full row to meet downstream.
+            if matches!(eval.holds(row), Ok(false)) {
+                self.failed |= 1 << f;
+            }
+        }
+        self.failed == self.filter.all
+    }
 }
 
 impl ValueSerde {
@@ -341,20 +407,14 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Row, A::Error> {
         let mut row: Row = self.serde.nulls.as_ref().clone();
-        // The early filter's columns not read yet.
-        let mut waiting: Vec<usize> = self.serde.early.as_ref().map(|f| f.needs.clone()).unwrap_or_default();
+        let mut early = self.serde.early.as_deref().map(|filter| Early { filter, have: 0, tried: 0, failed: 0 });
         while let Some(slot) = map.next_key_seed(FieldSeed(self.serde))? {
             match slot {
                 Some((name, t, i)) => {
                     row[*i] = map.next_value_seed(ColumnSeed(name, t))?;
-                    if let Some(at) = waiting.iter().position(|w| w == i) {
-                        waiting.swap_remove(at);
-                        let early = self.serde.early.as_ref().expect("waiting for its columns");
-                        // An error in the filter is left for the full row to meet downstream.
-                        if waiting.is_empty() && matches!(early.predicate.holds(&row), Ok(false)) {
-                            *self.dropped = Some(row);
-                            return Err(serde::de::Error::custom("no filter keeps the value"));
-                        }
+                    if early.as_mut().is_some_and(|e| e.read(*i, &row)) {
+                        *self.dropped = Some(row);
+                        return Err(serde::de::Error::custom("no filter keeps the value"));
                     }
                 }
                 None => {
@@ -714,8 +774,8 @@ mod tests {
         ]));
         let is_one =
             Eval::Binary(Box::new(Eval::Column(0)), Operator::Eq, Box::new(Eval::Literal(ScalarValue::Int64(Some(1)))));
-        let serde = ValueSerde::new(&Format::Json, &schema, &schema)
-            .with_early_filter(EarlyFilter { predicate: is_one, needs: vec![0] });
+        let filter = EarlyFilter::new(2, vec![vec![(is_one, vec![0])]]).unwrap();
+        let serde = ValueSerde::new(&Format::Json, &schema, &schema).with_early_filter(filter);
         let row = |json: &str| serde.deserialize(Some(json.as_bytes()));
         let kept = vec![ScalarValue::Int64(Some(1)), ScalarValue::Utf8(Some("x".into()))];
         assert_eq!(row(r#"{"kind": 1, "v": "x"}"#), Ok(kept.clone()));
@@ -728,6 +788,37 @@ mod tests {
         assert!(row(r#"{"kind": 1, "v": 7, oops"#).is_err());
         // A null in the filter's column: no filter keeps it.
         assert_eq!(row(r#"{"kind": null, "v": "x"}"#), Ok(vec![ScalarValue::Int64(None), ScalarValue::Utf8(None)]));
+    }
+
+    /// Each filter's conjuncts are tried as their columns come in: once every filter has a false
+    /// one, the rest of the value is not read, even where other conjuncts' columns never come.
+    #[test]
+    fn the_early_filter_tries_conjuncts_as_their_columns_come() {
+        use datafusion::logical_expr::Operator;
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("kind", DataType::Int64, true),
+            Field::new("v", DataType::Utf8, true),
+            Field::new("n", DataType::Int64, true),
+        ]));
+        let eq = |i: usize, v: ScalarValue| {
+            (Eval::Binary(Box::new(Eval::Column(i)), Operator::Eq, Box::new(Eval::Literal(v))), vec![i])
+        };
+        let int = |n: i64| ScalarValue::Int64(Some(n));
+        let text = |t: &str| ScalarValue::Utf8(Some(t.into()));
+        // kind = 1 AND n = 5; or kind = 2 AND v = 'y'.
+        let filters = vec![vec![eq(0, int(1)), eq(2, int(5))], vec![eq(0, int(2)), eq(1, text("y"))]];
+        let filter = EarlyFilter::new(3, filters).unwrap();
+        let serde = ValueSerde::new(&Format::Json, &schema, &schema).with_early_filter(filter);
+        let row = |json: &str| serde.deserialize(Some(json.as_bytes()));
+        let null = || ScalarValue::Int64(None);
+        // Kind 3: neither filter keeps it, though n never comes.
+        assert_eq!(row(r#"{"kind": 3, "v": "y", oops"#), Ok(vec![int(3), ScalarValue::Utf8(None), null()]));
+        // Kind 2 with v 'x': the second filter fails on v.
+        assert_eq!(row(r#"{"kind": 2, "v": "x", oops"#), Ok(vec![int(2), text("x"), null()]));
+        // Kind 2 with v 'y': kept, read whole.
+        assert_eq!(row(r#"{"kind": 2, "n": 1, "v": "y"}"#), Ok(vec![int(2), text("y"), int(1)]));
+        // Kind 1 with n 4, then bad: the first filter fails on n, the second on kind.
+        assert_eq!(row(r#"{"n": 4, "kind": 1, oops"#), Ok(vec![int(1), ScalarValue::Utf8(None), int(4)]));
     }
 
     #[test]

@@ -675,8 +675,8 @@ fn collect_filters(plan: &LogicalPlan, out: &mut ScanFilters) {
 
 /// The early filter of a source (see [`row::EarlyFilter`]) and the predicate that keeps what
 /// any of its scans' filters keeps, over the source's rows (of `schema`); `None` where some scan
-/// keeps every row, or the filters do not compile over the source's rows (the filters
-/// downstream are what decide, either way).
+/// keeps every row, a filter is volatile, or the filters do not compile over the source's rows
+/// (the filters downstream are what decide, either way).
 fn early_filter(
     filters: Option<&Option<Vec<(Expr, datafusion::common::TableReference)>>>,
     schema: &SchemaRef,
@@ -686,6 +686,10 @@ fn early_filter(
     let mut predicate: Option<Eval> = None;
     let mut parts = Vec::new();
     for (e, name) in filters?.as_ref()? {
+        // A volatile filter (random()) could decide differently here and downstream.
+        if e.is_volatile() {
+            return None;
+        }
         let columns = datafusion::common::DFSchema::try_from_qualified_schema(name.clone(), schema).ok()?;
         let compile = |e: &Expr| expr::compile(e, &columns, None, state).ok();
         let mut conjuncts = Vec::new();

@@ -27,6 +27,12 @@
 //! the records it skipped, dropped or found late. States are written upper-case, as Nexmark's own
 //! generator writes them (q3 filters on 'OR', 'ID', 'CA').
 //!
+//! The last columns count CPU rather than time: the cores the whole process used while the query
+//! ran (its stream thread, and the log's threads appending its repartition, changelog and output
+//! records, serving fetches and flushing), and the events per CPU-second of all of them, beside
+//! Flink's per-core figure: the strictest comparison, as it charges the query with the work of
+//! the log (a Kafka broker's, which Flink's figures leave out).
+//!
 //! Events per second count the events of the topics a query reads: in the mixed layout all of
 //! them, as Flink's figures do (its queries read its one source whole), the like-for-like
 //! comparison; in the split layout only the query's kinds (bids, or persons and auctions), a
@@ -330,8 +336,29 @@ fn read(rt: &Runtime, log: &Embedded, topics: &[&str], n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+/// CPU time the process has used so far (every thread, user and system), in seconds.
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // After the command (in parentheses, which may hold spaces) come the state (field 3), ...,
+    // utime (14) and stime (15), in clock ticks of 1/100 s.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// A query's run: seconds from its first record read to its last record in or out, its
+/// start-up, the CPU seconds the whole process used over those seconds (the stream thread and
+/// the log's threads: appends of repartition, changelog and output records, fetches, flushes),
+/// and its metrics at the end.
+struct Run {
+    secs: f64,
+    startup: f64,
+    cpu: f64,
+    metrics: Metrics,
+}
+
 /// Runs `topology` as the application `nexmark-<name>` until it has read `events` records and
-/// caught up; returns the seconds it took, its start-up, and its metrics at the end.
+/// caught up.
 ///
 /// Done when every source partition (the inputs and the repartition topics the query writes and
 /// reads itself) has been polled with no lag, the inputs were read, and nothing moved for a
@@ -345,7 +372,7 @@ fn drive(
     topology: freshet_dsl::Topology,
     inputs: usize,
     events: u64,
-) -> (f64, f64, Metrics) {
+) -> Run {
     let mut config = StreamsConfig::new(&format!("nexmark-{name}")).expect("config");
     config.state_dir = dir.join("state");
     config.commit_interval = Duration::from_secs(10);
@@ -355,15 +382,18 @@ fn drive(
     app.start().expect("start");
     let mut last = (0, 0, started);
     let mut first = started;
+    let (mut cpu_first, mut cpu_last) = (process_cpu(), 0.0);
     loop {
         let m = app.metrics();
         assert!(app.error().is_none(), "{name}: {:?}", app.error());
         let now = Instant::now();
         if m.records_in == 0 {
             first = now;
+            cpu_first = process_cpu();
         }
         if (m.records_in, m.records_out) != (last.0, last.1) {
             last = (m.records_in, m.records_out, now);
+            cpu_last = process_cpu();
         }
         let caught_up = m.lag.len() >= partitions && m.lag.values().all(|l| *l == 0);
         if caught_up && m.records_in >= events && now - last.2 >= Duration::from_secs(1) {
@@ -371,9 +401,14 @@ fn drive(
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    let m = app.metrics();
+    let metrics = app.metrics();
     app.close().expect("close");
-    ((last.2 - first).as_secs_f64(), (first - started).as_secs_f64(), m)
+    Run {
+        secs: (last.2 - first).as_secs_f64(),
+        startup: (first - started).as_secs_f64(),
+        cpu: (cpu_last - cpu_first).max(0.01),
+        metrics,
+    }
 }
 
 fn main() {
@@ -411,8 +446,20 @@ fn run(rt: &Runtime, base: &std::path::Path, n: usize, layout: Layout, only: Opt
     let session = rt.block_on(SqlSession::new(&substrate)).expect("session");
     rt.block_on(session.execute(declarations)).expect("declarations");
     println!(
-        "{:<4} {:>12} {:>10} {:>8} {:>14} {:>9}  {:>9} {:>9} {:>12} {:>8}",
-        "", "events/s", "Flink/core", "ratio", "log read/s", "of read", "out", "expected", "workload/s", "ratio"
+        "{:<4} {:>12} {:>10} {:>8} {:>14} {:>9}  {:>9} {:>9} {:>12} {:>8} {:>6} {:>12} {:>8}",
+        "",
+        "events/s",
+        "Flink/core",
+        "ratio",
+        "log read/s",
+        "of read",
+        "out",
+        "expected",
+        "workload/s",
+        "ratio",
+        "cores",
+        "per CPU-s",
+        "ratio"
     );
     for (name, flink, sql, kinds) in QUERIES {
         if only.is_some_and(|q| !q.split(',').any(|x| x == name)) {
@@ -439,11 +486,13 @@ fn run(rt: &Runtime, base: &std::path::Path, n: usize, layout: Layout, only: Opt
         let output = NewTopic { name: name.into(), n_partitions: 1, ..Default::default() };
         rt.block_on(log.admin().create_topic(output)).expect("output topic");
         let inputs = topics.len() + usize::from(before.is_some());
-        let (mut secs, mut startup, m) = drive(rt, &substrate, dir.path(), name, compiled.topology, inputs, events);
-        if let Some((s, up, _)) = before {
-            secs += s;
-            startup += up;
+        let mut run = drive(rt, &substrate, dir.path(), name, compiled.topology, inputs, events);
+        if let Some(b) = before {
+            run.secs += b.secs;
+            run.startup += b.startup;
+            run.cpu += b.cpu;
         }
+        let Run { secs, startup, cpu, metrics: m } = run;
         let output = TopicPartition::new(name, 0);
         let out = rt.block_on(log.admin().list_offset(&output, freshet_core::log::OffsetSpec::Latest));
         let out = out.ok().flatten().map_or(0, |o| o.0);
@@ -457,12 +506,16 @@ fn run(rt: &Runtime, base: &std::path::Path, n: usize, layout: Layout, only: Opt
             },
         );
         let workload = n as f64 / secs;
+        let per_cpu = events as f64 / cpu;
         println!(
             "{name:<4} {rate:>12.0} {flink:>10.0} {:>7.2}x {read_rate:>14.0} {:>8.1}%  {out:>9} {expected:>9} \
-             {workload:>12.0} {:>7.2}x   (start-up {startup:.2} s; skipped {}, dropped {}, late {})",
+             {workload:>12.0} {:>7.2}x {:>6.2} {per_cpu:>12.0} {:>7.2}x   (start-up {startup:.2} s; skipped {}, \
+             dropped {}, late {})",
             rate / flink,
             100.0 * rate / read_rate,
             workload / flink,
+            cpu / secs,
+            per_cpu / flink,
             m.records_skipped,
             m.dropped_records,
             m.late_records,

@@ -207,7 +207,11 @@ impl Eval {
                         _ => None,
                     }));
                 }
-                binary(&l.eval(row)?, *op, &r.eval(row)?)?
+                // Columns and literals are compared where they are, not copied.
+                match (l.peek(row), r.peek(row)) {
+                    (Some(a), Some(b)) => binary(a, *op, b)?,
+                    _ => binary(&l.eval(row)?, *op, &r.eval(row)?)?,
+                }
             }
             Eval::Not(e) => boolean(truth(&e.eval(row)?).map(|b| !b)),
             Eval::IsNull(e, negated) => boolean(Some(e.eval(row)?.is_null() != *negated)),
@@ -278,6 +282,15 @@ impl Eval {
     }
 
     /// Whether this predicate holds for `row` (null: it does not).
+    /// A column's or literal's value, where it is.
+    fn peek<'a>(&'a self, row: &'a Row) -> Option<&'a ScalarValue> {
+        match self {
+            Eval::Column(i) => row.get(*i),
+            Eval::Literal(v) => Some(v),
+            _ => None,
+        }
+    }
+
     pub(crate) fn holds(&self, row: &Row) -> Result<bool> {
         Ok(truth(&self.eval(row)?) == Some(true))
     }
@@ -291,6 +304,19 @@ fn scalar_of(v: ColumnarValue) -> Result<ScalarValue> {
 }
 
 /// `l op r` for two values of the types DataFusion coerced them to.
+/// An integer narrower than 64 bits, as i64.
+fn small_int(v: &ScalarValue) -> Option<i64> {
+    match v {
+        ScalarValue::Int32(Some(x)) => Some(i64::from(*x)),
+        ScalarValue::Int16(Some(x)) => Some(i64::from(*x)),
+        ScalarValue::Int8(Some(x)) => Some(i64::from(*x)),
+        ScalarValue::UInt32(Some(x)) => Some(i64::from(*x)),
+        ScalarValue::UInt16(Some(x)) => Some(i64::from(*x)),
+        ScalarValue::UInt8(Some(x)) => Some(i64::from(*x)),
+        _ => None,
+    }
+}
+
 /// The casts that cannot fail or lose more than a float's rounding (integers and floats to a wider
 /// or floating type), done on the value; `None` for the rest, which go through Arrow's casts
 /// (they build one-element arrays, which costs more than the arithmetic around them).
@@ -362,6 +388,14 @@ fn binary(l: &ScalarValue, op: Operator, r: &ScalarValue) -> Result<ScalarValue>
                 _ => compare(a.total_cmp(&b), op),
             });
         }
+        // Comparisons of other integers of one type, as i64 (arithmetic keeps their type below).
+        _ if matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq) => {
+            if let (Some(a), Some(b)) = (small_int(l), small_int(r)) {
+                if std::mem::discriminant(l) == std::mem::discriminant(r) {
+                    return Ok(compare(a.cmp(&b), op));
+                }
+            }
+        }
         _ => {}
     }
     match op {
@@ -425,5 +459,27 @@ mod tests {
             }
         }
         assert!(done >= 20, "the fast path took {done} casts");
+    }
+
+    /// Comparisons of narrower integers give what comparing the values does.
+    #[test]
+    fn narrow_integer_comparisons_agree_with_the_values() {
+        use ScalarValue as S;
+        let pairs = [
+            (S::Int32(Some(-3)), S::Int32(Some(2))),
+            (S::Int32(Some(2)), S::Int32(Some(2))),
+            (S::UInt8(Some(255)), S::UInt8(Some(1))),
+            (S::Int16(Some(-1)), S::Int16(Some(-1))),
+        ];
+        for (l, r) in &pairs {
+            for op in [Operator::Eq, Operator::NotEq, Operator::Lt, Operator::LtEq, Operator::Gt, Operator::GtEq] {
+                let want = compare(l.partial_cmp(r).unwrap(), op);
+                assert_eq!(binary(l, op, r).unwrap(), want, "{l:?} {op} {r:?}");
+                let e = Eval::Binary(Box::new(Eval::Column(0)), op, Box::new(Eval::Literal(r.clone())));
+                assert_eq!(e.eval(&vec![l.clone()]).unwrap(), want, "{l:?} {op} {r:?}");
+            }
+        }
+        // Arithmetic keeps its type.
+        assert_eq!(binary(&S::Int32(Some(2)), Operator::Plus, &S::Int32(Some(3))).unwrap(), S::Int32(Some(5)));
     }
 }

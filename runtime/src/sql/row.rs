@@ -461,16 +461,10 @@ impl<'de> Visitor<'de> for ColumnSeed<'_> {
         }
     }
     fn visit_i64<E: serde::de::Error>(self, i: i64) -> Result<ScalarValue, E> {
-        match self.1 {
-            DataType::Int64 => Ok(ScalarValue::Int64(Some(i))),
-            _ => self.convert(serde_json::Value::from(i)),
-        }
+        integer(i128::from(i), self.1).map_or_else(|| self.convert(serde_json::Value::from(i)), Ok)
     }
     fn visit_u64<E: serde::de::Error>(self, u: u64) -> Result<ScalarValue, E> {
-        match (self.1, i64::try_from(u)) {
-            (DataType::Int64, Ok(i)) => Ok(ScalarValue::Int64(Some(i))),
-            _ => self.convert(serde_json::Value::from(u)),
-        }
+        integer(i128::from(u), self.1).map_or_else(|| self.convert(serde_json::Value::from(u)), Ok)
     }
     fn visit_f64<E: serde::de::Error>(self, f: f64) -> Result<ScalarValue, E> {
         match self.1 {
@@ -494,6 +488,24 @@ impl<'de> Visitor<'de> for ColumnSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<ScalarValue, A::Error> {
         let v = serde_json::Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
         self.convert(v)
+    }
+}
+
+/// A JSON integer as a column of integer or float type `t`, when it fits (the rest, and what
+/// does not fit, go through [`from_json`], which says what is wrong).
+fn integer(i: i128, t: &DataType) -> Option<ScalarValue> {
+    use ScalarValue as S;
+    match t {
+        DataType::Int64 => i64::try_from(i).ok().map(|v| S::Int64(Some(v))),
+        DataType::Int32 => i32::try_from(i).ok().map(|v| S::Int32(Some(v))),
+        DataType::Int16 => i16::try_from(i).ok().map(|v| S::Int16(Some(v))),
+        DataType::Int8 => i8::try_from(i).ok().map(|v| S::Int8(Some(v))),
+        DataType::UInt64 => u64::try_from(i).ok().map(|v| S::UInt64(Some(v))),
+        DataType::UInt32 => u32::try_from(i).ok().map(|v| S::UInt32(Some(v))),
+        DataType::UInt16 => u16::try_from(i).ok().map(|v| S::UInt16(Some(v))),
+        DataType::UInt8 => u8::try_from(i).ok().map(|v| S::UInt8(Some(v))),
+        DataType::Float64 => Some(S::Float64(Some(i as f64))),
+        _ => None,
     }
 }
 
@@ -850,6 +862,30 @@ mod tests {
         assert!(serde.deserialize(Some(b"[1]")).is_err());
         let out = ValueSerde::output(&Format::Json, &Arc::new(value));
         assert_eq!(out.encode(&row[1..].to_vec()), r#"{"id":7,"name":"a\"b","price":2.0}"#);
+    }
+
+    /// JSON integers go into narrower integer columns when they fit, and say so when not.
+    #[test]
+    fn json_integers_fit_their_columns_or_name_the_column() {
+        let value = Schema::new(vec![
+            Field::new("i", DataType::Int32, true),
+            Field::new("s", DataType::Int16, true),
+            Field::new("u", DataType::UInt8, true),
+            Field::new("f", DataType::Float64, true),
+        ]);
+        let serde = ValueSerde::new(&Format::Json, &value, &Arc::new(value.clone()));
+        let row = serde.deserialize(Some(br#"{"i": -7, "s": 300, "u": 255, "f": 3}"#)).unwrap();
+        let expected = [
+            ScalarValue::Int32(Some(-7)),
+            ScalarValue::Int16(Some(300)),
+            ScalarValue::UInt8(Some(255)),
+            ScalarValue::Float64(Some(3.0)),
+        ];
+        assert_eq!(row, expected);
+        for bad in [r#"{"i": 2147483648}"#, r#"{"s": -40000}"#, r#"{"u": 256}"#, r#"{"u": -1}"#] {
+            let err = serde.deserialize(Some(bad.as_bytes())).unwrap_err();
+            assert!(err.contains("is not a"), "{bad}: {err}");
+        }
     }
 
     #[test]

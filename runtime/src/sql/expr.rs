@@ -304,15 +304,16 @@ fn scalar_of(v: ColumnarValue) -> Result<ScalarValue> {
 }
 
 /// `l op r` for two values of the types DataFusion coerced them to.
-/// An integer narrower than 64 bits, as i64.
-fn small_int(v: &ScalarValue) -> Option<i64> {
+/// A value of an integer type narrower than 64 bits, as i64 (`Some(None)`: its null).
+fn narrow_int(v: &ScalarValue) -> Option<Option<i64>> {
+    use ScalarValue as S;
     match v {
-        ScalarValue::Int32(Some(x)) => Some(i64::from(*x)),
-        ScalarValue::Int16(Some(x)) => Some(i64::from(*x)),
-        ScalarValue::Int8(Some(x)) => Some(i64::from(*x)),
-        ScalarValue::UInt32(Some(x)) => Some(i64::from(*x)),
-        ScalarValue::UInt16(Some(x)) => Some(i64::from(*x)),
-        ScalarValue::UInt8(Some(x)) => Some(i64::from(*x)),
+        S::Int32(x) => Some(x.map(i64::from)),
+        S::Int16(x) => Some(x.map(i64::from)),
+        S::Int8(x) => Some(x.map(i64::from)),
+        S::UInt32(x) => Some(x.map(i64::from)),
+        S::UInt16(x) => Some(x.map(i64::from)),
+        S::UInt8(x) => Some(x.map(i64::from)),
         _ => None,
     }
 }
@@ -322,19 +323,15 @@ fn small_int(v: &ScalarValue) -> Option<i64> {
 /// (they build one-element arrays, which costs more than the arithmetic around them).
 fn widen(v: &ScalarValue, t: &DataType) -> Option<ScalarValue> {
     use ScalarValue as S;
-    let i = |x: Option<i64>| match t {
-        DataType::Int64 => Some(S::Int64(x)),
-        DataType::Float64 => Some(S::Float64(x.map(|x| x as f64))),
-        _ => None,
-    };
+    if let Some(x) = narrow_int(v) {
+        return match t {
+            DataType::Int64 => Some(S::Int64(x)),
+            DataType::Float64 => Some(S::Float64(x.map(|x| x as f64))),
+            _ => None,
+        };
+    }
     match v {
         S::Int64(x) if *t == DataType::Float64 => Some(S::Float64(x.map(|x| x as f64))),
-        S::Int32(x) => i(x.map(i64::from)),
-        S::Int16(x) => i(x.map(i64::from)),
-        S::Int8(x) => i(x.map(i64::from)),
-        S::UInt32(x) => i(x.map(i64::from)),
-        S::UInt16(x) => i(x.map(i64::from)),
-        S::UInt8(x) => i(x.map(i64::from)),
         S::Float32(x) if *t == DataType::Float64 => Some(S::Float64(x.map(f64::from))),
         _ if v.data_type() == *t => Some(v.clone()),
         _ => None,
@@ -390,7 +387,7 @@ fn binary(l: &ScalarValue, op: Operator, r: &ScalarValue) -> Result<ScalarValue>
         }
         // Comparisons of other integers of one type, as i64 (arithmetic keeps their type below).
         _ if matches!(op, Eq | NotEq | Lt | LtEq | Gt | GtEq) => {
-            if let (Some(a), Some(b)) = (small_int(l), small_int(r)) {
+            if let (Some(Some(a)), Some(Some(b))) = (narrow_int(l), narrow_int(r)) {
                 if std::mem::discriminant(l) == std::mem::discriminant(r) {
                     return Ok(compare(a.cmp(&b), op));
                 }

@@ -15,7 +15,7 @@ mod sql_cli;
 mod streams_demo;
 
 #[derive(Parser)]
-#[command(name = "freshet", version, about = "Stream processing with a built-in, replicated, partitioned log")]
+#[command(name = "freshet", version, about = "Stream processing with a built-in, durable, partitioned log")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -629,13 +629,13 @@ struct BrokerArgs {
 /// The broker's settings: flags over the config file over the defaults.
 struct BrokerSettings {
     data_dir: PathBuf,
-    config: freshet::core::broker::BrokerConfig,
+    config: freshet::broker::BrokerConfig,
 }
 
 impl BrokerArgs {
     fn settings(self) -> anyhow::Result<BrokerSettings> {
         let mut data_dir = PathBuf::from("freshet-data");
-        let mut config = freshet::core::broker::BrokerConfig::default();
+        let mut config = freshet::broker::BrokerConfig::default();
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for (i, line) in text.lines().enumerate() {
@@ -786,7 +786,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let BrokerSettings { data_dir, config } = args.settings()?;
     let embedded = open_log(&data_dir).await?;
     let log = embedded.log().clone();
-    let broker = freshet::core::broker::Broker::start(log.clone(), embedded.group_offsets().clone(), config).await?;
+    let broker = freshet::broker::Broker::start(log.clone(), embedded.group_offsets().clone(), config).await?;
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
     // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
     #[cfg(feature = "sql")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use freshet::prelude::*;
-use freshet::runtime::sql::{render, split_statements, OutputFormat, SqlError, SqlSession};
+use freshet::sql::{render, split_statements, OutputFormat, SqlError, SqlSession};
 
 use crate::{Opened, Target};
 

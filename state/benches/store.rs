@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use freshet_core::config::{Durability, LogConfig};
-use freshet_core::substrate::{Consumer as _, Embedded, TopicPartition};
+use freshet_core::{Consumer as _, Embedded, TopicPartition};
 use freshet_state::{changelog_topic, Backend, Changelogs, RocksMemory, StoreOptions, TaskConfig, TaskState};
 
 fn splitmix(mut x: u64) -> u64 {

@@ -28,10 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use freshet_core::log::{Isolation, OffsetSpec};
-use freshet_core::substrate::{
-    Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, TopicPartition,
-};
+use freshet_core::{Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, TopicPartition};
+use freshet_core::{Clock, Isolation, OffsetSpec, SystemClock};
 use hashbrown::HashTable;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -49,6 +47,8 @@ pub struct Changelogs {
     runtime: Handle,
     /// Restores read at this isolation, and end at the matching offset.
     isolation: Isolation,
+    /// Stamps changelog records.
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Changelogs {
@@ -65,7 +65,19 @@ impl Changelogs {
         new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
         runtime: Handle,
     ) -> Self {
-        Changelogs { producer, admin, new_consumer, runtime, isolation: Isolation::ReadUncommitted }
+        Changelogs {
+            producer,
+            admin,
+            new_consumer,
+            runtime,
+            isolation: Isolation::ReadUncommitted,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The same changelogs with their records stamped by `clock`.
+    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
+        Changelogs { clock, ..self }
     }
 
     /// The same changelogs written through `producer` (a stream thread's transactional producer)
@@ -84,6 +96,7 @@ impl Changelogs {
             Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
             runtime,
         )
+        .with_clock(log.log().clock().clone())
     }
 
     /// The settings of the consumers that restore stores: outside any group, from the start, in
@@ -412,13 +425,14 @@ impl ChangeLogger {
         let (done, next_waits) = tokio::sync::oneshot::channel();
         self.previous_done = Some(next_waits);
         let sent = writes.clone();
+        let now_ms = self.changelogs.clock.now_ms();
         let handle = self.changelogs.runtime().spawn(async move {
             if let Some(previous) = previous {
                 // An error means the previous task ended without sending (it failed): the store
                 // has failed too, and this batch is never applied.
                 let _ = previous.await;
             }
-            let result = producer.send_to_partition(&tp, &sent, now_ms()).await;
+            let result = producer.send_to_partition(&tp, &sent, now_ms).await;
             let _ = done.send(());
             result
         });
@@ -479,10 +493,6 @@ impl ChangeLogger {
         debug_assert!(self.latest.is_empty());
         Ok(())
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The offset after the last batch of `replay` (its `from` when it holds none).
@@ -582,8 +592,7 @@ pub(crate) fn restore(
     let err = |source| Error::Changelog { store: store.to_string(), source };
     if start < end {
         let consumer = changelogs.consumer();
-        let (tx, mut rx) =
-            tokio::sync::mpsc::channel::<freshet_core::Result<Vec<freshet_core::substrate::ConsumedBatches>>>(2);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<freshet_core::Result<Vec<freshet_core::ConsumedBatches>>>(2);
         // A fetching task reads ahead while this thread applies, with at most two fetches queued.
         let fetch_tp = tp.clone();
         let fetcher = changelogs.runtime().spawn(async move {

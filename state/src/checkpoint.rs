@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use freshet_core::substrate::TopicPartition;
+use freshet_core::TopicPartition;
 
 use crate::error::{Error, Result};
 

@@ -1,7 +1,7 @@
 //! The layers of one store: record cache, changelog, backend.
 
 use bytes::Bytes;
-use freshet_core::substrate::TopicPartition;
+use freshet_core::TopicPartition;
 
 use crate::bytes::{overlay, BytesStore, KvIter, ScanRange, Write};
 use crate::cache::RecordCache;

@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use freshet_core::substrate::TopicPartition;
+use freshet_core::TopicPartition;
 
 use crate::backend::Backend;
 use crate::bytes::BytesStore;

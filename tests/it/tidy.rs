@@ -4,13 +4,30 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 /// For each crate, the Freshet crates it may depend on (normal dependencies).
+/// Above `freshet-core`, crates see the log only through it.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("freshet-core", &[]),
+    ("freshet-log", &[]),
+    ("freshet-coord", &["freshet-log"]),
+    ("freshet-core", &["freshet-log", "freshet-coord"]),
+    ("freshet-broker", &["freshet-log", "freshet-coord"]),
     ("freshet-state", &["freshet-core"]),
     ("freshet-dsl", &["freshet-core", "freshet-state"]),
     ("freshet-runtime", &["freshet-core", "freshet-state", "freshet-dsl"]),
+    ("freshet-sql", &["freshet-core", "freshet-dsl", "freshet-runtime"]),
     ("freshet-connectors", &["freshet-core"]),
-    ("freshet", &["freshet-core", "freshet-state", "freshet-dsl", "freshet-runtime", "freshet-connectors"]),
+    (
+        "freshet",
+        &[
+            "freshet-log",
+            "freshet-core",
+            "freshet-broker",
+            "freshet-state",
+            "freshet-dsl",
+            "freshet-runtime",
+            "freshet-sql",
+            "freshet-connectors",
+        ],
+    ),
 ];
 
 #[test]
@@ -40,4 +57,37 @@ fn crate_dependencies_point_down_the_layers() {
         }
     }
     assert_eq!(seen.len(), ALLOWED.len(), "every crate of the map exists");
+}
+
+/// The normal dependencies `cargo tree` prints for a package with its default features: one
+/// crate name per line.
+fn normal_dependencies(package: &str) -> BTreeSet<String> {
+    let output = std::process::Command::new(env!("CARGO"))
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{lib}", "--offline"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // A crate printed before is marked ` (*)`.
+    String::from_utf8(output.stdout)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A streams-only program compiles neither the broker and the Kafka protocol's message types nor
+/// DataFusion; a program of the client API compiles no broker either.
+#[test]
+fn streams_programs_compile_neither_the_broker_nor_sql() {
+    let runtime = normal_dependencies("freshet-runtime");
+    assert!(runtime.contains("freshet_core"), "cargo tree printed what it was asked for: {runtime:?}");
+    for absent in ["kafka_protocol", "freshet_broker", "datafusion", "freshet_sql"] {
+        assert!(!runtime.contains(absent), "freshet-runtime depends on {absent}");
+    }
+    let client = normal_dependencies("freshet-core");
+    for absent in ["kafka_protocol", "freshet_broker"] {
+        assert!(!client.contains(absent), "freshet-core depends on {absent}");
+    }
 }

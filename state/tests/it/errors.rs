@@ -1,6 +1,6 @@
 //! Bad input and misuse get clear errors that name what was wrong, and change nothing else.
 
-use freshet_core::substrate::{Admin as _, NewTopic};
+use freshet_core::{Admin as _, NewTopic};
 use freshet_state::checkpoint::CHECKPOINT_FILE;
 use freshet_state::{Backend, Error, StoreOptions, TaskState};
 

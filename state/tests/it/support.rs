@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use freshet_core::config::{Durability, LogConfig};
-use freshet_core::substrate::{Consumer as _, Embedded, TopicPartition};
+use freshet_core::{Consumer as _, Embedded, TopicPartition};
 use freshet_state::{Backend, Changelogs, StoreOptions, TaskConfig, TaskState};
 
 /// A temporary directory with an embedded log (in `log/`) and a runtime for its futures.

@@ -1,0 +1,63 @@
+//! Kafka's error codes: the one table the coordinators and the broker answer with.
+//!
+//! The numbers are Kafka's (`org.apache.kafka.common.protocol.Errors`); clients act on them, so
+//! they never change meaning. Only the codes Freshet answers with are listed.
+
+/// An error the server could not classify.
+pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+/// No error.
+pub const NONE: i16 = 0;
+/// The requested offset is outside the partition's range.
+pub const OFFSET_OUT_OF_RANGE: i16 = 1;
+/// A record batch fails its checks (CRC, layout).
+pub const CORRUPT_MESSAGE: i16 = 2;
+/// No such topic or partition.
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+/// A batch exceeds the topic's `max.message.bytes`.
+pub const MESSAGE_TOO_LARGE: i16 = 10;
+/// A topic name Kafka's rules refuse.
+pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+/// The generation is not the group's current one.
+pub const ILLEGAL_GENERATION: i16 = 22;
+/// The protocols a member offers share none with the group's.
+pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
+/// The group id is empty.
+pub const INVALID_GROUP_ID: i16 = 24;
+/// The member is not in the group.
+pub const UNKNOWN_MEMBER_ID: i16 = 25;
+/// The session timeout is outside what the broker allows.
+pub const INVALID_SESSION_TIMEOUT: i16 = 26;
+/// The group is rebalancing: rejoin.
+pub const REBALANCE_IN_PROGRESS: i16 = 27;
+/// The API version is not supported.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+/// A topic of that name exists.
+pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+/// A partition count that is not allowed.
+pub const INVALID_PARTITIONS: i16 = 37;
+/// A configuration value that is not allowed.
+pub const INVALID_CONFIG: i16 = 40;
+/// A producer sequence number with a gap before it.
+pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+/// A producer sequence number already written.
+pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
+/// A producer epoch older than the current one.
+pub const INVALID_PRODUCER_EPOCH: i16 = 47;
+/// A transactional request the transaction's state does not allow.
+pub const INVALID_TXN_STATE: i16 = 48;
+/// A producer id that does not match the transactional id.
+pub const INVALID_PRODUCER_ID_MAPPING: i16 = 49;
+/// A transaction timeout over the broker's maximum.
+pub const INVALID_TRANSACTION_TIMEOUT: i16 = 50;
+/// The previous transaction of this producer is still completing: retry.
+pub const CONCURRENT_TRANSACTIONS: i16 = 51;
+/// The group still has members.
+pub const NON_EMPTY_GROUP: i16 = 68;
+/// No such group.
+pub const GROUP_ID_NOT_FOUND: i16 = 69;
+/// A first join without a member id: rejoin with the one given.
+pub const MEMBER_ID_REQUIRED: i16 = 79;
+/// An offset of an open transaction is pending for the partition.
+pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
+/// A newer producer with the same transactional id has fenced this one.
+pub const PRODUCER_FENCED: i16 = 90;

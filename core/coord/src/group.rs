@@ -1,0 +1,309 @@
+//! Committed consumer-group offsets, kept in the internal compacted topic `__consumer_offsets`.
+//!
+//! Records use Kafka's own layout for that topic, so the data is what a Kafka broker would write:
+//!
+//! * key (version 1): `i16 version = 1`, `string group`, `string topic`, `i32 partition`;
+//! * value (version 3): `i16 version = 3`, `i64 offset`, `i32 leader_epoch` (-1: unknown),
+//!   `string metadata`, `i64 commit_timestamp`;
+//! * a null value (tombstone) deletes the committed offset.
+//!
+//! Strings are an `i16` length then UTF-8 bytes, all integers big-endian. A group's offsets live in
+//! partition `abs(java_hash(group)) % n_partitions`, as in Kafka, and one commit is one batch, so it
+//! lands or fails as a whole. The store reads the topic once when the log opens and then serves
+//! reads from memory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use bytes::{BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use freshet_log::batch::BatchBuilder;
+use freshet_log::partitioner::java_string_hash;
+use freshet_log::Log;
+use freshet_log::{Error, Result};
+
+/// The internal topic's name.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// A topic and a partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    /// `topic`-`partition`.
+    pub fn new(topic: impl Into<String>, partition: u32) -> Self {
+        TopicPartition { topic: topic.into(), partition }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// A committed offset: the next offset the group will read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetAndMetadata {
+    /// The next offset to read.
+    pub offset: i64,
+    /// The leader epoch of the last record read, -1 when unknown.
+    pub leader_epoch: i32,
+    /// Free text the committer attached.
+    pub metadata: String,
+    /// When the commit happened (ms).
+    pub commit_timestamp: i64,
+}
+
+impl OffsetAndMetadata {
+    /// An offset without metadata. Its commit timestamp is left to the coordinator
+    /// ([`GroupOffsets::commit`] stamps it with the log's clock), as Kafka's broker stamps the
+    /// commits of OffsetCommit v2 and later.
+    pub fn new(offset: i64) -> Self {
+        OffsetAndMetadata { offset, leader_epoch: -1, metadata: String::new(), commit_timestamp: -1 }
+    }
+}
+
+fn put_string(buf: &mut BytesMut, s: &str) -> Result<()> {
+    let len = i16::try_from(s.len()).map_err(|_| Error::Decode(format!("string of {} bytes is too long", s.len())))?;
+    buf.put_i16(len);
+    buf.put_slice(s.as_bytes());
+    Ok(())
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<&[u8]> {
+        if self.0.len() < n {
+            return Err(Error::Decode("offset commit record is truncated".into()));
+        }
+        let (head, rest) = self.0.split_at(n);
+        let head_ptr: &[u8] = head;
+        self.0 = rest;
+        Ok(head_ptr)
+    }
+    fn i16(&mut self) -> Result<i16> {
+        Ok(i16::from_be_bytes(self.take(2)?.try_into().expect("2")))
+    }
+    fn i32(&mut self) -> Result<i32> {
+        Ok(i32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+    }
+    fn i64(&mut self) -> Result<i64> {
+        Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
+    }
+    fn string(&mut self) -> Result<String> {
+        let len = self.i16()?;
+        if len < 0 {
+            return Ok(String::new());
+        }
+        let bytes = self.take(len as usize)?.to_vec();
+        String::from_utf8(bytes).map_err(|_| Error::Decode("string is not UTF-8".into()))
+    }
+}
+
+pub(crate) fn encode_key(group: &str, tp: &TopicPartition) -> Result<BytesMut> {
+    let mut key = BytesMut::new();
+    key.put_i16(1);
+    put_string(&mut key, group)?;
+    put_string(&mut key, &tp.topic)?;
+    key.put_i32(tp.partition as i32);
+    Ok(key)
+}
+
+pub(crate) fn encode_value(offset: &OffsetAndMetadata) -> Result<BytesMut> {
+    let mut value = BytesMut::new();
+    value.put_i16(3);
+    value.put_i64(offset.offset);
+    value.put_i32(offset.leader_epoch);
+    put_string(&mut value, &offset.metadata)?;
+    value.put_i64(offset.commit_timestamp);
+    Ok(value)
+}
+
+/// Decodes a key; `None` for record kinds other than offset commits (Kafka's group metadata).
+pub(crate) fn decode_key(key: &[u8]) -> Result<Option<(String, TopicPartition)>> {
+    let mut r = Reader(key);
+    match r.i16()? {
+        0 | 1 => {
+            let group = r.string()?;
+            let topic = r.string()?;
+            let partition = r.i32()?;
+            Ok(Some((group, TopicPartition { topic, partition: partition as u32 })))
+        }
+        _ => Ok(None),
+    }
+}
+
+pub(crate) fn decode_value(value: &[u8]) -> Result<OffsetAndMetadata> {
+    let mut r = Reader(value);
+    let version = r.i16()?;
+    let offset = r.i64()?;
+    let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
+    let metadata = r.string()?;
+    let commit_timestamp = r.i64()?;
+    Ok(OffsetAndMetadata { offset, leader_epoch, metadata, commit_timestamp })
+}
+
+type Offsets = HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>;
+
+/// Consumer-group offsets over the log.
+#[derive(Debug, Clone)]
+pub struct GroupOffsets {
+    log: Log,
+    n_partitions: u32,
+    offsets: Arc<RwLock<Offsets>>,
+}
+
+impl GroupOffsets {
+    /// Opens the store: creates `__consumer_offsets` if needed and loads what it holds.
+    pub async fn open(log: Log, n_partitions: u32) -> Result<Self> {
+        log.ensure_compacted_topic(OFFSETS_TOPIC, n_partitions).await?;
+        let n_partitions = log.describe_topic(OFFSETS_TOPIC)?.n_partitions;
+        let mut offsets = Offsets::new();
+        for partition in 0..n_partitions {
+            log.for_each_record(OFFSETS_TOPIC, partition, |record| {
+                let Some(key) = record.key else { return Ok(()) };
+                let Some((group, tp)) = decode_key(key)? else { return Ok(()) };
+                match record.value {
+                    Some(value) => {
+                        offsets.entry(group).or_default().insert(tp, decode_value(value)?);
+                    }
+                    None => {
+                        if let Some(g) = offsets.get_mut(&group) {
+                            g.remove(&tp);
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        offsets.retain(|_, g| !g.is_empty());
+        Ok(GroupOffsets { log, n_partitions, offsets: Arc::new(RwLock::new(offsets)) })
+    }
+
+    fn partition_for(&self, group: &str) -> u32 {
+        java_string_hash(group).unsigned_abs() % self.n_partitions
+    }
+
+    /// Commits offsets for a group, durably and atomically (one batch).
+    pub async fn commit(&self, group: &str, offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
+        if group.is_empty() {
+            return Err(Error::InvalidConfig {
+                key: "group.id".into(),
+                value: String::new(),
+                reason: "committing offsets needs a group id".into(),
+            });
+        }
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let mut builder = BatchBuilder::default();
+        let now = self.log.clock().now_ms();
+        let stamped = |offset: &OffsetAndMetadata| {
+            let commit_timestamp = if offset.commit_timestamp < 0 { now } else { offset.commit_timestamp };
+            OffsetAndMetadata { commit_timestamp, ..offset.clone() }
+        };
+        for (tp, offset) in offsets {
+            builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(&stamped(offset))?), &[], now);
+        }
+        self.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
+        let mut all = self.offsets.write().expect("offsets lock");
+        let entry = all.entry(group.to_owned()).or_default();
+        for (tp, offset) in offsets {
+            entry.insert(tp.clone(), stamped(offset));
+        }
+        Ok(())
+    }
+
+    /// The committed offsets of a group for the given partitions (all of them when `None`).
+    pub fn fetch(
+        &self,
+        group: &str,
+        partitions: Option<&[TopicPartition]>,
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+        let all = self.offsets.read().expect("offsets lock");
+        let Some(committed) = all.get(group) else { return BTreeMap::new() };
+        match partitions {
+            None => committed.clone(),
+            Some(tps) => tps.iter().filter_map(|tp| committed.get(tp).map(|o| (tp.clone(), o.clone()))).collect(),
+        }
+    }
+
+    /// Every group with committed offsets.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self.offsets.read().expect("offsets lock").keys().cloned().collect();
+        groups.sort();
+        groups
+    }
+
+    /// Forgets every group's committed offsets for a deleted topic, as Kafka's coordinator does, so
+    /// a topic created again under the same name is read from its start.
+    pub async fn forget_topic(&self, topic: &str) -> Result<()> {
+        let affected: Vec<(String, Vec<TopicPartition>)> = {
+            let all = self.offsets.read().expect("offsets lock");
+            all.iter()
+                .map(|(g, offsets)| {
+                    (g.clone(), offsets.keys().filter(|tp| tp.topic == topic).cloned().collect::<Vec<_>>())
+                })
+                .filter(|(_, tps)| !tps.is_empty())
+                .collect()
+        };
+        for (group, tps) in affected {
+            let mut builder = BatchBuilder::default();
+            let now = self.log.clock().now_ms();
+            for tp in &tps {
+                builder.push(Some(&encode_key(&group, tp)?), None, &[], now);
+            }
+            self.log.append(OFFSETS_TOPIC, self.partition_for(&group), builder.finish()).await?;
+            let mut all = self.offsets.write().expect("offsets lock");
+            if let Some(offsets) = all.get_mut(&group) {
+                for tp in &tps {
+                    offsets.remove(tp);
+                }
+                if offsets.is_empty() {
+                    all.remove(&group);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes a group's committed offsets (tombstones, so compaction forgets them).
+    pub async fn delete_group(&self, group: &str) -> Result<bool> {
+        let committed = self.fetch(group, None);
+        if committed.is_empty() {
+            return Ok(false);
+        }
+        let mut builder = BatchBuilder::default();
+        let now = self.log.clock().now_ms();
+        for tp in committed.keys() {
+            builder.push(Some(&encode_key(group, tp)?), None, &[], now);
+        }
+        self.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
+        self.offsets.write().expect("offsets lock").remove(group);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip() {
+        let tp = TopicPartition::new("orders", 7);
+        let key = encode_key("g1", &tp).unwrap();
+        assert_eq!(decode_key(&key).unwrap(), Some(("g1".to_owned(), tp)));
+        let value = OffsetAndMetadata { offset: 42, leader_epoch: 3, metadata: "m".into(), commit_timestamp: 1000 };
+        assert_eq!(decode_value(&encode_value(&value).unwrap()).unwrap(), value);
+        assert!(decode_value(&[0, 3, 0]).is_err());
+    }
+}

@@ -1,0 +1,582 @@
+//! The transaction coordinator: Kafka's transactions over the log.
+//!
+//! A transactional id names a producer that survives restarts. Its state (producer id, epoch,
+//! the partitions and groups in its open transaction, the offsets it commits with it) is kept in
+//! the compacted `__transaction_state` topic, written before each step is acknowledged, so a
+//! coordinator that restarts finishes what it had promised. Ending a transaction writes a commit
+//! or abort marker (a control batch) to every partition in it, then applies its offsets to their
+//! groups: `read_committed` readers see its records only after the marker.
+//!
+//! Fencing: `init_producer_id` bumps the epoch, aborting a transaction the previous incarnation
+//! left open, so a "zombie" with the old epoch is refused by the coordinator and by every
+//! partition the markers reached. A transaction left open longer than its timeout is aborted the
+//! same way.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex as SyncMutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+use crate::group::TopicPartition;
+use crate::group::{GroupOffsets, OffsetAndMetadata};
+use freshet_log::batch::BatchBuilder;
+use freshet_log::{Error, Result};
+use freshet_log::{Log, Marker};
+
+/// The topic holding every transactional id's state.
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// The longest transaction timeout accepted (Kafka's `transaction.max.timeout.ms`).
+pub const MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// Why a transaction operation was refused. Each maps to one Kafka error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// A newer epoch took over the transactional id (PRODUCER_FENCED / INVALID_PRODUCER_EPOCH).
+    Fenced,
+    /// The producer id is not the one the transactional id has (INVALID_PRODUCER_ID_MAPPING).
+    UnknownProducer,
+    /// The operation does not fit the transaction's state (INVALID_TXN_STATE).
+    InvalidState,
+    /// The transaction is still being ended; retry (CONCURRENT_TRANSACTIONS).
+    Concurrent,
+    /// The timeout is out of range (INVALID_TRANSACTION_TIMEOUT).
+    InvalidTimeout,
+    /// A partition of the transaction does not exist (UNKNOWN_TOPIC_OR_PARTITION).
+    UnknownPartition,
+    /// The log failed while storing the transaction's state or markers.
+    Storage,
+}
+
+/// A refused transaction operation: why, and a message naming the values involved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnError {
+    /// The kind of refusal.
+    pub refusal: Refusal,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl std::fmt::Display for TxnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<TxnError> for Error {
+    fn from(e: TxnError) -> Self {
+        match e.refusal {
+            Refusal::Fenced => Error::ProducerFenced(e.message),
+            _ => Error::Transaction(e.message),
+        }
+    }
+}
+
+fn refuse<T>(refusal: Refusal, message: impl Into<String>) -> std::result::Result<T, TxnError> {
+    Err(TxnError { refusal, message: message.into() })
+}
+
+fn storage(e: Error) -> TxnError {
+    TxnError { refusal: Refusal::Storage, message: e.to_string() }
+}
+
+/// A transactional id's state, as Kafka names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnPhase {
+    /// No transaction has begun since the last one ended (or ever).
+    Empty,
+    /// A transaction is open: partitions or groups were added to it.
+    Ongoing,
+    /// Committing: the decision is stored, markers are being written.
+    PrepareCommit,
+    /// Aborting: the decision is stored, markers are being written.
+    PrepareAbort,
+    /// The last transaction committed.
+    CompleteCommit,
+    /// The last transaction aborted.
+    CompleteAbort,
+}
+
+/// What `__transaction_state` stores for one transactional id (as JSON; see FORMAT.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct TxnRecord {
+    producer_id: i64,
+    producer_epoch: i16,
+    timeout_ms: u64,
+    phase: TxnPhase,
+    /// The partitions written in the open (or ending) transaction.
+    partitions: BTreeSet<(String, u32)>,
+    /// Offsets committed in the transaction, by group: applied when it commits.
+    offsets: BTreeMap<String, Vec<(String, u32, i64, String)>>,
+    /// When the open transaction began (ms since the epoch).
+    started_ms: i64,
+}
+
+/// The transaction of one transactional id, as `describe` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxnDescription {
+    /// The transactional id.
+    pub transactional_id: String,
+    /// Its producer id.
+    pub producer_id: i64,
+    /// Its current epoch.
+    pub producer_epoch: i16,
+    /// Its state.
+    pub phase: TxnPhase,
+    /// The partitions in its open transaction.
+    pub partitions: Vec<TopicPartition>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    record: Option<TxnRecord>,
+}
+
+/// The transaction coordinator of one log. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Transactions {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    log: Log,
+    offsets: GroupOffsets,
+    entries: SyncMutex<HashMap<String, Arc<Mutex<Entry>>>>,
+    loaded: tokio::sync::OnceCell<()>,
+}
+
+/// A fresh producer id, unique across restarts: milliseconds since the epoch (`now_ms`, from the
+/// log's clock) with a counter.
+pub fn new_producer_id(now_ms: i64) -> i64 {
+    static NEXT: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_ms;
+    ((now & ((1 << 46) - 1)) << 16) | (NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed) & 0xffff)
+}
+
+impl Transactions {
+    /// Now, by the log's clock.
+    fn now_ms(&self) -> i64 {
+        self.inner.log.clock().now_ms()
+    }
+
+    /// A coordinator over `log`, committing transactional offsets to `offsets`. Its state is read
+    /// from `__transaction_state` by [`Transactions::load`] (or at first use).
+    pub fn new(log: Log, offsets: GroupOffsets) -> Self {
+        Transactions {
+            inner: Arc::new(Inner {
+                log,
+                offsets,
+                entries: SyncMutex::new(HashMap::new()),
+                loaded: tokio::sync::OnceCell::new(),
+            }),
+        }
+    }
+
+    /// Reads every transactional id's state and finishes the transactions a previous run had
+    /// decided but not completed. Runs once; later calls return at once.
+    pub async fn load(&self) -> Result<()> {
+        self.inner.loaded.get_or_try_init(|| self.load_once()).await.map(|_| ())
+    }
+
+    async fn load_once(&self) -> Result<()> {
+        let log = &self.inner.log;
+        log.ensure_compacted_topic(TRANSACTION_STATE_TOPIC, 1).await?;
+        let mut records: HashMap<String, TxnRecord> = HashMap::new();
+        log.for_each_record(TRANSACTION_STATE_TOPIC, 0, |record| {
+            let (Some(key), Some(value)) = (record.key, record.value) else { return Ok(()) };
+            let id = String::from_utf8(key.to_vec())
+                .map_err(|_| Error::Decode("a transactional id that is not UTF-8".into()))?;
+            let state: TxnRecord = serde_json::from_slice(value)
+                .map_err(|e| Error::Decode(format!("the state of transactional id {id:?}: {e}")))?;
+            records.insert(id, state);
+            Ok(())
+        })
+        .await?;
+        let n = records.len();
+        {
+            let mut entries = self.inner.entries.lock().expect("entries lock");
+            for (id, record) in records {
+                entries.insert(id, Arc::new(Mutex::new(Entry { record: Some(record) })));
+            }
+        }
+        // Decisions stored before a crash are carried out now.
+        for (id, entry) in self.all_entries() {
+            let mut entry = entry.lock().await;
+            let Some(record) = entry.record.clone() else { continue };
+            let commit = match record.phase {
+                TxnPhase::PrepareCommit => true,
+                TxnPhase::PrepareAbort => false,
+                _ => continue,
+            };
+            tracing::info!(transactional_id = %id, commit, "completing a transaction decided before the restart");
+            self.complete(&id, &mut entry, record, commit).await.map_err(Error::from)?;
+        }
+        tracing::debug!(n, "transaction state loaded");
+        Ok(())
+    }
+
+    fn all_entries(&self) -> Vec<(String, Arc<Mutex<Entry>>)> {
+        let entries = self.inner.entries.lock().expect("entries lock");
+        entries.iter().map(|(id, e)| (id.clone(), e.clone())).collect()
+    }
+
+    async fn entry(&self, id: &str) -> std::result::Result<Arc<Mutex<Entry>>, TxnError> {
+        self.load().await.map_err(storage)?;
+        let mut entries = self.inner.entries.lock().expect("entries lock");
+        Ok(entries.entry(id.to_owned()).or_insert_with(|| Arc::new(Mutex::new(Entry { record: None }))).clone())
+    }
+
+    /// Stores a transactional id's state; returns once it is durable.
+    async fn persist(&self, id: &str, record: &TxnRecord) -> std::result::Result<(), TxnError> {
+        let value = serde_json::to_vec(record).map_err(|e| storage(Error::Internal(e.to_string())))?;
+        let mut builder = BatchBuilder::default();
+        builder.push(Some(id.as_bytes()), Some(&value), &[], self.now_ms());
+        self.inner.log.append(TRANSACTION_STATE_TOPIC, 0, builder.finish()).await.map_err(storage)?;
+        Ok(())
+    }
+
+    /// Kafka's InitProducerId with a transactional id: the producer id of `transactional_id`
+    /// (a new one the first time) at a new epoch. A transaction the previous epoch left open is
+    /// aborted first; the previous epoch is fenced from then on.
+    pub async fn init_producer_id(
+        &self,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> std::result::Result<(i64, i16), TxnError> {
+        if transactional_id.is_empty() {
+            return refuse(Refusal::InvalidState, "an empty transactional id");
+        }
+        if timeout.is_zero() || timeout > MAX_TRANSACTION_TIMEOUT {
+            return refuse(
+                Refusal::InvalidTimeout,
+                format!(
+                    "transaction.timeout.ms = {} is outside 1..={} (transaction.max.timeout.ms)",
+                    timeout.as_millis(),
+                    MAX_TRANSACTION_TIMEOUT.as_millis()
+                ),
+            );
+        }
+        let entry = self.entry(transactional_id).await?;
+        let mut entry = entry.lock().await;
+        let mut record = match entry.record.clone() {
+            None => TxnRecord {
+                producer_id: new_producer_id(self.now_ms()),
+                producer_epoch: -1,
+                timeout_ms: timeout.as_millis() as u64,
+                phase: TxnPhase::Empty,
+                partitions: BTreeSet::new(),
+                offsets: BTreeMap::new(),
+                started_ms: 0,
+            },
+            Some(record) => record,
+        };
+        if matches!(record.phase, TxnPhase::Ongoing | TxnPhase::PrepareAbort | TxnPhase::PrepareCommit) {
+            // The previous incarnation's transaction ends here: aborted (or, if it had already been
+            // decided, completed as decided), with a bumped epoch that fences it.
+            let commit = record.phase == TxnPhase::PrepareCommit;
+            if record.phase == TxnPhase::Ongoing {
+                record.producer_epoch = record.producer_epoch.saturating_add(1);
+                tracing::info!(%transactional_id, epoch = record.producer_epoch, "aborting the open transaction of a fenced producer");
+            }
+            record = self.complete(transactional_id, &mut entry, record, commit).await?;
+        }
+        if record.producer_epoch >= i16::MAX - 1 {
+            // Epochs ran out: a new producer id starts again at 0.
+            record.producer_id = new_producer_id(self.now_ms());
+            record.producer_epoch = 0;
+        } else {
+            record.producer_epoch += 1;
+        }
+        record.timeout_ms = timeout.as_millis() as u64;
+        record.phase = TxnPhase::Empty;
+        record.partitions.clear();
+        record.offsets.clear();
+        self.persist(transactional_id, &record).await?;
+        let answer = (record.producer_id, record.producer_epoch);
+        entry.record = Some(record);
+        Ok(answer)
+    }
+
+    /// The record of `transactional_id` if `producer_id` at `epoch` may act for it.
+    fn current(
+        transactional_id: &str,
+        entry: &Entry,
+        producer_id: i64,
+        epoch: i16,
+    ) -> std::result::Result<TxnRecord, TxnError> {
+        let Some(record) = entry.record.clone() else {
+            return refuse(
+                Refusal::UnknownProducer,
+                format!("transactional id {transactional_id:?} has no producer: call InitProducerId first"),
+            );
+        };
+        if record.producer_id != producer_id {
+            return refuse(
+                Refusal::UnknownProducer,
+                format!(
+                    "transactional id {transactional_id:?} belongs to producer {}, not {producer_id}",
+                    record.producer_id
+                ),
+            );
+        }
+        if epoch != record.producer_epoch {
+            return refuse(
+                Refusal::Fenced,
+                format!(
+                    "producer {producer_id} at epoch {epoch} is fenced: transactional id {transactional_id:?} is at epoch {}",
+                    record.producer_epoch
+                ),
+            );
+        }
+        Ok(record)
+    }
+
+    /// Begins the transaction if none is open, for AddPartitionsToTxn and AddOffsetsToTxn.
+    fn begin(record: &mut TxnRecord, transactional_id: &str, now_ms: i64) -> std::result::Result<bool, TxnError> {
+        match record.phase {
+            TxnPhase::Ongoing => Ok(false),
+            TxnPhase::Empty | TxnPhase::CompleteCommit | TxnPhase::CompleteAbort => {
+                record.phase = TxnPhase::Ongoing;
+                record.started_ms = now_ms;
+                Ok(true)
+            }
+            TxnPhase::PrepareCommit | TxnPhase::PrepareAbort => refuse(
+                Refusal::Concurrent,
+                format!("transactional id {transactional_id:?} is still ending its previous transaction"),
+            ),
+        }
+    }
+
+    /// Kafka's AddPartitionsToTxn: the producer will write to these partitions in its open
+    /// transaction (beginning one if none is open).
+    pub async fn add_partitions(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        partitions: &[TopicPartition],
+    ) -> std::result::Result<(), TxnError> {
+        let entry = self.entry(transactional_id).await?;
+        let mut entry = entry.lock().await;
+        let mut record = Self::current(transactional_id, &entry, producer_id, epoch)?;
+        for tp in partitions {
+            match self.inner.log.describe_topic(&tp.topic) {
+                Ok(d) if tp.partition < d.n_partitions => {}
+                _ => return refuse(Refusal::UnknownPartition, format!("{tp} does not exist")),
+            }
+        }
+        let began = Self::begin(&mut record, transactional_id, self.now_ms())?;
+        let before = record.partitions.len();
+        record.partitions.extend(partitions.iter().map(|tp| (tp.topic.clone(), tp.partition)));
+        if began || record.partitions.len() != before {
+            self.persist(transactional_id, &record).await?;
+        }
+        entry.record = Some(record);
+        Ok(())
+    }
+
+    /// Kafka's AddOffsetsToTxn: the transaction will commit offsets for `group`.
+    pub async fn add_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+    ) -> std::result::Result<(), TxnError> {
+        if group.is_empty() {
+            return refuse(Refusal::InvalidState, "committing offsets in a transaction needs a group id");
+        }
+        let entry = self.entry(transactional_id).await?;
+        let mut entry = entry.lock().await;
+        let mut record = Self::current(transactional_id, &entry, producer_id, epoch)?;
+        let began = Self::begin(&mut record, transactional_id, self.now_ms())?;
+        if began || !record.offsets.contains_key(group) {
+            record.offsets.entry(group.to_owned()).or_default();
+            self.persist(transactional_id, &record).await?;
+        }
+        entry.record = Some(record);
+        Ok(())
+    }
+
+    /// Kafka's TxnOffsetCommit: offsets that `group` commits when (and only if) the transaction
+    /// commits. The group must have been added with [`Transactions::add_offsets`].
+    pub async fn commit_offsets(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> std::result::Result<(), TxnError> {
+        let entry = self.entry(transactional_id).await?;
+        let mut entry = entry.lock().await;
+        let mut record = Self::current(transactional_id, &entry, producer_id, epoch)?;
+        if record.phase != TxnPhase::Ongoing || !record.offsets.contains_key(group) {
+            return refuse(
+                Refusal::InvalidState,
+                format!("transactional id {transactional_id:?} has not added group {group:?} to an open transaction"),
+            );
+        }
+        let pending = record.offsets.get_mut(group).expect("checked");
+        for (tp, o) in offsets {
+            pending.retain(|(t, p, _, _)| !(t == &tp.topic && *p == tp.partition));
+            pending.push((tp.topic.clone(), tp.partition, o.offset, o.metadata.clone()));
+        }
+        self.persist(transactional_id, &record).await?;
+        entry.record = Some(record);
+        Ok(())
+    }
+
+    /// Kafka's EndTxn: commits or aborts the open transaction. Returns once every partition holds
+    /// its marker and, on commit, the group offsets are committed.
+    pub async fn end(
+        &self,
+        transactional_id: &str,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> std::result::Result<(), TxnError> {
+        let entry = self.entry(transactional_id).await?;
+        let mut entry = entry.lock().await;
+        let record = Self::current(transactional_id, &entry, producer_id, epoch)?;
+        match (record.phase, commit) {
+            (TxnPhase::Ongoing, _) => {}
+            // A retry of an end that completed.
+            (TxnPhase::CompleteCommit, true) | (TxnPhase::CompleteAbort, false) => return Ok(()),
+            // An abort with nothing begun is a no-op, as in Kafka's client.
+            (TxnPhase::Empty, false) => return Ok(()),
+            (phase, _) => {
+                return refuse(
+                    Refusal::InvalidState,
+                    format!(
+                        "transactional id {transactional_id:?} cannot {} in state {phase:?}",
+                        if commit { "commit" } else { "abort" }
+                    ),
+                )
+            }
+        }
+        self.complete(transactional_id, &mut entry, record, commit).await?;
+        Ok(())
+    }
+
+    /// Stores the decision, writes the markers, applies the offsets of a commit, and stores the
+    /// outcome. Returns the completed record.
+    async fn complete(
+        &self,
+        transactional_id: &str,
+        entry: &mut Entry,
+        mut record: TxnRecord,
+        commit: bool,
+    ) -> std::result::Result<TxnRecord, TxnError> {
+        let prepare = if commit { TxnPhase::PrepareCommit } else { TxnPhase::PrepareAbort };
+        if record.phase != prepare {
+            record.phase = prepare;
+            self.persist(transactional_id, &record).await?;
+            entry.record = Some(record.clone());
+        }
+        let marker = if commit { Marker::Commit } else { Marker::Abort };
+        let now = self.now_ms();
+        let writes = record.partitions.iter().map(|(topic, partition)| {
+            let batch = marker.batch(record.producer_id, record.producer_epoch, 0, now);
+            let log = self.inner.log.clone();
+            async move {
+                match log.append(topic, *partition, batch).await {
+                    // A partition deleted since holds nothing to mark.
+                    Ok(_) | Err(Error::UnknownTopic(_) | Error::UnknownPartition { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            }
+        });
+        for result in futures::future::join_all(writes).await {
+            result.map_err(storage)?;
+        }
+        if commit {
+            for (group, offsets) in &record.offsets {
+                let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets
+                    .iter()
+                    .map(|(topic, partition, offset, metadata)| {
+                        let mut o = OffsetAndMetadata::new(*offset);
+                        o.metadata = metadata.clone();
+                        (TopicPartition::new(topic.clone(), *partition), o)
+                    })
+                    .collect();
+                self.inner.offsets.commit(group, &offsets).await.map_err(storage)?;
+            }
+        }
+        record.phase = if commit { TxnPhase::CompleteCommit } else { TxnPhase::CompleteAbort };
+        record.partitions.clear();
+        record.offsets.clear();
+        self.persist(transactional_id, &record).await?;
+        entry.record = Some(record.clone());
+        Ok(record)
+    }
+
+    /// The partitions of `group` with offsets waiting in an open transaction: a consumer that
+    /// requires stable offsets must wait for those.
+    pub async fn pending_offsets(&self, group: &str) -> BTreeSet<TopicPartition> {
+        let mut pending = BTreeSet::new();
+        for (_, entry) in self.all_entries() {
+            let entry = entry.lock().await;
+            if let Some(record) = &entry.record {
+                if let Some(offsets) = record.offsets.get(group) {
+                    pending.extend(offsets.iter().map(|(t, p, _, _)| TopicPartition::new(t.clone(), *p)));
+                }
+            }
+        }
+        pending
+    }
+
+    /// Aborts, and fences, every transaction open longer than its timeout. Returns how many.
+    pub async fn abort_expired(&self, now_ms: i64) -> Result<usize> {
+        let mut n = 0;
+        for (id, entry) in self.all_entries() {
+            let Ok(mut entry) = entry.try_lock() else { continue };
+            let Some(mut record) = entry.record.clone() else { continue };
+            if record.phase != TxnPhase::Ongoing || now_ms - record.started_ms <= record.timeout_ms as i64 {
+                continue;
+            }
+            record.producer_epoch = record.producer_epoch.saturating_add(1);
+            tracing::info!(transactional_id = %id, timeout_ms = record.timeout_ms, "aborting a transaction open past its timeout");
+            self.complete(&id, &mut entry, record, false).await?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Runs [`Transactions::abort_expired`] every `interval` while the coordinator lives.
+    pub fn start_expiry(&self, interval: Duration) {
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(inner) = weak.upgrade() else { return };
+                let this = Transactions { inner };
+                if let Err(error) = this.abort_expired(this.now_ms()).await {
+                    tracing::warn!(%error, "aborting expired transactions failed");
+                }
+            }
+        });
+    }
+
+    /// Every transactional id's state.
+    pub async fn describe(&self) -> Vec<TxnDescription> {
+        let mut out = Vec::new();
+        for (id, entry) in self.all_entries() {
+            let entry = entry.lock().await;
+            if let Some(r) = &entry.record {
+                out.push(TxnDescription {
+                    transactional_id: id,
+                    producer_id: r.producer_id,
+                    producer_epoch: r.producer_epoch,
+                    phase: r.phase,
+                    partitions: r.partitions.iter().map(|(t, p)| TopicPartition::new(t.clone(), *p)).collect(),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        out
+    }
+}

@@ -1,0 +1,4 @@
+//! Integration tests of the coordinators over a real log (one binary, see STYLE.md).
+
+mod support;
+mod transactions;

@@ -1,0 +1,1324 @@
+//! One partition: an ordered list of segments, its offsets, its append queue and its durability.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use bytes::{Bytes, BytesMut};
+use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
+
+use super::checkpoint::{sync_dir, Checkpoint};
+use super::segment::{self, Segment};
+use super::txn::{AbortedTxn, Isolation, Marker, Txns};
+use crate::batch::{self, BatchView, Batches, TimestampType};
+use crate::clock::Clock;
+use crate::config::{Durability, LogConfig, TopicConfig};
+use crate::error::{Error, IoContext, Result};
+
+/// What a partition takes from the log it belongs to.
+#[derive(Debug, Clone)]
+pub(crate) struct Host {
+    pub(crate) durability: Durability,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
+impl Host {
+    pub(crate) fn of(config: &LogConfig) -> Self {
+        Host { durability: config.durability, clock: config.clock.clone() }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    /// Offset of the batch's first record.
+    pub base_offset: i64,
+    /// Offset of the batch's last record.
+    pub last_offset: i64,
+    /// The append time stamped on the batch, for `LogAppendTime` topics.
+    pub log_append_time: Option<i64>,
+    /// The partition's log start offset after the append.
+    pub log_start_offset: i64,
+}
+
+/// A range of a segment file holding whole batches (and, when the byte budget cut it, possibly a
+/// partial last batch), ready to be sent as it is or read into memory.
+#[derive(Debug, Clone)]
+pub struct LogSlice {
+    /// The segment file. It stays readable even if retention or compaction removes the segment.
+    pub file: Arc<File>,
+    /// The file's path, for error messages.
+    pub path: PathBuf,
+    /// Byte position of the first batch.
+    pub position: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// Size of the first batch (always whole inside the slice).
+    pub first_batch_bytes: u64,
+}
+
+impl LogSlice {
+    /// Reads the slice and drops a trailing partial batch, so the result holds whole batches only.
+    /// Every batch's CRC is checked: stored data that no longer matches is reported, never returned.
+    pub fn read_whole_batches(&self) -> Result<Bytes> {
+        let mut buf = BytesMut::zeroed(self.len as usize);
+        self.file.read_exact_at(&mut buf, self.position).at(&self.path)?;
+        let mut whole = 0usize;
+        for view in Batches::new(&buf) {
+            let view = view.map_err(|e| self.corrupt(whole, e))?;
+            view.check_crc().map_err(|e| self.corrupt(whole, e))?;
+            whole += view.size();
+        }
+        if whole == 0 {
+            return Err(self.corrupt(0, Error::InvalidBatch("no whole batch in the slice".into())));
+        }
+        buf.truncate(whole);
+        Ok(buf.freeze())
+    }
+
+    fn corrupt(&self, at: usize, e: Error) -> Error {
+        Error::Corrupt { path: self.path.clone(), position: self.position + at as u64, detail: e.to_string() }
+    }
+}
+
+/// The file whose presence says a partition has held transactional batches: opening it then
+/// rebuilds its transactions from the batch headers.
+const TRANSACTIONAL_FILE: &str = "transactional";
+
+/// What a read found.
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    /// The data, `None` when there is nothing at or after the offset yet.
+    pub slice: Option<LogSlice>,
+    /// The high watermark when the read happened.
+    pub high_watermark: i64,
+    /// The last stable offset when the read happened: below it, every transaction has ended.
+    pub last_stable_offset: i64,
+    /// For a `read_committed` read, the aborted transactions with records from the read offset on.
+    pub aborted: Vec<AbortedTxn>,
+    /// The log start offset when the read happened.
+    pub log_start_offset: i64,
+    /// The log end offset when the read happened.
+    pub log_end_offset: i64,
+}
+
+/// What opening a partition found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// Whether the previous run shut down cleanly.
+    pub clean_shutdown: bool,
+    /// Segments opened.
+    pub n_segments: usize,
+    /// Segments whose every batch was rescanned.
+    pub n_segments_scanned: usize,
+    /// Segments whose indexes were rebuilt.
+    pub n_indexes_rebuilt: usize,
+    /// Bytes cut off torn or corrupt tails.
+    pub bytes_truncated: u64,
+    /// Segments deleted because they followed a corrupt point or lay below the log start offset.
+    pub n_segments_deleted: usize,
+    /// Compaction swaps that a crash interrupted and that were completed.
+    pub n_swaps_completed: usize,
+    /// Unfinished compaction output that was discarded.
+    pub n_cleaned_discarded: usize,
+}
+
+impl RecoveryReport {
+    /// Whether opening had to repair anything.
+    pub fn repaired(&self) -> bool {
+        self.n_indexes_rebuilt > 0
+            || self.bytes_truncated > 0
+            || self.n_segments_deleted > 0
+            || self.n_swaps_completed > 0
+            || self.n_cleaned_discarded > 0
+    }
+}
+
+/// Counters of one partition's work since it was opened (see `Log::stats`).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) batches_appended: AtomicU64,
+    pub(crate) bytes_appended: AtomicU64,
+    pub(crate) writes: AtomicU64,
+    pub(crate) fsyncs: AtomicU64,
+}
+
+/// Batches written with one `writev` before their appenders are answered.
+const WRITE_GROUP_BYTES: u64 = 1 << 20;
+
+pub(crate) struct PendingAppend {
+    pub(crate) batch: BytesMut,
+    pub(crate) reply: oneshot::Sender<Result<AppendInfo>>,
+    pub(crate) _permit: Option<OwnedSemaphorePermit>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<PendingAppend>,
+    draining: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    segment_base: i64,
+    position: u64,
+}
+
+pub(crate) struct State {
+    pub(crate) segments: BTreeMap<i64, Segment>,
+    pub(crate) log_start_offset: i64,
+    high_watermark: i64,
+    hw_position: Position,
+    durable_offset: i64,
+    pub(crate) recovery_point: i64,
+    /// The recovery point as last written to the checkpoint.
+    persisted_recovery_point: i64,
+    /// Segments rolled but not yet synced with their indexes.
+    pending_seal: Vec<i64>,
+    dir_dirty: bool,
+    pub(crate) cleaner_offset: i64,
+    leader_epochs: Vec<(i32, i64)>,
+    closed: Option<Closed>,
+    /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
+    /// disk, so the partition takes no more appends until it is reopened (and recovered).
+    failed: Option<String>,
+    /// Open and aborted transactions.
+    txns: Txns,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    Deleted,
+    Shutdown,
+}
+
+/// The durable offset, and whether syncing failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Durable {
+    pub(crate) offset: i64,
+    pub(crate) failed: bool,
+}
+
+impl State {
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a partition always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments.values_mut().next_back().expect("a partition always has an active segment")
+    }
+    pub(crate) fn log_end_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+    fn current_epoch(&self) -> i32 {
+        self.leader_epochs.last().map_or(0, |e| e.0)
+    }
+    fn visible_limit(&self, segment: &Segment) -> u64 {
+        Self::limit_below(segment, self.hw_position)
+    }
+    /// How many bytes of `segment` lie below `end`.
+    fn limit_below(segment: &Segment, end: Position) -> u64 {
+        use std::cmp::Ordering::*;
+        match segment.base_offset.cmp(&end.segment_base) {
+            Less => segment.size,
+            Equal => end.position.min(segment.size),
+            Greater => 0,
+        }
+    }
+    fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            log_start_offset: self.log_start_offset,
+            recovery_point: self.recovery_point,
+            high_watermark: self.high_watermark,
+            cleaner_offset: self.cleaner_offset,
+            leader_epochs: self.leader_epochs.clone(),
+        }
+    }
+    /// Total bytes of all segments.
+    pub(crate) fn size(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+}
+
+/// One partition of a topic.
+pub struct Partition {
+    topic: String,
+    index: u32,
+    dir: PathBuf,
+    config: RwLock<Arc<TopicConfig>>,
+    durability: Durability,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    queue: Mutex<Queue>,
+    checkpoint_lock: Mutex<()>,
+    high_watermark_tx: watch::Sender<i64>,
+    durable_tx: watch::Sender<Durable>,
+    pub(crate) flush_queued: AtomicBool,
+    /// Held by the flusher thread that is syncing this partition.
+    pub(crate) flush_lock: Mutex<()>,
+    pub(crate) counters: Counters,
+}
+
+impl std::fmt::Debug for Partition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Partition({}-{})", self.topic, self.index)
+    }
+}
+
+fn list_dir(dir: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        if let Some(name) = entry.file_name().to_str() {
+            names.push(name.to_owned());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn parse_base(name: &str, suffix: &str) -> Option<i64> {
+    let stem = name.strip_suffix(suffix)?;
+    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+}
+
+fn remove_if_exists(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+impl Partition {
+    /// Creates a new, empty partition directory.
+    pub(crate) fn create(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        config: Arc<TopicConfig>,
+        durability: Host,
+    ) -> Result<Arc<Self>> {
+        // A directory here is a leftover of a creation that crashed before the topic's metadata
+        // named it: nothing refers to it.
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).at(&dir)?;
+        }
+        std::fs::create_dir_all(&dir).at(&dir)?;
+        let checkpoint = Checkpoint {
+            log_start_offset: 0,
+            recovery_point: 0,
+            high_watermark: 0,
+            cleaner_offset: 0,
+            leader_epochs: vec![(0, 0)],
+        };
+        let segment = Segment::create(&dir, 0)?;
+        checkpoint.write(&dir)?;
+        sync_dir(&dir)?;
+        Ok(Self::assemble(dir, topic, index, config, durability, BTreeMap::from([(0, segment)]), checkpoint))
+    }
+
+    fn assemble(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        config: Arc<TopicConfig>,
+        durability: Host,
+        segments: BTreeMap<i64, Segment>,
+        checkpoint: Checkpoint,
+    ) -> Arc<Self> {
+        let active = segments.values().next_back().expect("at least one segment");
+        let leo = active.next_offset;
+        let hw_position = Position { segment_base: active.base_offset, position: active.size };
+        let state = State {
+            log_start_offset: checkpoint.log_start_offset,
+            high_watermark: leo,
+            hw_position,
+            durable_offset: leo,
+            recovery_point: active.base_offset,
+            persisted_recovery_point: checkpoint.recovery_point.min(active.base_offset),
+            pending_seal: Vec::new(),
+            dir_dirty: false,
+            cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
+            leader_epochs: checkpoint.leader_epochs,
+            closed: None,
+            failed: None,
+            txns: Txns::default(),
+            segments,
+        };
+        Arc::new(Partition {
+            topic: topic.to_owned(),
+            index,
+            dir,
+            config: RwLock::new(config),
+            durability: durability.durability,
+            clock: durability.clock,
+            state: Mutex::new(state),
+            queue: Mutex::new(Queue::default()),
+            checkpoint_lock: Mutex::new(()),
+            high_watermark_tx: watch::Sender::new(leo),
+            durable_tx: watch::Sender::new(Durable { offset: leo, failed: false }),
+            flush_queued: AtomicBool::new(false),
+            flush_lock: Mutex::new(()),
+            counters: Counters::default(),
+        })
+    }
+
+    /// Opens an existing partition directory, repairing what a crash left behind.
+    pub(crate) fn open(
+        dir: PathBuf,
+        topic: &str,
+        index: u32,
+        config: Arc<TopicConfig>,
+        durability: Host,
+        clean_shutdown: bool,
+    ) -> Result<(Arc<Self>, RecoveryReport)> {
+        let mut report =
+            RecoveryReport { topic: topic.to_owned(), partition: index, clean_shutdown, ..Default::default() };
+        let interval = config.index_interval_bytes;
+        let names = list_dir(&dir)?;
+
+        // Compaction leftovers first: `.cleaned` files were never committed; a `.swap` file was, and
+        // replaces every segment it covers.
+        for name in &names {
+            if name.ends_with(".cleaned") {
+                remove_if_exists(&dir.join(name))?;
+                report.n_cleaned_discarded += 1;
+            }
+        }
+        let mut bases: Vec<i64> = names.iter().filter_map(|n| parse_base(n, ".log")).collect();
+        for name in &names {
+            let Some((swap_base, end)) = segment::parse_swap_name(name) else { continue };
+            let swap_path = dir.join(name);
+            for &base in bases.iter().filter(|&&b| b > swap_base && b < end) {
+                Segment::delete_files(&dir, base)?;
+            }
+            bases.retain(|&b| b <= swap_base || b >= end);
+            remove_if_exists(&segment::index_path(&dir, swap_base))?;
+            remove_if_exists(&segment::time_index_path(&dir, swap_base))?;
+            std::fs::rename(&swap_path, segment::log_path(&dir, swap_base)).at(&swap_path)?;
+            if !bases.contains(&swap_base) {
+                bases.push(swap_base);
+                bases.sort_unstable();
+            }
+            report.n_swaps_completed += 1;
+        }
+        // Index files without a log file are leftovers of deleted segments.
+        for name in &names {
+            for suffix in [".index", ".timeindex"] {
+                if let Some(base) = parse_base(name, suffix) {
+                    if !bases.contains(&base) {
+                        remove_if_exists(&dir.join(name))?;
+                    }
+                }
+            }
+        }
+
+        let checkpoint = match Checkpoint::read(&dir) {
+            Ok(cp) => cp,
+            Err(error) => {
+                tracing::warn!(partition = %dir.display(), %error, "checkpoint unreadable; recovering every segment");
+                None
+            }
+        };
+        let first_base = bases.first().copied().unwrap_or(0);
+        // Compaction only rewrites segments below the recovery point as last written to the
+        // checkpoint, so segments from there on have no gaps and recovery may insist on contiguous
+        // offsets in them. Without a checkpoint nothing is known, and gaps are allowed everywhere.
+        let gaps_below = checkpoint.as_ref().map_or(i64::MAX, |c| c.recovery_point);
+        let mut checkpoint = checkpoint.unwrap_or(Checkpoint {
+            log_start_offset: first_base,
+            recovery_point: first_base,
+            high_watermark: 0,
+            cleaner_offset: first_base,
+            leader_epochs: vec![(0, first_base)],
+        });
+        let trust_all = clean_shutdown;
+        let recovery_point = checkpoint.recovery_point;
+
+        // Segments wholly below the log start offset were being deleted when the process stopped.
+        while bases.len() > 1 && bases[1] <= checkpoint.log_start_offset {
+            Segment::delete_files(&dir, bases[0])?;
+            bases.remove(0);
+            report.n_segments_deleted += 1;
+        }
+
+        let mut segments = BTreeMap::new();
+        // Segments whose files recovery changed, to sync before the partition is used.
+        let mut touched = Vec::new();
+        let mut i = 0;
+        while i < bases.len() {
+            let base = bases[i];
+            let is_last = i + 1 == bases.len();
+            let synced = !is_last && bases[i + 1] <= recovery_point;
+            let contiguous = base >= gaps_below;
+            let (segment, recovery) = if is_last {
+                if trust_all {
+                    Segment::open_active_clean(&dir, base, interval, contiguous)?
+                } else {
+                    report.n_segments_scanned += 1;
+                    Segment::open_recover(&dir, base, true, interval, contiguous)?
+                }
+            } else if trust_all || synced {
+                Segment::open_sealed(&dir, base, bases[i + 1], interval, contiguous)?
+            } else {
+                report.n_segments_scanned += 1;
+                let (segment, recovery) = Segment::open_recover(&dir, base, false, interval, contiguous)?;
+                if !recovery.valid || segment.next_offset > bases[i + 1] {
+                    // The log must be contiguous: drop everything after a damaged segment and make
+                    // this one active again.
+                    for &later in &bases[i + 1..] {
+                        Segment::delete_files(&dir, later)?;
+                        report.n_segments_deleted += 1;
+                    }
+                    bases.truncate(i + 1);
+                    drop(segment);
+                    report.bytes_truncated += recovery.bytes_truncated;
+                    let (segment, again) = Segment::open_recover(&dir, base, true, interval, contiguous)?;
+                    report.n_indexes_rebuilt += usize::from(again.indexes_rebuilt);
+                    touched.push(base);
+                    segments.insert(base, segment);
+                    break;
+                }
+                (segment, recovery)
+            };
+            report.bytes_truncated += recovery.bytes_truncated;
+            report.n_indexes_rebuilt += usize::from(recovery.indexes_rebuilt);
+            if recovery.indexes_rebuilt || recovery.bytes_truncated > 0 {
+                touched.push(base);
+            }
+            segments.insert(base, segment);
+            i += 1;
+        }
+        if segments.is_empty() {
+            let base = checkpoint.log_start_offset.max(0);
+            segments.insert(base, Segment::create(&dir, base)?);
+        }
+        report.n_segments = segments.len();
+
+        let leo = segments.values().next_back().expect("non-empty").next_offset;
+        checkpoint.log_start_offset =
+            checkpoint.log_start_offset.clamp(segments.keys().next().copied().unwrap_or(0), leo.max(0));
+        checkpoint.leader_epochs.retain(|&(_, start)| start <= leo);
+        if checkpoint.leader_epochs.is_empty() {
+            checkpoint.leader_epochs.push((0, checkpoint.log_start_offset));
+        }
+        if !touched.is_empty() || report.repaired() {
+            // Make what recovery rebuilt or cut durable before anyone relies on it.
+            for base in &touched {
+                if let Some(segment) = segments.get(base) {
+                    segment.sync()?;
+                    segment.indexes.sync()?;
+                }
+            }
+            sync_dir(&dir)?;
+        }
+        let partition = Self::assemble(dir, topic, index, config, durability, segments, checkpoint);
+        if partition.dir.join(TRANSACTIONAL_FILE).exists() {
+            partition.rebuild_txns()?;
+        }
+        partition.write_checkpoint()?;
+        if report.repaired() {
+            tracing::info!(?report, "partition recovered");
+        }
+        Ok((partition, report))
+    }
+
+    /// Topic name.
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+    /// Partition index.
+    pub fn index(&self) -> u32 {
+        self.index
+    }
+    /// The partition directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub(crate) fn config(&self) -> Arc<TopicConfig> {
+        self.config.read().expect("config lock").clone()
+    }
+    pub(crate) fn set_config(&self, config: Arc<TopicConfig>) {
+        *self.config.write().expect("config lock") = config;
+    }
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("partition state lock poisoned")
+    }
+
+    /// `(log start, high watermark, log end)` offsets.
+    pub fn offsets(&self) -> (i64, i64, i64) {
+        let state = self.lock();
+        (state.log_start_offset, state.high_watermark, state.log_end_offset())
+    }
+
+    /// The last stable offset: below it every transaction has ended (the high watermark when no
+    /// transaction is open).
+    pub fn last_stable_offset(&self) -> i64 {
+        let mut state = self.lock();
+        let hw = state.high_watermark;
+        state.txns.last_stable_offset(hw)
+    }
+
+    /// The offset below which everything has been synced to disk.
+    pub fn durable_offset(&self) -> i64 {
+        self.lock().durable_offset
+    }
+
+    /// A receiver that sees every change of the high watermark.
+    pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
+        self.high_watermark_tx.subscribe()
+    }
+    pub(crate) fn watch_durable(&self) -> watch::Receiver<Durable> {
+        self.durable_tx.subscribe()
+    }
+    pub(crate) fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// Queues an append; returns `true` when the caller must start a drain (see [`Self::drain`]).
+    pub(crate) fn enqueue(&self, item: PendingAppend) -> bool {
+        let mut queue = self.queue.lock().expect("queue lock");
+        queue.items.push_back(item);
+        if queue.draining {
+            false
+        } else {
+            queue.draining = true;
+            true
+        }
+    }
+
+    /// Appends everything queued, in queue order, until the queue is empty. Runs on a blocking
+    /// thread; only one drain runs per partition at a time, which keeps appends in order.
+    ///
+    /// `on_write` runs after every write of up to `WRITE_GROUP_BYTES`, with no lock held, so the
+    /// flusher can start syncing the first megabyte while the next one is being written.
+    pub(crate) fn drain(&self, on_write: impl Fn()) {
+        loop {
+            let items: Vec<PendingAppend> = {
+                let mut queue = self.queue.lock().expect("queue lock");
+                if queue.items.is_empty() {
+                    queue.draining = false;
+                    return;
+                }
+                let mut bytes = 0u64;
+                let mut n = 0;
+                while n < queue.items.len() && bytes < WRITE_GROUP_BYTES {
+                    bytes += queue.items[n].batch.len() as u64;
+                    n += 1;
+                }
+                queue.items.drain(..n).collect()
+            };
+            if self.append_group(items) {
+                on_write();
+            }
+        }
+    }
+
+    /// Assigns offsets to a group of (already validated) batches and writes them with as few writes
+    /// as possible, rolling the segment where needed. Each reply carries the batch's own result.
+    fn append_group(&self, items: Vec<PendingAppend>) -> bool {
+        let config = self.config();
+        let now = self.clock.now_ms();
+        let mut state = self.lock();
+        if state.closed.is_some() || state.failed.is_some() {
+            for item in items {
+                let error = match (&state.failed, state.closed) {
+                    (Some(failure), _) => Error::Internal(format!(
+                        "partition {}-{} is offline after a failed fsync ({failure}); reopen the log to recover it",
+                        self.topic, self.index
+                    )),
+                    (None, Some(Closed::Deleted)) => Error::UnknownTopic(self.topic.clone()),
+                    (None, _) => Error::Closed,
+                };
+                let _ = item.reply.send(Err(error));
+            }
+            return false;
+        }
+        let mut group: Vec<(PendingAppend, AppendInfo)> = Vec::new();
+        let mut group_bytes = 0u64;
+        let mut group_records = 0i64;
+        let mut wrote = false;
+        for mut item in items {
+            // Validated before it was queued (`Partition::validate`); parse only.
+            let view = match BatchView::parse(&item.batch) {
+                Ok(view) => view,
+                Err(e) => {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
+            };
+            if view.is_transactional() {
+                let checked =
+                    state.txns.check(&view).and_then(
+                        |()| {
+                            if state.txns.seen {
+                                Ok(())
+                            } else {
+                                self.mark_transactional()
+                            }
+                        },
+                    );
+                if let Err(e) = checked {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
+                state.txns.seen = true;
+            }
+            let n = i64::from(view.last_offset_delta());
+            // As in Kafka, `segment.ms` compares record time: this batch's against the first batch's.
+            let batch_time = match config.timestamp_type {
+                TimestampType::LogAppendTime => now,
+                TimestampType::CreateTime => view.max_timestamp(),
+            };
+            let size = item.batch.len() as u64;
+            let active = state.active();
+            let base_offset = active.next_offset + group_records;
+            let needs_roll = active.size + group_bytes > 0
+                && (active.size + group_bytes + size > config.segment_bytes
+                    || active.index_full(config.segment_index_bytes)
+                    || active.rolling_timestamp.is_some_and(|t| batch_time.saturating_sub(t) > config.segment_ms)
+                    || base_offset + n - active.base_offset > i64::from(u32::MAX));
+            if needs_roll {
+                // What is gathered belongs in the old segment. (`drain` already hands over at most
+                // about WRITE_GROUP_BYTES at a time, so no other split is needed here.)
+                wrote |= self.write_group(&mut state, std::mem::take(&mut group), &config);
+                group_bytes = 0;
+                group_records = 0;
+                let new_base = state.log_end_offset();
+                if let Err(e) = self.roll(&mut state, new_base, &config) {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
+            }
+            let base_offset = state.log_end_offset() + group_records;
+            let log_append_time = (config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
+            batch::assign_in_place(&mut item.batch, base_offset, state.current_epoch(), log_append_time);
+            group_bytes += size;
+            group_records += n + 1;
+            let info = AppendInfo {
+                base_offset,
+                last_offset: base_offset + n,
+                log_append_time,
+                log_start_offset: state.log_start_offset,
+            };
+            group.push((item, info));
+        }
+        wrote |= self.write_group(&mut state, group, &config);
+        wrote
+    }
+
+    /// Checks a batch before it is queued for append: size, framing, CRC, counts and, on compacted
+    /// topics, keys. Pure CPU work, done by the caller so that validation of one batch overlaps
+    /// the write of the previous ones.
+    pub(crate) fn validate(&self, batch: &[u8]) -> Result<()> {
+        let config = self.config();
+        self.validate_with(batch, &config)
+    }
+
+    fn validate_with(&self, batch: &[u8], config: &TopicConfig) -> Result<()> {
+        if batch.len() > config.max_message_bytes {
+            return Err(Error::BatchTooLarge {
+                topic: self.topic.clone(),
+                size: batch.len(),
+                max: config.max_message_bytes,
+            });
+        }
+        let view = BatchView::parse(batch)?;
+        if view.size() != batch.len() {
+            return Err(Error::InvalidBatch(format!(
+                "batch length field says {} bytes but {} were given; append one batch at a time",
+                view.size(),
+                batch.len()
+            )));
+        }
+        view.validate()?;
+        if view.is_control() {
+            if view.producer_id() < 0 {
+                return Err(Error::InvalidBatch("a control batch without a producer id".into()));
+            }
+            Marker::of(&view)?;
+        } else if view.is_transactional() && view.producer_id() < 0 {
+            return Err(Error::InvalidBatch("a transactional batch without a producer id".into()));
+        }
+        if config.cleanup_policy.compact && !view.is_control() {
+            view.for_each_record(|record| match record.key {
+                Some(_) => Ok(()),
+                None => Err(Error::InvalidBatch(format!(
+                    "topic \"{}\" is compacted (cleanup.policy includes compact) and every record needs a key",
+                    self.topic
+                ))),
+            })?;
+        }
+        Ok(())
+    }
+
+    fn write_group(&self, state: &mut State, group: Vec<(PendingAppend, AppendInfo)>, config: &TopicConfig) -> bool {
+        if group.is_empty() {
+            return false;
+        }
+        let buffers: Vec<&[u8]> = group.iter().map(|(item, _)| &item.batch[..]).collect();
+        let result = state.active_mut().append(&buffers, config.index_interval_bytes);
+        drop(buffers);
+        match result {
+            Ok(()) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.counters.batches_appended.fetch_add(group.len() as u64, Ordering::Relaxed);
+                let bytes: usize = group.iter().map(|(item, _)| item.batch.len()).sum();
+                self.counters.bytes_appended.fetch_add(bytes as u64, Ordering::Relaxed);
+                let leo = state.log_end_offset();
+                let active = state.active();
+                let end = Position { segment_base: active.base_offset, position: active.size };
+                // Without fsync acknowledgements, what is written is visible at once; the durable
+                // offset still moves only with syncs (the interval flusher's, or a roll's).
+                if self.durability != Durability::Fsync {
+                    state.high_watermark = leo;
+                    state.hw_position = end;
+                    self.high_watermark_tx.send_replace(leo);
+                }
+                tracing::debug!(topic = %self.topic, partition = self.index, n_batches = group.len(), leo, "appended");
+                if state.txns.seen {
+                    for (item, info) in &group {
+                        let applied =
+                            BatchView::parse(&item.batch).and_then(|v| state.txns.apply(&v, info.base_offset));
+                        if let Err(error) = applied {
+                            // Validation parsed every marker before the batch was queued.
+                            tracing::error!(topic = %self.topic, partition = self.index, %error, "a stored batch's transaction state");
+                        }
+                    }
+                }
+                for (item, info) in group {
+                    let _ = item.reply.send(Ok(info));
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
+                let message = e.to_string();
+                for (item, _) in group {
+                    let _ =
+                        item.reply.send(Err(Error::Internal(format!("append failed, nothing was written: {message}"))));
+                }
+                false
+            }
+        }
+    }
+
+    fn roll(&self, state: &mut State, new_base: i64, config: &TopicConfig) -> Result<()> {
+        let segment = Segment::create(&self.dir, new_base)?;
+        let old_base = state.active().base_offset;
+        state.active_mut().seal(config.index_interval_bytes)?;
+        state.segments.insert(new_base, segment);
+        state.pending_seal.push(old_base);
+        state.dir_dirty = true;
+        tracing::debug!(topic = %self.topic, partition = self.index, new_base, "rolled segment");
+        Ok(())
+    }
+
+    /// Rolls the active segment if it holds data, so that retention can delete it.
+    pub(crate) fn roll_if_not_empty(&self) -> Result<()> {
+        let config = self.config();
+        let mut state = self.lock();
+        if state.active().size > 0 {
+            let leo = state.log_end_offset();
+            self.roll(&mut state, leo, &config)?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable: syncs rolled segments with their indexes, the
+    /// directory when files were created, and the active segment; then advances the durable offset
+    /// (and, with `Durability::Fsync`, the high watermark) and wakes those waiting on it.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let (seal_files, active_file, active_path, target, target_position, dir_dirty, sealed_bases) = {
+            let mut state = self.lock();
+            let mut seal_files = Vec::new();
+            for base in &state.pending_seal {
+                if let Some(segment) = state.segments.get(base) {
+                    let (index, time_index) = segment.indexes.files()?;
+                    seal_files.push((segment.file.clone(), segment.path.clone(), index, time_index));
+                }
+            }
+            let active = state.active();
+            (
+                seal_files,
+                active.file.clone(),
+                active.path.clone(),
+                active.next_offset,
+                Position { segment_base: active.base_offset, position: active.size },
+                std::mem::take(&mut state.dir_dirty),
+                state.pending_seal.clone(),
+            )
+        };
+        let sync = || -> Result<()> {
+            super::failpoint::check("flush.fsync", &self.dir)?;
+            for (file, path, index, time_index) in &seal_files {
+                file.sync_data().at(path)?;
+                index.sync_data().at(path)?;
+                time_index.sync_data().at(path)?;
+            }
+            if dir_dirty {
+                sync_dir(&self.dir)?;
+            }
+            active_file.sync_data().at(&active_path)
+        };
+        if let Err(e) = sync() {
+            self.lock().dir_dirty |= dir_dirty;
+            return Err(e);
+        }
+        self.counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let recovery_point_moved = {
+            let mut state = self.lock();
+            if target > state.durable_offset {
+                state.durable_offset = target;
+                self.durable_tx.send_replace(Durable { offset: target, failed: false });
+                if self.durability == Durability::Fsync && target > state.high_watermark {
+                    state.high_watermark = target;
+                    state.hw_position = target_position;
+                    self.high_watermark_tx.send_replace(target);
+                }
+            }
+            state.pending_seal.retain(|b| !sealed_bases.contains(b));
+            let first_unsynced = state.pending_seal.first().copied().unwrap_or(state.active().base_offset);
+            let moved = first_unsynced > state.recovery_point;
+            state.recovery_point = state.recovery_point.max(first_unsynced);
+            moved
+        };
+        if recovery_point_moved {
+            self.write_checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Whether there is anything a flush would sync.
+    pub(crate) fn needs_flush(&self) -> bool {
+        let state = self.lock();
+        state.durable_offset < state.log_end_offset() || !state.pending_seal.is_empty() || state.dir_dirty
+    }
+
+    pub(crate) fn write_checkpoint(&self) -> Result<()> {
+        let _guard = self.checkpoint_lock.lock().expect("checkpoint lock");
+        let checkpoint = self.lock().checkpoint();
+        checkpoint.write(&self.dir)?;
+        let mut state = self.lock();
+        state.persisted_recovery_point = state.persisted_recovery_point.max(checkpoint.recovery_point);
+        Ok(())
+    }
+
+    /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
+    /// always at least one batch. Only records below the high watermark are returned, and with
+    /// `Isolation::ReadCommitted` only those below the last stable offset.
+    pub fn read(&self, offset: i64, max_bytes: u64, isolation: Isolation) -> Result<ReadResult> {
+        let interval = self.config().index_interval_bytes;
+        let mut state = self.lock();
+        let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
+        state.txns.trim(start);
+        let lso = state.txns.last_stable_offset(hw);
+        let aborted = match isolation {
+            Isolation::ReadCommitted => state.txns.aborted_between(offset, lso),
+            Isolation::ReadUncommitted => Vec::new(),
+        };
+        let result = |slice| ReadResult {
+            slice,
+            high_watermark: hw,
+            last_stable_offset: lso,
+            aborted: aborted.clone(),
+            log_start_offset: start,
+            log_end_offset: leo,
+        };
+        if offset < start || offset > leo {
+            return Err(self.out_of_range(offset, start, leo));
+        }
+        let end = match isolation {
+            Isolation::ReadCommitted if lso < hw => {
+                // The last stable offset is where an open transaction's first batch starts.
+                let base = state.segments.range(..=lso).next_back().map_or(start, |(b, _)| *b);
+                state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+                let segment = &state.segments[&base];
+                match segment.find(lso, state.visible_limit(segment))? {
+                    Some(header) => Position { segment_base: base, position: header.position },
+                    None => state.hw_position,
+                }
+            }
+            _ => state.hw_position,
+        };
+        let upper = if isolation == Isolation::ReadCommitted { lso } else { hw };
+        if offset >= upper {
+            return Ok(result(None));
+        }
+        let floor = state.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
+        let bases: Vec<i64> = state.segments.range(floor..).map(|(b, _)| *b).collect();
+        for base in bases {
+            if base > end.segment_base {
+                break;
+            }
+            state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+            let segment = &state.segments[&base];
+            // Compaction can leave a segment empty; later ones still hold data.
+            let limit = State::limit_below(segment, end);
+            if let Some(header) = segment.find(offset, limit)? {
+                let len = header.size.max(max_bytes.min(limit - header.position));
+                return Ok(result(Some(LogSlice {
+                    file: segment.file.clone(),
+                    path: segment.path.clone(),
+                    position: header.position,
+                    len,
+                    first_batch_bytes: header.size,
+                })));
+            }
+        }
+        Ok(result(None))
+    }
+
+    /// Records that this partition holds transactional batches, durably, before the first one is
+    /// written: the next open then rebuilds its transactions.
+    fn mark_transactional(&self) -> Result<()> {
+        let path = self.dir.join(TRANSACTIONAL_FILE);
+        File::create(&path).at(&path)?;
+        sync_dir(&self.dir)
+    }
+
+    /// Rebuilds the open and aborted transactions from every batch header (reading the whole
+    /// batch only for markers).
+    fn rebuild_txns(&self) -> Result<()> {
+        let mut state = self.lock();
+        let mut txns = Txns::default();
+        txns.seen = true;
+        for segment in state.segments.values() {
+            let mut position = 0;
+            while let Some(header) = segment.read_header(position, segment.size)? {
+                if header.is_transactional() {
+                    let bytes = segment.read_batch(&header)?;
+                    let view = BatchView::parse(&bytes).map_err(|e| Error::Corrupt {
+                        path: segment.path.clone(),
+                        position,
+                        detail: e.to_string(),
+                    })?;
+                    txns.apply(&view, header.base_offset)?;
+                }
+                position += header.size;
+            }
+        }
+        state.txns = txns;
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: i64, log_start_offset: i64, log_end_offset: i64) -> Error {
+        Error::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.index,
+            offset,
+            log_start_offset,
+            log_end_offset,
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, with that timestamp;
+    /// `None` when every visible record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let interval = self.config().index_interval_bytes;
+        let mut state = self.lock();
+        let start = state.log_start_offset;
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        for base in bases {
+            if base > state.hw_position.segment_base {
+                break;
+            }
+            if state.segments[&base].max_timestamp >= timestamp {
+                state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+            }
+            let segment = &state.segments[&base];
+            // Compaction can leave a segment empty; later ones still hold data.
+            let limit = state.visible_limit(segment);
+            if segment.max_timestamp < timestamp && segment.size == limit {
+                continue;
+            }
+            let mut position = segment.scan_start_for_timestamp(timestamp, limit)?;
+            while let Some(header) = segment.read_header(position, limit)? {
+                position += header.size;
+                if header.max_timestamp < timestamp || header.last_offset < start {
+                    continue;
+                }
+                let mut buf = vec![0u8; header.size as usize];
+                segment.file.read_exact_at(&mut buf, header.position).at(&segment.path)?;
+                let view = BatchView::parse(&buf)?;
+                let mut found = None;
+                view.for_each_record(|record| {
+                    if found.is_none() && record.timestamp >= timestamp && record.offset >= start {
+                        found = Some((record.offset, record.timestamp));
+                    }
+                    Ok(())
+                })?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+                // Only records below the log start offset matched: keep looking.
+            }
+        }
+        Ok(None)
+    }
+
+    /// Advances the log start offset (Kafka's DeleteRecords); `offset` may not pass the high
+    /// watermark. Segments wholly below it are deleted. Returns the new log start offset.
+    pub fn delete_records_before(&self, offset: i64) -> Result<i64> {
+        let new_start = {
+            let mut state = self.lock();
+            let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
+            let target = if offset < 0 { hw } else { offset };
+            if target > hw {
+                return Err(self.out_of_range(offset, start, leo));
+            }
+            state.log_start_offset = start.max(target);
+            state.cleaner_offset = state.cleaner_offset.max(state.log_start_offset);
+            state.log_start_offset
+        };
+        self.write_checkpoint()?;
+        self.delete_segments_below_start()?;
+        Ok(new_start)
+    }
+
+    /// Deletes synced segments that hold nothing at or above the log start offset.
+    pub(crate) fn delete_segments_below_start(&self) -> Result<usize> {
+        let doomed: Vec<i64> = {
+            let mut state = self.lock();
+            let bases: Vec<i64> = state.segments.keys().copied().collect();
+            let mut doomed = Vec::new();
+            for pair in bases.windows(2) {
+                let (base, next) = (pair[0], pair[1]);
+                if next <= state.log_start_offset && next <= state.recovery_point {
+                    doomed.push(base);
+                }
+            }
+            for base in &doomed {
+                state.segments.remove(base);
+            }
+            doomed
+        };
+        for base in &doomed {
+            Segment::delete_files(&self.dir, *base)?;
+        }
+        if !doomed.is_empty() {
+            tracing::debug!(topic = %self.topic, partition = self.index, n = doomed.len(), "deleted segments");
+        }
+        Ok(doomed.len())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes`: moves the log start offset past whole segments
+    /// that are too old or beyond the size limit, and deletes them. Returns the segments deleted.
+    pub(crate) fn apply_retention(&self, now: i64) -> Result<usize> {
+        let config = self.config();
+        if !config.cleanup_policy.delete {
+            return Ok(0);
+        }
+        let expired = |segment: &Segment| {
+            config.retention_ms.is_some_and(|ms| segment.size > 0 && segment.max_timestamp < now.saturating_sub(ms))
+        };
+        // An active segment that has expired as a whole is rolled so it can go too.
+        let active_expired = expired(self.lock().active());
+        if active_expired && self.lock().segments.values().all(expired) {
+            self.roll_if_not_empty()?;
+            return Ok(0);
+        }
+        let new_start = {
+            let state = self.lock();
+            let mut total = state.size();
+            let mut new_start = state.log_start_offset;
+            let bases: Vec<i64> = state.segments.keys().copied().collect();
+            for pair in bases.windows(2) {
+                let (base, next) = (pair[0], pair[1]);
+                if next > state.recovery_point {
+                    break;
+                }
+                let segment = &state.segments[&base];
+                let over_size = config.retention_bytes.is_some_and(|max| total - segment.size >= max);
+                if !(expired(segment) || over_size) {
+                    break;
+                }
+                total -= segment.size;
+                new_start = new_start.max(next);
+            }
+            new_start
+        };
+        if new_start == self.lock().log_start_offset {
+            return Ok(0);
+        }
+        {
+            let mut state = self.lock();
+            state.log_start_offset = state.log_start_offset.max(new_start);
+            state.cleaner_offset = state.cleaner_offset.max(state.log_start_offset);
+        }
+        self.write_checkpoint()?;
+        self.delete_segments_below_start()
+    }
+
+    /// Marks the partition closed: later appends fail.
+    pub(crate) fn close(&self, why: Closed) {
+        self.lock().closed = Some(why);
+    }
+
+    /// Takes the partition offline after a failed fsync and fails everyone waiting for durability.
+    pub(crate) fn fail(&self, failure: String) {
+        let mut state = self.lock();
+        state.failed = Some(failure);
+        let offset = state.durable_offset;
+        self.durable_tx.send_replace(Durable { offset, failed: true });
+    }
+
+    /// Whether a rolled segment still waits for its sync.
+    pub(crate) fn has_pending_seal(&self) -> bool {
+        !self.lock().pending_seal.is_empty()
+    }
+
+    /// The last flush before a clean shutdown: data, indexes and checkpoint.
+    pub(crate) fn flush_for_close(&self) -> Result<()> {
+        self.flush()?;
+        self.lock().active().indexes.sync()?;
+        self.write_checkpoint()
+    }
+
+    /// The current leader epoch and the history of epochs with their start offsets.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.lock().leader_epochs.clone()
+    }
+
+    /// Starts a new leader epoch at the current log end offset (replication uses this).
+    pub fn bump_leader_epoch(&self, epoch: i32) -> Result<()> {
+        {
+            let mut state = self.lock();
+            if epoch <= state.current_epoch() {
+                return Err(Error::Internal(format!(
+                    "leader epoch {epoch} is not above the current epoch {}",
+                    state.current_epoch()
+                )));
+            }
+            let leo = state.log_end_offset();
+            state.leader_epochs.push((epoch, leo));
+        }
+        self.write_checkpoint()
+    }
+
+    /// A consistent view of the segments below the recovery point (synced, never written again),
+    /// for the compactor.
+    pub(crate) fn sealed_segments(&self) -> Vec<SealedSegment> {
+        let state = self.lock();
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        let mut sealed = Vec::new();
+        for pair in bases.windows(2) {
+            let (base, next) = (pair[0], pair[1]);
+            // Only below the recovery point the checkpoint holds: recovery trusts segments from
+            // there on to be contiguous, which a rewritten segment is not.
+            if next > state.persisted_recovery_point {
+                break;
+            }
+            let s = &state.segments[&base];
+            sealed.push(SealedSegment {
+                base_offset: base,
+                next_offset: next,
+                file: s.file.clone(),
+                path: s.path.clone(),
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+            });
+        }
+        sealed
+    }
+
+    /// Replaces the segments with bases `replaced` (contiguous, all below the recovery point) with
+    /// the compacted `swap` file. Returns false (and removes the swap) when the segments changed
+    /// meanwhile.
+    pub(crate) fn install_compacted(&self, replaced: &[i64], swap: &Path, config: &TopicConfig) -> Result<bool> {
+        let mut state = self.lock();
+        let first = replaced[0];
+        if replaced.iter().any(|b| !state.segments.contains_key(b)) {
+            drop(state);
+            remove_if_exists(swap)?;
+            return Ok(false);
+        }
+        let next_after = state.segments.range(first + 1..).map(|(b, _)| *b).find(|b| !replaced.contains(b));
+        for base in replaced {
+            state.segments.remove(base);
+        }
+        for base in &replaced[1..] {
+            Segment::delete_files(&self.dir, *base)?;
+        }
+        super::failpoint::check("cleaner.mid_install", &self.dir)?;
+        remove_if_exists(&segment::index_path(&self.dir, first))?;
+        remove_if_exists(&segment::time_index_path(&self.dir, first))?;
+        std::fs::rename(swap, segment::log_path(&self.dir, first)).at(swap)?;
+        super::failpoint::check("cleaner.before_index", &self.dir)?;
+        let next = next_after.unwrap_or(i64::MAX);
+        let (mut segment, _) = Segment::open_recover(&self.dir, first, false, config.index_interval_bytes, false)?;
+        segment.next_offset = next;
+        segment.indexes.sync()?;
+        sync_dir(&self.dir)?;
+        state.segments.insert(first, segment);
+        Ok(true)
+    }
+
+    pub(crate) fn set_cleaner_offset(&self, offset: i64) -> Result<()> {
+        {
+            let mut state = self.lock();
+            state.cleaner_offset = state.cleaner_offset.max(offset);
+        }
+        self.write_checkpoint()
+    }
+}
+
+/// A synced segment as the compactor sees it.
+#[derive(Debug, Clone)]
+pub(crate) struct SealedSegment {
+    pub(crate) base_offset: i64,
+    pub(crate) next_offset: i64,
+    pub(crate) file: Arc<File>,
+    pub(crate) path: PathBuf,
+    pub(crate) size: u64,
+    pub(crate) max_timestamp: i64,
+}
+
+impl SealedSegment {
+    /// Calls `f` for every batch, in order, reading through a buffer of one batch: memory stays
+    /// bounded by `max.message.bytes`, whatever the segment size. Every batch's CRC is checked, so
+    /// damaged data stops the caller instead of being copied on.
+    pub(crate) fn for_each_batch(&self, mut f: impl FnMut(BatchView<'_>) -> Result<()>) -> Result<()> {
+        use std::io::Read;
+        // Positional reads: the file's cursor belongs to the appender.
+        struct At<'a> {
+            file: &'a File,
+            position: u64,
+            end: u64,
+        }
+        impl std::io::Read for At<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min((self.end - self.position) as usize);
+                let n = self.file.read_at(&mut buf[..n], self.position)?;
+                self.position += n as u64;
+                Ok(n)
+            }
+        }
+        let mut reader =
+            std::io::BufReader::with_capacity(1 << 20, At { file: &self.file, position: 0, end: self.size });
+        let mut buf = Vec::new();
+        let mut position = 0u64;
+        while position < self.size {
+            let corrupt = |detail: String| Error::Corrupt { path: self.path.clone(), position, detail };
+            buf.resize(batch::LENGTH_PREFIX_BYTES, 0);
+            reader.read_exact(&mut buf).map_err(|e| corrupt(format!("cannot read a batch header: {e}")))?;
+            let size = batch::batch_size_from_prefix(&buf).map_err(|e| corrupt(e.to_string()))?;
+            buf.resize(size, 0);
+            reader
+                .read_exact(&mut buf[batch::LENGTH_PREFIX_BYTES..])
+                .map_err(|e| corrupt(format!("cannot read a batch of {size} bytes: {e}")))?;
+            let view = BatchView::parse(&buf).map_err(|e| corrupt(e.to_string()))?;
+            view.check_crc().map_err(|e| corrupt(e.to_string()))?;
+            f(view)?;
+            position += size as u64;
+        }
+        Ok(())
+    }
+}

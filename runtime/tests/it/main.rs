@@ -1,5 +1,0 @@
-mod app;
-mod driver;
-#[cfg(feature = "sql")]
-mod sql;
-mod stateful;

@@ -41,6 +41,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let log = runtime.block_on(Embedded::open(dir.path().join("log"), LogConfig::default()))?;
     let backend = Backend::rocksdb(64 << 20)?;
+    let changelogs = Changelogs::new(log.clone(), runtime.handle().clone())?;
     let config = |listener: Option<Arc<dyn RestoreListener>>| {
         let mut c = TaskConfig::new(
             dir.path().join("state"),
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
             0,
             1,
             backend.clone(),
-            Some(Changelogs::embedded(&log, runtime.handle().clone())),
+            Some(changelogs.clone()),
         );
         c.restore_listener = listener;
         c

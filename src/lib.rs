@@ -31,7 +31,8 @@ pub mod prelude {
     pub use freshet_core::remote::Remote;
     pub use freshet_core::{
         Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupMember, GroupMembers,
-        NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition, TransactionalProducer,
+        NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, Substrate, TopicPartition,
+        TransactionalProducer,
     };
     pub use freshet_core::{Error, Result};
     pub use freshet_core::{Isolation, Log, OffsetSpec};
@@ -49,7 +50,7 @@ pub mod prelude {
         StringSerde, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,
     };
     pub use freshet_runtime::{
-        DriverConfig, ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate,
+        DriverConfig, ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState,
         TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, TopologyTestDriver,
     };
 }

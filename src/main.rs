@@ -1,6 +1,7 @@
 //! The `freshet` command.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -790,10 +791,7 @@ async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
     // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
     #[cfg(feature = "sql")]
-    let host = {
-        let substrate = Substrate::embedded(&embedded, tokio::runtime::Handle::current());
-        sql_cli::QueryHost::start(&substrate, &sql_cli::state_dir_of(&data_dir)).await?
-    };
+    let host = sql_cli::QueryHost::start(Arc::new(embedded.clone()), &sql_cli::state_dir_of(&data_dir)).await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

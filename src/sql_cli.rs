@@ -57,7 +57,7 @@ pub(crate) struct QueryHost {
 }
 
 impl QueryHost {
-    pub(crate) async fn start(substrate: &Substrate, state_dir: &Path) -> anyhow::Result<QueryHost> {
+    pub(crate) async fn start(substrate: Arc<dyn Substrate>, state_dir: &Path) -> anyhow::Result<QueryHost> {
         let handle = tokio::runtime::Handle::current();
         let session =
             SqlSession::hosting(substrate, handle, state_dir).await.context("starting the continuous SQL queries")?;
@@ -92,11 +92,10 @@ pub(crate) async fn sql(args: SqlArgs) -> anyhow::Result<()> {
 }
 
 async fn run(args: &SqlArgs, opened: &Opened) -> anyhow::Result<()> {
-    let handle = tokio::runtime::Handle::current();
-    let substrate = match opened {
-        Opened::Embedded(e) => Substrate::embedded(e, handle),
+    let substrate: Arc<dyn Substrate> = match opened {
+        Opened::Embedded(e) => Arc::new(e.clone()),
         #[cfg(feature = "remote")]
-        Opened::Remote(r) => Substrate::remote(r, handle)?,
+        Opened::Remote(r) => Arc::new(r.clone()),
     };
     let format = match args.format {
         SqlOutput::Table => OutputFormat::Table,
@@ -109,12 +108,12 @@ async fn run(args: &SqlArgs, opened: &Opened) -> anyhow::Result<()> {
         None => state_dir_of(&args.target.data_dir),
     });
     if interactive || args.serve {
-        let host = QueryHost::start(&substrate, &state_dir).await?;
+        let host = QueryHost::start(substrate.clone(), &state_dir).await?;
         let result = if interactive { prompt(&host.session, format).await } else { serve(args, &host, format).await };
         host.stop().await?;
         return result;
     }
-    let session = SqlSession::new(&substrate).await?;
+    let session = SqlSession::new(substrate.clone()).await?;
     let text = match &args.execute {
         Some(text) => text.clone(),
         None => {

@@ -126,7 +126,7 @@ pub(crate) async fn run(
     let mut config = StreamsConfig::new(&format!("{APP_PREFIX}-{}", std::process::id()))?;
     config.state_dir = state_dir;
     config.commit_interval = Duration::from_secs(1);
-    let substrate = Substrate::embedded(log, tokio::runtime::Handle::current());
+    let substrate = log.clone();
     let handle = tokio::runtime::Handle::current();
     let started = Instant::now();
     let app = tokio::task::spawn_blocking(move || -> anyhow::Result<StreamsApp> {

@@ -205,7 +205,7 @@ fn main() {
         if std::env::var("FRESHET_BENCH_NOSYNC").is_ok() { Durability::OsCache } else { Durability::Fsync };
     let log_config = LogConfig { durability, ..LogConfig::default() };
     let log = runtime.block_on(Embedded::open(dir.join("log"), log_config)).unwrap();
-    let changelogs = Changelogs::embedded(&log, runtime.handle().clone());
+    let changelogs = Changelogs::new(log.clone(), runtime.handle().clone()).expect("changelogs");
 
     // FRESHET_BENCH_ONLY=restore runs only the logged phase (to write the changelog) and the restore.
     let only_restore = std::env::var("FRESHET_BENCH_ONLY").is_ok_and(|v| v == "restore");

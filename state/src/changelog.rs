@@ -28,8 +28,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use freshet_core::{Admin, AutoOffsetReset, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, TopicPartition};
-use freshet_core::{Clock, Isolation, OffsetSpec, SystemClock};
+use freshet_core::{Admin, AutoOffsetReset, Consumer, ConsumerConfig, NewTopic, Producer, Substrate, TopicPartition};
+use freshet_core::{Clock, Isolation, OffsetSpec};
 use hashbrown::HashTable;
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
@@ -37,47 +37,39 @@ use tokio::task::JoinHandle;
 use crate::bytes::{BytesStore, Replay, ScanRange, Write};
 use crate::error::{Error, Result};
 
-/// How stores reach the log: a producer for changelog writes, a consumer factory for restores, an
-/// admin client for changelog topics, and the runtime their futures run on.
+/// How stores reach the log: the substrate (a producer for changelog writes, consumers for
+/// restores, an admin client for changelog topics) and the runtime their futures run on.
 #[derive(Clone)]
 pub struct Changelogs {
+    substrate: Arc<dyn Substrate>,
     producer: Arc<dyn Producer>,
     admin: Arc<dyn Admin>,
-    new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
     runtime: Handle,
     /// Restores read at this isolation, and end at the matching offset.
     isolation: Isolation,
-    /// Stamps changelog records.
+    /// Stamps changelog records: the substrate's clock.
     clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Changelogs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Changelogs").finish_non_exhaustive()
+        f.debug_struct("Changelogs").field("substrate", &self.substrate).finish_non_exhaustive()
     }
 }
 
 impl Changelogs {
-    /// Changelogs through any substrate.
-    pub fn new(
-        producer: Arc<dyn Producer>,
-        admin: Arc<dyn Admin>,
-        new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
-        runtime: Handle,
-    ) -> Self {
-        Changelogs {
-            producer,
-            admin,
-            new_consumer,
+    /// Changelogs in `substrate` (the embedded log, a Freshet broker, a Kafka cluster), their
+    /// futures on `runtime`. Fails when the substrate cannot make its producer or admin client.
+    pub fn new(substrate: impl Substrate + 'static, runtime: Handle) -> Result<Self> {
+        let substrate: Arc<dyn Substrate> = Arc::new(substrate);
+        Ok(Changelogs {
+            producer: substrate.producer().map_err(Error::Substrate)?,
+            admin: substrate.admin().map_err(Error::Substrate)?,
+            clock: substrate.clock(),
+            substrate,
             runtime,
             isolation: Isolation::ReadUncommitted,
-            clock: Arc::new(SystemClock),
-        }
-    }
-
-    /// The same changelogs with their records stamped by `clock`.
-    pub fn with_clock(self, clock: Arc<dyn Clock>) -> Self {
-        Changelogs { clock, ..self }
+        })
     }
 
     /// The same changelogs written through `producer` (a stream thread's transactional producer)
@@ -87,16 +79,9 @@ impl Changelogs {
         Changelogs { producer, isolation: Isolation::ReadCommitted, ..self.clone() }
     }
 
-    /// Changelogs in the embedded log.
-    pub fn embedded(log: &Embedded, runtime: Handle) -> Self {
-        let for_consumers = log.clone();
-        Changelogs::new(
-            Arc::new(log.producer()),
-            Arc::new(log.admin()),
-            Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
-            runtime,
-        )
-        .with_clock(log.log().clock().clone())
+    /// The substrate the changelogs are in.
+    pub fn substrate(&self) -> &Arc<dyn Substrate> {
+        &self.substrate
     }
 
     /// The settings of the consumers that restore stores: outside any group, from the start, in
@@ -129,8 +114,8 @@ impl Changelogs {
         &self.runtime
     }
 
-    pub(crate) fn consumer(&self) -> Box<dyn Consumer> {
-        (self.new_consumer)(self.consumer_config())
+    pub(crate) fn consumer(&self) -> freshet_core::Result<Box<dyn Consumer>> {
+        self.substrate.consumer(self.consumer_config())
     }
 
     /// Checks the changelog topic of `store` exists with `n_partitions`, creating it with `kind`'s
@@ -591,7 +576,7 @@ pub(crate) fn restore(
     }
     let err = |source| Error::Changelog { store: store.to_string(), source };
     if start < end {
-        let consumer = changelogs.consumer();
+        let consumer = changelogs.consumer().map_err(err)?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<freshet_core::Result<Vec<freshet_core::ConsumedBatches>>>(2);
         // A fetching task reads ahead while this thread applies, with at most two fetches queued.
         let fetch_tp = tp.clone();

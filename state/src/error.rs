@@ -93,6 +93,9 @@ pub enum Error {
         #[source]
         source: freshet_core::Error,
     },
+    /// The substrate could not make the clients changelogs need.
+    #[error("the log the changelogs are in: {0}")]
+    Substrate(#[source] freshet_core::Error),
     /// The store was closed.
     #[error("store \"{0}\" is closed")]
     Closed(String),

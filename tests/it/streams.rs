@@ -78,7 +78,7 @@ fn a_streams_application_runs_against_a_broker_process_and_resumes_after_a_resta
     config.commit_interval = std::time::Duration::from_millis(100);
     config.num_stream_threads = 2;
     let start = |config: StreamsConfig| -> anyhow::Result<StreamsApp> {
-        let substrate = Substrate::remote(&remote, rt.handle().clone())?;
+        let substrate = remote.clone();
         let mut app = StreamsApp::new(word_count()?, substrate, config, rt.handle().clone())?;
         app.start()?;
         app.wait_until_running(std::time::Duration::from_secs(60))?;
@@ -214,7 +214,7 @@ fn streams_instance_process() -> anyhow::Result<()> {
     } else {
         distinct_ids()?
     };
-    let substrate = Substrate::remote(&short_session(addr), rt.handle().clone())?;
+    let substrate = short_session(addr);
     let mut app = StreamsApp::new(topology, substrate, config, rt.handle().clone())?;
     app.start()?;
     app.wait_until_running(std::time::Duration::from_secs(60))?;
@@ -489,7 +489,7 @@ fn an_instance_joining_through_a_broker_takes_tasks_over_without_processing_a_re
         let mut config = StreamsConfig::new("joining")?;
         config.state_dir = dir.path().join(name);
         config.commit_interval = std::time::Duration::from_millis(100);
-        let substrate = Substrate::remote(remote, rt.handle().clone())?;
+        let substrate = remote.clone();
         let mut app = StreamsApp::new(event_counts()?, substrate, config, rt.handle().clone())?;
         app.start()?;
         Ok(app)
@@ -561,7 +561,7 @@ fn a_restore_longer_than_the_poll_interval_keeps_the_thread_in_its_group() -> an
         config.state_dir = dir.path().join(state);
         config.commit_interval = std::time::Duration::from_millis(100);
         config.restore_listener = listener;
-        let substrate = Substrate::remote(remote, rt.handle().clone())?;
+        let substrate = remote.clone();
         let mut app = StreamsApp::new(event_counts()?, substrate, config, rt.handle().clone())?;
         app.start()?;
         app.wait_until_running(std::time::Duration::from_secs(60))?;

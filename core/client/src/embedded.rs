@@ -215,6 +215,37 @@ impl Embedded {
     }
 }
 
+#[async_trait]
+impl Substrate for Embedded {
+    fn describe(&self) -> String {
+        format!("the embedded log in {}", self.log.dir().display())
+    }
+
+    fn producer(&self) -> Result<Arc<dyn Producer>> {
+        Ok(Arc::new(Embedded::producer(self)))
+    }
+
+    fn admin(&self) -> Result<Arc<dyn Admin>> {
+        Ok(Arc::new(Embedded::admin(self)))
+    }
+
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(Embedded::consumer(self, config)))
+    }
+
+    async fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<dyn TransactionalProducer>> {
+        Ok(Arc::new(Embedded::transactional_producer(self, transactional_id, timeout).await?))
+    }
+
+    fn clock(&self) -> Arc<dyn freshet_log::clock::Clock> {
+        self.log.clock().clone()
+    }
+}
+
 /// The embedded [`Producer`], and [`TransactionalProducer`] when made by
 /// [`Embedded::transactional_producer`].
 #[derive(Debug)]

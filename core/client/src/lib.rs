@@ -4,7 +4,8 @@
 //! isolation levels, the one [`Error`]), the substrate traits ([`Producer`], [`Consumer`],
 //! [`Admin`], [`TransactionalProducer`]) and their implementations: [`Embedded`], the storage
 //! engine in-process, and (feature `remote`) [`remote::Remote`], any Kafka-protocol cluster
-//! through librdkafka.
+//! through librdkafka. With the `testing` feature, [`testing`] is the contract every
+//! implementation keeps, as a suite each runs.
 //!
 //! Boundary: `state`, `dsl`, `runtime`, `sql` and `connectors` depend on this crate and on no
 //! other crate of the log: everything above runs unchanged on the embedded log, a Freshet broker
@@ -15,6 +16,8 @@ pub mod embedded;
 #[cfg(feature = "remote")]
 pub mod remote;
 pub mod substrate;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use embedded::{Embedded, EmbeddedAdmin, EmbeddedConsumer, EmbeddedProducer};
 pub use freshet_coord::group::{OffsetAndMetadata, TopicPartition};
@@ -24,6 +27,6 @@ pub use freshet_log::{batch, config, partitioner, validate_topic_name};
 pub use freshet_log::{Error, Isolation, Log, OffsetSpec, PartitionDescription, Result, TopicDescription};
 pub use substrate::{
     range_assign, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, GroupChange,
-    GroupMember, GroupMembers, GroupMetadata, NewTopic, Producer, ProducerRecord, RecordMetadata,
+    GroupMember, GroupMembers, GroupMetadata, NewTopic, Producer, ProducerRecord, RecordMetadata, Substrate,
     TransactionalProducer,
 };

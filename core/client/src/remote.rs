@@ -38,8 +38,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::substrate::{
     no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupChange, GroupMember,
-    GroupMembers, GroupMetadata, NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, TopicPartition,
-    TransactionalProducer,
+    GroupMembers, GroupMetadata, NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, Substrate,
+    TopicPartition, TransactionalProducer,
 };
 use freshet_log::batch::{assign_in_place, BatchBuilder, Header};
 use freshet_log::config::ConfigEntry;
@@ -53,23 +53,51 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_POLL_RECORDS: usize = 50_000;
 
 /// A Kafka-protocol cluster reached through librdkafka.
+///
+/// Cheap to clone; clones share the producer and the admin client that [`Substrate`] hands out
+/// (each a librdkafka client with its own threads and connections, made at first use).
 #[derive(Debug, Clone)]
 pub struct Remote {
     bootstrap: String,
     properties: BTreeMap<String, String>,
+    shared: Arc<SharedClients>,
+}
+
+/// The clients a `Remote` shares between its clones.
+#[derive(Default)]
+struct SharedClients {
+    producer: std::sync::OnceLock<Arc<RemoteProducer>>,
+    admin: std::sync::OnceLock<Arc<RemoteAdmin>>,
+}
+
+impl std::fmt::Debug for SharedClients {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedClients")
+            .field("producer", &self.producer.get().is_some())
+            .field("admin", &self.admin.get().is_some())
+            .finish()
+    }
 }
 
 impl Remote {
     /// A cluster whose brokers include `bootstrap` (`host:port[,host:port...]`).
     pub fn new(bootstrap: impl Into<String>) -> Self {
-        Remote { bootstrap: bootstrap.into(), properties: BTreeMap::new() }
+        Remote { bootstrap: bootstrap.into(), properties: BTreeMap::new(), shared: Arc::default() }
     }
 
     /// Sets a librdkafka property on every client this substrate creates (it overrides Freshet's
     /// own settings), e.g. `security.protocol` or `client.id`.
     pub fn with_property(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.properties.insert(key.into(), value.into());
+        // Clients made before were made without it.
+        self.shared = Arc::default();
         self
+    }
+
+    /// The same cluster and properties without the shared clients: what a client keeps of the
+    /// `Remote` that made it, so that no client holds itself alive through the shared ones.
+    fn settings(&self) -> Remote {
+        Remote { shared: Arc::default(), ..self.clone() }
     }
 
     /// The bootstrap servers.
@@ -195,7 +223,7 @@ impl Remote {
             .create()
             .map_err(|e| client_error("creating a consumer for offset lookups", e))?;
         Ok(RemoteAdmin {
-            remote: self.clone(),
+            remote: self.settings(),
             admin: Arc::new(admin),
             lookup: Arc::new(lookup),
             committed_lookup: Arc::new(committed_lookup),
@@ -266,6 +294,46 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 fn partition_i32(p: u32) -> Result<i32> {
     i32::try_from(p).map_err(|_| Error::Internal(format!("partition {p} is out of the protocol's range")))
+}
+
+#[async_trait]
+impl Substrate for Remote {
+    fn describe(&self) -> String {
+        format!("the cluster at {}", self.bootstrap)
+    }
+
+    fn producer(&self) -> Result<Arc<dyn Producer>> {
+        if let Some(producer) = self.shared.producer.get() {
+            return Ok(producer.clone());
+        }
+        let made = Arc::new(Remote::producer(self)?);
+        // Two threads may race to make it; both use the one that landed.
+        Ok(self.shared.producer.get_or_init(|| made).clone())
+    }
+
+    fn admin(&self) -> Result<Arc<dyn Admin>> {
+        if let Some(admin) = self.shared.admin.get() {
+            return Ok(admin.clone());
+        }
+        let made = Arc::new(Remote::admin(self)?);
+        Ok(self.shared.admin.get_or_init(|| made).clone())
+    }
+
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        Ok(Box::new(Remote::consumer(self, config)?))
+    }
+
+    async fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<dyn TransactionalProducer>> {
+        Ok(Arc::new(Remote::transactional_producer(self, transactional_id, timeout).await?))
+    }
+
+    fn clock(&self) -> Arc<dyn freshet_log::clock::Clock> {
+        Arc::new(freshet_log::clock::SystemClock)
+    }
 }
 
 /// The [`Producer`] over librdkafka.

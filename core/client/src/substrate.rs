@@ -1,8 +1,11 @@
 //! The substrate: how everything above `freshet-core` reaches a log.
 //!
-//! Three traits, [`Producer`], [`Consumer`] and [`Admin`], with two implementations planned: the
-//! embedded one here, which calls the storage engine in-process, and a remote one over the Kafka
-//! protocol. The traits are shaped so both fit:
+//! [`Substrate`] is a whole log as the layers above see it: it hands out a [`Producer`], an
+//! [`Admin`], [`Consumer`]s and [`TransactionalProducer`]s. Two implementations: the embedded
+//! one (`Embedded`), which calls the storage engine in-process, and the remote one over the Kafka
+//! protocol (`remote::Remote`, any Freshet broker or Kafka cluster). State stores' changelogs,
+//! streams applications, SQL sessions and connectors all take a `Substrate`, so each runs
+//! unchanged on either. The traits are shaped so both fit:
 //!
 //! * **Batches.** A producer call carries many records and resolves once all are acknowledged; a
 //!   consumer poll returns whole record batches as stored (`Bytes`, no per-record allocation until
@@ -22,6 +25,7 @@ use bytes::Bytes;
 
 pub use freshet_coord::group::{OffsetAndMetadata, TopicPartition};
 use freshet_log::batch::{Batches, Compression, Header};
+use freshet_log::clock::Clock;
 use freshet_log::config::ConfigEntry;
 use freshet_log::{Error, Isolation, OffsetSpec, PartitionDescription, Result, TopicDescription};
 
@@ -420,6 +424,71 @@ pub struct GroupMember {
     pub host: String,
     /// Partitions assigned to it (decoded from the consumer protocol's assignment).
     pub assignment: Vec<TopicPartition>,
+}
+
+/// A log as the layers above see it: where producers, consumers and admin clients come from.
+///
+/// Implemented by `Embedded` (the log in this process) and `remote::Remote` (a Kafka-protocol
+/// cluster), and by `Arc` of either, so callers hold an `Arc<dyn Substrate>` or a concrete one
+/// alike. Every method may be called from any thread; none blocks.
+#[async_trait]
+pub trait Substrate: Send + Sync + std::fmt::Debug {
+    /// Where the log is, for messages: "the embedded log in data", "the cluster at host:9092".
+    fn describe(&self) -> String;
+
+    /// A producer: the same one on every call where making one is costly (a remote client), so
+    /// callers share its batching and connections.
+    fn producer(&self) -> Result<Arc<dyn Producer>>;
+
+    /// An admin client (shared as the producer is).
+    fn admin(&self) -> Result<Arc<dyn Admin>>;
+
+    /// A new consumer with `config`. Fails only on a configuration the implementation refuses.
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>>;
+
+    /// A new transactional producer with `transactional_id`, whose transactions the log aborts
+    /// when open longer than `timeout`. A transaction an earlier producer with this id left open
+    /// is aborted, and that producer fenced.
+    async fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<dyn TransactionalProducer>>;
+
+    /// The clock this substrate's records are stamped by: the embedded log's own clock, the
+    /// system clock for a remote cluster.
+    fn clock(&self) -> Arc<dyn Clock>;
+}
+
+#[async_trait]
+impl<S: Substrate + ?Sized> Substrate for Arc<S> {
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn producer(&self) -> Result<Arc<dyn Producer>> {
+        (**self).producer()
+    }
+
+    fn admin(&self) -> Result<Arc<dyn Admin>> {
+        (**self).admin()
+    }
+
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        (**self).consumer(config)
+    }
+
+    async fn transactional_producer(
+        &self,
+        transactional_id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<dyn TransactionalProducer>> {
+        (**self).transactional_producer(transactional_id, timeout).await
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        (**self).clock()
+    }
 }
 
 /// The error of a consumer without a group asked to do what only a group member does.

@@ -63,7 +63,7 @@ use bytes::Bytes;
 use datafusion::arrow::array::Int64Array;
 use freshet_core::config::LogConfig;
 use freshet_core::{Admin, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, ProducerRecord, TopicPartition};
-use freshet_runtime::{Metrics, StreamsApp, StreamsConfig, Substrate};
+use freshet_runtime::{Metrics, StreamsApp, StreamsConfig};
 use freshet_sql::SqlSession;
 use nexmark::event::Event;
 use tokio::runtime::Runtime;
@@ -364,7 +364,7 @@ struct Run {
 /// group and opening stores come before, and are returned apart) to the last record in or out.
 fn drive(
     rt: &Runtime,
-    substrate: &Substrate,
+    substrate: &Embedded,
     dir: &std::path::Path,
     name: &str,
     topology: freshet_dsl::Topology,
@@ -440,8 +440,8 @@ fn run(rt: &Runtime, base: &std::path::Path, n: usize, layout: Layout, only: Opt
         counts[2],
         started.elapsed().as_secs_f64()
     );
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
-    let session = rt.block_on(SqlSession::new(&substrate)).expect("session");
+    let substrate = log.clone();
+    let session = rt.block_on(SqlSession::new(substrate.clone())).expect("session");
     rt.block_on(session.execute(declarations)).expect("declarations");
     println!(
         "{:<4} {:>12} {:>10} {:>8} {:>14} {:>9}  {:>9} {:>9} {:>12} {:>8} {:>6} {:>12} {:>8}",

@@ -42,17 +42,17 @@ use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{DdlStatement, LogicalPlan};
 use datafusion::sql::sqlparser::parser::ParserError;
-use freshet_core::{Admin, ConsumerConfig, NewTopic, Producer, ProducerRecord, TopicPartition};
+use freshet_core::{Admin, ConsumerConfig, NewTopic, Producer, ProducerRecord, Substrate, TopicPartition};
 
 pub use continuous::{Compiled, Emit, OutputKind};
 pub use format::Format;
 pub use row::Row;
-pub use table::{NewConsumer, TableKind, TopicTable, TopicTableFactory, METADATA_COLUMNS};
+pub use table::{TableKind, TopicTable, TopicTableFactory, METADATA_COLUMNS};
 
 use datafusion::common::tree_node::TreeNode;
 
 use self::statement::{CreateAs, Statement};
-use freshet_runtime::{ErrorPolicy, StreamsApp, StreamsConfig, Substrate};
+use freshet_runtime::{ErrorPolicy, StreamsApp, StreamsConfig};
 
 /// The topic holding the declarations and continuous queries (internal, as `__consumer_offsets`).
 pub const CATALOG_TOPIC: &str = "__freshet_sql_catalog";
@@ -160,7 +160,7 @@ pub struct SqlSession {
     ctx: SessionContext,
     producer: Arc<dyn Producer>,
     admin: Arc<dyn Admin>,
-    new_consumer: NewConsumer,
+    substrate: Arc<dyn Substrate>,
     host: Option<Host>,
     queries: Mutex<BTreeMap<String, Query>>,
     /// The statement applied per name (what the catalog says, as far as this session knows).
@@ -173,7 +173,7 @@ pub struct SqlSession {
 
 /// Where hosted queries run.
 struct Host {
-    substrate: Substrate,
+    substrate: Arc<dyn Substrate>,
     runtime: tokio::runtime::Handle,
     state_dir: PathBuf,
 }
@@ -239,8 +239,8 @@ fn sql_type(t: &datafusion::arrow::datatypes::DataType) -> String {
 impl SqlSession {
     /// A session on `substrate`, with every table declared so far. Continuous queries can be
     /// created, described and dropped; they run in sessions that host them.
-    pub async fn new(substrate: &Substrate) -> Result<Self, SqlError> {
-        Self::open(substrate, None).await
+    pub async fn new(substrate: impl Substrate + 'static) -> Result<Self, SqlError> {
+        Self::open(Arc::new(substrate), None).await
     }
 
     /// A session that also runs the continuous queries (those declared so far, and those it
@@ -248,17 +248,18 @@ impl SqlSession {
     /// keep their progress (committed offsets, changelogs) in the log, so a query stopped with
     /// its process goes on where it was when a hosting session opens again.
     pub async fn hosting(
-        substrate: &Substrate,
+        substrate: impl Substrate + 'static,
         runtime: tokio::runtime::Handle,
         state_dir: &std::path::Path,
     ) -> Result<Self, SqlError> {
+        let substrate: Arc<dyn Substrate> = Arc::new(substrate);
         let host = Host { substrate: substrate.clone(), runtime, state_dir: state_dir.to_path_buf() };
         Self::open(substrate, Some(host)).await
     }
 
-    async fn open(substrate: &Substrate, host: Option<Host>) -> Result<Self, SqlError> {
-        let factory =
-            TopicTableFactory { admin: substrate.admin().clone(), new_consumer: substrate.new_consumer().clone() };
+    async fn open(substrate: Arc<dyn Substrate>, host: Option<Host>) -> Result<Self, SqlError> {
+        let admin = substrate.admin()?;
+        let factory = TopicTableFactory { admin: admin.clone(), substrate: substrate.clone() };
         // Spans let the planner's errors say where in the statement they are.
         let mut config = datafusion::prelude::SessionConfig::new();
         config.options_mut().sql_parser.collect_spans = true;
@@ -273,9 +274,9 @@ impl SqlSession {
         }
         let session = SqlSession {
             ctx,
-            producer: substrate.producer().clone(),
-            admin: substrate.admin().clone(),
-            new_consumer: substrate.new_consumer().clone(),
+            producer: substrate.producer()?,
+            admin,
+            substrate,
             host,
             queries: Mutex::new(BTreeMap::new()),
             applied: Mutex::new(BTreeMap::new()),
@@ -308,7 +309,7 @@ impl SqlSession {
         }
         let mut declared: BTreeMap<String, (usize, Option<String>)> = BTreeMap::new();
         let mut seen = 0;
-        let mut consumer = (self.new_consumer)(ConsumerConfig::default());
+        let mut consumer = self.substrate.consumer(ConsumerConfig::default())?;
         consumer.assign(vec![tp.clone()]).await?;
         consumer.seek_to_offset(&tp, from)?;
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
@@ -545,7 +546,7 @@ impl SqlSession {
             compiled.format.clone(),
             compiled.schema.clone(),
             self.admin.clone(),
-            self.new_consumer.clone(),
+            self.substrate.clone(),
         )?;
         if let (OutputKind::Table, Some(key)) = (kind, &compiled.key) {
             table = table.with_kind(TableKind::Table { key: key.clone() })?;

@@ -24,7 +24,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::{PartitionStream, StreamingTableExec};
 use datafusion::physical_plan::ExecutionPlan;
 use freshet_core::OffsetSpec;
-use freshet_core::{Admin, Consumer, ConsumerConfig, ConsumerRecord, TopicPartition};
+use freshet_core::{Admin, Consumer, ConsumerConfig, ConsumerRecord, Substrate, TopicPartition};
 
 use super::format::Format;
 use super::row::{self, ValueSerde};
@@ -44,9 +44,6 @@ pub enum TableKind {
     },
 }
 
-/// Makes consumers for scans.
-pub type NewConsumer = Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>;
-
 /// A topic read as a table.
 pub struct TopicTable {
     topic: String,
@@ -56,7 +53,7 @@ pub struct TopicTable {
     schema: SchemaRef,
     decoding: Arc<Decoding>,
     admin: Arc<dyn Admin>,
-    new_consumer: NewConsumer,
+    substrate: Arc<dyn Substrate>,
 }
 
 /// How a topic's records become rows.
@@ -115,7 +112,7 @@ impl TopicTable {
         format: Format,
         value_schema: SchemaRef,
         admin: Arc<dyn Admin>,
-        new_consumer: NewConsumer,
+        substrate: Arc<dyn Substrate>,
     ) -> datafusion::common::Result<Self> {
         let mut fields = metadata_fields();
         for f in value_schema.fields() {
@@ -135,15 +132,7 @@ impl TopicTable {
             value_schema,
             schema: schema.clone(),
         });
-        Ok(TopicTable {
-            topic: topic.to_string(),
-            format,
-            kind: TableKind::Stream,
-            schema,
-            decoding,
-            admin,
-            new_consumer,
-        })
+        Ok(TopicTable { topic: topic.to_string(), format, kind: TableKind::Stream, schema, decoding, admin, substrate })
     }
 
     /// The same table read as `kind` (a table's key column must be one of its columns).
@@ -280,7 +269,7 @@ impl TopicTable {
 /// one fetch per partition at a time.
 struct PartitionScan {
     decoding: Arc<Decoding>,
-    new_consumer: NewConsumer,
+    substrate: Arc<dyn Substrate>,
     partition: u32,
     range: Range,
     limit: Option<usize>,
@@ -309,7 +298,7 @@ impl PartitionScan {
         let range = self.range;
         if state.consumer.is_none() {
             let config = ConsumerConfig { max_partition_fetch_bytes: 4 << 20, ..Default::default() };
-            let mut consumer = (self.new_consumer)(config);
+            let mut consumer = self.substrate.consumer(config).map_err(external)?;
             consumer.assign(vec![tp.clone()]).await.map_err(external)?;
             consumer.seek_to_offset(&tp, range.start).map_err(external)?;
             state.consumer = Some(consumer);
@@ -361,7 +350,7 @@ impl PartitionStream for PartitionScan {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let scan = PartitionScan {
             decoding: self.decoding.clone(),
-            new_consumer: self.new_consumer.clone(),
+            substrate: self.substrate.clone(),
             partition: self.partition,
             range: self.range,
             limit: self.limit,
@@ -612,7 +601,7 @@ impl TableProvider for TopicTable {
             .map(|(partition, range)| {
                 Arc::new(PartitionScan {
                     decoding: self.decoding.clone(),
-                    new_consumer: self.new_consumer.clone(),
+                    substrate: self.substrate.clone(),
                     partition,
                     range,
                     limit,
@@ -635,7 +624,7 @@ impl TableProvider for TopicTable {
 /// Makes topic tables for `CREATE EXTERNAL TABLE ... STORED AS TOPIC LOCATION 'topic'`.
 pub struct TopicTableFactory {
     pub(crate) admin: Arc<dyn Admin>,
-    pub(crate) new_consumer: NewConsumer,
+    pub(crate) substrate: Arc<dyn Substrate>,
 }
 
 impl std::fmt::Debug for TopicTableFactory {
@@ -719,7 +708,7 @@ impl TableProviderFactory for TopicTableFactory {
             Format::Json if columns.is_empty() => self.infer(&topic).await?,
             _ => Arc::new(Schema::new(columns)),
         };
-        let table = TopicTable::new(&topic, format, value_schema, self.admin.clone(), self.new_consumer.clone())?
+        let table = TopicTable::new(&topic, format, value_schema, self.admin.clone(), self.substrate.clone())?
             .with_kind(kind)?;
         Ok(Arc::new(table))
     }
@@ -733,13 +722,13 @@ impl TopicTableFactory {
             Format::Raw,
             Arc::new(Schema::new(vec![Field::new("value", DataType::Utf8, true)])),
             self.admin.clone(),
-            self.new_consumer.clone(),
+            self.substrate.clone(),
         )?;
         let ranges = raw.ranges(&Bounds::default()).await.map_err(external)?;
         let mut values: Vec<Bytes> = Vec::new();
         for (p, range) in ranges {
             let tp = TopicPartition::new(topic, p);
-            let mut consumer = (self.new_consumer)(ConsumerConfig::default());
+            let mut consumer = self.substrate.consumer(ConsumerConfig::default()).map_err(external)?;
             consumer.assign(vec![tp.clone()]).await.map_err(external)?;
             consumer.seek_to_offset(&tp, range.start).map_err(external)?;
             let per_partition = SCHEMA_SAMPLE / 4;

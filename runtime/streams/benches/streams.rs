@@ -20,9 +20,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use freshet_core::config::LogConfig;
+use freshet_core::Substrate;
 use freshet_core::{Admin, Consumer, ConsumerConfig, Embedded, NewTopic, Producer, ProducerRecord, TopicPartition};
 use freshet_dsl::{Consumed, Grouped, KStream, Materialized, Produced, Serdes, StreamsBuilder, Topology};
-use freshet_runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig, Substrate};
+use freshet_runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig};
 use tokio::runtime::Runtime;
 
 const PARTITIONS: u32 = 3;
@@ -98,14 +99,14 @@ fn input(builder: &StreamsBuilder) -> KStream<Bytes, Bytes> {
 /// Runs `topology` on the embedded log until it has read `expected_in` records; returns records
 /// per second.
 fn run(rt: &Runtime, log: &Embedded, dir: &std::path::Path, name: &str, topology: Topology, expected_in: u64) -> f64 {
-    run_on(rt, Substrate::embedded(log, rt.handle().clone()), dir, name, topology, expected_in, |_| {})
+    run_on(rt, log.clone(), dir, name, topology, expected_in, |_| {})
 }
 
 /// Runs `topology` on `substrate` until it has read `expected_in` records; returns records per
 /// second.
 fn run_on(
     rt: &Runtime,
-    substrate: Substrate,
+    substrate: impl Substrate + 'static,
     dir: &std::path::Path,
     name: &str,
     topology: Topology,
@@ -213,7 +214,7 @@ fn main() {
             .count(Materialized::named("counts"))
             .to_stream()
             .to("count-eos-out", Produced::with(Serdes::bytes(), Serdes::number()));
-        let substrate = Substrate::embedded(&log, rt.handle().clone());
+        let substrate = log.clone();
         let rate = run_on(&rt, substrate, dir.path(), "count-eos", builder.build().expect("topology"), n, |c| {
             c.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
             c.commit_interval = Duration::from_millis(100);
@@ -246,7 +247,7 @@ fn main() {
             .block_on(freshet_broker::Broker::start(log.log().clone(), log.group_offsets().clone(), config))
             .expect("broker");
         let remote = freshet_core::remote::Remote::new(broker.local_addr().to_string());
-        let substrate = || Substrate::remote(&remote, rt.handle().clone()).expect("substrate");
+        let substrate = || remote.clone();
         let builder = StreamsBuilder::new();
         input(&builder).to("broker-passthrough-out", Produced::with(Serdes::bytes(), Serdes::bytes()));
         let rate =

@@ -49,8 +49,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use freshet_core::batch::Header;
 use freshet_core::{
-    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupChange, NewTopic,
-    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition, TransactionalProducer,
+    Admin, AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, GroupChange, NewTopic, OffsetAndMetadata,
+    Producer, ProducerRecord, Substrate, TopicPartition, TransactionalProducer,
 };
 use freshet_core::{Clock, Isolation, OffsetSpec, SystemClock};
 use freshet_dsl::{PunctuationType, RecordMeta, TaskContext, TaskGraph, Topology};
@@ -215,122 +215,49 @@ impl StreamsConfig {
     }
 }
 
-/// How the runtime reaches a log: a producer, an admin client, consumers, and changelog access.
-/// Instances of an application on one substrate (in this process or, on a cluster, anywhere)
-/// share its tasks through its consumer group.
+/// What the runtime holds of its substrate: the substrate itself (consumers, transactional
+/// producers), the producer and admin client every thread shares, and the stores' changelogs in
+/// it. Instances of an application on one substrate (in this process or, on a cluster,
+/// anywhere) share its tasks through its consumer group.
 #[derive(Clone)]
-pub struct Substrate {
-    pub(crate) producer: Arc<dyn Producer>,
-    pub(crate) admin: Arc<dyn Admin>,
-    pub(crate) new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
+struct Plumbing {
+    substrate: Arc<dyn Substrate>,
+    producer: Arc<dyn Producer>,
+    admin: Arc<dyn Admin>,
     changelogs: Changelogs,
-    /// Makes a transactional producer (id, transaction timeout), for exactly-once.
-    new_transactional: Option<NewTransactional>,
 }
 
-/// A transactional producer being made.
-pub type NewTransactionalFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = freshet_core::Result<Arc<dyn TransactionalProducer>>> + Send>>;
-
-/// Makes a transactional producer with an id and a transaction timeout.
-type NewTransactional = Arc<dyn Fn(String, Duration) -> NewTransactionalFuture + Send + Sync>;
-
-impl std::fmt::Debug for Substrate {
+impl std::fmt::Debug for Plumbing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Substrate").finish_non_exhaustive()
+        f.debug_struct("Plumbing").field("substrate", &self.substrate).finish_non_exhaustive()
     }
 }
 
-impl Substrate {
-    /// Any substrate: these clients, and a consumer for each thread from `new_consumer`.
-    pub fn new(
-        producer: Arc<dyn Producer>,
-        admin: Arc<dyn Admin>,
-        new_consumer: Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
-        changelogs: Changelogs,
-    ) -> Self {
-        Substrate { producer, admin, new_consumer, changelogs, new_transactional: None }
+impl Plumbing {
+    /// The clients of `substrate`, made once here so that a substrate that cannot make them
+    /// (a remote configuration librdkafka refuses) fails the application's creation.
+    fn new(substrate: Arc<dyn Substrate>, runtime: Handle) -> Result<Self> {
+        let client = |e: freshet_core::Error| Error::Config(format!("{}: {e}", substrate.describe()));
+        let producer = substrate.producer().map_err(client)?;
+        let admin = substrate.admin().map_err(client)?;
+        // A consumer fails only on a configuration the substrate refuses: checked once here.
+        substrate.consumer(ConsumerConfig::default()).map_err(client)?;
+        let changelogs = Changelogs::new(substrate.clone(), runtime)?;
+        Ok(Plumbing { substrate, producer, admin, changelogs })
     }
 
-    /// The producer every thread shares.
-    pub fn producer(&self) -> &Arc<dyn Producer> {
-        &self.producer
+    fn consumer(&self, config: ConsumerConfig) -> Result<Box<dyn Consumer>> {
+        Ok(self.substrate.consumer(config)?)
     }
 
-    /// The admin client.
-    pub fn admin(&self) -> &Arc<dyn Admin> {
-        &self.admin
-    }
-
-    /// Makes a consumer with `config`.
-    pub fn new_consumer(&self) -> &Arc<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync> {
-        &self.new_consumer
-    }
-
-    /// With transactional producers from `new_transactional` (transactional id, transaction
-    /// timeout): what exactly-once needs.
-    pub fn with_transactions(
-        mut self,
-        new_transactional: impl Fn(String, Duration) -> NewTransactionalFuture + Send + Sync + 'static,
-    ) -> Self {
-        self.new_transactional = Some(Arc::new(new_transactional));
-        self
-    }
-
-    /// The embedded log, its futures on `runtime`.
-    pub fn embedded(log: &Embedded, runtime: Handle) -> Self {
-        let for_consumers = log.clone();
-        let for_transactions = log.clone();
-        Substrate {
-            producer: Arc::new(log.producer()),
-            admin: Arc::new(log.admin()),
-            new_consumer: Arc::new(move |config| Box::new(for_consumers.consumer(config)) as Box<dyn Consumer>),
-            changelogs: Changelogs::embedded(log, runtime),
-            new_transactional: None,
-        }
-        .with_transactions(move |id, timeout| {
-            let log = for_transactions.clone();
-            Box::pin(async move {
-                Ok(Arc::new(log.transactional_producer(&id, timeout).await?) as Arc<dyn TransactionalProducer>)
-            })
-        })
-    }
-}
-
-#[cfg(feature = "remote")]
-impl Substrate {
-    /// A Kafka-protocol cluster (a Freshet broker or Kafka) through librdkafka, futures on
-    /// `runtime`. Instances of the application share its tasks through the cluster's group
-    /// coordinator, in this process or any other.
-    pub fn remote(remote: &freshet_core::remote::Remote, runtime: Handle) -> Result<Self> {
-        let client = |e: freshet_core::Error| Error::Config(format!("the cluster at {}: {e}", remote.bootstrap()));
-        let producer: Arc<dyn Producer> = Arc::new(remote.producer().map_err(client)?);
-        let admin: Arc<dyn Admin> = Arc::new(remote.admin().map_err(client)?);
-        // Creating a consumer fails only on a configuration librdkafka refuses: checked once here.
-        remote.consumer(ConsumerConfig::default()).map_err(client)?;
-        let (for_consumers, for_changelogs) = (remote.clone(), remote.clone());
-        let new_consumer = Arc::new(move |config| {
-            Box::new(for_consumers.consumer(config).expect("a consumer configuration librdkafka accepted"))
-                as Box<dyn Consumer>
-        });
-        let changelogs = Changelogs::new(
-            producer.clone(),
-            admin.clone(),
-            Arc::new(move |config| {
-                Box::new(for_changelogs.consumer(config).expect("a consumer configuration librdkafka accepted"))
-                    as Box<dyn Consumer>
-            }),
-            runtime,
-        );
-        let for_transactions = remote.clone();
-        Ok(Substrate { producer, admin, new_consumer, changelogs, new_transactional: None }.with_transactions(
-            move |id, timeout| {
-                let remote = for_transactions.clone();
-                Box::pin(async move {
-                    Ok(Arc::new(remote.transactional_producer(&id, timeout).await?) as Arc<dyn TransactionalProducer>)
-                })
-            },
-        ))
+    /// A transactional producer with `id` and a transaction timeout.
+    fn transactional_producer(
+        &self,
+        runtime: &Handle,
+        id: &str,
+        timeout: Duration,
+    ) -> Result<Arc<dyn TransactionalProducer>> {
+        Ok(block_on(runtime, self.substrate.transactional_producer(id, timeout))?)
     }
 }
 
@@ -443,7 +370,7 @@ impl Shared {
 /// A running streams application (see the module docs).
 pub struct StreamsApp {
     topology: Topology,
-    substrate: Substrate,
+    substrate: Plumbing,
     config: Arc<StreamsConfig>,
     runtime: Handle,
     shared: Arc<Shared>,
@@ -474,16 +401,16 @@ impl Names {
 }
 
 impl StreamsApp {
-    /// An application running `topology` on `substrate`; nothing happens until `start`.
-    pub fn new(topology: Topology, substrate: Substrate, config: StreamsConfig, runtime: Handle) -> Result<Self> {
+    /// An application running `topology` on `substrate` (an `Embedded` log, a `Remote` cluster,
+    /// or an `Arc<dyn Substrate>`), its futures on `runtime`; nothing happens until `start`.
+    pub fn new(
+        topology: Topology,
+        substrate: impl Substrate + 'static,
+        config: StreamsConfig,
+        runtime: Handle,
+    ) -> Result<Self> {
         config.check()?;
-        if config.processing_guarantee == ProcessingGuarantee::ExactlyOnce && substrate.new_transactional.is_none() {
-            return Err(Error::Config(
-                "processing.guarantee exactly-once needs transactional producers, which this substrate was built \
-                 without (see Substrate::with_transactions)"
-                    .into(),
-            ));
-        }
+        let substrate = Plumbing::new(Arc::new(substrate), runtime.clone())?;
         let shared = Arc::new(Shared {
             state: Mutex::new(StreamsState::Created),
             listener: Mutex::new(None),
@@ -548,7 +475,7 @@ impl StreamsApp {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let thread = GlobalThread {
                 topology: self.topology.clone(),
-                consumer: (self.substrate.new_consumer)(consumer_config(None)),
+                consumer: self.substrate.consumer(consumer_config(None))?,
                 admin: self.substrate.admin.clone(),
                 runtime: self.runtime.clone(),
                 shared: self.shared.clone(),
@@ -608,7 +535,7 @@ impl StreamsApp {
                 // Input written by transactions is read once committed.
                 config.isolation = Isolation::ReadCommitted;
             }
-            let mut consumer = (self.substrate.new_consumer)(config);
+            let mut consumer = self.substrate.consumer(config)?;
             // Every thread joins before any polls, so the first assignment deals to all of them.
             block_on(&self.runtime, consumer.subscribe(topics.clone()))?;
             consumers.push((client_id, consumer));
@@ -680,11 +607,8 @@ impl StreamsApp {
     /// A transactional producer with `id`, its first transaction begun. Its transactions stay
     /// open for a commit interval, so they time out only well after one.
     fn transactional_producer(&self, id: &str) -> Result<Arc<dyn TransactionalProducer>> {
-        let new = self.substrate.new_transactional.clone().ok_or_else(|| {
-            Error::Config("processing.guarantee exactly-once: this substrate has no transactional producer".into())
-        })?;
         let timeout = transaction_timeout(self.config.commit_interval);
-        let producer = block_on(&self.runtime, new(id.to_string(), timeout))?;
+        let producer = self.substrate.transactional_producer(&self.runtime, id, timeout)?;
         producer.begin()?;
         Ok(producer)
     }
@@ -965,7 +889,7 @@ struct StreamThread {
     /// Every task of the application: `(sub-topology, partition, partitions)`.
     all_tasks: Arc<Vec<(usize, u32, u32)>>,
     topology: Topology,
-    substrate: Substrate,
+    substrate: Plumbing,
     globals: Option<Arc<Mutex<TaskState>>>,
     /// Whether the thread has had its first assignment.
     ready: bool,
@@ -1423,11 +1347,8 @@ impl StreamThread {
     /// Exactly-once, after a fencing: a new transactional producer with the thread's id (which
     /// fences the old one for good) and its first transaction begun; new tasks write through it.
     fn renew_producer(&mut self) -> Result<()> {
-        let new = self.substrate.new_transactional.clone().ok_or_else(|| {
-            Error::Config("processing.guarantee exactly-once: this substrate has no transactional producer".into())
-        })?;
         let timeout = transaction_timeout(self.config.commit_interval);
-        let txn = block_on(&self.runtime, new(self.client_id.clone(), timeout))?;
+        let txn = self.substrate.transactional_producer(&self.runtime, &self.client_id, timeout)?;
         txn.begin()?;
         self.changelogs = self.substrate.changelogs.transactional(txn.clone());
         self.producer = txn.clone();

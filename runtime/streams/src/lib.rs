@@ -14,7 +14,7 @@ pub mod error;
 pub(crate) mod plan;
 
 pub use crate::app::{
-    ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate, TimestampExtractor,
+    ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, TimestampExtractor,
 };
 pub use crate::driver::{DriverConfig, StoredRecord, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::error::{Error, Result};

@@ -47,7 +47,7 @@ impl Env {
     }
 
     pub(crate) fn changelogs(&self) -> Changelogs {
-        Changelogs::embedded(&self.log, self.runtime.handle().clone())
+        Changelogs::new(self.log.clone(), self.runtime.handle().clone()).expect("changelogs in the embedded log")
     }
 
     pub(crate) fn task_config(&self, backend: &Backend) -> TaskConfig {

@@ -1,28 +1,19 @@
-//! The remote substrate (librdkafka) against a Freshet broker on loopback: the same contract the
-//! embedded substrate keeps, checked on both, and what only a cluster has (group membership).
+//! The remote substrate (librdkafka) against a Freshet broker on loopback: the substrate contract
+//! (`freshet_core::testing`) checked on it and on the embedded log under the broker, with the
+//! same assertions, and what one substrate writes read by the other.
 
-use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use freshet_broker::{Broker, BrokerConfig};
-use freshet_core::batch::Header;
 use freshet_core::config::LogConfig;
 use freshet_core::partitioner::partition_for_key;
 use freshet_core::remote::Remote;
-use freshet_core::Error;
-use freshet_core::{
-    Admin, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, Embedded, GroupChange, NewTopic,
-    OffsetAndMetadata, Producer, ProducerRecord, TopicPartition, TransactionalProducer,
+use freshet_core::testing::{
+    consume_transform_produce, contract, group_members_share_and_take_over, pause_and_resume, poll_records,
+    revocation_hands_over_at_the_commit, text,
 };
-use freshet_core::{Isolation, OffsetSpec};
-
-/// One substrate's three parts.
-struct Substrate {
-    admin: Box<dyn Admin>,
-    producer: Box<dyn Producer>,
-    consumer: Box<dyn Fn(ConsumerConfig) -> Box<dyn Consumer> + Send + Sync>,
-}
+use freshet_core::{ConsumerConfig, Embedded, NewTopic, ProducerRecord, Substrate, TopicPartition};
 
 /// A log in a temporary directory, its broker on a free loopback port.
 struct Cluster {
@@ -51,27 +42,14 @@ impl Cluster {
         Cluster { _dir: dir, embedded, broker }
     }
 
+    /// The broker's log as a remote cluster: through librdkafka, over loopback.
     fn remote(&self) -> Remote {
         Remote::new(self.broker.local_addr().to_string())
     }
 
-    fn remote_substrate(&self) -> Substrate {
-        let remote = self.remote();
-        let for_consumers = remote.clone();
-        Substrate {
-            admin: Box::new(remote.admin().unwrap()),
-            producer: Box::new(remote.producer().unwrap()),
-            consumer: Box::new(move |c| Box::new(for_consumers.consumer(c).unwrap())),
-        }
-    }
-
-    fn embedded_substrate(&self) -> Substrate {
-        let embedded = self.embedded.clone();
-        Substrate {
-            admin: Box::new(self.embedded.admin()),
-            producer: Box::new(self.embedded.producer()),
-            consumer: Box::new(move |c| Box::new(embedded.consumer(c))),
-        }
+    /// Both substrates over the one log, each with the prefix its topics and groups carry.
+    fn both(&self) -> [(Arc<dyn Substrate>, &'static str); 2] {
+        [(Arc::new(self.embedded.clone()), "embedded"), (Arc::new(self.remote()), "remote")]
     }
 
     async fn stop(self) {
@@ -80,202 +58,31 @@ impl Cluster {
     }
 }
 
-fn group(name: &str) -> ConsumerConfig {
-    ConsumerConfig { group_id: Some(name.into()), ..ConsumerConfig::default() }
-}
-
-/// Polls until `n` records arrived (or 20 s passed), in order per partition.
-async fn poll_records(consumer: &mut dyn Consumer, n: usize) -> Vec<(TopicPartition, ConsumerRecord)> {
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while out.len() < n && tokio::time::Instant::now() < deadline {
-        for batches in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            out.extend(batches.records().unwrap().into_iter().map(|r| (batches.tp.clone(), r)));
-        }
-    }
-    out
-}
-
-/// Commits a member's positions; a commit the group refuses because it is rebalancing is retried
-/// after the next poll (at least once: those records may be read again).
-async fn commit(member: &mut dyn Consumer) {
-    match member.commit_positions().await {
-        Ok(()) | Err(Error::Rebalanced(_)) => {}
-        Err(e) => panic!("{e}"),
-    }
-}
-
-fn text(b: &Option<Bytes>) -> Option<String> {
-    b.as_ref().map(|b| String::from_utf8(b.to_vec()).unwrap())
-}
-
-/// The substrate contract: what any implementation keeps. Topic names carry `prefix` so both
-/// substrates can run it on one log.
-async fn contract(s: &Substrate, prefix: &str) {
-    let topic = format!("{prefix}-orders");
-
-    // Admin: create, refuse a duplicate and a bad name, describe, alter, grow.
-    let configs = BTreeMap::from([("retention.ms".to_string(), "3600000".to_string())]);
-    s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 3, configs }).await.unwrap();
-    let e = s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 3, ..Default::default() }).await;
-    assert!(matches!(e, Err(Error::TopicExists(ref t)) if *t == topic), "{e:?}");
-    let e = s.admin.create_topic(NewTopic { name: "bad/name".into(), n_partitions: 1, ..Default::default() }).await;
-    assert!(matches!(e, Err(Error::InvalidTopicName { .. })), "{e:?}");
-    assert!(matches!(s.admin.describe_topic(&format!("{prefix}-missing")).await, Err(Error::UnknownTopic(_))));
-    let (described, partitions) = s.admin.describe_topic(&topic).await.unwrap();
-    assert_eq!((described.n_partitions, partitions.len()), (3, 3));
-    assert_eq!(described.overrides.get("retention.ms").map(String::as_str), Some("3600000"));
-    assert!(s.admin.list_topics().await.unwrap().iter().any(|t| t.name == topic));
-    let changes = BTreeMap::from([
-        ("retention.ms".to_string(), None),
-        ("cleanup.policy".to_string(), Some("compact,delete".to_string())),
-    ]);
-    s.admin.alter_configs(&topic, changes).await.unwrap();
-    let configs: BTreeMap<String, (String, bool)> = s
-        .admin
-        .describe_configs(&topic)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|c| (c.name, (c.value, c.is_default)))
-        .collect();
-    assert_eq!(configs["cleanup.policy"], ("compact,delete".to_string(), false));
-    assert!(configs["retention.ms"].1, "retention.ms is back to its default: {:?}", configs["retention.ms"]);
-    s.admin.create_partitions(&topic, 4).await.unwrap();
-    assert_eq!(s.admin.describe_topic(&topic).await.unwrap().0.n_partitions, 4);
-
-    // Produce: keys by Kafka's partitioner, null values, repeated headers, timestamps.
-    let records: Vec<ProducerRecord> = (0..60)
-        .map(|i| ProducerRecord {
-            topic: topic.clone(),
-            partition: None,
-            key: Some(Bytes::from(format!("customer-{}", i % 7))),
-            value: if i % 10 == 9 { None } else { Some(Bytes::from(format!("order-{i}"))) },
-            headers: vec![
-                Header { key: "h".into(), value: Some(Bytes::from(format!("{i}"))) },
-                Header { key: "h".into(), value: None },
-            ],
-            timestamp: Some(1_700_000_000_000 + i),
-        })
-        .collect();
-    let sent = s.producer.send(records.clone()).await.unwrap();
-    for (record, meta) in records.iter().zip(&sent) {
-        assert_eq!(meta.partition, partition_for_key(record.key.as_ref().unwrap(), 4), "{record:?}");
-    }
-
-    // Consume everything back, unchanged.
-    let all: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new(topic.clone(), p)).collect();
-    let mut consumer = (s.consumer)(group(&format!("{prefix}-g")));
-    consumer.assign(all.clone()).await.unwrap();
-    let got = poll_records(consumer.as_mut(), records.len()).await;
-    assert_eq!(got.len(), records.len());
-    let by_value: BTreeMap<i64, &(TopicPartition, ConsumerRecord)> = got.iter().map(|g| (g.1.timestamp, g)).collect();
-    for (record, meta) in records.iter().zip(&sent) {
-        let (tp, r) = by_value[&record.timestamp.unwrap()];
-        assert_eq!((tp.partition, r.offset), (meta.partition, meta.offset));
-        assert_eq!((&r.key, &r.value, &r.headers), (&record.key, &record.value, &record.headers));
-    }
-    for tp in &all {
-        assert_eq!(consumer.position(tp), Some(got.iter().filter(|g| g.0 == *tp).count() as i64));
-    }
-
-    // Commit with metadata; a new consumer of the group starts there.
-    let tp0 = all[partition_for_key(b"customer-0", 4) as usize].clone();
-    let mut offsets = BTreeMap::new();
-    offsets.insert(tp0.clone(), OffsetAndMetadata { metadata: "checkpoint-1".into(), ..OffsetAndMetadata::new(2) });
-    consumer.commit(offsets).await.unwrap();
-    let committed = consumer.committed(std::slice::from_ref(&tp0)).await.unwrap();
-    assert_eq!((committed[&tp0].offset, committed[&tp0].metadata.as_str()), (2, "checkpoint-1"));
-    drop(consumer);
-    let mut again = (s.consumer)(group(&format!("{prefix}-g")));
-    again.assign(vec![tp0.clone()]).await.unwrap();
-    assert_eq!(again.position(&tp0), Some(2));
-    let resumed = poll_records(again.as_mut(), 1).await;
-    assert_eq!(resumed.first().map(|r| r.1.offset), Some(2));
-
-    // Seek into the middle of a batch, to the end, and by time.
-    again.seek_to_offset(&tp0, 3).unwrap();
-    let from_three = poll_records(again.as_mut(), 1).await;
-    assert_eq!(from_three.first().map(|r| r.1.offset), Some(3), "{from_three:?}");
-    let at = by_value.values().find(|g| g.0 == tp0 && g.1.offset == 4).unwrap().1.timestamp;
-    again.seek(&tp0, OffsetSpec::Timestamp(at)).await.unwrap();
-    assert_eq!(again.position(&tp0), Some(4));
-    again.seek(&tp0, OffsetSpec::Latest).await.unwrap();
-    let end = s.admin.list_offset(&tp0, OffsetSpec::Latest).await.unwrap().unwrap().0;
-    assert_eq!(again.position(&tp0), Some(end));
-    assert!(again.poll(Duration::from_millis(300)).await.unwrap().iter().all(|b| b.records().unwrap().is_empty()));
-
-    // Records before an offset deleted; the log start moves.
-    assert_eq!(s.admin.delete_records(&tp0, 2).await.unwrap(), 2);
-    assert_eq!(s.admin.list_offset(&tp0, OffsetSpec::Earliest).await.unwrap().unwrap().0, 2);
-    assert!(s.admin.list_groups().await.unwrap().contains(&format!("{prefix}-g")));
-    assert_eq!(s.admin.group_offsets(&format!("{prefix}-g")).await.unwrap()[&tp0].offset, 2);
-
-    s.admin.delete_topic(&topic).await.unwrap();
-    assert!(matches!(s.admin.describe_topic(&topic).await, Err(Error::UnknownTopic(_))));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_substrates_keep_the_same_contract() {
     let cluster = Cluster::start().await;
-    contract(&cluster.embedded_substrate(), "embedded").await;
-    contract(&cluster.remote_substrate(), "remote").await;
-    pause_and_resume(&cluster.embedded_substrate(), "embedded").await;
-    pause_and_resume(&cluster.remote_substrate(), "remote").await;
+    for (s, prefix) in cluster.both() {
+        contract(&*s, prefix).await;
+    }
+    for (s, prefix) in cluster.both() {
+        pause_and_resume(&*s, prefix).await;
+    }
     cluster.stop().await;
-}
-
-/// A paused partition yields nothing while the others go on; resumed, it goes on from where it
-/// was.
-async fn pause_and_resume(s: &Substrate, prefix: &str) {
-    let topic = format!("{prefix}-paused");
-    s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 2, ..Default::default() }).await.unwrap();
-    let records: Vec<ProducerRecord> = (0..40)
-        .map(|i| {
-            let mut r = ProducerRecord::new(topic.clone(), None::<Bytes>, format!("{i}"));
-            r.partition = Some(i % 2);
-            r
-        })
-        .collect();
-    s.producer.send(records).await.unwrap();
-    let (p0, p1) = (TopicPartition::new(&topic, 0), TopicPartition::new(&topic, 1));
-    let mut consumer = (s.consumer)(group(&format!("{prefix}-paused")));
-    consumer.assign(vec![p0.clone(), p1.clone()]).await.unwrap();
-    consumer.pause(std::slice::from_ref(&p0)).unwrap();
-    let mut read: BTreeMap<u32, usize> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut quiet_polls = 0;
-    while read.get(&1) != Some(&20) || quiet_polls < 3 {
-        let polled = consumer.poll(Duration::from_millis(100)).await.unwrap();
-        quiet_polls = if polled.is_empty() { quiet_polls + 1 } else { 0 };
-        for b in polled {
-            *read.entry(b.tp.partition).or_default() += b.records().unwrap().len();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{prefix}: {read:?}");
-    }
-    assert_eq!(read.get(&0), None, "{prefix}: the paused partition yielded records");
-    consumer.resume(std::slice::from_ref(&p0)).unwrap();
-    while read.get(&0) != Some(&20) {
-        for b in consumer.poll(Duration::from_millis(100)).await.unwrap() {
-            *read.entry(b.tp.partition).or_default() += b.records().unwrap().len();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{prefix}: {read:?}");
-    }
-    assert_eq!(read, BTreeMap::from([(0, 20), (1, 20)]), "{prefix}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_one_substrate_writes_the_other_reads() {
     let cluster = Cluster::start().await;
-    let (embedded, remote) = (cluster.embedded_substrate(), cluster.remote_substrate());
-    remote.admin.create_topic(NewTopic { name: "shared".into(), n_partitions: 2, ..Default::default() }).await.unwrap();
+    let [(embedded, _), (remote, _)] = cluster.both();
+    let topic = NewTopic { name: "shared".into(), n_partitions: 2, ..Default::default() };
+    remote.admin().unwrap().create_topic(topic).await.unwrap();
     let records =
         |from: usize| (from..from + 50).map(|i| ProducerRecord::new("shared", Some(format!("k{i}")), format!("v{i}")));
-    embedded.producer.send(records(0).collect()).await.unwrap();
-    remote.producer.send(records(50).collect()).await.unwrap();
+    embedded.producer().unwrap().send(records(0).collect()).await.unwrap();
+    remote.producer().unwrap().send(records(50).collect()).await.unwrap();
     let tps = vec![TopicPartition::new("shared", 0), TopicPartition::new("shared", 1)];
     for s in [&embedded, &remote] {
-        let mut consumer = (s.consumer)(ConsumerConfig::default());
+        let mut consumer = s.consumer(ConsumerConfig::default()).unwrap();
         consumer.assign(tps.clone()).await.unwrap();
         let got = poll_records(consumer.as_mut(), 100).await;
         let mut values: Vec<String> = got.iter().map(|g| text(&g.1.value).unwrap()).collect();
@@ -292,272 +99,26 @@ async fn what_one_substrate_writes_the_other_reads() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribed_members_share_partitions_and_take_over_a_leavers_on_both_substrates() {
     let cluster = Cluster::start().await;
-    group_members_share_and_take_over(&cluster.embedded_substrate(), "embedded").await;
-    group_members_share_and_take_over(&cluster.remote_substrate(), "remote").await;
+    for (s, prefix) in cluster.both() {
+        group_members_share_and_take_over(&*s, prefix).await;
+    }
     cluster.stop().await;
-}
-
-async fn group_members_share_and_take_over(s: &Substrate, prefix: &str) {
-    let topics = [format!("{prefix}-clicks"), format!("{prefix}-views")];
-    for t in &topics {
-        s.admin.create_topic(NewTopic { name: t.clone(), n_partitions: 4, ..Default::default() }).await.unwrap();
-    }
-    let records: Vec<ProducerRecord> = (0..80)
-        .flat_map(|i| topics.clone().map(|t| ProducerRecord::new(t, Some(format!("user-{i}")), format!("{i}"))))
-        .collect();
-    s.producer.send(records).await.unwrap();
-
-    let mut members = Vec::new();
-    for _ in 0..2 {
-        let mut c = (s.consumer)(group(&format!("{prefix}-sharing")));
-        c.subscribe(topics.to_vec()).await.unwrap();
-        members.push(c);
-    }
-    // Both poll (committing what they read) until the group has settled with each member holding
-    // half of each topic.
-    let mut read: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        for m in members.iter_mut() {
-            note(&mut read, m.poll(Duration::from_millis(200)).await.unwrap());
-            commit(m.as_mut()).await;
-        }
-        let assigned: Vec<Vec<TopicPartition>> = members.iter().map(|m| m.assignment()).collect();
-        if assigned.iter().all(|a| a.len() == 4) {
-            let mut union: Vec<_> = assigned.concat();
-            union.sort();
-            union.dedup();
-            assert_eq!(union.len(), 8, "{assigned:?}");
-            // The range assignor keeps co-partitioned topics together: the same partition
-            // numbers of both topics on each member.
-            for a in &assigned {
-                let of = |t: &str| a.iter().filter(|tp| tp.topic == t).map(|tp| tp.partition).collect::<Vec<_>>();
-                assert_eq!(of(&topics[0]), of(&topics[1]));
-            }
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the group never settled: {assigned:?}");
-    }
-    let described = s.admin.group_members(&format!("{prefix}-sharing")).await.unwrap().expect("live members");
-    assert_eq!(described.members.len(), 2, "{described:?}");
-    assert!(described.members.iter().all(|m| m.assignment.len() == 4), "{described:?}");
-    // One member leaves; the other takes all eight partitions over, from the committed offsets,
-    // and every record has been read.
-    drop(members.pop());
-    let mut stayer = members.pop().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while stayer.assignment().len() < 8 || read.len() < 160 {
-        note(&mut read, stayer.poll(Duration::from_millis(200)).await.unwrap());
-        commit(stayer.as_mut()).await;
-        assert!(tokio::time::Instant::now() < deadline, "{:?} after {} records", stayer.assignment(), read.len());
-    }
-    assert_eq!(read.len(), 160);
-    // A member may seek within its assignment, backwards too: it reads those records again.
-    let tp = stayer.assignment()[0].clone();
-    let end = stayer.position(&tp).unwrap();
-    assert!(end > 0, "{tp} has records");
-    stayer.seek_to_offset(&tp, 0).unwrap();
-    let mut again = 0;
-    while again < end {
-        for b in stayer.poll(Duration::from_millis(200)).await.unwrap() {
-            if b.tp == tp {
-                again += b.records().unwrap().len() as i64;
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{prefix}: read {again} of {end} again");
-    }
-    assert_eq!(again, end);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_member_commits_before_its_partitions_move_on_both_substrates() {
     let cluster = Cluster::start().await;
-    revocation_hands_over_at_the_commit(&cluster.embedded_substrate(), "embedded").await;
-    revocation_hands_over_at_the_commit(&cluster.remote_substrate(), "remote").await;
+    for (s, prefix) in cluster.both() {
+        revocation_hands_over_at_the_commit(&*s, prefix).await;
+    }
     cluster.stop().await;
-}
-
-/// A first member reads without committing; a second joins. The first is told its partitions
-/// are revoked, commits them then (and only then), and the second starts at that commit: every
-/// record is read exactly once, though the first never committed otherwise.
-async fn revocation_hands_over_at_the_commit(s: &Substrate, prefix: &str) {
-    let topic = format!("{prefix}-handover");
-    s.admin.create_topic(NewTopic { name: topic.clone(), n_partitions: 4, ..Default::default() }).await.unwrap();
-    let send = |from: usize, to: usize| {
-        let records: Vec<ProducerRecord> =
-            (from..to).map(|i| ProducerRecord::new(topic.clone(), Some(format!("k{i}")), format!("{i}"))).collect();
-        s.producer.send(records)
-    };
-    send(0, 200).await.unwrap();
-    let config = ConsumerConfig { client_id: Some(format!("{prefix}-first")), ..group(&format!("{prefix}-handover")) };
-    let mut first = (s.consumer)(config);
-    first.subscribe(vec![topic.clone()]).await.unwrap();
-    let mut read: BTreeMap<(String, String), usize> = BTreeMap::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut first_changes = Vec::new();
-    while read.len() < 200 {
-        note(&mut read, first.poll(Duration::from_millis(200)).await.unwrap());
-        first_changes.extend(first.take_group_changes());
-        assert!(tokio::time::Instant::now() < deadline, "the first member read {} records", read.len());
-    }
-    assert_eq!(first_changes.last(), Some(&GroupChange::Assigned(first.assignment())), "{first_changes:?}");
-    assert_eq!(first.assignment().len(), 4);
-    let described = s.admin.group_members(&format!("{prefix}-handover")).await.unwrap().expect("a live member");
-    assert_eq!(described.members[0].client_id, format!("{prefix}-first"), "{described:?}");
-
-    let mut second = (s.consumer)(group(&format!("{prefix}-handover")));
-    second.subscribe(vec![topic.clone()]).await.unwrap();
-    send(200, 400).await.unwrap();
-    let (mut revoked, mut assigned_after) = (Vec::new(), Vec::new());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while first.assignment().len() + second.assignment().len() < 4 || second.assignment().is_empty() || read.len() < 400
-    {
-        note(&mut read, first.poll(Duration::from_millis(100)).await.unwrap());
-        for change in first.take_group_changes() {
-            if let GroupChange::Revoked(partitions) = change {
-                // The last moment to commit them: the second member has not read them yet.
-                first.commit_positions().await.unwrap();
-                revoked.extend(partitions);
-            }
-        }
-        note(&mut read, second.poll(Duration::from_millis(100)).await.unwrap());
-        for change in second.take_group_changes() {
-            if let GroupChange::Assigned(partitions) = change {
-                assigned_after.extend(partitions);
-            }
-        }
-        commit(second.as_mut()).await;
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?} and {:?} after {} records",
-            first.assignment(),
-            second.assignment(),
-            read.len()
-        );
-    }
-    assert!(!revoked.is_empty(), "the first member was told before its partitions moved");
-    assert!(assigned_after.iter().all(|tp| revoked.contains(tp)), "{assigned_after:?} were revoked from {revoked:?}");
-    let twice: Vec<_> = read.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "read twice: {twice:?}");
-    assert_eq!(read.len(), 400);
-}
-
-fn note(read: &mut BTreeMap<(String, String), usize>, batches: Vec<ConsumedBatches>) {
-    for b in batches {
-        for r in b.records().unwrap() {
-            *read.entry((b.tp.topic.clone(), text(&r.value).unwrap())).or_default() += 1;
-        }
-    }
-}
-
-/// A transactional producer of one substrate (`remote` or the embedded log).
-async fn transactional(cluster: &Cluster, remote: bool, id: &str) -> Box<dyn TransactionalProducer> {
-    let timeout = Duration::from_secs(60);
-    if remote {
-        Box::new(cluster.remote().transactional_producer(id, timeout).await.unwrap())
-    } else {
-        Box::new(cluster.embedded.transactional_producer(id, timeout).await.unwrap())
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_commit_output_and_input_offsets_together_on_both_substrates() {
     let cluster = Cluster::start().await;
-    for (remote, s) in [(false, cluster.embedded_substrate()), (true, cluster.remote_substrate())] {
-        consume_transform_produce(&cluster, remote, &s, if remote { "remote" } else { "embedded" }).await;
+    for (s, prefix) in cluster.both() {
+        consume_transform_produce(&*s, prefix).await;
     }
     cluster.stop().await;
-}
-
-/// Reads an input, writes what it read to an output and commits the input offsets in one
-/// transaction; aborts a second one; leaves a third open until a new producer with the same
-/// transactional id fences the first. `read_committed` readers see only the committed output,
-/// and the group's offset moves only with the commit.
-async fn consume_transform_produce(cluster: &Cluster, remote: bool, s: &Substrate, prefix: &str) {
-    let (input, output) = (format!("{prefix}-txn-in"), format!("{prefix}-txn-out"));
-    for (name, n_partitions) in [(&input, 1), (&output, 2)] {
-        s.admin.create_topic(NewTopic { name: name.clone(), n_partitions, ..Default::default() }).await.unwrap();
-    }
-    let records = (0..10).map(|i| ProducerRecord::new(&input, Some(format!("k{i}")), format!("v{i}"))).collect();
-    s.producer.send(records).await.unwrap();
-    let eos = ConsumerConfig { isolation: Isolation::ReadCommitted, ..group(&format!("{prefix}-eos")) };
-    let mut consumer = (s.consumer)(eos);
-    let tp_in = TopicPartition::new(&input, 0);
-    consumer.assign(vec![tp_in.clone()]).await.unwrap();
-    let read = poll_records(consumer.as_mut(), 10).await;
-    assert_eq!(read.len(), 10);
-    let metadata = consumer.group_metadata().expect("a consumer in a group");
-
-    let producer = transactional(cluster, remote, &format!("{prefix}-app")).await;
-    producer.begin().unwrap();
-    let out: Vec<ProducerRecord> = read
-        .iter()
-        .map(|(_, r)| ProducerRecord {
-            topic: output.clone(),
-            key: r.key.clone(),
-            value: r.value.clone(),
-            ..Default::default()
-        })
-        .collect();
-    producer.send(out).await.unwrap();
-    producer.send_offsets(BTreeMap::from([(tp_in.clone(), OffsetAndMetadata::new(10))]), &metadata).await.unwrap();
-    producer.commit().await.unwrap();
-    producer.begin().unwrap();
-    producer.send(vec![ProducerRecord::new(&output, Some("x"), "aborted")]).await.unwrap();
-    producer.send_offsets(BTreeMap::from([(tp_in.clone(), OffsetAndMetadata::new(99))]), &metadata).await.unwrap();
-    producer.abort().await.unwrap();
-    assert_eq!(
-        consumer.committed(std::slice::from_ref(&tp_in)).await.unwrap()[&tp_in].offset,
-        10,
-        "{prefix}: the abort's offsets"
-    );
-
-    producer.begin().unwrap();
-    producer.send(vec![ProducerRecord::new(&output, Some("x"), "open")]).await.unwrap();
-    let committed: Vec<String> = {
-        let mut v: Vec<String> = (0..10).map(|i| format!("v{i}")).collect();
-        v.sort();
-        v
-    };
-    assert_eq!(
-        values(s, &output, Isolation::ReadCommitted, 10).await,
-        committed,
-        "{prefix}: read_committed with one open"
-    );
-    assert_eq!(
-        values(s, &output, Isolation::ReadUncommitted, 12).await.len(),
-        12,
-        "{prefix}: read_uncommitted sees every record"
-    );
-
-    // A new incarnation fences the old one and aborts its open transaction.
-    let next = transactional(cluster, remote, &format!("{prefix}-app")).await;
-    let err = async {
-        producer.send(vec![ProducerRecord::new(&output, Some("x"), "zombie")]).await?;
-        producer.commit().await
-    }
-    .await
-    .unwrap_err();
-    assert!(matches!(err, Error::ProducerFenced(_)), "{prefix}: {err}");
-    next.begin().unwrap();
-    next.send(vec![ProducerRecord::new(&output, Some("x"), "next")]).await.unwrap();
-    next.commit().await.unwrap();
-    let mut want = committed.clone();
-    want.push("next".into());
-    want.sort();
-    assert_eq!(values(s, &output, Isolation::ReadCommitted, 11).await, want, "{prefix}: after the fencing");
-}
-
-/// The sorted values of both partitions of `topic`, as a consumer at `isolation` reads them:
-/// `n` of them, then whatever else comes within a second.
-async fn values(s: &Substrate, topic: &str, isolation: Isolation, n: usize) -> Vec<String> {
-    let mut reader = (s.consumer)(ConsumerConfig { isolation, ..ConsumerConfig::default() });
-    reader.assign((0..2).map(|p| TopicPartition::new(topic, p)).collect()).await.unwrap();
-    let mut read = poll_records(reader.as_mut(), n).await;
-    for batches in reader.poll(Duration::from_secs(1)).await.unwrap() {
-        read.extend(batches.records().unwrap().into_iter().map(|r| (batches.tp.clone(), r)));
-    }
-    let mut got: Vec<String> = read.iter().filter_map(|(_, r)| text(&r.value)).collect();
-    got.sort();
-    got
 }

@@ -302,3 +302,12 @@ async fn send_to_partition_keeps_order_and_tombstones_on_both_paths() {
     assert!(err.to_string().contains("partition"), "{err}");
     assert!(slow.send_to_partition(&bad, &records[..1], 42).await.is_err());
 }
+
+/// The substrate contract, the suite every implementation runs, on the embedded log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_log_keeps_the_substrate_contract() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    freshet_core::testing::all(&embedded, "contract").await;
+    embedded.close().await.unwrap();
+}

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use freshet_core::batch::Header;
 use freshet_core::config::LogConfig;
 use freshet_core::{Admin, Embedded, NewTopic, Producer, ProducerRecord};
-use freshet_runtime::Substrate;
 use freshet_sql::{render, OutputFormat, SqlSession};
 
 /// One step of a script.
@@ -74,9 +73,9 @@ fn run_script(path: &Path) {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let log = rt.block_on(Embedded::open(dir.path(), LogConfig::default())).unwrap();
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let substrate = log.clone();
     let state = tempfile::tempdir().unwrap();
-    let open = || rt.block_on(SqlSession::hosting(&substrate, rt.handle().clone(), state.path())).unwrap();
+    let open = || rt.block_on(SqlSession::hosting(substrate.clone(), rt.handle().clone(), state.path())).unwrap();
     let mut session = open();
     for (at, step) in parse(&text) {
         let here = format!("{name}:{at}");
@@ -199,8 +198,8 @@ fn session_with(
         let topic = NewTopic { name: name.to_string(), n_partitions: *partitions, ..Default::default() };
         rt.block_on(log.admin().create_topic(topic)).unwrap();
     }
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
-    let session = rt.block_on(SqlSession::new(&substrate)).unwrap();
+    let substrate = log.clone();
+    let session = rt.block_on(SqlSession::new(substrate.clone())).unwrap();
     rt.block_on(session.execute(declarations)).unwrap();
     (log, session)
 }
@@ -354,8 +353,8 @@ fn a_hosting_session_runs_the_queries_other_sessions_create_and_drop() {
         &[("readings", 1)],
         "CREATE STREAM readings (sensor VARCHAR, celsius DOUBLE) WITH (topic = 'readings')",
     );
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
-    let host = rt.block_on(SqlSession::hosting(&substrate, rt.handle().clone(), state.path())).unwrap();
+    let substrate = log.clone();
+    let host = rt.block_on(SqlSession::hosting(substrate.clone(), rt.handle().clone(), state.path())).unwrap();
     let shown = |s: &SqlSession| render(&rt.block_on(s.execute("SHOW QUERIES")).unwrap(), OutputFormat::Csv).unwrap();
     assert_eq!(shown(&host).lines().count(), 1, "no queries yet: {}", shown(&host));
 
@@ -433,8 +432,8 @@ fn replay_views_and_ads(views: &[(i64, i64)], ads: &[(i64, i64)], query: &str, o
             rt.block_on(producer.send(records)).unwrap();
         }
     }
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
-    let host = rt.block_on(SqlSession::hosting(&substrate, rt.handle().clone(), state.path())).unwrap();
+    let substrate = log.clone();
+    let host = rt.block_on(SqlSession::hosting(substrate.clone(), rt.handle().clone(), state.path())).unwrap();
     rt.block_on(host.execute(query)).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     let count = |s: &SqlSession| {
@@ -527,8 +526,8 @@ fn a_filter_decides_before_the_rest_of_a_value_is_read() {
         .map(|v| ProducerRecord { topic: "mixed".into(), value: Some(Bytes::from(*v)), ..Default::default() })
         .collect();
     rt.block_on(log.producer().send(records)).unwrap();
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
-    let host = rt.block_on(SqlSession::hosting(&substrate, rt.handle().clone(), state.path())).unwrap();
+    let substrate = log.clone();
+    let host = rt.block_on(SqlSession::hosting(substrate.clone(), rt.handle().clone(), state.path())).unwrap();
     rt.block_on(host.execute("CREATE STREAM ones AS SELECT id FROM mixed WHERE kind = 1")).unwrap();
     let shown = || render(&rt.block_on(host.execute("SHOW QUERIES")).unwrap(), OutputFormat::Csv).unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);

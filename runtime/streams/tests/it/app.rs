@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +19,7 @@ use freshet_dsl::{
     Consumed, Grouped, KStream, Materialized, Processor, ProcessorContext, Produced, Record, Serdes, StreamsBuilder,
     Topology,
 };
-use freshet_runtime::{ErrorPolicy, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, Substrate};
+use freshet_runtime::{ErrorPolicy, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState};
 use tokio::runtime::Runtime;
 
 fn runtime() -> Runtime {
@@ -130,13 +129,7 @@ fn a_stateful_application_runs_on_the_embedded_log_and_resumes_after_a_restart()
     let states = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut config = config(dir.path(), "wc");
     config.num_stream_threads = 2;
-    let mut app = StreamsApp::new(
-        word_count(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config.clone(),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut app = StreamsApp::new(word_count(), log.clone(), config.clone(), rt.handle().clone()).unwrap();
     let seen = states.clone();
     app.set_state_listener(move |new, _old| seen.lock().unwrap().push(new));
     app.start().unwrap();
@@ -156,9 +149,7 @@ fn a_stateful_application_runs_on_the_embedded_log_and_resumes_after_a_restart()
 
     // Restarted, it resumes: nothing is counted twice, the counts go on from the stores.
     produce(&rt, &log, "lines", &[("d", "blue red", 4)]);
-    let mut app =
-        StreamsApp::new(word_count(), Substrate::embedded(&log, rt.handle().clone()), config, rt.handle().clone())
-            .unwrap();
+    let mut app = StreamsApp::new(word_count(), log.clone(), config, rt.handle().clone()).unwrap();
     app.start().unwrap();
     app.wait_until_running(Duration::from_secs(30)).unwrap();
     let out = read_all(&rt, &log, "word-counts", 8);
@@ -209,13 +200,7 @@ fn poison_records_go_to_the_dead_letter_topic_with_their_provenance_and_processi
         ProducerRecord { topic: "in".into(), key: Some("c".into()), value: Some(number(2)), ..Default::default() },
     ];
     rt.block_on(log.producer().send(records)).unwrap();
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config,
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut app = StreamsApp::new(builder.build().unwrap(), log.clone(), config, rt.handle().clone()).unwrap();
     app.start().unwrap();
     let out = read_all(&rt, &log, "out", 2);
     let values: Vec<String> = out.iter().map(|(_, r)| text(&r.value)).collect();
@@ -251,13 +236,9 @@ fn a_failing_record_stops_the_application_with_the_error_when_the_policy_says_fa
         .process(|| Picky)
         .to("out", Produced::with(Serdes::string(), Serdes::string()));
     produce(&rt, &log, "in", &[("a", "fine", 1), ("b", "poison", 2)]);
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config(dir.path(), "strict"),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut app =
+        StreamsApp::new(builder.build().unwrap(), log.clone(), config(dir.path(), "strict"), rt.handle().clone())
+            .unwrap();
     app.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while app.state() != StreamsState::Error && Instant::now() < deadline {
@@ -270,13 +251,9 @@ fn a_failing_record_stops_the_application_with_the_error_when_the_policy_says_fa
     // A source topic that does not exist is refused at start, naming it.
     let builder = StreamsBuilder::new();
     builder.stream("missing", Consumed::<String, String>::with(Serdes::string(), Serdes::string()));
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config(dir.path(), "nothing"),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut app =
+        StreamsApp::new(builder.build().unwrap(), log.clone(), config(dir.path(), "nothing"), rt.handle().clone())
+            .unwrap();
     let err = app.start().unwrap_err().to_string();
     assert!(err.contains("source topic missing does not exist"), "{err}");
     assert_eq!(app.state(), StreamsState::Error);
@@ -366,9 +343,7 @@ fn crash_victim_process() {
     if std::env::var_os(CRASH_EOS_ENV).is_some() {
         config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
     }
-    let mut app =
-        StreamsApp::new(seen_ids(), Substrate::embedded(&log, rt.handle().clone()), config, rt.handle().clone())
-            .unwrap();
+    let mut app = StreamsApp::new(seen_ids(), log.clone(), config, rt.handle().clone()).unwrap();
     app.start().unwrap();
     app.wait_until_running(Duration::from_secs(60)).unwrap();
     println!("running");
@@ -433,9 +408,7 @@ fn killed_mid_stream(
     }
     let mut config = config(dir.path(), "crash");
     config.processing_guarantee = guarantee;
-    let mut app =
-        StreamsApp::new(seen_ids(), Substrate::embedded(&log, rt.handle().clone()), config, rt.handle().clone())
-            .unwrap();
+    let mut app = StreamsApp::new(seen_ids(), log.clone(), config, rt.handle().clone()).unwrap();
     app.start().unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
     let last = |topic: &str| -> BTreeMap<String, i64> {
@@ -489,7 +462,7 @@ fn instances_one_dies(n: usize, standby_replicas: usize) -> (u64, u64) {
     let rt = runtime();
     let log = open_log(&rt, dir.path());
     create(&rt, &log, "events", n_partitions);
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let substrate = log.clone();
     let instance = |name: &str| {
         // Each instance keeps its stores in its own directory, as on its own machine.
         let mut config = config(&dir.path().join(name), "shared");
@@ -606,13 +579,9 @@ fn wall_clock_punctuation_fires_while_no_record_comes() {
         .stream("quiet", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
         .process(|| Ticker)
         .to("ticks", Produced::with(Serdes::string(), Serdes::string()));
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config(dir.path(), "ticker"),
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut app =
+        StreamsApp::new(builder.build().unwrap(), log.clone(), config(dir.path(), "ticker"), rt.handle().clone())
+            .unwrap();
     app.start().unwrap();
     // The ticks never stop: read until there are a few from each partition.
     let mut consumer = log.consumer(ConsumerConfig::default());
@@ -647,13 +616,7 @@ fn an_output_record_the_log_refuses_is_skipped_when_the_policy_says_so() {
     let mut config = config(dir.path(), "lenient");
     config.on_production_error = ErrorPolicy::LogAndContinue;
     produce(&rt, &log, "in", &[("k", "a", 1), ("k", "big", 2), ("k", "b", 3)]);
-    let mut app = StreamsApp::new(
-        builder.build().unwrap(),
-        Substrate::embedded(&log, rt.handle().clone()),
-        config,
-        rt.handle().clone(),
-    )
-    .unwrap();
+    let mut app = StreamsApp::new(builder.build().unwrap(), log.clone(), config, rt.handle().clone()).unwrap();
     app.start().unwrap();
     let out = read_all(&rt, &log, "out", 2);
     let values: Vec<String> = out.iter().map(|(_, r)| text(&r.value)).collect();
@@ -676,7 +639,7 @@ fn a_joining_instance_takes_tasks_over_without_processing_a_record_twice() {
     let rt = runtime();
     let log = open_log(&rt, dir.path());
     create(&rt, &log, "events", 4);
-    let substrate = Substrate::embedded(&log, rt.handle().clone());
+    let substrate = log.clone();
     let instance = |name: &str| {
         let mut config = config(&dir.path().join(name), "scale");
         config.num_stream_threads = 2;
@@ -719,26 +682,14 @@ fn bad_settings_are_refused_naming_the_setting() {
     let refused = |change: &dyn Fn(&mut StreamsConfig)| {
         let mut config = config(dir.path(), "settings");
         change(&mut config);
-        let substrate = Substrate::embedded(&log, rt.handle().clone());
+        let substrate = log.clone();
         StreamsApp::new(word_count(), substrate, config, rt.handle().clone()).unwrap_err().to_string()
     };
     assert!(refused(&|c| c.application_id = "no spaces".into()).contains("application.id \"no spaces\""));
     assert!(refused(&|c| c.num_stream_threads = 0).contains("num.stream.threads"));
     assert!(refused(&|c| c.commit_interval = Duration::ZERO).contains("commit.interval"));
-    // Exactly-once needs transactional producers: a substrate assembled without them refuses it.
+    // Exactly-once needs transactional producers, which every substrate makes.
     let mut config = config(dir.path(), "settings");
     config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
-    let embedded = Substrate::embedded(&log, rt.handle().clone());
-    let bare = Substrate::new(
-        Arc::new(log.producer()),
-        Arc::new(log.admin()),
-        Arc::new({
-            let log = log.clone();
-            move |c| Box::new(log.consumer(c)) as Box<dyn Consumer>
-        }),
-        freshet_state::Changelogs::embedded(&log, rt.handle().clone()),
-    );
-    let refused = StreamsApp::new(word_count(), bare, config.clone(), rt.handle().clone()).unwrap_err().to_string();
-    assert!(refused.contains("exactly-once needs transactional producers"), "{refused}");
-    StreamsApp::new(word_count(), embedded, config, rt.handle().clone()).expect("the embedded log has transactions");
+    StreamsApp::new(word_count(), log.clone(), config, rt.handle().clone()).expect("the embedded log has transactions");
 }

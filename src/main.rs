@@ -604,7 +604,8 @@ impl Opened {
 struct BrokerArgs {
     /// A properties file (`key=value` lines, `#` comments) with Kafka's broker setting names:
     /// `log.dirs`, `listeners`, `advertised.listeners`, `num.partitions`,
-    /// `auto.create.topics.enable`, `socket.request.max.bytes`. Flags given override it.
+    /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
+    /// `max.connections.per.ip`. Flags given override it.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Data directory of the log [default: freshet-data].
@@ -672,6 +673,14 @@ impl BrokerArgs {
                     "socket.request.max.bytes" => {
                         config.max_frame_bytes =
                             value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a byte count"))?
+                    }
+                    "max.connections" => {
+                        config.max_connections =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
+                    }
+                    "max.connections.per.ip" => {
+                        config.max_connections_per_ip =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
                     }
                     _ => return Err(bad("not a setting of Freshet's broker")),
                 }

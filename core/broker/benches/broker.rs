@@ -1,7 +1,7 @@
 //! Broker benchmark: a Kafka client (librdkafka, through the rdkafka crate) against the broker,
 //! beside the machine's limits measured in the same run.
 //!
-//! `cargo bench -p freshet-core --features remote --bench broker`. `FRESHET_BENCH_RECORDS` sets
+//! `cargo bench -p freshet-broker --bench broker`. `FRESHET_BENCH_RECORDS` sets
 //! the records per throughput phase (default 1 M).
 //!
 //! Limits: loopback TCP (bytes through one localhost connection) and the storage engine alone

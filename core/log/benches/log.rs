@@ -1,6 +1,6 @@
 //! Storage-engine benchmark: each figure beside the machine's own limit, measured in the same run.
 //!
-//! Run with `cargo bench -p freshet-core --bench log`. `FRESHET_BENCH_MB` sets the megabytes per
+//! Run with `cargo bench -p freshet-log --bench log`. `FRESHET_BENCH_MB` sets the megabytes per
 //! run (default 1024); `FRESHET_BENCH_DIR` the directory (default: a temporary one under
 //! `target/`, so it is on the disk the project lives on).
 //!

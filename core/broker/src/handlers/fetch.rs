@@ -1,0 +1,133 @@
+//! Fetch and ListOffsets: reads of the log, batches served as stored.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::ProducerId;
+use kafka_protocol::messages::{
+    fetch_response::FetchableTopicResponse, fetch_response::PartitionData,
+    list_offsets_response::ListOffsetsPartitionResponse, list_offsets_response::ListOffsetsTopicResponse, BrokerId,
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+};
+
+use freshet_log::{Error, Isolation, OffsetSpec};
+
+use futures::future::BoxFuture;
+
+use crate::dispatch::{Handled, Request, Served};
+use crate::errors::error_code;
+
+async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
+    let isolation = if request.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
+    let mut data = served.log.watch_data();
+    loop {
+        data.borrow_and_update();
+        let mut total = 0usize;
+        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+        let mut topics = Vec::with_capacity(request.topics.len());
+        for topic in &request.topics {
+            let topic_name = topic.topic.0.to_string();
+            let mut partitions = Vec::with_capacity(topic.partitions.len());
+            for p in &topic.partitions {
+                let mut out = PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_aborted_transactions(Some(Vec::new()));
+                out.preferred_read_replica = BrokerId(-1);
+                // At least one batch even over the limits, so a large batch is never stuck.
+                let max = (p.partition_max_bytes.max(0) as usize).min(budget).max(1) as u64;
+                let read = match u32::try_from(p.partition) {
+                    Ok(partition) => {
+                        served.log.read_isolated(&topic_name, partition, p.fetch_offset, max, isolation).await
+                    }
+                    Err(_) => Err(Error::UnknownPartition { topic: topic_name.clone(), n_partitions: 0, partition: 0 }),
+                };
+                match read {
+                    Ok(fetched) => {
+                        total += fetched.batches.len();
+                        budget = budget.saturating_sub(fetched.batches.len());
+                        let aborted = fetched
+                            .aborted
+                            .iter()
+                            .map(|a| {
+                                kafka_protocol::messages::fetch_response::AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset)
+                            })
+                            .collect();
+                        out = out
+                            .with_high_watermark(fetched.high_watermark)
+                            .with_last_stable_offset(fetched.last_stable_offset)
+                            .with_aborted_transactions(Some(aborted))
+                            .with_log_start_offset(fetched.log_start_offset)
+                            .with_records(Some(fetched.batches));
+                    }
+                    Err(e) => {
+                        out = out
+                            .with_error_code(error_code(&e))
+                            .with_high_watermark(-1)
+                            .with_records(Some(Bytes::new()));
+                    }
+                }
+                partitions.push(out);
+            }
+            topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
+        }
+        let enough = total >= usize::try_from(request.min_bytes).unwrap_or(1).max(1);
+        if enough || tokio::time::Instant::now() >= deadline {
+            return FetchResponse::default().with_responses(topics);
+        }
+        match tokio::time::timeout_at(deadline, data.changed()).await {
+            Ok(Ok(())) => continue,
+            _ => return FetchResponse::default().with_responses(topics),
+        }
+    }
+}
+
+async fn list_offsets(request: ListOffsetsRequest, served: &Served) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let topic_name = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let spec = match p.timestamp {
+                -2 => OffsetSpec::Earliest,
+                -1 => OffsetSpec::Latest,
+                t => OffsetSpec::Timestamp(t),
+            };
+            let out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            let found = match u32::try_from(p.partition_index) {
+                // read_committed consumers end at the last stable offset.
+                Ok(partition) if spec == OffsetSpec::Latest && request.isolation_level == 1 => {
+                    served.log.last_stable_offset(&topic_name, partition).map(|o| Some((o, -1)))
+                }
+                Ok(partition) => served.log.list_offset(&topic_name, partition, spec).await,
+                Err(_) => Err(Error::UnknownTopic(topic_name.clone())),
+            };
+            partitions.push(match found {
+                Ok(Some((offset, timestamp))) => out.with_offset(offset).with_timestamp(timestamp),
+                Ok(None) => out.with_offset(-1).with_timestamp(-1),
+                Err(e) => out.with_error_code(error_code(&e)).with_offset(-1).with_timestamp(-1),
+            });
+        }
+        topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
+    }
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// Fetch (long-poll with max wait and min bytes; `read_committed` stops at the last stable
+/// offset).
+pub(crate) fn serve_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&fetch(request, r.served).await)
+    })
+}
+
+/// ListOffsets.
+pub(crate) fn serve_list_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&list_offsets(request, r.served).await)
+    })
+}

@@ -1,0 +1,405 @@
+//! The classic consumer-group protocol (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
+//! LeaveGroup, ListGroups, DescribeGroups, DeleteGroups) over `freshet_coord::membership`, and
+//! committed offsets (OffsetCommit, OffsetFetch) over `freshet_coord::group`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
+    ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use freshet_coord::code;
+use freshet_coord::group::{OffsetAndMetadata, TopicPartition};
+use freshet_coord::membership::JoinRequest;
+
+use futures::future::BoxFuture;
+
+use crate::dispatch::{name, Handled, Request, Served};
+use crate::errors::error_code;
+
+async fn delete_groups(request: DeleteGroupsRequest, served: &Served) -> DeleteGroupsResponse {
+    use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+    let mut results = Vec::with_capacity(request.groups_names.len());
+    for group in request.groups_names {
+        let mut error = served.coordinator.delete(&group.0).await;
+        if error == 0 {
+            error = match served.offsets.delete_group(&group.0).await {
+                Ok(true) => 0,
+                Ok(false) => code::GROUP_ID_NOT_FOUND,
+                Err(e) => error_code(&e),
+            };
+        }
+        results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(error));
+    }
+    DeleteGroupsResponse::default().with_results(results)
+}
+
+fn find_coordinator(request: FindCoordinatorRequest, version: i16, served: &Served) -> FindCoordinatorResponse {
+    // This broker coordinates every group.
+    let host = StrBytes::from_string(served.host.clone());
+    let response =
+        FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host.clone()).with_port(served.port);
+    if version < 4 {
+        return response;
+    }
+    let coordinators = request
+        .coordinator_keys
+        .into_iter()
+        .map(|key| {
+            kafka_protocol::messages::find_coordinator_response::Coordinator::default()
+                .with_key(key)
+                .with_node_id(BrokerId(0))
+                .with_host(host.clone())
+                .with_port(served.port)
+        })
+        .collect();
+    response.with_coordinators(coordinators)
+}
+
+async fn join_group(
+    request: JoinGroupRequest,
+    version: i16,
+    client_id: String,
+    peer: SocketAddr,
+    served: &Served,
+) -> JoinGroupResponse {
+    if request.group_id.0.is_empty() {
+        return JoinGroupResponse::default().with_error_code(code::INVALID_GROUP_ID).with_generation_id(-1);
+    }
+    let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
+    if !(Duration::from_millis(1_000)..=Duration::from_secs(1_800)).contains(&session) {
+        return JoinGroupResponse::default().with_error_code(code::INVALID_SESSION_TIMEOUT).with_generation_id(-1);
+    }
+    // Before v1 the rebalance timeout is the session timeout.
+    let rebalance =
+        if version >= 1 { Duration::from_millis(request.rebalance_timeout_ms.max(0) as u64) } else { session };
+    let join = served
+        .coordinator
+        .join(JoinRequest {
+            group: request.group_id.0.to_string(),
+            member_id: request.member_id.to_string(),
+            instance_id: request.group_instance_id.map(|i| i.to_string()),
+            client_id,
+            client_host: format!("/{}", peer.ip()),
+            session_timeout: session,
+            rebalance_timeout: rebalance,
+            protocol_type: request.protocol_type.to_string(),
+            protocols: request.protocols.into_iter().map(|p| (p.name.to_string(), p.metadata)).collect(),
+            requires_known_member_id: version >= 4,
+        })
+        .await;
+    let members = join
+        .members
+        .into_iter()
+        .map(|m| {
+            kafka_protocol::messages::join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(StrBytes::from_string(m.member_id))
+                .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
+                .with_metadata(m.metadata)
+        })
+        .collect();
+    JoinGroupResponse::default()
+        .with_error_code(join.error_code)
+        .with_generation_id(if join.error_code == 0 { join.generation } else { -1 })
+        .with_protocol_type(join.protocol_type.map(StrBytes::from_string))
+        .with_protocol_name(Some(StrBytes::from_string(join.protocol_name.unwrap_or_default())))
+        .with_leader(StrBytes::from_string(join.leader))
+        .with_member_id(StrBytes::from_string(join.member_id))
+        .with_members(members)
+}
+
+async fn leave_group(request: LeaveGroupRequest, version: i16, served: &Served) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        request
+            .members
+            .iter()
+            .map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string())))
+            .collect()
+    } else {
+        vec![(request.member_id.to_string(), None)]
+    };
+    let errors = served.coordinator.leave(&request.group_id.0, &members).await;
+    if version < 3 {
+        return LeaveGroupResponse::default().with_error_code(errors[0]);
+    }
+    let responses = members
+        .into_iter()
+        .zip(errors)
+        .map(|((id, instance), error)| {
+            kafka_protocol::messages::leave_group_response::MemberResponse::default()
+                .with_member_id(StrBytes::from_string(id))
+                .with_group_instance_id(instance.map(StrBytes::from_string))
+                .with_error_code(error)
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(responses)
+}
+
+/// One partition's offset of an OffsetCommit or TxnOffsetCommit request (`None`: a negative
+/// partition index, which no partition has).
+pub(crate) fn committed(
+    topic: &TopicName,
+    partition_index: i32,
+    offset: i64,
+    leader_epoch: i32,
+    metadata: &Option<StrBytes>,
+) -> Option<(TopicPartition, OffsetAndMetadata)> {
+    let partition = u32::try_from(partition_index).ok()?;
+    let mut committed = OffsetAndMetadata::new(offset);
+    committed.leader_epoch = leader_epoch;
+    committed.metadata = metadata.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    Some((TopicPartition::new(topic.0.to_string(), partition), committed))
+}
+
+async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetCommitResponse {
+    let group = request.group_id.0.to_string();
+    let check =
+        served.coordinator.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id).await;
+    let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().filter_map(|p| {
+                committed(
+                    &t.name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    &p.committed_metadata,
+                )
+            })
+        })
+        .collect();
+    if check != 0 {
+        tracing::info!(%group, member = %request.member_id, generation = request.generation_id_or_member_epoch, code = check, "offset commit refused");
+    }
+    let stored = if check == 0 {
+        match served.offsets.commit(&group, &offsets).await {
+            Ok(()) => 0,
+            Err(e) => error_code(&e),
+        }
+    } else {
+        check
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    kafka_protocol::messages::offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(stored)
+                })
+                .collect();
+            kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFetchResponse {
+    use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
+    let group = request.group_id.0.to_string();
+    let committed = served.offsets.fetch(&group, None);
+    // A consumer that requires stable offsets waits while a transaction holds some uncommitted.
+    let pending =
+        if request.require_stable { served.transactions.pending_offsets(&group).await } else { BTreeSet::new() };
+    let wanted: Vec<(String, Vec<i32>)> = match request.topics {
+        Some(topics) => topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect(),
+        None => {
+            let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+            for tp in committed.keys() {
+                all.entry(tp.topic.clone()).or_default().push(tp.partition as i32);
+            }
+            all.into_iter().collect()
+        }
+    };
+    let topics = wanted
+        .into_iter()
+        .map(|(topic, partitions)| {
+            let partitions = partitions
+                .into_iter()
+                .map(|p| {
+                    let found =
+                        u32::try_from(p).ok().and_then(|p| committed.get(&TopicPartition::new(topic.clone(), p)));
+                    let out = OffsetFetchResponsePartition::default().with_partition_index(p);
+                    if u32::try_from(p).is_ok_and(|p| pending.contains(&TopicPartition::new(topic.clone(), p))) {
+                        return out.with_error_code(code::UNSTABLE_OFFSET_COMMIT).with_committed_offset(-1);
+                    }
+                    match found {
+                        Some(c) => out
+                            .with_committed_offset(c.offset)
+                            .with_committed_leader_epoch(c.leader_epoch)
+                            .with_metadata(Some(StrBytes::from_string(c.metadata.clone()))),
+                        None => out
+                            .with_committed_offset(-1)
+                            .with_committed_leader_epoch(-1)
+                            .with_metadata(Some(StrBytes::default())),
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default().with_name(name(&topic)).with_partitions(partitions)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+async fn list_groups(served: &Served) -> ListGroupsResponse {
+    use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let mut groups: BTreeMap<String, (String, String)> =
+        served.offsets.groups().into_iter().map(|g| (g, ("consumer".to_string(), "Empty".to_string()))).collect();
+    for (group, protocol_type, state) in served.coordinator.list().await {
+        groups.insert(group, (protocol_type, state.name().to_string()));
+    }
+    let listed = groups
+        .into_iter()
+        .map(|(group, (protocol_type, state))| {
+            ListedGroup::default()
+                .with_group_id(GroupId(StrBytes::from_string(group)))
+                .with_protocol_type(StrBytes::from_string(protocol_type))
+                .with_group_state(StrBytes::from_string(state))
+                .with_group_type(StrBytes::from_static_str("classic"))
+        })
+        .collect();
+    ListGroupsResponse::default().with_groups(listed)
+}
+
+async fn describe_groups(request: DescribeGroupsRequest, served: &Served) -> DescribeGroupsResponse {
+    use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+    let mut described = Vec::with_capacity(request.groups.len());
+    for group in request.groups {
+        let out = DescribedGroup::default().with_group_id(group.clone());
+        described.push(match served.coordinator.describe(&group.0).await {
+            Some(d) => out
+                .with_group_state(StrBytes::from_static_str(d.state.name()))
+                .with_protocol_type(StrBytes::from_string(d.protocol_type))
+                .with_protocol_data(StrBytes::from_string(d.protocol))
+                .with_members(
+                    d.members
+                        .into_iter()
+                        .map(|m| {
+                            DescribedGroupMember::default()
+                                .with_member_id(StrBytes::from_string(m.member_id))
+                                .with_group_instance_id(m.instance_id.map(StrBytes::from_string))
+                                .with_client_id(StrBytes::from_string(m.client_id))
+                                .with_client_host(StrBytes::from_string(m.client_host))
+                                .with_member_metadata(m.metadata)
+                                .with_member_assignment(m.assignment)
+                        })
+                        .collect(),
+                ),
+            // A group known only by its committed offsets is empty; one never seen is "Dead".
+            None if served.offsets.groups().iter().any(|g| **g == *group.0) => out
+                .with_group_state(StrBytes::from_static_str("Empty"))
+                .with_protocol_type(StrBytes::from_static_str("consumer")),
+            None => out.with_group_state(StrBytes::from_static_str("Dead")),
+        });
+    }
+    DescribeGroupsResponse::default().with_groups(described)
+}
+
+/// FindCoordinator: this broker coordinates every group and transaction.
+pub(crate) fn serve_find_coordinator(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&find_coordinator(request, r.version, r.served))
+    })
+}
+
+/// JoinGroup.
+pub(crate) fn serve_join_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        let client_id = r.header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
+        r.respond(&join_group(request, r.version, client_id, r.peer, r.served).await)
+    })
+}
+
+/// SyncGroup.
+pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request: SyncGroupRequest = r.decode()?;
+        let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
+        let sync = r
+            .served
+            .coordinator
+            .sync(&request.group_id.0, request.generation_id, &request.member_id, assignments)
+            .await;
+        let response = SyncGroupResponse::default()
+            .with_error_code(sync.error_code)
+            .with_protocol_type(sync.protocol_type.map(StrBytes::from_string))
+            .with_protocol_name(sync.protocol_name.map(StrBytes::from_string))
+            .with_assignment(sync.assignment);
+        r.respond(&response)
+    })
+}
+
+/// Heartbeat.
+pub(crate) fn serve_heartbeat(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request: HeartbeatRequest = r.decode()?;
+        let error =
+            r.served.coordinator.heartbeat(&request.group_id.0, request.generation_id, &request.member_id).await;
+        r.respond(&HeartbeatResponse::default().with_error_code(error))
+    })
+}
+
+/// LeaveGroup.
+pub(crate) fn serve_leave_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&leave_group(request, r.version, r.served).await)
+    })
+}
+
+/// OffsetCommit.
+pub(crate) fn serve_offset_commit(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&offset_commit(request, r.served).await)
+    })
+}
+
+/// OffsetFetch.
+pub(crate) fn serve_offset_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&offset_fetch(request, r.served).await)
+    })
+}
+
+/// ListGroups.
+pub(crate) fn serve_list_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let _: ListGroupsRequest = r.decode()?;
+        r.respond(&list_groups(r.served).await)
+    })
+}
+
+/// DescribeGroups.
+pub(crate) fn serve_describe_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&describe_groups(request, r.served).await)
+    })
+}
+
+/// DeleteGroups.
+pub(crate) fn serve_delete_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&delete_groups(request, r.served).await)
+    })
+}

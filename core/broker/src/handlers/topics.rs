@@ -1,0 +1,241 @@
+//! The topic APIs: Metadata, CreateTopics, DeleteTopics, CreatePartitions, DeleteRecords,
+//! DescribeCluster.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::{
+    create_topics_response::CreatableTopicResult, delete_topics_response::DeletableTopicResult,
+    metadata_response::MetadataResponseBroker, metadata_response::MetadataResponsePartition,
+    metadata_response::MetadataResponseTopic, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
+    DeleteTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
+};
+use kafka_protocol::messages::{
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DescribeClusterRequest, DescribeClusterResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use freshet_coord::code;
+use freshet_log::{Error, OffsetSpec};
+
+use futures::future::BoxFuture;
+
+use crate::dispatch::{name, Handled, Request, Served};
+use crate::errors::error_code;
+
+async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse {
+    let log = &served.log;
+    let names: Vec<String> = match &request.topics {
+        None => log.list_topics().into_iter().filter(|t| !t.internal).map(|t| t.name).collect(),
+        Some(topics) => topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect(),
+    };
+    let mut topics = Vec::with_capacity(names.len());
+    for topic in names {
+        let mut described = log.describe_topic(&topic);
+        if matches!(described, Err(Error::UnknownTopic(_)))
+            && request.allow_auto_topic_creation
+            && served.config.auto_create_topics
+        {
+            match log.create_topic(&topic, served.config.default_partitions, BTreeMap::new()).await {
+                Ok(()) | Err(Error::TopicExists(_)) => {
+                    tracing::info!(%topic, "auto-created a topic");
+                    described = log.describe_topic(&topic);
+                }
+                Err(e) => described = Err(e),
+            }
+        }
+        let entry = match described {
+            Ok(d) => MetadataResponseTopic::default().with_name(Some(name(&topic))).with_partitions(
+                (0..d.n_partitions as i32)
+                    .map(|p| {
+                        MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_id(BrokerId(0))
+                            .with_replica_nodes(vec![BrokerId(0)])
+                            .with_isr_nodes(vec![BrokerId(0)])
+                    })
+                    .collect(),
+            ),
+            Err(e) => MetadataResponseTopic::default().with_name(Some(name(&topic))).with_error_code(error_code(&e)),
+        };
+        topics.push(entry);
+    }
+    let broker = MetadataResponseBroker::default()
+        .with_node_id(BrokerId(0))
+        .with_host(StrBytes::from_string(served.host.clone()))
+        .with_port(served.port);
+    MetadataResponse::default()
+        .with_brokers(vec![broker])
+        .with_cluster_id(Some(StrBytes::from_static_str("freshet")))
+        .with_controller_id(BrokerId(0))
+        .with_topics(topics)
+}
+
+async fn create_partitions(request: CreatePartitionsRequest, served: &Served) -> CreatePartitionsResponse {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name_str = topic.name.0.to_string();
+        let result = match served.log.describe_topic(&name_str) {
+            Err(e) => Err((error_code(&e), e.to_string())),
+            Ok(d) if topic.count <= d.n_partitions as i32 => Err((
+                code::INVALID_PARTITIONS,
+                format!(
+                    "topic {name_str} has {} partitions; it can only grow (asked for {})",
+                    d.n_partitions, topic.count
+                ),
+            )),
+            Ok(_) if request.validate_only => Ok(()),
+            Ok(_) => served
+                .log
+                .create_partitions(&name_str, topic.count as u32)
+                .await
+                .map_err(|e| (error_code(&e), e.to_string())),
+        };
+        let out = CreatePartitionsTopicResult::default().with_name(topic.name);
+        results.push(match result {
+            Ok(()) => out,
+            Err((code, message)) => out.with_error_code(code).with_error_message(Some(StrBytes::from_string(message))),
+        });
+    }
+    CreatePartitionsResponse::default().with_results(results)
+}
+
+async fn delete_records(request: DeleteRecordsRequest, served: &Served) -> DeleteRecordsResponse {
+    use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name_str = topic.name.0.to_string();
+        let mut partitions = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let out = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            let result = match u32::try_from(p.partition_index) {
+                Ok(partition) => {
+                    // -1: up to the high watermark.
+                    let before = if p.offset == -1 {
+                        served
+                            .log
+                            .list_offset(&name_str, partition, OffsetSpec::Latest)
+                            .await
+                            .map(|o| o.map_or(0, |(o, _)| o))
+                    } else {
+                        Ok(p.offset)
+                    };
+                    match before {
+                        Ok(before) => served.log.delete_records(&name_str, partition, before).await,
+                        Err(e) => Err(e),
+                    }
+                }
+                Err(_) => Err(Error::UnknownTopic(name_str.clone())),
+            };
+            partitions.push(match result {
+                Ok(low) => out.with_low_watermark(low),
+                Err(e) => out.with_error_code(error_code(&e)).with_low_watermark(-1),
+            });
+        }
+        topics.push(DeleteRecordsTopicResult::default().with_name(topic.name).with_partitions(partitions));
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
+}
+
+async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let topic_name = topic.name.0.to_string();
+        let n = if topic.num_partitions == -1 { served.config.default_partitions as i32 } else { topic.num_partitions };
+        let configs: BTreeMap<String, String> = topic
+            .configs
+            .iter()
+            .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+            .collect();
+        let outcome: std::result::Result<(), (i16, String)> = if n < 1 {
+            Err((code::INVALID_PARTITIONS, format!("{n} partitions: a topic needs at least one")))
+        } else if let Err(e) = freshet_log::validate_topic_name(&topic_name) {
+            Err((error_code(&e), e.to_string()))
+        } else if served.log.describe_topic(&topic_name).is_ok() {
+            Err((code::TOPIC_ALREADY_EXISTS, format!("topic {topic_name} already exists")))
+        } else if request.validate_only {
+            Ok(())
+        } else {
+            served.log.create_topic(&topic_name, n as u32, configs).await.map_err(|e| (error_code(&e), e.to_string()))
+        };
+        let mut result =
+            CreatableTopicResult::default().with_name(topic.name).with_num_partitions(n).with_replication_factor(1);
+        if let Err((code, message)) = outcome {
+            result = result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)));
+        }
+        results.push(result);
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
+
+async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Served) -> DeleteTopicsResponse {
+    let names: Vec<TopicName> =
+        if version >= 6 { request.topics.into_iter().filter_map(|t| t.name).collect() } else { request.topic_names };
+    let mut results = Vec::with_capacity(names.len());
+    for topic in names {
+        let mut result = DeletableTopicResult::default().with_name(Some(topic.clone()));
+        if let Err(e) = served.log.delete_topic(&topic.0).await {
+            result =
+                result.with_error_code(error_code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())));
+        }
+        results.push(result);
+    }
+    DeleteTopicsResponse::default().with_responses(results)
+}
+
+/// Metadata (creating the topics it names when auto-creation is on).
+pub(crate) fn serve_metadata(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&metadata(request, r.served).await)
+    })
+}
+
+/// CreateTopics.
+pub(crate) fn serve_create_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&create_topics(request, r.served).await)
+    })
+}
+
+/// DeleteTopics.
+pub(crate) fn serve_delete_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&delete_topics(request, r.version, r.served).await)
+    })
+}
+
+/// CreatePartitions.
+pub(crate) fn serve_create_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&create_partitions(request, r.served).await)
+    })
+}
+
+/// DeleteRecords.
+pub(crate) fn serve_delete_records(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&delete_records(request, r.served).await)
+    })
+}
+
+/// DescribeCluster: this broker, which is also the controller.
+pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let _: DescribeClusterRequest = r.decode()?;
+        let broker = kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(0))
+            .with_host(StrBytes::from_string(r.served.host.clone()))
+            .with_port(r.served.port);
+        let response = DescribeClusterResponse::default()
+            .with_cluster_id(StrBytes::from_static_str("freshet"))
+            .with_controller_id(BrokerId(0))
+            .with_brokers(vec![broker]);
+        r.respond(&response)
+    })
+}

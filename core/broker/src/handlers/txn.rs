@@ -1,0 +1,199 @@
+//! The transaction APIs (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+//! TxnOffsetCommit) over `freshet_coord::transactions`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
+    EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use freshet_coord::code;
+use freshet_coord::group::{OffsetAndMetadata, TopicPartition};
+use freshet_coord::transactions::new_producer_id;
+
+use futures::future::BoxFuture;
+
+use crate::dispatch::{Handled, Request, Served};
+use crate::errors::{txn_error_code, txn_result_code};
+use crate::handlers::groups::committed;
+
+async fn add_partitions_to_txn(
+    request: AddPartitionsToTxnRequest,
+    version: i16,
+    served: &Served,
+) -> AddPartitionsToTxnResponse {
+    use kafka_protocol::messages::add_partitions_to_txn_response::{
+        AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+    };
+    let partitions: Vec<TopicPartition> = request
+        .v3_and_below_topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .filter_map(|&p| u32::try_from(p).ok().map(|p| TopicPartition::new(t.name.0.to_string(), p)))
+        })
+        .collect();
+    let result = served
+        .transactions
+        .add_partitions(
+            &request.v3_and_below_transactional_id,
+            request.v3_and_below_producer_id.0,
+            request.v3_and_below_producer_epoch,
+            &partitions,
+        )
+        .await;
+    let error = txn_result_code(result, version >= 3);
+    let topics = request
+        .v3_and_below_topics
+        .into_iter()
+        .map(|t| {
+            let results = t
+                .partitions
+                .iter()
+                .map(|&p| {
+                    AddPartitionsToTxnPartitionResult::default()
+                        .with_partition_index(p)
+                        .with_partition_error_code(error)
+                })
+                .collect();
+            AddPartitionsToTxnTopicResult::default().with_name(t.name).with_results_by_partition(results)
+        })
+        .collect();
+    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+}
+
+async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served: &Served) -> TxnOffsetCommitResponse {
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().filter_map(|p| {
+                committed(
+                    &t.name,
+                    p.partition_index,
+                    p.committed_offset,
+                    p.committed_leader_epoch,
+                    &p.committed_metadata,
+                )
+            })
+        })
+        .collect();
+    // A member the group has moved on from may not commit for partitions now another's (KIP-447).
+    let member = served.coordinator.check_commit(&request.group_id, request.generation_id, &request.member_id).await;
+    let error = if member != code::NONE {
+        tracing::info!(group = %request.group_id.0, member = %request.member_id, generation = request.generation_id, code = member, "transactional offset commit refused");
+        member
+    } else {
+        let result = served
+            .transactions
+            .commit_offsets(
+                &request.transactional_id,
+                request.producer_id.0,
+                request.producer_epoch,
+                &request.group_id,
+                &offsets,
+            )
+            .await;
+        txn_result_code(result, version >= 3)
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    TxnOffsetCommitResponse::default().with_topics(topics)
+}
+
+/// InitProducerId: a transactional producer's id and epoch from the transaction coordinator;
+/// an idempotent producer's fresh id, or its epoch bumped (KIP-360).
+pub(crate) fn serve_init_producer_id(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request: InitProducerIdRequest = r.decode()?;
+        let served = r.served;
+        let response = if let Some(id) = request.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+            let timeout = Duration::from_millis(u64::try_from(request.transaction_timeout_ms).unwrap_or(0));
+            match served.transactions.init_producer_id(id, timeout).await {
+                Ok((producer_id, epoch)) => InitProducerIdResponse::default()
+                    .with_producer_id(ProducerId(producer_id))
+                    .with_producer_epoch(epoch),
+                Err(e) => {
+                    tracing::info!(transactional_id = %id.0, error = %e, "InitProducerId refused");
+                    InitProducerIdResponse::default()
+                        .with_error_code(txn_error_code(&e, r.version >= 4))
+                        .with_producer_id(ProducerId(-1))
+                        .with_producer_epoch(-1)
+                }
+            }
+        } else if request.producer_id.0 >= 0 {
+            // An existing producer bumps its epoch (KIP-360).
+            InitProducerIdResponse::default()
+                .with_producer_id(request.producer_id)
+                .with_producer_epoch(request.producer_epoch.wrapping_add(1).max(0))
+        } else {
+            InitProducerIdResponse::default()
+                .with_producer_id(ProducerId(new_producer_id(served.log.clock().now_ms())))
+                .with_producer_epoch(0)
+        };
+        r.respond(&response)
+    })
+}
+
+/// AddPartitionsToTxn.
+pub(crate) fn serve_add_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&add_partitions_to_txn(request, r.version, r.served).await)
+    })
+}
+
+/// AddOffsetsToTxn.
+pub(crate) fn serve_add_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request: AddOffsetsToTxnRequest = r.decode()?;
+        let result = r
+            .served
+            .transactions
+            .add_offsets(&request.transactional_id, request.producer_id.0, request.producer_epoch, &request.group_id)
+            .await;
+        r.respond(&AddOffsetsToTxnResponse::default().with_error_code(txn_result_code(result, r.version >= 3)))
+    })
+}
+
+/// EndTxn.
+pub(crate) fn serve_end_txn(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request: EndTxnRequest = r.decode()?;
+        let result = r
+            .served
+            .transactions
+            .end(&request.transactional_id, request.producer_id.0, request.producer_epoch, request.committed)
+            .await;
+        r.respond(&EndTxnResponse::default().with_error_code(txn_result_code(result, r.version >= 2)))
+    })
+}
+
+/// TxnOffsetCommit.
+pub(crate) fn serve_txn_offset_commit(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&txn_offset_commit(request, r.version, r.served).await)
+    })
+}

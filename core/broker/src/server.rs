@@ -1,0 +1,220 @@
+//! The network: the listener, connection limits, and each connection's frames.
+//!
+//! Each connection reads size-prefixed frames (the size bounded by `max_frame_bytes` before
+//! anything is allocated) and answers them one after another, so responses go out in request
+//! order; connections are served concurrently. A frame that is not a valid request closes its
+//! own connection only.
+//!
+//! Connections are bounded as Kafka bounds them: at `max_connections` the listener stops
+//! accepting until one closes (clients wait in the kernel's backlog rather than being refused),
+//! and a client address over `max_connections_per_ip` has its new connection closed at once.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use freshet_coord::group::GroupOffsets;
+use freshet_log::{Error, Log, Result};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+
+use crate::dispatch::{handle_frame, Served};
+
+/// Settings of a broker.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The host clients are told to connect to (default: the listen address's IP).
+    pub advertised_host: Option<String>,
+    /// The largest request frame accepted (Kafka's `socket.request.max.bytes`, 100 MiB).
+    pub max_frame_bytes: usize,
+    /// Whether a Metadata request may create the topics it names (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics (`num.partitions`).
+    pub default_partitions: u32,
+    /// Connections served at once (Kafka's `max.connections`); at the limit the listener waits
+    /// for one to close before accepting another.
+    pub max_connections: usize,
+    /// Connections from one client address at once (Kafka's `max.connections.per.ip`); a new
+    /// connection over it is closed at once.
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_host: None,
+            max_frame_bytes: 100 << 20,
+            auto_create_topics: true,
+            default_partitions: 1,
+            // Each connection holds a socket and a task; the bound keeps the broker inside the
+            // file descriptors a default process gets raised to, with room for the log's files.
+            max_connections: 10_000,
+            // Kafka's default: no limit of its own below `max_connections`.
+            max_connections_per_ip: usize::MAX,
+        }
+    }
+}
+
+/// A running broker.
+#[derive(Debug)]
+pub struct Broker {
+    local_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The connections open from each client address.
+#[derive(Debug, Default)]
+struct PerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl PerIp {
+    /// Counts a connection from `ip` unless that address already has `max` open.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot { per_ip: self.clone(), ip })
+    }
+}
+
+/// One counted connection of an address; dropping it uncounts it.
+#[derive(Debug)]
+struct IpSlot {
+    per_ip: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self.per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Broker {
+    /// Listens on `config.listen` and serves `log` (its groups' offsets in `offsets`) until
+    /// [`Broker::stop`].
+    pub async fn start(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Result<Broker> {
+        for (key, value) in
+            [("max.connections", config.max_connections), ("max.connections.per.ip", config.max_connections_per_ip)]
+        {
+            if value == 0 {
+                return Err(Error::InvalidConfig {
+                    key: key.into(),
+                    value: "0".into(),
+                    reason: "a broker that accepts no connection serves no one; give 1 or more".into(),
+                });
+            }
+        }
+        let listener = TcpListener::bind(config.listen).await.map_err(|e| Error::InvalidConfig {
+            key: "listeners".into(),
+            value: config.listen.to_string(),
+            reason: format!("cannot listen: {e}"),
+        })?;
+        let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
+        let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
+        let (max_connections, max_per_ip) = (config.max_connections, config.max_connections_per_ip);
+        let served = Served::new(log, offsets, config, host, i32::from(local_addr.port()));
+        served.coordinator.start_expiry();
+        // Transactions a previous run decided are completed before any client is served.
+        served.transactions.load().await?;
+        served.transactions.start_expiry(Duration::from_secs(1));
+        let (stop, mut stopped) = watch::channel(false);
+        let connections = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
+        let per_ip = Arc::new(PerIp::default());
+        let task = tokio::spawn(async move {
+            loop {
+                // A connection slot first: at the limit, nothing more is accepted until one closes.
+                let slot = tokio::select! {
+                    slot = connections.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                    _ = stopped.changed() => break,
+                };
+                let (stream, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(accepted) => accepted,
+                        Err(error) => {
+                            tracing::warn!(%error, "accept failed");
+                            continue;
+                        }
+                    },
+                    _ = stopped.changed() => break,
+                };
+                let Some(ip_slot) = per_ip.admit(peer.ip(), max_per_ip) else {
+                    tracing::info!(%peer, max_connections_per_ip = max_per_ip, "connection refused: too many from its address");
+                    drop(stream);
+                    continue;
+                };
+                let served = served.clone();
+                let stopped = stopped.clone();
+                tokio::spawn(async move {
+                    let _slots = (slot, ip_slot);
+                    if let Err(reason) = serve_connection(stream, peer, &served, stopped).await {
+                        tracing::info!(%peer, %reason, "connection closed");
+                    }
+                });
+            }
+        });
+        tracing::info!(%local_addr, "broker listening");
+        Ok(Broker { local_addr, stop, task })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting and closes every connection.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.task.await;
+    }
+}
+
+/// Serves one connection until the client leaves, sends something that is not a valid request,
+/// or the broker stops. The error says why the connection closed.
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    served: &Served,
+    mut stopped: watch::Receiver<bool>,
+) -> std::result::Result<(), String> {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let size = tokio::select! {
+            read = stream.read_i32() => match read {
+                Ok(size) => size,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(format!("reading a frame size: {e}")),
+            },
+            _ = stopped.changed() => return Ok(()),
+        };
+        if size < 0 || size as usize > served.config.max_frame_bytes {
+            return Err(format!("a frame of {size} bytes (the maximum is {})", served.config.max_frame_bytes));
+        }
+        let mut frame = vec![0u8; size as usize];
+        stream.read_exact(&mut frame).await.map_err(|e| format!("reading a frame of {size} bytes: {e}"))?;
+        let response = handle_frame(Bytes::from(frame), peer, served).await?;
+        if let Some(response) = response {
+            let mut out = BytesMut::with_capacity(response.len() + 4);
+            out.put_i32(response.len() as i32);
+            out.put_slice(&response);
+            stream.write_all(&out).await.map_err(|e| format!("writing a response: {e}"))?;
+        }
+    }
+}

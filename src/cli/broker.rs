@@ -1,0 +1,152 @@
+//! `freshet broker`: the log served over the Kafka protocol, its continuous SQL queries run
+//! beside it.
+
+use crate::*;
+
+#[derive(clap::Args)]
+pub(crate) struct BrokerArgs {
+    /// A properties file (`key=value` lines, `#` comments) with Kafka's broker setting names:
+    /// `log.dirs`, `listeners`, `advertised.listeners`, `num.partitions`,
+    /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
+    /// `max.connections.per.ip`. Flags given override it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// Data directory of the log [default: freshet-data].
+    #[arg(long)]
+    pub(crate) data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0: any free port; the one chosen is printed) [default: 127.0.0.1:9092].
+    #[arg(long)]
+    pub(crate) listen: Option<std::net::SocketAddr>,
+    /// Host name clients are told to connect to (default: the listen address's IP).
+    #[arg(long)]
+    pub(crate) advertised_host: Option<String>,
+    /// Largest request frame accepted, in bytes [default: 104857600].
+    #[arg(long)]
+    pub(crate) max_frame_bytes: Option<usize>,
+    /// Partitions of topics created automatically [default: 1].
+    #[arg(long)]
+    pub(crate) num_partitions: Option<u32>,
+    /// Do not create topics that clients ask for and that do not exist.
+    #[arg(long)]
+    pub(crate) no_auto_create_topics: bool,
+}
+
+/// The broker's settings: flags over the config file over the defaults.
+pub(crate) struct BrokerSettings {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) config: freshet::broker::BrokerConfig,
+}
+
+impl BrokerArgs {
+    pub(crate) fn settings(self) -> anyhow::Result<BrokerSettings> {
+        let mut data_dir = PathBuf::from("freshet-data");
+        let mut config = freshet::broker::BrokerConfig::default();
+        if let Some(path) = &self.config {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                    continue;
+                }
+                let at = || format!("{} line {}", path.display(), i + 1);
+                let (key, value) = line
+                    .split_once('=')
+                    .map(|(k, v)| (k.trim(), v.trim()))
+                    .with_context(|| format!("{}: expected key=value, found {line:?}", at()))?;
+                let bad = |why: &str| anyhow::anyhow!("{}: {key}={value:?}: {why}", at());
+                match key {
+                    "log.dirs" | "log.dir" => {
+                        anyhow::ensure!(!value.contains(','), bad("one data directory is served"));
+                        data_dir = PathBuf::from(value);
+                    }
+                    "listeners" => config.listen = listener(value).map_err(|e| bad(&e))?,
+                    "advertised.listeners" => {
+                        let host = value.rsplit("://").next().unwrap_or(value);
+                        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
+                        config.advertised_host = Some(host.to_string());
+                    }
+                    "advertised.host.name" => config.advertised_host = Some(value.to_string()),
+                    "num.partitions" => {
+                        config.default_partitions =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
+                    }
+                    "auto.create.topics.enable" => {
+                        config.auto_create_topics = value.parse().map_err(|_| bad("expected true or false"))?
+                    }
+                    "socket.request.max.bytes" => {
+                        config.max_frame_bytes =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a byte count"))?
+                    }
+                    "max.connections" => {
+                        config.max_connections =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
+                    }
+                    "max.connections.per.ip" => {
+                        config.max_connections_per_ip =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
+                    }
+                    _ => return Err(bad("not a setting of Freshet's broker")),
+                }
+            }
+        }
+        if let Some(d) = self.data_dir {
+            data_dir = d;
+        }
+        if let Some(l) = self.listen {
+            config.listen = l;
+        }
+        if let Some(h) = self.advertised_host {
+            config.advertised_host = Some(h);
+        }
+        if let Some(m) = self.max_frame_bytes {
+            config.max_frame_bytes = m;
+        }
+        if let Some(n) = self.num_partitions {
+            anyhow::ensure!(n > 0, "--num-partitions 0: a topic needs at least one partition");
+            config.default_partitions = n;
+        }
+        if self.no_auto_create_topics {
+            config.auto_create_topics = false;
+        }
+        Ok(BrokerSettings { data_dir, config })
+    }
+}
+
+/// `PLAINTEXT://host:port` or `host:port` (one listener) as an address.
+pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
+    if value.contains(',') {
+        return Err("one listener is served".into());
+    }
+    let address = match value.split_once("://") {
+        Some(("PLAINTEXT", address)) => address,
+        Some((protocol, _)) => return Err(format!("the {protocol} protocol is not served (PLAINTEXT only)")),
+        None => value,
+    };
+    let address = if address.starts_with(':') { format!("0.0.0.0{address}") } else { address.to_string() };
+    std::net::ToSocketAddrs::to_socket_addrs(&address)
+        .map_err(|e| format!("not an address: {e}"))?
+        .find(|a| a.is_ipv4())
+        .ok_or_else(|| "no IPv4 address".to_string())
+}
+
+pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let BrokerSettings { data_dir, config } = args.settings()?;
+    let embedded = open_log(&data_dir).await?;
+    let log = embedded.log().clone();
+    let broker = freshet::broker::Broker::start(log.clone(), embedded.group_offsets().clone(), config).await?;
+    say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
+    // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
+    #[cfg(feature = "sql")]
+    let host = crate::sql::QueryHost::start(Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir)).await?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate.recv() => {}
+    }
+    #[cfg(feature = "sql")]
+    host.stop().await?;
+    broker.stop().await;
+    embedded.close().await?;
+    say("Broker stopped; the log was closed cleanly.");
+    Ok(())
+}

@@ -763,6 +763,18 @@ impl Partition {
         if group.is_empty() {
             return false;
         }
+        // Offsets are contiguous: each batch starts where the one before it (or the log) ends. A
+        // gap or an overlap here would be served to every reader and follower as it is.
+        let mut next = state.log_end_offset();
+        for (_, info) in &group {
+            assert_eq!(
+                info.base_offset, next,
+                "partition {}-{}: a batch was given base offset {} where the log ends at {next}",
+                self.topic, self.index, info.base_offset
+            );
+            assert!(info.last_offset >= info.base_offset, "a batch whose last offset is below its base");
+            next = info.last_offset + 1;
+        }
         let buffers: Vec<&[u8]> = group.iter().map(|(item, _)| &item.batch[..]).collect();
         let result = state.active_mut().append(&buffers, config.index_interval_bytes);
         drop(buffers);
@@ -773,6 +785,7 @@ impl Partition {
                 let bytes: usize = group.iter().map(|(item, _)| item.batch.len()).sum();
                 self.counters.bytes_appended.fetch_add(bytes as u64, Ordering::Relaxed);
                 let leo = state.log_end_offset();
+                assert_eq!(leo, next, "partition {}-{}: the log end after an append", self.topic, self.index);
                 let active = state.active();
                 let end = Position { segment_base: active.base_offset, position: active.size };
                 // Without fsync acknowledgements, what is written is visible at once; the durable
@@ -879,6 +892,15 @@ impl Partition {
                 state.durable_offset = target;
                 self.durable_tx.send_replace(Durable { offset: target, failed: false });
                 if self.durability == Durability::Fsync && target > state.high_watermark {
+                    // Readers see up to the high watermark: past the log end they would read
+                    // bytes that are not there.
+                    assert!(
+                        target <= state.log_end_offset(),
+                        "partition {}-{}: high watermark {target} past the log end {}",
+                        self.topic,
+                        self.index,
+                        state.log_end_offset()
+                    );
                     state.high_watermark = target;
                     state.hw_position = target_position;
                     self.high_watermark_tx.send_replace(target);
@@ -1199,6 +1221,14 @@ impl Partition {
             }
             let leo = state.log_end_offset();
             state.leader_epochs.push((epoch, leo));
+            // Epochs and their start offsets only go forward: followers truncate by them.
+            assert!(
+                state.leader_epochs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "partition {}-{}: leader epochs out of order: {:?}",
+                self.topic,
+                self.index,
+                state.leader_epochs
+            );
         }
         self.write_checkpoint()
     }

@@ -47,11 +47,11 @@ pub mod prelude {
         KGroupedTable, KStream, KTable, LateRecord, Materialized, NumberSerde, OnDecodeError, Processor,
         ProcessorContext, Produced, PunctuationId, PunctuationType, Record, RecordMeta, Repartitioned, Serde, Serdes,
         SessionWindowedKStream, SessionWindows, SlidingWindows, Split, StoreBuilder, StreamJoined, StreamsBuilder,
-        StringSerde, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,
+        StringSerde, TaskId, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,
     };
     pub use freshet_runtime::{
-        DriverConfig, ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState,
-        TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, TopologyTestDriver,
+        DriverConfig, ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsAppBuilder, StreamsConfig,
+        StreamsState, TestInputTopic, TestOutputTopic, TestRecord, TimestampExtractor, TopologyTestDriver,
     };
 }
 

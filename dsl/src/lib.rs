@@ -21,7 +21,7 @@ pub use crate::error::{Error, Result};
 pub use crate::join::{JoinWindows, StreamJoined};
 pub use crate::processor::{
     Data, Processor, ProcessorContext, PunctuationId, PunctuationType, Record, RecordMeta, SinkRecord, TaskContext,
-    TaskGraph,
+    TaskGraph, TaskId,
 };
 pub use crate::serde::{BytesSerde, JsonSerde, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
 pub use crate::store::StoreBuilder;

@@ -86,6 +86,29 @@ pub struct SinkRecord {
     pub headers: Vec<Header>,
 }
 
+/// A task: one sub-topology over one partition of its source topics, as Kafka Streams' `TaskId`.
+/// Shown as `<sub-topology>_<partition>` (`0_3`), the name of its state directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TaskId {
+    /// The sub-topology the task runs.
+    pub subtopology: usize,
+    /// The partition of the sub-topology's source topics the task owns.
+    pub partition: u32,
+}
+
+impl TaskId {
+    /// The task of `subtopology` over `partition`.
+    pub fn new(subtopology: usize, partition: u32) -> Self {
+        TaskId { subtopology, partition }
+    }
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
 /// What a task knows while it processes a record: which task it is, the record's origin, stream
 /// time, wall-clock time, and the records its sinks wrote.
 #[derive(Debug, Default)]
@@ -114,6 +137,13 @@ pub struct TaskContext {
     pub late_records: u64,
     /// Punctuations processors scheduled.
     pub(crate) schedules: Vec<Schedule>,
+}
+
+impl TaskContext {
+    /// The task this context belongs to.
+    pub fn task_id(&self) -> TaskId {
+        TaskId::new(self.subtopology, self.partition)
+    }
 }
 
 /// Which clock a punctuation follows.

@@ -14,7 +14,8 @@ pub mod error;
 pub(crate) mod plan;
 
 pub use crate::app::{
-    ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsState, TimestampExtractor,
+    ErrorPolicy, Metrics, ProcessingGuarantee, StreamsApp, StreamsAppBuilder, StreamsConfig, StreamsState,
+    TimestampExtractor,
 };
 pub use crate::driver::{DriverConfig, StoredRecord, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
 pub use crate::error::{Error, Result};

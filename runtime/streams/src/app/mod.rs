@@ -39,6 +39,7 @@
 //! each stateful task's stores (kept open, brought to the changelog's end at every commit),
 //! placed from the group's description, so a task that moves restores only the tail.
 
+mod builder;
 mod config;
 mod global;
 mod metrics;
@@ -62,12 +63,13 @@ use freshet_core::{
     Producer, ProducerRecord, Substrate, TopicPartition, TransactionalProducer,
 };
 use freshet_core::{Clock, Isolation, OffsetSpec, SystemClock};
-use freshet_dsl::{PunctuationType, RecordMeta, TaskContext, TaskGraph, Topology};
+use freshet_dsl::{PunctuationType, RecordMeta, TaskContext, TaskGraph, TaskId, Topology};
 use freshet_state::{Backend, Changelogs, RestoreListener, RestoreProgress, StoreOptions, TaskConfig, TaskState};
 use tokio::runtime::Handle;
 
 use crate::error::{Error, Result};
 
+pub use self::builder::StreamsAppBuilder;
 pub use self::config::{ErrorPolicy, ProcessingGuarantee, StreamsConfig, TimestampExtractor};
 use self::global::*;
 pub use self::metrics::Metrics;
@@ -221,7 +223,7 @@ impl StreamsApp {
     /// that may block, not from inside an async task.
     pub fn start(&mut self) -> Result<()> {
         if self.state() != StreamsState::Created {
-            return Err(Error::Config(format!("start on an application in state {:?}", self.state())));
+            return Err(Error::InvalidState { operation: "start", state: self.state() });
         }
         self.shared.set_state(StreamsState::Rebalancing);
         *self.shared.started.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
@@ -265,11 +267,11 @@ impl StreamsApp {
                     }
                     result
                 })
-                .map_err(|e| Error::Config(format!("cannot start the global thread: {e}")))?;
+                .map_err(|source| Error::ThreadStart { thread: "the global thread".into(), source })?;
             self.threads.push(handle);
             // The stream threads start once the global tables hold their topics.
             if ready_rx.recv().is_err() {
-                return Err(Error::Config(self.error().unwrap_or_else(|| "the global thread stopped".into())));
+                return Err(Error::Failed(self.error().unwrap_or_else(|| "the global thread stopped".into())));
             }
         }
         let n_threads = self.config.num_stream_threads;
@@ -371,7 +373,7 @@ impl StreamsApp {
                     }
                     result
                 })
-                .map_err(|e| Error::Config(format!("cannot start a stream thread: {e}")))?;
+                .map_err(|source| Error::ThreadStart { thread: "a stream thread".into(), source })?;
             self.threads.push(handle);
         }
         Ok(())
@@ -393,11 +395,9 @@ impl StreamsApp {
             match self.state() {
                 StreamsState::Running => return Ok(()),
                 StreamsState::Error => {
-                    return Err(Error::Config(self.error().unwrap_or_else(|| "the application failed".into())))
+                    return Err(Error::Failed(self.error().unwrap_or_else(|| "the application failed".into())))
                 }
-                _ if Instant::now() >= deadline => {
-                    return Err(Error::Config(format!("not running after {timeout:?} (state {:?})", self.state())))
-                }
+                _ if Instant::now() >= deadline => return Err(Error::Timeout { waited: timeout, state: self.state() }),
                 _ => std::thread::sleep(Duration::from_millis(5)),
             }
         }
@@ -453,7 +453,8 @@ impl StreamsApp {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         let mut first = None;
         for handle in self.threads.drain(..) {
-            let result = handle.join().unwrap_or_else(|_| Err(Error::Config("a stream thread panicked".into())));
+            let name = handle.thread().name().unwrap_or("a stream thread").to_string();
+            let result = handle.join().unwrap_or_else(|_| Err(Error::ThreadPanicked(name)));
             if let Err(e) = result {
                 first.get_or_insert(e);
             }
@@ -498,9 +499,7 @@ impl StreamsApp {
                 Ok((d, _)) => {
                     counts.insert(topic.clone(), d.n_partitions);
                 }
-                Err(freshet_core::Error::UnknownTopic(_)) => {
-                    return Err(Error::Config(format!("source topic {topic} does not exist; create it first")))
-                }
+                Err(freshet_core::Error::UnknownTopic(_)) => return Err(Error::MissingSourceTopic(topic.clone())),
                 Err(e) => return Err(e.into()),
             }
         }
@@ -512,11 +511,11 @@ impl StreamsApp {
             match block_on(&runtime, admin.describe_topic(&physical)) {
                 Ok((d, _)) if d.n_partitions == n => {}
                 Ok((d, _)) => {
-                    return Err(Error::Config(format!(
-                        "internal topic {physical} has {} partitions where the topology needs {n}; \
-                         delete it (or reset the application) to start over",
-                        d.n_partitions
-                    )))
+                    return Err(Error::InternalTopicPartitions {
+                        topic: physical.clone(),
+                        found: d.n_partitions,
+                        needed: n,
+                    })
                 }
                 Err(freshet_core::Error::UnknownTopic(_)) => {
                     let topic = NewTopic { name: physical.clone(), n_partitions: n, configs: BTreeMap::new() };

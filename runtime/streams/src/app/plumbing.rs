@@ -24,7 +24,7 @@ impl Plumbing {
     /// The clients of `substrate`, made once here so that a substrate that cannot make them
     /// (a remote configuration librdkafka refuses) fails the application's creation.
     pub(super) fn new(substrate: Arc<dyn Substrate>, runtime: Handle) -> Result<Self> {
-        let client = |e: freshet_core::Error| Error::Config(format!("{}: {e}", substrate.describe()));
+        let client = |source| Error::Substrate { substrate: substrate.describe(), source };
         let producer = substrate.producer().map_err(client)?;
         let admin = substrate.admin().map_err(client)?;
         // A consumer fails only on a configuration the substrate refuses: checked once here.

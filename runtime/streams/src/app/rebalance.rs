@@ -99,11 +99,11 @@ impl StreamThread {
     pub(super) fn on_assigned(&mut self, assigned: &[TopicPartition]) -> Result<()> {
         // Placed again below; a task that moves here may be one of them.
         self.close_standbys();
-        let mut wanted: BTreeMap<String, (usize, u32, u32)> = BTreeMap::new();
+        let mut wanted: BTreeMap<TaskId, (usize, u32, u32)> = BTreeMap::new();
         for tp in assigned {
             match self.sources.get(&tp.topic) {
                 Some(&(sub, n)) => {
-                    wanted.insert(format!("{sub}_{}", tp.partition), (sub, tp.partition, n));
+                    wanted.insert(TaskId::new(sub, tp.partition), (sub, tp.partition, n));
                 }
                 None => tracing::warn!(member = %self.client_id, %tp, "assigned a partition no task reads"),
             }
@@ -143,7 +143,7 @@ impl StreamThread {
                 self.tasks.push(task);
             }
         }
-        self.tasks.sort_by(|a, b| a.id.cmp(&b.id));
+        self.tasks.sort_by_key(|t| t.id);
         self.index_partitions();
         self.consumer.resume(assigned)?;
         self.standbys_placed = false;
@@ -198,7 +198,7 @@ impl StreamThread {
         let helper = std::thread::Builder::new()
             .name(format!("{}-open", self.client_id))
             .spawn(move || done.send(work()))
-            .map_err(|e| Error::Config(format!("cannot start a thread to open stores: {e}")))?;
+            .map_err(|source| Error::ThreadStart { thread: "a thread to open stores".into(), source })?;
         self.consumer.pause(partitions)?;
         let result = loop {
             match finished.recv_timeout(KEEPALIVE_POLL) {
@@ -211,7 +211,7 @@ impl StreamThread {
                     }
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    break Err(Error::Config("the thread opening stores stopped".into()))
+                    break Err(Error::ThreadPanicked(format!("{}-open", self.client_id)))
                 }
             }
         };

@@ -88,13 +88,13 @@ impl StreamThread {
     /// the tail past their checkpoint, and stays open. Copies no longer placed here are closed. A
     /// copy whose directory is busy (its task runs in this instance) waits for the next commit.
     pub(super) fn refresh_standbys(&mut self) {
-        let placed: BTreeMap<String, (usize, u32, u32)> =
-            self.standbys.iter().map(|&(s, p, n)| (format!("{s}_{p}"), (s, p, n))).collect();
-        let gone: Vec<String> = self.standby_states.keys().filter(|id| !placed.contains_key(*id)).cloned().collect();
+        let placed: BTreeMap<TaskId, (usize, u32, u32)> =
+            self.standbys.iter().map(|&(s, p, n)| (TaskId::new(s, p), (s, p, n))).collect();
+        let gone: Vec<TaskId> = self.standby_states.keys().filter(|id| !placed.contains_key(*id)).copied().collect();
         for id in gone {
             self.close_standby(&id);
         }
-        let open: Vec<String> = self.standby_states.keys().cloned().collect();
+        let open: Vec<TaskId> = self.standby_states.keys().copied().collect();
         for id in &open {
             let caught_up = self.standby_states.get_mut(id).map_or(Ok(0), |state| state.catch_up());
             match caught_up {
@@ -107,7 +107,7 @@ impl StreamThread {
         }
         // New copies restore what their checkpoint lacks (everything, the first time): on a
         // helper thread, as tasks do.
-        let new: Vec<(String, (usize, u32, u32))> =
+        let new: Vec<(TaskId, (usize, u32, u32))> =
             placed.into_iter().filter(|(id, _)| !self.standby_states.contains_key(id)).collect();
         if new.is_empty() {
             return;
@@ -144,7 +144,7 @@ impl StreamThread {
 }
 
 impl StreamThread {
-    pub(super) fn close_standby(&mut self, id: &str) {
+    pub(super) fn close_standby(&mut self, id: &TaskId) {
         if let Some(state) = self.standby_states.remove(id) {
             if let Err(error) = state.close() {
                 tracing::debug!(member = %self.client_id, task = %id, %error, "closing a standby copy failed");
@@ -154,7 +154,7 @@ impl StreamThread {
 
     /// Closes every standby copy (a rebalance may make one of them a task of this instance).
     pub(super) fn close_standbys(&mut self) {
-        let ids: Vec<String> = self.standby_states.keys().cloned().collect();
+        let ids: Vec<TaskId> = self.standby_states.keys().copied().collect();
         for id in ids {
             self.close_standby(&id);
         }
@@ -163,11 +163,11 @@ impl StreamThread {
 
 impl TaskOpener {
     pub(super) fn open_standby(&self, sub: usize, partition: u32, n: u32) -> Result<TaskState> {
-        let id = format!("{sub}_{partition}");
+        let id = TaskId::new(sub, partition);
         let mut config = TaskConfig::new(
             &self.config.state_dir,
             &self.config.application_id,
-            &id,
+            &id.to_string(),
             partition,
             n,
             self.config.backend.clone(),

@@ -30,11 +30,11 @@ impl TaskOpener {
                         return Ok(None);
                     }
                     if Instant::now() >= deadline {
-                        return Err(Error::Config(format!(
-                            "task {sub}_{partition}: its directory {} stayed locked for {TASK_DIRECTORY_WAIT:?} \
-                             (is another process using this state directory?)",
-                            path.display()
-                        )));
+                        return Err(Error::TaskLocked {
+                            task: TaskId::new(sub, partition),
+                            path,
+                            waited: TASK_DIRECTORY_WAIT,
+                        });
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
@@ -46,7 +46,7 @@ impl TaskOpener {
     /// Opens a task: its stores (restored from their changelogs), its graph.
     pub(super) fn open_task(&self, sub: usize, partition: u32, n: u32) -> Result<RunningTask> {
         let app = &self.config.application_id;
-        let id = format!("{sub}_{partition}");
+        let id = TaskId::new(sub, partition);
         let span = tracing::info_span!("task", app = %app, task = %id);
         let _entered = span.enter();
         let stores = self.topology.stores_of(sub);
@@ -56,7 +56,7 @@ impl TaskOpener {
             let mut config = TaskConfig::new(
                 &self.config.state_dir,
                 app,
-                &id,
+                &id.to_string(),
                 partition,
                 n,
                 self.config.backend.clone(),

@@ -20,7 +20,7 @@ impl Unpolled {
 
 /// One task as a thread runs it.
 pub(super) struct RunningTask {
-    pub(super) id: String,
+    pub(super) id: TaskId,
     pub(super) graph: TaskGraph,
     pub(super) ctx: TaskContext,
     /// Records read and not yet processed, per (physical) input partition.
@@ -60,7 +60,7 @@ pub(super) struct StreamThread {
     /// Whether the standbys follow the group's current assignment (else: try at the next commit).
     pub(super) standbys_placed: bool,
     /// The standby copies open now, by task id.
-    pub(super) standby_states: BTreeMap<String, TaskState>,
+    pub(super) standby_states: BTreeMap<TaskId, TaskState>,
     pub(super) tasks: Vec<RunningTask>,
     /// Tasks whose partitions were revoked, kept open until the rebalance ends: closed if it
     /// does not give them back.
@@ -334,10 +334,13 @@ impl StreamThread {
             let (topic, partition) = (&tp.topic, tp.partition);
             match policy {
                 ErrorPolicy::Fail => {
-                    return Err(Error::Config(format!(
-                        "task {} failed on {topic}-{partition} offset {offset}: {error}",
-                        task.id
-                    )))
+                    return Err(Error::Processing {
+                        task: task.id,
+                        topic: topic.clone(),
+                        partition,
+                        offset,
+                        reason: error.to_string(),
+                    })
                 }
                 ErrorPolicy::LogAndContinue => {
                     tracing::warn!(task = %task.id, %topic, partition, offset, %error, "skipping a record that failed");
@@ -426,7 +429,7 @@ impl StreamThread {
             Err(error) => error,
         };
         let Some(records) = kept else {
-            return Err(Error::Config(format!("cannot write the output of a task: {error}")));
+            return Err(Error::Output { what: "the output of a task".into(), source: error });
         };
         tracing::warn!(%error, records = n, "a send failed; retrying record by record");
         for record in records {
@@ -437,7 +440,7 @@ impl StreamThread {
                 }
                 Err(error) => match &self.config.on_production_error {
                     ErrorPolicy::Fail => {
-                        return Err(Error::Config(format!("cannot write a record to {topic}: {error}")))
+                        return Err(Error::Output { what: format!("a record to {topic}"), source: error })
                     }
                     ErrorPolicy::LogAndContinue => {
                         tracing::warn!(%topic, %error, "skipping an output record the log refused");
@@ -481,7 +484,7 @@ impl StreamThread {
                 // The input offsets commit with the output and the changelog writes.
                 if !offsets.is_empty() {
                     let group = self.consumer.group_metadata().ok_or_else(|| {
-                        Error::Config("exactly-once needs the stream thread's consumer in its group".into())
+                        Error::Failed("exactly-once needs the stream thread's consumer in its group".into())
                     })?;
                     block_on(&self.runtime, txn.send_offsets(offsets, &group))?;
                 }

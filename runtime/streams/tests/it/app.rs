@@ -693,3 +693,64 @@ fn bad_settings_are_refused_naming_the_setting() {
     config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
     StreamsApp::new(word_count(), log.clone(), config, rt.handle().clone()).expect("the embedded log has transactions");
 }
+
+/// The builder from async code: the runtime taken from the context, started, waited for and
+/// closed without blocking an async worker; the counts as a blocking application makes them.
+#[test]
+fn a_built_application_runs_from_async_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    create(&rt, &log, "lines", 2);
+    produce(&rt, &log, "lines", &[("a", "red green", 1), ("b", "green blue", 2), ("c", "red red", 3)]);
+    let state_dir = dir.path().join("state");
+    let for_app = log.clone();
+    rt.block_on(async move {
+        let mut app = StreamsApp::builder(word_count(), for_app)
+            .application_id("built")
+            .state_dir(state_dir)
+            .num_stream_threads(2)
+            .commit_interval(Duration::from_millis(50))
+            .build()
+            .unwrap();
+        app.start_async().await.unwrap();
+        app.wait_until_running_async(Duration::from_secs(30)).await.unwrap();
+        let again = app.start_async().await.unwrap_err();
+        assert!(
+            matches!(again, freshet_runtime::Error::InvalidState { operation: "start", state: StreamsState::Running }),
+            "{again}"
+        );
+        // Until every count has arrived, then closed.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while app.metrics().records_in < 3 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        app.close_async().await.unwrap();
+    });
+    let counts = final_counts(&read_all(&rt, &log, "word-counts", 3));
+    assert_eq!(counts, BTreeMap::from([("blue".into(), 1), ("green".into(), 2), ("red".into(), 3)]));
+}
+
+/// What the builder and the application refuse, each with an error that says what it is.
+#[test]
+fn the_builder_and_the_application_refuse_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let log = open_log(&rt, dir.path());
+    // Outside a runtime, with none given.
+    let e = StreamsApp::builder(word_count(), log.clone()).build().unwrap_err();
+    assert!(e.to_string().contains("no tokio runtime"), "{e}");
+    // A current-thread runtime cannot carry blocking stream threads.
+    let single = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let e = StreamsApp::builder(word_count(), log.clone()).runtime(single.handle().clone()).build().unwrap_err();
+    assert!(e.to_string().contains("multi-thread"), "{e}");
+    // A source topic that does not exist.
+    let mut app = StreamsApp::builder(word_count(), log.clone())
+        .application_id("refused")
+        .state_dir(dir.path().join("state"))
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    let e = app.start().unwrap_err();
+    assert!(matches!(&e, freshet_runtime::Error::MissingSourceTopic(t) if t == "lines"), "{e}");
+}

@@ -25,11 +25,9 @@ pub use crate::processor::{
 };
 pub use crate::serde::{BytesSerde, JsonSerde, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
 pub use crate::store::StoreBuilder;
-pub use crate::stream::{
-    Consumed, InternalTopic, KStream, OnDecodeError, Produced, Repartitioned, Split, StreamsBuilder,
-};
+pub use crate::stream::{Consumed, KStream, OnDecodeError, Produced, Repartitioned, Split, StreamsBuilder};
 pub use crate::table::{GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KTable, Materialized};
-pub use crate::topology::{NodeKind, Subtopology, Topology};
+pub use crate::topology::{InternalTopic, NodeKind, Subtopology, Topology};
 pub use crate::window::{
     EmitStrategy, LateRecord, SessionWindowedKStream, SessionWindows, SlidingWindows, TimeWindowedKStream, TimeWindows,
     WindowedSerde,

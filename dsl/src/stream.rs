@@ -20,7 +20,7 @@ use crate::processor::{
 };
 use crate::serde::Serde;
 use crate::store::StoreBuilder;
-use crate::topology::{NodeKind, NodeSpec, Topology};
+use crate::topology::{InternalTopic, NodeKind, NodeSpec, Topology};
 
 /// What a source does with a record its serdes cannot decode (a poison record).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -105,15 +105,6 @@ pub(crate) struct Graph {
     store_names_taken: usize,
     /// What operators found wrong as they were added; `build` reports the first.
     pub(crate) errors: Vec<String>,
-}
-
-/// A topic the topology writes and reads itself (a repartition topic).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InternalTopic {
-    /// Its name.
-    pub name: String,
-    /// Partitions asked for; `None` leaves the choice to the runtime.
-    pub partitions: Option<u32>,
 }
 
 /// How a stream goes through a repartition topic: serdes, an optional name (the topic is

@@ -7,7 +7,15 @@ use std::sync::Arc;
 
 use crate::processor::{ErasedNode, Slot, TaskGraph};
 use crate::store::StoreBuilder;
-use crate::stream::InternalTopic;
+
+/// A topic the topology writes and reads itself (a repartition topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InternalTopic {
+    /// Its name.
+    pub name: String,
+    /// Partitions asked for; `None` leaves the choice to the runtime.
+    pub partitions: Option<u32>,
+}
 
 /// What a node is, for descriptions and for the runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]

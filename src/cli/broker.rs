@@ -137,7 +137,9 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
     // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
     #[cfg(feature = "sql")]
-    let host = crate::sql::QueryHost::start(Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir)).await?;
+    let host =
+        crate::sql::QueryHost::start(std::sync::Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir))
+            .await?;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}

@@ -1,7 +1,6 @@
 //! The `freshet` command.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;

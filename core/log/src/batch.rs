@@ -32,6 +32,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+pub use crate::compression::Compression;
+use crate::compression::COMPRESSION_MASK;
 use crate::error::{Error, Result};
 
 /// Size of the fixed batch header.
@@ -55,7 +57,6 @@ const PRODUCER_EPOCH: usize = 51;
 const BASE_SEQUENCE: usize = 53;
 const RECORD_COUNT: usize = 57;
 
-const COMPRESSION_MASK: i16 = 0x07;
 const TIMESTAMP_TYPE_BIT: i16 = 0x08;
 const TRANSACTIONAL_BIT: i16 = 0x10;
 const CONTROL_BIT: i16 = 0x20;
@@ -67,44 +68,6 @@ pub enum TimestampType {
     CreateTime,
     /// Set by the log when the batch was appended.
     LogAppendTime,
-}
-
-/// The compression codec named by a batch's attributes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// Records are stored as they are.
-    None,
-    /// gzip.
-    Gzip,
-    /// Snappy (xerial framing).
-    Snappy,
-    /// LZ4 frame.
-    Lz4,
-    /// Zstandard.
-    Zstd,
-}
-
-impl Compression {
-    fn attribute_bits(self) -> i16 {
-        match self {
-            Compression::None => 0,
-            Compression::Gzip => 1,
-            Compression::Snappy => 2,
-            Compression::Lz4 => 3,
-            Compression::Zstd => 4,
-        }
-    }
-
-    fn from_attributes(attributes: i16) -> Result<Self> {
-        Ok(match attributes & COMPRESSION_MASK {
-            0 => Compression::None,
-            1 => Compression::Gzip,
-            2 => Compression::Snappy,
-            3 => Compression::Lz4,
-            4 => Compression::Zstd,
-            other => return Err(Error::InvalidBatch(format!("unknown compression codec {other} in attributes"))),
-        })
-    }
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {

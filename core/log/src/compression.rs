@@ -12,8 +12,48 @@
 
 use std::io::{Read, Write};
 
-use crate::batch::Compression;
 use crate::error::{Error, Result};
+
+/// The bits of a batch's attributes that name its codec.
+pub(crate) const COMPRESSION_MASK: i16 = 0x07;
+
+/// The compression codec named by a batch's attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// Records are stored as they are.
+    None,
+    /// gzip.
+    Gzip,
+    /// Snappy (xerial framing).
+    Snappy,
+    /// LZ4 frame.
+    Lz4,
+    /// Zstandard.
+    Zstd,
+}
+
+impl Compression {
+    pub(crate) fn attribute_bits(self) -> i16 {
+        match self {
+            Compression::None => 0,
+            Compression::Gzip => 1,
+            Compression::Snappy => 2,
+            Compression::Lz4 => 3,
+            Compression::Zstd => 4,
+        }
+    }
+
+    pub(crate) fn from_attributes(attributes: i16) -> Result<Self> {
+        Ok(match attributes & COMPRESSION_MASK {
+            0 => Compression::None,
+            1 => Compression::Gzip,
+            2 => Compression::Snappy,
+            3 => Compression::Lz4,
+            4 => Compression::Zstd,
+            other => return Err(Error::InvalidBatch(format!("unknown compression codec {other} in attributes"))),
+        })
+    }
+}
 
 /// The largest records section a compressed batch may inflate to.
 pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;

@@ -42,8 +42,9 @@ use freshet_dsl::{
 
 use super::expr::{self, Eval};
 use super::format::Format;
-use super::row::{self, null_of, KeySerde, Row, RowSerde, ValueSerde};
+use super::row::{self, KeySerde, RowSerde, ValueSerde};
 use super::table::{TableKind, TopicTable};
+use super::value::{self, null_of, Row};
 
 /// `CREATE STREAM` (every result, appended) or `CREATE TABLE` (an aggregate's latest value per
 /// key, in a compacted topic).
@@ -871,7 +872,7 @@ impl Compiler<'_> {
             .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
         for (name, t) in &value_columns {
-            if !row::supported(t) {
+            if !value::supported(t) {
                 return Err(plan_err(format!(
                     "column {name} of {topic} has type {t}, which continuous queries do not carry yet"
                 )));
@@ -1568,7 +1569,7 @@ pub(crate) fn output_schema(plan: &LogicalPlan) -> Result<SchemaRef> {
                 f.name()
             )));
         }
-        if !row::supported(f.data_type()) {
+        if !value::supported(f.data_type()) {
             return Err(plan_err(format!(
                 "output column {} has type {}, which continuous queries do not carry yet",
                 f.name(),

@@ -20,7 +20,7 @@ use datafusion::logical_expr::{
 };
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::row::Row;
+use super::value::Row;
 
 /// A compiled expression.
 #[derive(Debug, Clone)]

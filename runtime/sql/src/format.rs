@@ -23,7 +23,7 @@ use apache_avro::Schema as AvroSchema;
 use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::common::{DataFusionError, ScalarValue};
 
-use super::row::{null_of, write_json};
+use super::value::{null_of, write_json};
 
 /// How a topic's record values are encoded.
 #[derive(Debug, Clone)]

@@ -28,6 +28,7 @@ mod format;
 mod row;
 mod statement;
 mod table;
+mod value;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -46,8 +47,8 @@ use freshet_core::{Admin, ConsumerConfig, NewTopic, Producer, ProducerRecord, Su
 
 pub use continuous::{Compiled, Emit, OutputKind};
 pub use format::Format;
-pub use row::Row;
 pub use table::{TableKind, TopicTable, TopicTableFactory, METADATA_COLUMNS};
+pub use value::Row;
 
 use datafusion::common::tree_node::TreeNode;
 

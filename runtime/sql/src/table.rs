@@ -27,7 +27,7 @@ use freshet_core::OffsetSpec;
 use freshet_core::{Admin, Consumer, ConsumerConfig, ConsumerRecord, Substrate, TopicPartition};
 
 use super::format::Format;
-use super::row::{self, ValueSerde};
+use super::row::ValueSerde;
 
 /// The columns every topic table starts with.
 pub const METADATA_COLUMNS: [&str; 5] = ["_partition", "_offset", "_timestamp", "_key", "_headers"];
@@ -425,9 +425,12 @@ impl Decoding {
                         let value = r.value.as_deref();
                         let row = match value {
                             Some(v) => serde.deserialize(Some(v)),
-                            None => {
-                                Ok(self.value_schema.fields().iter().map(|f| row::null_of(f.data_type())).collect())
-                            }
+                            None => Ok(self
+                                .value_schema
+                                .fields()
+                                .iter()
+                                .map(|f| crate::value::null_of(f.data_type()))
+                                .collect()),
                         };
                         row.map_err(|e| {
                             DataFusionError::Execution(format!(

@@ -1,0 +1,126 @@
+//! Reads: batches from an offset up to the high watermark (or the last stable offset at
+//! `read_committed`, with the aborted transactions below it), and offsets by timestamp.
+
+use super::*;
+
+impl Partition {
+    /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
+    /// always at least one batch. Only records below the high watermark are returned, and with
+    /// `Isolation::ReadCommitted` only those below the last stable offset.
+    pub fn read(&self, offset: i64, max_bytes: u64, isolation: Isolation) -> Result<ReadResult> {
+        let interval = self.config().index_interval_bytes;
+        let mut state = self.lock();
+        let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
+        state.txns.trim(start);
+        let lso = state.txns.last_stable_offset(hw);
+        let aborted = match isolation {
+            Isolation::ReadCommitted => state.txns.aborted_between(offset, lso),
+            Isolation::ReadUncommitted => Vec::new(),
+        };
+        let result = |slice| ReadResult {
+            slice,
+            high_watermark: hw,
+            last_stable_offset: lso,
+            aborted: aborted.clone(),
+            log_start_offset: start,
+            log_end_offset: leo,
+        };
+        if offset < start || offset > leo {
+            return Err(self.out_of_range(offset, start, leo));
+        }
+        let end = match isolation {
+            Isolation::ReadCommitted if lso < hw => {
+                // The last stable offset is where an open transaction's first batch starts.
+                let base = state.segments.range(..=lso).next_back().map_or(start, |(b, _)| *b);
+                state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+                let segment = &state.segments[&base];
+                match segment.find(lso, state.visible_limit(segment))? {
+                    Some(header) => Position { segment_base: base, position: header.position },
+                    None => state.hw_position,
+                }
+            }
+            _ => state.hw_position,
+        };
+        let upper = if isolation == Isolation::ReadCommitted { lso } else { hw };
+        if offset >= upper {
+            return Ok(result(None));
+        }
+        let floor = state.segments.range(..=offset).next_back().map_or(start, |(b, _)| *b);
+        let bases: Vec<i64> = state.segments.range(floor..).map(|(b, _)| *b).collect();
+        for base in bases {
+            if base > end.segment_base {
+                break;
+            }
+            state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+            let segment = &state.segments[&base];
+            // Compaction can leave a segment empty; later ones still hold data.
+            let limit = State::limit_below(segment, end);
+            if let Some(header) = segment.find(offset, limit)? {
+                let len = header.size.max(max_bytes.min(limit - header.position));
+                return Ok(result(Some(LogSlice {
+                    file: segment.file.clone(),
+                    path: segment.path.clone(),
+                    position: header.position,
+                    len,
+                    first_batch_bytes: header.size,
+                })));
+            }
+        }
+        Ok(result(None))
+    }
+
+    pub(super) fn out_of_range(&self, offset: i64, log_start_offset: i64, log_end_offset: i64) -> Error {
+        Error::OffsetOutOfRange {
+            topic: self.topic.clone(),
+            partition: self.index,
+            offset,
+            log_start_offset,
+            log_end_offset,
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `timestamp`, with that timestamp;
+    /// `None` when every visible record is older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<(i64, i64)>> {
+        let interval = self.config().index_interval_bytes;
+        let mut state = self.lock();
+        let start = state.log_start_offset;
+        let bases: Vec<i64> = state.segments.keys().copied().collect();
+        for base in bases {
+            if base > state.hw_position.segment_base {
+                break;
+            }
+            if state.segments[&base].max_timestamp >= timestamp {
+                state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
+            }
+            let segment = &state.segments[&base];
+            // Compaction can leave a segment empty; later ones still hold data.
+            let limit = state.visible_limit(segment);
+            if segment.max_timestamp < timestamp && segment.size == limit {
+                continue;
+            }
+            let mut position = segment.scan_start_for_timestamp(timestamp, limit)?;
+            while let Some(header) = segment.read_header(position, limit)? {
+                position += header.size;
+                if header.max_timestamp < timestamp || header.last_offset < start {
+                    continue;
+                }
+                let mut buf = vec![0u8; header.size as usize];
+                segment.file.read_exact_at(&mut buf, header.position).at(&segment.path)?;
+                let view = BatchView::parse(&buf)?;
+                let mut found = None;
+                view.for_each_record(|record| {
+                    if found.is_none() && record.timestamp >= timestamp && record.offset >= start {
+                        found = Some((record.offset, record.timestamp));
+                    }
+                    Ok(())
+                })?;
+                if found.is_some() {
+                    return Ok(found);
+                }
+                // Only records below the log start offset matched: keep looking.
+            }
+        }
+        Ok(None)
+    }
+}

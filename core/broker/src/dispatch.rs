@@ -78,15 +78,13 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::TxnOffsetCommit, 0, 3, txn::serve_txn_offset_commit),
 ];
 
-/// What every handler serves from: the log, the coordinators, the idempotent producers' state,
-/// and what the broker tells clients about itself.
+/// What every handler serves from: the log, the coordinators, and what the broker tells clients about itself.
 #[derive(Debug, Clone)]
 pub(crate) struct Served {
     pub(crate) log: Log,
     pub(crate) offsets: GroupOffsets,
     pub(crate) coordinator: Coordinator,
     pub(crate) transactions: Transactions,
-    pub(crate) producers: produce::Producers,
     pub(crate) config: BrokerConfig,
     pub(crate) host: String,
     pub(crate) port: i32,
@@ -95,16 +93,7 @@ pub(crate) struct Served {
 impl Served {
     pub(crate) fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig, host: String, port: i32) -> Self {
         let transactions = Transactions::new(log.clone(), offsets.clone());
-        Served {
-            log,
-            offsets,
-            coordinator: Coordinator::new(),
-            transactions,
-            producers: produce::Producers::default(),
-            config,
-            host,
-            port,
-        }
+        Served { log, offsets, coordinator: Coordinator::new(), transactions, config, host, port }
     }
 }
 

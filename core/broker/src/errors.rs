@@ -14,7 +14,9 @@ pub(crate) fn error_code(error: &Error) -> i16 {
         Error::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,
         Error::InvalidTopicName { .. } => code::INVALID_TOPIC_EXCEPTION,
         Error::InvalidConfig { .. } => code::INVALID_CONFIG,
-        Error::ProducerFenced(_) => code::INVALID_PRODUCER_EPOCH,
+        Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_) => code::INVALID_PRODUCER_EPOCH,
+        Error::OutOfOrderSequence(_) => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
+        Error::DuplicateSequence(_) => code::DUPLICATE_SEQUENCE_NUMBER,
         Error::Transaction(_) => code::INVALID_TXN_STATE,
         _ => code::UNKNOWN_SERVER_ERROR,
     }

@@ -233,6 +233,13 @@ pub struct LogConfig {
     pub offsets_topic_partitions: u32,
     /// Where "now" comes from: record timestamps, retention, and the coordinators' timeouts.
     pub clock: Arc<dyn Clock>,
+    /// How long a partition remembers an idle producer without an open transaction (Kafka's
+    /// `producer.id.expiration.ms`): a retry after that is stored again.
+    pub producer_id_expiration_ms: i64,
+    /// The most producers one partition remembers: past it, the one idle longest without an open
+    /// transaction is forgotten, so clients that churn producer ids cannot grow the state without
+    /// bound.
+    pub max_producers_per_partition: usize,
 }
 
 impl Default for LogConfig {
@@ -245,6 +252,8 @@ impl Default for LogConfig {
             cleaner_dedupe_buffer_bytes: 64 << 20,
             offsets_topic_partitions: 8,
             clock: crate::clock::system(),
+            producer_id_expiration_ms: 86_400_000,
+            max_producers_per_partition: 100_000,
         }
     }
 }

@@ -57,6 +57,18 @@ pub enum Error {
         /// The partition asked for.
         partition: u32,
     },
+    /// An idempotent producer's batch does not follow its latest stored sequence; nothing was
+    /// written (Kafka's OUT_OF_ORDER_SEQUENCE_NUMBER).
+    #[error("out of order sequence: {0}")]
+    OutOfOrderSequence(String),
+    /// An idempotent producer's batch repeats one older than those remembered, so its original
+    /// offsets cannot be told; nothing was written (Kafka's DUPLICATE_SEQUENCE_NUMBER).
+    #[error("duplicate sequence: {0}")]
+    DuplicateSequence(String),
+    /// An idempotent producer's batch carries an epoch older than one stored (Kafka's
+    /// INVALID_PRODUCER_EPOCH); nothing was written.
+    #[error("invalid producer epoch: {0}")]
+    InvalidProducerEpoch(String),
     /// A topic of that name exists already.
     #[error("topic \"{0}\" already exists")]
     TopicExists(String),

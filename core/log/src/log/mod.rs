@@ -25,6 +25,7 @@ mod cleaner;
 #[doc(hidden)]
 pub mod failpoint;
 mod partition;
+mod producers;
 mod segment;
 pub mod txn;
 
@@ -40,6 +41,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 
 pub use cleaner::CleanStats;
 pub use partition::{AppendInfo, LogSlice, Partition, ReadResult, RecoveryReport};
+pub use producers::ProducerInfo;
 pub use txn::{AbortedFilter, AbortedTxn, Isolation, Marker};
 
 use crate::config::{ConfigEntry, Durability, LogConfig, TopicConfig};
@@ -945,6 +947,7 @@ fn run_maintenance(shared: &Shared, now: i64) -> Result<Vec<(String, u32, Option
         }
         partition.apply_retention(now)?;
         partition.delete_segments_below_start()?;
+        partition.expire_producers(now, shared.config.producer_id_expiration_ms);
         let stats = cleaner::clean(&partition, now, shared.config.cleaner_dedupe_buffer_bytes, &shared.shutdown)?;
         results.push((partition.topic().to_owned(), partition.index(), stats));
     }

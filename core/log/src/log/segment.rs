@@ -50,12 +50,20 @@ pub(crate) struct BatchHeader {
     pub(crate) max_timestamp: i64,
     /// The batch attributes (compression, timestamp type, transactional and control bits).
     pub(crate) attributes: i16,
+    pub(crate) producer_id: i64,
+    pub(crate) producer_epoch: i16,
+    pub(crate) base_sequence: i32,
 }
 
 impl BatchHeader {
     /// Whether the batch belongs to a transaction (data or marker).
     pub(crate) fn is_transactional(&self) -> bool {
         self.attributes & 0x10 != 0
+    }
+
+    /// Whether the batch is a control batch (a transaction marker).
+    pub(crate) fn is_control(&self) -> bool {
+        self.attributes & 0x20 != 0
     }
 }
 
@@ -581,6 +589,9 @@ impl Segment {
             last_offset: base_offset + i64::from(last_delta),
             max_timestamp,
             attributes,
+            producer_id: i64::from_be_bytes(buf[43..51].try_into().expect("8")),
+            producer_epoch: i16::from_be_bytes(buf[51..53].try_into().expect("2")),
+            base_sequence: i32::from_be_bytes(buf[53..57].try_into().expect("4")),
         }))
     }
 
@@ -703,6 +714,9 @@ impl Segment {
                 last_offset: view.last_offset(),
                 max_timestamp: view.max_timestamp(),
                 attributes: view.attributes(),
+                producer_id: view.producer_id(),
+                producer_epoch: view.producer_epoch(),
+                base_sequence: view.base_sequence(),
             };
             self.index_batch(position, &header, interval_bytes);
             position += header.size;

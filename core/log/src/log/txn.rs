@@ -5,13 +5,14 @@
 //!
 //! The state follows from the partition's batches alone: a transactional data batch opens (or
 //! continues) its producer's transaction, a control batch (a commit or abort marker, written by
-//! the transaction coordinator) ends it. It is rebuilt by reading batch headers when a partition
-//! that has held transactional batches is opened.
+//! the transaction coordinator) ends it. It is part of the partition's producer state, saved with
+//! it in snapshot files (see `producers`).
 
 use std::collections::{HashMap, VecDeque};
 
 use bytes::Bytes;
 
+use super::producers::{BatchFacts, Reader};
 use crate::batch::{BatchBuilder, BatchView};
 use crate::error::{Error, Result};
 
@@ -85,7 +86,7 @@ impl Marker {
 }
 
 /// The transactions of one partition.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Txns {
     /// Producer id to the offset of the first record of its open transaction.
     open: HashMap<i64, i64>,
@@ -94,54 +95,39 @@ pub(crate) struct Txns {
     ending: VecDeque<(i64, i64)>,
     /// Aborted transactions, in marker order.
     aborted: VecDeque<AbortedTxn>,
-    /// The latest epoch of each producer seen in a transactional batch or marker: a data batch
-    /// from an older epoch comes from a fenced producer and is refused.
-    epochs: HashMap<i64, i16>,
-    /// Whether the partition has ever held a transactional batch.
-    pub(crate) seen: bool,
 }
 
 impl Txns {
-    /// Refuses a transactional batch of a fenced producer (an epoch older than one seen here).
-    pub(crate) fn check(&self, batch: &BatchView<'_>) -> Result<()> {
-        if !batch.is_transactional() || batch.is_control() {
-            return Ok(());
-        }
-        match self.epochs.get(&batch.producer_id()) {
-            Some(&current) if batch.producer_epoch() < current => Err(Error::ProducerFenced(format!(
-                "producer {} at epoch {}: epoch {current} took over its transactional id",
-                batch.producer_id(),
-                batch.producer_epoch()
-            ))),
-            _ => Ok(()),
+    /// Accounts for a transactional batch (data or marker) stored at `batch.base_offset`.
+    pub(crate) fn apply(&mut self, batch: &BatchFacts) {
+        let producer = batch.producer_id;
+        match batch.marker {
+            Some(marker) => {
+                if let Some(first) = self.open.remove(&producer) {
+                    self.ending.push_back((first, batch.base_offset));
+                    if marker == Marker::Abort {
+                        self.aborted.push_back(AbortedTxn {
+                            producer_id: producer,
+                            first_offset: first,
+                            last_offset: batch.base_offset,
+                        });
+                    }
+                }
+            }
+            None => {
+                self.open.entry(producer).or_insert(batch.base_offset);
+            }
         }
     }
 
-    /// Accounts for a batch stored at `base_offset` (its header may not carry it yet).
-    pub(crate) fn apply(&mut self, batch: &BatchView<'_>, base_offset: i64) -> Result<()> {
-        if !batch.is_transactional() {
-            return Ok(());
-        }
-        self.seen = true;
-        let producer = batch.producer_id();
-        let epoch = self.epochs.entry(producer).or_insert(batch.producer_epoch());
-        *epoch = (*epoch).max(batch.producer_epoch());
-        if batch.is_control() {
-            let marker = Marker::of(batch)?;
-            if let Some(first) = self.open.remove(&producer) {
-                self.ending.push_back((first, base_offset));
-                if marker == Marker::Abort {
-                    self.aborted.push_back(AbortedTxn {
-                        producer_id: producer,
-                        first_offset: first,
-                        last_offset: base_offset,
-                    });
-                }
-            }
-        } else {
-            self.open.entry(producer).or_insert(base_offset);
-        }
-        Ok(())
+    /// Whether `producer` has a transaction open here.
+    pub(crate) fn is_open(&self, producer: i64) -> bool {
+        self.open.contains_key(&producer)
+    }
+
+    /// The first offset of `producer`'s open transaction.
+    pub(crate) fn open_since(&self, producer: i64) -> Option<i64> {
+        self.open.get(&producer).copied()
     }
 
     /// The last stable offset: the high watermark, or the first offset of the earliest transaction
@@ -166,6 +152,45 @@ impl Txns {
         while self.aborted.front().is_some_and(|a| a.last_offset < log_start_offset) {
             self.aborted.pop_front();
         }
+    }
+
+    /// Appends the open, ending and aborted transactions to a producer snapshot.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
+        let mut open: Vec<(&i64, &i64)> = self.open.iter().collect();
+        open.sort_unstable();
+        out.extend_from_slice(&(open.len() as u32).to_be_bytes());
+        for (producer, first) in open {
+            out.extend_from_slice(&producer.to_be_bytes());
+            out.extend_from_slice(&first.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.ending.len() as u32).to_be_bytes());
+        for (first, marker) in &self.ending {
+            out.extend_from_slice(&first.to_be_bytes());
+            out.extend_from_slice(&marker.to_be_bytes());
+        }
+        out.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
+        for a in &self.aborted {
+            for v in [a.producer_id, a.first_offset, a.last_offset] {
+                out.extend_from_slice(&v.to_be_bytes());
+            }
+        }
+    }
+
+    /// Reads what [`Txns::encode`] wrote; `None` when the bytes end early.
+    pub(crate) fn decode(r: &mut Reader<'_>) -> Option<Self> {
+        let mut txns = Txns::default();
+        for _ in 0..r.u32()? {
+            let producer = r.i64()?;
+            txns.open.insert(producer, r.i64()?);
+        }
+        for _ in 0..r.u32()? {
+            let first = r.i64()?;
+            txns.ending.push_back((first, r.i64()?));
+        }
+        for _ in 0..r.u32()? {
+            txns.aborted.push_back(AbortedTxn { producer_id: r.i64()?, first_offset: r.i64()?, last_offset: r.i64()? });
+        }
+        Some(txns)
     }
 }
 
@@ -228,11 +253,11 @@ mod tests {
         let mut t = Txns::default();
         let batches = [data(1, 0, 0), data(2, 0, 1), data(1, 0, 2), marker(Marker::Commit, 1, 0, 3)];
         for (i, b) in batches.iter().enumerate() {
-            t.apply(&BatchView::parse(b).unwrap(), i as i64).unwrap();
+            t.apply(&BatchFacts::of(&BatchView::parse(b).unwrap(), i as i64).unwrap());
         }
         assert_eq!(t.last_stable_offset(3), 0, "the marker is not below the high watermark yet");
         assert_eq!(t.last_stable_offset(4), 1, "producer 2 is still open from offset 1");
-        t.apply(&BatchView::parse(&marker(Marker::Abort, 2, 0, 4)).unwrap(), 4).unwrap();
+        t.apply(&BatchFacts::of(&BatchView::parse(&marker(Marker::Abort, 2, 0, 4)).unwrap(), 4).unwrap());
         assert_eq!(t.last_stable_offset(5), 5);
         assert_eq!(t.aborted_between(0, 5), [AbortedTxn { producer_id: 2, first_offset: 1, last_offset: 4 }]);
         assert_eq!(t.aborted_between(5, 9), []);
@@ -241,14 +266,7 @@ mod tests {
     }
 
     #[test]
-    fn a_fenced_epoch_is_refused_and_the_filter_skips_aborted_records() {
-        let mut t = Txns::default();
-        t.apply(&BatchView::parse(&marker(Marker::Abort, 7, 3, 0)).unwrap(), 0).unwrap();
-        let old = data(7, 2, 1);
-        let err = t.check(&BatchView::parse(&old).unwrap()).unwrap_err();
-        assert!(matches!(&err, Error::ProducerFenced(m) if m.contains("epoch 3 took over")), "{err}");
-        assert!(t.check(&BatchView::parse(&data(7, 3, 1)).unwrap()).is_ok());
-
+    fn the_filter_skips_aborted_records() {
         let batches = [data(1, 0, 0), data(2, 0, 1), marker(Marker::Abort, 1, 0, 2), data(1, 0, 3)];
         let mut f = AbortedFilter::new(vec![AbortedTxn { producer_id: 1, first_offset: 0, last_offset: 2 }]);
         let kept: Vec<bool> = batches.iter().map(|b| f.keep(&BatchView::parse(b).unwrap())).collect();

@@ -5,5 +5,6 @@ mod bad_input;
 mod compaction;
 mod crash;
 mod model;
+mod producers;
 mod retention;
 mod support;

@@ -11,14 +11,16 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 
 use super::checkpoint::{sync_dir, Checkpoint};
+use super::producers::{BatchFacts, Checked, ProducerState};
 use super::segment::{self, Segment};
-use super::txn::{AbortedTxn, Isolation, Marker, Txns};
+use super::txn::{AbortedTxn, Isolation, Marker};
 use crate::batch::{self, BatchView, Batches, TimestampType};
 use crate::clock::Clock;
 use crate::config::{Durability, LogConfig, TopicConfig};
 use crate::error::{Error, IoContext, Result};
 
 mod compaction;
+mod producer_state;
 mod read;
 mod recovery;
 mod retention;
@@ -30,11 +32,17 @@ pub(crate) use compaction::SealedSegment;
 pub(crate) struct Host {
     pub(crate) durability: Durability,
     pub(crate) clock: Arc<dyn Clock>,
+    /// The bound on the producers a partition remembers.
+    pub(crate) max_producers: usize,
 }
 
 impl Host {
     pub(crate) fn of(config: &LogConfig) -> Self {
-        Host { durability: config.durability, clock: config.clock.clone() }
+        Host {
+            durability: config.durability,
+            clock: config.clock.clone(),
+            max_producers: config.max_producers_per_partition,
+        }
     }
 }
 
@@ -91,8 +99,8 @@ impl LogSlice {
     }
 }
 
-/// The file whose presence says a partition has held transactional batches: opening it then
-/// rebuilds its transactions from the batch headers.
+/// Left by earlier versions in a partition that had held transactional batches; producer
+/// snapshots replace it.
 const TRANSACTIONAL_FILE: &str = "transactional";
 
 /// What a read found.
@@ -135,6 +143,9 @@ pub struct RecoveryReport {
     pub n_swaps_completed: usize,
     /// Unfinished compaction output that was discarded.
     pub n_cleaned_discarded: usize,
+    /// Batches of producers read to rebuild producer state after its latest snapshot (all of
+    /// them, when there was none).
+    pub producer_batches_replayed: usize,
 }
 
 impl RecoveryReport {
@@ -196,8 +207,11 @@ pub(crate) struct State {
     /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
     /// disk, so the partition takes no more appends until it is reopened (and recovered).
     failed: Option<String>,
-    /// Open and aborted transactions.
-    txns: Txns,
+    /// Each producer's epoch and latest sequences, and the open and aborted transactions.
+    producers: ProducerState,
+    /// Producer snapshots taken when segments rolled, written by the next flush (after the
+    /// segments below them are synced): `(offset, file contents)`.
+    pending_snapshots: Vec<(i64, Vec<u8>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +275,7 @@ pub struct Partition {
     config: RwLock<Arc<TopicConfig>>,
     durability: Durability,
     clock: Arc<dyn Clock>,
+    max_producers: usize,
     state: Mutex<State>,
     queue: Mutex<Queue>,
     checkpoint_lock: Mutex<()>,
@@ -339,7 +354,8 @@ impl Partition {
             leader_epochs: checkpoint.leader_epochs,
             closed: None,
             failed: None,
-            txns: Txns::default(),
+            producers: ProducerState::default(),
+            pending_snapshots: Vec::new(),
             segments,
         };
         Arc::new(Partition {
@@ -349,6 +365,7 @@ impl Partition {
             config: RwLock::new(config),
             durability: durability.durability,
             clock: durability.clock,
+            max_producers: durability.max_producers,
             state: Mutex::new(state),
             queue: Mutex::new(Queue::default()),
             checkpoint_lock: Mutex::new(()),
@@ -393,7 +410,7 @@ impl Partition {
     pub fn last_stable_offset(&self) -> i64 {
         let mut state = self.lock();
         let hw = state.high_watermark;
-        state.txns.last_stable_offset(hw)
+        state.producers.txns.last_stable_offset(hw)
     }
 
     /// The offset below which everything has been synced to disk.
@@ -475,7 +492,14 @@ impl Partition {
         let mut group_bytes = 0u64;
         let mut group_records = 0i64;
         let mut wrote = false;
+        let mut failed = false;
+        let mut duplicates = Vec::new();
         for mut item in items {
+            if failed {
+                // Checked against producer state that included what failed to be written.
+                let _ = item.reply.send(Err(Error::Internal("an append before this one failed; retry it".into())));
+                continue;
+            }
             // Validated before it was queued (`Partition::validate`); parse only.
             let view = match BatchView::parse(&item.batch) {
                 Ok(view) => view,
@@ -484,22 +508,31 @@ impl Partition {
                     continue;
                 }
             };
-            if view.is_transactional() {
-                let checked =
-                    state.txns.check(&view).and_then(
-                        |()| {
-                            if state.txns.seen {
-                                Ok(())
-                            } else {
-                                self.mark_transactional()
-                            }
-                        },
-                    );
-                if let Err(e) = checked {
+            // Producer state decides first: a retry of a stored batch is answered with its
+            // offsets (once the writes before it are done), a gap or a fenced epoch is refused.
+            let mut facts = match BatchFacts::of(&view, state.log_end_offset() + group_records) {
+                Ok(facts) => facts,
+                Err(e) => {
                     let _ = item.reply.send(Err(e));
                     continue;
                 }
-                state.txns.seen = true;
+            };
+            match state.producers.check(&facts) {
+                Ok(Checked::Append) => {}
+                Ok(Checked::Duplicate { base_offset, last_offset }) => {
+                    let info = AppendInfo {
+                        base_offset,
+                        last_offset,
+                        log_append_time: None,
+                        log_start_offset: state.log_start_offset,
+                    };
+                    duplicates.push((item, info));
+                    continue;
+                }
+                Err(e) => {
+                    let _ = item.reply.send(Err(e));
+                    continue;
+                }
             }
             let n = i64::from(view.last_offset_delta());
             // As in Kafka, `segment.ms` compares record time: this batch's against the first batch's.
@@ -518,7 +551,15 @@ impl Partition {
             if needs_roll {
                 // What is gathered belongs in the old segment. (`drain` already hands over at most
                 // about WRITE_GROUP_BYTES at a time, so no other split is needed here.)
-                wrote |= self.write_group(&mut state, std::mem::take(&mut group), &config);
+                match self.write_group(&mut state, std::mem::take(&mut group), &config) {
+                    Some(w) => wrote |= w,
+                    None => {
+                        failed = true;
+                        let _ =
+                            item.reply.send(Err(Error::Internal("an append before this one failed; retry it".into())));
+                        continue;
+                    }
+                }
                 group_bytes = 0;
                 group_records = 0;
                 let new_base = state.log_end_offset();
@@ -530,6 +571,11 @@ impl Partition {
             let base_offset = state.log_end_offset() + group_records;
             let log_append_time = (config.timestamp_type == TimestampType::LogAppendTime).then_some(now);
             batch::assign_in_place(&mut item.batch, base_offset, state.current_epoch(), log_append_time);
+            // Applied before the write so that a retry later in this group is recognized; a failed
+            // write reloads the state from what is on disk.
+            facts.base_offset = base_offset;
+            facts.last_offset = base_offset + n;
+            state.producers.apply(&facts, self.max_producers);
             group_bytes += size;
             group_records += n + 1;
             let info = AppendInfo {
@@ -540,7 +586,18 @@ impl Partition {
             };
             group.push((item, info));
         }
-        wrote |= self.write_group(&mut state, group, &config);
+        match self.write_group(&mut state, group, &config) {
+            Some(w) => wrote |= w,
+            None => failed = true,
+        }
+        for (item, info) in duplicates {
+            let reply = if failed {
+                Err(Error::Internal("an append before this retried batch failed; retry it".into()))
+            } else {
+                Ok(info)
+            };
+            let _ = item.reply.send(reply);
+        }
         wrote
     }
 
@@ -589,9 +646,16 @@ impl Partition {
         Ok(())
     }
 
-    fn write_group(&self, state: &mut State, group: Vec<(PendingAppend, AppendInfo)>, config: &TopicConfig) -> bool {
+    /// Writes a group of batches whose offsets are assigned: `Some(whether anything was written)`,
+    /// `None` when the write failed (every batch of the group is answered with the error).
+    fn write_group(
+        &self,
+        state: &mut State,
+        group: Vec<(PendingAppend, AppendInfo)>,
+        config: &TopicConfig,
+    ) -> Option<bool> {
         if group.is_empty() {
-            return false;
+            return Some(false);
         }
         // Offsets are contiguous: each batch starts where the one before it (or the log) ends. A
         // gap or an overlap here would be served to every reader and follower as it is.
@@ -626,20 +690,10 @@ impl Partition {
                     self.high_watermark_tx.send_replace(leo);
                 }
                 tracing::debug!(topic = %self.topic, partition = self.index, n_batches = group.len(), leo, "appended");
-                if state.txns.seen {
-                    for (item, info) in &group {
-                        let applied =
-                            BatchView::parse(&item.batch).and_then(|v| state.txns.apply(&v, info.base_offset));
-                        if let Err(error) = applied {
-                            // Validation parsed every marker before the batch was queued.
-                            tracing::error!(topic = %self.topic, partition = self.index, %error, "a stored batch's transaction state");
-                        }
-                    }
-                }
                 for (item, info) in group {
                     let _ = item.reply.send(Ok(info));
                 }
-                true
+                Some(true)
             }
             Err(e) => {
                 tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
@@ -648,7 +702,12 @@ impl Partition {
                     let _ =
                         item.reply.send(Err(Error::Internal(format!("append failed, nothing was written: {message}"))));
                 }
-                false
+                // The group's batches were applied to producer state before the write.
+                if let Err(error) = self.load_producer_state(state) {
+                    tracing::error!(topic = %self.topic, partition = self.index, %error, "producer state could not be reloaded; the partition stops taking appends");
+                    state.failed = Some(format!("producer state could not be reloaded after a failed append: {error}"));
+                }
+                None
             }
         }
     }
@@ -659,6 +718,8 @@ impl Partition {
         state.active_mut().seal(config.index_interval_bytes)?;
         state.segments.insert(new_base, segment);
         state.pending_seal.push(old_base);
+        let snapshot = state.producers.encode(new_base);
+        state.pending_snapshots.push((new_base, snapshot));
         state.dir_dirty = true;
         tracing::debug!(topic = %self.topic, partition = self.index, new_base, "rolled segment");
         Ok(())
@@ -679,8 +740,9 @@ impl Partition {
     /// directory when files were created, and the active segment; then advances the durable offset
     /// (and, with `Durability::Fsync`, the high watermark) and wakes those waiting on it.
     pub(crate) fn flush(&self) -> Result<()> {
-        let (seal_files, active_file, active_path, target, target_position, dir_dirty, sealed_bases) = {
+        let (seal_files, active_file, active_path, target, target_position, dir_dirty, sealed_bases, snapshots) = {
             let mut state = self.lock();
+            let snapshots = std::mem::take(&mut state.pending_snapshots);
             let mut seal_files = Vec::new();
             for base in &state.pending_seal {
                 if let Some(segment) = state.segments.get(base) {
@@ -697,6 +759,7 @@ impl Partition {
                 Position { segment_base: active.base_offset, position: active.size },
                 std::mem::take(&mut state.dir_dirty),
                 state.pending_seal.clone(),
+                snapshots,
             )
         };
         let sync = || -> Result<()> {
@@ -745,6 +808,8 @@ impl Partition {
         if recovery_point_moved {
             self.write_checkpoint()?;
         }
+        // The segments below the snapshots are synced now.
+        self.write_snapshots(snapshots);
         Ok(())
     }
 
@@ -760,39 +825,6 @@ impl Partition {
         checkpoint.write(&self.dir)?;
         let mut state = self.lock();
         state.persisted_recovery_point = state.persisted_recovery_point.max(checkpoint.recovery_point);
-        Ok(())
-    }
-
-    /// Records that this partition holds transactional batches, durably, before the first one is
-    /// written: the next open then rebuilds its transactions.
-    fn mark_transactional(&self) -> Result<()> {
-        let path = self.dir.join(TRANSACTIONAL_FILE);
-        File::create(&path).at(&path)?;
-        sync_dir(&self.dir)
-    }
-
-    /// Rebuilds the open and aborted transactions from every batch header (reading the whole
-    /// batch only for markers).
-    fn rebuild_txns(&self) -> Result<()> {
-        let mut state = self.lock();
-        let mut txns = Txns::default();
-        txns.seen = true;
-        for segment in state.segments.values() {
-            let mut position = 0;
-            while let Some(header) = segment.read_header(position, segment.size)? {
-                if header.is_transactional() {
-                    let bytes = segment.read_batch(&header)?;
-                    let view = BatchView::parse(&bytes).map_err(|e| Error::Corrupt {
-                        path: segment.path.clone(),
-                        position,
-                        detail: e.to_string(),
-                    })?;
-                    txns.apply(&view, header.base_offset)?;
-                }
-                position += header.size;
-            }
-        }
-        state.txns = txns;
         Ok(())
     }
 
@@ -818,6 +850,12 @@ impl Partition {
     pub(crate) fn flush_for_close(&self) -> Result<()> {
         self.flush()?;
         self.lock().active().indexes.sync()?;
+        let snapshot = {
+            let state = self.lock();
+            let leo = state.log_end_offset();
+            (leo, state.producers.encode(leo))
+        };
+        self.write_snapshots(vec![snapshot]);
         self.write_checkpoint()
     }
 

@@ -11,10 +11,10 @@ impl Partition {
         let interval = self.config().index_interval_bytes;
         let mut state = self.lock();
         let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
-        state.txns.trim(start);
-        let lso = state.txns.last_stable_offset(hw);
+        state.producers.txns.trim(start);
+        let lso = state.producers.txns.last_stable_offset(hw);
         let aborted = match isolation {
-            Isolation::ReadCommitted => state.txns.aborted_between(offset, lso),
+            Isolation::ReadCommitted => state.producers.txns.aborted_between(offset, lso),
             Isolation::ReadUncommitted => Vec::new(),
         };
         let result = |slice| ReadResult {

@@ -171,9 +171,8 @@ impl Partition {
             sync_dir(&dir)?;
         }
         let partition = Self::assemble(dir, topic, index, config, durability, segments, checkpoint);
-        if partition.dir.join(TRANSACTIONAL_FILE).exists() {
-            partition.rebuild_txns()?;
-        }
+        report.producer_batches_replayed = partition.load_producer_state(&mut partition.lock())?;
+        remove_if_exists(&partition.dir.join(TRANSACTIONAL_FILE))?;
         partition.write_checkpoint()?;
         if report.repaired() {
             tracing::info!(?report, "partition recovered");

@@ -21,18 +21,18 @@ pub fn topology() -> freshet::dsl::Result<Topology> {
     let builder = StreamsBuilder::new();
     let customers = builder.table(
         "customers",
-        Consumed::<String, Customer>::with(Serdes::string(), Serdes::json()),
+        Consumed::with(Serdes::string(), Serdes::json::<Customer>()),
         Materialized::named("customers-store"),
     );
     builder
-        .stream("orders", Consumed::<String, i64>::with(Serdes::string(), Serdes::number()))
+        .stream("orders", Consumed::with(Serdes::string(), Serdes::i64()))
         .left_join_table(
             &customers,
             |cents: &i64, customer: Option<&Customer>| match customer {
                 Some(c) => format!("{} ({}) spent {}.{:02}", c.name, c.tier, cents / 100, cents % 100),
                 None => format!("unknown customer spent {}.{:02}", cents / 100, cents % 100),
             },
-            Serdes::number(),
+            Serdes::i64(),
         )
         .to("enriched-orders", Produced::with(Serdes::string(), Serdes::string()));
     builder.build()
@@ -41,9 +41,8 @@ pub fn topology() -> freshet::dsl::Result<Topology> {
 /// What the topology makes of a few orders and customer updates, as text.
 pub fn demo() -> anyhow::Result<String> {
     let mut driver = TopologyTestDriver::new(topology()?)?;
-    let customers =
-        TestInputTopic::<String, Option<Customer>>::new("customers", StringSerde, JsonSerde::<Customer>::new());
-    let orders = TestInputTopic::<String, i64>::new("orders", StringSerde, NumberSerde);
+    let customers = TestInputTopic::new("customers", Serdes::string(), Serdes::json::<Customer>().nullable());
+    let orders = TestInputTopic::new("orders", Serdes::string(), Serdes::i64());
     let customer = |name: &str, tier: &str| Some(Customer { name: name.into(), tier: tier.into() });
     driver.pipe(&customers, "c1".into(), customer("Ada", "gold"), 1)?;
     driver.pipe(&orders, "c1".into(), 1_250, 2)?;
@@ -54,7 +53,7 @@ pub fn demo() -> anyhow::Result<String> {
     driver.pipe(&orders, "c1".into(), 42_00, 7)?;
     driver.pipe(&customers, "c2".into(), None, 8)?; // deleted
     driver.pipe(&orders, "c2".into(), 100, 9)?;
-    let out = TestOutputTopic::<String, String>::new("enriched-orders", StringSerde, StringSerde);
+    let out = TestOutputTopic::new("enriched-orders", Serdes::string(), Serdes::string());
     Ok(driver.render_output(&out)?)
 }
 

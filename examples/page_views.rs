@@ -12,22 +12,22 @@ use freshet::prelude::*;
 pub fn topology() -> freshet::dsl::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream("page-views", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("page-views", Consumed::with(Serdes::string(), Serdes::string()))
         .group_by(|_user, page| page.clone(), Grouped::with(Serdes::string(), Serdes::string()).named("views-by-page"))
         .windowed_by(TimeWindows::of_size_and_grace(Duration::from_secs(60), Duration::from_secs(10)))
         .emit_strategy(EmitStrategy::OnWindowClose)
         .count(Materialized::named("page-view-counts-store"))
         .to_stream()
         .map(|w: &Windowed<String>, n| (format!("{}@{}", w.key, w.start), n.unwrap_or(0)))
-        .to("page-view-counts", Produced::with(Serdes::string(), Serdes::number()));
+        .to("page-view-counts", Produced::with(Serdes::string(), Serdes::i64()));
     builder.build()
 }
 
 /// What the topology makes of a few minutes of views, as text.
 pub fn demo() -> anyhow::Result<String> {
     let mut driver = TopologyTestDriver::new(topology()?)?;
-    let views = TestInputTopic::<String, String>::new("page-views", StringSerde, StringSerde);
-    let counts = TestOutputTopic::<String, i64>::new("page-view-counts", StringSerde, NumberSerde);
+    let views = TestInputTopic::new("page-views", Serdes::string(), Serdes::string());
+    let counts = TestOutputTopic::new("page-view-counts", Serdes::string(), Serdes::i64());
     let mut text = String::new();
     for (user, page, second) in [
         ("ann", "/home", 5),

@@ -10,12 +10,12 @@ use freshet::prelude::*;
 pub fn topology() -> freshet::dsl::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream("text-lines", Consumed::<Option<String>, String>::with(Serdes::string(), Serdes::string()))
+        .stream("text-lines", Consumed::with(Serdes::string().nullable(), Serdes::string()))
         .flat_map_values(|line: &String| line.split_whitespace().map(str::to_lowercase).collect::<Vec<_>>())
         .group_by(|_, word| word.clone(), Grouped::with(Serdes::string(), Serdes::string()))
         .count(Materialized::named("word-counts-store"))
         .to_stream()
-        .to("word-counts", Produced::with(Serdes::string(), Serdes::number()));
+        .to("word-counts", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     builder.build()
 }
 
@@ -24,11 +24,11 @@ pub fn demo() -> anyhow::Result<String> {
     let topology = topology()?;
     let mut text = topology.describe();
     let mut driver = TopologyTestDriver::new(topology)?;
-    let lines = TestInputTopic::<Option<String>, String>::new("text-lines", StringSerde, StringSerde);
+    let lines = TestInputTopic::new("text-lines", Serdes::string().nullable(), Serdes::string());
     for (i, line) in ["all streams lead to kafka", "hello kafka streams", "join kafka summit"].iter().enumerate() {
         driver.pipe(&lines, None, line.to_string(), 1_000 * (i as i64 + 1))?;
     }
-    let counts = TestOutputTopic::<String, Option<i64>>::new("word-counts", StringSerde, NumberSerde);
+    let counts = TestOutputTopic::new("word-counts", Serdes::string(), Serdes::i64().nullable());
     text.push_str("\nword-counts:\n");
     text.push_str(&driver.render_output(&counts)?);
     Ok(text)

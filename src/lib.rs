@@ -37,14 +37,14 @@ pub mod prelude {
     pub use freshet_core::{Error, Result};
     pub use freshet_core::{Isolation, Log, OffsetSpec};
     pub use freshet_state::{
-        Backend, Changelogs, Evicted, Json, KeyValueStore, RestoreListener, RestoreProgress, SessionStore, StateSerde,
-        StoreOptions, TaskConfig, TaskState, WindowOptions, WindowStore, Windowed,
+        Backend, Changelogs, Evicted, KeyValueStore, RestoreListener, RestoreProgress, SessionStore, StoreOptions,
+        TaskConfig, TaskState, WindowOptions, WindowStore, Windowed,
     };
     // Streams: the DSL, the Processor API and the test driver. (The log's batch record type stays
     // at `freshet::core::batch::Record`; `Record` here is the Processor API's.)
     pub use freshet_dsl::{
         BytesSerde, Change, Consumed, EmitStrategy, GlobalKTable, Grouped, JoinWindows, JsonSerde, KGroupedStream,
-        KGroupedTable, KStream, KTable, LateRecord, Materialized, NumberSerde, OnDecodeError, Processor,
+        KGroupedTable, KStream, KTable, LateRecord, Materialized, Nullable, NumberSerde, OnDecodeError, Processor,
         ProcessorContext, Produced, PunctuationId, PunctuationType, Record, RecordMeta, Repartitioned, Serde, Serdes,
         SessionWindowedKStream, SessionWindows, SlidingWindows, Split, StoreBuilder, StreamJoined, StreamsBuilder,
         StringSerde, TaskId, TimeWindowedKStream, TimeWindows, Topology, UnitSerde, WindowedSerde,

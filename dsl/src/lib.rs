@@ -23,7 +23,7 @@ pub use crate::processor::{
     Data, Processor, ProcessorContext, PunctuationId, PunctuationType, Record, RecordMeta, SinkRecord, TaskContext,
     TaskGraph, TaskId,
 };
-pub use crate::serde::{BytesSerde, JsonSerde, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
+pub use crate::serde::{BytesSerde, JsonSerde, Nullable, NumberSerde, Serde, Serdes, StringSerde, UnitSerde};
 pub use crate::store::StoreBuilder;
 pub use crate::stream::{Consumed, KStream, OnDecodeError, Produced, Repartitioned, Split, StreamsBuilder};
 pub use crate::table::{GlobalKTable, Grouped, KGroupedStream, KGroupedTable, KTable, Materialized};

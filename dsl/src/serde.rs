@@ -3,9 +3,10 @@
 //! A serde is chosen per edge of the topology (each source, sink and repartition topic), as in
 //! Kafka Streams. The built-ins write what Kafka's own serializers write, so topics are readable
 //! by any Kafka client: strings as UTF-8, integers and floats big-endian, bytes as they are, JSON
-//! through `serde_json`. A null (a record without key, a tombstone) decodes only into an
-//! `Option`: `StringSerde` reads `String` (null is an error) and `Option<String>` (null is
-//! `None`), and so on for every built-in.
+//! through `serde_json`. Each built-in encodes one type, so a topology's types follow from its
+//! serdes. A null (a record without key, a tombstone) decodes only into an `Option`:
+//! `Serdes::string()` reads `String` (null is an error), `Serdes::string().nullable()` reads
+//! `Option<String>` (null is `None`).
 
 use std::marker::PhantomData;
 
@@ -22,11 +23,11 @@ pub trait Serde<T>: Send + Sync + 'static {
 }
 
 fn null(what: &str) -> String {
-    format!("null where {what} was expected (use an Option type to accept nulls)")
+    format!("null where {what} was expected (use a nullable serde, `.nullable()`, to accept nulls)")
 }
 
-/// Implements `Serde<T>` and `Serde<Option<T>>` for a serde given how it encodes a `T`.
-macro_rules! serde_with_option {
+/// Implements `Serde<$t>` for a serde given how it encodes a `$t`.
+macro_rules! serde_for {
     ($serde:ty, $t:ty, $name:expr, $what:expr, |$v:ident| $encode:expr, |$d:ident| $decode:expr) => {
         impl Serde<$t> for $serde {
             fn serialize(&self, $v: &$t) -> Result<Option<Bytes>, String> {
@@ -40,20 +41,6 @@ macro_rules! serde_with_option {
                 $name.to_string()
             }
         }
-        impl Serde<Option<$t>> for $serde {
-            fn serialize(&self, value: &Option<$t>) -> Result<Option<Bytes>, String> {
-                match value {
-                    Some(v) => <Self as Serde<$t>>::serialize(self, v),
-                    None => Ok(None),
-                }
-            }
-            fn deserialize(&self, data: Option<&[u8]>) -> Result<Option<$t>, String> {
-                data.map(|d| <Self as Serde<$t>>::deserialize(self, Some(d))).transpose()
-            }
-            fn name(&self) -> String {
-                format!("Option<{}>", $name)
-            }
-        }
     };
 }
 
@@ -61,7 +48,7 @@ macro_rules! serde_with_option {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct StringSerde;
 
-serde_with_option!(StringSerde, String, "String", "a string", |v| Bytes::copy_from_slice(v.as_bytes()), |d| {
+serde_for!(StringSerde, String, "String", "a string", |v| Bytes::copy_from_slice(v.as_bytes()), |d| {
     String::from_utf8(d.to_vec()).map_err(|e| format!("not UTF-8: {e}"))
 });
 
@@ -69,16 +56,43 @@ serde_with_option!(StringSerde, String, "String", "a string", |v| Bytes::copy_fr
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BytesSerde;
 
-serde_with_option!(BytesSerde, Bytes, "Bytes", "bytes", |v| v.clone(), |d| Ok(Bytes::copy_from_slice(d)));
+serde_for!(BytesSerde, Bytes, "Bytes", "bytes", |v| v.clone(), |d| Ok(Bytes::copy_from_slice(d)));
 
-/// Fixed-width big-endian numbers (Kafka's `IntegerSerializer`, `LongSerializer`, ...).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NumberSerde;
+/// Fixed-width big-endian numbers of type `T` (Kafka's `IntegerSerializer`, `LongSerializer`,
+/// ...): `i16`, `i32`, `i64`, `u32`, `u64`, `f32` or `f64`.
+pub struct NumberSerde<T>(PhantomData<fn() -> T>);
+
+impl<T> NumberSerde<T> {
+    /// A serde for numbers of type `T`.
+    pub fn new() -> Self {
+        NumberSerde(PhantomData)
+    }
+}
+
+impl<T> Default for NumberSerde<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Clone for NumberSerde<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for NumberSerde<T> {}
+
+impl<T> std::fmt::Debug for NumberSerde<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NumberSerde<{}>", std::any::type_name::<T>())
+    }
+}
 
 macro_rules! number_serde {
     ($t:ty, $name:expr) => {
-        serde_with_option!(
-            NumberSerde,
+        serde_for!(
+            NumberSerde<$t>,
             $t,
             $name,
             concat!("a ", $name),
@@ -135,9 +149,11 @@ impl<T> Default for JsonSerde<T> {
 
 impl<T> Clone for JsonSerde<T> {
     fn clone(&self) -> Self {
-        Self::new()
+        *self
     }
 }
+
+impl<T> Copy for JsonSerde<T> {}
 
 impl<T> std::fmt::Debug for JsonSerde<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -163,23 +179,44 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned + 'static> Serde<T> for J
     }
 }
 
-/// `None` is a null (a tombstone), not the JSON text `null`.
-impl<T: serde::Serialize + serde::de::DeserializeOwned + 'static> Serde<Option<T>> for JsonSerde<T> {
+/// A serde of `Option<T>` from a serde of `T`: `None` is a null (a record without a key, a
+/// tombstone), never encoded by the inner serde (so JSON's `None` is a null, not the text `null`).
+/// Made by each built-in's `nullable()`; wrap a serde of your own as `Nullable(serde)`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Nullable<S>(pub S);
+
+impl<T, S: Serde<T>> Serde<Option<T>> for Nullable<S> {
     fn serialize(&self, value: &Option<T>) -> Result<Option<Bytes>, String> {
         match value {
-            Some(v) => <Self as Serde<T>>::serialize(self, v),
+            Some(v) => self.0.serialize(v),
             None => Ok(None),
         }
     }
     fn deserialize(&self, data: Option<&[u8]>) -> Result<Option<T>, String> {
-        data.map(|d| <Self as Serde<T>>::deserialize(self, Some(d))).transpose()
+        data.map(|d| self.0.deserialize(Some(d))).transpose()
     }
     fn name(&self) -> String {
-        format!("Option<Json<{}>>", short_type_name::<T>())
+        format!("Option<{}>", self.0.name())
     }
 }
 
-/// The built-in serdes by name, as Kafka's `Serdes`.
+macro_rules! nullable {
+    ($($serde:ident $(<$t:ident>)?),*) => {$(
+        impl$(<$t>)? $serde$(<$t>)? {
+            /// The same encoding for `Option`s, a null being `None`: `Serdes::string().nullable()`
+            /// reads the keys of a topic whose records may have none.
+            pub fn nullable(self) -> Nullable<Self> {
+                Nullable(self)
+            }
+        }
+    )*};
+}
+
+nullable!(StringSerde, BytesSerde, NumberSerde<T>, JsonSerde<T>);
+
+/// The built-in serdes by name, as Kafka's `Serdes`. Each encodes one type, so
+/// `Consumed::with(Serdes::string(), Serdes::i64())` needs no type annotations; `.nullable()`
+/// makes any of them accept nulls as `None`.
 #[derive(Debug)]
 pub struct Serdes;
 
@@ -192,9 +229,33 @@ impl Serdes {
     pub fn bytes() -> BytesSerde {
         BytesSerde
     }
-    /// Big-endian numbers (`i16`, `i32`, `i64`, `u32`, `u64`, `f32`, `f64`).
-    pub fn number() -> NumberSerde {
-        NumberSerde
+    /// Big-endian `i16` (Kafka's `Serdes.Short()`).
+    pub fn i16() -> NumberSerde<i16> {
+        NumberSerde::new()
+    }
+    /// Big-endian `i32` (Kafka's `Serdes.Integer()`).
+    pub fn i32() -> NumberSerde<i32> {
+        NumberSerde::new()
+    }
+    /// Big-endian `i64` (Kafka's `Serdes.Long()`).
+    pub fn i64() -> NumberSerde<i64> {
+        NumberSerde::new()
+    }
+    /// Big-endian `u32`.
+    pub fn u32() -> NumberSerde<u32> {
+        NumberSerde::new()
+    }
+    /// Big-endian `u64`.
+    pub fn u64() -> NumberSerde<u64> {
+        NumberSerde::new()
+    }
+    /// Big-endian IEEE 754 `f32` (Kafka's `Serdes.Float()`).
+    pub fn f32() -> NumberSerde<f32> {
+        NumberSerde::new()
+    }
+    /// Big-endian IEEE 754 `f64` (Kafka's `Serdes.Double()`).
+    pub fn f64() -> NumberSerde<f64> {
+        NumberSerde::new()
     }
     /// Always null.
     pub fn unit() -> UnitSerde {
@@ -212,14 +273,15 @@ mod tests {
 
     #[test]
     fn built_ins_write_what_kafka_writes_and_refuse_bad_bytes_clearly() {
-        assert_eq!(Serde::<i32>::serialize(&NumberSerde, &258).unwrap(), Some(Bytes::from_static(&[0, 0, 1, 2])));
-        assert_eq!(Serde::<i64>::deserialize(&NumberSerde, Some(&[0, 0, 0, 0, 0, 0, 0, 7])).unwrap(), 7);
-        let err = Serde::<i64>::deserialize(&NumberSerde, Some(&[1, 2, 3])).unwrap_err();
+        assert_eq!(Serdes::i32().serialize(&258).unwrap(), Some(Bytes::from_static(&[0, 0, 1, 2])));
+        assert_eq!(Serdes::i64().deserialize(Some(&[0, 0, 0, 0, 0, 0, 0, 7])).unwrap(), 7);
+        let err = Serdes::i64().deserialize(Some(&[1, 2, 3])).unwrap_err();
         assert_eq!(err, "3 bytes where a i64 of 8 bytes was expected");
-        assert!(Serde::<String>::deserialize(&StringSerde, None).unwrap_err().contains("null"));
-        assert_eq!(Serde::<Option<String>>::deserialize(&StringSerde, None).unwrap(), None);
-        assert_eq!(Serde::<Option<String>>::serialize(&StringSerde, &None).unwrap(), None);
-        assert!(Serde::<String>::deserialize(&StringSerde, Some(&[0xff])).unwrap_err().contains("UTF-8"));
+        assert!(Serdes::string().deserialize(None).unwrap_err().contains("null"));
+        assert_eq!(Serdes::string().nullable().deserialize(None).unwrap(), None);
+        assert_eq!(Serdes::string().nullable().serialize(&None).unwrap(), None);
+        assert_eq!(Serdes::string().nullable().name(), "Option<String>");
+        assert!(Serdes::string().deserialize(Some(&[0xff])).unwrap_err().contains("UTF-8"));
         #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
         struct View {
             page: String,
@@ -227,9 +289,9 @@ mod tests {
         let json = Serdes::json::<View>();
         let bytes = json.serialize(&View { page: "home".into() }).unwrap().unwrap();
         assert_eq!(&bytes[..], br#"{"page":"home"}"#);
-        assert!(Serde::<View>::deserialize(&json, Some(b"{")).unwrap_err().starts_with("not JSON for View"));
-        assert_eq!(Serde::<Option<View>>::deserialize(&json, None).unwrap(), None, "null is a tombstone");
-        assert_eq!(Serde::<Option<View>>::serialize(&json, &None).unwrap(), None);
-        assert!(Serde::<View>::deserialize(&json, None).unwrap_err().contains("null where JSON was expected"));
+        assert!(json.deserialize(Some(b"{")).unwrap_err().starts_with("not JSON for View"));
+        assert_eq!(json.nullable().deserialize(None).unwrap(), None, "null is a tombstone");
+        assert_eq!(json.nullable().serialize(&None).unwrap(), None);
+        assert!(json.deserialize(None).unwrap_err().contains("null where JSON was expected"));
     }
 }

@@ -523,7 +523,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// The number of records per key.
     pub fn count(&self, materialized: Materialized) -> KTable<K, i64> {
         let add: AddFn<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Arc::new(crate::serde::NumberSerde), add)
+        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Arc::new(crate::serde::NumberSerde::<i64>::new()), add)
     }
 
     /// Combines each key's values with `reducer(aggregate, value)`; the first value starts it.
@@ -651,7 +651,13 @@ impl<K: Data, V: Data> KGroupedTable<K, V> {
     pub fn count(&self, materialized: Materialized) -> KTable<K, i64> {
         let add: AddFn<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
         let sub: SubFn<K, V, i64> = Arc::new(|_, _, agg| agg - 1);
-        self.aggregate_with("KTABLE-AGGREGATE", materialized, Arc::new(crate::serde::NumberSerde), add, sub)
+        self.aggregate_with(
+            "KTABLE-AGGREGATE",
+            materialized,
+            Arc::new(crate::serde::NumberSerde::<i64>::new()),
+            add,
+            sub,
+        )
     }
 
     /// Combines each group's values with `adder(aggregate, value)` and takes a value back out

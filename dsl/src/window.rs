@@ -382,7 +382,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
     /// The number of records per key and window.
     pub fn count(&self, materialized: Materialized) -> KTable<Windowed<K>, i64> {
         let add: AddFn<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Arc::new(crate::serde::NumberSerde), add)
+        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Arc::new(crate::serde::NumberSerde::<i64>::new()), add)
     }
 
     /// Combines each key's values per window with `reducer(aggregate, value)`.
@@ -824,7 +824,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
     pub fn count(&self, materialized: Materialized) -> KTable<Windowed<K>, i64> {
         let add: AddFn<K, V, i64> = Arc::new(|_, _, old| old.unwrap_or(0) + 1);
         let merge: MergeFn<K, i64> = Arc::new(|_, a, b| a + b);
-        self.aggregate_with("KSTREAM-AGGREGATE", materialized, Arc::new(crate::serde::NumberSerde), add, merge)
+        self.aggregate_with(
+            "KSTREAM-AGGREGATE",
+            materialized,
+            Arc::new(crate::serde::NumberSerde::<i64>::new()),
+            add,
+            merge,
+        )
     }
 
     /// Combines each session's values with `reducer` (which also merges sessions a record joins).

@@ -50,13 +50,10 @@ pub(crate) fn tier(i: u64) -> &'static str {
 
 fn topology(events_topic: &str) -> anyhow::Result<Topology> {
     let builder = StreamsBuilder::new();
-    let users = builder.table(
-        USERS,
-        Consumed::<String, User>::with(Serdes::string(), Serdes::json()),
-        Materialized::named("users"),
-    );
+    let users =
+        builder.table(USERS, Consumed::with(Serdes::string(), Serdes::json::<User>()), Materialized::named("users"));
     builder
-        .stream(events_topic, Consumed::<String, Event>::with(Serdes::string(), Serdes::json()))
+        .stream(events_topic, Consumed::with(Serdes::string(), Serdes::json::<Event>()))
         .filter(|_, e| e.action == "purchase")
         .join_table(&users, |e: &Event, u: &User| (u.tier.clone(), e.amount_cents), Serdes::json())
         .group_by(

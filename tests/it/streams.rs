@@ -6,16 +6,16 @@ use freshet::prelude::*;
 fn the_readme_streams_example_runs() -> anyhow::Result<()> {
     let builder = StreamsBuilder::new();
     builder
-        .stream("input", Consumed::<Option<String>, String>::with(Serdes::string(), Serdes::string()))
+        .stream("input", Consumed::with(Serdes::string().nullable(), Serdes::string()))
         .map_values(|v: &String| v.to_uppercase())
-        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+        .to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let topology = builder.build()?;
     assert!(topology.describe().contains("Source: KSTREAM-SOURCE-0000000000 (generated name) (topics: [input])"));
 
     let mut driver = TopologyTestDriver::new(topology)?;
-    let input = TestInputTopic::<Option<String>, String>::new("input", StringSerde, StringSerde);
+    let input = TestInputTopic::new("input", Serdes::string().nullable(), Serdes::string());
     driver.pipe(&input, Some("k".into()), "hello".into(), 1_000)?;
-    let output = TestOutputTopic::<Option<String>, String>::new("output", StringSerde, StringSerde);
+    let output = TestOutputTopic::new("output", Serdes::string().nullable(), Serdes::string());
     insta::assert_snapshot!(driver.render_output(&output)?, @r#"0@0 t=1000 Some("k") => "HELLO""#);
     Ok(())
 }
@@ -24,12 +24,12 @@ fn the_readme_streams_example_runs() -> anyhow::Result<()> {
 fn word_count() -> anyhow::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream("lines", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("lines", Consumed::with(Serdes::string(), Serdes::string()))
         .flat_map_values(|l: &String| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .group_by(|_, w| w.clone(), Grouped::with(Serdes::string(), Serdes::string()))
         .count(Materialized::named("counts"))
         .to_stream()
-        .to("word-counts", Produced::with(Serdes::string(), Serdes::number()));
+        .to("word-counts", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     Ok(builder.build()?)
 }
 
@@ -118,7 +118,7 @@ const N_KEYS: i64 = 20;
 fn distinct_ids() -> anyhow::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream("events", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("events", Consumed::with(Serdes::string(), Serdes::string()))
         .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
         .aggregate(
             Vec::new,
@@ -134,7 +134,7 @@ fn distinct_ids() -> anyhow::Result<Topology> {
         )
         .to_stream()
         .map_values(|ids| ids.as_ref().map_or(0, |v| v.len() as i64))
-        .to("distinct", Produced::with(Serdes::string(), Serdes::number()));
+        .to("distinct", Produced::with(Serdes::string(), Serdes::i64()));
     Ok(builder.build()?)
 }
 
@@ -472,11 +472,11 @@ fn exactly_once_instance_processes_count_every_event_once_when_one_is_killed() -
 fn event_counts() -> anyhow::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
-        .stream("events", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("events", Consumed::with(Serdes::string(), Serdes::string()))
         .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
         .count(Materialized::named("counts"))
         .to_stream()
-        .to("counts", Produced::with(Serdes::string(), Serdes::number()));
+        .to("counts", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     Ok(builder.build()?)
 }
 

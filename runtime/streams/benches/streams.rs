@@ -200,7 +200,7 @@ fn main() {
             .group_by_key(Grouped::with(Serdes::bytes(), Serdes::bytes()))
             .count(Materialized::named("counts"))
             .to_stream()
-            .to("count-out", Produced::with(Serdes::bytes(), Serdes::number()));
+            .to("count-out", Produced::with(Serdes::bytes(), Serdes::i64().nullable()));
         let rate = run(&rt, &log, dir.path(), "count", builder.build().expect("topology"), n);
         report("count (RocksDB + cache)", rate, 3e5);
         let _ = rt.block_on(log.admin().delete_topic("count-out"));
@@ -213,7 +213,7 @@ fn main() {
             .group_by_key(Grouped::with(Serdes::bytes(), Serdes::bytes()))
             .count(Materialized::named("counts"))
             .to_stream()
-            .to("count-eos-out", Produced::with(Serdes::bytes(), Serdes::number()));
+            .to("count-eos-out", Produced::with(Serdes::bytes(), Serdes::i64().nullable()));
         let substrate = log.clone();
         let rate = run_on(&rt, substrate, dir.path(), "count-eos", builder.build().expect("topology"), n, |c| {
             c.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
@@ -258,7 +258,7 @@ fn main() {
             .group_by_key(Grouped::with(Serdes::bytes(), Serdes::bytes()))
             .count(Materialized::named("counts"))
             .to_stream()
-            .to("broker-count-out", Produced::with(Serdes::bytes(), Serdes::number()));
+            .to("broker-count-out", Produced::with(Serdes::bytes(), Serdes::i64().nullable()));
         let rate = run_on(&rt, substrate(), dir.path(), "broker-count", builder.build().expect("topology"), n, |_| {});
         report("count, via broker", rate, 3e5);
         rt.block_on(broker.stop());

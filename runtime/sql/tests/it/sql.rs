@@ -206,9 +206,7 @@ fn session_with(
 
 #[test]
 fn a_windowed_aggregation_in_sql_and_in_the_dsl_write_the_same_records() {
-    use freshet_dsl::{
-        Consumed, EmitStrategy, Grouped, JsonSerde, Materialized, Produced, StreamsBuilder, StringSerde, TimeWindows,
-    };
+    use freshet_dsl::{Consumed, EmitStrategy, Grouped, Materialized, Produced, Serdes, StreamsBuilder, TimeWindows};
     use freshet_runtime::{DriverConfig, TestInputTopic, TopologyTestDriver};
 
     #[derive(Clone, serde::Serialize, serde::Deserialize)]
@@ -236,14 +234,14 @@ fn a_windowed_aggregation_in_sql_and_in_the_dsl_write_the_same_records() {
     // and the window start, the value the selected columns.
     let builder = StreamsBuilder::new();
     builder
-        .stream("clicks", Consumed::with(StringSerde, JsonSerde::<Click>::new()))
-        .group_by(|_: &String, c: &Click| c.page.clone(), Grouped::with(StringSerde, JsonSerde::<Click>::new()))
+        .stream("clicks", Consumed::with(Serdes::string(), Serdes::json::<Click>()))
+        .group_by(|_: &String, c: &Click| c.page.clone(), Grouped::with(Serdes::string(), Serdes::json::<Click>()))
         .windowed_by(TimeWindows::of_size_with_no_grace(std::time::Duration::from_secs(10)))
         .emit_strategy(EmitStrategy::OnWindowClose)
         .aggregate(
             || (0i64, i64::MIN),
             |_, c: &Click, (n, last): (i64, i64)| (n + 1, last.max(c.user_id)),
-            JsonSerde::<(i64, i64)>::new(),
+            Serdes::json::<(i64, i64)>(),
             Materialized::new(),
         )
         .to_stream()
@@ -255,7 +253,7 @@ fn a_windowed_aggregation_in_sql_and_in_the_dsl_write_the_same_records() {
                 (key, value)
             })
         })
-        .to("page_views", Produced::with(StringSerde, StringSerde));
+        .to("page_views", Produced::with(Serdes::string(), Serdes::string()));
     let dsl = builder.build().unwrap();
 
     // The same input through both, in the test driver.
@@ -273,7 +271,7 @@ fn a_windowed_aggregation_in_sql_and_in_the_dsl_write_the_same_records() {
     let run = |topology: freshet_dsl::Topology| {
         let config = DriverConfig::default().partitions("clicks", 3);
         let mut driver = TopologyTestDriver::with_config(topology, config).unwrap();
-        let topic = TestInputTopic::new("clicks", StringSerde, JsonSerde::<Click>::new());
+        let topic = TestInputTopic::new("clicks", Serdes::string(), Serdes::json::<Click>());
         for (key, click, at) in &input {
             driver.pipe(&topic, key.clone(), click.clone(), *at).unwrap();
         }

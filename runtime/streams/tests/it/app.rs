@@ -104,12 +104,12 @@ fn config(dir: &Path, app: &str) -> StreamsConfig {
 fn word_count() -> Topology {
     let builder = StreamsBuilder::new();
     builder
-        .stream("lines", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("lines", Consumed::with(Serdes::string(), Serdes::string()))
         .flat_map_values(|l: &String| l.split_whitespace().map(str::to_string).collect::<Vec<_>>())
         .group_by(|_, w| w.clone(), Grouped::with(Serdes::string(), Serdes::string()))
         .count(Materialized::named("counts"))
         .to_stream()
-        .to("word-counts", Produced::with(Serdes::string(), Serdes::number()));
+        .to("word-counts", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     builder.build().unwrap()
 }
 
@@ -185,7 +185,7 @@ fn poison_records_go_to_the_dead_letter_topic_with_their_provenance_and_processi
     let log = open_log(&rt, dir.path());
     create(&rt, &log, "in", 1);
     let builder = StreamsBuilder::new();
-    let numbers: KStream<String, i64> = builder.stream("in", Consumed::with(Serdes::string(), Serdes::number()));
+    let numbers: KStream<String, i64> = builder.stream("in", Consumed::with(Serdes::string(), Serdes::i64()));
     numbers
         .map_values(|n| format!("n={n}"))
         .process(|| Picky)
@@ -232,7 +232,7 @@ fn a_failing_record_stops_the_application_with_the_error_when_the_policy_says_fa
     create(&rt, &log, "in", 1);
     let builder = StreamsBuilder::new();
     builder
-        .stream("in", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
         .process(|| Picky)
         .to("out", Produced::with(Serdes::string(), Serdes::string()));
     produce(&rt, &log, "in", &[("a", "fine", 1), ("b", "poison", 2)]);
@@ -250,7 +250,7 @@ fn a_failing_record_stops_the_application_with_the_error_when_the_policy_says_fa
 
     // A source topic that does not exist is refused at start, naming it.
     let builder = StreamsBuilder::new();
-    builder.stream("missing", Consumed::<String, String>::with(Serdes::string(), Serdes::string()));
+    builder.stream("missing", Consumed::with(Serdes::string(), Serdes::string()));
     let mut app =
         StreamsApp::new(builder.build().unwrap(), log.clone(), config(dir.path(), "nothing"), rt.handle().clone())
             .unwrap();
@@ -269,7 +269,7 @@ const CRASH_EOS_ENV: &str = "FRESHET_RUNTIME_CRASH_EOS";
 /// (which a replay may raise, never lower).
 fn seen_ids() -> Topology {
     let builder = StreamsBuilder::new();
-    let events = builder.stream("events", Consumed::<String, String>::with(Serdes::string(), Serdes::string()));
+    let events = builder.stream("events", Consumed::with(Serdes::string(), Serdes::string()));
     let grouped = events.group_by_key(Grouped::with(Serdes::string(), Serdes::string()));
     grouped
         .aggregate(
@@ -286,11 +286,11 @@ fn seen_ids() -> Topology {
         )
         .to_stream()
         .map_values(|ids| ids.as_ref().map_or(0, |v| v.len() as i64))
-        .to("distinct", Produced::with(Serdes::string(), Serdes::number()));
+        .to("distinct", Produced::with(Serdes::string(), Serdes::i64()));
     grouped
         .count(Materialized::named("count"))
         .to_stream()
-        .to("counts", Produced::with(Serdes::string(), Serdes::number()));
+        .to("counts", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     builder.build().unwrap()
 }
 
@@ -576,7 +576,7 @@ fn wall_clock_punctuation_fires_while_no_record_comes() {
     create(&rt, &log, "quiet", 2);
     let builder = StreamsBuilder::new();
     builder
-        .stream("quiet", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("quiet", Consumed::with(Serdes::string(), Serdes::string()))
         .process(|| Ticker)
         .to("ticks", Produced::with(Serdes::string(), Serdes::string()));
     let mut app =
@@ -609,7 +609,7 @@ fn an_output_record_the_log_refuses_is_skipped_when_the_policy_says_so() {
     create(&rt, &log, "in", 1);
     let builder = StreamsBuilder::new();
     builder
-        .stream("in", Consumed::<String, String>::with(Serdes::string(), Serdes::string()))
+        .stream("in", Consumed::with(Serdes::string(), Serdes::string()))
         // A value over the log's max.message.bytes (1 MiB by default) for "big".
         .map_values(|v| if v == "big" { "x".repeat(3 << 20) } else { v.clone() })
         .to("out", Produced::with(Serdes::string(), Serdes::string()));

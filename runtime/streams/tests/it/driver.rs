@@ -3,21 +3,21 @@
 
 use freshet_core::partitioner::partition_for_key;
 use freshet_dsl::{
-    Consumed, NumberSerde, OnDecodeError, Processor, ProcessorContext, Produced, PunctuationId, PunctuationType,
-    Record, Repartitioned, Serdes, StoreBuilder, StreamsBuilder, StringSerde, Topology,
+    Consumed, OnDecodeError, Processor, ProcessorContext, Produced, PunctuationId, PunctuationType, Record,
+    Repartitioned, Serdes, StoreBuilder, StreamsBuilder, Topology,
 };
 use freshet_runtime::{DriverConfig, TestInputTopic, TestOutputTopic, TopologyTestDriver};
 
 fn strings() -> Consumed<Option<String>, String> {
-    Consumed::with(Serdes::string(), Serdes::string())
+    Consumed::with(Serdes::string().nullable(), Serdes::string())
 }
 
 fn input() -> TestInputTopic<Option<String>, String> {
-    TestInputTopic::new("input", Serdes::string(), Serdes::string())
+    TestInputTopic::new("input", Serdes::string().nullable(), Serdes::string())
 }
 
 fn output() -> TestOutputTopic<Option<String>, String> {
-    TestOutputTopic::new("output", Serdes::string(), Serdes::string())
+    TestOutputTopic::new("output", Serdes::string().nullable(), Serdes::string())
 }
 
 /// Builds a topology from `input` to `output` with `f` in between, pipes `records` (key, value,
@@ -27,7 +27,7 @@ fn run(
     records: &[(Option<&str>, &str, i64)],
 ) -> String {
     let builder = StreamsBuilder::new();
-    f(builder.stream("input", strings())).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    f(builder.stream("input", strings())).to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     for (k, v, ts) in records {
         driver.pipe(&input(), k.map(str::to_string), v.to_string(), *ts).unwrap();
@@ -105,7 +105,7 @@ fn split_sends_each_record_to_the_first_matching_branch() {
         .default_branch("other");
     assert_eq!(branches.keys().collect::<Vec<_>>(), ["words-hello", "words-other", "words-short"]);
     for (name, stream) in &branches {
-        stream.to(name, Produced::with(Serdes::string(), Serdes::string()));
+        stream.to(name, Produced::with(Serdes::string().nullable(), Serdes::string()));
     }
     let topology = builder.build().unwrap();
     let mut driver = TopologyTestDriver::new(topology.clone()).unwrap();
@@ -114,7 +114,7 @@ fn split_sends_each_record_to_the_first_matching_branch() {
     }
     let mut out = String::new();
     for name in branches.keys() {
-        let topic = TestOutputTopic::<Option<String>, String>::new(name, StringSerde, StringSerde);
+        let topic = TestOutputTopic::new(name, Serdes::string().nullable(), Serdes::string());
         out.push_str(&format!("-- {name}\n{}", driver.render_output(&topic).unwrap()));
     }
     insta::assert_snapshot!("split", out);
@@ -155,7 +155,7 @@ fn the_processor_api_sees_metadata_and_keeps_state_per_task() {
         .stream("input", strings())
         .process(|| Tagger { n: 0 })
         .named("tagger")
-        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+        .to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let config = DriverConfig::default().partitions("input", 2).partitions("output", 2);
     let mut driver = TopologyTestDriver::with_config(builder.build().unwrap(), config).unwrap();
     // Two keys on different partitions, so two tasks each keep their own count and stream time.
@@ -179,11 +179,11 @@ fn records_cross_sub_topologies_through_a_topic_by_key() {
     builder
         .stream("input", strings())
         .flat_map(|_, v| v.split_whitespace().map(|w| (Some(w.to_lowercase()), w.to_string())).collect::<Vec<_>>())
-        .to("by-word", Produced::with(Serdes::string(), Serdes::string()));
+        .to("by-word", Produced::with(Serdes::string().nullable(), Serdes::string()));
     builder
-        .stream("by-word", Consumed::<Option<String>, String>::with(Serdes::string(), Serdes::string()))
+        .stream("by-word", Consumed::with(Serdes::string().nullable(), Serdes::string()))
         .process(|| Tagger { n: 0 })
-        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+        .to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let topology = builder.build().unwrap();
     assert_eq!(topology.subtopologies().len(), 2);
     insta::assert_snapshot!("two_subtopologies_describe", topology.describe());
@@ -206,9 +206,11 @@ fn repartition_moves_records_to_the_task_of_their_new_key() {
     builder
         .stream("input", strings())
         .flat_map(|_, v| v.split_whitespace().map(|w| (Some(w.to_lowercase()), w.to_string())).collect::<Vec<_>>())
-        .repartition(Repartitioned::with(Serdes::string(), Serdes::string()).named("by-word").with_partitions(3))
+        .repartition(
+            Repartitioned::with(Serdes::string().nullable(), Serdes::string()).named("by-word").with_partitions(3),
+        )
         .process(|| Tagger { n: 0 })
-        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+        .to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let topology = builder.build().unwrap();
     assert_eq!(topology.internal_topics()[0].name, "by-word-repartition");
     insta::assert_snapshot!("repartition_describe", topology.describe());
@@ -228,12 +230,12 @@ fn repartition_moves_records_to_the_task_of_their_new_key() {
 fn a_record_that_does_not_decode_names_its_topic_partition_and_offset() {
     let builder = StreamsBuilder::new();
     builder
-        .stream("numbers", Consumed::<Option<String>, i64>::with(Serdes::string(), Serdes::number()))
+        .stream("numbers", Consumed::with(Serdes::string().nullable(), Serdes::i64()))
         .map_values(|v| v * 2)
-        .to("doubled", Produced::with(Serdes::string(), NumberSerde));
+        .to("doubled", Produced::with(Serdes::string().nullable(), Serdes::i64()));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
-    let good = TestInputTopic::<Option<String>, i64>::new("numbers", StringSerde, NumberSerde);
-    let bad = TestInputTopic::<Option<String>, String>::new("numbers", StringSerde, StringSerde);
+    let good = TestInputTopic::new("numbers", Serdes::string().nullable(), Serdes::i64());
+    let bad = TestInputTopic::new("numbers", Serdes::string().nullable(), Serdes::string());
     driver.pipe(&good, None, 21, 1).unwrap();
     let err = driver.pipe(&bad, Some("k".into()), "twenty".into(), 2).unwrap_err();
     assert_eq!(
@@ -241,7 +243,7 @@ fn a_record_that_does_not_decode_names_its_topic_partition_and_offset() {
         "cannot deserialize the value of the record at numbers-0 offset 1 with i64: \
          6 bytes where a i64 of 8 bytes was expected"
     );
-    let out = TestOutputTopic::<Option<String>, i64>::new("doubled", StringSerde, NumberSerde);
+    let out = TestOutputTopic::new("doubled", Serdes::string().nullable(), Serdes::i64());
     let doubled: Vec<i64> = driver.read_output(&out).unwrap().into_iter().map(|r| r.record.value).collect();
     assert_eq!(doubled, [42], "the bad record changed nothing");
 }
@@ -251,18 +253,18 @@ fn a_record_that_does_not_decode_names_its_topic_partition_and_offset() {
 fn poison_records_are_skipped_or_dead_lettered_when_the_source_says_so() {
     for policy in [OnDecodeError::Skip, OnDecodeError::DeadLetter("numbers-dlq".into())] {
         let builder = StreamsBuilder::new();
-        let consumed = Consumed::<Option<String>, i64>::with(Serdes::string(), Serdes::number());
+        let consumed = Consumed::with(Serdes::string().nullable(), Serdes::i64());
         builder
             .stream("numbers", consumed.on_decode_error(policy.clone()))
             .map_values(|v| v * 2)
-            .to("doubled", Produced::with(Serdes::string(), NumberSerde));
+            .to("doubled", Produced::with(Serdes::string().nullable(), Serdes::i64()));
         let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
-        let good = TestInputTopic::<Option<String>, i64>::new("numbers", StringSerde, NumberSerde);
-        let bad = TestInputTopic::<Option<String>, String>::new("numbers", StringSerde, StringSerde);
+        let good = TestInputTopic::new("numbers", Serdes::string().nullable(), Serdes::i64());
+        let bad = TestInputTopic::new("numbers", Serdes::string().nullable(), Serdes::string());
         driver.pipe(&good, None, 1, 1).unwrap();
         driver.pipe(&bad, Some("k".into()), "two".into(), 2).unwrap();
         driver.pipe(&good, None, 3, 3).unwrap();
-        let out = TestOutputTopic::<Option<String>, i64>::new("doubled", StringSerde, NumberSerde);
+        let out = TestOutputTopic::new("doubled", Serdes::string().nullable(), Serdes::i64());
         let doubled: Vec<i64> = driver.read_output(&out).unwrap().into_iter().map(|r| r.record.value).collect();
         assert_eq!(doubled, [2, 6], "{policy:?}");
         assert_eq!(driver.dropped_records(), 1, "{policy:?}");
@@ -307,7 +309,7 @@ fn invalid_topologies_and_configs_are_refused_with_the_offender_named() {
     let builder = StreamsBuilder::new();
     let a = builder.stream("a", strings());
     let b = builder.stream("b", strings());
-    a.merge(&b).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    a.merge(&b).to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let topology: Topology = builder.build().unwrap();
     let config = DriverConfig::default().partitions("a", 2).partitions("b", 3);
     let err = TopologyTestDriver::with_config(topology, config).unwrap_err().to_string();
@@ -315,15 +317,18 @@ fn invalid_topologies_and_configs_are_refused_with_the_offender_named() {
 
     // A cycle through topics: a reads x and writes y; b reads y and writes x.
     let builder = StreamsBuilder::new();
-    builder.stream("x", strings()).to("y", Produced::with(Serdes::string(), Serdes::string()));
-    builder.stream("y", strings()).filter(|_, _| true).to("x", Produced::with(Serdes::string(), Serdes::string()));
+    builder.stream("x", strings()).to("y", Produced::with(Serdes::string().nullable(), Serdes::string()));
+    builder
+        .stream("y", strings())
+        .filter(|_, _| true)
+        .to("x", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let err = builder.build().unwrap_err().to_string();
     assert!(
         err.contains("cycle through topics (sub-topology 0 writes y, read by sub-topology 1; sub-topology 1 writes x, read by sub-topology 0)"),
         "{err}"
     );
     let builder = StreamsBuilder::new();
-    builder.stream("x", strings()).to("x", Produced::with(Serdes::string(), Serdes::string()));
+    builder.stream("x", strings()).to("x", Produced::with(Serdes::string().nullable(), Serdes::string()));
     assert!(builder.build().unwrap_err().to_string().contains("sub-topology 0 writes x, read by sub-topology 0"));
 }
 
@@ -332,7 +337,10 @@ fn describe_and_dot_are_stable() {
     let builder = StreamsBuilder::new();
     let words = builder.stream("input", strings().named("read-input"));
     let upper = words.map_values(|v| v.to_uppercase()).named("upper");
-    upper.filter(|_, v| !v.is_empty()).merge(&words).to("output", Produced::with(Serdes::string(), Serdes::string()));
+    upper
+        .filter(|_, v| !v.is_empty())
+        .merge(&words)
+        .to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let topology = builder.build().unwrap();
     insta::assert_snapshot!("describe", topology.describe());
     insta::assert_snapshot!("dot", topology.to_dot());
@@ -381,7 +389,7 @@ fn processors_keep_state_in_stores_and_punctuate_on_stream_time() {
     builder
         .stream("input", strings())
         .process_with_stores(|| WordCounter, &["counts"])
-        .to("counts-out", Produced::with(Serdes::string(), Serdes::number()));
+        .to("counts-out", Produced::with(Serdes::string(), Serdes::i64()));
     let topology = builder.build().unwrap();
     insta::assert_snapshot!("word_counter_describe", topology.describe());
     let mut driver = TopologyTestDriver::new(topology).unwrap();
@@ -390,7 +398,7 @@ fn processors_keep_state_in_stores_and_punctuate_on_stream_time() {
     for (v, ts) in [("a b", 1), ("b", 5), ("c a", 12), ("a", 13), ("b", 31)] {
         driver.pipe(&input(), None, v.to_string(), ts).unwrap();
     }
-    let out = TestOutputTopic::<String, i64>::new("counts-out", StringSerde, NumberSerde);
+    let out = TestOutputTopic::new("counts-out", Serdes::string(), Serdes::i64());
     insta::assert_snapshot!("word_counter_output", driver.render_output(&out).unwrap());
     assert_eq!(
         driver.kv_store_entries::<String, i64>("counts").unwrap(),
@@ -430,7 +438,7 @@ fn wall_clock_punctuation_follows_the_drivers_clock() {
     builder
         .stream("input", strings())
         .process(|| Ticker)
-        .to("output", Produced::with(Serdes::string(), Serdes::string()));
+        .to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let config = DriverConfig { start_wall_clock_ms: 10_000, ..DriverConfig::default() };
     let mut driver = TopologyTestDriver::with_config(builder.build().unwrap(), config).unwrap();
     driver.pipe(&input(), None, "x".into(), 1).unwrap();
@@ -465,8 +473,8 @@ fn a_processor_reaches_only_the_stores_it_declared() {
     builder.add_state_store(StoreBuilder::session::<String, i64>("sessions", 60_000));
     let s = builder.stream("input", strings());
     s.process_with_stores(|| WordCounter, &["counts", "sessions"])
-        .to("x", Produced::with(Serdes::string(), Serdes::number()));
-    s.process(|| Snoop).to("output", Produced::with(Serdes::string(), Serdes::string()));
+        .to("x", Produced::with(Serdes::string(), Serdes::i64()));
+    s.process(|| Snoop).to("output", Produced::with(Serdes::string().nullable(), Serdes::string()));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let err = driver.pipe(&input(), None, "a".into(), 1).unwrap_err().to_string();
     assert!(err.contains("uses state store \"counts\" without declaring it (process_with_stores)"), "{err}");
@@ -478,7 +486,7 @@ fn stores_must_be_declared_and_tie_their_users_into_one_sub_topology() {
     builder
         .stream("input", strings())
         .process_with_stores(|| WordCounter, &["counts"])
-        .to("x", Produced::with(Serdes::string(), Serdes::number()));
+        .to("x", Produced::with(Serdes::string(), Serdes::i64()));
     let err = builder.build().unwrap_err().to_string();
     assert!(err.contains("uses state store \"counts\", which was never added"), "{err}");
 
@@ -487,11 +495,11 @@ fn stores_must_be_declared_and_tie_their_users_into_one_sub_topology() {
     builder
         .stream("a", strings())
         .process_with_stores(|| WordCounter, &["counts"])
-        .to("x", Produced::with(Serdes::string(), Serdes::number()));
+        .to("x", Produced::with(Serdes::string(), Serdes::i64()));
     builder
         .stream("b", strings())
         .process_with_stores(|| WordCounter, &["counts"])
-        .to("y", Produced::with(Serdes::string(), Serdes::number()));
+        .to("y", Produced::with(Serdes::string(), Serdes::i64()));
     // As in Kafka Streams, processors sharing a store run in one task: one sub-topology whose
     // topics must then be co-partitioned.
     let topology = builder.build().unwrap();
@@ -529,12 +537,12 @@ fn processors_use_window_stores() {
     builder
         .stream("input", strings())
         .process_with_stores(|| WindowCounter, &["per-window"])
-        .to("output", Produced::with(Serdes::string(), Serdes::number()));
+        .to("output", Produced::with(Serdes::string(), Serdes::i64()));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     for (k, ts) in [("a", 1), ("a", 9), ("b", 9), ("a", 10), ("a", 3)] {
         driver.pipe(&input(), Some(k.into()), String::new(), ts).unwrap();
     }
-    let out = TestOutputTopic::<String, i64>::new("output", StringSerde, NumberSerde);
+    let out = TestOutputTopic::new("output", Serdes::string(), Serdes::i64());
     let counts: Vec<(String, i64)> =
         driver.read_output(&out).unwrap().into_iter().map(|r| (r.record.key, r.record.value)).collect();
     let expected = [("a@0", 1), ("a@0", 2), ("b@0", 1), ("a@10", 1), ("a@0", 3)];

@@ -19,15 +19,15 @@ fn strings() -> Consumed<String, String> {
 }
 
 fn topic(name: &str) -> TestInputTopic<String, Option<String>> {
-    TestInputTopic::new(name, Serdes::string(), Serdes::string())
+    TestInputTopic::new(name, Serdes::string(), Serdes::string().nullable())
 }
 
 fn out() -> TestOutputTopic<String, Option<String>> {
-    TestOutputTopic::new("out", Serdes::string(), Serdes::string())
+    TestOutputTopic::new("out", Serdes::string(), Serdes::string().nullable())
 }
 
 fn counts_out() -> TestOutputTopic<String, Option<i64>> {
-    TestOutputTopic::new("out", Serdes::string(), Serdes::number())
+    TestOutputTopic::new("out", Serdes::string(), Serdes::i64().nullable())
 }
 
 fn ms(n: u64) -> Duration {
@@ -67,7 +67,7 @@ fn a_table_from_a_topic_keeps_the_latest_value_and_forwards_changes() {
         .filter(|_, v| !v.starts_with("banned"))
         .map_values(|v| v.to_uppercase())
         .to_stream()
-        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+        .to("out", Produced::with(Serdes::string(), Serdes::string().nullable()));
     let topology = builder.build().unwrap();
     insta::assert_snapshot!("table_describe", topology.describe());
     let mut driver = TopologyTestDriver::new(topology).unwrap();
@@ -93,7 +93,7 @@ fn a_table_from_a_topic_keeps_the_latest_value_and_forwards_changes() {
 fn word_count_repartitions_by_word_and_counts_across_partitions() {
     let builder = StreamsBuilder::new();
     let lines = builder.stream("lines", strings());
-    count_words(&lines).to_stream().to("out", Produced::with(Serdes::string(), Serdes::number()));
+    count_words(&lines).to_stream().to("out", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     let topology = builder.build().unwrap();
     insta::assert_snapshot!("word_count_describe", topology.describe());
     assert_eq!(topology.internal_topics()[0].name, "counts-repartition");
@@ -115,7 +115,7 @@ fn word_count_repartitions_by_word_and_counts_across_partitions() {
     // Across partitions the order of different words is the partitions'; each word's counts are in order.
     lines.sort_by_key(|l| l.split(" => ").next().unwrap().to_string());
     insta::assert_snapshot!("word_count_output", lines.join("\n"));
-    let counts = driver.table_entries("counts", &Serdes::string(), &Serdes::number()).unwrap();
+    let counts = driver.table_entries("counts", &Serdes::string(), &Serdes::i64()).unwrap();
     let summary: Vec<String> = counts.iter().map(|(k, v, _): &(String, i64, i64)| format!("{k}={v}")).collect();
     assert_eq!(summary, ["a=1", "and=1", "cat=2", "dog=2", "the=3"]);
 }
@@ -123,13 +123,13 @@ fn word_count_repartitions_by_word_and_counts_across_partitions() {
 #[test]
 fn reduce_and_aggregate_fold_each_keys_values() {
     let builder = StreamsBuilder::new();
-    let amounts: KStream<String, i64> = builder.stream("amounts", Consumed::with(Serdes::string(), Serdes::number()));
-    let grouped = amounts.group_by_key(Grouped::with(Serdes::string(), Serdes::number()));
+    let amounts: KStream<String, i64> = builder.stream("amounts", Consumed::with(Serdes::string(), Serdes::i64()));
+    let grouped = amounts.group_by_key(Grouped::with(Serdes::string(), Serdes::i64()));
     grouped
         .reduce(|a: &i64, b: &i64| a.max(b).to_owned(), Materialized::new())
         .to_stream()
         .map_values(|v| v.map(|m| format!("max {m}")))
-        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+        .to("out", Produced::with(Serdes::string(), Serdes::string().nullable()));
     grouped
         .aggregate(
             Vec::new,
@@ -142,9 +142,9 @@ fn reduce_and_aggregate_fold_each_keys_values() {
         )
         .to_stream()
         .map_values(|v| v.as_ref().map(|s| format!("history {s:?}")))
-        .to("out", Produced::with(Serdes::string(), Serdes::string()));
+        .to("out", Produced::with(Serdes::string(), Serdes::string().nullable()));
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
-    let input = TestInputTopic::new("amounts", Serdes::string(), Serdes::number());
+    let input = TestInputTopic::new("amounts", Serdes::string(), Serdes::i64());
     for (k, v, ts) in [("x", 5i64, 100), ("y", 1, 50), ("x", 3, 90), ("x", 9, 200)] {
         driver.pipe(&input, k.to_string(), v, ts).unwrap();
     }
@@ -156,9 +156,9 @@ fn table_group_by_subtracts_old_values_and_adds_new_ones() {
     let builder = StreamsBuilder::new();
     let users = builder.table("user-regions", strings(), Materialized::new());
     let per_region = users
-        .group_by(|_, region| (region.clone(), 1i64), Grouped::with(Serdes::string(), Serdes::number()))
+        .group_by(|_, region| (region.clone(), 1i64), Grouped::with(Serdes::string(), Serdes::i64()))
         .count(Materialized::named("users-per-region"));
-    per_region.to_stream().to("out", Produced::with(Serdes::string(), Serdes::number()));
+    per_region.to_stream().to("out", Produced::with(Serdes::string(), Serdes::i64().nullable()));
     let topology = builder.build().unwrap();
     insta::assert_snapshot!("regroup_describe", topology.describe());
     let mut driver = TopologyTestDriver::new(topology).unwrap();
@@ -191,7 +191,7 @@ fn tumbling_windows_accept_records_within_grace_and_drop_late_ones() {
             seen.fetch_add(1, Ordering::Relaxed);
         })
         .count(Materialized::named("clicks-per-10ms"));
-    windowed_to_out(&clicks, Serdes::number());
+    windowed_to_out(&clicks, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     pipe(
         &mut driver,
@@ -208,7 +208,7 @@ fn tumbling_windows_accept_records_within_grace_and_drop_late_ones() {
         ],
     );
     insta::assert_snapshot!("tumbling_output", driver.render_output(&counts_out()).unwrap());
-    let windows = driver.window_entries("clicks-per-10ms", &Serdes::string(), &Serdes::number()).unwrap();
+    let windows = driver.window_entries("clicks-per-10ms", &Serdes::string(), &Serdes::i64()).unwrap();
     let windows: Vec<(String, i64, i64, i64)> = windows;
     assert_eq!(windows, [("a".into(), 0, 3, 9), ("a".into(), 10, 3, 19), ("b".into(), 10, 1, 14)]);
     assert_eq!(driver.late_records(), 1);
@@ -223,7 +223,7 @@ fn hopping_windows_count_a_record_in_every_window_that_holds_it() {
         .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
         .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)).advance_by(ms(5)))
         .count(Materialized::new());
-    windowed_to_out(&counts, Serdes::number());
+    windowed_to_out(&counts, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     pipe(&mut driver, "clicks", &[("a", Some("1"), 3), ("a", Some("2"), 7), ("a", Some("3"), 12), ("a", Some("4"), 4)]);
     insta::assert_snapshot!("hopping_output", driver.render_output(&counts_out()).unwrap());
@@ -240,7 +240,7 @@ fn emit_final_holds_each_window_until_it_closes() {
         .windowed_by(TimeWindows::of_size_and_grace(ms(10), ms(2)))
         .emit_strategy(EmitStrategy::OnWindowClose)
         .count(Materialized::named("views"));
-    windowed_to_out(&views, Serdes::number());
+    windowed_to_out(&views, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let mut steps = String::new();
     for (k, ts) in
@@ -260,7 +260,7 @@ fn sliding_windows_hold_every_distinct_set_of_records_within_the_difference() {
         .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
         .windowed_by_sliding(SlidingWindows::of_time_difference_and_grace(ms(10), ms(20)))
         .count(Materialized::named("sliding"));
-    windowed_to_out(&counts, Serdes::number());
+    windowed_to_out(&counts, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let mut steps = String::new();
     for ts in [10, 15, 30, 12] {
@@ -278,7 +278,7 @@ fn sessions_merge_retract_the_sessions_they_replace_and_drop_late_records() {
         .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
         .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(5), ms(10)))
         .count(Materialized::named("sessions"));
-    windowed_to_out(&sessions, Serdes::number());
+    windowed_to_out(&sessions, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     let mut steps = String::new();
     for (k, ts) in [("u", 0), ("u", 4), ("u", 20), ("u", 12), ("u", 16), ("v", 40), ("u", 9), ("u", 36)] {
@@ -289,7 +289,7 @@ fn sessions_merge_retract_the_sessions_they_replace_and_drop_late_records() {
     // u at 9 would join 0..4 and 12..20, which ended before the close time (40 - 10 - 5).
     assert_eq!(driver.late_records(), 1);
     let sessions: Vec<(String, i64, i64, i64)> =
-        driver.session_entries("sessions", &Serdes::string(), &Serdes::number()).unwrap();
+        driver.session_entries("sessions", &Serdes::string(), &Serdes::i64()).unwrap();
     // 0..4 has left the store: its retention (2 gaps + grace + 1 = 21 ms) is behind stream time 40.
     let expected: Vec<(String, i64, i64, i64)> =
         vec![("u".into(), 12, 20, 3), ("u".into(), 36, 36, 1), ("v".into(), 40, 40, 1)];
@@ -305,7 +305,7 @@ fn sessions_emit_final_once_closed() {
         .windowed_by_session(SessionWindows::of_inactivity_gap_with_no_grace(ms(5)))
         .emit_strategy(EmitStrategy::OnWindowClose)
         .count(Materialized::new());
-    windowed_to_out(&sessions, Serdes::number());
+    windowed_to_out(&sessions, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     pipe(
         &mut driver,
@@ -324,7 +324,7 @@ fn sessions_emit_final_once_closed_after_merges() {
         .windowed_by_session(SessionWindows::of_inactivity_gap_and_grace(ms(5), ms(10)))
         .emit_strategy(EmitStrategy::OnWindowClose)
         .count(Materialized::new());
-    windowed_to_out(&sessions, Serdes::number());
+    windowed_to_out(&sessions, Serdes::i64().nullable());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
     // u@4 arrives within grace and bridges u's sessions [0,0] and [8,8]: one session [0,8] of 3
     // closes (at stream time 30); the two it merged are never emitted.
@@ -498,7 +498,7 @@ fn table_table_joins_forward_the_change_of_the_joined_value() {
             "left" => names.left_join(&emails, move |n, e| format!("{n} <{}>", show(e))),
             _ => names.outer_join(&emails, move |n, e| format!("{} <{}>", show(n), show(e))),
         };
-        joined.to_stream().to("out", Produced::with(Serdes::string(), Serdes::string()));
+        joined.to_stream().to("out", Produced::with(Serdes::string(), Serdes::string().nullable()));
         let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();
         all.push_str(&format!("== {kind}\n"));
         for (t, k, v, ts) in [
@@ -556,7 +556,7 @@ fn records_without_a_key_or_with_a_negative_timestamp_are_dropped_and_counted() 
     builder
         .stream("in", strings())
         .select_key(|_, v: &String| if v.is_empty() { None } else { Some(v.clone()) })
-        .group_by_key(Grouped::with(Serdes::string(), Serdes::string()))
+        .group_by_key(Grouped::with(Serdes::string().nullable(), Serdes::string()))
         .windowed_by(TimeWindows::of_size_with_no_grace(ms(10)))
         .count(Materialized::new());
     let mut driver = TopologyTestDriver::new(builder.build().unwrap()).unwrap();

@@ -85,6 +85,10 @@ impl BrokerArgs {
                         config.max_connections_per_ip =
                             value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
                     }
+                    "group.max.size" => {
+                        config.group_max_size =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
+                    }
                     _ => return Err(bad("not a setting of Freshet's broker")),
                 }
             }

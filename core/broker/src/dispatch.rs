@@ -93,7 +93,15 @@ pub(crate) struct Served {
 impl Served {
     pub(crate) fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig, host: String, port: i32) -> Self {
         let transactions = Transactions::new(log.clone(), offsets.clone());
-        Served { log, offsets, coordinator: Coordinator::new(), transactions, config, host, port }
+        Served {
+            log,
+            offsets,
+            coordinator: Coordinator::with_max_group_size(config.group_max_size),
+            transactions,
+            config,
+            host,
+            port,
+        }
     }
 }
 

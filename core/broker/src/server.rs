@@ -42,6 +42,9 @@ pub struct BrokerConfig {
     /// Connections from one client address at once (Kafka's `max.connections.per.ip`); a new
     /// connection over it is closed at once.
     pub max_connections_per_ip: usize,
+    /// Members one consumer group takes (Kafka's `group.max.size`); a join past it is refused
+    /// with GROUP_MAX_SIZE_REACHED.
+    pub group_max_size: usize,
 }
 
 impl Default for BrokerConfig {
@@ -57,6 +60,7 @@ impl Default for BrokerConfig {
             max_connections: 10_000,
             // Kafka's default: no limit of its own below `max_connections`.
             max_connections_per_ip: usize::MAX,
+            group_max_size: freshet_coord::membership::DEFAULT_MAX_GROUP_SIZE,
         }
     }
 }
@@ -78,7 +82,7 @@ struct PerIp {
 impl PerIp {
     /// Counts a connection from `ip` unless that address already has `max` open.
     fn admit(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<IpSlot> {
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.open.lock().expect("connection table lock");
         let n = open.entry(ip).or_default();
         if *n >= max {
             return None;
@@ -97,7 +101,7 @@ struct IpSlot {
 
 impl Drop for IpSlot {
     fn drop(&mut self) {
-        let mut open = self.per_ip.open.lock().unwrap_or_else(|e| e.into_inner());
+        let mut open = self.per_ip.open.lock().expect("connection table lock");
         if let Some(n) = open.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {

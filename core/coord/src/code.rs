@@ -57,6 +57,8 @@ pub const NON_EMPTY_GROUP: i16 = 68;
 pub const GROUP_ID_NOT_FOUND: i16 = 69;
 /// A first join without a member id: rejoin with the one given.
 pub const MEMBER_ID_REQUIRED: i16 = 79;
+/// The group has `group.max.size` members already.
+pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 /// An offset of an open transaction is pending for the partition.
 pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 /// A newer producer with the same transactional id has fenced this one.

@@ -292,10 +292,21 @@ impl Group {
 }
 
 /// The groups this broker coordinates.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Coordinator {
     groups: Arc<Mutex<BTreeMap<String, Group>>>,
+    /// The most members one group takes (Kafka's `group.max.size`).
+    max_group_size: usize,
 }
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Coordinator { groups: Arc::default(), max_group_size: DEFAULT_MAX_GROUP_SIZE }
+    }
+}
+
+/// Kafka's default `group.max.size`: no bound of its own below the broker's connection bound.
+pub const DEFAULT_MAX_GROUP_SIZE: usize = i32::MAX as usize;
 
 fn new_member_id(client_id: &str) -> String {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -308,6 +319,12 @@ impl Coordinator {
     /// A coordinator with no groups; `start_expiry` removes members whose session ran out.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A coordinator whose groups take at most `n` members: a join past it is refused with
+    /// GROUP_MAX_SIZE_REACHED (Kafka's `group.max.size`).
+    pub fn with_max_group_size(n: usize) -> Self {
+        Coordinator { max_group_size: n.max(1), ..Self::default() }
     }
 
     /// Checks sessions and rebalance deadlines every 100 ms, while the coordinator lives.
@@ -400,6 +417,10 @@ impl Coordinator {
                 && !request.requires_known_member_id
             {
                 return JoinResponse { error_code: code::UNKNOWN_MEMBER_ID, member_id, ..Default::default() };
+            }
+            if !group.members.contains_key(&member_id) && group.members.len() >= self.max_group_size {
+                tracing::info!(group = %request.group, max = self.max_group_size, "join refused: group.max.size reached");
+                return JoinResponse { error_code: code::GROUP_MAX_SIZE_REACHED, member_id, ..Default::default() };
             }
             group.protocol_type = request.protocol_type.clone();
             let changed = group.members.get(&member_id).is_none_or(|m| m.protocols != request.protocols);
@@ -623,6 +644,17 @@ mod tests {
             protocols: vec![("range".into(), Bytes::from_static(b"md"))],
             requires_known_member_id: true,
         }
+    }
+
+    #[tokio::test]
+    async fn a_join_past_group_max_size_is_refused_and_the_members_stay() {
+        let c = Coordinator::with_max_group_size(1);
+        let a = c.join(join("g", "", None)).await.member_id;
+        assert_eq!(c.join(join("g", &a, None)).await.error_code, code::NONE);
+        let b = c.join(join("g", "", None)).await.member_id;
+        assert_eq!(c.join(join("g", &b, None)).await.error_code, code::GROUP_MAX_SIZE_REACHED);
+        assert_eq!(c.join(join("g", &a, None)).await.error_code, code::NONE, "a member rejoins");
+        assert_eq!(c.describe("g").await.unwrap().members.len(), 1);
     }
 
     #[tokio::test]

@@ -28,6 +28,10 @@ use freshet_log::{Log, Marker};
 /// The topic holding every transactional id's state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
+/// How long a transactional id with no transaction open is remembered after its last use
+/// (Kafka's `transactional.id.expiration.ms`): the bound on the coordinator's table of ids.
+pub const TRANSACTIONAL_ID_EXPIRATION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// The longest transaction timeout accepted (Kafka's `transaction.max.timeout.ms`).
 pub const MAX_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 
@@ -112,6 +116,10 @@ struct TxnRecord {
     offsets: BTreeMap<String, Vec<(String, u32, i64, String)>>,
     /// When the open transaction began (ms since the epoch).
     started_ms: i64,
+    /// When this state was stored (ms since the epoch): the id expires
+    /// `TRANSACTIONAL_ID_EXPIRATION` after it unless a transaction is open.
+    #[serde(default)]
+    updated_ms: i64,
 }
 
 /// The transaction of one transactional id, as `describe` shows it.
@@ -186,11 +194,20 @@ impl Transactions {
         log.ensure_compacted_topic(TRANSACTION_STATE_TOPIC, 1).await?;
         let mut records: HashMap<String, TxnRecord> = HashMap::new();
         log.for_each_record(TRANSACTION_STATE_TOPIC, 0, |record| {
-            let (Some(key), Some(value)) = (record.key, record.value) else { return Ok(()) };
+            let Some(key) = record.key else { return Ok(()) };
             let id = String::from_utf8(key.to_vec())
                 .map_err(|_| Error::Decode("a transactional id that is not UTF-8".into()))?;
-            let state: TxnRecord = serde_json::from_slice(value)
+            // A tombstone: the id expired.
+            let Some(value) = record.value else {
+                records.remove(&id);
+                return Ok(());
+            };
+            let mut state: TxnRecord = serde_json::from_slice(value)
                 .map_err(|e| Error::Decode(format!("the state of transactional id {id:?}: {e}")))?;
+            if state.updated_ms == 0 {
+                // Stored before ids expired: its time is the record's.
+                state.updated_ms = record.timestamp;
+            }
             records.insert(id, state);
             Ok(())
         })
@@ -230,7 +247,8 @@ impl Transactions {
     }
 
     /// Stores a transactional id's state; returns once it is durable.
-    async fn persist(&self, id: &str, record: &TxnRecord) -> std::result::Result<(), TxnError> {
+    async fn persist(&self, id: &str, record: &mut TxnRecord) -> std::result::Result<(), TxnError> {
+        record.updated_ms = self.now_ms();
         let value = serde_json::to_vec(record).map_err(|e| storage(Error::Internal(e.to_string())))?;
         let mut builder = BatchBuilder::default();
         builder.push(Some(id.as_bytes()), Some(&value), &[], self.now_ms());
@@ -270,6 +288,7 @@ impl Transactions {
                 partitions: BTreeSet::new(),
                 offsets: BTreeMap::new(),
                 started_ms: 0,
+                updated_ms: 0,
             },
             Some(record) => record,
         };
@@ -294,7 +313,7 @@ impl Transactions {
         record.phase = TxnPhase::Empty;
         record.partitions.clear();
         record.offsets.clear();
-        self.persist(transactional_id, &record).await?;
+        self.persist(transactional_id, &mut record).await?;
         let answer = (record.producer_id, record.producer_epoch);
         entry.record = Some(record);
         Ok(answer)
@@ -372,7 +391,7 @@ impl Transactions {
         let before = record.partitions.len();
         record.partitions.extend(partitions.iter().map(|tp| (tp.topic.clone(), tp.partition)));
         if began || record.partitions.len() != before {
-            self.persist(transactional_id, &record).await?;
+            self.persist(transactional_id, &mut record).await?;
         }
         entry.record = Some(record);
         Ok(())
@@ -395,7 +414,7 @@ impl Transactions {
         let began = Self::begin(&mut record, transactional_id, self.now_ms())?;
         if began || !record.offsets.contains_key(group) {
             record.offsets.entry(group.to_owned()).or_default();
-            self.persist(transactional_id, &record).await?;
+            self.persist(transactional_id, &mut record).await?;
         }
         entry.record = Some(record);
         Ok(())
@@ -425,7 +444,7 @@ impl Transactions {
             pending.retain(|(t, p, _, _)| !(t == &tp.topic && *p == tp.partition));
             pending.push((tp.topic.clone(), tp.partition, o.offset, o.metadata.clone()));
         }
-        self.persist(transactional_id, &record).await?;
+        self.persist(transactional_id, &mut record).await?;
         entry.record = Some(record);
         Ok(())
     }
@@ -474,7 +493,7 @@ impl Transactions {
         let prepare = if commit { TxnPhase::PrepareCommit } else { TxnPhase::PrepareAbort };
         if record.phase != prepare {
             record.phase = prepare;
-            self.persist(transactional_id, &record).await?;
+            self.persist(transactional_id, &mut record).await?;
             entry.record = Some(record.clone());
         }
         let marker = if commit { Marker::Commit } else { Marker::Abort };
@@ -509,7 +528,7 @@ impl Transactions {
         record.phase = if commit { TxnPhase::CompleteCommit } else { TxnPhase::CompleteAbort };
         record.partitions.clear();
         record.offsets.clear();
-        self.persist(transactional_id, &record).await?;
+        self.persist(transactional_id, &mut record).await?;
         entry.record = Some(record.clone());
         Ok(record)
     }
@@ -546,7 +565,38 @@ impl Transactions {
         Ok(n)
     }
 
-    /// Runs [`Transactions::abort_expired`] every `interval` while the coordinator lives.
+    /// Forgets every transactional id without an open transaction whose state was last stored
+    /// more than `expiration` before `now_ms` (a tombstone in `__transaction_state`, so it stays
+    /// forgotten after a restart). Returns how many.
+    pub async fn expire_ids(&self, now_ms: i64, expiration: Duration) -> Result<usize> {
+        let mut n = 0;
+        for (id, shared) in self.all_entries() {
+            let Ok(mut entry) = shared.try_lock() else { continue };
+            let Some(record) = &entry.record else { continue };
+            let idle = matches!(record.phase, TxnPhase::Empty | TxnPhase::CompleteCommit | TxnPhase::CompleteAbort);
+            if !idle || now_ms.saturating_sub(record.updated_ms) <= expiration.as_millis() as i64 {
+                continue;
+            }
+            let mut builder = BatchBuilder::default();
+            builder.push(Some(id.as_bytes()), None, &[], now_ms);
+            self.inner.log.append(TRANSACTION_STATE_TOPIC, 0, builder.finish()).await?;
+            tracing::info!(transactional_id = %id, "transactional id expired (transactional.id.expiration.ms)");
+            entry.record = None;
+            drop(entry);
+            // Requests take an entry from the map under its lock: with no other holder (the map
+            // and this loop), none is waiting for it. One that is finds the id forgotten, and
+            // starts it anew.
+            let mut entries = self.inner.entries.lock().expect("entries lock");
+            if Arc::strong_count(&shared) == 2 {
+                entries.remove(&id);
+            }
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Runs [`Transactions::abort_expired`] and [`Transactions::expire_ids`] every `interval`
+    /// while the coordinator lives.
     pub fn start_expiry(&self, interval: Duration) {
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(async move {
@@ -556,6 +606,9 @@ impl Transactions {
                 let this = Transactions { inner };
                 if let Err(error) = this.abort_expired(this.now_ms()).await {
                     tracing::warn!(%error, "aborting expired transactions failed");
+                }
+                if let Err(error) = this.expire_ids(this.now_ms(), TRANSACTIONAL_ID_EXPIRATION).await {
+                    tracing::warn!(%error, "expiring transactional ids failed");
                 }
             }
         });

@@ -37,7 +37,7 @@ pub(super) struct LocalGroup {
 
 impl LocalMembers {
     pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalGroup>> {
-        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+        self.groups.lock().expect("group members lock")
     }
 
     pub(super) fn notify(&self) {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use freshet_coord::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
-use freshet_coord::transactions::{Refusal, Transactions, TxnPhase};
+use freshet_coord::transactions::{Refusal, Transactions, TxnPhase, TRANSACTIONAL_ID_EXPIRATION};
 use freshet_log::batch::{BatchBuilder, Batches};
 use freshet_log::clock::Clock as _;
 use freshet_log::Error;
@@ -224,4 +224,41 @@ async fn the_coordinators_keep_time_by_the_logs_clock() {
     assert_eq!(txns.abort_expired(clock.now_ms()).await.unwrap(), 0, "59 s of a 60 s timeout");
     clock.advance_ms(2_000);
     assert_eq!(txns.abort_expired(clock.now_ms()).await.unwrap(), 1, "61 s of a 60 s timeout");
+}
+
+/// An idle transactional id is forgotten after `transactional.id.expiration.ms`, durably; one with
+/// a transaction open is not.
+#[tokio::test]
+async fn idle_transactional_ids_expire_and_stay_forgotten_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = freshet_log::clock::ManualClock::new(1_000_000);
+    let config = freshet_log::config::LogConfig {
+        clock: clock.clone(),
+        maintenance_interval: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let log = Log::open(dir.path(), config.clone()).await.unwrap();
+    log.create_topic("out", 1, BTreeMap::new()).await.unwrap();
+    let (txns, _offsets) = coordinator(&log).await;
+    let tp = TopicPartition::new("out", 0);
+    let (idle_pid, _) = txns.init_producer_id("idle", Duration::from_secs(60)).await.unwrap();
+    let (busy_pid, busy_epoch) = txns.init_producer_id("busy", Duration::from_secs(900)).await.unwrap();
+    txns.add_partitions("busy", busy_pid, busy_epoch, std::slice::from_ref(&tp)).await.unwrap();
+    let day = 24 * 3600 * 1000;
+    clock.advance_ms(7 * day - 1_000);
+    assert_eq!(txns.expire_ids(clock.now_ms(), TRANSACTIONAL_ID_EXPIRATION).await.unwrap(), 0);
+    clock.advance_ms(2_000);
+    assert_eq!(txns.expire_ids(clock.now_ms(), TRANSACTIONAL_ID_EXPIRATION).await.unwrap(), 1);
+    let ids: Vec<String> = txns.describe().await.into_iter().map(|d| d.transactional_id).collect();
+    assert_eq!(ids, ["busy"], "an open transaction keeps its id (its timeout aborts it first)");
+
+    log.close().await.unwrap();
+    drop((txns, _offsets, log));
+    let log = Log::open(dir.path(), config).await.unwrap();
+    let (txns, _offsets) = coordinator(&log).await;
+    let ids: Vec<String> = txns.describe().await.into_iter().map(|d| d.transactional_id).collect();
+    assert_eq!(ids, ["busy"], "the tombstone keeps it forgotten");
+    let (pid, epoch) = txns.init_producer_id("idle", Duration::from_secs(60)).await.unwrap();
+    assert_eq!(epoch, 0, "an expired id starts anew");
+    assert_ne!(pid, idle_pid);
 }

@@ -137,7 +137,11 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let BrokerSettings { data_dir, config } = args.settings()?;
     let embedded = open_log(&data_dir).await?;
     let log = embedded.log().clone();
-    let broker = freshet::broker::Broker::start(log.clone(), embedded.group_offsets().clone(), config).await?;
+    // One coordinator for the groups of the broker's clients and of the queries it hosts.
+    let coordinator = embedded.group_coordinator().clone();
+    let broker =
+        freshet::broker::Broker::start_sharing(log.clone(), embedded.group_offsets().clone(), coordinator, config)
+            .await?;
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
     // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
     #[cfg(feature = "sql")]

@@ -91,17 +91,17 @@ pub(crate) struct Served {
 }
 
 impl Served {
-    pub(crate) fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig, host: String, port: i32) -> Self {
+    pub(crate) fn new(
+        log: Log,
+        offsets: GroupOffsets,
+        coordinator: Coordinator,
+        config: BrokerConfig,
+        host: String,
+        port: i32,
+    ) -> Self {
+        coordinator.set_max_group_size(config.group_max_size);
         let transactions = Transactions::new(log.clone(), offsets.clone());
-        Served {
-            log,
-            offsets,
-            coordinator: Coordinator::with_max_group_size(config.group_max_size),
-            transactions,
-            config,
-            host,
-            port,
-        }
+        Served { log, offsets, coordinator, transactions, config, host, port }
     }
 }
 
@@ -151,7 +151,7 @@ impl FrameHarness {
     /// Serves `log` as a broker with `config` would (no listener).
     pub fn new(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Self {
         let port = i32::from(config.listen.port());
-        FrameHarness { served: Served::new(log, offsets, config, "127.0.0.1".into(), port) }
+        FrameHarness { served: Served::new(log, offsets, Coordinator::new(), config, "127.0.0.1".into(), port) }
     }
 
     /// One request frame (without its length prefix): the response frame, `None` when there is

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use freshet_coord::group::GroupOffsets;
+use freshet_coord::membership::Coordinator;
 use freshet_log::{Error, Log, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -115,6 +116,18 @@ impl Broker {
     /// Listens on `config.listen` and serves `log` (its groups' offsets in `offsets`) until
     /// [`Broker::stop`].
     pub async fn start(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Result<Broker> {
+        Self::start_sharing(log, offsets, Coordinator::new(), config).await
+    }
+
+    /// Like [`Broker::start`], with the group coordinator `coordinator`: the embedded substrate's
+    /// (`Embedded::group_coordinator`), so that consumers in this process and the broker's
+    /// clients are members of the same groups.
+    pub async fn start_sharing(
+        log: Log,
+        offsets: GroupOffsets,
+        coordinator: Coordinator,
+        config: BrokerConfig,
+    ) -> Result<Broker> {
         for (key, value) in
             [("max.connections", config.max_connections), ("max.connections.per.ip", config.max_connections_per_ip)]
         {
@@ -134,7 +147,7 @@ impl Broker {
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
         let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
         let (max_connections, max_per_ip) = (config.max_connections, config.max_connections_per_ip);
-        let served = Served::new(log, offsets, config, host, i32::from(local_addr.port()));
+        let served = Served::new(log, offsets, coordinator, config, host, i32::from(local_addr.port()));
         served.coordinator.start_expiry();
         // Transactions a previous run decided are completed before any client is served.
         served.transactions.load().await?;

@@ -2,7 +2,9 @@
 //!
 //! Role: [`group`] keeps committed consumer-group offsets in the compacted `__consumer_offsets`
 //! topic, in Kafka's own record layout; [`membership`] is the classic group protocol's membership
-//! state machine (join, sync, heartbeat, leave, rebalance, session timeouts); [`transactions`] is
+//! state machine (join, sync, heartbeat, leave, rebalance, session timeouts), which the embedded
+//! substrate's consumers and the broker's clients share, exchanging [`consumer_protocol`]
+//! subscriptions and assignments; [`transactions`] is
 //! the transaction coordinator (state in `__transaction_state`, markers to every partition of a
 //! transaction, offsets applied on commit, fencing, timeouts); [`code`] is the one table of Kafka
 //! error codes these state machines and the broker answer with.
@@ -12,6 +14,7 @@
 //! log's clock.
 
 pub mod code;
+pub mod consumer_protocol;
 pub mod group;
 pub mod membership;
 pub mod transactions;

@@ -295,13 +295,19 @@ impl Group {
 #[derive(Debug, Clone)]
 pub struct Coordinator {
     groups: Arc<Mutex<BTreeMap<String, Group>>>,
-    /// The most members one group takes (Kafka's `group.max.size`).
-    max_group_size: usize,
+    /// The most members one group takes (Kafka's `group.max.size`), shared by clones.
+    max_group_size: Arc<std::sync::atomic::AtomicUsize>,
+    /// Whether the expiry task runs (one per coordinator and its clones).
+    expiring: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Default for Coordinator {
     fn default() -> Self {
-        Coordinator { groups: Arc::default(), max_group_size: DEFAULT_MAX_GROUP_SIZE }
+        Coordinator {
+            groups: Arc::default(),
+            max_group_size: Arc::new(std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_GROUP_SIZE)),
+            expiring: Arc::default(),
+        }
     }
 }
 
@@ -324,11 +330,22 @@ impl Coordinator {
     /// A coordinator whose groups take at most `n` members: a join past it is refused with
     /// GROUP_MAX_SIZE_REACHED (Kafka's `group.max.size`).
     pub fn with_max_group_size(n: usize) -> Self {
-        Coordinator { max_group_size: n.max(1), ..Self::default() }
+        let coordinator = Self::default();
+        coordinator.set_max_group_size(n);
+        coordinator
     }
 
-    /// Checks sessions and rebalance deadlines every 100 ms, while the coordinator lives.
+    /// Sets `group.max.size` for this coordinator and its clones (joins from now on).
+    pub fn set_max_group_size(&self, n: usize) {
+        self.max_group_size.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Checks sessions and rebalance deadlines every 100 ms, while the coordinator lives (once for a
+    /// coordinator and its clones, however often called).
     pub fn start_expiry(&self) {
+        if self.expiring.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            return;
+        }
         let groups = Arc::downgrade(&self.groups);
         tokio::spawn(async move {
             loop {
@@ -418,8 +435,9 @@ impl Coordinator {
             {
                 return JoinResponse { error_code: code::UNKNOWN_MEMBER_ID, member_id, ..Default::default() };
             }
-            if !group.members.contains_key(&member_id) && group.members.len() >= self.max_group_size {
-                tracing::info!(group = %request.group, max = self.max_group_size, "join refused: group.max.size reached");
+            let max_group_size = self.max_group_size.load(std::sync::atomic::Ordering::Relaxed);
+            if !group.members.contains_key(&member_id) && group.members.len() >= max_group_size {
+                tracing::info!(group = %request.group, max = max_group_size, "join refused: group.max.size reached");
                 return JoinResponse { error_code: code::GROUP_MAX_SIZE_REACHED, member_id, ..Default::default() };
             }
             group.protocol_type = request.protocol_type.clone();

@@ -42,13 +42,14 @@ async fn delete_groups(request: DeleteGroupsRequest, served: &Served) -> DeleteG
 }
 
 fn find_coordinator(request: FindCoordinatorRequest, version: i16, served: &Served) -> FindCoordinatorResponse {
-    // This broker coordinates every group.
+    // This broker coordinates every group and transactional id.
     let host = StrBytes::from_string(served.host.clone());
-    let response =
-        FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host.clone()).with_port(served.port);
     if version < 4 {
-        return response;
+        return FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host).with_port(served.port);
     }
+    // From v4 a request looks up many keys at once, and the answer is a coordinator per key; the
+    // single-key fields are not in the message.
+    let response = FindCoordinatorResponse::default();
     let coordinators = request
         .coordinator_keys
         .into_iter()

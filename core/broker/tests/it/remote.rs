@@ -37,8 +37,12 @@ impl Cluster {
             auto_create_topics: false,
             ..BrokerConfig::default()
         };
+        // The broker's clients and the embedded consumers share one group coordinator.
+        let coordinator = embedded.group_coordinator().clone();
         let broker =
-            Broker::start(embedded.log().clone(), embedded.group_offsets().clone(), broker_config).await.unwrap();
+            Broker::start_sharing(embedded.log().clone(), embedded.group_offsets().clone(), coordinator, broker_config)
+                .await
+                .unwrap();
         Cluster { _dir: dir, embedded, broker }
     }
 
@@ -120,5 +124,62 @@ async fn transactions_commit_output_and_input_offsets_together_on_both_substrate
     for (s, prefix) in cluster.both() {
         consume_transform_produce(&*s, prefix).await;
     }
+    cluster.stop().await;
+}
+
+/// A consumer in this process and a Kafka client over the network join one group: the
+/// coordinator is one, they exchange Kafka's consumer-protocol subscriptions and assignments, and
+/// the group's partitions are dealt between them, every record read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_embedded_consumer_and_a_kafka_client_share_one_group() {
+    let cluster = Cluster::start().await;
+    let [(embedded, _), (remote, _)] = cluster.both();
+    let topic = NewTopic { name: "mixed".into(), n_partitions: 4, ..Default::default() };
+    embedded.admin().unwrap().create_topic(topic).await.unwrap();
+    let group = |client: &str| ConsumerConfig {
+        group_id: Some("mixed-group".into()),
+        client_id: Some(client.into()),
+        ..ConsumerConfig::default()
+    };
+    let mut local = embedded.consumer(group("in-process")).unwrap();
+    let mut network = remote.consumer(group("over-the-network")).unwrap();
+    local.subscribe(vec!["mixed".into()]).await.unwrap();
+    network.subscribe(vec!["mixed".into()]).await.unwrap();
+    let mut read = std::collections::BTreeMap::<String, usize>::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut sent = false;
+    while local.assignment().len() != 2 || network.assignment().len() != 2 || read.len() < 200 {
+        if !sent && local.assignment().len() == 2 && network.assignment().len() == 2 {
+            // Written once the group has settled, so no record is read before a hand-over.
+            let records: Vec<ProducerRecord> =
+                (0..200).map(|i| ProducerRecord::new("mixed", Some(format!("k{i}")), format!("v{i}"))).collect();
+            embedded.producer().unwrap().send(records).await.unwrap();
+            sent = true;
+        }
+        for consumer in [&mut local, &mut network] {
+            for batch in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+                for r in batch.records().unwrap() {
+                    *read.entry(text(&r.value).unwrap()).or_default() += 1;
+                }
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?} and {:?}, {} records read",
+            local.assignment(),
+            network.assignment(),
+            read.len()
+        );
+    }
+    let mut all: Vec<TopicPartition> = local.assignment().into_iter().chain(network.assignment()).collect();
+    all.sort();
+    all.dedup();
+    assert_eq!(all.len(), 4, "every partition has one owner");
+    assert!(read.values().all(|n| *n == 1), "a record was read twice");
+    let described = remote.admin().unwrap().group_members("mixed-group").await.unwrap().unwrap();
+    let mut clients: Vec<String> = described.members.iter().map(|m| m.client_id.clone()).collect();
+    clients.sort();
+    assert_eq!(clients, ["in-process", "over-the-network"]);
+    drop((local, network));
     cluster.stop().await;
 }

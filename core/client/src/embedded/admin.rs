@@ -7,7 +7,7 @@ use super::*;
 pub struct EmbeddedAdmin {
     pub(super) log: Log,
     pub(super) groups: GroupOffsets,
-    pub(super) members: Arc<LocalMembers>,
+    pub(super) coordinator: Coordinator,
 }
 
 #[async_trait]
@@ -47,21 +47,6 @@ impl Admin for EmbeddedAdmin {
         Ok(self.groups.fetch(group, None))
     }
     async fn group_members(&self, group: &str) -> Result<Option<GroupMembers>> {
-        // Members of consumers in this process; a broker serving the log keeps its own.
-        let (_, assignments) = self.members.assignments(group, &self.log);
-        if assignments.is_empty() {
-            return Ok(None);
-        }
-        let members = assignments
-            .into_iter()
-            .map(|(member, assignment)| GroupMember {
-                // Zero-padded, so member ids sort as the members do (the range assignor's order).
-                member_id: format!("embedded-{member:020}"),
-                client_id: self.members.client_id(group, member),
-                host: "in-process".into(),
-                assignment,
-            })
-            .collect();
-        Ok(Some(GroupMembers { state: "Stable".into(), protocol: "range".into(), members }))
+        Ok(describe(&self.coordinator, group).await)
     }
 }

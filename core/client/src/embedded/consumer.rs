@@ -3,6 +3,11 @@
 
 use super::*;
 
+use freshet_coord::code;
+
+/// How often a poll waiting for data looks at its group again.
+const GROUP_CHECK_INTERVAL: Duration = Duration::from_millis(50);
+
 /// The embedded [`Consumer`].
 #[derive(Debug)]
 pub struct EmbeddedConsumer {
@@ -10,7 +15,7 @@ pub struct EmbeddedConsumer {
     pub(super) groups: GroupOffsets,
     pub(super) config: ConsumerConfig,
     pub(super) positions: BTreeMap<TopicPartition, i64>,
-    pub(super) members: Arc<LocalMembers>,
+    pub(super) coordinator: Coordinator,
     /// After `subscribe`: the consumer's place in its group.
     pub(super) membership: Option<Membership>,
     /// What the last poll saw happen to the assignment.
@@ -23,70 +28,118 @@ pub struct EmbeddedConsumer {
 #[derive(Debug)]
 pub(super) struct Membership {
     pub(super) group: String,
-    pub(super) member: u64,
-    /// The generation whose assignment the member holds or is taking.
-    pub(super) generation: u64,
-    /// Partitions reported revoked, given up at the next poll.
+    pub(super) topics: Vec<String>,
+    /// The id the coordinator gave (empty before the first join).
+    pub(super) member_id: String,
+    pub(super) generation: i32,
+    /// Whether the member must (re)join before it reads again.
+    pub(super) needs_join: bool,
+    /// Partitions reported revoked, given up at the next poll (then the member rejoins).
     pub(super) revoking: Vec<TopicPartition>,
-    /// The generation's assignment, until every partition of it is free to take.
-    pub(super) taking: Option<Vec<TopicPartition>>,
+    /// The join and sync under way.
+    pub(super) joining: Option<tokio::task::JoinHandle<std::result::Result<Joined, NotJoined>>>,
+    /// The member id and generation its keep-alive task heartbeats with.
+    pub(super) identity: Identity,
+    /// The runtime it subscribed on: its join and leave run there.
+    pub(super) runtime: tokio::runtime::Handle,
 }
 
 impl Drop for EmbeddedConsumer {
     fn drop(&mut self) {
-        if let Some(m) = self.membership.take() {
-            self.members.leave(&m.group, m.member);
-        }
+        self.leave();
     }
 }
 
 impl EmbeddedConsumer {
-    /// Follows the group: completes a revocation the last poll reported; at a new generation,
-    /// reports the partitions this member loses as revoked (and stops there), then takes its
-    /// new assignment once no one else holds any of it. Partitions kept keep their position;
-    /// new ones start at the committed offset or where `auto_offset_reset` says.
+    /// Leaves the group, if in one (in the background: a drop cannot wait).
+    fn leave(&mut self) {
+        if let Some(m) = self.membership.take() {
+            if let Some(joining) = &m.joining {
+                joining.abort();
+            }
+            leave_soon(&self.coordinator, &m.runtime, m.group, m.member_id);
+        }
+    }
+
+    /// Follows the group: completes a revocation the last poll reported; takes the assignment of a
+    /// completed join (positions from the committed offsets, or where `auto_offset_reset` says);
+    /// heartbeats, and when the group rebalances reports every partition revoked (and stops
+    /// there: the member rejoins once they are given up, at the next poll).
     pub(super) async fn follow_group(&mut self) -> Result<()> {
         let Some(m) = self.membership.as_mut() else { return Ok(()) };
         if !m.revoking.is_empty() {
-            let revoked = std::mem::take(&mut m.revoking);
-            for tp in &revoked {
-                self.positions.remove(tp);
-                self.paused.remove(tp);
-            }
-            self.members.release(&m.group, m.member, &revoked);
-        }
-        if self.members.generation(&m.group) != m.generation {
-            let (generation, mut assignments) = self.members.assignments(&m.group, &self.log);
-            let assigned = assignments.remove(&m.member).unwrap_or_default();
-            let lost: Vec<TopicPartition> =
-                self.positions.keys().filter(|tp| !assigned.contains(tp)).cloned().collect();
-            m.generation = generation;
-            m.taking = Some(assigned);
-            if !lost.is_empty() {
-                m.revoking.clone_from(&lost);
-                self.changes.push(GroupChange::Revoked(lost));
-                return Ok(());
+            for tp in std::mem::take(&mut m.revoking) {
+                self.positions.remove(&tp);
+                self.paused.remove(&tp);
             }
         }
-        let Some(assigned) = &m.taking else { return Ok(()) };
-        if !self.members.try_take(&m.group, m.member, m.generation, assigned) {
+        if m.joining.as_ref().is_some_and(|j| j.is_finished()) {
+            let joined = m.joining.take().expect("checked").await;
+            match joined {
+                Ok(Ok(joined)) => {
+                    m.member_id = joined.member_id;
+                    m.generation = joined.generation;
+                    m.needs_join = false;
+                    *m.identity.lock().expect("member identity lock") = Some((m.member_id.clone(), m.generation));
+                    let group = m.group.clone();
+                    let assigned = joined.assignment;
+                    let committed = self.groups.fetch(&group, Some(&assigned));
+                    let mut positions = BTreeMap::new();
+                    for tp in &assigned {
+                        let position = match committed.get(tp) {
+                            Some(c) => c.offset,
+                            None => self.reset_position(tp).await?,
+                        };
+                        positions.insert(tp.clone(), position);
+                    }
+                    self.positions = positions;
+                    self.paused.retain(|tp| self.positions.contains_key(tp));
+                    self.changes.push(GroupChange::Assigned(assigned));
+                    return Ok(());
+                }
+                Ok(Err(not)) => {
+                    tracing::debug!(group = %m.group, code = not.code, "join refused; joining again");
+                    m.member_id = if not.code == code::UNKNOWN_MEMBER_ID { String::new() } else { not.member_id };
+                    if not.code == code::GROUP_MAX_SIZE_REACHED {
+                        self.membership = None;
+                        return Err(Error::Internal("the consumer group has group.max.size members already".into()));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "a group join task failed; joining again"),
+            }
+        }
+        if m.joining.is_some() {
             return Ok(());
         }
-        let assigned = m.taking.take().unwrap_or_default();
-        let group = m.group.clone();
-        let committed = self.groups.fetch(&group, Some(&assigned));
-        let mut positions = BTreeMap::new();
-        for tp in &assigned {
-            let position = match (self.positions.get(tp), committed.get(tp)) {
-                (Some(p), _) => *p,
-                (None, Some(c)) => c.offset,
-                (None, None) => self.reset_position(tp).await?,
-            };
-            positions.insert(tp.clone(), position);
+        if !m.needs_join {
+            match self.coordinator.heartbeat(&m.group, m.generation, &m.member_id).await {
+                code::NONE => return Ok(()),
+                error => {
+                    tracing::debug!(group = %m.group, error, "the group rebalances; rejoining");
+                    if error == code::UNKNOWN_MEMBER_ID {
+                        m.member_id.clear();
+                    }
+                    m.needs_join = true;
+                    *m.identity.lock().expect("member identity lock") = None;
+                    let held: Vec<TopicPartition> = self.positions.keys().cloned().collect();
+                    if !held.is_empty() {
+                        // Eager: everything is given up before the member rejoins.
+                        m.revoking.clone_from(&held);
+                        self.changes.push(GroupChange::Revoked(held));
+                        return Ok(());
+                    }
+                }
+            }
         }
-        self.positions = positions;
-        self.paused.retain(|tp| self.positions.contains_key(tp));
-        self.changes.push(GroupChange::Assigned(assigned));
+        let client_id = self.config.client_id.clone().unwrap_or_else(|| "freshet".into());
+        m.joining = Some(m.runtime.spawn(join_and_sync(
+            self.coordinator.clone(),
+            self.log.clone(),
+            m.group.clone(),
+            m.member_id.clone(),
+            m.topics.clone(),
+            client_id,
+        )));
         Ok(())
     }
 
@@ -114,9 +167,7 @@ impl EmbeddedConsumer {
 #[async_trait]
 impl Consumer for EmbeddedConsumer {
     async fn assign(&mut self, partitions: Vec<TopicPartition>) -> Result<()> {
-        if let Some(m) = self.membership.take() {
-            self.members.leave(&m.group, m.member);
-        }
+        self.leave();
         let committed = match &self.config.group_id {
             Some(group) => self.groups.fetch(group, Some(&partitions)),
             None => BTreeMap::new(),
@@ -164,10 +215,8 @@ impl Consumer for EmbeddedConsumer {
     async fn poll(&mut self, max_wait: Duration) -> Result<Vec<ConsumedBatches>> {
         let deadline = tokio::time::Instant::now() + max_wait;
         let mut data = self.log.watch_data();
-        let mut members = self.members.changed.subscribe();
         self.changes.clear();
         loop {
-            members.borrow_and_update();
             self.follow_group().await?;
             if self.revoking() {
                 return Ok(Vec::new());
@@ -223,16 +272,15 @@ impl Consumer for EmbeddedConsumer {
             if !out.is_empty() {
                 return Ok(out);
             }
-            let woken = tokio::time::timeout_at(deadline, async {
-                tokio::select! {
-                    changed = data.changed() => changed.map_err(|_| Error::Closed),
-                    _ = members.changed() => Ok(()),
-                }
-            });
+            // Wait for data, looking at the group again every so often (a rebalance, a join that
+            // completed).
+            let group_check = tokio::time::Instant::now() + GROUP_CHECK_INTERVAL;
+            let woken = tokio::time::timeout_at(deadline.min(group_check), data.changed());
             match woken.await {
                 Ok(Ok(())) => continue,
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(out),
+                Ok(Err(_)) => return Err(Error::Closed),
+                Err(_) if tokio::time::Instant::now() >= deadline => return Ok(out),
+                Err(_) => continue,
             }
         }
     }
@@ -256,16 +304,23 @@ impl Consumer for EmbeddedConsumer {
 
     async fn subscribe(&mut self, topics: Vec<String>) -> Result<()> {
         let group = self.config.group_id.clone().ok_or_else(|| no_group("subscribe"))?;
-        if let Some(m) = self.membership.take() {
-            self.members.leave(&m.group, m.member);
-        }
+        self.leave();
         self.positions.clear();
         self.changes.clear();
-        let member = self.members.next_member.fetch_add(1, Ordering::Relaxed);
-        let client_id = self.config.client_id.clone().unwrap_or_else(|| "freshet".into());
-        self.members.join(&group, member, topics, client_id);
-        // Generation 0 is never current: the first poll takes the assignment.
-        self.membership = Some(Membership { group, member, generation: 0, revoking: Vec::new(), taking: None });
+        let identity = Identity::default();
+        keep_alive(self.coordinator.clone(), group.clone(), &identity);
+        // The first poll joins.
+        self.membership = Some(Membership {
+            group,
+            topics,
+            member_id: String::new(),
+            generation: -1,
+            needs_join: true,
+            revoking: Vec::new(),
+            joining: None,
+            identity,
+            runtime: tokio::runtime::Handle::current(),
+        });
         Ok(())
     }
 

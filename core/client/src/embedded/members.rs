@@ -1,118 +1,157 @@
-//! The members of the consumer groups whose consumers are in this process: generations, range
-//! assignment, partitions handed over only once given up.
+//! The embedded consumers' side of the classic group protocol, over the same coordinator a
+//! broker serving this log uses (`freshet_coord::membership`): join, the leader's range
+//! assignment, sync, heartbeats, leave. As with Kafka's eager protocol, a member gives up all its
+//! partitions (reporting them revoked) before it rejoins, and the coordinator completes a
+//! rebalance only when every member has rejoined, so a partition never has two owners.
 
 use super::*;
 
-/// The live members of consumer groups whose consumers are in this process (an embedded log is
-/// used from one process): each subscribe or leave starts a new generation. A member takes its
-/// range assignment when it next polls: first it gives up the partitions it loses (reporting
-/// them revoked, completing at its following poll), then it takes the new ones once their
-/// previous owners have given them up, so a partition never has two owners.
+use freshet_coord::code;
+use freshet_coord::consumer_protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
+};
+use freshet_coord::membership::{Coordinator, JoinRequest};
+
+/// How long a member may go without a heartbeat before the coordinator drops it (Kafka's
+/// `session.timeout.ms` default).
+pub(super) const SESSION_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// How long the coordinator waits for every member to rejoin a rebalance (Kafka's
+/// `max.poll.interval.ms` default, the rebalance timeout of its consumers).
+pub(super) const REBALANCE_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// How often a member's session is kept alive between polls (Kafka's `heartbeat.interval.ms`).
+const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(3);
+
+/// The assignment protocol, by the name Kafka's range assignor has.
+const PROTOCOL: &str = "range";
+
+/// What a completed join and sync gave a member.
 #[derive(Debug)]
-pub(super) struct LocalMembers {
-    pub(super) groups: Mutex<HashMap<String, LocalGroup>>,
-    pub(super) next_member: AtomicU64,
-    /// Bumped at every change of membership or ownership, so waiting members look again.
-    pub(super) changed: tokio::sync::watch::Sender<u64>,
+pub(super) struct Joined {
+    pub(super) member_id: String,
+    pub(super) generation: i32,
+    pub(super) assignment: Vec<TopicPartition>,
 }
 
-impl Default for LocalMembers {
-    fn default() -> Self {
-        LocalMembers {
-            groups: Mutex::default(),
-            next_member: AtomicU64::new(0),
-            changed: tokio::sync::watch::Sender::new(0),
+/// A join that did not complete: the error code and the member id to rejoin with.
+#[derive(Debug)]
+pub(super) struct NotJoined {
+    pub(super) code: i16,
+    pub(super) member_id: String,
+}
+
+/// Who a member is to the coordinator, once joined: read by its keep-alive task.
+pub(super) type Identity = Arc<Mutex<Option<(String, i32)>>>;
+
+/// Joins `group` (rejoining with `member_id` when the coordinator gave one) and syncs. The
+/// leader computes the range assignment of every member's subscription over the log's partition
+/// counts; other members receive theirs.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn join_and_sync(
+    coordinator: Coordinator,
+    log: Log,
+    group: String,
+    mut member_id: String,
+    topics: Vec<String>,
+    client_id: String,
+) -> std::result::Result<Joined, NotJoined> {
+    loop {
+        let join = coordinator
+            .join(JoinRequest {
+                group: group.clone(),
+                member_id: member_id.clone(),
+                instance_id: None,
+                client_id: client_id.clone(),
+                client_host: "/in-process".into(),
+                session_timeout: SESSION_TIMEOUT,
+                rebalance_timeout: REBALANCE_TIMEOUT,
+                protocol_type: "consumer".into(),
+                protocols: vec![(PROTOCOL.into(), encode_subscription(&topics))],
+                requires_known_member_id: true,
+            })
+            .await;
+        match join.error_code {
+            code::NONE => {}
+            code::MEMBER_ID_REQUIRED => {
+                member_id = join.member_id;
+                continue;
+            }
+            code => return Err(NotJoined { code, member_id: join.member_id }),
+        }
+        member_id = join.member_id.clone();
+        let assignments = if join.leader == member_id {
+            let members: Vec<(String, Vec<String>)> = join
+                .members
+                .iter()
+                .map(|m| (m.member_id.clone(), decode_subscription(&m.metadata).unwrap_or_default()))
+                .collect();
+            let counts = |t: &str| log.describe_topic(t).ok().map(|d| d.n_partitions);
+            range_assign(&members, counts).into_iter().map(|(m, ps)| (m, encode_assignment(&ps))).collect()
+        } else {
+            Vec::new()
+        };
+        let sync = coordinator.sync(&group, join.generation, &member_id, assignments).await;
+        match sync.error_code {
+            code::NONE => {
+                let assignment = decode_assignment(&sync.assignment).unwrap_or_default();
+                return Ok(Joined { member_id, generation: join.generation, assignment });
+            }
+            // Another member joined meanwhile: join again.
+            code::REBALANCE_IN_PROGRESS => continue,
+            code => return Err(NotJoined { code, member_id }),
         }
     }
 }
 
-#[derive(Debug, Default)]
-pub(super) struct LocalGroup {
-    pub(super) generation: u64,
-    /// Member id -> its topics and client id.
-    pub(super) members: BTreeMap<u64, (Vec<String>, String)>,
-    /// Which member holds each partition.
-    pub(super) owners: HashMap<TopicPartition, u64>,
-}
-
-impl LocalMembers {
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LocalGroup>> {
-        self.groups.lock().expect("group members lock")
-    }
-
-    pub(super) fn notify(&self) {
-        self.changed.send_modify(|n| *n += 1);
-    }
-
-    pub(super) fn join(&self, group: &str, member: u64, topics: Vec<String>, client_id: String) {
-        {
-            let mut groups = self.lock();
-            let g = groups.entry(group.to_string()).or_default();
-            g.members.insert(member, (topics, client_id));
-            g.generation += 1;
-        }
-        self.notify();
-    }
-
-    /// Removes `member`, freeing its partitions.
-    pub(super) fn leave(&self, group: &str, member: u64) {
-        {
-            let mut groups = self.lock();
-            if let Some(g) = groups.get_mut(group) {
-                if g.members.remove(&member).is_some() {
-                    g.generation += 1;
-                }
-                g.owners.retain(|_, m| *m != member);
-                if g.members.is_empty() {
-                    groups.remove(group);
-                }
+/// Keeps a member's session alive between polls until `identity` is dropped.
+pub(super) fn keep_alive(coordinator: Coordinator, group: String, identity: &Identity) {
+    let identity = Arc::downgrade(identity);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+            let Some(identity) = identity.upgrade() else { return };
+            let current = identity.lock().expect("member identity lock").clone();
+            if let Some((member_id, generation)) = current {
+                // A rebalance or a lost membership is the poll's to act on.
+                coordinator.heartbeat(&group, generation, &member_id).await;
             }
         }
-        self.notify();
-    }
+    });
+}
 
-    pub(super) fn generation(&self, group: &str) -> u64 {
-        self.lock().get(group).map_or(0, |g| g.generation)
+/// Leaves `group` in the background on `runtime` (the one the member subscribed on: a consumer
+/// may be dropped on a thread outside any runtime, and a drop cannot wait).
+pub(super) fn leave_soon(
+    coordinator: &Coordinator,
+    runtime: &tokio::runtime::Handle,
+    group: String,
+    member_id: String,
+) {
+    if member_id.is_empty() {
+        return;
     }
+    let coordinator = coordinator.clone();
+    runtime.spawn(async move {
+        coordinator.leave(&group, &[(member_id, None)]).await;
+    });
+}
 
-    /// The generation and every member's assignment.
-    pub(super) fn assignments(&self, group: &str, log: &Log) -> (u64, BTreeMap<u64, Vec<TopicPartition>>) {
-        let groups = self.lock();
-        let Some(g) = groups.get(group) else { return (0, BTreeMap::new()) };
-        let members: Vec<(u64, Vec<String>)> = g.members.iter().map(|(m, (t, _))| (*m, t.clone())).collect();
-        (g.generation, range_assign(&members, |t| log.describe_topic(t).ok().map(|d| d.n_partitions)))
+/// The members of `group` as an admin client describes them.
+pub(super) async fn describe(coordinator: &Coordinator, group: &str) -> Option<GroupMembers> {
+    let described = coordinator.describe(group).await?;
+    if described.members.is_empty() {
+        return None;
     }
-
-    /// Gives up `partitions` held by `member`.
-    pub(super) fn release(&self, group: &str, member: u64, partitions: &[TopicPartition]) {
-        {
-            let mut groups = self.lock();
-            if let Some(g) = groups.get_mut(group) {
-                for tp in partitions {
-                    if g.owners.get(tp) == Some(&member) {
-                        g.owners.remove(tp);
-                    }
-                }
-            }
-        }
-        self.notify();
-    }
-
-    /// Takes every one of `partitions` for `member` if none is held by another member and the
-    /// group is still at `generation`; takes nothing otherwise.
-    pub(super) fn try_take(&self, group: &str, member: u64, generation: u64, partitions: &[TopicPartition]) -> bool {
-        let mut groups = self.lock();
-        let Some(g) = groups.get_mut(group) else { return false };
-        if g.generation != generation || partitions.iter().any(|tp| g.owners.get(tp).is_some_and(|m| *m != member)) {
-            return false;
-        }
-        for tp in partitions {
-            g.owners.insert(tp.clone(), member);
-        }
-        true
-    }
-
-    pub(super) fn client_id(&self, group: &str, member: u64) -> String {
-        self.lock().get(group).and_then(|g| g.members.get(&member)).map_or_else(String::new, |(_, c)| c.clone())
-    }
+    let members = described
+        .members
+        .into_iter()
+        .map(|m| GroupMember {
+            member_id: m.member_id,
+            client_id: m.client_id,
+            host: m.client_host,
+            assignment: decode_assignment(&m.assignment).unwrap_or_default(),
+        })
+        .collect();
+    Some(GroupMembers { state: described.state.name().to_string(), protocol: described.protocol, members })
 }

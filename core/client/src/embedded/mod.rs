@@ -9,13 +9,14 @@ mod members;
 mod producer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use freshet_coord::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
+use freshet_coord::membership::Coordinator;
 use freshet_coord::transactions::Transactions;
 use freshet_log::batch::{BatchBuilder, Batches};
 use freshet_log::config::ConfigEntry;
@@ -35,7 +36,7 @@ use self::producer::*;
 pub struct Embedded {
     log: Log,
     groups: GroupOffsets,
-    members: Arc<LocalMembers>,
+    coordinator: Coordinator,
     transactions: Transactions,
 }
 
@@ -49,7 +50,15 @@ impl Embedded {
         let transactions = Transactions::new(log.clone(), groups.clone());
         transactions.load().await?;
         transactions.start_expiry(Duration::from_secs(1));
-        Ok(Embedded { log, groups, members: Arc::default(), transactions })
+        let coordinator = Coordinator::new();
+        coordinator.start_expiry();
+        Ok(Embedded { log, groups, coordinator, transactions })
+    }
+
+    /// The group coordinator of this log's consumer groups: a broker serving the log takes it, so
+    /// consumers in this process and the broker's clients are members of the same groups.
+    pub fn group_coordinator(&self) -> &Coordinator {
+        &self.coordinator
     }
 
     /// The transaction coordinator.
@@ -94,7 +103,7 @@ impl Embedded {
             groups: self.groups.clone(),
             config,
             positions: BTreeMap::new(),
-            members: self.members.clone(),
+            coordinator: self.coordinator.clone(),
             membership: None,
             changes: Vec::new(),
             paused: Default::default(),
@@ -103,7 +112,7 @@ impl Embedded {
 
     /// The admin interface.
     pub fn admin(&self) -> EmbeddedAdmin {
-        EmbeddedAdmin { log: self.log.clone(), groups: self.groups.clone(), members: self.members.clone() }
+        EmbeddedAdmin { log: self.log.clone(), groups: self.groups.clone(), coordinator: self.coordinator.clone() }
     }
 
     /// Closes the log cleanly.

@@ -135,6 +135,8 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let BrokerSettings { data_dir, config } = args.settings()?;
+    // Before anything starts: a stop asked for while the queries still start is kept.
+    let mut stop = crate::target::StopSignals::listen()?;
     let embedded = open_log(&data_dir).await?;
     let log = embedded.log().clone();
     // One coordinator for the groups of the broker's clients and of the queries it hosts.
@@ -148,11 +150,7 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let host =
         crate::sql::QueryHost::start(std::sync::Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir))
             .await?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    stop.wait().await;
     #[cfg(feature = "sql")]
     host.stop().await?;
     broker.stop().await;

@@ -163,12 +163,9 @@ async fn serve(args: &SqlArgs, host: &QueryHost, format: OutputFormat) -> anyhow
             execute(&host.session, statement, format).await?;
         }
     }
+    let mut stop = crate::target::StopSignals::listen()?;
     crate::say("Running the continuous queries; Ctrl-C stops them.");
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
+    stop.wait().await;
     Ok(())
 }
 

@@ -94,3 +94,25 @@ pub(crate) fn say(line: &str) {
         panic!("cannot write to stdout: {e}");
     }
 }
+
+/// SIGINT and SIGTERM, listened for from the moment this is made: a signal that comes while a
+/// long-running command is still starting is kept, not left to kill the process mid-start.
+pub(crate) struct StopSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    pub(crate) fn listen() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(StopSignals { interrupt: signal(SignalKind::interrupt())?, terminate: signal(SignalKind::terminate())? })
+    }
+
+    /// Waits for either.
+    pub(crate) async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
+}

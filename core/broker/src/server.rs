@@ -149,6 +149,7 @@ impl Broker {
         let (max_connections, max_per_ip) = (config.max_connections, config.max_connections_per_ip);
         let served = Served::new(log, offsets, coordinator, config, host, i32::from(local_addr.port()));
         served.coordinator.start_expiry();
+        served.offsets.start_expiry(served.coordinator.clone());
         // Transactions a previous run decided are completed before any client is served.
         served.transactions.load().await?;
         served.transactions.start_expiry(Duration::from_secs(1));

@@ -26,6 +26,14 @@ use freshet_log::{Error, Result};
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
+/// How long the committed offsets of a group without members are kept after its last commit and
+/// after it was last seen with members (Kafka's `offsets.retention.minutes`, seven days): the bound
+/// on the table of groups.
+pub const OFFSETS_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// How often expired offsets are looked for (Kafka's `offsets.retention.check.interval.ms`).
+const RETENTION_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A topic and a partition.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct TopicPartition {
@@ -153,12 +161,17 @@ pub(crate) fn decode_value(value: &[u8]) -> Result<OffsetAndMetadata> {
 
 type Offsets = HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>;
 
+/// When each group was last seen with members, by the expiry (in memory: after a restart a group
+/// counts as seen at the first check, so expiry only ever comes later).
+type LastLive = Arc<std::sync::Mutex<HashMap<String, i64>>>;
+
 /// Consumer-group offsets over the log.
 #[derive(Debug, Clone)]
 pub struct GroupOffsets {
     log: Log,
     n_partitions: u32,
     offsets: Arc<RwLock<Offsets>>,
+    last_live: LastLive,
 }
 
 impl GroupOffsets {
@@ -186,7 +199,7 @@ impl GroupOffsets {
             .await?;
         }
         offsets.retain(|_, g| !g.is_empty());
-        Ok(GroupOffsets { log, n_partitions, offsets: Arc::new(RwLock::new(offsets)) })
+        Ok(GroupOffsets { log, n_partitions, offsets: Arc::new(RwLock::new(offsets)), last_live: LastLive::default() })
     }
 
     fn partition_for(&self, group: &str) -> u32 {
@@ -274,6 +287,61 @@ impl GroupOffsets {
             }
         }
         Ok(())
+    }
+
+    /// Deletes the committed offsets of every group that `coordinator` shows without members
+    /// and whose last commit, and the last time it was seen with members, are more than
+    /// `retention` before `now_ms`, as Kafka's `offsets.retention.minutes`. Returns the groups.
+    pub async fn expire(
+        &self,
+        coordinator: &crate::membership::Coordinator,
+        now_ms: i64,
+        retention: std::time::Duration,
+    ) -> Result<Vec<String>> {
+        let retention = retention.as_millis() as i64;
+        let newest: Vec<(String, i64)> = {
+            let all = self.offsets.read().expect("offsets lock");
+            all.iter().map(|(g, o)| (g.clone(), o.values().map(|c| c.commit_timestamp).max().unwrap_or(0))).collect()
+        };
+        let mut expired = Vec::new();
+        for (group, last_commit) in newest {
+            let live = coordinator.describe(&group).await.is_some_and(|d| !d.members.is_empty());
+            let last_live = {
+                let mut seen = self.last_live.lock().expect("group liveness lock");
+                let at = seen.entry(group.clone()).or_insert(now_ms);
+                if live {
+                    *at = now_ms;
+                }
+                *at
+            };
+            if live || now_ms.saturating_sub(last_commit.max(last_live)) <= retention {
+                continue;
+            }
+            tracing::info!(%group, "committed offsets expired (offsets.retention.minutes)");
+            self.delete_group(&group).await?;
+            // The coordinator forgets the empty group too (its members' table).
+            coordinator.delete(&group).await;
+            self.last_live.lock().expect("group liveness lock").remove(&group);
+            expired.push(group);
+        }
+        Ok(expired)
+    }
+
+    /// Runs [`GroupOffsets::expire`] with [`OFFSETS_RETENTION`] every ten minutes while the store
+    /// lives.
+    pub fn start_expiry(&self, coordinator: crate::membership::Coordinator) {
+        let weak = Arc::downgrade(&self.offsets);
+        let (log, n_partitions, last_live) = (self.log.clone(), self.n_partitions, self.last_live.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(RETENTION_CHECK_INTERVAL).await;
+                let Some(offsets) = weak.upgrade() else { return };
+                let this = GroupOffsets { log: log.clone(), n_partitions, offsets, last_live: last_live.clone() };
+                if let Err(error) = this.expire(&coordinator, log.clock().now_ms(), OFFSETS_RETENTION).await {
+                    tracing::warn!(%error, "expiring committed offsets failed");
+                }
+            }
+        });
     }
 
     /// Deletes a group's committed offsets (tombstones, so compaction forgets them).

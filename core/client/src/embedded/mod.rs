@@ -52,6 +52,7 @@ impl Embedded {
         transactions.start_expiry(Duration::from_secs(1));
         let coordinator = Coordinator::new();
         coordinator.start_expiry();
+        groups.start_expiry(coordinator.clone());
         Ok(Embedded { log, groups, coordinator, transactions })
     }
 

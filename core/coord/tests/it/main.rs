@@ -1,4 +1,5 @@
 //! Integration tests of the coordinators over a real log (one binary, see STYLE.md).
 
+mod groups;
 mod support;
 mod transactions;

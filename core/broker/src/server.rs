@@ -116,7 +116,8 @@ impl Broker {
     /// Listens on `config.listen` and serves `log` (its groups' offsets in `offsets`) until
     /// [`Broker::stop`].
     pub async fn start(log: Log, offsets: GroupOffsets, config: BrokerConfig) -> Result<Broker> {
-        Self::start_sharing(log, offsets, Coordinator::new(), config).await
+        let coordinator = Coordinator::with_clock(log.clock().clone());
+        Self::start_sharing(log, offsets, coordinator, config).await
     }
 
     /// Like [`Broker::start`], with the group coordinator `coordinator`: the embedded substrate's

@@ -15,7 +15,9 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use freshet_log::clock::Clock;
 
 use bytes::Bytes;
 
@@ -153,7 +155,8 @@ struct Member {
     session_timeout: Duration,
     rebalance_timeout: Duration,
     protocols: Vec<(String, Bytes)>,
-    last_seen: Instant,
+    /// When it was last heard from (ms, by the coordinator's clock).
+    last_seen: i64,
     /// Joined in the current rebalance.
     joined: bool,
     assignment: Bytes,
@@ -172,7 +175,7 @@ struct Group {
     /// Follower syncs waiting for the leader's.
     pending_syncs: Vec<(String, oneshot::Sender<SyncResponse>)>,
     /// When the current rebalance must complete at the latest.
-    rebalance_deadline: Option<Instant>,
+    rebalance_deadline: Option<i64>,
 }
 
 impl Group {
@@ -190,10 +193,10 @@ impl Group {
         }
     }
 
-    fn prepare_rebalance(&mut self) {
+    fn prepare_rebalance(&mut self, now: i64) {
         if self.state != GroupState::PreparingRebalance {
             let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or(Duration::from_secs(5));
-            self.rebalance_deadline = Some(Instant::now() + timeout);
+            self.rebalance_deadline = Some(now.saturating_add(timeout.as_millis() as i64));
             for m in self.members.values_mut() {
                 m.joined = false;
             }
@@ -277,7 +280,7 @@ impl Group {
             .collect()
     }
 
-    fn remove_member(&mut self, member_id: &str) {
+    fn remove_member(&mut self, member_id: &str, now: i64) {
         if self.members.remove(member_id).is_some() {
             if self.members.is_empty() && self.pending_joins.is_empty() {
                 self.state = GroupState::Empty;
@@ -285,7 +288,7 @@ impl Group {
                 self.leader = None;
                 return;
             }
-            self.prepare_rebalance();
+            self.prepare_rebalance(now);
             self.maybe_complete_join(false);
         }
     }
@@ -299,6 +302,8 @@ pub struct Coordinator {
     max_group_size: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether the expiry task runs (one per coordinator and its clones).
     expiring: Arc<std::sync::atomic::AtomicBool>,
+    /// Where session and rebalance timeouts read the time.
+    clock: Arc<dyn Clock>,
 }
 
 impl Default for Coordinator {
@@ -307,6 +312,7 @@ impl Default for Coordinator {
             groups: Arc::default(),
             max_group_size: Arc::new(std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_GROUP_SIZE)),
             expiring: Arc::default(),
+            clock: freshet_log::clock::system(),
         }
     }
 }
@@ -335,6 +341,12 @@ impl Coordinator {
         coordinator
     }
 
+    /// A coordinator whose session and rebalance timeouts read `clock` (the log's, so a
+    /// simulation that sets the clock decides when members expire).
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        Coordinator { clock, ..Self::default() }
+    }
+
     /// Sets `group.max.size` for this coordinator and its clones (joins from now on).
     pub fn set_max_group_size(&self, n: usize) {
         self.max_group_size.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
@@ -347,25 +359,26 @@ impl Coordinator {
             return;
         }
         let groups = Arc::downgrade(&self.groups);
+        let clock = self.clock.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 let Some(groups) = groups.upgrade() else { return };
                 let mut groups = groups.lock().await;
-                let now = Instant::now();
+                let now = clock.now_ms();
                 for (name, group) in groups.iter_mut() {
                     let expired: Vec<String> = group
                         .members
                         .iter()
                         .filter(|(_, m)| {
                             group.state != GroupState::PreparingRebalance
-                                && now.duration_since(m.last_seen) > m.session_timeout
+                                && now.saturating_sub(m.last_seen) > m.session_timeout.as_millis() as i64
                         })
                         .map(|(id, _)| id.clone())
                         .collect();
                     for id in expired {
                         tracing::info!(group = %name, member = %id, "session expired");
-                        group.remove_member(&id);
+                        group.remove_member(&id, now);
                     }
                     if group.rebalance_deadline.is_some_and(|d| now >= d) {
                         group.maybe_complete_join(true);
@@ -408,7 +421,7 @@ impl Coordinator {
                         if unchanged && group.state == GroupState::Stable {
                             // Same instance, same protocols: takes its old place, no rebalance.
                             let m = group.members.get_mut(&old).expect("known");
-                            m.last_seen = Instant::now();
+                            m.last_seen = self.clock.now_ms();
                             return JoinResponse {
                                 error_code: code::NONE,
                                 generation: group.generation,
@@ -449,14 +462,14 @@ impl Coordinator {
                 session_timeout: request.session_timeout,
                 rebalance_timeout: request.rebalance_timeout,
                 protocols: request.protocols.clone(),
-                last_seen: Instant::now(),
+                last_seen: self.clock.now_ms(),
                 joined: false,
                 assignment: Bytes::new(),
             });
             member.protocols = request.protocols.clone();
             member.session_timeout = request.session_timeout;
             member.rebalance_timeout = request.rebalance_timeout;
-            member.last_seen = Instant::now();
+            member.last_seen = self.clock.now_ms();
             // A known member rejoining a stable group with nothing changed gets the current
             // generation back (the leader a full member list) without a rebalance.
             if group.state == GroupState::Stable && !changed {
@@ -474,7 +487,7 @@ impl Coordinator {
                     members,
                 };
             }
-            group.prepare_rebalance();
+            group.prepare_rebalance(self.clock.now_ms());
             group.members.get_mut(&member_id).expect("inserted").joined = true;
             let (tx, rx) = oneshot::channel();
             group.pending_joins.retain(|(id, _)| *id != member_id);
@@ -508,7 +521,7 @@ impl Coordinator {
                 return SyncResponse { error_code: code::REBALANCE_IN_PROGRESS, ..Default::default() };
             }
             if let Some(m) = group.members.get_mut(member_id) {
-                m.last_seen = Instant::now();
+                m.last_seen = self.clock.now_ms();
             }
             let respond = |group: &Group, member: &str| SyncResponse {
                 error_code: code::NONE,
@@ -546,7 +559,7 @@ impl Coordinator {
         let mut groups = self.groups.lock().await;
         let Some(group) = groups.get_mut(group_id) else { return code::UNKNOWN_MEMBER_ID };
         let Some(member) = group.members.get_mut(member_id) else { return code::UNKNOWN_MEMBER_ID };
-        member.last_seen = Instant::now();
+        member.last_seen = self.clock.now_ms();
         if group.state == GroupState::PreparingRebalance {
             return code::REBALANCE_IN_PROGRESS;
         }
@@ -571,7 +584,7 @@ impl Coordinator {
                 };
                 match id {
                     Some(id) => {
-                        group.remove_member(&id);
+                        group.remove_member(&id, self.clock.now_ms());
                         code::NONE
                     }
                     None => code::UNKNOWN_MEMBER_ID,
@@ -662,6 +675,20 @@ mod tests {
             protocols: vec![("range".into(), Bytes::from_static(b"md"))],
             requires_known_member_id: true,
         }
+    }
+
+    #[tokio::test]
+    async fn sessions_expire_by_the_coordinators_clock() {
+        let clock = freshet_log::clock::ManualClock::new(1_000_000);
+        let c = Coordinator::with_clock(clock.clone());
+        c.start_expiry();
+        let a = c.join(join("g", "", None)).await.member_id;
+        assert_eq!(c.join(join("g", &a, None)).await.error_code, code::NONE);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(c.describe("g").await.unwrap().members.len(), 1, "no time passed on the clock");
+        clock.advance_ms(10_001);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(c.describe("g").await.unwrap().members.is_empty(), "10 s session, 10.001 s by the clock");
     }
 
     #[tokio::test]

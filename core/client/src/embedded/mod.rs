@@ -50,7 +50,7 @@ impl Embedded {
         let transactions = Transactions::new(log.clone(), groups.clone());
         transactions.load().await?;
         transactions.start_expiry(Duration::from_secs(1));
-        let coordinator = Coordinator::new();
+        let coordinator = Coordinator::with_clock(log.clock().clone());
         coordinator.start_expiry();
         groups.start_expiry(coordinator.clone());
         Ok(Embedded { log, groups, coordinator, transactions })

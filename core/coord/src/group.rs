@@ -163,14 +163,20 @@ type Offsets = HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>;
 
 /// When each group was last seen with members, by the expiry (in memory: after a restart a group
 /// counts as seen at the first check, so expiry only ever comes later).
-type LastLive = Arc<std::sync::Mutex<HashMap<String, i64>>>;
+type LastLive = std::sync::Mutex<HashMap<String, i64>>;
 
 /// Consumer-group offsets over the log.
 #[derive(Debug, Clone)]
 pub struct GroupOffsets {
+    shared: Arc<Shared>,
+}
+
+/// What the clones of a [`GroupOffsets`] share.
+#[derive(Debug)]
+struct Shared {
     log: Log,
     n_partitions: u32,
-    offsets: Arc<RwLock<Offsets>>,
+    offsets: RwLock<Offsets>,
     last_live: LastLive,
 }
 
@@ -199,11 +205,12 @@ impl GroupOffsets {
             .await?;
         }
         offsets.retain(|_, g| !g.is_empty());
-        Ok(GroupOffsets { log, n_partitions, offsets: Arc::new(RwLock::new(offsets)), last_live: LastLive::default() })
+        let shared = Shared { log, n_partitions, offsets: RwLock::new(offsets), last_live: LastLive::default() };
+        Ok(GroupOffsets { shared: Arc::new(shared) })
     }
 
     fn partition_for(&self, group: &str) -> u32 {
-        java_string_hash(group).unsigned_abs() % self.n_partitions
+        java_string_hash(group).unsigned_abs() % self.shared.n_partitions
     }
 
     /// Commits offsets for a group, durably and atomically (one batch).
@@ -219,7 +226,7 @@ impl GroupOffsets {
             return Ok(());
         }
         let mut builder = BatchBuilder::default();
-        let now = self.log.clock().now_ms();
+        let now = self.shared.log.clock().now_ms();
         let stamped = |offset: &OffsetAndMetadata| {
             let commit_timestamp = if offset.commit_timestamp < 0 { now } else { offset.commit_timestamp };
             OffsetAndMetadata { commit_timestamp, ..offset.clone() }
@@ -227,8 +234,8 @@ impl GroupOffsets {
         for (tp, offset) in offsets {
             builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(&stamped(offset))?), &[], now);
         }
-        self.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
-        let mut all = self.offsets.write().expect("offsets lock");
+        self.shared.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
+        let mut all = self.shared.offsets.write().expect("offsets lock");
         let entry = all.entry(group.to_owned()).or_default();
         for (tp, offset) in offsets {
             entry.insert(tp.clone(), stamped(offset));
@@ -242,7 +249,7 @@ impl GroupOffsets {
         group: &str,
         partitions: Option<&[TopicPartition]>,
     ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
-        let all = self.offsets.read().expect("offsets lock");
+        let all = self.shared.offsets.read().expect("offsets lock");
         let Some(committed) = all.get(group) else { return BTreeMap::new() };
         match partitions {
             None => committed.clone(),
@@ -252,7 +259,7 @@ impl GroupOffsets {
 
     /// Every group with committed offsets.
     pub fn groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = self.offsets.read().expect("offsets lock").keys().cloned().collect();
+        let mut groups: Vec<String> = self.shared.offsets.read().expect("offsets lock").keys().cloned().collect();
         groups.sort();
         groups
     }
@@ -261,7 +268,7 @@ impl GroupOffsets {
     /// a topic created again under the same name is read from its start.
     pub async fn forget_topic(&self, topic: &str) -> Result<()> {
         let affected: Vec<(String, Vec<TopicPartition>)> = {
-            let all = self.offsets.read().expect("offsets lock");
+            let all = self.shared.offsets.read().expect("offsets lock");
             all.iter()
                 .map(|(g, offsets)| {
                     (g.clone(), offsets.keys().filter(|tp| tp.topic == topic).cloned().collect::<Vec<_>>())
@@ -271,12 +278,12 @@ impl GroupOffsets {
         };
         for (group, tps) in affected {
             let mut builder = BatchBuilder::default();
-            let now = self.log.clock().now_ms();
+            let now = self.shared.log.clock().now_ms();
             for tp in &tps {
                 builder.push(Some(&encode_key(&group, tp)?), None, &[], now);
             }
-            self.log.append(OFFSETS_TOPIC, self.partition_for(&group), builder.finish()).await?;
-            let mut all = self.offsets.write().expect("offsets lock");
+            self.shared.log.append(OFFSETS_TOPIC, self.partition_for(&group), builder.finish()).await?;
+            let mut all = self.shared.offsets.write().expect("offsets lock");
             if let Some(offsets) = all.get_mut(&group) {
                 for tp in &tps {
                     offsets.remove(tp);
@@ -300,14 +307,14 @@ impl GroupOffsets {
     ) -> Result<Vec<String>> {
         let retention = retention.as_millis() as i64;
         let newest: Vec<(String, i64)> = {
-            let all = self.offsets.read().expect("offsets lock");
+            let all = self.shared.offsets.read().expect("offsets lock");
             all.iter().map(|(g, o)| (g.clone(), o.values().map(|c| c.commit_timestamp).max().unwrap_or(0))).collect()
         };
         let mut expired = Vec::new();
         for (group, last_commit) in newest {
             let live = coordinator.describe(&group).await.is_some_and(|d| !d.members.is_empty());
             let last_live = {
-                let mut seen = self.last_live.lock().expect("group liveness lock");
+                let mut seen = self.shared.last_live.lock().expect("group liveness lock");
                 let at = seen.entry(group.clone()).or_insert(now_ms);
                 if live {
                     *at = now_ms;
@@ -321,7 +328,7 @@ impl GroupOffsets {
             self.delete_group(&group).await?;
             // The coordinator forgets the empty group too (its members' table).
             coordinator.delete(&group).await;
-            self.last_live.lock().expect("group liveness lock").remove(&group);
+            self.shared.last_live.lock().expect("group liveness lock").remove(&group);
             expired.push(group);
         }
         Ok(expired)
@@ -330,14 +337,15 @@ impl GroupOffsets {
     /// Runs [`GroupOffsets::expire`] with [`OFFSETS_RETENTION`] every ten minutes while the store
     /// lives.
     pub fn start_expiry(&self, coordinator: crate::membership::Coordinator) {
-        let weak = Arc::downgrade(&self.offsets);
-        let (log, n_partitions, last_live) = (self.log.clone(), self.n_partitions, self.last_live.clone());
+        // A weak reference: the task must not keep the log (and its directory lock) open.
+        let weak = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(RETENTION_CHECK_INTERVAL).await;
-                let Some(offsets) = weak.upgrade() else { return };
-                let this = GroupOffsets { log: log.clone(), n_partitions, offsets, last_live: last_live.clone() };
-                if let Err(error) = this.expire(&coordinator, log.clock().now_ms(), OFFSETS_RETENTION).await {
+                let Some(shared) = weak.upgrade() else { return };
+                let this = GroupOffsets { shared };
+                let now = this.shared.log.clock().now_ms();
+                if let Err(error) = this.expire(&coordinator, now, OFFSETS_RETENTION).await {
                     tracing::warn!(%error, "expiring committed offsets failed");
                 }
             }
@@ -351,12 +359,12 @@ impl GroupOffsets {
             return Ok(false);
         }
         let mut builder = BatchBuilder::default();
-        let now = self.log.clock().now_ms();
+        let now = self.shared.log.clock().now_ms();
         for tp in committed.keys() {
             builder.push(Some(&encode_key(group, tp)?), None, &[], now);
         }
-        self.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
-        self.offsets.write().expect("offsets lock").remove(group);
+        self.shared.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
+        self.shared.offsets.write().expect("offsets lock").remove(group);
         Ok(true)
     }
 }

@@ -312,7 +312,7 @@ impl GroupOffsets {
         };
         let mut expired = Vec::new();
         for (group, last_commit) in newest {
-            let live = coordinator.describe(&group).await.is_some_and(|d| !d.members.is_empty());
+            let live = coordinator.has_members(&group).await;
             let last_live = {
                 let mut seen = self.shared.last_live.lock().expect("group liveness lock");
                 let at = seen.entry(group.clone()).or_insert(now_ms);

@@ -645,6 +645,11 @@ impl Coordinator {
         })
     }
 
+    /// Whether `group_id` has members now.
+    pub async fn has_members(&self, group_id: &str) -> bool {
+        self.groups.lock().await.get(group_id).is_some_and(|g| !g.members.is_empty())
+    }
+
     /// Forgets an empty group (DeleteGroups); `NON_EMPTY_GROUP` if it has members.
     pub async fn delete(&self, group_id: &str) -> i16 {
         let mut groups = self.groups.lock().await;

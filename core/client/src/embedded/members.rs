@@ -47,7 +47,6 @@ pub(super) type Identity = Arc<Mutex<Option<(String, i32)>>>;
 /// Joins `group` (rejoining with `member_id` when the coordinator gave one) and syncs. The
 /// leader computes the range assignment of every member's subscription over the log's partition
 /// counts; other members receive theirs.
-#[allow(clippy::too_many_arguments)]
 pub(super) async fn join_and_sync(
     coordinator: Coordinator,
     log: Log,

@@ -7,6 +7,8 @@ use freshet_coord::group::{GroupOffsets, OffsetAndMetadata, TopicPartition};
 use freshet_log::clock::Clock as _;
 use freshet_log::Log;
 
+use crate::support;
+
 /// A group's committed offsets expire `offsets.retention.minutes` after its last commit once it
 /// has no members, durably; a group with members keeps them however old they are.
 #[tokio::test]
@@ -14,12 +16,7 @@ async fn offsets_of_groups_without_members_expire_after_the_retention() {
     use freshet_coord::group::OFFSETS_RETENTION;
     use freshet_coord::membership::{Coordinator, JoinRequest};
     let dir = tempfile::tempdir().unwrap();
-    let clock = freshet_log::clock::ManualClock::new(1_000_000);
-    let config = freshet_log::config::LogConfig {
-        clock: clock.clone(),
-        maintenance_interval: Duration::from_secs(3600),
-        ..Default::default()
-    };
+    let (config, clock) = support::manual_clock_config();
     let log = Log::open(dir.path(), config.clone()).await.unwrap();
     let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
     let tp = TopicPartition::new("t", 0);

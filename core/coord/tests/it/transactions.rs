@@ -204,12 +204,7 @@ async fn a_decided_transaction_is_completed_by_the_next_coordinator_and_state_su
 #[tokio::test]
 async fn the_coordinators_keep_time_by_the_logs_clock() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = freshet_log::clock::ManualClock::new(1_000_000);
-    let config = freshet_log::config::LogConfig {
-        clock: clock.clone(),
-        maintenance_interval: Duration::from_secs(3600),
-        ..Default::default()
-    };
+    let (config, clock) = support::manual_clock_config();
     let log = Log::open(dir.path(), config).await.unwrap();
     log.create_topic("out", 1, BTreeMap::new()).await.unwrap();
     let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
@@ -231,12 +226,7 @@ async fn the_coordinators_keep_time_by_the_logs_clock() {
 #[tokio::test]
 async fn idle_transactional_ids_expire_and_stay_forgotten_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let clock = freshet_log::clock::ManualClock::new(1_000_000);
-    let config = freshet_log::config::LogConfig {
-        clock: clock.clone(),
-        maintenance_interval: Duration::from_secs(3600),
-        ..Default::default()
-    };
+    let (config, clock) = support::manual_clock_config();
     let log = Log::open(dir.path(), config.clone()).await.unwrap();
     log.create_topic("out", 1, BTreeMap::new()).await.unwrap();
     let (txns, _offsets) = coordinator(&log).await;

@@ -491,18 +491,14 @@ mod tests {
     #[test]
     fn a_snapshot_round_trips_and_damage_is_detected() {
         let mut s = ProducerState::default();
-        for (i, b) in [
+        for b in [
             data(1, 0, 0, 3, 0),
             txn_data(2, 4, 3),
             data(1, 0, 3, 1, 4),
             marker(Marker::Abort, 2, 4, 5),
             txn_data(9, 0, 6),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let _ = i;
-            s.apply(b, usize::MAX);
+        ] {
+            s.apply(&b, usize::MAX);
         }
         let bytes = s.encode(7);
         let path = Path::new("x.snapshot");

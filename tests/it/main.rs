@@ -3,6 +3,8 @@
 mod broker;
 mod dump_log;
 mod examples;
+mod java;
+mod peer;
 mod quickstart;
 mod sql;
 mod streams;

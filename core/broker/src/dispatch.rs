@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::fallback::ErrorForm;
 use crate::handlers::{configs, fetch, groups, produce, topics, txn};
 use crate::server::BrokerConfig;
 
@@ -132,10 +133,19 @@ impl Request<'_> {
         )
     }
 
-    /// The response frame of `body`.
-    pub(crate) fn respond<T: Encodable>(&self, body: &T) -> Handled {
+    /// The response frame of `body`. A body that cannot be encoded at the request's version (a
+    /// bug: a field set that the version does not have) is answered with its error form, every
+    /// item UNKNOWN_SERVER_ERROR, so the client gets an answer and keeps its connection.
+    pub(crate) fn respond<T: Encodable + ErrorForm>(&self, body: &T) -> Handled {
         let (header, header_version) = self.response_header();
-        encode(header, header_version, body, self.version).map(Some)
+        match encode(header.clone(), header_version, body, self.version) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(reason) => {
+                tracing::error!(api = ?self.api, version = self.version, %reason, "a response that cannot be encoded: answering with its error form");
+                let fallback = body.error_form(code::UNKNOWN_SERVER_ERROR, self.version);
+                encode(header, header_version, &fallback, self.version).map(Some)
+            }
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) fn error_code(error: &Error) -> i16 {
     match error {
         Error::UnknownTopic(_) | Error::UnknownPartition { .. } => code::UNKNOWN_TOPIC_OR_PARTITION,
         Error::BatchTooLarge { .. } => code::MESSAGE_TOO_LARGE,
+        Error::InvalidRecords { .. } => code::INVALID_RECORD,
         Error::InvalidBatch(_) | Error::Corrupt { .. } | Error::Decode(_) => code::CORRUPT_MESSAGE,
         Error::OffsetOutOfRange { .. } => code::OFFSET_OUT_OF_RANGE,
         Error::TopicExists(_) => code::TOPIC_ALREADY_EXISTS,

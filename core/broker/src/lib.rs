@@ -6,7 +6,8 @@
 //! ApiVersions answers from it) and sends each request to its handler; `handlers` has one module
 //! per family of APIs (topics, produce, fetch, groups, configs, transactions), running requests
 //! against the [`freshet_log::Log`] and the coordinators of `freshet-coord`; `errors` maps
-//! Freshet's errors to Kafka's codes; `legacy` converts the message sets of formats v0 and v1
+//! Freshet's errors to Kafka's codes, and `fallback` gives every response an error form, answered
+//! when a response cannot be encoded at the version asked for; `legacy` converts the message sets of formats v0 and v1
 //! (Produce v0 to v2) into record batches at the edge, so the log holds one format. Record batches
 //! pass through as bytes: a produce appends the client's batches as they came (the log checks
 //! their CRC and assigns offsets in place), a fetch returns the stored batches.
@@ -24,6 +25,7 @@
 
 mod dispatch;
 mod errors;
+mod fallback;
 mod handlers;
 mod legacy;
 mod server;

@@ -37,6 +37,8 @@ pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 pub const INVALID_PARTITIONS: i16 = 37;
 /// A configuration value that is not allowed.
 pub const INVALID_CONFIG: i16 = 40;
+/// A request that breaks the protocol's rules.
+pub const INVALID_REQUEST: i16 = 42;
 /// A producer sequence number with a gap before it.
 pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 /// A producer sequence number already written.
@@ -59,7 +61,11 @@ pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 /// The group has `group.max.size` members already.
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+/// A record the broker refuses, such as one without a key on a compacted topic.
+pub const INVALID_RECORD: i16 = 87;
 /// An offset of an open transaction is pending for the partition.
 pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 /// A newer producer with the same transactional id has fenced this one.
 pub const PRODUCER_FENCED: i16 = 90;
+/// No topic has the id given.
+pub const UNKNOWN_TOPIC_ID: i16 = 100;

@@ -106,7 +106,16 @@ fn parse_i64(key: &str, value: &str, min: i64) -> Result<i64> {
     Ok(v)
 }
 
+/// The topic keys whose value is a comma-separated list (Kafka's LIST type), which
+/// IncrementalAlterConfigs can append to and subtract from.
+const LIST_KEYS: &[&str] = &["cleanup.policy"];
+
 impl TopicConfig {
+    /// Whether `key`'s value is a comma-separated list.
+    pub fn is_list(key: &str) -> bool {
+        LIST_KEYS.contains(&key)
+    }
+
     /// The keys a topic accepts, with their defaults and a one-line description.
     pub fn keys() -> impl Iterator<Item = (&'static str, &'static str, &'static str)> {
         KEYS.iter().map(|k| (k.name, k.default, k.doc))

@@ -24,6 +24,15 @@ pub enum Error {
     /// A record batch handed to the log is not valid; nothing was written.
     #[error("invalid record batch: {0}")]
     InvalidBatch(String),
+    /// Records of a batch the topic does not accept, such as records without a key on a compacted
+    /// topic; nothing of the batch was written (Kafka's INVALID_RECORD, with its record errors).
+    #[error("{message}")]
+    InvalidRecords {
+        /// What was wrong, for the whole batch.
+        message: String,
+        /// Each refused record: its index in the batch and why.
+        records: Vec<(i32, String)>,
+    },
     /// A batch is larger than the topic allows; nothing was written.
     #[error("record batch of {size} bytes exceeds max.message.bytes = {max} of topic \"{topic}\"")]
     BatchTooLarge {

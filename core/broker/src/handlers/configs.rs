@@ -11,6 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 
 use futures::future::BoxFuture;
 
+use freshet_log::config::TopicConfig;
+
 use crate::dispatch::{Handled, Request, Served};
 use crate::errors::error_code;
 
@@ -77,7 +79,7 @@ async fn replace_configs(request: AlterConfigsRequest, served: &Served) -> Alter
             match served.log.describe_topic(&topic) {
                 Err(e) => Err((error_code(&e), e.to_string())),
                 Ok(_) if request.validate_only => {
-                    freshet_log::config::TopicConfig::validate(&wanted).map_err(|e| (error_code(&e), e.to_string()))
+                    TopicConfig::validate(&wanted).map_err(|e| (error_code(&e), e.to_string()))
                 }
                 Ok(current) => {
                     let mut changes: BTreeMap<String, Option<String>> = current
@@ -99,6 +101,77 @@ async fn replace_configs(request: AlterConfigsRequest, served: &Served) -> Alter
     AlterConfigsResponse::default().with_responses(responses)
 }
 
+/// Kafka's IncrementalAlterConfigs operations.
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+/// The changes one resource's operations make to a topic's overrides (`None`: back to the
+/// default). APPEND and SUBTRACT apply to list configs, starting from the value in effect, as
+/// Kafka applies them; on any other config they are refused.
+fn incremental_changes(
+    topic: &str,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+    served: &Served,
+) -> Result<BTreeMap<String, Option<String>>, (i16, String)> {
+    let in_effect: BTreeMap<String, String> = served
+        .log
+        .describe_configs(topic)
+        .map_err(|e| (error_code(&e), e.to_string()))?
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for c in ops {
+        let key = c.name.to_string();
+        let value = c.value.as_ref().map(|v| v.to_string());
+        match c.config_operation {
+            SET => {
+                changes.insert(key, value);
+            }
+            DELETE => {
+                changes.insert(key, None);
+            }
+            op @ (APPEND | SUBTRACT) => {
+                let verb = if op == APPEND { "append" } else { "subtract" };
+                if !TopicConfig::is_list(&key) {
+                    return Err((
+                        code::INVALID_CONFIG,
+                        format!("cannot {verb} to {key}: it is not a list config (use SET)"),
+                    ));
+                }
+                // An earlier operation on the same key in this request counts.
+                let current = match changes.get(&key) {
+                    Some(Some(v)) => v.clone(),
+                    _ => in_effect.get(&key).cloned().unwrap_or_default(),
+                };
+                let mut items: Vec<String> =
+                    current.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect();
+                let given: Vec<String> = value
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_string)
+                    .collect();
+                if op == APPEND {
+                    for item in given {
+                        if !items.contains(&item) {
+                            items.push(item);
+                        }
+                    }
+                } else {
+                    items.retain(|i| !given.contains(i));
+                }
+                changes.insert(key, Some(items.join(",")));
+            }
+            op => return Err((code::INVALID_REQUEST, format!("unknown config operation {op} on {key}"))),
+        }
+    }
+    Ok(changes)
+}
+
 async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
@@ -107,31 +180,28 @@ async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served)
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
         let topic = resource.resource_name.to_string();
-        // Operations: 0 set, 1 delete (back to the default); 2 append and 3 subtract apply to list
-        // configs, which topics here do not have.
-        let mut changes = BTreeMap::new();
-        let mut refused = None;
-        for c in &resource.configs {
-            match c.config_operation {
-                0 => {
-                    changes.insert(c.name.to_string(), c.value.as_ref().map(|v| v.to_string()));
-                }
-                1 => {
-                    changes.insert(c.name.to_string(), None);
-                }
-                op => {
-                    refused = Some(format!("operation {op} on {} is not supported for topic configs", c.name.as_str()))
-                }
-            }
-        }
         let result = if resource.resource_type != TOPIC_RESOURCE {
             Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
-        } else if let Some(reason) = refused {
-            Err((code::INVALID_CONFIG, reason))
-        } else if request.validate_only {
-            served.log.describe_topic(&topic).map(|_| ()).map_err(|e| (error_code(&e), e.to_string()))
         } else {
-            served.log.alter_topic_config(&topic, changes).await.map_err(|e| (error_code(&e), e.to_string()))
+            match incremental_changes(&topic, &resource.configs, served) {
+                Err(e) => Err(e),
+                Ok(changes) if request.validate_only => {
+                    // The overrides the changes would leave, checked whole.
+                    served.log.describe_topic(&topic).map_err(|e| (error_code(&e), e.to_string())).and_then(|d| {
+                        let mut overrides = d.overrides;
+                        for (k, v) in changes {
+                            match v {
+                                Some(v) => overrides.insert(k, v),
+                                None => overrides.remove(&k),
+                            };
+                        }
+                        TopicConfig::validate(&overrides).map_err(|e| (error_code(&e), e.to_string()))
+                    })
+                }
+                Ok(changes) => {
+                    served.log.alter_topic_config(&topic, changes).await.map_err(|e| (error_code(&e), e.to_string()))
+                }
+            }
         };
         responses.push(match result {
             Ok(()) => out,

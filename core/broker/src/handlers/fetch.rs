@@ -93,6 +93,7 @@ async fn list_offsets(request: ListOffsetsRequest, served: &Served) -> ListOffse
             let spec = match p.timestamp {
                 -2 => OffsetSpec::Earliest,
                 -1 => OffsetSpec::Latest,
+                -3 => OffsetSpec::MaxTimestamp,
                 t => OffsetSpec::Timestamp(t),
             };
             let out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);

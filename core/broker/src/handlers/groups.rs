@@ -163,11 +163,15 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
     let group = request.group_id.0.to_string();
     let check =
         served.coordinator.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id).await;
+    // As Kafka: a partition that does not exist is refused on its own (UNKNOWN_TOPIC_OR_PARTITION);
+    // the others are committed.
+    let exists =
+        |topic: &TopicName, index: i32| u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok());
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().filter_map(|p| {
+            t.partitions.iter().filter(|p| exists(&t.name, p.partition_index)).filter_map(|p| {
                 committed(
                     &t.name,
                     p.partition_index,
@@ -181,13 +185,15 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
     if check != 0 {
         tracing::info!(%group, member = %request.member_id, generation = request.generation_id_or_member_epoch, code = check, "offset commit refused");
     }
-    let stored = if check == 0 {
+    let stored = if check != 0 {
+        check
+    } else if offsets.is_empty() {
+        code::NONE
+    } else {
         match served.offsets.commit(&group, &offsets).await {
-            Ok(()) => 0,
+            Ok(()) => code::NONE,
             Err(e) => error_code(&e),
         }
-    } else {
-        check
     };
     let topics = request
         .topics
@@ -197,9 +203,14 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
                 .partitions
                 .iter()
                 .map(|p| {
+                    let code = if check == 0 && !exists(&t.name, p.partition_index) {
+                        code::UNKNOWN_TOPIC_OR_PARTITION
+                    } else {
+                        stored
+                    };
                     kafka_protocol::messages::offset_commit_response::OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(stored)
+                        .with_error_code(code)
                 })
                 .collect();
             kafka_protocol::messages::offset_commit_response::OffsetCommitResponseTopic::default()

@@ -2,9 +2,10 @@
 //! idempotent producers' state.
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    produce_response::PartitionProduceResponse, produce_response::TopicProduceResponse, ProduceRequest, ProduceResponse,
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use freshet_coord::code;
@@ -14,6 +15,31 @@ use futures::future::BoxFuture;
 
 use crate::dispatch::{Handled, Request, Served};
 use crate::errors::error_code;
+
+/// Why a partition's batches were refused: Kafka's error code, a message, and (for
+/// INVALID_RECORD) the index in the batch of each record refused, with why.
+#[derive(Debug)]
+pub(crate) struct Refused {
+    pub(crate) code: i16,
+    pub(crate) message: String,
+    pub(crate) records: Vec<(i32, String)>,
+}
+
+impl Refused {
+    fn new(code: i16, message: impl Into<String>) -> Self {
+        Refused { code, message: message.into(), records: Vec::new() }
+    }
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        let code = error_code(&e);
+        match e {
+            Error::InvalidRecords { message, records } => Refused { code, message, records },
+            e => Refused::new(code, e.to_string()),
+        }
+    }
+}
 
 /// Splits a produce payload into its record batches (each: base offset, length, then `length`
 /// bytes).
@@ -33,7 +59,7 @@ pub(crate) fn split_batches(mut records: Bytes) -> std::result::Result<Vec<Bytes
     Ok(batches)
 }
 
-async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
+async fn produce(request: ProduceRequest, version: i16, served: &Served) -> ProduceResponse {
     // Every partition's batches at once: their appends wait for the disk together (one group
     // commit) instead of one partition after another. Each partition gets one payload per request,
     // so the order within a partition is the client's.
@@ -60,12 +86,27 @@ async fn produce(request: ProduceRequest, served: &Served) -> ProduceResponse {
                         .with_base_offset(base)
                         .with_log_start_offset(log_start)
                         .with_log_append_time_ms(append_time.unwrap_or(-1)),
-                    Err((code, message)) => {
-                        tracing::info!(topic = %topic_name, partition = index, %message, "produce refused");
+                    Err(refused) => {
+                        tracing::info!(topic = %topic_name, partition = index, message = %refused.message, "produce refused");
+                        // Record errors go only where the version has them (v8+).
+                        let record_errors = if version >= 8 {
+                            refused
+                                .records
+                                .into_iter()
+                                .map(|(batch_index, why)| {
+                                    BatchIndexAndErrorMessage::default()
+                                        .with_batch_index(batch_index)
+                                        .with_batch_index_error_message(Some(StrBytes::from_string(why)))
+                                })
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
                         response
-                            .with_error_code(code)
+                            .with_error_code(refused.code)
                             .with_base_offset(-1)
-                            .with_error_message(Some(StrBytes::from_string(message)))
+                            .with_record_errors(record_errors)
+                            .with_error_message(Some(StrBytes::from_string(refused.message)))
                     }
                 }
             })
@@ -90,10 +131,10 @@ async fn produce_legacy(
             work.push(async move {
                 let result = match batch {
                     Ok(batch) => produce_partition(&name, index, batch, served).await,
-                    Err(reason) => Err((code::CORRUPT_MESSAGE, reason)),
+                    Err(reason) => Err(Refused::new(code::CORRUPT_MESSAGE, reason)),
                 };
-                if let Err((_, message)) = &result {
-                    tracing::info!(topic = %name, partition = index, %message, "produce refused");
+                if let Err(refused) = &result {
+                    tracing::info!(topic = %name, partition = index, message = %refused.message, "produce refused");
                 }
                 (index, result)
             });
@@ -113,9 +154,12 @@ async fn produce_legacy(
                         base_offset,
                         log_append_time: append_time.unwrap_or(-1),
                     },
-                    Err((error_code, _)) => {
-                        crate::legacy::PartitionResult { partition, error_code, base_offset: -1, log_append_time: -1 }
-                    }
+                    Err(refused) => crate::legacy::PartitionResult {
+                        partition,
+                        error_code: refused.code,
+                        base_offset: -1,
+                        log_append_time: -1,
+                    },
                 })
                 .collect();
             (topic, partitions)
@@ -131,20 +175,16 @@ pub(crate) async fn produce_partition(
     index: i32,
     records: Bytes,
     served: &Served,
-) -> std::result::Result<(i64, i64, Option<i64>), (i16, String)> {
-    let batches = split_batches(records).map_err(|e| (code::CORRUPT_MESSAGE, e))?;
+) -> std::result::Result<(i64, i64, Option<i64>), Refused> {
+    let batches = split_batches(records).map_err(|e| Refused::new(code::CORRUPT_MESSAGE, e))?;
     let partition =
-        u32::try_from(index).map_err(|_| (code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition".to_string()))?;
+        u32::try_from(index).map_err(|_| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition"))?;
     let mut first: Option<(i64, i64, Option<i64>)> = None;
     for batch in batches {
-        let info = served
-            .log
-            .append(topic, partition, BytesMut::from(&batch[..]))
-            .await
-            .map_err(|e: Error| (error_code(&e), e.to_string()))?;
+        let info = served.log.append(topic, partition, BytesMut::from(&batch[..])).await.map_err(Refused::from)?;
         first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
     }
-    first.ok_or((code::CORRUPT_MESSAGE, "no record batch".to_string()))
+    first.ok_or_else(|| Refused::new(code::CORRUPT_MESSAGE, "no record batch"))
 }
 
 /// Produce: from v3 record batches; v0 to v2 carry message sets of formats v0 and v1, which
@@ -168,7 +208,7 @@ pub(crate) fn serve(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         }
         let request: ProduceRequest = r.decode()?;
         let acks = request.acks;
-        let response = produce(request, r.served).await;
+        let response = produce(request, r.version, r.served).await;
         if acks == 0 {
             return Ok(None);
         }

@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     DescribeClusterRequest, DescribeClusterResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use uuid::Uuid;
 
 use freshet_coord::code;
 use freshet_log::{Error, OffsetSpec};
@@ -23,13 +24,38 @@ use futures::future::BoxFuture;
 use crate::dispatch::{name, Handled, Request, Served};
 use crate::errors::error_code;
 
+/// A topic's id as the protocol carries it (the log keeps it as 32 hex digits).
+pub(crate) fn topic_uuid(id: &str) -> Uuid {
+    Uuid::try_parse(id).unwrap_or(Uuid::nil())
+}
+
+/// The name of the topic with id `id`, if there is one.
+fn topic_named_by(served: &Served, id: Uuid) -> Option<String> {
+    served.log.list_topics().into_iter().find(|t| topic_uuid(&t.id) == id).map(|t| t.name)
+}
+
 async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse {
     let log = &served.log;
+    // A topic asked for by id only (v10+) is answered under its name, or UNKNOWN_TOPIC_ID.
+    let mut unknown_ids = Vec::new();
     let names: Vec<String> = match &request.topics {
         None => log.list_topics().into_iter().filter(|t| !t.internal).map(|t| t.name).collect(),
-        Some(topics) => topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.0.to_string())).collect(),
+        Some(topics) => topics
+            .iter()
+            .filter_map(|t| match &t.name {
+                // An empty name with an id set is a look-up by id.
+                Some(n) if !n.0.is_empty() || t.topic_id.is_nil() => Some(n.0.to_string()),
+                _ => topic_named_by(served, t.topic_id).or_else(|| {
+                    unknown_ids.push(t.topic_id);
+                    None
+                }),
+            })
+            .collect(),
     };
     let mut topics = Vec::with_capacity(names.len());
+    for id in unknown_ids {
+        topics.push(MetadataResponseTopic::default().with_topic_id(id).with_error_code(code::UNKNOWN_TOPIC_ID));
+    }
     for topic in names {
         let mut described = log.describe_topic(&topic);
         if matches!(described, Err(Error::UnknownTopic(_)))
@@ -45,17 +71,21 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
             }
         }
         let entry = match described {
-            Ok(d) => MetadataResponseTopic::default().with_name(Some(name(&topic))).with_partitions(
-                (0..d.n_partitions as i32)
-                    .map(|p| {
-                        MetadataResponsePartition::default()
-                            .with_partition_index(p)
-                            .with_leader_id(BrokerId(0))
-                            .with_replica_nodes(vec![BrokerId(0)])
-                            .with_isr_nodes(vec![BrokerId(0)])
-                    })
-                    .collect(),
-            ),
+            Ok(d) => MetadataResponseTopic::default()
+                .with_name(Some(name(&topic)))
+                .with_topic_id(topic_uuid(&d.id))
+                .with_is_internal(d.internal)
+                .with_partitions(
+                    (0..d.n_partitions as i32)
+                        .map(|p| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(0))
+                                .with_replica_nodes(vec![BrokerId(0)])
+                                .with_isr_nodes(vec![BrokerId(0)])
+                        })
+                        .collect(),
+                ),
             Err(e) => MetadataResponseTopic::default().with_name(Some(name(&topic))).with_error_code(error_code(&e)),
         };
         topics.push(entry);
@@ -161,8 +191,15 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateT
         };
         let mut result =
             CreatableTopicResult::default().with_name(topic.name).with_num_partitions(n).with_replication_factor(1);
-        if let Err((code, message)) = outcome {
-            result = result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)));
+        match outcome {
+            Err((code, message)) => {
+                result = result.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)))
+            }
+            Ok(()) => {
+                if let Ok(d) = served.log.describe_topic(&topic_name) {
+                    result = result.with_topic_id(topic_uuid(&d.id));
+                }
+            }
         }
         results.push(result);
     }
@@ -170,11 +207,27 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateT
 }
 
 async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Served) -> DeleteTopicsResponse {
-    let names: Vec<TopicName> =
-        if version >= 6 { request.topics.into_iter().filter_map(|t| t.name).collect() } else { request.topic_names };
-    let mut results = Vec::with_capacity(names.len());
+    let mut results = Vec::new();
+    let names: Vec<TopicName> = if version >= 6 {
+        let mut names = Vec::with_capacity(request.topics.len());
+        for t in request.topics {
+            match t.name.or_else(|| topic_named_by(served, t.topic_id).map(|n| name(&n))) {
+                Some(n) => names.push(n),
+                None => results.push(
+                    DeletableTopicResult::default()
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(code::UNKNOWN_TOPIC_ID)
+                        .with_error_message(Some(StrBytes::from_string(format!("no topic has id {}", t.topic_id)))),
+                ),
+            }
+        }
+        names
+    } else {
+        request.topic_names
+    };
     for topic in names {
-        let mut result = DeletableTopicResult::default().with_name(Some(topic.clone()));
+        let id = served.log.describe_topic(&topic.0).map(|d| topic_uuid(&d.id)).unwrap_or_default();
+        let mut result = DeletableTopicResult::default().with_name(Some(topic.clone())).with_topic_id(id);
         if let Err(e) = served.log.delete_topic(&topic.0).await {
             result =
                 result.with_error_code(error_code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())));

@@ -70,11 +70,15 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
     use kafka_protocol::messages::txn_offset_commit_response::{
         TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
     };
+    // A partition that does not exist is refused on its own, as Kafka does.
+    let exists = |topic: &kafka_protocol::messages::TopicName, index: i32| {
+        u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
+    };
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
         .iter()
         .flat_map(|t| {
-            t.partitions.iter().filter_map(|p| {
+            t.partitions.iter().filter(|p| exists(&t.name, p.partition_index)).filter_map(|p| {
                 committed(
                     &t.name,
                     p.partition_index,
@@ -111,9 +115,14 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
                 .partitions
                 .iter()
                 .map(|p| {
+                    let code = if error == code::NONE && !exists(&t.name, p.partition_index) {
+                        code::UNKNOWN_TOPIC_OR_PARTITION
+                    } else {
+                        error
+                    };
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
-                        .with_error_code(error)
+                        .with_error_code(code)
                 })
                 .collect();
             TxnOffsetCommitResponseTopic::default().with_name(t.name).with_partitions(partitions)

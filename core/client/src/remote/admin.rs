@@ -237,6 +237,8 @@ impl Admin for RemoteAdmin {
             // librdkafka asks for offsets at its consumer's isolation level.
             OffsetSpec::LastStable => Ok(Some((watermarks(self.committed_lookup.clone(), tp).await?.1, -1))),
             OffsetSpec::Timestamp(ts) => Ok(offset_for_time(self.lookup.clone(), tp, ts).await?.map(|o| (o, -1))),
+            // Kafka's MAX_TIMESTAMP (-3), which ListOffsets v7 carries as the timestamp asked for.
+            OffsetSpec::MaxTimestamp => Ok(offset_for_time(self.lookup.clone(), tp, -3).await?.map(|o| (o, -1))),
         }
     }
 

@@ -291,6 +291,11 @@ impl Consumer for RemoteConsumer {
                 Some(offset) => offset,
                 None => self.watermarks(tp).await?.1,
             },
+            // Kafka's MAX_TIMESTAMP: -3 as the timestamp asked for.
+            OffsetSpec::MaxTimestamp => match offset_for_time(self.inner.clone(), tp, -3).await? {
+                Some(offset) => offset,
+                None => self.watermarks(tp).await?.1,
+            },
         };
         self.seek_to_offset(tp, offset)
     }

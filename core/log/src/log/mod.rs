@@ -85,6 +85,8 @@ pub enum OffsetSpec {
     LastStable,
     /// The first record with a timestamp at or after this (milliseconds).
     Timestamp(i64),
+    /// The record with the largest timestamp.
+    MaxTimestamp,
 }
 
 /// A topic as `list` and `describe` show it.
@@ -746,6 +748,7 @@ impl Log {
             OffsetSpec::Latest => Ok(Some((partition.offsets().1, -1))),
             OffsetSpec::LastStable => Ok(Some((partition.last_stable_offset(), -1))),
             OffsetSpec::Timestamp(t) => blocking(move || partition.offset_for_timestamp(t)).await,
+            OffsetSpec::MaxTimestamp => blocking(move || partition.offset_of_max_timestamp()).await,
         }
     }
 

@@ -106,6 +106,31 @@ async fn list_offsets_earliest_latest_and_by_timestamp() {
 }
 
 #[tokio::test]
+async fn list_offsets_max_timestamp_finds_the_first_record_with_the_largest_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("t", 1, configs(&[("segment.bytes", "1000")])).await.unwrap();
+    assert_eq!(log.list_offset("t", 0, OffsetSpec::MaxTimestamp).await.unwrap(), None, "an empty partition");
+    // Batch i holds offsets 2i and 2i+1 at time 1000 + i, except that the largest time, 9000,
+    // is first at offset 41 (batch 20's second record) and again at 60 and 61 (batch 30).
+    for i in 0..80i64 {
+        let (a, b) = match i {
+            20 => (5000, 9000),
+            30 => (9000, 9000),
+            _ => (1000 + i, 1000 + i),
+        };
+        log.append("t", 0, batch(&[(None, Some("x"), a), (None, Some("y"), b)])).await.unwrap();
+    }
+    assert!(log.describe_partitions("t").unwrap()[0].n_segments > 2);
+    assert_eq!(log.list_offset("t", 0, OffsetSpec::MaxTimestamp).await.unwrap(), Some((41, 9000)));
+    // Records below the log start are not found.
+    log.delete_records("t", 0, 45).await.unwrap();
+    assert_eq!(log.list_offset("t", 0, OffsetSpec::MaxTimestamp).await.unwrap(), Some((60, 9000)));
+    log.delete_records("t", 0, 62).await.unwrap();
+    assert_eq!(log.list_offset("t", 0, OffsetSpec::MaxTimestamp).await.unwrap(), Some((158, 1079)));
+}
+
+#[tokio::test]
 async fn log_append_time_topics_stamp_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let log = support::open(dir.path()).await;

@@ -635,13 +635,27 @@ impl Partition {
             return Err(Error::InvalidBatch("a transactional batch without a producer id".into()));
         }
         if config.cleanup_policy.compact && !view.is_control() {
-            view.for_each_record(|record| match record.key {
-                Some(_) => Ok(()),
-                None => Err(Error::InvalidBatch(format!(
-                    "topic \"{}\" is compacted (cleanup.policy includes compact) and every record needs a key",
-                    self.topic
-                ))),
+            // Every keyless record is named, so a client can fail exactly those.
+            let mut keyless = Vec::new();
+            let mut index = 0i32;
+            view.for_each_record(|record| {
+                if record.key.is_none() {
+                    keyless.push((index, "Compacted topic cannot accept message without key.".to_string()));
+                }
+                index += 1;
+                Ok(())
             })?;
+            if !keyless.is_empty() {
+                return Err(Error::InvalidRecords {
+                    message: format!(
+                        "{} of {index} records have no key, and topic \"{}\" is compacted (cleanup.policy includes \
+                         compact): every record needs a key",
+                        keyless.len(),
+                        self.topic
+                    ),
+                    records: keyless,
+                });
+            }
         }
         Ok(())
     }

@@ -123,4 +123,50 @@ impl Partition {
         }
         Ok(None)
     }
+
+    /// The record with the largest timestamp (the first of them when several share it), with
+    /// that timestamp, as Kafka's ListOffsets answers MAX_TIMESTAMP; `None` when no record is
+    /// visible.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(i64, i64)>> {
+        let state = self.lock();
+        let start = state.log_start_offset;
+        // Segments by their largest timestamp, largest first; the earlier segment first on a tie.
+        let mut bases: Vec<(i64, i64)> = state
+            .segments
+            .iter()
+            .filter(|(base, _)| **base <= state.hw_position.segment_base)
+            .map(|(base, s)| (s.max_timestamp, *base))
+            .collect();
+        bases.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        // A segment's largest timestamp can belong to records not yet visible, or below the log
+        // start: the best visible record of each segment is compared until none can beat it.
+        let mut best: Option<(i64, i64)> = None;
+        for (segment_max, base) in bases {
+            if best.is_some_and(|(_, t)| t >= segment_max) {
+                break;
+            }
+            let segment = &state.segments[&base];
+            let limit = state.visible_limit(segment);
+            let mut position = 0;
+            while let Some(header) = segment.read_header(position, limit)? {
+                position += header.size;
+                if header.last_offset < start || best.is_some_and(|(_, t)| t >= header.max_timestamp) {
+                    continue;
+                }
+                let mut buf = vec![0u8; header.size as usize];
+                segment.file.read_exact_at(&mut buf, header.position).at(&segment.path)?;
+                let view = BatchView::parse(&buf)?;
+                if view.is_control() {
+                    continue;
+                }
+                view.for_each_record(|record| {
+                    if record.offset >= start && best.is_none_or(|(_, t)| record.timestamp > t) {
+                        best = Some((record.offset, record.timestamp));
+                    }
+                    Ok(())
+                })?;
+            }
+        }
+        Ok(best)
+    }
 }

@@ -1,5 +1,5 @@
 //! Unit tests of the request path: produce payloads split into batches, random and mutated
-//! frames, idempotent producers' retries.
+//! frames, idempotent producers' retries; `versions`: every version of every API served.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,6 +14,8 @@ use freshet_coord::transactions::new_producer_id;
 use freshet_log::{Log, OffsetSpec};
 
 use crate::dispatch::{handle_frame, Served};
+
+mod versions;
 use crate::handlers::produce::{produce_partition, split_batches};
 use crate::server::BrokerConfig;
 use freshet_coord::membership::Coordinator;
@@ -184,7 +186,7 @@ async fn an_idempotent_producer_retry_is_stored_once_and_gaps_and_old_epochs_are
     let pid = new_producer_id(served.log.clock().now_ms());
     let send = |served: &Served, batch: Bytes| {
         let served = served.clone();
-        async move { produce_partition("t", 0, batch, &served).await.map(|r| r.0).map_err(|e| e.0) }
+        async move { produce_partition("t", 0, batch, &served).await.map(|r| r.0).map_err(|e| e.code) }
     };
     assert_eq!(send(&served, idempotent_batch(pid, 0, 0, 3)).await, Ok(0));
     assert_eq!(send(&served, idempotent_batch(pid, 0, 3, 2)).await, Ok(3));
@@ -245,48 +247,4 @@ fn the_api_table_is_what_api_versions_advertises_and_every_range_can_be_decoded(
     let table: std::collections::BTreeMap<i16, (i16, i16)> =
         APIS.iter().map(|a| (a.key as i16, (a.min_version, a.max_version))).collect();
     assert_eq!(advertised, table);
-}
-
-/// FindCoordinator in every version served: the answer encodes (from v4, a coordinator per key
-/// looked up, as clients that batch look-ups send them) and names this broker.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn find_coordinator_answers_every_version_served() {
-    use kafka_protocol::messages::{FindCoordinatorRequest, FindCoordinatorResponse, ResponseHeader};
-    use kafka_protocol::protocol::Decodable;
-    let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(dir.path(), freshet_log::config::LogConfig::default()).await.unwrap();
-    let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
-    let served = test_served(&log, offsets);
-    for version in 0..=4i16 {
-        let key = ApiKey::FindCoordinator;
-        let mut frame = BytesMut::new();
-        RequestHeader::default()
-            .with_request_api_key(key as i16)
-            .with_request_api_version(version)
-            .with_correlation_id(11)
-            .with_client_id(Some(StrBytes::from_static_str("batching-client")))
-            .encode(&mut frame, key.request_header_version(version))
-            .unwrap();
-        let mut request = FindCoordinatorRequest::default();
-        if version < 4 {
-            request = request.with_key(StrBytes::from_static_str("g1"));
-        } else {
-            request =
-                request.with_coordinator_keys(vec![StrBytes::from_static_str("g1"), StrBytes::from_static_str("g2")]);
-        }
-        request.encode(&mut frame, version).unwrap();
-        let mut response = handle_frame(frame.freeze(), SocketAddr::from(([127, 0, 0, 1], 1)), &served)
-            .await
-            .unwrap_or_else(|e| panic!("v{version}: {e}"))
-            .expect("a response");
-        ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
-        let decoded = FindCoordinatorResponse::decode(&mut response, version).unwrap();
-        if version < 4 {
-            assert_eq!((decoded.error_code, decoded.port), (code::NONE, 9092), "v{version}");
-        } else {
-            let keys: Vec<&str> = decoded.coordinators.iter().map(|c| c.key.as_str()).collect();
-            assert_eq!(keys, ["g1", "g2"], "v{version}");
-            assert!(decoded.coordinators.iter().all(|c| c.port == 9092 && c.error_code == code::NONE));
-        }
-    }
 }

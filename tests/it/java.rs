@@ -1,0 +1,141 @@
+//! Kafka's own Java client (4.4, from Maven Central) against the Freshet broker: the programs of
+//! `tests/java`, each run against the Freshet broker and, to prove the scenario itself right,
+//! against Apache Kafka's broker started from the same jars.
+
+use crate::peer::{java, Kind, Peer};
+
+/// The Java programs, each a whole scenario that prints "ok" when everything in it held.
+const SCENARIOS: &[&str] = &["ProducerCodecs", "Transactions", "CooperativeGroup", "AdminClient"];
+
+fn against(kind: Kind, program: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let peer = Peer::start(kind, dir.path());
+    java(program, &[peer.addr()]);
+    peer.stop();
+}
+
+#[test]
+fn the_java_producer_sends_every_codec_with_keys_null_values_headers_and_timestamps_intact() {
+    against(Kind::Freshet, "ProducerCodecs");
+}
+
+#[test]
+fn java_transactions_commit_offsets_abort_and_fence_with_read_committed_readers() {
+    against(Kind::Freshet, "Transactions");
+}
+
+#[test]
+fn a_java_consumer_group_with_the_cooperative_sticky_assignor_rebalances_incrementally_and_resumes() {
+    against(Kind::Freshet, "CooperativeGroup");
+}
+
+#[test]
+fn the_java_admin_client_manages_topics_configs_offsets_records_and_groups() {
+    against(Kind::Freshet, "AdminClient");
+}
+
+/// The judge: every scenario passes against Apache Kafka itself, one broker for all of them.
+#[test]
+fn every_java_scenario_holds_against_apache_kafka_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let kafka = Peer::start(Kind::Kafka, dir.path());
+    for program in SCENARIOS {
+        java(program, &[kafka.addr()]);
+    }
+    kafka.stop();
+}
+
+/// Kafka's command-line tools, run from the jars as their scripts would run them.
+#[test]
+fn kafkas_command_line_tools_manage_and_move_data_through_the_freshet_broker() {
+    use crate::peer::kafka_tool;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Peer::start(Kind::Freshet, dir.path());
+    let b = broker.addr().to_string();
+    let tool = |class: &str, args: &[&str], stdin: &str| {
+        let mut all = vec!["--bootstrap-server", b.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool(class, &all, stdin)
+    };
+    let topics = "org.apache.kafka.tools.TopicCommand";
+    let out =
+        tool(topics, &["--create", "--topic", "tools", "--partitions", "3", "--config", "retention.ms=100000"], "");
+    assert!(out.contains("Created topic tools."), "{out}");
+    let out = tool(topics, &["--describe", "--topic", "tools"], "");
+    assert!(out.contains("PartitionCount: 3") && out.contains("retention.ms=100000"), "{out}");
+    assert!(out.lines().filter(|l| l.contains("Partition: ") && l.contains("Leader: 0")).count() == 3, "{out}");
+    let out = tool(topics, &["--list"], "");
+    assert!(out.lines().any(|l| l == "tools"), "{out}");
+
+    let producer_args =
+        ["--topic", "tools", "--reader-property", "parse.key=true", "--reader-property", "key.separator=:"];
+    tool("org.apache.kafka.tools.ConsoleProducer", &producer_args, "a:1\nb:2\nc:3\nd:4\n");
+    let consume = || {
+        let out = tool(
+            "org.apache.kafka.tools.consumer.ConsoleConsumer",
+            &[
+                "--topic",
+                "tools",
+                "--group",
+                "tg",
+                "--from-beginning",
+                "--max-messages",
+                "4",
+                "--formatter-property",
+                "print.key=true",
+            ],
+            "",
+        );
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    };
+    assert_eq!(consume(), ["a\t1", "b\t2", "c\t3", "d\t4"]);
+
+    let groups = "org.apache.kafka.tools.consumer.group.ConsumerGroupCommand";
+    let out = tool(groups, &["--describe", "--group", "tg"], "");
+    let lag: Vec<&str> = out.lines().filter(|l| l.starts_with("tg ")).collect();
+    assert_eq!(lag.len(), 3, "{out}");
+    assert!(lag.iter().all(|l| l.split_whitespace().nth(5) == Some("0")), "no lag: {out}");
+    let out = tool(groups, &["--reset-offsets", "--to-earliest", "--group", "tg", "--topic", "tools", "--execute"], "");
+    assert_eq!(out.lines().filter(|l| l.starts_with("tg ")).count(), 3, "{out}");
+    assert_eq!(consume(), ["a\t1", "b\t2", "c\t3", "d\t4"], "read again from the reset offsets");
+
+    let configs = "org.apache.kafka.tools.ConfigCommand";
+    let entity = ["--entity-type", "topics", "--entity-name", "tools"];
+    let alter =
+        [&entity[..], &["--alter", "--add-config", "retention.ms=5000,cleanup.policy=[compact,delete]"]].concat();
+    assert!(tool(configs, &alter, "").contains("Completed updating config"));
+    let out = tool(configs, &[&entity[..], &["--describe"]].concat(), "");
+    assert!(out.contains("cleanup.policy=compact,delete") && out.contains("retention.ms=5000"), "{out}");
+    let alter = [&entity[..], &["--alter", "--delete-config", "retention.ms"]].concat();
+    tool(configs, &alter, "");
+    assert!(!tool(configs, &[&entity[..], &["--describe"]].concat(), "").contains("retention.ms=5000"));
+
+    let out = tool("org.apache.kafka.tools.GetOffsetShell", &["--topic", "tools", "--time", "-1"], "");
+    let total: i64 = out.lines().map(|l| l.rsplit(':').next().unwrap().parse::<i64>().unwrap()).sum();
+    assert_eq!(total, 4, "{out}");
+
+    let out = kafka_tool(
+        "org.apache.kafka.tools.ProducerPerformance",
+        &[
+            "--topic",
+            "perf",
+            "--num-records",
+            "20000",
+            "--record-size",
+            "100",
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &format!("bootstrap.servers={b}"),
+            "acks=all",
+        ],
+        "",
+    );
+    assert!(out.contains("20000 records sent"), "{out}");
+    let out = tool("org.apache.kafka.tools.ConsumerPerformance", &["--topic", "perf", "--messages", "20000"], "");
+    let row = out.lines().last().unwrap_or_default();
+    assert_eq!(row.split(", ").nth(4), Some("20000"), "{out}");
+    broker.stop();
+}

@@ -1,0 +1,234 @@
+//! Apache Kafka as the peer: a single-node KRaft Kafka broker started from Kafka's jars (no
+//! distribution scripts), beside the Freshet broker, so one scenario runs against both; and Java
+//! programs of `tests/java` run with Kafka's own client jars.
+//!
+//! `./dev test` fetches the jars once into a cache outside the clone (`tests/kafka/pom.xml`) and
+//! names the directory in `FRESHET_KAFKA_JARS`.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::broker::BrokerProcess;
+
+/// The directory of Kafka's jars.
+pub(crate) fn kafka_jars() -> PathBuf {
+    let dir = std::env::var_os("FRESHET_KAFKA_JARS").map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/freshet/kafka-4.4.0/jars")
+    });
+    assert!(
+        dir.join(".complete").exists(),
+        "Apache Kafka's jars are not in {} (./dev test fetches them with tests/kafka/pom.xml)",
+        dir.display()
+    );
+    dir
+}
+
+/// The classpath of every jar in `kafka_jars()`.
+fn classpath() -> String {
+    format!("{}/*", kafka_jars().display())
+}
+
+/// A port free on loopback now (the OS's next ephemeral port; a race with another process taking
+/// it is possible but rare).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A single-node KRaft Kafka broker (broker and controller in one process) on loopback ports.
+pub(crate) struct KafkaProcess {
+    child: Child,
+    pub(crate) addr: String,
+    log: PathBuf,
+}
+
+impl KafkaProcess {
+    /// Formats a storage directory under `dir`, starts the broker and waits until it answers.
+    pub(crate) fn start(dir: &Path) -> Self {
+        std::fs::create_dir_all(dir).unwrap();
+        let (port, controller) = (free_port(), free_port());
+        let data = dir.join("kafka-data");
+        let properties = dir.join("server.properties");
+        std::fs::write(
+            &properties,
+            format!(
+                "process.roles=broker,controller\n\
+                 node.id=1\n\
+                 controller.quorum.voters=1@127.0.0.1:{controller}\n\
+                 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
+                 advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
+                 controller.listener.names=CONTROLLER\n\
+                 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT\n\
+                 inter.broker.listener.name=PLAINTEXT\n\
+                 log.dirs={}\n\
+                 num.partitions=1\n\
+                 offsets.topic.replication.factor=1\n\
+                 offsets.topic.num.partitions=4\n\
+                 transaction.state.log.replication.factor=1\n\
+                 transaction.state.log.min.isr=1\n\
+                 transaction.state.log.num.partitions=4\n\
+                 group.initial.rebalance.delay.ms=0\n\
+                 share.coordinator.state.topic.replication.factor=1\n",
+                data.display()
+            ),
+        )
+        .unwrap();
+        let log4j = dir.join("log4j2.properties");
+        std::fs::write(
+            &log4j,
+            "rootLogger.level = WARN\n\
+             rootLogger.appenderRef.out.ref = OUT\n\
+             appender.out.type = Console\n\
+             appender.out.name = OUT\n\
+             appender.out.layout.type = PatternLayout\n\
+             appender.out.layout.pattern = [%d] %p %m (%c)%n\n",
+        )
+        .unwrap();
+        let java = |class: &str| {
+            let mut c = Command::new("java");
+            c.arg("-Xmx1g").arg(format!("-Dlog4j2.configurationFile={}", log4j.display())).args([
+                "-cp",
+                &classpath(),
+                class,
+            ]);
+            c
+        };
+        let format = java("kafka.tools.StorageTool")
+            .args(["format", "--cluster-id", "fReShEtPeErClUsTeR0001", "--config"])
+            .arg(&properties)
+            .output()
+            .expect("java is installed (./dev test checks)");
+        assert!(format.status.success(), "formatting Kafka's storage: {}", String::from_utf8_lossy(&format.stderr));
+        let log_path = dir.join("kafka.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = java("kafka.Kafka").arg(&properties).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
+        let mut kafka = KafkaProcess { child, addr: format!("127.0.0.1:{port}"), log: log_path };
+        kafka.wait_until_serving();
+        kafka
+    }
+
+    /// Waits until the broker has a controller and answers Metadata.
+    fn wait_until_serving(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("Kafka exited while starting ({status}):\n{}", self.log_tail());
+            }
+            if TcpStream::connect(&self.addr).is_ok() {
+                let out = Command::new("kcat").args(["-b", &self.addr, "-L", "-m", "2"]).output().unwrap();
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 brokers") {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "Kafka did not answer within 60 s:\n{}", self.log_tail());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        tail.join("\n")
+    }
+
+    /// Stops it as an operator would (SIGTERM) and waits for its controlled shutdown.
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().unwrap();
+        // The JVM exits 143 on SIGTERM after its shutdown hooks have run.
+        assert!(status.success() || status.code() == Some(143), "Kafka stops cleanly: {status}\n{}", self.log_tail());
+    }
+}
+
+impl Drop for KafkaProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Which broker a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Freshet,
+    Kafka,
+}
+
+/// A running broker of either kind.
+pub(crate) enum Peer {
+    Freshet(BrokerProcess),
+    Kafka(KafkaProcess),
+}
+
+impl Peer {
+    /// Starts a broker of `kind` with its files under `dir`.
+    pub(crate) fn start(kind: Kind, dir: &Path) -> Self {
+        match kind {
+            Kind::Freshet => Peer::Freshet(BrokerProcess::start(&dir.join("freshet-data"))),
+            Kind::Kafka => Peer::Kafka(KafkaProcess::start(dir)),
+        }
+    }
+
+    /// Its bootstrap address.
+    pub(crate) fn addr(&self) -> &str {
+        match self {
+            Peer::Freshet(b) => &b.addr,
+            Peer::Kafka(k) => &k.addr,
+        }
+    }
+
+    pub(crate) fn stop(self) {
+        match self {
+            Peer::Freshet(b) => b.stop(),
+            Peer::Kafka(k) => k.stop(),
+        }
+    }
+}
+
+/// Runs the Java program `tests/java/{program}.java` (a single-file source) with Kafka's jars on
+/// its classpath; it prints "ok" when all held. Gives its standard output.
+pub(crate) fn java(program: &str, args: &[&str]) -> String {
+    let source = format!("{}/tests/java/{program}.java", env!("CARGO_MANIFEST_DIR"));
+    let log4j = format!("{}/tests/java/log4j2.properties", env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("java")
+        .arg(format!("-Dlog4j2.configurationFile={log4j}"))
+        .args(["-cp", &classpath(), &source])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("java is installed (./dev test checks)");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.lines().last() == Some("ok"),
+        "{program} {args:?} ({}):\n{stdout}\n{stderr}",
+        output.status
+    );
+    stdout
+}
+
+/// Runs a main class of Kafka's jars (a command-line tool) and gives its standard output.
+pub(crate) fn kafka_tool(class: &str, args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let log4j = format!("{}/tests/java/log4j2.properties", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("java")
+        .arg(format!("-Dlog4j2.configurationFile={log4j}"))
+        .args(["-cp", &classpath(), class])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("java is installed (./dev test checks)");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{class} {args:?} ({}):\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}

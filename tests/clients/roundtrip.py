@@ -1,6 +1,7 @@
 """Freshet's broker with the Python Kafka clients: confluent-kafka (librdkafka) produces,
 kafka-python consumes, and the other way round; keys, null values, repeated headers and
-timestamps must come back intact, and ListOffsets by time must find the first record at or after
+timestamps must come back intact, kafka-python's group consumer resumes from the group's
+committed offset, and ListOffsets by time must find the first record at or after
 a timestamp. Usage: roundtrip.py BOOTSTRAP TOPIC_PREFIX. Prints "ok" when everything matched."""
 
 import sys
@@ -68,5 +69,21 @@ consumer.commit(asynchronous=False)
 committed = consumer.committed([CkTopicPartition(topic, 0)], timeout=10)
 if committed[0].offset != len(records):
     sys.exit(f"committed: {committed}")
+consumer.close()
+
+# kafka-python consumes in a group (its leader assigns only once its metadata shows the topic,
+# then rejoins, which must start a new generation) and resumes after confluent-kafka's commit.
+consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=prefix + "-group",
+                         auto_offset_reset="earliest", consumer_timeout_ms=15000)
+producer = KafkaProducer(bootstrap_servers=bootstrap)
+producer.send(topic, key=b"k3", value=b"after the commit", partition=0).get(timeout=30)
+producer.close()
+got = []
+for m in consumer:
+    got.append(m.value)
+    break
+if got != [b"after the commit"]:
+    sys.exit(f"kafka-python in a group: got {got!r}")
+consumer.commit()
 consumer.close()
 print("ok")

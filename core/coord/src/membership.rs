@@ -470,11 +470,17 @@ impl Coordinator {
             member.session_timeout = request.session_timeout;
             member.rebalance_timeout = request.rebalance_timeout;
             member.last_seen = self.clock.now_ms();
-            // A known member rejoining a stable group with nothing changed gets the current
-            // generation back (the leader a full member list) without a rebalance.
-            if group.state == GroupState::Stable && !changed {
-                let leader = group.leader.clone().unwrap_or_default();
-                let is_leader = leader == member_id;
+            // As Kafka's coordinator: a follower rejoining a stable group with nothing changed,
+            // or any member rejoining unchanged while the leader assigns (it missed its join
+            // answer), gets the current generation back without a rebalance. The leader
+            // rejoining a stable group forces one: that is how a consumer's leader reacts to
+            // what its metadata shows changed (a topic created, partitions added), which the
+            // members' subscriptions do not show.
+            let leader = group.leader.clone().unwrap_or_default();
+            let is_leader = leader == member_id;
+            if !changed
+                && ((group.state == GroupState::Stable && !is_leader) || group.state == GroupState::CompletingRebalance)
+            {
                 let protocol = group.protocol.clone();
                 let members = if is_leader { group.joined_members() } else { Vec::new() };
                 return JoinResponse {
@@ -771,5 +777,38 @@ mod tests {
         c.sync("g", first.generation, &id, vec![(id.clone(), Bytes::from_static(b"a"))]).await;
         let again = c.join(join("g", "", Some("i-1"))).await;
         assert_eq!((again.error_code, again.member_id, again.generation), (0, id, first.generation));
+    }
+
+    /// As Kafka: the leader rejoining a stable group starts a new generation (it may have seen
+    /// a topic appear that the subscriptions do not show); a follower rejoining unchanged gets
+    /// the current one back.
+    #[tokio::test]
+    async fn the_leader_rejoining_a_stable_group_rebalances_and_a_follower_does_not() {
+        let c = Coordinator::new();
+        c.start_expiry();
+        let a = c.join(join("g", "", None)).await.member_id;
+        let first = c.join(join("g", &a, None)).await;
+        assert_eq!((first.generation, first.leader.as_str()), (1, a.as_str()));
+        c.sync("g", 1, &a, vec![(a.clone(), Bytes::new())]).await;
+        let again = c.join(join("g", &a, None)).await;
+        assert_eq!((again.error_code, again.generation, again.members.len()), (code::NONE, 2, 1));
+        c.sync("g", 2, &a, vec![(a.clone(), Bytes::from_static(b"p0"))]).await;
+        // A follower joins (generation 3), then rejoins unchanged: still generation 3.
+        let b = c.join(join("g", "", None)).await.member_id;
+        let c2 = c.clone();
+        let b2 = b.clone();
+        let jb = tokio::spawn(async move { c2.join(join("g", &b2, None)).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let ja = c.join(join("g", &a, None)).await;
+        let jb = jb.await.unwrap();
+        assert_eq!((ja.generation, jb.generation, ja.leader.as_str()), (3, 3, a.as_str()));
+        let c3 = c.clone();
+        let b3 = b.clone();
+        let follower = tokio::spawn(async move { c3.sync("g", 3, &b3, Vec::new()).await });
+        c.sync("g", 3, &a, vec![(a.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"p1"))]).await;
+        assert_eq!(&follower.await.unwrap().assignment[..], b"p1");
+        let rejoined = c.join(join("g", &b, None)).await;
+        assert_eq!((rejoined.error_code, rejoined.generation), (code::NONE, 3));
+        assert_eq!(c.heartbeat("g", 3, &a).await, code::NONE, "no rebalance started");
     }
 }

@@ -4,6 +4,7 @@ mod broker;
 mod dump_log;
 mod examples;
 mod java;
+mod on_kafka;
 mod peer;
 mod quickstart;
 mod sql;

@@ -5,7 +5,7 @@
 use crate::broker::BrokerProcess;
 use crate::topic::{data_dir, freshet, freshet_stdin, Target};
 
-fn sql_over_topics(target: &Target) {
+pub(crate) fn sql_over_topics(target: &Target) {
     let (ok, _, err) = freshet(&["topic", "create", "orders", "--partitions", "2"], target);
     assert!(ok, "{err}");
     let lines = "a\t{\"id\": 1, \"customer\": \"ann\", \"amount\": 10.5}\n\

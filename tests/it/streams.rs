@@ -33,9 +33,11 @@ fn word_count() -> anyhow::Result<Topology> {
     Ok(builder.build()?)
 }
 
-/// Reads `topic` from the start until `n` records came, then a moment more.
+/// Reads `word-counts` (committed records only) from the start until `n` records came, then a
+/// moment more.
 fn read_counts(rt: &tokio::runtime::Runtime, remote: &Remote, n: usize) -> Vec<(String, i64)> {
-    let mut consumer = remote.consumer(ConsumerConfig::default()).unwrap();
+    let config = ConsumerConfig { isolation: Isolation::ReadCommitted, ..ConsumerConfig::default() };
+    let mut consumer = remote.consumer(config).unwrap();
     let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new("word-counts", p)).collect();
     rt.block_on(consumer.assign(tps)).unwrap();
     let mut out = Vec::new();
@@ -63,8 +65,20 @@ fn read_counts(rt: &tokio::runtime::Runtime, remote: &Remote, n: usize) -> Vec<(
 fn a_streams_application_runs_against_a_broker_process_and_resumes_after_a_restart() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let broker = crate::broker::BrokerProcess::start(&dir.path().join("data"));
+    word_count_resumes_after_a_restart(&broker.addr, dir.path(), ProcessingGuarantee::AtLeastOnce)?;
+    broker.stop();
+    Ok(())
+}
+
+/// Word count on the cluster at `addr` under `guarantee`: counts right, its internal topics on
+/// the cluster, and after a restart it resumes from its committed offsets, counting nothing twice.
+pub(crate) fn word_count_resumes_after_a_restart(
+    addr: &str,
+    dir: &std::path::Path,
+    guarantee: ProcessingGuarantee,
+) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let remote = Remote::new(broker.addr.clone());
+    let remote = Remote::new(addr.to_string());
     let admin = remote.admin()?;
     rt.block_on(admin.create_topic(NewTopic { name: "lines".into(), n_partitions: 3, ..Default::default() }))?;
     let producer = remote.producer()?;
@@ -74,9 +88,10 @@ fn a_streams_application_runs_against_a_broker_process_and_resumes_after_a_resta
     rt.block_on(producer.send(lines(&[("a", "red green"), ("b", "green blue"), ("c", "red red")])))?;
 
     let mut config = StreamsConfig::new("wc")?;
-    config.state_dir = dir.path().join("state");
+    config.state_dir = dir.join("state");
     config.commit_interval = std::time::Duration::from_millis(100);
     config.num_stream_threads = 2;
+    config.processing_guarantee = guarantee;
     let start = |config: StreamsConfig| -> anyhow::Result<StreamsApp> {
         let substrate = remote.clone();
         let mut app = StreamsApp::new(word_count()?, substrate, config, rt.handle().clone())?;
@@ -88,13 +103,13 @@ fn a_streams_application_runs_against_a_broker_process_and_resumes_after_a_resta
     let counts = read_counts(&rt, &remote, 6);
     let last: std::collections::BTreeMap<_, _> = counts.iter().cloned().collect();
     assert_eq!(last, [("blue".into(), 1), ("green".into(), 2), ("red".into(), 3)].into_iter().collect());
-    // Its internal topics live on the broker.
+    // Its internal topics live on the cluster.
     for topic in ["wc-counts-repartition", "wc-counts-changelog"] {
         assert_eq!(rt.block_on(admin.describe_topic(topic))?.0.n_partitions, 3, "{topic}");
     }
     app.close()?;
 
-    // Restarted, it resumes from the offsets it committed to the broker: nothing counted twice.
+    // Restarted, it resumes from the offsets it committed: nothing counted twice.
     rt.block_on(producer.send(lines(&[("d", "blue red")])))?;
     let app = start(config)?;
     let counts = read_counts(&rt, &remote, 8);
@@ -102,7 +117,6 @@ fn a_streams_application_runs_against_a_broker_process_and_resumes_after_a_resta
     let last: std::collections::BTreeMap<_, _> = counts.iter().cloned().collect();
     assert_eq!(last, [("blue".into(), 2), ("green".into(), 2), ("red".into(), 4)].into_iter().collect());
     app.close()?;
-    broker.stop();
     Ok(())
 }
 

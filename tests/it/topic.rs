@@ -36,7 +36,7 @@ fn topics_are_created_listed_described_altered_and_deleted_through_a_broker() {
     broker.stop();
 }
 
-fn topics_are_created_listed_described_altered_and_deleted(data: &Target) {
+pub(crate) fn topics_are_created_listed_described_altered_and_deleted(data: &Target) {
     let (ok, out, err) =
         freshet(&["topic", "create", "orders", "--partitions", "3", "--config", "retention.ms=3600000"], data);
     assert!(ok, "{err}");
@@ -143,7 +143,7 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn records_are_produced_from_lines_or_json_and_consumed_with_or_without_a_group(data: &Target) {
+pub(crate) fn records_are_produced_from_lines_or_json_and_consumed_with_or_without_a_group(data: &Target) {
     freshet(&["topic", "create", "events"], data);
     let (ok, out, err) =
         freshet_stdin(&["produce", "events", "--key-separator", ":", "--header", "src=cli"], data, "a:one\nb:two\n");

@@ -1,6 +1,9 @@
 //! Kafka's own Java client (4.4, from Maven Central) against the Freshet broker: the programs of
 //! `tests/java`, each run against the Freshet broker and, to prove the scenario itself right,
-//! against Apache Kafka's broker started from the same jars.
+//! against Apache Kafka's broker started from the same jars; Kafka Streams applications whose output
+//! must equal theirs on Kafka; Kafka Connect with its FileStream connectors.
+
+use std::io::Write;
 
 use crate::peer::{java, Kind, Peer};
 
@@ -137,5 +140,114 @@ fn kafkas_command_line_tools_manage_and_move_data_through_the_freshet_broker() {
     let out = tool("org.apache.kafka.tools.ConsumerPerformance", &["--topic", "perf", "--messages", "20000"], "");
     let row = out.lines().last().unwrap_or_default();
     assert_eq!(row.split(", ").nth(4), Some("20000"), "{out}");
+    broker.stop();
+}
+
+/// Two Kafka Streams applications under exactly_once_v2 (a word count; clicks joined with a
+/// table of users, counted per region in windows) give the same output on the Freshet broker as
+/// on Apache Kafka's.
+#[test]
+fn kafka_streams_applications_give_the_same_output_on_freshet_as_on_apache_kafka() {
+    let mut outputs = Vec::new();
+    for kind in [Kind::Freshet, Kind::Kafka] {
+        let dir = tempfile::tempdir().unwrap();
+        let peer = Peer::start(kind, dir.path());
+        let state = dir.path().join("streams-state");
+        let out = java("StreamsApps", &[peer.addr(), state.to_str().unwrap()]);
+        peer.stop();
+        outputs.push(out);
+    }
+    assert!(outputs[0].lines().count() > 10, "{}", outputs[0]);
+    assert_eq!(outputs[0], outputs[1], "Freshet's output, then Kafka's");
+}
+
+/// Kafka Connect standalone, run from its jars, with the FileStream source and sink: a file's
+/// lines go through a topic on the Freshet broker into another file, in order; stopped and
+/// restarted, it resumes from its offsets (the source's in its offset file, the sink's committed
+/// to the broker), so lines added meanwhile arrive once.
+#[test]
+fn kafka_connect_moves_a_files_lines_through_the_freshet_broker_and_resumes_from_its_offsets() {
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Peer::start(Kind::Freshet, dir.path());
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let lines = |from: u32, to: u32| (from..=to).map(|i| format!("line-{i}\n")).collect::<String>();
+    std::fs::write(path("in.txt"), lines(1, 100)).unwrap();
+    let rest = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        path("worker.properties"),
+        format!(
+            "bootstrap.servers={}\n\
+             key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             offset.storage.file.filename={}\n\
+             offset.flush.interval.ms=500\n\
+             listeners=http://127.0.0.1:{rest}\n\
+             plugin.discovery=only_scan\n",
+            broker.addr(),
+            path("offsets")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("source.properties"),
+        format!(
+            "name=file-source\nconnector.class=FileStreamSource\ntasks.max=1\nfile={}\ntopic=connect-lines\n",
+            path("in.txt")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("sink.properties"),
+        format!(
+            "name=file-sink\nconnector.class=FileStreamSink\ntasks.max=1\nfile={}\ntopics=connect-lines\n",
+            path("out.txt")
+        ),
+    )
+    .unwrap();
+    let start = || {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(path("connect.log")).unwrap();
+        Command::new("java")
+            .arg(crate::peer::log4j_config())
+            .args(["-cp", &crate::peer::connect_classpath(), "org.apache.kafka.connect.cli.ConnectStandalone"])
+            .args([path("worker.properties"), path("source.properties"), path("sink.properties")])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    };
+    let wait_for_lines = |n: usize| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+        loop {
+            let out = std::fs::read_to_string(path("out.txt")).unwrap_or_default();
+            if out.lines().count() >= n || std::time::Instant::now() > deadline {
+                // A moment more: nothing further may arrive.
+                std::thread::sleep(std::time::Duration::from_millis(1500));
+                return std::fs::read_to_string(path("out.txt")).unwrap_or_default();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill").arg(child.id().to_string()).status();
+        let status = child.wait().unwrap();
+        assert!(status.success() || status.code() == Some(143), "Connect stops cleanly: {status}");
+    };
+    let connect = start();
+    let out = wait_for_lines(100);
+    let log = || std::fs::read_to_string(path("connect.log")).unwrap_or_default();
+    assert_eq!(out, lines(1, 100), "Connect's log:\n{}", log());
+    stop(connect);
+
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path("in.txt"))
+        .unwrap()
+        .write_all(lines(101, 150).as_bytes())
+        .unwrap();
+    let connect = start();
+    let out = wait_for_lines(150);
+    assert_eq!(out, lines(1, 150), "resumed from its offsets, every line once; Connect's log:\n{}", log());
+    stop(connect);
     broker.stop();
 }

@@ -12,22 +12,29 @@ use std::time::{Duration, Instant};
 
 use crate::broker::BrokerProcess;
 
-/// The directory of Kafka's jars.
-pub(crate) fn kafka_jars() -> PathBuf {
-    let dir = std::env::var_os("FRESHET_KAFKA_JARS").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/freshet/kafka-4.4.0/jars")
+/// A directory of jars `./dev test` fetched: from `env`, or its default under the cache.
+fn jars(env: &str, default: &str, pom: &str) -> PathBuf {
+    let dir = std::env::var_os(env).map(PathBuf::from).unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache/freshet").join(default)
     });
-    assert!(
-        dir.join(".complete").exists(),
-        "Apache Kafka's jars are not in {} (./dev test fetches them with tests/kafka/pom.xml)",
-        dir.display()
-    );
+    assert!(dir.join(".complete").exists(), "no jars in {} (./dev test fetches them with {pom})", dir.display());
     dir
 }
 
-/// The classpath of every jar in `kafka_jars()`.
+/// The classpath of Apache Kafka's jars (broker, clients, Streams, tools).
 fn classpath() -> String {
-    format!("{}/*", kafka_jars().display())
+    format!("{}/*", jars("FRESHET_KAFKA_JARS", "kafka-4.4.0/jars", "tests/kafka/pom.xml").display())
+}
+
+/// The classpath of Kafka Connect with its FileStream connectors.
+pub(crate) fn connect_classpath() -> String {
+    let dir = jars("FRESHET_KAFKA_CONNECT_JARS", "kafka-connect-4.3.1/jars", "tests/kafka/connect-pom.xml");
+    format!("{}/*", dir.display())
+}
+
+/// The log4j configuration the Java programs of the tests use (warnings and errors, to stderr).
+pub(crate) fn log4j_config() -> String {
+    format!("-Dlog4j2.configurationFile={}/tests/java/log4j2.properties", env!("CARGO_MANIFEST_DIR"))
 }
 
 /// A port free on loopback now (the OS's next ephemeral port; a race with another process taking
@@ -190,9 +197,8 @@ impl Peer {
 /// its classpath; it prints "ok" when all held. Gives its standard output.
 pub(crate) fn java(program: &str, args: &[&str]) -> String {
     let source = format!("{}/tests/java/{program}.java", env!("CARGO_MANIFEST_DIR"));
-    let log4j = format!("{}/tests/java/log4j2.properties", env!("CARGO_MANIFEST_DIR"));
     let output = Command::new("java")
-        .arg(format!("-Dlog4j2.configurationFile={log4j}"))
+        .arg(log4j_config())
         .args(["-cp", &classpath(), &source])
         .args(args)
         .stdin(Stdio::null())
@@ -211,9 +217,8 @@ pub(crate) fn java(program: &str, args: &[&str]) -> String {
 /// Runs a main class of Kafka's jars (a command-line tool) and gives its standard output.
 pub(crate) fn kafka_tool(class: &str, args: &[&str], stdin: &str) -> String {
     use std::io::Write;
-    let log4j = format!("{}/tests/java/log4j2.properties", env!("CARGO_MANIFEST_DIR"));
     let mut child = Command::new("java")
-        .arg(format!("-Dlog4j2.configurationFile={log4j}"))
+        .arg(log4j_config())
         .args(["-cp", &classpath(), class])
         .args(args)
         .stdin(Stdio::piped())

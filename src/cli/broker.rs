@@ -8,7 +8,8 @@ pub(crate) struct BrokerArgs {
     /// A properties file (`key=value` lines, `#` comments) with Kafka's broker setting names:
     /// `log.dirs`, `listeners`, `advertised.listeners`, `num.partitions`,
     /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
-    /// `max.connections.per.ip`. Flags given override it.
+    /// `max.connections.per.ip`, `group.max.size`, `log.flush.interval.messages`,
+    /// `log.flush.interval.ms`. Flags given override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Data directory of the log [default: freshet-data].
@@ -29,18 +30,27 @@ pub(crate) struct BrokerArgs {
     /// Do not create topics that clients ask for and that do not exist.
     #[arg(long)]
     pub(crate) no_auto_create_topics: bool,
+    /// When an append is acknowledged: `fsync` (after an fdatasync covering it, shared by
+    /// concurrent appends: group commit), `interval` (written to the page cache, flushed every
+    /// second) or `none` (the page cache; flushed as segments roll and on close) [default: fsync].
+    /// In the config file, Kafka's `log.flush.interval.messages=1` is `fsync`,
+    /// `log.flush.interval.ms=N` a flush every N ms, and a larger message count `none`.
+    #[arg(long)]
+    pub(crate) durability: Option<String>,
 }
 
 /// The broker's settings: flags over the config file over the defaults.
 pub(crate) struct BrokerSettings {
     pub(crate) data_dir: PathBuf,
     pub(crate) config: freshet::broker::BrokerConfig,
+    pub(crate) durability: Durability,
 }
 
 impl BrokerArgs {
     pub(crate) fn settings(self) -> anyhow::Result<BrokerSettings> {
         let mut data_dir = PathBuf::from("freshet-data");
         let mut config = freshet::broker::BrokerConfig::default();
+        let mut durability = LogConfig::default().durability;
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for (i, line) in text.lines().enumerate() {
@@ -89,6 +99,28 @@ impl BrokerArgs {
                         config.group_max_size =
                             value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
                     }
+                    // Kafka's flush settings: after every message is Freshet's group commit;
+                    // Kafka's default (a count never reached) is the page cache.
+                    "log.flush.interval.messages" => {
+                        let n: u64 = value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| bad("expected a count of 1 or more"))?;
+                        if n == 1 {
+                            durability = Durability::Fsync;
+                        } else if durability == Durability::Fsync {
+                            durability = Durability::OsCache;
+                        }
+                    }
+                    "log.flush.interval.ms" => {
+                        let ms: u64 = value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
+                        durability = Durability::Interval { flush_interval_ms: ms };
+                    }
                     _ => return Err(bad("not a setting of Freshet's broker")),
                 }
             }
@@ -112,7 +144,10 @@ impl BrokerArgs {
         if self.no_auto_create_topics {
             config.auto_create_topics = false;
         }
-        Ok(BrokerSettings { data_dir, config })
+        if let Some(d) = &self.durability {
+            durability = crate::target::durability(d)?;
+        }
+        Ok(BrokerSettings { data_dir, config, durability })
     }
 }
 
@@ -134,10 +169,10 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let BrokerSettings { data_dir, config } = args.settings()?;
+    let BrokerSettings { data_dir, config, durability } = args.settings()?;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
-    let embedded = open_log(&data_dir).await?;
+    let embedded = crate::target::open_log_with(&data_dir, LogConfig { durability, ..LogConfig::default() }).await?;
     let log = embedded.log().clone();
     // One coordinator for the groups of the broker's clients and of the queries it hosts.
     let coordinator = embedded.group_coordinator().clone();

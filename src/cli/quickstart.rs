@@ -65,12 +65,7 @@ pub(crate) fn event(i: u64) -> (String, String) {
 }
 
 pub(crate) async fn quickstart(args: QuickstartArgs) -> anyhow::Result<()> {
-    let durability = match args.durability.as_str() {
-        "fsync" => Durability::Fsync,
-        "interval" => Durability::Interval { flush_interval_ms: 1000 },
-        "none" => Durability::OsCache,
-        other => anyhow::bail!("--durability {other:?}: expected fsync, interval or none"),
-    };
+    let durability = crate::target::durability(&args.durability)?;
     let topic = "quickstart-events";
     say(&format!("Freshet quickstart: embedded log in {}", args.data_dir.display()));
     let opened = Instant::now();

@@ -78,9 +78,23 @@ impl Opened {
 
 /// Opens the embedded log of a data directory with the default settings.
 pub(crate) async fn open_log(data_dir: &std::path::Path) -> anyhow::Result<Embedded> {
-    Embedded::open(data_dir, LogConfig::default())
-        .await
-        .with_context(|| format!("opening the log in {}", data_dir.display()))
+    open_log_with(data_dir, LogConfig::default()).await
+}
+
+/// Opens the log of a data directory with `config`.
+pub(crate) async fn open_log_with(data_dir: &std::path::Path, config: LogConfig) -> anyhow::Result<Embedded> {
+    Embedded::open(data_dir, config).await.with_context(|| format!("opening the log in {}", data_dir.display()))
+}
+
+/// A `--durability` value: `fsync` (group commit), `interval` (a flush every second) or `none`
+/// (the page cache).
+pub(crate) fn durability(value: &str) -> anyhow::Result<Durability> {
+    Ok(match value {
+        "fsync" => Durability::Fsync,
+        "interval" => Durability::Interval { flush_interval_ms: 1000 },
+        "none" => Durability::OsCache,
+        other => anyhow::bail!("--durability {other:?}: expected fsync, interval or none"),
+    })
 }
 
 /// Prints a line of output; a closed stdout (`freshet dump-log ... | head`) ends the program quietly.

@@ -8,68 +8,10 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-/// A broker process on a free port.
-pub(crate) struct BrokerProcess {
-    child: Child,
-    pub(crate) addr: String,
-    /// Where its log goes.
-    log: std::path::PathBuf,
-}
-
-impl BrokerProcess {
-    pub(crate) fn start(data: &Path) -> Self {
-        Self::start_with(data, &[])
-    }
-
-    fn start_with(data: &Path, args: &[&str]) -> Self {
-        // Its log goes next to the data directory, for a failing test to show.
-        let log_path = data.with_extension("log");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .args(args)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| {
-                    "freshet=info,freshet_broker=info,freshet_log=info,freshet_coord=info,freshet_core=info".into()
-                }),
-            )
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
-        let addr = line
-            .split_whitespace()
-            .find(|w| w.starts_with("127.0.0.1:"))
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_string();
-        BrokerProcess { child, addr, log: log_path }
-    }
-
-    /// Stops it as an operator would (SIGTERM) and waits.
-    pub(crate) fn stop(mut self) {
-        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-        let status = self.child.wait().unwrap();
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        assert!(status.success(), "the broker stops cleanly: {status}; its log ends:\n{}", tail.join("\n"));
-    }
-}
-
-/// A broker left running by a failed assertion is killed.
-impl Drop for BrokerProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+pub(crate) use crate::peer::BrokerProcess;
 
 fn kcat(args: &[&str], stdin: &str) -> String {
     let mut child = Command::new("kcat")

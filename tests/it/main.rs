@@ -5,6 +5,8 @@ mod dump_log;
 mod examples;
 mod java;
 mod on_kafka;
+// Shared with the side-by-side benchmark (benches/vs_kafka.rs), which uses parts the tests do not.
+#[allow(dead_code)]
 mod peer;
 mod quickstart;
 mod sql;

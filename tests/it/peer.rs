@@ -5,12 +5,11 @@
 //! `./dev test` fetches the jars once into a cache outside the clone (`tests/kafka/pom.xml`) and
 //! names the directory in `FRESHET_KAFKA_JARS`.
 
+use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::broker::BrokerProcess;
 
 /// A directory of jars `./dev test` fetched: from `env`, or its default under the cache.
 fn jars(env: &str, default: &str, pom: &str) -> PathBuf {
@@ -43,6 +42,70 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A broker process on a free port.
+pub(crate) struct BrokerProcess {
+    child: Child,
+    pub(crate) addr: String,
+    /// Where its log goes.
+    log: std::path::PathBuf,
+}
+
+impl BrokerProcess {
+    pub(crate) fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    pub(crate) fn start_with(data: &Path, args: &[&str]) -> Self {
+        // Its log goes next to the data directory, for a failing test to show.
+        let log_path = data.with_extension("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .args(args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| {
+                    "freshet=info,freshet_broker=info,freshet_log=info,freshet_coord=info,freshet_core=info".into()
+                }),
+            )
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        let addr = line
+            .split_whitespace()
+            .find(|w| w.starts_with("127.0.0.1:"))
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+            .to_string();
+        BrokerProcess { child, addr, log: log_path }
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops it as an operator would (SIGTERM) and waits.
+    pub(crate) fn stop(mut self) {
+        let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+        let status = self.child.wait().unwrap();
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(30).collect();
+        assert!(status.success(), "the broker stops cleanly: {status}; its log ends:\n{}", tail.join("\n"));
+    }
+}
+
+/// A broker left running by a failed assertion is killed.
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A single-node KRaft Kafka broker (broker and controller in one process) on loopback ports.
 pub(crate) struct KafkaProcess {
     child: Child,
@@ -53,6 +116,11 @@ pub(crate) struct KafkaProcess {
 impl KafkaProcess {
     /// Formats a storage directory under `dir`, starts the broker and waits until it answers.
     pub(crate) fn start(dir: &Path) -> Self {
+        Self::start_with(dir, "")
+    }
+
+    /// As `start`, with more broker properties (`key=value` lines, which override the defaults).
+    pub(crate) fn start_with(dir: &Path, properties_extra: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
         let (port, controller) = (free_port(), free_port());
         let data = dir.join("kafka-data");
@@ -76,7 +144,8 @@ impl KafkaProcess {
                  transaction.state.log.min.isr=1\n\
                  transaction.state.log.num.partitions=4\n\
                  group.initial.rebalance.delay.ms=0\n\
-                 share.coordinator.state.topic.replication.factor=1\n",
+                 share.coordinator.state.topic.replication.factor=1\n\
+                 {properties_extra}",
                 data.display()
             ),
         )
@@ -139,6 +208,11 @@ impl KafkaProcess {
         tail.join("\n")
     }
 
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops it as an operator would (SIGTERM) and waits for its controlled shutdown.
     pub(crate) fn stop(mut self) {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
@@ -168,12 +242,49 @@ pub(crate) enum Peer {
     Kafka(KafkaProcess),
 }
 
+/// How a broker is set up, in the same terms for both kinds.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Setup {
+    /// An append is acknowledged once on disk (Freshet's fsync group commit; Kafka flushing
+    /// every message), else once in the page cache (Kafka's default; Freshet's `none`).
+    pub(crate) fsync: bool,
+    /// Partitions of automatically created topics.
+    pub(crate) partitions: u32,
+}
+
 impl Peer {
-    /// Starts a broker of `kind` with its files under `dir`.
+    /// Starts a broker of `kind` with its files under `dir`, each kind with its defaults.
     pub(crate) fn start(kind: Kind, dir: &Path) -> Self {
         match kind {
             Kind::Freshet => Peer::Freshet(BrokerProcess::start(&dir.join("freshet-data"))),
             Kind::Kafka => Peer::Kafka(KafkaProcess::start(dir)),
+        }
+    }
+
+    /// Starts a broker of `kind` set up as `setup` says.
+    pub(crate) fn start_with(kind: Kind, dir: &Path, setup: Setup) -> Self {
+        match kind {
+            Kind::Freshet => {
+                let partitions = setup.partitions.to_string();
+                let durability = if setup.fsync { "fsync" } else { "none" };
+                let args = ["--num-partitions", &partitions, "--durability", durability];
+                Peer::Freshet(BrokerProcess::start_with(&dir.join("freshet-data"), &args))
+            }
+            Kind::Kafka => {
+                let mut extra = format!("num.partitions={}\n", setup.partitions);
+                if setup.fsync {
+                    extra.push_str("log.flush.interval.messages=1\n");
+                }
+                Peer::Kafka(KafkaProcess::start_with(dir, &extra))
+            }
+        }
+    }
+
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        match self {
+            Peer::Freshet(b) => b.pid(),
+            Peer::Kafka(k) => k.pid(),
         }
     }
 

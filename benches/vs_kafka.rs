@@ -1,0 +1,276 @@
+//! The Freshet broker beside Apache Kafka's (4.4, from its jars), on this machine, in one run:
+//! Kafka's own producer and consumer perf tools are the one load generator for both.
+//!
+//! `cargo bench -p freshet --bench vs_kafka` (after `./dev test` has fetched Kafka's jars).
+//! `FRESHET_BENCH_RECORDS` sets the records of each 100 B phase (default 1 M; 1 KiB phases send a
+//! quarter as many).
+//!
+//! Limits first, measured in the same run: a 4 KiB write with fdatasync (the disk's commit
+//! rate), sequential writes flushed once (its bandwidth), memory copy, one loopback TCP
+//! connection. Then, at each durability (the page cache: Kafka's default beside Freshet's
+//! `none`; on disk before the answer: Kafka flushing every message beside Freshet's fsync group
+//! commit), each broker in turn on a fresh data directory, 4 partitions:
+//! - produce throughput, 100 B and 1 KiB records, acks=1 and acks=all (ProducerPerformance at
+//!   full speed);
+//! - consume throughput of the 100 B records (ConsumerPerformance);
+//! - produce latency p50/p99/p99.9 at a fixed rate below saturation: half the slower broker's
+//!   100 B acks=all throughput (ProducerPerformance with --throughput);
+//! - the broker's peak resident memory (VmHWM).
+//!
+//! Each figure is printed with the ratio Freshet / Kafka. Targets (issue "Apache Kafka as the
+//! peer"): throughput at least 1.5x Kafka's at equal durability, p99 no higher, at most a quarter
+//! of its memory.
+
+#![allow(clippy::print_stdout)]
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+#[allow(dead_code, unreachable_pub)]
+#[path = "../tests/it/peer.rs"]
+mod peer;
+
+use peer::{kafka_tool, Kind, Peer, Setup};
+
+/// One ProducerPerformance summary line.
+#[derive(Debug, Clone, Copy, Default)]
+struct Produced {
+    records_per_sec: f64,
+    mb_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    p999_ms: f64,
+}
+
+/// Parses "N records sent, X records/sec (Y MB/sec), A ms avg latency, M ms max latency, P ms
+/// 50th, Q ms 95th, R ms 99th, S ms 99.9th."
+fn parse_produced(out: &str) -> Produced {
+    let line = out.lines().rev().find(|l| l.contains("records sent")).unwrap_or_else(|| panic!("no summary in {out}"));
+    let numbers: Vec<f64> = line
+        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .filter(|s| !s.is_empty() && *s != ".")
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    // [N, X, Y, avg, max, p50, 50, p95, 95, p99, 99, p999, 99.9]
+    Produced {
+        records_per_sec: numbers[1],
+        mb_per_sec: numbers[2],
+        p50_ms: numbers[5],
+        p99_ms: numbers[9],
+        p999_ms: numbers[11],
+    }
+}
+
+fn produce(addr: &str, topic: &str, records: u64, size: usize, acks: &str, rate: Option<u64>) -> Produced {
+    let throughput = rate.map_or("-1".to_string(), |r| r.to_string());
+    let out = kafka_tool(
+        "org.apache.kafka.tools.ProducerPerformance",
+        &[
+            "--topic",
+            topic,
+            "--num-records",
+            &records.to_string(),
+            "--record-size",
+            &size.to_string(),
+            "--throughput",
+            &throughput,
+            "--producer-props",
+            &format!("bootstrap.servers={addr}"),
+            &format!("acks={acks}"),
+            "linger.ms=5",
+            "batch.size=65536",
+        ],
+        "",
+    );
+    parse_produced(&out)
+}
+
+/// Records per second ConsumerPerformance reads `records` of `topic` at.
+fn consume(addr: &str, topic: &str, records: u64) -> f64 {
+    let out = kafka_tool(
+        "org.apache.kafka.tools.ConsumerPerformance",
+        &["--bootstrap-server", addr, "--topic", topic, "--messages", &records.to_string(), "--timeout", "60000"],
+        "",
+    );
+    // start, end, MB, MB/s, n, n/s, rebalance ms, fetch ms, fetch MB/s, fetch n/s
+    let row = out.lines().last().unwrap_or_default();
+    let fields: Vec<&str> = row.split(", ").collect();
+    fields.get(9).and_then(|f| f.trim().parse().ok()).unwrap_or_else(|| panic!("no figures in {out}"))
+}
+
+/// Peak resident memory of a process, in MiB.
+fn peak_rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// 4 KiB writes each followed by fdatasync, per second, on the disk `dir` is on.
+fn fsyncs_per_sec(dir: &std::path::Path) -> f64 {
+    let path = dir.join("fsync-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![1u8; 4096];
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < Duration::from_secs(2) {
+        f.write_all(&block).unwrap();
+        f.sync_data().unwrap();
+        n += 1;
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Sequential write bandwidth (256 MiB, flushed once at the end), bytes per second.
+fn disk_bytes_per_sec(dir: &std::path::Path) -> f64 {
+    let path = dir.join("bandwidth-probe");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let chunk = vec![3u8; 1 << 20];
+    let started = Instant::now();
+    for _ in 0..256 {
+        f.write_all(&chunk).unwrap();
+    }
+    f.sync_data().unwrap();
+    let rate = 256.0 * (1 << 20) as f64 / started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).unwrap();
+    rate
+}
+
+/// Memory copy bandwidth, bytes per second.
+fn memcpy_bytes_per_sec() -> f64 {
+    let src = vec![5u8; 64 << 20];
+    let mut dst = vec![0u8; 64 << 20];
+    let started = Instant::now();
+    for _ in 0..16 {
+        dst.copy_from_slice(&src);
+        std::hint::black_box(&dst);
+    }
+    16.0 * src.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Bytes per second through one loopback TCP connection.
+fn loopback_bytes_per_sec() -> f64 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let total: usize = 2 << 30;
+    let reader = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut n = 0;
+        while n < total {
+            n += s.read(&mut buf).unwrap();
+        }
+    });
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let chunk = vec![7u8; 1 << 20];
+    let started = Instant::now();
+    for _ in 0..total / chunk.len() {
+        s.write_all(&chunk).unwrap();
+    }
+    reader.join().unwrap();
+    total as f64 / started.elapsed().as_secs_f64()
+}
+
+/// What one broker did at one durability.
+#[derive(Debug, Default)]
+struct Figures {
+    produce: Vec<((usize, &'static str), Produced)>,
+    consume: f64,
+    latency: Produced,
+    peak_rss_mib: f64,
+}
+
+fn ratio(freshet: f64, kafka: f64) -> String {
+    if kafka > 0.0 {
+        format!("{:.2}x", freshet / kafka)
+    } else {
+        "-".into()
+    }
+}
+
+fn main() {
+    let records: u64 = std::env::var("FRESHET_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let scratch = tempfile::tempdir().unwrap();
+    println!("Freshet broker beside Apache Kafka 4.4, Kafka's perf tools as the load generator");
+    println!("limits of this machine, this run:");
+    println!("  disk: {:.0} fdatasyncs/s (4 KiB each)", fsyncs_per_sec(scratch.path()));
+    println!("  disk: {:.0} MB/s sequential writes, flushed", disk_bytes_per_sec(scratch.path()) / 1e6);
+    println!("  memory copy: {:.1} GB/s", memcpy_bytes_per_sec() / 1e9);
+    println!("  loopback TCP, one connection: {:.0} MB/s", loopback_bytes_per_sec() / 1e6);
+
+    let cases: [(usize, &'static str); 4] = [(100, "1"), (100, "all"), (1024, "1"), (1024, "all")];
+    for fsync in [false, true] {
+        let durability = if fsync {
+            "on disk before the answer (Kafka: flush every message; Freshet: fsync group commit)"
+        } else {
+            "page cache (both defaults without fsync)"
+        };
+        println!("\ndurability: {durability}");
+        let setup = Setup { fsync, partitions: 4 };
+        let mut figures: Vec<(Kind, Figures)> = Vec::new();
+        let mut peers = Vec::new();
+        for kind in [Kind::Kafka, Kind::Freshet] {
+            let dir = tempfile::tempdir_in(scratch.path()).unwrap();
+            let peer = Peer::start_with(kind, dir.path(), setup);
+            let mut f = Figures::default();
+            for (size, acks) in cases {
+                let n = if size > 100 { records / 4 } else { records };
+                let topic = format!("perf-{size}-{acks}");
+                f.produce.push(((size, acks), produce(peer.addr(), &topic, n, size, acks, None)));
+            }
+            f.consume = consume(peer.addr(), "perf-100-1", records);
+            figures.push((kind, f));
+            peers.push((peer, dir));
+        }
+        // Latency at one rate for both: half the slower broker's 100 B acks=all throughput.
+        let saturation = figures
+            .iter()
+            .map(|(_, f)| f.produce.iter().find(|(c, _)| *c == (100, "all")).unwrap().1.records_per_sec)
+            .fold(f64::INFINITY, f64::min);
+        let rate = (saturation / 2.0) as u64;
+        for ((_, f), (peer, _)) in figures.iter_mut().zip(&peers) {
+            f.latency = produce(peer.addr(), "latency", rate * 10, 100, "all", Some(rate));
+            f.peak_rss_mib = peak_rss_mib(peer.pid());
+        }
+        for (peer, _dir) in peers {
+            peer.stop();
+        }
+        let (kafka, freshet) = (&figures[0].1, &figures[1].1);
+        println!("| produce | Kafka records/s | Freshet records/s | Freshet MB/s | Freshet / Kafka |");
+        println!("|---|---:|---:|---:|---:|");
+        for (i, ((size, acks), k)) in kafka.produce.iter().enumerate() {
+            let f = freshet.produce[i].1;
+            println!(
+                "| {size} B acks={acks} | {:.0} | {:.0} | {:.1} | {} |",
+                k.records_per_sec,
+                f.records_per_sec,
+                f.mb_per_sec,
+                ratio(f.records_per_sec, k.records_per_sec)
+            );
+        }
+        println!(
+            "| consume 100 B | {:.0} | {:.0} | | {} |",
+            kafka.consume,
+            freshet.consume,
+            ratio(freshet.consume, kafka.consume)
+        );
+        println!("| produce latency at {rate} records/s, 100 B acks=all | p50 / p99 / p99.9 ms | |");
+        println!("|---|---:|---:|");
+        for (name, l) in [("Kafka", kafka.latency), ("Freshet", freshet.latency)] {
+            println!("| {name} | {:.0} / {:.0} / {:.0} | |", l.p50_ms, l.p99_ms, l.p999_ms);
+        }
+        println!(
+            "| p99 Freshet / Kafka | {} | |",
+            ratio(freshet.latency.p99_ms.max(1.0), kafka.latency.p99_ms.max(1.0))
+        );
+        println!(
+            "| peak resident memory | Kafka {:.0} MiB, Freshet {:.0} MiB | {} |",
+            kafka.peak_rss_mib,
+            freshet.peak_rss_mib,
+            ratio(freshet.peak_rss_mib, kafka.peak_rss_mib)
+        );
+    }
+}

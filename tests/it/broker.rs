@@ -261,7 +261,8 @@ fn the_broker_reads_its_settings_from_a_config_file_and_flags_override_it() {
     std::fs::write(
         &file,
         format!(
-            "# Kafka's names\nlog.dirs={}\nlisteners=PLAINTEXT://127.0.0.1:0\nnum.partitions=3\nauto.create.topics.enable=true\n",
+            "# Kafka's names\nlog.dirs={}\nlisteners=PLAINTEXT://127.0.0.1:0\nnum.partitions=3\nauto.create.topics.enable=true\n\
+             log.flush.interval.messages=1\n",
             data.display()
         ),
     )
@@ -279,6 +280,13 @@ fn the_broker_reads_its_settings_from_a_config_file_and_flags_override_it() {
     let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("line 2: listeners=\"SSL://127.0.0.1:9093\""), "{err}");
+    std::fs::write(&file, "log.flush.interval.ms=soon\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("line 1: log.flush.interval.ms=\"soon\": expected milliseconds"),
+        "{err}"
+    );
     std::fs::write(&file, "num.partitons=3\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

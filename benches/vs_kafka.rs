@@ -20,6 +20,16 @@
 //! Each figure is printed with the ratio Freshet / Kafka. Targets (issue "Apache Kafka as the
 //! peer"): throughput at least 1.5x Kafka's at equal durability, p99 no higher, at most a quarter
 //! of its memory.
+//!
+//! Then streams, in the shape of Kafka Streams' SimpleBenchmark (8-byte keys over a million
+//! values, 100-byte values, 3 partitions, one stream thread, at least once): passthrough, count
+//! (RocksDB with a 10 MiB cache) and a stream-table join, as a Kafka Streams application
+//! (`tests/java/StreamsBench.java`) on Kafka's broker and as a `StreamsApp` on the Freshet broker
+//! and on the embedded log; records/s from the application's start until every input record is
+//! read, and the application process's CPU-seconds per million records (the broker's not
+//! counted). `FRESHET_BENCH_STREAMS_RECORDS` (default 1 M) sets the stream's records; the join
+//! loads the million-key table first and counts it as input. `FRESHET_BENCH_ONLY=broker|streams`
+//! runs one half. Target: the Freshet runtime at least 3x Kafka Streams per core.
 
 #![allow(clippy::print_stdout)]
 
@@ -30,11 +40,13 @@ use std::time::{Duration, Instant};
 #[path = "../tests/it/peer.rs"]
 mod peer;
 
-use peer::{kafka_tool, Kind, Peer, Setup};
+use peer::{java, kafka_tool, Kind, Peer, Setup};
+
+use freshet::prelude::*;
 
 /// One ProducerPerformance summary line.
 #[derive(Debug, Clone, Copy, Default)]
-struct Produced {
+struct PerfSummary {
     records_per_sec: f64,
     mb_per_sec: f64,
     p50_ms: f64,
@@ -44,7 +56,7 @@ struct Produced {
 
 /// Parses "N records sent, X records/sec (Y MB/sec), A ms avg latency, M ms max latency, P ms
 /// 50th, Q ms 95th, R ms 99th, S ms 99.9th."
-fn parse_produced(out: &str) -> Produced {
+fn parse_produced(out: &str) -> PerfSummary {
     let line = out.lines().rev().find(|l| l.contains("records sent")).unwrap_or_else(|| panic!("no summary in {out}"));
     let numbers: Vec<f64> = line
         .split(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -52,7 +64,7 @@ fn parse_produced(out: &str) -> Produced {
         .filter_map(|s| s.parse().ok())
         .collect();
     // [N, X, Y, avg, max, p50, 50, p95, 95, p99, 99, p999, 99.9]
-    Produced {
+    PerfSummary {
         records_per_sec: numbers[1],
         mb_per_sec: numbers[2],
         p50_ms: numbers[5],
@@ -61,7 +73,7 @@ fn parse_produced(out: &str) -> Produced {
     }
 }
 
-fn produce(addr: &str, topic: &str, records: u64, size: usize, acks: &str, rate: Option<u64>) -> Produced {
+fn produce(addr: &str, topic: &str, records: u64, size: usize, acks: &str, rate: Option<u64>) -> PerfSummary {
     let throughput = rate.map_or("-1".to_string(), |r| r.to_string());
     let out = kafka_tool(
         "org.apache.kafka.tools.ProducerPerformance",
@@ -177,9 +189,9 @@ fn loopback_bytes_per_sec() -> f64 {
 /// What one broker did at one durability.
 #[derive(Debug, Default)]
 struct Figures {
-    produce: Vec<((usize, &'static str), Produced)>,
+    produce: Vec<((usize, &'static str), PerfSummary)>,
     consume: f64,
-    latency: Produced,
+    latency: PerfSummary,
     peak_rss_mib: f64,
 }
 
@@ -192,14 +204,26 @@ fn ratio(freshet: f64, kafka: f64) -> String {
 }
 
 fn main() {
-    let records: u64 = std::env::var("FRESHET_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let scratch = tempfile::tempdir().unwrap();
-    println!("Freshet broker beside Apache Kafka 4.4, Kafka's perf tools as the load generator");
+    println!("Freshet beside Apache Kafka 4.4 on this machine");
     println!("limits of this machine, this run:");
     println!("  disk: {:.0} fdatasyncs/s (4 KiB each)", fsyncs_per_sec(scratch.path()));
     println!("  disk: {:.0} MB/s sequential writes, flushed", disk_bytes_per_sec(scratch.path()) / 1e6);
     println!("  memory copy: {:.1} GB/s", memcpy_bytes_per_sec() / 1e9);
     println!("  loopback TCP, one connection: {:.0} MB/s", loopback_bytes_per_sec() / 1e6);
+    let only = std::env::var("FRESHET_BENCH_ONLY").unwrap_or_default();
+    if only.is_empty() || only == "broker" {
+        brokers(scratch.path());
+    }
+    if only.is_empty() || only == "streams" {
+        streams(scratch.path());
+    }
+}
+
+/// The brokers side by side, Kafka's perf tools driving both.
+fn brokers(scratch: &std::path::Path) {
+    let records: u64 = std::env::var("FRESHET_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    println!("\nbrokers: Kafka's ProducerPerformance and ConsumerPerformance as the load generator");
 
     let cases: [(usize, &'static str); 4] = [(100, "1"), (100, "all"), (1024, "1"), (1024, "all")];
     for fsync in [false, true] {
@@ -213,7 +237,7 @@ fn main() {
         let mut figures: Vec<(Kind, Figures)> = Vec::new();
         let mut peers = Vec::new();
         for kind in [Kind::Kafka, Kind::Freshet] {
-            let dir = tempfile::tempdir_in(scratch.path()).unwrap();
+            let dir = tempfile::tempdir_in(scratch).unwrap();
             let peer = Peer::start_with(kind, dir.path(), setup);
             let mut f = Figures::default();
             for (size, acks) in cases {
@@ -271,6 +295,195 @@ fn main() {
             kafka.peak_rss_mib,
             freshet.peak_rss_mib,
             ratio(freshet.peak_rss_mib, kafka.peak_rss_mib)
+        );
+    }
+}
+
+const KEY_SPACE: u64 = 1_000_000;
+const PHASES: [&str; 3] = ["passthrough", "count", "join"];
+
+fn key(i: u64) -> bytes::Bytes {
+    // The same keys as StreamsBench.java: a multiplicative hash over the key space.
+    bytes::Bytes::copy_from_slice(&(i.wrapping_mul(0x9E37_79B9_7F4A_7C15) % KEY_SPACE).to_be_bytes())
+}
+
+fn value(i: u64) -> bytes::Bytes {
+    let mut v = vec![b'x'; 100];
+    v[..8].copy_from_slice(&i.to_be_bytes());
+    bytes::Bytes::from(v)
+}
+
+/// This process's CPU time (user and system), seconds.
+fn own_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name's closing parenthesis; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit(')').next().unwrap_or_default();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    ticks / 100.0
+}
+
+/// One phase's topology, reading `PHASE-input` (and `PHASE-table`).
+fn topology(phase: &str) -> Topology {
+    let builder = StreamsBuilder::new();
+    let input = builder.stream(&format!("{phase}-input"), Consumed::with(Serdes::bytes(), Serdes::bytes()));
+    let out = format!("{phase}-output");
+    match phase {
+        "passthrough" => input.to(&out, Produced::with(Serdes::bytes(), Serdes::bytes())),
+        "count" => input
+            .group_by_key(Grouped::with(Serdes::bytes(), Serdes::bytes()))
+            .count(Materialized::named("counts"))
+            .to_stream()
+            .to(&out, Produced::with(Serdes::bytes(), Serdes::i64().nullable())),
+        _ => {
+            let table = builder.table(
+                &format!("{phase}-table"),
+                Consumed::with(Serdes::bytes(), Serdes::bytes()),
+                Materialized::named("table"),
+            );
+            input
+                .join_table(
+                    &table,
+                    |v: &bytes::Bytes, t: &bytes::Bytes| bytes::Bytes::from([&v[..8], &t[..8]].concat()),
+                    Serdes::bytes(),
+                )
+                .to(&out, Produced::with(Serdes::bytes(), Serdes::bytes()))
+        }
+    }
+    builder.build().expect("topology")
+}
+
+/// Loads a phase's input on `substrate`; the records the application will read.
+fn load(rt: &tokio::runtime::Runtime, substrate: &dyn Substrate, phase: &str, n: u64) -> u64 {
+    let admin = substrate.admin().expect("admin");
+    let mut topics = vec![format!("{phase}-input"), format!("{phase}-output")];
+    if phase == "join" {
+        topics.push(format!("{phase}-table"));
+    }
+    for name in &topics {
+        rt.block_on(admin.create_topic(NewTopic { name: name.clone(), n_partitions: 3, ..Default::default() }))
+            .expect("create");
+    }
+    let producer = substrate.producer().expect("producer");
+    let base = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
+        - 50_000_000;
+    let send = |topic: String, keys: &dyn Fn(u64) -> bytes::Bytes, count: u64, stamp: &dyn Fn(u64) -> i64| {
+        let mut i = 0;
+        while i < count {
+            let end = (i + 10_000).min(count);
+            let records: Vec<ProducerRecord> = (i..end)
+                .map(|j| ProducerRecord {
+                    topic: topic.clone(),
+                    key: Some(keys(j)),
+                    value: Some(value(j)),
+                    timestamp: Some(stamp(j)),
+                    ..Default::default()
+                })
+                .collect();
+            rt.block_on(producer.send(records)).expect("send");
+            i = end;
+        }
+    };
+    let mut expected = n;
+    if phase == "join" {
+        send(format!("{phase}-table"), &|k| bytes::Bytes::copy_from_slice(&k.to_be_bytes()), KEY_SPACE, &|_| base);
+        expected += KEY_SPACE;
+    }
+    send(format!("{phase}-input"), &key, n, &|j| base + j as i64);
+    expected
+}
+
+/// Runs a phase as a `StreamsApp` on `substrate` until it read `expected` records: (records/s,
+/// CPU-seconds of this process).
+fn run_app(
+    rt: &tokio::runtime::Runtime,
+    substrate: impl Substrate + 'static,
+    dir: &std::path::Path,
+    phase: &str,
+    expected: u64,
+) -> (f64, f64) {
+    let mut config = StreamsConfig::new(&format!("bench-{phase}")).expect("config");
+    config.state_dir = dir.join(format!("state-{phase}"));
+    config.commit_interval = Duration::from_secs(10);
+    config.num_stream_threads = 1;
+    let mut app = StreamsApp::new(topology(phase), substrate, config, rt.handle().clone()).expect("app");
+    let cpu = own_cpu_seconds();
+    let started = Instant::now();
+    app.start().expect("start");
+    let (mut last, mut moved) = (0, Instant::now());
+    while app.metrics().records_in < expected {
+        let records_in = app.metrics().records_in;
+        assert!(app.error().is_none(), "{phase}: {:?}", app.error());
+        if records_in != last {
+            (last, moved) = (records_in, Instant::now());
+        }
+        assert!(moved.elapsed() < Duration::from_secs(60), "{phase}: stuck at {records_in} of {expected}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let rate = expected as f64 / started.elapsed().as_secs_f64();
+    let cpu = own_cpu_seconds() - cpu;
+    app.close().expect("close");
+    (rate, cpu)
+}
+
+/// Kafka Streams on Kafka's broker beside Freshet's runtime on its broker and on the embedded log.
+fn streams(scratch: &std::path::Path) {
+    let n: u64 = std::env::var("FRESHET_BENCH_STREAMS_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    println!("\nstreams: SimpleBenchmark's shape, {n} records (the join also reads a {KEY_SPACE}-key table), one stream thread");
+    let setup = Setup { fsync: false, partitions: 3 };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    // (phase, [Kafka Streams on Kafka, Freshet on its broker, Freshet embedded]) as (records/s, CPU s).
+    let mut rows: Vec<(&str, [(f64, f64); 3])> = Vec::new();
+    for phase in PHASES {
+        let mut row = [(0.0, 0.0); 3];
+        let dir = tempfile::tempdir_in(scratch).unwrap();
+        let kafka = Peer::start_with(Kind::Kafka, dir.path(), setup);
+        let state = dir.path().join("kafka-streams-state");
+        let out = java("StreamsBench", &[kafka.addr(), phase, &n.to_string(), state.to_str().unwrap()]);
+        let figures: Vec<f64> = out
+            .lines()
+            .find(|l| l.starts_with(phase))
+            .map(|l| l.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect())
+            .unwrap_or_default();
+        row[0] = (figures[0], figures[1]);
+        kafka.stop();
+
+        let dir = tempfile::tempdir_in(scratch).unwrap();
+        let broker = Peer::start_with(Kind::Freshet, dir.path(), setup);
+        let remote = freshet::core::remote::Remote::new(broker.addr().to_string());
+        let expected = load(&rt, &remote, phase, n);
+        row[1] = run_app(&rt, remote, dir.path(), phase, expected);
+        broker.stop();
+
+        let dir = tempfile::tempdir_in(scratch).unwrap();
+        let log = rt
+            .block_on(Embedded::open(dir.path().join("log"), freshet::core::config::LogConfig::default()))
+            .expect("open");
+        let expected = load(&rt, &log, phase, n);
+        row[2] = run_app(&rt, log.clone(), dir.path(), phase, expected);
+        rt.block_on(log.close()).expect("close");
+        let million = expected as f64 / 1e6;
+        for cell in &mut row {
+            cell.1 /= million;
+        }
+        rows.push((phase, row));
+    }
+    println!("| phase | Kafka Streams on Kafka: records/s, CPU s per M | Freshet on its broker | Freshet embedded | Freshet broker / Kafka Streams, per CPU-second |");
+    println!("|---|---:|---:|---:|---:|");
+    for (phase, [k, b, e]) in rows {
+        // Records per CPU-second: the "per core" comparison.
+        let per_cpu = |(_, cpu_per_m): (f64, f64)| if cpu_per_m > 0.0 { 1e6 / cpu_per_m } else { f64::NAN };
+        println!(
+            "| {phase} | {:.0}, {:.2} | {:.0}, {:.2} | {:.0}, {:.2} | {} (records/s {}) |",
+            k.0,
+            k.1,
+            b.0,
+            b.1,
+            e.0,
+            e.1,
+            ratio(per_cpu(b), per_cpu(k)),
+            ratio(b.0, k.0)
         );
     }
 }

@@ -8,8 +8,8 @@ pub(crate) struct BrokerArgs {
     /// A properties file (`key=value` lines, `#` comments) with Kafka's broker setting names:
     /// `log.dirs`, `listeners`, `advertised.listeners`, `num.partitions`,
     /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
-    /// `max.connections.per.ip`, `group.max.size`, `log.flush.interval.messages`,
-    /// `log.flush.interval.ms`. Flags given override it.
+    /// `max.connections.per.ip`, `group.max.size`, `group.initial.rebalance.delay.ms`,
+    /// `log.flush.interval.messages`, `log.flush.interval.ms`. Flags given override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Data directory of the log [default: freshet-data].
@@ -94,6 +94,10 @@ impl BrokerArgs {
                     "max.connections.per.ip" => {
                         config.max_connections_per_ip =
                             value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
+                    }
+                    "group.initial.rebalance.delay.ms" => {
+                        let ms: u64 = value.parse().map_err(|_| bad("expected milliseconds"))?;
+                        config.group_initial_rebalance_delay = std::time::Duration::from_millis(ms);
                     }
                     "group.max.size" => {
                         config.group_max_size =

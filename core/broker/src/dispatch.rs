@@ -101,6 +101,7 @@ impl Served {
         port: i32,
     ) -> Self {
         coordinator.set_max_group_size(config.group_max_size);
+        coordinator.set_initial_rebalance_delay(config.group_initial_rebalance_delay);
         let transactions = Transactions::new(log.clone(), offsets.clone());
         Served { log, offsets, coordinator, transactions, config, host, port }
     }

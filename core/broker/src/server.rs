@@ -46,6 +46,9 @@ pub struct BrokerConfig {
     /// Members one consumer group takes (Kafka's `group.max.size`); a join past it is refused
     /// with GROUP_MAX_SIZE_REACHED.
     pub group_max_size: usize,
+    /// How long the first rebalance of an empty group waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`; 0, as Kafka's shipped `server.properties` sets it).
+    pub group_initial_rebalance_delay: std::time::Duration,
 }
 
 impl Default for BrokerConfig {
@@ -62,6 +65,7 @@ impl Default for BrokerConfig {
             // Kafka's default: no limit of its own below `max_connections`.
             max_connections_per_ip: usize::MAX,
             group_max_size: freshet_coord::membership::DEFAULT_MAX_GROUP_SIZE,
+            group_initial_rebalance_delay: std::time::Duration::ZERO,
         }
     }
 }

@@ -176,6 +176,9 @@ struct Group {
     pending_syncs: Vec<(String, oneshot::Sender<SyncResponse>)>,
     /// When the current rebalance must complete at the latest.
     rebalance_deadline: Option<i64>,
+    /// The first rebalance of an empty group waits until then for more members to join (Kafka's
+    /// `group.initial.rebalance.delay.ms`), and since when it waits.
+    initial_delay: Option<(i64, i64)>,
 }
 
 impl Group {
@@ -190,6 +193,7 @@ impl Group {
             pending_joins: Vec::new(),
             pending_syncs: Vec::new(),
             rebalance_deadline: None,
+            initial_delay: None,
         }
     }
 
@@ -210,10 +214,14 @@ impl Group {
 
     /// Completes the join phase once every member has joined (or `force`, at the deadline, when
     /// the members that did not join are removed).
-    fn maybe_complete_join(&mut self, force: bool) {
+    fn maybe_complete_join(&mut self, force: bool, now: i64) {
         if self.state != GroupState::PreparingRebalance {
             return;
         }
+        if !force && self.initial_delay.is_some_and(|(until, _)| now < until) {
+            return;
+        }
+        self.initial_delay = None;
         let all_joined = self.members.values().all(|m| m.joined);
         if !all_joined && !force {
             return;
@@ -289,7 +297,7 @@ impl Group {
                 return;
             }
             self.prepare_rebalance(now);
-            self.maybe_complete_join(false);
+            self.maybe_complete_join(false, now);
         }
     }
 }
@@ -302,6 +310,8 @@ pub struct Coordinator {
     max_group_size: Arc<std::sync::atomic::AtomicUsize>,
     /// Whether the expiry task runs (one per coordinator and its clones).
     expiring: Arc<std::sync::atomic::AtomicBool>,
+    /// Kafka's `group.initial.rebalance.delay.ms`, shared by clones.
+    initial_rebalance_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Where session and rebalance timeouts read the time.
     clock: Arc<dyn Clock>,
 }
@@ -312,6 +322,7 @@ impl Default for Coordinator {
             groups: Arc::default(),
             max_group_size: Arc::new(std::sync::atomic::AtomicUsize::new(DEFAULT_MAX_GROUP_SIZE)),
             expiring: Arc::default(),
+            initial_rebalance_delay_ms: Arc::default(),
             clock: freshet_log::clock::system(),
         }
     }
@@ -345,6 +356,13 @@ impl Coordinator {
     /// simulation that sets the clock decides when members expire).
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         Coordinator { clock, ..Self::default() }
+    }
+
+    /// Sets Kafka's `group.initial.rebalance.delay.ms` for this coordinator and its clones: the
+    /// first rebalance of an empty group waits that long for more members (default 0, as Kafka's
+    /// shipped `server.properties` sets it).
+    pub fn set_initial_rebalance_delay(&self, delay: Duration) {
+        self.initial_rebalance_delay_ms.store(delay.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Sets `group.max.size` for this coordinator and its clones (joins from now on).
@@ -381,7 +399,9 @@ impl Coordinator {
                         group.remove_member(&id, now);
                     }
                     if group.rebalance_deadline.is_some_and(|d| now >= d) {
-                        group.maybe_complete_join(true);
+                        group.maybe_complete_join(true, now);
+                    } else if group.initial_delay.is_some_and(|(until, _)| now >= until) {
+                        group.maybe_complete_join(false, now);
                     }
                 }
             }
@@ -493,12 +513,25 @@ impl Coordinator {
                     members,
                 };
             }
-            group.prepare_rebalance(self.clock.now_ms());
+            let now = self.clock.now_ms();
+            let delay = self.initial_rebalance_delay_ms.load(std::sync::atomic::Ordering::Relaxed) as i64;
+            if delay > 0 {
+                // As Kafka: the first rebalance of an empty group waits `delay` for more members,
+                // each new one extending the wait by `delay`, up to the rebalance timeout.
+                let timeout = request.rebalance_timeout.as_millis() as i64;
+                if group.state == GroupState::Empty {
+                    group.initial_delay = Some((now.saturating_add(delay.min(timeout)), now));
+                } else if let Some((until, since)) = group.initial_delay {
+                    group.initial_delay =
+                        Some((until.max(now.saturating_add(delay).min(since.saturating_add(timeout))), since));
+                }
+            }
+            group.prepare_rebalance(now);
             group.members.get_mut(&member_id).expect("inserted").joined = true;
             let (tx, rx) = oneshot::channel();
             group.pending_joins.retain(|(id, _)| *id != member_id);
             group.pending_joins.push((member_id.clone(), tx));
-            group.maybe_complete_join(false);
+            group.maybe_complete_join(false, now);
             rx
         };
         receiver.await.unwrap_or(JoinResponse { error_code: code::REBALANCE_IN_PROGRESS, ..Default::default() })
@@ -810,5 +843,33 @@ mod tests {
         let rejoined = c.join(join("g", &b, None)).await;
         assert_eq!((rejoined.error_code, rejoined.generation), (code::NONE, 3));
         assert_eq!(c.heartbeat("g", 3, &a).await, code::NONE, "no rebalance started");
+    }
+
+    /// Kafka's `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits
+    /// for more members, so two consumers starting together share one generation.
+    #[tokio::test]
+    async fn the_first_rebalance_of_an_empty_group_waits_the_initial_delay() {
+        let clock = freshet_log::clock::ManualClock::new(1_000_000);
+        let c = Coordinator::with_clock(clock.clone());
+        c.set_initial_rebalance_delay(Duration::from_secs(3));
+        c.start_expiry();
+        // A rebalance timeout longer than the delay and its extension.
+        let join = |member: &str| JoinRequest { rebalance_timeout: Duration::from_secs(10), ..join("g", member, None) };
+        let a = c.join(join("")).await.member_id;
+        let b = c.join(join("")).await.member_id;
+        let (c1, c2) = (c.clone(), c.clone());
+        let (ja_req, jb_req) = (join(&a), join(&b));
+        let ja = tokio::spawn(async move { c1.join(ja_req).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!ja.is_finished(), "the first join waits the delay");
+        clock.advance_ms(1_000);
+        let jb = tokio::spawn(async move { c2.join(jb_req).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance_ms(2_500);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!ja.is_finished(), "a member joining during the delay extends it");
+        clock.advance_ms(1_000);
+        let (ja, jb) = (ja.await.unwrap(), jb.await.unwrap());
+        assert_eq!((ja.generation, jb.generation), (1, 1), "both in the first generation");
     }
 }

@@ -38,8 +38,11 @@ pub(crate) fn log4j_config() -> String {
 
 /// A port free on loopback now (the OS's next ephemeral port; a race with another process taking
 /// it is possible but rare).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Two distinct ports free on loopback now (both held until both are chosen, so they differ;
+/// another process may still take one before Kafka binds it: `KafkaProcess::start` then retries).
+fn free_ports() -> (u16, u16) {
+    let (a, b) = (TcpListener::bind("127.0.0.1:0").unwrap(), TcpListener::bind("127.0.0.1:0").unwrap());
+    (a.local_addr().unwrap().port(), b.local_addr().unwrap().port())
 }
 
 /// A broker process on a free port.
@@ -120,10 +123,23 @@ impl KafkaProcess {
     }
 
     /// As `start`, with more broker properties (`key=value` lines, which override the defaults).
+    /// A start that loses its ports to another process is tried again on others.
     pub(crate) fn start_with(dir: &Path, properties_extra: &str) -> Self {
+        for attempt in 1.. {
+            match Self::try_start(dir, properties_extra) {
+                Ok(kafka) => return kafka,
+                Err(log) if attempt < 3 && log.contains("Address already in use") => continue,
+                Err(log) => panic!("Kafka exited while starting:\n{log}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_start(dir: &Path, properties_extra: &str) -> Result<Self, String> {
         std::fs::create_dir_all(dir).unwrap();
-        let (port, controller) = (free_port(), free_port());
+        let (port, controller) = free_ports();
         let data = dir.join("kafka-data");
+        let _ = std::fs::remove_dir_all(&data);
         let properties = dir.join("server.properties");
         std::fs::write(
             &properties,
@@ -180,21 +196,21 @@ impl KafkaProcess {
         let log = std::fs::File::create(&log_path).unwrap();
         let child = java("kafka.Kafka").arg(&properties).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
         let mut kafka = KafkaProcess { child, addr: format!("127.0.0.1:{port}"), log: log_path };
-        kafka.wait_until_serving();
-        kafka
+        kafka.wait_until_serving()?;
+        Ok(kafka)
     }
 
-    /// Waits until the broker has a controller and answers Metadata.
-    fn wait_until_serving(&mut self) {
+    /// Waits until the broker has a controller and answers Metadata; its log if it exits first.
+    fn wait_until_serving(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("Kafka exited while starting ({status}):\n{}", self.log_tail());
+                return Err(format!("({status})\n{}", self.log_tail()));
             }
             if TcpStream::connect(&self.addr).is_ok() {
                 let out = Command::new("kcat").args(["-b", &self.addr, "-L", "-m", "2"]).output().unwrap();
                 if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 brokers") {
-                    return;
+                    return Ok(());
                 }
             }
             assert!(Instant::now() < deadline, "Kafka did not answer within 60 s:\n{}", self.log_tail());

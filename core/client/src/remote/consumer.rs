@@ -196,22 +196,28 @@ impl RemoteConsumer {
     }
 }
 
+/// How long a request failing with a transient error (see [`super::transient`]) is retried.
+const TRANSIENT_RETRY: Duration = Duration::from_secs(30);
+
 pub(super) async fn watermarks<C: ConsumerContext + 'static>(
     consumer: Arc<BaseConsumer<C>>,
     tp: &TopicPartition,
 ) -> Result<(i64, i64)> {
     let (topic, partition) = (tp.topic.clone(), partition_i32(tp.partition)?);
     // A client whose metadata predates the topic (or its newest partitions) does not know the
-    // partition yet: it refreshes its metadata and asks again, for a few seconds.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // partition yet, and a cluster may not have elected its leader yet (a topic just created on
+    // Kafka): it refreshes its metadata and asks again, for a while.
+    let started = tokio::time::Instant::now();
     loop {
         let (c, t) = (consumer.clone(), topic.clone());
         let result = blocking(move || c.fetch_watermarks(&t, partition, REQUEST_TIMEOUT)).await?;
         match result {
             Ok(w) => return Ok(w),
             Err(e) => match e.rdkafka_error_code() {
-                Some(RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic)
-                    if tokio::time::Instant::now() < deadline =>
+                Some(code)
+                    if (matches!(code, RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic)
+                        && started.elapsed() < Duration::from_secs(5))
+                        || (super::transient(code) && started.elapsed() < TRANSIENT_RETRY) =>
                 {
                     let (c, t) = (consumer.clone(), topic.clone());
                     let _ = blocking(move || c.fetch_metadata(Some(&t), REQUEST_TIMEOUT).map(|_| ())).await?;
@@ -232,9 +238,19 @@ pub(super) async fn committed<C: ConsumerContext + 'static>(
     for tp in partitions {
         tpl.add_partition(&tp.topic, partition_i32(tp.partition)?);
     }
-    let tpl = blocking(move || consumer.committed_offsets(tpl, REQUEST_TIMEOUT))
-        .await?
-        .map_err(|e| client_error("reading committed offsets", e))?;
+    // A group coordinator that is moving or still loading its offsets (a cluster just started)
+    // is asked again, for a while.
+    let started = tokio::time::Instant::now();
+    let tpl = loop {
+        let (c, asked) = (consumer.clone(), tpl.clone());
+        match blocking(move || c.committed_offsets(asked, REQUEST_TIMEOUT)).await? {
+            Ok(tpl) => break tpl,
+            Err(e) if e.rdkafka_error_code().is_some_and(super::transient) && started.elapsed() < TRANSIENT_RETRY => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(client_error("reading committed offsets", e)),
+        }
+    };
     let mut out = BTreeMap::new();
     for e in tpl.elements() {
         if let (Offset::Offset(offset), Ok(partition)) = (e.offset(), u32::try_from(e.partition())) {

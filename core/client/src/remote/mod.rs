@@ -249,6 +249,23 @@ pub(super) fn random_u64() -> u64 {
     hasher.finish()
 }
 
+/// Whether a request that failed with `code` may succeed when asked again: a leader or group
+/// coordinator not elected, moving, or still loading (as on a cluster just started), or a
+/// request that timed out. Kafka's clients retry these.
+pub(super) fn transient(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::NotLeaderForPartition
+            | RDKafkaErrorCode::LeaderNotAvailable
+            | RDKafkaErrorCode::NotCoordinator
+            | RDKafkaErrorCode::CoordinatorNotAvailable
+            | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::RequestTimedOut
+            | RDKafkaErrorCode::NetworkException
+            | RDKafkaErrorCode::OperationTimedOut
+    )
+}
+
 /// A librdkafka error as Freshet's, saying what was being done.
 pub(super) fn client_error(doing: &str, error: KafkaError) -> Error {
     match error.rdkafka_error_code() {

@@ -31,7 +31,7 @@ passing="0001 0002 0003 0005 0007 0008 0011 0012 0013 0014 0015 0016 0017 0018 0
  0022 0026 0029 0030 0031 0033 0034 0035 0036 0038 0039 0040 0041 0042 0044 0045 0048 0049 0050
  0051 0053 0054 0055 0056 0057 0059 0060 0061 0063 0064 0065 0067 0069 0070 0073 0075 0076 0083
  0085 0086 0088 0089 0090 0091 0093 0094 0099 0110 0112 0114 0122 0123 0125 0127 0129 0130 0132
- 0137 0140"
+ 0118 0137 0140"
 # These call Kafka's command-line tools (kafka-topics.sh, a Java producer), so they need its jars.
 passing_with_kafka_tools="0052 0098"
 
@@ -84,8 +84,11 @@ tests=$(echo "${TESTS:-$passing}" | tr ',' ' ')
 # 3. A broker on a free port (port 0: it prints the one it took) over a fresh data directory.
 # librdkafka's default scenario expects topics created on first use with 4 partitions.
 [ -x "$freshet_bin" ] || { say "no freshet binary at $freshet_bin (argument or FRESHET_BIN)"; exit 1; }
-work=$(mktemp -d -t freshet-librdkafka.XXXXXX)
-broker_flags=(--listen 127.0.0.1:0 --data-dir "$work/data" --num-partitions 4)
+work=$(mktemp -d -t librdkafka-tests.XXXXXX)
+# As trivup runs Kafka for this suite: Kafka's default group.initial.rebalance.delay.ms (3 s), so
+# consumers started together share the first generation (0118 relies on it).
+printf 'group.initial.rebalance.delay.ms=3000\n' > "$work/broker.properties"
+broker_flags=(--listen 127.0.0.1:0 --data-dir "$work/data" --num-partitions 4 --config "$work/broker.properties")
 [ "$scenario" = noautocreate ] && broker_flags+=(--no-auto-create-topics)
 # shellcheck disable=SC2206 # BROKER_ARGS is a list of flags, split on spaces on purpose.
 broker_flags+=(${BROKER_ARGS:-})

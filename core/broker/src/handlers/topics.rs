@@ -140,6 +140,11 @@ async fn delete_records(request: DeleteRecordsRequest, served: &Served) -> Delet
         for p in topic.partitions {
             let out = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
             let result = match u32::try_from(p.partition_index) {
+                // As Kafka: -1 is the high watermark; any other negative offset is out of range.
+                Ok(_) if p.offset < -1 => {
+                    partitions.push(out.with_error_code(code::OFFSET_OUT_OF_RANGE).with_low_watermark(-1));
+                    continue;
+                }
                 Ok(partition) => {
                     // -1: up to the high watermark.
                     let before = if p.offset == -1 {

@@ -300,11 +300,15 @@ async fn topics(c: &mut Client) {
                 delete_records_request::DeleteRecordsPartition::default()
                     .with_partition_index(1)
                     .with_offset(1 + i64::from(v)),
+                // Only -1 means the high watermark; another negative offset is out of range.
+                delete_records_request::DeleteRecordsPartition::default().with_partition_index(0).with_offset(-1001),
             ]),
         ]);
         let r: DeleteRecordsResponse = c.call(ApiKey::DeleteRecords, v, &req).await;
         let p = &r.topics[0].partitions[0];
         assert_eq!((p.error_code, p.low_watermark), (code::NONE, 1 + i64::from(v)), "DeleteRecords v{v}");
+        let p = &r.topics[0].partitions[1];
+        assert_eq!((p.error_code, p.low_watermark), (code::OFFSET_OUT_OF_RANGE, -1), "DeleteRecords v{v}");
     }
     for v in versions(ApiKey::DescribeCluster) {
         let mut req = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);

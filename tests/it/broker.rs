@@ -14,15 +14,11 @@ use std::time::Duration;
 pub(crate) use crate::peer::BrokerProcess;
 
 fn kcat(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new("kcat")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (./dev test installs it)");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = crate::peer::run_with_stdin(
+        Command::new("kcat").args(args),
+        stdin,
+        "kcat is installed (./dev test installs it)",
+    );
     assert!(output.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8(output.stdout).unwrap()
 }

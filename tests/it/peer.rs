@@ -343,18 +343,9 @@ pub(crate) fn java(program: &str, args: &[&str]) -> String {
 
 /// Runs a main class of Kafka's jars (a command-line tool) and gives its standard output.
 pub(crate) fn kafka_tool(class: &str, args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = Command::new("java")
-        .arg(log4j_config())
-        .args(["-cp", &classpath(), class])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("java is installed (./dev test checks)");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let mut java = Command::new("java");
+    java.arg(log4j_config()).args(["-cp", &classpath(), class]).args(args);
+    let output = run_with_stdin(&mut java, stdin, "java is installed (./dev test checks)");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -363,4 +354,17 @@ pub(crate) fn kafka_tool(class: &str, args: &[&str], stdin: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Runs `command` with `stdin` written to it; its output. `missing` says why it should exist.
+pub(crate) fn run_with_stdin(command: &mut Command, stdin: &str, missing: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}: {missing}"));
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
 }

@@ -187,31 +187,26 @@ impl ErrorForm for DescribeConfigsResponse {
     }
 }
 
-impl ErrorForm for AlterConfigsResponse {
-    fn error_form(&self, code: i16, _version: i16) -> Self {
-        use alter_configs_response::AlterConfigsResourceResponse;
-        let results = self.responses.iter().map(|r| {
-            AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone())
-                .with_error_code(code)
-        });
-        AlterConfigsResponse::default().with_responses(results.collect())
-    }
+/// AlterConfigs and IncrementalAlterConfigs answer alike: per resource, its type and name.
+macro_rules! alter_configs_error_form {
+    ($response:ty, $module:ident) => {
+        impl ErrorForm for $response {
+            fn error_form(&self, code: i16, _version: i16) -> Self {
+                use $module::AlterConfigsResourceResponse;
+                let results = self.responses.iter().map(|r| {
+                    AlterConfigsResourceResponse::default()
+                        .with_resource_type(r.resource_type)
+                        .with_resource_name(r.resource_name.clone())
+                        .with_error_code(code)
+                });
+                <$response>::default().with_responses(results.collect())
+            }
+        }
+    };
 }
 
-impl ErrorForm for IncrementalAlterConfigsResponse {
-    fn error_form(&self, code: i16, _version: i16) -> Self {
-        use incremental_alter_configs_response::AlterConfigsResourceResponse;
-        let results = self.responses.iter().map(|r| {
-            AlterConfigsResourceResponse::default()
-                .with_resource_type(r.resource_type)
-                .with_resource_name(r.resource_name.clone())
-                .with_error_code(code)
-        });
-        IncrementalAlterConfigsResponse::default().with_responses(results.collect())
-    }
-}
+alter_configs_error_form!(AlterConfigsResponse, alter_configs_response);
+alter_configs_error_form!(IncrementalAlterConfigsResponse, incremental_alter_configs_response);
 
 impl ErrorForm for CreatePartitionsResponse {
     fn error_form(&self, code: i16, _version: i16) -> Self {

@@ -113,13 +113,29 @@ struct TxnRecord {
     /// The partitions written in the open (or ending) transaction.
     partitions: BTreeSet<(String, u32)>,
     /// Offsets committed in the transaction, by group: applied when it commits.
-    offsets: BTreeMap<String, Vec<(String, u32, i64, String)>>,
+    offsets: BTreeMap<String, Vec<PendingOffset>>,
     /// When the open transaction began (ms since the epoch).
     started_ms: i64,
     /// When this state was stored (ms since the epoch): the id expires
     /// `TRANSACTIONAL_ID_EXPIRATION` after it unless a transaction is open.
     #[serde(default)]
     updated_ms: i64,
+}
+
+/// An offset committed in an open transaction. Stores before leader epochs were kept wrote
+/// `[topic, partition, offset, metadata]` arrays, which still read (with an unknown epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct PendingOffset {
+    topic: String,
+    partition: u32,
+    offset: i64,
+    metadata: String,
+    #[serde(default = "unknown_epoch")]
+    leader_epoch: i32,
+}
+
+fn unknown_epoch() -> i32 {
+    -1
 }
 
 /// The transaction of one transactional id, as `describe` shows it.
@@ -441,8 +457,14 @@ impl Transactions {
         }
         let pending = record.offsets.get_mut(group).expect("checked");
         for (tp, o) in offsets {
-            pending.retain(|(t, p, _, _)| !(t == &tp.topic && *p == tp.partition));
-            pending.push((tp.topic.clone(), tp.partition, o.offset, o.metadata.clone()));
+            pending.retain(|p| !(p.topic == tp.topic && p.partition == tp.partition));
+            pending.push(PendingOffset {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                offset: o.offset,
+                metadata: o.metadata.clone(),
+                leader_epoch: o.leader_epoch,
+            });
         }
         self.persist(transactional_id, &mut record).await?;
         entry.record = Some(record);
@@ -516,10 +538,11 @@ impl Transactions {
             for (group, offsets) in &record.offsets {
                 let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets
                     .iter()
-                    .map(|(topic, partition, offset, metadata)| {
-                        let mut o = OffsetAndMetadata::new(*offset);
-                        o.metadata = metadata.clone();
-                        (TopicPartition::new(topic.clone(), *partition), o)
+                    .map(|p| {
+                        let mut o = OffsetAndMetadata::new(p.offset);
+                        o.metadata = p.metadata.clone();
+                        o.leader_epoch = p.leader_epoch;
+                        (TopicPartition::new(p.topic.clone(), p.partition), o)
                     })
                     .collect();
                 self.inner.offsets.commit(group, &offsets).await.map_err(storage)?;
@@ -541,7 +564,7 @@ impl Transactions {
             let entry = entry.lock().await;
             if let Some(record) = &entry.record {
                 if let Some(offsets) = record.offsets.get(group) {
-                    pending.extend(offsets.iter().map(|(t, p, _, _)| TopicPartition::new(t.clone(), *p)));
+                    pending.extend(offsets.iter().map(|p| TopicPartition::new(p.topic.clone(), p.partition)));
                 }
             }
         }

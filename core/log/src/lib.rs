@@ -21,6 +21,6 @@ pub mod partitioner;
 pub use error::{Error, Result};
 pub use log::{
     failpoint, format, txn, validate_topic_name, AbortedFilter, AbortedTxn, AppendInfo, CleanStats, Fetched, Isolation,
-    Log, LogSlice, LogStats, Marker, OffsetSpec, Partition, PartitionDescription, ProducerInfo, ReadResult,
+    Log, LogSlice, LogStats, Marker, OffsetSpec, Partition, PartitionDescription, ProducerInfo, ReadLimit, ReadResult,
     RecoveryReport, TopicDescription,
 };

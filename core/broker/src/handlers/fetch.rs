@@ -10,21 +10,21 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
 
-use freshet_log::{Error, Isolation, OffsetSpec};
+use freshet_log::{Error, Isolation, OffsetSpec, ReadLimit};
 
 use futures::future::BoxFuture;
 
 use crate::dispatch::{Handled, Request, Served};
 use crate::errors::error_code;
 
-async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
+pub(crate) async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
     let isolation = if request.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let mut data = served.log.watch_data();
     loop {
         data.borrow_and_update();
-        let mut total = 0usize;
-        let mut budget = usize::try_from(request.max_bytes).unwrap_or(0).max(1);
+        let mut total = 0u64;
+        let mut budget = u64::try_from(request.max_bytes).unwrap_or(0);
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in &request.topics {
             let topic_name = topic.topic.0.to_string();
@@ -34,18 +34,21 @@ async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
                     .with_partition_index(p.partition)
                     .with_aborted_transactions(Some(Vec::new()));
                 out.preferred_read_replica = BrokerId(-1);
-                // At least one batch even over the limits, so a large batch is never stuck.
-                let max = (p.partition_max_bytes.max(0) as usize).min(budget).max(1) as u64;
+                // Within the partition's and the response's limits, except that the first partition
+                // with data returns its first batch even when larger, so a large batch is never
+                // stuck (as Kafka does since Fetch v3).
+                let max = u64::try_from(p.partition_max_bytes).unwrap_or(0).min(budget);
+                let limit = if total == 0 { ReadLimit::AtLeastOne(max) } else { ReadLimit::Strict(max) };
                 let read = match u32::try_from(p.partition) {
                     Ok(partition) => {
-                        served.log.read_isolated(&topic_name, partition, p.fetch_offset, max, isolation).await
+                        served.log.read_isolated(&topic_name, partition, p.fetch_offset, limit, isolation).await
                     }
                     Err(_) => Err(Error::UnknownPartition { topic: topic_name.clone(), n_partitions: 0, partition: 0 }),
                 };
                 match read {
                     Ok(fetched) => {
-                        total += fetched.batches.len();
-                        budget = budget.saturating_sub(fetched.batches.len());
+                        total += fetched.batches.len() as u64;
+                        budget = budget.saturating_sub(fetched.batches.len() as u64);
                         let aborted = fetched
                             .aborted
                             .iter()
@@ -73,7 +76,7 @@ async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
             }
             topics.push(FetchableTopicResponse::default().with_topic(topic.topic.clone()).with_partitions(partitions));
         }
-        let enough = total >= usize::try_from(request.min_bytes).unwrap_or(1).max(1);
+        let enough = total >= u64::try_from(request.min_bytes).unwrap_or(1).max(1);
         if enough || tokio::time::Instant::now() >= deadline {
             return FetchResponse::default().with_responses(topics);
         }

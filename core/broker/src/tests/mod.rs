@@ -248,3 +248,57 @@ fn the_api_table_is_what_api_versions_advertises_and_every_range_can_be_decoded(
         APIS.iter().map(|a| (a.key as i16, (a.min_version, a.max_version))).collect();
     assert_eq!(advertised, table);
 }
+
+/// A fetch stays within its `max_bytes`: only the first partition with data may go over it, by
+/// its first batch, so a batch larger than the limit is not stuck; later partitions return
+/// nothing once the budget is spent, but still their high watermarks (as Kafka's fetch does).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetch_over_several_partitions_keeps_to_max_bytes() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, TopicName};
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), freshet_log::config::LogConfig::default()).await.unwrap();
+    log.create_topic("t", 3, BTreeMap::new()).await.unwrap();
+    let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
+    let served = test_served(&log, offsets);
+    let value = vec![b'x'; 1000];
+    for partition in 0..3 {
+        for _ in 0..2 {
+            let mut builder = freshet_log::batch::BatchBuilder::with_capacity(1100);
+            builder.push(None, Some(&value), &[], 1_000);
+            log.append("t", partition, builder.finish()).await.unwrap();
+        }
+    }
+    let request = |max_bytes: i32, partition_max_bytes: i32| {
+        let partitions = (0..3)
+            .map(|p| FetchPartition::default().with_partition(p).with_partition_max_bytes(partition_max_bytes))
+            .collect();
+        FetchRequest::default().with_max_bytes(max_bytes).with_min_bytes(1).with_topics(vec![FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)])
+    };
+    // Sizes of the records returned, per partition, and each partition's high watermark.
+    let fetch = |request: FetchRequest| {
+        let served = served.clone();
+        async move {
+            let response = crate::handlers::fetch::fetch(request, &served).await;
+            let partitions = &response.responses[0].partitions;
+            assert!(partitions.iter().all(|p| p.error_code == 0 && p.high_watermark == 2));
+            partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).collect::<Vec<_>>()
+        }
+    };
+    let batch = fetch(request(1, 1)).await[0];
+    assert!(batch > 1000 && batch < 1200, "one batch of one 1000-byte record: {batch} bytes");
+    // Over both limits: the first partition's first batch only.
+    assert_eq!(fetch(request(1, 1)).await, vec![batch, 0, 0]);
+    assert_eq!(fetch(request(1, 1 << 20)).await, vec![batch, 0, 0]);
+    // Room for three batches: two from the first partition, one from the second.
+    assert_eq!(fetch(request(3 * batch as i32, 1 << 20)).await, vec![2 * batch, batch, 0]);
+    // A partition limit of one batch each.
+    assert_eq!(fetch(request(1 << 20, batch as i32)).await, vec![batch, batch, batch]);
+    // A partition with no data does not use up the first partition's leeway.
+    let mut skip_first = request(1, 1);
+    skip_first.topics[0].partitions[0].fetch_offset = 2;
+    assert_eq!(fetch(skip_first).await, vec![0, batch, 0]);
+    log.close().await.unwrap();
+}

@@ -4,6 +4,7 @@
 use super::*;
 
 use freshet_coord::code;
+use freshet_log::ReadLimit;
 
 /// How often a poll waiting for data looks at its group again.
 const GROUP_CHECK_INTERVAL: Duration = Duration::from_millis(50);
@@ -234,9 +235,12 @@ impl Consumer for EmbeddedConsumer {
                 if budget == 0 {
                     break;
                 }
+                // As a Kafka broker answers a fetch: only the first partition with data may go over
+                // the limits, by one batch, so that a batch larger than them is not stuck.
                 let max = self.config.max_partition_fetch_bytes.min(budget);
+                let limit = if out.is_empty() { ReadLimit::AtLeastOne(max) } else { ReadLimit::Strict(max) };
                 let isolation = self.config.isolation;
-                let fetched = match self.log.read_isolated(&tp.topic, tp.partition, position, max, isolation).await {
+                let fetched = match self.log.read_isolated(&tp.topic, tp.partition, position, limit, isolation).await {
                     Ok(f) => f,
                     Err(Error::OffsetOutOfRange { .. }) => {
                         // Retention removed what we were about to read, or the position is past the

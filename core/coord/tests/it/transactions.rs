@@ -12,7 +12,7 @@ use freshet_coord::transactions::{Refusal, Transactions, TxnPhase, TRANSACTIONAL
 use freshet_log::batch::{BatchBuilder, Batches};
 use freshet_log::clock::Clock as _;
 use freshet_log::Error;
-use freshet_log::{AbortedFilter, AbortedTxn, Isolation, Log, Marker};
+use freshet_log::{AbortedFilter, AbortedTxn, Isolation, Log, Marker, ReadLimit};
 
 use crate::support;
 
@@ -26,7 +26,8 @@ fn txn_batch(producer: i64, epoch: i16, sequence: i32, values: &[&str]) -> Bytes
 
 /// The values a `read_committed` consumer sees from offset 0, and the offset it stops at.
 async fn committed_values(log: &Log, topic: &str) -> (Vec<String>, i64) {
-    let fetched = log.read_isolated(topic, 0, 0, 1 << 20, Isolation::ReadCommitted).await.unwrap();
+    let fetched =
+        log.read_isolated(topic, 0, 0, ReadLimit::AtLeastOne(1 << 20), Isolation::ReadCommitted).await.unwrap();
     let mut filter = AbortedFilter::new(fetched.aborted.clone());
     let mut values = Vec::new();
     for batch in Batches::new(&fetched.batches) {
@@ -54,7 +55,7 @@ async fn read_committed_stops_at_the_first_open_transaction_and_skips_aborted_on
     log.append("t", 0, support::values_batch("plain", 1, 1)).await.unwrap(); // 4
     let (values, lso) = committed_values(&log, "t").await;
     assert_eq!((values, lso), (vec!["plain-0".to_string()], 1), "producer 1's open transaction holds the LSO");
-    let all = log.read_isolated("t", 0, 0, 1 << 20, Isolation::ReadUncommitted).await.unwrap();
+    let all = log.read_isolated("t", 0, 0, ReadLimit::AtLeastOne(1 << 20), Isolation::ReadUncommitted).await.unwrap();
     assert_eq!(Batches::new(&all.batches).count(), 4, "read_uncommitted sees everything");
 
     log.append("t", 0, Marker::Abort.batch(1, 0, 0, 1)).await.unwrap(); // 5
@@ -65,7 +66,7 @@ async fn read_committed_stops_at_the_first_open_transaction_and_skips_aborted_on
     let (values, lso) = committed_values(&log, "t").await;
     assert_eq!(lso, 7);
     assert_eq!(values, ["plain-0", "p2-a", "plain-0"]);
-    let fetched = log.read_isolated("t", 0, 0, 1 << 20, Isolation::ReadCommitted).await.unwrap();
+    let fetched = log.read_isolated("t", 0, 0, ReadLimit::AtLeastOne(1 << 20), Isolation::ReadCommitted).await.unwrap();
     assert_eq!(fetched.aborted, [AbortedTxn { producer_id: 1, first_offset: 1, last_offset: 5 }]);
 
     // The state comes back after a clean close, and after a crash (no close).
@@ -79,7 +80,7 @@ async fn read_committed_stops_at_the_first_open_transaction_and_skips_aborted_on
     let (values, lso) = committed_values(&log, "t").await;
     assert_eq!(lso, 7, "the open transaction survived the crash");
     assert_eq!(values.len(), 3);
-    let fetched = log.read_isolated("t", 0, 0, 1 << 20, Isolation::ReadCommitted).await.unwrap();
+    let fetched = log.read_isolated("t", 0, 0, ReadLimit::AtLeastOne(1 << 20), Isolation::ReadCommitted).await.unwrap();
     assert_eq!(fetched.aborted, [AbortedTxn { producer_id: 1, first_offset: 1, last_offset: 5 }]);
 }
 
@@ -120,12 +121,15 @@ async fn the_coordinator_commits_aborts_fences_and_times_out() {
     txns.add_partitions("app", pid, epoch, &[tp(0), tp(1)]).await.unwrap();
     log.append("out", 0, txn_batch(pid, epoch, 0, &["x"])).await.unwrap();
     txns.add_offsets("app", pid, epoch, "g").await.unwrap();
-    let commit = BTreeMap::from([(TopicPartition::new("in", 0), OffsetAndMetadata::new(42))]);
+    let mut offset = OffsetAndMetadata::new(42);
+    (offset.leader_epoch, offset.metadata) = (7, "m".into());
+    let commit = BTreeMap::from([(TopicPartition::new("in", 0), offset)]);
     txns.commit_offsets("app", pid, epoch, "g", &commit).await.unwrap();
     assert_eq!(txns.pending_offsets("g").await.len(), 1);
     assert!(offsets.fetch("g", None).is_empty(), "offsets wait for the commit");
     txns.end("app", pid, epoch, true).await.unwrap();
-    assert_eq!(offsets.fetch("g", None)[&TopicPartition::new("in", 0)].offset, 42);
+    let committed = &offsets.fetch("g", None)[&TopicPartition::new("in", 0)];
+    assert_eq!((committed.offset, committed.leader_epoch, committed.metadata.as_str()), (42, 7, "m"));
     assert!(txns.pending_offsets("g").await.is_empty());
     assert_eq!(committed_values(&log, "out").await, (vec!["x".to_string()], 2), "data and marker");
     assert_eq!(log.partition("out", 1).unwrap().offsets().2, 1, "a marker in every partition of the transaction");
@@ -159,7 +163,8 @@ async fn the_coordinator_commits_aborts_fences_and_times_out() {
     assert_eq!(txns.abort_expired(freshet_now() + 1_000).await.unwrap(), 1);
     let err = txns.end("slow", pid3, e3, true).await.unwrap_err();
     assert_eq!(err.refusal, Refusal::Fenced, "{err}");
-    let fetched = log.read_isolated("out", 1, 0, 1 << 20, Isolation::ReadCommitted).await.unwrap();
+    let fetched =
+        log.read_isolated("out", 1, 0, ReadLimit::AtLeastOne(1 << 20), Isolation::ReadCommitted).await.unwrap();
     assert_eq!(fetched.last_stable_offset, log.partition("out", 1).unwrap().offsets().2);
     assert_eq!(fetched.aborted.len(), 1);
 }
@@ -177,10 +182,11 @@ async fn a_decided_transaction_is_completed_by_the_next_coordinator_and_state_su
     let (pid, epoch) = txns.init_producer_id("app", Duration::from_secs(60)).await.unwrap();
     txns.add_partitions("app", pid, epoch, &[TopicPartition::new("out", 0)]).await.unwrap();
     log.append("out", 0, txn_batch(pid, epoch, 0, &["kept"])).await.unwrap();
-    // The commit decision is stored, then the coordinator dies before writing any marker.
+    // The commit decision is stored, then the coordinator dies before writing any marker. Its
+    // offset is in the earlier form, an array without a leader epoch.
     let decided = serde_json::json!({
         "producer_id": pid, "producer_epoch": epoch, "timeout_ms": 60000, "phase": "PrepareCommit",
-        "partitions": [["out", 0]], "offsets": {}, "started_ms": 0,
+        "partitions": [["out", 0]], "offsets": {"g": [["in", 0, 42, "m"]]}, "started_ms": 0,
     });
     let mut b = BatchBuilder::default();
     b.push(Some(b"app"), Some(decided.to_string().as_bytes()), &[], 1);
@@ -191,8 +197,10 @@ async fn a_decided_transaction_is_completed_by_the_next_coordinator_and_state_su
     drop(log);
 
     let log = support::open(dir.path()).await;
-    let (txns, _) = coordinator(&log).await;
+    let (txns, offsets) = coordinator(&log).await;
     assert_eq!(committed_values(&log, "out").await, (vec!["kept".to_string()], 2), "the commit was completed");
+    let committed = &offsets.fetch("g", None)[&TopicPartition::new("in", 0)];
+    assert_eq!((committed.offset, committed.leader_epoch, committed.metadata.as_str()), (42, -1, "m"));
     let described = txns.describe().await;
     assert_eq!((described[0].producer_id, described[0].phase), (pid, TxnPhase::CompleteCommit));
     let (pid2, epoch2) = txns.init_producer_id("app", Duration::from_secs(60)).await.unwrap();

@@ -42,7 +42,7 @@ use tokio::sync::{oneshot, watch, Semaphore};
 pub use cleaner::CleanStats;
 pub use partition::{AppendInfo, LogSlice, Partition, ReadResult, RecoveryReport};
 pub use producers::ProducerInfo;
-pub use txn::{AbortedFilter, AbortedTxn, Isolation, Marker};
+pub use txn::{AbortedFilter, AbortedTxn, Isolation, Marker, ReadLimit};
 
 use crate::config::{ConfigEntry, Durability, LogConfig, TopicConfig};
 use crate::error::{Error, IoContext, Result};
@@ -677,22 +677,23 @@ impl Log {
     /// Reads from `offset`: whole batches starting with the one that contains `offset`, up to
     /// `max_bytes` but at least one batch. Empty when there is nothing at `offset` yet.
     pub async fn read(&self, topic: &str, partition: u32, offset: i64, max_bytes: u64) -> Result<Fetched> {
-        self.read_isolated(topic, partition, offset, max_bytes, Isolation::ReadUncommitted).await
+        self.read_isolated(topic, partition, offset, ReadLimit::AtLeastOne(max_bytes), Isolation::ReadUncommitted).await
     }
 
-    /// Like [`Log::read`], with a choice of isolation: `ReadCommitted` stops at the last stable
-    /// offset and lists the aborted transactions the reader must skip (see [`AbortedFilter`]).
+    /// Like [`Log::read`], with a choice of limit and isolation: `ReadCommitted` stops at the last
+    /// stable offset and lists the aborted transactions the reader must skip (see
+    /// [`AbortedFilter`]).
     pub async fn read_isolated(
         &self,
         topic: &str,
         partition: u32,
         offset: i64,
-        max_bytes: u64,
+        limit: ReadLimit,
         isolation: Isolation,
     ) -> Result<Fetched> {
         let partition = self.partition(topic, partition)?;
         blocking(move || {
-            let result = partition.read(offset, max_bytes, isolation)?;
+            let result = partition.read(offset, limit, isolation)?;
             let batches = match &result.slice {
                 Some(slice) => slice.read_whole_batches()?,
                 None => Bytes::new(),

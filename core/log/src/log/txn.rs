@@ -38,6 +38,17 @@ pub enum Isolation {
     ReadCommitted,
 }
 
+/// How much one read returns: whole batches, up to a number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadLimit {
+    /// Up to this many bytes, but at least the first batch even when it is larger, so that a
+    /// reader is never stuck behind a batch bigger than its limit.
+    AtLeastOne(u64),
+    /// Up to this many bytes; nothing when the first batch is larger. A fetch over several
+    /// partitions reads the partitions after the first non-empty one this way, as Kafka does.
+    Strict(u64),
+}
+
 /// What a transaction marker says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Marker {

@@ -13,7 +13,7 @@ use tokio::sync::{oneshot, watch, OwnedSemaphorePermit};
 use super::checkpoint::{sync_dir, Checkpoint};
 use super::producers::{BatchFacts, Checked, ProducerState};
 use super::segment::{self, Segment};
-use super::txn::{AbortedTxn, Isolation, Marker};
+use super::txn::{AbortedTxn, Isolation, Marker, ReadLimit};
 use crate::batch::{self, BatchView, Batches, TimestampType};
 use crate::clock::Clock;
 use crate::config::{Durability, LogConfig, TopicConfig};

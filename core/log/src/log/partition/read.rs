@@ -4,10 +4,9 @@
 use super::*;
 
 impl Partition {
-    /// Reads from `offset`: the whole batch containing it and what follows, up to `max_bytes` but
-    /// always at least one batch. Only records below the high watermark are returned, and with
+    /// Reads from `offset`: the whole batch containing it and what follows, within `limit`. Only records below the high watermark are returned, and with
     /// `Isolation::ReadCommitted` only those below the last stable offset.
-    pub fn read(&self, offset: i64, max_bytes: u64, isolation: Isolation) -> Result<ReadResult> {
+    pub fn read(&self, offset: i64, limit: ReadLimit, isolation: Isolation) -> Result<ReadResult> {
         let interval = self.config().index_interval_bytes;
         let mut state = self.lock();
         let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
@@ -54,9 +53,14 @@ impl Partition {
             state.segments.get_mut(&base).expect("listed").verify_indexes(interval)?;
             let segment = &state.segments[&base];
             // Compaction can leave a segment empty; later ones still hold data.
-            let limit = State::limit_below(segment, end);
-            if let Some(header) = segment.find(offset, limit)? {
-                let len = header.size.max(max_bytes.min(limit - header.position));
+            let visible = State::limit_below(segment, end);
+            if let Some(header) = segment.find(offset, visible)? {
+                let available = visible - header.position;
+                let len = match limit {
+                    ReadLimit::AtLeastOne(max) => header.size.max(max.min(available)),
+                    ReadLimit::Strict(max) if header.size <= max => max.min(available),
+                    ReadLimit::Strict(_) => return Ok(result(None)),
+                };
                 return Ok(result(Some(LogSlice {
                     file: segment.file.clone(),
                     path: segment.path.clone(),

@@ -61,6 +61,8 @@ pub const GROUP_ID_NOT_FOUND: i16 = 69;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
 /// The group has `group.max.size` members already.
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
+/// Another instance with the same `group.instance.id` has taken this static member's place.
+pub const FENCED_INSTANCE_ID: i16 = 82;
 /// A record the broker refuses, such as one without a key on a compacted topic.
 pub const INVALID_RECORD: i16 = 87;
 /// An offset of an open transaction is pending for the partition.

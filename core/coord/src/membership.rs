@@ -6,9 +6,16 @@
 //! (or the rebalance timeout passes, when the missing ones are removed); then all joins are
 //! answered at once: the leader with every member's protocol metadata. A SyncGroup from a
 //! follower waits for the leader's, which carries everyone's assignment. Heartbeats tell members
-//! when a rebalance is in progress. Members with a `group.instance.id` (static membership) keep
-//! their member id across restarts: rejoining with the same instance id replaces the old member
-//! without a rebalance when its protocols are unchanged.
+//! when a rebalance is in progress. A member waiting in a join or a sync is alive; any other
+//! member that neither heartbeats nor calls within its session timeout is removed, whatever the
+//! group's state. A first join without a member id (JoinGroup v4+) gets MEMBER_ID_REQUIRED and a
+//! new id, and the group's join phase waits for such pending members to join with it.
+//!
+//! Members with a `group.instance.id` (static membership) survive restarts: a new instance
+//! joining with the same instance id takes the old member's place under a new member id, without
+//! a rebalance in a stable group whose protocol it does not change, and the old instance is
+//! fenced: its join, sync, heartbeat, commit or leave gets FENCED_INSTANCE_ID. A static member
+//! that does not rejoin a rebalance stays in the group until its session runs out.
 //!
 //! Membership lives in memory (Kafka keeps it in `__consumer_offsets` too); committed offsets
 //! live in the log ([`GroupOffsets`](crate::group::GroupOffsets)) and survive restarts.
@@ -174,6 +181,9 @@ struct Group {
     pending_joins: Vec<(String, oneshot::Sender<JoinResponse>)>,
     /// Follower syncs waiting for the leader's.
     pending_syncs: Vec<(String, oneshot::Sender<SyncResponse>)>,
+    /// Member ids given with MEMBER_ID_REQUIRED whose join has not come yet, with when they are
+    /// forgotten (their session timeout). The join phase waits for them.
+    pending_members: BTreeMap<String, i64>,
     /// When the current rebalance must complete at the latest.
     rebalance_deadline: Option<i64>,
     /// The first rebalance of an empty group waits until then for more members to join (Kafka's
@@ -192,6 +202,7 @@ impl Group {
             members: BTreeMap::new(),
             pending_joins: Vec::new(),
             pending_syncs: Vec::new(),
+            pending_members: BTreeMap::new(),
             rebalance_deadline: None,
             initial_delay: None,
         }
@@ -221,17 +232,27 @@ impl Group {
         if !force && self.initial_delay.is_some_and(|(until, _)| now < until) {
             return;
         }
-        self.initial_delay = None;
-        let all_joined = self.members.values().all(|m| m.joined);
+        let all_joined = self.members.values().all(|m| m.joined) && self.pending_members.is_empty();
         if !all_joined && !force {
             return;
         }
+        self.initial_delay = None;
+        // As Kafka: dynamic members that did not rejoin are removed; static ones stay until their
+        // session runs out.
         self.members.retain(|id, m| {
-            if !m.joined {
+            let stays = m.joined || m.instance_id.is_some();
+            if !stays {
                 tracing::info!(member = %id, "removed from its group: it did not rejoin in time");
             }
-            m.joined
+            stays
         });
+        if !self.members.is_empty() && !self.members.values().any(|m| m.joined) {
+            // Only static members that have not rejoined: wait another rebalance timeout for one
+            // to rejoin or for their sessions to run out.
+            let timeout = self.members.values().map(|m| m.rebalance_timeout).max().unwrap_or_default();
+            self.rebalance_deadline = Some(now.saturating_add(timeout.as_millis() as i64));
+            return;
+        }
         self.rebalance_deadline = None;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
@@ -240,11 +261,12 @@ impl Group {
             self.protocol = None;
             return;
         }
-        // The first protocol, in the leader's preference order, that every member offers.
+        // The leader stays if it rejoined; otherwise a member that did leads.
         let leader = match &self.leader {
-            Some(l) if self.members.contains_key(l) => l.clone(),
-            _ => self.members.keys().next().cloned().expect("members"),
+            Some(l) if self.members.get(l).is_some_and(|m| m.joined) => l.clone(),
+            _ => self.members.iter().find(|(_, m)| m.joined).map(|(id, _)| id.clone()).expect("a joined member"),
         };
+        // The first protocol, in the leader's preference order, that every member offers.
         let protocol = self.members[&leader]
             .protocols
             .iter()
@@ -255,6 +277,10 @@ impl Group {
         self.protocol = protocol.clone();
         self.state = GroupState::CompletingRebalance;
         tracing::info!(generation = self.generation, %leader, members = ?self.members.keys().collect::<Vec<_>>(), "rebalance: join phase complete");
+        // Sessions count from the answer: waiting in a join is being alive.
+        for m in self.members.values_mut() {
+            m.last_seen = now;
+        }
         let members = self.joined_members();
         for (member_id, tx) in self.pending_joins.drain(..) {
             let response = JoinResponse {
@@ -288,7 +314,63 @@ impl Group {
             .collect()
     }
 
+    /// The member id of the static member `instance`, if it is one of the group's.
+    fn static_member(&self, instance: &str) -> Option<String> {
+        self.members.iter().find(|(_, m)| m.instance_id.as_deref() == Some(instance)).map(|(id, _)| id.clone())
+    }
+
+    /// Whether a request from `member_id` (with its `instance` id, if static) comes from a current
+    /// member: FENCED_INSTANCE_ID when another instance has taken the instance id's place,
+    /// UNKNOWN_MEMBER_ID when there is no such member.
+    fn check_member(&self, member_id: &str, instance: Option<&str>) -> i16 {
+        if let Some(instance) = instance {
+            match self.static_member(instance) {
+                Some(current) if current != member_id => return code::FENCED_INSTANCE_ID,
+                Some(_) => {}
+                None => return code::UNKNOWN_MEMBER_ID,
+            }
+        }
+        if self.members.contains_key(member_id) {
+            code::NONE
+        } else {
+            code::UNKNOWN_MEMBER_ID
+        }
+    }
+
+    /// A new instance of static member `old` takes its place as `new`: the old instance's waiting
+    /// join or sync is answered FENCED_INSTANCE_ID, and the leadership moves with the place.
+    fn replace_static_member(&mut self, old: &str, new: &str) {
+        let member = self.members.remove(old).expect("a member");
+        if let Some(i) = self.pending_joins.iter().position(|(id, _)| id == old) {
+            let (_, tx) = self.pending_joins.remove(i);
+            let _ = tx.send(JoinResponse {
+                error_code: code::FENCED_INSTANCE_ID,
+                member_id: old.to_string(),
+                generation: -1,
+                ..Default::default()
+            });
+        }
+        if let Some(i) = self.pending_syncs.iter().position(|(id, _)| id == old) {
+            let (_, tx) = self.pending_syncs.remove(i);
+            let _ = tx.send(SyncResponse { error_code: code::FENCED_INSTANCE_ID, ..Default::default() });
+        }
+        if self.leader.as_deref() == Some(old) {
+            self.leader = Some(new.to_string());
+        }
+        self.members.insert(new.to_string(), member);
+    }
+
+    /// Whether every member still offers the group's chosen protocol.
+    fn protocol_still_offered(&self) -> bool {
+        self.protocol.as_ref().is_some_and(|p| self.members.values().all(|m| m.protocols.iter().any(|(n, _)| n == p)))
+    }
+
     fn remove_member(&mut self, member_id: &str, now: i64) {
+        if let Some(i) = self.pending_joins.iter().position(|(id, _)| id == member_id) {
+            // Its join is answered, so that a client still there joins again.
+            let (_, tx) = self.pending_joins.remove(i);
+            let _ = tx.send(JoinResponse { error_code: code::UNKNOWN_MEMBER_ID, ..Default::default() });
+        }
         if self.members.remove(member_id).is_some() {
             if self.members.is_empty() && self.pending_joins.is_empty() {
                 self.state = GroupState::Empty;
@@ -385,18 +467,26 @@ impl Coordinator {
                 let mut groups = groups.lock().await;
                 let now = clock.now_ms();
                 for (name, group) in groups.iter_mut() {
+                    // A member waiting in a join or a sync is alive (as in Kafka); any other must
+                    // have been heard from within its session timeout, in every state.
                     let expired: Vec<String> = group
                         .members
                         .iter()
-                        .filter(|(_, m)| {
-                            group.state != GroupState::PreparingRebalance
-                                && now.saturating_sub(m.last_seen) > m.session_timeout.as_millis() as i64
+                        .filter(|(id, m)| {
+                            let waiting = (group.state == GroupState::PreparingRebalance && m.joined)
+                                || group.pending_syncs.iter().any(|(s, _)| s == *id);
+                            !waiting && now.saturating_sub(m.last_seen) > m.session_timeout.as_millis() as i64
                         })
                         .map(|(id, _)| id.clone())
                         .collect();
                     for id in expired {
                         tracing::info!(group = %name, member = %id, "session expired");
                         group.remove_member(&id, now);
+                    }
+                    let before = group.pending_members.len();
+                    group.pending_members.retain(|_, until| now < *until);
+                    if group.pending_members.len() < before {
+                        group.maybe_complete_join(false, now);
                     }
                     if group.rebalance_deadline.is_some_and(|d| now >= d) {
                         group.maybe_complete_join(true, now);
@@ -427,45 +517,65 @@ impl Coordinator {
             {
                 return JoinResponse { error_code: code::INCONSISTENT_GROUP_PROTOCOL, ..Default::default() };
             }
-            // Static members keep their id; a restarted one replaces its old self.
+            let now = self.clock.now_ms();
             let mut member_id = request.member_id.clone();
-            if let Some(instance) = &request.instance_id {
-                let known = group
-                    .members
-                    .iter()
-                    .find(|(_, m)| m.instance_id.as_ref() == Some(instance))
-                    .map(|(id, _)| id.clone());
-                if let Some(old) = known {
-                    if member_id.is_empty() || member_id != old {
-                        let unchanged = group.members[&old].protocols == request.protocols;
-                        if unchanged && group.state == GroupState::Stable {
-                            // Same instance, same protocols: takes its old place, no rebalance.
-                            let m = group.members.get_mut(&old).expect("known");
-                            m.last_seen = self.clock.now_ms();
-                            return JoinResponse {
-                                error_code: code::NONE,
-                                generation: group.generation,
-                                protocol_type: Some(group.protocol_type.clone()),
-                                protocol_name: group.protocol.clone(),
-                                leader: group.leader.clone().unwrap_or_default(),
-                                member_id: old,
-                                members: Vec::new(),
-                            };
-                        }
-                        member_id = old;
-                    }
-                }
-            }
+            let current_static = request.instance_id.as_deref().and_then(|i| group.static_member(i));
+            let mut replaced = false;
             if member_id.is_empty() {
-                member_id = new_member_id(&request.client_id);
-                if request.requires_known_member_id && request.instance_id.is_none() {
-                    // The client rejoins with this id (KIP-394); until then it is not a member.
-                    return JoinResponse { error_code: code::MEMBER_ID_REQUIRED, member_id, ..Default::default() };
+                let new_id = new_member_id(&request.client_id);
+                if let Some(old) = current_static {
+                    // A new instance of a static member takes the old one's place under a new id;
+                    // the old instance is fenced.
+                    tracing::info!(group = %request.group, instance = ?request.instance_id, %old, new = %new_id, "static member replaced by a new instance");
+                    let leader_before = group.leader.clone().unwrap_or_default();
+                    group.replace_static_member(&old, &new_id);
+                    let m = group.members.get_mut(&new_id).expect("replaced");
+                    m.protocols = request.protocols.clone();
+                    m.session_timeout = request.session_timeout;
+                    m.rebalance_timeout = request.rebalance_timeout;
+                    m.client_id = request.client_id.clone();
+                    m.client_host = request.client_host.clone();
+                    m.last_seen = now;
+                    if group.state == GroupState::Stable && group.protocol_still_offered() {
+                        // No rebalance. The leader's id from before is returned, so that a new
+                        // instance of the leader does not compute assignments a stable group
+                        // would not hand out; it syncs for its assignment as a follower does.
+                        return JoinResponse {
+                            error_code: code::NONE,
+                            generation: group.generation,
+                            protocol_type: Some(group.protocol_type.clone()),
+                            protocol_name: group.protocol.clone(),
+                            leader: leader_before,
+                            member_id: new_id,
+                            members: Vec::new(),
+                        };
+                    }
+                    // Otherwise a rebalance: while the leader assigns, it may have the old id.
+                    replaced = true;
+                    member_id = new_id;
+                } else if request.requires_known_member_id && request.instance_id.is_none() {
+                    // The client joins again with this id (KIP-394); until then it is pending.
+                    let until = now.saturating_add(request.session_timeout.as_millis() as i64);
+                    group.pending_members.insert(new_id.clone(), until);
+                    return JoinResponse {
+                        error_code: code::MEMBER_ID_REQUIRED,
+                        member_id: new_id,
+                        ..Default::default()
+                    };
+                } else {
+                    member_id = new_id;
                 }
-            } else if !group.members.contains_key(&member_id)
-                && request.instance_id.is_none()
-                && !request.requires_known_member_id
-            {
+            } else if request.instance_id.is_some() {
+                let error = match current_static {
+                    Some(current) if current != member_id => code::FENCED_INSTANCE_ID,
+                    Some(_) => code::NONE,
+                    None => code::UNKNOWN_MEMBER_ID,
+                };
+                if error != code::NONE {
+                    tracing::info!(group = %request.group, member = %member_id, instance = ?request.instance_id, code = error, "join refused");
+                    return JoinResponse { error_code: error, member_id, ..Default::default() };
+                }
+            } else if group.pending_members.remove(&member_id).is_none() && !group.members.contains_key(&member_id) {
                 return JoinResponse { error_code: code::UNKNOWN_MEMBER_ID, member_id, ..Default::default() };
             }
             let max_group_size = self.max_group_size.load(std::sync::atomic::Ordering::Relaxed);
@@ -482,14 +592,14 @@ impl Coordinator {
                 session_timeout: request.session_timeout,
                 rebalance_timeout: request.rebalance_timeout,
                 protocols: request.protocols.clone(),
-                last_seen: self.clock.now_ms(),
+                last_seen: now,
                 joined: false,
                 assignment: Bytes::new(),
             });
             member.protocols = request.protocols.clone();
             member.session_timeout = request.session_timeout;
             member.rebalance_timeout = request.rebalance_timeout;
-            member.last_seen = self.clock.now_ms();
+            member.last_seen = now;
             // As Kafka's coordinator: a follower rejoining a stable group with nothing changed,
             // or any member rejoining unchanged while the leader assigns (it missed its join
             // answer), gets the current generation back without a rebalance. The leader
@@ -499,6 +609,7 @@ impl Coordinator {
             let leader = group.leader.clone().unwrap_or_default();
             let is_leader = leader == member_id;
             if !changed
+                && !replaced
                 && ((group.state == GroupState::Stable && !is_leader) || group.state == GroupState::CompletingRebalance)
             {
                 let protocol = group.protocol.clone();
@@ -513,7 +624,6 @@ impl Coordinator {
                     members,
                 };
             }
-            let now = self.clock.now_ms();
             let delay = self.initial_rebalance_delay_ms.load(std::sync::atomic::Ordering::Relaxed) as i64;
             if delay > 0 {
                 // As Kafka: the first rebalance of an empty group waits `delay` for more members,
@@ -537,12 +647,14 @@ impl Coordinator {
         receiver.await.unwrap_or(JoinResponse { error_code: code::REBALANCE_IN_PROGRESS, ..Default::default() })
     }
 
-    /// SyncGroup: the leader's carries every assignment; followers wait for it.
+    /// SyncGroup: the leader's carries every assignment; followers wait for it. `instance` is the
+    /// static member's `group.instance.id`.
     pub async fn sync(
         &self,
         group_id: &str,
         generation: i32,
         member_id: &str,
+        instance: Option<&str>,
         assignments: Vec<(String, Bytes)>,
     ) -> SyncResponse {
         let receiver = {
@@ -550,8 +662,9 @@ impl Coordinator {
             let Some(group) = groups.get_mut(group_id) else {
                 return SyncResponse { error_code: code::UNKNOWN_MEMBER_ID, ..Default::default() };
             };
-            if !group.members.contains_key(member_id) {
-                return SyncResponse { error_code: code::UNKNOWN_MEMBER_ID, ..Default::default() };
+            let error = group.check_member(member_id, instance);
+            if error != code::NONE {
+                return SyncResponse { error_code: error, ..Default::default() };
             }
             if generation != group.generation {
                 return SyncResponse { error_code: code::ILLEGAL_GENERATION, ..Default::default() };
@@ -581,7 +694,12 @@ impl Coordinator {
                     }
                 }
                 group.state = GroupState::Stable;
+                let now = self.clock.now_ms();
                 for (id, tx) in std::mem::take(&mut group.pending_syncs) {
+                    // Sessions count from the answer: waiting in a sync is being alive.
+                    if let Some(m) = group.members.get_mut(&id) {
+                        m.last_seen = now;
+                    }
                     let _ = tx.send(respond(group, &id));
                 }
                 return respond(group, member_id);
@@ -593,10 +711,15 @@ impl Coordinator {
         receiver.await.unwrap_or(SyncResponse { error_code: code::REBALANCE_IN_PROGRESS, ..Default::default() })
     }
 
-    /// Heartbeat: keeps the session alive; says when to rejoin.
-    pub async fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
+    /// Heartbeat: keeps the session alive; says when to rejoin. `instance` is the static member's
+    /// `group.instance.id`.
+    pub async fn heartbeat(&self, group_id: &str, generation: i32, member_id: &str, instance: Option<&str>) -> i16 {
         let mut groups = self.groups.lock().await;
         let Some(group) = groups.get_mut(group_id) else { return code::UNKNOWN_MEMBER_ID };
+        let error = group.check_member(member_id, instance);
+        if error != code::NONE {
+            return error;
+        }
         let Some(member) = group.members.get_mut(member_id) else { return code::UNKNOWN_MEMBER_ID };
         member.last_seen = self.clock.now_ms();
         if group.state == GroupState::PreparingRebalance {
@@ -615,6 +738,11 @@ impl Coordinator {
         members
             .iter()
             .map(|(member_id, instance)| {
+                if !member_id.is_empty()
+                    && group.check_member(member_id, instance.as_deref()) == code::FENCED_INSTANCE_ID
+                {
+                    return code::FENCED_INSTANCE_ID;
+                }
                 let id = match instance {
                     Some(i) => {
                         group.members.iter().find(|(_, m)| m.instance_id.as_ref() == Some(i)).map(|(id, _)| id.clone())
@@ -632,19 +760,39 @@ impl Coordinator {
             .collect()
     }
 
-    /// Whether an offset commit from `member_id` at `generation` may go through: a simple commit
-    /// (generation -1) always; a member's only in its current generation.
-    pub async fn check_commit(&self, group_id: &str, generation: i32, member_id: &str) -> i16 {
-        if generation < 0 {
+    /// Whether an offset commit from `member_id` (with its `instance` id, if static) at
+    /// `generation` may go through, as Kafka decides: a commit with no generation (-1) and no
+    /// member, from the admin client or a consumer outside group management, only into a group
+    /// without members (or any group, in a transaction); a member's only in its current
+    /// generation, and not while the leader assigns.
+    pub async fn check_commit(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance: Option<&str>,
+        transactional: bool,
+    ) -> i16 {
+        let groups = self.groups.lock().await;
+        let Some(group) = groups.get(group_id) else {
+            return if generation < 0 { code::NONE } else { code::ILLEGAL_GENERATION };
+        };
+        if generation < 0 && group.state == GroupState::Empty {
             return code::NONE;
         }
-        let groups = self.groups.lock().await;
-        let Some(group) = groups.get(group_id) else { return code::ILLEGAL_GENERATION };
-        if !group.members.contains_key(member_id) {
+        if generation >= 0 || !member_id.is_empty() || instance.is_some() {
+            let error = group.check_member(member_id, instance);
+            if error != code::NONE {
+                return error;
+            }
+            if group.generation != generation {
+                return code::ILLEGAL_GENERATION;
+            }
+        } else if !transactional {
             return code::UNKNOWN_MEMBER_ID;
         }
-        if group.generation != generation {
-            return code::ILLEGAL_GENERATION;
+        if !transactional && group.state == GroupState::CompletingRebalance {
+            return code::REBALANCE_IN_PROGRESS;
         }
         code::NONE
     }
@@ -755,7 +903,7 @@ mod tests {
         let a = first.member_id;
         let ja = c.join(join("g", &a, None)).await;
         assert_eq!((ja.error_code, ja.generation, ja.leader.as_str(), ja.members.len()), (0, 1, a.as_str(), 1));
-        let sa = c.sync("g", 1, &a, vec![(a.clone(), Bytes::from_static(b"all"))]).await;
+        let sa = c.sync("g", 1, &a, None, vec![(a.clone(), Bytes::from_static(b"all"))]).await;
         assert_eq!(&sa.assignment[..], b"all");
         // B joins: A's heartbeat says rebalance; both rejoin; the leader assigns.
         let b = c.join(join("g", "", None)).await.member_id;
@@ -763,7 +911,7 @@ mod tests {
         let b2 = b.clone();
         let jb = tokio::spawn(async move { c2.join(join("g", &b2, None)).await });
         tokio::time::sleep(Duration::from_millis(50)).await;
-        assert_eq!(c.heartbeat("g", 1, &a).await, code::REBALANCE_IN_PROGRESS);
+        assert_eq!(c.heartbeat("g", 1, &a, None).await, code::REBALANCE_IN_PROGRESS);
         let ja = c.join(join("g", &a, None)).await;
         let jb = jb.await.unwrap();
         assert_eq!((ja.generation, jb.generation), (2, 2));
@@ -771,19 +919,19 @@ mod tests {
         let (l, f) = if leader == a { (&a, &b) } else { (&b, &a) };
         let c3 = c.clone();
         let f2 = f.clone();
-        let follower = tokio::spawn(async move { c3.sync("g", 2, &f2, Vec::new()).await });
+        let follower = tokio::spawn(async move { c3.sync("g", 2, &f2, None, Vec::new()).await });
         let sl = c
-            .sync("g", 2, l, vec![(a.clone(), Bytes::from_static(b"p0")), (b.clone(), Bytes::from_static(b"p1"))])
+            .sync("g", 2, l, None, vec![(a.clone(), Bytes::from_static(b"p0")), (b.clone(), Bytes::from_static(b"p1"))])
             .await;
         let sf = follower.await.unwrap();
         assert_eq!(sl.error_code, 0);
         assert_eq!(sf.error_code, 0);
         assert!(!sf.assignment.is_empty());
-        assert_eq!(c.heartbeat("g", 2, &a).await, code::NONE);
-        assert_eq!(c.heartbeat("g", 1, &a).await, code::ILLEGAL_GENERATION);
+        assert_eq!(c.heartbeat("g", 2, &a, None).await, code::NONE);
+        assert_eq!(c.heartbeat("g", 1, &a, None).await, code::ILLEGAL_GENERATION);
         assert_eq!(c.leave("g", &[(b.clone(), None)]).await, vec![code::NONE]);
-        assert_eq!(c.heartbeat("g", 2, &a).await, code::REBALANCE_IN_PROGRESS);
-        assert_eq!(c.heartbeat("g", 2, "nobody").await, code::UNKNOWN_MEMBER_ID);
+        assert_eq!(c.heartbeat("g", 2, &a, None).await, code::REBALANCE_IN_PROGRESS);
+        assert_eq!(c.heartbeat("g", 2, "nobody", None).await, code::UNKNOWN_MEMBER_ID);
     }
 
     #[tokio::test]
@@ -792,7 +940,7 @@ mod tests {
         c.start_expiry();
         let a = c.join(join("g", "", None)).await.member_id;
         c.join(join("g", &a, None)).await;
-        c.sync("g", 1, &a, Vec::new()).await;
+        c.sync("g", 1, &a, None, Vec::new()).await;
         let b = c.join(join("g", "", None)).await.member_id;
         // B joins; A never rejoins: after the rebalance timeout (2 s) B is alone in generation 2.
         let jb = c.join(join("g", &b, None)).await;
@@ -800,16 +948,150 @@ mod tests {
         assert_eq!(c.describe("g").await.unwrap().members.len(), 1);
     }
 
+    /// As Kafka: a new instance with the same `group.instance.id` takes the member's place under a
+    /// new member id, without a rebalance; the old instance is fenced wherever it calls.
     #[tokio::test]
-    async fn a_static_member_that_restarts_keeps_its_place_without_a_rebalance() {
+    async fn a_new_instance_of_a_static_member_takes_its_place_and_fences_the_old_one() {
         let c = Coordinator::new();
         c.start_expiry();
         let first = c.join(join("g", "", Some("i-1"))).await;
         assert_eq!(first.error_code, 0, "static members need no second join");
-        let id = first.member_id.clone();
-        c.sync("g", first.generation, &id, vec![(id.clone(), Bytes::from_static(b"a"))]).await;
+        let old = first.member_id.clone();
+        c.sync("g", first.generation, &old, Some("i-1"), vec![(old.clone(), Bytes::from_static(b"a"))]).await;
         let again = c.join(join("g", "", Some("i-1"))).await;
-        assert_eq!((again.error_code, again.member_id, again.generation), (0, id, first.generation));
+        assert_eq!((again.error_code, again.generation), (0, first.generation), "no rebalance");
+        let new = again.member_id.clone();
+        assert_ne!(new, old, "a new member id");
+        assert_eq!(again.leader, old, "the old leader id: the new instance does not assign");
+        assert_eq!(&c.sync("g", again.generation, &new, Some("i-1"), Vec::new()).await.assignment[..], b"a");
+        assert_eq!(c.heartbeat("g", first.generation, &new, Some("i-1")).await, code::NONE);
+        // The old instance is fenced.
+        assert_eq!(c.heartbeat("g", first.generation, &old, Some("i-1")).await, code::FENCED_INSTANCE_ID);
+        let sync = c.sync("g", first.generation, &old, Some("i-1"), Vec::new()).await;
+        assert_eq!(sync.error_code, code::FENCED_INSTANCE_ID);
+        assert_eq!(c.join(join("g", &old, Some("i-1"))).await.error_code, code::FENCED_INSTANCE_ID);
+        assert_eq!(c.check_commit("g", first.generation, &old, Some("i-1"), false).await, code::FENCED_INSTANCE_ID);
+        assert_eq!(c.leave("g", &[(old.clone(), Some("i-1".into()))]).await, vec![code::FENCED_INSTANCE_ID]);
+        assert_eq!(c.describe("g").await.unwrap().members.len(), 1);
+        // A static member with an instance id the group does not know rejoins from scratch.
+        assert_eq!(c.join(join("g", "someone", Some("i-2"))).await.error_code, code::UNKNOWN_MEMBER_ID);
+    }
+
+    /// A static member waiting for its join answer when a new instance replaces it is answered
+    /// FENCED_INSTANCE_ID at once.
+    #[tokio::test]
+    async fn a_static_member_waiting_in_a_rebalance_is_fenced_by_its_new_instance() {
+        let c = Coordinator::new();
+        c.start_expiry();
+        let a = c.join(join("g", "", Some("a"))).await;
+        c.sync("g", a.generation, &a.member_id, Some("a"), Vec::new()).await;
+        let b = c.join(join("g", "", Some("b"))).await;
+        c.sync("g", b.generation, &b.member_id, Some("b"), Vec::new()).await;
+        // A new member starts a rebalance; "b" rejoins and waits for "a".
+        let c2 = c.clone();
+        let b_id = b.member_id.clone();
+        let waiting = tokio::spawn(async move { c2.join(join("g", &b_id, Some("b"))).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!waiting.is_finished());
+        let c3 = c.clone();
+        let replacing = tokio::spawn(async move { c3.join(join("g", "", Some("b"))).await });
+        let fenced = waiting.await.unwrap();
+        assert_eq!(fenced.error_code, code::FENCED_INSTANCE_ID);
+        let a_again = c.join(join("g", &a.member_id, Some("a"))).await;
+        let replaced = replacing.await.unwrap();
+        assert_eq!((a_again.error_code, replaced.error_code), (0, 0));
+        assert_eq!(a_again.generation, replaced.generation);
+        assert_ne!(replaced.member_id, b.member_id);
+    }
+
+    /// As Kafka: during a rebalance, a member that has not rejoined and stops heartbeating is
+    /// removed when its session runs out, not only at the rebalance timeout; a member waiting in
+    /// its join is alive however long the wait.
+    #[tokio::test]
+    async fn a_member_silent_during_a_rebalance_is_removed_when_its_session_runs_out() {
+        let clock = freshet_log::clock::ManualClock::new(1_000_000);
+        let c = Coordinator::with_clock(clock.clone());
+        c.start_expiry();
+        let join =
+            |member: &str| JoinRequest { rebalance_timeout: Duration::from_secs(300), ..join("g", member, None) };
+        let a = c.join(join("")).await.member_id;
+        let b = c.join(join("")).await.member_id;
+        let (c1, ja) = (c.clone(), join(&a));
+        let first = tokio::spawn(async move { c1.join(ja).await });
+        let jb = c.join(join(&b)).await;
+        let first = first.await.unwrap();
+        let leader = if first.leader == a { &a } else { &b };
+        let (c1, l) = (c.clone(), leader.clone());
+        let leader_sync = tokio::spawn(async move { c1.sync("g", 1, &l, None, Vec::new()).await });
+        let follower = if leader == &a { &b } else { &a };
+        c.sync("g", jb.generation, follower, None, Vec::new()).await;
+        leader_sync.await.unwrap();
+        // "a" rejoins (a rebalance); "b" goes silent.
+        let (c1, ja) = (c.clone(), join(&a));
+        let rejoin = tokio::spawn(async move { c1.join(ja).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance_ms(9_000);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!rejoin.is_finished(), "b's session (10 s) has not run out");
+        clock.advance_ms(2_000);
+        let rejoined = tokio::time::timeout(Duration::from_secs(5), rejoin).await.expect("answered").unwrap();
+        assert_eq!((rejoined.error_code, rejoined.generation, rejoined.members.len()), (0, 2, 1));
+        assert_eq!(c.describe("g").await.unwrap().members.len(), 1, "b removed, a kept though it waited 11 s");
+    }
+
+    /// A member given MEMBER_ID_REQUIRED is pending: the join phase waits for it, as Kafka's
+    /// does, so that one rebalance takes in both; a pending member that never joins is forgotten
+    /// after its session timeout.
+    #[tokio::test]
+    async fn the_join_phase_waits_for_pending_members() {
+        let clock = freshet_log::clock::ManualClock::new(1_000_000);
+        let c = Coordinator::with_clock(clock.clone());
+        c.start_expiry();
+        let a = c.join(join("g", "", None)).await.member_id;
+        let b = c.join(join("g", "", None)).await.member_id;
+        let (c1, ja) = (c.clone(), join("g", &a, None));
+        let first = tokio::spawn(async move { c1.join(ja).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!first.is_finished(), "b is pending");
+        let jb = c.join(join("g", &b, None)).await;
+        let first = first.await.unwrap();
+        assert_eq!((first.generation, jb.generation), (1, 1));
+        let (leader, follower) = if first.leader == a { (a.clone(), b.clone()) } else { (b.clone(), a.clone()) };
+        c.sync("g", 1, &leader, None, Vec::new()).await;
+        // A pending member that never joins holds the join phase until its session runs out.
+        let _never = c.join(join("g", "", None)).await.member_id;
+        let (c1, ja) = (c.clone(), join("g", &leader, None));
+        let rejoin = tokio::spawn(async move { c1.join(ja).await });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (c2, jb) = (c.clone(), join("g", &follower, None));
+        let rejoin_b = tokio::spawn(async move { c2.join(jb).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!rejoin.is_finished(), "the pending member holds the join phase");
+        clock.advance_ms(10_001);
+        let rejoined = tokio::time::timeout(Duration::from_secs(5), rejoin).await.expect("answered").unwrap();
+        assert_eq!(rejoined.generation, 2);
+        assert_eq!(rejoin_b.await.unwrap().generation, 2);
+        assert_eq!(c.join(join("g", "made-up", None)).await.error_code, code::UNKNOWN_MEMBER_ID);
+    }
+
+    /// As Kafka: a commit without a generation (the admin client's, or a consumer's outside group
+    /// management) goes only into a group without members; a member's only in its generation.
+    #[tokio::test]
+    async fn commits_are_checked_against_the_group() {
+        let c = Coordinator::new();
+        assert_eq!(c.check_commit("g", -1, "", None, false).await, code::NONE, "no such group");
+        assert_eq!(c.check_commit("g", 3, "m", None, false).await, code::ILLEGAL_GENERATION);
+        let a = c.join(join("g", "", None)).await.member_id;
+        let joined = c.join(join("g", &a, None)).await;
+        assert_eq!(c.check_commit("g", -1, "", None, false).await, code::UNKNOWN_MEMBER_ID, "the group has members");
+        assert_eq!(c.check_commit("g", -1, "", None, true).await, code::NONE, "a transaction's commit");
+        assert_eq!(c.check_commit("g", joined.generation, &a, None, false).await, code::REBALANCE_IN_PROGRESS);
+        c.sync("g", joined.generation, &a, None, Vec::new()).await;
+        assert_eq!(c.check_commit("g", joined.generation, &a, None, false).await, code::NONE);
+        assert_eq!(c.check_commit("g", joined.generation + 1, &a, None, false).await, code::ILLEGAL_GENERATION);
+        assert_eq!(c.check_commit("g", joined.generation, "other", None, false).await, code::UNKNOWN_MEMBER_ID);
+        assert_eq!(c.leave("g", &[(a, None)]).await, vec![code::NONE]);
+        assert_eq!(c.check_commit("g", -1, "", None, false).await, code::NONE, "empty again");
     }
 
     /// As Kafka: the leader rejoining a stable group starts a new generation (it may have seen
@@ -822,10 +1104,10 @@ mod tests {
         let a = c.join(join("g", "", None)).await.member_id;
         let first = c.join(join("g", &a, None)).await;
         assert_eq!((first.generation, first.leader.as_str()), (1, a.as_str()));
-        c.sync("g", 1, &a, vec![(a.clone(), Bytes::new())]).await;
+        c.sync("g", 1, &a, None, vec![(a.clone(), Bytes::new())]).await;
         let again = c.join(join("g", &a, None)).await;
         assert_eq!((again.error_code, again.generation, again.members.len()), (code::NONE, 2, 1));
-        c.sync("g", 2, &a, vec![(a.clone(), Bytes::from_static(b"p0"))]).await;
+        c.sync("g", 2, &a, None, vec![(a.clone(), Bytes::from_static(b"p0"))]).await;
         // A follower joins (generation 3), then rejoins unchanged: still generation 3.
         let b = c.join(join("g", "", None)).await.member_id;
         let c2 = c.clone();
@@ -837,12 +1119,12 @@ mod tests {
         assert_eq!((ja.generation, jb.generation, ja.leader.as_str()), (3, 3, a.as_str()));
         let c3 = c.clone();
         let b3 = b.clone();
-        let follower = tokio::spawn(async move { c3.sync("g", 3, &b3, Vec::new()).await });
-        c.sync("g", 3, &a, vec![(a.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"p1"))]).await;
+        let follower = tokio::spawn(async move { c3.sync("g", 3, &b3, None, Vec::new()).await });
+        c.sync("g", 3, &a, None, vec![(a.clone(), Bytes::new()), (b.clone(), Bytes::from_static(b"p1"))]).await;
         assert_eq!(&follower.await.unwrap().assignment[..], b"p1");
         let rejoined = c.join(join("g", &b, None)).await;
         assert_eq!((rejoined.error_code, rejoined.generation), (code::NONE, 3));
-        assert_eq!(c.heartbeat("g", 3, &a).await, code::NONE, "no rebalance started");
+        assert_eq!(c.heartbeat("g", 3, &a, None).await, code::NONE, "no rebalance started");
     }
 
     /// Kafka's `group.initial.rebalance.delay.ms`: the first rebalance of an empty group waits

@@ -161,8 +161,9 @@ pub(crate) fn committed(
 
 async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
-    let check =
-        served.coordinator.check_commit(&group, request.generation_id_or_member_epoch, &request.member_id).await;
+    let instance = request.group_instance_id.as_deref();
+    let generation = request.generation_id_or_member_epoch;
+    let check = served.coordinator.check_commit(&group, generation, &request.member_id, instance, false).await;
     // As Kafka: a partition that does not exist is refused on its own (UNKNOWN_TOPIC_OR_PARTITION);
     // the others are committed.
     let exists =
@@ -347,7 +348,13 @@ pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         let sync = r
             .served
             .coordinator
-            .sync(&request.group_id.0, request.generation_id, &request.member_id, assignments)
+            .sync(
+                &request.group_id.0,
+                request.generation_id,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                assignments,
+            )
             .await;
         let response = SyncGroupResponse::default()
             .with_error_code(sync.error_code)
@@ -362,8 +369,10 @@ pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_heartbeat(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: HeartbeatRequest = r.decode()?;
+        let instance = request.group_instance_id.as_deref();
+        let coordinator = &r.served.coordinator;
         let error =
-            r.served.coordinator.heartbeat(&request.group_id.0, request.generation_id, &request.member_id).await;
+            coordinator.heartbeat(&request.group_id.0, request.generation_id, &request.member_id, instance).await;
         r.respond(&HeartbeatResponse::default().with_error_code(error))
     })
 }

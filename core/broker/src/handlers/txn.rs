@@ -90,7 +90,11 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
         })
         .collect();
     // A member the group has moved on from may not commit for partitions now another's (KIP-447).
-    let member = served.coordinator.check_commit(&request.group_id, request.generation_id, &request.member_id).await;
+    let instance = request.group_instance_id.as_deref();
+    let member = served
+        .coordinator
+        .check_commit(&request.group_id, request.generation_id, &request.member_id, instance, true)
+        .await;
     let error = if member != code::NONE {
         tracing::info!(group = %request.group_id.0, member = %request.member_id, generation = request.generation_id, code = member, "transactional offset commit refused");
         member

@@ -113,7 +113,7 @@ impl EmbeddedConsumer {
             return Ok(());
         }
         if !m.needs_join {
-            match self.coordinator.heartbeat(&m.group, m.generation, &m.member_id).await {
+            match self.coordinator.heartbeat(&m.group, m.generation, &m.member_id, None).await {
                 code::NONE => return Ok(()),
                 error => {
                     tracing::debug!(group = %m.group, error, "the group rebalances; rejoining");

@@ -90,7 +90,7 @@ pub(super) async fn join_and_sync(
         } else {
             Vec::new()
         };
-        let sync = coordinator.sync(&group, join.generation, &member_id, assignments).await;
+        let sync = coordinator.sync(&group, join.generation, &member_id, None, assignments).await;
         match sync.error_code {
             code::NONE => {
                 let assignment = decode_assignment(&sync.assignment).unwrap_or_default();
@@ -113,7 +113,7 @@ pub(super) fn keep_alive(coordinator: Coordinator, group: String, identity: &Ide
             let current = identity.lock().expect("member identity lock").clone();
             if let Some((member_id, generation)) = current {
                 // A rebalance or a lost membership is the poll's to act on.
-                coordinator.heartbeat(&group, generation, &member_id).await;
+                coordinator.heartbeat(&group, generation, &member_id, None).await;
             }
         }
     });

@@ -35,6 +35,7 @@ top_level_error!(
     InitProducerIdResponse,
     AddOffsetsToTxnResponse,
     EndTxnResponse,
+    OffsetDeleteResponse,
 );
 
 impl ErrorForm for FindCoordinatorResponse {

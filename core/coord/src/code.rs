@@ -35,6 +35,10 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// A partition count that is not allowed.
 pub const INVALID_PARTITIONS: i16 = 37;
+/// A replication factor that is not allowed (more than the brokers there are, say).
+pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+/// A replica assignment that is not allowed (an unknown broker, a gap in partition indexes).
+pub const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 /// A configuration value that is not allowed.
 pub const INVALID_CONFIG: i16 = 40;
 /// A request that breaks the protocol's rules.
@@ -63,6 +67,8 @@ pub const MEMBER_ID_REQUIRED: i16 = 79;
 pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
 /// Another instance with the same `group.instance.id` has taken this static member's place.
 pub const FENCED_INSTANCE_ID: i16 = 82;
+/// The group's members subscribe to the topic whose offsets were to be deleted.
+pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 /// A record the broker refuses, such as one without a key on a compacted topic.
 pub const INVALID_RECORD: i16 = 87;
 /// An offset of an open transaction is pending for the partition.

@@ -352,6 +352,31 @@ impl GroupOffsets {
         });
     }
 
+    /// Deletes a group's committed offsets for some partitions (Kafka's OffsetDelete), with
+    /// tombstones so compaction forgets them. Partitions without an offset are passed over.
+    pub async fn delete_offsets(&self, group: &str, partitions: &[TopicPartition]) -> Result<()> {
+        let committed = self.fetch(group, Some(partitions));
+        if committed.is_empty() {
+            return Ok(());
+        }
+        let mut builder = BatchBuilder::default();
+        let now = self.shared.log.clock().now_ms();
+        for tp in committed.keys() {
+            builder.push(Some(&encode_key(group, tp)?), None, &[], now);
+        }
+        self.shared.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
+        let mut all = self.shared.offsets.write().expect("offsets lock");
+        if let Some(offsets) = all.get_mut(group) {
+            for tp in committed.keys() {
+                offsets.remove(tp);
+            }
+            if offsets.is_empty() {
+                all.remove(group);
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes a group's committed offsets (tombstones, so compaction forgets them).
     pub async fn delete_group(&self, group: &str) -> Result<bool> {
         let committed = self.fetch(group, None);

@@ -797,6 +797,24 @@ impl Coordinator {
         code::NONE
     }
 
+    /// When `group_id` has members: whether it is a consumer group (protocol type `consumer`)
+    /// and the topics its members subscribe to, read from their subscriptions.
+    pub async fn subscriptions(&self, group_id: &str) -> Option<(bool, std::collections::BTreeSet<String>)> {
+        let groups = self.groups.lock().await;
+        let group = groups.get(group_id).filter(|g| !g.members.is_empty())?;
+        if group.protocol_type != "consumer" {
+            return Some((false, Default::default()));
+        }
+        let topics = group
+            .members
+            .values()
+            .flat_map(|m| m.protocols.iter().map(|(_, metadata)| metadata))
+            .filter_map(|metadata| crate::consumer_protocol::decode_subscription(metadata))
+            .flatten()
+            .collect();
+        Some((true, topics))
+    }
+
     /// The groups with members, and their protocol type.
     pub async fn list(&self) -> Vec<(String, String, GroupState)> {
         let groups = self.groups.lock().await;

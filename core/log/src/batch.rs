@@ -373,6 +373,25 @@ pub fn assign_in_place(batch: &mut [u8], base_offset: i64, leader_epoch: i32, lo
     }
 }
 
+/// The batch re-encoded with `codec`, as a broker does for a topic whose `compression.type`
+/// names a codec: the same header (offsets, producer fields, timestamps, record count) and the
+/// same records, compressed anew, with the attributes, length and CRC to match.
+pub fn recompress(view: &BatchView<'_>, codec: Compression) -> Result<BytesMut> {
+    let records = view.decompressed_records()?;
+    let compressed = crate::compression::compress(codec, &records)?;
+    let mut out = BytesMut::with_capacity(BATCH_HEADER_BYTES + compressed.len());
+    out.extend_from_slice(&view.as_bytes()[..BATCH_HEADER_BYTES]);
+    out.extend_from_slice(&compressed);
+    let length = i32::try_from(out.len() - LENGTH_PREFIX_BYTES)
+        .map_err(|_| Error::InvalidBatch(format!("a batch of {} bytes once compressed with {codec:?}", out.len())))?;
+    out[BATCH_LENGTH..BATCH_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = (view.attributes() & !COMPRESSION_MASK) | codec.attribute_bits();
+    out[ATTRIBUTES..ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[ATTRIBUTES..]);
+    out[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out)
+}
+
 /// One header of a record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::batch::TimestampType;
+use crate::batch::{Compression, TimestampType};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 
@@ -24,6 +24,9 @@ pub struct CleanupPolicy {
 pub struct TopicConfig {
     /// `cleanup.policy`
     pub cleanup_policy: CleanupPolicy,
+    /// `compression.type`: the codec batches are stored with, `None` for `producer` (each batch
+    /// as its producer compressed it).
+    pub compression: Option<Compression>,
     /// `retention.ms`, `None` for -1 (keep forever).
     pub retention_ms: Option<i64>,
     /// `retention.bytes`, `None` for -1 (no size limit).
@@ -69,7 +72,12 @@ struct Key {
 
 const KEYS: &[Key] = &[
     Key { name: "cleanup.policy", default: "delete", doc: "delete, compact, or compact,delete" },
-    Key { name: "compression.type", default: "producer", doc: "only producer: batches are kept as produced" },
+    Key {
+        name: "compression.type",
+        default: "producer",
+        doc: "producer (batches kept as produced), or the codec batches are stored with: uncompressed, gzip, \
+              snappy, lz4, zstd",
+    },
     Key { name: "delete.retention.ms", default: "86400000", doc: "how long tombstones survive compaction" },
     Key { name: "index.interval.bytes", default: "4096", doc: "bytes between offset index entries" },
     Key { name: "max.message.bytes", default: "1048588", doc: "largest record batch accepted" },
@@ -155,14 +163,21 @@ impl TopicConfig {
                 _ => return Err(invalid("cleanup.policy", policy_text, "expected delete, compact or compact,delete")),
             }
         }
-        let compression = get("compression.type");
-        if compression != "producer" {
-            return Err(invalid(
-                "compression.type",
-                compression,
-                "only \"producer\" is supported: Freshet stores batches exactly as produced",
-            ));
-        }
+        let compression = match get("compression.type") {
+            "producer" => None,
+            "uncompressed" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            "snappy" => Some(Compression::Snappy),
+            "lz4" => Some(Compression::Lz4),
+            "zstd" => Some(Compression::Zstd),
+            other => {
+                return Err(invalid(
+                    "compression.type",
+                    other,
+                    "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+                ))
+            }
+        };
         let retention_ms = parse_i64("retention.ms", get("retention.ms"), -1)?;
         let retention_bytes = parse_i64("retention.bytes", get("retention.bytes"), -1)?;
         let segment_bytes = parse_i64("segment.bytes", get("segment.bytes"), 128)?;
@@ -182,6 +197,7 @@ impl TopicConfig {
         }
         Ok(TopicConfig {
             cleanup_policy,
+            compression,
             retention_ms: (retention_ms >= 0).then_some(retention_ms),
             retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
             segment_bytes: segment_bytes as u64,

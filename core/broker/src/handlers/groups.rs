@@ -12,7 +12,7 @@ use kafka_protocol::messages::{
     ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
     OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
-use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::protocol::StrBytes;
 
 use freshet_coord::code;
@@ -23,6 +23,7 @@ use futures::future::BoxFuture;
 
 use crate::dispatch::{name, Handled, Request, Served};
 use crate::errors::error_code;
+use crate::handlers::authorized;
 
 async fn delete_groups(request: DeleteGroupsRequest, served: &Served) -> DeleteGroupsResponse {
     use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -269,8 +270,71 @@ async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFet
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-async fn list_groups(served: &Served) -> ListGroupsResponse {
+/// OffsetDelete: a group's committed offsets for some partitions, refused for the topics its
+/// members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC), and altogether for a group with members
+/// that is not a consumer group (NON_EMPTY_GROUP) or a group that does not exist.
+async fn offset_delete(request: OffsetDeleteRequest, served: &Served) -> OffsetDeleteResponse {
+    use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
+    let group = request.group_id.0.to_string();
+    let members = served.coordinator.subscriptions(&group).await;
+    let known = members.is_some() || served.offsets.groups().contains(&group);
+    let refused = match &members {
+        _ if !known => Some(code::GROUP_ID_NOT_FOUND),
+        Some((false, _)) => Some(code::NON_EMPTY_GROUP),
+        _ => None,
+    };
+    if let Some(error) = refused {
+        return OffsetDeleteResponse::default().with_error_code(error);
+    }
+    let subscribed = members.map(|(_, topics)| topics).unwrap_or_default();
+    let deleted: Vec<TopicPartition> = request
+        .topics
+        .iter()
+        .filter(|t| !subscribed.contains(t.name.0.as_str()))
+        .flat_map(|t| {
+            let topic = t.name.0.to_string();
+            t.partitions.iter().filter_map(move |p| {
+                u32::try_from(p.partition_index).ok().map(|p| TopicPartition::new(topic.clone(), p))
+            })
+        })
+        .collect();
+    let stored = match served.offsets.delete_offsets(&group, &deleted).await {
+        Ok(()) => code::NONE,
+        Err(e) => error_code(&e),
+    };
+    let topics = request
+        .topics
+        .into_iter()
+        .map(|t| {
+            let error = if subscribed.contains(t.name.0.as_str()) { code::GROUP_SUBSCRIBED_TO_TOPIC } else { stored };
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    OffsetDeleteResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(error)
+                })
+                .collect();
+            OffsetDeleteResponseTopic::default().with_name(t.name).with_partitions(partitions)
+        })
+        .collect();
+    OffsetDeleteResponse::default().with_topics(topics)
+}
+
+/// OffsetDelete.
+pub(crate) fn serve_offset_delete(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&offset_delete(request, r.served).await)
+    })
+}
+
+/// ListGroups, with its filters on state (v4+) and type (v5+; every group here is "classic").
+async fn list_groups(request: ListGroupsRequest, served: &Served) -> ListGroupsResponse {
     use kafka_protocol::messages::list_groups_response::ListedGroup;
+    let wanted =
+        |filter: &[StrBytes], value: &str| filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value));
     let mut groups: BTreeMap<String, (String, String)> =
         served.offsets.groups().into_iter().map(|g| (g, ("consumer".to_string(), "Empty".to_string()))).collect();
     for (group, protocol_type, state) in served.coordinator.list().await {
@@ -278,6 +342,7 @@ async fn list_groups(served: &Served) -> ListGroupsResponse {
     }
     let listed = groups
         .into_iter()
+        .filter(|(_, (_, state))| wanted(&request.states_filter, state) && wanted(&request.types_filter, "classic"))
         .map(|(group, (protocol_type, state))| {
             ListedGroup::default()
                 .with_group_id(GroupId(StrBytes::from_string(group)))
@@ -292,8 +357,9 @@ async fn list_groups(served: &Served) -> ListGroupsResponse {
 async fn describe_groups(request: DescribeGroupsRequest, served: &Served) -> DescribeGroupsResponse {
     use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
     let mut described = Vec::with_capacity(request.groups.len());
+    let operations = authorized::when(request.include_authorized_operations, authorized::GROUP);
     for group in request.groups {
-        let out = DescribedGroup::default().with_group_id(group.clone());
+        let out = DescribedGroup::default().with_group_id(group.clone()).with_authorized_operations(operations);
         described.push(match served.coordinator.describe(&group.0).await {
             Some(d) => out
                 .with_group_state(StrBytes::from_static_str(d.state.name()))
@@ -404,8 +470,8 @@ pub(crate) fn serve_offset_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 /// ListGroups.
 pub(crate) fn serve_list_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
-        let _: ListGroupsRequest = r.decode()?;
-        r.respond(&list_groups(r.served).await)
+        let request: ListGroupsRequest = r.decode()?;
+        r.respond(&list_groups(request, r.served).await)
     })
 }
 

@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::{
-    create_topics_response::CreatableTopicResult, delete_topics_response::DeletableTopicResult,
-    metadata_response::MetadataResponseBroker, metadata_response::MetadataResponsePartition,
-    metadata_response::MetadataResponseTopic, BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest,
-    DeleteTopicsResponse, MetadataRequest, MetadataResponse, TopicName,
+    create_topics_request::CreatableTopic, create_topics_response::CreatableTopicResult,
+    delete_topics_response::DeletableTopicResult, metadata_response::MetadataResponseBroker,
+    metadata_response::MetadataResponsePartition, metadata_response::MetadataResponseTopic, BrokerId,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse, MetadataRequest,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
@@ -23,6 +24,7 @@ use futures::future::BoxFuture;
 
 use crate::dispatch::{name, Handled, Request, Served};
 use crate::errors::error_code;
+use crate::handlers::authorized;
 
 /// A topic's id as the protocol carries it (the log keeps it as 32 hex digits).
 pub(crate) fn topic_uuid(id: &str) -> Uuid {
@@ -52,6 +54,7 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
             })
             .collect(),
     };
+    let topic_operations = authorized::when(request.include_topic_authorized_operations, authorized::TOPIC);
     let mut topics = Vec::with_capacity(names.len());
     for id in unknown_ids {
         topics.push(MetadataResponseTopic::default().with_topic_id(id).with_error_code(code::UNKNOWN_TOPIC_ID));
@@ -75,6 +78,7 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
                 .with_name(Some(name(&topic)))
                 .with_topic_id(topic_uuid(&d.id))
                 .with_is_internal(d.internal)
+                .with_topic_authorized_operations(topic_operations)
                 .with_partitions(
                     (0..d.n_partitions as i32)
                         .map(|p| {
@@ -99,6 +103,10 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
         .with_cluster_id(Some(StrBytes::from_static_str("freshet")))
         .with_controller_id(BrokerId(0))
         .with_topics(topics)
+        .with_cluster_authorized_operations(authorized::when(
+            request.include_cluster_authorized_operations,
+            authorized::CLUSTER,
+        ))
 }
 
 async fn create_partitions(request: CreatePartitionsRequest, served: &Served) -> CreatePartitionsResponse {
@@ -177,13 +185,21 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateT
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let topic_name = topic.name.0.to_string();
-        let n = if topic.num_partitions == -1 { served.config.default_partitions as i32 } else { topic.num_partitions };
+        let n = if !topic.assignments.is_empty() {
+            topic.assignments.len() as i32
+        } else if topic.num_partitions == -1 {
+            served.config.default_partitions as i32
+        } else {
+            topic.num_partitions
+        };
         let configs: BTreeMap<String, String> = topic
             .configs
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
-        let outcome: std::result::Result<(), (i16, String)> = if n < 1 {
+        let outcome: std::result::Result<(), (i16, String)> = if let Err(refused) = check_replicas(&topic) {
+            Err(refused)
+        } else if n < 1 {
             Err((code::INVALID_PARTITIONS, format!("{n} partitions: a topic needs at least one")))
         } else if let Err(e) = freshet_log::validate_topic_name(&topic_name) {
             Err((error_code(&e), e.to_string()))
@@ -209,6 +225,60 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateT
         results.push(result);
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// The replication a CreateTopics asks for, checked as Kafka checks it against the brokers there
+/// are (this one, id 0): a replication factor of at most 1 (-1: the default), or an explicit
+/// assignment (then no partition count or factor) of partitions 0..n, each to broker 0 once.
+fn check_replicas(topic: &CreatableTopic) -> std::result::Result<(), (i16, String)> {
+    if topic.assignments.is_empty() {
+        return match topic.replication_factor {
+            -1 | 1 => Ok(()),
+            f if f < 1 => {
+                Err((code::INVALID_REPLICATION_FACTOR, format!("replication factor {f}: must be at least 1")))
+            }
+            f => Err((
+                code::INVALID_REPLICATION_FACTOR,
+                format!("replication factor {f} is larger than the 1 broker available"),
+            )),
+        };
+    }
+    if topic.num_partitions != -1 || topic.replication_factor != -1 {
+        return Err((
+            code::INVALID_REQUEST,
+            "both a partition count or replication factor and a replica assignment were given".to_string(),
+        ));
+    }
+    let mut indexes: Vec<i32> = topic.assignments.iter().map(|a| a.partition_index).collect();
+    indexes.sort_unstable();
+    if indexes.iter().enumerate().any(|(i, p)| *p != i as i32) {
+        return Err((
+            code::INVALID_REPLICA_ASSIGNMENT,
+            format!("partition indexes {indexes:?}: they must be 0 to {} with no gap", indexes.len() - 1),
+        ));
+    }
+    for a in &topic.assignments {
+        match a.broker_ids.as_slice() {
+            [BrokerId(0)] => {}
+            [] => {
+                let message = format!("partition {} is assigned to no broker", a.partition_index);
+                return Err((code::INVALID_REPLICA_ASSIGNMENT, message));
+            }
+            ids if ids.iter().any(|b| b.0 != 0) => {
+                let message = format!(
+                    "partition {} is assigned to brokers {:?}; only broker 0 exists",
+                    a.partition_index,
+                    ids.iter().map(|b| b.0).collect::<Vec<_>>()
+                );
+                return Err((code::INVALID_REPLICA_ASSIGNMENT, message));
+            }
+            _ => {
+                let message = format!("partition {} lists broker 0 more than once", a.partition_index);
+                return Err((code::INVALID_REPLICA_ASSIGNMENT, message));
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Served) -> DeleteTopicsResponse {
@@ -285,7 +355,7 @@ pub(crate) fn serve_delete_records(mut r: Request<'_>) -> BoxFuture<'_, Handled>
 /// DescribeCluster: this broker, which is also the controller.
 pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
-        let _: DescribeClusterRequest = r.decode()?;
+        let request: DescribeClusterRequest = r.decode()?;
         let broker = kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker::default()
             .with_broker_id(BrokerId(0))
             .with_host(StrBytes::from_string(r.served.host.clone()))
@@ -293,7 +363,11 @@ pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handle
         let response = DescribeClusterResponse::default()
             .with_cluster_id(StrBytes::from_static_str("freshet"))
             .with_controller_id(BrokerId(0))
-            .with_brokers(vec![broker]);
+            .with_brokers(vec![broker])
+            .with_cluster_authorized_operations(authorized::when(
+                request.include_cluster_authorized_operations,
+                authorized::CLUSTER,
+            ));
         r.respond(&response)
     })
 }

@@ -147,6 +147,12 @@ async fn metadata(c: &mut Client) {
         let t = &r.topics[0];
         assert_eq!((t.error_code, t.partitions.len()), (code::NONE, 2), "Metadata v{v}");
         assert_eq!(t.topic_id.is_nil(), v < 10, "Metadata v{v}: topic ids from v10");
+        if v >= 8 {
+            use crate::handlers::authorized;
+            assert_eq!(t.topic_authorized_operations, authorized::TOPIC, "Metadata v{v}");
+            let cluster = if v <= 10 { authorized::CLUSTER } else { authorized::NOT_ASKED };
+            assert_eq!(r.cluster_authorized_operations, cluster, "Metadata v{v}");
+        }
         // Auto-creation is on by default (v4+ may ask for it; before, it is always allowed).
         assert_eq!(r.topics[1].error_code, code::NONE, "Metadata v{v}: auto-created");
         if v >= 10 {
@@ -282,6 +288,36 @@ async fn topics(c: &mut Client) {
         assert_eq!(r.topics[0].error_code, code::NONE, "CreateTopics v{v}: {:?}", r.topics[0]);
         assert_eq!(r.topics[0].topic_id.is_nil(), v < 7, "CreateTopics v{v}: the topic id from v7");
         assert_eq!(r.topics[1].error_code, code::TOPIC_ALREADY_EXISTS, "CreateTopics v{v}");
+
+        // Replicas: an explicit assignment makes one partition per entry; a replication factor
+        // or an assignment beyond the one broker is refused, as Kafka refuses it.
+        let assigned = |p: i32, brokers: Vec<i32>| {
+            create_topics_request::CreatableReplicaAssignment::default()
+                .with_partition_index(p)
+                .with_broker_ids(brokers.into_iter().map(BrokerId).collect())
+        };
+        let creatable = |name: &str, partitions: i32, factor: i16, assignments| {
+            create_topics_request::CreatableTopic::default()
+                .with_name(topic(&format!("{name}-{v}")))
+                .with_num_partitions(partitions)
+                .with_replication_factor(factor)
+                .with_assignments(assignments)
+        };
+        let req = CreateTopicsRequest::default().with_timeout_ms(5_000).with_topics(vec![
+            creatable("assigned", -1, -1, vec![assigned(1, vec![0]), assigned(0, vec![0])]),
+            creatable("both", 2, -1, vec![assigned(0, vec![0])]),
+            creatable("elsewhere", -1, -1, vec![assigned(0, vec![1])]),
+            creatable("gap", -1, -1, vec![assigned(0, vec![0]), assigned(2, vec![0])]),
+            creatable("twice", -1, -1, vec![assigned(0, vec![0, 0])]),
+            creatable("replicated", 1, 3, Vec::new()),
+        ]);
+        let r: CreateTopicsResponse = c.call(ApiKey::CreateTopics, v, &req).await;
+        let codes: Vec<i16> = r.topics.iter().map(|t| t.error_code).collect();
+        use code::{INVALID_REPLICATION_FACTOR, INVALID_REPLICA_ASSIGNMENT as ASSIGNMENT, INVALID_REQUEST};
+        let expected = [code::NONE, INVALID_REQUEST, ASSIGNMENT, ASSIGNMENT, ASSIGNMENT, INVALID_REPLICATION_FACTOR];
+        assert_eq!(codes, expected, "CreateTopics v{v}: {r:?}");
+        let described = c.served.log.describe_topic(&format!("assigned-{v}")).unwrap();
+        assert_eq!(described.n_partitions, 2, "CreateTopics v{v}");
     }
     for v in versions(ApiKey::CreatePartitions) {
         let req = CreatePartitionsRequest::default().with_timeout_ms(5_000).with_topics(vec![
@@ -317,6 +353,7 @@ async fn topics(c: &mut Client) {
         }
         let r: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, v, &req).await;
         assert_eq!((r.error_code, r.brokers.len()), (code::NONE, 1), "DescribeCluster v{v}");
+        assert_eq!(r.cluster_authorized_operations, crate::handlers::authorized::CLUSTER, "DescribeCluster v{v}");
     }
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("created-{}", clamp(ApiKey::CreateTopics, v));
@@ -452,6 +489,7 @@ async fn groups(c: &mut Client) {
             ApiKey::ListGroups,
             ApiKey::DescribeGroups,
             ApiKey::DeleteGroups,
+            ApiKey::OffsetDelete,
         ])
         .map(|k| *versions(*k).end())
         .max()
@@ -551,8 +589,21 @@ async fn groups(c: &mut Client) {
         if v >= 4 {
             req = req.with_states_filter(vec![s("Stable")]);
         }
+        if v >= 5 {
+            req = req.with_types_filter(vec![s("classic")]);
+        }
         let r: ListGroupsResponse = c.call(ApiKey::ListGroups, v, &req).await;
         assert!(r.groups.iter().any(|x| x.group_id.0.as_str() == g), "ListGroups v{v}");
+        if v >= 4 {
+            let req = ListGroupsRequest::default().with_states_filter(vec![s("Empty")]);
+            let r: ListGroupsResponse = c.call(ApiKey::ListGroups, v, &req).await;
+            assert!(!r.groups.iter().any(|x| x.group_id.0.as_str() == g), "ListGroups v{v}: only empty groups");
+        }
+        if v >= 5 {
+            let req = ListGroupsRequest::default().with_types_filter(vec![s("consumer")]);
+            let r: ListGroupsResponse = c.call(ApiKey::ListGroups, v, &req).await;
+            assert!(r.groups.is_empty(), "ListGroups v{v}: no group of the new consumer protocol");
+        }
 
         let v = clamp(ApiKey::DescribeGroups, i);
         let mut req = DescribeGroupsRequest::default().with_groups(vec![group(&g), group("nobody")]);
@@ -562,6 +613,26 @@ async fn groups(c: &mut Client) {
         let r: DescribeGroupsResponse = c.call(ApiKey::DescribeGroups, v, &req).await;
         assert_eq!(r.groups[0].members.len(), 1, "DescribeGroups v{v}");
         assert_eq!(r.groups[0].group_state.as_str(), "Stable", "DescribeGroups v{v}");
+        if v >= 3 {
+            assert_eq!(r.groups[0].authorized_operations, crate::handlers::authorized::GROUP, "DescribeGroups v{v}");
+        }
+
+        // OffsetDelete: refused for the topic the member subscribes to; done once it has left.
+        let offset_delete = |name: &str| {
+            let partitions =
+                vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)];
+            OffsetDeleteRequest::default().with_group_id(group(name)).with_topics(vec![
+                offset_delete_request::OffsetDeleteRequestTopic::default()
+                    .with_name(topic("t"))
+                    .with_partitions(partitions),
+            ])
+        };
+        let v = clamp(ApiKey::OffsetDelete, i);
+        let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, v, &offset_delete(&g)).await;
+        let codes = (r.error_code, r.topics[0].partitions[0].error_code);
+        assert_eq!(codes, (code::NONE, code::GROUP_SUBSCRIBED_TO_TOPIC), "OffsetDelete v{v}");
+        let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, v, &offset_delete("nobody")).await;
+        assert_eq!(r.error_code, code::GROUP_ID_NOT_FOUND, "OffsetDelete v{v}");
 
         let v = clamp(ApiKey::LeaveGroup, i);
         let mut req = LeaveGroupRequest::default().with_group_id(group(&g));
@@ -576,6 +647,18 @@ async fn groups(c: &mut Client) {
         }
         let r: LeaveGroupResponse = c.call(ApiKey::LeaveGroup, v, &req).await;
         assert_eq!(r.error_code, code::NONE, "LeaveGroup v{v}");
+
+        let v = clamp(ApiKey::OffsetDelete, i);
+        let r: OffsetDeleteResponse = c.call(ApiKey::OffsetDelete, v, &offset_delete(&g)).await;
+        assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0), "OffsetDelete v{v}");
+        let req = OffsetFetchRequest::default().with_group_id(group(&g)).with_topics(Some(vec![
+            offset_fetch_request::OffsetFetchRequestTopic::default()
+                .with_name(topic("t"))
+                .with_partition_indexes(vec![0, 1]),
+        ]));
+        let r: OffsetFetchResponse = c.call(ApiKey::OffsetFetch, 6, &req).await;
+        let got: Vec<i64> = r.topics[0].partitions.iter().map(|p| p.committed_offset).collect();
+        assert_eq!(got, [-1, 3], "OffsetDelete v{v}: partition 0's offset is gone");
 
         let v = clamp(ApiKey::DeleteGroups, i);
         let req = DeleteGroupsRequest::default().with_groups_names(vec![group(&g), group("nobody")]);

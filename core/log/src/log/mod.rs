@@ -647,8 +647,7 @@ impl Log {
     /// appends polled in order land in that order, however many are in flight.
     pub async fn append(&self, topic: &str, partition: u32, batch: impl Into<BytesMut>) -> Result<AppendInfo> {
         let partition = self.partition(topic, partition)?;
-        let batch = batch.into();
-        partition.validate(&batch)?;
+        let batch = partition.prepare(batch.into())?;
         let permits = (batch.len().min(self.shared.config.append_queue_bytes) as u32).max(1);
         let permit = self.shared.append_budget.clone().acquire_many_owned(permits).await.map_err(|_| Error::Closed)?;
         let (reply, response) = oneshot::channel();

@@ -314,3 +314,53 @@ async fn a_partition_directory_left_by_an_interrupted_grow_is_replaced() {
     assert_eq!(log.append("t", 1, values_batch("v", 1, 1)).await.unwrap().base_offset, 0);
     assert_eq!(read_all(&log, "t", 1).await.len(), 1);
 }
+
+/// A topic whose `compression.type` names a codec stores every batch with it, as Kafka's broker
+/// does: the same records, offsets and producer fields, compressed anew; `producer` keeps each
+/// batch as it came; an unknown codec is refused, naming the choices.
+#[tokio::test]
+async fn a_topic_compression_type_recompresses_batches_on_append() {
+    use freshet_log::batch::{BatchBuilder, Compression};
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("z", 1, configs(&[("compression.type", "zstd")])).await.unwrap();
+    log.create_topic("plain", 1, configs(&[("compression.type", "uncompressed")])).await.unwrap();
+    log.create_topic("as-produced", 1, Default::default()).await.unwrap();
+    let produced = |codec: Compression, seq: i32| {
+        let mut b = BatchBuilder::default().producer(7, 0, seq);
+        for i in 0..20 {
+            b.push(
+                Some(format!("k{i}").as_bytes()),
+                Some(format!("value {i} {}", "x".repeat(50)).as_bytes()),
+                &[],
+                1_000 + i,
+            );
+        }
+        bytes::BytesMut::from(&b.finish_compressed(codec).unwrap()[..])
+    };
+    for (topic, sent, stored) in [
+        ("z", Compression::Gzip, Compression::Zstd),
+        ("z", Compression::None, Compression::Zstd),
+        ("plain", Compression::Lz4, Compression::None),
+        ("as-produced", Compression::Snappy, Compression::Snappy),
+    ] {
+        let end = log.partition(topic, 0).unwrap().offsets().2;
+        let seq = end as i32;
+        let info = log.append(topic, 0, produced(sent, seq)).await.unwrap();
+        assert_eq!((info.base_offset, info.last_offset), (end, end + 19), "{topic}");
+        let fetched = log.read(topic, 0, end, 1 << 20).await.unwrap();
+        let batch = Batches::new(&fetched.batches).next().unwrap().unwrap();
+        batch.check_crc().unwrap();
+        assert_eq!(batch.compression().unwrap(), stored, "{topic}: sent {sent:?}");
+        assert_eq!((batch.producer_id(), batch.base_sequence(), batch.record_count()), (7, seq, 20), "{topic}");
+        let mut values = Vec::new();
+        batch.for_each_record(|r| Ok(values.push(String::from_utf8_lossy(r.value.unwrap()).into_owned()))).unwrap();
+        assert_eq!(values[19], format!("value 19 {}", "x".repeat(50)), "{topic}");
+    }
+    // A retry of a recompressed idempotent batch is still recognized as one.
+    let retried = log.append("z", 0, produced(Compression::Gzip, 0)).await.unwrap();
+    assert_eq!(retried.base_offset, 0);
+    let err = log.create_topic("bad", 1, configs(&[("compression.type", "brotli")])).await.unwrap_err();
+    assert!(err.to_string().contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{err}");
+    log.close().await.unwrap();
+}

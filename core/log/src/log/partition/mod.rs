@@ -601,12 +601,28 @@ impl Partition {
         wrote
     }
 
-    /// Checks a batch before it is queued for append: size, framing, CRC, counts and, on compacted
-    /// topics, keys. Pure CPU work, done by the caller so that validation of one batch overlaps
-    /// the write of the previous ones.
-    pub(crate) fn validate(&self, batch: &[u8]) -> Result<()> {
+    /// Checks a batch before it is queued for append (size, framing, CRC, counts and, on
+    /// compacted topics, keys) and, when the topic's `compression.type` names a codec other than the
+    /// batch's, compresses it anew with that codec, as Kafka's broker does (control batches stay
+    /// as they are); the batch as stored must fit `max.message.bytes` too. Pure CPU work, done
+    /// by the caller so that the preparation of one batch overlaps the write of the previous ones.
+    pub(crate) fn prepare(&self, batch: BytesMut) -> Result<BytesMut> {
         let config = self.config();
-        self.validate_with(batch, &config)
+        self.validate_with(&batch, &config)?;
+        let Some(codec) = config.compression else { return Ok(batch) };
+        let view = BatchView::parse(&batch)?;
+        if view.is_control() || view.compression()? == codec {
+            return Ok(batch);
+        }
+        let recompressed = batch::recompress(&view, codec)?;
+        if recompressed.len() > config.max_message_bytes {
+            return Err(Error::BatchTooLarge {
+                topic: self.topic.clone(),
+                size: recompressed.len(),
+                max: config.max_message_bytes,
+            });
+        }
+        Ok(recompressed)
     }
 
     fn validate_with(&self, batch: &[u8], config: &TopicConfig) -> Result<()> {

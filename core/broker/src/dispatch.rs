@@ -23,7 +23,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::fallback::ErrorForm;
-use crate::handlers::{configs, fetch, groups, produce, topics, txn};
+use crate::handlers::{acls, configs, fetch, groups, produce, topics, txn};
 use crate::server::BrokerConfig;
 
 /// What handling a request gives: the response frame (`None`: none is sent, as for acks=0), or
@@ -68,6 +68,9 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::DeleteGroups, 0, 2, groups::serve_delete_groups),
     api(ApiKey::OffsetDelete, 0, 0, groups::serve_offset_delete),
     api(ApiKey::DescribeConfigs, 1, 4, configs::serve_describe),
+    api(ApiKey::CreateAcls, 1, 3, acls::serve_create),
+    api(ApiKey::DescribeAcls, 1, 3, acls::serve_describe),
+    api(ApiKey::DeleteAcls, 1, 3, acls::serve_delete),
     api(ApiKey::AlterConfigs, 0, 2, configs::serve_alter),
     api(ApiKey::IncrementalAlterConfigs, 0, 1, configs::serve_incremental_alter),
     api(ApiKey::CreatePartitions, 0, 3, topics::serve_create_partitions),

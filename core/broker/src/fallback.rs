@@ -36,7 +36,24 @@ top_level_error!(
     AddOffsetsToTxnResponse,
     EndTxnResponse,
     OffsetDeleteResponse,
+    DescribeAclsResponse,
 );
+
+impl ErrorForm for CreateAclsResponse {
+    fn error_form(&self, code: i16, _version: i16) -> Self {
+        use create_acls_response::AclCreationResult;
+        let results = self.results.iter().map(|_| AclCreationResult::default().with_error_code(code));
+        CreateAclsResponse::default().with_results(results.collect())
+    }
+}
+
+impl ErrorForm for DeleteAclsResponse {
+    fn error_form(&self, code: i16, _version: i16) -> Self {
+        use delete_acls_response::DeleteAclsFilterResult;
+        let results = self.filter_results.iter().map(|_| DeleteAclsFilterResult::default().with_error_code(code));
+        DeleteAclsResponse::default().with_filter_results(results.collect())
+    }
+}
 
 impl ErrorForm for FindCoordinatorResponse {
     fn error_form(&self, code: i16, version: i16) -> Self {

@@ -35,6 +35,8 @@ pub const UNSUPPORTED_VERSION: i16 = 35;
 pub const TOPIC_ALREADY_EXISTS: i16 = 36;
 /// A partition count that is not allowed.
 pub const INVALID_PARTITIONS: i16 = 37;
+/// The request needs security features (an authorizer, SASL) that are not configured.
+pub const SECURITY_DISABLED: i16 = 54;
 /// A replication factor that is not allowed (more than the brokers there are, say).
 pub const INVALID_REPLICATION_FACTOR: i16 = 38;
 /// A replica assignment that is not allowed (an unknown broker, a gap in partition indexes).

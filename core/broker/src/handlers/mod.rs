@@ -2,6 +2,7 @@
 //! a [`Request`](crate::dispatch::Request), runs it against the log and the coordinators, and
 //! encodes the response; `dispatch::APIS` names them.
 
+pub(crate) mod acls;
 pub(crate) mod configs;
 pub(crate) mod fetch;
 pub(crate) mod groups;

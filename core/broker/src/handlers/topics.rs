@@ -206,7 +206,7 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateT
         } else if served.log.describe_topic(&topic_name).is_ok() {
             Err((code::TOPIC_ALREADY_EXISTS, format!("topic {topic_name} already exists")))
         } else if request.validate_only {
-            Ok(())
+            freshet_log::config::TopicConfig::validate(&configs).map_err(|e| (error_code(&e), e.to_string()))
         } else {
             served.log.create_topic(&topic_name, n as u32, configs).await.map_err(|e| (error_code(&e), e.to_string()))
         };

@@ -106,6 +106,7 @@ async fn every_version_of_every_api_served_answers_a_realistic_request() {
     configs(&mut c).await;
     groups(&mut c).await;
     transactions(&mut c).await;
+    acls(&mut c).await;
 
     let missing: Vec<String> = APIS
         .iter()
@@ -117,6 +118,40 @@ async fn every_version_of_every_api_served_answers_a_realistic_request() {
         .collect();
     assert!(missing.is_empty(), "versions advertised but not tried: {missing:?}");
     log.close().await.unwrap();
+}
+
+/// No authorizer: every ACL request is answered SECURITY_DISABLED, as Kafka answers without one.
+async fn acls(c: &mut Client) {
+    for v in versions(ApiKey::CreateAcls) {
+        let creation = create_acls_request::AclCreation::default()
+            .with_resource_type(2)
+            .with_resource_name(s("t"))
+            .with_resource_pattern_type(3)
+            .with_principal(s("User:alice"))
+            .with_host(s("*"))
+            .with_operation(3)
+            .with_permission_type(3);
+        let req = CreateAclsRequest::default().with_creations(vec![creation.clone(), creation]);
+        let r: CreateAclsResponse = c.call(ApiKey::CreateAcls, v, &req).await;
+        let codes: Vec<i16> = r.results.iter().map(|x| x.error_code).collect();
+        assert_eq!(codes, [code::SECURITY_DISABLED; 2], "CreateAcls v{v}");
+    }
+    for v in versions(ApiKey::DescribeAcls) {
+        let req = DescribeAclsRequest::default().with_resource_type_filter(1).with_pattern_type_filter(1);
+        let r: DescribeAclsResponse =
+            c.call(ApiKey::DescribeAcls, v, &req.with_operation(1).with_permission_type(1)).await;
+        assert_eq!(r.error_code, code::SECURITY_DISABLED, "DescribeAcls v{v}");
+    }
+    for v in versions(ApiKey::DeleteAcls) {
+        let filter = delete_acls_request::DeleteAclsFilter::default()
+            .with_resource_type_filter(1)
+            .with_pattern_type_filter(1)
+            .with_operation(1)
+            .with_permission_type(1);
+        let r: DeleteAclsResponse =
+            c.call(ApiKey::DeleteAcls, v, &DeleteAclsRequest::default().with_filters(vec![filter])).await;
+        assert_eq!(r.filter_results[0].error_code, code::SECURITY_DISABLED, "DeleteAcls v{v}");
+    }
 }
 
 async fn api_versions(c: &mut Client) {

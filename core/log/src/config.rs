@@ -27,6 +27,13 @@ pub struct TopicConfig {
     /// `compression.type`: the codec batches are stored with, `None` for `producer` (each batch
     /// as its producer compressed it).
     pub compression: Option<Compression>,
+    /// `flush.messages`: a partition is fsynced once this many records are written and not yet
+    /// synced; `Some(1)` makes every append wait for its fsync, whatever the log's durability.
+    /// `None` for the default (never on this account).
+    pub flush_messages: Option<u64>,
+    /// `flush.ms`: a partition is fsynced once a written record has waited this long for it;
+    /// `None` for the default (never on this account).
+    pub flush_ms: Option<u64>,
     /// `retention.ms`, `None` for -1 (keep forever).
     pub retention_ms: Option<i64>,
     /// `retention.bytes`, `None` for -1 (no size limit).
@@ -79,6 +86,16 @@ const KEYS: &[Key] = &[
               snappy, lz4, zstd",
     },
     Key { name: "delete.retention.ms", default: "86400000", doc: "how long tombstones survive compaction" },
+    Key {
+        name: "flush.messages",
+        default: "9223372036854775807",
+        doc: "records written before a partition is fsynced; 1 acknowledges each append after its fsync",
+    },
+    Key {
+        name: "flush.ms",
+        default: "9223372036854775807",
+        doc: "milliseconds a written record may wait for its partition's fsync",
+    },
     Key { name: "index.interval.bytes", default: "4096", doc: "bytes between offset index entries" },
     Key { name: "max.message.bytes", default: "1048588", doc: "largest record batch accepted" },
     Key { name: "message.timestamp.type", default: "CreateTime", doc: "CreateTime or LogAppendTime" },
@@ -195,9 +212,13 @@ impl TopicConfig {
         if !(0.0..=1.0).contains(&min_cleanable_dirty_ratio) {
             return Err(invalid("min.cleanable.dirty.ratio", ratio_text, "must be between 0 and 1"));
         }
+        let flush_messages = parse_i64("flush.messages", get("flush.messages"), 1)?;
+        let flush_ms = parse_i64("flush.ms", get("flush.ms"), 0)?;
         Ok(TopicConfig {
             cleanup_policy,
             compression,
+            flush_messages: (flush_messages < i64::MAX).then_some(flush_messages as u64),
+            flush_ms: (flush_ms < i64::MAX).then_some(flush_ms as u64),
             retention_ms: (retention_ms >= 0).then_some(retention_ms),
             retention_bytes: (retention_bytes >= 0).then_some(retention_bytes as u64),
             segment_bytes: segment_bytes as u64,

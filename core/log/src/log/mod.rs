@@ -839,27 +839,40 @@ fn all_partitions(shared: &Shared) -> Vec<Arc<Partition>> {
     topics.values().flat_map(|t| t.partitions.read().expect("partitions lock").clone()).collect()
 }
 
-/// After a drain wrote something: queue a flush when durability needs one, and wake readers.
+/// After a drain wrote something: queue a flush when durability (the log's, or the topic's
+/// `flush.messages`) needs one, and wake readers.
 fn after_write(shared: &Shared, partition: &Arc<Partition>) {
-    let needs = match shared.config.durability {
+    let durability = partition.durability();
+    let needs = match durability {
         Durability::Fsync => true,
-        Durability::Interval { .. } | Durability::OsCache => partition.has_pending_seal(),
+        Durability::Interval { .. } | Durability::OsCache => partition.has_pending_seal() || partition.flush_due(),
     };
     if needs && !partition.flush_queued.swap(true, Ordering::AcqRel) {
         shared.flush.queue.lock().expect("flush queue").push_back(partition.clone());
         shared.flush.ready.notify_one();
     }
-    if shared.config.durability != Durability::Fsync {
+    if durability != Durability::Fsync {
         shared.data_arrived.send_modify(|n| *n += 1);
     }
 }
+
+/// How often, without fsync acknowledgements, the flusher looks for partitions whose topic's
+/// `flush.ms` has passed.
+const FLUSH_CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
 fn flusher(shared: &Arc<Shared>) {
     let interval = match shared.config.durability {
         Durability::Interval { flush_interval_ms } => Some(Duration::from_millis(flush_interval_ms.max(1))),
         _ => None,
     };
+    // With fsync acknowledgements every append is synced; otherwise the flusher also wakes to
+    // check topics' `flush.ms`.
+    let tick = match shared.config.durability {
+        Durability::Fsync => None,
+        _ => Some(interval.map_or(FLUSH_CHECK_INTERVAL, |i| i.min(FLUSH_CHECK_INTERVAL))),
+    };
     let mut last_periodic = std::time::Instant::now();
+    let mut last_tick = std::time::Instant::now();
     loop {
         let next = {
             let mut queue = shared.flush.queue.lock().expect("flush queue");
@@ -870,11 +883,11 @@ fn flusher(shared: &Arc<Shared>) {
                 if shared.shutdown.load(Ordering::SeqCst) {
                     return;
                 }
-                if let Some(interval) = interval {
-                    if last_periodic.elapsed() >= interval {
+                if let Some(tick) = tick {
+                    if last_tick.elapsed() >= tick {
                         break None;
                     }
-                    queue = shared.flush.ready.wait_timeout(queue, interval).expect("flush queue").0;
+                    queue = shared.flush.ready.wait_timeout(queue, tick).expect("flush queue").0;
                 } else {
                     queue = shared.flush.ready.wait(queue).expect("flush queue");
                 }
@@ -893,7 +906,7 @@ fn flusher(shared: &Arc<Shared>) {
                         partition.fail(error.to_string());
                         break;
                     }
-                    if shared.config.durability == Durability::Fsync {
+                    if partition.durability() == Durability::Fsync {
                         shared.data_arrived.send_modify(|n| *n += 1);
                     }
                     if !partition.flush_queued.load(Ordering::Acquire) {
@@ -909,9 +922,13 @@ fn flusher(shared: &Arc<Shared>) {
                 }
             }
             None => {
-                last_periodic = std::time::Instant::now();
+                last_tick = std::time::Instant::now();
+                let periodic = interval.is_some_and(|i| last_periodic.elapsed() >= i);
+                if periodic {
+                    last_periodic = last_tick;
+                }
                 for partition in all_partitions(shared) {
-                    if partition.needs_flush() {
+                    if (periodic && partition.needs_flush()) || partition.flush_due() {
                         if let Err(error) = partition.flush() {
                             tracing::error!(partition = ?partition, %error, "flush failed");
                             partition.fail(error.to_string());

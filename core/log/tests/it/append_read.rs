@@ -354,7 +354,12 @@ async fn a_topic_compression_type_recompresses_batches_on_append() {
         assert_eq!(batch.compression().unwrap(), stored, "{topic}: sent {sent:?}");
         assert_eq!((batch.producer_id(), batch.base_sequence(), batch.record_count()), (7, seq, 20), "{topic}");
         let mut values = Vec::new();
-        batch.for_each_record(|r| Ok(values.push(String::from_utf8_lossy(r.value.unwrap()).into_owned()))).unwrap();
+        batch
+            .for_each_record(|r| {
+                values.push(String::from_utf8_lossy(r.value.unwrap()).into_owned());
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(values[19], format!("value 19 {}", "x".repeat(50)), "{topic}");
     }
     // A retry of a recompressed idempotent batch is still recognized as one.
@@ -362,5 +367,43 @@ async fn a_topic_compression_type_recompresses_batches_on_append() {
     assert_eq!(retried.base_offset, 0);
     let err = log.create_topic("bad", 1, configs(&[("compression.type", "brotli")])).await.unwrap_err();
     assert!(err.to_string().contains("producer, uncompressed, gzip, snappy, lz4 or zstd"), "{err}");
+    log.close().await.unwrap();
+}
+
+/// A topic's `flush.messages` and `flush.ms` fsync its partitions on a log that does not
+/// acknowledge after fsync: `flush.messages=1` acknowledges each append only once it is synced
+/// (and readers see it then), `flush.messages=N` syncs once N records wait, `flush.ms` once a
+/// record has waited that long. Topics without them keep the log's durability.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_flush_settings_fsync_on_a_page_cache_log() {
+    use freshet_log::config::Durability;
+    let dir = tempfile::tempdir().unwrap();
+    let log = freshet_log::Log::open(dir.path(), support::config(Durability::OsCache)).await.unwrap();
+    log.create_topic("every", 1, configs(&[("flush.messages", "1")])).await.unwrap();
+    log.create_topic("tens", 1, configs(&[("flush.messages", "10")])).await.unwrap();
+    log.create_topic("timed", 1, configs(&[("flush.ms", "200")])).await.unwrap();
+    log.create_topic("cached", 1, Default::default()).await.unwrap();
+    let durable = |topic: &str| log.partition(topic, 0).unwrap().durable_offset();
+    for i in 0..3 {
+        let info = log.append("every", 0, values_batch("e", 2, 1_000)).await.unwrap();
+        assert_eq!(info.last_offset, 2 * i + 1);
+        assert_eq!(durable("every"), 2 * i + 2, "acknowledged after its fsync");
+        assert_eq!(log.partition("every", 0).unwrap().offsets().1, 2 * i + 2, "readers see it once synced");
+    }
+    log.append("tens", 0, values_batch("t", 4, 1_000)).await.unwrap();
+    log.append("timed", 0, values_batch("m", 1, 1_000)).await.unwrap();
+    log.append("cached", 0, values_batch("c", 20, 1_000)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!((durable("tens"), durable("timed"), durable("cached")), (0, 0, 0), "nothing calls for a sync yet");
+    log.append("tens", 0, values_batch("t", 6, 1_000)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while (durable("tens"), durable("timed")) != (10, 1) {
+        assert!(tokio::time::Instant::now() < deadline, "tens {} timed {}", durable("tens"), durable("timed"));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(durable("cached"), 0, "the log's own durability: synced when segments roll or it closes");
+    // A bad value is refused, naming the key.
+    let err = log.create_topic("bad", 1, configs(&[("flush.messages", "0")])).await.unwrap_err();
+    assert!(err.to_string().contains("flush.messages"), "{err}");
     log.close().await.unwrap();
 }

@@ -212,6 +212,8 @@ pub(crate) struct State {
     /// Producer snapshots taken when segments rolled, written by the next flush (after the
     /// segments below them are synced): `(offset, file contents)`.
     pending_snapshots: Vec<(i64, Vec<u8>)>,
+    /// When the first record written since the last flush began was written (`flush.ms`).
+    unflushed_since: Option<std::time::Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +358,7 @@ impl Partition {
             failed: None,
             producers: ProducerState::default(),
             pending_snapshots: Vec::new(),
+            unflushed_since: None,
             segments,
         };
         Arc::new(Partition {
@@ -425,8 +428,28 @@ impl Partition {
     pub(crate) fn watch_durable(&self) -> watch::Receiver<Durable> {
         self.durable_tx.subscribe()
     }
+    /// When an append to this partition is acknowledged: the log's durability, or after its fsync
+    /// when the topic says `flush.messages=1`.
     pub(crate) fn durability(&self) -> Durability {
-        self.durability
+        if self.config().flush_messages == Some(1) {
+            Durability::Fsync
+        } else {
+            self.durability
+        }
+    }
+
+    /// Whether the topic's `flush.messages` or `flush.ms` calls for an fsync now.
+    pub(crate) fn flush_due(&self) -> bool {
+        let config = self.config();
+        if config.flush_messages.is_none() && config.flush_ms.is_none() {
+            return false;
+        }
+        let state = self.lock();
+        let unflushed = u64::try_from(state.log_end_offset() - state.durable_offset).unwrap_or(0);
+        config.flush_messages.is_some_and(|n| unflushed >= n)
+            || config.flush_ms.is_some_and(|ms| {
+                state.unflushed_since.is_some_and(|t| t.elapsed() >= std::time::Duration::from_millis(ms))
+            })
     }
 
     /// Queues an append; returns `true` when the caller must start a drain (see [`Self::drain`]).
@@ -714,7 +737,8 @@ impl Partition {
                 let end = Position { segment_base: active.base_offset, position: active.size };
                 // Without fsync acknowledgements, what is written is visible at once; the durable
                 // offset still moves only with syncs (the interval flusher's, or a roll's).
-                if self.durability != Durability::Fsync {
+                state.unflushed_since.get_or_insert_with(std::time::Instant::now);
+                if self.durability() != Durability::Fsync {
                     state.high_watermark = leo;
                     state.hw_position = end;
                     self.high_watermark_tx.send_replace(leo);
@@ -773,6 +797,8 @@ impl Partition {
         let (seal_files, active_file, active_path, target, target_position, dir_dirty, sealed_bases, snapshots) = {
             let mut state = self.lock();
             let snapshots = std::mem::take(&mut state.pending_snapshots);
+            // Everything written so far is in this flush.
+            state.unflushed_since = None;
             let mut seal_files = Vec::new();
             for base in &state.pending_seal {
                 if let Some(segment) = state.segments.get(base) {
@@ -814,7 +840,9 @@ impl Partition {
             if target > state.durable_offset {
                 state.durable_offset = target;
                 self.durable_tx.send_replace(Durable { offset: target, failed: false });
-                if self.durability == Durability::Fsync && target > state.high_watermark {
+                // (Without fsync acknowledgements the high watermark is already past it, unless
+                // the topic's `flush.messages` changed from 1 while appends waited.)
+                if target > state.high_watermark {
                     // Readers see up to the high watermark: past the log end they would read
                     // bytes that are not there.
                     assert!(

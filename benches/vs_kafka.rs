@@ -2,20 +2,22 @@
 //! Kafka's own producer and consumer perf tools are the one load generator for both.
 //!
 //! `cargo bench -p freshet --bench vs_kafka` (after `./dev test` has fetched Kafka's jars).
-//! `FRESHET_BENCH_RECORDS` sets the records of each 100 B phase (default 1 M; 1 KiB phases send a
-//! quarter as many).
+//! `FRESHET_BENCH_RECORDS` sets the records of each 100 B phase (default 1 M; 1 KiB phases send
+//! half as many).
 //!
 //! Limits first, measured in the same run: a 4 KiB write with fdatasync (the disk's commit
 //! rate), sequential writes flushed once (its bandwidth), memory copy, one loopback TCP
 //! connection. Then, at each durability (the page cache: Kafka's default beside Freshet's
 //! `none`; on disk before the answer: Kafka flushing every message beside Freshet's fsync group
-//! commit), each broker in turn on a fresh data directory, 4 partitions:
+//! commit), each broker in turn on a fresh data directory, 4 partitions, alone on the machine:
+//! the other stopped, its data deleted and the page cache written back, so that neither pays for
+//! the other's dirty pages (whichever runs second would):
 //! - produce throughput, 100 B and 1 KiB records, acks=1 and acks=all (ProducerPerformance at
 //!   full speed);
 //! - consume throughput of the 100 B records (ConsumerPerformance);
 //! - produce latency p50/p99/p99.9 at a fixed rate below saturation: half the slower broker's
 //!   100 B acks=all throughput (ProducerPerformance with --throughput);
-//! - the broker's peak resident memory (VmHWM).
+//! - the broker's peak resident memory (VmHWM) over those phases.
 //!
 //! Each figure is printed with the ratio Freshet / Kafka. Targets (issue "Apache Kafka as the
 //! peer"): throughput at least 1.5x Kafka's at equal durability, p99 no higher, at most a quarter
@@ -32,6 +34,11 @@
 //! runs one half. Target: the Freshet runtime at least 3x Kafka Streams per core.
 
 #![allow(clippy::print_stdout)]
+
+// The allocator the `freshet` program uses (and the streams benchmark): the `StreamsApp`s run in
+// this process, and glibc's malloc cost a fifth of their CPU here.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -220,6 +227,14 @@ fn main() {
     }
 }
 
+/// Stops a broker, deletes its data and writes the page cache back, so that the next broker runs
+/// on a machine as quiet as the first one did.
+fn alone_again(peer: Peer, dir: tempfile::TempDir) {
+    peer.stop();
+    drop(dir);
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// The brokers side by side, Kafka's perf tools driving both.
 fn brokers(scratch: &std::path::Path) {
     let records: u64 = std::env::var("FRESHET_BENCH_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
@@ -235,32 +250,32 @@ fn brokers(scratch: &std::path::Path) {
         println!("\ndurability: {durability}");
         let setup = Setup { fsync, partitions: 4 };
         let mut figures: Vec<(Kind, Figures)> = Vec::new();
-        let mut peers = Vec::new();
         for kind in [Kind::Kafka, Kind::Freshet] {
             let dir = tempfile::tempdir_in(scratch).unwrap();
             let peer = Peer::start_with(kind, dir.path(), setup);
             let mut f = Figures::default();
             for (size, acks) in cases {
-                let n = if size > 100 { records / 4 } else { records };
+                let n = if size > 100 { records / 2 } else { records };
                 let topic = format!("perf-{size}-{acks}");
                 f.produce.push(((size, acks), produce(peer.addr(), &topic, n, size, acks, None)));
             }
             f.consume = consume(peer.addr(), "perf-100-1", records);
+            f.peak_rss_mib = peak_rss_mib(peer.pid());
             figures.push((kind, f));
-            peers.push((peer, dir));
+            alone_again(peer, dir);
         }
-        // Latency at one rate for both: half the slower broker's 100 B acks=all throughput.
+        // Latency at one rate for both: half the slower broker's 100 B acks=all throughput, each
+        // broker again alone on a fresh data directory.
         let saturation = figures
             .iter()
             .map(|(_, f)| f.produce.iter().find(|(c, _)| *c == (100, "all")).unwrap().1.records_per_sec)
             .fold(f64::INFINITY, f64::min);
         let rate = (saturation / 2.0) as u64;
-        for ((_, f), (peer, _)) in figures.iter_mut().zip(&peers) {
+        for (kind, f) in &mut figures {
+            let dir = tempfile::tempdir_in(scratch).unwrap();
+            let peer = Peer::start_with(*kind, dir.path(), setup);
             f.latency = produce(peer.addr(), "latency", rate * 10, 100, "all", Some(rate));
-            f.peak_rss_mib = peak_rss_mib(peer.pid());
-        }
-        for (peer, _dir) in peers {
-            peer.stop();
+            alone_again(peer, dir);
         }
         let (kafka, freshet) = (&figures[0].1, &figures[1].1);
         println!("| produce | Kafka records/s | Freshet records/s | Freshet MB/s | Freshet / Kafka |");

@@ -27,6 +27,18 @@ public class AdminClient {
         }
     }
 
+    // The topic's config once `settled` holds, within 10 s: Kafka's KRaft broker applies an alter
+    // from its metadata log a moment after answering it (Freshet before answering).
+    static Config describeWhen(Admin admin, ConfigResource res, java.util.function.Predicate<Config> settled)
+            throws Exception {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (true) {
+            Config config = admin.describeConfigs(List.of(res)).all().get().get(res);
+            if (settled.test(config) || System.nanoTime() > deadline) return config;
+            Thread.sleep(100);
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0];
         String t = "admin-" + System.nanoTime();
@@ -67,14 +79,14 @@ public class AdminClient {
                     new AlterConfigOp(new ConfigEntry("retention.ms", "7200000"), AlterConfigOp.OpType.SET),
                     new AlterConfigOp(new ConfigEntry("cleanup.policy", "delete"), AlterConfigOp.OpType.APPEND))))
                     .all().get();
-            config = admin.describeConfigs(List.of(res)).all().get().get(res);
+            config = describeWhen(admin, res, c -> c.get("retention.ms").value().equals("7200000"));
             check(config.get("retention.ms").value().equals("7200000"), "SET: " + config.get("retention.ms"));
             check(config.get("cleanup.policy").value().equals("compact,delete"), "APPEND: " + config.get("cleanup.policy"));
             admin.incrementalAlterConfigs(Map.of(res, List.of(
                     new AlterConfigOp(new ConfigEntry("cleanup.policy", "compact"), AlterConfigOp.OpType.SUBTRACT),
                     new AlterConfigOp(new ConfigEntry("retention.ms", ""), AlterConfigOp.OpType.DELETE))))
                     .all().get();
-            config = admin.describeConfigs(List.of(res)).all().get().get(res);
+            config = describeWhen(admin, res, c -> c.get("retention.ms").isDefault());
             check(config.get("cleanup.policy").value().equals("delete"), "SUBTRACT: " + config.get("cleanup.policy"));
             check(config.get("retention.ms").isDefault(), "DELETE: " + config.get("retention.ms"));
             check(failure(admin.incrementalAlterConfigs(Map.of(res, List.of(

@@ -35,7 +35,7 @@ use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as RdHeader, Headers as _, Message as _, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer as _, ProducerContext, ThreadedProducer};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -54,6 +54,7 @@ pub use self::admin::RemoteAdmin;
 use self::admin::*;
 pub use self::consumer::RemoteConsumer;
 use self::consumer::*;
+use self::producer::Deliveries;
 pub use self::producer::RemoteProducer;
 
 /// How long a metadata or offset request to the cluster may take.
@@ -138,7 +139,7 @@ impl Remote {
             ("partitioner", "murmur2_random"),
             ("linger.ms", "5"),
         ]);
-        let inner: FutureProducer = config.create().map_err(|e| client_error("creating a producer", e))?;
+        let inner = config.create_with_context(Deliveries).map_err(|e| client_error("creating a producer", e))?;
         Ok(RemoteProducer { inner })
     }
 
@@ -154,7 +155,8 @@ impl Remote {
             ("transaction.timeout.ms", timeout_ms.as_str()),
         ]);
         config.set("transactional.id", transactional_id);
-        let inner: FutureProducer = config.create().map_err(|e| client_error("creating a producer", e))?;
+        let inner: ThreadedProducer<Deliveries> =
+            config.create_with_context(Deliveries).map_err(|e| client_error("creating a producer", e))?;
         let init = inner.clone();
         blocking(move || init.init_transactions(TXN_CALL_TIMEOUT))
             .await?

@@ -9,7 +9,8 @@ pub(crate) struct BrokerArgs {
     /// `log.dirs`, `listeners`, `advertised.listeners`, `num.partitions`,
     /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
     /// `max.connections.per.ip`, `group.max.size`, `group.initial.rebalance.delay.ms`,
-    /// `log.flush.interval.messages`, `log.flush.interval.ms`. Flags given override it.
+    /// `log.flush.interval.messages`, `log.flush.interval.ms`, `log.retention.check.interval.ms`.
+    /// Flags given override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Data directory of the log [default: freshet-data].
@@ -44,6 +45,8 @@ pub(crate) struct BrokerSettings {
     pub(crate) data_dir: PathBuf,
     pub(crate) config: freshet::broker::BrokerConfig,
     pub(crate) durability: Durability,
+    /// How often retention, DeleteRecords' segment deletion and compaction run.
+    pub(crate) maintenance_interval: std::time::Duration,
 }
 
 impl BrokerArgs {
@@ -51,6 +54,7 @@ impl BrokerArgs {
         let mut data_dir = PathBuf::from("freshet-data");
         let mut config = freshet::broker::BrokerConfig::default();
         let mut durability = LogConfig::default().durability;
+        let mut maintenance_interval = LogConfig::default().maintenance_interval;
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for (i, line) in text.lines().enumerate() {
@@ -125,6 +129,14 @@ impl BrokerArgs {
                             .ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
                         durability = Durability::Interval { flush_interval_ms: ms };
                     }
+                    "log.retention.check.interval.ms" => {
+                        let ms: u64 = value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
+                        maintenance_interval = std::time::Duration::from_millis(ms);
+                    }
                     _ => return Err(bad("not a setting of Freshet's broker")),
                 }
             }
@@ -151,7 +163,7 @@ impl BrokerArgs {
         if let Some(d) = &self.durability {
             durability = crate::target::durability(d)?;
         }
-        Ok(BrokerSettings { data_dir, config, durability })
+        Ok(BrokerSettings { data_dir, config, durability, maintenance_interval })
     }
 }
 
@@ -173,10 +185,10 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let BrokerSettings { data_dir, config, durability } = args.settings()?;
+    let BrokerSettings { data_dir, config, durability, maintenance_interval } = args.settings()?;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
-    let embedded = crate::target::open_log_with(&data_dir, LogConfig { durability, ..LogConfig::default() }).await?;
+    let embedded = crate::target::open_log_with(&data_dir, LogConfig { durability, maintenance_interval, ..LogConfig::default() }).await?;
     let log = embedded.log().clone();
     // One coordinator for the groups of the broker's clients and of the queries it hosts.
     let coordinator = embedded.group_coordinator().clone();

@@ -11,7 +11,8 @@ from confluent_kafka import Consumer, TopicPartition
 from kafka import KafkaProducer
 
 bootstrap = sys.argv[1]
-base = 1_700_000_000_000
+# An hour ago: within retention (seven days), so the broker keeps the records.
+base = int(time.time() * 1000) - 3_600_000
 start = int(time.time() * 1000)
 records = [(b"k0", b"v0"), (b"k1", None), (None, b"no key")]
 

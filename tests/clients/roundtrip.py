@@ -5,12 +5,14 @@ committed offset, and ListOffsets by time must find the first record at or after
 a timestamp. Usage: roundtrip.py BOOTSTRAP TOPIC_PREFIX. Prints "ok" when everything matched."""
 
 import sys
+import time
 
 from confluent_kafka import Consumer as CkConsumer, Producer as CkProducer, TopicPartition as CkTopicPartition
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 bootstrap, prefix = sys.argv[1], sys.argv[2]
-base = 1_700_000_000_000
+# An hour ago: within retention (seven days), so the broker keeps the records.
+base = int(time.time() * 1000) - 3_600_000
 records = [
     (b"k0", b"v0", [("h", b"1"), ("h", b"2")], base),
     (b"k1", None, [], base + 1_000),

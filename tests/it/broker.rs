@@ -258,7 +258,7 @@ fn the_broker_reads_its_settings_from_a_config_file_and_flags_override_it() {
         &file,
         format!(
             "# Kafka's names\nlog.dirs={}\nlisteners=PLAINTEXT://127.0.0.1:0\nnum.partitions=3\nauto.create.topics.enable=true\n\
-             log.flush.interval.messages=1\n",
+             log.flush.interval.messages=1\nlog.retention.check.interval.ms=300000\n",
             data.display()
         ),
     )
@@ -283,6 +283,10 @@ fn the_broker_reads_its_settings_from_a_config_file_and_flags_override_it() {
         !out.status.success() && err.contains("line 1: log.flush.interval.ms=\"soon\": expected milliseconds"),
         "{err}"
     );
+    std::fs::write(&file, "log.retention.check.interval.ms=0\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("log.retention.check.interval.ms=\"0\": expected milliseconds"), "{err}");
     std::fs::write(&file, "num.partitons=3\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

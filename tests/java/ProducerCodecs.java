@@ -36,7 +36,8 @@ public class ProducerCodecs {
             pp.put(ProducerConfig.COMPRESSION_TYPE_CONFIG, codec);
             pp.put(ProducerConfig.LINGER_MS_CONFIG, "5");
             List<ProducerRecord<byte[], byte[]>> sent = new ArrayList<>();
-            long t0 = 1_700_000_000_000L;
+            // An hour ago: within retention (seven days), so the broker keeps the records.
+            long t0 = System.currentTimeMillis() - 3_600_000;
             try (KafkaProducer<byte[], byte[]> producer =
                     new KafkaProducer<>(pp, new ByteArraySerializer(), new ByteArraySerializer())) {
                 for (int i = 0; i < 2000; i++) {

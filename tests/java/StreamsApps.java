@@ -84,7 +84,9 @@ public class StreamsApps {
         }
         Properties pp = new Properties();
         pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        long t0 = 1_700_000_000_000L;
+        // An hour ago on a whole minute: recent enough that retention (seven days) keeps the records,
+        // and the same window boundaries relative to t0 on every run.
+        long t0 = (System.currentTimeMillis() / 60_000 - 60) * 60_000;
         try (KafkaProducer<String, String> p = new KafkaProducer<>(pp, new StringSerializer(), new StringSerializer())) {
             String[] words = {"red", "green", "blue", "red", "amber", "green", "red"};
             for (int i = 0; i < 300; i++) {

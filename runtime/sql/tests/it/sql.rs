@@ -67,12 +67,18 @@ fn parse(text: &str) -> Vec<(usize, Step)> {
     steps
 }
 
+/// The log's settings in these tests: the records carry timestamps of 2023, which retention
+/// (seven days) would delete within a maintenance pass; the pass is put off past every test.
+fn test_log_config() -> LogConfig {
+    LogConfig { maintenance_interval: std::time::Duration::from_secs(3600), ..LogConfig::default() }
+}
+
 fn run_script(path: &Path) {
     let text = std::fs::read_to_string(path).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().to_string();
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let log = rt.block_on(Embedded::open(dir.path(), LogConfig::default())).unwrap();
+    let log = rt.block_on(Embedded::open(dir.path(), test_log_config())).unwrap();
     let substrate = log.clone();
     let state = tempfile::tempdir().unwrap();
     let open = || rt.block_on(SqlSession::hosting(substrate.clone(), rt.handle().clone(), state.path())).unwrap();
@@ -193,7 +199,7 @@ fn session_with(
     topics: &[(&str, u32)],
     declarations: &str,
 ) -> (Embedded, SqlSession) {
-    let log = rt.block_on(Embedded::open(dir, LogConfig::default())).unwrap();
+    let log = rt.block_on(Embedded::open(dir, test_log_config())).unwrap();
     for (name, partitions) in topics {
         let topic = NewTopic { name: name.to_string(), n_partitions: *partitions, ..Default::default() };
         rt.block_on(log.admin().create_topic(topic)).unwrap();

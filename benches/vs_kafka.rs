@@ -14,7 +14,8 @@
 //! the other's dirty pages (whichever runs second would):
 //! - produce throughput, 100 B and 1 KiB records, acks=1 and acks=all (ProducerPerformance at
 //!   full speed);
-//! - consume throughput of the 100 B records (ConsumerPerformance);
+//! - consume throughput of the 100 B records of both 100 B phases (ConsumerPerformance), and the
+//!   broker's CPU-seconds per million records consumed meanwhile;
 //! - produce latency p50/p99/p99.9 at a fixed rate below saturation: half the slower broker's
 //!   100 B acks=all throughput (ProducerPerformance with --throughput);
 //! - the broker's peak resident memory (VmHWM) over those phases.
@@ -104,17 +105,21 @@ fn produce(addr: &str, topic: &str, records: u64, size: usize, acks: &str, rate:
     parse_produced(&out)
 }
 
-/// Records per second ConsumerPerformance reads `records` of `topic` at.
-fn consume(addr: &str, topic: &str, records: u64) -> f64 {
+/// Records per second ConsumerPerformance reads `records` of the topics matching `include` at,
+/// and the CPU-seconds the broker (process `broker`) spent per million of them meanwhile.
+fn consume(addr: &str, include: &str, records: u64, broker: u32) -> (f64, f64) {
+    let cpu = cpu_seconds(broker);
     let out = kafka_tool(
         "org.apache.kafka.tools.ConsumerPerformance",
-        &["--bootstrap-server", addr, "--topic", topic, "--messages", &records.to_string(), "--timeout", "60000"],
+        &["--bootstrap-server", addr, "--include", include, "--messages", &records.to_string(), "--timeout", "60000"],
         "",
     );
+    let cpu = cpu_seconds(broker) - cpu;
     // start, end, MB, MB/s, n, n/s, rebalance ms, fetch ms, fetch MB/s, fetch n/s
     let row = out.lines().last().unwrap_or_default();
     let fields: Vec<&str> = row.split(", ").collect();
-    fields.get(9).and_then(|f| f.trim().parse().ok()).unwrap_or_else(|| panic!("no figures in {out}"))
+    let rate = fields.get(9).and_then(|f| f.trim().parse().ok()).unwrap_or_else(|| panic!("no figures in {out}"));
+    (rate, cpu / (records as f64 / 1e6))
 }
 
 /// Peak resident memory of a process, in MiB.
@@ -198,6 +203,8 @@ fn loopback_bytes_per_sec() -> f64 {
 struct Figures {
     produce: Vec<((usize, &'static str), PerfSummary)>,
     consume: f64,
+    /// The broker's CPU-seconds per million records consumed.
+    consume_cpu: f64,
     latency: PerfSummary,
     peak_rss_mib: f64,
 }
@@ -259,7 +266,8 @@ fn brokers(scratch: &std::path::Path) {
                 let topic = format!("perf-{size}-{acks}");
                 f.produce.push(((size, acks), produce(peer.addr(), &topic, n, size, acks, None)));
             }
-            f.consume = consume(peer.addr(), "perf-100-1", records);
+            // Both 100 B topics: long enough a phase that the consumer's start does not dominate.
+            (f.consume, f.consume_cpu) = consume(peer.addr(), "perf-100-.*", 2 * records, peer.pid());
             f.peak_rss_mib = peak_rss_mib(peer.pid());
             figures.push((kind, f));
             alone_again(peer, dir);
@@ -296,6 +304,12 @@ fn brokers(scratch: &std::path::Path) {
             freshet.consume,
             ratio(freshet.consume, kafka.consume)
         );
+        println!(
+            "| broker CPU-s per M records consumed | {:.3} | {:.3} | | {} |",
+            kafka.consume_cpu,
+            freshet.consume_cpu,
+            ratio(freshet.consume_cpu, kafka.consume_cpu)
+        );
         println!("| produce latency at {rate} records/s, 100 B acks=all | p50 / p99 / p99.9 ms | |");
         println!("|---|---:|---:|");
         for (name, l) in [("Kafka", kafka.latency), ("Freshet", freshet.latency)] {
@@ -330,7 +344,12 @@ fn value(i: u64) -> bytes::Bytes {
 
 /// This process's CPU time (user and system), seconds.
 fn own_cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    cpu_seconds(std::process::id())
+}
+
+/// A process's CPU time (user and system, all its threads), seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name's closing parenthesis; utime and stime are the 12th and 13th.
     let rest = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();

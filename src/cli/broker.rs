@@ -9,8 +9,9 @@ pub(crate) struct BrokerArgs {
     /// `log.dirs`, `listeners`, `advertised.listeners`, `num.partitions`,
     /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
     /// `max.connections.per.ip`, `group.max.size`, `group.initial.rebalance.delay.ms`,
-    /// `log.flush.interval.messages`, `log.flush.interval.ms`, `log.retention.check.interval.ms`.
-    /// Flags given override it.
+    /// `log.flush.interval.messages`, `log.flush.interval.ms`, `log.retention.check.interval.ms`,
+    /// `authorizer.class.name`, `allow.everyone.if.no.acl.found`, `super.users`. Flags given
+    /// override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Data directory of the log [default: freshet-data].
@@ -129,6 +130,27 @@ impl BrokerArgs {
                             .ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
                         durability = Durability::Interval { flush_interval_ms: ms };
                     }
+                    // ACLs are enforced with either of Kafka's authorizers named; empty: none.
+                    "authorizer.class.name" => {
+                        config.authorizer.enabled = match value {
+                            "" => false,
+                            "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+                            | "kafka.security.authorizer.AclAuthorizer" => true,
+                            _ => return Err(bad("Freshet's authorizer is Kafka's StandardAuthorizer: name org.apache.kafka.metadata.authorizer.StandardAuthorizer, or leave it empty")),
+                        }
+                    }
+                    "allow.everyone.if.no.acl.found" => {
+                        config.authorizer.allow_everyone_if_no_acl_found =
+                            value.parse().map_err(|_| bad("expected true or false"))?
+                    }
+                    "super.users" => {
+                        let users: Vec<String> =
+                            value.split(';').map(str::trim).filter(|u| !u.is_empty()).map(String::from).collect();
+                        if let Some(user) = users.iter().find(|u| !u.contains(':')) {
+                            return Err(bad(&format!("{user:?} is not a principal: expected User:name")));
+                        }
+                        config.authorizer.super_users = users;
+                    }
                     "log.retention.check.interval.ms" => {
                         let ms: u64 = value
                             .parse()
@@ -188,7 +210,9 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let BrokerSettings { data_dir, config, durability, maintenance_interval } = args.settings()?;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
-    let embedded = crate::target::open_log_with(&data_dir, LogConfig { durability, maintenance_interval, ..LogConfig::default() }).await?;
+    let embedded =
+        crate::target::open_log_with(&data_dir, LogConfig { durability, maintenance_interval, ..LogConfig::default() })
+            .await?;
     let log = embedded.log().clone();
     // One coordinator for the groups of the broker's clients and of the queries it hosts.
     let coordinator = embedded.group_coordinator().clone();

@@ -251,3 +251,98 @@ fn kafka_connect_moves_a_files_lines_through_the_freshet_broker_and_resumes_from
     stop(connect);
     broker.stop();
 }
+
+/// Kafka's ACL tool (`kafka-acls.sh`'s class, through the Java admin client) against a broker
+/// with the authorizer on and resources open where no ACL names them (Kafka's
+/// `allow.everyone.if.no.acl.found=true`): a DENY is enforced for producers and consumers (kcat)
+/// and listed, kept across a restart, and lifted when removed.
+#[test]
+fn acls_set_with_kafkas_tool_are_enforced_listed_kept_across_a_restart_and_removed() {
+    use crate::peer::{kafka_tool, run_with_stdin, BrokerProcess};
+    use std::process::Command;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.properties");
+    std::fs::write(
+        &config,
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+         allow.everyone.if.no.acl.found=true\nsuper.users=User:admin\n",
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || BrokerProcess::start_with(&data, &["--config", config.to_str().unwrap()]);
+    // kcat's output and whether it succeeded.
+    let kcat = |args: &[&str], stdin: &str| {
+        // Bounded: a consumer refused its topic must not wait for it forever.
+        let out = run_with_stdin(
+            Command::new("timeout").arg("60").arg("kcat").args(args),
+            stdin,
+            "kcat is installed (./dev test installs it)",
+        );
+        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    };
+    let acls = |addr: &str, args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", addr];
+        all.extend_from_slice(args);
+        kafka_tool("org.apache.kafka.tools.AclCommand", &all, "")
+    };
+
+    let broker = start();
+    let addr = broker.addr.clone();
+    for topic in ["open", "guarded", "secret-plans"] {
+        let (ok, out) = kcat(&["-b", &addr, "-P", "-t", topic], "before\n");
+        assert!(ok, "{topic}: {out}");
+    }
+    acls(&addr, &["--add", "--deny-principal", "User:*", "--operation", "Write", "--topic", "guarded"]);
+    acls(
+        &addr,
+        &[
+            "--add",
+            "--deny-principal",
+            "User:*",
+            "--operation",
+            "All",
+            "--topic",
+            "secret-",
+            "--resource-pattern-type",
+            "prefixed",
+        ],
+    );
+    let listed = acls(&addr, &["--list"]);
+    assert!(
+        listed.contains("name=guarded, patternType=LITERAL")
+            && listed.contains("name=secret-, patternType=PREFIXED")
+            && listed.contains("operation=WRITE, permissionType=DENY"),
+        "{listed}"
+    );
+
+    let (ok, out) = kcat(&["-b", &addr, "-P", "-t", "guarded"], "refused\n");
+    assert!(!ok && out.contains("Topic authorization failed"), "{out}");
+    // As in Kafka, a resource some ACL names is no longer open to every one: with no ALLOW for
+    // it, reading it is refused too. The prefixed DENY names every `secret-` topic.
+    let (ok, out) = kcat(&["-b", &addr, "-C", "-t", "guarded", "-e"], "");
+    assert!(!ok && out.contains("Topic authorization failed"), "{out}");
+    let (ok, out) = kcat(&["-b", &addr, "-C", "-t", "secret-plans", "-e"], "");
+    assert!(!ok && out.contains("Topic authorization failed"), "{out}");
+    let (ok, out) = kcat(&["-b", &addr, "-C", "-t", "open", "-e", "-f", "%s\n"], "");
+    assert!(ok && out.contains("before"), "{out}");
+    // An ALLOW of READ (which implies DESCRIBE) lets it be read again.
+    acls(&addr, &["--add", "--allow-principal", "User:ANONYMOUS", "--operation", "Read", "--topic", "guarded"]);
+    let (ok, out) = kcat(&["-b", &addr, "-C", "-t", "guarded", "-e", "-f", "%s\n"], "");
+    assert!(ok && out.contains("before"), "{out}");
+    broker.stop();
+
+    let broker = start();
+    let addr = broker.addr.clone();
+    let listed = acls(&addr, &["--list", "--topic", "guarded"]);
+    assert!(listed.contains("operation=WRITE, permissionType=DENY"), "kept across the restart: {listed}");
+    let (ok, out) = kcat(&["-b", &addr, "-P", "-t", "guarded"], "refused\n");
+    assert!(!ok && out.contains("Topic authorization failed"), "{out}");
+    // Every ACL of the topic removed: open to every one again.
+    acls(&addr, &["--remove", "--force", "--topic", "guarded"]);
+    let (ok, out) = kcat(&["-b", &addr, "-P", "-t", "guarded"], "after\n");
+    assert!(ok, "{out}");
+    let (ok, out) = kcat(&["-b", &addr, "-C", "-t", "guarded", "-e", "-f", "%s\n"], "");
+    assert!(ok && out.contains("before\nafter"), "{out}");
+    broker.stop();
+}

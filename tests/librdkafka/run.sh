@@ -36,9 +36,10 @@ quick="0001 0002 0003 0005 0007 0008 0011 0012 0013 0014 0015 0016 0017 0019 002
  0057 0059 0060 0061 0063 0064 0065 0067 0069 0070 0073 0075 0082 0083 0084 0085 0086 0090 0099
  0110 0112 0114 0118 0123 0125 0127 0129 0130 0132 0140"
 slow="0018 0026 0033 0055 0076 0088 0089 0091 0093 0094 0102 0103 0113 0122 0137"
-# These call Kafka's command-line tools (kafka-topics.sh, a Java producer), so they need its jars.
-quick_with_kafka_tools="0052"
-slow_with_kafka_tools="0098"
+# These call Kafka's command-line tools (kafka-topics.sh, kafka-acls.sh, a Java producer), so they
+# need its jars.
+quick_with_kafka_tools="0052 0115 0119"
+slow_with_kafka_tools="0098 0109"
 case "$suite" in
     quick) passing=$quick passing_with_kafka_tools=$quick_with_kafka_tools ;;
     all) passing="$quick $slow" passing_with_kafka_tools="$quick_with_kafka_tools $slow_with_kafka_tools" ;;
@@ -96,8 +97,13 @@ tests=$(echo "${TESTS:-$passing}" | tr ',' ' ')
 [ -x "$freshet_bin" ] || { say "no freshet binary at $freshet_bin (argument or FRESHET_BIN)"; exit 1; }
 work=$(mktemp -d -t librdkafka-tests.XXXXXX)
 # As trivup runs Kafka for this suite: Kafka's default group.initial.rebalance.delay.ms (3 s), so
-# consumers started together share the first generation (0118 relies on it).
-printf 'group.initial.rebalance.delay.ms=3000\n' > "$work/broker.properties"
+# consumers started together share the first generation (0118 relies on it); an authorizer, open
+# where no ACL names a resource (0109, 0115 and 0119 deny topics with kafka-acls.sh).
+cat > "$work/broker.properties" << 'EOF'
+group.initial.rebalance.delay.ms=3000
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=true
+EOF
 broker_flags=(--listen 127.0.0.1:0 --data-dir "$work/data" --num-partitions 4 --config "$work/broker.properties")
 [ "$scenario" = noautocreate ] && broker_flags+=(--no-auto-create-topics)
 # shellcheck disable=SC2206 # BROKER_ARGS is a list of flags, split on spaces on purpose.

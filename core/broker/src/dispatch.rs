@@ -22,6 +22,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::acl::{Authorizer, ANONYMOUS};
 use crate::fallback::ErrorForm;
 use crate::handlers::{acls, configs, fetch, groups, produce, topics, txn};
 use crate::server::BrokerConfig;
@@ -90,6 +91,7 @@ pub(crate) struct Served {
     pub(crate) offsets: GroupOffsets,
     pub(crate) coordinator: Coordinator,
     pub(crate) transactions: Transactions,
+    pub(crate) authorizer: Authorizer,
     pub(crate) config: BrokerConfig,
     pub(crate) host: String,
     pub(crate) port: i32,
@@ -107,7 +109,13 @@ impl Served {
         coordinator.set_max_group_size(config.group_max_size);
         coordinator.set_initial_rebalance_delay(config.group_initial_rebalance_delay);
         let transactions = Transactions::new(log.clone(), offsets.clone());
-        Served { log, offsets, coordinator, transactions, config, host, port }
+        let authorizer = Authorizer::new(log.clone(), config.authorizer.clone());
+        Served { log, offsets, coordinator, transactions, authorizer, config, host, port }
+    }
+
+    /// A client at `ip`, as the authorizer sees it.
+    pub(crate) fn access(&self, ip: std::net::IpAddr) -> Access<'_> {
+        Access { authorizer: &self.authorizer, host: ip.to_string() }
     }
 }
 
@@ -123,7 +131,61 @@ pub(crate) struct Request<'a> {
     pub(crate) served: &'a Served,
 }
 
+/// Who sent a request, as the authorizer sees them: every connection is unauthenticated
+/// PLAINTEXT, so the principal is `User:ANONYMOUS`; the host is the client's address.
+#[derive(Debug, Clone)]
+pub(crate) struct Access<'a> {
+    authorizer: &'a Authorizer,
+    host: String,
+}
+
+impl Access<'_> {
+    /// Whether the sender may perform `operation` on the resource `name` of `resource_type`.
+    pub(crate) fn allows(&self, operation: i8, resource_type: i8, name: &str) -> bool {
+        self.authorizer.authorize(ANONYMOUS, &self.host, operation, resource_type, name)
+    }
+
+    /// Whether the sender may perform `operation` on the topic `name`.
+    pub(crate) fn topic(&self, operation: i8, name: &str) -> bool {
+        self.allows(operation, crate::acl::resource::TOPIC, name)
+    }
+
+    /// Whether the sender may perform `operation` on the group `name`.
+    pub(crate) fn group(&self, operation: i8, name: &str) -> bool {
+        self.allows(operation, crate::acl::resource::GROUP, name)
+    }
+
+    /// Whether the sender may perform `operation` on the transactional id `id`.
+    pub(crate) fn transactional_id(&self, operation: i8, id: &str) -> bool {
+        self.allows(operation, crate::acl::resource::TRANSACTIONAL_ID, id)
+    }
+
+    /// Whether the sender may perform `operation` on the cluster.
+    pub(crate) fn cluster(&self, operation: i8) -> bool {
+        self.allows(operation, crate::acl::resource::CLUSTER, crate::acl::CLUSTER_NAME)
+    }
+
+    /// Whether the sender may perform `operation` on some resource of `resource_type`.
+    pub(crate) fn any(&self, operation: i8, resource_type: i8) -> bool {
+        self.authorizer.authorize_any(ANONYMOUS, &self.host, operation, resource_type)
+    }
+
+    /// Of the operations in `supported` (a bit per operation code), those the sender may perform
+    /// on the resource `name` of `resource_type`: the bit field Metadata, DescribeCluster and
+    /// DescribeGroups return.
+    pub(crate) fn operations(&self, resource_type: i8, name: &str, supported: i32) -> i32 {
+        (0..31)
+            .filter(|bit| supported & (1 << bit) != 0 && self.allows(*bit as i8, resource_type, name))
+            .fold(0, |field, bit| field | (1 << bit))
+    }
+}
+
 impl Request<'_> {
+    /// Who sent the request, for the authorizer's checks.
+    pub(crate) fn access(&self) -> Access<'_> {
+        self.served.access(self.peer.ip())
+    }
+
     /// The request's body, decoded at its version.
     pub(crate) fn decode<T: Decodable>(&mut self) -> std::result::Result<T, String> {
         T::decode(&mut self.body, self.version)

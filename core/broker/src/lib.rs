@@ -23,6 +23,7 @@
 //! client API (`freshet-core`) is used here: a broker serves any Kafka client, Freshet's own
 //! remote substrate among them.
 
+mod acl;
 mod dispatch;
 mod errors;
 mod fallback;
@@ -32,5 +33,6 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use acl::{AuthorizerConfig, ACLS_TOPIC};
 pub use dispatch::FrameHarness;
 pub use server::{Broker, BrokerConfig};

@@ -49,6 +49,9 @@ pub struct BrokerConfig {
     /// How long the first rebalance of an empty group waits for more members (Kafka's
     /// `group.initial.rebalance.delay.ms`; 0, as Kafka's shipped `server.properties` sets it).
     pub group_initial_rebalance_delay: std::time::Duration,
+    /// Whether and how ACLs are enforced (Kafka's `authorizer.class.name`,
+    /// `allow.everyone.if.no.acl.found`, `super.users`); off by default, as in Kafka.
+    pub authorizer: crate::acl::AuthorizerConfig,
 }
 
 impl Default for BrokerConfig {
@@ -66,6 +69,7 @@ impl Default for BrokerConfig {
             max_connections_per_ip: usize::MAX,
             group_max_size: freshet_coord::membership::DEFAULT_MAX_GROUP_SIZE,
             group_initial_rebalance_delay: std::time::Duration::ZERO,
+            authorizer: crate::acl::AuthorizerConfig::default(),
         }
     }
 }
@@ -157,6 +161,7 @@ impl Broker {
         served.offsets.start_expiry(served.coordinator.clone());
         // Transactions a previous run decided are completed before any client is served.
         served.transactions.load().await?;
+        served.authorizer.load().await?;
         served.transactions.start_expiry(Duration::from_secs(1));
         let (stop, mut stopped) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));

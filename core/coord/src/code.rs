@@ -29,6 +29,16 @@ pub const UNKNOWN_MEMBER_ID: i16 = 25;
 pub const INVALID_SESSION_TIMEOUT: i16 = 26;
 /// The group is rebalancing: rejoin.
 pub const REBALANCE_IN_PROGRESS: i16 = 27;
+/// The client may not perform the operation on the topic (an ACL).
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+/// The client may not perform the operation on the group (an ACL).
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+/// The client may not perform the operation on the cluster (an ACL).
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+/// The client may not use the transactional id (an ACL).
+pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+/// Not attempted: another part of the same request failed.
+pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
 /// The API version is not supported.
 pub const UNSUPPORTED_VERSION: i16 = 35;
 /// A topic of that name exists.

@@ -13,13 +13,28 @@ use futures::future::BoxFuture;
 
 use freshet_log::config::TopicConfig;
 
-use crate::dispatch::{Handled, Request, Served};
+use crate::acl::op;
+use crate::dispatch::{Access, Handled, Request, Served};
 use crate::errors::error_code;
 
 /// Kafka's resource type of a topic in config requests.
 const TOPIC_RESOURCE: i8 = 2;
 
-fn describe_configs(request: DescribeConfigsRequest, served: &Served) -> DescribeConfigsResponse {
+/// Why the sender may not perform `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
+/// resource, if it may not: a topic's configs need the operation on the topic, the others on the
+/// cluster.
+fn denied(access: &Access<'_>, resource_type: i8, name: &str, operation: i8) -> Option<(i16, String)> {
+    let what = if operation == op::ALTER_CONFIGS { "ALTER_CONFIGS" } else { "DESCRIBE_CONFIGS" };
+    if resource_type == TOPIC_RESOURCE {
+        (!access.topic(operation, name))
+            .then(|| (code::TOPIC_AUTHORIZATION_FAILED, format!("{what} on topic {name:?} is not allowed")))
+    } else {
+        (!access.cluster(operation))
+            .then(|| (code::CLUSTER_AUTHORIZATION_FAILED, format!("{what} on the cluster is not allowed")))
+    }
+}
+
+fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &Access<'_>) -> DescribeConfigsResponse {
     use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
     let results = request
         .resources
@@ -28,6 +43,11 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served) -> Describ
             let out = DescribeConfigsResult::default()
                 .with_resource_type(resource.resource_type)
                 .with_resource_name(resource.resource_name.clone());
+            if let Some((error, message)) =
+                denied(access, resource.resource_type, &resource.resource_name, op::DESCRIBE_CONFIGS)
+            {
+                return out.with_error_code(error).with_error_message(Some(StrBytes::from_string(message)));
+            }
             if resource.resource_type != TOPIC_RESOURCE {
                 // Broker configs: none are described yet; an empty list, no error.
                 return out;
@@ -60,7 +80,7 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served) -> Describ
 
 /// AlterConfigs (the older API, which librdkafka's admin client uses): the configs given become
 /// the topic's whole set of overrides; every override not given goes back to its default.
-async fn replace_configs(request: AlterConfigsRequest, served: &Served) -> AlterConfigsResponse {
+async fn replace_configs(request: AlterConfigsRequest, served: &Served, access: &Access<'_>) -> AlterConfigsResponse {
     use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
@@ -68,7 +88,9 @@ async fn replace_configs(request: AlterConfigsRequest, served: &Served) -> Alter
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
         let topic = resource.resource_name.to_string();
-        let result = if resource.resource_type != TOPIC_RESOURCE {
+        let result = if let Some(refused) = denied(access, resource.resource_type, &topic, op::ALTER_CONFIGS) {
+            Err(refused)
+        } else if resource.resource_type != TOPIC_RESOURCE {
             Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
         } else {
             let wanted: BTreeMap<String, String> = resource
@@ -172,7 +194,11 @@ fn incremental_changes(
     Ok(changes)
 }
 
-async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served) -> IncrementalAlterConfigsResponse {
+async fn alter_configs(
+    request: IncrementalAlterConfigsRequest,
+    served: &Served,
+    access: &Access<'_>,
+) -> IncrementalAlterConfigsResponse {
     use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
     let mut responses = Vec::with_capacity(request.resources.len());
     for resource in request.resources {
@@ -180,7 +206,9 @@ async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served)
             .with_resource_type(resource.resource_type)
             .with_resource_name(resource.resource_name.clone());
         let topic = resource.resource_name.to_string();
-        let result = if resource.resource_type != TOPIC_RESOURCE {
+        let result = if let Some(refused) = denied(access, resource.resource_type, &topic, op::ALTER_CONFIGS) {
+            Err(refused)
+        } else if resource.resource_type != TOPIC_RESOURCE {
             Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
         } else {
             match incremental_changes(&topic, &resource.configs, served) {
@@ -215,7 +243,7 @@ async fn alter_configs(request: IncrementalAlterConfigsRequest, served: &Served)
 pub(crate) fn serve_describe(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&describe_configs(request, r.served))
+        r.respond(&describe_configs(request, r.served, &r.access()))
     })
 }
 
@@ -223,7 +251,9 @@ pub(crate) fn serve_describe(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_alter(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&replace_configs(request, r.served).await)
+        let access = r.access();
+        let response = replace_configs(request, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
@@ -231,6 +261,8 @@ pub(crate) fn serve_alter(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_incremental_alter(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&alter_configs(request, r.served).await)
+        let access = r.access();
+        let response = alter_configs(request, r.served, &access).await;
+        r.respond(&response)
     })
 }

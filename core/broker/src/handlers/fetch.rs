@@ -10,14 +10,16 @@ use kafka_protocol::messages::{
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
 };
 
+use freshet_coord::code;
 use freshet_log::{Error, Isolation, OffsetSpec, ReadLimit};
 
 use futures::future::BoxFuture;
 
-use crate::dispatch::{Handled, Request, Served};
+use crate::acl::op;
+use crate::dispatch::{Access, Handled, Request, Served};
 use crate::errors::error_code;
 
-pub(crate) async fn fetch(request: FetchRequest, served: &Served) -> FetchResponse {
+pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Access<'_>) -> FetchResponse {
     let isolation = if request.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
     let mut data = served.log.watch_data();
@@ -28,12 +30,21 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served) -> FetchRespon
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in &request.topics {
             let topic_name = topic.topic.0.to_string();
+            let readable = access.topic(op::READ, &topic_name);
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
                 let mut out = PartitionData::default()
                     .with_partition_index(p.partition)
                     .with_aborted_transactions(Some(Vec::new()));
                 out.preferred_read_replica = BrokerId(-1);
+                if !readable {
+                    partitions.push(
+                        out.with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                            .with_high_watermark(-1)
+                            .with_records(Some(Bytes::new())),
+                    );
+                    continue;
+                }
                 // Within the partition's and the response's limits, except that the first partition
                 // with data returns its first batch even when larger, so a large batch is never
                 // stuck (as Kafka does since Fetch v3).
@@ -87,12 +98,23 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served) -> FetchRespon
     }
 }
 
-async fn list_offsets(request: ListOffsetsRequest, served: &Served) -> ListOffsetsResponse {
+async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Access<'_>) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let topic_name = topic.name.0.to_string();
+        let describable = access.topic(op::DESCRIBE, &topic_name);
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
+            if !describable {
+                partitions.push(
+                    ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                        .with_offset(-1)
+                        .with_timestamp(-1),
+                );
+                continue;
+            }
             let spec = match p.timestamp {
                 -2 => OffsetSpec::Earliest,
                 -1 => OffsetSpec::Latest,
@@ -124,7 +146,7 @@ async fn list_offsets(request: ListOffsetsRequest, served: &Served) -> ListOffse
 pub(crate) fn serve_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&fetch(request, r.served).await)
+        r.respond(&fetch(request, r.served, &r.access()).await)
     })
 }
 
@@ -132,6 +154,6 @@ pub(crate) fn serve_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_list_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&list_offsets(request, r.served).await)
+        r.respond(&list_offsets(request, r.served, &r.access()).await)
     })
 }

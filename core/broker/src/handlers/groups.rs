@@ -21,14 +21,21 @@ use freshet_coord::membership::JoinRequest;
 
 use futures::future::BoxFuture;
 
-use crate::dispatch::{name, Handled, Request, Served};
+use crate::acl::op;
+use crate::dispatch::{name, Access, Handled, Request, Served};
 use crate::errors::error_code;
 use crate::handlers::authorized;
 
-async fn delete_groups(request: DeleteGroupsRequest, served: &Served) -> DeleteGroupsResponse {
+async fn delete_groups(request: DeleteGroupsRequest, served: &Served, access: &Access<'_>) -> DeleteGroupsResponse {
     use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
     let mut results = Vec::with_capacity(request.groups_names.len());
     for group in request.groups_names {
+        if !access.group(op::DELETE, &group.0) {
+            results.push(
+                DeletableGroupResult::default().with_group_id(group).with_error_code(code::GROUP_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         let mut error = served.coordinator.delete(&group.0).await;
         if error == 0 {
             error = match served.offsets.delete_group(&group.0).await {
@@ -42,10 +49,32 @@ async fn delete_groups(request: DeleteGroupsRequest, served: &Served) -> DeleteG
     DeleteGroupsResponse::default().with_results(results)
 }
 
-fn find_coordinator(request: FindCoordinatorRequest, version: i16, served: &Served) -> FindCoordinatorResponse {
+/// Whether the sender may look up the coordinator of `key`: DESCRIBE on the group (key type 0)
+/// or the transactional id (1). The error code when it may not.
+fn coordinator_denied(access: &Access<'_>, key_type: i8, key: &str) -> Option<i16> {
+    match key_type {
+        0 if !access.group(op::DESCRIBE, key) => Some(code::GROUP_AUTHORIZATION_FAILED),
+        1 if !access.transactional_id(op::DESCRIBE, key) => Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+        _ => None,
+    }
+}
+
+fn find_coordinator(
+    request: FindCoordinatorRequest,
+    version: i16,
+    served: &Served,
+    access: &Access<'_>,
+) -> FindCoordinatorResponse {
     // This broker coordinates every group and transactional id.
     let host = StrBytes::from_string(served.host.clone());
     if version < 4 {
+        if let Some(error) = coordinator_denied(access, request.key_type, &request.key) {
+            return FindCoordinatorResponse::default()
+                .with_error_code(error)
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::default())
+                .with_port(-1);
+        }
         return FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host).with_port(served.port);
     }
     // From v4 a request looks up many keys at once, and the answer is a coordinator per key; the
@@ -55,11 +84,18 @@ fn find_coordinator(request: FindCoordinatorRequest, version: i16, served: &Serv
         .coordinator_keys
         .into_iter()
         .map(|key| {
-            kafka_protocol::messages::find_coordinator_response::Coordinator::default()
-                .with_key(key)
-                .with_node_id(BrokerId(0))
-                .with_host(host.clone())
-                .with_port(served.port)
+            let coordinator = kafka_protocol::messages::find_coordinator_response::Coordinator::default();
+            match coordinator_denied(access, request.key_type, &key) {
+                Some(error) => coordinator
+                    .with_key(key)
+                    .with_error_code(error)
+                    .with_node_id(BrokerId(-1))
+                    .with_host(StrBytes::default())
+                    .with_port(-1),
+                None => {
+                    coordinator.with_key(key).with_node_id(BrokerId(0)).with_host(host.clone()).with_port(served.port)
+                }
+            }
         })
         .collect();
     response.with_coordinators(coordinators)
@@ -71,9 +107,13 @@ async fn join_group(
     client_id: String,
     peer: SocketAddr,
     served: &Served,
+    access: &Access<'_>,
 ) -> JoinGroupResponse {
     if request.group_id.0.is_empty() {
         return JoinGroupResponse::default().with_error_code(code::INVALID_GROUP_ID).with_generation_id(-1);
+    }
+    if !access.group(op::READ, &request.group_id.0) {
+        return JoinGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED).with_generation_id(-1);
     }
     let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
     if !(Duration::from_millis(1_000)..=Duration::from_secs(1_800)).contains(&session) {
@@ -160,15 +200,24 @@ pub(crate) fn committed(
     Some((TopicPartition::new(topic.0.to_string(), partition), committed))
 }
 
-async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetCommitResponse {
+async fn offset_commit(request: OffsetCommitRequest, served: &Served, access: &Access<'_>) -> OffsetCommitResponse {
     let group = request.group_id.0.to_string();
     let instance = request.group_instance_id.as_deref();
     let generation = request.generation_id_or_member_epoch;
-    let check = served.coordinator.check_commit(&group, generation, &request.member_id, instance, false).await;
-    // As Kafka: a partition that does not exist is refused on its own (UNKNOWN_TOPIC_OR_PARTITION);
+    let check = if access.group(op::READ, &group) {
+        served.coordinator.check_commit(&group, generation, &request.member_id, instance, false).await
+    } else {
+        code::GROUP_AUTHORIZATION_FAILED
+    };
+    // As Kafka: a partition of a topic the client may not read is refused on its own
+    // (TOPIC_AUTHORIZATION_FAILED), as is one that does not exist (UNKNOWN_TOPIC_OR_PARTITION);
     // the others are committed.
-    let exists =
-        |topic: &TopicName, index: i32| u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok());
+    let readable: BTreeSet<String> =
+        request.topics.iter().map(|t| t.name.0.to_string()).filter(|t| access.topic(op::READ, t)).collect();
+    let exists = |topic: &TopicName, index: i32| {
+        readable.contains(topic.0.as_str())
+            && u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
+    };
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
         .iter()
@@ -205,7 +254,9 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if check == 0 && !exists(&t.name, p.partition_index) {
+                    let code = if check == 0 && !readable.contains(t.name.0.as_str()) {
+                        code::TOPIC_AUTHORIZATION_FAILED
+                    } else if check == 0 && !exists(&t.name, p.partition_index) {
                         code::UNKNOWN_TOPIC_OR_PARTITION
                     } else {
                         stored
@@ -223,9 +274,12 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served) -> OffsetC
     OffsetCommitResponse::default().with_topics(topics)
 }
 
-async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFetchResponse {
+async fn offset_fetch(request: OffsetFetchRequest, served: &Served, access: &Access<'_>) -> OffsetFetchResponse {
     use kafka_protocol::messages::offset_fetch_response::{OffsetFetchResponsePartition, OffsetFetchResponseTopic};
     let group = request.group_id.0.to_string();
+    if !access.group(op::DESCRIBE, &group) {
+        return OffsetFetchResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
     let committed = served.offsets.fetch(&group, None);
     // A consumer that requires stable offsets waits while a transaction holds some uncommitted.
     let pending =
@@ -233,8 +287,9 @@ async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFet
     let wanted: Vec<(String, Vec<i32>)> = match request.topics {
         Some(topics) => topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect(),
         None => {
+            // All of the group's: those of topics the client may describe.
             let mut all: BTreeMap<String, Vec<i32>> = BTreeMap::new();
-            for tp in committed.keys() {
+            for tp in committed.keys().filter(|tp| access.topic(op::DESCRIBE, &tp.topic)) {
                 all.entry(tp.topic.clone()).or_default().push(tp.partition as i32);
             }
             all.into_iter().collect()
@@ -243,9 +298,16 @@ async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFet
     let topics = wanted
         .into_iter()
         .map(|(topic, partitions)| {
+            let describable = access.topic(op::DESCRIBE, &topic);
             let partitions = partitions
                 .into_iter()
                 .map(|p| {
+                    if !describable {
+                        return OffsetFetchResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                            .with_committed_offset(-1);
+                    }
                     let found =
                         u32::try_from(p).ok().and_then(|p| committed.get(&TopicPartition::new(topic.clone(), p)));
                     let out = OffsetFetchResponsePartition::default().with_partition_index(p);
@@ -273,9 +335,13 @@ async fn offset_fetch(request: OffsetFetchRequest, served: &Served) -> OffsetFet
 /// OffsetDelete: a group's committed offsets for some partitions, refused for the topics its
 /// members subscribe to (GROUP_SUBSCRIBED_TO_TOPIC), and altogether for a group with members
 /// that is not a consumer group (NON_EMPTY_GROUP) or a group that does not exist.
-async fn offset_delete(request: OffsetDeleteRequest, served: &Served) -> OffsetDeleteResponse {
+async fn offset_delete(request: OffsetDeleteRequest, served: &Served, access: &Access<'_>) -> OffsetDeleteResponse {
     use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
     let group = request.group_id.0.to_string();
+    if !access.group(op::DELETE, &group) {
+        return OffsetDeleteResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
+    let readable = |topic: &str| access.topic(op::READ, topic);
     let members = served.coordinator.subscriptions(&group).await;
     let known = members.is_some() || served.offsets.groups().contains(&group);
     let refused = match &members {
@@ -290,7 +356,7 @@ async fn offset_delete(request: OffsetDeleteRequest, served: &Served) -> OffsetD
     let deleted: Vec<TopicPartition> = request
         .topics
         .iter()
-        .filter(|t| !subscribed.contains(t.name.0.as_str()))
+        .filter(|t| !subscribed.contains(t.name.0.as_str()) && readable(&t.name.0))
         .flat_map(|t| {
             let topic = t.name.0.to_string();
             t.partitions.iter().filter_map(move |p| {
@@ -306,7 +372,13 @@ async fn offset_delete(request: OffsetDeleteRequest, served: &Served) -> OffsetD
         .topics
         .into_iter()
         .map(|t| {
-            let error = if subscribed.contains(t.name.0.as_str()) { code::GROUP_SUBSCRIBED_TO_TOPIC } else { stored };
+            let error = if !readable(&t.name.0) {
+                code::TOPIC_AUTHORIZATION_FAILED
+            } else if subscribed.contains(t.name.0.as_str()) {
+                code::GROUP_SUBSCRIBED_TO_TOPIC
+            } else {
+                stored
+            };
             let partitions = t
                 .partitions
                 .iter()
@@ -326,12 +398,14 @@ async fn offset_delete(request: OffsetDeleteRequest, served: &Served) -> OffsetD
 pub(crate) fn serve_offset_delete(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&offset_delete(request, r.served).await)
+        let access = r.access();
+        let response = offset_delete(request, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
 /// ListGroups, with its filters on state (v4+) and type (v5+; every group here is "classic").
-async fn list_groups(request: ListGroupsRequest, served: &Served) -> ListGroupsResponse {
+async fn list_groups(request: ListGroupsRequest, served: &Served, access: &Access<'_>) -> ListGroupsResponse {
     use kafka_protocol::messages::list_groups_response::ListedGroup;
     let wanted =
         |filter: &[StrBytes], value: &str| filter.is_empty() || filter.iter().any(|f| f.eq_ignore_ascii_case(value));
@@ -340,8 +414,11 @@ async fn list_groups(request: ListGroupsRequest, served: &Served) -> ListGroupsR
     for (group, protocol_type, state) in served.coordinator.list().await {
         groups.insert(group, (protocol_type, state.name().to_string()));
     }
+    // Every group to a client that may describe the cluster, else those it may describe.
+    let all = access.cluster(op::DESCRIBE);
     let listed = groups
         .into_iter()
+        .filter(|(group, _)| all || access.group(op::DESCRIBE, group))
         .filter(|(_, (_, state))| wanted(&request.states_filter, state) && wanted(&request.types_filter, "classic"))
         .map(|(group, (protocol_type, state))| {
             ListedGroup::default()
@@ -354,11 +431,26 @@ async fn list_groups(request: ListGroupsRequest, served: &Served) -> ListGroupsR
     ListGroupsResponse::default().with_groups(listed)
 }
 
-async fn describe_groups(request: DescribeGroupsRequest, served: &Served) -> DescribeGroupsResponse {
+async fn describe_groups(
+    request: DescribeGroupsRequest,
+    served: &Served,
+    access: &Access<'_>,
+) -> DescribeGroupsResponse {
     use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
     let mut described = Vec::with_capacity(request.groups.len());
-    let operations = authorized::when(request.include_authorized_operations, authorized::GROUP);
     for group in request.groups {
+        if !access.group(op::DESCRIBE, &group.0) {
+            described.push(
+                DescribedGroup::default()
+                    .with_group_id(group)
+                    .with_error_code(code::GROUP_AUTHORIZATION_FAILED)
+                    .with_authorized_operations(authorized::NOT_ASKED),
+            );
+            continue;
+        }
+        let operations = authorized::when(request.include_authorized_operations, || {
+            access.operations(crate::acl::resource::GROUP, &group.0, authorized::GROUP)
+        });
         let out = DescribedGroup::default().with_group_id(group.clone()).with_authorized_operations(operations);
         described.push(match served.coordinator.describe(&group.0).await {
             Some(d) => out
@@ -393,7 +485,7 @@ async fn describe_groups(request: DescribeGroupsRequest, served: &Served) -> Des
 pub(crate) fn serve_find_coordinator(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&find_coordinator(request, r.version, r.served))
+        r.respond(&find_coordinator(request, r.version, r.served, &r.access()))
     })
 }
 
@@ -402,7 +494,7 @@ pub(crate) fn serve_join_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
         let client_id = r.header.client_id.as_ref().map(|c| c.to_string()).unwrap_or_default();
-        r.respond(&join_group(request, r.version, client_id, r.peer, r.served).await)
+        r.respond(&join_group(request, r.version, client_id, r.peer, r.served, &r.access()).await)
     })
 }
 
@@ -410,6 +502,9 @@ pub(crate) fn serve_join_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: SyncGroupRequest = r.decode()?;
+        if !r.access().group(op::READ, &request.group_id.0) {
+            return r.respond(&SyncGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
+        }
         let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
         let sync = r
             .served
@@ -435,6 +530,9 @@ pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_heartbeat(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: HeartbeatRequest = r.decode()?;
+        if !r.access().group(op::READ, &request.group_id.0) {
+            return r.respond(&HeartbeatResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
+        }
         let instance = request.group_instance_id.as_deref();
         let coordinator = &r.served.coordinator;
         let error =
@@ -446,7 +544,10 @@ pub(crate) fn serve_heartbeat(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 /// LeaveGroup.
 pub(crate) fn serve_leave_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
-        let request = r.decode()?;
+        let request: LeaveGroupRequest = r.decode()?;
+        if !r.access().group(op::READ, &request.group_id.0) {
+            return r.respond(&LeaveGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
+        }
         r.respond(&leave_group(request, r.version, r.served).await)
     })
 }
@@ -455,7 +556,9 @@ pub(crate) fn serve_leave_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_offset_commit(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&offset_commit(request, r.served).await)
+        let access = r.access();
+        let response = offset_commit(request, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
@@ -463,7 +566,9 @@ pub(crate) fn serve_offset_commit(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
 pub(crate) fn serve_offset_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&offset_fetch(request, r.served).await)
+        let access = r.access();
+        let response = offset_fetch(request, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
@@ -471,7 +576,9 @@ pub(crate) fn serve_offset_fetch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_list_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: ListGroupsRequest = r.decode()?;
-        r.respond(&list_groups(request, r.served).await)
+        let access = r.access();
+        let response = list_groups(request, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
@@ -479,7 +586,9 @@ pub(crate) fn serve_list_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_describe_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&describe_groups(request, r.served).await)
+        let access = r.access();
+        let response = describe_groups(request, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
@@ -487,6 +596,8 @@ pub(crate) fn serve_describe_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled
 pub(crate) fn serve_delete_groups(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&delete_groups(request, r.served).await)
+        let access = r.access();
+        let response = delete_groups(request, r.served, &access).await;
+        r.respond(&response)
     })
 }

@@ -10,9 +10,10 @@ pub(crate) mod produce;
 pub(crate) mod topics;
 pub(crate) mod txn;
 
-/// The operations a client may perform on a resource, as the bit field (bit n: ACL operation n)
-/// that Metadata, DescribeCluster and DescribeGroups return when asked. Freshet has no authorizer,
-/// so, as Kafka without one, every operation a resource type supports is allowed.
+/// The operations a resource type supports, as the bit field (bit n: ACL operation n) that
+/// Metadata, DescribeCluster and DescribeGroups return when asked: of these, those the
+/// authorizer allows the client (`dispatch::Access::operations`); all of them without one, as in
+/// Kafka.
 pub(crate) mod authorized {
     const READ: i32 = 1 << 3;
     const WRITE: i32 = 1 << 4;
@@ -35,10 +36,10 @@ pub(crate) mod authorized {
     pub(crate) const CLUSTER: i32 =
         CREATE | ALTER | DESCRIBE | CLUSTER_ACTION | DESCRIBE_CONFIGS | ALTER_CONFIGS | IDEMPOTENT_WRITE;
 
-    /// `operations` when `asked`, else [`NOT_ASKED`].
-    pub(crate) fn when(asked: bool, operations: i32) -> i32 {
+    /// `operations()` when `asked`, else [`NOT_ASKED`].
+    pub(crate) fn when(asked: bool, operations: impl FnOnce() -> i32) -> i32 {
         if asked {
-            operations
+            operations()
         } else {
             NOT_ASKED
         }

@@ -13,12 +13,13 @@ use freshet_log::Error;
 
 use futures::future::BoxFuture;
 
-use crate::dispatch::{Handled, Request, Served};
+use crate::acl::op;
+use crate::dispatch::{Access, Handled, Request, Served};
 use crate::errors::error_code;
 
 /// Why a partition's batches were refused: Kafka's error code, a message, and (for
 /// INVALID_RECORD) the index in the batch of each record refused, with why.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Refused {
     pub(crate) code: i16,
     pub(crate) message: String,
@@ -59,18 +60,39 @@ pub(crate) fn split_batches(mut records: Bytes) -> std::result::Result<Vec<Bytes
     Ok(batches)
 }
 
-async fn produce(request: ProduceRequest, version: i16, served: &Served) -> ProduceResponse {
+/// Why the sender may not produce to `topic`, if it may not: a transactional producer needs
+/// WRITE on its transactional id, and every producer WRITE on the topic.
+fn denied(access: &Access<'_>, transactional_id: Option<&str>, topic: &str) -> Option<Refused> {
+    if let Some(id) = transactional_id {
+        if !access.transactional_id(op::WRITE, id) {
+            let message = format!("WRITE on transactional id {id:?} is not allowed");
+            return Some(Refused::new(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED, message));
+        }
+    }
+    (!access.topic(op::WRITE, topic))
+        .then(|| Refused::new(code::TOPIC_AUTHORIZATION_FAILED, format!("WRITE on topic {topic:?} is not allowed")))
+}
+
+async fn produce(request: ProduceRequest, version: i16, served: &Served, access: &Access<'_>) -> ProduceResponse {
     // Every partition's batches at once: their appends wait for the disk together (one group
     // commit) instead of one partition after another. Each partition gets one payload per request,
     // so the order within a partition is the client's.
     let mut layout = Vec::with_capacity(request.topic_data.len());
     let mut work = Vec::new();
+    let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
     for topic in request.topic_data {
         let topic_name = topic.name.0.to_string();
         layout.push((topic.name, topic_name.clone(), topic.partition_data.len()));
+        let denied = denied(access, transactional_id.as_deref(), &topic_name);
         for data in topic.partition_data {
             let (index, records, name) = (data.index, data.records.unwrap_or_default(), topic_name.clone());
-            work.push(async move { (index, produce_partition(&name, index, records, served).await) });
+            let denied = denied.clone();
+            work.push(async move {
+                match denied {
+                    Some(refused) => (index, Err(refused)),
+                    None => (index, produce_partition(&name, index, records, served).await),
+                }
+            });
         }
     }
     let mut results = futures::future::join_all(work).await.into_iter();
@@ -121,17 +143,21 @@ async fn produce(request: ProduceRequest, version: i16, served: &Served) -> Prod
 async fn produce_legacy(
     request: crate::legacy::LegacyProduce,
     served: &Served,
+    access: &Access<'_>,
 ) -> Vec<(String, Vec<crate::legacy::PartitionResult>)> {
     let mut layout = Vec::with_capacity(request.topics.len());
     let mut work = Vec::new();
     for (topic, partitions) in request.topics {
         layout.push((topic.clone(), partitions.len()));
+        let denied = denied(access, None, &topic);
         for (index, batch) in partitions {
             let name = topic.clone();
+            let denied = denied.clone();
             work.push(async move {
-                let result = match batch {
-                    Ok(batch) => produce_partition(&name, index, batch, served).await,
-                    Err(reason) => Err(Refused::new(code::CORRUPT_MESSAGE, reason)),
+                let result = match (denied, batch) {
+                    (Some(refused), _) => Err(refused),
+                    (None, Ok(batch)) => produce_partition(&name, index, batch, served).await,
+                    (None, Err(reason)) => Err(Refused::new(code::CORRUPT_MESSAGE, reason)),
                 };
                 if let Err(refused) = &result {
                     tracing::info!(topic = %name, partition = index, message = %refused.message, "produce refused");
@@ -196,7 +222,7 @@ pub(crate) fn serve(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
             let request = crate::legacy::decode_produce(std::mem::take(&mut r.body), r.served.log.clock().now_ms())
                 .map_err(|e| format!("a malformed Produce v{version} request: {e}"))?;
             let acks = request.acks;
-            let results = produce_legacy(request, r.served).await;
+            let results = produce_legacy(request, r.served, &r.access()).await;
             if acks == 0 {
                 return Ok(None);
             }
@@ -208,7 +234,7 @@ pub(crate) fn serve(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         }
         let request: ProduceRequest = r.decode()?;
         let acks = request.acks;
-        let response = produce(request, r.version, r.served).await;
+        let response = produce(request, r.version, r.served, &r.access()).await;
         if acks == 0 {
             return Ok(None);
         }

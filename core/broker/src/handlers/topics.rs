@@ -22,7 +22,8 @@ use freshet_log::{Error, OffsetSpec};
 
 use futures::future::BoxFuture;
 
-use crate::dispatch::{name, Handled, Request, Served};
+use crate::acl::{op, resource, CLUSTER_NAME};
+use crate::dispatch::{name, Access, Handled, Request, Served};
 use crate::errors::error_code;
 use crate::handlers::authorized;
 
@@ -36,12 +37,18 @@ fn topic_named_by(served: &Served, id: Uuid) -> Option<String> {
     served.log.list_topics().into_iter().find(|t| topic_uuid(&t.id) == id).map(|t| t.name)
 }
 
-async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse {
+async fn metadata(request: MetadataRequest, served: &Served, access: &Access<'_>) -> MetadataResponse {
     let log = &served.log;
     // A topic asked for by id only (v10+) is answered under its name, or UNKNOWN_TOPIC_ID.
     let mut unknown_ids = Vec::new();
     let names: Vec<String> = match &request.topics {
-        None => log.list_topics().into_iter().filter(|t| !t.internal).map(|t| t.name).collect(),
+        // All topics: those the client may describe.
+        None => log
+            .list_topics()
+            .into_iter()
+            .filter(|t| !t.internal && access.topic(op::DESCRIBE, &t.name))
+            .map(|t| t.name)
+            .collect(),
         Some(topics) => topics
             .iter()
             .filter_map(|t| match &t.name {
@@ -54,13 +61,33 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
             })
             .collect(),
     };
-    let topic_operations = authorized::when(request.include_topic_authorized_operations, authorized::TOPIC);
     let mut topics = Vec::with_capacity(names.len());
     for id in unknown_ids {
         topics.push(MetadataResponseTopic::default().with_topic_id(id).with_error_code(code::UNKNOWN_TOPIC_ID));
     }
     for topic in names {
+        if !access.topic(op::DESCRIBE, &topic) {
+            topics.push(
+                MetadataResponseTopic::default()
+                    .with_name(Some(name(&topic)))
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         let mut described = log.describe_topic(&topic);
+        let creatable = || access.cluster(op::CREATE) || access.topic(op::CREATE, &topic);
+        if matches!(described, Err(Error::UnknownTopic(_)))
+            && request.allow_auto_topic_creation
+            && served.config.auto_create_topics
+            && !creatable()
+        {
+            topics.push(
+                MetadataResponseTopic::default()
+                    .with_name(Some(name(&topic)))
+                    .with_error_code(code::TOPIC_AUTHORIZATION_FAILED),
+            );
+            continue;
+        }
         if matches!(described, Err(Error::UnknownTopic(_)))
             && request.allow_auto_topic_creation
             && served.config.auto_create_topics
@@ -78,7 +105,9 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
                 .with_name(Some(name(&topic)))
                 .with_topic_id(topic_uuid(&d.id))
                 .with_is_internal(d.internal)
-                .with_topic_authorized_operations(topic_operations)
+                .with_topic_authorized_operations(authorized::when(request.include_topic_authorized_operations, || {
+                    access.operations(resource::TOPIC, &topic, authorized::TOPIC)
+                }))
                 .with_partitions(
                     (0..d.n_partitions as i32)
                         .map(|p| {
@@ -103,18 +132,24 @@ async fn metadata(request: MetadataRequest, served: &Served) -> MetadataResponse
         .with_cluster_id(Some(StrBytes::from_static_str("freshet")))
         .with_controller_id(BrokerId(0))
         .with_topics(topics)
-        .with_cluster_authorized_operations(authorized::when(
-            request.include_cluster_authorized_operations,
-            authorized::CLUSTER,
-        ))
+        .with_cluster_authorized_operations(authorized::when(request.include_cluster_authorized_operations, || {
+            access.operations(resource::CLUSTER, CLUSTER_NAME, authorized::CLUSTER)
+        }))
 }
 
-async fn create_partitions(request: CreatePartitionsRequest, served: &Served) -> CreatePartitionsResponse {
+async fn create_partitions(
+    request: CreatePartitionsRequest,
+    served: &Served,
+    access: &Access<'_>,
+) -> CreatePartitionsResponse {
     use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
     let mut results = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
         let name_str = topic.name.0.to_string();
         let result = match served.log.describe_topic(&name_str) {
+            _ if !access.topic(op::ALTER, &name_str) => {
+                Err((code::TOPIC_AUTHORIZATION_FAILED, format!("ALTER on topic {name_str:?} is not allowed")))
+            }
             Err(e) => Err((error_code(&e), e.to_string())),
             Ok(d) if topic.count <= d.n_partitions as i32 => Err((
                 code::INVALID_PARTITIONS,
@@ -139,7 +174,7 @@ async fn create_partitions(request: CreatePartitionsRequest, served: &Served) ->
     CreatePartitionsResponse::default().with_results(results)
 }
 
-async fn delete_records(request: DeleteRecordsRequest, served: &Served) -> DeleteRecordsResponse {
+async fn delete_records(request: DeleteRecordsRequest, served: &Served, access: &Access<'_>) -> DeleteRecordsResponse {
     use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
@@ -147,6 +182,10 @@ async fn delete_records(request: DeleteRecordsRequest, served: &Served) -> Delet
         let mut partitions = Vec::with_capacity(topic.partitions.len());
         for p in topic.partitions {
             let out = DeleteRecordsPartitionResult::default().with_partition_index(p.partition_index);
+            if !access.topic(op::DELETE, &name_str) {
+                partitions.push(out.with_error_code(code::TOPIC_AUTHORIZATION_FAILED).with_low_watermark(-1));
+                continue;
+            }
             let result = match u32::try_from(p.partition_index) {
                 // As Kafka: -1 is the high watermark; any other negative offset is out of range.
                 Ok(_) if p.offset < -1 => {
@@ -181,8 +220,9 @@ async fn delete_records(request: DeleteRecordsRequest, served: &Served) -> Delet
     DeleteRecordsResponse::default().with_topics(topics)
 }
 
-async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateTopicsResponse {
+async fn create_topics(request: CreateTopicsRequest, served: &Served, access: &Access<'_>) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(request.topics.len());
+    let cluster_create = access.cluster(op::CREATE);
     for topic in request.topics {
         let topic_name = topic.name.0.to_string();
         let n = if !topic.assignments.is_empty() {
@@ -197,7 +237,11 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served) -> CreateT
             .iter()
             .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
             .collect();
-        let outcome: std::result::Result<(), (i16, String)> = if let Err(refused) = check_replicas(&topic) {
+        let outcome: std::result::Result<(), (i16, String)> = if !cluster_create
+            && !access.topic(op::CREATE, &topic_name)
+        {
+            Err((code::TOPIC_AUTHORIZATION_FAILED, format!("CREATE on topic {topic_name:?} is not allowed")))
+        } else if let Err(refused) = check_replicas(&topic) {
             Err(refused)
         } else if n < 1 {
             Err((code::INVALID_PARTITIONS, format!("{n} partitions: a topic needs at least one")))
@@ -281,7 +325,12 @@ fn check_replicas(topic: &CreatableTopic) -> std::result::Result<(), (i16, Strin
     Ok(())
 }
 
-async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Served) -> DeleteTopicsResponse {
+async fn delete_topics(
+    request: DeleteTopicsRequest,
+    version: i16,
+    served: &Served,
+    access: &Access<'_>,
+) -> DeleteTopicsResponse {
     let mut results = Vec::new();
     let names: Vec<TopicName> = if version >= 6 {
         let mut names = Vec::with_capacity(request.topics.len());
@@ -303,7 +352,13 @@ async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Serv
     for topic in names {
         let id = served.log.describe_topic(&topic.0).map(|d| topic_uuid(&d.id)).unwrap_or_default();
         let mut result = DeletableTopicResult::default().with_name(Some(topic.clone())).with_topic_id(id);
-        if let Err(e) = served.log.delete_topic(&topic.0).await {
+        if !access.topic(op::DELETE, &topic.0) {
+            let message = format!("DELETE on topic {:?} is not allowed", topic.0.as_str());
+            result = result
+                .with_topic_id(Default::default())
+                .with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
+                .with_error_message(Some(StrBytes::from_string(message)));
+        } else if let Err(e) = served.log.delete_topic(&topic.0).await {
             result =
                 result.with_error_code(error_code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())));
         }
@@ -316,7 +371,7 @@ async fn delete_topics(request: DeleteTopicsRequest, version: i16, served: &Serv
 pub(crate) fn serve_metadata(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&metadata(request, r.served).await)
+        r.respond(&metadata(request, r.served, &r.access()).await)
     })
 }
 
@@ -324,7 +379,7 @@ pub(crate) fn serve_metadata(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_create_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&create_topics(request, r.served).await)
+        r.respond(&create_topics(request, r.served, &r.access()).await)
     })
 }
 
@@ -332,7 +387,7 @@ pub(crate) fn serve_create_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
 pub(crate) fn serve_delete_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&delete_topics(request, r.version, r.served).await)
+        r.respond(&delete_topics(request, r.version, r.served, &r.access()).await)
     })
 }
 
@@ -340,7 +395,7 @@ pub(crate) fn serve_delete_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
 pub(crate) fn serve_create_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&create_partitions(request, r.served).await)
+        r.respond(&create_partitions(request, r.served, &r.access()).await)
     })
 }
 
@@ -348,7 +403,7 @@ pub(crate) fn serve_create_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handl
 pub(crate) fn serve_delete_records(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&delete_records(request, r.served).await)
+        r.respond(&delete_records(request, r.served, &r.access()).await)
     })
 }
 
@@ -366,7 +421,7 @@ pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handle
             .with_brokers(vec![broker])
             .with_cluster_authorized_operations(authorized::when(
                 request.include_cluster_authorized_operations,
-                authorized::CLUSTER,
+                || r.access().operations(resource::CLUSTER, CLUSTER_NAME, authorized::CLUSTER),
             ));
         r.respond(&response)
     })

@@ -16,7 +16,8 @@ use freshet_coord::transactions::new_producer_id;
 
 use futures::future::BoxFuture;
 
-use crate::dispatch::{Handled, Request, Served};
+use crate::acl::{op, resource};
+use crate::dispatch::{Access, Handled, Request, Served};
 use crate::errors::{txn_error_code, txn_result_code};
 use crate::handlers::groups::committed;
 
@@ -24,10 +25,44 @@ async fn add_partitions_to_txn(
     request: AddPartitionsToTxnRequest,
     version: i16,
     served: &Served,
+    access: &Access<'_>,
 ) -> AddPartitionsToTxnResponse {
     use kafka_protocol::messages::add_partitions_to_txn_response::{
         AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
     };
+    let respond = |error: &dyn Fn(&str) -> i16| {
+        let topics = request
+            .v3_and_below_topics
+            .iter()
+            .map(|t| {
+                let results = t
+                    .partitions
+                    .iter()
+                    .map(|&p| {
+                        AddPartitionsToTxnPartitionResult::default()
+                            .with_partition_index(p)
+                            .with_partition_error_code(error(&t.name.0))
+                    })
+                    .collect();
+                AddPartitionsToTxnTopicResult::default().with_name(t.name.clone()).with_results_by_partition(results)
+            })
+            .collect();
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+    };
+    // WRITE on the transactional id, then on every topic: the partitions of topics it may not
+    // write to get TOPIC_AUTHORIZATION_FAILED, the others OPERATION_NOT_ATTEMPTED, as in Kafka.
+    if !access.transactional_id(op::WRITE, &request.v3_and_below_transactional_id) {
+        return respond(&|_| code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    }
+    if request.v3_and_below_topics.iter().any(|t| !access.topic(op::WRITE, &t.name.0)) {
+        return respond(&|topic| {
+            if access.topic(op::WRITE, topic) {
+                code::OPERATION_NOT_ATTEMPTED
+            } else {
+                code::TOPIC_AUTHORIZATION_FAILED
+            }
+        });
+    }
     let partitions: Vec<TopicPartition> = request
         .v3_and_below_topics
         .iter()
@@ -47,32 +82,31 @@ async fn add_partitions_to_txn(
         )
         .await;
     let error = txn_result_code(result, version >= 3);
-    let topics = request
-        .v3_and_below_topics
-        .into_iter()
-        .map(|t| {
-            let results = t
-                .partitions
-                .iter()
-                .map(|&p| {
-                    AddPartitionsToTxnPartitionResult::default()
-                        .with_partition_index(p)
-                        .with_partition_error_code(error)
-                })
-                .collect();
-            AddPartitionsToTxnTopicResult::default().with_name(t.name).with_results_by_partition(results)
-        })
-        .collect();
-    AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics)
+    respond(&|_| error)
 }
 
-async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served: &Served) -> TxnOffsetCommitResponse {
+async fn txn_offset_commit(
+    request: TxnOffsetCommitRequest,
+    version: i16,
+    served: &Served,
+    access: &Access<'_>,
+) -> TxnOffsetCommitResponse {
     use kafka_protocol::messages::txn_offset_commit_response::{
         TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
     };
-    // A partition that does not exist is refused on its own, as Kafka does.
+    // WRITE on the transactional id and READ on the group for the whole request; READ on each
+    // topic, whose partitions are refused on their own without it, as are those that do not
+    // exist, as Kafka does.
+    let denied = if !access.transactional_id(op::WRITE, &request.transactional_id) {
+        Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if !access.group(op::READ, &request.group_id) {
+        Some(code::GROUP_AUTHORIZATION_FAILED)
+    } else {
+        None
+    };
+    let readable = |topic: &kafka_protocol::messages::TopicName| access.topic(op::READ, &topic.0);
     let exists = |topic: &kafka_protocol::messages::TopicName, index: i32| {
-        u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
+        readable(topic) && u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
     };
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
@@ -95,7 +129,9 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
         .coordinator
         .check_commit(&request.group_id, request.generation_id, &request.member_id, instance, true)
         .await;
-    let error = if member != code::NONE {
+    let error = if let Some(denied) = denied {
+        denied
+    } else if member != code::NONE {
         tracing::info!(group = %request.group_id.0, member = %request.member_id, generation = request.generation_id, code = member, "transactional offset commit refused");
         member
     } else {
@@ -119,7 +155,9 @@ async fn txn_offset_commit(request: TxnOffsetCommitRequest, version: i16, served
                 .partitions
                 .iter()
                 .map(|p| {
-                    let code = if error == code::NONE && !exists(&t.name, p.partition_index) {
+                    let code = if error == code::NONE && !readable(&t.name) {
+                        code::TOPIC_AUTHORIZATION_FAILED
+                    } else if error == code::NONE && !exists(&t.name, p.partition_index) {
                         code::UNKNOWN_TOPIC_OR_PARTITION
                     } else {
                         error
@@ -141,7 +179,23 @@ pub(crate) fn serve_init_producer_id(mut r: Request<'_>) -> BoxFuture<'_, Handle
     Box::pin(async move {
         let request: InitProducerIdRequest = r.decode()?;
         let served = r.served;
-        let response = if let Some(id) = request.transactional_id.as_ref().filter(|id| !id.is_empty()) {
+        let access = r.access();
+        let denied = |error| {
+            InitProducerIdResponse::default()
+                .with_error_code(error)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1)
+        };
+        let transactional = request.transactional_id.as_ref().filter(|id| !id.is_empty());
+        let response = if transactional.is_some_and(|id| !access.transactional_id(op::WRITE, id)) {
+            denied(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        } else if transactional.is_none()
+            && !access.cluster(op::IDEMPOTENT_WRITE)
+            && !access.any(op::WRITE, resource::TOPIC)
+        {
+            // An idempotent producer: IDEMPOTENT_WRITE on the cluster, or WRITE on some topic.
+            denied(code::CLUSTER_AUTHORIZATION_FAILED)
+        } else if let Some(id) = transactional {
             let timeout = Duration::from_millis(u64::try_from(request.transaction_timeout_ms).unwrap_or(0));
             match served.transactions.init_producer_id(id, timeout).await {
                 Ok((producer_id, epoch)) => InitProducerIdResponse::default()
@@ -173,7 +227,9 @@ pub(crate) fn serve_init_producer_id(mut r: Request<'_>) -> BoxFuture<'_, Handle
 pub(crate) fn serve_add_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&add_partitions_to_txn(request, r.version, r.served).await)
+        let access = r.access();
+        let response = add_partitions_to_txn(request, r.version, r.served, &access).await;
+        r.respond(&response)
     })
 }
 
@@ -181,6 +237,17 @@ pub(crate) fn serve_add_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handled>
 pub(crate) fn serve_add_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: AddOffsetsToTxnRequest = r.decode()?;
+        let access = r.access();
+        let denied = if !access.transactional_id(op::WRITE, &request.transactional_id) {
+            Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        } else if !access.group(op::READ, &request.group_id) {
+            Some(code::GROUP_AUTHORIZATION_FAILED)
+        } else {
+            None
+        };
+        if let Some(error) = denied {
+            return r.respond(&AddOffsetsToTxnResponse::default().with_error_code(error));
+        }
         let result = r
             .served
             .transactions
@@ -194,6 +261,9 @@ pub(crate) fn serve_add_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_end_txn(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: EndTxnRequest = r.decode()?;
+        if !r.access().transactional_id(op::WRITE, &request.transactional_id) {
+            return r.respond(&EndTxnResponse::default().with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
+        }
         let result = r
             .served
             .transactions
@@ -207,6 +277,8 @@ pub(crate) fn serve_end_txn(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_txn_offset_commit(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&txn_offset_commit(request, r.version, r.served).await)
+        let access = r.access();
+        let response = txn_offset_commit(request, r.version, r.served, &access).await;
+        r.respond(&response)
     })
 }

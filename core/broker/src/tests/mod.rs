@@ -281,7 +281,7 @@ async fn a_fetch_over_several_partitions_keeps_to_max_bytes() {
     let fetch = |request: FetchRequest| {
         let served = served.clone();
         async move {
-            let response = crate::handlers::fetch::fetch(request, &served).await;
+            let response = crate::handlers::fetch::fetch(request, &served, &served.access([127, 0, 0, 1].into())).await;
             let partitions = &response.responses[0].partitions;
             assert!(partitions.iter().all(|p| p.error_code == 0 && p.high_watermark == 2));
             partitions.iter().map(|p| p.records.as_ref().map_or(0, |r| r.len())).collect::<Vec<_>>()

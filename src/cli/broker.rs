@@ -10,8 +10,9 @@ pub(crate) struct BrokerArgs {
     /// `auto.create.topics.enable`, `socket.request.max.bytes`, `max.connections`,
     /// `max.connections.per.ip`, `group.max.size`, `group.initial.rebalance.delay.ms`,
     /// `log.flush.interval.messages`, `log.flush.interval.ms`, `log.retention.check.interval.ms`,
-    /// `authorizer.class.name`, `allow.everyone.if.no.acl.found`, `super.users`. Flags given
-    /// override it.
+    /// `authorizer.class.name`, `allow.everyone.if.no.acl.found`, `super.users`, and the defaults
+    /// of topic configs (`log.retention.hours`, `log.segment.bytes`, `log.cleanup.policy`,
+    /// `compression.type`, `message.max.bytes`, ...). Flags given override it.
     #[arg(long, value_name = "FILE")]
     pub(crate) config: Option<PathBuf>,
     /// Data directory of the log [default: freshet-data].
@@ -48,6 +49,8 @@ pub(crate) struct BrokerSettings {
     pub(crate) durability: Durability,
     /// How often retention, DeleteRecords' segment deletion and compaction run.
     pub(crate) maintenance_interval: std::time::Duration,
+    /// Defaults of topic configs, by topic config name.
+    pub(crate) topic_defaults: std::collections::BTreeMap<String, String>,
 }
 
 impl BrokerArgs {
@@ -56,6 +59,11 @@ impl BrokerArgs {
         let mut config = freshet::broker::BrokerConfig::default();
         let mut durability = LogConfig::default().durability;
         let mut maintenance_interval = LogConfig::default().maintenance_interval;
+        let mut topic_defaults = std::collections::BTreeMap::new();
+        // log.retention.{ms,minutes,hours} and log.roll.{ms,hours}: (milliseconds, unit rank)
+        // of the finest unit given.
+        let mut retention: Option<(i64, u8)> = None;
+        let mut roll: Option<(i64, u8)> = None;
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for (i, line) in text.lines().enumerate() {
@@ -151,6 +159,21 @@ impl BrokerArgs {
                         }
                         config.authorizer.super_users = users;
                     }
+                    "log.retention.ms" | "log.retention.minutes" | "log.retention.hours" | "log.roll.ms"
+                    | "log.roll.hours" => {
+                        let n: i64 = value.parse().map_err(|_| bad("expected a whole number"))?;
+                        let (scale, rank) = match key.rsplit('.').next() {
+                            Some("ms") => (1, 3),
+                            Some("minutes") => (60_000, 2),
+                            _ => (3_600_000, 1),
+                        };
+                        // -1: no limit (retention only), whatever the unit.
+                        let ms = if n < 0 { -1 } else { n.saturating_mul(scale) };
+                        let slot = if key.starts_with("log.roll") { &mut roll } else { &mut retention };
+                        if slot.is_none_or(|(_, r)| rank >= r) {
+                            *slot = Some((ms, rank));
+                        }
+                    }
                     "log.retention.check.interval.ms" => {
                         let ms: u64 = value
                             .parse()
@@ -159,8 +182,26 @@ impl BrokerArgs {
                             .ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
                         maintenance_interval = std::time::Duration::from_millis(ms);
                     }
-                    _ => return Err(bad("not a setting of Freshet's broker")),
+                    // The default of a topic config, checked as the topic config would be.
+                    other => {
+                        let synonym = freshet::log::config::BROKER_SYNONYMS.iter().find(|(b, _)| *b == other);
+                        let Some((_, topic_key)) = synonym else {
+                            return Err(bad("not a setting of Freshet's broker"));
+                        };
+                        let one = std::collections::BTreeMap::from([(topic_key.to_string(), value.to_string())]);
+                        freshet::log::config::TopicConfig::validate(&one)
+                            .map_err(|e| bad(&format!("as the default of topic config {topic_key}: {e}")))?;
+                        topic_defaults.insert(topic_key.to_string(), value.to_string());
+                    }
                 }
+            }
+        }
+        for (slot, topic_key) in [(retention, "retention.ms"), (roll, "segment.ms")] {
+            if let Some((ms, _)) = slot {
+                let one = std::collections::BTreeMap::from([(topic_key.to_string(), ms.to_string())]);
+                freshet::log::config::TopicConfig::validate(&one)
+                    .map_err(|e| anyhow::anyhow!("the default of topic config {topic_key} ({ms} ms): {e}"))?;
+                topic_defaults.insert(topic_key.to_string(), ms.to_string());
             }
         }
         if let Some(d) = self.data_dir {
@@ -185,7 +226,7 @@ impl BrokerArgs {
         if let Some(d) = &self.durability {
             durability = crate::target::durability(d)?;
         }
-        Ok(BrokerSettings { data_dir, config, durability, maintenance_interval })
+        Ok(BrokerSettings { data_dir, config, durability, maintenance_interval, topic_defaults })
     }
 }
 
@@ -207,12 +248,14 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
-    let BrokerSettings { data_dir, config, durability, maintenance_interval } = args.settings()?;
+    let BrokerSettings { data_dir, config, durability, maintenance_interval, topic_defaults } = args.settings()?;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
-    let embedded =
-        crate::target::open_log_with(&data_dir, LogConfig { durability, maintenance_interval, ..LogConfig::default() })
-            .await?;
+    let embedded = crate::target::open_log_with(
+        &data_dir,
+        LogConfig { durability, maintenance_interval, topic_defaults, ..LogConfig::default() },
+    )
+    .await?;
     let log = embedded.log().clone();
     // One coordinator for the groups of the broker's clients and of the queries it hosts.
     let coordinator = embedded.group_coordinator().clone();

@@ -290,6 +290,14 @@ fn the_broker_reads_its_settings_from_a_config_file_and_flags_override_it() {
         !out.status.success() && err.contains("log.retention.check.interval.ms=\"0\": expected milliseconds"),
         "{err}"
     );
+    std::fs::write(&file, "log.segment.bytes=big\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains("log.segment.bytes=\"big\": as the default of topic config segment.bytes"),
+        "{err}"
+    );
     std::fs::write(&file, "num.partitons=3\n").unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(["broker", "--config"]).arg(&file).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);

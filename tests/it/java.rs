@@ -346,3 +346,52 @@ fn acls_set_with_kafkas_tool_are_enforced_listed_kept_across_a_restart_and_remov
     assert!(ok && out.contains("before\nafter"), "{out}");
     broker.stop();
 }
+
+/// Kafka's config tool (`kafka-configs.sh`'s class) describes the broker's settings, and topic
+/// configs whose defaults its config file sets under Kafka's broker names (`log.retention.hours`,
+/// `log.segment.bytes`), with where each value comes from.
+#[test]
+fn kafkas_config_tool_describes_the_broker_and_the_topic_defaults_its_config_file_sets() {
+    use crate::peer::{kafka_tool, run_with_stdin, BrokerProcess};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("broker.properties");
+    std::fs::write(&config, "num.partitions=2\nlog.retention.hours=48\nlog.segment.bytes=2097152\n").unwrap();
+    let broker = BrokerProcess::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let out =
+        run_with_stdin(std::process::Command::new("kcat").args(["-b", &broker.addr, "-P", "-t", "t"]), "x\n", "kcat");
+    assert!(out.status.success(), "{out:?}");
+    let describe = |entity_type: &str, name: &str| {
+        kafka_tool(
+            "org.apache.kafka.tools.ConfigCommand",
+            &[
+                "--bootstrap-server",
+                &broker.addr,
+                "--describe",
+                "--entity-type",
+                entity_type,
+                "--entity-name",
+                name,
+                "--all",
+            ],
+            "",
+        )
+    };
+    let brokers = describe("brokers", "0");
+    for line in [
+        "num.partitions=2",
+        "log.retention.ms=172800000",
+        "log.segment.bytes=2097152",
+        "auto.create.topics.enable=true",
+    ] {
+        assert!(brokers.contains(line), "{line} in:\n{brokers}");
+    }
+    assert!(
+        brokers.contains("num.partitions=2 sensitive=false synonyms={STATIC_BROKER_CONFIG:num.partitions=2}"),
+        "{brokers}"
+    );
+    let topic = describe("topics", "t");
+    assert!(topic.contains("retention.ms=172800000 sensitive=false synonyms={STATIC_BROKER_CONFIG"), "{topic}");
+    assert!(topic.contains("segment.bytes=2097152"), "{topic}");
+    assert!(topic.contains("cleanup.policy=delete sensitive=false synonyms={DEFAULT_CONFIG"), "{topic}");
+    broker.stop();
+}

@@ -245,6 +245,33 @@ impl TopicConfig {
     }
 }
 
+/// Kafka's broker settings that set the default of a topic config, and that topic config (Kafka's
+/// synonyms), as a broker's config file names them. `log.retention.ms`, `.minutes` and `.hours`, and `log.roll.ms` and
+/// `.hours`, are handled apart: the finer unit wins.
+pub const BROKER_SYNONYMS: &[(&str, &str)] = &[
+    ("log.cleanup.policy", "cleanup.policy"),
+    ("compression.type", "compression.type"),
+    ("log.cleaner.delete.retention.ms", "delete.retention.ms"),
+    ("log.index.interval.bytes", "index.interval.bytes"),
+    ("message.max.bytes", "max.message.bytes"),
+    ("log.message.timestamp.type", "message.timestamp.type"),
+    ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
+    ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
+    ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("log.retention.bytes", "retention.bytes"),
+    ("log.segment.bytes", "segment.bytes"),
+    ("log.index.size.max.bytes", "segment.index.bytes"),
+];
+
+/// The broker setting that is the default of topic config `topic_key`, if one is.
+pub fn broker_synonym(topic_key: &str) -> Option<&'static str> {
+    match topic_key {
+        "retention.ms" => Some("log.retention.ms"),
+        "segment.ms" => Some("log.roll.ms"),
+        _ => BROKER_SYNONYMS.iter().find(|(_, t)| *t == topic_key).map(|(b, _)| *b),
+    }
+}
+
 /// When an append counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

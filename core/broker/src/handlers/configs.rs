@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use freshet_coord::code;
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsSynonym;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::messages::{
     DescribeConfigsRequest, DescribeConfigsResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
@@ -19,6 +20,84 @@ use crate::errors::error_code;
 
 /// Kafka's resource type of a topic in config requests.
 const TOPIC_RESOURCE: i8 = 2;
+/// Kafka's resource type of a broker in config requests.
+const BROKER_RESOURCE: i8 = 4;
+/// Config sources: set on the topic, in the broker's config file, or the default.
+const TOPIC_CONFIG: i8 = 1;
+const STATIC_BROKER_CONFIG: i8 = 4;
+const DEFAULT_CONFIG: i8 = 5;
+
+/// This broker's settings under Kafka's names, as DescribeConfigs gives a BROKER resource: the
+/// value and whether it is the default. Freshet takes none of them dynamically.
+fn broker_configs(served: &Served) -> Vec<(String, String, bool)> {
+    use freshet_log::config::{Durability, LogConfig, TopicConfig};
+    let (c, d) = (&served.config, crate::server::BrokerConfig::default());
+    let (log, dl) = (served.log.config(), LogConfig::default());
+    let count = |n: usize| n.min(i32::MAX as usize).to_string();
+    let authorizer = &c.authorizer;
+    let mut out: Vec<(String, String, bool)> = [
+        ("node.id", "0".to_string(), false),
+        ("broker.id", "0".to_string(), false),
+        ("listeners", format!("PLAINTEXT://{}:{}", c.listen.ip(), served.port), c.listen == d.listen),
+        ("advertised.listeners", format!("PLAINTEXT://{}:{}", served.host, served.port), c.advertised_host.is_none()),
+        ("log.dirs", served.log.dir().display().to_string(), false),
+        ("num.partitions", c.default_partitions.to_string(), c.default_partitions == d.default_partitions),
+        ("auto.create.topics.enable", c.auto_create_topics.to_string(), c.auto_create_topics == d.auto_create_topics),
+        ("socket.request.max.bytes", count(c.max_frame_bytes), c.max_frame_bytes == d.max_frame_bytes),
+        ("max.connections", count(c.max_connections), c.max_connections == d.max_connections),
+        (
+            "max.connections.per.ip",
+            count(c.max_connections_per_ip),
+            c.max_connections_per_ip == d.max_connections_per_ip,
+        ),
+        ("group.max.size", count(c.group_max_size), c.group_max_size == d.group_max_size),
+        (
+            "group.initial.rebalance.delay.ms",
+            c.group_initial_rebalance_delay.as_millis().to_string(),
+            c.group_initial_rebalance_delay == d.group_initial_rebalance_delay,
+        ),
+        (
+            "authorizer.class.name",
+            if authorizer.enabled { "org.apache.kafka.metadata.authorizer.StandardAuthorizer" } else { "" }.to_string(),
+            !authorizer.enabled,
+        ),
+        (
+            "allow.everyone.if.no.acl.found",
+            authorizer.allow_everyone_if_no_acl_found.to_string(),
+            !authorizer.allow_everyone_if_no_acl_found,
+        ),
+        ("super.users", authorizer.super_users.join(";"), authorizer.super_users.is_empty()),
+        (
+            "log.retention.check.interval.ms",
+            log.maintenance_interval.as_millis().to_string(),
+            log.maintenance_interval == dl.maintenance_interval,
+        ),
+        (
+            "log.flush.interval.messages",
+            if log.durability == Durability::Fsync { "1".to_string() } else { i64::MAX.to_string() },
+            log.durability == dl.durability,
+        ),
+        (
+            "log.flush.interval.ms",
+            match log.durability {
+                Durability::Interval { flush_interval_ms } => flush_interval_ms.to_string(),
+                _ => String::new(),
+            },
+            !matches!(log.durability, Durability::Interval { .. }),
+        ),
+    ]
+    .into_iter()
+    .map(|(name, value, is_default)| (name.to_string(), value, is_default))
+    .collect();
+    // The defaults of topic configs, under their broker names.
+    for entry in TopicConfig::describe(&log.topic_defaults) {
+        if let Some(name) = freshet_log::config::broker_synonym(&entry.name) {
+            out.push((name.to_string(), entry.value, entry.is_default));
+        }
+    }
+    out.sort();
+    out
+}
 
 /// Why the sender may not perform `operation` (DESCRIBE_CONFIGS or ALTER_CONFIGS) on a config
 /// resource, if it may not: a topic's configs need the operation on the topic, the others on the
@@ -34,8 +113,18 @@ fn denied(access: &Access<'_>, resource_type: i8, name: &str, operation: i8) -> 
     }
 }
 
+/// One synonym of a config (the setting its value comes from), as DescribeConfigs v1+ lists them
+/// when asked.
+fn synonym(name: &str, value: &str, source: i8) -> DescribeConfigsSynonym {
+    DescribeConfigsSynonym::default()
+        .with_name(StrBytes::from_string(name.to_string()))
+        .with_value(Some(StrBytes::from_string(value.to_string())))
+        .with_source(source)
+}
+
 fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &Access<'_>) -> DescribeConfigsResponse {
     use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult};
+    let synonyms = request.include_synonyms;
     let results = request
         .resources
         .into_iter()
@@ -48,23 +137,80 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &A
             {
                 return out.with_error_code(error).with_error_message(Some(StrBytes::from_string(message)));
             }
+            let wanted =
+                resource.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+            if resource.resource_type == BROKER_RESOURCE {
+                // This broker's settings; "" names the cluster's dynamic defaults, of which there
+                // are none.
+                let name = resource.resource_name.as_str();
+                if name.is_empty() {
+                    return out;
+                }
+                if name != "0" {
+                    let message = format!("broker {name} is not this broker (0)");
+                    return out
+                        .with_error_code(code::INVALID_REQUEST)
+                        .with_error_message(Some(StrBytes::from_string(message)));
+                }
+                let configs = broker_configs(served)
+                    .into_iter()
+                    .filter(|(name, _, _)| wanted.as_ref().is_none_or(|w| w.contains(name)))
+                    .map(|(name, value, is_default)| {
+                        let source = if is_default { DEFAULT_CONFIG } else { STATIC_BROKER_CONFIG };
+                        let listed = if synonyms { vec![synonym(&name, &value, source)] } else { Vec::new() };
+                        DescribeConfigsResourceResult::default()
+                            .with_name(StrBytes::from_string(name))
+                            .with_value(Some(StrBytes::from_string(value)))
+                            .with_read_only(true)
+                            .with_config_source(source)
+                            .with_synonyms(listed)
+                    })
+                    .collect();
+                return out.with_configs(configs);
+            }
             if resource.resource_type != TOPIC_RESOURCE {
-                // Broker configs: none are described yet; an empty list, no error.
+                // Other resources (groups, loggers): no configs.
                 return out;
             }
             match served.log.describe_configs(&resource.resource_name) {
                 Ok(entries) => {
-                    let wanted =
-                        resource.configuration_keys.map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
+                    let broker_defaults = &served.log.config().topic_defaults;
                     let configs = entries
                         .into_iter()
                         .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.name)))
                         .map(|e| {
-                            // Sources: 1 set on the topic, 5 the default.
+                            // Sources: 1 set on the topic, 4 the broker's default from its config
+                            // file, 5 Kafka's default.
+                            let source = if !e.is_default {
+                                TOPIC_CONFIG
+                            } else if broker_defaults.contains_key(&e.name) {
+                                STATIC_BROKER_CONFIG
+                            } else {
+                                DEFAULT_CONFIG
+                            };
+                            // From the most specific: the topic's own value, the broker's
+                            // default from its config file, Kafka's default.
+                            let mut listed = Vec::new();
+                            if synonyms {
+                                if source == TOPIC_CONFIG {
+                                    listed.push(synonym(&e.name, &e.value, TOPIC_CONFIG));
+                                }
+                                let broker_name = freshet_log::config::broker_synonym(&e.name).unwrap_or(&e.name);
+                                if let Some(v) = broker_defaults.get(&e.name) {
+                                    listed.push(synonym(broker_name, v, STATIC_BROKER_CONFIG));
+                                }
+                                let default = TopicConfig::describe(&BTreeMap::new())
+                                    .into_iter()
+                                    .find(|d| d.name == e.name)
+                                    .map(|d| d.value)
+                                    .unwrap_or_default();
+                                listed.push(synonym(broker_name, &default, DEFAULT_CONFIG));
+                            }
                             DescribeConfigsResourceResult::default()
                                 .with_name(StrBytes::from_string(e.name))
                                 .with_value(Some(StrBytes::from_string(e.value)))
-                                .with_config_source(if e.is_default { 5 } else { 1 })
+                                .with_config_source(source)
+                                .with_synonyms(listed)
                         })
                         .collect();
                     out.with_configs(configs)

@@ -430,6 +430,11 @@ impl Log {
         &self.shared.dir
     }
 
+    /// The settings the log was opened with.
+    pub fn config(&self) -> &LogConfig {
+        &self.shared.config
+    }
+
     /// The clock the log was opened with (`LogConfig::clock`): the coordinators over this log read
     /// time from it too.
     pub fn clock(&self) -> &Arc<dyn crate::clock::Clock> {

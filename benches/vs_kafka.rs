@@ -15,7 +15,9 @@
 //! - produce throughput, 100 B and 1 KiB records, acks=1 and acks=all (ProducerPerformance at
 //!   full speed);
 //! - consume throughput of the 100 B records of both 100 B phases (ConsumerPerformance), and the
-//!   broker's CPU-seconds per million records consumed meanwhile;
+//!   CPU-seconds per million records consumed that the broker and the consumer spent meanwhile
+//!   (where the consumer's are about equal on both and the broker's far apart, the consumer is
+//!   the limit, not the broker);
 //! - produce latency p50/p99/p99.9 at a fixed rate below saturation: half the slower broker's
 //!   100 B acks=all throughput (ProducerPerformance with --throughput);
 //! - the broker's peak resident memory (VmHWM) over those phases.
@@ -106,20 +108,24 @@ fn produce(addr: &str, topic: &str, records: u64, size: usize, acks: &str, rate:
 }
 
 /// Records per second ConsumerPerformance reads `records` of the topics matching `include` at,
-/// and the CPU-seconds the broker (process `broker`) spent per million of them meanwhile.
-fn consume(addr: &str, include: &str, records: u64, broker: u32) -> (f64, f64) {
+/// and the CPU-seconds per million of them that the broker (process `broker`) and the consumer
+/// (the JVM, a child of this process) spent meanwhile.
+fn consume(addr: &str, include: &str, records: u64, broker: u32) -> (f64, f64, f64) {
     let cpu = cpu_seconds(broker);
+    let children = children_cpu_seconds();
     let out = kafka_tool(
         "org.apache.kafka.tools.ConsumerPerformance",
         &["--bootstrap-server", addr, "--include", include, "--messages", &records.to_string(), "--timeout", "60000"],
         "",
     );
     let cpu = cpu_seconds(broker) - cpu;
+    let consumer = children_cpu_seconds() - children;
     // start, end, MB, MB/s, n, n/s, rebalance ms, fetch ms, fetch MB/s, fetch n/s
     let row = out.lines().last().unwrap_or_default();
     let fields: Vec<&str> = row.split(", ").collect();
     let rate = fields.get(9).and_then(|f| f.trim().parse().ok()).unwrap_or_else(|| panic!("no figures in {out}"));
-    (rate, cpu / (records as f64 / 1e6))
+    let millions = records as f64 / 1e6;
+    (rate, cpu / millions, consumer / millions)
 }
 
 /// Peak resident memory of a process, in MiB.
@@ -205,6 +211,8 @@ struct Figures {
     consume: f64,
     /// The broker's CPU-seconds per million records consumed.
     consume_cpu: f64,
+    /// The consumer's CPU-seconds per million records consumed.
+    consumer_cpu: f64,
     latency: PerfSummary,
     peak_rss_mib: f64,
 }
@@ -267,7 +275,7 @@ fn brokers(scratch: &std::path::Path) {
                 f.produce.push(((size, acks), produce(peer.addr(), &topic, n, size, acks, None)));
             }
             // Both 100 B topics: long enough a phase that the consumer's start does not dominate.
-            (f.consume, f.consume_cpu) = consume(peer.addr(), "perf-100-.*", 2 * records, peer.pid());
+            (f.consume, f.consume_cpu, f.consumer_cpu) = consume(peer.addr(), "perf-100-.*", 2 * records, peer.pid());
             f.peak_rss_mib = peak_rss_mib(peer.pid());
             figures.push((kind, f));
             alone_again(peer, dir);
@@ -310,6 +318,12 @@ fn brokers(scratch: &std::path::Path) {
             freshet.consume_cpu,
             ratio(freshet.consume_cpu, kafka.consume_cpu)
         );
+        println!(
+            "| consumer CPU-s per M records consumed | {:.3} | {:.3} | | {} |",
+            kafka.consumer_cpu,
+            freshet.consumer_cpu,
+            ratio(freshet.consumer_cpu, kafka.consumer_cpu)
+        );
         println!("| produce latency at {rate} records/s, 100 B acks=all | p50 / p99 / p99.9 ms | |");
         println!("|---|---:|---:|");
         for (name, l) in [("Kafka", kafka.latency), ("Freshet", freshet.latency)] {
@@ -347,14 +361,26 @@ fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
 }
 
+/// The CPU time (user and system) of this process's children that have ended and been waited
+/// for, seconds.
+fn children_cpu_seconds() -> f64 {
+    stat_seconds(std::process::id(), 13)
+}
+
 /// A process's CPU time (user and system, all its threads), seconds.
 fn cpu_seconds(pid: u32) -> f64 {
+    stat_seconds(pid, 11)
+}
+
+/// The sum of two adjacent clock-tick fields of `/proc/PID/stat` from `first` (counted after the
+/// command name: 11 and 12 are the process's user and system time, 13 and 14 its waited-for
+/// children's), seconds.
+fn stat_seconds(pid: u32, first: usize) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name's closing parenthesis; utime and stime are the 12th and 13th.
     let rest = stat.rsplit(')').next().unwrap_or_default();
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: f64 = fields.get(11).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)
-        + fields.get(12).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
+    let ticks: f64 = fields.get(first).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0)
+        + fields.get(first + 1).and_then(|f| f.parse::<f64>().ok()).unwrap_or(0.0);
     ticks / 100.0
 }
 

@@ -349,9 +349,10 @@ fn acls_set_with_kafkas_tool_are_enforced_listed_kept_across_a_restart_and_remov
 
 /// Kafka's config tool (`kafka-configs.sh`'s class) describes the broker's settings, and topic
 /// configs whose defaults its config file sets under Kafka's broker names (`log.retention.hours`,
-/// `log.segment.bytes`), with where each value comes from.
+/// `log.segment.bytes`), with where each value comes from; and changes those defaults while the
+/// broker runs (dynamic broker configs).
 #[test]
-fn kafkas_config_tool_describes_the_broker_and_the_topic_defaults_its_config_file_sets() {
+fn kafkas_config_tool_describes_the_broker_and_changes_the_defaults_of_topic_configs_while_it_runs() {
     use crate::peer::{kafka_tool, run_with_stdin, BrokerProcess};
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("broker.properties");
@@ -393,5 +394,70 @@ fn kafkas_config_tool_describes_the_broker_and_the_topic_defaults_its_config_fil
     assert!(topic.contains("retention.ms=172800000 sensitive=false synonyms={STATIC_BROKER_CONFIG"), "{topic}");
     assert!(topic.contains("segment.bytes=2097152"), "{topic}");
     assert!(topic.contains("cleanup.policy=delete sensitive=false synonyms={DEFAULT_CONFIG"), "{topic}");
+
+    // Dynamic broker configs: the cluster's default, then this broker's own over it; every
+    // topic without its own value follows; kept across a restart; deleted, the file's again.
+    let alter = |target: &[&str], change: &[&str]| {
+        let mut args = vec!["--bootstrap-server", broker.addr.as_str(), "--alter", "--entity-type", "brokers"];
+        args.extend_from_slice(target);
+        args.extend_from_slice(change);
+        crate::peer::kafka_tool_output("org.apache.kafka.tools.ConfigCommand", &args, "")
+    };
+    let out = alter(&["--entity-default"], &["--add-config", "log.retention.ms=3600000"]);
+    assert!(out.status.success(), "{out:?}");
+    let topic = describe("topics", "t");
+    assert!(topic.contains("retention.ms=3600000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG"), "{topic}");
+    let out = alter(
+        &["--entity-name", "0"],
+        &["--add-config", "log.retention.ms=7200000,log.cleanup.policy=[delete,compact]"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let topic = describe("topics", "t");
+    assert!(topic.contains("retention.ms=7200000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG"), "{topic}");
+    assert!(topic.contains("cleanup.policy=delete,compact"), "{topic}");
+    // A setting that comes from the config file only, and one Freshet does not have.
+    let out = alter(&["--entity-name", "0"], &["--add-config", "num.partitions=5"]);
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("cannot update these configs dynamically: num.partitions"),
+        "{text}"
+    );
+    let out = alter(&["--entity-name", "0"], &["--add-config", "log.segment.bytes=12"]);
+    let text = String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success() && text.contains("segment.bytes"), "a value too small for the topic config: {text}");
+    broker.stop();
+
+    let broker = BrokerProcess::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
+    let describe = |entity_type: &str, name: &str| {
+        kafka_tool(
+            "org.apache.kafka.tools.ConfigCommand",
+            &[
+                "--bootstrap-server",
+                &broker.addr,
+                "--describe",
+                "--entity-type",
+                entity_type,
+                "--entity-name",
+                name,
+                "--all",
+            ],
+            "",
+        )
+    };
+    let topic = describe("topics", "t");
+    assert!(topic.contains("retention.ms=7200000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG"), "kept: {topic}");
+    let brokers = describe("brokers", "0");
+    assert!(brokers.contains("log.retention.ms=7200000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG"), "{brokers}");
+    let alter = |target: &[&str], change: &[&str]| {
+        let mut args = vec!["--bootstrap-server", broker.addr.as_str(), "--alter", "--entity-type", "brokers"];
+        args.extend_from_slice(target);
+        args.extend_from_slice(change);
+        kafka_tool("org.apache.kafka.tools.ConfigCommand", &args, "")
+    };
+    alter(&["--entity-name", "0"], &["--delete-config", "log.retention.ms,log.cleanup.policy"]);
+    alter(&["--entity-default"], &["--delete-config", "log.retention.ms"]);
+    let topic = describe("topics", "t");
+    assert!(topic.contains("retention.ms=172800000 sensitive=false synonyms={STATIC_BROKER_CONFIG"), "{topic}");
+    assert!(topic.contains("cleanup.policy=delete sensitive=false"), "{topic}");
     broker.stop();
 }

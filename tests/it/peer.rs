@@ -343,9 +343,7 @@ pub(crate) fn java(program: &str, args: &[&str]) -> String {
 
 /// Runs a main class of Kafka's jars (a command-line tool) and gives its standard output.
 pub(crate) fn kafka_tool(class: &str, args: &[&str], stdin: &str) -> String {
-    let mut java = Command::new("java");
-    java.arg(log4j_config()).args(["-cp", &classpath(), class]).args(args);
-    let output = run_with_stdin(&mut java, stdin, "java is installed (./dev test checks)");
+    let output = kafka_tool_output(class, args, stdin);
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
@@ -354,6 +352,13 @@ pub(crate) fn kafka_tool(class: &str, args: &[&str], stdin: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
+}
+
+/// Runs a main class of Kafka's jars; its output, whether it succeeded or not.
+pub(crate) fn kafka_tool_output(class: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut java = Command::new("java");
+    java.arg(log4j_config()).args(["-cp", &classpath(), class]).args(args);
+    run_with_stdin(&mut java, stdin, "java is installed (./dev test checks)")
 }
 
 /// Runs `command` with `stdin` written to it; its output. `missing` says why it should exist.

@@ -92,6 +92,7 @@ pub(crate) struct Served {
     pub(crate) coordinator: Coordinator,
     pub(crate) transactions: Transactions,
     pub(crate) authorizer: Authorizer,
+    pub(crate) dynamic: crate::dynamic::DynamicConfigs,
     pub(crate) config: BrokerConfig,
     pub(crate) host: String,
     pub(crate) port: i32,
@@ -110,7 +111,8 @@ impl Served {
         coordinator.set_initial_rebalance_delay(config.group_initial_rebalance_delay);
         let transactions = Transactions::new(log.clone(), offsets.clone());
         let authorizer = Authorizer::new(log.clone(), config.authorizer.clone());
-        Served { log, offsets, coordinator, transactions, authorizer, config, host, port }
+        let dynamic = crate::dynamic::DynamicConfigs::new(log.clone());
+        Served { log, offsets, coordinator, transactions, authorizer, dynamic, config, host, port }
     }
 
     /// A client at `ip`, as the authorizer sees it.

@@ -25,6 +25,7 @@
 
 mod acl;
 mod dispatch;
+mod dynamic;
 mod errors;
 mod fallback;
 mod handlers;
@@ -35,4 +36,5 @@ mod tests;
 
 pub use acl::{AuthorizerConfig, ACLS_TOPIC};
 pub use dispatch::FrameHarness;
+pub use dynamic::BROKER_CONFIGS_TOPIC;
 pub use server::{Broker, BrokerConfig};

@@ -162,6 +162,7 @@ impl Broker {
         // Transactions a previous run decided are completed before any client is served.
         served.transactions.load().await?;
         served.authorizer.load().await?;
+        served.dynamic.load().await?;
         served.transactions.start_expiry(Duration::from_secs(1));
         let (stop, mut stopped) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));

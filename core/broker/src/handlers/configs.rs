@@ -16,6 +16,7 @@ use freshet_log::config::TopicConfig;
 
 use crate::acl::op;
 use crate::dispatch::{Access, Handled, Request, Served};
+use crate::dynamic::{topic_key_of, Scope};
 use crate::errors::error_code;
 
 /// Kafka's resource type of a topic in config requests.
@@ -27,9 +28,41 @@ const TOPIC_CONFIG: i8 = 1;
 const STATIC_BROKER_CONFIG: i8 = 4;
 const DEFAULT_CONFIG: i8 = 5;
 
-/// This broker's settings under Kafka's names, as DescribeConfigs gives a BROKER resource: the
-/// value and whether it is the default. Freshet takes none of them dynamically.
-fn broker_configs(served: &Served) -> Vec<(String, String, bool)> {
+/// Config sources of dynamic broker configs: this broker's, the cluster's default.
+const DYNAMIC_BROKER_CONFIG: i8 = 2;
+const DYNAMIC_DEFAULT_BROKER_CONFIG: i8 = 3;
+
+/// One broker setting as DescribeConfigs gives it: name, value, source, and whether it can be
+/// changed while the broker runs.
+struct BrokerSetting {
+    name: String,
+    value: String,
+    source: i8,
+    dynamic: bool,
+}
+
+/// This broker's settings under Kafka's names, as DescribeConfigs gives a BROKER resource, the
+/// dynamic values of the defaults of topic configs over the config file's.
+fn broker_settings(served: &Served) -> Vec<BrokerSetting> {
+    let (own, default) = (served.dynamic.get(Scope::Broker), served.dynamic.get(Scope::ClusterDefault));
+    static_broker_configs(served)
+        .into_iter()
+        .map(|(name, value, is_default)| {
+            let dynamic = topic_key_of(&name).is_some();
+            let static_source = if is_default { DEFAULT_CONFIG } else { STATIC_BROKER_CONFIG };
+            let (value, source) = match (own.get(&name), default.get(&name)) {
+                (Some(v), _) => (v.clone(), DYNAMIC_BROKER_CONFIG),
+                (None, Some(v)) => (v.clone(), DYNAMIC_DEFAULT_BROKER_CONFIG),
+                (None, None) => (value, static_source),
+            };
+            BrokerSetting { name, value, source, dynamic }
+        })
+        .collect()
+}
+
+/// This broker's settings from its config file and flags (or their defaults) under Kafka's
+/// names: the value and whether it is the default.
+fn static_broker_configs(served: &Served) -> Vec<(String, String, bool)> {
     use freshet_log::config::{Durability, LogConfig, TopicConfig};
     let (c, d) = (&served.config, crate::server::BrokerConfig::default());
     let (log, dl) = (served.log.config(), LogConfig::default());
@@ -140,29 +173,40 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &A
             let wanted =
                 resource.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
             if resource.resource_type == BROKER_RESOURCE {
-                // This broker's settings; "" names the cluster's dynamic defaults, of which there
-                // are none.
-                let name = resource.resource_name.as_str();
-                if name.is_empty() {
-                    return out;
-                }
-                if name != "0" {
-                    let message = format!("broker {name} is not this broker (0)");
-                    return out
-                        .with_error_code(code::INVALID_REQUEST)
-                        .with_error_message(Some(StrBytes::from_string(message)));
-                }
-                let configs = broker_configs(served)
+                // This broker's settings ("0"), or the cluster's dynamic defaults ("").
+                let settings = match Scope::of(&resource.resource_name) {
+                    Err(message) => {
+                        return out
+                            .with_error_code(code::INVALID_REQUEST)
+                            .with_error_message(Some(StrBytes::from_string(message)))
+                    }
+                    Ok(Scope::ClusterDefault) => served
+                        .dynamic
+                        .get(Scope::ClusterDefault)
+                        .into_iter()
+                        .map(|(name, value)| BrokerSetting {
+                            name,
+                            value,
+                            source: DYNAMIC_DEFAULT_BROKER_CONFIG,
+                            dynamic: true,
+                        })
+                        .collect(),
+                    Ok(Scope::Broker) => broker_settings(served),
+                };
+                let configs = settings
                     .into_iter()
-                    .filter(|(name, _, _)| wanted.as_ref().is_none_or(|w| w.contains(name)))
-                    .map(|(name, value, is_default)| {
-                        let source = if is_default { DEFAULT_CONFIG } else { STATIC_BROKER_CONFIG };
-                        let listed = if synonyms { vec![synonym(&name, &value, source)] } else { Vec::new() };
+                    .filter(|setting| wanted.as_ref().is_none_or(|w| w.contains(&setting.name)))
+                    .map(|setting| {
+                        let listed = if synonyms {
+                            vec![synonym(&setting.name, &setting.value, setting.source)]
+                        } else {
+                            Vec::new()
+                        };
                         DescribeConfigsResourceResult::default()
-                            .with_name(StrBytes::from_string(name))
-                            .with_value(Some(StrBytes::from_string(value)))
-                            .with_read_only(true)
-                            .with_config_source(source)
+                            .with_name(StrBytes::from_string(setting.name))
+                            .with_value(Some(StrBytes::from_string(setting.value)))
+                            .with_read_only(!setting.dynamic)
+                            .with_config_source(setting.source)
                             .with_synonyms(listed)
                     })
                     .collect();
@@ -175,27 +219,38 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &A
             match served.log.describe_configs(&resource.resource_name) {
                 Ok(entries) => {
                     let broker_defaults = &served.log.config().topic_defaults;
+                    let (own, cluster) = (served.dynamic.get(Scope::Broker), served.dynamic.get(Scope::ClusterDefault));
                     let configs = entries
                         .into_iter()
                         .filter(|e| wanted.as_ref().is_none_or(|w| w.contains(&e.name)))
                         .map(|e| {
                             // Sources: 1 set on the topic, 4 the broker's default from its config
                             // file, 5 Kafka's default.
+                            let broker_name = freshet_log::config::broker_synonym(&e.name).unwrap_or(&e.name);
                             let source = if !e.is_default {
                                 TOPIC_CONFIG
+                            } else if own.contains_key(broker_name) {
+                                DYNAMIC_BROKER_CONFIG
+                            } else if cluster.contains_key(broker_name) {
+                                DYNAMIC_DEFAULT_BROKER_CONFIG
                             } else if broker_defaults.contains_key(&e.name) {
                                 STATIC_BROKER_CONFIG
                             } else {
                                 DEFAULT_CONFIG
                             };
                             // From the most specific: the topic's own value, the broker's
-                            // default from its config file, Kafka's default.
+                            // dynamic values, its config file's, Kafka's default.
                             let mut listed = Vec::new();
                             if synonyms {
                                 if source == TOPIC_CONFIG {
                                     listed.push(synonym(&e.name, &e.value, TOPIC_CONFIG));
                                 }
-                                let broker_name = freshet_log::config::broker_synonym(&e.name).unwrap_or(&e.name);
+                                if let Some(v) = own.get(broker_name) {
+                                    listed.push(synonym(broker_name, v, DYNAMIC_BROKER_CONFIG));
+                                }
+                                if let Some(v) = cluster.get(broker_name) {
+                                    listed.push(synonym(broker_name, v, DYNAMIC_DEFAULT_BROKER_CONFIG));
+                                }
                                 if let Some(v) = broker_defaults.get(&e.name) {
                                     listed.push(synonym(broker_name, v, STATIC_BROKER_CONFIG));
                                 }
@@ -236,8 +291,15 @@ async fn replace_configs(request: AlterConfigsRequest, served: &Served, access: 
         let topic = resource.resource_name.to_string();
         let result = if let Some(refused) = denied(access, resource.resource_type, &topic, op::ALTER_CONFIGS) {
             Err(refused)
+        } else if resource.resource_type == BROKER_RESOURCE {
+            let wanted: BTreeMap<String, String> = resource
+                .configs
+                .iter()
+                .filter_map(|c| c.value.as_ref().map(|v| (c.name.to_string(), v.to_string())))
+                .collect();
+            alter_broker(served, &topic, wanted, request.validate_only).await
         } else if resource.resource_type != TOPIC_RESOURCE {
-            Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
+            Err((code::INVALID_CONFIG, "only topic and broker configs can be altered".to_string()))
         } else {
             let wanted: BTreeMap<String, String> = resource
                 .configs
@@ -354,8 +416,13 @@ async fn alter_configs(
         let topic = resource.resource_name.to_string();
         let result = if let Some(refused) = denied(access, resource.resource_type, &topic, op::ALTER_CONFIGS) {
             Err(refused)
+        } else if resource.resource_type == BROKER_RESOURCE {
+            match incremental_broker_changes(served, &topic, &resource.configs) {
+                Ok(wanted) => alter_broker(served, &topic, wanted, request.validate_only).await,
+                Err(e) => Err(e),
+            }
         } else if resource.resource_type != TOPIC_RESOURCE {
-            Err((code::INVALID_CONFIG, "only topic configs can be altered".to_string()))
+            Err((code::INVALID_CONFIG, "only topic and broker configs can be altered".to_string()))
         } else {
             match incremental_changes(&topic, &resource.configs, served) {
                 Err(e) => Err(e),
@@ -383,6 +450,84 @@ async fn alter_configs(
         });
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+/// Makes `wanted` the dynamic configs of the BROKER resource `name` ("0" or "": the cluster's
+/// default), each one Freshet takes while running and each value valid for the topic config it
+/// is the default of.
+async fn alter_broker(
+    served: &Served,
+    name: &str,
+    wanted: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let scope = Scope::of(name).map_err(|message| (code::INVALID_REQUEST, message))?;
+    let fixed: Vec<&str> = wanted.keys().map(String::as_str).filter(|k| topic_key_of(k).is_none()).collect();
+    if !fixed.is_empty() {
+        let known: Vec<String> = static_broker_configs(served).into_iter().map(|(n, _, _)| n).collect();
+        let (settings, unknown): (Vec<&str>, Vec<&str>) = fixed.iter().partition(|k| known.iter().any(|n| n == *k));
+        return Err(if unknown.is_empty() {
+            (
+                code::INVALID_REQUEST,
+                format!(
+                    "cannot update these configs dynamically: {}; they come from the broker's config file (the \
+                     defaults of topic configs can be, as log.retention.ms)",
+                    settings.join(", ")
+                ),
+            )
+        } else {
+            (code::INVALID_CONFIG, format!("not settings of Freshet's broker: {}", unknown.join(", ")))
+        });
+    }
+    served.dynamic.replace(scope, wanted, validate_only).await.map_err(|e| (error_code(&e), e.to_string()))
+}
+
+/// The dynamic configs of the BROKER resource `name` after IncrementalAlterConfigs' operations:
+/// SET and DELETE; APPEND and SUBTRACT on a list config (`log.cleanup.policy`), from the value
+/// in effect, as Kafka applies them.
+fn incremental_broker_changes(
+    served: &Served,
+    name: &str,
+    ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
+) -> Result<BTreeMap<String, String>, (i16, String)> {
+    let scope = Scope::of(name).map_err(|message| (code::INVALID_REQUEST, message))?;
+    let mut values = served.dynamic.get(scope);
+    let in_effect: BTreeMap<String, String> = broker_settings(served).into_iter().map(|s| (s.name, s.value)).collect();
+    for op in ops {
+        let key = op.name.to_string();
+        let value = op.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+        match op.config_operation {
+            SET => {
+                values.insert(key, value);
+            }
+            DELETE => {
+                values.remove(&key);
+            }
+            APPEND | SUBTRACT if key == "log.cleanup.policy" => {
+                let current = values.get(&key).or(in_effect.get(&key)).cloned().unwrap_or_default();
+                let mut items: Vec<String> =
+                    current.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect();
+                for item in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                    if op.config_operation == APPEND {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                values.insert(key, items.join(","));
+            }
+            APPEND | SUBTRACT => {
+                return Err((
+                    code::INVALID_CONFIG,
+                    format!("{key} is not a list config: APPEND and SUBTRACT do not apply"),
+                ))
+            }
+            other => return Err((code::INVALID_REQUEST, format!("unknown config operation {other}"))),
+        }
+    }
+    Ok(values)
 }
 
 /// DescribeConfigs.

@@ -208,6 +208,9 @@ struct Shared {
     /// Bumped whenever any partition's high watermark moves: consumers of many partitions wait on it.
     data_arrived: watch::Sender<u64>,
     recovery: Mutex<Vec<RecoveryReport>>,
+    /// Defaults of topic configs set while the log is open (a broker's dynamic configs), over
+    /// `config.topic_defaults`.
+    dynamic_defaults: RwLock<BTreeMap<String, String>>,
 }
 
 /// The log: every topic in one data directory.
@@ -360,7 +363,7 @@ impl Log {
                 position: 0,
                 detail: e.to_string(),
             })?;
-            let config = Arc::new(Self::effective_config(log_config, &meta.overrides)?);
+            let config = Arc::new(Self::effective_config(&log_config.topic_defaults, &meta.overrides)?);
             let mut partitions = Vec::new();
             for index in 0..meta.n_partitions {
                 let pdir = topic_dir.join(index.to_string());
@@ -390,6 +393,7 @@ impl Log {
             maintenance_lock: Mutex::new(()),
             data_arrived: watch::Sender::new(0),
             recovery: Mutex::new(reports),
+            dynamic_defaults: RwLock::new(BTreeMap::new()),
         });
         let threads = Threads { shared: shared.clone(), handles: Mutex::new(Vec::new()), dir_lock: Some(dir_lock) };
         let log = Log { threads: Arc::new(threads), shared };
@@ -397,10 +401,43 @@ impl Log {
         Ok(log)
     }
 
-    fn effective_config(config: &LogConfig, overrides: &BTreeMap<String, String>) -> Result<TopicConfig> {
-        let mut merged = config.topic_defaults.clone();
+    fn effective_config(
+        defaults: &BTreeMap<String, String>,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<TopicConfig> {
+        let mut merged = defaults.clone();
         merged.extend(overrides.iter().map(|(k, v)| (k.clone(), v.clone())));
         TopicConfig::from_overrides(&merged)
+    }
+
+    /// The defaults of topic configs in effect: those set while the log is open
+    /// ([`Log::set_dynamic_topic_defaults`]) over those it was opened with.
+    pub fn topic_defaults(&self) -> BTreeMap<String, String> {
+        let mut merged = self.shared.config.topic_defaults.clone();
+        merged.extend(self.shared.dynamic_defaults.read().expect("defaults lock").clone());
+        merged
+    }
+
+    /// Replaces the defaults of topic configs set while the log is open (a broker's dynamic
+    /// configs), over those it was opened with. Every topic without its own value of a config
+    /// follows the new default at once. All are checked before any applies.
+    pub async fn set_dynamic_topic_defaults(&self, defaults: BTreeMap<String, String>) -> Result<()> {
+        let mut merged = self.shared.config.topic_defaults.clone();
+        merged.extend(defaults.clone());
+        TopicConfig::validate(&merged)?;
+        let topics: Vec<Arc<Topic>> = self.shared.topics.read().expect("topics lock").values().cloned().collect();
+        let mut configs = Vec::with_capacity(topics.len());
+        for topic in &topics {
+            let overrides = topic.meta.read().expect("meta lock").overrides.clone();
+            configs.push(Arc::new(Self::effective_config(&merged, &overrides)?));
+        }
+        *self.shared.dynamic_defaults.write().expect("defaults lock") = defaults;
+        for (topic, config) in topics.iter().zip(configs) {
+            for partition in topic.partitions.read().expect("partitions lock").iter() {
+                partition.set_config(config.clone());
+            }
+        }
+        Ok(())
     }
 
     fn start_threads(&self) -> Result<()> {
@@ -485,7 +522,7 @@ impl Log {
                 reason: "a topic needs at least one partition".into(),
             });
         }
-        let config = Arc::new(Self::effective_config(&self.shared.config, &overrides)?);
+        let config = Arc::new(Self::effective_config(&self.topic_defaults(), &overrides)?);
         if self.shared.topics.read().expect("topics lock").contains_key(name) {
             return Err(Error::TopicExists(name.to_owned()));
         }
@@ -583,7 +620,7 @@ impl Log {
     pub fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
         let topic = self.topic(name)?;
         let meta = topic.meta.read().expect("meta lock");
-        let mut merged = self.shared.config.topic_defaults.clone();
+        let mut merged = self.topic_defaults();
         merged.extend(meta.overrides.clone());
         let mut entries = TopicConfig::describe(&merged);
         for entry in &mut entries {
@@ -602,7 +639,7 @@ impl Log {
                 None => overrides.remove(&key),
             };
         }
-        let config = Arc::new(Self::effective_config(&self.shared.config, &overrides)?);
+        let config = Arc::new(Self::effective_config(&self.topic_defaults(), &overrides)?);
         blocking(move || {
             topic.meta.write().expect("meta lock").overrides = overrides;
             topic.write_meta()?;

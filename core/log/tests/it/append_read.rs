@@ -202,6 +202,33 @@ async fn topics_are_created_described_altered_grown_and_deleted() {
     assert!(read_all(&log, "a", 0).await.is_empty(), "a re-created topic starts empty");
 }
 
+#[tokio::test]
+async fn defaults_set_while_open_apply_at_once_to_topics_without_their_own_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    log.create_topic("plain", 1, Default::default()).await.unwrap();
+    log.create_topic("own", 1, configs(&[("retention.ms", "1000")])).await.unwrap();
+    let value = |topic: &str, key: &str| {
+        log.describe_configs(topic).unwrap().into_iter().find(|e| e.name == key).map(|e| (e.value, e.is_default))
+    };
+    log.set_dynamic_topic_defaults(configs(&[("retention.ms", "3600000"), ("cleanup.policy", "compact")]))
+        .await
+        .unwrap();
+    assert_eq!(value("plain", "retention.ms"), Some(("3600000".into(), true)));
+    assert_eq!(value("plain", "cleanup.policy"), Some(("compact".into(), true)));
+    assert_eq!(value("own", "retention.ms"), Some(("1000".into(), false)), "its own value stays");
+    log.create_topic("later", 1, Default::default()).await.unwrap();
+    assert_eq!(value("later", "retention.ms"), Some(("3600000".into(), true)));
+    // A bad value is refused and nothing changes.
+    let err = log.set_dynamic_topic_defaults(configs(&[("segment.bytes", "12")])).await.unwrap_err();
+    assert!(err.to_string().contains("segment.bytes"), "{err}");
+    assert_eq!(value("plain", "retention.ms"), Some(("3600000".into(), true)));
+    // Removed: Kafka's default again.
+    log.set_dynamic_topic_defaults(Default::default()).await.unwrap();
+    assert_eq!(value("plain", "retention.ms"), Some(("604800000".into(), true)));
+    assert_eq!(value("plain", "cleanup.policy"), Some(("delete".into(), true)));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_concurrent_appenders_are_all_acknowledged() {
     let dir = tempfile::tempdir().unwrap();

@@ -347,6 +347,13 @@ fn acls_set_with_kafkas_tool_are_enforced_listed_kept_across_a_restart_and_remov
     broker.stop();
 }
 
+/// Every config of an entity (`brokers` or `topics`), as `kafka-configs.sh --describe --all`
+/// prints them.
+fn describe_configs(addr: &str, entity_type: &str, name: &str) -> String {
+    let args = ["--bootstrap-server", addr, "--describe", "--entity-type", entity_type, "--entity-name", name, "--all"];
+    crate::peer::kafka_tool("org.apache.kafka.tools.ConfigCommand", &args, "")
+}
+
 /// Kafka's config tool (`kafka-configs.sh`'s class) describes the broker's settings, and topic
 /// configs whose defaults its config file sets under Kafka's broker names (`log.retention.hours`,
 /// `log.segment.bytes`), with where each value comes from; and changes those defaults while the
@@ -361,22 +368,7 @@ fn kafkas_config_tool_describes_the_broker_and_changes_the_defaults_of_topic_con
     let out =
         run_with_stdin(std::process::Command::new("kcat").args(["-b", &broker.addr, "-P", "-t", "t"]), "x\n", "kcat");
     assert!(out.status.success(), "{out:?}");
-    let describe = |entity_type: &str, name: &str| {
-        kafka_tool(
-            "org.apache.kafka.tools.ConfigCommand",
-            &[
-                "--bootstrap-server",
-                &broker.addr,
-                "--describe",
-                "--entity-type",
-                entity_type,
-                "--entity-name",
-                name,
-                "--all",
-            ],
-            "",
-        )
-    };
+    let describe = |entity_type: &str, name: &str| describe_configs(&broker.addr, entity_type, name);
     let brokers = describe("brokers", "0");
     for line in [
         "num.partitions=2",
@@ -428,22 +420,7 @@ fn kafkas_config_tool_describes_the_broker_and_changes_the_defaults_of_topic_con
     broker.stop();
 
     let broker = BrokerProcess::start_with(&dir.path().join("data"), &["--config", config.to_str().unwrap()]);
-    let describe = |entity_type: &str, name: &str| {
-        kafka_tool(
-            "org.apache.kafka.tools.ConfigCommand",
-            &[
-                "--bootstrap-server",
-                &broker.addr,
-                "--describe",
-                "--entity-type",
-                entity_type,
-                "--entity-name",
-                name,
-                "--all",
-            ],
-            "",
-        )
-    };
+    let describe = |entity_type: &str, name: &str| describe_configs(&broker.addr, entity_type, name);
     let topic = describe("topics", "t");
     assert!(topic.contains("retention.ms=7200000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG"), "kept: {topic}");
     let brokers = describe("brokers", "0");

@@ -21,6 +21,18 @@ use crate::dispatch::{Access, Handled, Request, Served};
 use crate::errors::{txn_error_code, txn_result_code};
 use crate::handlers::groups::committed;
 
+/// Why the sender may not put a group's offsets into a transaction, if it may not: it needs
+/// WRITE on the transactional id and READ on the group.
+fn offsets_denied(access: &Access<'_>, transactional_id: &str, group: &str) -> Option<i16> {
+    if !access.transactional_id(op::WRITE, transactional_id) {
+        Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+    } else if !access.group(op::READ, group) {
+        Some(code::GROUP_AUTHORIZATION_FAILED)
+    } else {
+        None
+    }
+}
+
 async fn add_partitions_to_txn(
     request: AddPartitionsToTxnRequest,
     version: i16,
@@ -97,13 +109,7 @@ async fn txn_offset_commit(
     // WRITE on the transactional id and READ on the group for the whole request; READ on each
     // topic, whose partitions are refused on their own without it, as are those that do not
     // exist, as Kafka does.
-    let denied = if !access.transactional_id(op::WRITE, &request.transactional_id) {
-        Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-    } else if !access.group(op::READ, &request.group_id) {
-        Some(code::GROUP_AUTHORIZATION_FAILED)
-    } else {
-        None
-    };
+    let denied = offsets_denied(access, &request.transactional_id, &request.group_id);
     let readable = |topic: &kafka_protocol::messages::TopicName| access.topic(op::READ, &topic.0);
     let exists = |topic: &kafka_protocol::messages::TopicName, index: i32| {
         readable(topic) && u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
@@ -238,14 +244,7 @@ pub(crate) fn serve_add_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: AddOffsetsToTxnRequest = r.decode()?;
         let access = r.access();
-        let denied = if !access.transactional_id(op::WRITE, &request.transactional_id) {
-            Some(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
-        } else if !access.group(op::READ, &request.group_id) {
-            Some(code::GROUP_AUTHORIZATION_FAILED)
-        } else {
-            None
-        };
-        if let Some(error) = denied {
+        if let Some(error) = offsets_denied(&access, &request.transactional_id, &request.group_id) {
             return r.respond(&AddOffsetsToTxnResponse::default().with_error_code(error));
         }
         let result = r

@@ -14,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use freshet_coord::group::GroupOffsets;
 use freshet_coord::membership::Coordinator;
 use freshet_log::{Error, Log, Result};
@@ -240,10 +240,10 @@ async fn serve_connection(
         stream.read_exact(&mut frame).await.map_err(|e| format!("reading a frame of {size} bytes: {e}"))?;
         let response = handle_frame(Bytes::from(frame), peer, served).await?;
         if let Some(response) = response {
-            let mut out = BytesMut::with_capacity(response.len() + 4);
-            out.put_i32(response.len() as i32);
-            out.put_slice(&response);
-            stream.write_all(&out).await.map_err(|e| format!("writing a response: {e}"))?;
+            // The size, then the response as encoded: one vectored write, no copy.
+            let size = (response.len() as i32).to_be_bytes();
+            let mut out = bytes::Buf::chain(&size[..], response);
+            stream.write_all_buf(&mut out).await.map_err(|e| format!("writing a response: {e}"))?;
         }
     }
 }

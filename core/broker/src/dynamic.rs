@@ -149,10 +149,12 @@ impl DynamicConfigs {
         all.insert(scope, wanted.clone());
         let defaults = Self::topic_defaults(&all);
         let log = &self.inner.log;
+        // Checked before anything is stored.
+        let mut merged = log.config().topic_defaults.clone();
+        merged.extend(defaults.clone());
+        freshet_log::config::TopicConfig::validate(&merged)?;
         if validate_only {
-            let mut merged = log.config().topic_defaults.clone();
-            merged.extend(defaults);
-            return freshet_log::config::TopicConfig::validate(&merged);
+            return Ok(());
         }
         let mut builder = BatchBuilder::default();
         let now = log.clock().now_ms();
@@ -170,10 +172,6 @@ impl DynamicConfigs {
         if !changed {
             return Ok(());
         }
-        // Checked (by the log) before anything is stored.
-        let mut merged = log.config().topic_defaults.clone();
-        merged.extend(defaults.clone());
-        freshet_log::config::TopicConfig::validate(&merged)?;
         log.ensure_compacted_topic(BROKER_CONFIGS_TOPIC, 1).await?;
         log.append(BROKER_CONFIGS_TOPIC, 0, builder.finish()).await?;
         log.set_dynamic_topic_defaults(defaults).await?;

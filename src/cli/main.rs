@@ -11,6 +11,7 @@ use freshet::prelude::*;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod broker;
+mod connect;
 mod consume;
 mod dump_log;
 mod groups;
@@ -23,6 +24,7 @@ mod target;
 mod topic;
 
 use self::broker::*;
+use self::connect::*;
 use self::consume::*;
 use self::dump_log::*;
 use self::groups::*;
@@ -63,6 +65,10 @@ enum Command {
     /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
     /// Ctrl-C or SIGTERM.
     Broker(BrokerArgs),
+    /// Run connector pipelines, as Kafka Connect does: source and sink connectors, converters and
+    /// transforms configured with Kafka Connect's keys, and its REST API.
+    #[command(subcommand)]
+    Connect(ConnectCommand),
     /// Run SQL over topics (DataFusion): the statements given with `-e`, or those on standard
     /// input, separated by `;`. A topic becomes a table with `CREATE EXTERNAL TABLE name
     /// [(columns)] STORED AS TOPIC LOCATION 'topic' [OPTIONS ('format' 'json' | 'raw')]`
@@ -93,6 +99,7 @@ async fn main() -> std::process::ExitCode {
         Command::Quickstart(args) => quickstart(args).await,
         Command::DumpLog(args) => dump_log(&args),
         Command::Broker(args) => broker(args).await,
+        Command::Connect(command) => connect(command).await,
         Command::Topic(command) => topic(command).await,
         Command::Produce(args) => produce(args).await,
         Command::Consume(args) => consume(args).await,

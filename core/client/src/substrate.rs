@@ -396,6 +396,9 @@ pub trait Admin: Send + Sync {
     async fn list_groups(&self) -> Result<Vec<String>>;
     /// A group's committed offsets.
     async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>>;
+    /// Deletes a group that has no members, and with it its committed offsets (Kafka's
+    /// DeleteGroups): `false` when there was no such group; an error when it has members.
+    async fn delete_group(&self, group: &str) -> Result<bool>;
     /// A group's live membership: its state and members with their assignments; `None` when it
     /// has no members. The embedded log knows the members in this process (those of a broker
     /// serving the log are the broker's).

@@ -169,6 +169,13 @@ pub async fn contract(s: &dyn Substrate, prefix: &str) {
     assert!(s.admin().unwrap().list_groups().await.unwrap().contains(&format!("{prefix}-g")));
     assert_eq!(s.admin().unwrap().group_offsets(&format!("{prefix}-g")).await.unwrap()[&tp0].offset, 2);
 
+    // A group without members is deleted, and its offsets with it.
+    drop(again);
+    let admin = s.admin().unwrap();
+    assert!(admin.delete_group(&format!("{prefix}-g")).await.unwrap());
+    assert!(admin.group_offsets(&format!("{prefix}-g")).await.unwrap().is_empty());
+    assert!(!admin.delete_group(&format!("{prefix}-g")).await.unwrap());
+
     s.admin().unwrap().delete_topic(&topic).await.unwrap();
     assert!(matches!(s.admin().unwrap().describe_topic(&topic).await, Err(Error::UnknownTopic(_))));
 }

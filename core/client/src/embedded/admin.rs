@@ -46,6 +46,16 @@ impl Admin for EmbeddedAdmin {
     async fn group_offsets(&self, group: &str) -> Result<BTreeMap<TopicPartition, OffsetAndMetadata>> {
         Ok(self.groups.fetch(group, None))
     }
+    async fn delete_group(&self, group: &str) -> Result<bool> {
+        if self.coordinator.delete(group).await == freshet_coord::code::NON_EMPTY_GROUP {
+            return Err(Error::InvalidConfig {
+                key: "group.id".into(),
+                value: group.into(),
+                reason: "the group has members, so it cannot be deleted".into(),
+            });
+        }
+        self.groups.delete_group(group).await
+    }
     async fn group_members(&self, group: &str) -> Result<Option<GroupMembers>> {
         Ok(describe(&self.coordinator, group).await)
     }

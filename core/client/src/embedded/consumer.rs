@@ -41,6 +41,8 @@ pub(super) struct Membership {
     pub(super) joining: Option<tokio::task::JoinHandle<std::result::Result<Joined, NotJoined>>>,
     /// The member id and generation its keep-alive task heartbeats with.
     pub(super) identity: Identity,
+    /// As the group's leader, the partition counts its assignment was computed from.
+    pub(super) leader_counts: Option<Vec<(String, Option<u32>)>>,
     /// The runtime it subscribed on: its join and leave run there.
     pub(super) runtime: tokio::runtime::Handle,
 }
@@ -81,6 +83,7 @@ impl EmbeddedConsumer {
                     m.member_id = joined.member_id;
                     m.generation = joined.generation;
                     m.needs_join = false;
+                    m.leader_counts = joined.leader_counts;
                     *m.identity.lock().expect("member identity lock") = Some((m.member_id.clone(), m.generation));
                     let group = m.group.clone();
                     let assigned = joined.assignment;
@@ -113,7 +116,19 @@ impl EmbeddedConsumer {
             return Ok(());
         }
         if !m.needs_join {
-            match self.coordinator.heartbeat(&m.group, m.generation, &m.member_id, None).await {
+            let metadata_changed = m.leader_counts.as_ref().is_some_and(|counts| {
+                let topics: Vec<String> = counts.iter().map(|(t, _)| t.clone()).collect();
+                topic_counts(&self.log, &topics) != *counts
+            });
+            let heartbeat = if metadata_changed {
+                // A subscribed topic appeared or grew: the leader rejoins, which makes the
+                // coordinator rebalance the group.
+                tracing::debug!(group = %m.group, "subscribed topics changed; the leader rejoins");
+                code::REBALANCE_IN_PROGRESS
+            } else {
+                self.coordinator.heartbeat(&m.group, m.generation, &m.member_id, None).await
+            };
+            match heartbeat {
                 code::NONE => return Ok(()),
                 error => {
                     tracing::debug!(group = %m.group, error, "the group rebalances; rejoining");
@@ -323,6 +338,7 @@ impl Consumer for EmbeddedConsumer {
             revoking: Vec::new(),
             joining: None,
             identity,
+            leader_counts: None,
             runtime: tokio::runtime::Handle::current(),
         });
         Ok(())

@@ -32,6 +32,10 @@ pub(super) struct Joined {
     pub(super) member_id: String,
     pub(super) generation: i32,
     pub(super) assignment: Vec<TopicPartition>,
+    /// For the leader, the partition counts of the members' topics the assignment was computed
+    /// from (`None`: the topic did not exist): when they change, the leader rejoins, so the
+    /// group deals the new partitions out, as a Kafka consumer's leader does on a metadata change.
+    pub(super) leader_counts: Option<Vec<(String, Option<u32>)>>,
 }
 
 /// A join that did not complete: the error code and the member id to rejoin with.
@@ -79,12 +83,17 @@ pub(super) async fn join_and_sync(
             code => return Err(NotJoined { code, member_id: join.member_id }),
         }
         member_id = join.member_id.clone();
+        let mut leader_counts = None;
         let assignments = if join.leader == member_id {
             let members: Vec<(String, Vec<String>)> = join
                 .members
                 .iter()
                 .map(|m| (m.member_id.clone(), decode_subscription(&m.metadata).unwrap_or_default()))
                 .collect();
+            let mut topics: Vec<String> = members.iter().flat_map(|(_, t)| t.iter().cloned()).collect();
+            topics.sort();
+            topics.dedup();
+            leader_counts = Some(topic_counts(&log, &topics));
             let counts = |t: &str| log.describe_topic(t).ok().map(|d| d.n_partitions);
             range_assign(&members, counts).into_iter().map(|(m, ps)| (m, encode_assignment(&ps))).collect()
         } else {
@@ -94,13 +103,18 @@ pub(super) async fn join_and_sync(
         match sync.error_code {
             code::NONE => {
                 let assignment = decode_assignment(&sync.assignment).unwrap_or_default();
-                return Ok(Joined { member_id, generation: join.generation, assignment });
+                return Ok(Joined { member_id, generation: join.generation, assignment, leader_counts });
             }
             // Another member joined meanwhile: join again.
             code::REBALANCE_IN_PROGRESS => continue,
             code => return Err(NotJoined { code, member_id }),
         }
     }
+}
+
+/// The partition counts of `topics` in the log now (`None` for a topic that does not exist).
+pub(super) fn topic_counts(log: &Log, topics: &[String]) -> Vec<(String, Option<u32>)> {
+    topics.iter().map(|t| (t.clone(), log.describe_topic(t).ok().map(|d| d.n_partitions))).collect()
 }
 
 /// Keeps a member's session alive between polls until `identity` is dropped.

@@ -286,6 +286,16 @@ impl Admin for RemoteAdmin {
         committed(reader, &partitions).await
     }
 
+    async fn delete_group(&self, group: &str) -> Result<bool> {
+        let results =
+            self.admin.delete_groups(&[group], &options()).await.map_err(|e| client_error("deleting a group", e))?;
+        match results.into_iter().next() {
+            Some(Err((_, RDKafkaErrorCode::GroupIdNotFound))) => Ok(false),
+            Some(Err((_, code))) => Err(Error::Remote(format!("deleting group {group}: {code}"))),
+            _ => Ok(true),
+        }
+    }
+
     async fn group_members(&self, group: &str) -> Result<Option<GroupMembers>> {
         let lookup = self.lookup.clone();
         let name = group.to_string();

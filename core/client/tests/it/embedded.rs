@@ -311,3 +311,34 @@ async fn the_embedded_log_keeps_the_substrate_contract() {
     freshet_core::testing::all(&embedded, "contract").await;
     embedded.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_subscriber_gets_partitions_of_topics_created_or_grown_after_it_subscribed() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = open(dir.path()).await;
+    let mut consumer = embedded.consumer(group_config("late"));
+    consumer.subscribe(vec!["later".into()]).await.unwrap();
+    assert!(values_of(&consumer.poll(Duration::from_millis(200)).await.unwrap()).is_empty());
+    assert!(consumer.assignment().is_empty());
+
+    // As a Kafka consumer's leader does when its metadata changes: the group deals the new
+    // partitions out.
+    let admin = embedded.admin();
+    admin.create_topic(NewTopic { name: "later".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+    embedded.producer().send(vec![ProducerRecord::new("later", None::<&str>, "first")]).await.unwrap();
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the new topic was never assigned");
+        seen = values_of(&consumer.poll(Duration::from_millis(100)).await.unwrap());
+    }
+    assert_eq!(seen, ["first"]);
+
+    admin.create_partitions("later", 2).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while consumer.assignment().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "the new partition was never assigned");
+        consumer.poll(Duration::from_millis(100)).await.unwrap();
+    }
+    embedded.close().await.unwrap();
+}

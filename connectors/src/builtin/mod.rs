@@ -1,0 +1,34 @@
+//! The built-in connectors.
+
+mod console;
+mod file;
+
+pub use self::console::{BlackholeSink, StdoutSink};
+pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
+use crate::connector::ConnectorPlugin;
+
+/// The built-in connectors' plugins.
+pub fn connectors() -> Vec<ConnectorPlugin> {
+    vec![
+        ConnectorPlugin::source(
+            "org.apache.kafka.connect.file.FileStreamSourceConnector",
+            &["FileStreamSourceConnector", "FileStreamSource"],
+            || Box::new(FileStreamSource::default()),
+        ),
+        ConnectorPlugin::sink(
+            "org.apache.kafka.connect.file.FileStreamSinkConnector",
+            &["FileStreamSinkConnector", "FileStreamSink"],
+            || Box::new(FileStreamSink::default()),
+        ),
+        ConnectorPlugin::sink(
+            "freshet.connect.StdoutSinkConnector",
+            &["StdoutSinkConnector", "StdoutSink", "stdout"],
+            || Box::new(StdoutSink::default()),
+        ),
+        ConnectorPlugin::sink(
+            "freshet.connect.BlackholeSinkConnector",
+            &["BlackholeSinkConnector", "BlackholeSink", "blackhole"],
+            || Box::new(BlackholeSink),
+        ),
+    ]
+}

@@ -1,0 +1,168 @@
+//! A source task's loop: poll, transform and convert, write to the log, and store the records'
+//! source offsets only once the log has acknowledged them. Writing a batch overlaps with polling
+//! the next, so the source and the log work at once while the order of records is kept.
+
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use freshet_core::{ProducerRecord, RecordMetadata};
+use tokio::time::Instant;
+
+use super::offsets::ensure_topic;
+use super::task::{Conversion, State, TargetState, TaskRun};
+use crate::connector::{SourceTask, SourceTaskContext};
+use crate::error::{ConnectError, Result};
+use crate::record::{SourceMap, SourceRecord};
+
+type Send = Pin<Box<dyn Future<Output = Result<Vec<RecordMetadata>>> + std::marker::Send>>;
+
+/// The source offsets records carry, in order.
+type Offsets = Vec<(SourceMap, SourceMap)>;
+
+/// Source offsets not yet stored: the latest per partition.
+type Pending = BTreeMap<String, (SourceMap, SourceMap)>;
+
+/// Runs a source task until its connector is stopped; an error fails it.
+pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Result<()> {
+    let conversion = Conversion::new(&run.worker_config, &run.connector_config)?;
+    let producer = run.substrate.producer()?;
+    run.offsets.refresh().await?;
+    let context = {
+        let (offsets, connector) = (run.offsets.clone(), run.connector.clone());
+        SourceTaskContext::new(move |partition| offsets.get(&connector, partition))
+    };
+    task.start(&run.task_config, context).await?;
+    run.shared.set(State::Running);
+    let interval = run.flush_interval();
+    let mut pending = Pending::new();
+    let mut last_flush = Instant::now();
+    let mut known_topics = HashSet::new();
+    // The batch being written and the offsets it carries.
+    let mut in_flight: Option<(Send, Offsets, usize)> = None;
+    let result: Result<()> = async {
+        loop {
+            match run.target() {
+                TargetState::Started => {}
+                TargetState::Stopped => break,
+                TargetState::Paused => {
+                    finish(&mut in_flight, &mut pending, &run).await?;
+                    commit(&run, &mut *task, &mut pending).await?;
+                    last_flush = Instant::now();
+                    run.shared.set(State::Paused);
+                    while run.target() == TargetState::Paused {
+                        if run.target.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                    if run.target() == TargetState::Started {
+                        run.shared.set(State::Running);
+                    }
+                    continue;
+                }
+            }
+            let polled = match in_flight.take() {
+                None => task.poll().await?,
+                Some((send, offsets, n)) => {
+                    let (sent, polled) = tokio::join!(send, task.poll());
+                    sent?;
+                    acknowledged(&run, &mut pending, offsets, n);
+                    polled?
+                }
+            };
+            if !polled.is_empty() {
+                run.shared.metrics.records_read.fetch_add(polled.len() as u64, Ordering::Relaxed);
+                let (records, offsets) = convert(&conversion, &run, polled)?;
+                for r in &records {
+                    if !known_topics.contains(&r.topic) {
+                        // A topic that does not exist is created (one partition), as a
+                        // broker's auto-creation would.
+                        ensure_topic(&*run.substrate, &r.topic, 1, &[]).await?;
+                        known_topics.insert(r.topic.clone());
+                    }
+                }
+                let n = records.len();
+                let producer = producer.clone();
+                let send: Send = Box::pin(async move {
+                    if records.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    producer.send(records).await.map_err(ConnectError::from)
+                });
+                in_flight = Some((send, offsets, n));
+            }
+            if last_flush.elapsed() >= interval {
+                finish(&mut in_flight, &mut pending, &run).await?;
+                commit(&run, &mut *task, &mut pending).await?;
+                last_flush = Instant::now();
+            }
+        }
+        finish(&mut in_flight, &mut pending, &run).await?;
+        commit(&run, &mut *task, &mut pending).await
+    }
+    .await;
+    let stopped = task.stop().await;
+    result.and(stopped)
+}
+
+/// Polled records as records for the log, and the offsets they carry (kept also for records a
+/// transform dropped, as Kafka keeps them: the source has moved past them).
+fn convert(
+    conversion: &Conversion,
+    run: &TaskRun,
+    polled: Vec<SourceRecord>,
+) -> Result<(Vec<ProducerRecord>, Offsets)> {
+    let mut records = Vec::with_capacity(polled.len());
+    let mut offsets = Vec::new();
+    for r in polled {
+        if let (Some(p), Some(o)) = (r.source_partition, r.source_offset) {
+            offsets.push((p, o));
+        }
+        match conversion.for_log(r.record)? {
+            Some(record) => records.push(record),
+            None => {
+                run.shared.metrics.records_filtered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    Ok((records, offsets))
+}
+
+/// Waits for the batch being written, then takes its offsets as pending.
+async fn finish(in_flight: &mut Option<(Send, Offsets, usize)>, pending: &mut Pending, run: &TaskRun) -> Result<()> {
+    if let Some((send, offsets, n)) = in_flight.take() {
+        send.await?;
+        acknowledged(run, pending, offsets, n);
+    }
+    Ok(())
+}
+
+fn acknowledged(run: &TaskRun, pending: &mut Pending, offsets: Offsets, n: usize) {
+    run.shared.metrics.records_written.fetch_add(n as u64, Ordering::Relaxed);
+    run.shared.metrics.uncommitted_records.fetch_add(n as u64, Ordering::Relaxed);
+    for (p, o) in offsets {
+        let key = serde_json::to_string(&p).expect("JSON serializes");
+        pending.insert(key, (p, o));
+    }
+}
+
+/// Stores the pending offsets, then tells the task.
+async fn commit(run: &TaskRun, task: &mut dyn SourceTask, pending: &mut Pending) -> Result<()> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let offsets: Vec<(SourceMap, Option<SourceMap>)> =
+        std::mem::take(pending).into_values().map(|(p, o)| (p, Some(o))).collect();
+    let metrics = &run.shared.metrics;
+    if let Err(e) = run.offsets.write(&run.connector, offsets).await {
+        metrics.offset_commit_failures.fetch_add(1, Ordering::Relaxed);
+        return Err(e);
+    }
+    metrics.offset_commits.fetch_add(1, Ordering::Relaxed);
+    metrics.uncommitted_records.store(0, Ordering::Relaxed);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    metrics.last_commit_ms.store(now, Ordering::Relaxed);
+    task.commit().await
+}

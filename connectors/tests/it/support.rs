@@ -1,0 +1,132 @@
+//! What the worker tests share: an embedded log, a worker serving its REST API, a real HTTP
+//! client, and waiting for files to fill.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use freshet_connectors::config::Props;
+use freshet_connectors::{Plugins, Worker};
+use freshet_core::config::LogConfig;
+use freshet_core::{Embedded, Substrate};
+use serde_json::Value as Json;
+
+/// An embedded log in a temporary directory.
+pub(crate) async fn log(dir: &Path) -> Embedded {
+    Embedded::open(dir.join("log"), LogConfig::default()).await.unwrap()
+}
+
+/// A worker on `substrate` and its REST API on a free port.
+pub(crate) struct Running {
+    pub(crate) worker: Worker,
+    pub(crate) rest: Rest,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Running {
+    pub(crate) async fn start(substrate: Arc<dyn Substrate>, props: &[(&str, &str)]) -> Running {
+        let mut worker_props: Props = props.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        worker_props.entry("offset.flush.interval.ms".into()).or_insert_with(|| "200".into());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let worker = Worker::start(substrate, &worker_props, Plugins::builtin(), addr.to_string()).await.unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(freshet_connectors::rest::serve(listener, worker.clone(), async move {
+            let _ = rx.await;
+        }));
+        Running { worker, rest: Rest::new(format!("http://{addr}")), stop: Some(tx), server: Some(server) }
+    }
+
+    /// Stops the connectors (storing their offsets) and the REST server.
+    pub(crate) async fn shutdown(mut self) {
+        self.worker.shutdown().await;
+        let _ = self.stop.take().unwrap().send(());
+        self.server.take().unwrap().await.unwrap().unwrap();
+    }
+}
+
+/// A real HTTP client on the worker's REST API.
+pub(crate) struct Rest {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Rest {
+    pub(crate) fn new(base: String) -> Rest {
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        Rest { base, agent }
+    }
+
+    /// Sends `method path` with a JSON body (or none) and gives the status and the JSON answer
+    /// (`Null` for an empty body).
+    pub(crate) async fn call(&self, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+        self.raw(method, path, body.map(|b| b.to_string())).await
+    }
+
+    /// As `call`, with a body sent as given.
+    pub(crate) async fn raw(&self, method: &str, path: &str, body: Option<String>) -> (u16, Json) {
+        let (agent, url, method) = (self.agent.clone(), format!("{}{path}", self.base), method.to_string());
+        tokio::task::spawn_blocking(move || {
+            let result = match (method.as_str(), body) {
+                ("GET", _) => agent.get(&url).call(),
+                ("DELETE", _) => agent.delete(&url).call(),
+                ("POST", Some(b)) => agent.post(&url).header("Content-Type", "application/json").send(b),
+                ("POST", None) => agent.post(&url).send_empty(),
+                ("PUT", Some(b)) => agent.put(&url).header("Content-Type", "application/json").send(b),
+                ("PUT", None) => agent.put(&url).send_empty(),
+                ("PATCH", Some(b)) => agent.patch(&url).header("Content-Type", "application/json").send(b),
+                (m, _) => panic!("no such method in these tests: {m}"),
+            };
+            let mut response = result.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap();
+            let json =
+                if text.is_empty() { Json::Null } else { serde_json::from_str(&text).unwrap_or(Json::String(text)) };
+            (status, json)
+        })
+        .await
+        .unwrap()
+    }
+}
+
+/// The lines of a file (none when it does not exist).
+pub(crate) fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path).map(|t| t.lines().map(str::to_string).collect()).unwrap_or_default()
+}
+
+/// Waits until `path` has at least `n` lines; its lines.
+pub(crate) async fn wait_for_lines(path: &Path, n: usize) -> Vec<String> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = lines(path);
+        if got.len() >= n {
+            return got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{} has {} lines, waiting for {n}", path.display(), got.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until `check` holds of the REST answer to `GET path`.
+pub(crate) async fn wait_for(rest: &Rest, path: &str, check: impl Fn(&Json) -> bool) -> Json {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, body) = rest.call("GET", path, None).await;
+        if check(&body) {
+            return body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "GET {path} is still {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Appends lines to a file.
+pub(crate) fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
+    use std::io::Write as _;
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).unwrap();
+    for line in lines {
+        writeln!(f, "{line}").unwrap();
+    }
+    f.sync_all().unwrap();
+}

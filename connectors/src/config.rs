@@ -208,7 +208,7 @@ impl ConfigKey {
             "width": "NONE",
             "display_name": self.name,
             "dependents": [],
-            "order": -1,
+            "order_in_group": -1,
         })
     }
 }

@@ -65,7 +65,8 @@ pub trait Connector: Send + Sync + Debug {
 
 /// A source connector.
 pub trait SourceConnector: Connector {
-    /// A new, unstarted task.
+    /// A new, unstarted task. The worker asks an unstarted connector for it (as Kafka makes
+    /// tasks from their class), so it must not depend on the connector's state.
     fn task(&self) -> Box<dyn SourceTask>;
 
     /// Checks offsets a user asks to write for it (`PATCH /connectors/{c}/offsets`; `None`
@@ -78,7 +79,7 @@ pub trait SourceConnector: Connector {
 
 /// A sink connector.
 pub trait SinkConnector: Connector {
-    /// A new, unstarted task.
+    /// A new, unstarted task, made from an unstarted connector (see [`SourceConnector::task`]).
     fn task(&self) -> Box<dyn SinkTask>;
 }
 
@@ -142,8 +143,10 @@ pub trait SinkTask: Send + Debug {
         Ok(())
     }
 
-    /// Takes records to write. They need not be durable when this returns.
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()>;
+    /// Takes records to write. They need not be durable when this returns. A
+    /// [`ConnectError::Retriable`](crate::ConnectError::Retriable) failure has the same records
+    /// given again after a backoff; any other fails the task.
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()>;
 
     /// Makes everything put so far durable.
     async fn flush(&mut self, _offsets: &SinkOffsets) -> Result<()> {

@@ -354,7 +354,9 @@ async fn plugin_config(State(worker): State<Worker>, Path(plugin): Path<String>)
         async {
             let found = worker.plugins().connector(&plugin).ok_or_else(|| unknown_plugin(&plugin))?;
             let instance = found.instantiate();
-            let keys: Vec<Json> = instance.connector().config_def().keys().iter().map(|k| k.info()).collect();
+            // The keys every connector of its kind takes, then its own, as Kafka lists them.
+            let def = crate::worker::connector_config_def(Some(found.kind())).merge(&instance.connector().config_def());
+            let keys: Vec<Json> = def.keys().iter().map(|k| k.info()).collect();
             ok(StatusCode::OK, Json::Array(keys))
         }
         .await,

@@ -56,10 +56,13 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     };
     let listener = rest_listener(&props).await?;
     let local = listener.local_addr()?;
-    let host = props
-        .get("rest.advertised.host.name")
-        .cloned()
-        .unwrap_or_else(|| if local.ip().is_unspecified() { "127.0.0.1".into() } else { local.ip().to_string() });
+    let host = props.get("rest.advertised.host.name").cloned().unwrap_or_else(|| {
+        if local.ip().is_unspecified() {
+            "127.0.0.1".into()
+        } else {
+            local.ip().to_string()
+        }
+    });
     let port = props.get("rest.advertised.port").cloned().unwrap_or_else(|| local.port().to_string());
     let worker_id = format!("{host}:{port}");
     let worker = Worker::start(substrate, &props, Plugins::builtin(), worker_id.clone())

@@ -84,9 +84,9 @@ impl SinkTask for StdoutSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         self.out.clear();
-        for r in &records {
+        for r in records {
             if let Some(sep) = &self.key_separator {
                 push_value(&mut self.out, &r.record.key);
                 self.out.extend_from_slice(sep.as_bytes());
@@ -135,7 +135,7 @@ impl SinkTask for BlackholeSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, _records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, _records: &[SinkRecord]) -> Result<()> {
         Ok(())
     }
 

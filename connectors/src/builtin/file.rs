@@ -29,7 +29,7 @@ fn source_config_def() -> ConfigDef {
             Importance::High,
             "Source filename. If not specified, the standard input will be used",
         ))
-        .define(ConfigKey::required("topic", ConfigType::List, Importance::High, "The topic to publish data to"))
+        .define(ConfigKey::required("topic", ConfigType::String, Importance::High, "The topic to publish data to"))
         .define(
             ConfigKey::optional(
                 "batch.size",
@@ -347,10 +347,10 @@ impl SinkTask for FileStreamSinkTask {
         Ok(())
     }
 
-    async fn put(&mut self, records: Vec<SinkRecord>) -> Result<()> {
+    async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         use std::io::Write as _;
         self.line.clear();
-        for r in &records {
+        for r in records {
             match &r.record.value {
                 Value::String(s) => self.line.extend_from_slice(s.as_bytes()),
                 other => {

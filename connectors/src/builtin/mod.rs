@@ -1,9 +1,11 @@
 //! The built-in connectors.
 
 mod console;
+mod datagen;
 mod file;
 
 pub use self::console::{BlackholeSink, StdoutSink};
+pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
 use crate::connector::ConnectorPlugin;
 
@@ -19,6 +21,11 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             "org.apache.kafka.connect.file.FileStreamSinkConnector",
             &["FileStreamSinkConnector", "FileStreamSink"],
             || Box::new(FileStreamSink::default()),
+        ),
+        ConnectorPlugin::source(
+            "freshet.connect.DatagenSourceConnector",
+            &["DatagenSourceConnector", "DatagenSource", "datagen"],
+            || Box::new(DatagenSource::default()),
         ),
         ConnectorPlugin::sink(
             "freshet.connect.StdoutSinkConnector",

@@ -266,22 +266,192 @@ pub fn connector_config_def(kind: Option<ConnectorType>) -> ConfigDef {
             )
             .in_group(ERRORS),
         );
-    if kind == Some(ConnectorType::Sink) {
-        def = def
-            .define(
-                ConfigKey::optional("topics", List, Some(""), High, "List of topics to consume, separated by commas.")
-                    .in_group(COMMON),
+    def = def
+        .define(
+            ConfigKey::optional(
+                "tasks.max.enforce",
+                Boolean,
+                Some("true"),
+                Low,
+                "Fail a connector that asks for more tasks than tasks.max (false: run them all, with a warning).",
             )
-            .define(
-                ConfigKey::optional(
-                    "topics.regex",
-                    String,
-                    Some(""),
-                    High,
-                    "Regular expression giving topics to consume.",
+            .in_group(COMMON),
+        )
+        .define(
+            ConfigKey::optional(
+                "connector.plugin.version",
+                String,
+                Some(env!("CARGO_PKG_VERSION")),
+                Low,
+                "The version of the connector plugin (plugins are compiled in: one version each).",
+            )
+            .in_group(COMMON),
+        );
+    def = def
+        .define(
+            ConfigKey::optional(
+                "errors.task.restart.max",
+                Int,
+                Some("10"),
+                Medium,
+                "How many times in a row a failed task is restarted, after a backoff, before it stays FAILED \
+                 (0: never, as Kafka; -1: always).",
+            )
+            .in_group(ERRORS),
+        )
+        .define(
+            ConfigKey::optional(
+                "errors.task.restart.backoff.max.ms",
+                Long,
+                Some("60000"),
+                Medium,
+                "The longest wait before a failed task is restarted (the first is a second, then doubling).",
+            )
+            .in_group(ERRORS),
+        );
+    for converter in ["key.converter", "value.converter", "header.converter"] {
+        def = def.define(
+            ConfigKey::optional(
+                format!("{converter}.plugin.version"),
+                String,
+                None,
+                Low,
+                "The version of the converter plugin (plugins are compiled in: one version each).",
+            )
+            .in_group(COMMON),
+        );
+    }
+    match kind {
+        Some(ConnectorType::Sink) => {
+            def = def
+                .define(
+                    ConfigKey::optional(
+                        "topics",
+                        List,
+                        Some(""),
+                        High,
+                        "List of topics to consume, separated by commas.",
+                    )
+                    .in_group(COMMON),
                 )
-                .in_group(COMMON),
-            );
+                .define(
+                    ConfigKey::optional(
+                        "topics.regex",
+                        String,
+                        Some(""),
+                        High,
+                        "Regular expression giving topics to consume.",
+                    )
+                    .in_group(COMMON),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "errors.deadletterqueue.topic.name",
+                        String,
+                        Some(""),
+                        Medium,
+                        "The topic records that fail are written to (with errors.tolerance=all).",
+                    )
+                    .in_group(ERRORS),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "errors.deadletterqueue.topic.replication.factor",
+                        Short,
+                        Some("3"),
+                        Medium,
+                        "Replication factor of the dead-letter topic when it is created.",
+                    )
+                    .in_group(ERRORS),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "errors.deadletterqueue.context.headers.enable",
+                        Boolean,
+                        Some("false"),
+                        Medium,
+                        "Add __connect.errors.* headers saying where and why a record failed.",
+                    )
+                    .in_group(ERRORS),
+                );
+        }
+        Some(ConnectorType::Source) => {
+            def = def
+                .define(
+                    ConfigKey::optional(
+                        "errors.deadletterqueue.topic.name",
+                        String,
+                        Some(""),
+                        Medium,
+                        "The topic records that fail conversion or a transform are written to (with \
+                         errors.tolerance=all), as the source polled them.",
+                    )
+                    .in_group(ERRORS),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "errors.deadletterqueue.context.headers.enable",
+                        Boolean,
+                        Some("false"),
+                        Medium,
+                        "Add __connect.errors.* headers saying where and why a record failed.",
+                    )
+                    .in_group(ERRORS),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "topic.creation.groups",
+                        List,
+                        Some(""),
+                        Low,
+                        "Groups of configurations for topics created by source connectors.",
+                    )
+                    .in_group("Topic Creation"),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "exactly.once.support",
+                        String,
+                        Some("requested"),
+                        Medium,
+                        "Whether the connector must support exactly-once delivery: requested or required.",
+                    )
+                    .validated(Validator::one_of(&["requested", "required"]))
+                    .in_group("Exactly Once Support"),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "transaction.boundary",
+                        String,
+                        Some("poll"),
+                        Medium,
+                        "Where transactions of an exactly-once source end: poll, interval or connector.",
+                    )
+                    .validated(Validator::one_of(&["poll", "interval", "connector"]))
+                    .in_group("Exactly Once Support"),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "transaction.boundary.interval.ms",
+                        Long,
+                        None,
+                        Low,
+                        "With transaction.boundary=interval, how long a transaction lasts.",
+                    )
+                    .in_group("Exactly Once Support"),
+                )
+                .define(
+                    ConfigKey::optional(
+                        "offsets.storage.topic",
+                        String,
+                        None,
+                        Low,
+                        "A topic of this connector's own for its source offsets.",
+                    )
+                    .in_group("Offsets Topic"),
+                );
+        }
+        None => {}
     }
     def
 }

@@ -8,6 +8,7 @@
 //! Kafka's standalone worker keeps them: the connector files given at start are the configs.
 
 mod config;
+mod errors;
 mod offsets;
 mod sink;
 mod source;
@@ -129,6 +130,8 @@ struct Entry {
     trace: Option<String>,
     instance: Option<Instance>,
     tasks: Vec<TaskHandle>,
+    /// The plugin's version, as statuses show it.
+    version: String,
 }
 
 /// A worker running connectors on a substrate.
@@ -308,7 +311,8 @@ impl Worker {
         if connectors.contains_key(name) {
             return Err(ApiError::conflict(format!("Connector {name} already exists")));
         }
-        let kind = self.kind_of(&config)?;
+        let plugin = self.plugin_of(&config)?;
+        let (kind, version) = (plugin.kind(), plugin.instantiate().connector().version());
         let mut entry = Entry {
             config,
             kind,
@@ -317,6 +321,7 @@ impl Worker {
             trace: None,
             instance: None,
             tasks: Vec::new(),
+            version,
         };
         self.start_connector(name, &mut entry).await;
         let info = info_of(name, &entry);
@@ -345,12 +350,14 @@ impl Worker {
         if let Some(message) = self.invalid(&config)? {
             return Err(ApiError::bad_request(message));
         }
-        let kind = self.kind_of(&config)?;
+        let plugin = self.plugin_of(&config)?;
+        let (kind, version) = (plugin.kind(), plugin.instantiate().connector().version());
         let mut connectors = self.inner.connectors.lock().await;
         let entry = connectors.get_mut(name).ok_or_else(|| ApiError::not_found(name))?;
         self.stop_connector(entry).await;
         entry.config = config;
         entry.kind = kind;
+        entry.version = version;
         self.start_connector(name, entry).await;
         Ok((false, info_of(name, entry)))
     }
@@ -456,14 +463,15 @@ impl Worker {
     pub async fn status(&self, name: &str) -> ApiResult<Json> {
         let connectors = self.inner.connectors.lock().await;
         let entry = connectors.get(name).ok_or_else(|| ApiError::not_found(name))?;
-        let mut connector = json!({"state": entry.state.name(), "worker_id": self.inner.worker_id});
+        let mut connector =
+            json!({"state": entry.state.name(), "worker_id": self.inner.worker_id, "version": entry.version});
         if let Some(trace) = &entry.trace {
             connector["trace"] = json!(trace);
         }
         Ok(json!({
             "name": name,
             "connector": connector,
-            "tasks": entry.tasks.iter().map(|t| self.task_json(t)).collect::<Vec<_>>(),
+            "tasks": entry.tasks.iter().map(|t| self.task_json(t, &entry.version)).collect::<Vec<_>>(),
             "type": entry.kind.name(),
         }))
     }
@@ -477,12 +485,12 @@ impl Worker {
             .iter()
             .find(|t| t.id == id)
             .ok_or_else(|| ApiError { status: 404, message: format!("No status found for task {name}-{id}") })?;
-        Ok(self.task_json(task))
+        Ok(self.task_json(task, &entry.version))
     }
 
-    fn task_json(&self, t: &TaskHandle) -> Json {
+    fn task_json(&self, t: &TaskHandle, version: &str) -> Json {
         let (state, trace) = t.shared.get();
-        let mut out = json!({"id": t.id, "state": state.name(), "worker_id": self.inner.worker_id});
+        let mut out = json!({"id": t.id, "state": state.name(), "worker_id": self.inner.worker_id, "version": version});
         if let Some(trace) = trace {
             out["trace"] = json!(trace);
         }
@@ -650,10 +658,6 @@ impl Worker {
             .ok_or_else(|| ApiError::bad_request(format!("no connector plugin is called {class:?}")))
     }
 
-    fn kind_of(&self, config: &Props) -> ApiResult<ConnectorType> {
-        Ok(self.plugin_of(config)?.kind())
-    }
-
     /// Starts a connector's instance and its tasks, as its target state says; failures leave it
     /// FAILED with the reason.
     async fn start_connector(&self, name: &str, entry: &mut Entry) {
@@ -688,7 +692,24 @@ impl Worker {
         instance.connector_mut().start(&config).await?;
         let max_tasks: usize = config.number("tasks.max")?;
         let mut task_configs = instance.connector().task_configs(max_tasks)?;
-        task_configs.truncate(max_tasks);
+        if task_configs.len() > max_tasks {
+            if config.boolean("tasks.max.enforce", true)? {
+                return Err(ConnectError::Task(format!(
+                    "The connector has generated {} tasks, which is greater than {max_tasks}, the maximum number of \
+                     tasks it is configured to create (set tasks.max.enforce=false to allow it)",
+                    task_configs.len()
+                )));
+            }
+            tracing::warn!(tasks = task_configs.len(), max_tasks, "the connector generated more tasks than tasks.max");
+        }
+        // Each task's config names its class, as Kafka's worker adds it.
+        let task_class = match plugin.class.strip_suffix("Connector") {
+            Some(stem) => format!("{stem}Task"),
+            None => format!("{}Task", plugin.class),
+        };
+        for config in &mut task_configs {
+            config.entry("task.class".into()).or_insert_with(|| task_class.clone());
+        }
         entry.instance = Some(instance);
         Ok(task_configs)
     }
@@ -779,33 +800,69 @@ impl Worker {
             target: target_rx,
             shared: shared.clone(),
         };
-        let label = format!("{name}-{id}");
-        let join = match entry.instance.as_ref() {
-            Some(Instance::Source(c)) => {
-                let task = c.task();
-                tokio::spawn(finish(label, shared.clone(), source::run(run, task)))
+        let join = match self.plugin_of(&entry.config) {
+            Ok(plugin) => tokio::spawn(supervise(run, plugin.clone())),
+            Err(e) => {
+                shared.fail(&ConnectError::Task(e.message));
+                tokio::spawn(async {})
             }
-            Some(Instance::Sink(c)) => {
-                let task = c.task();
-                tokio::spawn(finish(label, shared.clone(), sink::run(run, task)))
-            }
-            None => tokio::spawn(async {}),
         };
         TaskHandle { id, config, shared, target: target_tx, join }
     }
 }
 
-/// Runs a task's loop and records how it ended.
-async fn finish(
-    label: String,
-    shared: Arc<TaskShared>,
-    run: impl std::future::Future<Output = Result<(), ConnectError>>,
-) {
-    match run.await {
-        Ok(()) => shared.set(State::Unassigned),
-        Err(e) => {
-            tracing::error!(task = label, error = %e, "the task failed");
-            shared.fail(&e);
+/// Runs a task and, when it fails, makes a new one and runs it again after a backoff (1 s,
+/// doubling up to `errors.task.restart.backoff.max.ms`), at most `errors.task.restart.max` times
+/// in a row (0: never, as Kafka leaves a failed task; -1: always); then it stays FAILED with the
+/// trace. A task that ran longer than the longest backoff before failing starts a new count.
+async fn supervise(mut run: TaskRun, plugin: crate::connector::ConnectorPlugin) {
+    let label = format!("{}-{}", run.connector, run.id);
+    let max: i64 = run.connector_config.number_or("errors.task.restart.max", 10).unwrap_or(10);
+    let backoff_max = Duration::from_millis(
+        run.connector_config.number_or("errors.task.restart.backoff.max.ms", 60_000).unwrap_or(60_000),
+    );
+    let mut attempts: i64 = 0;
+    loop {
+        let started = tokio::time::Instant::now();
+        // A task is made from an unstarted connector, as Kafka makes it from its class.
+        let result = match plugin.instantiate() {
+            Instance::Source(c) => source::run(run.clone(), c.task()).await,
+            Instance::Sink(c) => sink::run(run.clone(), c.task()).await,
+        };
+        let error = match result {
+            Ok(()) => {
+                run.shared.set(State::Unassigned);
+                return;
+            }
+            Err(e) => e,
+        };
+        if started.elapsed() > backoff_max {
+            attempts = 0;
+        }
+        let stopping = *run.target.borrow() == TargetState::Stopped;
+        if stopping || (max >= 0 && attempts >= max) {
+            tracing::error!(task = label, error = %error, "the task failed");
+            run.shared.fail(&error);
+            return;
+        }
+        attempts += 1;
+        let wait = Duration::from_secs(1).saturating_mul(1 << (attempts - 1).min(16)).min(backoff_max);
+        tracing::warn!(task = label, error = %error, ?wait, attempt = attempts, "the task failed; restarting it");
+        run.shared.restarting(&error);
+        run.shared.metrics.restarts.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stopped = async {
+            while *run.target.borrow_and_update() != TargetState::Stopped {
+                if run.target.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped => {
+                run.shared.fail(&error);
+                return;
+            }
         }
     }
 }

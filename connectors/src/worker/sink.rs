@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use freshet_core::{AutoOffsetReset, Consumer, ConsumerConfig, GroupChange, OffsetAndMetadata, TopicPartition};
 use tokio::time::Instant;
 
+use super::errors::{ErrorPolicy, Failed};
 use super::task::{Conversion, State, TargetState, TaskRun};
 use crate::connector::SinkTask;
 use crate::error::{ConnectError, Result};
@@ -28,6 +29,7 @@ pub fn group_id(connector: &str) -> String {
 /// Runs a sink task until its connector is stopped; an error fails it.
 pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()> {
     let conversion = Conversion::new(&run.worker_config, &run.connector_config)?;
+    let policy = ErrorPolicy::new(&run)?;
     let mut consumer = run.substrate.consumer(ConsumerConfig {
         group_id: Some(group_id(&run.connector)),
         auto_offset_reset: AutoOffsetReset::Earliest,
@@ -86,22 +88,23 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
                 let mut read = 0;
                 for record in batch.records()? {
                     read += 1;
-                    let converted =
-                        conversion.read_from_log(&batch.tp.topic, batch.tp.partition, &record).map_err(|e| {
-                            ConnectError::data(format!(
-                                "{}-{} at offset {}: {e}",
-                                batch.tp.topic, batch.tp.partition, record.offset
-                            ))
-                        })?;
-                    match converted {
-                        Some(r) => records.push(SinkRecord {
+                    match conversion.read_from_log(&batch.tp.topic, batch.tp.partition, &record) {
+                        Ok(Some(r)) => records.push(SinkRecord {
                             record: r,
                             original_topic: batch.tp.topic.clone(),
                             original_partition: batch.tp.partition,
                             kafka_offset: record.offset,
                         }),
-                        None => {
+                        Ok(None) => {
                             run.shared.metrics.records_filtered.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(failure) => {
+                            let failed = Failed::Consumed {
+                                topic: &batch.tp.topic,
+                                partition: batch.tp.partition,
+                                record: &record,
+                            };
+                            policy.tolerate(&run, failure, Some(failed)).await?;
                         }
                     }
                 }
@@ -110,9 +113,8 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
                 seen.push(batch.tp.clone());
             }
             if !records.is_empty() {
-                let n = records.len() as u64;
-                task.put(records).await?;
-                run.shared.metrics.records_written.fetch_add(n, Ordering::Relaxed);
+                put(&run, &policy, &mut *task, &records).await?;
+                run.shared.metrics.records_written.fetch_add(records.len() as u64, Ordering::Relaxed);
             }
             for tp in seen {
                 if let Some(position) = sink.consumer.position(&tp) {
@@ -140,6 +142,25 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
     .await;
     let stopped = task.stop().await;
     result.and(stopped)
+}
+
+/// Gives records to the task; a failure that may pass (Connect's `RetriableException`) has the
+/// same records given again after a backoff, as Kafka's worker redelivers them, until the
+/// connector is stopped.
+async fn put(run: &TaskRun, policy: &ErrorPolicy, task: &mut dyn SinkTask, records: &[SinkRecord]) -> Result<()> {
+    let mut attempt = 0;
+    loop {
+        match task.put(records).await {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_retriable() && run.target() != TargetState::Stopped => {
+                attempt += 1;
+                let wait = policy.backoff(attempt);
+                tracing::warn!(connector = run.connector, task = run.id, error = %e, ?wait, "put failed; giving the records again");
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// The consumer and the offsets of what was put.
@@ -176,8 +197,10 @@ impl Sink {
         }
         let metrics = &run.shared.metrics;
         if let Err(e) = self.consumer.commit(to_commit.clone()).await {
+            // As Kafka's worker: logged, and tried again at the next commit.
             metrics.offset_commit_failures.fetch_add(1, Ordering::Relaxed);
-            return Err(e.into());
+            tracing::error!(connector = run.connector, task = run.id, error = %e, "committing sink offsets failed");
+            return Ok(());
         }
         for (tp, o) in to_commit {
             self.committed.insert(tp, o.offset);

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use freshet_core::{ProducerRecord, RecordMetadata};
 use tokio::time::Instant;
 
+use super::errors::{ErrorPolicy, Failed};
 use super::offsets::ensure_topic;
 use super::task::{Conversion, State, TargetState, TaskRun};
 use crate::connector::{SourceTask, SourceTaskContext};
@@ -28,6 +29,7 @@ type Pending = BTreeMap<String, (SourceMap, SourceMap)>;
 /// Runs a source task until its connector is stopped; an error fails it.
 pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Result<()> {
     let conversion = Conversion::new(&run.worker_config, &run.connector_config)?;
+    let policy = ErrorPolicy::new(&run)?;
     let producer = run.substrate.producer()?;
     run.offsets.refresh().await?;
     let context = {
@@ -64,17 +66,27 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
                 }
             }
             let polled = match in_flight.take() {
-                None => task.poll().await?,
+                None => task.poll().await,
                 Some((send, offsets, n)) => {
                     let (sent, polled) = tokio::join!(send, task.poll());
                     sent?;
                     acknowledged(&run, &mut pending, offsets, n);
-                    polled?
+                    polled
                 }
+            };
+            let polled = match polled {
+                Ok(polled) => polled,
+                // As Kafka's worker: a poll that may pass is simply tried again.
+                Err(e) if e.is_retriable() => {
+                    tracing::warn!(connector = run.connector, task = run.id, error = %e, "a poll failed; polling again");
+                    tokio::time::sleep(policy.backoff(1)).await;
+                    Vec::new()
+                }
+                Err(e) => return Err(e),
             };
             if !polled.is_empty() {
                 run.shared.metrics.records_read.fetch_add(polled.len() as u64, Ordering::Relaxed);
-                let (records, offsets) = convert(&conversion, &run, polled)?;
+                let (records, offsets) = convert(&conversion, &policy, &run, polled).await?;
                 for r in &records {
                     if !known_topics.contains(&r.topic) {
                         // A topic that does not exist is created (one partition), as a
@@ -108,23 +120,29 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
 }
 
 /// Polled records as records for the log, and the offsets they carry (kept also for records a
-/// transform dropped, as Kafka keeps them: the source has moved past them).
-fn convert(
+/// transform dropped or that failed and were tolerated, as Kafka keeps them: the source has moved
+/// past them).
+async fn convert(
     conversion: &Conversion,
+    policy: &ErrorPolicy,
     run: &TaskRun,
     polled: Vec<SourceRecord>,
 ) -> Result<(Vec<ProducerRecord>, Offsets)> {
     let mut records = Vec::with_capacity(polled.len());
     let mut offsets = Vec::new();
+    let keep = policy.keeps_failed_records();
     for r in polled {
-        if let (Some(p), Some(o)) = (r.source_partition, r.source_offset) {
-            offsets.push((p, o));
-        }
-        match conversion.for_log(r.record)? {
-            Some(record) => records.push(record),
-            None => {
+        let original = keep.then(|| r.clone());
+        let SourceRecord { source_partition, source_offset, record } = r;
+        match conversion.for_log(record) {
+            Ok(Some(record)) => records.push(record),
+            Ok(None) => {
                 run.shared.metrics.records_filtered.fetch_add(1, Ordering::Relaxed);
             }
+            Err(failure) => policy.tolerate(run, failure, original.as_ref().map(Failed::Polled)).await?,
+        }
+        if let (Some(p), Some(o)) = (source_partition, source_offset) {
+            offsets.push((p, o));
         }
     }
     Ok((records, offsets))
@@ -148,18 +166,21 @@ fn acknowledged(run: &TaskRun, pending: &mut Pending, offsets: Offsets, n: usize
     }
 }
 
-/// Stores the pending offsets, then tells the task.
+/// Stores the pending offsets, then tells the task. A failure to store them is logged and they
+/// stay pending for the next attempt, as Kafka's worker goes on after a failed offset commit.
 async fn commit(run: &TaskRun, task: &mut dyn SourceTask, pending: &mut Pending) -> Result<()> {
     if pending.is_empty() {
         return Ok(());
     }
     let offsets: Vec<(SourceMap, Option<SourceMap>)> =
-        std::mem::take(pending).into_values().map(|(p, o)| (p, Some(o))).collect();
+        pending.values().map(|(p, o)| (p.clone(), Some(o.clone()))).collect();
     let metrics = &run.shared.metrics;
     if let Err(e) = run.offsets.write(&run.connector, offsets).await {
         metrics.offset_commit_failures.fetch_add(1, Ordering::Relaxed);
-        return Err(e);
+        tracing::error!(connector = run.connector, task = run.id, error = %e, "storing source offsets failed; trying again later");
+        return Ok(());
     }
+    pending.clear();
     metrics.offset_commits.fetch_add(1, Ordering::Relaxed);
     metrics.uncommitted_records.store(0, Ordering::Relaxed);
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use freshet_core::{ProducerRecord, Substrate};
 use tokio::sync::watch;
 
+use super::errors::{Failure, Stage};
 use super::offsets::OffsetStore;
 use crate::config::{Config, Props};
 use crate::converter::{make_converter, make_header_converter, Converter, HeaderConverter};
@@ -87,6 +88,14 @@ pub struct TaskMetrics {
     pub last_commit_ms: AtomicI64,
     /// Records read but whose offsets are not committed yet (the commit lag).
     pub uncommitted_records: AtomicU64,
+    /// Failures of records (conversion, transforms), tolerated or not.
+    pub errors: AtomicU64,
+    /// Records skipped after a failure (`errors.tolerance=all`).
+    pub records_skipped: AtomicU64,
+    /// Records written to the dead-letter topic.
+    pub dead_letter_records: AtomicU64,
+    /// Times the task was restarted after failing.
+    pub restarts: AtomicU64,
 }
 
 impl TaskMetrics {
@@ -100,6 +109,10 @@ impl TaskMetrics {
             "offset-commit-failure": self.offset_commit_failures.load(Ordering::Relaxed),
             "last-offset-commit-ms": self.last_commit_ms.load(Ordering::Relaxed),
             "uncommitted-records": self.uncommitted_records.load(Ordering::Relaxed),
+            "total-record-errors": self.errors.load(Ordering::Relaxed),
+            "total-records-skipped": self.records_skipped.load(Ordering::Relaxed),
+            "deadletterqueue-produce-requests": self.dead_letter_records.load(Ordering::Relaxed),
+            "restarts": self.restarts.load(Ordering::Relaxed),
         })
     }
 }
@@ -120,6 +133,11 @@ impl TaskShared {
         *self.state.lock().expect("task state lock") = (state, None);
     }
 
+    /// Restarting after a failure: the trace of the failure stays to be read.
+    pub(crate) fn restarting(&self, error: &ConnectError) {
+        *self.state.lock().expect("task state lock") = (State::Restarting, Some(format!("{error}\n{error:?}")));
+    }
+
     pub(crate) fn fail(&self, error: &ConnectError) {
         *self.state.lock().expect("task state lock") = (State::Failed, Some(format!("{error}\n{error:?}")));
     }
@@ -131,7 +149,7 @@ impl TaskShared {
 }
 
 /// What a task loop needs from the worker.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct TaskRun {
     pub(crate) connector: String,
     pub(crate) id: u32,
@@ -188,13 +206,19 @@ impl Conversion {
     }
 
     /// A source record, transformed, as a record for the log (`None`: a transform dropped it).
-    pub(crate) fn for_log(&self, record: ConnectRecord) -> Result<Option<ProducerRecord>> {
-        let Some(r) = self.chain.apply(record)? else { return Ok(None) };
-        let key = self.key.encode(&r.topic, r.key_schema.as_ref(), &r.key)?;
-        let value = self.value.encode(&r.topic, r.value_schema.as_ref(), &r.value)?;
+    pub(crate) fn for_log(&self, record: ConnectRecord) -> Result<Option<ProducerRecord>, Failure> {
+        let Some(r) = self.chain.apply(record).map_err(Failure::at(Stage::Transformation))? else { return Ok(None) };
+        let key = self.key.encode(&r.topic, r.key_schema.as_ref(), &r.key).map_err(Failure::at(Stage::KeyConverter))?;
+        let value = self
+            .value
+            .encode(&r.topic, r.value_schema.as_ref(), &r.value)
+            .map_err(Failure::at(Stage::ValueConverter))?;
         let mut headers = Vec::with_capacity(r.headers.len());
         for h in &r.headers {
-            let bytes = self.header.encode(&r.topic, &h.key, h.schema.as_ref(), &h.value)?;
+            let bytes = self
+                .header
+                .encode(&r.topic, &h.key, h.schema.as_ref(), &h.value)
+                .map_err(Failure::at(Stage::HeaderConverter))?;
             headers.push(freshet_core::batch::Header { key: h.key.clone(), value: bytes });
         }
         Ok(Some(ProducerRecord {
@@ -213,13 +237,16 @@ impl Conversion {
         topic: &str,
         partition: u32,
         record: &freshet_core::ConsumerRecord,
-    ) -> Result<Option<ConnectRecord>> {
-        let (key_schema, key) = self.key.decode(topic, record.key.as_deref())?;
-        let (value_schema, value) = self.value.decode(topic, record.value.as_deref())?;
+    ) -> Result<Option<ConnectRecord>, Failure> {
+        let (key_schema, key) =
+            self.key.decode(topic, record.key.as_deref()).map_err(Failure::at(Stage::KeyConverter))?;
+        let (value_schema, value) =
+            self.value.decode(topic, record.value.as_deref()).map_err(Failure::at(Stage::ValueConverter))?;
         let mut headers = Vec::with_capacity(record.headers.len());
         for h in &record.headers {
             let key = h.key.clone();
-            let (schema, value) = self.header.decode(topic, &key, h.value.as_deref())?;
+            let (schema, value) =
+                self.header.decode(topic, &key, h.value.as_deref()).map_err(Failure::at(Stage::HeaderConverter))?;
             headers.push(Header { key, schema, value });
         }
         let r = ConnectRecord {
@@ -232,6 +259,6 @@ impl Conversion {
             timestamp: Some(record.timestamp),
             headers,
         };
-        self.chain.apply(r)
+        self.chain.apply(r).map_err(Failure::at(Stage::Transformation))
     }
 }

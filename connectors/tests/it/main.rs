@@ -1,5 +1,7 @@
 //! The connector framework's integration tests: one binary.
 
+mod datagen;
+mod errors;
 mod rest;
 mod support;
 mod transforms;

@@ -170,7 +170,8 @@ async fn a_failing_connector_reports_why_and_restarts() {
     let running = Running::start(Arc::new(log.clone()), &[]).await;
     let rest = &running.rest;
     // A directory is not a file to append to: the sink task fails at its start.
-    let config = json!({"connector.class": "FileStreamSink", "file": dir.path().to_str().unwrap(), "topics": "t"});
+    let config = json!({"connector.class": "FileStreamSink", "file": dir.path().to_str().unwrap(), "topics": "t",
+        "errors.task.restart.max": "0"});
     assert_eq!(rest.call("PUT", "/connectors/broken/config", Some(config)).await.0, 201);
     let status = wait_for(rest, "/connectors/broken/status", |s| s["tasks"][0]["state"] == "FAILED").await;
     let trace = status["tasks"][0]["trace"].as_str().unwrap();

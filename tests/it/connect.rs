@@ -1,0 +1,271 @@
+//! `freshet connect` beside Kafka Connect itself: Kafka Connect (distributed, from its jars) runs
+//! the FileStream source on a Freshet broker and stores its offsets in `connect-offsets`; then
+//! Freshet's worker, on the same broker, takes over the same connector from those offsets (a
+//! migration path), and its REST payloads have the shapes of Kafka Connect's.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value as Json};
+
+use crate::peer::{Kind, Peer};
+
+/// A request to a worker's REST API through a real HTTP client: the status and the JSON answer.
+fn http(method: &str, url: &str, body: Option<&Json>) -> (u16, Json) {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let result = match (method, body) {
+        ("GET", _) => agent.get(url).call(),
+        ("DELETE", _) => agent.delete(url).call(),
+        ("POST", Some(b)) => agent.post(url).header("Content-Type", "application/json").send(b.to_string()),
+        ("PUT", Some(b)) => agent.put(url).header("Content-Type", "application/json").send(b.to_string()),
+        ("PUT", None) => agent.put(url).send_empty(),
+        (m, _) => panic!("no such method here: {m}"),
+    };
+    match result {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            (status, serde_json::from_str(&text).unwrap_or(Json::Null))
+        }
+        // Not up yet.
+        Err(_) => (0, Json::Null),
+    }
+}
+
+/// Waits until `GET url` answers something `check` accepts.
+fn wait_for(url: &str, what: &str, check: impl Fn(&Json) -> bool, log: &dyn Fn() -> String) -> Json {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, body) = http("GET", url, None);
+        if status == 200 && check(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "waiting for {what}: GET {url} gives {status} {body}\n{}", log());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// The shape of a payload: its keys and the kinds of their values, recursively; an array by its
+/// first element. Freshet's extra task counters (`metrics`) are left out.
+fn shape(value: &Json) -> Json {
+    match value {
+        Json::Object(o) => Json::Object(
+            o.iter().filter(|(k, _)| k.as_str() != "metrics").map(|(k, v)| (k.clone(), shape(v))).collect(),
+        ),
+        Json::Array(items) => json!([items.first().map(shape)]),
+        Json::String(_) => json!("string"),
+        Json::Number(_) => json!("number"),
+        Json::Bool(_) => json!("bool"),
+        Json::Null => Json::Null,
+    }
+}
+
+/// Kafka Connect's create answer lists no tasks yet (a distributed worker assigns them after);
+/// shapes are compared where both have elements.
+fn same_shape(freshet: &Json, kafka: &Json, what: &str) {
+    fn compare(a: &Json, b: &Json, path: &str) {
+        match (a, b) {
+            (Json::Object(x), Json::Object(y)) => {
+                let (kx, ky): (Vec<&String>, Vec<&String>) = (x.keys().collect(), y.keys().collect());
+                assert_eq!(kx, ky, "keys at {path}");
+                for (k, v) in x {
+                    compare(v, &y[k], &format!("{path}.{k}"));
+                }
+            }
+            (Json::Array(x), Json::Array(y)) => {
+                if let (Some(p), Some(q)) = (x.first(), y.first()) {
+                    if !p.is_null() && !q.is_null() {
+                        compare(p, q, &format!("{path}[0]"));
+                    }
+                }
+            }
+            (x, y) => assert_eq!(x, y, "value kind at {path}"),
+        }
+    }
+    let (a, b) = (shape(freshet), shape(kafka));
+    compare(&a, &b, what);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg(child.id().to_string()).status();
+    let _ = child.wait();
+}
+
+fn lines(from: u32, to: u32) -> String {
+    (from..=to).map(|i| format!("line-{i}\n")).collect()
+}
+
+#[test]
+fn freshets_worker_takes_over_a_filestream_source_from_kafka_connects_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let broker = Peer::start(Kind::Freshet, dir.path());
+    std::fs::write(path("in.txt"), lines(1, 100)).unwrap();
+
+    // Kafka Connect, distributed: configs, offsets and statuses in the broker's topics.
+    let kafka_port = free_port();
+    std::fs::write(
+        path("kafka-worker.properties"),
+        format!(
+            "bootstrap.servers={}\ngroup.id=kafka-connect\n\
+             key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             value.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             config.storage.topic=connect-configs\noffset.storage.topic=connect-offsets\n\
+             status.storage.topic=connect-status\nconfig.storage.replication.factor=1\n\
+             offset.storage.replication.factor=1\nstatus.storage.replication.factor=1\n\
+             offset.flush.interval.ms=500\nlisteners=http://127.0.0.1:{kafka_port}\nplugin.discovery=only_scan\n",
+            broker.addr()
+        ),
+    )
+    .unwrap();
+    let kafka_log = path("kafka-connect.log");
+    let log = || std::fs::read_to_string(&kafka_log).unwrap_or_default();
+    let kafka = Command::new("java")
+        .arg(crate::peer::log4j_config())
+        .args(["-cp", &crate::peer::connect_classpath(), "org.apache.kafka.connect.cli.ConnectDistributed"])
+        .arg(path("kafka-worker.properties"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&kafka_log).unwrap())
+        .spawn()
+        .unwrap();
+    let kafka_url = format!("http://127.0.0.1:{kafka_port}");
+    wait_for(&format!("{kafka_url}/connectors"), "Kafka Connect to start", |_| true, &log);
+
+    let config =
+        json!({"connector.class": "FileStreamSource", "tasks.max": "1", "file": path("in.txt"), "topic": "lines"});
+    let mut kafka_answers = BTreeMap::new();
+    let (status, created) =
+        http("POST", &format!("{kafka_url}/connectors"), Some(&json!({"name": "src", "config": config})));
+    assert_eq!(status, 201, "{created}\n{}", log());
+    kafka_answers.insert("create", created);
+    let size = std::fs::metadata(path("in.txt")).unwrap().len();
+    let offsets = wait_for(
+        &format!("{kafka_url}/connectors/src/offsets"),
+        "Kafka Connect's offsets",
+        |o| o["offsets"][0]["offset"]["position"] == json!(size),
+        &log,
+    );
+    kafka_answers.insert("offsets", offsets);
+    kafka_answers.insert(
+        "status",
+        wait_for(
+            &format!("{kafka_url}/connectors/src/status"),
+            "RUNNING",
+            |s| s["tasks"][0]["state"] == "RUNNING",
+            &log,
+        ),
+    );
+    kafka_answers.insert("tasks", http("GET", &format!("{kafka_url}/connectors/src/tasks"), None).1);
+    kafka_answers.insert("info", http("GET", &format!("{kafka_url}/connectors/src"), None).1);
+    kafka_answers.insert(
+        "plugin_config",
+        http("GET", &format!("{kafka_url}/connector-plugins/FileStreamSource/config"), None).1,
+    );
+    // Stopped, then gone: the connector's offsets stay in connect-offsets.
+    assert_eq!(http("PUT", &format!("{kafka_url}/connectors/src/stop"), None).0, 204, "{}", log());
+    std::thread::sleep(Duration::from_secs(1));
+    stop(kafka);
+
+    // Freshet's worker on the same broker and offsets topic, with a sink to see what arrives.
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path("in.txt"))
+        .unwrap()
+        .write_all(lines(101, 150).as_bytes())
+        .unwrap();
+    let freshet_port = free_port();
+    std::fs::write(
+        path("worker.properties"),
+        format!(
+            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             value.converter=org.apache.kafka.connect.storage.StringConverter\noffset.storage.topic=connect-offsets\n\
+             offset.flush.interval.ms=500\nlisteners=http://127.0.0.1:{freshet_port}\n",
+            broker.addr()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("sink.properties"),
+        format!("name=sink\nconnector.class=FileStreamSink\nfile={}\ntopics=lines\n", path("out.txt")),
+    )
+    .unwrap();
+    let freshet_log = path("freshet-connect.log");
+    let flog = || std::fs::read_to_string(&freshet_log).unwrap_or_default();
+    let freshet = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["connect", "standalone"])
+        .args([path("worker.properties"), path("sink.properties")])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&freshet_log).unwrap())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{freshet_port}");
+    wait_for(&format!("{url}/connectors"), "Freshet's worker to start", |_| true, &flog);
+    let mut answers = BTreeMap::new();
+    answers.insert("plugin_config", http("GET", &format!("{url}/connector-plugins/FileStreamSource/config"), None).1);
+    let (status, created) = http("POST", &format!("{url}/connectors"), Some(&json!({"name": "src", "config": config})));
+    assert_eq!(status, 201, "{created}\n{}", flog());
+    answers.insert("create", created);
+
+    // Every line once: Kafka Connect's 100, then the 50 Freshet's worker read from position
+    // Kafka Connect stored.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(path("out.txt")).unwrap_or_default().lines().count() < 150 {
+        assert!(Instant::now() < deadline, "out.txt: {:?}\n{}", std::fs::read_to_string(path("out.txt")), flog());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(std::fs::read_to_string(path("out.txt")).unwrap(), lines(1, 150), "{}", flog());
+
+    let size = std::fs::metadata(path("in.txt")).unwrap().len();
+    let offsets = wait_for(
+        &format!("{url}/connectors/src/offsets"),
+        "Freshet's offsets",
+        |o| o["offsets"][0]["offset"]["position"] == json!(size),
+        &flog,
+    );
+    answers.insert("offsets", offsets);
+    answers.insert("status", http("GET", &format!("{url}/connectors/src/status"), None).1);
+    answers.insert("tasks", http("GET", &format!("{url}/connectors/src/tasks"), None).1);
+    answers.insert("info", http("GET", &format!("{url}/connectors/src"), None).1);
+    for (what, kafka_answer) in &kafka_answers {
+        if *what != "plugin_config" {
+            same_shape(&answers[what], kafka_answer, what);
+        }
+    }
+    // Each key described with the same fields.
+    let fields = |v: &Json| -> Vec<String> { v[0].as_object().unwrap().keys().cloned().collect() };
+    assert_eq!(fields(&answers["plugin_config"]), fields(&kafka_answers["plugin_config"]));
+    // The same keys, with the same types and defaults.
+    // (The connector's version is the one default that differs.)
+    let keys = |v: &Json| -> Vec<(Json, Json, Json)> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|k| {
+                let default =
+                    if k["name"] == "connector.plugin.version" { Json::Null } else { k["default_value"].clone() };
+                (k["name"].clone(), k["type"].clone(), default)
+            })
+            .collect()
+    };
+    let (mut ours, mut theirs) = (keys(&answers["plugin_config"]), keys(&kafka_answers["plugin_config"]));
+    // Freshet's additions: restarting failed tasks, and a dead-letter topic for sources.
+    let extras = [
+        "errors.deadletterqueue.context.headers.enable",
+        "errors.deadletterqueue.topic.name",
+        "errors.task.restart.backoff.max.ms",
+        "errors.task.restart.max",
+    ];
+    ours.retain(|k| !extras.contains(&k.0.as_str().unwrap()));
+    ours.sort_by_key(|k| k.0.to_string());
+    theirs.sort_by_key(|k| k.0.to_string());
+    assert_eq!(ours, theirs);
+    stop(freshet);
+    broker.stop();
+}

@@ -24,5 +24,5 @@ pub use connector::{
 pub use data::{Field, Header, Schema, SchemaRef, Struct, Type, Value};
 pub use error::{ConnectError, Result};
 pub use plugins::Plugins;
-pub use record::{ConnectRecord, SinkRecord, SourceMap, SourceRecord};
+pub use record::{ConnectRecord, SinkRecord, SourceAck, SourceMap, SourceRecord};
 pub use worker::Worker;

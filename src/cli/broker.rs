@@ -40,6 +40,11 @@ pub(crate) struct BrokerArgs {
     /// `log.flush.interval.ms=N` a flush every N ms, and a larger message count `none`.
     #[arg(long)]
     pub(crate) durability: Option<String>,
+    /// Host a connect worker on the log, with this worker properties file (Kafka Connect's keys;
+    /// its REST API on `listeners`, default http://:8083), as `freshet connect standalone` runs
+    /// one; connectors are added through its REST API.
+    #[arg(long, value_name = "WORKER.properties")]
+    pub(crate) connect: Option<PathBuf>,
 }
 
 /// The broker's settings: flags over the config file over the defaults.
@@ -248,6 +253,7 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 }
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
+    let worker_props = args.connect.as_deref().map(crate::connect::read_worker).transpose()?;
     let BrokerSettings { data_dir, config, durability, maintenance_interval, topic_defaults } = args.settings()?;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
@@ -268,7 +274,20 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let host =
         crate::sql::QueryHost::start(std::sync::Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir))
             .await?;
+    // A connect worker on the same log, its pipelines beside the broker's clients.
+    let worker = match &worker_props {
+        Some(props) => {
+            let hosted =
+                crate::connect::HostedWorker::start(std::sync::Arc::new(embedded.clone()), props, Vec::new()).await?;
+            say(&format!("connect worker {}: REST API at http://{}", hosted.id, hosted.addr));
+            Some(hosted)
+        }
+        None => None,
+    };
     stop.wait().await;
+    if let Some(worker) = worker {
+        worker.stop().await?;
+    }
     #[cfg(feature = "sql")]
     host.stop().await?;
     broker.stop().await;

@@ -38,8 +38,7 @@ pub(crate) async fn connect(command: ConnectCommand) -> anyhow::Result<()> {
 
 async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
     let mut stop = StopSignals::listen()?;
-    let text = std::fs::read_to_string(&args.worker).with_context(|| format!("reading {}", args.worker.display()))?;
-    let props = parse_properties(&text);
+    let props = read_worker(&args.worker)?;
     let mut connectors = Vec::new();
     for path in &args.connectors {
         connectors.push(read_connector(path)?);
@@ -54,38 +53,72 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         #[cfg(feature = "remote")]
         Opened::Remote(r) => Arc::new(r.clone()),
     };
-    let listener = rest_listener(&props).await?;
-    let local = listener.local_addr()?;
-    let host = props.get("rest.advertised.host.name").cloned().unwrap_or_else(|| {
-        if local.ip().is_unspecified() {
-            "127.0.0.1".into()
-        } else {
-            local.ip().to_string()
-        }
-    });
-    let port = props.get("rest.advertised.port").cloned().unwrap_or_else(|| local.port().to_string());
-    let worker_id = format!("{host}:{port}");
-    let worker = Worker::start(substrate, &props, Plugins::builtin(), worker_id.clone())
+    let hosted = HostedWorker::start(substrate, &props, connectors)
         .await
         .with_context(|| format!("starting the worker with {}", args.worker.display()))?;
-    for (path, name, config) in connectors {
-        worker
-            .create(&name, config, TargetState::Started)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}: connector {name}: {}", path.display(), e.message))?;
-        say(&format!("connector {name} started ({})", path.display()));
-    }
-    say(&format!("worker {worker_id} on {}: REST API at http://{local}", opened_description(&opened)));
-    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(freshet::connectors::rest::serve(listener, worker.clone(), async move {
-        let _ = done_rx.await;
-    }));
+    say(&format!("worker {} on {}: REST API at http://{}", hosted.id, opened_description(&opened), hosted.addr));
     stop.wait().await;
     say("stopping: storing offsets");
-    worker.shutdown().await;
-    let _ = done_tx.send(());
-    server.await.context("the REST server")?.context("the REST server")?;
+    hosted.stop().await?;
     opened.close().await
+}
+
+/// A worker's properties file.
+pub(crate) fn read_worker(path: &std::path::Path) -> anyhow::Result<Props> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(parse_properties(&text))
+}
+
+/// A worker running with its REST API: in `freshet connect standalone`, or hosted by `freshet
+/// broker` on the log it serves.
+pub(crate) struct HostedWorker {
+    worker: Worker,
+    pub(crate) id: String,
+    pub(crate) addr: std::net::SocketAddr,
+    done: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl HostedWorker {
+    /// Starts a worker with `props` on `substrate`, its REST API on the first of its
+    /// `listeners`, and the `connectors` given as files.
+    pub(crate) async fn start(
+        substrate: Arc<dyn Substrate>,
+        props: &Props,
+        connectors: Vec<(PathBuf, String, Props)>,
+    ) -> anyhow::Result<HostedWorker> {
+        let listener = rest_listener(props).await?;
+        let addr = listener.local_addr()?;
+        let host = props.get("rest.advertised.host.name").cloned().unwrap_or_else(|| {
+            if addr.ip().is_unspecified() {
+                "127.0.0.1".into()
+            } else {
+                addr.ip().to_string()
+            }
+        });
+        let port = props.get("rest.advertised.port").cloned().unwrap_or_else(|| addr.port().to_string());
+        let id = format!("{host}:{port}");
+        let worker = Worker::start(substrate, props, Plugins::builtin(), id.clone()).await?;
+        for (path, name, config) in connectors {
+            worker
+                .create(&name, config, TargetState::Started)
+                .await
+                .map_err(|e| anyhow::anyhow!("{}: connector {name}: {}", path.display(), e.message))?;
+            say(&format!("connector {name} started ({})", path.display()));
+        }
+        let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(freshet::connectors::rest::serve(listener, worker.clone(), async move {
+            let _ = done_rx.await;
+        }));
+        Ok(HostedWorker { worker, id, addr, done, server })
+    }
+
+    /// Stops the connectors (storing their offsets) and the REST API.
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        self.worker.shutdown().await;
+        let _ = self.done.send(());
+        self.server.await.context("the REST server")?.context("the REST server")
+    }
 }
 
 fn opened_description(opened: &Opened) -> String {

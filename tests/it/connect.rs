@@ -269,3 +269,39 @@ fn freshets_worker_takes_over_a_filestream_source_from_kafka_connects_offsets() 
     stop(freshet);
     broker.stop();
 }
+
+/// `freshet broker --connect`: the broker hosts a worker on the log it serves; a pipeline added
+/// through the worker's REST API runs on that log, which the broker's clients see.
+#[test]
+fn the_broker_hosts_a_connect_worker_on_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let port = free_port();
+    std::fs::write(
+        path("worker.properties"),
+        format!(
+            "listeners=http://127.0.0.1:{port}\noffset.flush.interval.ms=200\n\
+             key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+             value.converter=org.apache.kafka.connect.storage.StringConverter\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(path("in.txt"), lines(1, 20)).unwrap();
+    let broker =
+        crate::peer::BrokerProcess::start_with(&dir.path().join("data"), &["--connect", &path("worker.properties")]);
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{url}/connectors"), "the hosted worker", |_| true, &|| String::new());
+    let source = json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": path("in.txt"), "topic": "hosted"}});
+    assert_eq!(http("POST", &format!("{url}/connectors"), Some(&source)).0, 201);
+    let sink = json!({"connector.class": "FileStreamSink", "file": path("out.txt"), "topics": "hosted"});
+    assert_eq!(http("PUT", &format!("{url}/connectors/sink/config"), Some(&sink)).0, 201);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(path("out.txt")).unwrap_or_default() != lines(1, 20) {
+        assert!(Instant::now() < deadline, "out.txt: {:?}", std::fs::read_to_string(path("out.txt")));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The broker's clients see the topic the source wrote.
+    let out = Command::new("kcat").args(["-b", &broker.addr, "-C", "-t", "hosted", "-e", "-q"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), lines(1, 20));
+    broker.stop();
+}

@@ -996,7 +996,12 @@ impl SourceTask for DatagenSourceTask {
             .ok_or_else(|| ConnectError::Task("the Datagen source task was polled before it started".into()))?;
         let now = now_ms();
         let mut records: Vec<SourceRecord> = (0..n)
-            .map(|_| SourceRecord { source_partition: None, source_offset: None, record: generator.next_record(now) })
+            .map(|_| SourceRecord {
+                source_partition: None,
+                source_offset: None,
+                record: generator.next_record(now),
+                ack: None,
+            })
             .collect();
         self.position += n as u64;
         // The worker stores a batch's offsets once the log has taken the whole batch, so the

@@ -229,7 +229,12 @@ impl SourceTask for FileStreamSourceTask {
             });
             let mut record = ConnectRecord::new(self.topic.clone(), Some(schema.clone()), Value::String(line));
             record.timestamp = Some(now);
-            records.push(SourceRecord { source_partition: partition.clone(), source_offset: offset, record });
+            records.push(SourceRecord {
+                source_partition: partition.clone(),
+                source_offset: offset,
+                record,
+                ack: None,
+            });
         }
         Ok(records)
     }

@@ -3,10 +3,12 @@
 mod console;
 mod datagen;
 mod file;
+mod http;
 
 pub use self::console::{BlackholeSink, StdoutSink};
 pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
+pub use self::http::{HttpSink, HttpSinkTask, HttpSource, HttpSourceTask};
 use crate::connector::ConnectorPlugin;
 
 /// The built-in connectors' plugins.
@@ -27,6 +29,14 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             &["DatagenSourceConnector", "DatagenSource", "datagen"],
             || Box::new(DatagenSource::default()),
         ),
+        ConnectorPlugin::source(
+            "freshet.connect.HttpSourceConnector",
+            &["HttpSourceConnector", "HttpSource", "webhook"],
+            || Box::new(HttpSource::default()),
+        ),
+        ConnectorPlugin::sink("freshet.connect.HttpSinkConnector", &["HttpSinkConnector", "HttpSink", "http"], || {
+            Box::new(HttpSink::default())
+        }),
         ConnectorPlugin::sink(
             "freshet.connect.StdoutSinkConnector",
             &["StdoutSinkConnector", "StdoutSink", "stdout"],

@@ -16,7 +16,7 @@ use super::offsets::ensure_topic;
 use super::task::{Conversion, State, TargetState, TaskRun};
 use crate::connector::{SourceTask, SourceTaskContext};
 use crate::error::{ConnectError, Result};
-use crate::record::{SourceMap, SourceRecord};
+use crate::record::{SourceAck, SourceMap, SourceRecord};
 
 type Send = Pin<Box<dyn Future<Output = Result<Vec<RecordMetadata>>> + std::marker::Send>>;
 
@@ -86,7 +86,7 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
             };
             if !polled.is_empty() {
                 run.shared.metrics.records_read.fetch_add(polled.len() as u64, Ordering::Relaxed);
-                let (records, offsets) = convert(&conversion, &policy, &run, polled).await?;
+                let (records, offsets, acks) = convert(&conversion, &policy, &run, polled).await?;
                 for r in &records {
                     if !known_topics.contains(&r.topic) {
                         // A topic that does not exist is created (one partition), as a
@@ -98,10 +98,18 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
                 let n = records.len();
                 let producer = producer.clone();
                 let send: Send = Box::pin(async move {
-                    if records.is_empty() {
-                        return Ok(Vec::new());
+                    let sent = if records.is_empty() {
+                        Ok(Vec::new())
+                    } else {
+                        producer.send(records).await.map_err(ConnectError::from)
+                    };
+                    // Whoever waits on these records (a webhook's caller) learns they are in the
+                    // log, or that they are not; the batches before were acknowledged first.
+                    match &sent {
+                        Ok(_) => acks.iter().for_each(SourceAck::succeed),
+                        Err(e) => acks.iter().for_each(|ack| ack.fail(e)),
                     }
-                    producer.send(records).await.map_err(ConnectError::from)
+                    sent
                 });
                 in_flight = Some((send, offsets, n));
             }
@@ -119,21 +127,23 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
     result.and(stopped)
 }
 
-/// Polled records as records for the log, and the offsets they carry (kept also for records a
-/// transform dropped or that failed and were tolerated, as Kafka keeps them: the source has moved
-/// past them).
+/// Polled records as records for the log, the offsets they carry and their acks (kept also for
+/// records a transform dropped or that failed and were tolerated, as Kafka keeps them: the source
+/// has moved past them).
 async fn convert(
     conversion: &Conversion,
     policy: &ErrorPolicy,
     run: &TaskRun,
     polled: Vec<SourceRecord>,
-) -> Result<(Vec<ProducerRecord>, Offsets)> {
+) -> Result<(Vec<ProducerRecord>, Offsets, Vec<SourceAck>)> {
     let mut records = Vec::with_capacity(polled.len());
     let mut offsets = Vec::new();
+    let mut acks = Vec::new();
     let keep = policy.keeps_failed_records();
     for r in polled {
         let original = keep.then(|| r.clone());
-        let SourceRecord { source_partition, source_offset, record } = r;
+        let SourceRecord { source_partition, source_offset, record, ack } = r;
+        acks.extend(ack);
         match conversion.for_log(record) {
             Ok(Some(record)) => records.push(record),
             Ok(None) => {
@@ -145,7 +155,7 @@ async fn convert(
             offsets.push((p, o));
         }
     }
-    Ok((records, offsets))
+    Ok((records, offsets, acks))
 }
 
 /// Waits for the batch being written, then takes its offsets as pending.

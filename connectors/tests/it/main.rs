@@ -2,6 +2,7 @@
 
 mod datagen;
 mod errors;
+mod http;
 mod rest;
 mod support;
 mod transforms;

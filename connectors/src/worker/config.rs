@@ -128,6 +128,17 @@ pub fn worker_config_def() -> ConfigDef {
             "How long a stopping task is waited for before it is abandoned.",
         ))
         .define(ConfigKey::optional("plugin.path", List, None, Low, "Ignored: Freshet's plugins are compiled in."))
+        .define(
+            ConfigKey::optional(
+                "exactly.once.source.support",
+                String,
+                Some("disabled"),
+                High,
+                "enabled: source tasks write records and their offsets in one transaction (the substrate must \
+                 have transactions); disabled (or preparing): at least once.",
+            )
+            .validated(Validator::one_of(&["disabled", "preparing", "enabled"])),
+        )
 }
 
 const COMMON: &str = "Common";

@@ -9,6 +9,7 @@
 
 mod config;
 mod errors;
+mod exactly_once;
 mod offsets;
 mod sink;
 mod source;

@@ -78,7 +78,10 @@ impl OffsetStore {
         let mut reader = reader.lock().await;
         if reader.is_none() {
             let (_, partitions) = substrate.admin()?.describe_topic(topic).await?;
-            let mut consumer = substrate.consumer(ConsumerConfig::default())?;
+            // Offsets an exactly-once source wrote in a transaction count once it commits.
+            let config =
+                ConsumerConfig { isolation: freshet_core::Isolation::ReadCommitted, ..ConsumerConfig::default() };
+            let mut consumer = substrate.consumer(config)?;
             consumer
                 .assign(partitions.iter().map(|p| TopicPartition::new(topic.as_str(), p.partition)).collect())
                 .await?;
@@ -158,18 +161,8 @@ impl OffsetStore {
             return Ok(());
         }
         match &self.backend {
-            Backend::Topic { substrate, topic, .. } => {
-                let records = offsets
-                    .iter()
-                    .map(|(partition, offset)| ProducerRecord {
-                        topic: topic.clone(),
-                        key: Some(Bytes::from(
-                            serde_json::to_vec(&serde_json::json!([connector, partition])).expect("JSON serializes"),
-                        )),
-                        value: offset.as_ref().map(|o| Bytes::from(serde_json::to_vec(o).expect("JSON serializes"))),
-                        ..Default::default()
-                    })
-                    .collect();
+            Backend::Topic { substrate, .. } => {
+                let records = self.records(connector, &offsets)?;
                 substrate.producer()?.send(records).await?;
                 self.remember(connector, offsets);
                 Ok(())
@@ -186,7 +179,35 @@ impl OffsetStore {
         }
     }
 
-    fn remember(&self, connector: &str, offsets: Vec<(SourceMap, Option<SourceMap>)>) {
+    /// The records of the offsets topic that store these offsets, for a transaction to write
+    /// beside the records they belong to; an error for a store in a file.
+    pub(crate) fn records(
+        &self,
+        connector: &str,
+        offsets: &[(SourceMap, Option<SourceMap>)],
+    ) -> Result<Vec<ProducerRecord>> {
+        let Backend::Topic { topic, .. } = &self.backend else {
+            return Err(ConnectError::config(
+                "offset.storage.file.filename",
+                "",
+                "exactly-once sources keep their offsets in the offsets topic, not in a file",
+            ));
+        };
+        Ok(offsets
+            .iter()
+            .map(|(partition, offset)| ProducerRecord {
+                topic: topic.clone(),
+                key: Some(Bytes::from(
+                    serde_json::to_vec(&serde_json::json!([connector, partition])).expect("JSON serializes"),
+                )),
+                value: offset.as_ref().map(|o| Bytes::from(serde_json::to_vec(o).expect("JSON serializes"))),
+                ..Default::default()
+            })
+            .collect())
+    }
+
+    /// Takes offsets written elsewhere (in a transaction that committed) into memory.
+    pub(crate) fn remember(&self, connector: &str, offsets: Vec<(SourceMap, Option<SourceMap>)>) {
         let mut entries = self.entries.lock().expect("offsets lock");
         for (partition, offset) in offsets {
             let k = (connector.to_string(), canonical(&partition));

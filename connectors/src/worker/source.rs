@@ -21,16 +21,21 @@ use crate::record::{SourceAck, SourceMap, SourceRecord};
 type Send = Pin<Box<dyn Future<Output = Result<Vec<RecordMetadata>>> + std::marker::Send>>;
 
 /// The source offsets records carry, in order.
-type Offsets = Vec<(SourceMap, SourceMap)>;
+pub(super) type Offsets = Vec<(SourceMap, SourceMap)>;
 
 /// Source offsets not yet stored: the latest per partition.
-type Pending = BTreeMap<String, (SourceMap, SourceMap)>;
+pub(super) type Pending = BTreeMap<String, (SourceMap, SourceMap)>;
 
 /// Runs a source task until its connector is stopped; an error fails it.
-pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Result<()> {
+pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SourceTask>) -> Result<()> {
     let conversion = Conversion::new(&run.worker_config, &run.connector_config)?;
     let policy = ErrorPolicy::new(&run)?;
-    let producer = run.substrate.producer()?;
+    // An exactly-once task fences the one before it (a zombie) before it reads its offsets, so
+    // that nothing the zombie could still commit is read past.
+    let exactly_once = match super::exactly_once::Transactions::of(&run)? {
+        Some(transactions) => Some((transactions.producer(&run).await?, transactions)),
+        None => None,
+    };
     run.offsets.refresh().await?;
     let context = {
         let (offsets, connector) = (run.offsets.clone(), run.connector.clone());
@@ -38,6 +43,23 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
     };
     task.start(&run.task_config, context).await?;
     run.shared.set(State::Running);
+    match exactly_once {
+        Some((producer, transactions)) => {
+            super::exactly_once::run(run, task, conversion, policy, producer, transactions).await
+        }
+        None => run_at_least_once(run, task, conversion, policy).await,
+    }
+}
+
+/// The at-least-once loop: a batch's write overlaps the next poll, offsets are stored every
+/// `offset.flush.interval.ms`.
+async fn run_at_least_once(
+    mut run: TaskRun,
+    mut task: Box<dyn SourceTask>,
+    conversion: Conversion,
+    policy: ErrorPolicy,
+) -> Result<()> {
+    let producer = run.substrate.producer()?;
     let interval = run.flush_interval();
     let mut pending = Pending::new();
     let mut last_flush = Instant::now();
@@ -87,14 +109,7 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
             if !polled.is_empty() {
                 run.shared.metrics.records_read.fetch_add(polled.len() as u64, Ordering::Relaxed);
                 let (records, offsets, acks) = convert(&conversion, &policy, &run, polled).await?;
-                for r in &records {
-                    if !known_topics.contains(&r.topic) {
-                        // A topic that does not exist is created (one partition), as a
-                        // broker's auto-creation would.
-                        ensure_topic(&*run.substrate, &r.topic, 1, &[]).await?;
-                        known_topics.insert(r.topic.clone());
-                    }
-                }
+                ensure_topics(&run, &records, &mut known_topics).await?;
                 let n = records.len();
                 let producer = producer.clone();
                 let send: Send = Box::pin(async move {
@@ -130,7 +145,7 @@ pub(crate) async fn run(mut run: TaskRun, mut task: Box<dyn SourceTask>) -> Resu
 /// Polled records as records for the log, the offsets they carry and their acks (kept also for
 /// records a transform dropped or that failed and were tolerated, as Kafka keeps them: the source
 /// has moved past them).
-async fn convert(
+pub(super) async fn convert(
     conversion: &Conversion,
     policy: &ErrorPolicy,
     run: &TaskRun,
@@ -156,6 +171,22 @@ async fn convert(
         }
     }
     Ok((records, offsets, acks))
+}
+
+/// Creates the topics of `records` that do not exist yet (one partition), as a broker's
+/// auto-creation would; `known` remembers those seen.
+pub(super) async fn ensure_topics(
+    run: &TaskRun,
+    records: &[ProducerRecord],
+    known: &mut HashSet<String>,
+) -> Result<()> {
+    for r in records {
+        if !known.contains(&r.topic) {
+            ensure_topic(&*run.substrate, &r.topic, 1, &[]).await?;
+            known.insert(r.topic.clone());
+        }
+    }
+    Ok(())
 }
 
 /// Waits for the batch being written, then takes its offsets as pending.

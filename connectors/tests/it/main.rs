@@ -2,6 +2,7 @@
 
 mod datagen;
 mod errors;
+mod exactly_once;
 mod http;
 mod rest;
 mod support;

@@ -272,7 +272,7 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
     #[cfg(feature = "sql")]
     let host =
-        crate::sql::QueryHost::start(std::sync::Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir))
+        crate::sql::QueryHost::start(std::sync::Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir), None)
             .await?;
     // A connect worker on the same log, its pipelines beside the broker's clients.
     let worker = match &worker_props {

@@ -182,3 +182,155 @@ async fn rest_listener(props: &Props) -> anyhow::Result<tokio::net::TcpListener>
         .await
         .with_context(|| format!("listening for the REST API on {host}:{port}"))
 }
+
+/// A connect worker's REST API as SQL's connector statements use it (`freshet sql
+/// --connect-url`): Freshet's worker or Kafka Connect, both speak it.
+#[cfg(feature = "sql")]
+#[derive(Debug)]
+pub(crate) struct RestConnectors {
+    base: String,
+    agent: ureq::Agent,
+}
+
+#[cfg(feature = "sql")]
+impl RestConnectors {
+    pub(crate) fn new(url: &str) -> Self {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(std::time::Duration::from_secs(30)))
+            .build()
+            .into();
+        RestConnectors { base: url.trim_end_matches('/').to_string(), agent }
+    }
+
+    /// `method path` with a JSON body: the status and the JSON answer (`Null` when empty).
+    async fn call(
+        &self,
+        method: &'static str,
+        path: String,
+        body: Option<serde_json::Value>,
+    ) -> Result<(u16, serde_json::Value), String> {
+        let (agent, url) = (self.agent.clone(), format!("{}{path}", self.base));
+        tokio::task::spawn_blocking(move || {
+            let sent = match (method, body) {
+                ("POST", Some(b)) => agent.post(&url).header("Content-Type", "application/json").send(b.to_string()),
+                ("PUT", Some(b)) => agent.put(&url).header("Content-Type", "application/json").send(b.to_string()),
+                ("DELETE", _) => agent.delete(&url).call(),
+                _ => agent.get(&url).call(),
+            };
+            let mut response = sent.map_err(|e| format!("the connect worker at {url} does not answer: {e}"))?;
+            let status = response.status().as_u16();
+            let text = response.body_mut().read_to_string().unwrap_or_default();
+            let json = if text.trim().is_empty() {
+                serde_json::Value::Null
+            } else {
+                serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+            };
+            Ok((status, json))
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The error an answer carries (`{"error_code", "message"}`).
+    fn refused(status: u16, body: &serde_json::Value) -> String {
+        match body["message"].as_str() {
+            Some(message) => message.to_string(),
+            None => format!("the connect worker answered {status}: {body}"),
+        }
+    }
+}
+
+#[cfg(feature = "sql")]
+#[async_trait::async_trait]
+impl freshet::sql::ConnectorAdmin for RestConnectors {
+    async fn create(
+        &self,
+        name: &str,
+        kind: &str,
+        config: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), String> {
+        // The class's kind first: a sink created with CREATE SOURCE CONNECTOR is refused.
+        let class = config.get("connector.class").cloned().unwrap_or_default();
+        let (status, report) = self
+            .call("PUT", format!("/connector-plugins/{class}/config/validate"), Some(serde_json::json!(config)))
+            .await?;
+        if status != 200 {
+            return Err(Self::refused(status, &report));
+        }
+        let full = report["name"].as_str().unwrap_or(&class).to_string();
+        let (_, plugins) = self.call("GET", "/connector-plugins".into(), None).await?;
+        let actual = plugins
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["class"] == full.as_str())
+            .and_then(|p| p["type"].as_str());
+        if let Some(actual) = actual.filter(|a| *a != kind) {
+            return Err(format!("{class} is a {actual} connector: CREATE {} CONNECTOR", actual.to_uppercase()));
+        }
+        let body = serde_json::json!({"name": name, "config": config});
+        match self.call("POST", "/connectors".into(), Some(body)).await? {
+            (201, _) => Ok(()),
+            (status, body) => Err(Self::refused(status, &body)),
+        }
+    }
+
+    async fn list(&self) -> Result<Vec<[String; 4]>, String> {
+        let (status, all) = self.call("GET", "/connectors?expand=status&expand=info".into(), None).await?;
+        if status != 200 {
+            return Err(Self::refused(status, &all));
+        }
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        Ok(all
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(name, c)| {
+                [
+                    name.clone(),
+                    text(&c["info"]["type"]),
+                    text(&c["info"]["config"]["connector.class"]),
+                    text(&c["status"]["connector"]["state"]),
+                ]
+            })
+            .collect())
+    }
+
+    async fn describe(&self, name: &str) -> Result<Vec<(String, String)>, String> {
+        let (status, state) = self.call("GET", format!("/connectors/{name}/status"), None).await?;
+        if status != 200 {
+            return Err(Self::refused(status, &state));
+        }
+        let (status, info) = self.call("GET", format!("/connectors/{name}"), None).await?;
+        if status != 200 {
+            return Err(Self::refused(status, &info));
+        }
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+        let mut rows = vec![
+            ("name".to_string(), name.to_string()),
+            ("class".to_string(), text(&info["config"]["connector.class"])),
+            ("type".to_string(), text(&info["type"])),
+            ("state".to_string(), text(&state["connector"]["state"])),
+            ("worker_id".to_string(), text(&state["connector"]["worker_id"])),
+        ];
+        for task in state["tasks"].as_array().into_iter().flatten() {
+            rows.push((format!("task {}", task["id"]), text(&task["state"])));
+            if let Some(trace) = task["trace"].as_str() {
+                rows.push((format!("task {} trace", task["id"]), trace.lines().next().unwrap_or_default().to_string()));
+            }
+        }
+        for (k, v) in info["config"].as_object().into_iter().flatten() {
+            rows.push((format!("config {k}"), text(v)));
+        }
+        Ok(rows)
+    }
+
+    async fn delete(&self, name: &str) -> Result<bool, String> {
+        match self.call("DELETE", format!("/connectors/{name}"), None).await? {
+            (204, _) => Ok(true),
+            (404, _) => Ok(false),
+            (status, body) => Err(Self::refused(status, &body)),
+        }
+    }
+}

@@ -30,6 +30,11 @@ pub(crate) struct SqlArgs {
     /// `freshet-sql-state` with `--bootstrap`].
     #[arg(long)]
     state_dir: Option<PathBuf>,
+    /// The connect worker that `CREATE SOURCE|SINK CONNECTOR`, `SHOW CONNECTORS`, `DESCRIBE
+    /// CONNECTOR` and `DROP CONNECTOR` go to (ksqlDB's `ksql.connect.url`): `freshet connect
+    /// standalone`, `freshet broker --connect` or Kafka Connect.
+    #[arg(long, value_name = "URL", default_value = "http://localhost:8083")]
+    connect_url: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -57,10 +62,17 @@ pub(crate) struct QueryHost {
 }
 
 impl QueryHost {
-    pub(crate) async fn start(substrate: Arc<dyn Substrate>, state_dir: &Path) -> anyhow::Result<QueryHost> {
+    pub(crate) async fn start(
+        substrate: Arc<dyn Substrate>,
+        state_dir: &Path,
+        connect_url: Option<&str>,
+    ) -> anyhow::Result<QueryHost> {
         let handle = tokio::runtime::Handle::current();
-        let session =
+        let mut session =
             SqlSession::hosting(substrate, handle, state_dir).await.context("starting the continuous SQL queries")?;
+        if let Some(url) = connect_url {
+            session = session.with_connectors(Arc::new(crate::connect::RestConnectors::new(url)));
+        }
         let session = Arc::new(session);
         let following = session.clone();
         let follow = tokio::spawn(async move {
@@ -108,12 +120,14 @@ async fn run(args: &SqlArgs, opened: &Opened) -> anyhow::Result<()> {
         None => state_dir_of(&args.target.data_dir),
     });
     if interactive || args.serve {
-        let host = QueryHost::start(substrate.clone(), &state_dir).await?;
+        let host = QueryHost::start(substrate.clone(), &state_dir, Some(&args.connect_url)).await?;
         let result = if interactive { prompt(&host.session, format).await } else { serve(args, &host, format).await };
         host.stop().await?;
         return result;
     }
-    let session = SqlSession::new(substrate.clone()).await?;
+    let session = SqlSession::new(substrate.clone())
+        .await?
+        .with_connectors(Arc::new(crate::connect::RestConnectors::new(&args.connect_url)));
     let text = match &args.execute {
         Some(text) => text.clone(),
         None => {

@@ -293,8 +293,29 @@ fn the_broker_hosts_a_connect_worker_on_its_log() {
     wait_for(&format!("{url}/connectors"), "the hosted worker", |_| true, &|| String::new());
     let source = json!({"name": "src", "config": {"connector.class": "FileStreamSource", "file": path("in.txt"), "topic": "hosted"}});
     assert_eq!(http("POST", &format!("{url}/connectors"), Some(&source)).0, 201);
-    let sink = json!({"connector.class": "FileStreamSink", "file": path("out.txt"), "topics": "hosted"});
-    assert_eq!(http("PUT", &format!("{url}/connectors/sink/config"), Some(&sink)).0, 201);
+    // The sink through SQL, as ksqlDB's statements create connectors.
+    let sql = |statements: &str| {
+        Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .args(["sql", "--bootstrap", &broker.addr, "--connect-url", &url, "--format", "csv", "-e", statements])
+            .output()
+            .unwrap()
+    };
+    let created = sql(&format!(
+        "CREATE SINK CONNECTOR sink WITH ('connector.class' = 'FileStreamSink', 'file' = '{}', topics = 'hosted');\n\
+         SHOW CONNECTORS;",
+        path("out.txt")
+    ));
+    let shown = String::from_utf8_lossy(&created.stdout);
+    assert!(created.status.success(), "{shown}{}", String::from_utf8_lossy(&created.stderr));
+    assert!(
+        shown.contains("sink,sink,FileStreamSink,RUNNING") && shown.contains("src,source,FileStreamSource,RUNNING"),
+        "{shown}"
+    );
+    let wrong = sql("CREATE SOURCE CONNECTOR s2 WITH ('connector.class' = 'FileStreamSink', topics = 'x')");
+    assert!(String::from_utf8_lossy(&wrong.stderr).contains("is a sink connector"), "{wrong:?}");
+    let described = sql("DESCRIBE CONNECTOR sink");
+    let described = String::from_utf8_lossy(&described.stdout);
+    assert!(described.contains("task 0,RUNNING") && described.contains("config topics,hosted"), "{described}");
     let deadline = Instant::now() + Duration::from_secs(60);
     while std::fs::read_to_string(path("out.txt")).unwrap_or_default() != lines(1, 20) {
         assert!(Instant::now() < deadline, "out.txt: {:?}", std::fs::read_to_string(path("out.txt")));
@@ -303,5 +324,8 @@ fn the_broker_hosts_a_connect_worker_on_its_log() {
     // The broker's clients see the topic the source wrote.
     let out = Command::new("kcat").args(["-b", &broker.addr, "-C", "-t", "hosted", "-e", "-q"]).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), lines(1, 20));
+    assert!(sql("DROP CONNECTOR src; DROP CONNECTOR IF EXISTS src").status.success());
+    let again = sql("DROP CONNECTOR src");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("no connector named src"), "{again:?}");
     broker.stop();
 }

@@ -170,6 +170,24 @@ pub struct SqlSession {
     position: Mutex<i64>,
     /// Refreshes run one at a time.
     refreshing: tokio::sync::Mutex<()>,
+    /// Where connector statements go.
+    connectors: Option<Arc<dyn ConnectorAdmin>>,
+}
+
+/// Where `CREATE SOURCE|SINK CONNECTOR`, `SHOW CONNECTORS`, `DESCRIBE CONNECTOR` and `DROP
+/// CONNECTOR` go: a connect worker (ksqlDB sends them to `ksql.connect.url`). Errors are the
+/// worker's words, shown as they are.
+#[async_trait::async_trait]
+pub trait ConnectorAdmin: Send + Sync + std::fmt::Debug {
+    /// Creates a connector of `kind` (`source` or `sink`) from `config`; an error when the
+    /// worker refuses it or its class is of the other kind.
+    async fn create(&self, name: &str, kind: &str, config: BTreeMap<String, String>) -> Result<(), String>;
+    /// Every connector: name, type, class, state.
+    async fn list(&self) -> Result<Vec<[String; 4]>, String>;
+    /// A connector's status and config as (property, value) rows; an error when unknown.
+    async fn describe(&self, name: &str) -> Result<Vec<(String, String)>, String>;
+    /// Deletes a connector: `false` when there was none.
+    async fn delete(&self, name: &str) -> Result<bool, String>;
 }
 
 /// Where hosted queries run.
@@ -283,10 +301,56 @@ impl SqlSession {
             applied: Mutex::new(BTreeMap::new()),
             position: Mutex::new(0),
             refreshing: tokio::sync::Mutex::new(()),
+            connectors: None,
         };
         session.ensure_catalog().await?;
         session.refresh().await?;
         Ok(session)
+    }
+
+    /// This session with connector statements sent to `connectors`.
+    pub fn with_connectors(mut self, connectors: Arc<dyn ConnectorAdmin>) -> Self {
+        self.connectors = Some(connectors);
+        self
+    }
+
+    fn connector_admin(&self) -> Result<&Arc<dyn ConnectorAdmin>, SqlError> {
+        self.connectors.as_ref().ok_or_else(|| {
+            plan_error("connector statements go to a connect worker, and this session has none (freshet sql --connect-url URL)")
+        })
+    }
+
+    async fn connector_statement(&self, statement: Statement) -> Result<Vec<RecordBatch>, SqlError> {
+        let admin = self.connector_admin()?;
+        match statement {
+            Statement::CreateConnector { name, source, if_not_exists, config } => {
+                if if_not_exists && admin.list().await.map_err(plan_error)?.iter().any(|c| c[0] == name) {
+                    return Ok(Vec::new());
+                }
+                let config: BTreeMap<String, String> = config.into_iter().collect();
+                if !config.contains_key("connector.class") {
+                    return Err(plan_error("CREATE CONNECTOR: WITH needs 'connector.class'"));
+                }
+                admin.create(&name, if source { "source" } else { "sink" }, config).await.map_err(plan_error)?;
+                Ok(Vec::new())
+            }
+            Statement::ShowConnectors => {
+                let rows = admin.list().await.map_err(plan_error)?.into_iter().map(Vec::from).collect();
+                text_batch(&["connector", "type", "class", "state"], rows)
+            }
+            Statement::DescribeConnector(name) => {
+                let rows =
+                    admin.describe(&name).await.map_err(plan_error)?.into_iter().map(|(k, v)| vec![k, v]).collect();
+                text_batch(&["property", "value"], rows)
+            }
+            Statement::DropConnector { name, if_exists } => {
+                if !admin.delete(&name).await.map_err(plan_error)? && !if_exists {
+                    return Err(plan_error(format!("no connector named {name}")));
+                }
+                Ok(Vec::new())
+            }
+            _ => Err(plan_error("not a connector statement")),
+        }
     }
 
     async fn ensure_catalog(&self) -> Result<(), SqlError> {
@@ -418,6 +482,12 @@ impl SqlSession {
                 Ok(Vec::new())
             }
             Some(Statement::ShowQueries) => self.show_queries(),
+            Some(
+                c @ (Statement::CreateConnector { .. }
+                | Statement::ShowConnectors
+                | Statement::DescribeConnector(_)
+                | Statement::DropConnector { .. }),
+            ) => self.connector_statement(c).await,
             Some(Statement::Explain(inner)) => {
                 let Statement::CreateAs(c) = *inner else {
                     return Err(plan_error("EXPLAIN of this statement is not supported"));

@@ -28,6 +28,20 @@ pub(crate) enum Statement {
         name: String,
         if_exists: bool,
     },
+    /// `CREATE SOURCE|SINK CONNECTOR [IF NOT EXISTS] name WITH ('key' = 'value', ...)`, as
+    /// ksqlDB has it.
+    CreateConnector {
+        name: String,
+        source: bool,
+        if_not_exists: bool,
+        config: Vec<(String, String)>,
+    },
+    ShowConnectors,
+    DescribeConnector(String),
+    DropConnector {
+        name: String,
+        if_exists: bool,
+    },
 }
 
 /// A continuous query: `CREATE STREAM|TABLE name [WITH (...)] AS <query> [EMIT ...]`.
@@ -119,6 +133,49 @@ impl<'a> Tokens<'a> {
         Some(&self.sql[start..self.offset(self.at - 1)])
     }
     /// `(key = 'value', ...)`.
+    /// A connector's `('key' = 'value', ...)`: keys quoted or dotted words, values quoted,
+    /// numbers or words.
+    fn connector_options(&mut self) -> Option<Vec<(String, String)>> {
+        if !self.token(&Token::LParen) {
+            return None;
+        }
+        let mut out = Vec::new();
+        loop {
+            let key = match self.peek()? {
+                Token::SingleQuotedString(k) | Token::DoubleQuotedString(k) => {
+                    let k = k.clone();
+                    self.at += 1;
+                    k
+                }
+                Token::Word(_) => {
+                    let mut parts = vec![self.name()?];
+                    while self.token(&Token::Period) {
+                        parts.push(self.name()?);
+                    }
+                    parts.join(".")
+                }
+                _ => return None,
+            };
+            if !self.token(&Token::Eq) {
+                return None;
+            }
+            let value = match self.peek()? {
+                Token::SingleQuotedString(v) | Token::DoubleQuotedString(v) => v.clone(),
+                Token::Number(n, _) => n.clone(),
+                Token::Word(w) => w.value.clone(),
+                _ => return None,
+            };
+            self.at += 1;
+            out.push((key, value));
+            if self.token(&Token::RParen) {
+                return Some(out);
+            }
+            if !self.token(&Token::Comma) {
+                return None;
+            }
+        }
+    }
+
     fn options(&mut self) -> Option<Vec<(String, String)>> {
         if !self.token(&Token::LParen) {
             return None;
@@ -152,8 +209,29 @@ fn quote(s: &str) -> String {
 /// The Freshet statement `sql` is, if it is one (`Err`: it is one, but malformed).
 pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
     let Some(mut t) = Tokens::new(sql) else { return Ok(None) };
-    if t.word("show") && t.word("queries") {
-        return Ok(Some(Statement::ShowQueries));
+    if t.word("show") {
+        if t.word("queries") {
+            return Ok(Some(Statement::ShowQueries));
+        }
+        if t.word("connectors") {
+            return Ok(Some(Statement::ShowConnectors));
+        }
+    }
+    t.at = 0;
+    if t.word("describe") && t.word("connector") {
+        let name = t.name().ok_or("DESCRIBE CONNECTOR needs a connector name")?;
+        return Ok(Some(Statement::DescribeConnector(name)));
+    }
+    t.at = 0;
+    if t.word("create") && (t.word("source") || t.word("sink")) && t.word("connector") {
+        let source = matches!(&t.tokens[1].token, Token::Word(w) if w.value.eq_ignore_ascii_case("source"));
+        let if_not_exists = t.word("if") && t.word("not") && t.word("exists");
+        let name = t.name().ok_or("CREATE CONNECTOR needs a connector name")?;
+        if !t.word("with") {
+            return Err("CREATE CONNECTOR needs WITH ('connector.class' = '...', ...)".into());
+        }
+        let config = t.connector_options().ok_or("CREATE CONNECTOR: WITH takes ('key' = 'value', ...)")?;
+        return Ok(Some(Statement::CreateConnector { name, source, if_not_exists, config }));
     }
     t.at = 0;
     if t.word("explain") {
@@ -168,6 +246,11 @@ pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
         });
     }
     if t.word("drop") {
+        if t.word("connector") {
+            let if_exists = t.word("if") && t.word("exists");
+            let name = t.name().ok_or("DROP CONNECTOR needs a connector name")?;
+            return Ok(Some(Statement::DropConnector { name, if_exists }));
+        }
         if t.word("query") {
             let name = t.name().ok_or("DROP QUERY needs a query name")?;
             return Ok(Some(Statement::DropQuery(name)));
@@ -261,6 +344,43 @@ pub(crate) fn parse(sql: &str) -> Result<Option<Statement>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connector_statements_are_recognised() {
+        let s = parse(
+            "CREATE SOURCE CONNECTOR IF NOT EXISTS files WITH ('connector.class' = 'FileStreamSource', \
+             file = '/tmp/in.txt', tasks.max = 2, \"topic\" = 'lines');",
+        );
+        assert_eq!(
+            s.unwrap().unwrap(),
+            Statement::CreateConnector {
+                name: "files".into(),
+                source: true,
+                if_not_exists: true,
+                config: vec![
+                    ("connector.class".into(), "FileStreamSource".into()),
+                    ("file".into(), "/tmp/in.txt".into()),
+                    ("tasks.max".into(), "2".into()),
+                    ("topic".into(), "lines".into()),
+                ],
+            }
+        );
+        let s = parse("create sink connector out with ('connector.class'='FileStreamSink')").unwrap().unwrap();
+        assert!(matches!(s, Statement::CreateConnector { source: false, ref name, .. } if name == "out"));
+        assert_eq!(parse("SHOW CONNECTORS").unwrap(), Some(Statement::ShowConnectors));
+        assert_eq!(parse("describe connector Out").unwrap(), Some(Statement::DescribeConnector("out".into())));
+        assert_eq!(
+            parse("DROP CONNECTOR IF EXISTS out").unwrap(),
+            Some(Statement::DropConnector { name: "out".into(), if_exists: true })
+        );
+        assert!(parse("CREATE SOURCE CONNECTOR x").unwrap_err().contains("WITH"));
+        assert!(parse("CREATE SOURCE CONNECTOR x WITH (a =)").unwrap_err().contains("WITH"));
+        // A declaration of a source relation is still one.
+        assert!(matches!(
+            parse("CREATE SOURCE people WITH (topic = 'people', format = 'json')").unwrap(),
+            Some(Statement::Declare { .. })
+        ));
+    }
 
     #[test]
     fn freshet_statements_are_recognised() {

@@ -9,7 +9,8 @@
 //! - file -> topic -> file: the FileStream source reads a file of lines into a topic and the
 //!   FileStream sink writes the topic into another file, with string converters, as Kafka's
 //!   quickstart runs it: Kafka Connect standalone (`ConnectStandalone`), then `freshet connect
-//!   standalone`, each alone on the machine but for the broker. Records/s from the first line out
+//!   standalone`, each alone on the machine but for the broker; Kafka Connect with the heap its
+//!   script gives it (`-Xms256M -Xmx2G`). Records/s from the first line out
 //!   to the last; the worker's CPU-seconds over the whole run (start-up included) and from the
 //!   first line out, as records/s per core; its peak resident memory (VmHWM).
 //! - datagen -> blackhole, Freshet alone (Kafka ships no generator): the Datagen source's Nexmark
@@ -133,7 +134,8 @@ fn file_pipeline(worker: Worker, broker: &str, dir: &Path, input: &Path, size: u
     let mut command = match worker {
         Worker::KafkaConnect => {
             let mut c = Command::new("java");
-            c.arg(peer::log4j_config()).args([
+            // The heap connect-standalone.sh gives it (KAFKA_HEAP_OPTS' default).
+            c.args(["-Xms256M", "-Xmx2G"]).arg(peer::log4j_config()).args([
                 "-cp",
                 &peer::connect_classpath(),
                 "org.apache.kafka.connect.cli.ConnectStandalone",
@@ -231,7 +233,9 @@ fn main() {
     println!("Connector pipelines: Freshet's worker beside Kafka Connect 4.3 on this machine");
     print_limits(scratch.path());
 
-    let broker = Peer::start(Kind::Freshet, &scratch.path().join("broker"));
+    let broker_dir = scratch.path().join("broker");
+    std::fs::create_dir_all(&broker_dir).unwrap();
+    let broker = Peer::start(Kind::Freshet, &broker_dir);
     let input = scratch.path().join("in.txt");
     let size = write_input(&input, n);
     println!("\nfile -> topic -> file, {n} lines of 100 B, string converters, on a Freshet broker:");

@@ -18,6 +18,8 @@ use crate::record::{SinkOffsets, SinkRecord};
 
 /// How long a poll waits for records.
 const POLL_WAIT: Duration = Duration::from_millis(200);
+/// The most a poll returns, in bytes.
+const POLL_BYTES: u64 = 1 << 20;
 /// How often `topics.regex` is matched against the topics again.
 const TOPICS_REFRESH: Duration = Duration::from_secs(5);
 
@@ -34,6 +36,10 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
         group_id: Some(group_id(&run.connector)),
         auto_offset_reset: AutoOffsetReset::Earliest,
         client_id: Some(format!("connector-consumer-{}-{}", run.connector, run.id)),
+        // A poll (what one put is given) holds at most a MiB of records, so a sink's memory stays
+        // bounded however far behind it is (Kafka's max.poll.records plays this part).
+        max_partition_fetch_bytes: POLL_BYTES,
+        fetch_max_bytes: POLL_BYTES,
         ..ConsumerConfig::default()
     })?;
     let topics = Topics::new(&run.connector_config)?;

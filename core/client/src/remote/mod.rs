@@ -173,6 +173,9 @@ impl Remote {
         };
         let max_partition = config.max_partition_fetch_bytes.to_string();
         let fetch_max = config.fetch_max_bytes.clamp(1024, 2_147_483_135).to_string();
+        // librdkafka fetches ahead into a local queue (64 MiB by default): a consumer asking for
+        // small polls keeps a queue of four of them, so its memory follows what it asked for.
+        let queued_kb = (config.fetch_max_bytes.saturating_mul(4) / 1024).clamp(1024, 65536).to_string();
         let isolation = match config.isolation {
             Isolation::ReadCommitted => "read_committed",
             Isolation::ReadUncommitted => "read_uncommitted",
@@ -186,6 +189,7 @@ impl Remote {
             ("auto.offset.reset", reset),
             ("max.partition.fetch.bytes", max_partition.as_str()),
             ("fetch.max.bytes", fetch_max.as_str()),
+            ("queued.max.messages.kbytes", queued_kb.as_str()),
             // High watermarks for lag come from the client's statistics.
             ("statistics.interval.ms", "1000"),
             ("partition.assignment.strategy", "range"),

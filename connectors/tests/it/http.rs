@@ -13,12 +13,12 @@ use crate::support::*;
 
 /// A port that was free a moment ago: the test must know the webhook's address in advance (the
 /// task logs the port it gets for port 0, which a test cannot read).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Waits until something listens on `port`.
-async fn wait_listening(port: u16) {
+pub(crate) async fn wait_listening(port: u16) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
         assert!(tokio::time::Instant::now() < deadline, "nothing listens on {port}");
@@ -28,14 +28,14 @@ async fn wait_listening(port: u16) {
 
 /// An HTTP answer.
 #[derive(Debug)]
-struct Answer {
-    status: u16,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
     retry_after: Option<String>,
     body: String,
 }
 
 /// Posts `body` with `headers` to `url`.
-async fn post(url: String, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
+pub(crate) async fn post(url: String, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Answer {
     let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
     let body = body.into();
     tokio::task::spawn_blocking(move || {
@@ -54,7 +54,7 @@ async fn post(url: String, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -
 
 /// Every record of partition 0 of `topic` written so far: read up to its end offset now, without
 /// waiting for more.
-async fn records_now(substrate: &dyn Substrate, topic: &str) -> Vec<ConsumerRecord> {
+pub(crate) async fn records_now(substrate: &dyn Substrate, topic: &str) -> Vec<ConsumerRecord> {
     let tp = TopicPartition::new(topic, 0);
     let end = substrate.admin().unwrap().list_offset(&tp, OffsetSpec::Latest).await.ok().flatten().map_or(0, |e| e.0);
     let mut consumer = substrate.consumer(ConsumerConfig::default()).unwrap();
@@ -167,14 +167,14 @@ async fn a_webhook_answers_once_its_records_are_in_the_topic() {
 
 /// What the test endpoint took: each accepted batch's values of `i`.
 #[derive(Debug, Default)]
-struct Endpoint {
+pub(crate) struct Endpoint {
     requests: usize,
-    batches: Vec<Vec<i64>>,
+    pub(crate) batches: Vec<Vec<i64>>,
 }
 
 /// An endpoint: `/ingest` answers its first two requests 503, then takes JSON arrays of
 /// `{"i": n}`; `/reject` answers 400.
-async fn endpoint() -> (std::net::SocketAddr, Arc<Mutex<Endpoint>>) {
+pub(crate) async fn endpoint() -> (std::net::SocketAddr, Arc<Mutex<Endpoint>>) {
     use axum::http::StatusCode;
     let state = Arc::new(Mutex::new(Endpoint::default()));
     let kept = state.clone();

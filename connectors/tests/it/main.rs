@@ -1,5 +1,6 @@
 //! The connector framework's integration tests: one binary.
 
+mod contract;
 mod datagen;
 mod errors;
 mod exactly_once;

@@ -46,7 +46,8 @@ pub trait Connector: Send + Sync + Debug {
         Vec::new()
     }
 
-    /// Starts with a config the worker has checked against [`Connector::config_def`].
+    /// Starts with a config the worker has checked against [`Connector::config_def`] and
+    /// [`Connector::validate`].
     async fn start(&mut self, config: &Config) -> Result<()>;
 
     /// The configs of at most `max_tasks` tasks, one each.

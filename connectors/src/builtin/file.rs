@@ -69,9 +69,6 @@ impl Connector for FileStreamSource {
     }
 
     async fn start(&mut self, config: &Config) -> Result<()> {
-        if let Some(error) = self.validate(config.props()).into_iter().flat_map(|v| v.errors).next() {
-            return Err(ConnectError::config("topic", config.get("topic").unwrap_or(""), error));
-        }
         self.props = config.originals().clone();
         Ok(())
     }

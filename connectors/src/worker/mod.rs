@@ -690,6 +690,13 @@ impl Worker {
         let mut instance = plugin.instantiate();
         let def: ConfigDef = connector_config_def(Some(entry.kind)).merge(&instance.connector().config_def());
         let config = def.parse(&entry.config)?;
+        // The connector's own checks (Kafka's `Connector.validate`) hold before it starts, so
+        // no connector repeats them in `start`.
+        let problem = instance.connector().validate(&entry.config).into_iter().find(|v| !v.errors.is_empty());
+        if let Some(p) = problem {
+            let error = p.errors.into_iter().next().unwrap_or_default();
+            return Err(ConnectError::config(p.name, p.value.unwrap_or_default(), error));
+        }
         instance.connector_mut().start(&config).await?;
         let max_tasks: usize = config.number("tasks.max")?;
         let mut task_configs = instance.connector().task_configs(max_tasks)?;

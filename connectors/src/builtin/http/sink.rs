@@ -197,10 +197,6 @@ impl Connector for HttpSink {
     }
 
     async fn start(&mut self, config: &Config) -> Result<()> {
-        if let Some(p) = problems(config.props()).into_iter().next() {
-            let error = p.errors.into_iter().next().unwrap_or_default();
-            return Err(ConnectError::config(p.name, p.value.unwrap_or_default(), error));
-        }
         self.props = config.originals().clone();
         Ok(())
     }

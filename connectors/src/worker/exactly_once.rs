@@ -18,7 +18,7 @@ use freshet_core::TransactionalProducer;
 use tokio::time::Instant;
 
 use super::errors::ErrorPolicy;
-use super::source::{convert, ensure_topics, Pending};
+use super::source::{convert, ensure_topics, keep_latest, Pending};
 use super::task::{Conversion, State, TargetState, TaskRun};
 use crate::connector::SourceTask;
 use crate::error::{ConnectError, Result};
@@ -131,9 +131,7 @@ pub(super) async fn run(
                 }
                 open.records += n;
                 open.acks.extend(acks);
-                for (p, o) in offsets {
-                    open.offsets.insert(serde_json::to_string(&p).expect("JSON serializes"), (p, o));
-                }
+                keep_latest(&mut open.offsets, offsets);
             }
             let due = match transactions.interval {
                 None => true,

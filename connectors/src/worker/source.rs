@@ -201,7 +201,17 @@ async fn finish(in_flight: &mut Option<(Send, Offsets, usize)>, pending: &mut Pe
 fn acknowledged(run: &TaskRun, pending: &mut Pending, offsets: Offsets, n: usize) {
     run.shared.metrics.records_written.fetch_add(n as u64, Ordering::Relaxed);
     run.shared.metrics.uncommitted_records.fetch_add(n as u64, Ordering::Relaxed);
-    for (p, o) in offsets {
+    keep_latest(pending, offsets);
+}
+
+/// Takes a batch's offsets as pending: per source partition, the latest. A run of records from
+/// one partition (a file's lines) costs one map entry, not one per record.
+pub(super) fn keep_latest(pending: &mut Pending, offsets: Offsets) {
+    let mut offsets = offsets.into_iter().peekable();
+    while let Some((p, o)) = offsets.next() {
+        if offsets.peek().is_some_and(|(next, _)| *next == p) {
+            continue;
+        }
         let key = serde_json::to_string(&p).expect("JSON serializes");
         pending.insert(key, (p, o));
     }

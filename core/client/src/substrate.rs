@@ -429,6 +429,86 @@ pub struct GroupMember {
     pub assignment: Vec<TopicPartition>,
 }
 
+/// What a member offers as it joins a group whose members agree on a protocol of their own (a
+/// JoinGroup with any protocol type): Kafka Connect's workers use protocol type `connect`, and so
+/// do Freshet's distributed connector workers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinGroup {
+    /// The group.
+    pub group: String,
+    /// The member's id: empty on its first join.
+    pub member_id: String,
+    /// The protocol type every member of the group shares (e.g. `connect`).
+    pub protocol_type: String,
+    /// The protocols it speaks, in preference order, each with its metadata.
+    pub protocols: Vec<(String, Bytes)>,
+    /// How long the member may go without a heartbeat before the coordinator drops it.
+    pub session_timeout: Duration,
+    /// How long the coordinator waits for every member to rejoin a rebalance.
+    pub rebalance_timeout: Duration,
+}
+
+/// A completed join: the generation and, for the leader, every member's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupJoined {
+    /// The generation this join belongs to.
+    pub generation: i32,
+    /// The member's id (given by the coordinator on a first join).
+    pub member_id: String,
+    /// The leader's member id.
+    pub leader: String,
+    /// The protocol the coordinator chose.
+    pub protocol: String,
+    /// Every member's id and metadata for the chosen protocol; empty for all but the leader.
+    pub members: Vec<(String, Bytes)>,
+}
+
+impl GroupJoined {
+    /// Whether this member leads the generation (and so computes everyone's assignment).
+    pub fn is_leader(&self) -> bool {
+        self.leader == self.member_id
+    }
+}
+
+/// A heartbeat's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heartbeat {
+    /// The member is in the group's current, stable generation.
+    Stable,
+    /// A rebalance began: the member rejoins, keeping its id.
+    Rebalance,
+    /// The coordinator no longer knows the member in this generation (its session ran out, or
+    /// a newer generation formed without it): it stops its work and joins afresh.
+    Lost,
+}
+
+/// Membership of groups with a protocol of their own, as the classic group protocol gives it
+/// (JoinGroup, SyncGroup, Heartbeat, LeaveGroup): the members agree on the assignment, the
+/// coordinator only carries it. [`Substrate::membership`] gives one.
+#[async_trait]
+pub trait GroupMembership: Send + Sync + std::fmt::Debug {
+    /// Joins `join.group`, answered once the rebalance's join phase completes. A first join
+    /// (no member id) takes the id the coordinator gives; an id the coordinator no longer knows
+    /// is dropped and the join made afresh.
+    async fn join(&self, join: &JoinGroup) -> Result<GroupJoined>;
+
+    /// Completes the rebalance: the leader gives every member's assignment (others give none);
+    /// each gets its own. `None`: another rebalance began meanwhile, so the member joins again.
+    async fn sync(
+        &self,
+        group: &str,
+        joined: &GroupJoined,
+        protocol_type: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<Option<Bytes>>;
+
+    /// Keeps the member's session alive and tells whether the group is still stable.
+    async fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> Result<Heartbeat>;
+
+    /// Leaves the group at once, so the others rebalance without waiting for the session to end.
+    async fn leave(&self, group: &str, member_id: &str) -> Result<()>;
+}
+
 /// A log as the layers above see it: where producers, consumers and admin clients come from.
 ///
 /// Implemented by `Embedded` (the log in this process) and `remote::Remote` (a Kafka-protocol
@@ -461,6 +541,9 @@ pub trait Substrate: Send + Sync + std::fmt::Debug {
     /// The clock this substrate's records are stamped by: the embedded log's own clock, the
     /// system clock for a remote cluster.
     fn clock(&self) -> Arc<dyn Clock>;
+
+    /// Membership of groups with a protocol of their own (see [`GroupMembership`]).
+    fn membership(&self) -> Result<Arc<dyn GroupMembership>>;
 }
 
 #[async_trait]
@@ -491,6 +574,10 @@ impl<S: Substrate + ?Sized> Substrate for Arc<S> {
 
     fn clock(&self) -> Arc<dyn Clock> {
         (**self).clock()
+    }
+
+    fn membership(&self) -> Result<Arc<dyn GroupMembership>> {
+        (**self).membership()
     }
 }
 

@@ -16,8 +16,8 @@ use freshet_log::partitioner::partition_for_key;
 use freshet_log::{Error, Isolation, OffsetSpec};
 
 use crate::{
-    ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, GroupChange, NewTopic, OffsetAndMetadata,
-    ProducerRecord, Substrate, TopicPartition,
+    ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, GroupChange, GroupJoined, GroupMembership, Heartbeat,
+    JoinGroup, NewTopic, OffsetAndMetadata, ProducerRecord, Substrate, TopicPartition,
 };
 
 /// Every check of the contract, in turn, on `s`.
@@ -27,6 +27,7 @@ pub async fn all(s: &dyn Substrate, prefix: &str) {
     group_members_share_and_take_over(s, prefix).await;
     revocation_hands_over_at_the_commit(s, prefix).await;
     consume_transform_produce(s, prefix).await;
+    group_membership_with_a_protocol_of_its_own(s, prefix).await;
 }
 
 pub fn group(name: &str) -> ConsumerConfig {
@@ -474,4 +475,189 @@ async fn values(s: &dyn Substrate, topic: &str, isolation: Isolation, n: usize) 
     let mut got: Vec<String> = read.iter().filter_map(|(_, r)| text(&r.value)).collect();
     got.sort();
     got
+}
+
+/// Members of a group with a protocol of their own (protocol type `connect`, as Kafka Connect's
+/// workers use): two join at once and come to one generation with one leader, who sees both
+/// members' metadata and hands each an assignment of its own; a third joining, and then the
+/// leader leaving, each make the others' heartbeats say a rebalance began, and they rejoin
+/// (keeping their ids) into a newer generation; a heartbeat of a stale generation, of a member
+/// the group does not know or of one that left is told the member is lost.
+///
+/// The members behave as Kafka Connect's workers do: each joins, syncs, then heartbeats every
+/// 100 ms and rejoins when a rebalance begins. Two members joining at once may still form two
+/// generations in turn (a coordinator without an initial rebalance delay may complete the first
+/// join before the second member has joined); they then rebalance into one.
+pub async fn group_membership_with_a_protocol_of_its_own(s: &dyn Substrate, prefix: &str) {
+    let group = format!("{prefix}-membership");
+    let membership = s.membership().unwrap();
+    let m = &*membership;
+
+    // Two members join at once.
+    let members = rebalance(m, &group, vec![("a", None), ("b", None)], 0, prefix).await;
+    let first = check_joined(&members, 0, prefix);
+
+    // A third joins: the other two's heartbeats say a rebalance began; they rejoin, and all three
+    // are in a newer generation.
+    let mut starting: Vec<_> = members.iter().map(|(name, joined)| (*name, Some(joined.clone()))).collect();
+    starting.push(("c", None));
+    let members = rebalance(m, &group, starting, first, prefix).await;
+    let second = check_joined(&members, first, prefix);
+
+    // The leader leaves: the other two rebalance into a newer generation without it.
+    let mut members = members;
+    let leader = members.iter().position(|(_, joined)| joined.is_leader()).unwrap();
+    let (_, left) = members.remove(leader);
+    m.leave(&group, &left.member_id).await.unwrap();
+    let starting = members.into_iter().map(|(name, joined)| (name, Some(joined))).collect();
+    let members = rebalance(m, &group, starting, second, prefix).await;
+    let third = check_joined(&members, second, prefix);
+
+    // A stale generation, an unknown member, the member that left: lost. The members of the
+    // current generation are not disturbed by them.
+    let stayer = &members[0].1;
+    let lost =
+        [(first, stayer.member_id.as_str()), (third, "freshet-no-such-member"), (third, left.member_id.as_str())];
+    for (generation, member_id) in lost {
+        let answer = m.heartbeat(&group, generation, member_id).await.unwrap();
+        assert_eq!(answer, Heartbeat::Lost, "{prefix}: a heartbeat of {member_id:?} in generation {generation}");
+    }
+    for (_, joined) in &members {
+        let answer = m.heartbeat(&group, joined.generation, &joined.member_id).await.unwrap();
+        assert_eq!(answer, Heartbeat::Stable, "{prefix}: {joined:?}");
+    }
+    for (_, joined) in &members {
+        m.leave(&group, &joined.member_id).await.unwrap();
+    }
+}
+
+/// A join of `group` as member `name` (its metadata names it), with protocol type `connect`.
+fn join_request(group: &str, member_id: &str, name: &str) -> JoinGroup {
+    JoinGroup {
+        group: group.to_string(),
+        member_id: member_id.to_string(),
+        protocol_type: "connect".into(),
+        protocols: vec![("freshet-test".into(), Bytes::from(format!("metadata of {name}")))],
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(10),
+    }
+}
+
+/// The assignment the leader gives member `member_id`.
+fn work_of(member_id: &str) -> Bytes {
+    Bytes::from(format!("the work of {member_id}"))
+}
+
+/// Runs `members` (each named, new or stable in the generation it joined) at once, as members
+/// do, until all of them have synced one generation newer than `after`, whose heartbeats then
+/// find the group stable; returns what each joined, in the order given. Members starting stable
+/// keep their ids.
+async fn rebalance(
+    m: &dyn GroupMembership,
+    group: &str,
+    members: Vec<(&'static str, Option<GroupJoined>)>,
+    after: i32,
+    prefix: &str,
+) -> Vec<(&'static str, GroupJoined)> {
+    let synced = std::sync::Mutex::new(BTreeMap::new());
+    let n = members.len();
+    let runs =
+        members.iter().map(|(name, stable)| run_member(m, group, name, stable.clone(), (n, after), &synced, prefix));
+    let joined = futures::future::join_all(runs).await;
+    for ((name, before), joined) in members.iter().zip(&joined) {
+        if let Some(before) = before {
+            assert_eq!(joined.member_id, before.member_id, "{prefix}: member {name} keeps its id as it rejoins");
+        }
+        let answer = m.heartbeat(group, joined.generation, &joined.member_id).await.unwrap();
+        assert_eq!(answer, Heartbeat::Stable, "{prefix}: member {name}, settled: {joined:?}");
+    }
+    members.iter().map(|(name, _)| *name).zip(joined).collect()
+}
+
+/// One member of [`rebalance`]: joins (unless `stable` in a generation), syncs (as the leader,
+/// giving each member [`work_of`] it) and heartbeats every 100 ms, rejoining when a rebalance
+/// begins, until all `n` members have reported (in `synced`) the same generation, newer than
+/// `after`.
+async fn run_member(
+    m: &dyn GroupMembership,
+    group: &str,
+    name: &'static str,
+    mut stable: Option<GroupJoined>,
+    (n, after): (usize, i32),
+    synced: &std::sync::Mutex<BTreeMap<&'static str, i32>>,
+    prefix: &str,
+) -> GroupJoined {
+    let settled = || {
+        let synced = synced.lock().unwrap();
+        let mut generations = synced.values();
+        synced.len() == n && generations.next().is_some_and(|g| *g > after && generations.all(|o| o == g))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut member_id = stable.as_ref().map(|j| j.member_id.clone()).unwrap_or_default();
+    loop {
+        if let Some(joined) = &stable {
+            let waiting_since = tokio::time::Instant::now();
+            loop {
+                if settled() {
+                    return joined.clone();
+                }
+                match m.heartbeat(group, joined.generation, &joined.member_id).await.unwrap() {
+                    Heartbeat::Stable => {}
+                    Heartbeat::Rebalance => break,
+                    Heartbeat::Lost => {
+                        panic!("{prefix}: member {name} lost while heartbeating every 100 ms: {joined:?}")
+                    }
+                }
+                assert!(
+                    waiting_since.elapsed() < Duration::from_secs(20),
+                    "{prefix}: member {name}: no rebalance began in 20 s though the group is not settled: {joined:?}, {:?}",
+                    synced.lock().unwrap()
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{prefix}: member {name} never settled: {stable:?}");
+        let joined = m.join(&join_request(group, &member_id, name)).await.unwrap();
+        member_id.clone_from(&joined.member_id);
+        let assignments = if joined.is_leader() {
+            joined.members.iter().map(|(id, _)| (id.clone(), work_of(id))).collect()
+        } else {
+            Vec::new()
+        };
+        match m.sync(group, &joined, "connect", assignments).await.unwrap() {
+            // Another rebalance began: joins again.
+            None => stable = None,
+            Some(assignment) => {
+                assert_eq!(assignment, work_of(&member_id), "{prefix}: member {name}'s own assignment: {joined:?}");
+                synced.lock().unwrap().insert(name, joined.generation);
+                stable = Some(joined);
+            }
+        }
+    }
+}
+
+/// Checks that `members` joined one generation newer than `after`, with one leader among them,
+/// who alone sees every member's metadata; returns the generation.
+fn check_joined(members: &[(&str, GroupJoined)], after: i32, prefix: &str) -> i32 {
+    let generation = members[0].1.generation;
+    assert!(generation > after, "{prefix}: generation {generation} after {after}: {members:?}");
+    assert!(members.iter().all(|(_, j)| j.generation == generation), "{prefix}: one generation: {members:?}");
+    assert!(members.iter().all(|(_, j)| j.protocol == "freshet-test"), "{prefix}: the protocol: {members:?}");
+    let mut ids: Vec<&str> = members.iter().map(|(_, j)| j.member_id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), members.len(), "{prefix}: distinct member ids: {members:?}");
+    let leaders: Vec<&GroupJoined> = members.iter().map(|(_, j)| j).filter(|j| j.is_leader()).collect();
+    assert_eq!(leaders.len(), 1, "{prefix}: exactly one leader: {members:?}");
+    assert!(members.iter().all(|(_, j)| j.leader == leaders[0].member_id), "{prefix}: one leader: {members:?}");
+    let mut expected: Vec<(String, Bytes)> =
+        members.iter().map(|(name, j)| (j.member_id.clone(), Bytes::from(format!("metadata of {name}")))).collect();
+    expected.sort();
+    let mut seen = leaders[0].members.clone();
+    seen.sort();
+    assert_eq!(seen, expected, "{prefix}: the leader sees every member's metadata");
+    for (_, j) in members.iter().filter(|(_, j)| !j.is_leader()) {
+        assert!(j.members.is_empty(), "{prefix}: a follower sees no members: {j:?}");
+    }
+    generation
 }

@@ -10,8 +10,9 @@ use freshet_core::config::LogConfig;
 use freshet_core::partitioner::partition_for_key;
 use freshet_core::remote::Remote;
 use freshet_core::testing::{
-    consume_transform_produce, contract, group_members_share_and_take_over, pause_and_resume, poll_records,
-    revocation_hands_over_at_the_commit, text,
+    consume_transform_produce, contract, group_members_share_and_take_over,
+    group_membership_with_a_protocol_of_its_own, pause_and_resume, poll_records, revocation_hands_over_at_the_commit,
+    text,
 };
 use freshet_core::{ConsumerConfig, Embedded, NewTopic, ProducerRecord, Substrate, TopicPartition};
 
@@ -96,6 +97,15 @@ async fn what_one_substrate_writes_the_other_reads() {
         for (tp, r) in &got {
             assert_eq!(tp.partition, partition_for_key(r.key.as_ref().unwrap(), 2));
         }
+    }
+    cluster.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_of_another_protocol_type_join_sync_and_heartbeat_on_both_substrates() {
+    let cluster = Cluster::start().await;
+    for (s, prefix) in cluster.both() {
+        group_membership_with_a_protocol_of_its_own(&*s, prefix).await;
     }
     cluster.stop().await;
 }

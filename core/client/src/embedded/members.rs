@@ -168,3 +168,82 @@ pub(super) async fn describe(coordinator: &Coordinator, group: &str) -> Option<G
         .collect();
     Some(GroupMembers { state: described.state.name().to_string(), protocol: described.protocol, members })
 }
+
+/// Membership of groups with a protocol of their own, over this log's group coordinator: the
+/// same one a broker serving the log answers JoinGroup and SyncGroup with.
+#[derive(Debug, Clone)]
+pub(super) struct EmbeddedMembership {
+    pub(super) coordinator: Coordinator,
+}
+
+/// The error of a coordinator's refusal.
+fn refused(what: &str, group: &str, error_code: i16) -> Error {
+    Error::Rebalanced(format!("the coordinator refused the {what} of group {group:?} (error code {error_code})"))
+}
+
+#[async_trait]
+impl GroupMembership for EmbeddedMembership {
+    async fn join(&self, join: &JoinGroup) -> Result<GroupJoined> {
+        let mut member_id = join.member_id.clone();
+        loop {
+            let joined = self
+                .coordinator
+                .join(JoinRequest {
+                    group: join.group.clone(),
+                    member_id: member_id.clone(),
+                    instance_id: None,
+                    client_id: "freshet".into(),
+                    client_host: "/in-process".into(),
+                    session_timeout: join.session_timeout,
+                    rebalance_timeout: join.rebalance_timeout,
+                    protocol_type: join.protocol_type.clone(),
+                    protocols: join.protocols.clone(),
+                    requires_known_member_id: true,
+                })
+                .await;
+            match joined.error_code {
+                code::NONE => {
+                    let members = joined.members.into_iter().map(|m| (m.member_id, m.metadata)).collect();
+                    return Ok(GroupJoined {
+                        generation: joined.generation,
+                        member_id: joined.member_id,
+                        leader: joined.leader,
+                        protocol: joined.protocol_name.unwrap_or_default(),
+                        members,
+                    });
+                }
+                code::MEMBER_ID_REQUIRED => member_id = joined.member_id,
+                code::UNKNOWN_MEMBER_ID if !member_id.is_empty() => member_id = String::new(),
+                error => return Err(refused("join", &join.group, error)),
+            }
+        }
+    }
+
+    async fn sync(
+        &self,
+        group: &str,
+        joined: &GroupJoined,
+        _protocol_type: &str,
+        assignments: Vec<(String, Bytes)>,
+    ) -> Result<Option<Bytes>> {
+        let synced = self.coordinator.sync(group, joined.generation, &joined.member_id, None, assignments).await;
+        match synced.error_code {
+            code::NONE => Ok(Some(synced.assignment)),
+            code::REBALANCE_IN_PROGRESS => Ok(None),
+            error => Err(refused("sync", group, error)),
+        }
+    }
+
+    async fn heartbeat(&self, group: &str, generation: i32, member_id: &str) -> Result<Heartbeat> {
+        Ok(match self.coordinator.heartbeat(group, generation, member_id, None).await {
+            code::NONE => Heartbeat::Stable,
+            code::REBALANCE_IN_PROGRESS => Heartbeat::Rebalance,
+            _ => Heartbeat::Lost,
+        })
+    }
+
+    async fn leave(&self, group: &str, member_id: &str) -> Result<()> {
+        self.coordinator.leave(group, &[(member_id.to_string(), None)]).await;
+        Ok(())
+    }
+}

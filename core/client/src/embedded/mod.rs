@@ -151,4 +151,8 @@ impl Substrate for Embedded {
     fn clock(&self) -> Arc<dyn freshet_log::clock::Clock> {
         self.log.clock().clone()
     }
+
+    fn membership(&self) -> Result<Arc<dyn GroupMembership>> {
+        Ok(Arc::new(EmbeddedMembership { coordinator: self.coordinator.clone() }))
+    }
 }

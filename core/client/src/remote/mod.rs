@@ -12,12 +12,15 @@
 //!   [`ConsumedBatches`] as from the embedded log.
 //! * [`RemoteAdmin`] uses the admin API (topics, configs, partitions, records) and a group-less
 //!   consumer for offsets and committed offsets.
+//! * [`RemoteMembership`] joins groups with a protocol of their own (Kafka Connect's `connect`)
+//!   over the group protocol itself, which librdkafka does not expose (see its module).
 //!
 //! librdkafka's blocking calls (polls, metadata, offset lookups, synchronous commits) run on
 //! tokio's blocking pool, never on an async worker.
 
 mod admin;
 mod consumer;
+mod membership;
 mod producer;
 
 use std::collections::{BTreeMap, HashMap};
@@ -42,8 +45,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::substrate::{
     no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupChange, GroupMember,
-    GroupMembers, GroupMetadata, NewTopic, OffsetAndMetadata, Producer, ProducerRecord, RecordMetadata, Substrate,
-    TopicPartition, TransactionalProducer,
+    GroupMembers, GroupMembership, GroupMetadata, NewTopic, OffsetAndMetadata, Producer, ProducerRecord,
+    RecordMetadata, Substrate, TopicPartition, TransactionalProducer,
 };
 use freshet_log::batch::{assign_in_place, BatchBuilder, Header};
 use freshet_log::config::ConfigEntry;
@@ -54,6 +57,7 @@ pub use self::admin::RemoteAdmin;
 use self::admin::*;
 pub use self::consumer::RemoteConsumer;
 use self::consumer::*;
+pub use self::membership::RemoteMembership;
 use self::producer::Deliveries;
 pub use self::producer::RemoteProducer;
 
@@ -79,6 +83,7 @@ pub struct Remote {
 struct SharedClients {
     producer: std::sync::OnceLock<Arc<RemoteProducer>>,
     admin: std::sync::OnceLock<Arc<RemoteAdmin>>,
+    membership: std::sync::OnceLock<Arc<RemoteMembership>>,
 }
 
 impl std::fmt::Debug for SharedClients {
@@ -86,6 +91,7 @@ impl std::fmt::Debug for SharedClients {
         f.debug_struct("SharedClients")
             .field("producer", &self.producer.get().is_some())
             .field("admin", &self.admin.get().is_some())
+            .field("membership", &self.membership.get().is_some())
             .finish()
     }
 }
@@ -366,5 +372,13 @@ impl Substrate for Remote {
 
     fn clock(&self) -> Arc<dyn freshet_log::clock::Clock> {
         Arc::new(freshet_log::clock::SystemClock)
+    }
+
+    fn membership(&self) -> Result<Arc<dyn GroupMembership>> {
+        if let Some(membership) = self.shared.membership.get() {
+            return Ok(membership.clone());
+        }
+        let made = Arc::new(RemoteMembership::new(&self.bootstrap, &self.properties)?);
+        Ok(self.shared.membership.get_or_init(|| made).clone())
     }
 }

@@ -10,7 +10,9 @@ pub mod config;
 pub mod connector;
 pub mod converter;
 pub mod data;
+pub mod distributed;
 pub mod error;
+pub mod herder;
 pub mod plugins;
 pub mod record;
 pub mod rest;
@@ -22,7 +24,9 @@ pub use connector::{
     Connector, ConnectorPlugin, ConnectorType, SinkConnector, SinkTask, SourceConnector, SourceTask, SourceTaskContext,
 };
 pub use data::{Field, Header, Schema, SchemaRef, Struct, Type, Value};
+pub use distributed::DistributedWorker;
 pub use error::{ConnectError, Result};
+pub use herder::Herder;
 pub use plugins::Plugins;
 pub use record::{ConnectRecord, SinkRecord, SourceAck, SourceMap, SourceRecord};
 pub use worker::Worker;

@@ -13,10 +13,15 @@ use axum::Router;
 use serde_json::{json, Value as Json};
 
 use crate::config::Props;
-use crate::worker::{ApiError, ApiResult, TargetState, Worker};
+use crate::herder::Herder;
+use crate::worker::{ApiError, ApiResult, TargetState};
 
-/// The API's routes over `worker`.
-pub fn router(worker: Worker) -> Router {
+/// The worker behind the API, standalone or distributed.
+type Shared = std::sync::Arc<dyn Herder>;
+
+/// The API's routes over `herder` (a standalone [`Worker`](crate::Worker) or a
+/// [`DistributedWorker`](crate::distributed::DistributedWorker)).
+pub fn router(herder: Shared) -> Router {
     Router::new()
         .route("/", get(root))
         .route("/health", get(health))
@@ -36,16 +41,16 @@ pub fn router(worker: Worker) -> Router {
         .route("/connector-plugins/{plugin}/config", get(plugin_config))
         .route("/connector-plugins/{plugin}/config/validate", put(validate))
         .fallback(|| async { error(ApiError { status: 404, message: "HTTP 404 Not Found".into() }) })
-        .with_state(worker)
+        .with_state(herder)
 }
 
 /// Serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    worker: Worker,
+    herder: Shared,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(worker)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(herder)).with_graceful_shutdown(shutdown).await
 }
 
 fn error(e: ApiError) -> Response {
@@ -111,7 +116,7 @@ fn query_flag(query: &Option<String>, key: &str) -> ApiResult<bool> {
     }
 }
 
-async fn root(State(worker): State<Worker>) -> Response {
+async fn root(State(worker): State<Shared>) -> Response {
     axum::Json(worker.server_info()).into_response()
 }
 
@@ -120,7 +125,7 @@ async fn health() -> Response {
         .into_response()
 }
 
-async fn list(State(worker): State<Worker>, RawQuery(query): RawQuery) -> Response {
+async fn list(State(worker): State<Shared>, RawQuery(query): RawQuery) -> Response {
     reply(
         async {
             let expand = query_values(&query, "expand");
@@ -158,7 +163,7 @@ async fn list(State(worker): State<Worker>, RawQuery(query): RawQuery) -> Respon
     )
 }
 
-async fn create(State(worker): State<Worker>, body: Bytes) -> Response {
+async fn create(State(worker): State<Shared>, body: Bytes) -> Response {
     reply(
         async {
             let body = parse_body(&body)?;
@@ -188,11 +193,11 @@ async fn create(State(worker): State<Worker>, body: Bytes) -> Response {
     )
 }
 
-async fn info(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn info(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(async { ok(StatusCode::OK, worker.info(&name).await?.to_json()) }.await)
 }
 
-async fn delete(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn delete(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(
         async {
             worker.delete(&name).await?;
@@ -202,11 +207,11 @@ async fn delete(State(worker): State<Worker>, Path(name): Path<String>) -> Respo
     )
 }
 
-async fn config(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn config(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(async { ok(StatusCode::OK, json!(worker.info(&name).await?.config)) }.await)
 }
 
-async fn put_config(State(worker): State<Worker>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn put_config(State(worker): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
     reply(
         async {
             let config = config_map(&parse_body(&body)?, "The connector config")?;
@@ -217,7 +222,7 @@ async fn put_config(State(worker): State<Worker>, Path(name): Path<String>, body
     )
 }
 
-async fn patch_config(State(worker): State<Worker>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn patch_config(State(worker): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
     reply(
         async {
             let body = parse_body(&body)?;
@@ -239,11 +244,11 @@ async fn patch_config(State(worker): State<Worker>, Path(name): Path<String>, bo
     )
 }
 
-async fn status(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn status(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(async { ok(StatusCode::OK, worker.status(&name).await?) }.await)
 }
 
-async fn restart(State(worker): State<Worker>, Path(name): Path<String>, RawQuery(query): RawQuery) -> Response {
+async fn restart(State(worker): State<Shared>, Path(name): Path<String>, RawQuery(query): RawQuery) -> Response {
     reply(
         async {
             let include_tasks = query_flag(&query, "includeTasks")?;
@@ -258,7 +263,7 @@ async fn restart(State(worker): State<Worker>, Path(name): Path<String>, RawQuer
     )
 }
 
-async fn pause(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn pause(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(
         async {
             worker.pause(&name).await?;
@@ -268,7 +273,7 @@ async fn pause(State(worker): State<Worker>, Path(name): Path<String>) -> Respon
     )
 }
 
-async fn resume(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn resume(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(
         async {
             worker.resume(&name).await?;
@@ -278,7 +283,7 @@ async fn resume(State(worker): State<Worker>, Path(name): Path<String>) -> Respo
     )
 }
 
-async fn stop(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn stop(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(
         async {
             worker.stop(&name).await?;
@@ -288,7 +293,7 @@ async fn stop(State(worker): State<Worker>, Path(name): Path<String>) -> Respons
     )
 }
 
-async fn tasks(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn tasks(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(async { ok(StatusCode::OK, worker.tasks(&name).await?) }.await)
 }
 
@@ -296,11 +301,11 @@ fn task_id(task: &str) -> ApiResult<u32> {
     task.parse().map_err(|_| ApiError { status: 404, message: format!("Task id {task:?} is not a number") })
 }
 
-async fn task_status(State(worker): State<Worker>, Path((name, task)): Path<(String, String)>) -> Response {
+async fn task_status(State(worker): State<Shared>, Path((name, task)): Path<(String, String)>) -> Response {
     reply(async { ok(StatusCode::OK, worker.task_status(&name, task_id(&task)?).await?) }.await)
 }
 
-async fn restart_task(State(worker): State<Worker>, Path((name, task)): Path<(String, String)>) -> Response {
+async fn restart_task(State(worker): State<Shared>, Path((name, task)): Path<(String, String)>) -> Response {
     reply(
         async {
             worker.restart_task(&name, task_id(&task)?).await?;
@@ -310,19 +315,19 @@ async fn restart_task(State(worker): State<Worker>, Path((name, task)): Path<(St
     )
 }
 
-async fn offsets(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn offsets(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(async { ok(StatusCode::OK, worker.offsets(&name).await?) }.await)
 }
 
-async fn alter_offsets(State(worker): State<Worker>, Path(name): Path<String>, body: Bytes) -> Response {
+async fn alter_offsets(State(worker): State<Shared>, Path(name): Path<String>, body: Bytes) -> Response {
     reply(async { ok(StatusCode::OK, worker.alter_offsets(&name, &parse_body(&body)?).await?) }.await)
 }
 
-async fn reset_offsets(State(worker): State<Worker>, Path(name): Path<String>) -> Response {
+async fn reset_offsets(State(worker): State<Shared>, Path(name): Path<String>) -> Response {
     reply(async { ok(StatusCode::OK, worker.reset_offsets(&name).await?) }.await)
 }
 
-async fn plugins(State(worker): State<Worker>, RawQuery(query): RawQuery) -> Response {
+async fn plugins(State(worker): State<Shared>, RawQuery(query): RawQuery) -> Response {
     reply(
         async {
             let connectors_only = match query_values(&query, "connectorsOnly").last() {
@@ -349,7 +354,7 @@ fn unknown_plugin(plugin: &str) -> ApiError {
     }
 }
 
-async fn plugin_config(State(worker): State<Worker>, Path(plugin): Path<String>) -> Response {
+async fn plugin_config(State(worker): State<Shared>, Path(plugin): Path<String>) -> Response {
     reply(
         async {
             let found = worker.plugins().connector(&plugin).ok_or_else(|| unknown_plugin(&plugin))?;
@@ -363,7 +368,7 @@ async fn plugin_config(State(worker): State<Worker>, Path(plugin): Path<String>)
     )
 }
 
-async fn validate(State(worker): State<Worker>, Path(plugin): Path<String>, body: Bytes) -> Response {
+async fn validate(State(worker): State<Shared>, Path(plugin): Path<String>, body: Bytes) -> Response {
     reply(
         async {
             let found = worker.plugins().connector(&plugin).ok_or_else(|| unknown_plugin(&plugin))?;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use freshet::connectors::config::{parse_properties, Props};
 use freshet::connectors::worker::TargetState;
-use freshet::connectors::{Plugins, Worker};
+use freshet::connectors::{DistributedWorker, Plugins, Worker};
 
 use crate::*;
 
@@ -16,6 +16,22 @@ pub(crate) enum ConnectCommand {
     /// http://:8083). With no `bootstrap.servers` in the worker file (and no `--bootstrap`), the
     /// worker runs on the embedded log of `--data-dir`: a pipeline needs no server.
     Standalone(StandaloneArgs),
+    /// Run a worker of a group, as Kafka's connect-distributed: workers with the same `group.id`
+    /// share the connectors and tasks, keep configs, statuses and offsets in
+    /// `config.storage.topic`, `status.storage.topic` and `offset.storage.topic`, and take over
+    /// the work of a worker that stops or dies. Connectors are created through the REST API of
+    /// any worker.
+    Distributed(DistributedArgs),
+}
+
+#[derive(clap::Args)]
+pub(crate) struct DistributedArgs {
+    /// The worker's properties (Kafka's keys: `bootstrap.servers`, `group.id`, `listeners`,
+    /// `config.storage.topic`, `status.storage.topic`, `offset.storage.topic`,
+    /// `session.timeout.ms`, `scheduled.rebalance.max.delay.ms`, ...).
+    worker: PathBuf,
+    #[command(flatten)]
+    target: Target,
 }
 
 #[derive(clap::Args)]
@@ -33,17 +49,12 @@ pub(crate) struct StandaloneArgs {
 pub(crate) async fn connect(command: ConnectCommand) -> anyhow::Result<()> {
     match command {
         ConnectCommand::Standalone(args) => standalone(args).await,
+        ConnectCommand::Distributed(args) => distributed(args).await,
     }
 }
 
-async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
-    let mut stop = StopSignals::listen()?;
-    let props = read_worker(&args.worker)?;
-    let mut connectors = Vec::new();
-    for path in &args.connectors {
-        connectors.push(read_connector(path)?);
-    }
-    let mut target = args.target;
+/// The substrate a worker file names (`bootstrap.servers`, unless `--bootstrap` is given), opened.
+async fn open_for(props: &Props, mut target: Target) -> anyhow::Result<(Opened, Arc<dyn Substrate>)> {
     if target.bootstrap.is_none() {
         target.bootstrap = props.get("bootstrap.servers").map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     }
@@ -53,6 +64,58 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         #[cfg(feature = "remote")]
         Opened::Remote(r) => Arc::new(r.clone()),
     };
+    Ok((opened, substrate))
+}
+
+async fn distributed(args: DistributedArgs) -> anyhow::Result<()> {
+    let mut stop = StopSignals::listen()?;
+    let props = read_worker(&args.worker)?;
+    let (opened, substrate) = open_for(&props, args.target).await?;
+    let listener = rest_listener(&props).await?;
+    let addr = listener.local_addr()?;
+    let id = advertised_id(&props, addr);
+    let worker = DistributedWorker::start(substrate, &props, Plugins::builtin(), id.clone())
+        .await
+        .with_context(|| format!("starting the worker with {}", args.worker.display()))?;
+    let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(freshet::connectors::rest::serve(listener, Arc::new(worker.clone()), async move {
+        let _ = done_rx.await;
+    }));
+    say(&format!(
+        "worker {id} of group {} on {}: REST API at http://{addr}",
+        props.get("group.id").map(String::as_str).unwrap_or_default(),
+        opened_description(&opened)
+    ));
+    stop.wait().await;
+    say("stopping: leaving the group, storing offsets");
+    worker.shutdown().await;
+    let _ = done.send(());
+    server.await.context("the REST server")?.context("the REST server")?;
+    opened.close().await
+}
+
+/// The worker's id as other workers and statuses name it: `rest.advertised.host.name` and
+/// `rest.advertised.port`, or the REST listener's address.
+fn advertised_id(props: &Props, addr: std::net::SocketAddr) -> String {
+    let host = props.get("rest.advertised.host.name").cloned().unwrap_or_else(|| {
+        if addr.ip().is_unspecified() {
+            "127.0.0.1".into()
+        } else {
+            addr.ip().to_string()
+        }
+    });
+    let port = props.get("rest.advertised.port").cloned().unwrap_or_else(|| addr.port().to_string());
+    format!("{host}:{port}")
+}
+
+async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
+    let mut stop = StopSignals::listen()?;
+    let props = read_worker(&args.worker)?;
+    let mut connectors = Vec::new();
+    for path in &args.connectors {
+        connectors.push(read_connector(path)?);
+    }
+    let (opened, substrate) = open_for(&props, args.target).await?;
     let hosted = HostedWorker::start(substrate, &props, connectors)
         .await
         .with_context(|| format!("starting the worker with {}", args.worker.display()))?;
@@ -89,15 +152,7 @@ impl HostedWorker {
     ) -> anyhow::Result<HostedWorker> {
         let listener = rest_listener(props).await?;
         let addr = listener.local_addr()?;
-        let host = props.get("rest.advertised.host.name").cloned().unwrap_or_else(|| {
-            if addr.ip().is_unspecified() {
-                "127.0.0.1".into()
-            } else {
-                addr.ip().to_string()
-            }
-        });
-        let port = props.get("rest.advertised.port").cloned().unwrap_or_else(|| addr.port().to_string());
-        let id = format!("{host}:{port}");
+        let id = advertised_id(props, addr);
         let worker = Worker::start(substrate, props, Plugins::builtin(), id.clone()).await?;
         for (path, name, config) in connectors {
             worker
@@ -107,7 +162,7 @@ impl HostedWorker {
             say(&format!("connector {name} started ({})", path.display()));
         }
         let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(freshet::connectors::rest::serve(listener, worker.clone(), async move {
+        let server = tokio::spawn(freshet::connectors::rest::serve(listener, Arc::new(worker.clone()), async move {
             let _ = done_rx.await;
         }));
         Ok(HostedWorker { worker, id, addr, done, server })

@@ -105,6 +105,70 @@ pub fn worker_config_def() -> ConfigDef {
         ))
         .define(
             ConfigKey::optional(
+                "status.storage.partitions",
+                Int,
+                Some("5"),
+                Low,
+                "Partitions of the status topic when the worker creates it (distributed).",
+            )
+            .validated(Validator::AtLeast(1.0)),
+        )
+        .define(ConfigKey::optional(
+            "config.storage.replication.factor",
+            Short,
+            Some("-1"),
+            Low,
+            "Replication factor of the config topic (-1: the cluster's default; distributed).",
+        ))
+        .define(ConfigKey::optional(
+            "status.storage.replication.factor",
+            Short,
+            Some("-1"),
+            Low,
+            "Replication factor of the status topic (-1: the cluster's default; distributed).",
+        ))
+        .define(
+            ConfigKey::optional(
+                "session.timeout.ms",
+                Int,
+                Some("10000"),
+                High,
+                "How long a distributed worker may go without a heartbeat before the group drops it and shares its work out.",
+            )
+            .validated(Validator::AtLeast(1.0)),
+        )
+        .define(
+            ConfigKey::optional(
+                "heartbeat.interval.ms",
+                Int,
+                Some("3000"),
+                High,
+                "How often a distributed worker heartbeats to its group (a third of the session timeout or less).",
+            )
+            .validated(Validator::AtLeast(1.0)),
+        )
+        .define(
+            ConfigKey::optional(
+                "rebalance.timeout.ms",
+                Int,
+                Some("60000"),
+                Medium,
+                "How long the group waits for every worker to rejoin a rebalance.",
+            )
+            .validated(Validator::AtLeast(1.0)),
+        )
+        .define(
+            ConfigKey::optional(
+                "scheduled.rebalance.max.delay.ms",
+                Int,
+                Some("300000"),
+                Low,
+                "How long the work of a worker that left the group waits for it to come back before it is shared out.",
+            )
+            .validated(Validator::AtLeast(0.0)),
+        )
+        .define(
+            ConfigKey::optional(
                 "offset.flush.interval.ms",
                 Long,
                 Some("60000"),

@@ -10,6 +10,7 @@
 mod config;
 mod errors;
 mod exactly_once;
+mod local;
 mod offsets;
 mod sink;
 mod source;
@@ -25,6 +26,7 @@ use tokio::sync::{watch, Mutex};
 use tokio::task::JoinHandle;
 
 pub use self::config::{check_connector_keys, connector_config_def, worker_config_def};
+pub(crate) use self::offsets::ensure_topic;
 use self::offsets::OffsetStore;
 pub use self::sink::group_id;
 pub use self::task::{State, TargetState, TaskMetrics};
@@ -133,6 +135,9 @@ struct Entry {
     tasks: Vec<TaskHandle>,
     /// The plugin's version, as statuses show it.
     version: String,
+    /// Whether the connector itself is this worker's to run (a distributed worker may run only
+    /// some of its tasks).
+    owned: bool,
 }
 
 /// A worker running connectors on a substrate.
@@ -291,8 +296,10 @@ impl Worker {
         )))
     }
 
-    /// Creates a connector (`POST /connectors`) and starts it in `initial` state.
-    pub async fn create(&self, name: &str, mut config: Props, initial: TargetState) -> ApiResult<ConnectorInfo> {
+    /// A connector config as given for `name`, checked as Kafka Connect checks it before storing
+    /// it: the name is valid and matches the config's `name` (added when missing), and the config
+    /// validates.
+    pub(crate) fn prepare(&self, name: &str, mut config: Props) -> ApiResult<Props> {
         check_name(name)?;
         match config.get("name") {
             Some(n) if n != name => {
@@ -308,6 +315,12 @@ impl Worker {
         if let Some(message) = self.invalid(&config)? {
             return Err(ApiError::bad_request(message));
         }
+        Ok(config)
+    }
+
+    /// Creates a connector (`POST /connectors`) and starts it in `initial` state.
+    pub async fn create(&self, name: &str, config: Props, initial: TargetState) -> ApiResult<ConnectorInfo> {
+        let config = self.prepare(name, config)?;
         let mut connectors = self.inner.connectors.lock().await;
         if connectors.contains_key(name) {
             return Err(ApiError::conflict(format!("Connector {name} already exists")));
@@ -323,6 +336,7 @@ impl Worker {
             instance: None,
             tasks: Vec::new(),
             version,
+            owned: true,
         };
         self.start_connector(name, &mut entry).await;
         let info = info_of(name, &entry);
@@ -332,24 +346,10 @@ impl Worker {
 
     /// Replaces a connector's config (`PUT /connectors/{c}/config`), creating it when new:
     /// `(created, info)`.
-    pub async fn put_config(&self, name: &str, mut config: Props) -> ApiResult<(bool, ConnectorInfo)> {
-        check_name(name)?;
-        match config.get("name") {
-            Some(n) if n != name => {
-                return Err(ApiError::bad_request(format!(
-                    "Connector name configuration ({n}) doesn't match connector name in the URL ({name})"
-                )))
-            }
-            Some(_) => {}
-            None => {
-                config.insert("name".into(), name.into());
-            }
-        }
+    pub async fn put_config(&self, name: &str, config: Props) -> ApiResult<(bool, ConnectorInfo)> {
+        let config = self.prepare(name, config)?;
         if !self.inner.connectors.lock().await.contains_key(name) {
             return Ok((true, self.create(name, config, TargetState::Started).await?));
-        }
-        if let Some(message) = self.invalid(&config)? {
-            return Err(ApiError::bad_request(message));
         }
         let plugin = self.plugin_of(&config)?;
         let (kind, version) = (plugin.kind(), plugin.instantiate().connector().version());
@@ -511,6 +511,11 @@ impl Worker {
     /// A connector's offsets (`GET /connectors/{c}/offsets`), in Kafka Connect's form.
     pub async fn offsets(&self, name: &str) -> ApiResult<Json> {
         let kind = self.info(name).await?.kind;
+        self.offsets_of(name, kind).await
+    }
+
+    /// The offsets of the connector `name` of `kind`, in Kafka Connect's form.
+    pub(crate) async fn offsets_of(&self, name: &str, kind: ConnectorType) -> ApiResult<Json> {
         let offsets = match kind {
             ConnectorType::Source => {
                 self.inner.offsets.refresh().await?;
@@ -534,28 +539,7 @@ impl Worker {
     /// Changes a stopped connector's offsets (`PATCH /connectors/{c}/offsets`): the body's
     /// `offsets`, each a partition and an offset (`null` forgets the partition).
     pub async fn alter_offsets(&self, name: &str, body: &Json) -> ApiResult<Json> {
-        let entries = body.get("offsets").and_then(Json::as_array).ok_or_else(|| {
-            ApiError::bad_request("Partitions / offsets need to be provided for an alter offsets request")
-        })?;
-        let mut parsed: Vec<(SourceMap, Option<SourceMap>)> = Vec::new();
-        for e in entries {
-            let partition = e
-                .get("partition")
-                .and_then(Json::as_object)
-                .ok_or_else(|| ApiError::bad_request("The partition for each offset entry must be a JSON object"))?;
-            let offset = match e.get("offset") {
-                None | Some(Json::Null) => None,
-                Some(Json::Object(o)) => Some(o.clone()),
-                Some(_) => {
-                    return Err(ApiError::bad_request("The offset for each entry must be a JSON object or null"))
-                }
-            };
-            parsed.push((partition.clone(), offset));
-        }
-        if parsed.is_empty() {
-            return Err(ApiError::bad_request("Partitions / offsets need to be provided for an alter offsets request"));
-        }
-        self.change_offsets(name, Some(parsed)).await?;
+        self.change_offsets(name, Some(parse_offsets(body)?)).await?;
         Ok(json!({"message": "The offsets for this connector have been altered successfully"}))
     }
 
@@ -575,16 +559,27 @@ impl Worker {
                  specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
             )));
         }
-        match entry.kind {
+        self.change_offsets_of(name, entry.kind, &entry.config, changes).await
+    }
+
+    /// Alters or resets the offsets of the stopped connector `name` of `kind` and `config`.
+    pub(crate) async fn change_offsets_of(
+        &self,
+        name: &str,
+        kind: ConnectorType,
+        config: &Props,
+        changes: Option<Vec<(SourceMap, Option<SourceMap>)>>,
+    ) -> ApiResult<()> {
+        match kind {
             ConnectorType::Source => {
                 self.inner.offsets.refresh().await?;
                 let changes = match changes {
                     Some(c) => c,
                     None => self.inner.offsets.list(name).into_iter().map(|(p, _)| (p, None)).collect(),
                 };
-                let plugin = self.plugin_of(&entry.config)?;
+                let plugin = self.plugin_of(config)?;
                 if let Instance::Source(connector) = plugin.instantiate() {
-                    connector.alter_offsets(&entry.config, &changes)?;
+                    connector.alter_offsets(config, &changes)?;
                 }
                 self.inner.offsets.write(name, changes).await?;
             }
@@ -893,4 +888,29 @@ fn check_name(name: &str) -> ApiResult<()> {
         return Err(ApiError::bad_request(format!("Connector name {name:?} contains control characters")));
     }
     Ok(())
+}
+
+/// The `offsets` of a `PATCH /connectors/{c}/offsets` body: each a partition and an offset
+/// (`null` forgets the partition).
+pub(crate) fn parse_offsets(body: &Json) -> ApiResult<Vec<(SourceMap, Option<SourceMap>)>> {
+    let entries = body.get("offsets").and_then(Json::as_array).ok_or_else(|| {
+        ApiError::bad_request("Partitions / offsets need to be provided for an alter offsets request")
+    })?;
+    let mut parsed: Vec<(SourceMap, Option<SourceMap>)> = Vec::new();
+    for e in entries {
+        let partition = e
+            .get("partition")
+            .and_then(Json::as_object)
+            .ok_or_else(|| ApiError::bad_request("The partition for each offset entry must be a JSON object"))?;
+        let offset = match e.get("offset") {
+            None | Some(Json::Null) => None,
+            Some(Json::Object(o)) => Some(o.clone()),
+            Some(_) => return Err(ApiError::bad_request("The offset for each entry must be a JSON object or null")),
+        };
+        parsed.push((partition.clone(), offset));
+    }
+    if parsed.is_empty() {
+        return Err(ApiError::bad_request("Partitions / offsets need to be provided for an alter offsets request"));
+    }
+    Ok(parsed)
 }

@@ -2,6 +2,7 @@
 
 mod contract;
 mod datagen;
+mod distributed;
 mod errors;
 mod exactly_once;
 mod http;

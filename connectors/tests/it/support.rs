@@ -32,9 +32,10 @@ impl Running {
         let addr = listener.local_addr().unwrap();
         let worker = Worker::start(substrate, &worker_props, Plugins::builtin(), addr.to_string()).await.unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(freshet_connectors::rest::serve(listener, worker.clone(), async move {
-            let _ = rx.await;
-        }));
+        let server =
+            tokio::spawn(freshet_connectors::rest::serve(listener, std::sync::Arc::new(worker.clone()), async move {
+                let _ = rx.await;
+            }));
         Running { worker, rest: Rest::new(format!("http://{addr}")), stop: Some(tx), server: Some(server) }
     }
 

@@ -329,3 +329,171 @@ fn the_broker_hosts_a_connect_worker_on_its_log() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("no connector named src"), "{again:?}");
     broker.stop();
 }
+
+/// A `freshet connect distributed` process with its log.
+struct DistributedProcess {
+    child: Child,
+    url: String,
+    id: String,
+    log: String,
+}
+
+impl DistributedProcess {
+    fn start(dir: &std::path::Path, n: usize, broker: &str, extra: &str) -> DistributedProcess {
+        let port = free_port();
+        let properties = dir.join(format!("worker-{n}.properties"));
+        std::fs::write(
+            &properties,
+            format!(
+                "bootstrap.servers={broker}\ngroup.id=cluster\nlisteners=http://127.0.0.1:{port}\n\
+                 session.timeout.ms=3000\nheartbeat.interval.ms=300\nrebalance.timeout.ms=6000\n\
+                 scheduled.rebalance.max.delay.ms=0\noffset.flush.interval.ms=200\n\
+                 key.converter=org.apache.kafka.connect.storage.StringConverter\n\
+                 value.converter=org.apache.kafka.connect.storage.StringConverter\n{extra}"
+            ),
+        )
+        .unwrap();
+        let log = dir.join(format!("worker-{n}.log")).display().to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+            .args(["connect", "distributed"])
+            .arg(&properties)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for(&format!("{url}/connectors"), "a distributed worker to start", |_| true, &|| {
+            std::fs::read_to_string(&log).unwrap_or_default()
+        });
+        DistributedProcess { child, url, id: format!("127.0.0.1:{port}"), log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// `POST /connectors` on `url`, asked again while the group rebalances (409).
+fn create(url: &str, body: &Json, log: &dyn Fn() -> String) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, answer) = http("POST", &format!("{url}/connectors"), Some(body));
+        if status == 201 {
+            return;
+        }
+        assert!(status == 409 && Instant::now() < deadline, "{status} {answer}\n{}", log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two distributed workers run a file -> topic -> file pipeline; the one running the source task
+/// is killed with SIGKILL while lines keep coming. The other takes the work over: every line
+/// arrives, and a line is written twice only when the dead worker had sent it but not yet
+/// stored its position (at least once) — never, with `exactly.once.source.support=enabled`, in
+/// what a read_committed consumer reads from the topic.
+fn a_killed_workers_pipeline_is_taken_over(exactly_once: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let broker = crate::peer::BrokerProcess::start(&dir.path().join("data"));
+    let extra = if exactly_once { "exactly.once.source.support=enabled\n" } else { "" };
+    let mut workers: Vec<DistributedProcess> =
+        (0..2).map(|n| DistributedProcess::start(dir.path(), n, &broker.addr, extra)).collect();
+    let logs =
+        |workers: &[DistributedProcess]| workers.iter().map(DistributedProcess::log).collect::<Vec<_>>().join("\n");
+    std::fs::write(path("in.txt"), "").unwrap();
+    let source = json!({"name": "source", "config": {"connector.class": "FileStreamSource", "file": path("in.txt"), "topic": "lines"}});
+    let sink = json!({"name": "sink", "config": {"connector.class": "FileStreamSink", "file": path("out.txt"), "topics": "lines"}});
+    create(&workers[0].url, &source, &|| logs(&workers));
+    create(&workers[1].url, &sink, &|| logs(&workers));
+    // Lines keep coming, 20 every 50 ms, to 2000.
+    let input = path("in.txt");
+    let writer = std::thread::spawn(move || {
+        let mut file = std::fs::OpenOptions::new().append(true).open(input).unwrap();
+        for batch in 0..100 {
+            file.write_all(lines(batch * 20 + 1, batch * 20 + 20).as_bytes()).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let url = workers[0].url.clone();
+    let status = wait_for(
+        &format!("{url}/connectors/source/status"),
+        "the source task to run",
+        |s| {
+            s["tasks"][0]["state"] == "RUNNING" && std::fs::read_to_string(path("out.txt")).is_ok_and(|t| t.len() > 100)
+        },
+        &|| logs(&workers),
+    );
+    let running_it = status["tasks"][0]["worker_id"].as_str().unwrap().to_string();
+    let victim = workers.iter().position(|w| w.id == running_it).expect("a worker of the two runs it");
+    let mut killed = workers.remove(victim);
+    let _ = Command::new("kill").args(["-9", &killed.child.id().to_string()]).status();
+    let _ = killed.child.wait();
+    let survivor = &workers[0];
+    writer.join().unwrap();
+    let expected: Vec<String> = lines(1, 2000).lines().map(str::to_string).collect();
+    let deadline = Instant::now() + Duration::from_secs(150);
+    let out = loop {
+        let out: Vec<String> =
+            std::fs::read_to_string(path("out.txt")).unwrap_or_default().lines().map(str::to_string).collect();
+        let distinct: std::collections::BTreeSet<&String> = out.iter().collect();
+        if distinct.len() == expected.len() {
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of 2000 lines arrived\nkilled worker:\n{}\nsurvivor:\n{}",
+            distinct.len(),
+            killed.log(),
+            survivor.log()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let distinct: std::collections::BTreeSet<&String> = out.iter().collect();
+    assert!(distinct.iter().all(|l| expected.contains(l)), "only the lines written arrive");
+    let status = wait_for(
+        &format!("{}/connectors/source/status", survivor.url),
+        "the survivor to run the source",
+        |s| s["tasks"][0]["worker_id"] == survivor.id.as_str() && s["tasks"][0]["state"] == "RUNNING",
+        &|| survivor.log(),
+    );
+    assert_eq!(status["connector"]["worker_id"], survivor.id.as_str());
+    // At least once: what arrived twice is one run of consecutive lines per task that moved.
+    let again = out.len() - distinct.len();
+    eprintln!("{again} lines arrived twice after the worker was killed");
+    let kcat = |isolation: &str| {
+        let out = Command::new("kcat")
+            .args(["-b", &broker.addr, "-C", "-t", "lines", "-e", "-q", "-X", &format!("isolation.level={isolation}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    let in_topic = kcat("read_committed");
+    let topic_distinct: std::collections::BTreeSet<&String> = in_topic.iter().collect();
+    assert_eq!(topic_distinct.len(), 2000, "every line in the topic");
+    if exactly_once {
+        assert_eq!(in_topic, expected, "exactly once: each line once, in order, in the topic");
+    } else {
+        let twice = in_topic.len() - 2000;
+        eprintln!("{twice} lines were sent twice by the source");
+        // Re-sent lines are the ones after the last stored position: one run, in order.
+        let first_again = in_topic.iter().enumerate().find(|(i, l)| in_topic[..*i].contains(l)).map(|(i, _)| i);
+        if let Some(i) = first_again {
+            let start = expected.iter().position(|l| *l == in_topic[i]).unwrap();
+            assert_eq!(in_topic[i..i + twice], expected[start..start + twice], "one run of re-sent lines");
+        }
+    }
+    for w in workers {
+        stop(w.child);
+    }
+    broker.stop();
+}
+
+#[test]
+fn distributed_workers_take_over_a_killed_workers_pipeline_at_least_once() {
+    a_killed_workers_pipeline_is_taken_over(false);
+}
+
+#[test]
+fn distributed_workers_take_over_a_killed_workers_exactly_once_source_without_duplicates() {
+    a_killed_workers_pipeline_is_taken_over(true);
+}

@@ -2,7 +2,9 @@
 //! what it is fed reaches the topic; paused, nothing moves; resumed, it goes on; stopped with its
 //! worker and started on another, it resumes from its offsets, every record once. A sink: the
 //! topic reaches it; paused, nothing arrives; resumed, it goes on; restarted, it resumes from its
-//! group's offsets, every record once; two workers running it share the topic's partitions.
+//! group's offsets, every record once; two workers running it share the topic's partitions. Both:
+//! in a group of two distributed workers, when the worker running the task leaves, the other
+//! takes it over and goes on from the stored offsets, every record once.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -13,6 +15,38 @@ use serde_json::{json, Value as Json};
 
 use crate::http::{endpoint, free_port, post, records_now, wait_listening, Endpoint};
 use crate::support::*;
+
+/// Two distributed workers of one group on `substrate`, and the index of the one that runs
+/// `connector`'s task 0 once it is RUNNING.
+async fn group_running(
+    substrate: &Arc<dyn Substrate>,
+    extra: &[(&str, &str)],
+    connector: &str,
+    config: Json,
+) -> (Vec<GroupWorker>, usize) {
+    let group =
+        vec![GroupWorker::start(substrate.clone(), extra).await, GroupWorker::start(substrate.clone(), extra).await];
+    let path = format!("/connectors/{connector}/config");
+    assert_eq!(settled(&group[0].rest, "PUT", &path, Some(config)).await.0, 201);
+    let status =
+        wait_for(&group[1].rest, &format!("/connectors/{connector}/status"), |s| s["tasks"][0]["state"] == "RUNNING")
+            .await;
+    let owner =
+        group.iter().position(|w| status["tasks"][0]["worker_id"] == w.worker.id()).expect("one of the two runs it");
+    (group, owner)
+}
+
+/// The worker running the task leaves; waits until the other runs it.
+async fn hand_over(mut group: Vec<GroupWorker>, owner: usize, connector: &str) -> GroupWorker {
+    group.remove(owner).shutdown().await;
+    let other = group.pop().unwrap();
+    let id = other.worker.id().to_string();
+    wait_for(&other.rest, &format!("/connectors/{connector}/status"), |s| {
+        s["tasks"][0]["state"] == "RUNNING" && s["tasks"][0]["worker_id"] == id.as_str()
+    })
+    .await;
+    other
+}
 
 const CONVERTERS: &[(&str, &str)] = &[("key.converter", "StringConverter"), ("value.converter", "StringConverter")];
 
@@ -101,7 +135,7 @@ async fn source_contract(source: Source) {
 
     // Another worker on the same log goes on from the stored offsets.
     let b = Running::start(substrate.clone(), CONVERTERS).await;
-    assert_eq!(b.rest.call("PUT", "/connectors/src/config", Some(config)).await.0, 201);
+    assert_eq!(b.rest.call("PUT", "/connectors/src/config", Some(config.clone())).await.0, 201);
     source.started(port).await;
     source.feed(dir.path(), port, 150, 200).await;
     events(&*substrate, 200).await;
@@ -112,6 +146,23 @@ async fn source_contract(source: Source) {
         "{source:?}: every record once"
     );
     b.shutdown().await;
+
+    // In a group of two distributed workers: the one running the task leaves, the other goes on.
+    let (group, owner) = group_running(&substrate, CONVERTERS, "src", config).await;
+    source.started(port).await;
+    source.feed(dir.path(), port, 200, 250).await;
+    events(&*substrate, 250).await;
+    let other = hand_over(group, owner, "src").await;
+    source.started(port).await;
+    source.feed(dir.path(), port, 250, 300).await;
+    events(&*substrate, 300).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        events(&*substrate, 300).await,
+        (0..300).map(event).collect::<Vec<_>>(),
+        "{source:?}: every record once across the hand-over"
+    );
+    other.shutdown().await;
     log.close().await.unwrap();
 }
 
@@ -246,6 +297,15 @@ async fn sink_contract(sink: Sink) {
     delivered(&sink, &*substrate, 300).await;
     b.shutdown().await;
     c.shutdown().await;
+
+    // In a group of two distributed workers: the one running the task leaves, the other goes on.
+    let (group, owner) = group_running(&substrate, &worker, "snk", sink.config(3)).await;
+    send(300, 350).await;
+    delivered(&sink, &*substrate, 350).await;
+    let other = hand_over(group, owner, "snk").await;
+    send(350, 400).await;
+    delivered(&sink, &*substrate, 400).await;
+    other.shutdown().await;
     log.close().await.unwrap();
 }
 

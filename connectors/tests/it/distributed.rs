@@ -8,73 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use freshet_connectors::config::Props;
-use freshet_connectors::{DistributedWorker, Plugins};
 use freshet_core::{ConsumerConfig, JoinGroup, OffsetSpec, Substrate, TopicPartition};
 use serde_json::{json, Value as Json};
 
-use crate::support::{lines, log, wait_for, wait_for_lines, Rest};
-
-/// A distributed worker and its REST API on a free port.
-struct Member {
-    worker: DistributedWorker,
-    rest: Rest,
-    stop: tokio::sync::oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-impl Member {
-    async fn start(substrate: Arc<dyn Substrate>, extra: &[(&str, &str)]) -> Member {
-        let mut props: Props = [
-            ("group.id", "cluster"),
-            ("session.timeout.ms", "3000"),
-            ("heartbeat.interval.ms", "100"),
-            ("rebalance.timeout.ms", "3000"),
-            ("scheduled.rebalance.max.delay.ms", "0"),
-            ("offset.flush.interval.ms", "100"),
-        ]
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let worker = DistributedWorker::start(substrate, &props, Plugins::builtin(), addr.to_string()).await.unwrap();
-        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(freshet_connectors::rest::serve(listener, Arc::new(worker.clone()), async move {
-            let _ = rx.await;
-        }));
-        Member { worker, rest: Rest::new(format!("http://{addr}")), stop, server }
-    }
-
-    async fn stable(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while self.worker.rebalancing() {
-            assert!(tokio::time::Instant::now() < deadline, "worker {} never joined its group", self.worker.id());
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn shutdown(self) {
-        self.worker.shutdown().await;
-        let _ = self.stop.send(());
-        self.server.await.unwrap().unwrap();
-    }
-}
-
-/// `method path` on `rest`, asked again while the worker answers that the group rebalances.
-async fn settled(rest: &Rest, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let (status, answer) = rest.call(method, path, body.clone()).await;
-        let rebalancing =
-            status == 409 && answer["message"] == "Request cannot be completed because a rebalance is expected";
-        if !rebalancing || tokio::time::Instant::now() > deadline {
-            return (status, answer);
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use crate::support::{lines, log, settled, wait_for, wait_for_lines, GroupWorker};
 
 /// The workers a status names, connector and tasks.
 fn workers_of(status: &Json) -> BTreeSet<String> {
@@ -115,8 +52,8 @@ async fn keys(substrate: &dyn Substrate, topic: &str) -> Vec<String> {
 async fn two_workers_share_the_work_and_one_takes_all_over_when_the_other_leaves() {
     let dir = tempfile::tempdir().unwrap();
     let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
-    let a = Member::start(substrate.clone(), &[]).await;
-    let b = Member::start(substrate.clone(), &[]).await;
+    let a = GroupWorker::start(substrate.clone(), &[]).await;
+    let b = GroupWorker::start(substrate.clone(), &[]).await;
     a.stable().await;
     b.stable().await;
     let (input, output) = (dir.path().join("in.txt"), dir.path().join("out.txt"));
@@ -193,7 +130,7 @@ async fn two_workers_share_the_work_and_one_takes_all_over_when_the_other_leaves
     }
     a.shutdown().await;
     // A new worker reads it all back from the topics and runs the pipeline on.
-    let c = Member::start(substrate.clone(), &[]).await;
+    let c = GroupWorker::start(substrate.clone(), &[]).await;
     wait_for(&c.rest, "/connectors/source/status", |s| running(s, 1)).await;
     std::fs::write(&input, "one\ntwo\nthree\nfour\n").unwrap();
     let got = wait_for_lines(&output, 4).await;
@@ -206,7 +143,7 @@ async fn two_workers_share_the_work_and_one_takes_all_over_when_the_other_leaves
 async fn a_change_asked_while_the_group_rebalances_is_refused_with_409() {
     let dir = tempfile::tempdir().unwrap();
     let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
-    let a = Member::start(substrate.clone(), &[]).await;
+    let a = GroupWorker::start(substrate.clone(), &[]).await;
     a.stable().await;
     let membership = substrate.membership().unwrap();
     // A member that joins once and then goes silent: the next rebalance waits for it to rejoin

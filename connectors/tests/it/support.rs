@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use freshet_connectors::config::Props;
-use freshet_connectors::{Plugins, Worker};
+use freshet_connectors::{DistributedWorker, Plugins, Worker};
 use freshet_core::config::LogConfig;
 use freshet_core::{Embedded, Substrate};
 use serde_json::Value as Json;
@@ -130,4 +130,65 @@ pub(crate) fn append(path: &Path, lines: impl IntoIterator<Item = String>) {
         writeln!(f, "{line}").unwrap();
     }
     f.sync_all().unwrap();
+}
+
+/// A distributed worker and its REST API on a free port.
+pub(crate) struct GroupWorker {
+    pub(crate) worker: DistributedWorker,
+    pub(crate) rest: Rest,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl GroupWorker {
+    pub(crate) async fn start(substrate: Arc<dyn Substrate>, extra: &[(&str, &str)]) -> GroupWorker {
+        let mut props: Props = [
+            ("group.id", "cluster"),
+            ("session.timeout.ms", "3000"),
+            ("heartbeat.interval.ms", "100"),
+            ("rebalance.timeout.ms", "3000"),
+            ("scheduled.rebalance.max.delay.ms", "0"),
+            ("offset.flush.interval.ms", "100"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let worker = DistributedWorker::start(substrate, &props, Plugins::builtin(), addr.to_string()).await.unwrap();
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(freshet_connectors::rest::serve(listener, Arc::new(worker.clone()), async move {
+            let _ = rx.await;
+        }));
+        GroupWorker { worker, rest: Rest::new(format!("http://{addr}")), stop, server }
+    }
+
+    pub(crate) async fn stable(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while self.worker.rebalancing() {
+            assert!(tokio::time::Instant::now() < deadline, "worker {} never joined its group", self.worker.id());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn shutdown(self) {
+        self.worker.shutdown().await;
+        let _ = self.stop.send(());
+        self.server.await.unwrap().unwrap();
+    }
+}
+
+/// `method path` on `rest`, asked again while the worker answers that the group rebalances.
+pub(crate) async fn settled(rest: &Rest, method: &str, path: &str, body: Option<Json>) -> (u16, Json) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, answer) = rest.call(method, path, body.clone()).await;
+        let rebalancing =
+            status == 409 && answer["message"] == "Request cannot be completed because a rebalance is expected";
+        if !rebalancing || tokio::time::Instant::now() > deadline {
+            return (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -42,7 +42,8 @@ pub(crate) struct BrokerArgs {
     pub(crate) durability: Option<String>,
     /// Host a connect worker on the log, with this worker properties file (Kafka Connect's keys;
     /// its REST API on `listeners`, default http://:8083), as `freshet connect standalone` runs
-    /// one; connectors are added through its REST API.
+    /// one, or, when the file has a `group.id`, as a worker of that group that `freshet connect
+    /// distributed` workers reaching this broker join; connectors are added through its REST API.
     #[arg(long, value_name = "WORKER.properties")]
     pub(crate) connect: Option<PathBuf>,
 }
@@ -277,8 +278,13 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     // A connect worker on the same log, its pipelines beside the broker's clients.
     let worker = match &worker_props {
         Some(props) => {
+            // With a group.id, a worker of that group: other `freshet connect distributed`
+            // workers reaching this broker join it and share the work.
+            let grouped = props.get("group.id").is_some_and(|g| !g.trim().is_empty());
+            let mode = if grouped { crate::connect::Mode::Distributed } else { crate::connect::Mode::Standalone };
             let hosted =
-                crate::connect::HostedWorker::start(std::sync::Arc::new(embedded.clone()), props, Vec::new()).await?;
+                crate::connect::HostedWorker::start(std::sync::Arc::new(embedded.clone()), props, mode, Vec::new())
+                    .await?;
             say(&format!("connect worker {}: REST API at http://{}", hosted.id, hosted.addr));
             Some(hosted)
         }

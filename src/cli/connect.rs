@@ -71,26 +71,19 @@ async fn distributed(args: DistributedArgs) -> anyhow::Result<()> {
     let mut stop = StopSignals::listen()?;
     let props = read_worker(&args.worker)?;
     let (opened, substrate) = open_for(&props, args.target).await?;
-    let listener = rest_listener(&props).await?;
-    let addr = listener.local_addr()?;
-    let id = advertised_id(&props, addr);
-    let worker = DistributedWorker::start(substrate, &props, Plugins::builtin(), id.clone())
+    let hosted = HostedWorker::start(substrate, &props, Mode::Distributed, Vec::new())
         .await
         .with_context(|| format!("starting the worker with {}", args.worker.display()))?;
-    let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(freshet::connectors::rest::serve(listener, Arc::new(worker.clone()), async move {
-        let _ = done_rx.await;
-    }));
     say(&format!(
-        "worker {id} of group {} on {}: REST API at http://{addr}",
+        "worker {} of group {} on {}: REST API at http://{}",
+        hosted.id,
         props.get("group.id").map(String::as_str).unwrap_or_default(),
-        opened_description(&opened)
+        opened_description(&opened),
+        hosted.addr
     ));
     stop.wait().await;
     say("stopping: leaving the group, storing offsets");
-    worker.shutdown().await;
-    let _ = done.send(());
-    server.await.context("the REST server")?.context("the REST server")?;
+    hosted.stop().await?;
     opened.close().await
 }
 
@@ -116,7 +109,7 @@ async fn standalone(args: StandaloneArgs) -> anyhow::Result<()> {
         connectors.push(read_connector(path)?);
     }
     let (opened, substrate) = open_for(&props, args.target).await?;
-    let hosted = HostedWorker::start(substrate, &props, connectors)
+    let hosted = HostedWorker::start(substrate, &props, Mode::Standalone, connectors)
         .await
         .with_context(|| format!("starting the worker with {}", args.worker.display()))?;
     say(&format!("worker {} on {}: REST API at http://{}", hosted.id, opened_description(&opened), hosted.addr));
@@ -132,10 +125,23 @@ pub(crate) fn read_worker(path: &std::path::Path) -> anyhow::Result<Props> {
     Ok(parse_properties(&text))
 }
 
-/// A worker running with its REST API: in `freshet connect standalone`, or hosted by `freshet
-/// broker` on the log it serves.
+/// Whether a worker runs on its own or as one of a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    Standalone,
+    Distributed,
+}
+
+/// The worker behind a REST API.
+enum Running {
+    Standalone(Worker),
+    Distributed(DistributedWorker),
+}
+
+/// A worker running with its REST API: in `freshet connect standalone|distributed`, or hosted
+/// by `freshet broker` on the log it serves.
 pub(crate) struct HostedWorker {
-    worker: Worker,
+    worker: Running,
     pub(crate) id: String,
     pub(crate) addr: std::net::SocketAddr,
     done: tokio::sync::oneshot::Sender<()>,
@@ -144,33 +150,47 @@ pub(crate) struct HostedWorker {
 
 impl HostedWorker {
     /// Starts a worker with `props` on `substrate`, its REST API on the first of its
-    /// `listeners`, and the `connectors` given as files.
+    /// `listeners`, and (standalone) the `connectors` given as files.
     pub(crate) async fn start(
         substrate: Arc<dyn Substrate>,
         props: &Props,
+        mode: Mode,
         connectors: Vec<(PathBuf, String, Props)>,
     ) -> anyhow::Result<HostedWorker> {
         let listener = rest_listener(props).await?;
         let addr = listener.local_addr()?;
         let id = advertised_id(props, addr);
-        let worker = Worker::start(substrate, props, Plugins::builtin(), id.clone()).await?;
-        for (path, name, config) in connectors {
-            worker
-                .create(&name, config, TargetState::Started)
-                .await
-                .map_err(|e| anyhow::anyhow!("{}: connector {name}: {}", path.display(), e.message))?;
-            say(&format!("connector {name} started ({})", path.display()));
-        }
+        let (worker, herder): (Running, Arc<dyn freshet::connectors::Herder>) = match mode {
+            Mode::Standalone => {
+                let worker = Worker::start(substrate, props, Plugins::builtin(), id.clone()).await?;
+                for (path, name, config) in connectors {
+                    worker
+                        .create(&name, config, TargetState::Started)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("{}: connector {name}: {}", path.display(), e.message))?;
+                    say(&format!("connector {name} started ({})", path.display()));
+                }
+                (Running::Standalone(worker.clone()), Arc::new(worker))
+            }
+            Mode::Distributed => {
+                let worker = DistributedWorker::start(substrate, props, Plugins::builtin(), id.clone()).await?;
+                (Running::Distributed(worker.clone()), Arc::new(worker))
+            }
+        };
         let (done, done_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(freshet::connectors::rest::serve(listener, Arc::new(worker.clone()), async move {
+        let server = tokio::spawn(freshet::connectors::rest::serve(listener, herder, async move {
             let _ = done_rx.await;
         }));
         Ok(HostedWorker { worker, id, addr, done, server })
     }
 
-    /// Stops the connectors (storing their offsets) and the REST API.
+    /// Stops the connectors (storing their offsets; a distributed worker leaves its group) and
+    /// the REST API.
     pub(crate) async fn stop(self) -> anyhow::Result<()> {
-        self.worker.shutdown().await;
+        match &self.worker {
+            Running::Standalone(w) => w.shutdown().await,
+            Running::Distributed(w) => w.shutdown().await,
+        }
         let _ = self.done.send(());
         self.server.await.context("the REST server")?.context("the REST server")
     }

@@ -497,3 +497,42 @@ fn distributed_workers_take_over_a_killed_workers_pipeline_at_least_once() {
 fn distributed_workers_take_over_a_killed_workers_exactly_once_source_without_duplicates() {
     a_killed_workers_pipeline_is_taken_over(true);
 }
+
+/// A broker hosting a worker of a group (`--connect` with a `group.id`) and a `freshet connect
+/// distributed` process reaching that broker form one group and share a connector's tasks.
+#[test]
+fn a_worker_hosted_by_the_broker_and_a_distributed_process_form_one_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let properties = dir.path().join("hosted.properties");
+    std::fs::write(
+        &properties,
+        format!(
+            "group.id=cluster\nlisteners=http://127.0.0.1:{port}\nsession.timeout.ms=3000\n\
+             heartbeat.interval.ms=300\nscheduled.rebalance.max.delay.ms=0\n"
+        ),
+    )
+    .unwrap();
+    let broker =
+        crate::peer::BrokerProcess::start_with(&dir.path().join("data"), &["--connect", properties.to_str().unwrap()]);
+    let hosted = format!("http://127.0.0.1:{port}");
+    wait_for(&format!("{hosted}/connectors"), "the hosted worker", |_| true, &|| String::new());
+    let other = DistributedProcess::start(dir.path(), 1, &broker.addr, "");
+    let idle = json!({"name": "idle", "config": {"connector.class": "BlackholeSink", "topics": "t", "tasks.max": "4"}});
+    create(&hosted, &idle, &|| other.log());
+    let both: std::collections::BTreeSet<String> =
+        [format!("127.0.0.1:{port}"), other.id.clone()].into_iter().collect();
+    wait_for(
+        &format!("{}/connectors/idle/status", other.url),
+        "the tasks to run on both workers",
+        |s| {
+            let tasks = s["tasks"].as_array().cloned().unwrap_or_default();
+            let workers: std::collections::BTreeSet<String> =
+                tasks.iter().map(|t| t["worker_id"].as_str().unwrap_or_default().to_string()).collect();
+            tasks.len() == 4 && tasks.iter().all(|t| t["state"] == "RUNNING") && workers == both
+        },
+        &|| other.log(),
+    );
+    stop(other.child);
+    broker.stop();
+}

@@ -181,6 +181,7 @@ async fn the_webhook_source_keeps_the_source_contract() {
 enum Sink {
     File(std::path::PathBuf),
     Blackhole,
+    Stdout,
     Http(std::net::SocketAddr, Arc<Mutex<Endpoint>>),
 }
 
@@ -190,6 +191,7 @@ impl Sink {
             Sink::File(dir) => json!({"connector.class": "FileStreamSink", "topics": "in",
                 "file": dir.join(format!("out-{worker}.txt")).to_str().unwrap()}),
             Sink::Blackhole => json!({"connector.class": "BlackholeSink", "topics": "in"}),
+            Sink::Stdout => json!({"connector.class": "StdoutSink", "topics": "in"}),
             Sink::Http(address, _) => json!({"connector.class": "HttpSink", "topics": "in",
                 "http.url": format!("http://{address}/ingest"), "retry.backoff.ms": "10"}),
         }
@@ -204,7 +206,7 @@ impl Sink {
                     .map(|l| l.trim_start_matches("{i=").trim_end_matches('}').parse().unwrap())
                     .collect(),
             ),
-            Sink::Blackhole => None,
+            Sink::Blackhole | Sink::Stdout => None,
             Sink::Http(_, endpoint) => Some(endpoint.lock().unwrap().batches.iter().flatten().copied().collect()),
         }
     }
@@ -318,6 +320,11 @@ async fn the_filestream_sink_keeps_the_sink_contract() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_blackhole_sink_keeps_the_sink_contract() {
     sink_contract(Sink::Blackhole).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stdout_sink_keeps_the_sink_contract() {
+    sink_contract(Sink::Stdout).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

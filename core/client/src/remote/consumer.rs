@@ -395,6 +395,18 @@ impl Consumer for RemoteConsumer {
                         tracing::warn!(error = %e, "this consumer was too slow to poll; rejoining its group");
                         continue;
                     }
+                    // A subscribed topic that does not exist (yet): as Kafka's consumer (and the
+                    // embedded one), the member waits for it rather than failing.
+                    Some(Err(e))
+                        if subscribed
+                            && matches!(
+                                e.rdkafka_error_code(),
+                                Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
+                            ) =>
+                    {
+                        tracing::debug!(error = %e, "a subscribed topic does not exist yet");
+                        continue;
+                    }
                     Some(Err(e)) => return Err(client_error("fetching", e)),
                 };
                 wait = Duration::ZERO;

@@ -60,6 +60,21 @@ pub(crate) struct BrokerSettings {
 }
 
 impl BrokerArgs {
+    /// The settings of a broker properties file alone (no flags).
+    pub(crate) fn from_config(config: PathBuf) -> BrokerArgs {
+        BrokerArgs {
+            config: Some(config),
+            data_dir: None,
+            listen: None,
+            advertised_host: None,
+            max_frame_bytes: None,
+            num_partitions: None,
+            no_auto_create_topics: false,
+            durability: None,
+            connect: None,
+        }
+    }
+
     pub(crate) fn settings(self) -> anyhow::Result<BrokerSettings> {
         let mut data_dir = PathBuf::from("freshet-data");
         let mut config = freshet::broker::BrokerConfig::default();
@@ -70,6 +85,7 @@ impl BrokerArgs {
         // of the finest unit given.
         let mut retention: Option<(i64, u8)> = None;
         let mut roll: Option<(i64, u8)> = None;
+        let mut node = NodeSettings::default();
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for (i, line) in text.lines().enumerate() {
@@ -88,11 +104,60 @@ impl BrokerArgs {
                         anyhow::ensure!(!value.contains(','), bad("one data directory is served"));
                         data_dir = PathBuf::from(value);
                     }
-                    "listeners" => config.listen = listener(value).map_err(|e| bad(&e))?,
-                    "advertised.listeners" => {
-                        let host = value.rsplit("://").next().unwrap_or(value);
-                        let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
-                        config.advertised_host = Some(host.to_string());
+                    "listeners" => node.listeners = listeners(value).map_err(|e| bad(&e))?,
+                    "advertised.listeners" => node.advertised = listeners(value).map_err(|e| bad(&e))?,
+                    "listener.security.protocol.map" => {
+                        for pair in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                            let (name, protocol) =
+                                pair.split_once(':').ok_or_else(|| bad(&format!("{pair:?}: expected NAME:PROTOCOL")))?;
+                            node.protocols.insert(name.trim().to_string(), protocol.trim().to_string());
+                        }
+                    }
+                    "node.id" | "broker.id" => {
+                        let id: i32 =
+                            value.parse().ok().filter(|n| *n >= 0).ok_or_else(|| bad("expected a node id, 0 or more"))?;
+                        if let Some((other_key, other)) = node.id.filter(|(_, other)| *other != id) {
+                            return Err(bad(&format!("{other_key}={other} was given too: they must be the same")));
+                        }
+                        node.id = Some((key.to_string(), id));
+                    }
+                    "process.roles" => {
+                        let roles: Vec<&str> = value.split(',').map(str::trim).filter(|r| !r.is_empty()).collect();
+                        if let Some(r) = roles.iter().find(|r| !matches!(**r, "broker" | "controller")) {
+                            return Err(bad(&format!("{r:?} is not a role: broker, controller or both")));
+                        }
+                        anyhow::ensure!(!roles.is_empty(), bad("name broker, controller or both"));
+                        node.roles = roles.into_iter().map(String::from).collect();
+                    }
+                    "controller.quorum.voters" => {
+                        for voter in value.split(',').map(str::trim).filter(|v| !v.is_empty()) {
+                            let (id, address) = voter
+                                .split_once('@')
+                                .ok_or_else(|| bad(&format!("{voter:?}: expected id@host:port")))?;
+                            let id: i32 = id.parse().map_err(|_| bad(&format!("{voter:?}: {id:?} is not a node id")))?;
+                            anyhow::ensure!(address.rsplit_once(':').is_some(), bad(&format!("{voter:?}: expected id@host:port")));
+                            node.voters.push((id, address.to_string()));
+                        }
+                    }
+                    "controller.quorum.bootstrap.servers" => {
+                        node.quorum_bootstrap =
+                            value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect();
+                    }
+                    "controller.listener.names" => {
+                        node.controller_listeners =
+                            value.split(',').map(str::trim).filter(|v| !v.is_empty()).map(String::from).collect();
+                    }
+                    "inter.broker.listener.name" => node.inter_broker_listener = Some(value.to_string()),
+                    "broker.rack" => node.rack = Some(value.to_string()),
+                    "default.replication.factor"
+                    | "min.insync.replicas"
+                    | "offsets.topic.replication.factor"
+                    | "transaction.state.log.replication.factor" => {
+                        let n: i16 =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?;
+                        if n > 1 {
+                            node.single_copy.push(format!("{key}={n}"));
+                        }
                     }
                     "advertised.host.name" => config.advertised_host = Some(value.to_string()),
                     "num.partitions" => {
@@ -192,7 +257,14 @@ impl BrokerArgs {
                     other => {
                         let synonym = freshet::log::config::BROKER_SYNONYMS.iter().find(|(b, _)| *b == other);
                         let Some((_, topic_key)) = synonym else {
-                            return Err(bad("not a setting of Freshet's broker"));
+                            if crate::kafka_keys::is_kafka_key(other) {
+                                node.ignored.push(other.to_string());
+                                continue;
+                            }
+                            let hint = crate::kafka_keys::closest(other)
+                                .map(|k| format!("; did you mean {k}?"))
+                                .unwrap_or_default();
+                            return Err(anyhow::anyhow!("{}: {other} is not a Kafka broker setting{hint}", at()));
                         };
                         let one = std::collections::BTreeMap::from([(topic_key.to_string(), value.to_string())]);
                         freshet::log::config::TopicConfig::validate(&one)
@@ -210,6 +282,10 @@ impl BrokerArgs {
                 topic_defaults.insert(topic_key.to_string(), ms.to_string());
             }
         }
+        node.apply(&mut config).map_err(|e| match &self.config {
+            Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
+            None => e,
+        })?;
         if let Some(d) = self.data_dir {
             data_dir = d;
         }
@@ -236,6 +312,140 @@ impl BrokerArgs {
     }
 }
 
+/// The node's part of a broker properties file: its id and roles, its listeners, the quorum.
+#[derive(Debug, Default)]
+struct NodeSettings {
+    /// `node.id` (or `broker.id`): the key it came from and the id.
+    id: Option<(String, i32)>,
+    roles: Vec<String>,
+    listeners: Vec<(String, String)>,
+    advertised: Vec<(String, String)>,
+    protocols: std::collections::BTreeMap<String, String>,
+    voters: Vec<(i32, String)>,
+    quorum_bootstrap: Vec<String>,
+    controller_listeners: Vec<String>,
+    inter_broker_listener: Option<String>,
+    rack: Option<String>,
+    /// Replication settings above one copy, which one node cannot give.
+    single_copy: Vec<String>,
+    /// Kafka settings Freshet does not act on.
+    ignored: Vec<String>,
+}
+
+impl NodeSettings {
+    /// Checks the node's settings as Kafka checks them and sets what this broker serves: its id
+    /// and the listener clients reach (the inter-broker one, or the first that is not a
+    /// controller's).
+    fn apply(self, config: &mut freshet::broker::BrokerConfig) -> anyhow::Result<()> {
+        let id = self.id.as_ref().map(|(_, id)| *id).unwrap_or(config.node_id);
+        config.node_id = id;
+        let others: Vec<String> =
+            self.voters.iter().filter(|(v, _)| *v != id).map(|(v, a)| format!("{v}@{a}")).collect();
+        anyhow::ensure!(
+            others.is_empty(),
+            "controller.quorum.voters names other nodes ({}): Freshet runs a one-node cluster for now, whose              node (node.id={id}) is its own controller",
+            others.join(", ")
+        );
+        if self.roles.iter().any(|r| r == "controller") && !self.voters.is_empty() {
+            anyhow::ensure!(
+                self.voters.iter().any(|(v, _)| *v == id),
+                "process.roles includes controller, so controller.quorum.voters must name this node ({id})"
+            );
+        }
+        anyhow::ensure!(
+            self.roles.is_empty() || self.roles.iter().any(|r| r == "broker"),
+            "process.roles=controller: a controller-only node serves no clients, and Freshet's one-node cluster              is a broker that is its own controller (process.roles=broker,controller)"
+        );
+        if !self.listeners.is_empty() {
+            let protocol = |name: &str| -> anyhow::Result<String> {
+                if let Some(p) = self.protocols.get(name) {
+                    return Ok(p.clone());
+                }
+                match name {
+                    "PLAINTEXT" | "SSL" | "SASL_PLAINTEXT" | "SASL_SSL" => Ok(name.to_string()),
+                    // A controller listener not in the map speaks PLAINTEXT, as Kafka takes it.
+                    _ if self.controller_listeners.iter().any(|c| c == name) => Ok("PLAINTEXT".into()),
+                    _ => anyhow::bail!("listener {name} has no security protocol in listener.security.protocol.map"),
+                }
+            };
+            for (name, _) in &self.listeners {
+                protocol(name)?;
+            }
+            for c in &self.controller_listeners {
+                anyhow::ensure!(
+                    self.listeners.iter().any(|(n, _)| n == c) || self.roles.iter().all(|r| r != "controller"),
+                    "controller.listener.names names {c}, which is not in listeners"
+                );
+            }
+            let served = match &self.inter_broker_listener {
+                Some(name) => self
+                    .listeners
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .with_context(|| format!("inter.broker.listener.name={name} is not in listeners"))?,
+                None => self
+                    .listeners
+                    .iter()
+                    .find(|(n, _)| !self.controller_listeners.contains(n))
+                    .context("listeners has no listener for clients: each is a controller listener")?,
+            };
+            let served_protocol = protocol(&served.0)?;
+            anyhow::ensure!(
+                served_protocol == "PLAINTEXT",
+                "listener {} speaks {served_protocol}: Freshet serves PLAINTEXT only",
+                served.0
+            );
+            config.listen = listener(&served.1).map_err(|e| anyhow::anyhow!("listeners: {}: {e}", served.0))?;
+            if let Some((_, address)) = self.advertised.iter().find(|(n, _)| *n == served.0) {
+                let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
+                config.advertised_host = Some(host.to_string());
+            }
+        } else if let Some((_, address)) = self.advertised.first() {
+            let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
+            config.advertised_host = Some(host.to_string());
+        }
+        if let Some(rack) = &self.rack {
+            tracing::info!(rack, "broker.rack is kept for replica placement across brokers");
+        }
+        if !self.single_copy.is_empty() {
+            tracing::warn!(
+                settings = self.single_copy.join(", "),
+                "one node keeps one copy of each partition: replication settings above one act as one"
+            );
+        }
+        if !self.quorum_bootstrap.is_empty() {
+            tracing::info!(
+                servers = self.quorum_bootstrap.join(","),
+                "controller.quorum.bootstrap.servers: this node is its own quorum"
+            );
+        }
+        for key in &self.ignored {
+            tracing::warn!(key, "a Kafka setting Freshet does not act on: ignored");
+        }
+        Ok(())
+    }
+}
+
+/// `listeners`: `NAME://host:port` entries (a bare `host:port` is `PLAINTEXT`), as
+/// `(name, host:port)`.
+fn listeners(value: &str) -> Result<Vec<(String, String)>, String> {
+    let mut out = Vec::new();
+    for entry in value.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, address) = match entry.split_once("://") {
+            Some((name, address)) => (name.to_string(), address.to_string()),
+            None => ("PLAINTEXT".to_string(), entry.to_string()),
+        };
+        if address.rsplit_once(':').is_none_or(|(_, port)| port.parse::<u16>().is_err()) {
+            return Err(format!("{entry:?}: expected NAME://host:port"));
+        }
+        if out.iter().any(|(n, _): &(String, String)| *n == name) {
+            return Err(format!("listener {name} is named twice"));
+        }
+        out.push((name, address));
+    }
+    Ok(out)
+}
+
 /// `PLAINTEXT://host:port` or `host:port` (one listener) as an address.
 pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
     if value.contains(',') {
@@ -255,7 +465,9 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let worker_props = args.connect.as_deref().map(crate::connect::read_worker).transpose()?;
-    let BrokerSettings { data_dir, config, durability, maintenance_interval, topic_defaults } = args.settings()?;
+    let BrokerSettings { data_dir, mut config, durability, maintenance_interval, topic_defaults } = args.settings()?;
+    // The directory's identity: formatted for this node on first start, refused if another's.
+    config.cluster_id = crate::storage::ensure_formatted(&data_dir, config.node_id)?.cluster_id;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
     let embedded = crate::target::open_log_with(

@@ -15,10 +15,12 @@ mod connect;
 mod consume;
 mod dump_log;
 mod groups;
+mod kafka_keys;
 mod produce;
 mod quickstart;
 #[cfg(feature = "sql")]
 mod sql;
+mod storage;
 mod streams_demo;
 mod target;
 mod topic;
@@ -30,6 +32,7 @@ use self::dump_log::*;
 use self::groups::*;
 use self::produce::*;
 use self::quickstart::*;
+use self::storage::*;
 use self::target::*;
 use self::topic::*;
 
@@ -69,6 +72,10 @@ enum Command {
     /// transforms configured with Kafka Connect's keys, and its REST API.
     #[command(subcommand)]
     Connect(ConnectCommand),
+    /// Format a data directory for a cluster (its `meta.properties`: cluster id and node id), as
+    /// Kafka's `kafka-storage` does; make a cluster id; show a directory's.
+    #[command(subcommand)]
+    Storage(StorageCommand),
     /// Run SQL over topics (DataFusion): the statements given with `-e`, or those on standard
     /// input, separated by `;`. A topic becomes a table with `CREATE EXTERNAL TABLE name
     /// [(columns)] STORED AS TOPIC LOCATION 'topic' [OPTIONS ('format' 'json' | 'raw')]`
@@ -100,6 +107,7 @@ async fn main() -> std::process::ExitCode {
         Command::DumpLog(args) => dump_log(&args),
         Command::Broker(args) => broker(args).await,
         Command::Connect(command) => connect(command).await,
+        Command::Storage(command) => storage(command).await,
         Command::Topic(command) => topic(command).await,
         Command::Produce(args) => produce(args).await,
         Command::Consume(args) => consume(args).await,

@@ -1,6 +1,6 @@
 """Freshet's broker with confluent-kafka's AdminClient:
 topics created with configs, refused with the right errors, described, altered, grown, trimmed
-and deleted; the cluster and groups described. Usage: admin.py BOOTSTRAP. Prints "ok"."""
+and deleted; the cluster and groups described. Usage: admin.py BOOTSTRAP CLUSTER_ID. Prints "ok"."""
 
 import sys
 
@@ -88,7 +88,7 @@ if low != 4:
 
 # The cluster, the groups.
 cluster = admin.describe_cluster().result(30)
-if cluster.cluster_id != "freshet" or len(cluster.nodes) != 1:
+if cluster.cluster_id != sys.argv[2] or len(cluster.nodes) != 1:
     fail(f"cluster: {cluster}")
 groups = [g.group_id for g in admin.list_consumer_groups().result(30).valid]
 if "auditors" not in groups:

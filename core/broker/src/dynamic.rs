@@ -32,12 +32,12 @@ pub(crate) enum Scope {
 }
 
 impl Scope {
-    /// The scope a BROKER resource names, or why it names none here.
-    pub(crate) fn of(resource_name: &str) -> std::result::Result<Scope, String> {
+    /// The scope a BROKER resource names (this broker is `node`), or why it names none here.
+    pub(crate) fn of(resource_name: &str, node: i32) -> std::result::Result<Scope, String> {
         match resource_name {
-            "0" => Ok(Scope::Broker),
             "" => Ok(Scope::ClusterDefault),
-            other => Err(format!("broker {other} is not this broker (0)")),
+            name if name == node.to_string() => Ok(Scope::Broker),
+            other => Err(format!("broker {other} is not this broker ({node})")),
         }
     }
 
@@ -94,7 +94,8 @@ impl DynamicConfigs {
             let (scope, name) = key.split_once('|').ok_or_else(|| {
                 Error::Decode(format!("the key {key:?} in {BROKER_CONFIGS_TOPIC}: expected SCOPE|NAME"))
             })?;
-            let scope = Scope::of(scope).map_err(Error::Decode)?;
+            // Stored under "0" for this broker, whatever its node id.
+            let scope = Scope::of(scope, 0).map_err(Error::Decode)?;
             match record.value {
                 Some(value) => {
                     let value = String::from_utf8_lossy(value).into_owned();

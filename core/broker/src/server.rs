@@ -52,6 +52,11 @@ pub struct BrokerConfig {
     /// Whether and how ACLs are enforced (Kafka's `authorizer.class.name`,
     /// `allow.everyone.if.no.acl.found`, `super.users`); off by default, as in Kafka.
     pub authorizer: crate::acl::AuthorizerConfig,
+    /// This broker's id (Kafka's `node.id`), as Metadata names it.
+    pub node_id: i32,
+    /// The cluster's id, as Metadata and DescribeCluster give it (the data directory's
+    /// `meta.properties` holds it).
+    pub cluster_id: String,
 }
 
 impl Default for BrokerConfig {
@@ -70,6 +75,8 @@ impl Default for BrokerConfig {
             group_max_size: freshet_coord::membership::DEFAULT_MAX_GROUP_SIZE,
             group_initial_rebalance_delay: std::time::Duration::ZERO,
             authorizer: crate::acl::AuthorizerConfig::default(),
+            node_id: 0,
+            cluster_id: "freshet".into(),
         }
     }
 }

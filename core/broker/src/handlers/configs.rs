@@ -69,8 +69,8 @@ fn static_broker_configs(served: &Served) -> Vec<(String, String, bool)> {
     let count = |n: usize| n.min(i32::MAX as usize).to_string();
     let authorizer = &c.authorizer;
     let mut out: Vec<(String, String, bool)> = [
-        ("node.id", "0".to_string(), false),
-        ("broker.id", "0".to_string(), false),
+        ("node.id", c.node_id.to_string(), false),
+        ("broker.id", c.node_id.to_string(), false),
         ("listeners", format!("PLAINTEXT://{}:{}", c.listen.ip(), served.port), c.listen == d.listen),
         ("advertised.listeners", format!("PLAINTEXT://{}:{}", served.host, served.port), c.advertised_host.is_none()),
         ("log.dirs", served.log.dir().display().to_string(), false),
@@ -174,7 +174,7 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &A
                 resource.configuration_keys.as_ref().map(|keys| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>());
             if resource.resource_type == BROKER_RESOURCE {
                 // This broker's settings ("0"), or the cluster's dynamic defaults ("").
-                let settings = match Scope::of(&resource.resource_name) {
+                let settings = match Scope::of(&resource.resource_name, served.config.node_id) {
                     Err(message) => {
                         return out
                             .with_error_code(code::INVALID_REQUEST)
@@ -452,7 +452,7 @@ async fn alter_configs(
     IncrementalAlterConfigsResponse::default().with_responses(responses)
 }
 
-/// Makes `wanted` the dynamic configs of the BROKER resource `name` ("0" or "": the cluster's
+/// Makes `wanted` the dynamic configs of the BROKER resource `name` (this broker's node id, or "": the cluster's
 /// default), each one Freshet takes while running and each value valid for the topic config it
 /// is the default of.
 async fn alter_broker(
@@ -461,7 +461,7 @@ async fn alter_broker(
     wanted: BTreeMap<String, String>,
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
-    let scope = Scope::of(name).map_err(|message| (code::INVALID_REQUEST, message))?;
+    let scope = Scope::of(name, served.config.node_id).map_err(|message| (code::INVALID_REQUEST, message))?;
     let fixed: Vec<&str> = wanted.keys().map(String::as_str).filter(|k| topic_key_of(k).is_none()).collect();
     if !fixed.is_empty() {
         let known: Vec<String> = static_broker_configs(served).into_iter().map(|(n, _, _)| n).collect();
@@ -490,7 +490,7 @@ fn incremental_broker_changes(
     name: &str,
     ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
 ) -> Result<BTreeMap<String, String>, (i16, String)> {
-    let scope = Scope::of(name).map_err(|message| (code::INVALID_REQUEST, message))?;
+    let scope = Scope::of(name, served.config.node_id).map_err(|message| (code::INVALID_REQUEST, message))?;
     let mut values = served.dynamic.get(scope);
     let in_effect: BTreeMap<String, String> = broker_settings(served).into_iter().map(|s| (s.name, s.value)).collect();
     for op in ops {

@@ -75,7 +75,10 @@ fn find_coordinator(
                 .with_host(StrBytes::default())
                 .with_port(-1);
         }
-        return FindCoordinatorResponse::default().with_node_id(BrokerId(0)).with_host(host).with_port(served.port);
+        return FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(served.config.node_id))
+            .with_host(host)
+            .with_port(served.port);
     }
     // From v4 a request looks up many keys at once, and the answer is a coordinator per key; the
     // single-key fields are not in the message.
@@ -92,9 +95,11 @@ fn find_coordinator(
                     .with_node_id(BrokerId(-1))
                     .with_host(StrBytes::default())
                     .with_port(-1),
-                None => {
-                    coordinator.with_key(key).with_node_id(BrokerId(0)).with_host(host.clone()).with_port(served.port)
-                }
+                None => coordinator
+                    .with_key(key)
+                    .with_node_id(BrokerId(served.config.node_id))
+                    .with_host(host.clone())
+                    .with_port(served.port),
             }
         })
         .collect();

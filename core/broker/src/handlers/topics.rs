@@ -113,9 +113,9 @@ async fn metadata(request: MetadataRequest, served: &Served, access: &Access<'_>
                         .map(|p| {
                             MetadataResponsePartition::default()
                                 .with_partition_index(p)
-                                .with_leader_id(BrokerId(0))
-                                .with_replica_nodes(vec![BrokerId(0)])
-                                .with_isr_nodes(vec![BrokerId(0)])
+                                .with_leader_id(BrokerId(served.config.node_id))
+                                .with_replica_nodes(vec![BrokerId(served.config.node_id)])
+                                .with_isr_nodes(vec![BrokerId(served.config.node_id)])
                         })
                         .collect(),
                 ),
@@ -124,13 +124,13 @@ async fn metadata(request: MetadataRequest, served: &Served, access: &Access<'_>
         topics.push(entry);
     }
     let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(0))
+        .with_node_id(BrokerId(served.config.node_id))
         .with_host(StrBytes::from_string(served.host.clone()))
         .with_port(served.port);
     MetadataResponse::default()
         .with_brokers(vec![broker])
-        .with_cluster_id(Some(StrBytes::from_static_str("freshet")))
-        .with_controller_id(BrokerId(0))
+        .with_cluster_id(Some(StrBytes::from_string(served.config.cluster_id.clone())))
+        .with_controller_id(BrokerId(served.config.node_id))
         .with_topics(topics)
         .with_cluster_authorized_operations(authorized::when(request.include_cluster_authorized_operations, || {
             access.operations(resource::CLUSTER, CLUSTER_NAME, authorized::CLUSTER)
@@ -241,7 +241,7 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served, access: &A
             && !access.topic(op::CREATE, &topic_name)
         {
             Err((code::TOPIC_AUTHORIZATION_FAILED, format!("CREATE on topic {topic_name:?} is not allowed")))
-        } else if let Err(refused) = check_replicas(&topic) {
+        } else if let Err(refused) = check_replicas(&topic, served.config.node_id) {
             Err(refused)
         } else if n < 1 {
             Err((code::INVALID_PARTITIONS, format!("{n} partitions: a topic needs at least one")))
@@ -272,9 +272,9 @@ async fn create_topics(request: CreateTopicsRequest, served: &Served, access: &A
 }
 
 /// The replication a CreateTopics asks for, checked as Kafka checks it against the brokers there
-/// are (this one, id 0): a replication factor of at most 1 (-1: the default), or an explicit
-/// assignment (then no partition count or factor) of partitions 0..n, each to broker 0 once.
-fn check_replicas(topic: &CreatableTopic) -> std::result::Result<(), (i16, String)> {
+/// are (this one, `node`): a replication factor of at most 1 (-1: the default), or an explicit
+/// assignment (then no partition count or factor) of partitions 0..n, each to this broker once.
+fn check_replicas(topic: &CreatableTopic, node: i32) -> std::result::Result<(), (i16, String)> {
     if topic.assignments.is_empty() {
         return match topic.replication_factor {
             -1 | 1 => Ok(()),
@@ -303,21 +303,21 @@ fn check_replicas(topic: &CreatableTopic) -> std::result::Result<(), (i16, Strin
     }
     for a in &topic.assignments {
         match a.broker_ids.as_slice() {
-            [BrokerId(0)] => {}
+            [BrokerId(b)] if *b == node => {}
             [] => {
                 let message = format!("partition {} is assigned to no broker", a.partition_index);
                 return Err((code::INVALID_REPLICA_ASSIGNMENT, message));
             }
-            ids if ids.iter().any(|b| b.0 != 0) => {
+            ids if ids.iter().any(|b| b.0 != node) => {
                 let message = format!(
-                    "partition {} is assigned to brokers {:?}; only broker 0 exists",
+                    "partition {} is assigned to brokers {:?}; only broker {node} exists",
                     a.partition_index,
                     ids.iter().map(|b| b.0).collect::<Vec<_>>()
                 );
                 return Err((code::INVALID_REPLICA_ASSIGNMENT, message));
             }
             _ => {
-                let message = format!("partition {} lists broker 0 more than once", a.partition_index);
+                let message = format!("partition {} lists broker {node} more than once", a.partition_index);
                 return Err((code::INVALID_REPLICA_ASSIGNMENT, message));
             }
         }
@@ -412,12 +412,12 @@ pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handle
     Box::pin(async move {
         let request: DescribeClusterRequest = r.decode()?;
         let broker = kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(0))
+            .with_broker_id(BrokerId(r.served.config.node_id))
             .with_host(StrBytes::from_string(r.served.host.clone()))
             .with_port(r.served.port);
         let response = DescribeClusterResponse::default()
-            .with_cluster_id(StrBytes::from_static_str("freshet"))
-            .with_controller_id(BrokerId(0))
+            .with_cluster_id(StrBytes::from_string(r.served.config.cluster_id.clone()))
+            .with_controller_id(BrokerId(r.served.config.node_id))
             .with_brokers(vec![broker])
             .with_cluster_authorized_operations(authorized::when(
                 request.include_cluster_authorized_operations,

@@ -127,9 +127,7 @@ pub(crate) fn check_cluster_id(id: &str) -> anyhow::Result<()> {
             .with_decode_allow_trailing_bits(true)
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::RequireNone),
     );
-    let bytes = lenient
-        .decode(id)
-        .map_err(|e| anyhow::anyhow!("cluster id {id:?} is not URL-safe base64: {e}"))?;
+    let bytes = lenient.decode(id).map_err(|e| anyhow::anyhow!("cluster id {id:?} is not URL-safe base64: {e}"))?;
     anyhow::ensure!(
         bytes.len() == 16,
         "cluster id {id:?} is {} bytes, not the 16 of a UUID (freshet storage random-uuid prints one)",

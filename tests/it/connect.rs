@@ -346,7 +346,7 @@ impl DistributedProcess {
             &properties,
             format!(
                 "bootstrap.servers={broker}\ngroup.id=cluster\nlisteners=http://127.0.0.1:{port}\n\
-                 session.timeout.ms=3000\nheartbeat.interval.ms=300\nrebalance.timeout.ms=6000\n\
+                 session.timeout.ms=6000\nheartbeat.interval.ms=500\nrebalance.timeout.ms=10000\n\
                  scheduled.rebalance.max.delay.ms=0\noffset.flush.interval.ms=200\n\
                  key.converter=org.apache.kafka.connect.storage.StringConverter\n\
                  value.converter=org.apache.kafka.connect.storage.StringConverter\n{extra}"
@@ -391,13 +391,13 @@ fn create(url: &str, body: &Json, log: &dyn Fn() -> String) {
 /// arrives, and a line is written twice only when the dead worker had sent it but not yet
 /// stored its position (at least once) — never, with `exactly.once.source.support=enabled`, in
 /// what a read_committed consumer reads from the topic.
-fn a_killed_workers_pipeline_is_taken_over(exactly_once: bool) {
+fn a_killed_workers_pipeline_is_taken_over(kind: Kind, exactly_once: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = |name: &str| dir.path().join(name).display().to_string();
-    let broker = crate::peer::BrokerProcess::start(&dir.path().join("data"));
+    let broker = Peer::start(kind, dir.path());
     let extra = if exactly_once { "exactly.once.source.support=enabled\n" } else { "" };
     let mut workers: Vec<DistributedProcess> =
-        (0..2).map(|n| DistributedProcess::start(dir.path(), n, &broker.addr, extra)).collect();
+        (0..2).map(|n| DistributedProcess::start(dir.path(), n, broker.addr(), extra)).collect();
     let logs =
         |workers: &[DistributedProcess]| workers.iter().map(DistributedProcess::log).collect::<Vec<_>>().join("\n");
     std::fs::write(path("in.txt"), "").unwrap();
@@ -462,7 +462,7 @@ fn a_killed_workers_pipeline_is_taken_over(exactly_once: bool) {
     eprintln!("{again} lines arrived twice after the worker was killed");
     let kcat = |isolation: &str| {
         let out = Command::new("kcat")
-            .args(["-b", &broker.addr, "-C", "-t", "lines", "-e", "-q", "-X", &format!("isolation.level={isolation}")])
+            .args(["-b", broker.addr(), "-C", "-t", "lines", "-e", "-q", "-X", &format!("isolation.level={isolation}")])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect::<Vec<_>>()
@@ -490,12 +490,19 @@ fn a_killed_workers_pipeline_is_taken_over(exactly_once: bool) {
 
 #[test]
 fn distributed_workers_take_over_a_killed_workers_pipeline_at_least_once() {
-    a_killed_workers_pipeline_is_taken_over(false);
+    a_killed_workers_pipeline_is_taken_over(Kind::Freshet, false);
 }
 
 #[test]
 fn distributed_workers_take_over_a_killed_workers_exactly_once_source_without_duplicates() {
-    a_killed_workers_pipeline_is_taken_over(true);
+    a_killed_workers_pipeline_is_taken_over(Kind::Freshet, true);
+}
+
+/// The same on Apache Kafka itself: Freshet's distributed workers form their group through
+/// Kafka's group coordinator and keep their state in its topics.
+#[test]
+fn distributed_workers_on_apache_kafka_take_over_a_killed_workers_exactly_once_pipeline() {
+    a_killed_workers_pipeline_is_taken_over(Kind::Kafka, true);
 }
 
 /// A broker hosting a worker of a group (`--connect` with a `group.id`) and a `freshet connect

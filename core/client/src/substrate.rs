@@ -509,6 +509,34 @@ pub trait GroupMembership: Send + Sync + std::fmt::Debug {
     async fn leave(&self, group: &str, member_id: &str) -> Result<()>;
 }
 
+/// The error of a group coordinator's refusal of a member's `what` (join, sync), named as Kafka
+/// names it, so a worker's log says what to change.
+pub(crate) fn membership_refused(what: &str, group: &str, error_code: i16) -> Error {
+    use freshet_coord::code;
+    let name = match error_code {
+        code::INVALID_SESSION_TIMEOUT => {
+            return Error::InvalidConfig {
+                key: "session.timeout.ms".into(),
+                value: String::new(),
+                reason: format!(
+                    "the coordinator refused the {what} of group {group:?} (INVALID_SESSION_TIMEOUT): the session \
+                     timeout is outside the broker's group.min.session.timeout.ms and group.max.session.timeout.ms \
+                     (Kafka's minimum is 6000 ms)"
+                ),
+            }
+        }
+        code::INCONSISTENT_GROUP_PROTOCOL => "INCONSISTENT_GROUP_PROTOCOL: its members speak another protocol",
+        code::GROUP_AUTHORIZATION_FAILED => "GROUP_AUTHORIZATION_FAILED",
+        code::GROUP_MAX_SIZE_REACHED => "GROUP_MAX_SIZE_REACHED",
+        code::UNKNOWN_MEMBER_ID => "UNKNOWN_MEMBER_ID",
+        code::ILLEGAL_GENERATION => "ILLEGAL_GENERATION",
+        code::FENCED_INSTANCE_ID => "FENCED_INSTANCE_ID",
+        code::INVALID_GROUP_ID => "INVALID_GROUP_ID",
+        _ => "an error",
+    };
+    Error::Remote(format!("the coordinator refused the {what} of group {group:?}: {name} (error code {error_code})"))
+}
+
 /// A log as the layers above see it: where producers, consumers and admin clients come from.
 ///
 /// Implemented by `Embedded` (the log in this process) and `remote::Remote` (a Kafka-protocol

@@ -370,7 +370,7 @@ impl RemoteMembership {
 
 /// The error of a coordinator's refusal (as the embedded substrate words it).
 fn refused(what: &str, group: &str, error_code: i16) -> Error {
-    Error::Rebalanced(format!("the coordinator refused the {what} of group {group:?} (error code {error_code})"))
+    crate::substrate::membership_refused(what, group, error_code)
 }
 
 #[async_trait]

@@ -183,6 +183,17 @@ impl BrokerArgs {
                         let ms: u64 = value.parse().map_err(|_| bad("expected milliseconds"))?;
                         config.group_initial_rebalance_delay = std::time::Duration::from_millis(ms);
                     }
+                    "group.min.session.timeout.ms" | "group.max.session.timeout.ms" => {
+                        let ms: u64 = value
+                            .parse()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
+                        let ms = std::time::Duration::from_millis(ms);
+                        let (min, max) = config.group_session_timeouts.clone().into_inner();
+                        config.group_session_timeouts =
+                            if key.contains(".min.") { ms..=max } else { min..=ms };
+                    }
                     "group.max.size" => {
                         config.group_max_size =
                             value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?
@@ -282,6 +293,12 @@ impl BrokerArgs {
                 topic_defaults.insert(topic_key.to_string(), ms.to_string());
             }
         }
+        anyhow::ensure!(
+            !config.group_session_timeouts.is_empty(),
+            "group.min.session.timeout.ms ({} ms) is above group.max.session.timeout.ms ({} ms)",
+            config.group_session_timeouts.start().as_millis(),
+            config.group_session_timeouts.end().as_millis()
+        );
         node.apply(&mut config).map_err(|e| match &self.config {
             Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
             None => e,

@@ -52,6 +52,10 @@ pub struct BrokerConfig {
     /// Whether and how ACLs are enforced (Kafka's `authorizer.class.name`,
     /// `allow.everyone.if.no.acl.found`, `super.users`); off by default, as in Kafka.
     pub authorizer: crate::acl::AuthorizerConfig,
+    /// The session timeouts a member may ask for (Kafka's `group.min.session.timeout.ms` and
+    /// `group.max.session.timeout.ms`); a join outside them gets INVALID_SESSION_TIMEOUT. The
+    /// least is 1 s by default (Kafka's is 6 s), so a member's death is seen sooner.
+    pub group_session_timeouts: std::ops::RangeInclusive<std::time::Duration>,
     /// This broker's id (Kafka's `node.id`), as Metadata names it.
     pub node_id: i32,
     /// The cluster's id, as Metadata and DescribeCluster give it (the data directory's
@@ -75,6 +79,7 @@ impl Default for BrokerConfig {
             group_max_size: freshet_coord::membership::DEFAULT_MAX_GROUP_SIZE,
             group_initial_rebalance_delay: std::time::Duration::ZERO,
             authorizer: crate::acl::AuthorizerConfig::default(),
+            group_session_timeouts: std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(1_800),
             node_id: 0,
             cluster_id: "freshet".into(),
         }

@@ -69,6 +69,16 @@ fn static_broker_configs(served: &Served) -> Vec<(String, String, bool)> {
     let count = |n: usize| n.min(i32::MAX as usize).to_string();
     let authorizer = &c.authorizer;
     let mut out: Vec<(String, String, bool)> = [
+        (
+            "group.min.session.timeout.ms",
+            c.group_session_timeouts.start().as_millis().to_string(),
+            c.group_session_timeouts.start() == d.group_session_timeouts.start(),
+        ),
+        (
+            "group.max.session.timeout.ms",
+            c.group_session_timeouts.end().as_millis().to_string(),
+            c.group_session_timeouts.end() == d.group_session_timeouts.end(),
+        ),
         ("node.id", c.node_id.to_string(), false),
         ("broker.id", c.node_id.to_string(), false),
         ("listeners", format!("PLAINTEXT://{}:{}", c.listen.ip(), served.port), c.listen == d.listen),

@@ -121,7 +121,7 @@ async fn join_group(
         return JoinGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED).with_generation_id(-1);
     }
     let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
-    if !(Duration::from_millis(1_000)..=Duration::from_secs(1_800)).contains(&session) {
+    if !served.config.group_session_timeouts.contains(&session) {
         return JoinGroupResponse::default().with_error_code(code::INVALID_SESSION_TIMEOUT).with_generation_id(-1);
     }
     // Before v1 the rebalance timeout is the session timeout.

@@ -193,3 +193,38 @@ async fn an_embedded_consumer_and_a_kafka_client_share_one_group() {
     drop((local, network));
     cluster.stop().await;
 }
+
+/// A broker whose `group.min.session.timeout.ms` is Kafka's 6 s refuses a shorter session with
+/// INVALID_SESSION_TIMEOUT, which the member reads as a config error naming the key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_timeout_outside_the_brokers_bounds_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let embedded = Embedded::open(dir.path(), LogConfig::default()).await.unwrap();
+    let config = BrokerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        group_session_timeouts: Duration::from_secs(6)..=Duration::from_secs(1_800),
+        ..BrokerConfig::default()
+    };
+    let coordinator = embedded.group_coordinator().clone();
+    let broker = Broker::start_sharing(embedded.log().clone(), embedded.group_offsets().clone(), coordinator, config)
+        .await
+        .unwrap();
+    let membership = Remote::new(broker.local_addr().to_string()).membership().unwrap();
+    let join = |session: u64| freshet_core::JoinGroup {
+        group: "bounded".into(),
+        member_id: String::new(),
+        protocol_type: "connect".into(),
+        protocols: vec![("p".into(), bytes::Bytes::from_static(b"m"))],
+        session_timeout: Duration::from_secs(session),
+        rebalance_timeout: Duration::from_secs(10),
+    };
+    match membership.join(&join(3)).await {
+        Err(freshet_core::Error::InvalidConfig { key, reason, .. }) => {
+            assert_eq!(key, "session.timeout.ms");
+            assert!(reason.contains("INVALID_SESSION_TIMEOUT"), "{reason}");
+        }
+        other => panic!("a 3 s session joined: {other:?}"),
+    }
+    assert!(membership.join(&join(6)).await.is_ok());
+    broker.stop().await;
+}

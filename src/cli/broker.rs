@@ -373,6 +373,8 @@ impl NodeSettings {
             self.roles.is_empty() || self.roles.iter().any(|r| r == "broker"),
             "process.roles=controller: a controller-only node serves no clients, and Freshet's one-node cluster              is a broker that is its own controller (process.roles=broker,controller)"
         );
+        // The listener clients reach, by name (none when no listeners are given).
+        let mut served_name = None;
         if !self.listeners.is_empty() {
             let protocol = |name: &str| -> anyhow::Result<String> {
                 if let Some(p) = self.protocols.get(name) {
@@ -413,11 +415,14 @@ impl NodeSettings {
                 served.0
             );
             config.listen = listener(&served.1).map_err(|e| anyhow::anyhow!("listeners: {}: {e}", served.0))?;
-            if let Some((_, address)) = self.advertised.iter().find(|(n, _)| *n == served.0) {
-                let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
-                config.advertised_host = Some(host.to_string());
-            }
-        } else if let Some((_, address)) = self.advertised.first() {
+            served_name = Some(served.0.clone());
+        }
+        // The served listener's advertised entry; without listeners, the first.
+        let advertised = match &served_name {
+            Some(name) => self.advertised.iter().find(|(n, _)| n == name),
+            None => self.advertised.first(),
+        };
+        if let Some((_, address)) = advertised {
             let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
             config.advertised_host = Some(host.to_string());
         }

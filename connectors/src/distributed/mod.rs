@@ -44,7 +44,8 @@ use crate::connector::ConnectorType;
 use crate::error::{ConnectError, Result};
 use crate::herder::Herder;
 use crate::plugins::Plugins;
-use crate::worker::{ensure_topic, parse_offsets, worker_config_def, ApiError, ApiResult, ConnectorInfo, State};
+use crate::worker::{ensure_topic, not_stopped, offsets_changed, parse_offsets, worker_config_def};
+use crate::worker::{ApiError, ApiResult, ConnectorInfo, State};
 use crate::worker::{TargetState, Worker};
 
 /// The message of a change refused while the worker rebalances (Kafka's `RebalanceNeededException`).
@@ -756,12 +757,12 @@ impl Herder for DistributedWorker {
     async fn alter_offsets(&self, name: &str, body: &Json) -> ApiResult<Json> {
         let changes = parse_offsets(body)?;
         self.change_offsets(name, Some(changes)).await?;
-        Ok(json!({"message": "The offsets for this connector have been altered successfully"}))
+        Ok(offsets_changed("altered"))
     }
 
     async fn reset_offsets(&self, name: &str) -> ApiResult<Json> {
         self.change_offsets(name, None).await?;
-        Ok(json!({"message": "The offsets for this connector have been reset successfully"}))
+        Ok(offsets_changed("reset"))
     }
 }
 
@@ -774,10 +775,7 @@ impl DistributedWorker {
         self.check_stable()?;
         let (state, config) = self.current(name).await?;
         if state.target(name) != TargetState::Stopped || state.tasks.get(name).is_some_and(|t| !t.is_empty()) {
-            return Err(ApiError::bad_request(format!(
-                "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the \
-                 specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
-            )));
+            return Err(not_stopped(name));
         }
         let (kind, _) = self.shared.worker.kind_and_version(&config)?;
         self.shared.worker.change_offsets_of(name, kind, &config, changes).await

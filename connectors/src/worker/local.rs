@@ -21,17 +21,9 @@ impl Worker {
     /// its task configs; `None` when it is stopped or failed to start (its status says why).
     pub(crate) async fn run_connector(&self, name: &str, config: Props, target: TargetState) -> Option<Vec<Props>> {
         let mut connectors = self.inner.connectors.lock().await;
-        let entry = connectors.entry(name.to_string()).or_insert_with(|| Entry {
-            config: config.clone(),
-            kind: ConnectorType::Source,
-            target,
-            state: State::Unassigned,
-            trace: None,
-            instance: None,
-            tasks: Vec::new(),
-            version: String::new(),
-            owned: true,
-        });
+        let entry = connectors
+            .entry(name.to_string())
+            .or_insert_with(|| Entry::new(config.clone(), ConnectorType::Source, target, String::new(), true));
         if let Some(mut instance) = entry.instance.take() {
             if let Err(e) = instance.connector_mut().stop().await {
                 tracing::warn!(connector = name, error = %e, "the connector failed to stop");
@@ -80,16 +72,8 @@ impl Worker {
         target: TargetState,
     ) {
         let mut connectors = self.inner.connectors.lock().await;
-        let entry = connectors.entry(name.to_string()).or_insert_with(|| Entry {
-            config: connector_config.clone(),
-            kind: ConnectorType::Source,
-            target,
-            state: State::Unassigned,
-            trace: None,
-            instance: None,
-            tasks: Vec::new(),
-            version: String::new(),
-            owned: false,
+        let entry = connectors.entry(name.to_string()).or_insert_with(|| {
+            Entry::new(connector_config.clone(), ConnectorType::Source, target, String::new(), false)
         });
         entry.config = connector_config;
         entry.target = target;

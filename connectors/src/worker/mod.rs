@@ -140,6 +140,23 @@ struct Entry {
     owned: bool,
 }
 
+impl Entry {
+    /// A connector known to this worker, not running yet.
+    fn new(config: Props, kind: ConnectorType, target: TargetState, version: String, owned: bool) -> Entry {
+        Entry {
+            config,
+            kind,
+            target,
+            state: State::Unassigned,
+            trace: None,
+            instance: None,
+            tasks: Vec::new(),
+            version,
+            owned,
+        }
+    }
+}
+
 /// A worker running connectors on a substrate.
 #[derive(Debug, Clone)]
 pub struct Worker {
@@ -327,17 +344,7 @@ impl Worker {
         }
         let plugin = self.plugin_of(&config)?;
         let (kind, version) = (plugin.kind(), plugin.instantiate().connector().version());
-        let mut entry = Entry {
-            config,
-            kind,
-            target: initial,
-            state: State::Unassigned,
-            trace: None,
-            instance: None,
-            tasks: Vec::new(),
-            version,
-            owned: true,
-        };
+        let mut entry = Entry::new(config, kind, initial, version, true);
         self.start_connector(name, &mut entry).await;
         let info = info_of(name, &entry);
         connectors.insert(name.to_string(), entry);
@@ -540,13 +547,13 @@ impl Worker {
     /// `offsets`, each a partition and an offset (`null` forgets the partition).
     pub async fn alter_offsets(&self, name: &str, body: &Json) -> ApiResult<Json> {
         self.change_offsets(name, Some(parse_offsets(body)?)).await?;
-        Ok(json!({"message": "The offsets for this connector have been altered successfully"}))
+        Ok(offsets_changed("altered"))
     }
 
     /// Forgets a stopped connector's offsets (`DELETE /connectors/{c}/offsets`).
     pub async fn reset_offsets(&self, name: &str) -> ApiResult<Json> {
         self.change_offsets(name, None).await?;
-        Ok(json!({"message": "The offsets for this connector have been reset successfully"}))
+        Ok(offsets_changed("reset"))
     }
 
     /// Alters (`Some`) or resets (`None`) a stopped connector's offsets.
@@ -554,10 +561,7 @@ impl Worker {
         let connectors = self.inner.connectors.lock().await;
         let entry = connectors.get(name).ok_or_else(|| ApiError::not_found(name))?;
         if entry.target != TargetState::Stopped || !entry.tasks.is_empty() {
-            return Err(ApiError::bad_request(format!(
-                "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the \
-                 specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
-            )));
+            return Err(not_stopped(name));
         }
         self.change_offsets_of(name, entry.kind, &entry.config, changes).await
     }
@@ -888,6 +892,19 @@ fn check_name(name: &str) -> ApiResult<()> {
         return Err(ApiError::bad_request(format!("Connector name {name:?} contains control characters")));
     }
     Ok(())
+}
+
+/// Kafka Connect's refusal of an offsets change while the connector `name` runs.
+pub(crate) fn not_stopped(name: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "Connectors must be in the STOPPED state before their offsets can be modified. This can be done for the \
+         specified connector by issuing a 'PUT' request to the '/connectors/{name}/stop' endpoint"
+    ))
+}
+
+/// Kafka Connect's answer to a change of offsets (`altered` or `reset`).
+pub(crate) fn offsets_changed(how: &str) -> Json {
+    json!({"message": format!("The offsets for this connector have been {how} successfully")})
 }
 
 /// The `offsets` of a `PATCH /connectors/{c}/offsets` body: each a partition and an offset

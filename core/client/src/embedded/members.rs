@@ -176,11 +176,6 @@ pub(super) struct EmbeddedMembership {
     pub(super) coordinator: Coordinator,
 }
 
-/// The error of a coordinator's refusal.
-fn refused(what: &str, group: &str, error_code: i16) -> Error {
-    crate::substrate::membership_refused(what, group, error_code)
-}
-
 #[async_trait]
 impl GroupMembership for EmbeddedMembership {
     async fn join(&self, join: &JoinGroup) -> Result<GroupJoined> {
@@ -214,7 +209,7 @@ impl GroupMembership for EmbeddedMembership {
                 }
                 code::MEMBER_ID_REQUIRED => member_id = joined.member_id,
                 code::UNKNOWN_MEMBER_ID if !member_id.is_empty() => member_id = String::new(),
-                error => return Err(refused("join", &join.group, error)),
+                error => return Err(membership_refused("join", &join.group, error)),
             }
         }
     }
@@ -230,7 +225,7 @@ impl GroupMembership for EmbeddedMembership {
         match synced.error_code {
             code::NONE => Ok(Some(synced.assignment)),
             code::REBALANCE_IN_PROGRESS => Ok(None),
-            error => Err(refused("sync", group, error)),
+            error => Err(membership_refused("sync", group, error)),
         }
     }
 

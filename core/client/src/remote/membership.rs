@@ -38,7 +38,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Message, Req
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::substrate::{GroupJoined, GroupMembership, Heartbeat, JoinGroup};
+use crate::substrate::{membership_refused, GroupJoined, GroupMembership, Heartbeat, JoinGroup};
 
 /// The client id every request carries.
 const CLIENT_ID: &str = "freshet";
@@ -368,11 +368,6 @@ impl RemoteMembership {
     }
 }
 
-/// The error of a coordinator's refusal (as the embedded substrate words it).
-fn refused(what: &str, group: &str, error_code: i16) -> Error {
-    crate::substrate::membership_refused(what, group, error_code)
-}
-
 #[async_trait]
 impl GroupMembership for RemoteMembership {
     async fn join(&self, join: &JoinGroup) -> Result<GroupJoined> {
@@ -418,10 +413,10 @@ impl GroupMembership for RemoteMembership {
                 }
                 code::MEMBER_ID_REQUIRED if !joined.member_id.is_empty() => member_id = joined.member_id.to_string(),
                 code::UNKNOWN_MEMBER_ID if !member_id.is_empty() => member_id = String::new(),
-                error => return Err(refused("join", &join.group, error)),
+                error => return Err(membership_refused("join", &join.group, error)),
             }
         }
-        Err(refused("join", &join.group, last_code))
+        Err(membership_refused("join", &join.group, last_code))
     }
 
     async fn sync(
@@ -458,7 +453,7 @@ impl GroupMembership for RemoteMembership {
         match synced.error_code {
             code::NONE => Ok(Some(synced.assignment)),
             code::REBALANCE_IN_PROGRESS => Ok(None),
-            error => Err(refused("sync", group, error)),
+            error => Err(membership_refused("sync", group, error)),
         }
     }
 
@@ -498,7 +493,7 @@ impl GroupMembership for RemoteMembership {
             std::iter::once(left.error_code).chain(left.members.iter().map(|m| m.error_code)).find(|c| !gone(c));
         match error {
             None => Ok(()),
-            Some(error) => Err(refused("leave", group, error)),
+            Some(error) => Err(membership_refused("leave", group, error)),
         }
     }
 }

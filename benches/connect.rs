@@ -16,8 +16,19 @@
 //! - datagen -> blackhole, Freshet alone (Kafka ships no generator): the Datagen source's Nexmark
 //!   bids through the embedded log into a sink that drops them; the same figures.
 //!
+//! - topic -> PostgreSQL: the JDBC sink (`freshet connect standalone` on the embedded log)
+//!   upserting rows keyed by id from JSON records with schemas, beside what PostgreSQL itself
+//!   does with the same rows by `psql`: `\copy` of a CSV file into a staging table and one
+//!   `INSERT ... ON CONFLICT DO UPDATE` from it, in one transaction (the least work an upsert of
+//!   those rows can be). Both on one private server with its default durability (fsync on).
+//!   `FRESHET_BENCH_PG_ROWS` sets the rows (default 200,000).
+//!
+//! `FRESHET_BENCH_CONNECT` picks sections: a comma-separated list of `file`, `datagen`,
+//! `postgres` (default all).
+//!
 //! Targets (issue "Connector pipelines"): at least 3x Kafka Connect's records/s per core, at most
-//! a tenth of its memory.
+//! a tenth of its memory. (Issue "Connectors to real systems"): the JDBC sink at least half of
+//! psql's rows/s.
 
 #![allow(clippy::print_stdout)]
 
@@ -227,21 +238,218 @@ fn datagen_pipeline(dir: &Path, n: u64) -> Run {
     run
 }
 
+/// A private PostgreSQL server (durable) and a runtime to talk to it.
+struct Pg {
+    rt: tokio::runtime::Runtime,
+    server: freshet_connectors::testing::Postgres,
+}
+
+impl Pg {
+    fn start() -> Pg {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let server = rt.block_on(freshet_connectors::testing::Postgres::start(true)).unwrap();
+        Pg { rt, server }
+    }
+
+    fn count(&self, db: &str, table: &str) -> u64 {
+        self.rt.block_on(async {
+            let Ok(client) = self.server.connect(db).await else { return 0 };
+            match client.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await {
+                Ok(row) => row.get::<_, i64>(0) as u64,
+                Err(_) => 0,
+            }
+        })
+    }
+}
+
+/// The label of row `i` (about 40 bytes, as a name or an address would be).
+fn label(i: u64) -> String {
+    format!("customer-{i:08}-{}", "x".repeat(i as usize % 16 + 8))
+}
+
+/// `psql`: `\copy` a CSV of the rows into a staging table, then one upsert from it, in one
+/// transaction. Seconds.
+fn psql_upsert(pg: &Pg, dir: &Path, n: u64) -> f64 {
+    let url = pg.rt.block_on(pg.server.database("bench_psql"));
+    let csv = dir.join("rows.csv");
+    let mut f = std::io::BufWriter::new(std::fs::File::create(&csv).unwrap());
+    for i in 0..n {
+        writeln!(f, "{i},{i},{},2026-12-05 10:00:00", label(i)).unwrap();
+    }
+    f.flush().unwrap();
+    drop(f);
+    let _ = url;
+    let port = pg.server.port().to_string();
+    let psql = |args: &[&str]| {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "freshet",
+                "-d",
+                "bench_psql",
+            ])
+            .args(args)
+            .output()
+            .expect("psql is installed (./dev test installs PostgreSQL)");
+        assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    psql(&["-c", "CREATE TABLE rows (id bigint PRIMARY KEY, n bigint NOT NULL, label text, at timestamp)"]);
+    let started = Instant::now();
+    psql(&[
+        "-1",
+        "-c",
+        "CREATE TEMPORARY TABLE stage (id bigint, n bigint, label text, at timestamp) ON COMMIT DROP",
+        "-c",
+        &format!("\\copy stage FROM '{}' WITH (FORMAT csv)", csv.display()),
+        "-c",
+        "INSERT INTO rows SELECT * FROM stage ON CONFLICT (id) DO UPDATE SET n = EXCLUDED.n, label = EXCLUDED.label, \
+         at = EXCLUDED.at",
+    ]);
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(pg.count("bench_psql", "rows"), n);
+    secs
+}
+
+/// The JDBC sink upserting the same rows from a topic of JSON records with schemas, in `freshet
+/// connect standalone` on the embedded log: from the worker's start to the last row committed.
+fn jdbc_sink(pg: &Pg, dir: &Path, n: u64) -> Run {
+    let url = pg.rt.block_on(pg.server.database("bench_sink"));
+    let data = dir.join("pg-data");
+    let schema = serde_json::json!({"type": "struct", "name": "row", "optional": false, "fields": [
+        {"field": "id", "type": "int64", "optional": false}, {"field": "n", "type": "int64", "optional": false},
+        {"field": "label", "type": "string", "optional": true},
+        {"field": "at", "type": "int64", "optional": true, "name": "org.apache.kafka.connect.data.Timestamp"}]});
+    pg.rt.block_on(async {
+        use freshet_core::{Embedded, NewTopic, ProducerRecord, Substrate};
+        let log = Embedded::open(&data, freshet_core::config::LogConfig::default()).await.unwrap();
+        let admin = log.admin().unwrap();
+        admin.create_topic(NewTopic { name: "rows".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+        let producer = log.producer().unwrap();
+        let mut batch = Vec::new();
+        for i in 0..n {
+            let key = format!(r#"{{"schema":{{"type":"int64","optional":false}},"payload":{i}}}"#);
+            let value = serde_json::json!({"schema": schema, "payload":
+                {"id": i, "n": i, "label": label(i), "at": 1_796_464_800_000i64}});
+            batch.push(ProducerRecord::new("rows", Some(key), value.to_string()));
+            if batch.len() == 5000 {
+                producer.send(std::mem::take(&mut batch)).await.unwrap();
+            }
+        }
+        producer.send(batch).await.unwrap();
+        log.close().await.unwrap();
+    });
+    let path = |f: &str| dir.join(f);
+    let port = free_port();
+    std::fs::write(
+        path("pg-worker.properties"),
+        format!(
+            "offset.flush.interval.ms=10000\nlisteners=http://127.0.0.1:{port}\n\
+             key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("pg-sink.properties"),
+        format!(
+            "name=pg\nconnector.class=io.confluent.connect.jdbc.JdbcSinkConnector\ntopics=rows\n\
+             connection.url={url}\ninsert.mode=upsert\npk.mode=record_key\npk.fields=id\nauto.create=true\n"
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["connect", "standalone"])
+        .args([path("pg-worker.properties"), path("pg-sink.properties")])
+        .arg("--data-dir")
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(path("pg.log")).unwrap())
+        .spawn()
+        .unwrap();
+    // Progress from the task's counter (records written are rows committed: a put commits its
+    // transaction before it returns), so that sampling adds no load to the server.
+    let status = format!("http://127.0.0.1:{port}/connectors/pg/status");
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let written = move || -> u64 {
+        let Ok(mut response) = agent.get(&status).call() else { return 0 };
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        status["tasks"][0]["metrics"]["records-written"].as_u64().unwrap_or(0)
+    };
+    let run = watch(child.id(), started, written, n, &path("pg.log"));
+    stop(child);
+    assert_eq!(pg.count("bench_sink", "rows"), n, "every row is in the table");
+    run
+}
+
 fn main() {
     let n: u64 = std::env::var("FRESHET_BENCH_CONNECT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let sections = std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| "file,datagen,postgres".into());
+    let wanted = |s: &str| sections.split(',').any(|x| x.trim() == s);
     let scratch = tempfile::tempdir().unwrap();
-    println!("Connector pipelines: Freshet's worker beside Kafka Connect 4.3 on this machine");
+    println!("Connector pipelines: Freshet's worker beside Kafka Connect 4.3 and PostgreSQL on this machine");
     print_limits(scratch.path());
+    if wanted("postgres") {
+        let rows: u64 = std::env::var("FRESHET_BENCH_PG_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+        let pg = Pg::start();
+        println!("\ntopic -> PostgreSQL, {rows} upserts by id (id, n, label, timestamp), one durable server:");
+        let psql = psql_upsert(&pg, scratch.path(), rows);
+        let sink = jdbc_sink(&pg, scratch.path(), rows);
+        let (psql_rate, sink_rate) = (rows as f64 / psql, rows as f64 / sink.wall);
+        println!("  {:<52} {:>12} {:>12} {:>8}", "", "psql", "JDBC sink", "ratio");
+        println!(
+            "  {:<52} {:>12.0} {:>12.0} {:>8}",
+            "rows/s (psql: COPY + merge; sink: worker start to last row)",
+            psql_rate,
+            sink_rate,
+            ratio(sink_rate, psql_rate)
+        );
+        println!(
+            "  sink from its first row to its last: {:.0} rows/s; worker CPU {:.1} s ({:.0} rows/s per core); peak \
+             memory {:.0} MiB",
+            sink.rate(rows),
+            sink.cpu_total,
+            sink.per_core_total(rows),
+            sink.peak_rss_mib
+        );
+    }
+    if !wanted("file") && !wanted("datagen") {
+        return;
+    }
 
-    let broker_dir = scratch.path().join("broker");
+    if wanted("file") {
+        file_section(scratch.path(), n);
+    }
+    if wanted("datagen") {
+        println!("\ndatagen -> blackhole, {n} Nexmark bids, JSON with schemas, embedded log (Freshet alone):");
+        let dg = datagen_pipeline(scratch.path(), n);
+        println!("  records/s (first record out to last): {:.0}", dg.rate(n));
+        println!("  records/s per core: {:.0} (start-up included: {:.0})", dg.per_core(n), dg.per_core_total(n));
+        println!("  peak resident memory: {:.0} MiB", dg.peak_rss_mib);
+    }
+}
+
+/// file -> topic -> file, Kafka Connect then Freshet.
+fn file_section(dir: &Path, n: u64) {
+    let scratch = dir;
+    let broker_dir = scratch.join("broker");
     std::fs::create_dir_all(&broker_dir).unwrap();
     let broker = Peer::start(Kind::Freshet, &broker_dir);
-    let input = scratch.path().join("in.txt");
+    let input = scratch.join("in.txt");
     let size = write_input(&input, n);
     println!("\nfile -> topic -> file, {n} lines of 100 B, string converters, on a Freshet broker:");
     let mut runs = Vec::new();
     for worker in [Worker::KafkaConnect, Worker::Freshet] {
-        runs.push(file_pipeline(worker, broker.addr(), scratch.path(), &input, size));
+        runs.push(file_pipeline(worker, broker.addr(), scratch, &input, size));
         let _ = Command::new("sync").status();
     }
     broker.stop();
@@ -256,10 +464,4 @@ fn main() {
     row("worker CPU-seconds, whole run", kafka.cpu_total, freshet.cpu_total, "");
     row("seconds from start to the last line", kafka.wall, freshet.wall, "");
     row("peak resident memory, MiB", kafka.peak_rss_mib, freshet.peak_rss_mib, "");
-
-    println!("\ndatagen -> blackhole, {n} Nexmark bids, JSON with schemas, embedded log (Freshet alone):");
-    let dg = datagen_pipeline(scratch.path(), n);
-    println!("  records/s (first record out to last): {:.0}", dg.rate(n));
-    println!("  records/s per core: {:.0} (start-up included: {:.0})", dg.per_core(n), dg.per_core_total(n));
-    println!("  peak resident memory: {:.0} MiB", dg.peak_rss_mib);
 }

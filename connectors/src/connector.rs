@@ -133,9 +133,62 @@ pub trait SourceTask: Send + Debug {
     }
 }
 
+/// Where a sink task sends a record it cannot write (Kafka's `ErrantRecordReporter`).
+#[async_trait]
+pub trait ErrantRecordReporter: Send + Sync {
+    /// Reports `record` as failed with `error`: under the connector's `errors.tolerance=all` it is
+    /// logged and written to the dead-letter topic, as the connector's `errors.*` keys say, and
+    /// `Ok` returns once that is done; under `errors.tolerance=none` the error that fails the task
+    /// comes back.
+    async fn report(&self, record: &SinkRecord, error: crate::ConnectError) -> Result<()>;
+}
+
+/// What a sink task may ask of the worker (Kafka's `SinkTaskContext`).
+#[derive(Clone)]
+pub struct SinkTaskContext {
+    reporter: Option<Arc<dyn ErrantRecordReporter>>,
+}
+
+impl Debug for SinkTaskContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SinkTaskContext").field("reporter", &self.reporter.is_some()).finish()
+    }
+}
+
+impl SinkTaskContext {
+    /// A context whose failed records go to `reporter`.
+    pub fn new(reporter: Arc<dyn ErrantRecordReporter>) -> Self {
+        SinkTaskContext { reporter: Some(reporter) }
+    }
+
+    /// A context with nowhere to report to, as a task has before the worker initializes it: a
+    /// report fails with the error reported.
+    pub fn detached() -> Self {
+        SinkTaskContext { reporter: None }
+    }
+
+    /// Reports a record the task cannot write (see [`ErrantRecordReporter::report`]).
+    pub async fn report(&self, record: &SinkRecord, error: crate::ConnectError) -> Result<()> {
+        match &self.reporter {
+            Some(reporter) => reporter.report(record, error).await,
+            None => Err(error),
+        }
+    }
+}
+
+impl Default for SinkTaskContext {
+    fn default() -> Self {
+        SinkTaskContext::detached()
+    }
+}
+
 /// A task of a sink connector.
 #[async_trait]
 pub trait SinkTask: Send + Debug {
+    /// Given before [`SinkTask::start`]: what the task may ask of the worker, such as reporting
+    /// records it cannot write. Ignored by default.
+    fn initialize(&mut self, _context: SinkTaskContext) {}
+
     /// Starts with its task config.
     async fn start(&mut self, config: &Config) -> Result<()>;
 

@@ -16,12 +16,15 @@ pub mod herder;
 pub mod plugins;
 pub mod record;
 pub mod rest;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod transforms;
 pub mod worker;
 
 pub use config::{Config, ConfigDef, ConfigKey, ConfigType, Importance, Props};
 pub use connector::{
-    Connector, ConnectorPlugin, ConnectorType, SinkConnector, SinkTask, SourceConnector, SourceTask, SourceTaskContext,
+    Connector, ConnectorPlugin, ConnectorType, ErrantRecordReporter, SinkConnector, SinkTask, SinkTaskContext,
+    SourceConnector, SourceTask, SourceTaskContext,
 };
 pub use data::{Field, Header, Schema, SchemaRef, Struct, Type, Value};
 pub use distributed::DistributedWorker;

@@ -9,6 +9,7 @@ mod on_kafka;
 // Shared with the side-by-side benchmark (benches/vs_kafka.rs), which uses parts the tests do not.
 #[allow(dead_code)]
 mod peer;
+mod postgres;
 mod quickstart;
 mod sql;
 mod streams;

@@ -4,11 +4,13 @@ mod console;
 mod datagen;
 mod file;
 mod http;
+mod postgres;
 
 pub use self::console::{BlackholeSink, StdoutSink};
 pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
 pub use self::http::{HttpSink, HttpSinkTask, HttpSource, HttpSourceTask};
+pub use self::postgres::{JdbcSink, JdbcSinkTask};
 use crate::connector::ConnectorPlugin;
 
 /// The built-in connectors' plugins.
@@ -37,6 +39,11 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
         ConnectorPlugin::sink("freshet.connect.HttpSinkConnector", &["HttpSinkConnector", "HttpSink", "http"], || {
             Box::new(HttpSink::default())
         }),
+        ConnectorPlugin::sink(
+            "io.confluent.connect.jdbc.JdbcSinkConnector",
+            &["JdbcSinkConnector", "JdbcSink"],
+            || Box::new(JdbcSink::default()),
+        ),
         ConnectorPlugin::sink(
             "freshet.connect.StdoutSinkConnector",
             &["StdoutSinkConnector", "StdoutSink", "stdout"],

@@ -18,7 +18,7 @@ use super::offsets::ensure_topic;
 use super::task::TaskRun;
 use crate::converter::JsonConverter;
 use crate::error::{ConnectError, Result};
-use crate::record::SourceRecord;
+use crate::record::{ConnectRecord, SinkRecord, SourceRecord};
 
 /// Where in a task's work a failure happened (Kafka's `Stage`, as the `stage` header names it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub(crate) enum Stage {
     HeaderConverter,
     /// A transform or predicate.
     Transformation,
+    /// A sink task's write, reported by the task (Kafka's `ErrantRecordReporter`).
+    TaskPut,
 }
 
 impl Stage {
@@ -40,6 +42,7 @@ impl Stage {
             Stage::ValueConverter => "VALUE_CONVERTER",
             Stage::HeaderConverter => "HEADER_CONVERTER",
             Stage::Transformation => "TRANSFORMATION",
+            Stage::TaskPut => "TASK_PUT",
         }
     }
 }
@@ -64,6 +67,8 @@ pub(crate) enum Failed<'a> {
     Consumed { topic: &'a str, partition: u32, record: &'a ConsumerRecord },
     /// A record a source polled.
     Polled(&'a SourceRecord),
+    /// A record a sink task was given and reported, when the record as stored was not kept.
+    Given(&'a SinkRecord),
 }
 
 /// A task's error handling, from its connector's `errors.*` keys.
@@ -203,16 +208,8 @@ impl ErrorPolicy {
                 headers.extend(record.headers.iter().cloned());
                 (record.key.clone(), record.value.clone(), Some(record.timestamp))
             }
-            Failed::Polled(source) => {
-                // The record as polled, in Connect's JSON with its schema, as far as it converts.
-                let json = JsonConverter::with_schemas(true);
-                let r = &source.record;
-                let key = crate::converter::Converter::encode(&json, &r.topic, r.key_schema.as_ref(), &r.key)
-                    .unwrap_or_else(|_| Some(Bytes::from(r.key.to_string())));
-                let value = crate::converter::Converter::encode(&json, &r.topic, r.value_schema.as_ref(), &r.value)
-                    .unwrap_or_else(|_| Some(Bytes::from(r.value.to_string())));
-                (key, value, r.timestamp)
-            }
+            Failed::Polled(source) => as_json(&source.record),
+            Failed::Given(given) => as_json(&given.record),
         };
         if dlq.context_headers {
             let mut add = |k: &str, v: String| {
@@ -223,6 +220,11 @@ impl ErrorPolicy {
                     add("topic", topic.to_string());
                     add("partition", partition.to_string());
                     add("offset", record.offset.to_string());
+                }
+                Failed::Given(given) => {
+                    add("topic", given.original_topic.clone());
+                    add("partition", given.original_partition.to_string());
+                    add("offset", given.kafka_offset.to_string());
                 }
                 Failed::Polled(source) => {
                     add("topic", source.record.topic.clone());
@@ -246,10 +248,22 @@ impl ErrorPolicy {
     }
 }
 
+/// A record as Connect's JSON with its schema writes it, as far as it converts: what a
+/// dead-letter topic gets of a record whose stored form is not at hand.
+fn as_json(r: &ConnectRecord) -> (Option<Bytes>, Option<Bytes>, Option<i64>) {
+    let json = JsonConverter::with_schemas(true);
+    let key = crate::converter::Converter::encode(&json, &r.topic, r.key_schema.as_ref(), &r.key)
+        .unwrap_or_else(|_| Some(Bytes::from(r.key.to_string())));
+    let value = crate::converter::Converter::encode(&json, &r.topic, r.value_schema.as_ref(), &r.value)
+        .unwrap_or_else(|_| Some(Bytes::from(r.value.to_string())));
+    (key, value, r.timestamp)
+}
+
 /// Where a failed record came from, for messages.
 fn describe(failed: &Failed<'_>) -> String {
     match failed {
         Failed::Consumed { topic, partition, record } => format!(" at {topic}-{partition} offset {}", record.offset),
+        Failed::Given(r) => format!(" at {}-{} offset {}", r.original_topic, r.original_partition, r.kafka_offset),
         Failed::Polled(r) => match &r.source_offset {
             Some(o) => {
                 format!(" (a record for {} at source offset {})", r.record.topic, serde_json::Value::Object(o.clone()))
@@ -268,6 +282,7 @@ fn message(failed: &Failed<'_>) -> String {
             record.value.as_deref().map(String::from_utf8_lossy)
         ),
         Failed::Polled(r) => format!("key={} value={}", r.record.key, r.record.value),
+        Failed::Given(r) => format!("key={} value={}", r.record.key, r.record.value),
     }
 }
 
@@ -277,6 +292,7 @@ fn stage_class(stage: Stage) -> &'static str {
         Stage::KeyConverter | Stage::ValueConverter => "freshet.connect.Converter",
         Stage::HeaderConverter => "freshet.connect.HeaderConverter",
         Stage::Transformation => "freshet.connect.Transformation",
+        Stage::TaskPut => "freshet.connect.SinkTask",
     }
 }
 

@@ -5,14 +5,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use freshet_core::{AutoOffsetReset, Consumer, ConsumerConfig, GroupChange, OffsetAndMetadata, TopicPartition};
+use async_trait::async_trait;
+use freshet_core::{
+    AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, GroupChange, OffsetAndMetadata, TopicPartition,
+};
 use tokio::time::Instant;
 
-use super::errors::{ErrorPolicy, Failed};
+use super::errors::{ErrorPolicy, Failed, Failure, Stage};
 use super::task::{Conversion, State, TargetState, TaskRun};
-use crate::connector::SinkTask;
+use crate::connector::{ErrantRecordReporter, SinkTask, SinkTaskContext};
 use crate::error::{ConnectError, Result};
 use crate::record::{SinkOffsets, SinkRecord};
 
@@ -31,7 +35,12 @@ pub fn group_id(connector: &str) -> String {
 /// Runs a sink task until its connector is stopped; an error fails it.
 pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()> {
     let conversion = Conversion::new(&run.worker_config, &run.connector_config)?;
-    let policy = ErrorPolicy::new(&run)?;
+    let policy = Arc::new(ErrorPolicy::new(&run)?);
+    let reporter = Arc::new(Reporter {
+        run: run.clone(),
+        policy: policy.clone(),
+        stored: policy.keeps_failed_records().then(Mutex::default),
+    });
     let mut consumer = run.substrate.consumer(ConsumerConfig {
         group_id: Some(group_id(&run.connector)),
         auto_offset_reset: AutoOffsetReset::Earliest,
@@ -45,6 +54,7 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
     let topics = Topics::new(&run.connector_config)?;
     let mut subscribed = topics.resolve(&run).await?;
     consumer.subscribe(subscribed.clone()).await?;
+    task.initialize(SinkTaskContext::new(reporter.clone()));
     task.start(&run.task_config).await?;
     run.shared.set(State::Running);
     let mut sink = Sink { consumer, current: SinkOffsets::new(), committed: SinkOffsets::new(), paused: false };
@@ -71,12 +81,13 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
             for change in sink.consumer.take_group_changes() {
                 match change {
                     GroupChange::Revoked(partitions) => {
-                        sink.commit(&run, &mut *task, Some(&partitions)).await?;
+                        sink.commit(&run, &reporter, &mut *task, Some(&partitions)).await?;
                         task.close(&partitions).await?;
                         for tp in &partitions {
                             sink.current.remove(tp);
                             sink.committed.remove(tp);
                         }
+                        reporter.forget(&partitions);
                     }
                     GroupChange::Assigned(partitions) => {
                         if sink.paused {
@@ -95,12 +106,15 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
                 for record in batch.records()? {
                     read += 1;
                     match conversion.read_from_log(&batch.tp.topic, batch.tp.partition, &record) {
-                        Ok(Some(r)) => records.push(SinkRecord {
-                            record: r,
-                            original_topic: batch.tp.topic.clone(),
-                            original_partition: batch.tp.partition,
-                            kafka_offset: record.offset,
-                        }),
+                        Ok(Some(r)) => {
+                            reporter.keep(&batch.tp, &record);
+                            records.push(SinkRecord {
+                                record: r,
+                                original_topic: batch.tp.topic.clone(),
+                                original_partition: batch.tp.partition,
+                                kafka_offset: record.offset,
+                            })
+                        }
                         Ok(None) => {
                             run.shared.metrics.records_filtered.fetch_add(1, Ordering::Relaxed);
                         }
@@ -128,20 +142,20 @@ pub(crate) async fn run(run: TaskRun, mut task: Box<dyn SinkTask>) -> Result<()>
                 }
             }
             if last_flush.elapsed() >= interval {
-                sink.commit(&run, &mut *task, None).await?;
+                sink.commit(&run, &reporter, &mut *task, None).await?;
                 last_flush = Instant::now();
             }
             if topics.regex.is_some() && last_topics.elapsed() >= TOPICS_REFRESH {
                 last_topics = Instant::now();
                 let now = topics.resolve(&run).await?;
                 if now != subscribed {
-                    sink.commit(&run, &mut *task, None).await?;
+                    sink.commit(&run, &reporter, &mut *task, None).await?;
                     sink.consumer.subscribe(now.clone()).await?;
                     subscribed = now;
                 }
             }
         }
-        sink.commit(&run, &mut *task, None).await?;
+        sink.commit(&run, &reporter, &mut *task, None).await?;
         let assigned = sink.consumer.assignment();
         task.close(&assigned).await
     }
@@ -182,7 +196,13 @@ struct Sink {
 impl Sink {
     /// Asks the task what is durable of what was put (of `only` these partitions, or all) and
     /// commits that for the group.
-    async fn commit(&mut self, run: &TaskRun, task: &mut dyn SinkTask, only: Option<&[TopicPartition]>) -> Result<()> {
+    async fn commit(
+        &mut self,
+        run: &TaskRun,
+        reporter: &Reporter,
+        task: &mut dyn SinkTask,
+        only: Option<&[TopicPartition]>,
+    ) -> Result<()> {
         let offered: SinkOffsets = self
             .current
             .iter()
@@ -211,11 +231,70 @@ impl Sink {
         for (tp, o) in to_commit {
             self.committed.insert(tp, o.offset);
         }
+        reporter.committed(&self.committed);
         metrics.offset_commits.fetch_add(1, Ordering::Relaxed);
         metrics.uncommitted_records.store(0, Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
         metrics.last_commit_ms.store(now, Ordering::Relaxed);
         Ok(())
+    }
+}
+
+/// The worker's side of a task's [`ErrantRecordReporter`]: the connector's error policy, and the
+/// records put but not yet committed as the log stored them, while a dead-letter topic or the
+/// error log may need them.
+struct Reporter {
+    run: TaskRun,
+    policy: Arc<ErrorPolicy>,
+    /// By partition and offset; `None` when failed records go nowhere. Copied out of the fetched
+    /// buffers, so a kept record does not hold a whole fetch in memory.
+    stored: Option<Mutex<BTreeMap<TopicPartition, BTreeMap<i64, ConsumerRecord>>>>,
+}
+
+impl Reporter {
+    fn keep(&self, tp: &TopicPartition, record: &ConsumerRecord) {
+        let Some(stored) = &self.stored else { return };
+        let copy = |b: &Option<bytes::Bytes>| b.as_deref().map(bytes::Bytes::copy_from_slice);
+        let record = ConsumerRecord { key: copy(&record.key), value: copy(&record.value), ..record.clone() };
+        let mut stored = stored.lock().expect("reporter lock");
+        stored.entry(tp.clone()).or_default().insert(record.offset, record);
+    }
+
+    /// Offsets were committed: records below them will not be reported.
+    fn committed(&self, committed: &SinkOffsets) {
+        let Some(stored) = &self.stored else { return };
+        let mut stored = stored.lock().expect("reporter lock");
+        for (tp, offset) in committed {
+            if let Some(records) = stored.get_mut(tp) {
+                *records = records.split_off(offset);
+            }
+        }
+    }
+
+    /// Partitions were revoked.
+    fn forget(&self, partitions: &[TopicPartition]) {
+        let Some(stored) = &self.stored else { return };
+        let mut stored = stored.lock().expect("reporter lock");
+        for tp in partitions {
+            stored.remove(tp);
+        }
+    }
+}
+
+#[async_trait]
+impl ErrantRecordReporter for Reporter {
+    async fn report(&self, record: &SinkRecord, error: ConnectError) -> Result<()> {
+        let failure = Failure { stage: Stage::TaskPut, error };
+        let tp = TopicPartition::new(record.original_topic.clone(), record.original_partition);
+        let stored = self
+            .stored
+            .as_ref()
+            .and_then(|s| s.lock().expect("reporter lock").get(&tp).and_then(|r| r.get(&record.kafka_offset)).cloned());
+        let failed = match &stored {
+            Some(stored) => Failed::Consumed { topic: &tp.topic, partition: tp.partition, record: stored },
+            None => Failed::Given(record),
+        };
+        self.policy.tolerate(&self.run, failure, Some(failed)).await
     }
 }
 

@@ -1,0 +1,394 @@
+//! The JDBC sink against a real PostgreSQL (started by the tests, see `freshet_connectors::testing`):
+//! upserts, updates and tombstone deletes leave the topic's latest value per key; tables made
+//! and evolved from the records' schemas; a record that does not fit goes to the dead-letter
+//! topic naming the column; insert and update modes; configs refused with the key named.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use freshet_connectors::testing::Postgres;
+use freshet_core::{ConsumerConfig, ConsumerRecord, NewTopic, OffsetSpec, ProducerRecord, Substrate, TopicPartition};
+use serde_json::{json, Value as Json};
+
+use crate::support::*;
+
+/// Connect's JSON schema of the orders' values: id, name, qty, price (Decimal, scale 2), at
+/// (Timestamp), and `extra` fields given.
+fn order_schema(extra: &[Json]) -> Json {
+    let mut fields = vec![
+        json!({"field": "id", "type": "int32", "optional": false}),
+        json!({"field": "name", "type": "string", "optional": true}),
+        json!({"field": "qty", "type": "int64", "optional": true}),
+        json!({"field": "price", "type": "bytes", "optional": true, "name": "org.apache.kafka.connect.data.Decimal",
+               "parameters": {"scale": "2"}}),
+        json!({"field": "at", "type": "int64", "optional": true, "name": "org.apache.kafka.connect.data.Timestamp"}),
+    ];
+    fields.extend(extra.iter().cloned());
+    json!({"type": "struct", "name": "order", "optional": false, "fields": fields})
+}
+
+fn key(id: i32) -> String {
+    json!({"schema": {"type": "struct", "name": "order_key", "optional": false,
+            "fields": [{"field": "id", "type": "int32", "optional": false}]},
+           "payload": {"id": id}})
+    .to_string()
+}
+
+/// A decimal's unscaled value as Connect's JSON carries it (base64 of big-endian bytes).
+fn decimal(unscaled: i64) -> String {
+    let bytes = unscaled.to_be_bytes();
+    let skip = bytes.iter().position(|&b| b != 0).unwrap_or(7).min(7);
+    // Keep a sign bit of zero for positive values.
+    let skip = if bytes[skip] & 0x80 != 0 { skip.saturating_sub(1) } else { skip };
+    base64::engine::general_purpose::STANDARD.encode(&bytes[skip..])
+}
+
+fn order(id: i32, name: &str, qty: i64) -> String {
+    json!({"schema": order_schema(&[]),
+           "payload": {"id": id, "name": name, "qty": qty, "price": decimal(qty * 100 + 99), "at": 1_700_000_000_000i64 + i64::from(id)}})
+    .to_string()
+}
+
+async fn topic(substrate: &dyn Substrate, name: &str) {
+    let admin = substrate.admin().unwrap();
+    admin.create_topic(NewTopic { name: name.into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+}
+
+async fn send(substrate: &dyn Substrate, records: Vec<ProducerRecord>) {
+    substrate.producer().unwrap().send(records).await.unwrap();
+}
+
+fn record(topic: &str, key: Option<String>, value: Option<String>) -> ProducerRecord {
+    let mut r = ProducerRecord::new(topic, key, "");
+    r.value = value.map(Into::into);
+    r
+}
+
+/// Waits until the connector's committed offset of partition 0 reaches `end`.
+async fn wait_committed(running: &Running, name: &str, end: i64) {
+    wait_for(&running.rest, &format!("/connectors/{name}/offsets"), |o| {
+        o["offsets"].as_array().is_some_and(|a| a.iter().any(|x| x["offset"]["kafka_offset"] == end))
+    })
+    .await;
+}
+
+/// The rows of a query, each as its columns' text.
+async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
+    let text = format!(
+        "SELECT ARRAY(SELECT value FROM json_each_text(to_json(q)) WITH ORDINALITY ORDER BY ordinality) FROM ({sql}) q"
+    );
+    client
+        .query(&text, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .iter()
+        .map(|row| row.get::<_, Vec<Option<String>>>(0))
+        .collect()
+}
+
+fn sink_config(url: &str, topics: &str, extra: Json) -> Json {
+    let mut config = json!({"connector.class": "io.confluent.connect.jdbc.JdbcSinkConnector", "topics": topics,
+        "connection.url": url, "key.converter": "JsonConverter", "value.converter": "JsonConverter"});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upserts_and_tombstones_leave_the_latest_value_per_key_in_an_auto_created_table() {
+    let pg = Postgres::shared().await;
+    let url = pg.database("upserts").await;
+    let dir = tempfile::tempdir().unwrap();
+    let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
+    topic(&*substrate, "orders").await;
+    // 200 orders, then 300 updates spread over them, then 40 deletes: all in one topic, so a poll
+    // holds several versions of a key.
+    let mut model: BTreeMap<i32, (String, i64)> = BTreeMap::new();
+    let mut records = Vec::new();
+    for i in 0..200 {
+        records.push(record("orders", Some(key(i)), Some(order(i, &format!("o{i}"), 1))));
+        model.insert(i, (format!("o{i}"), 1));
+    }
+    for n in 0..300 {
+        let i = (n * 7) % 200;
+        let qty = 2 + n as i64;
+        records.push(record("orders", Some(key(i)), Some(order(i, &format!("o{i}-v{n}"), qty))));
+        model.insert(i, (format!("o{i}-v{n}"), qty));
+    }
+    for i in (0..200).step_by(5) {
+        records.push(record("orders", Some(key(i)), None));
+        model.remove(&i);
+    }
+    // Deleted and written again: the row is back.
+    records.push(record("orders", Some(key(10)), Some(order(10, "back", 5))));
+    model.insert(10, ("back".into(), 5));
+    let n_records = records.len() as i64;
+    send(&*substrate, records).await;
+
+    let running = Running::start(substrate.clone(), &[]).await;
+    let config = sink_config(
+        &url,
+        "orders",
+        json!({"insert.mode": "upsert", "pk.mode": "record_key",
+        "delete.enabled": "true", "auto.create": "true", "batch.size": "64"}),
+    );
+    let (status, body) = running.rest.call("PUT", "/connectors/pg-orders/config", Some(config)).await;
+    assert_eq!(status, 201, "{body}");
+    wait_committed(&running, "pg-orders", n_records).await;
+
+    let client = pg.connect("upserts").await.unwrap();
+    let got = rows(&client, "SELECT id, name, qty, price::text, at::text FROM orders ORDER BY id").await;
+    let want: Vec<Vec<Option<String>>> = model
+        .iter()
+        .map(|(id, (name, qty))| {
+            let at = chrono_utc(1_700_000_000_000 + i64::from(*id));
+            vec![Some(id.to_string()), Some(name.clone()), Some(qty.to_string()), Some(format!("{qty}.99")), Some(at)]
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    assert_eq!(got, want);
+    // The table as auto.create made it: Connect's types mapped as the JDBC sink maps them, the key
+    // as the primary key, required fields NOT NULL.
+    let columns = rows(
+        &client,
+        "SELECT column_name, data_type, is_nullable FROM information_schema.columns \
+         WHERE table_name = 'orders' ORDER BY ordinal_position",
+    )
+    .await;
+    let columns: Vec<String> =
+        columns.iter().map(|c| c.iter().flatten().cloned().collect::<Vec<_>>().join(" ")).collect();
+    assert_eq!(
+        columns,
+        ["id integer NO", "name text YES", "qty bigint YES", "price numeric YES", "at timestamp without time zone YES"]
+    );
+    let pk = rows(
+        &client,
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+         WHERE i.indrelid = 'orders'::regclass AND i.indisprimary",
+    )
+    .await;
+    assert_eq!(pk, [[Some("id".to_string())]]);
+    running.shutdown().await;
+}
+
+/// `YYYY-MM-DD HH:MM:SS.mmm` of an instant in ms, as PostgreSQL prints a UTC timestamp.
+fn chrono_utc(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let frac = if millis == 0 { String::new() } else { format!(".{millis:03}").trim_end_matches('0').to_string() };
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}{frac}", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Every record of partition 0 of `topic`, once there are `n`.
+async fn read(substrate: &dyn Substrate, topic: &str, n: usize) -> Vec<ConsumerRecord> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while substrate.admin().unwrap().describe_topic(topic).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "{topic} was never created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut consumer = substrate.consumer(ConsumerConfig::default()).unwrap();
+    let tp = TopicPartition::new(topic, 0);
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    consumer.seek(&tp, OffsetSpec::Earliest).await.unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "{topic} has {} of {n} records", out.len());
+        for batch in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            out.extend(batch.records().unwrap());
+        }
+    }
+    out
+}
+
+fn header<'a>(record: &'a ConsumerRecord, key: &str) -> &'a str {
+    let h = record.headers.iter().find(|h| h.key == key).unwrap_or_else(|| panic!("no header {key}"));
+    std::str::from_utf8(h.value.as_deref().unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_field_evolves_the_table_and_records_that_do_not_fit_go_to_the_dead_letter_topic() {
+    let pg = Postgres::shared().await;
+    let url = pg.database("evolve").await;
+    let client = pg.connect("evolve").await.unwrap();
+    // A table of the user's, with a column narrower than the records' and a check of its own.
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id integer PRIMARY KEY, name text, qty smallint CHECK (qty >= 0), \
+             price numeric(12,2), at timestamp)",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
+    topic(&*substrate, "orders").await;
+    let note = json!({"field": "note", "type": "string", "optional": true});
+    let with_note = |id: i32, note_text: &str| {
+        json!({"schema": order_schema(std::slice::from_ref(&note)),
+               "payload": {"id": id, "name": "n", "qty": 1, "note": note_text}})
+        .to_string()
+    };
+    // The user's typo: qty as text.
+    let qty_as_text = json!({"schema": {"type": "struct", "optional": false, "fields": [
+            {"field": "id", "type": "int32", "optional": false}, {"field": "qty", "type": "string", "optional": true}]},
+        "payload": {"id": 7, "qty": "seven"}})
+    .to_string();
+    let records = vec![
+        record("orders", Some(key(1)), Some(order(1, "a", 1))),
+        // 2: a field the table lacks: auto.evolve adds it.
+        record("orders", Some(key(2)), Some(with_note(2, "hello"))),
+        // 3: too big for smallint: does not fit, named.
+        record("orders", Some(key(3)), Some(order(3, "c", 70_000))),
+        // 4: PostgreSQL's own check refuses it.
+        record("orders", Some(key(4)), Some(order(4, "d", -1))),
+        // 5: no key.
+        record("orders", None, Some(order(5, "e", 1))),
+        // 6: text for an integer column: fits nowhere.
+        record("orders", Some(key(7)), Some(qty_as_text)),
+        record("orders", Some(key(8)), Some(order(8, "h", 8))),
+    ];
+    send(&*substrate, records).await;
+
+    let running = Running::start(substrate.clone(), &[]).await;
+    let config = sink_config(
+        &url,
+        "orders",
+        json!({"insert.mode": "upsert", "pk.mode": "record_key",
+        "auto.evolve": "true", "errors.tolerance": "all", "errors.deadletterqueue.topic.name": "orders-dlq",
+        "errors.deadletterqueue.context.headers.enable": "true"}),
+    );
+    let (status, body) = running.rest.call("PUT", "/connectors/pg/config", Some(config)).await;
+    assert_eq!(status, 201, "{body}");
+    wait_committed(&running, "pg", 7).await;
+
+    let got = rows(&client, "SELECT id, name, qty, note FROM orders ORDER BY id").await;
+    let row = |id: &str, name: &str, qty: &str, note: Option<&str>| {
+        vec![Some(id.to_string()), Some(name.to_string()), Some(qty.to_string()), note.map(str::to_string)]
+    };
+    assert_eq!(got, [row("1", "a", "1", None), row("2", "n", "1", Some("hello")), row("8", "h", "8", None)]);
+
+    let dead = read(&*substrate, "orders-dlq", 4).await;
+    let offsets: Vec<&str> = dead.iter().map(|r| header(r, "__connect.errors.offset")).collect();
+    assert_eq!(offsets, ["2", "3", "4", "5"]);
+    let messages: Vec<&str> = dead.iter().map(|r| header(r, "__connect.errors.exception.message")).collect();
+    assert!(messages[0].contains(r#"column "qty""#) && messages[0].contains("cannot hold 70000"), "{}", messages[0]);
+    assert!(messages[1].contains("orders_qty_check"), "{}", messages[1]);
+    assert!(messages[2].contains("no key"), "{}", messages[2]);
+    assert!(messages[3].contains(r#"column "qty""#) && messages[3].contains("smallint"), "{}", messages[3]);
+    // The dead-letter topic has each record as it was stored, and where it came from.
+    assert_eq!(dead[0].value.as_deref(), Some(order(3, "c", 70_000).as_bytes()));
+    assert!(dead.iter().all(|r| header(r, "__connect.errors.stage") == "TASK_PUT"));
+    let (_, status) = running.rest.call("GET", "/connectors/pg/status", None).await;
+    assert_eq!(status["tasks"][0]["state"], "RUNNING", "{status}");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_mode_keyed_by_kafka_coordinates_and_update_mode() {
+    let pg = Postgres::shared().await;
+    let url = pg.database("modes").await;
+    let client = pg.connect("modes").await.unwrap();
+    client.batch_execute("CREATE TABLE stock (id integer PRIMARY KEY, name text, qty bigint)").await.unwrap();
+    client.batch_execute("INSERT INTO stock VALUES (1, 'one', 0), (2, 'two', 0)").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
+    topic(&*substrate, "events").await;
+    topic(&*substrate, "stock").await;
+    let events: Vec<ProducerRecord> =
+        (0..10).map(|i| record("events", None, Some(order(i % 3, &format!("e{i}"), i64::from(i))))).collect();
+    send(&*substrate, events).await;
+    // Updates of rows 1, 2 and 3; there is no row 3, and update mode makes none.
+    let updates: Vec<ProducerRecord> = [1, 2, 3, 1]
+        .iter()
+        .enumerate()
+        .map(|(n, &i)| record("stock", Some(key(i)), Some(order(i, "upd", n as i64))))
+        .collect();
+    send(&*substrate, updates).await;
+
+    let running = Running::start(substrate.clone(), &[]).await;
+    let events = sink_config(
+        &url,
+        "events",
+        json!({"pk.mode": "kafka", "auto.create": "true",
+        "table.name.format": "public.audit_${topic}", "fields.whitelist": "id,name"}),
+    );
+    let (status, body) = running.rest.call("PUT", "/connectors/audit/config", Some(events)).await;
+    assert_eq!(status, 201, "{body}");
+    let stock = sink_config(
+        &url,
+        "stock",
+        json!({"insert.mode": "update", "pk.mode": "record_value",
+        "pk.fields": "id", "fields.whitelist": "id,name,qty"}),
+    );
+    let (status, body) = running.rest.call("PUT", "/connectors/stock/config", Some(stock)).await;
+    assert_eq!(status, 201, "{body}");
+    wait_committed(&running, "audit", 10).await;
+    wait_committed(&running, "stock", 4).await;
+
+    // Every event once, keyed by where it was in the log, with only the listed fields.
+    let audit = rows(
+        &client,
+        "SELECT __connect_topic, __connect_partition, __connect_offset, id, name FROM audit_events ORDER BY 3",
+    )
+    .await;
+    assert_eq!(audit.len(), 10);
+    for (i, row) in audit.iter().enumerate() {
+        let want = ["events", "0", &i.to_string(), &(i % 3).to_string(), &format!("e{i}")].map(|s| Some(s.to_string()));
+        assert_eq!(row, &want.to_vec());
+    }
+    let stock = rows(&client, "SELECT id, name, qty FROM stock ORDER BY id").await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(stock, [vec![s("1"), s("upd"), s("3")], vec![s("2"), s("upd"), s("1")]]);
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configs_are_refused_naming_the_key_and_a_missing_table_fails_the_task_naming_it() {
+    let pg = Postgres::shared().await;
+    let url = pg.database("refusals").await;
+    let dir = tempfile::tempdir().unwrap();
+    let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
+    topic(&*substrate, "t").await;
+    let running = Running::start(substrate.clone(), &[]).await;
+
+    let refused = |config: Json, key: &'static str, says: &'static str| {
+        let rest = &running.rest;
+        async move {
+            let (status, body) = rest.call("PUT", "/connectors/bad/config", Some(config)).await;
+            assert_eq!(status, 400, "{body}");
+            let text = body.to_string();
+            assert!(text.contains(key) && text.contains(says), "{key}: {says}: {text}");
+        }
+    };
+    refused(sink_config("jdbc:mysql://h/db", "t", json!({})), "connection.url", "PostgreSQL only").await;
+    refused(sink_config(&url, "t", json!({"insert.mode": "upsert"})), "pk.mode", "needs a primary key").await;
+    refused(
+        sink_config(&url, "t", json!({"delete.enabled": "true", "pk.mode": "record_value"})),
+        "delete.enabled",
+        "record_key",
+    )
+    .await;
+    refused(sink_config(&url, "t", json!({"insert.mode": "merge"})), "insert.mode", "insert, upsert, update").await;
+
+    send(&*substrate, vec![record("t", Some(key(1)), Some(order(1, "a", 1)))]).await;
+    // Failed for good at once (no restarts with backoff, which Freshet's worker tries by default).
+    let config = sink_config(&url, "t", json!({"errors.task.restart.max": "0"}));
+    let (status, body) = running.rest.call("PUT", "/connectors/pg/config", Some(config)).await;
+    assert_eq!(status, 201, "{body}");
+    let status = wait_for(&running.rest, "/connectors/pg/status", |s| s["tasks"][0]["state"] == "FAILED").await;
+    let trace = status["tasks"][0]["trace"].as_str().unwrap();
+    assert!(trace.contains(r#"table "t" does not exist, and auto.create is false"#), "{trace}");
+    running.shutdown().await;
+}

@@ -330,9 +330,10 @@ fn jdbc_sink(pg: &Pg, dir: &Path, n: u64) -> Run {
     pg.rt.block_on(async {
         use freshet_core::{Embedded, NewTopic, ProducerRecord, Substrate};
         let log = Embedded::open(&data, freshet_core::config::LogConfig::default()).await.unwrap();
-        let admin = log.admin().unwrap();
+        let substrate: &dyn Substrate = &log;
+        let admin = substrate.admin().unwrap();
         admin.create_topic(NewTopic { name: "rows".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
-        let producer = log.producer().unwrap();
+        let producer = substrate.producer().unwrap();
         let mut batch = Vec::new();
         for i in 0..n {
             let key = format!(r#"{{"schema":{{"type":"int64","optional":false}},"payload":{i}}}"#);

@@ -10,7 +10,7 @@ pub use self::console::{BlackholeSink, StdoutSink};
 pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
 pub use self::http::{HttpSink, HttpSinkTask, HttpSource, HttpSourceTask};
-pub use self::postgres::{JdbcSink, JdbcSinkTask};
+pub use self::postgres::{JdbcSink, JdbcSinkTask, JdbcSource, JdbcSourceTask};
 use crate::connector::ConnectorPlugin;
 
 /// The built-in connectors' plugins.
@@ -39,6 +39,11 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
         ConnectorPlugin::sink("freshet.connect.HttpSinkConnector", &["HttpSinkConnector", "HttpSink", "http"], || {
             Box::new(HttpSink::default())
         }),
+        ConnectorPlugin::source(
+            "io.confluent.connect.jdbc.JdbcSourceConnector",
+            &["JdbcSourceConnector", "JdbcSource"],
+            || Box::new(JdbcSource::default()),
+        ),
         ConnectorPlugin::sink(
             "io.confluent.connect.jdbc.JdbcSinkConnector",
             &["JdbcSinkConnector", "JdbcSink"],

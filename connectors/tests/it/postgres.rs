@@ -392,3 +392,134 @@ async fn bad_configs_are_refused_naming_the_key_and_a_missing_table_fails_the_ta
     assert!(trace.contains(r#"table "t" does not exist, and auto.create is false"#), "{trace}");
     running.shutdown().await;
 }
+
+/// The values of the JSON records of `topic` (schemaless), once there are `n`.
+async fn values(substrate: &dyn Substrate, topic: &str, n: usize) -> Vec<Json> {
+    read(substrate, topic, n)
+        .await
+        .iter()
+        .map(|r| serde_json::from_slice(r.value.as_deref().unwrap()).unwrap())
+        .collect()
+}
+
+fn source_config(url: &str, extra: Json) -> Json {
+    let mut config = json!({"connector.class": "io.confluent.connect.jdbc.JdbcSourceConnector",
+        "connection.url": url, "poll.interval.ms": "100", "batch.max.rows": "100",
+        "value.converter": "JsonConverter", "value.converter.schemas.enable": "false"});
+    config.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    config
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_source_reads_new_rows_by_id_and_goes_on_after_a_restart() {
+    let pg = Postgres::shared().await;
+    let url = pg.database("incrementing").await;
+    let client = pg.connect("incrementing").await.unwrap();
+    client
+        .batch_execute(
+            "CREATE TABLE items (id serial PRIMARY KEY, name varchar(20) NOT NULL, price numeric(10,2), \
+             added date, at timestamp, tag uuid); \
+             INSERT INTO items (name, price, added, at, tag) SELECT 'item-' || i, i * 1.5, DATE '2026-01-01' + i, \
+             TIMESTAMP '2026-01-01 00:00:00' + i * INTERVAL '1 second', NULL FROM generate_series(1, 250) i; \
+             UPDATE items SET price = NULL, tag = '6f1c1b0e-3c55-4d2e-9a55-7f2b9b1c0a01' WHERE id = 7",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
+    let config = source_config(
+        &url,
+        json!({"mode": "incrementing", "incrementing.column.name": "id",
+        "table.whitelist": "items", "topic.prefix": "pg-"}),
+    );
+    let running = Running::start(substrate.clone(), &[]).await;
+    let (status, body) = running.rest.call("PUT", "/connectors/items/config", Some(config.clone())).await;
+    assert_eq!(status, 201, "{body}");
+    wait_for(&running.rest, "/connectors/items/status", |s| s["tasks"][0]["state"] == "RUNNING").await;
+    let got = values(&*substrate, "pg-items", 250).await;
+    let ids: Vec<i64> = got.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=250).collect::<Vec<_>>(), "every row once, in order");
+    // Types as the JDBC source maps them (schemaless JSON shows Decimal as base64 bytes, Date as
+    // days, Timestamp as ms).
+    assert_eq!(got[0]["name"], "item-1");
+    assert_eq!(got[0]["price"], decimal(150));
+    assert_eq!(got[0]["added"], 20_454 + 1);
+    assert_eq!(got[0]["at"], 1_767_225_601_000i64);
+    assert_eq!(got[6]["price"], Json::Null);
+    assert_eq!(got[6]["tag"], "6f1c1b0e-3c55-4d2e-9a55-7f2b9b1c0a01");
+    let offsets =
+        wait_for(&running.rest, "/connectors/items/offsets", |o| o["offsets"][0]["offset"]["incrementing"] == 250)
+            .await;
+    assert_eq!(offsets["offsets"][0]["partition"], json!({"protocol": "1", "table": "incrementing.public.items"}));
+
+    // New rows come; after a restart, reading goes on from the stored offset.
+    client.batch_execute("INSERT INTO items (name) SELECT 'late-' || i FROM generate_series(1, 30) i").await.unwrap();
+    values(&*substrate, "pg-items", 280).await;
+    running.shutdown().await;
+    client.batch_execute("INSERT INTO items (name) SELECT 'later-' || i FROM generate_series(1, 20) i").await.unwrap();
+    // A standalone worker keeps connector configs in memory, as Kafka's: given again.
+    let running = Running::start(substrate.clone(), &[]).await;
+    let (status, body) = running.rest.call("PUT", "/connectors/items/config", Some(config)).await;
+    assert_eq!(status, 201, "{body}");
+    let got = values(&*substrate, "pg-items", 300).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let all = values(&*substrate, "pg-items", 300).await;
+    let ids: Vec<i64> = all.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    assert_eq!(ids, (1..=300).collect::<Vec<_>>(), "no row twice after the restart");
+    assert_eq!(got[299]["name"], "later-20");
+    running.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_query_source_reads_updates_by_timestamp_and_id_and_a_query() {
+    let pg = Postgres::shared().await;
+    let url = pg.database("timestamps").await;
+    let client = pg.connect("timestamps").await.unwrap();
+    // 150 rows sharing three timestamps: a batch (100 rows) ends inside a timestamp, and the rest
+    // of its rows must still come.
+    client
+        .batch_execute(
+            "CREATE TABLE accounts (id integer PRIMARY KEY, balance bigint, updated timestamptz NOT NULL); \
+             INSERT INTO accounts SELECT i, 0, TIMESTAMPTZ '2026-01-01 00:00:00+00' + (i % 3) * INTERVAL '1 hour' \
+             FROM generate_series(1, 150) i",
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let substrate: Arc<dyn Substrate> = Arc::new(log(dir.path()).await);
+    let running = Running::start(substrate.clone(), &[]).await;
+    let config = source_config(
+        &url,
+        json!({"mode": "timestamp+incrementing", "incrementing.column.name": "id",
+        "timestamp.column.name": "updated", "table.whitelist": "public.accounts", "topic.prefix": "db-"}),
+    );
+    let (status, body) = running.rest.call("PUT", "/connectors/accounts/config", Some(config)).await;
+    assert_eq!(status, 201, "{body}");
+    wait_for(&running.rest, "/connectors/accounts/status", |s| s["tasks"][0]["state"] == "RUNNING").await;
+    let query = source_config(
+        &url,
+        json!({"mode": "incrementing", "incrementing.column.name": "id",
+        "query": "SELECT id, balance * 2 AS doubled FROM accounts WHERE id % 50 = 0", "topic.prefix": "fifties"}),
+    );
+    let (status, body) = running.rest.call("PUT", "/connectors/fifties/config", Some(query)).await;
+    assert_eq!(status, 201, "{body}");
+
+    let got = values(&*substrate, "db-accounts", 150).await;
+    let mut ids: Vec<i64> = got.iter().map(|v| v["id"].as_i64().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, (1..=150).collect::<Vec<_>>(), "every row once, those sharing a timestamp too");
+    let fifties = values(&*substrate, "fifties", 3).await;
+    assert_eq!(
+        fifties,
+        [json!({"id": 50, "doubled": 0}), json!({"id": 100, "doubled": 0}), json!({"id": 150, "doubled": 0})]
+    );
+
+    // An update moves a row's timestamp: it comes again, with its new balance.
+    client
+        .batch_execute("UPDATE accounts SET balance = 99, updated = now() - INTERVAL '1 second' WHERE id = 42")
+        .await
+        .unwrap();
+    let got = values(&*substrate, "db-accounts", 151).await;
+    assert_eq!((got[150]["id"].as_i64(), got[150]["balance"].as_i64()), (Some(42), Some(99)));
+    running.shutdown().await;
+}

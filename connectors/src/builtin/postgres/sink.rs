@@ -395,15 +395,29 @@ impl SinkConnector for JdbcSink {
 }
 
 /// The JDBC sink's task.
+///
+/// A batch is written by a tokio task of its own while the worker reads and converts the next
+/// one: `put` waits for the batch before (so one is under way at a time, and a failure of it
+/// fails this put), hands the new one over and returns; `flush`, which comes before the worker
+/// commits offsets, waits for it. So the offsets committed are of rows committed, and the log's
+/// reading and PostgreSQL's writing overlap.
 #[derive(Debug, Default)]
 pub struct JdbcSinkTask {
     settings: Option<Settings>,
-    client: Option<Client>,
-    /// What the sink knows of each table it writes, by SQL name; forgotten when a write fails.
-    tables: HashMap<String, Table>,
+    /// The connection and what is known of the tables; away while a write has it.
+    db: Option<Db>,
+    writing: Option<tokio::task::JoinHandle<(Db, Result<()>)>>,
     context: SinkTaskContext,
-    /// Names the staging tables.
-    n_stages: u64,
+}
+
+impl JdbcSinkTask {
+    /// Waits for the write under way, if any; its result.
+    async fn written(&mut self) -> Result<()> {
+        let Some(writing) = self.writing.take() else { return Ok(()) };
+        let (db, result) = writing.await.map_err(|e| ConnectError::Task(format!("the batch writer failed: {e}")))?;
+        self.db = Some(db);
+        result
+    }
 }
 
 #[async_trait]
@@ -414,21 +428,59 @@ impl SinkTask for JdbcSinkTask {
 
     async fn start(&mut self, config: &Config) -> Result<()> {
         let settings = Settings::new(config)?;
-        self.client = Some(settings.connection.connect().await?);
+        let client = settings.connection.connect().await?;
+        self.db = Some(Db { client: Some(client), tables: HashMap::new(), n_stages: 0 });
         self.settings = Some(settings);
         Ok(())
     }
 
     async fn put(&mut self, records: &[SinkRecord]) -> Result<()> {
         let settings = self.settings.clone().ok_or_else(|| ConnectError::Task("put before start".into()))?;
+        self.written().await?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut db = self.db.take().expect("back from the last write");
+        let context = self.context.clone();
+        let records = records.to_vec();
+        self.writing = Some(tokio::spawn(async move {
+            let result = db.put(&settings, &context, &records).await;
+            (db, result)
+        }));
+        Ok(())
+    }
+
+    async fn flush(&mut self, _offsets: &crate::record::SinkOffsets) -> Result<()> {
+        self.written().await
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        self.written().await
+    }
+}
+
+/// The sink's connection, and what it knows of the tables it writes.
+#[derive(Debug, Default)]
+struct Db {
+    client: Option<Client>,
+    /// By SQL name; forgotten when a write fails.
+    tables: HashMap<String, Table>,
+    /// Names the staging tables.
+    n_stages: u64,
+}
+
+impl Db {
+    /// Writes a batch, trying again `max.retries` times when that may help, then reports the
+    /// records that did not fit.
+    async fn put(&mut self, settings: &Settings, context: &SinkTaskContext, records: &[SinkRecord]) -> Result<()> {
         let mut attempt = 0;
         loop {
-            match self.write(&settings, records).await {
+            match self.write(settings, records).await {
                 Ok(mut rejected) => {
                     // Reported in the order the records came.
                     rejected.sort_by_key(|(idx, _)| *idx);
                     for (idx, why) in rejected {
-                        self.context.report(&records[idx], ConnectError::Data(why)).await?;
+                        context.report(&records[idx], ConnectError::Data(why)).await?;
                     }
                     return Ok(());
                 }
@@ -759,61 +811,61 @@ fn columns(
     Ok(columns)
 }
 
-impl JdbcSinkTask {
-    /// Sorts the records into runs; records that cannot be written at all are rejected.
-    fn plan(&self, settings: &Settings, records: &[SinkRecord]) -> (Vec<Run>, Vec<(usize, String)>) {
-        let mut runs: Vec<Run> = Vec::new();
-        let mut rejected = Vec::new();
-        // The last run of each table.
-        let mut last: HashMap<String, usize> = HashMap::new();
-        for (idx, r) in records.iter().enumerate() {
-            let tombstone = r.record.value.is_null();
-            if tombstone && !settings.delete_enabled {
-                continue;
-            }
-            let table = match settings.table(&r.record.topic) {
-                Ok(t) => t,
-                Err(why) => {
-                    rejected.push((idx, why));
-                    continue;
-                }
-            };
-            let key_schema = schema_of(&r.record.key_schema, &r.record.key);
-            let value_schema = if tombstone { None } else { schema_of(&r.record.value_schema, &r.record.value) };
-            if !tombstone && value_schema.as_ref().is_none_or(|s| s.ty != Type::Struct) {
-                rejected.push((
-                    idx,
-                    format!(
-                        "the JDBC sink writes records whose value is a struct with a schema; this value is a {} {}(use \
-                         a converter that gives schemas, such as JsonConverter with schemas.enable=true)",
-                        r.record.value.kind(),
-                        if value_schema.is_none() { "without a schema " } else { "" }
-                    ),
-                ));
-                continue;
-            }
-            // A record joins its table's last run when its schemas are that run's (a tombstone: its
-            // key's); a run of deletes does not take values.
-            let joins = last.get(&table).copied().filter(|&i| {
-                let run = &runs[i];
-                same(&run.key_schema, &key_schema)
-                    && (tombstone || (run.value_schema.is_some() && same(&run.value_schema, &value_schema)))
-            });
-            if let Some(i) = joins {
-                runs[i].records.push(idx);
-                continue;
-            }
-            match columns(settings, key_schema.as_ref(), value_schema.as_ref()) {
-                Ok(columns) => {
-                    last.insert(table.clone(), runs.len());
-                    runs.push(Run { table, key_schema, value_schema, columns, records: vec![idx] });
-                }
-                Err(why) => rejected.push((idx, why)),
-            }
+/// Sorts the records into runs; records that cannot be written at all are rejected.
+fn plan(settings: &Settings, records: &[SinkRecord]) -> (Vec<Run>, Vec<(usize, String)>) {
+    let mut runs: Vec<Run> = Vec::new();
+    let mut rejected = Vec::new();
+    // The last run of each table.
+    let mut last: HashMap<String, usize> = HashMap::new();
+    for (idx, r) in records.iter().enumerate() {
+        let tombstone = r.record.value.is_null();
+        if tombstone && !settings.delete_enabled {
+            continue;
         }
-        (runs, rejected)
+        let table = match settings.table(&r.record.topic) {
+            Ok(t) => t,
+            Err(why) => {
+                rejected.push((idx, why));
+                continue;
+            }
+        };
+        let key_schema = schema_of(&r.record.key_schema, &r.record.key);
+        let value_schema = if tombstone { None } else { schema_of(&r.record.value_schema, &r.record.value) };
+        if !tombstone && value_schema.as_ref().is_none_or(|s| s.ty != Type::Struct) {
+            rejected.push((
+                idx,
+                format!(
+                    "the JDBC sink writes records whose value is a struct with a schema; this value is a {} {}(use \
+                         a converter that gives schemas, such as JsonConverter with schemas.enable=true)",
+                    r.record.value.kind(),
+                    if value_schema.is_none() { "without a schema " } else { "" }
+                ),
+            ));
+            continue;
+        }
+        // A record joins its table's last run when its schemas are that run's (a tombstone: its
+        // key's); a run of deletes does not take values.
+        let joins = last.get(&table).copied().filter(|&i| {
+            let run = &runs[i];
+            same(&run.key_schema, &key_schema)
+                && (tombstone || (run.value_schema.is_some() && same(&run.value_schema, &value_schema)))
+        });
+        if let Some(i) = joins {
+            runs[i].records.push(idx);
+            continue;
+        }
+        match columns(settings, key_schema.as_ref(), value_schema.as_ref()) {
+            Ok(columns) => {
+                last.insert(table.clone(), runs.len());
+                runs.push(Run { table, key_schema, value_schema, columns, records: vec![idx] });
+            }
+            Err(why) => rejected.push((idx, why)),
+        }
     }
+    (runs, rejected)
+}
 
+impl Db {
     /// Writes the records in one transaction; the records that did not fit, with why.
     async fn write(
         &mut self,
@@ -827,7 +879,7 @@ impl JdbcSinkTask {
                 other => WriteError::Fatal(other.to_string()),
             })?);
         }
-        let (runs, mut rejected) = self.plan(settings, records);
+        let (runs, mut rejected) = plan(settings, records);
         if runs.is_empty() {
             return Ok(rejected);
         }

@@ -3,33 +3,11 @@
 //! says where; a failed task restarted with backoff.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use freshet_core::{ConsumerConfig, ConsumerRecord, OffsetSpec, ProducerRecord, Substrate, TopicPartition};
+use freshet_core::{ConsumerRecord, ProducerRecord, Substrate};
 use serde_json::json;
 
 use crate::support::*;
-
-/// Every record of partition 0 of `topic`, once there are at least `n`.
-async fn read(substrate: &dyn Substrate, topic: &str, n: usize) -> Vec<ConsumerRecord> {
-    let mut consumer = substrate.consumer(ConsumerConfig::default()).unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while substrate.admin().unwrap().describe_topic(topic).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "{topic} was never created");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let tp = TopicPartition::new(topic, 0);
-    consumer.assign(vec![tp.clone()]).await.unwrap();
-    consumer.seek(&tp, OffsetSpec::Earliest).await.unwrap();
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(tokio::time::Instant::now() < deadline, "{topic} has {} of {n} records", out.len());
-        for batch in consumer.poll(Duration::from_millis(100)).await.unwrap() {
-            out.extend(batch.records().unwrap());
-        }
-    }
-    out
-}
 
 fn header<'a>(record: &'a ConsumerRecord, key: &str) -> Option<&'a str> {
     let h = record.headers.iter().find(|h| h.key == key)?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use freshet_connectors::config::Props;
 use freshet_connectors::{DistributedWorker, Plugins, Worker};
 use freshet_core::config::LogConfig;
-use freshet_core::{Embedded, Substrate};
+use freshet_core::{ConsumerConfig, ConsumerRecord, Embedded, OffsetSpec, Substrate, TopicPartition};
 use serde_json::Value as Json;
 
 /// An embedded log in a temporary directory.
@@ -191,4 +191,25 @@ pub(crate) async fn settled(rest: &Rest, method: &str, path: &str, body: Option<
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Every record of partition 0 of `topic`, once there are at least `n`.
+pub(crate) async fn read(substrate: &dyn Substrate, topic: &str, n: usize) -> Vec<ConsumerRecord> {
+    let mut consumer = substrate.consumer(ConsumerConfig::default()).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while substrate.admin().unwrap().describe_topic(topic).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "{topic} was never created");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let tp = TopicPartition::new(topic, 0);
+    consumer.assign(vec![tp.clone()]).await.unwrap();
+    consumer.seek(&tp, OffsetSpec::Earliest).await.unwrap();
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(tokio::time::Instant::now() < deadline, "{topic} has {} of {n} records", out.len());
+        for batch in consumer.poll(Duration::from_millis(100)).await.unwrap() {
+            out.extend(batch.records().unwrap());
+        }
+    }
+    out
 }

@@ -238,17 +238,7 @@ fn numeric(b: &mut BytesMut, unscaled: &[u8], scale: i32) {
     let negative = unscaled.first().is_some_and(|&x| x & 0x80 != 0);
     let mut magnitude: Vec<u8> = unscaled.to_vec();
     if negative {
-        // Two's complement: invert and add one.
-        for x in &mut magnitude {
-            *x = !*x;
-        }
-        for x in magnitude.iter_mut().rev() {
-            let (v, carry) = x.overflowing_add(1);
-            *x = v;
-            if !carry {
-                break;
-            }
-        }
+        negate(&mut magnitude);
     }
     let mut digits = decimal_digits(&magnitude);
     // Align the decimal point on a base-10000 boundary.
@@ -288,6 +278,21 @@ fn numeric(b: &mut BytesMut, unscaled: &[u8], scale: i32) {
     b.put_u16(dscale);
     for g in groups {
         b.put_i16(g);
+    }
+}
+
+/// Negates a big-endian two's complement integer in place (inverts it and adds one): a
+/// negative number's magnitude from it, or the other way round.
+pub(super) fn negate(bytes: &mut [u8]) {
+    for x in bytes.iter_mut() {
+        *x = !*x;
+    }
+    for x in bytes.iter_mut().rev() {
+        let (v, carry) = x.overflowing_add(1);
+        *x = v;
+        if !carry {
+            break;
+        }
     }
 }
 

@@ -51,7 +51,7 @@ use futures::SinkExt;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::Client;
 
-use super::connection::{describe, Connection};
+use super::connection::{describe, validation, Connection};
 use super::copy::{CopyRows, PgType};
 use crate::config::{Config, ConfigDef, ConfigKey, ConfigType, ConfigValue, Importance, Props, Validator};
 use crate::connector::{Connector, SinkConnector, SinkTask, SinkTaskContext};
@@ -357,24 +357,7 @@ impl Connector for JdbcSink {
     }
 
     fn validate(&self, props: &Props) -> Vec<ConfigValue> {
-        match Settings::new(&Config::from_props(props.clone())) {
-            Ok(_) => Vec::new(),
-            Err(e @ ConnectError::Config { .. }) => {
-                let ConnectError::Config { key, .. } = &e else { unreachable!() };
-                vec![ConfigValue {
-                    value: props.get(key).cloned(),
-                    password: key.contains("password"),
-                    name: key.clone(),
-                    errors: vec![e.to_string()],
-                }]
-            }
-            Err(other) => vec![ConfigValue {
-                name: "connection.url".into(),
-                value: props.get("connection.url").cloned(),
-                errors: vec![other.to_string()],
-                password: false,
-            }],
-        }
+        validation(props, |c| Settings::new(c).map(drop))
     }
 
     async fn start(&mut self, config: &Config) -> Result<()> {
@@ -719,6 +702,30 @@ fn same(a: &Option<SchemaRef>, b: &Option<SchemaRef>) -> bool {
     }
 }
 
+/// The fields of a key's or value's struct that `pk.fields` names (all, without it), each with
+/// its column name.
+fn pk_fields<'s>(
+    settings: &'s Settings,
+    schema: &'s Schema,
+    what: &str,
+) -> std::result::Result<Vec<(&'s str, &'s crate::data::Field)>, String> {
+    let wanted: Vec<&str> = if settings.pk_fields.is_empty() {
+        schema.fields.iter().map(|f| f.name.as_str()).collect()
+    } else {
+        settings.pk_fields.iter().map(String::as_str).collect()
+    };
+    wanted
+        .into_iter()
+        .map(|name| {
+            let f = schema.field(name).ok_or_else(|| {
+                let have: Vec<&str> = schema.fields.iter().map(|f| f.name.as_str()).collect();
+                format!("pk.fields names {name:?}, which the {what}'s struct lacks (it has {})", have.join(", "))
+            })?;
+            Ok((name, f))
+        })
+        .collect()
+}
+
 /// A run's columns, from its key's and value's schemas (`value_schema` is `None` for a run of
 /// deletes).
 fn columns(
@@ -749,16 +756,7 @@ fn columns(
         PkMode::RecordKey => {
             let key = key_schema.ok_or("pk.mode=record_key, but the record has no key")?;
             if key.ty == Type::Struct {
-                let wanted: Vec<&str> = if settings.pk_fields.is_empty() {
-                    key.fields.iter().map(|f| f.name.as_str()).collect()
-                } else {
-                    settings.pk_fields.iter().map(String::as_str).collect()
-                };
-                for name in wanted {
-                    let f = key.field(name).ok_or_else(|| {
-                        let have: Vec<&str> = key.fields.iter().map(|f| f.name.as_str()).collect();
-                        format!("pk.fields names {name:?}, which the key's struct lacks (it has {})", have.join(", "))
-                    })?;
+                for (name, f) in pk_fields(settings, key, "key")? {
                     columns.push(pk(name, Source::KeyField(f.index), f.schema.clone()));
                 }
             } else if key.ty.is_primitive() {
@@ -777,16 +775,7 @@ fn columns(
         }
         PkMode::RecordValue => {
             let value = value_schema.ok_or("pk.mode=record_value, but the record has no value")?;
-            let wanted: Vec<&str> = if settings.pk_fields.is_empty() {
-                value.fields.iter().map(|f| f.name.as_str()).collect()
-            } else {
-                settings.pk_fields.iter().map(String::as_str).collect()
-            };
-            for name in wanted {
-                let f = value.field(name).ok_or_else(|| {
-                    let have: Vec<&str> = value.fields.iter().map(|f| f.name.as_str()).collect();
-                    format!("pk.fields names {name:?}, which the value's struct lacks (it has {})", have.join(", "))
-                })?;
+            for (name, f) in pk_fields(settings, value, "value")? {
                 columns.push(pk(name, Source::ValueField(f.index), f.schema.clone()));
             }
         }
@@ -1005,34 +994,35 @@ impl Writer<'_> {
         }
         let rows: Vec<Row> = rows.into_iter().flatten().collect();
         for chunk in rows.chunks(self.settings.batch_size) {
-            self.client.batch_execute("SAVEPOINT freshet_batch").await.map_err(|e| fail(&e, "SAVEPOINT"))?;
+            self.exec("SAVEPOINT freshet_batch").await?;
             match self.write_rows(run, &casts, chunk, records).await {
                 Ok(refused) => rejected.extend(refused),
                 Err(StatementError::Write(e)) => return Err(e),
                 Err(StatementError::Data(_)) => {
                     // Find the rows PostgreSQL refuses, one at a time.
-                    self.client
-                        .batch_execute("ROLLBACK TO SAVEPOINT freshet_batch")
-                        .await
-                        .map_err(|e| fail(&e, "ROLLBACK TO SAVEPOINT"))?;
+                    self.exec("ROLLBACK TO SAVEPOINT freshet_batch").await?;
                     for row in chunk {
-                        self.client.batch_execute("SAVEPOINT freshet_row").await.map_err(|e| fail(&e, "SAVEPOINT"))?;
+                        self.exec("SAVEPOINT freshet_row").await?;
                         match self.write_rows(run, &casts, std::slice::from_ref(row), records).await {
                             Ok(refused) => rejected.extend(refused),
                             Err(StatementError::Write(e)) => return Err(e),
                             Err(StatementError::Data(why)) => {
                                 rejected.push((row.idx, why));
-                                self.client
-                                    .batch_execute("ROLLBACK TO SAVEPOINT freshet_row")
-                                    .await
-                                    .map_err(|e| fail(&e, "ROLLBACK TO SAVEPOINT"))?;
+                                self.exec("ROLLBACK TO SAVEPOINT freshet_row").await?;
                             }
                         }
+                        self.exec("RELEASE SAVEPOINT freshet_row").await?;
                     }
                 }
             }
+            self.exec("RELEASE SAVEPOINT freshet_batch").await?;
         }
         Ok(())
+    }
+
+    /// Runs a statement whose failure fails the write.
+    async fn exec(&self, sql: &str) -> std::result::Result<(), WriteError> {
+        self.client.batch_execute(sql).await.map_err(|e| fail(&e, sql))
     }
 
     /// The table a run writes to, made or evolved as the config allows; `None` when it does not
@@ -1067,7 +1057,7 @@ impl Writer<'_> {
             }
             let sql = format!("CREATE TABLE IF NOT EXISTS {} ({})", run.table, defs.join(", "));
             tracing::info!(table = run.table, "creating the table (auto.create)");
-            self.client.batch_execute(&sql).await.map_err(|e| fail(&e, &sql))?;
+            self.exec(&sql).await?;
             table = describe_table(self.client, &run.table).await?;
         }
         let mut table = table.ok_or_else(|| WriteError::Fatal(format!("table {} vanished", run.table)))?;
@@ -1088,7 +1078,7 @@ impl Writer<'_> {
                     default_sql(&c.schema)
                 );
                 tracing::info!(table = run.table, column = c.name, "adding a column (auto.evolve)");
-                self.client.batch_execute(&sql).await.map_err(|e| fail(&e, &sql))?;
+                self.exec(&sql).await?;
                 added = true;
             }
             if added {
@@ -1184,7 +1174,7 @@ impl Writer<'_> {
                         .map_err(|e| classify(&e, &format!("writing to {}", run.table)))?;
                 }
             }
-            self.client.batch_execute(&format!("DROP TABLE {stage}")).await.map_err(|e| fail(&e, "DROP TABLE"))?;
+            self.exec(&format!("DROP TABLE {stage}")).await?;
         }
         if !deletes.is_empty() {
             let columns: Vec<(usize, &Column)> = run.columns.iter().enumerate().filter(|(_, c)| c.pk).collect();
@@ -1201,7 +1191,7 @@ impl Writer<'_> {
                     .await
                     .map_err(|e| classify(&e, &format!("deleting from {}", run.table)))?;
             }
-            self.client.batch_execute(&format!("DROP TABLE {stage}")).await.map_err(|e| fail(&e, "DROP TABLE"))?;
+            self.exec(&format!("DROP TABLE {stage}")).await?;
         }
         Ok(refused)
     }
@@ -1213,7 +1203,7 @@ impl Writer<'_> {
         let defs: Vec<String> =
             columns.iter().map(|(_, c)| format!("{} {}", self.settings.ident(&c.name), c.ty.stage_sql())).collect();
         let sql = format!("CREATE TEMPORARY TABLE {stage} ({}) ON COMMIT DROP", defs.join(", "));
-        self.client.batch_execute(&sql).await.map_err(|e| fail(&e, "creating a staging table"))?;
+        self.exec(&sql).await?;
         Ok(stage)
     }
 

@@ -30,7 +30,8 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use super::connection::{describe, Connection};
+use super::connection::{describe, validation, Connection};
+use super::copy::negate;
 use crate::config::{Config, ConfigDef, ConfigKey, ConfigType, ConfigValue, Importance, Props, Validator};
 use crate::connector::{Connector, SourceConnector, SourceTask, SourceTaskContext};
 use crate::data::{Schema, SchemaRef, Struct, Type, Value};
@@ -227,21 +228,7 @@ impl Connector for JdbcSource {
     }
 
     fn validate(&self, props: &Props) -> Vec<ConfigValue> {
-        match Settings::new(&Config::from_props(props.clone())) {
-            Ok(_) => Vec::new(),
-            Err(e) => {
-                let key = match &e {
-                    ConnectError::Config { key, .. } => key.clone(),
-                    _ => "connection.url".into(),
-                };
-                vec![ConfigValue {
-                    value: props.get(&key).cloned(),
-                    password: key.contains("password"),
-                    name: key,
-                    errors: vec![e.to_string()],
-                }]
-            }
-        }
+        validation(props, |c| Settings::new(c).map(drop))
     }
 
     async fn start(&mut self, config: &Config) -> Result<()> {
@@ -717,16 +704,7 @@ fn unscaled(text: &str, scale: i32) -> Vec<u8> {
         mag.insert(0, 0);
     }
     if negative {
-        for b in &mut mag {
-            *b = !*b;
-        }
-        for b in mag.iter_mut().rev() {
-            let (v, c) = b.overflowing_add(1);
-            *b = v;
-            if !c {
-                break;
-            }
-        }
+        negate(&mut mag);
     }
     mag
 }

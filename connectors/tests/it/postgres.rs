@@ -218,7 +218,7 @@ async fn a_new_field_evolves_the_table_and_records_that_do_not_fit_go_to_the_dea
     client
         .batch_execute(
             "CREATE TABLE orders (id integer PRIMARY KEY, name text, qty smallint CHECK (qty >= 0), \
-             price numeric(12,2), at timestamp)",
+             price numeric(12,2), at timestamp, ref uuid)",
         )
         .await
         .unwrap();
@@ -234,6 +234,13 @@ async fn a_new_field_evolves_the_table_and_records_that_do_not_fit_go_to_the_dea
             {"field": "id", "type": "int32", "optional": false}, {"field": "qty", "type": "string", "optional": true}]},
         "payload": {"id": 7, "qty": "seven"}})
     .to_string();
+    // A text field for a uuid column: parsed by PostgreSQL.
+    let with_ref = |id: i32, reference: &str| {
+        json!({"schema": {"type": "struct", "optional": false, "fields": [
+                {"field": "id", "type": "int32", "optional": false}, {"field": "ref", "type": "string", "optional": true}]},
+            "payload": {"id": id, "ref": reference}})
+        .to_string()
+    };
     let records = vec![
         record("orders", Some(key(1)), Some(order(1, "a", 1))),
         // 2: a field the table lacks: auto.evolve adds it.
@@ -247,6 +254,9 @@ async fn a_new_field_evolves_the_table_and_records_that_do_not_fit_go_to_the_dea
         // 6: text for an integer column: fits nowhere.
         record("orders", Some(key(7)), Some(qty_as_text)),
         record("orders", Some(key(8)), Some(order(8, "h", 8))),
+        record("orders", Some(key(9)), Some(with_ref(9, "6f1c1b0e-3c55-4d2e-9a55-7f2b9b1c0a01"))),
+        // 8: not a uuid: PostgreSQL refuses it, and the column is named.
+        record("orders", Some(key(10)), Some(with_ref(10, "not-a-uuid"))),
     ];
     send(&*substrate, records).await;
 
@@ -259,22 +269,29 @@ async fn a_new_field_evolves_the_table_and_records_that_do_not_fit_go_to_the_dea
         "errors.deadletterqueue.context.headers.enable": "true"}),
     );
     create(&running, "pg", config).await;
-    wait_committed(&running, "pg", 7).await;
+    wait_committed(&running, "pg", 9).await;
 
-    let got = rows(&client, "SELECT id, name, qty, note FROM orders ORDER BY id").await;
-    let row = |id: &str, name: &str, qty: &str, note: Option<&str>| {
-        vec![Some(id.to_string()), Some(name.to_string()), Some(qty.to_string()), note.map(str::to_string)]
-    };
-    assert_eq!(got, [row("1", "a", "1", None), row("2", "n", "1", Some("hello")), row("8", "h", "8", None)]);
+    let got = rows(&client, "SELECT id, name, qty, note, ref FROM orders ORDER BY id").await;
+    let s = |v: &str| Some(v.to_string());
+    assert_eq!(
+        got,
+        [
+            vec![s("1"), s("a"), s("1"), None, None],
+            vec![s("2"), s("n"), s("1"), s("hello"), None],
+            vec![s("8"), s("h"), s("8"), None, None],
+            vec![s("9"), None, None, None, s("6f1c1b0e-3c55-4d2e-9a55-7f2b9b1c0a01")],
+        ]
+    );
 
-    let dead = read(&*substrate, "orders-dlq", 4).await;
+    let dead = read(&*substrate, "orders-dlq", 5).await;
     let offsets: Vec<&str> = dead.iter().map(|r| header(r, "__connect.errors.offset")).collect();
-    assert_eq!(offsets, ["2", "3", "4", "5"]);
+    assert_eq!(offsets, ["2", "3", "4", "5", "8"]);
     let messages: Vec<&str> = dead.iter().map(|r| header(r, "__connect.errors.exception.message")).collect();
     assert!(messages[0].contains(r#"column "qty""#) && messages[0].contains("cannot hold 70000"), "{}", messages[0]);
     assert!(messages[1].contains("orders_qty_check"), "{}", messages[1]);
     assert!(messages[2].contains("no key"), "{}", messages[2]);
     assert!(messages[3].contains(r#"column "qty""#) && messages[3].contains("smallint"), "{}", messages[3]);
+    assert!(messages[4].contains(r#"column "ref""#) && messages[4].contains("not-a-uuid"), "{}", messages[4]);
     // The dead-letter topic has each record as it was stored, and where it came from.
     assert_eq!(dead[0].value.as_deref(), Some(order(3, "c", 70_000).as_bytes()));
     assert!(dead.iter().all(|r| header(r, "__connect.errors.stage") == "TASK_PUT"));
@@ -402,8 +419,8 @@ async fn the_query_source_reads_new_rows_by_id_and_goes_on_after_a_restart() {
         .unwrap();
     let config = source_config(
         &url,
-        json!({"mode": "incrementing", "incrementing.column.name": "id",
-        "table.whitelist": "items", "topic.prefix": "pg-"}),
+        // No incrementing.column.name: the table's serial column is found.
+        json!({"mode": "incrementing", "table.whitelist": "items", "topic.prefix": "pg-"}),
     );
     let running = Running::start(substrate.clone(), &[]).await;
     create(&running, "items", config.clone()).await;

@@ -1007,8 +1007,9 @@ impl Writer<'_> {
                             Ok(refused) => rejected.extend(refused),
                             Err(StatementError::Write(e)) => return Err(e),
                             Err(StatementError::Data(why)) => {
-                                rejected.push((row.idx, why));
                                 self.exec("ROLLBACK TO SAVEPOINT freshet_row").await?;
+                                let why = self.name_the_column(run, &casts, &records[row.idx], why).await?;
+                                rejected.push((row.idx, why));
                             }
                         }
                         self.exec("RELEASE SAVEPOINT freshet_row").await?;
@@ -1018,6 +1019,34 @@ impl Writer<'_> {
             self.exec("RELEASE SAVEPOINT freshet_batch").await?;
         }
         Ok(())
+    }
+
+    /// PostgreSQL's refusal of a row, with the column named when it is a text field that the
+    /// column's type could not parse (PostgreSQL's message names the type and the value only):
+    /// each such field is cast again alone, under a savepoint, to find it.
+    async fn name_the_column(
+        &self,
+        run: &Run,
+        casts: &[Fit],
+        record: &SinkRecord,
+        why: String,
+    ) -> std::result::Result<String, WriteError> {
+        let Some(table) = self.tables.get(&run.table) else { return Ok(why) };
+        for (c, fit) in run.columns.iter().zip(casts) {
+            let (Fit::Cast, Some(Value::String(text)), Some(tc)) = (fit, c.value(record), table.columns.get(&c.name))
+            else {
+                continue;
+            };
+            self.exec("SAVEPOINT freshet_probe").await?;
+            let probe = format!("SELECT $1::text::{}", tc.type_sql);
+            let refused = self.client.query(probe.as_str(), &[text]).await.is_err();
+            self.exec(if refused { "ROLLBACK TO SAVEPOINT freshet_probe" } else { "RELEASE SAVEPOINT freshet_probe" })
+                .await?;
+            if refused {
+                return Ok(format!("column {:?} of table {} is {}: {why}", c.name, run.table, tc.type_sql));
+            }
+        }
+        Ok(why)
     }
 
     /// Runs a statement whose failure fails the write.

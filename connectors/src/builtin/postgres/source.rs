@@ -75,7 +75,7 @@ fn config_def() -> ConfigDef {
             String,
             Some(""),
             Medium,
-            "The strictly increasing column (incrementing modes).",
+            "The strictly increasing column (incrementing modes); a table's serial or identity column without it.",
         ))
         .define(ConfigKey::optional(
             "timestamp.column.name",
@@ -169,11 +169,14 @@ impl Settings {
         };
         let incrementing = config.get("incrementing.column.name").map(str::trim).filter(|s| !s.is_empty());
         let timestamps = config.list("timestamp.column.name");
-        if matches!(mode, Mode::Incrementing | Mode::TimestampIncrementing) && incrementing.is_none() {
+        let query = config.get("query").map(str::trim).filter(|q| !q.is_empty()).map(str::to_string);
+        // A table's own serial or identity column is found when none is named; a query's cannot be.
+        if matches!(mode, Mode::Incrementing | Mode::TimestampIncrementing) && incrementing.is_none() && query.is_some()
+        {
             return Err(ConnectError::config(
                 "incrementing.column.name",
                 "",
-                "the incrementing modes need the column that increases with each new row",
+                "the incrementing modes over a query need the column that increases with each new row",
             ));
         }
         if matches!(mode, Mode::Timestamp | Mode::TimestampIncrementing) && timestamps.is_empty() {
@@ -183,7 +186,6 @@ impl Settings {
                 "the timestamp modes need the column of the time a row was last changed",
             ));
         }
-        let query = config.get("query").map(str::trim).filter(|q| !q.is_empty()).map(str::to_string);
         if query.is_some() && !config.list("table.whitelist").is_empty() {
             return Err(ConnectError::config(
                 "query",
@@ -366,6 +368,9 @@ struct Querier {
     position: Position,
     /// The value schema and columns, found on first read.
     shape: Option<(SchemaRef, Vec<ReadColumn>)>,
+    /// The incrementing column: named, or the table's serial or identity column (found on
+    /// first read).
+    incrementing: Option<String>,
     next_round: Instant,
 }
 
@@ -401,7 +406,16 @@ impl SourceTask for JdbcSourceTask {
                 .offset(&partition)
                 .map(|o| Position::from_offset(&o))
                 .unwrap_or(Position { incrementing: None, timestamp_us: initial });
-            self.queriers.push(Querier { table, topic, partition, position, shape: None, next_round: now });
+            let incrementing = settings.incrementing.clone();
+            self.queriers.push(Querier {
+                table,
+                topic,
+                partition,
+                position,
+                shape: None,
+                incrementing,
+                next_round: now,
+            });
         };
         if settings.query.is_some() {
             let mut partition = SourceMap::new();
@@ -519,6 +533,18 @@ impl JdbcSourceTask {
                 .await
                 .map_err(|e| self.failed(&e, i))?;
             self.queriers[i].shape = Some(shape);
+            let q = &self.queriers[i];
+            if q.incrementing.is_none() && matches!(settings.mode, Mode::Incrementing | Mode::TimestampIncrementing) {
+                let found = serial_column(client, &from).await.map_err(|e| self.failed(&e, i))?;
+                let column = found.ok_or_else(|| {
+                    ConnectError::config(
+                        "incrementing.column.name",
+                        "",
+                        format!("{from} has no serial or identity column to read new rows by: name one"),
+                    )
+                })?;
+                self.queriers[i].incrementing = Some(column);
+            }
         }
         let q = &self.queriers[i];
         let (_, columns) = q.shape.as_ref().expect("shaped");
@@ -533,7 +559,7 @@ impl JdbcSourceTask {
         };
         // The position columns are named apart from the row's own, which ORDER BY may name.
         let time_us = format!("(EXTRACT(EPOCH FROM {time}) * 1000000)::int8 AS freshet_position_time");
-        let inc = settings.incrementing.as_deref().map(ident).unwrap_or_default();
+        let inc = q.incrementing.as_deref().map(ident).unwrap_or_default();
         let upper = format!("(CURRENT_TIMESTAMP - {} * INTERVAL '1 millisecond')", settings.delay_ms);
         let after = |us: i64| format!("(TIMESTAMPTZ 'epoch' + {us} * INTERVAL '1 microsecond')");
         let (filter, order) = match settings.mode {
@@ -597,6 +623,24 @@ impl JdbcSourceTask {
             }
         }
     }
+}
+
+/// The one column of table `from` filled from a sequence (`serial`) or an identity, if it has
+/// exactly one.
+async fn serial_column(client: &Client, from: &str) -> std::result::Result<Option<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT a.attname FROM pg_attribute a \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
+             AND (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%')",
+            &[&from],
+        )
+        .await?;
+    Ok(match rows.as_slice() {
+        [one] => Some(one.get(0)),
+        _ => None,
+    })
 }
 
 /// The value schema of what `from` gives, and how each column is read.

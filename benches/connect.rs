@@ -23,12 +23,19 @@
 //!   those rows can be). Both on one private server with its default durability (fsync on).
 //!   `FRESHET_BENCH_PG_ROWS` sets the rows (default 200,000).
 //!
+//! - topic -> Parquet lake: the Parquet sink (`freshet connect standalone` on the embedded log)
+//!   writing schemaless JSON records by a declared schema into snappy-compressed Parquet files
+//!   (files committed with their offsets, fsync included), beside a plain write of the same number
+//!   of bytes to one file, flushed once. MB/s of Parquet written from the worker's start to the
+//!   last offset committed, and the input's records/s and MB/s. `FRESHET_BENCH_PARQUET_RECORDS`
+//!   sets the records (default 1 M, about 110 B of JSON each).
+//!
 //! `FRESHET_BENCH_CONNECT` picks sections: a comma-separated list of `file`, `datagen`,
-//! `postgres` (default all).
+//! `postgres`, `parquet` (default all).
 //!
 //! Targets (issue "Connector pipelines"): at least 3x Kafka Connect's records/s per core, at most
 //! a tenth of its memory. (Issue "Connectors to real systems"): the JDBC sink at least half of
-//! psql's rows/s.
+//! psql's rows/s; the Parquet sink's MB/s reported beside the plain write's.
 
 #![allow(clippy::print_stdout)]
 
@@ -75,6 +82,9 @@ impl Run {
         n as f64 / self.cpu_total
     }
 }
+
+/// Where a connector's status has its first task's count of records written.
+const WRITTEN: &str = "/tasks/0/metrics/records-written";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
@@ -168,6 +178,31 @@ fn file_pipeline(worker: Worker, broker: &str, dir: &Path, input: &Path, size: u
     run
 }
 
+/// `freshet connect standalone` with `files` (the worker's properties, then connectors') on the
+/// embedded log of `data`, its log to `log`.
+fn standalone(files: &[PathBuf], data: &Path, log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["connect", "standalone"])
+        .args(files)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// A number a worker's REST API answers at `url`, at the JSON `pointer` (0 until it answers).
+fn rest_number(url: String, pointer: &'static str) -> impl Fn() -> u64 {
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    move || {
+        let Ok(mut response) = agent.get(&url).call() else { return 0 };
+        let text = response.body_mut().read_to_string().unwrap_or_default();
+        let answer: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        answer.pointer(pointer).and_then(serde_json::Value::as_u64).unwrap_or(0)
+    }
+}
+
 /// Samples a worker until `progress` reaches `done`: the figures of its run.
 fn watch(pid: u32, started: Instant, progress: impl Fn() -> u64, done: u64, log: &PathBuf) -> Run {
     let deadline = started + Duration::from_secs(1800);
@@ -214,25 +249,11 @@ fn datagen_pipeline(dir: &Path, n: u64) -> Run {
     .unwrap();
     std::fs::write(path("blackhole.properties"), "name=blackhole\nconnector.class=BlackholeSink\ntopics=bids\n")
         .unwrap();
-    let log = std::fs::File::create(path("datagen.log")).unwrap();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["connect", "standalone"])
-        .args([path("datagen-worker.properties"), path("datagen.properties"), path("blackhole.properties")])
-        .arg("--data-dir")
-        .arg(path("datagen-data"))
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let files = [path("datagen-worker.properties"), path("datagen.properties"), path("blackhole.properties")];
+    let child = standalone(&files, &path("datagen-data"), &path("datagen.log"));
     let url = format!("http://127.0.0.1:{port}/connectors/blackhole/status");
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let written = move || -> u64 {
-        let Ok(mut response) = agent.get(&url).call() else { return 0 };
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        status["tasks"][0]["metrics"]["records-written"].as_u64().unwrap_or(0)
-    };
+    let written = rest_number(url, WRITTEN);
     let run = watch(child.id(), started, written, n, &path("datagen.log"));
     stop(child);
     run
@@ -367,34 +388,140 @@ fn jdbc_sink(pg: &Pg, dir: &Path, n: u64) -> Run {
     )
     .unwrap();
     let started = Instant::now();
-    let child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["connect", "standalone"])
-        .args([path("pg-worker.properties"), path("pg-sink.properties")])
-        .arg("--data-dir")
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(path("pg.log")).unwrap())
-        .spawn()
-        .unwrap();
+    let child = standalone(&[path("pg-worker.properties"), path("pg-sink.properties")], &data, &path("pg.log"));
     // Progress from the task's counter (records written are rows committed: a put commits its
     // transaction before it returns), so that sampling adds no load to the server.
-    let status = format!("http://127.0.0.1:{port}/connectors/pg/status");
-    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    let written = move || -> u64 {
-        let Ok(mut response) = agent.get(&status).call() else { return 0 };
-        let text = response.body_mut().read_to_string().unwrap_or_default();
-        let status: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        status["tasks"][0]["metrics"]["records-written"].as_u64().unwrap_or(0)
-    };
+    let written = rest_number(format!("http://127.0.0.1:{port}/connectors/pg/status"), WRITTEN);
     let run = watch(child.id(), started, written, n, &path("pg.log"));
     stop(child);
     assert_eq!(pg.count("bench_sink", "rows"), n, "every row is in the table");
     run
 }
 
+/// The Parquet sink writing `n` schemaless JSON records of one topic partition from the embedded
+/// log, in `freshet connect standalone`: its run to the last offset committed, the input's bytes
+/// and the Parquet bytes written.
+fn parquet_sink(dir: &Path, n: u64) -> (Run, u64, u64) {
+    let data = dir.join("lake-data");
+    let lake = dir.join("lake");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let input_bytes = rt.block_on(async {
+        use freshet_core::{Embedded, NewTopic, ProducerRecord, Substrate};
+        let log = Embedded::open(&data, freshet_core::config::LogConfig::default()).await.unwrap();
+        let substrate: &dyn Substrate = &log;
+        let admin = substrate.admin().unwrap();
+        admin.create_topic(NewTopic { name: "clicks".into(), n_partitions: 1, ..Default::default() }).await.unwrap();
+        let producer = substrate.producer().unwrap();
+        let (mut batch, mut bytes) = (Vec::new(), 0u64);
+        for i in 0..n {
+            let value = serde_json::json!({"id": i, "user": format!("user-{}", i % 1000), "page": format!("/p/{}", i % 5000),
+                "amount": (i % 10_000) as f64 / 100.0, "at": 1_796_464_800_000i64 + (i % 3_600_000) as i64});
+            let value = value.to_string();
+            bytes += value.len() as u64;
+            batch.push(ProducerRecord::new("clicks", None::<String>, value));
+            if batch.len() == 5000 {
+                producer.send(std::mem::take(&mut batch)).await.unwrap();
+            }
+        }
+        producer.send(batch).await.unwrap();
+        log.close().await.unwrap();
+        bytes
+    });
+    let path = |f: &str| dir.join(f);
+    let port = free_port();
+    std::fs::write(
+        path("lake-worker.properties"),
+        format!(
+            "offset.flush.interval.ms=200\nlisteners=http://127.0.0.1:{port}\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\nvalue.converter.schemas.enable=false\n"
+        ),
+    )
+    .unwrap();
+    let schema = serde_json::json!({"type": "struct", "fields": [
+        {"field": "id", "type": "int64", "optional": false}, {"field": "user", "type": "string", "optional": true},
+        {"field": "page", "type": "string", "optional": true}, {"field": "amount", "type": "double", "optional": true},
+        {"field": "at", "type": "int64", "optional": false, "name": "org.apache.kafka.connect.data.Timestamp"}]});
+    // One hour's directory, in files of a size that divides the records, so the last closes with
+    // the last record.
+    let chunk = [250_000, 100_000, 50_000, 10_000, 1_000, 1].into_iter().find(|c| n.is_multiple_of(*c)).unwrap();
+    std::fs::write(
+        path("lake.properties"),
+        format!(
+            "name=lake\nconnector.class=ParquetSink\ntopics=clicks\nstore.url={}\nflush.size={chunk}\n\
+             timestamp.extractor=RecordField\ntimestamp.field=at\nparquet.schema={schema}\n",
+            lake.display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let child = standalone(&[path("lake-worker.properties"), path("lake.properties")], &data, &path("lake.log"));
+    let offsets = format!("http://127.0.0.1:{port}/connectors/lake/offsets");
+    let committed = rest_number(offsets, "/offsets/0/offset/kafka_offset");
+    let run = watch(child.id(), started, committed, n, &path("lake.log"));
+    stop(child);
+    let mut parquet_bytes = 0;
+    let mut stack = vec![lake.join("topics/clicks")];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else {
+                parquet_bytes += entry.metadata().unwrap().len();
+            }
+        }
+    }
+    (run, input_bytes, parquet_bytes)
+}
+
+/// Seconds to write `bytes` to a new file in `dir`, 1 MiB at a time, flushed once.
+fn plain_write(dir: &Path, bytes: u64) -> f64 {
+    let path = dir.join("plain-write");
+    let chunk = vec![0x5au8; 1 << 20];
+    let started = Instant::now();
+    let mut f = std::fs::File::create(&path).unwrap();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len() as u64) as usize;
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n as u64;
+    }
+    f.sync_all().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    std::fs::remove_file(&path).unwrap();
+    secs
+}
+
+fn parquet_section(dir: &Path) {
+    let n: u64 = std::env::var("FRESHET_BENCH_PARQUET_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    println!("\ntopic -> Parquet lake, {n} schemaless JSON records (declared schema, snappy), embedded log:");
+    let (sink, input, written) = parquet_sink(dir, n);
+    let plain = plain_write(dir, written);
+    let mb = |b: u64, s: f64| b as f64 / 1e6 / s;
+    println!("  {:<52} {:>12} {:>12} {:>8}", "", "plain write", "Parquet sink", "ratio");
+    println!(
+        "  {:<52} {:>12.1} {:>12.1} {:>8}",
+        format!("MB/s of {:.1} MB written (sink: start to last commit)", written as f64 / 1e6),
+        mb(written, plain),
+        mb(written, sink.wall),
+        ratio(mb(written, sink.wall), mb(written, plain))
+    );
+    println!(
+        "  input: {:.0} records/s, {:.1} MB/s of JSON ({:.1} MB, {:.1}x the Parquet); worker CPU {:.1} s ({:.0} \
+         records/s per core); peak memory {:.0} MiB",
+        n as f64 / sink.wall,
+        mb(input, sink.wall),
+        input as f64 / 1e6,
+        input as f64 / written as f64,
+        sink.cpu_total,
+        sink.per_core_total(n),
+        sink.peak_rss_mib
+    );
+}
+
 fn main() {
     let n: u64 = std::env::var("FRESHET_BENCH_CONNECT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let sections = std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| "file,datagen,postgres".into());
+    let sections = std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| "file,datagen,postgres,parquet".into());
     let wanted = |s: &str| sections.split(',').any(|x| x.trim() == s);
     let scratch = tempfile::tempdir().unwrap();
     println!("Connector pipelines: Freshet's worker beside Kafka Connect 4.3 and PostgreSQL on this machine");
@@ -422,6 +549,9 @@ fn main() {
             sink.per_core_total(rows),
             sink.peak_rss_mib
         );
+    }
+    if wanted("parquet") {
+        parquet_section(scratch.path());
     }
     if !wanted("file") && !wanted("datagen") {
         return;

@@ -215,6 +215,10 @@ pub trait SinkTask: Send + Debug {
         Ok(offsets)
     }
 
+    /// The worker committed these offsets for the group (after a `pre_commit`): what a restart
+    /// reads from. Ignored by default.
+    fn committed(&mut self, _committed: &SinkOffsets) {}
+
     /// Partitions this task no longer reads; their offsets were committed just before.
     async fn close(&mut self, _partitions: &[TopicPartition]) -> Result<()> {
         Ok(())

@@ -5,6 +5,7 @@ mod connect;
 mod dump_log;
 mod examples;
 mod java;
+mod lake;
 mod on_kafka;
 // Shared with the side-by-side benchmark (benches/vs_kafka.rs), which uses parts the tests do not.
 #[allow(dead_code)]

@@ -373,3 +373,23 @@ pub(crate) fn run_with_stdin(command: &mut Command, stdin: &str, missing: &str) 
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     child.wait_with_output().unwrap()
 }
+
+/// `freshet connect standalone` with `files` (the worker's properties, then connectors'), its
+/// log (at `RUST_LOG=info`) to `log`.
+pub(crate) fn connect_standalone(files: &[PathBuf], log: &Path) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_freshet"))
+        .args(["connect", "standalone"])
+        .args(files)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+/// Produces `input` (kcat's `-P` lines) with kcat and `args`, acknowledged.
+pub(crate) fn kcat_produce(args: &[&str], input: &str) {
+    let out =
+        run_with_stdin(Command::new("kcat").arg("-P").args(args), input, "kcat is installed (./dev test installs it)");
+    assert!(out.status.success(), "kcat {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}

@@ -4,25 +4,16 @@
 //! rows).
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use freshet_connectors::testing::Postgres;
 use serde_json::json;
 
-use crate::peer::BrokerProcess;
+use crate::peer::{connect_standalone, kcat_produce, BrokerProcess};
 
-fn worker(dir: &std::path::Path, port: u16, log_name: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_freshet"))
-        .args(["connect", "standalone"])
-        .arg(dir.join("worker.properties"))
-        .arg(dir.join("sink.properties"))
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.join(log_name)).unwrap())
-        .spawn()
-        .unwrap_or_else(|e| panic!("starting freshet connect on port {port}: {e}"))
+fn worker(dir: &std::path::Path, log_name: &str) -> Child {
+    connect_standalone(&[dir.join("worker.properties"), dir.join("sink.properties")], &dir.join(log_name))
 }
 
 #[test]
@@ -58,13 +49,7 @@ fn a_jdbc_sink_killed_mid_write_leaves_the_latest_value_per_key_after_a_restart(
         model.remove(&id);
     }
     let n_records = n_upserts + 200;
-    let mut kcat = Command::new("kcat")
-        .args(["-P", "-b", &broker.addr, "-t", "orders", "-K", "\t", "-Z"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("kcat is installed (./dev test installs it)");
-    kcat.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    assert!(kcat.wait().unwrap().success());
+    kcat_produce(&["-b", &broker.addr, "-t", "orders", "-K", "\t", "-Z"], &input);
 
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
@@ -89,7 +74,7 @@ fn a_jdbc_sink_killed_mid_write_leaves_the_latest_value_per_key_after_a_restart(
     let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
 
     // Killed as soon as rows appear: mid-stream, most likely mid-batch.
-    let mut first = worker(dir.path(), port, "first.log");
+    let mut first = worker(dir.path(), "first.log");
     let deadline = Instant::now() + Duration::from_secs(120);
     let rows_at_kill = loop {
         let count = rt.block_on(client.query_one("SELECT count(*), coalesce(max(n), -1) FROM orders", &[]));
@@ -105,7 +90,7 @@ fn a_jdbc_sink_killed_mid_write_leaves_the_latest_value_per_key_after_a_restart(
     };
     first.wait().unwrap();
 
-    let mut second = worker(dir.path(), port, "second.log");
+    let mut second = worker(dir.path(), "second.log");
     let offsets_url = format!("http://127.0.0.1:{port}/connectors/pg/offsets");
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -132,9 +132,10 @@ public class AdminClient {
             try (KafkaConsumer<String, String> c = new KafkaConsumer<>(cp, new StringDeserializer(), new StringDeserializer())) {
                 c.subscribe(List.of(t));
                 int read = 0;
-                long deadline = System.currentTimeMillis() + 30_000;
+                // A first group join may take a while on a loaded machine (Kafka's broker too).
+                long deadline = System.currentTimeMillis() + 60_000;
                 while (read < 6 && System.currentTimeMillis() < deadline) read += c.poll(Duration.ofMillis(200)).count();
-                check(read == 6, "read " + read);
+                check(read == 6, "read " + read + " in 60 s; assigned " + c.assignment());
                 c.commitSync();
                 ConsumerGroupDescription g = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
                 check(g.members().size() == 1 && g.groupState() == GroupState.STABLE, "described: " + g);

@@ -4,14 +4,18 @@ mod console;
 mod datagen;
 mod file;
 mod http;
+mod lake;
 mod postgres;
 
 pub use self::console::{BlackholeSink, StdoutSink};
 pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
 pub use self::http::{HttpSink, HttpSinkTask, HttpSource, HttpSourceTask};
+pub use self::lake::{ParquetSink, ParquetSinkTask};
 pub use self::postgres::{JdbcSink, JdbcSinkTask, JdbcSource, JdbcSourceTask};
+use crate::config::{Config, ConfigValue, Props};
 use crate::connector::ConnectorPlugin;
+use crate::error::{ConnectError, Result};
 
 /// The built-in connectors' plugins.
 pub fn connectors() -> Vec<ConnectorPlugin> {
@@ -50,6 +54,11 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             || Box::new(JdbcSink::default()),
         ),
         ConnectorPlugin::sink(
+            "freshet.connect.ParquetSinkConnector",
+            &["ParquetSinkConnector", "ParquetSink", "parquet"],
+            || Box::new(ParquetSink::default()),
+        ),
+        ConnectorPlugin::sink(
             "freshet.connect.StdoutSinkConnector",
             &["StdoutSinkConnector", "StdoutSink", "stdout"],
             || Box::new(StdoutSink::default()),
@@ -60,4 +69,20 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             || Box::new(BlackholeSink),
         ),
     ]
+}
+
+/// A connector's `validate`: `check` of its settings, its error as the REST API shows a refused
+/// key (`fallback` when the error names none).
+pub(crate) fn validation(props: &Props, fallback: &str, check: impl Fn(&Config) -> Result<()>) -> Vec<ConfigValue> {
+    let Err(e) = check(&Config::from_props(props.clone())) else { return Vec::new() };
+    let key = match &e {
+        ConnectError::Config { key, .. } => key.clone(),
+        _ => fallback.into(),
+    };
+    vec![ConfigValue {
+        value: props.get(&key).cloned(),
+        password: key.contains("password"),
+        name: key,
+        errors: vec![e.to_string()],
+    }]
 }

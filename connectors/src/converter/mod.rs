@@ -3,7 +3,7 @@
 //! `key.converter`, `value.converter` and `header.converter`, configured by the keys under those
 //! prefixes (`value.converter.schemas.enable=false`).
 
-mod json;
+pub(crate) mod json;
 mod simple;
 
 use std::fmt::Debug;

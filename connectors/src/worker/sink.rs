@@ -232,6 +232,7 @@ impl Sink {
             self.committed.insert(tp, o.offset);
         }
         reporter.committed(&self.committed);
+        task.committed(&self.committed);
         metrics.offset_commits.fetch_add(1, Ordering::Relaxed);
         metrics.uncommitted_records.store(0, Ordering::Relaxed);
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);

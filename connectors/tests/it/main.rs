@@ -6,6 +6,7 @@ mod distributed;
 mod errors;
 mod exactly_once;
 mod http;
+mod lake;
 mod postgres;
 mod rest;
 mod support;

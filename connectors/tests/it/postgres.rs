@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use freshet_connectors::testing::Postgres;
-use freshet_core::{ConsumerRecord, NewTopic, ProducerRecord, Substrate};
+use freshet_core::{ProducerRecord, Substrate};
 use serde_json::{json, Value as Json};
 
 use crate::support::*;
@@ -68,35 +68,6 @@ fn order(id: i32, name: &str, qty: i64) -> String {
     .to_string()
 }
 
-async fn topic(substrate: &dyn Substrate, name: &str) {
-    let admin = substrate.admin().unwrap();
-    admin.create_topic(NewTopic { name: name.into(), n_partitions: 1, ..Default::default() }).await.unwrap();
-}
-
-async fn send(substrate: &dyn Substrate, records: Vec<ProducerRecord>) {
-    substrate.producer().unwrap().send(records).await.unwrap();
-}
-
-fn record(topic: &str, key: Option<String>, value: Option<String>) -> ProducerRecord {
-    let mut r = ProducerRecord::new(topic, key, "");
-    r.value = value.map(Into::into);
-    r
-}
-
-/// Creates connector `name` with `config` through the REST API.
-async fn create(running: &Running, name: &str, config: Json) {
-    let (status, body) = running.rest.call("PUT", &format!("/connectors/{name}/config"), Some(config)).await;
-    assert_eq!(status, 201, "{body}");
-}
-
-/// Waits until the connector's committed offset of partition 0 reaches `end`.
-async fn wait_committed(running: &Running, name: &str, end: i64) {
-    wait_for(&running.rest, &format!("/connectors/{name}/offsets"), |o| {
-        o["offsets"].as_array().is_some_and(|a| a.iter().any(|x| x["offset"]["kafka_offset"] == end))
-    })
-    .await;
-}
-
 /// The rows of a query, each as its columns' text.
 async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<String>>> {
     let text = format!(
@@ -109,12 +80,6 @@ async fn rows(client: &tokio_postgres::Client, sql: &str) -> Vec<Vec<Option<Stri
         .iter()
         .map(|row| row.get::<_, Vec<Option<String>>>(0))
         .collect()
-}
-
-/// `base` with the keys of `extra` added.
-fn with(mut base: Json, extra: Json) -> Json {
-    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    base
 }
 
 fn sink_config(url: &str, topics: &str, extra: Json) -> Json {
@@ -204,11 +169,6 @@ async fn upserts_and_tombstones_leave_the_latest_value_per_key_in_an_auto_create
     .await;
     assert_eq!(pk, [[Some("id".to_string())]]);
     running.shutdown().await;
-}
-
-fn header<'a>(record: &'a ConsumerRecord, key: &str) -> &'a str {
-    let h = record.headers.iter().find(|h| h.key == key).unwrap_or_else(|| panic!("no header {key}"));
-    std::str::from_utf8(h.value.as_deref().unwrap()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

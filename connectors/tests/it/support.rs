@@ -8,7 +8,9 @@ use std::time::Duration;
 use freshet_connectors::config::Props;
 use freshet_connectors::{DistributedWorker, Plugins, Worker};
 use freshet_core::config::LogConfig;
-use freshet_core::{ConsumerConfig, ConsumerRecord, Embedded, OffsetSpec, Substrate, TopicPartition};
+use freshet_core::{
+    ConsumerConfig, ConsumerRecord, Embedded, NewTopic, OffsetSpec, ProducerRecord, Substrate, TopicPartition,
+};
 use serde_json::Value as Json;
 
 /// An embedded log in a temporary directory.
@@ -212,4 +214,62 @@ pub(crate) async fn read(substrate: &dyn Substrate, topic: &str, n: usize) -> Ve
         }
     }
     out
+}
+
+/// Creates `name`, of one partition.
+pub(crate) async fn topic(substrate: &dyn Substrate, name: &str) {
+    topic_of(substrate, name, 1).await
+}
+
+/// Creates `name` with `partitions`.
+pub(crate) async fn topic_of(substrate: &dyn Substrate, name: &str, partitions: u32) {
+    let admin = substrate.admin().unwrap();
+    admin.create_topic(NewTopic { name: name.into(), n_partitions: partitions, ..Default::default() }).await.unwrap();
+}
+
+/// Sends `records`, acknowledged.
+pub(crate) async fn send(substrate: &dyn Substrate, records: Vec<ProducerRecord>) {
+    substrate.producer().unwrap().send(records).await.unwrap();
+}
+
+/// A record of `topic` with a text key and value (`None`: a tombstone).
+pub(crate) fn record(topic: &str, key: Option<String>, value: Option<String>) -> ProducerRecord {
+    let mut r = ProducerRecord::new(topic, key, "");
+    r.value = value.map(Into::into);
+    r
+}
+
+/// Creates connector `name` with `config` through the REST API.
+pub(crate) async fn create(running: &Running, name: &str, config: Json) {
+    let (status, body) = running.rest.call("PUT", &format!("/connectors/{name}/config"), Some(config)).await;
+    assert_eq!(status, 201, "{body}");
+}
+
+/// Waits until the connector's committed offset of partition 0 reaches `end`.
+pub(crate) async fn wait_committed(running: &Running, name: &str, end: i64) {
+    wait_offsets(running, name, &[(0, end)]).await
+}
+
+/// Waits until the connector's committed offset of each (partition, offset) reaches it.
+pub(crate) async fn wait_offsets(running: &Running, name: &str, ends: &[(u32, i64)]) {
+    wait_for(&running.rest, &format!("/connectors/{name}/offsets"), |o| {
+        ends.iter().all(|(p, end)| {
+            o["offsets"].as_array().is_some_and(|a| {
+                a.iter().any(|x| x["partition"]["kafka_partition"] == *p && x["offset"]["kafka_offset"] == *end)
+            })
+        })
+    })
+    .await;
+}
+
+/// `base` with the keys of `extra` added.
+pub(crate) fn with(mut base: Json, extra: Json) -> Json {
+    base.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    base
+}
+
+/// The text of a record's header `key`.
+pub(crate) fn header<'a>(record: &'a ConsumerRecord, key: &str) -> &'a str {
+    let h = record.headers.iter().find(|h| h.key == key).unwrap_or_else(|| panic!("no header {key}"));
+    std::str::from_utf8(h.value.as_deref().unwrap()).unwrap()
 }

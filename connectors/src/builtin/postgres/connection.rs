@@ -14,7 +14,7 @@ use percent_encoding::percent_decode_str;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::{Client, Config as PgConfig, NoTls};
 
-use crate::config::{Config, ConfigValue, Props};
+use crate::config::Config;
 use crate::error::{ConnectError, Result};
 
 /// Where and how to connect.
@@ -104,22 +104,6 @@ impl Connection {
             }
         }
     }
-}
-
-/// A connector's `validate`: `check` of its settings, its error as the REST API shows a
-/// refused key.
-pub(crate) fn validation(props: &Props, check: impl Fn(&Config) -> Result<()>) -> Vec<ConfigValue> {
-    let Err(e) = check(&Config::from_props(props.clone())) else { return Vec::new() };
-    let key = match &e {
-        ConnectError::Config { key, .. } => key.clone(),
-        _ => "connection.url".into(),
-    };
-    vec![ConfigValue {
-        value: props.get(&key).cloned(),
-        password: key.contains("password"),
-        name: key,
-        errors: vec![e.to_string()],
-    }]
 }
 
 /// A PostgreSQL error with what the server said of it (message, detail, hint), or the client's

@@ -30,8 +30,9 @@ use async_trait::async_trait;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 
-use super::connection::{describe, validation, Connection};
+use super::connection::{describe, Connection};
 use super::copy::negate;
+use crate::builtin::validation;
 use crate::config::{Config, ConfigDef, ConfigKey, ConfigType, ConfigValue, Importance, Props, Validator};
 use crate::connector::{Connector, SourceConnector, SourceTask, SourceTaskContext};
 use crate::data::{Schema, SchemaRef, Struct, Type, Value};
@@ -230,7 +231,7 @@ impl Connector for JdbcSource {
     }
 
     fn validate(&self, props: &Props) -> Vec<ConfigValue> {
-        validation(props, |c| Settings::new(c).map(drop))
+        validation(props, "connection.url", |c| Settings::new(c).map(drop))
     }
 
     async fn start(&mut self, config: &Config) -> Result<()> {

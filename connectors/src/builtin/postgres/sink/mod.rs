@@ -52,7 +52,8 @@ use async_trait::async_trait;
 use tokio_postgres::Client;
 
 use self::write::{Table, WriteError};
-use super::connection::{validation, Connection};
+use super::connection::Connection;
+use crate::builtin::validation;
 use crate::config::{Config, ConfigDef, ConfigKey, ConfigType, ConfigValue, Importance, Props, Validator};
 use crate::connector::{Connector, SinkConnector, SinkTask, SinkTaskContext};
 use crate::error::{ConnectError, Result};
@@ -356,7 +357,7 @@ impl Connector for JdbcSink {
     }
 
     fn validate(&self, props: &Props) -> Vec<ConfigValue> {
-        validation(props, |c| Settings::new(c).map(drop))
+        validation(props, "connection.url", |c| Settings::new(c).map(drop))
     }
 
     async fn start(&mut self, config: &Config) -> Result<()> {

@@ -192,17 +192,22 @@ async fn a_task_that_dies_at_any_step_leaves_each_record_in_the_lake_once() {
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join("t+0+0000000100+00000000000000aa.parquet"), b"PAR1 half").unwrap();
 
-    // The next reads again from what was committed, commits, and dies between renaming its files
-    // into place and recording them (its commits file as before).
+    // The next reads again from what was committed, commits, and dies between recording its
+    // files and renaming them into place: put back where they were.
     let mut second = started(&lake).await;
-    let before = std::fs::read(&commits).unwrap();
     let c2 = put(&mut second, &records, c1, 260).await;
     assert!(c2 > c1);
-    std::fs::write(&commits, &before).unwrap();
     drop(second);
+    let recorded: Json = serde_json::from_slice(&std::fs::read(&commits).unwrap()).unwrap();
+    let renames = recorded["renames"].as_array().unwrap();
+    assert_eq!(renames.len(), 6, "{recorded}");
+    for rename in renames {
+        let at = |key: &str| lake.join(rename[key].as_str().unwrap());
+        std::fs::rename(at("to"), at("from")).unwrap();
+    }
 
-    // The last reads again from the first task's offsets (the group's commit of c2 was lost too),
-    // and stops cleanly.
+    // The last finishes the renames, reads again from the first task's offsets (the group's
+    // commit of c2 was lost too), skips what the files hold, and stops cleanly.
     let mut last = started(&lake).await;
     assert!(parquet_files(&tmp).is_empty(), "a half file left by a dead task is removed");
     // Each directory's 150 records from offset 100 fill six files of 25: none stays open.

@@ -20,17 +20,17 @@
 //! reaches `rotate.size.bytes`, when a record's time is `rotate.interval.ms` past its first, or
 //! when it has been open `rotate.schedule.interval.ms` of wall time; a record of a new schema also
 //! starts a new file. Closed files are committed in the worker's offset commit (the task's
-//! `pre_commit`): each is renamed into place and made durable (fsync of the file and its
-//! directory), then the last offset committed per directory is recorded in
-//! `_freshet/commits/<topic>+<partition>.json`, and only then are the offsets given to the
-//! worker: up to the first record still in an open file.
+//! `pre_commit`): first `_freshet/commits/<topic>+<partition>.json` is replaced (and synced) with
+//! the last offset in a committed file per directory and the renames about to be done; then each
+//! file is renamed into place and synced; only then are the offsets given to the worker, up to the
+//! first record still in an open file.
 //!
-//! After a crash the worker gives the records again from the offsets it committed. A record at
-//! or below its directory's recorded offset is already in a committed file and is skipped; a file
-//! renamed but not yet recorded is written again under the same name (its first record is the same,
-//! since the record before it was recorded), replacing it. Open files of a crashed task are
-//! discarded. So a crash leaves no half file in the tree, and no record twice, as long as a record
-//! lands in the same directory when read again (not so with `timestamp.extractor=Wallclock`).
+//! After a crash the next task first does the recorded renames whose files are still in
+//! `_freshet/tmp`, and removes the rest of the partition's files there (open when it died). The
+//! worker gives the records again from the offsets it committed; a record at or below its
+//! directory's recorded offset is already in a committed file and is skipped. So a crash leaves
+//! no half file in the tree and no record twice, as long as a record lands in the same directory
+//! when read again (not so with `timestamp.extractor=Wallclock`).
 //!
 //! # Records that do not fit
 //!
@@ -43,9 +43,10 @@
 
 mod columns;
 mod partition;
+mod settings;
+mod store;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -53,16 +54,14 @@ use arrow::datatypes::SchemaRef as ArrowSchemaRef;
 use async_trait::async_trait;
 use freshet_core::TopicPartition;
 use object_store::buffered::BufWriter;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
-use parquet::basic::{BrotliLevel, Compression, GzipLevel, ZstdLevel};
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 
-use self::partition::Layout;
-use crate::config::{Config, ConfigDef, ConfigKey, ConfigType, ConfigValue, Importance, Props, Validator};
+use self::settings::{config_def, Settings};
+use self::store::{store_error, Commits, Lake, Rename};
+use crate::config::{Config, ConfigDef, ConfigValue, Props};
 use crate::connector::{Connector, SinkConnector, SinkTask, SinkTaskContext};
 use crate::data::{SchemaRef, Value};
 use crate::error::{ConnectError, Result};
@@ -70,297 +69,6 @@ use crate::record::{SinkOffsets, SinkRecord};
 
 /// The directory, under `topics.dir`, of the sink's own files.
 const OWN_DIR: &str = "_freshet";
-/// A row group is written out once its encoded size passes this: what an open file holds in
-/// memory.
-const ROW_GROUP_BYTES: usize = 32 << 20;
-
-/// The connector's keys.
-fn config_def() -> ConfigDef {
-    use ConfigType::*;
-    use Importance::*;
-    let storage = |k: ConfigKey| k.in_group("Storage");
-    let rotation = |k: ConfigKey| k.in_group("Rotation");
-    let partitioner = |k: ConfigKey| k.in_group("Partitioner");
-    let format = |k: ConfigKey| k.in_group("Format");
-    ConfigDef::new()
-        .define(storage(ConfigKey::required(
-            "store.url",
-            String,
-            High,
-            "Where the lake is: a directory, as a path or a file:// URL; made when missing.",
-        )))
-        .define(storage(ConfigKey::optional(
-            "topics.dir",
-            String,
-            Some("topics"),
-            High,
-            "The directory under store.url of the topics' directories.",
-        )))
-        .define(storage(
-            ConfigKey::optional(
-                "filename.offset.zero.pad.width",
-                Int,
-                Some("10"),
-                Low,
-                "The width a file name's start offset is zero-padded to.",
-            )
-            .validated(Validator::AtLeast(0.0)),
-        ))
-        .define(rotation(
-            ConfigKey::optional(
-                "flush.size",
-                Int,
-                Some("100000"),
-                High,
-                "The most records a file holds; it is committed once it has them.",
-            )
-            .validated(Validator::AtLeast(1.0)),
-        ))
-        .define(rotation(ConfigKey::optional(
-            "rotate.interval.ms",
-            Long,
-            Some("-1"),
-            High,
-            "A file is closed when a record's time is this far past its first record's (record time, so files \
-             are the same when records are read again); -1: never.",
-        )))
-        .define(rotation(ConfigKey::optional(
-            "rotate.schedule.interval.ms",
-            Long,
-            Some("-1"),
-            Medium,
-            "A file is closed once it has been open this long by the wall clock; -1: never.",
-        )))
-        .define(rotation(
-            ConfigKey::optional(
-                "rotate.size.bytes",
-                Long,
-                Some("134217728"),
-                Medium,
-                "A file is closed once it is this large (encoded, before the footer).",
-            )
-            .validated(Validator::AtLeast(1.0)),
-        ))
-        .define(partitioner(ConfigKey::optional(
-            "partitioner.class",
-            Class,
-            Some("TimeBasedPartitioner"),
-            High,
-            "How directories are named: DefaultPartitioner (partition=N), FieldPartitioner (partition.field.name), \
-             TimeBasedPartitioner (path.format), HourlyPartitioner, DailyPartitioner; with or without the \
-             io.confluent.connect.storage.partitioner. package.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "path.format",
-            String,
-            Some(partition::DEFAULT_PATH_FORMAT),
-            High,
-            "The directory of a time bucket, as a Joda-style pattern: y, Y, M, d, D, H, m, s, S, and 'quoted text'.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "partition.duration.ms",
-            Long,
-            None,
-            Medium,
-            "How long a time bucket is; by default the finest unit path.format writes.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "timezone",
-            String,
-            Some("UTC"),
-            Medium,
-            "The zone times are written in: UTC or a fixed offset such as +01:00.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "locale",
-            String,
-            Some(""),
-            Low,
-            "Accepted for carried-over configs; directory names are numbers.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "timestamp.extractor",
-            String,
-            Some("Record"),
-            Medium,
-            "The time a record is bucketed and rotated by: Record (its timestamp), RecordField (timestamp.field), \
-             Wallclock.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "timestamp.field",
-            String,
-            Some(""),
-            Medium,
-            "The value's field holding the time (a Timestamp or ms), for timestamp.extractor=RecordField; a.b \
-             for nested fields.",
-        )))
-        .define(partitioner(ConfigKey::optional(
-            "partition.field.name",
-            List,
-            Some(""),
-            Medium,
-            "The value's fields naming the directory, for FieldPartitioner.",
-        )))
-        .define(format(ConfigKey::optional(
-            "format.class",
-            Class,
-            Some("ParquetFormat"),
-            Low,
-            "The file format: Parquet (any class named ...ParquetFormat).",
-        )))
-        .define(format(
-            ConfigKey::optional(
-                "parquet.codec",
-                String,
-                Some("snappy"),
-                Medium,
-                "The files' compression: none, snappy, gzip, lz4, brotli, zstd.",
-            )
-            .validated(Validator::one_of(&[
-                "none",
-                "uncompressed",
-                "snappy",
-                "gzip",
-                "lz4",
-                "brotli",
-                "zstd",
-            ])),
-        ))
-        .define(format(ConfigKey::optional(
-            "parquet.schema",
-            String,
-            None,
-            Medium,
-            "A schema (Connect's JSON schema, as the JsonConverter writes it) for values without one, such as \
-             JSON read with schemas.enable=false.",
-        )))
-        .define(format(
-            ConfigKey::optional(
-                "behavior.on.null.values",
-                String,
-                Some("fail"),
-                Low,
-                "What a tombstone (a null value) does: fail (reported as a record that does not fit) or ignore.",
-            )
-            .validated(Validator::one_of(&["fail", "ignore"])),
-        ))
-}
-
-/// The connector's config, read once.
-#[derive(Debug, Clone)]
-struct Settings {
-    root: PathBuf,
-    topics_dir: String,
-    pad: usize,
-    flush_size: u64,
-    rotate_interval_ms: Option<i64>,
-    rotate_schedule: Option<std::time::Duration>,
-    rotate_bytes: usize,
-    layout: Layout,
-    codec: Compression,
-    declared: Option<SchemaRef>,
-    ignore_nulls: bool,
-}
-
-impl Settings {
-    fn new(config: &Config) -> Result<Settings> {
-        let url = config.string("store.url")?.trim();
-        let root = match url.strip_prefix("file://") {
-            Some(path) if path.starts_with('/') => PathBuf::from(path),
-            Some(_) => return Err(ConnectError::config("store.url", url, "a file:// URL names an absolute path")),
-            None if url.contains("://") => {
-                return Err(ConnectError::config(
-                    "store.url",
-                    url,
-                    "Freshet's lake sink writes to local directories (a path or a file:// URL)",
-                ))
-            }
-            None if url.is_empty() => return Err(ConnectError::config("store.url", url, "names the lake's directory")),
-            None => PathBuf::from(url),
-        };
-        let topics_dir = config.get("topics.dir").unwrap_or("topics").trim_matches('/').to_string();
-        if topics_dir.is_empty() || topics_dir.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
-            return Err(ConnectError::config("topics.dir", &topics_dir, "a relative directory without . or .."));
-        }
-        let format = config.get("format.class").unwrap_or("ParquetFormat");
-        if !format.ends_with("ParquetFormat") {
-            return Err(ConnectError::config(
-                "format.class",
-                format,
-                "Freshet's lake sink writes Parquet (ParquetFormat)",
-            ));
-        }
-        let codec = match config.get("parquet.codec").unwrap_or("snappy").to_ascii_lowercase().as_str() {
-            "none" | "uncompressed" => Compression::UNCOMPRESSED,
-            "snappy" => Compression::SNAPPY,
-            "gzip" => Compression::GZIP(GzipLevel::default()),
-            "lz4" => Compression::LZ4_RAW,
-            "brotli" => Compression::BROTLI(BrotliLevel::default()),
-            "zstd" => Compression::ZSTD(ZstdLevel::default()),
-            other => {
-                return Err(ConnectError::config(
-                    "parquet.codec",
-                    other,
-                    "must be none, snappy, gzip, lz4, brotli or zstd",
-                ))
-            }
-        };
-        let declared = match config.get("parquet.schema").map(str::trim).filter(|s| !s.is_empty()) {
-            None => None,
-            Some(text) => {
-                let json: serde_json::Value = serde_json::from_str(text)
-                    .map_err(|e| ConnectError::config("parquet.schema", text, format!("not JSON: {e}")))?;
-                let schema = crate::converter::json::parse_schema(&json)
-                    .map_err(|e| ConnectError::config("parquet.schema", text, e.to_string()))?;
-                columns::arrow_schema(&schema)
-                    .map_err(|e| ConnectError::config("parquet.schema", text, e.to_string()))?;
-                Some(Arc::new(schema))
-            }
-        };
-        let positive =
-            |key: &str| -> Result<Option<i64>> { Ok(Some(config.number_or(key, -1i64)?).filter(|v| *v > 0)) };
-        Ok(Settings {
-            root,
-            topics_dir,
-            pad: config.number_or("filename.offset.zero.pad.width", 10usize)?.min(19),
-            flush_size: config.number_or("flush.size", 100_000u64)?.max(1),
-            rotate_interval_ms: positive("rotate.interval.ms")?,
-            rotate_schedule: positive("rotate.schedule.interval.ms")?
-                .map(|ms| std::time::Duration::from_millis(ms as u64)),
-            rotate_bytes: config.number_or("rotate.size.bytes", 128usize << 20)?.max(1),
-            layout: Layout::new(config)?,
-            codec,
-            declared,
-            ignore_nulls: config.get("behavior.on.null.values").unwrap_or("fail").eq_ignore_ascii_case("ignore"),
-        })
-    }
-
-    fn properties(&self, tp: &TopicPartition) -> WriterProperties {
-        WriterProperties::builder()
-            .set_compression(self.codec)
-            .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
-            .set_created_by(format!("freshet {} (lake sink)", env!("CARGO_PKG_VERSION")))
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new("freshet.topic".into(), tp.topic.clone()),
-                KeyValue::new("freshet.partition".into(), tp.partition.to_string()),
-            ]))
-            .build()
-    }
-
-    /// Where the sink keeps what it has committed of a partition.
-    fn commits(&self, tp: &TopicPartition) -> Path {
-        Path::from(format!("{}/{OWN_DIR}/commits/{}+{}.json", self.topics_dir, tp.topic, tp.partition))
-    }
-
-    /// The prefix of a partition's files being written.
-    fn tmp_prefix(&self, tp: &TopicPartition) -> String {
-        format!("{}+{}+", tp.topic, tp.partition)
-    }
-
-    fn tmp_dir(&self) -> String {
-        format!("{}/{OWN_DIR}/tmp", self.topics_dir)
-    }
-}
 
 /// The Parquet lake sink connector.
 #[derive(Debug, Default)]
@@ -394,72 +102,6 @@ impl SinkConnector for ParquetSink {
     fn task(&self) -> Box<dyn SinkTask> {
         Box::<ParquetSinkTask>::default()
     }
-}
-
-/// The lake: the store and, for local files, the directory it is rooted at (to fsync in).
-#[derive(Debug)]
-struct Lake {
-    store: Arc<dyn ObjectStore>,
-    root: PathBuf,
-}
-
-impl Lake {
-    fn open(root: &std::path::Path) -> Result<Lake> {
-        std::fs::create_dir_all(root)
-            .map_err(|e| ConnectError::io(format!("making the lake {}", root.display()), e))?;
-        let store = LocalFileSystem::new_with_prefix(root)
-            .map_err(|e| ConnectError::Task(format!("opening the lake {}: {e}", root.display())))?;
-        let root =
-            std::fs::canonicalize(root).map_err(|e| ConnectError::io(format!("the lake {}", root.display()), e))?;
-        Ok(Lake { store: Arc::new(store), root })
-    }
-
-    fn local(&self, path: &Path) -> PathBuf {
-        path.parts().fold(self.root.clone(), |p, part| p.join(part.as_ref()))
-    }
-
-    /// Makes a file and the directory entry naming it durable.
-    async fn sync(&self, path: &Path) -> Result<()> {
-        let file = self.local(path);
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            std::fs::File::open(&file)?.sync_all()?;
-            if let Some(dir) = file.parent() {
-                std::fs::File::open(dir)?.sync_all()?;
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| ConnectError::Task(format!("syncing {path}: {e}")))?
-        .map_err(|e| ConnectError::io(format!("syncing {path}"), e))
-    }
-
-    /// Removes the files a partition's earlier task left half written (also the store's own
-    /// staging files of them).
-    async fn clear_tmp(&self, dir: &str, prefix: &str) -> Result<()> {
-        let dir = self.local(&Path::from(dir));
-        let prefix = prefix.to_string();
-        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-            let entries = match std::fs::read_dir(&dir) {
-                Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(e),
-            };
-            for entry in entries {
-                let entry = entry?;
-                if entry.file_name().to_string_lossy().starts_with(&prefix) {
-                    std::fs::remove_file(entry.path())?;
-                }
-            }
-            Ok(())
-        })
-        .await
-        .map_err(|e| ConnectError::Task(format!("clearing {}: {e}", self.root.display())))?
-        .map_err(|e| ConnectError::io("clearing the lake's unfinished files", e))
-    }
-}
-
-fn store_error(what: impl std::fmt::Display, e: impl std::fmt::Display) -> ConnectError {
-    ConnectError::Task(format!("{what}: {e}"))
 }
 
 /// What the lake holds of one Kafka partition, and its files being written.
@@ -522,15 +164,6 @@ struct ClosedFile {
     last: i64,
 }
 
-/// The commits file of a partition.
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Commits {
-    topic: String,
-    partition: u32,
-    /// Per directory, the last offset in a committed file.
-    committed: BTreeMap<String, i64>,
-}
-
 /// The Parquet lake sink's task.
 #[derive(Debug, Default)]
 pub struct ParquetSinkTask {
@@ -557,6 +190,8 @@ impl ParquetSinkTask {
                 let bytes = got.bytes().await.map_err(|e| store_error(format!("reading {path}"), e))?;
                 let commits: Commits = serde_json::from_slice(&bytes)
                     .map_err(|e| ConnectError::Task(format!("{path} is not the lake sink's commits file: {e}")))?;
+                // The renames of a task that died after recording them.
+                lake.apply(&commits.renames).await?;
                 commits.committed
             }
             Err(object_store::Error::NotFound { .. }) => BTreeMap::new(),
@@ -822,32 +457,30 @@ impl SinkTask for ParquetSinkTask {
         let lake = self.lake.as_ref().expect("started");
         let mut durable = SinkOffsets::new();
         for (tp, partition) in self.partitions.iter_mut() {
-            if !partition.closed.is_empty() {
-                for file in std::mem::take(&mut partition.closed) {
-                    let name =
-                        format!("{}+{}+{:0pad$}.parquet", tp.topic, tp.partition, file.start, pad = settings.pad);
-                    let target = Path::from(format!("{}/{name}", file.dir));
-                    lake.store
-                        .rename(&file.tmp, &target)
-                        .await
-                        .map_err(|e| store_error(format!("committing {} as {target}", file.tmp), e))?;
-                    lake.sync(&target).await?;
-                    let last = partition.committed.entry(file.dir).or_insert(file.last);
-                    *last = (*last).max(file.last);
-                }
-                let commits = Commits {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    committed: partition.committed.clone(),
-                };
-                let path = settings.commits(tp);
-                let json = serde_json::to_vec(&commits).map_err(|e| ConnectError::Task(e.to_string()))?;
-                lake.store
-                    .put(&path, PutPayload::from(json))
-                    .await
-                    .map_err(|e| store_error(format!("writing {path}"), e))?;
-                lake.sync(&path).await?;
+            if partition.closed.is_empty() {
+                continue;
             }
+            // First the intent, durably: the files' places and the offsets they bring. Then the
+            // renames. A task that dies between the two has them done by the next one (`load`).
+            let mut committed = partition.committed.clone();
+            let mut renames = Vec::new();
+            for file in std::mem::take(&mut partition.closed) {
+                let name = format!("{}+{}+{:0pad$}.parquet", tp.topic, tp.partition, file.start, pad = settings.pad);
+                let to = Path::from(format!("{}/{name}", file.dir));
+                renames.push(Rename { from: file.tmp.to_string(), to: to.to_string() });
+                let last = committed.entry(file.dir).or_insert(file.last);
+                *last = (*last).max(file.last);
+            }
+            let commits = Commits { topic: tp.topic.clone(), partition: tp.partition, committed, renames };
+            let path = settings.commits(tp);
+            let json = serde_json::to_vec(&commits).map_err(|e| ConnectError::Task(e.to_string()))?;
+            lake.store
+                .put(&path, PutPayload::from(json))
+                .await
+                .map_err(|e| store_error(format!("writing {path}"), e))?;
+            lake.sync(&path).await?;
+            lake.apply(&commits.renames).await?;
+            partition.committed = commits.committed;
         }
         for (tp, next) in offsets {
             let offset = self.partitions.get(&tp).map_or(next, |p| p.durable(next));

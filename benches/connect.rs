@@ -25,17 +25,24 @@
 //!
 //! - topic -> Parquet lake: the Parquet sink (`freshet connect standalone` on the embedded log)
 //!   writing schemaless JSON records by a declared schema into snappy-compressed Parquet files
-//!   (files committed with their offsets, fsync included), beside a plain write of the same number
-//!   of bytes to one file, flushed once. MB/s of Parquet written from the worker's start to the
-//!   last offset committed, and the input's records/s and MB/s. `FRESHET_BENCH_PARQUET_RECORDS`
+//!   (files committed with their offsets, fsync included), beside a plain write of the records'
+//!   bytes (their JSON) to one file, flushed once: MB/s of records from the worker's start to the
+//!   last offset committed, and the Parquet's size and MB/s. `FRESHET_BENCH_PARQUET_RECORDS`
 //!   sets the records (default 1 M, about 110 B of JSON each).
 //!
+//! - PostgreSQL -> topic: change capture (`freshet connect standalone` on the embedded log) of a
+//!   table pgbench inserts into with two clients, beside pgbench alone on another table: pgbench's
+//!   inserts/s with and without capture, the slot's lag behind the WAL while pgbench runs (sampled
+//!   every 250 ms) and how long the capture takes to catch up after. `FRESHET_BENCH_CDC_SECS` sets
+//!   pgbench's run (default 20 s).
+//!
 //! `FRESHET_BENCH_CONNECT` picks sections: a comma-separated list of `file`, `datagen`,
-//! `postgres`, `parquet` (default all).
+//! `postgres`, `cdc`, `parquet` (default all).
 //!
 //! Targets (issue "Connector pipelines"): at least 3x Kafka Connect's records/s per core, at most
 //! a tenth of its memory. (Issue "Connectors to real systems"): the JDBC sink at least half of
-//! psql's rows/s; the Parquet sink's MB/s reported beside the plain write's.
+//! psql's rows/s; change capture keeping up with pgbench (its lag bounded); the Parquet sink's
+//! MB/s reported beside the plain write's.
 
 #![allow(clippy::print_stdout)]
 
@@ -474,6 +481,121 @@ fn parquet_sink(dir: &Path, n: u64) -> (Run, u64, u64) {
     (run, input_bytes, parquet_bytes)
 }
 
+/// pgbench inserting into `events` of `db` for `secs` with `clients`: its transactions per second.
+fn pgbench(pg: &Pg, dir: &Path, db: &str, clients: u32, secs: u32) -> f64 {
+    let script = dir.join("insert.sql");
+    std::fs::write(
+        &script,
+        "\\set a random(1, 1000000)\nINSERT INTO events (a, b, label) VALUES (:a, :client_id, 'event ' || :a);\n",
+    )
+    .unwrap();
+    let port = pg.server.port().to_string();
+    let (c, t) = (clients.to_string(), secs.to_string());
+    let out = Command::new("pgbench")
+        .args(["-h", "127.0.0.1", "-p", &port, "-U", "freshet", "-n", "-c", &c, "-j", &c, "-T", &t, "-f"])
+        .arg(&script)
+        .arg(db)
+        .output()
+        .expect("pgbench is installed (./dev test installs PostgreSQL)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "pgbench: {text}{}", String::from_utf8_lossy(&out.stderr));
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|r| r.split_whitespace().next()).and_then(|v| v.parse().ok()))
+        .unwrap_or_else(|| panic!("pgbench printed no tps:\n{text}"))
+}
+
+/// Change capture of pgbench's inserts: pgbench alone, then with `freshet connect standalone`
+/// capturing the table into the embedded log; the slot's lag sampled throughout.
+fn cdc_section(dir: &Path) {
+    let secs: u32 = std::env::var("FRESHET_BENCH_CDC_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let pg = Pg::start();
+    println!("\nPostgreSQL -> topic, change capture of pgbench's inserts (2 clients, {secs} s), one durable server:");
+    let table = "CREATE TABLE events (id bigserial PRIMARY KEY, a int NOT NULL, b int NOT NULL, label text)";
+    for db in ["bench_alone", "bench_cdc"] {
+        pg.rt.block_on(pg.server.database(db));
+        pg.rt.block_on(async { pg.server.connect(db).await.unwrap().batch_execute(table).await.unwrap() });
+    }
+    let alone = pgbench(&pg, dir, "bench_alone", 2, secs);
+    let path = |f: &str| dir.join(f);
+    let port = free_port();
+    std::fs::write(
+        path("cdc-worker.properties"),
+        format!(
+            "offset.flush.interval.ms=1000\nlisteners=http://127.0.0.1:{port}\n\
+             key.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        path("cdc.properties"),
+        format!(
+            "name=cdc\nconnector.class=PostgresConnector\ndatabase.hostname=127.0.0.1\ndatabase.port={}\n\
+             database.user=freshet\ndatabase.dbname=bench_cdc\ntopic.prefix=bench\ntable.include.list=public.events\n",
+            pg.server.port()
+        ),
+    )
+    .unwrap();
+    let child =
+        standalone(&[path("cdc-worker.properties"), path("cdc.properties")], &path("cdc-data"), &path("cdc.log"));
+    let written = rest_number(format!("http://127.0.0.1:{port}/connectors/cdc/status"), WRITTEN);
+    // The slot exists once the task started.
+    let lag_sql = "SELECT coalesce((pg_current_wal_lsn() - confirmed_flush_lsn)::int8, -1) FROM pg_replication_slots \
+                   WHERE slot_name = 'debezium'";
+    let client = pg.rt.block_on(pg.server.connect("bench_cdc")).unwrap();
+    let lag = || -> i64 {
+        pg.rt.block_on(client.query(lag_sql, &[])).ok().and_then(|r| r.first().map(|r| r.get(0))).unwrap_or(-1)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lag() < 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the capture never made its slot:\n{}",
+            std::fs::read_to_string(path("cdc.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (bench, samples) = std::thread::scope(|scope| {
+        let bench = scope.spawn(|| pgbench(&pg, dir, "bench_cdc", 2, secs));
+        let mut samples = Vec::new();
+        while !bench.is_finished() {
+            samples.push(lag());
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        (bench.join().unwrap(), samples)
+    });
+    let rows: u64 =
+        pg.rt.block_on(client.query_one("SELECT count(*) FROM events", &[])).unwrap().get::<_, i64>(0) as u64;
+    let drain_started = Instant::now();
+    let deadline = drain_started + Duration::from_secs(300);
+    while written() < rows {
+        assert!(
+            Instant::now() < deadline,
+            "the capture did not catch up:\n{}",
+            std::fs::read_to_string(path("cdc.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let drain = drain_started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds(child.id());
+    let rss = peak_rss_mib(child.id());
+    stop(child);
+    let max_lag = samples.iter().copied().max().unwrap_or(0);
+    let mean_lag = samples.iter().sum::<i64>() as f64 / samples.len().max(1) as f64;
+    println!("  {:<52} {:>12} {:>12} {:>8}", "", "pgbench alone", "with capture", "ratio");
+    println!("  {:<52} {:>12.0} {:>12.0} {:>8}", "pgbench inserts/s", alone, bench, ratio(bench, alone));
+    println!(
+        "  captured {rows} inserts; the slot's lag behind the WAL while pgbench ran: mean {:.0} KiB, max {:.0} KiB \
+         ({} samples); caught up {:.2} s after pgbench stopped; capture CPU {:.1} s, peak memory {:.0} MiB",
+        mean_lag / 1024.0,
+        max_lag as f64 / 1024.0,
+        samples.len(),
+        drain,
+        cpu,
+        rss
+    );
+}
+
 /// Seconds to write `bytes` to a new file in `dir`, 1 MiB at a time, flushed once.
 fn plain_write(dir: &Path, bytes: u64) -> f64 {
     let path = dir.join("plain-write");
@@ -496,23 +618,24 @@ fn parquet_section(dir: &Path) {
     let n: u64 = std::env::var("FRESHET_BENCH_PARQUET_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     println!("\ntopic -> Parquet lake, {n} schemaless JSON records (declared schema, snappy), embedded log:");
     let (sink, input, written) = parquet_sink(dir, n);
-    let plain = plain_write(dir, written);
+    // The plain write is of the records' bytes (their JSON): what the sink takes in.
+    let plain = plain_write(dir, input);
     let mb = |b: u64, s: f64| b as f64 / 1e6 / s;
     println!("  {:<52} {:>12} {:>12} {:>8}", "", "plain write", "Parquet sink", "ratio");
     println!(
         "  {:<52} {:>12.1} {:>12.1} {:>8}",
-        format!("MB/s of {:.1} MB written (sink: start to last commit)", written as f64 / 1e6),
-        mb(written, plain),
-        mb(written, sink.wall),
-        ratio(mb(written, sink.wall), mb(written, plain))
+        format!("MB/s of the {:.1} MB of records (sink: start to last commit)", input as f64 / 1e6),
+        mb(input, plain),
+        mb(input, sink.wall),
+        ratio(mb(input, sink.wall), mb(input, plain))
     );
     println!(
-        "  input: {:.0} records/s, {:.1} MB/s of JSON ({:.1} MB, {:.1}x the Parquet); worker CPU {:.1} s ({:.0} \
+        "  {:.0} records/s; {:.1} MB of Parquet ({:.1}x smaller), {:.1} MB/s of it; worker CPU {:.1} s ({:.0} \
          records/s per core); peak memory {:.0} MiB",
         n as f64 / sink.wall,
-        mb(input, sink.wall),
-        input as f64 / 1e6,
+        written as f64 / 1e6,
         input as f64 / written as f64,
+        mb(written, sink.wall),
         sink.cpu_total,
         sink.per_core_total(n),
         sink.peak_rss_mib
@@ -521,7 +644,8 @@ fn parquet_section(dir: &Path) {
 
 fn main() {
     let n: u64 = std::env::var("FRESHET_BENCH_CONNECT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let sections = std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| "file,datagen,postgres,parquet".into());
+    let sections =
+        std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| "file,datagen,postgres,cdc,parquet".into());
     let wanted = |s: &str| sections.split(',').any(|x| x.trim() == s);
     let scratch = tempfile::tempdir().unwrap();
     println!("Connector pipelines: Freshet's worker beside Kafka Connect 4.3 and PostgreSQL on this machine");
@@ -549,6 +673,9 @@ fn main() {
             sink.per_core_total(rows),
             sink.peak_rss_mib
         );
+    }
+    if wanted("cdc") {
+        cdc_section(scratch.path());
     }
     if wanted("parquet") {
         parquet_section(scratch.path());

@@ -1,6 +1,7 @@
 //! End-to-end tests of the `freshet` package (one binary, see STYLE.md).
 
 mod broker;
+mod cdc;
 mod connect;
 mod dump_log;
 mod examples;

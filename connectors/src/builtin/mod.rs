@@ -1,5 +1,6 @@
 //! The built-in connectors.
 
+mod civil;
 mod console;
 mod datagen;
 mod file;
@@ -12,7 +13,7 @@ pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
 pub use self::http::{HttpSink, HttpSinkTask, HttpSource, HttpSourceTask};
 pub use self::lake::{ParquetSink, ParquetSinkTask};
-pub use self::postgres::{JdbcSink, JdbcSinkTask, JdbcSource, JdbcSourceTask};
+pub use self::postgres::{JdbcSink, JdbcSinkTask, JdbcSource, JdbcSourceTask, PostgresCdcSource, PostgresCdcTask};
 use crate::config::{Config, ConfigValue, Props};
 use crate::connector::ConnectorPlugin;
 use crate::error::{ConnectError, Result};
@@ -52,6 +53,11 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             "io.confluent.connect.jdbc.JdbcSinkConnector",
             &["JdbcSinkConnector", "JdbcSink"],
             || Box::new(JdbcSink::default()),
+        ),
+        ConnectorPlugin::source(
+            "io.debezium.connector.postgresql.PostgresConnector",
+            &["PostgresConnector", "PostgresCdcSource"],
+            || Box::new(PostgresCdcSource::default()),
         ),
         ConnectorPlugin::sink(
             "freshet.connect.ParquetSinkConnector",

@@ -1,5 +1,6 @@
 //! The connector framework's integration tests: one binary.
 
+mod cdc;
 mod contract;
 mod datagen;
 mod distributed;

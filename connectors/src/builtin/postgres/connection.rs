@@ -66,6 +66,11 @@ impl Connection {
         })
     }
 
+    /// A connection to what `pg` names (`target` in messages), tried 3 times 10 s apart.
+    pub(crate) fn to(pg: PgConfig, target: String) -> Connection {
+        Connection { pg, target, attempts: 3, backoff: Duration::from_secs(10) }
+    }
+
     /// The server and database, for messages.
     pub(crate) fn target(&self) -> &str {
         &self.target

@@ -156,3 +156,122 @@ fn change_capture_killed_mid_stream_loses_no_committed_change() {
     second.wait().unwrap();
     broker.stop();
 }
+
+/// Debezium's own PostgreSQL connector (3.6.1, in Kafka Connect 4.3.1) and Freshet's, side by side
+/// on the same database and broker: the same snapshot and changes give the same `op`, `before`
+/// and `after`, and the same keys.
+#[test]
+fn debeziums_connector_and_freshets_write_the_same_events() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pg = rt.block_on(Postgres::start(false)).unwrap();
+    rt.block_on(pg.database("peer"));
+    let client = rt.block_on(pg.connect("peer")).unwrap();
+    rt.block_on(client.batch_execute(
+        "CREATE TABLE orders (id int PRIMARY KEY, name text, qty int NOT NULL, price numeric(10,2), \
+           at timestamptz, day date, seen timestamp, tag uuid, doc jsonb, flag boolean, ratio float8, big bigint);
+         INSERT INTO orders VALUES
+           (1, 'a', 1, 1.50, '2026-12-04 10:00:00+00', '2026-12-04', '2026-12-04 10:00:00.25',
+            '6f1c1b0e-3c55-4d2e-9a55-7f2b9b1c0a01', '{\"k\": [1, 2]}', true, 0.5, 9000000000),
+           (2, 'b', 2, NULL, '2026-12-04 10:00:00.123456+00', NULL, NULL, NULL, NULL, false, NULL, NULL),
+           (3, NULL, 3, -2.25, NULL, '1969-12-31', NULL, NULL, '[]', NULL, -1e10, -1);",
+    ))
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = |f: &str| dir.path().join(f);
+    let broker = BrokerProcess::start(&path("broker"));
+    let worker = |port: u16, extra: &str| {
+        format!(
+            "bootstrap.servers={}\nkey.converter=org.apache.kafka.connect.json.JsonConverter\n\
+             value.converter=org.apache.kafka.connect.json.JsonConverter\nkey.converter.schemas.enable=false\n\
+             value.converter.schemas.enable=false\noffset.flush.interval.ms=500\nlisteners=http://127.0.0.1:{port}\n\
+             {extra}",
+            broker.addr
+        )
+    };
+    let connector = |prefix: &str| {
+        format!(
+            "name={prefix}\nconnector.class=io.debezium.connector.postgresql.PostgresConnector\ntasks.max=1\n\
+             database.hostname=127.0.0.1\ndatabase.port={}\ndatabase.user=freshet\ndatabase.password=unused\n\
+             database.dbname=peer\ntopic.prefix={prefix}\ntable.include.list=public.orders\nplugin.name=pgoutput\n\
+             slot.name={prefix}\npublication.name={prefix}_pub\n",
+            pg.port()
+        )
+    };
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    std::fs::write(
+        path("kafka-worker.properties"),
+        worker(
+            free(),
+            &format!(
+                "offset.storage.file.filename={}\nplugin.path={}\nplugin.discovery=only_scan\n",
+                path("kafka-offsets").display(),
+                crate::peer::debezium_plugins().display()
+            ),
+        ),
+    )
+    .unwrap();
+    std::fs::write(path("dbz.properties"), connector("dbz")).unwrap();
+    std::fs::write(path("freshet-worker.properties"), worker(free(), "")).unwrap();
+    std::fs::write(path("fsh.properties"), connector("fsh")).unwrap();
+    let mut kafka_connect = Command::new("java")
+        .arg(crate::peer::log4j_config())
+        .args(["-cp", &crate::peer::connect_classpath(), "org.apache.kafka.connect.cli.ConnectStandalone"])
+        .args([path("kafka-worker.properties"), path("dbz.properties")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(path("kafka-connect.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let mut freshet =
+        connect_standalone(&[path("freshet-worker.properties"), path("fsh.properties")], &path("freshet.log"));
+    let log = |name: &str| std::fs::read_to_string(path(name)).unwrap_or_default();
+    let wait = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (d, f) =
+                (topic_events(&broker.addr, "dbz.public.orders"), topic_events(&broker.addr, "fsh.public.orders"));
+            if d.len() >= n && f.len() >= n {
+                return (d, f);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Debezium wrote {} and Freshet {} of {n} events:\n{}\n{}",
+                d.len(),
+                f.len(),
+                log("kafka-connect.log"),
+                log("freshet.log")
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait(3);
+    rt.block_on(client.batch_execute(
+        "INSERT INTO orders (id, name, qty, price, at) VALUES (4, 'd', 4, 99999999.99, '2030-01-01 00:00:00.5+05:30');
+         BEGIN; UPDATE orders SET qty = 10, doc = '{\"x\": null}' WHERE id = 1; DELETE FROM orders WHERE id = 2; COMMIT;
+         UPDATE orders SET id = 30 WHERE id = 3;
+         ALTER TABLE orders ADD COLUMN extra text;
+         INSERT INTO orders (id, qty, extra) VALUES (5, 5, 'new column');",
+    ))
+    .unwrap();
+    // 3 reads; an insert; an update, a delete and its tombstone; a key change (a delete, its
+    // tombstone and an insert, as Debezium writes it); an insert with the new column.
+    let (dbz, fsh) = wait(11);
+    let _ = Command::new("kill").arg(kafka_connect.id().to_string()).status();
+    let _ = Command::new("kill").arg(freshet.id().to_string()).status();
+    kafka_connect.wait().unwrap();
+    freshet.wait().unwrap();
+    broker.stop();
+    let shape = |events: &[(Json, Json)]| -> Vec<Json> {
+        events
+            .iter()
+            .map(|(k, v)| {
+                json!({"key": k, "op": v["op"], "before": v["before"], "after": v["after"],
+                                 "table": v["source"]["table"], "db": v["source"]["db"]})
+            })
+            .collect()
+    };
+    let (dbz, fsh) = (shape(&dbz), shape(&fsh));
+    for (i, (d, f)) in dbz.iter().zip(&fsh).enumerate() {
+        assert_eq!(f, d, "event {i}: Freshet's (left) and Debezium's (right)");
+    }
+    assert_eq!(fsh.len(), dbz.len());
+}

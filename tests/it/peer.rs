@@ -31,6 +31,12 @@ pub(crate) fn connect_classpath() -> String {
     format!("{}/*", dir.display())
 }
 
+/// Kafka Connect's `plugin.path` holding Debezium's PostgreSQL connector.
+pub(crate) fn debezium_plugins() -> PathBuf {
+    let dir = jars("FRESHET_DEBEZIUM_JARS", "debezium-3.6.1/plugins/debezium-postgres", "tests/kafka/debezium-pom.xml");
+    dir.parent().expect("a plugin directory is in plugin.path").to_path_buf()
+}
+
 /// The log4j configuration the Java programs of the tests use (warnings and errors, to stderr).
 pub(crate) fn log4j_config() -> String {
     format!("-Dlog4j2.configurationFile={}/tests/java/log4j2.properties", env!("CARGO_MANIFEST_DIR"))

@@ -346,7 +346,9 @@ fn value(c: &Column, text: &str) -> std::result::Result<Value, String> {
         1114 => Value::Int64(timestamp_micros(text).ok_or_else(bad)?.0),
         1184 => {
             let (micros, offset) = timestamp_micros(text).ok_or_else(bad)?;
-            Value::String(zoned(micros - offset))
+            // Padded to the column's fractional digits (6 unless declared), as Debezium does.
+            let digits = if (0..=6).contains(&c.type_mod) { c.type_mod as usize } else { 6 };
+            Value::String(zoned(micros - offset, digits))
         }
         _ => Value::String(text.to_string()),
     })
@@ -440,18 +442,17 @@ fn timestamp_micros(text: &str) -> Option<(i64, i64)> {
     Some((days * 86_400_000_000 + time_micros(clock)?, offset))
 }
 
-/// A UTC instant as ISO-8601 with its microseconds (`2026-12-04T10:00:00.123456Z`), as
+/// A UTC instant as ISO-8601 with `digits` of its fraction (`2026-12-04T10:00:00.123456Z`), as
 /// Debezium's ZonedTimestamp writes it.
-fn zoned(micros: i64) -> String {
+fn zoned(micros: i64, digits: usize) -> String {
     let days = micros.div_euclid(86_400_000_000);
     let of_day = micros.rem_euclid(86_400_000_000);
     let (y, m, d) = civil(days);
     let (secs, frac) = (of_day / 1_000_000, of_day % 1_000_000);
     let mut out = format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60);
-    if frac != 0 {
-        let digits = format!("{frac:06}");
+    if digits > 0 {
         out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
+        out.push_str(&format!("{frac:06}")[..digits]);
     }
     out.push('Z');
     out
@@ -476,7 +477,7 @@ mod tests {
         assert_eq!(value(&col(1114, -1), "1970-01-02 00:00:01.5").unwrap(), Value::Int64(86_401_500_000));
         assert_eq!(
             value(&col(1184, -1), "2026-12-04 12:30:00.25+02").unwrap(),
-            Value::String("2026-12-04T10:30:00.25Z".into())
+            Value::String("2026-12-04T10:30:00.250000Z".into())
         );
         assert_eq!(value(&col(1083, -1), "01:00:00").unwrap(), Value::Int64(3_600_000_000));
         assert_eq!(value(&col(17, -1), "\\x0aff").unwrap(), Value::Bytes(Bytes::from(vec![0x0a, 0xff])));

@@ -44,7 +44,7 @@ use super::connection::{describe, Connection};
 use crate::builtin::validation;
 use crate::config::{Config, ConfigDef, ConfigKey, ConfigType, ConfigValue, Importance, Props, Validator};
 use crate::connector::{Connector, SourceConnector, SourceTask, SourceTaskContext};
-use crate::data::SchemaRef;
+use crate::data::{SchemaRef, Struct, Value};
 use crate::error::{ConnectError, Result};
 use crate::record::{AckResult, ConnectRecord, SourceAck, SourceMap, SourceRecord};
 
@@ -796,9 +796,6 @@ impl PostgresCdcTask {
         // A key-only old row (REPLICA IDENTITY DEFAULT) is the key's columns, the rest null.
         let before = old.map(|o| table.row(&cells(o)));
         let after = new.map(|n| table.row(&cells(n)));
-        let key = table.key(after.as_ref().or(before.as_ref()).expect("a row"));
-        // Debezium gives no before for an update without REPLICA IDENTITY FULL.
-        let before = if op == "u" && key_only { None } else { before };
         let origin = Origin {
             ts_micros: tx.commit_micros + wire::PG_EPOCH_MICROS,
             snapshot: "false",
@@ -806,8 +803,7 @@ impl PostgresCdcTask {
             lsn: Some(lsn),
             sequence: None,
         };
-        let value = table.envelope(op, before, after, &origin, now_micros());
-        let record = |value_schema: Option<SchemaRef>, value| SourceRecord {
+        let record = |key: &Value, value_schema: Option<SchemaRef>, value| SourceRecord {
             source_partition: Some(s.partition()),
             source_offset: None,
             record: ConnectRecord {
@@ -822,9 +818,24 @@ impl PostgresCdcTask {
             },
             ack: None,
         };
-        tx.records.push((record(Some(table.envelope_schema()), value), lsn));
-        if op == "d" && s.tombstones {
-            tx.records.push((record(None, crate::data::Value::Null), lsn));
+        let mut emit = |op: &str, before: Option<Struct>, after: Option<Struct>| {
+            let key = table.key(after.as_ref().or(before.as_ref()).expect("a row"));
+            let value = table.envelope(op, before, after, &origin, now_micros());
+            tx.records.push((record(&key, Some(table.envelope_schema()), value), lsn));
+            if op == "d" && s.tombstones {
+                tx.records.push((record(&key, None, Value::Null), lsn));
+            }
+        };
+        match (op, before, after) {
+            // An update of the key: a delete of the old key (and its tombstone), then a create
+            // of the new, as Debezium writes it.
+            ("u", Some(b), Some(a)) if table.key(&b) != table.key(&a) => {
+                emit("d", Some(b), None);
+                emit("c", None, Some(a));
+            }
+            // Debezium gives no before for an update without REPLICA IDENTITY FULL.
+            ("u", before, after) => emit("u", if key_only { None } else { before }, after),
+            (op, before, after) => emit(op, before, after),
         }
         Ok(())
     }
@@ -861,10 +872,10 @@ impl PostgresCdcTask {
 
 /// Debezium's snapshot marker in an event's `source` block.
 fn set_snapshot_marker(record: &mut SourceRecord, marker: &'static str) {
-    if let crate::data::Value::Struct(envelope) = &mut record.record.value {
-        if let Some(crate::data::Value::Struct(source)) = envelope.values.get_mut(2) {
+    if let Value::Struct(envelope) = &mut record.record.value {
+        if let Some(Value::Struct(source)) = envelope.values.get_mut(2) {
             if let Some(slot) = source.values.get_mut(4) {
-                *slot = crate::data::Value::String(marker.into());
+                *slot = Value::String(marker.into());
             }
         }
     }
@@ -872,10 +883,10 @@ fn set_snapshot_marker(record: &mut SourceRecord, marker: &'static str) {
 
 /// Debezium's `sequence` (`["<last commit LSN>","<this LSN>"]`) in an event's `source` block.
 fn set_sequence(record: &mut SourceRecord, last_commit: u64, lsn: u64) {
-    if let crate::data::Value::Struct(envelope) = &mut record.record.value {
-        if let Some(crate::data::Value::Struct(source)) = envelope.values.get_mut(2) {
+    if let Value::Struct(envelope) = &mut record.record.value {
+        if let Some(Value::Struct(source)) = envelope.values.get_mut(2) {
             if let Some(slot) = source.values.get_mut(6) {
-                *slot = crate::data::Value::String(format!("[\"{last_commit}\",\"{lsn}\"]"));
+                *slot = Value::String(format!("[\"{last_commit}\",\"{lsn}\"]"));
             }
         }
     }

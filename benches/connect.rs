@@ -28,7 +28,8 @@
 //!   (files committed with their offsets, fsync included), beside a plain write of the records'
 //!   bytes (their JSON) to one file, flushed once: MB/s of records from the worker's start to the
 //!   last offset committed, and the Parquet's size and MB/s. `FRESHET_BENCH_PARQUET_RECORDS`
-//!   sets the records (default 1 M, about 110 B of JSON each).
+//!   sets the records (default 1 M, about 110 B of JSON each); with `--no-default-features`, add
+//!   `--features lake`.
 //!
 //! - PostgreSQL -> topic: change capture (`freshet connect standalone` on the embedded log) of a
 //!   table pgbench inserts into with two clients, beside pgbench alone on another table: pgbench's
@@ -644,8 +645,10 @@ fn parquet_section(dir: &Path) {
 
 fn main() {
     let n: u64 = std::env::var("FRESHET_BENCH_CONNECT_RECORDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
-    let sections =
-        std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| "file,datagen,postgres,cdc,parquet".into());
+    // The Parquet sink is in builds with the `lake` feature (`--features lake` beside
+    // `--no-default-features`).
+    let all = if cfg!(feature = "lake") { "file,datagen,postgres,cdc,parquet" } else { "file,datagen,postgres,cdc" };
+    let sections = std::env::var("FRESHET_BENCH_CONNECT").unwrap_or_else(|_| all.into());
     let wanted = |s: &str| sections.split(',').any(|x| x.trim() == s);
     let scratch = tempfile::tempdir().unwrap();
     println!("Connector pipelines: Freshet's worker beside Kafka Connect 4.3 and PostgreSQL on this machine");
@@ -678,7 +681,11 @@ fn main() {
         cdc_section(scratch.path());
     }
     if wanted("parquet") {
-        parquet_section(scratch.path());
+        if cfg!(feature = "lake") {
+            parquet_section(scratch.path());
+        } else {
+            println!("\ntopic -> Parquet lake: not in this build (add --features lake)");
+        }
     }
     if !wanted("file") && !wanted("datagen") {
         return;

@@ -1,7 +1,9 @@
 //! Change capture in a real `freshet connect standalone` process on a Freshet broker, killed with
 //! SIGKILL while PostgreSQL is being written: after a restart, the topic's latest event per key
 //! equals the table (nothing the database committed is lost, though some events may come twice,
-//! as with Debezium), and every transaction's events are there.
+//! as with Debezium), and every transaction's events are there; with the broker stopped, the
+//! slot is not confirmed past what the log has. Debezium's own connector beside Freshet's writes
+//! the same events.
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command};
@@ -65,13 +67,20 @@ fn change_capture_killed_mid_stream_loses_no_committed_change() {
         format!(
             "name=cdc\nconnector.class=io.debezium.connector.postgresql.PostgresConnector\n\
              database.hostname=127.0.0.1\ndatabase.port={}\ndatabase.user=freshet\ndatabase.dbname=shop\n\
-             topic.prefix=shop\ntable.include.list=public.items\nslot.name=killed\n",
+             topic.prefix=shop\ntable.include.list=public.items\nslot.name=killed\nstatus.update.interval.ms=500\n",
             pg.port()
         ),
     )
     .unwrap();
     let log = |name: &str| std::fs::read_to_string(dir.path().join(name)).unwrap_or_default();
 
+    // The snapshot first, then a writer, and the worker killed once changes are in the topic.
+    let mut first = worker(dir.path(), "first.log");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while topic_events(&broker.addr, "shop.public.items").len() < 200 {
+        assert!(Instant::now() < deadline, "no snapshot:\n{}", log("first.log"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // A writer: 1,500 transactions of an update, an insert or a delete, and sometimes two.
     let writer = rt.spawn(async move {
         for t in 0..1500i32 {
@@ -95,9 +104,6 @@ fn change_capture_killed_mid_stream_loses_no_committed_change() {
         client
     });
 
-    // Killed once changes are in the topic.
-    let mut first = worker(dir.path(), "first.log");
-    let deadline = Instant::now() + Duration::from_secs(120);
     while topic_events(&broker.addr, "shop.public.items").len() <= 400 {
         assert!(Instant::now() < deadline, "no changes were captured:\n{}", log("first.log"));
         std::thread::sleep(Duration::from_millis(50));
@@ -148,10 +154,32 @@ fn change_capture_killed_mid_stream_loses_no_committed_change() {
         m
     });
     assert!(ops.get("r").copied().unwrap_or(0) >= 200, "the snapshot: {ops:?}");
-    // Every committed change at least once: 1,500 transactions, some of two changes, a delete of
-    // a missing row changing nothing.
-    assert!(ops.get("u").copied().unwrap_or(0) + ops.get("c").copied().unwrap_or(0) >= 900, "{ops:?}");
+    // Every committed change at least once: 1,500 transactions, some of two changes, a delete or
+    // an update of a missing row changing nothing. 40 rows are made (ids 200-299 of the upserts)
+    // and 40 deleted (ids below 200 that are multiples of 5).
+    let count = |op: &str| ops.get(op).copied().unwrap_or(0);
+    assert!(count("u") + count("c") >= 900 && count("c") >= 40 && count("d") >= 40, "{ops:?}");
     assert_eq!(json!(ops.get("d")), json!(ops.get("tombstone")), "a tombstone after each delete");
+
+    // The slot runs no further than the log acknowledged: with the broker stopped (SIGSTOP),
+    // changes are read but not written, and the slot stays before them; resumed, it moves on.
+    let lsn = |sql: &str| -> i64 { rt.block_on(client.query_one(sql, &[])).unwrap().get(0) };
+    let confirmed = "SELECT (confirmed_flush_lsn - '0/0'::pg_lsn)::int8 FROM pg_replication_slots \
+                     WHERE slot_name = 'killed'";
+    let before = lsn("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::int8");
+    let _ = Command::new("kill").args(["-STOP", &broker.pid().to_string()]).status();
+    rt.block_on(client.batch_execute("INSERT INTO items SELECT i, -1, 'held' FROM generate_series(1000, 1019) i"))
+        .unwrap();
+    // Longer than the status updates' interval (500 ms here) several times over.
+    std::thread::sleep(Duration::from_secs(3));
+    let held = lsn(confirmed);
+    let _ = Command::new("kill").args(["-CONT", &broker.pid().to_string()]).status();
+    assert!(held <= before, "the slot was confirmed at {held}, past {before}, before the log had the changes");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while lsn(confirmed) <= before || topic_events(&broker.addr, "shop.public.items").len() < events.len() + 20 {
+        assert!(Instant::now() < deadline, "the slot did not move on after the broker resumed:\n{}", log("second.log"));
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let _ = Command::new("kill").arg(second.id().to_string()).status();
     second.wait().unwrap();
     broker.stop();

@@ -5,6 +5,7 @@ mod console;
 mod datagen;
 mod file;
 mod http;
+#[cfg(feature = "lake")]
 mod lake;
 mod postgres;
 
@@ -12,6 +13,7 @@ pub use self::console::{BlackholeSink, StdoutSink};
 pub use self::datagen::{DatagenSource, DatagenSourceTask};
 pub use self::file::{FileStreamSink, FileStreamSinkTask, FileStreamSource, FileStreamSourceTask};
 pub use self::http::{HttpSink, HttpSinkTask, HttpSource, HttpSourceTask};
+#[cfg(feature = "lake")]
 pub use self::lake::{ParquetSink, ParquetSinkTask};
 pub use self::postgres::{JdbcSink, JdbcSinkTask, JdbcSource, JdbcSourceTask, PostgresCdcSource, PostgresCdcTask};
 use crate::config::{Config, ConfigValue, Props};
@@ -20,7 +22,8 @@ use crate::error::{ConnectError, Result};
 
 /// The built-in connectors' plugins.
 pub fn connectors() -> Vec<ConnectorPlugin> {
-    vec![
+    #[allow(unused_mut)]
+    let mut plugins = vec![
         ConnectorPlugin::source(
             "org.apache.kafka.connect.file.FileStreamSourceConnector",
             &["FileStreamSourceConnector", "FileStreamSource"],
@@ -60,11 +63,6 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             || Box::new(PostgresCdcSource::default()),
         ),
         ConnectorPlugin::sink(
-            "freshet.connect.ParquetSinkConnector",
-            &["ParquetSinkConnector", "ParquetSink", "parquet"],
-            || Box::new(ParquetSink::default()),
-        ),
-        ConnectorPlugin::sink(
             "freshet.connect.StdoutSinkConnector",
             &["StdoutSinkConnector", "StdoutSink", "stdout"],
             || Box::new(StdoutSink::default()),
@@ -74,7 +72,14 @@ pub fn connectors() -> Vec<ConnectorPlugin> {
             &["BlackholeSinkConnector", "BlackholeSink", "blackhole"],
             || Box::new(BlackholeSink),
         ),
-    ]
+    ];
+    #[cfg(feature = "lake")]
+    plugins.push(ConnectorPlugin::sink(
+        "freshet.connect.ParquetSinkConnector",
+        &["ParquetSinkConnector", "ParquetSink", "parquet"],
+        || Box::new(ParquetSink::default()),
+    ));
+    plugins
 }
 
 /// A connector's `validate`: `check` of its settings, its error as the REST API shows a refused

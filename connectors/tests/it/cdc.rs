@@ -145,6 +145,16 @@ async fn a_snapshot_then_changes_arrive_as_debezium_events_and_a_restart_resumes
     client.batch_execute("UPDATE orders SET qty = 11 WHERE id = 1").await.unwrap();
     let all = events(&*substrate, "shop.public.orders", 8).await;
     assert_eq!(summary(&all[7]), ("u".to_string(), 1, Json::Null, json!([1, "a", 11])));
+    // The replication connection cut by the server: the task fails, is restarted, and goes on.
+    client
+        .batch_execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_replication WHERE application_name = 'freshet-cdc'",
+        )
+        .await
+        .unwrap();
+    client.batch_execute("UPDATE orders SET qty = 12 WHERE id = 1").await.unwrap();
+    let all = events(&*substrate, "shop.public.orders", 9).await;
+    assert_eq!(summary(&all[8]), ("u".to_string(), 1, Json::Null, json!([1, "a", 12])));
     running.shutdown().await;
 
     // Changed while the worker was down: read on restart, and no second snapshot.
@@ -154,15 +164,15 @@ async fn a_snapshot_then_changes_arrive_as_debezium_events_and_a_restart_resumes
         .unwrap();
     let running = Running::start(substrate.clone(), &[]).await;
     create(&running, "cdc", cdc_config(pg, "cdc_events", json!({}))).await;
-    let all = events(&*substrate, "shop.public.orders", 10).await;
-    let resumed: Vec<_> = all[8..].iter().map(summary).collect();
+    let all = events(&*substrate, "shop.public.orders", 11).await;
+    let resumed: Vec<_> = all[9..].iter().map(summary).collect();
     assert_eq!(
         resumed,
         [("c".to_string(), 5, Json::Null, json!([5, "e", 5])), ("u".to_string(), 3, Json::Null, json!([3, "z", 3]))]
     );
     running.shutdown().await;
-    let extra = read(&*substrate, "shop.public.orders", 10).await;
-    assert_eq!(extra.len(), 10, "nothing repeated");
+    let extra = read(&*substrate, "shop.public.orders", 11).await;
+    assert_eq!(extra.len(), 11, "nothing repeated");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -654,8 +654,10 @@ impl PostgresCdcTask {
             let repl = self.repl.as_mut().expect("connected");
             let message = match tokio::time::timeout_at(deadline, repl.next()).await {
                 Err(_) => break,
-                Ok(Err(e)) => return Err(ConnectError::Retriable(format!("reading the replication stream: {e}"))),
-                Ok(Ok(None)) => return Err(ConnectError::Retriable("the server ended the replication stream".into())),
+                // A broken stream fails the task: the worker restarts it, and the new task goes on
+                // from the slot with a new connection.
+                Ok(Err(e)) => return Err(ConnectError::Task(format!("reading the replication stream: {e}"))),
+                Ok(Ok(None)) => return Err(ConnectError::Task("the server ended the replication stream".into())),
                 Ok(Ok(Some(m))) => m,
             };
             let stream =
@@ -864,7 +866,7 @@ impl PostgresCdcTask {
         if let Some(repl) = self.repl.as_mut() {
             repl.status(flushed)
                 .await
-                .map_err(|e| ConnectError::Retriable(format!("telling the server the slot's position: {e}")))?;
+                .map_err(|e| ConnectError::Task(format!("telling the server the slot's position: {e}")))?;
         }
         Ok(())
     }

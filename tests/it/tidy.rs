@@ -9,6 +9,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("freshet-log", &[]),
     ("freshet-coord", &["freshet-log"]),
     ("freshet-core", &["freshet-log", "freshet-coord"]),
+    ("freshet-cluster", &["freshet-log", "freshet-coord"]),
     ("freshet-broker", &["freshet-log", "freshet-coord"]),
     ("freshet-state", &["freshet-core"]),
     ("freshet-dsl", &["freshet-core", "freshet-state"]),

@@ -89,3 +89,21 @@ pub const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 pub const PRODUCER_FENCED: i16 = 90;
 /// No topic has the id given.
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+/// The request went to a node that is not the metadata quorum's active controller.
+pub const NOT_CONTROLLER: i16 = 41;
+/// A broker's heartbeat or request carried an epoch older than its current registration.
+pub const STALE_BROKER_EPOCH: i16 = 77;
+/// The preferred leader was not in sync or not alive, so it could not be elected.
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
+/// A leader election was asked for a partition already led by its preferred replica.
+pub const ELECTION_NOT_NEEDED: i16 = 84;
+/// A partition reassignment was asked to be cancelled where none is in progress.
+pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
+/// Another incarnation of this broker id is registered and its session has not expired.
+pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
+/// The broker id is not registered with the controller.
+pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
+/// The request named a cluster id other than this cluster's.
+pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
+/// The request did not complete in time (the metadata quorum could not commit it).
+pub const REQUEST_TIMED_OUT: i16 = 7;

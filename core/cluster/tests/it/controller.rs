@@ -1,0 +1,217 @@
+//! The controller's decisions on images built record by record.
+
+use std::collections::BTreeMap;
+
+use freshet_cluster::controller::{self, NewTopic, Registration, TopicDefaults};
+use freshet_cluster::records::{Endpoint, MetadataRecord, NO_LEADER};
+use freshet_cluster::{MetadataBatch, MetadataImage};
+use freshet_coord::code;
+
+fn apply(image: &mut MetadataImage, records: Vec<MetadataRecord>) {
+    let next = image.offset + 1;
+    image.apply(next, &MetadataBatch::new(records));
+}
+
+fn registration(id: i32, incarnation: u128, rack: Option<&str>) -> Registration {
+    Registration {
+        broker_id: id,
+        incarnation_id: incarnation,
+        cluster_id: "c1".into(),
+        endpoints: vec![Endpoint {
+            name: "PLAINTEXT".into(),
+            host: "h".into(),
+            port: 9000 + id as u16,
+            security_protocol: "PLAINTEXT".into(),
+        }],
+        rack: rack.map(str::to_owned),
+    }
+}
+
+/// An image with `racks.len()` live brokers numbered from 1.
+fn cluster(racks: &[Option<&str>]) -> MetadataImage {
+    let mut image = MetadataImage::default();
+    for (i, rack) in racks.iter().enumerate() {
+        let id = i as i32 + 1;
+        let (records, _) =
+            controller::register_broker(&image, "c1", &registration(id, id as u128, *rack), false).unwrap();
+        apply(&mut image, records);
+        let records = controller::unfence_broker(&image, id);
+        apply(&mut image, records);
+    }
+    image
+}
+
+fn create(image: &mut MetadataImage, name: &str, partitions: i32, rf: i16) {
+    let topic = NewTopic { name: name.into(), partitions, replication_factor: rf, ..Default::default() };
+    let id = 7 + image.topics.len() as u128;
+    let (records, _, _) = controller::create_topic(image, &topic, TopicDefaults::default(), id).unwrap();
+    apply(image, records);
+}
+
+#[test]
+fn placement_spreads_leaders_and_replicas_across_brokers() {
+    let mut image = cluster(&[None, None, None]);
+    create(&mut image, "orders", 6, 3);
+    let topic = image.topic("orders").unwrap();
+    let mut leads = BTreeMap::new();
+    let mut hosts = BTreeMap::new();
+    for p in topic.partitions.values() {
+        assert_eq!(p.replicas.len(), 3);
+        assert_eq!(p.isr, p.replicas);
+        assert_eq!(p.leader, p.replicas[0]);
+        *leads.entry(p.leader).or_insert(0) += 1;
+        for r in &p.replicas {
+            *hosts.entry(*r).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(leads, BTreeMap::from([(1, 2), (2, 2), (3, 2)]), "each broker leads two of six partitions");
+    assert_eq!(hosts, BTreeMap::from([(1, 6), (2, 6), (3, 6)]));
+
+    let mut image = cluster(&[None, None, None, None]);
+    create(&mut image, "wide", 8, 2);
+    let followers: BTreeMap<i32, i32> =
+        image.topic("wide").unwrap().partitions.values().fold(BTreeMap::new(), |mut m, p| {
+            *m.entry(p.replicas[1]).or_insert(0) += 1;
+            m
+        });
+    assert_eq!(followers.values().sum::<i32>(), 8);
+    assert!(followers.values().all(|n| *n == 2), "followers spread evenly too: {followers:?}");
+}
+
+#[test]
+fn placement_puts_replicas_on_different_racks() {
+    let mut image = cluster(&[Some("a"), Some("a"), Some("b"), Some("b")]);
+    create(&mut image, "racked", 8, 2);
+    for (i, p) in &image.topic("racked").unwrap().partitions {
+        let racks: Vec<_> = p.replicas.iter().map(|b| image.brokers[b].rack.clone()).collect();
+        assert_ne!(racks[0], racks[1], "partition {i} has both replicas on one rack: {:?}", p.replicas);
+    }
+}
+
+#[test]
+fn bad_topic_requests_are_refused_naming_the_problem() {
+    let image = cluster(&[None, None]);
+    let refuse = |topic: NewTopic| controller::create_topic(&image, &topic, TopicDefaults::default(), 9).unwrap_err();
+    let e = refuse(NewTopic { name: "t".into(), partitions: 1, replication_factor: 3, ..Default::default() });
+    assert_eq!(e.code, code::INVALID_REPLICATION_FACTOR);
+    assert!(e.message.contains("only 2 broker(s) are registered"), "{e}");
+    let e = refuse(NewTopic { name: "bad name".into(), partitions: 1, replication_factor: 1, ..Default::default() });
+    assert_eq!(e.code, code::INVALID_TOPIC_EXCEPTION);
+    let e = refuse(NewTopic { name: "t".into(), partitions: 0, replication_factor: 1, ..Default::default() });
+    assert_eq!(e.code, code::INVALID_PARTITIONS);
+    let e = refuse(NewTopic {
+        name: "t".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, vec![1, 1])],
+        ..Default::default()
+    });
+    assert_eq!(e.code, code::INVALID_REPLICA_ASSIGNMENT);
+    assert!(e.message.contains("Duplicate"), "{e}");
+    let e = refuse(NewTopic {
+        name: "t".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, vec![1, 5])],
+        ..Default::default()
+    });
+    assert!(e.message.contains("broker 5, which is not registered"), "{e}");
+
+    let mut image = image;
+    create(&mut image, "t", 1, 1);
+    let e = controller::create_topic(
+        &image,
+        &NewTopic { name: "t".into(), partitions: 1, replication_factor: 1, ..Default::default() },
+        TopicDefaults::default(),
+        10,
+    )
+    .unwrap_err();
+    assert_eq!(e.code, code::TOPIC_ALREADY_EXISTS);
+    assert_eq!(controller::create_partitions(&image, "t", 1, &[]).unwrap_err().code, code::INVALID_PARTITIONS);
+    assert_eq!(controller::delete_topic(&image, "nope").unwrap_err().code, code::UNKNOWN_TOPIC_OR_PARTITION);
+}
+
+#[test]
+fn explicit_assignments_and_growth() {
+    let mut image = cluster(&[None, None, None]);
+    let topic = NewTopic {
+        name: "placed".into(),
+        partitions: -1,
+        replication_factor: -1,
+        assignments: vec![(0, vec![3, 1]), (1, vec![2, 3])],
+        ..Default::default()
+    };
+    let (records, partitions, rf) = controller::create_topic(&image, &topic, TopicDefaults::default(), 11).unwrap();
+    assert_eq!((partitions, rf), (2, 2));
+    apply(&mut image, records);
+    assert_eq!(image.topic("placed").unwrap().partitions[&0].leader, 3);
+    let records = controller::create_partitions(&image, "placed", 4, &[]).unwrap();
+    apply(&mut image, records);
+    let t = image.topic("placed").unwrap();
+    assert_eq!(t.partitions.len(), 4);
+    assert!(t.partitions.values().all(|p| p.replicas.len() == 2));
+    let records = controller::delete_topic(&image, "placed").unwrap();
+    apply(&mut image, records);
+    assert!(image.topic("placed").is_none());
+}
+
+#[test]
+fn a_fenced_broker_is_re_led_around_and_leads_again_when_unfenced() {
+    let mut image = cluster(&[None, None, None]);
+    create(&mut image, "rf2", 3, 2);
+    create(&mut image, "rf1", 3, 1);
+    let records = controller::fence_broker(&image, 1);
+    apply(&mut image, records);
+    assert!(image.brokers[&1].fenced);
+    for (topic, i, p) in image.partitions() {
+        assert_ne!(p.leader, 1, "{}-{i} still led by the fenced broker", topic.name);
+        if topic.name == "rf2" && p.replicas.contains(&1) {
+            assert_eq!(p.isr.len(), 1, "the fenced broker left rf2-{i}'s ISR");
+            assert_eq!(p.leader_epoch, i32::from(p.replicas[0] == 1), "rf2-{i}: a new leader bumps the epoch");
+        }
+        if topic.name == "rf1" && p.replicas == [1] {
+            assert_eq!(
+                (p.leader, p.isr.clone(), p.leader_epoch),
+                (NO_LEADER, vec![1], 1),
+                "rf1-{i} is offline, waiting for broker 1"
+            );
+        }
+    }
+    let records = controller::unfence_broker(&image, 1);
+    apply(&mut image, records);
+    for (topic, i, p) in image.partitions() {
+        if topic.name == "rf1" && p.replicas == [1] {
+            assert_eq!((p.leader, p.leader_epoch), (1, 2), "rf1-{i} led again by its returned broker");
+        }
+    }
+    // The preferred leader of rf2 comes back only by election; first it must be in sync.
+    let (topic, partition) = image
+        .partitions()
+        .find(|(t, _, p)| t.name == "rf2" && p.replicas[0] == 1)
+        .map(|(t, i, _)| (t.name.clone(), i))
+        .unwrap();
+    assert_eq!(
+        controller::elect_preferred(&image, &topic, partition).unwrap_err().code,
+        code::PREFERRED_LEADER_NOT_AVAILABLE
+    );
+}
+
+#[test]
+fn registration_epochs_incarnations_and_cluster_ids() {
+    let image = cluster(&[None, None]);
+    let (records, epoch) = controller::register_broker(&image, "c1", &registration(1, 1, None), true).unwrap();
+    assert!(records.is_empty(), "a retried registration changes nothing");
+    assert_eq!(epoch, image.brokers[&1].epoch);
+    let e = controller::register_broker(&image, "c1", &registration(1, 99, None), true).unwrap_err();
+    assert_eq!(e.code, code::DUPLICATE_BROKER_REGISTRATION);
+    let (records, epoch) = controller::register_broker(&image, "c1", &registration(1, 99, None), false).unwrap();
+    assert!(epoch > image.brokers[&2].epoch, "a new registration gets a new epoch");
+    assert!(matches!(records[0], MetadataRecord::RegisterBroker { .. }));
+    let mut other = registration(3, 3, None);
+    other.cluster_id = "c2".into();
+    let e = controller::register_broker(&image, "c1", &other, false).unwrap_err();
+    assert_eq!(e.code, code::INCONSISTENT_CLUSTER_ID);
+    assert!(e.message.contains("c2") && e.message.contains("c1"), "{e}");
+    assert_eq!(controller::check_epoch(&image, 1, epoch).unwrap_err().code, code::STALE_BROKER_EPOCH);
+    assert_eq!(controller::check_epoch(&image, 7, 1).unwrap_err().code, code::BROKER_ID_NOT_REGISTERED);
+}

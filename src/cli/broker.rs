@@ -155,10 +155,16 @@ impl BrokerArgs {
                     | "transaction.state.log.replication.factor" => {
                         let n: i16 =
                             value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected a count of 1 or more"))?;
-                        if n > 1 {
-                            node.single_copy.push(format!("{key}={n}"));
-                        }
+                        node.replication.insert(key.to_string(), n);
                     }
+                    "broker.session.timeout.ms"
+                    | "broker.heartbeat.interval.ms"
+                    | "controller.quorum.election.timeout.ms" => {
+                        let ms: u64 =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected milliseconds, 1 or more"))?;
+                        node.timings.insert(key.to_string(), ms);
+                    }
+                    "metadata.log.dir" => node.metadata_dir = Some(PathBuf::from(value)),
                     "advertised.host.name" => config.advertised_host = Some(value.to_string()),
                     "num.partitions" => {
                         config.default_partitions =
@@ -299,13 +305,13 @@ impl BrokerArgs {
             config.group_session_timeouts.start().as_millis(),
             config.group_session_timeouts.end().as_millis()
         );
-        node.apply(&mut config).map_err(|e| match &self.config {
-            Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
-            None => e,
-        })?;
         if let Some(d) = self.data_dir {
             data_dir = d;
         }
+        node.apply(&mut config, &data_dir).map_err(|e| match &self.config {
+            Some(path) => anyhow::anyhow!("{}: {e}", path.display()),
+            None => e,
+        })?;
         if let Some(l) = self.listen {
             config.listen = l;
         }
@@ -343,8 +349,14 @@ struct NodeSettings {
     controller_listeners: Vec<String>,
     inter_broker_listener: Option<String>,
     rack: Option<String>,
-    /// Replication settings above one copy, which one node cannot give.
-    single_copy: Vec<String>,
+    /// `default.replication.factor`, `min.insync.replicas`, `offsets.topic.replication.factor`,
+    /// `transaction.state.log.replication.factor`.
+    replication: std::collections::BTreeMap<String, i16>,
+    /// `broker.session.timeout.ms`, `broker.heartbeat.interval.ms`,
+    /// `controller.quorum.election.timeout.ms`.
+    timings: std::collections::BTreeMap<String, u64>,
+    /// `metadata.log.dir`.
+    metadata_dir: Option<PathBuf>,
     /// Kafka settings Freshet does not act on.
     ignored: Vec<String>,
 }
@@ -353,26 +365,29 @@ impl NodeSettings {
     /// Checks the node's settings as Kafka checks them and sets what this broker serves: its id
     /// and the listener clients reach (the inter-broker one, or the first that is not a
     /// controller's).
-    fn apply(self, config: &mut freshet::broker::BrokerConfig) -> anyhow::Result<()> {
+    fn apply(self, config: &mut freshet::broker::BrokerConfig, data_dir: &std::path::Path) -> anyhow::Result<()> {
         let id = self.id.as_ref().map(|(_, id)| *id).unwrap_or(config.node_id);
         config.node_id = id;
-        let others: Vec<String> =
-            self.voters.iter().filter(|(v, _)| *v != id).map(|(v, a)| format!("{v}@{a}")).collect();
-        anyhow::ensure!(
-            others.is_empty(),
-            "controller.quorum.voters names other nodes ({}): Freshet runs a one-node cluster for now, whose              node (node.id={id}) is its own controller",
-            others.join(", ")
-        );
-        if self.roles.iter().any(|r| r == "controller") && !self.voters.is_empty() {
+        let controller = self.roles.iter().any(|r| r == "controller");
+        let broker = self.roles.is_empty() || self.roles.iter().any(|r| r == "broker");
+        if controller && !self.voters.is_empty() {
             anyhow::ensure!(
                 self.voters.iter().any(|(v, _)| *v == id),
                 "process.roles includes controller, so controller.quorum.voters must name this node ({id})"
             );
         }
+        // A cluster of several nodes when the quorum names another node, or this node is not
+        // one of its controllers; else a one-node cluster, its broker its own controller.
+        let clustered = self.voters.iter().any(|(v, _)| *v != id) || (!self.voters.is_empty() && !controller);
         anyhow::ensure!(
-            self.roles.is_empty() || self.roles.iter().any(|r| r == "broker"),
-            "process.roles=controller: a controller-only node serves no clients, and Freshet's one-node cluster              is a broker that is its own controller (process.roles=broker,controller)"
+            broker || clustered,
+            "process.roles=controller: a controller-only node needs controller.quorum.voters naming the cluster's controllers"
         );
+        if !self.quorum_bootstrap.is_empty() && self.voters.is_empty() {
+            anyhow::bail!(
+                "controller.quorum.bootstrap.servers without controller.quorum.voters: Freshet's quorum is static; name its voters (id@host:port) in controller.quorum.voters"
+            );
+        }
         // The listener clients reach, by name (none when no listeners are given).
         let mut served_name = None;
         if !self.listeners.is_empty() {
@@ -396,26 +411,29 @@ impl NodeSettings {
                     "controller.listener.names names {c}, which is not in listeners"
                 );
             }
-            let served = match &self.inter_broker_listener {
-                Some(name) => self
-                    .listeners
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .with_context(|| format!("inter.broker.listener.name={name} is not in listeners"))?,
-                None => self
-                    .listeners
-                    .iter()
-                    .find(|(n, _)| !self.controller_listeners.contains(n))
-                    .context("listeners has no listener for clients: each is a controller listener")?,
-            };
-            let served_protocol = protocol(&served.0)?;
-            anyhow::ensure!(
-                served_protocol == "PLAINTEXT",
-                "listener {} speaks {served_protocol}: Freshet serves PLAINTEXT only",
-                served.0
-            );
-            config.listen = listener(&served.1).map_err(|e| anyhow::anyhow!("listeners: {}: {e}", served.0))?;
-            served_name = Some(served.0.clone());
+            // A controller-only node serves no clients.
+            if broker {
+                let served = match &self.inter_broker_listener {
+                    Some(name) => self
+                        .listeners
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .with_context(|| format!("inter.broker.listener.name={name} is not in listeners"))?,
+                    None => self
+                        .listeners
+                        .iter()
+                        .find(|(n, _)| !self.controller_listeners.contains(n))
+                        .context("listeners has no listener for clients: each is a controller listener")?,
+                };
+                let served_protocol = protocol(&served.0)?;
+                anyhow::ensure!(
+                    served_protocol == "PLAINTEXT",
+                    "listener {} speaks {served_protocol}: Freshet serves PLAINTEXT only",
+                    served.0
+                );
+                config.listen = listener(&served.1).map_err(|e| anyhow::anyhow!("listeners: {}: {e}", served.0))?;
+                served_name = Some(served.0.clone());
+            }
         }
         // The served listener's advertised entry; without listeners, the first.
         let advertised = match &served_name {
@@ -426,20 +444,58 @@ impl NodeSettings {
             let host = address.rsplit_once(':').map_or(address.as_str(), |(h, _)| h);
             config.advertised_host = Some(host.to_string());
         }
-        if let Some(rack) = &self.rack {
-            tracing::info!(rack, "broker.rack is kept for replica placement across brokers");
-        }
-        if !self.single_copy.is_empty() {
-            tracing::warn!(
-                settings = self.single_copy.join(", "),
-                "one node keeps one copy of each partition: replication settings above one act as one"
-            );
-        }
-        if !self.quorum_bootstrap.is_empty() {
-            tracing::info!(
-                servers = self.quorum_bootstrap.join(","),
-                "controller.quorum.bootstrap.servers: this node is its own quorum"
-            );
+        let replication = |key: &str| self.replication.get(key).copied().unwrap_or(1);
+        if clustered {
+            let ms = |key: &str, default: u64| {
+                std::time::Duration::from_millis(self.timings.get(key).copied().unwrap_or(default))
+            };
+            let mut voters = std::collections::BTreeMap::new();
+            for (voter, address) in &self.voters {
+                let addr = std::net::ToSocketAddrs::to_socket_addrs(address.as_str())
+                    .ok()
+                    .and_then(|mut a| a.find(|a| a.is_ipv4()))
+                    .with_context(|| format!("controller.quorum.voters: {voter}@{address} is not an address"))?;
+                voters.insert(*voter, addr);
+            }
+            let controller_listen = match (controller, self.controller_listeners.first()) {
+                (false, _) => None,
+                (true, Some(name)) => {
+                    let (_, address) = self.listeners.iter().find(|(n, _)| n == name).with_context(|| {
+                        format!("controller.listener.names names {name}, which is not in listeners")
+                    })?;
+                    Some(listener(address).map_err(|e| anyhow::anyhow!("listeners: {name}: {e}"))?)
+                }
+                (true, None) => {
+                    anyhow::bail!("process.roles includes controller: name its listener in controller.listener.names")
+                }
+            };
+            let metadata_dir = self.metadata_dir.clone().unwrap_or_else(|| data_dir.join("__cluster_metadata-0"));
+            let mut cluster = freshet::broker::ClusterConfig::new(id, voters, metadata_dir, String::new());
+            cluster.controller = controller;
+            cluster.broker = broker;
+            cluster.controller_listen = controller_listen;
+            cluster.rack = self.rack.clone();
+            cluster.listener_name = served_name.clone().unwrap_or_else(|| "PLAINTEXT".into());
+            cluster.session_timeout = ms("broker.session.timeout.ms", 9000);
+            cluster.heartbeat_interval = ms("broker.heartbeat.interval.ms", 2000);
+            cluster.election_timeout = ms("controller.quorum.election.timeout.ms", 1000);
+            cluster.defaults.num_partitions = config.default_partitions as i32;
+            cluster.defaults.replication_factor = replication("default.replication.factor");
+            cluster.offsets_replication_factor = replication("offsets.topic.replication.factor");
+            cluster.transactions_replication_factor = replication("transaction.state.log.replication.factor");
+            if replication("min.insync.replicas") > 1 {
+                tracing::warn!("min.insync.replicas above 1: partitions are not replicated yet, so each has one copy");
+            }
+            config.cluster = Some(cluster);
+        } else {
+            let single: Vec<String> =
+                self.replication.iter().filter(|(_, n)| **n > 1).map(|(k, n)| format!("{k}={n}")).collect();
+            if !single.is_empty() {
+                tracing::warn!(
+                    settings = single.join(", "),
+                    "one node keeps one copy of each partition: replication settings above one act as one"
+                );
+            }
         }
         for key in &self.ignored {
             tracing::warn!(key, "a Kafka setting Freshet does not act on: ignored");
@@ -488,10 +544,49 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let worker_props = args.connect.as_deref().map(crate::connect::read_worker).transpose()?;
     let BrokerSettings { data_dir, mut config, durability, maintenance_interval, topic_defaults } = args.settings()?;
-    // The directory's identity: formatted for this node on first start, refused if another's.
-    config.cluster_id = crate::storage::ensure_formatted(&data_dir, config.node_id)?.cluster_id;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
+    if let Some(cluster) = &mut config.cluster {
+        // Every node of a cluster carries one cluster id, given when its directory was
+        // formatted (as Kafka's KRaft nodes need `kafka-storage format`).
+        let meta = crate::storage::read_meta(&data_dir)?.with_context(|| {
+            format!(
+                "{} is not formatted for a cluster: run `freshet storage format -t <cluster id> -c <this file>` on every node with the same id (`freshet storage random-uuid` makes one)",
+                data_dir.display()
+            )
+        })?;
+        anyhow::ensure!(
+            meta.node_id == config.node_id,
+            "{} belongs to node {} of cluster {}, not to node {} (node.id)",
+            data_dir.display(),
+            meta.node_id,
+            meta.cluster_id,
+            config.node_id
+        );
+        anyhow::ensure!(
+            worker_props.is_none(),
+            "--connect: in a cluster, run `freshet connect distributed --bootstrap <brokers>` beside it"
+        );
+        cluster.cluster_id = meta.cluster_id.clone();
+        config.cluster_id = meta.cluster_id;
+        if !cluster.broker {
+            let node = freshet::broker::ControllerNode::start(cluster.clone()).await?;
+            say(&format!(
+                "Freshet controller {} of cluster {} (controller listener {})",
+                config.node_id,
+                config.cluster_id,
+                cluster.controller_listen.map(|a| a.to_string()).unwrap_or_default()
+            ));
+            stop.wait().await;
+            node.stop().await;
+            say("Controller stopped.");
+            return Ok(());
+        }
+    } else {
+        // The directory's identity: formatted for this node on first start, refused if another's.
+        config.cluster_id = crate::storage::ensure_formatted(&data_dir, config.node_id)?.cluster_id;
+    }
+    let clustered = config.cluster.is_some();
     let embedded = crate::target::open_log_with(
         &data_dir,
         LogConfig { durability, maintenance_interval, topic_defaults, ..LogConfig::default() },
@@ -504,11 +599,20 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         freshet::broker::Broker::start_sharing(log.clone(), embedded.group_offsets().clone(), coordinator, config)
             .await?;
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
-    // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka.
+    // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka (on one node: in a
+    // cluster a node's log holds only its own partitions).
     #[cfg(feature = "sql")]
-    let host =
-        crate::sql::QueryHost::start(std::sync::Arc::new(embedded.clone()), &crate::sql::state_dir_of(&data_dir), None)
-            .await?;
+    let host = match clustered {
+        false => Some(
+            crate::sql::QueryHost::start(
+                std::sync::Arc::new(embedded.clone()),
+                &crate::sql::state_dir_of(&data_dir),
+                None,
+            )
+            .await?,
+        ),
+        true => None,
+    };
     // A connect worker on the same log, its pipelines beside the broker's clients.
     let worker = match &worker_props {
         Some(props) => {
@@ -529,7 +633,9 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         worker.stop().await?;
     }
     #[cfg(feature = "sql")]
-    host.stop().await?;
+    if let Some(host) = host {
+        host.stop().await?;
+    }
     broker.stop().await;
     embedded.close().await?;
     say("Broker stopped; the log was closed cleanly.");

@@ -11,6 +11,7 @@ use freshet::prelude::*;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod broker;
+mod cluster;
 mod connect;
 mod consume;
 mod dump_log;
@@ -26,6 +27,7 @@ mod target;
 mod topic;
 
 use self::broker::*;
+use self::cluster::*;
 use self::connect::*;
 use self::consume::*;
 use self::dump_log::*;
@@ -68,6 +70,10 @@ enum Command {
     /// librdkafka, the Java and Python clients) produce to it and fetch from it. Stops cleanly on
     /// Ctrl-C or SIGTERM.
     Broker(BrokerArgs),
+    /// Run a local cluster of brokers on loopback ports, each node a `freshet broker` process
+    /// with a Kafka-style properties file, the first three the metadata quorum's controllers.
+    /// Stops them all on Ctrl-C.
+    Cluster(ClusterArgs),
     /// Run connector pipelines, as Kafka Connect does: source and sink connectors, converters and
     /// transforms configured with Kafka Connect's keys, and its REST API.
     #[command(subcommand)]
@@ -106,6 +112,7 @@ async fn main() -> std::process::ExitCode {
         Command::Quickstart(args) => quickstart(args).await,
         Command::DumpLog(args) => dump_log(&args),
         Command::Broker(args) => broker(args).await,
+        Command::Cluster(args) => cluster(args).await,
         Command::Connect(command) => connect(command).await,
         Command::Storage(command) => storage(command).await,
         Command::Topic(command) => topic(command).await,

@@ -154,7 +154,7 @@ pub(crate) fn read_meta(dir: &Path) -> anyhow::Result<Option<Meta>> {
     Ok(Some(Meta { cluster_id, node_id }))
 }
 
-fn write_meta(dir: &Path, meta: &Meta) -> anyhow::Result<()> {
+pub(crate) fn write_meta(dir: &Path, meta: &Meta) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let text = format!(
         "#\n# Written by freshet storage format or a broker's first start\ncluster.id={}\ndirectory.id={}\nnode.id={}\nversion=1\n",

@@ -2,6 +2,7 @@
 
 mod broker;
 mod cdc;
+mod cluster;
 mod connect;
 mod dump_log;
 mod examples;

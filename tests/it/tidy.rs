@@ -10,7 +10,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("freshet-coord", &["freshet-log"]),
     ("freshet-core", &["freshet-log", "freshet-coord"]),
     ("freshet-cluster", &["freshet-log", "freshet-coord"]),
-    ("freshet-broker", &["freshet-log", "freshet-coord"]),
+    ("freshet-broker", &["freshet-log", "freshet-coord", "freshet-cluster"]),
     ("freshet-state", &["freshet-core"]),
     ("freshet-dsl", &["freshet-core", "freshet-state"]),
     ("freshet-runtime", &["freshet-core", "freshet-state", "freshet-dsl"]),

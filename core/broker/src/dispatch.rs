@@ -24,7 +24,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::acl::{Authorizer, ANONYMOUS};
 use crate::fallback::ErrorForm;
-use crate::handlers::{acls, configs, fetch, groups, produce, topics, txn};
+use crate::handlers::{acls, cluster, configs, fetch, groups, produce, topics, txn};
 use crate::server::BrokerConfig;
 
 /// What handling a request gives: the response frame (`None`: none is sent, as for acks=0), or
@@ -77,6 +77,7 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::CreatePartitions, 0, 3, topics::serve_create_partitions),
     api(ApiKey::DeleteRecords, 0, 2, topics::serve_delete_records),
     api(ApiKey::DescribeCluster, 0, 1, topics::serve_describe_cluster),
+    api(ApiKey::ElectLeaders, 0, 2, cluster::serve_elect_leaders),
     api(ApiKey::InitProducerId, 0, 4, txn::serve_init_producer_id),
     api(ApiKey::AddPartitionsToTxn, 0, 3, txn::serve_add_partitions),
     api(ApiKey::AddOffsetsToTxn, 0, 3, txn::serve_add_offsets),
@@ -96,6 +97,8 @@ pub(crate) struct Served {
     pub(crate) config: BrokerConfig,
     pub(crate) host: String,
     pub(crate) port: i32,
+    /// This node's part in a cluster of brokers, if it is one.
+    pub(crate) cluster: Option<std::sync::Arc<crate::cluster::ClusterNode>>,
 }
 
 impl Served {
@@ -112,7 +115,7 @@ impl Served {
         let transactions = Transactions::new(log.clone(), offsets.clone());
         let authorizer = Authorizer::new(log.clone(), config.authorizer.clone());
         let dynamic = crate::dynamic::DynamicConfigs::new(log.clone());
-        Served { log, offsets, coordinator, transactions, authorizer, dynamic, config, host, port }
+        Served { log, offsets, coordinator, transactions, authorizer, dynamic, config, host, port, cluster: None }
     }
 
     /// A client at `ip`, as the authorizer sees it.

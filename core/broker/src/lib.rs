@@ -24,6 +24,7 @@
 //! remote substrate among them.
 
 mod acl;
+mod cluster;
 mod dispatch;
 mod dynamic;
 mod errors;
@@ -35,6 +36,7 @@ mod server;
 mod tests;
 
 pub use acl::{AuthorizerConfig, ACLS_TOPIC};
+pub use cluster::{ClusterConfig, ControllerNode};
 pub use dispatch::FrameHarness;
 pub use dynamic::BROKER_CONFIGS_TOPIC;
 pub use server::{Broker, BrokerConfig};

@@ -61,6 +61,9 @@ pub struct BrokerConfig {
     /// The cluster's id, as Metadata and DescribeCluster give it (the data directory's
     /// `meta.properties` holds it).
     pub cluster_id: String,
+    /// This node's place in a cluster of brokers (`controller.quorum.voters` naming other
+    /// nodes); `None`: a one-node cluster whose broker is its own controller.
+    pub cluster: Option<crate::cluster::ClusterConfig>,
 }
 
 impl Default for BrokerConfig {
@@ -82,6 +85,7 @@ impl Default for BrokerConfig {
             group_session_timeouts: std::time::Duration::from_secs(1)..=std::time::Duration::from_secs(1_800),
             node_id: 0,
             cluster_id: "freshet".into(),
+            cluster: None,
         }
     }
 }
@@ -90,6 +94,7 @@ impl Default for BrokerConfig {
 #[derive(Debug)]
 pub struct Broker {
     local_addr: SocketAddr,
+    cluster: Option<Arc<crate::cluster::ClusterNode>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -168,7 +173,15 @@ impl Broker {
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
         let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
         let (max_connections, max_per_ip) = (config.max_connections, config.max_connections_per_ip);
-        let served = Served::new(log, offsets, coordinator, config, host, i32::from(local_addr.port()));
+        let cluster = match &config.cluster {
+            Some(c) => Some(
+                crate::cluster::ClusterNode::start(c.clone(), Some((log.clone(), (host.clone(), local_addr.port()))))
+                    .await?,
+            ),
+            None => None,
+        };
+        let mut served = Served::new(log, offsets, coordinator, config, host, i32::from(local_addr.port()));
+        served.cluster = cluster.clone();
         served.coordinator.start_expiry();
         served.offsets.start_expiry(served.coordinator.clone());
         // Transactions a previous run decided are completed before any client is served.
@@ -179,7 +192,17 @@ impl Broker {
         let (stop, mut stopped) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));
         let per_ip = Arc::new(PerIp::default());
+        let serving = served.cluster.clone();
         let task = tokio::spawn(async move {
+            // A broker of a cluster serves clients once the controller has unfenced it (it has
+            // caught up with the metadata), as Kafka's brokers open their listeners then: before,
+            // it could tell clients of no broker at all. Clients wait in the listen backlog.
+            if let Some(cluster) = serving {
+                tokio::select! {
+                    _ = cluster.wait_unfenced() => tracing::info!("unfenced: serving clients"),
+                    _ = stopped.changed() => return,
+                }
+            }
             loop {
                 // A connection slot first: at the limit, nothing more is accepted until one closes.
                 let slot = tokio::select! {
@@ -212,7 +235,7 @@ impl Broker {
             }
         });
         tracing::info!(%local_addr, "broker listening");
-        Ok(Broker { local_addr, stop, task })
+        Ok(Broker { local_addr, cluster, stop, task })
     }
 
     /// The address it listens on.
@@ -222,6 +245,9 @@ impl Broker {
 
     /// Stops accepting and closes every connection.
     pub async fn stop(self) {
+        if let Some(cluster) = &self.cluster {
+            cluster.stop().await;
+        }
         let _ = self.stop.send(true);
         let _ = self.task.await;
     }

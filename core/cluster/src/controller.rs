@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 
 use freshet_coord::code;
+use serde::{Deserialize, Serialize};
 
 use crate::image::{MetadataImage, PartitionImage};
 use crate::records::{
@@ -17,7 +18,7 @@ use crate::records::{
 };
 
 /// A refused request: Kafka's error code and a message naming what was wrong.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ControllerError {
     /// Kafka's error code (`freshet_coord::code`).
     pub code: i16,
@@ -43,7 +44,7 @@ impl std::error::Error for ControllerError {}
 type Result<T> = std::result::Result<T, ControllerError>;
 
 /// A CreateTopics request's topic.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct NewTopic {
     /// The topic's name.
     pub name: String,
@@ -288,7 +289,7 @@ fn rack_alternated(image: &MetadataImage) -> Vec<(BrokerId, Option<String>)> {
 }
 
 /// A broker's registration request.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Registration {
     /// `node.id`.
     pub broker_id: BrokerId,

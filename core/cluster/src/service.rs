@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use freshet_coord::code;
+use serde::{Deserialize, Serialize};
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
@@ -45,7 +46,7 @@ impl Default for ControllerConfig {
 }
 
 /// BrokerHeartbeat's request.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// The broker.
     pub broker_id: BrokerId,
@@ -60,7 +61,7 @@ pub struct Heartbeat {
 }
 
 /// BrokerHeartbeat's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HeartbeatReply {
     /// The broker has applied its own registration.
     pub is_caught_up: bool,

@@ -107,3 +107,17 @@ pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
 pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
 /// The request did not complete in time (the metadata quorum could not commit it).
 pub const REQUEST_TIMED_OUT: i16 = 7;
+/// The partition has no leader right now (its in-sync replicas are all fenced).
+pub const LEADER_NOT_AVAILABLE: i16 = 5;
+/// This broker does not lead the partition; the client refreshes its metadata.
+pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+/// The coordinator's partition has no leader right now.
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+/// This broker is not the coordinator of the group or transactional id.
+pub const NOT_COORDINATOR: i16 = 16;
+/// The client's leader epoch is older than the partition's.
+pub const FENCED_LEADER_EPOCH: i16 = 74;
+/// The client's leader epoch is newer than this broker knows.
+pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+/// No replica is eligible to lead the partition in the election asked for.
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;

@@ -209,8 +209,14 @@ impl GroupOffsets {
         Ok(GroupOffsets { shared: Arc::new(shared) })
     }
 
-    fn partition_for(&self, group: &str) -> u32 {
+    /// The partition of `__consumer_offsets` that holds `group`'s offsets (Kafka's rule).
+    pub fn partition_for(&self, group: &str) -> u32 {
         java_string_hash(group).unsigned_abs() % self.shared.n_partitions
+    }
+
+    /// The partitions of `__consumer_offsets`.
+    pub fn n_partitions(&self) -> u32 {
+        self.shared.n_partitions
     }
 
     /// Commits offsets for a group, durably and atomically (one batch).

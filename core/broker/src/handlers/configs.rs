@@ -329,7 +329,7 @@ async fn replace_configs(request: AlterConfigsRequest, served: &Served, access: 
                         .map(|k| (k.clone(), None))
                         .collect();
                     changes.extend(wanted.into_iter().map(|(k, v)| (k, Some(v))));
-                    served.log.alter_topic_config(&topic, changes).await.map_err(|e| (error_code(&e), e.to_string()))
+                    store_topic_config(served, &topic, changes).await
                 }
             }
         };
@@ -412,6 +412,25 @@ fn incremental_changes(
     Ok(changes)
 }
 
+/// Stores a topic's changed overrides: in the log, or in a cluster through the controller (every
+/// broker holding the topic then applies them from the image).
+async fn store_topic_config(
+    served: &Served,
+    topic: &str,
+    changes: BTreeMap<String, Option<String>>,
+) -> Result<(), (i16, String)> {
+    match &served.cluster {
+        None => served.log.alter_topic_config(topic, changes).await.map_err(|e| (error_code(&e), e.to_string())),
+        Some(cluster) => cluster
+            .alter_configs(
+                freshet_cluster::records::ConfigResource::Topic(topic.to_owned()),
+                changes.into_iter().collect(),
+            )
+            .await
+            .map_err(|e| (e.code, e.message)),
+    }
+}
+
 async fn alter_configs(
     request: IncrementalAlterConfigsRequest,
     served: &Served,
@@ -449,9 +468,7 @@ async fn alter_configs(
                         TopicConfig::validate(&overrides).map_err(|e| (error_code(&e), e.to_string()))
                     })
                 }
-                Ok(changes) => {
-                    served.log.alter_topic_config(&topic, changes).await.map_err(|e| (error_code(&e), e.to_string()))
-                }
+                Ok(changes) => store_topic_config(served, &topic, changes).await,
             }
         };
         responses.push(match result {

@@ -45,6 +45,19 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
                     );
                     continue;
                 }
+                if let Some(cluster) = &served.cluster {
+                    if let Err(n) = cluster.check_leader(&topic_name, p.partition, p.current_leader_epoch) {
+                        let mut out =
+                            out.with_error_code(n.code).with_high_watermark(-1).with_records(Some(Bytes::new()));
+                        if let Some((leader, epoch)) = n.leader {
+                            out.current_leader = kafka_protocol::messages::fetch_response::LeaderIdAndEpoch::default()
+                                .with_leader_id(BrokerId(leader))
+                                .with_leader_epoch(epoch);
+                        }
+                        partitions.push(out);
+                        continue;
+                    }
+                }
                 // Within the partition's and the response's limits, except that the first partition
                 // with data returns its first batch even when larger, so a large batch is never
                 // stuck (as Kafka does since Fetch v3).
@@ -122,6 +135,12 @@ async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Acc
                 t => OffsetSpec::Timestamp(t),
             };
             let out = ListOffsetsPartitionResponse::default().with_partition_index(p.partition_index);
+            if let Some(cluster) = &served.cluster {
+                if let Err(n) = cluster.check_leader(&topic_name, p.partition_index, p.current_leader_epoch) {
+                    partitions.push(out.with_error_code(n.code).with_offset(-1).with_timestamp(-1));
+                    continue;
+                }
+            }
             let found = match u32::try_from(p.partition_index) {
                 // read_committed consumers end at the last stable offset.
                 Ok(partition) if spec == OffsetSpec::Latest && request.isolation_level == 1 => {

@@ -25,6 +25,7 @@ use crate::acl::op;
 use crate::dispatch::{name, Access, Handled, Request, Served};
 use crate::errors::error_code;
 use crate::handlers::authorized;
+use crate::handlers::cluster::not_coordinator;
 
 async fn delete_groups(request: DeleteGroupsRequest, served: &Served, access: &Access<'_>) -> DeleteGroupsResponse {
     use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -34,6 +35,10 @@ async fn delete_groups(request: DeleteGroupsRequest, served: &Served, access: &A
             results.push(
                 DeletableGroupResult::default().with_group_id(group).with_error_code(code::GROUP_AUTHORIZATION_FAILED),
             );
+            continue;
+        }
+        if let Some(code) = not_coordinator(served, 0, &group.0) {
+            results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(code));
             continue;
         }
         let mut error = served.coordinator.delete(&group.0).await;
@@ -59,51 +64,62 @@ fn coordinator_denied(access: &Access<'_>, key_type: i8, key: &str) -> Option<i1
     }
 }
 
-fn find_coordinator(
+/// Where `key` is coordinated: this broker on one node; in a cluster, the leader of the key's
+/// partition of the coordinators' topic.
+async fn locate(served: &Served, key_type: i8, key: &str) -> std::result::Result<(i32, String, i32), i16> {
+    match &served.cluster {
+        None => Ok((served.config.node_id, served.host.clone(), served.port)),
+        Some(cluster) => super::cluster::coordinator_of(served, cluster, key_type, key).await,
+    }
+}
+
+async fn find_coordinator(
     request: FindCoordinatorRequest,
     version: i16,
     served: &Served,
     access: &Access<'_>,
 ) -> FindCoordinatorResponse {
-    // This broker coordinates every group and transactional id.
-    let host = StrBytes::from_string(served.host.clone());
     if version < 4 {
-        if let Some(error) = coordinator_denied(access, request.key_type, &request.key) {
-            return FindCoordinatorResponse::default()
+        let found = match coordinator_denied(access, request.key_type, &request.key) {
+            Some(error) => Err(error),
+            None => locate(served, request.key_type, &request.key).await,
+        };
+        return match found {
+            Err(error) => FindCoordinatorResponse::default()
                 .with_error_code(error)
                 .with_node_id(BrokerId(-1))
                 .with_host(StrBytes::default())
-                .with_port(-1);
-        }
-        return FindCoordinatorResponse::default()
-            .with_node_id(BrokerId(served.config.node_id))
-            .with_host(host)
-            .with_port(served.port);
+                .with_port(-1),
+            Ok((node, host, port)) => FindCoordinatorResponse::default()
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+        };
     }
     // From v4 a request looks up many keys at once, and the answer is a coordinator per key; the
     // single-key fields are not in the message.
-    let response = FindCoordinatorResponse::default();
-    let coordinators = request
-        .coordinator_keys
-        .into_iter()
-        .map(|key| {
-            let coordinator = kafka_protocol::messages::find_coordinator_response::Coordinator::default();
-            match coordinator_denied(access, request.key_type, &key) {
-                Some(error) => coordinator
-                    .with_key(key)
-                    .with_error_code(error)
-                    .with_node_id(BrokerId(-1))
-                    .with_host(StrBytes::default())
-                    .with_port(-1),
-                None => coordinator
-                    .with_key(key)
-                    .with_node_id(BrokerId(served.config.node_id))
-                    .with_host(host.clone())
-                    .with_port(served.port),
-            }
-        })
-        .collect();
-    response.with_coordinators(coordinators)
+    let mut coordinators = Vec::with_capacity(request.coordinator_keys.len());
+    for key in request.coordinator_keys {
+        let coordinator = kafka_protocol::messages::find_coordinator_response::Coordinator::default();
+        let found = match coordinator_denied(access, request.key_type, &key) {
+            Some(error) => Err(error),
+            None => locate(served, request.key_type, &key).await,
+        };
+        coordinators.push(match found {
+            Err(error) => coordinator
+                .with_key(key)
+                .with_error_code(error)
+                .with_node_id(BrokerId(-1))
+                .with_host(StrBytes::default())
+                .with_port(-1),
+            Ok((node, host, port)) => coordinator
+                .with_key(key)
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_string(host))
+                .with_port(port),
+        });
+    }
+    FindCoordinatorResponse::default().with_coordinators(coordinators)
 }
 
 async fn join_group(
@@ -119,6 +135,9 @@ async fn join_group(
     }
     if !access.group(op::READ, &request.group_id.0) {
         return JoinGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED).with_generation_id(-1);
+    }
+    if let Some(code) = not_coordinator(served, 0, &request.group_id.0) {
+        return JoinGroupResponse::default().with_error_code(code).with_generation_id(-1);
     }
     let session = Duration::from_millis(request.session_timeout_ms.max(0) as u64);
     if !served.config.group_session_timeouts.contains(&session) {
@@ -209,7 +228,9 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served, access: &A
     let group = request.group_id.0.to_string();
     let instance = request.group_instance_id.as_deref();
     let generation = request.generation_id_or_member_epoch;
-    let check = if access.group(op::READ, &group) {
+    let check = if let Some(code) = not_coordinator(served, 0, &group) {
+        code
+    } else if access.group(op::READ, &group) {
         served.coordinator.check_commit(&group, generation, &request.member_id, instance, false).await
     } else {
         code::GROUP_AUTHORIZATION_FAILED
@@ -219,9 +240,14 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served, access: &A
     // the others are committed.
     let readable: BTreeSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|t| access.topic(op::READ, t)).collect();
+    // In a cluster the partition may live on other brokers: the image says whether it exists.
+    let image = served.cluster.as_ref().map(|c| c.image());
     let exists = |topic: &TopicName, index: i32| {
         readable.contains(topic.0.as_str())
-            && u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
+            && match &image {
+                Some(image) => image.topic(&topic.0).is_some_and(|t| t.partitions.contains_key(&index)),
+                None => u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok()),
+            }
     };
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
@@ -284,6 +310,9 @@ async fn offset_fetch(request: OffsetFetchRequest, served: &Served, access: &Acc
     let group = request.group_id.0.to_string();
     if !access.group(op::DESCRIBE, &group) {
         return OffsetFetchResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED);
+    }
+    if let Some(code) = not_coordinator(served, 0, &group) {
+        return OffsetFetchResponse::default().with_error_code(code);
     }
     let committed = served.offsets.fetch(&group, None);
     // A consumer that requires stable offsets waits while a transaction holds some uncommitted.
@@ -453,6 +482,15 @@ async fn describe_groups(
             );
             continue;
         }
+        if let Some(code) = not_coordinator(served, 0, &group.0) {
+            described.push(
+                DescribedGroup::default()
+                    .with_group_id(group)
+                    .with_error_code(code)
+                    .with_authorized_operations(authorized::NOT_ASKED),
+            );
+            continue;
+        }
         let operations = authorized::when(request.include_authorized_operations, || {
             access.operations(crate::acl::resource::GROUP, &group.0, authorized::GROUP)
         });
@@ -486,11 +524,12 @@ async fn describe_groups(
     DescribeGroupsResponse::default().with_groups(described)
 }
 
-/// FindCoordinator: this broker coordinates every group and transaction.
+/// FindCoordinator: this broker coordinates every group and transaction (in a cluster, the
+/// leader of the key's partition of `__consumer_offsets` or `__transaction_state`).
 pub(crate) fn serve_find_coordinator(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
-        r.respond(&find_coordinator(request, r.version, r.served, &r.access()))
+        r.respond(&find_coordinator(request, r.version, r.served, &r.access()).await)
     })
 }
 
@@ -509,6 +548,9 @@ pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         let request: SyncGroupRequest = r.decode()?;
         if !r.access().group(op::READ, &request.group_id.0) {
             return r.respond(&SyncGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
+        }
+        if let Some(code) = not_coordinator(r.served, 0, &request.group_id.0) {
+            return r.respond(&SyncGroupResponse::default().with_error_code(code));
         }
         let assignments = request.assignments.into_iter().map(|a| (a.member_id.to_string(), a.assignment)).collect();
         let sync = r
@@ -538,6 +580,9 @@ pub(crate) fn serve_heartbeat(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         if !r.access().group(op::READ, &request.group_id.0) {
             return r.respond(&HeartbeatResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
         }
+        if let Some(code) = not_coordinator(r.served, 0, &request.group_id.0) {
+            return r.respond(&HeartbeatResponse::default().with_error_code(code));
+        }
         let instance = request.group_instance_id.as_deref();
         let coordinator = &r.served.coordinator;
         let error =
@@ -552,6 +597,9 @@ pub(crate) fn serve_leave_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         let request: LeaveGroupRequest = r.decode()?;
         if !r.access().group(op::READ, &request.group_id.0) {
             return r.respond(&LeaveGroupResponse::default().with_error_code(code::GROUP_AUTHORIZATION_FAILED));
+        }
+        if let Some(code) = not_coordinator(r.served, 0, &request.group_id.0) {
+            return r.respond(&LeaveGroupResponse::default().with_error_code(code));
         }
         r.respond(&leave_group(request, r.version, r.served).await)
     })

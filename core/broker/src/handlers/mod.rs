@@ -3,6 +3,7 @@
 //! encodes the response; `dispatch::APIS` names them.
 
 pub(crate) mod acls;
+pub(crate) mod cluster;
 pub(crate) mod configs;
 pub(crate) mod fetch;
 pub(crate) mod groups;

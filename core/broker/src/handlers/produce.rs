@@ -202,6 +202,13 @@ pub(crate) async fn produce_partition(
     records: Bytes,
     served: &Served,
 ) -> std::result::Result<(i64, i64, Option<i64>), Refused> {
+    if let Some(cluster) = &served.cluster {
+        // Only the leader appends; a client with old metadata refreshes and goes there.
+        cluster.check_leader(topic, index, -1).map_err(|n| {
+            let leader = n.leader.map_or_else(|| "no leader".to_owned(), |(l, _)| format!("broker {l} leads it"));
+            Refused::new(n.code, format!("broker {} does not lead {topic}-{index}: {leader}", cluster.config.node_id))
+        })?;
+    }
     let batches = split_batches(records).map_err(|e| Refused::new(code::CORRUPT_MESSAGE, e))?;
     let partition =
         u32::try_from(index).map_err(|_| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition"))?;

@@ -371,6 +371,9 @@ async fn delete_topics(
 pub(crate) fn serve_metadata(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
+        if let Some(cluster) = &r.served.cluster {
+            return r.respond(&super::cluster::metadata(request, r.served, &r.access(), cluster).await);
+        }
         r.respond(&metadata(request, r.served, &r.access()).await)
     })
 }
@@ -379,6 +382,9 @@ pub(crate) fn serve_metadata(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 pub(crate) fn serve_create_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
+        if let Some(cluster) = &r.served.cluster {
+            return r.respond(&super::cluster::create_topics(request, &r.access(), cluster).await);
+        }
         r.respond(&create_topics(request, r.served, &r.access()).await)
     })
 }
@@ -387,6 +393,9 @@ pub(crate) fn serve_create_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
 pub(crate) fn serve_delete_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
+        if let Some(cluster) = &r.served.cluster {
+            return r.respond(&super::cluster::delete_topics(request, r.version, &r.access(), cluster).await);
+        }
         r.respond(&delete_topics(request, r.version, r.served, &r.access()).await)
     })
 }
@@ -395,6 +404,9 @@ pub(crate) fn serve_delete_topics(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
 pub(crate) fn serve_create_partitions(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request = r.decode()?;
+        if let Some(cluster) = &r.served.cluster {
+            return r.respond(&super::cluster::create_partitions(request, &r.access(), cluster).await);
+        }
         r.respond(&create_partitions(request, r.served, &r.access()).await)
     })
 }
@@ -407,10 +419,14 @@ pub(crate) fn serve_delete_records(mut r: Request<'_>) -> BoxFuture<'_, Handled>
     })
 }
 
-/// DescribeCluster: this broker, which is also the controller.
+/// DescribeCluster: this broker, which is also the controller (or, in a cluster, the brokers of
+/// the image).
 pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: DescribeClusterRequest = r.decode()?;
+        if let Some(cluster) = &r.served.cluster {
+            return r.respond(&super::cluster::describe_cluster(&request, &r.access(), cluster));
+        }
         let broker = kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker::default()
             .with_broker_id(BrokerId(r.served.config.node_id))
             .with_host(StrBytes::from_string(r.served.host.clone()))

@@ -19,6 +19,7 @@ use futures::future::BoxFuture;
 use crate::acl::{op, resource};
 use crate::dispatch::{Access, Handled, Request, Served};
 use crate::errors::{txn_error_code, txn_result_code};
+use crate::handlers::cluster::not_coordinator;
 use crate::handlers::groups::committed;
 
 /// Why the sender may not put a group's offsets into a transaction, if it may not: it needs
@@ -66,6 +67,18 @@ async fn add_partitions_to_txn(
     if !access.transactional_id(op::WRITE, &request.v3_and_below_transactional_id) {
         return respond(&|_| code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     }
+    if let Some(code) = not_coordinator(served, 1, &request.v3_and_below_transactional_id) {
+        return respond(&|_| code);
+    }
+    if let Some(cluster) = &served.cluster {
+        // Transaction markers reach this broker's own partitions only, for now: a partition
+        // led elsewhere is refused rather than left without its marker.
+        let elsewhere = |topic: &str, p: i32| cluster.check_leader(topic, p, -1).is_err();
+        if request.v3_and_below_topics.iter().any(|t| t.partitions.iter().any(|p| elsewhere(&t.name.0, *p))) {
+            tracing::warn!(transactional_id = %request.v3_and_below_transactional_id.0, "a transaction over partitions led by other brokers is not served yet");
+            return respond(&|_| code::UNKNOWN_SERVER_ERROR);
+        }
+    }
     if request.v3_and_below_topics.iter().any(|t| !access.topic(op::WRITE, &t.name.0)) {
         return respond(&|topic| {
             if access.topic(op::WRITE, topic) {
@@ -109,7 +122,8 @@ async fn txn_offset_commit(
     // WRITE on the transactional id and READ on the group for the whole request; READ on each
     // topic, whose partitions are refused on their own without it, as are those that do not
     // exist, as Kafka does.
-    let denied = offsets_denied(access, &request.transactional_id, &request.group_id);
+    let denied = offsets_denied(access, &request.transactional_id, &request.group_id)
+        .or_else(|| not_coordinator(served, 0, &request.group_id));
     let readable = |topic: &kafka_protocol::messages::TopicName| access.topic(op::READ, &topic.0);
     let exists = |topic: &kafka_protocol::messages::TopicName, index: i32| {
         readable(topic) && u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
@@ -195,6 +209,8 @@ pub(crate) fn serve_init_producer_id(mut r: Request<'_>) -> BoxFuture<'_, Handle
         let transactional = request.transactional_id.as_ref().filter(|id| !id.is_empty());
         let response = if transactional.is_some_and(|id| !access.transactional_id(op::WRITE, id)) {
             denied(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+        } else if let Some(code) = transactional.and_then(|id| not_coordinator(served, 1, id)) {
+            denied(code)
         } else if transactional.is_none()
             && !access.cluster(op::IDEMPOTENT_WRITE)
             && !access.any(op::WRITE, resource::TOPIC)
@@ -220,6 +236,15 @@ pub(crate) fn serve_init_producer_id(mut r: Request<'_>) -> BoxFuture<'_, Handle
             InitProducerIdResponse::default()
                 .with_producer_id(request.producer_id)
                 .with_producer_epoch(request.producer_epoch.wrapping_add(1).max(0))
+        } else if let Some(cluster) = &served.cluster {
+            // Ids from this broker's block, which the controller handed out: unique in the cluster.
+            match cluster.producer_id().await {
+                Ok(id) => InitProducerIdResponse::default().with_producer_id(ProducerId(id)).with_producer_epoch(0),
+                Err(e) => {
+                    tracing::info!(error = %e, "no producer id block from the controller");
+                    denied(code::COORDINATOR_NOT_AVAILABLE)
+                }
+            }
         } else {
             InitProducerIdResponse::default()
                 .with_producer_id(ProducerId(new_producer_id(served.log.clock().now_ms())))
@@ -244,8 +269,15 @@ pub(crate) fn serve_add_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
     Box::pin(async move {
         let request: AddOffsetsToTxnRequest = r.decode()?;
         let access = r.access();
-        if let Some(error) = offsets_denied(&access, &request.transactional_id, &request.group_id) {
+        if let Some(error) = offsets_denied(&access, &request.transactional_id, &request.group_id)
+            .or_else(|| not_coordinator(r.served, 1, &request.transactional_id))
+        {
             return r.respond(&AddOffsetsToTxnResponse::default().with_error_code(error));
+        }
+        if r.served.cluster.is_some() && not_coordinator(r.served, 0, &request.group_id).is_some() {
+            // The offsets are committed by this broker's group coordinator, for now.
+            tracing::warn!(group = %request.group_id.0, "a transaction's offsets for a group coordinated by another broker are not served yet");
+            return r.respond(&AddOffsetsToTxnResponse::default().with_error_code(code::UNKNOWN_SERVER_ERROR));
         }
         let result = r
             .served
@@ -262,6 +294,9 @@ pub(crate) fn serve_end_txn(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         let request: EndTxnRequest = r.decode()?;
         if !r.access().transactional_id(op::WRITE, &request.transactional_id) {
             return r.respond(&EndTxnResponse::default().with_error_code(code::TRANSACTIONAL_ID_AUTHORIZATION_FAILED));
+        }
+        if let Some(code) = not_coordinator(r.served, 1, &request.transactional_id) {
+            return r.respond(&EndTxnResponse::default().with_error_code(code));
         }
         let result = r
             .served

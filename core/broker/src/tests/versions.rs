@@ -390,6 +390,16 @@ async fn topics(c: &mut Client) {
         assert_eq!((r.error_code, r.brokers.len()), (code::NONE, 1), "DescribeCluster v{v}");
         assert_eq!(r.cluster_authorized_operations, crate::handlers::authorized::CLUSTER, "DescribeCluster v{v}");
     }
+    for v in versions(ApiKey::ElectLeaders) {
+        let partitions =
+            elect_leaders_request::TopicPartitions::default().with_topic(topic("t")).with_partitions(vec![0, 9]);
+        let req = ElectLeadersRequest::default().with_topic_partitions(Some(vec![partitions])).with_timeout_ms(1000);
+        let r: ElectLeadersResponse = c.call(ApiKey::ElectLeaders, v, &req).await;
+        let results = &r.replica_election_results[0].partition_result;
+        // One node: its partitions are led by their preferred (and only) replica.
+        assert_eq!(results[0].error_code, code::ELECTION_NOT_NEEDED, "ElectLeaders v{v}");
+        assert_eq!(results[1].error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "ElectLeaders v{v}");
+    }
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("created-{}", clamp(ApiKey::CreateTopics, v));
         let mut req = DeleteTopicsRequest::default().with_timeout_ms(5_000);

@@ -353,6 +353,11 @@ impl QuorumNode {
         }
     }
 
+    /// openraft's view of this node (leader, term, log indexes), updated as it changes.
+    pub fn metrics(&self) -> watch::Receiver<openraft::RaftMetrics<NodeId, BasicNode>> {
+        self.raft.metrics()
+    }
+
     /// The voters of the committed membership.
     pub fn voters(&self) -> BTreeSet<NodeId> {
         self.raft.metrics().borrow().membership_config.membership().voter_ids().collect()

@@ -1,0 +1,77 @@
+//! A broker's log follows the image: the topics it holds replicas of exist locally with their
+//! partitions and configs, and a topic the image deleted is deleted here.
+//!
+//! Only what the image changed is acted on: a local topic the broker never saw in an image is
+//! left alone (a broker must not delete data because of an image it does not understand), and
+//! a deletion is carried out only when an image this broker applied had the topic and the next
+//! one lacks it (or has a new topic under the name).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use freshet_cluster::MetadataImage;
+use freshet_log::{Error, Log};
+
+use super::ClusterNode;
+
+pub(super) async fn run(node: Arc<ClusterNode>, log: Log) {
+    let me = node.config.node_id;
+    let mut images = node.images();
+    let mut previous: Option<Arc<MetadataImage>> = None;
+    loop {
+        let image = images.borrow_and_update().clone();
+        if image.offset > 0 {
+            reconcile(&log, me, previous.as_deref(), &image).await;
+            previous = Some(image);
+        }
+        if images.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+async fn reconcile(log: &Log, me: i32, previous: Option<&MetadataImage>, image: &MetadataImage) {
+    if let Some(previous) = previous {
+        for (name, old) in &previous.topics {
+            if image.topic(name).is_none_or(|t| t.id != old.id) {
+                match log.delete_topic(name).await {
+                    Ok(()) => tracing::info!(topic = %name, "deleted the local replicas of a deleted topic"),
+                    Err(Error::UnknownTopic(_)) => {}
+                    Err(e) => {
+                        tracing::warn!(topic = %name, error = %e, "could not delete a deleted topic's local replicas")
+                    }
+                }
+            }
+        }
+    }
+    for topic in image.topics.values() {
+        if !topic.partitions.values().any(|p| p.replicas.contains(&me)) {
+            continue;
+        }
+        let count = topic.partitions.keys().max().map_or(0, |p| *p + 1) as u32;
+        let configs: BTreeMap<String, String> = image.topic_configs.get(&topic.name).cloned().unwrap_or_default();
+        let result = match log.describe_topic(&topic.name) {
+            Err(Error::UnknownTopic(_)) => log.create_topic(&topic.name, count, configs).await,
+            Ok(local) if local.n_partitions < count => log.create_partitions(&topic.name, count).await,
+            Ok(_) => {
+                let changed = previous.is_some_and(|p| p.topic_configs.get(&topic.name) != Some(&configs));
+                if changed {
+                    let mut changes: BTreeMap<String, Option<String>> =
+                        configs.iter().map(|(k, v)| (k.clone(), Some(v.clone()))).collect();
+                    if let Some(old) = previous.and_then(|p| p.topic_configs.get(&topic.name)) {
+                        for key in old.keys().filter(|k| !configs.contains_key(*k)) {
+                            changes.insert(key.clone(), None);
+                        }
+                    }
+                    log.alter_topic_config(&topic.name, changes).await
+                } else {
+                    Ok(())
+                }
+            }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = result {
+            tracing::warn!(topic = %topic.name, error = %e, "could not make the local log hold the topic's replicas");
+        }
+    }
+}

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::broker::{kcat, python_clients, BrokerProcess};
+use crate::peer::kafka_tool;
 
 struct Cluster {
     _dir: tempfile::TempDir,
@@ -154,6 +155,31 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
     let all = cluster.metadata_until(1, "spread", |m| m.contains("3 brokers"));
     let before = leaders(&all);
     assert_eq!(before.len(), 6, "{all}");
+
+    // Kafka's own tools (the Java client) through broker 3.
+    let b3 = cluster.addr(3);
+    let tool = |class: &str, args: &[&str], stdin: &str| {
+        let mut all = vec!["--bootstrap-server", b3.as_str()];
+        all.extend_from_slice(args);
+        kafka_tool(class, &all, stdin)
+    };
+    let topics = "org.apache.kafka.tools.TopicCommand";
+    let out = tool(topics, &["--create", "--topic", "java-tools", "--partitions", "3"], "");
+    assert!(out.contains("Created topic java-tools."), "{out}");
+    let out = tool(topics, &["--describe", "--topic", "java-tools"], "");
+    let mut led: Vec<&str> =
+        out.lines().filter_map(|l| l.split("Leader: ").nth(1)).filter_map(|l| l.split_whitespace().next()).collect();
+    led.sort_unstable();
+    assert_eq!(led, ["1", "2", "3"], "each broker leads one partition:\n{out}");
+    tool("org.apache.kafka.tools.ConsoleProducer", &["--topic", "java-tools"], "a\nb\nc\nd\ne\nf\n");
+    let out = tool(
+        "org.apache.kafka.tools.consumer.ConsoleConsumer",
+        &["--topic", "java-tools", "--group", "java-readers", "--from-beginning", "--max-messages", "6"],
+        "",
+    );
+    let mut read: Vec<&str> = out.lines().collect();
+    read.sort_unstable();
+    assert_eq!(read, ["a", "b", "c", "d", "e", "f"]);
 
     // Broker 3 killed: once its session expires, its partitions (one copy each) have no leader
     // and say so; the others are still written.

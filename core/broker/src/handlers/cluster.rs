@@ -18,7 +18,7 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest,
-    ElectLeadersResponse, MetadataRequest, MetadataResponse, TopicName,
+    ElectLeadersResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -215,24 +215,8 @@ pub(crate) async fn delete_topics(
     cluster: &ClusterNode,
 ) -> DeleteTopicsResponse {
     let image = cluster.image();
-    let mut results = Vec::new();
-    let names: Vec<TopicName> = if version >= 6 {
-        let mut names = Vec::with_capacity(request.topics.len());
-        for t in request.topics {
-            match t.name.or_else(|| image.topic_name(t.topic_id.as_u128()).map(name)) {
-                Some(n) => names.push(n),
-                None => results.push(
-                    DeletableTopicResult::default()
-                        .with_topic_id(t.topic_id)
-                        .with_error_code(code::UNKNOWN_TOPIC_ID)
-                        .with_error_message(Some(StrBytes::from_string(format!("no topic has id {}", t.topic_id)))),
-                ),
-            }
-        }
-        names
-    } else {
-        request.topic_names
-    };
+    let (names, mut results) =
+        super::topics::deletion_names(request, version, |id| image.topic_name(id.as_u128()).map(str::to_owned));
     for topic in names {
         let id = image.topic(&topic.0).map_or(Uuid::nil(), |t| Uuid::from_u128(t.id));
         let result = DeletableTopicResult::default().with_name(Some(topic.clone())).with_topic_id(id);

@@ -331,24 +331,7 @@ async fn delete_topics(
     served: &Served,
     access: &Access<'_>,
 ) -> DeleteTopicsResponse {
-    let mut results = Vec::new();
-    let names: Vec<TopicName> = if version >= 6 {
-        let mut names = Vec::with_capacity(request.topics.len());
-        for t in request.topics {
-            match t.name.or_else(|| topic_named_by(served, t.topic_id).map(|n| name(&n))) {
-                Some(n) => names.push(n),
-                None => results.push(
-                    DeletableTopicResult::default()
-                        .with_topic_id(t.topic_id)
-                        .with_error_code(code::UNKNOWN_TOPIC_ID)
-                        .with_error_message(Some(StrBytes::from_string(format!("no topic has id {}", t.topic_id)))),
-                ),
-            }
-        }
-        names
-    } else {
-        request.topic_names
-    };
+    let (names, mut results) = deletion_names(request, version, |id| topic_named_by(served, id));
     for topic in names {
         let id = served.log.describe_topic(&topic.0).map(|d| topic_uuid(&d.id)).unwrap_or_default();
         let mut result = DeletableTopicResult::default().with_name(Some(topic.clone())).with_topic_id(id);
@@ -365,6 +348,32 @@ async fn delete_topics(
         results.push(result);
     }
     DeleteTopicsResponse::default().with_responses(results)
+}
+
+/// The topics a DeleteTopics names (from v6 by name or by id, ids looked up with `named`), and
+/// the results of the ids that name no topic.
+pub(crate) fn deletion_names(
+    request: DeleteTopicsRequest,
+    version: i16,
+    named: impl Fn(Uuid) -> Option<String>,
+) -> (Vec<TopicName>, Vec<DeletableTopicResult>) {
+    if version < 6 {
+        return (request.topic_names, Vec::new());
+    }
+    let mut names = Vec::with_capacity(request.topics.len());
+    let mut results = Vec::new();
+    for t in request.topics {
+        match t.name.or_else(|| named(t.topic_id).map(|n| name(&n))) {
+            Some(n) => names.push(n),
+            None => results.push(
+                DeletableTopicResult::default()
+                    .with_topic_id(t.topic_id)
+                    .with_error_code(code::UNKNOWN_TOPIC_ID)
+                    .with_error_message(Some(StrBytes::from_string(format!("no topic has id {}", t.topic_id)))),
+            ),
+        }
+    }
+    (names, results)
 }
 
 /// Metadata (creating the topics it names when auto-creation is on).

@@ -50,86 +50,15 @@ mod limits;
 #[allow(dead_code, unreachable_pub)]
 #[path = "../tests/it/peer.rs"]
 mod peer;
+#[path = "common/perf.rs"]
+mod perf;
 
-use limits::{cpu_seconds, peak_rss_mib, print_limits, ratio, stat_seconds};
+use limits::{cpu_seconds, peak_rss_mib, print_limits, ratio};
+use perf::{consume, produce, PerfSummary};
 
-use peer::{java, kafka_tool, Kind, Peer, Setup};
+use peer::{java, Kind, Peer, Setup};
 
 use freshet::prelude::*;
-
-/// One ProducerPerformance summary line.
-#[derive(Debug, Clone, Copy, Default)]
-struct PerfSummary {
-    records_per_sec: f64,
-    mb_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    p999_ms: f64,
-}
-
-/// Parses "N records sent, X records/sec (Y MB/sec), A ms avg latency, M ms max latency, P ms
-/// 50th, Q ms 95th, R ms 99th, S ms 99.9th."
-fn parse_produced(out: &str) -> PerfSummary {
-    let line = out.lines().rev().find(|l| l.contains("records sent")).unwrap_or_else(|| panic!("no summary in {out}"));
-    let numbers: Vec<f64> = line
-        .split(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .filter(|s| !s.is_empty() && *s != ".")
-        .filter_map(|s| s.parse().ok())
-        .collect();
-    // [N, X, Y, avg, max, p50, 50, p95, 95, p99, 99, p999, 99.9]
-    PerfSummary {
-        records_per_sec: numbers[1],
-        mb_per_sec: numbers[2],
-        p50_ms: numbers[5],
-        p99_ms: numbers[9],
-        p999_ms: numbers[11],
-    }
-}
-
-fn produce(addr: &str, topic: &str, records: u64, size: usize, acks: &str, rate: Option<u64>) -> PerfSummary {
-    let throughput = rate.map_or("-1".to_string(), |r| r.to_string());
-    let out = kafka_tool(
-        "org.apache.kafka.tools.ProducerPerformance",
-        &[
-            "--topic",
-            topic,
-            "--num-records",
-            &records.to_string(),
-            "--record-size",
-            &size.to_string(),
-            "--throughput",
-            &throughput,
-            "--producer-props",
-            &format!("bootstrap.servers={addr}"),
-            &format!("acks={acks}"),
-            "linger.ms=5",
-            "batch.size=65536",
-        ],
-        "",
-    );
-    parse_produced(&out)
-}
-
-/// Records per second ConsumerPerformance reads `records` of the topics matching `include` at,
-/// and the CPU-seconds per million of them that the broker (process `broker`) and the consumer
-/// (the JVM, a child of this process) spent meanwhile.
-fn consume(addr: &str, include: &str, records: u64, broker: u32) -> (f64, f64, f64) {
-    let cpu = cpu_seconds(broker);
-    let children = children_cpu_seconds();
-    let out = kafka_tool(
-        "org.apache.kafka.tools.ConsumerPerformance",
-        &["--bootstrap-server", addr, "--include", include, "--messages", &records.to_string(), "--timeout", "60000"],
-        "",
-    );
-    let cpu = cpu_seconds(broker) - cpu;
-    let consumer = children_cpu_seconds() - children;
-    // start, end, MB, MB/s, n, n/s, rebalance ms, fetch ms, fetch MB/s, fetch n/s
-    let row = out.lines().last().unwrap_or_default();
-    let fields: Vec<&str> = row.split(", ").collect();
-    let rate = fields.get(9).and_then(|f| f.trim().parse().ok()).unwrap_or_else(|| panic!("no figures in {out}"));
-    let millions = records as f64 / 1e6;
-    (rate, cpu / millions, consumer / millions)
-}
 
 /// What one broker did at one durability.
 #[derive(Debug, Default)]
@@ -274,12 +203,6 @@ fn value(i: u64) -> bytes::Bytes {
 /// This process's CPU time (user and system), seconds.
 fn own_cpu_seconds() -> f64 {
     cpu_seconds(std::process::id())
-}
-
-/// The CPU time (user and system) of this process's children that have ended and been waited
-/// for, seconds.
-fn children_cpu_seconds() -> f64 {
-    stat_seconds(std::process::id(), 13)
 }
 
 /// One phase's topology, reading `PHASE-input` (and `PHASE-table`).

@@ -115,6 +115,142 @@ impl Drop for BrokerProcess {
     }
 }
 
+/// A cluster of `freshet broker` processes on loopback, configured with Kafka's KRaft keys (every
+/// node broker and controller, as Kafka's combined-mode sample) and formatted with one cluster id.
+pub(crate) struct FreshetCluster {
+    _dir: tempfile::TempDir,
+    files: Vec<PathBuf>,
+    data: Vec<PathBuf>,
+    pub(crate) nodes: Vec<Option<BrokerProcess>>,
+}
+
+impl FreshetCluster {
+    /// `n` nodes, returned once every broker has registered and caught up.
+    pub(crate) fn start(n: usize) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        drop(held);
+        let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
+        let freshet = |args: &[&str]| {
+            let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(args).output().unwrap();
+            assert!(out.status.success(), "freshet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        let id = freshet(&["storage", "random-uuid"]);
+        let (mut files, mut data) = (Vec::new(), Vec::new());
+        for (i, port) in ports.iter().enumerate() {
+            let node = i + 1;
+            let dir = dir.path().join(format!("node-{node}"));
+            let file = dir.with_extension("properties");
+            std::fs::write(
+                &file,
+                format!(
+                    "process.roles=broker,controller\n\
+                     node.id={node}\n\
+                     controller.quorum.voters={}\n\
+                     listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}\n\
+                     controller.listener.names=CONTROLLER\n\
+                     listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
+                     log.dirs={}\n\
+                     num.partitions=1\n\
+                     offsets.topic.replication.factor=1\n\
+                     broker.session.timeout.ms=3000\n\
+                     broker.heartbeat.interval.ms=500\n",
+                    voters.join(","),
+                    dir.display()
+                ),
+            )
+            .unwrap();
+            freshet(&["storage", "format", "-t", &id, "-c", file.to_str().unwrap()]);
+            files.push(file);
+            data.push(dir);
+        }
+        let mut cluster = FreshetCluster { _dir: dir, files, data, nodes: Vec::new() };
+        for node in 1..=n {
+            let started = cluster.start_node(node);
+            cluster.nodes.push(Some(started));
+        }
+        // Whole once every broker has registered and caught up.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let whole = format!("{n} brokers");
+        loop {
+            let out = Command::new("kcat").args(["-b", &cluster.addr(1), "-L"]).output().expect("kcat is installed");
+            if String::from_utf8_lossy(&out.stdout).contains(&whole) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the {n} brokers never all registered");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        cluster
+    }
+
+    pub(crate) fn start_node(&self, node: usize) -> BrokerProcess {
+        BrokerProcess::start_with(&self.data[node - 1], &["--config", self.files[node - 1].to_str().unwrap()])
+    }
+
+    pub(crate) fn addr(&self, node: usize) -> String {
+        self.nodes[node - 1].as_ref().expect("the node runs").addr.clone()
+    }
+
+    pub(crate) fn kill(&mut self, node: usize) {
+        let process = self.nodes[node - 1].take().expect("the node runs");
+        let status = Command::new("kill").args(["-KILL", &process.pid().to_string()]).status().unwrap();
+        assert!(status.success());
+        drop(process);
+    }
+
+    /// kcat's metadata of `topic` from `node`, once `ready` holds of it (within 30 s).
+    pub(crate) fn metadata_until(&self, node: usize, topic: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("kcat").args(["-b", &self.addr(node), "-L", "-t", topic]).output().expect("kcat");
+            let out = String::from_utf8_lossy(&out.stdout).into_owned();
+            if ready(&out) {
+                return out;
+            }
+            assert!(Instant::now() < deadline, "the metadata never got there:\n{out}");
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    }
+
+    /// The node that last logged becoming the active controller.
+    pub(crate) fn active_controller(&self) -> usize {
+        let mut latest: Option<(String, usize)> = None;
+        for (i, data) in self.data.iter().enumerate() {
+            let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+            let mut stamps = log.lines().filter(|l| l.contains("is now the active controller"));
+            if let Some(stamp) = stamps.next_back().and_then(|l| l.split_whitespace().next()).map(str::to_owned) {
+                if latest.as_ref().is_none_or(|(s, _)| stamp > *s) {
+                    latest = Some((stamp, i + 1));
+                }
+            }
+        }
+        latest.expect("a node logged becoming the active controller").1
+    }
+
+    pub(crate) fn stop(mut self) {
+        for node in self.nodes.iter_mut() {
+            if let Some(process) = node.take() {
+                process.stop();
+            }
+        }
+    }
+}
+
+/// A failing test shows the end of each node's log.
+impl Drop for FreshetCluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for (i, data) in self.data.iter().enumerate() {
+                let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+                eprintln!("--- node {} log:\n{}", i + 1, tail.join("\n"));
+            }
+        }
+    }
+}
+
 /// A single-node KRaft Kafka broker (broker and controller in one process) on loopback ports.
 pub(crate) struct KafkaProcess {
     child: Child,

@@ -148,7 +148,6 @@ impl ClusterNode {
         let peers = Arc::new(Peers::default());
         let mut tasks = Vec::new();
         let mut quorum = None;
-        let mut controller = None;
         let (image_tx, image_rx) = watch::channel(Arc::new(MetadataImage::default()));
         if config.controller {
             let listen =
@@ -196,9 +195,7 @@ impl ClusterNode {
             }));
             tracing::info!(node = config.node_id, %listen, voters = config.voters.len(), "controller started");
             quorum = Some(node);
-            controller = Some(ctl);
         }
-        let _ = controller;
         // The image: the local quorum node's, or fetched from the controllers.
         let image = match &quorum {
             Some(node) => {

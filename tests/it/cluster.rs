@@ -51,10 +51,12 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
     // Broker 3 killed: once its session expires, its partitions (one copy each) have no leader
     // and say so; the others are still written.
     cluster.kill(3);
-    let offline = cluster.metadata_until(1, "spread", |m| m.contains("leader -1") && m.contains("2 brokers"));
-    for (p, leader) in leaders(&offline).iter().enumerate() {
-        assert_eq!(*leader == -1, before[p] == 3, "partition {p}:\n{offline}");
-    }
+    // Exactly broker 3's partitions leaderless (a busy machine may briefly fence another broker
+    // whose heartbeat came late; that one is unfenced at its next heartbeat).
+    let offline = cluster.metadata_until(1, "spread", |m| {
+        let now = leaders(m);
+        m.contains("2 brokers") && now.len() == 6 && now.iter().zip(&before).all(|(l, b)| (*l == -1) == (*b == 3))
+    });
     assert!(offline.contains("Leader not available"), "{offline}");
     let live = before.iter().position(|l| *l != 3).unwrap().to_string();
     kcat(&["-b", &cluster.addr(1), "-P", "-t", "spread", "-p", &live], "while-3-is-down\n");

@@ -155,7 +155,7 @@ impl FreshetCluster {
                      log.dirs={}\n\
                      num.partitions=1\n\
                      offsets.topic.replication.factor=1\n\
-                     broker.session.timeout.ms=3000\n\
+                     broker.session.timeout.ms=6000\n\
                      broker.heartbeat.interval.ms=500\n",
                     voters.join(","),
                     dir.display()

@@ -65,11 +65,18 @@ impl BrokerProcess {
     }
 
     pub(crate) fn start_with(data: &Path, args: &[&str]) -> Self {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Self::start_exact(data, &all)
+    }
+
+    /// With `args` only: where it listens is theirs to say.
+    pub(crate) fn start_exact(data: &Path, args: &[&str]) -> Self {
         // Its log goes next to the data directory, for a failing test to show.
         let log_path = data.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
-            .args(["broker", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["broker", "--data-dir"])
             .arg(data)
             .args(args)
             .env(
@@ -128,9 +135,12 @@ impl FreshetCluster {
     /// `n` nodes, returned once every broker has registered and caught up.
     pub(crate) fn start(n: usize) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+        // Every listener's port chosen at once (all held until all are chosen): a node binding port
+        // 0 could otherwise take a controller port another node is about to bind.
+        let held: Vec<TcpListener> = (0..2 * n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+        let all: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
         drop(held);
+        let (ports, client_ports) = all.split_at(n);
         let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
         let freshet = |args: &[&str]| {
             let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(args).output().unwrap();
@@ -149,7 +159,7 @@ impl FreshetCluster {
                     "process.roles=broker,controller\n\
                      node.id={node}\n\
                      controller.quorum.voters={}\n\
-                     listeners=PLAINTEXT://127.0.0.1:0,CONTROLLER://127.0.0.1:{port}\n\
+                     listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{port}\n\
                      controller.listener.names=CONTROLLER\n\
                      listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
                      log.dirs={}\n\
@@ -158,6 +168,7 @@ impl FreshetCluster {
                      broker.session.timeout.ms=6000\n\
                      broker.heartbeat.interval.ms=500\n",
                     voters.join(","),
+                    client_ports[i],
                     dir.display()
                 ),
             )
@@ -186,7 +197,7 @@ impl FreshetCluster {
     }
 
     pub(crate) fn start_node(&self, node: usize) -> BrokerProcess {
-        BrokerProcess::start_with(&self.data[node - 1], &["--config", self.files[node - 1].to_str().unwrap()])
+        BrokerProcess::start_exact(&self.data[node - 1], &["--config", self.files[node - 1].to_str().unwrap()])
     }
 
     pub(crate) fn addr(&self, node: usize) -> String {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use freshet_cluster::controller::NewTopic;
 use freshet_cluster::image::BrokerImage;
 use freshet_cluster::records::NO_LEADER;
-use freshet_cluster::{ControllerError, MetadataImage};
+use freshet_cluster::ControllerError;
 use freshet_coord::code;
 use futures::future::BoxFuture;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
@@ -47,7 +47,7 @@ pub(crate) fn endpoint<'a>(cluster: &ClusterNode, broker: &'a BrokerImage) -> Op
 /// (as in Kafka's KRaft, which names some live broker), and any broker forwards admin requests
 /// to the active controller; naming the broker a client already talks to keeps a dead
 /// controller out of its way.
-fn controller_id(cluster: &ClusterNode, _image: &MetadataImage) -> i32 {
+fn controller_id(cluster: &ClusterNode) -> i32 {
     cluster.config.node_id
 }
 
@@ -58,24 +58,9 @@ pub(crate) async fn metadata(
     cluster: &ClusterNode,
 ) -> MetadataResponse {
     let mut image = cluster.image();
-    let mut unknown_ids = Vec::new();
-    let names: Vec<String> = match &request.topics {
-        None => image.topics.keys().filter(|t| !internal(t) && access.topic(op::DESCRIBE, t)).cloned().collect(),
-        Some(topics) => topics
-            .iter()
-            .filter_map(|t| match &t.name {
-                Some(n) if !n.0.is_empty() || t.topic_id.is_nil() => Some(n.0.to_string()),
-                _ => image.topic_name(t.topic_id.as_u128()).map(str::to_owned).or_else(|| {
-                    unknown_ids.push(t.topic_id);
-                    None
-                }),
-            })
-            .collect(),
-    };
-    let mut topics = Vec::with_capacity(names.len());
-    for id in unknown_ids {
-        topics.push(MetadataResponseTopic::default().with_topic_id(id).with_error_code(code::UNKNOWN_TOPIC_ID));
-    }
+    let all = || image.topics.keys().filter(|t| !internal(t) && access.topic(op::DESCRIBE, t)).cloned().collect();
+    let (names, mut topics) =
+        super::topics::metadata_names(&request, all, |id| image.topic_name(id.as_u128()).map(str::to_owned));
     for topic in names {
         let refused = |code| MetadataResponseTopic::default().with_name(Some(name(&topic))).with_error_code(code);
         if !access.topic(op::DESCRIBE, &topic) {
@@ -145,7 +130,7 @@ pub(crate) async fn metadata(
     MetadataResponse::default()
         .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(cluster.config.cluster_id.clone())))
-        .with_controller_id(BrokerId(controller_id(cluster, &image)))
+        .with_controller_id(BrokerId(controller_id(cluster)))
         .with_topics(topics)
         .with_cluster_authorized_operations(authorized::when(request.include_cluster_authorized_operations, || {
             access.operations(resource::CLUSTER, CLUSTER_NAME, authorized::CLUSTER)
@@ -294,7 +279,7 @@ pub(crate) fn describe_cluster(
         .collect();
     DescribeClusterResponse::default()
         .with_cluster_id(StrBytes::from_string(cluster.config.cluster_id.clone()))
-        .with_controller_id(BrokerId(controller_id(cluster, &image)))
+        .with_controller_id(BrokerId(controller_id(cluster)))
         .with_brokers(brokers)
         .with_cluster_authorized_operations(authorized::when(request.include_cluster_authorized_operations, || {
             access.operations(resource::CLUSTER, CLUSTER_NAME, authorized::CLUSTER)

@@ -37,34 +37,41 @@ fn topic_named_by(served: &Served, id: Uuid) -> Option<String> {
     served.log.list_topics().into_iter().find(|t| topic_uuid(&t.id) == id).map(|t| t.name)
 }
 
+/// The topics a Metadata request asks for (`all()` when it names none), and the answers to the
+/// ids (v10+, a look-up by id: an empty name with an id set) that `named` finds no topic for.
+pub(crate) fn metadata_names(
+    request: &MetadataRequest,
+    all: impl FnOnce() -> Vec<String>,
+    named: impl Fn(Uuid) -> Option<String>,
+) -> (Vec<String>, Vec<MetadataResponseTopic>) {
+    let Some(asked) = &request.topics else { return (all(), Vec::new()) };
+    let mut unknown = Vec::new();
+    let names = asked
+        .iter()
+        .filter_map(|t| match &t.name {
+            Some(n) if !n.0.is_empty() || t.topic_id.is_nil() => Some(n.0.to_string()),
+            _ => named(t.topic_id).or_else(|| {
+                unknown.push(
+                    MetadataResponseTopic::default().with_topic_id(t.topic_id).with_error_code(code::UNKNOWN_TOPIC_ID),
+                );
+                None
+            }),
+        })
+        .collect();
+    (names, unknown)
+}
+
 async fn metadata(request: MetadataRequest, served: &Served, access: &Access<'_>) -> MetadataResponse {
     let log = &served.log;
-    // A topic asked for by id only (v10+) is answered under its name, or UNKNOWN_TOPIC_ID.
-    let mut unknown_ids = Vec::new();
-    let names: Vec<String> = match &request.topics {
-        // All topics: those the client may describe.
-        None => log
-            .list_topics()
+    // All topics: those the client may describe.
+    let all = || {
+        log.list_topics()
             .into_iter()
             .filter(|t| !t.internal && access.topic(op::DESCRIBE, &t.name))
             .map(|t| t.name)
-            .collect(),
-        Some(topics) => topics
-            .iter()
-            .filter_map(|t| match &t.name {
-                // An empty name with an id set is a look-up by id.
-                Some(n) if !n.0.is_empty() || t.topic_id.is_nil() => Some(n.0.to_string()),
-                _ => topic_named_by(served, t.topic_id).or_else(|| {
-                    unknown_ids.push(t.topic_id);
-                    None
-                }),
-            })
-            .collect(),
+            .collect()
     };
-    let mut topics = Vec::with_capacity(names.len());
-    for id in unknown_ids {
-        topics.push(MetadataResponseTopic::default().with_topic_id(id).with_error_code(code::UNKNOWN_TOPIC_ID));
-    }
+    let (names, mut topics) = metadata_names(&request, all, |id| topic_named_by(served, id));
     for topic in names {
         if !access.topic(op::DESCRIBE, &topic) {
             topics.push(

@@ -89,6 +89,7 @@ pub(crate) async fn topic(command: TopicCommand) -> anyhow::Result<()> {
             }
             TopicCommand::Describe { name, .. } => {
                 let (topic, partitions) = admin.describe_topic(&name).await?;
+                let placement = admin.placement(&name).await?;
                 let id = if topic.id.is_empty() { String::new() } else { format!(" (id {})", topic.id) };
                 say(&format!("topic {}{id}, {} partitions", topic.name, topic.n_partitions));
                 for p in partitions {
@@ -98,10 +99,17 @@ pub(crate) async fn topic(command: TopicCommand) -> anyhow::Result<()> {
                     } else {
                         format!(", {} bytes in {} segments", p.size_bytes, p.n_segments)
                     };
-                    say(&format!(
-                        "  partition {}: offsets {}..{}{size}",
-                        p.partition, p.log_start_offset, p.log_end_offset
-                    ));
+                    let offsets = if p.log_end_offset < 0 {
+                        "offsets unknown".to_owned()
+                    } else {
+                        format!("offsets {}..{}", p.log_start_offset, p.log_end_offset)
+                    };
+                    // Where it is led and copied, as kafka-topics --describe shows it.
+                    let placed = placement.iter().find(|at| at.partition == p.partition).map_or(String::new(), |at| {
+                        let leader = at.leader.map_or("none (offline)".to_owned(), |l| l.to_string());
+                        format!(", leader {leader}, replicas {:?}, isr {:?}", at.replicas, at.isr)
+                    });
+                    say(&format!("  partition {}: {offsets}{size}{placed}", p.partition));
                 }
                 for c in admin.describe_configs(&name).await? {
                     say(&format!("  {} = {}{}", c.name, c.value, if c.is_default { " (default)" } else { "" }));

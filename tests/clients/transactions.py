@@ -2,7 +2,9 @@
 records are visible to read_committed consumers, aborted and open ones are not (read_uncommitted
 consumers see them all); offsets sent with a transaction are committed only if it commits; a second
 producer with the same transactional id fences the first; a transaction left open past its
-timeout is aborted by the broker. Usage: transactions.py BOOTSTRAP PREFIX. Prints "ok"."""
+timeout is aborted by the broker. Usage: transactions.py BOOTSTRAP PREFIX [apart]. With "apart"
+(a cluster), the consuming group is one whose coordinator is another broker than the
+transactions' coordinator, so that markers and offsets cross brokers. Prints "ok"."""
 
 import sys
 import time
@@ -11,6 +13,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 bootstrap, prefix = sys.argv[1], sys.argv[2]
+apart = sys.argv[3:] == ["apart"]
 out, source = prefix + "-out", prefix + "-in"
 
 admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -67,12 +70,45 @@ expect(read_all(out, "read_uncommitted", 3), committed + [f"a{i}" for i in range
 p1.commit_transaction(30)
 expect(read_all(out, "read_committed", 3), committed + opened, "read_committed after the commit")
 
+def java_hash(text):
+    h = 0
+    for unit in text.encode("utf-16-be").hex(" ", 2).split():
+        h = (31 * h + int(unit, 16)) & 0xFFFFFFFF
+    return h - (1 << 32) if h >= 1 << 31 else h
+
+
+def leaders(topic):
+    md = admin.list_topics(topic=topic, timeout=30).topics[topic]
+    if md.error is not None:
+        sys.exit(f"no metadata for {topic}: {md.error}")
+    return [md.partitions[p].leader for p in range(len(md.partitions))]
+
+
+def group_apart_from_transactions():
+    """A group whose coordinator (the leader of its __consumer_offsets partition, as Kafka places
+    groups) is not the transactions' coordinator (the leader of __transaction_state)."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": prefix + "-probe"})
+    probe.committed([TopicPartition(source, 0)], 30)  # FindCoordinator creates __consumer_offsets
+    probe.close()
+    txn_coordinator = leaders("__transaction_state")[0]
+    groups = leaders("__consumer_offsets")
+    for i in range(1000):
+        group = f"{prefix}-eos-{i}"
+        if groups[abs(java_hash(group)) % len(groups)] not in (txn_coordinator, -1):
+            print(f"group {group} on broker {groups[abs(java_hash(group)) % len(groups)]}, "
+                  f"transactions on broker {txn_coordinator}", file=sys.stderr)
+            return group
+    sys.exit(f"every group is coordinated by broker {txn_coordinator}: {groups}")
+
+
+eos_group = group_apart_from_transactions() if apart else prefix + "-eos"
+
 # Consume, transform, produce: the input offsets commit with the output.
 feeder = Producer({"bootstrap.servers": bootstrap})
 for i in range(20):
     feeder.produce(source, value=f"in{i}", partition=0)
 feeder.flush(30)
-consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": prefix + "-eos", "enable.auto.commit": False,
+consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": eos_group, "enable.auto.commit": False,
                      "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
 consumer.assign([TopicPartition(source, 0, 0)])
 p2 = producer(prefix + "-t2")
@@ -97,7 +133,7 @@ def transform(n, commit):
 
 
 def committed_offset():
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": prefix + "-eos", "enable.auto.commit": False})
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": eos_group, "enable.auto.commit": False})
     offset = c.committed([TopicPartition(source, 0)], 30)[0].offset
     c.close()
     return offset

@@ -1,9 +1,11 @@
 //! A cluster of three `freshet broker` processes, configured with Kafka's KRaft keys and
-//! formatted with one cluster id, driven by real clients (confluent-kafka, kafka-python, kcat)
-//! through any broker; brokers and the active controller killed with SIGKILL.
+//! formatted with one cluster id, driven by real clients (confluent-kafka, kafka-python, kcat,
+//! Kafka's Java tools) through any broker: groups and transactions whose coordinators are on
+//! other brokers than their partitions; brokers and the active controller killed with SIGKILL.
 
 use crate::broker::{kcat, python_clients};
 use crate::peer::{kafka_tool, FreshetCluster};
+use crate::topic::freshet;
 
 /// The ids of the brokers leading `topic`'s partitions, in partition order, from kcat's listing.
 fn leaders(metadata: &str) -> Vec<i32> {
@@ -47,6 +49,26 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
     let mut read: Vec<&str> = out.lines().collect();
     read.sort_unstable();
     assert_eq!(read, ["a", "b", "c", "d", "e", "f"]);
+    // kafka-log-dirs: each broker holds the one partition it leads (DescribeLogDirs).
+    let out = tool(
+        "org.apache.kafka.tools.LogDirsCommand",
+        &["--describe", "--broker-list", "1,2,3", "--topic-list", "java-tools"],
+        "",
+    );
+    let json = out.lines().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("{out}"));
+    let dirs: serde_json::Value = serde_json::from_str(json).unwrap();
+    let mut bytes = 0;
+    for broker in dirs["brokers"].as_array().unwrap() {
+        let partitions = broker["logDirs"][0]["partitions"].as_array().unwrap();
+        assert_eq!(partitions.len(), 1, "broker {}: {json}", broker["broker"]);
+        bytes += partitions[0]["size"].as_i64().unwrap();
+    }
+    assert_eq!(dirs["brokers"].as_array().unwrap().len(), 3, "{json}");
+    assert!(bytes > 0, "the six records are on disk somewhere: {json}");
+
+    // Transactions over partitions of all three brokers, their offsets committed to a group
+    // whose coordinator is not the transactions' coordinator: markers cross brokers.
+    python_clients("transactions.py", &[&cluster.addr(1), "ctx", "apart"]);
 
     // Broker 3 killed: once its session expires, its partitions (one copy each) have no leader
     // and say so; the others are still written.
@@ -58,6 +80,20 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
         m.contains("2 brokers") && now.len() == 6 && now.iter().zip(&before).all(|(l, b)| (*l == -1) == (*b == 3))
     });
     assert!(offline.contains("Leader not available"), "{offline}");
+    // `freshet topic describe` through a live broker: leaders, replicas and ISR, and which
+    // partitions are offline.
+    let (ok, out, err) = freshet(&["topic", "describe", "spread"], &["--bootstrap".into(), cluster.addr(1)]);
+    assert!(ok, "{err}");
+    for (p, b) in before.iter().enumerate() {
+        let prefix = format!("partition {p}:");
+        let line = out.lines().map(str::trim).find(|l| l.starts_with(&prefix)).unwrap_or_else(|| panic!("{out}"));
+        let placed = if *b == 3 {
+            "offsets unknown, leader none (offline), replicas [3], isr [3]".to_owned()
+        } else {
+            format!(", leader {b}, replicas [{b}], isr [{b}]")
+        };
+        assert!(line.contains(&placed), "{line}\n{out}");
+    }
     let live = before.iter().position(|l| *l != 3).unwrap().to_string();
     kcat(&["-b", &cluster.addr(1), "-P", "-t", "spread", "-p", &live], "while-3-is-down\n");
 

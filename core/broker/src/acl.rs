@@ -51,8 +51,8 @@ pub(crate) mod pattern {
     pub(crate) const PREFIXED: i8 = 4;
 }
 
-/// Operations (Kafka's `AclOperation` codes; those between that no check here names are 9
-/// CLUSTER_ACTION, 13 CREATE_TOKENS and 14 DESCRIBE_TOKENS).
+/// Operations (Kafka's `AclOperation` codes; those between that no check here names are 13
+/// CREATE_TOKENS and 14 DESCRIBE_TOKENS).
 pub(crate) mod op {
     pub(crate) const ANY: i8 = 1;
     pub(crate) const ALL: i8 = 2;
@@ -62,6 +62,7 @@ pub(crate) mod op {
     pub(crate) const DELETE: i8 = 6;
     pub(crate) const ALTER: i8 = 7;
     pub(crate) const DESCRIBE: i8 = 8;
+    pub(crate) const CLUSTER_ACTION: i8 = 9;
     pub(crate) const DESCRIBE_CONFIGS: i8 = 10;
     pub(crate) const ALTER_CONFIGS: i8 = 11;
     pub(crate) const IDEMPOTENT_WRITE: i8 = 12;

@@ -77,12 +77,14 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::CreatePartitions, 0, 3, topics::serve_create_partitions),
     api(ApiKey::DeleteRecords, 0, 2, topics::serve_delete_records),
     api(ApiKey::DescribeCluster, 0, 1, topics::serve_describe_cluster),
+    api(ApiKey::DescribeLogDirs, 1, 4, topics::serve_describe_log_dirs),
     api(ApiKey::ElectLeaders, 0, 2, cluster::serve_elect_leaders),
     api(ApiKey::InitProducerId, 0, 4, txn::serve_init_producer_id),
     api(ApiKey::AddPartitionsToTxn, 0, 3, txn::serve_add_partitions),
     api(ApiKey::AddOffsetsToTxn, 0, 3, txn::serve_add_offsets),
     api(ApiKey::EndTxn, 0, 3, txn::serve_end_txn),
     api(ApiKey::TxnOffsetCommit, 0, 3, txn::serve_txn_offset_commit),
+    api(ApiKey::WriteTxnMarkers, 1, 1, txn::serve_write_txn_markers),
 ];
 
 /// What every handler serves from: the log, the coordinators, and what the broker tells clients about itself.

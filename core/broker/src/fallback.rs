@@ -286,3 +286,34 @@ impl ErrorForm for TxnOffsetCommitResponse {
         TxnOffsetCommitResponse::default().with_topics(topics.collect())
     }
 }
+
+impl ErrorForm for WriteTxnMarkersResponse {
+    fn error_form(&self, code: i16, _version: i16) -> Self {
+        use write_txn_markers_response::{
+            WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+        };
+        let markers = self.markers.iter().map(|m| {
+            let topics = m.topics.iter().map(|t| {
+                let partitions = t.partitions.iter().map(|p| {
+                    WritableTxnMarkerPartitionResult::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(code)
+                });
+                WritableTxnMarkerTopicResult::default().with_name(t.name.clone()).with_partitions(partitions.collect())
+            });
+            WritableTxnMarkerResult::default().with_producer_id(m.producer_id).with_topics(topics.collect())
+        });
+        WriteTxnMarkersResponse::default().with_markers(markers.collect())
+    }
+}
+
+impl ErrorForm for DescribeLogDirsResponse {
+    fn error_form(&self, code: i16, _version: i16) -> Self {
+        use describe_log_dirs_response::DescribeLogDirsResult;
+        let results = self
+            .results
+            .iter()
+            .map(|d| DescribeLogDirsResult::default().with_log_dir(d.log_dir.clone()).with_error_code(code));
+        DescribeLogDirsResponse::default().with_results(results.collect())
+    }
+}

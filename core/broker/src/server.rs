@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use freshet_coord::group::GroupOffsets;
 use freshet_coord::membership::Coordinator;
+use freshet_coord::transactions::{LocalParticipants, Transactions};
 use freshet_log::{Error, Log, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -181,6 +182,13 @@ impl Broker {
             None => None,
         };
         let mut served = Served::new(log, offsets, coordinator, config, host, i32::from(local_addr.port()));
+        if let Some(cluster) = &cluster {
+            // The transaction coordinator reaches partitions other brokers lead through them.
+            let local = LocalParticipants::new(served.log.clone(), served.offsets.clone());
+            let participants = crate::cluster::participants::ClusterParticipants::new(cluster.clone(), local);
+            served.transactions =
+                Transactions::with_participants(served.log.clone(), served.offsets.clone(), Arc::new(participants));
+        }
         served.cluster = cluster.clone();
         served.coordinator.start_expiry();
         served.offsets.start_expiry(served.coordinator.clone());

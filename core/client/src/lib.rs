@@ -27,6 +27,6 @@ pub use freshet_log::{batch, config, partitioner, validate_topic_name};
 pub use freshet_log::{Error, Isolation, Log, OffsetSpec, PartitionDescription, Result, TopicDescription};
 pub use substrate::{
     range_assign, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, ConsumerRecord, GroupChange,
-    GroupJoined, GroupMember, GroupMembers, GroupMembership, GroupMetadata, Heartbeat, JoinGroup, NewTopic, Producer,
-    ProducerRecord, RecordMetadata, Substrate, TransactionalProducer,
+    GroupJoined, GroupMember, GroupMembers, GroupMembership, GroupMetadata, Heartbeat, JoinGroup, NewTopic,
+    PartitionPlacement, Producer, ProducerRecord, RecordMetadata, Substrate, TransactionalProducer,
 };

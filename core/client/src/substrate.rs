@@ -371,6 +371,19 @@ pub struct NewTopic {
     pub configs: BTreeMap<String, String>,
 }
 
+/// Where a partition is led and copied, as a cluster's metadata says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionPlacement {
+    /// Partition index.
+    pub partition: u32,
+    /// The broker leading it; `None` while it has no leader (its replicas are offline).
+    pub leader: Option<i32>,
+    /// The brokers holding a replica, the preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The replicas in sync with the leader.
+    pub isr: Vec<i32>,
+}
+
 /// Manages topics and groups.
 #[async_trait]
 pub trait Admin: Send + Sync {
@@ -380,8 +393,15 @@ pub trait Admin: Send + Sync {
     async fn delete_topic(&self, name: &str) -> Result<()>;
     /// Lists topics.
     async fn list_topics(&self) -> Result<Vec<TopicDescription>>;
-    /// Describes a topic and its partitions.
+    /// Describes a topic and its partitions. In a cluster, a partition without a leader has
+    /// offsets of -1: no broker can tell them.
     async fn describe_topic(&self, name: &str) -> Result<(TopicDescription, Vec<PartitionDescription>)>;
+    /// Where each partition of a topic is led and copied, in partition order; empty for a log
+    /// that is no cluster of brokers (the embedded log).
+    async fn placement(&self, name: &str) -> Result<Vec<PartitionPlacement>> {
+        let _ = name;
+        Ok(Vec::new())
+    }
     /// Every config of a topic with its value and whether it is the default.
     async fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>>;
     /// Sets (`Some`) or removes (`None`) topic configs.

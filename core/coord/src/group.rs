@@ -9,10 +9,12 @@
 //!
 //! Strings are an `i16` length then UTF-8 bytes, all integers big-endian. A group's offsets live in
 //! partition `abs(java_hash(group)) % n_partitions`, as in Kafka, and one commit is one batch, so it
-//! lands or fails as a whole. The store reads the topic once when the log opens and then serves
-//! reads from memory.
+//! lands or fails as a whole. Offsets committed in a transaction are the same records in a
+//! transactional batch of its producer, as Kafka writes them: they count once the producer's commit
+//! marker follows them in the partition, and never after an abort marker. The store reads the
+//! topic once when the log opens and then serves reads from memory.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use bytes::{BufMut, BytesMut};
@@ -20,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use freshet_log::batch::BatchBuilder;
 use freshet_log::partitioner::java_string_hash;
-use freshet_log::Log;
 use freshet_log::{Error, Result};
+use freshet_log::{Log, Marker};
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -161,6 +163,17 @@ pub(crate) fn decode_value(value: &[u8]) -> Result<OffsetAndMetadata> {
 
 type Offsets = HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>;
 
+/// Offsets committed in open transactions, by `__consumer_offsets` partition and producer id:
+/// they become the groups' when that partition gets the producer's commit marker.
+type Pending = HashMap<(u32, i64), Offsets>;
+
+/// Adds a committed transaction's offsets to the groups'.
+fn merge(offsets: &mut Offsets, committed: Offsets) {
+    for (group, tps) in committed {
+        offsets.entry(group).or_default().extend(tps);
+    }
+}
+
 /// When each group was last seen with members, by the expiry (in memory: after a restart a group
 /// counts as seen at the first check, so expiry only ever comes later).
 type LastLive = std::sync::Mutex<HashMap<String, i64>>;
@@ -177,6 +190,7 @@ struct Shared {
     log: Log,
     n_partitions: u32,
     offsets: RwLock<Offsets>,
+    pending: std::sync::Mutex<Pending>,
     last_live: LastLive,
 }
 
@@ -186,17 +200,31 @@ impl GroupOffsets {
         log.ensure_compacted_topic(OFFSETS_TOPIC, n_partitions).await?;
         let n_partitions = log.describe_topic(OFFSETS_TOPIC)?.n_partitions;
         let mut offsets = Offsets::new();
+        let mut pending = Pending::new();
         for partition in 0..n_partitions {
-            log.for_each_record(OFFSETS_TOPIC, partition, |record| {
-                let Some(key) = record.key else { return Ok(()) };
-                let Some((group, tp)) = decode_key(key)? else { return Ok(()) };
-                match record.value {
-                    Some(value) => {
-                        offsets.entry(group).or_default().insert(tp, decode_value(value)?);
+            log.for_each_batch(OFFSETS_TOPIC, partition, |batch| {
+                let producer = (partition, batch.producer_id());
+                if batch.is_control() {
+                    // A transaction's end: its offsets become the groups' on commit.
+                    let committed = pending.remove(&producer);
+                    if let (Marker::Commit, Some(committed)) = (Marker::of(batch)?, committed) {
+                        merge(&mut offsets, committed);
                     }
-                    None => {
-                        if let Some(g) = offsets.get_mut(&group) {
-                            g.remove(&tp);
+                    return Ok(());
+                }
+                let target = if batch.is_transactional() { pending.entry(producer).or_default() } else { &mut offsets };
+                for record in batch.records()? {
+                    let record = record?;
+                    let Some(key) = record.key else { continue };
+                    let Some((group, tp)) = decode_key(key)? else { continue };
+                    match record.value {
+                        Some(value) => {
+                            target.entry(group).or_default().insert(tp, decode_value(value)?);
+                        }
+                        None => {
+                            if let Some(g) = target.get_mut(&group) {
+                                g.remove(&tp);
+                            }
                         }
                     }
                 }
@@ -205,7 +233,13 @@ impl GroupOffsets {
             .await?;
         }
         offsets.retain(|_, g| !g.is_empty());
-        let shared = Shared { log, n_partitions, offsets: RwLock::new(offsets), last_live: LastLive::default() };
+        let shared = Shared {
+            log,
+            n_partitions,
+            offsets: RwLock::new(offsets),
+            pending: std::sync::Mutex::new(pending),
+            last_live: LastLive::default(),
+        };
         Ok(GroupOffsets { shared: Arc::new(shared) })
     }
 
@@ -247,6 +281,56 @@ impl GroupOffsets {
             entry.insert(tp.clone(), stamped(offset));
         }
         Ok(())
+    }
+
+    /// Kafka's TxnOffsetCommit at the group coordinator: offsets that `group` commits if, and
+    /// when, the transaction of `producer_id` commits. They are stored now, as a transactional
+    /// batch of that producer (so a fenced epoch is refused here as on any partition), and
+    /// become the group's when the transaction's marker reaches the group's partition
+    /// ([`GroupOffsets::complete_transaction`]).
+    pub async fn commit_transactional(
+        &self,
+        group: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let now = self.shared.log.clock().now_ms();
+        let mut builder = BatchBuilder::default().producer(producer_id, producer_epoch, -1).transactional();
+        let stamped = |offset: &OffsetAndMetadata| OffsetAndMetadata {
+            commit_timestamp: if offset.commit_timestamp < 0 { now } else { offset.commit_timestamp },
+            ..offset.clone()
+        };
+        for (tp, offset) in offsets {
+            builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(&stamped(offset))?), &[], now);
+        }
+        let partition = self.partition_for(group);
+        self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
+        let mut pending = self.shared.pending.lock().expect("pending offsets lock");
+        let entry = pending.entry((partition, producer_id)).or_default().entry(group.to_owned()).or_default();
+        for (tp, offset) in offsets {
+            entry.insert(tp.clone(), stamped(offset));
+        }
+        Ok(())
+    }
+
+    /// The transaction of `producer_id` ended on `partition` of `__consumer_offsets` (its marker
+    /// is stored there): the offsets it committed become the groups' if it committed.
+    pub fn complete_transaction(&self, partition: u32, producer_id: i64, commit: bool) {
+        let ended = self.shared.pending.lock().expect("pending offsets lock").remove(&(partition, producer_id));
+        if let (true, Some(ended)) = (commit, ended) {
+            merge(&mut self.shared.offsets.write().expect("offsets lock"), ended);
+        }
+    }
+
+    /// The partitions of `group` with offsets waiting in an open transaction: a consumer that
+    /// requires stable offsets must wait for those.
+    pub fn pending_offsets(&self, group: &str) -> BTreeSet<TopicPartition> {
+        let pending = self.shared.pending.lock().expect("pending offsets lock");
+        pending.values().filter_map(|groups| groups.get(group)).flat_map(|tps| tps.keys().cloned()).collect()
     }
 
     /// The committed offsets of a group for the given partitions (all of them when `None`).

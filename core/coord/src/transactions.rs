@@ -1,11 +1,15 @@
 //! The transaction coordinator: Kafka's transactions over the log.
 //!
 //! A transactional id names a producer that survives restarts. Its state (producer id, epoch,
-//! the partitions and groups in its open transaction, the offsets it commits with it) is kept in
-//! the compacted `__transaction_state` topic, written before each step is acknowledged, so a
-//! coordinator that restarts finishes what it had promised. Ending a transaction writes a commit
-//! or abort marker (a control batch) to every partition in it, then applies its offsets to their
-//! groups: `read_committed` readers see its records only after the marker.
+//! the partitions and groups in its open transaction) is kept in the compacted
+//! `__transaction_state` topic, written before each step is acknowledged, so a coordinator that
+//! restarts finishes what it had promised. Ending a transaction stores the decision, then writes
+//! a commit or abort marker (a control batch) to every partition in it, and to the partition of
+//! `__consumer_offsets` of every group it commits offsets for: those offsets wait there, as a
+//! transactional batch, and become the group's with the marker. `read_committed` readers see the
+//! transaction's records only after the marker. The markers of partitions on other brokers go
+//! through [`Participants`]; once the decision is stored it holds, and markers that cannot be
+//! written yet are written again until they are.
 //!
 //! Fencing: `init_producer_id` bumps the epoch, aborting a transaction the previous incarnation
 //! left open, so a "zombie" with the old epoch is refused by the coordinator and by every
@@ -24,6 +28,7 @@ use crate::group::{GroupOffsets, OffsetAndMetadata};
 use freshet_log::batch::BatchBuilder;
 use freshet_log::{Error, Result};
 use freshet_log::{Log, Marker};
+use futures::future::BoxFuture;
 
 /// The topic holding every transactional id's state.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
@@ -52,6 +57,9 @@ pub enum Refusal {
     UnknownPartition,
     /// The log failed while storing the transaction's state or markers.
     Storage,
+    /// The transaction's end is decided and stored, but not every partition holds its marker
+    /// yet: it completes in the background; retry (CONCURRENT_TRANSACTIONS).
+    MarkersPending,
 }
 
 /// A refused transaction operation: why, and a message naming the values involved.
@@ -112,7 +120,9 @@ struct TxnRecord {
     phase: TxnPhase,
     /// The partitions written in the open (or ending) transaction.
     partitions: BTreeSet<(String, u32)>,
-    /// Offsets committed in the transaction, by group: applied when it commits.
+    /// The groups whose offsets the transaction commits: their markers go to the groups'
+    /// partitions of `__consumer_offsets`, where the offsets wait. (State stored by earlier
+    /// versions carried the offsets here; those are applied when such a transaction commits.)
     offsets: BTreeMap<String, Vec<PendingOffset>>,
     /// When the open transaction began (ms since the epoch).
     started_ms: i64,
@@ -153,6 +163,84 @@ pub struct TxnDescription {
     pub partitions: Vec<TopicPartition>,
 }
 
+/// The partitions a transaction coordinator reaches: whether one exists, and how its markers are
+/// written. A coordinator alone serves its own log ([`LocalParticipants`]); a broker of a
+/// cluster writes the markers of partitions other brokers lead on those brokers.
+pub trait Participants: Send + Sync + std::fmt::Debug {
+    /// Whether `topic` has a partition `partition`.
+    fn exists(&self, topic: &str, partition: u32) -> bool;
+
+    /// Writes the marker ending the transaction of `producer_id` at `producer_epoch` to every
+    /// partition of `partitions`; `Ok` once all of them hold it. A partition deleted since holds
+    /// nothing to mark, and is no error.
+    fn write_markers<'a>(
+        &'a self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        partitions: &'a [(String, u32)],
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The participants of a transaction in one log: its own partitions.
+#[derive(Debug, Clone)]
+pub struct LocalParticipants {
+    log: Log,
+    offsets: GroupOffsets,
+}
+
+impl LocalParticipants {
+    /// The partitions of `log`, whose consumer-group offsets `offsets` keeps.
+    pub fn new(log: Log, offsets: GroupOffsets) -> Self {
+        LocalParticipants { log, offsets }
+    }
+
+    /// Writes one marker to one partition of this log (Kafka's WriteTxnMarkers, one partition):
+    /// on a partition of `__consumer_offsets` the offsets the transaction committed there become
+    /// their groups' (or are dropped).
+    pub async fn write_marker(
+        &self,
+        topic: &str,
+        partition: u32,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+    ) -> Result<()> {
+        let marker = if commit { Marker::Commit } else { Marker::Abort };
+        let batch = marker.batch(producer_id, producer_epoch, coordinator_epoch, self.log.clock().now_ms());
+        self.log.append(topic, partition, batch).await?;
+        if topic == crate::group::OFFSETS_TOPIC {
+            self.offsets.complete_transaction(partition, producer_id, commit);
+        }
+        Ok(())
+    }
+}
+
+impl Participants for LocalParticipants {
+    fn exists(&self, topic: &str, partition: u32) -> bool {
+        self.log.describe_topic(topic).is_ok_and(|d| partition < d.n_partitions)
+    }
+
+    fn write_markers<'a>(
+        &'a self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        partitions: &'a [(String, u32)],
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let writes = partitions.iter().map(|(topic, partition)| async move {
+                match self.write_marker(topic, *partition, producer_id, producer_epoch, 0, commit).await {
+                    Ok(()) | Err(Error::UnknownTopic(_) | Error::UnknownPartition { .. }) => Ok(()),
+                    Err(e) => Err(e),
+                }
+            });
+            futures::future::join_all(writes).await.into_iter().collect()
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Entry {
     record: Option<TxnRecord>,
@@ -168,6 +256,7 @@ pub struct Transactions {
 struct Inner {
     log: Log,
     offsets: GroupOffsets,
+    participants: Arc<dyn Participants>,
     entries: SyncMutex<HashMap<String, Arc<Mutex<Entry>>>>,
     loaded: tokio::sync::OnceCell<()>,
 }
@@ -189,10 +278,18 @@ impl Transactions {
     /// A coordinator over `log`, committing transactional offsets to `offsets`. Its state is read
     /// from `__transaction_state` by [`Transactions::load`] (or at first use).
     pub fn new(log: Log, offsets: GroupOffsets) -> Self {
+        let participants = Arc::new(LocalParticipants::new(log.clone(), offsets.clone()));
+        Self::with_participants(log, offsets, participants)
+    }
+
+    /// Like [`Transactions::new`], reaching the partitions of its transactions through
+    /// `participants`.
+    pub fn with_participants(log: Log, offsets: GroupOffsets, participants: Arc<dyn Participants>) -> Self {
         Transactions {
             inner: Arc::new(Inner {
                 log,
                 offsets,
+                participants,
                 entries: SyncMutex::new(HashMap::new()),
                 loaded: tokio::sync::OnceCell::new(),
             }),
@@ -245,7 +342,14 @@ impl Transactions {
                 _ => continue,
             };
             tracing::info!(transactional_id = %id, commit, "completing a transaction decided before the restart");
-            self.complete(&id, &mut entry, record, commit).await.map_err(Error::from)?;
+            match self.complete(&id, &mut entry, record, commit).await {
+                Ok(_) => {}
+                // Partitions on brokers not reachable yet: `complete_decided` retries.
+                Err(e) if e.refusal == Refusal::MarkersPending => {
+                    tracing::warn!(transactional_id = %id, error = %e, "a decided transaction's markers wait")
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         tracing::debug!(n, "transaction state loaded");
         Ok(())
@@ -397,11 +501,8 @@ impl Transactions {
         let entry = self.entry(transactional_id).await?;
         let mut entry = entry.lock().await;
         let mut record = Self::current(transactional_id, &entry, producer_id, epoch)?;
-        for tp in partitions {
-            match self.inner.log.describe_topic(&tp.topic) {
-                Ok(d) if tp.partition < d.n_partitions => {}
-                _ => return refuse(Refusal::UnknownPartition, format!("{tp} does not exist")),
-            }
+        if let Some(tp) = partitions.iter().find(|tp| !self.inner.participants.exists(&tp.topic, tp.partition)) {
+            return refuse(Refusal::UnknownPartition, format!("{tp} does not exist"));
         }
         let began = Self::begin(&mut record, transactional_id, self.now_ms())?;
         let before = record.partitions.len();
@@ -436,8 +537,10 @@ impl Transactions {
         Ok(())
     }
 
-    /// Kafka's TxnOffsetCommit: offsets that `group` commits when (and only if) the transaction
-    /// commits. The group must have been added with [`Transactions::add_offsets`].
+    /// Kafka's TxnOffsetCommit, with the group's coordinator in this process: offsets that
+    /// `group` commits when (and only if) the transaction commits. The group must have been added
+    /// with [`Transactions::add_offsets`]; the offsets wait in `__consumer_offsets`
+    /// ([`GroupOffsets::commit_transactional`]).
     pub async fn commit_offsets(
         &self,
         transactional_id: &str,
@@ -447,28 +550,21 @@ impl Transactions {
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> std::result::Result<(), TxnError> {
         let entry = self.entry(transactional_id).await?;
-        let mut entry = entry.lock().await;
-        let mut record = Self::current(transactional_id, &entry, producer_id, epoch)?;
+        let entry = entry.lock().await;
+        let record = Self::current(transactional_id, &entry, producer_id, epoch)?;
         if record.phase != TxnPhase::Ongoing || !record.offsets.contains_key(group) {
             return refuse(
                 Refusal::InvalidState,
                 format!("transactional id {transactional_id:?} has not added group {group:?} to an open transaction"),
             );
         }
-        let pending = record.offsets.get_mut(group).expect("checked");
-        for (tp, o) in offsets {
-            pending.retain(|p| !(p.topic == tp.topic && p.partition == tp.partition));
-            pending.push(PendingOffset {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                offset: o.offset,
-                metadata: o.metadata.clone(),
-                leader_epoch: o.leader_epoch,
-            });
-        }
-        self.persist(transactional_id, &mut record).await?;
-        entry.record = Some(record);
-        Ok(())
+        // Under the id's lock: the transaction cannot end while its offsets are being stored.
+        self.inner.offsets.commit_transactional(group, producer_id, epoch, offsets).await.map_err(|e| match e {
+            Error::ProducerFenced(message) | Error::InvalidProducerEpoch(message) => {
+                TxnError { refusal: Refusal::Fenced, message }
+            }
+            e => storage(e),
+        })
     }
 
     /// Kafka's EndTxn: commits or aborts the open transaction. Returns once every partition holds
@@ -485,6 +581,8 @@ impl Transactions {
         let record = Self::current(transactional_id, &entry, producer_id, epoch)?;
         match (record.phase, commit) {
             (TxnPhase::Ongoing, _) => {}
+            // A retry of an end decided but not yet complete: its markers are written again.
+            (TxnPhase::PrepareCommit, true) | (TxnPhase::PrepareAbort, false) => {}
             // A retry of an end that completed.
             (TxnPhase::CompleteCommit, true) | (TxnPhase::CompleteAbort, false) => return Ok(()),
             // An abort with nothing begun is a no-op, as in Kafka's client.
@@ -499,8 +597,15 @@ impl Transactions {
                 )
             }
         }
-        self.complete(transactional_id, &mut entry, record, commit).await?;
-        Ok(())
+        match self.complete(transactional_id, &mut entry, record, commit).await {
+            // The outcome is stored: it holds, and its markers follow (as Kafka answers EndTxn
+            // once the decision is durable). The id's next request waits for them.
+            Err(e) if e.refusal == Refusal::MarkersPending => {
+                tracing::warn!(%transactional_id, error = %e, "transaction decided; its markers are retried");
+                Ok(())
+            }
+            result => result.map(|_| ()),
+        }
     }
 
     /// Stores the decision, writes the markers, applies the offsets of a commit, and stores the
@@ -518,24 +623,31 @@ impl Transactions {
             self.persist(transactional_id, &mut record).await?;
             entry.record = Some(record.clone());
         }
-        let marker = if commit { Marker::Commit } else { Marker::Abort };
-        let now = self.now_ms();
-        let writes = record.partitions.iter().map(|(topic, partition)| {
-            let batch = marker.batch(record.producer_id, record.producer_epoch, 0, now);
-            let log = self.inner.log.clone();
-            async move {
-                match log.append(topic, *partition, batch).await {
-                    // A partition deleted since holds nothing to mark.
-                    Ok(_) | Err(Error::UnknownTopic(_) | Error::UnknownPartition { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            }
-        });
-        for result in futures::future::join_all(writes).await {
-            result.map_err(storage)?;
+        // The partitions written, and the groups' partitions of `__consumer_offsets`, where
+        // their offsets wait for this marker.
+        let mut targets: Vec<(String, u32)> = record.partitions.iter().cloned().collect();
+        targets.extend(
+            record
+                .offsets
+                .keys()
+                .map(|g| (crate::group::OFFSETS_TOPIC.to_owned(), self.inner.offsets.partition_for(g))),
+        );
+        targets.sort();
+        targets.dedup();
+        let written =
+            self.inner.participants.write_markers(record.producer_id, record.producer_epoch, commit, &targets);
+        if let Err(e) = written.await {
+            return refuse(
+                Refusal::MarkersPending,
+                format!(
+                    "transactional id {transactional_id:?}: the {} is decided but not every partition holds its marker yet: {e}",
+                    if commit { "commit" } else { "abort" }
+                ),
+            );
         }
         if commit {
-            for (group, offsets) in &record.offsets {
+            // Offsets stored with the transaction's state by earlier versions.
+            for (group, offsets) in record.offsets.iter().filter(|(_, o)| !o.is_empty()) {
                 let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets
                     .iter()
                     .map(|p| {
@@ -556,19 +668,26 @@ impl Transactions {
         Ok(record)
     }
 
-    /// The partitions of `group` with offsets waiting in an open transaction: a consumer that
-    /// requires stable offsets must wait for those.
-    pub async fn pending_offsets(&self, group: &str) -> BTreeSet<TopicPartition> {
-        let mut pending = BTreeSet::new();
-        for (_, entry) in self.all_entries() {
-            let entry = entry.lock().await;
-            if let Some(record) = &entry.record {
-                if let Some(offsets) = record.offsets.get(group) {
-                    pending.extend(offsets.iter().map(|p| TopicPartition::new(p.topic.clone(), p.partition)));
+    /// Writes again the markers of every transaction whose end was decided but whose markers
+    /// did not all reach their partitions. Returns how many completed.
+    pub async fn complete_decided(&self) -> usize {
+        let mut n = 0;
+        for (id, entry) in self.all_entries() {
+            let Ok(mut entry) = entry.try_lock() else { continue };
+            let Some(record) = entry.record.clone() else { continue };
+            let commit = match record.phase {
+                TxnPhase::PrepareCommit => true,
+                TxnPhase::PrepareAbort => false,
+                _ => continue,
+            };
+            match self.complete(&id, &mut entry, record, commit).await {
+                Ok(_) => n += 1,
+                Err(error) => {
+                    tracing::debug!(transactional_id = %id, %error, "a decided transaction is still incomplete")
                 }
             }
         }
-        pending
+        n
     }
 
     /// Aborts, and fences, every transaction open longer than its timeout. Returns how many.
@@ -582,8 +701,11 @@ impl Transactions {
             }
             record.producer_epoch = record.producer_epoch.saturating_add(1);
             tracing::info!(transactional_id = %id, timeout_ms = record.timeout_ms, "aborting a transaction open past its timeout");
-            self.complete(&id, &mut entry, record, false).await?;
-            n += 1;
+            match self.complete(&id, &mut entry, record, false).await {
+                // Decided: its markers are retried by `complete_decided`.
+                Ok(_) | Err(TxnError { refusal: Refusal::MarkersPending, .. }) => n += 1,
+                Err(e) => return Err(e.into()),
+            }
         }
         Ok(n)
     }
@@ -618,7 +740,8 @@ impl Transactions {
         Ok(n)
     }
 
-    /// Runs [`Transactions::abort_expired`] and [`Transactions::expire_ids`] every `interval`
+    /// Runs [`Transactions::complete_decided`], [`Transactions::abort_expired`] and
+    /// [`Transactions::expire_ids`] every `interval`
     /// while the coordinator lives.
     pub fn start_expiry(&self, interval: Duration) {
         let weak = Arc::downgrade(&self.inner);
@@ -627,6 +750,7 @@ impl Transactions {
                 tokio::time::sleep(interval).await;
                 let Some(inner) = weak.upgrade() else { return };
                 let this = Transactions { inner };
+                this.complete_decided().await;
                 if let Err(error) = this.abort_expired(this.now_ms()).await {
                     tracing::warn!(%error, "aborting expired transactions failed");
                 }

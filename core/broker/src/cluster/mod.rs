@@ -10,6 +10,8 @@
 //! and each partition's leader, Produce and Fetch go to a partition's leader only, admin requests
 //! are forwarded to the active controller.
 
+mod link;
+pub(crate) mod participants;
 mod reconcile;
 pub(crate) mod rpc;
 

@@ -26,6 +26,7 @@ use crate::dispatch::{name, Access, Handled, Request, Served};
 use crate::errors::error_code;
 use crate::handlers::authorized;
 use crate::handlers::cluster::not_coordinator;
+use crate::handlers::partition_exists;
 
 async fn delete_groups(request: DeleteGroupsRequest, served: &Served, access: &Access<'_>) -> DeleteGroupsResponse {
     use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
@@ -240,14 +241,8 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served, access: &A
     // the others are committed.
     let readable: BTreeSet<String> =
         request.topics.iter().map(|t| t.name.0.to_string()).filter(|t| access.topic(op::READ, t)).collect();
-    // In a cluster the partition may live on other brokers: the image says whether it exists.
-    let image = served.cluster.as_ref().map(|c| c.image());
     let exists = |topic: &TopicName, index: i32| {
-        readable.contains(topic.0.as_str())
-            && match &image {
-                Some(image) => image.topic(&topic.0).is_some_and(|t| t.partitions.contains_key(&index)),
-                None => u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok()),
-            }
+        readable.contains(topic.0.as_str()) && partition_exists(served, &topic.0, index)
     };
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
@@ -316,8 +311,7 @@ async fn offset_fetch(request: OffsetFetchRequest, served: &Served, access: &Acc
     }
     let committed = served.offsets.fetch(&group, None);
     // A consumer that requires stable offsets waits while a transaction holds some uncommitted.
-    let pending =
-        if request.require_stable { served.transactions.pending_offsets(&group).await } else { BTreeSet::new() };
+    let pending = if request.require_stable { served.offsets.pending_offsets(&group) } else { BTreeSet::new() };
     let wanted: Vec<(String, Vec<i32>)> = match request.topics {
         Some(topics) => topics.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect(),
         None => {

@@ -46,3 +46,12 @@ pub(crate) mod authorized {
         }
     }
 }
+
+/// Whether `topic` has a partition `index`: in a cluster the image says (the partition may live
+/// on other brokers), else the log.
+pub(crate) fn partition_exists(served: &crate::dispatch::Served, topic: &str, index: i32) -> bool {
+    match &served.cluster {
+        Some(cluster) => cluster.image().topic(topic).is_some_and(|t| t.partitions.contains_key(&index)),
+        None => u32::try_from(index).is_ok_and(|i| served.log.partition(topic, i).is_ok()),
+    }
+}

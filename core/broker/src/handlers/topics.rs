@@ -14,6 +14,7 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
     DescribeClusterRequest, DescribeClusterResponse,
 };
+use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
 
@@ -456,5 +457,74 @@ pub(crate) fn serve_describe_cluster(mut r: Request<'_>) -> BoxFuture<'_, Handle
                 || r.access().operations(resource::CLUSTER, CLUSTER_NAME, authorized::CLUSTER),
             ));
         r.respond(&response)
+    })
+}
+
+/// DescribeLogDirs: the data directory of this broker and the replicas it holds (every partition
+/// of the log; in a cluster, those the image places here), each with its size on disk, and the
+/// directory's volume's total and usable bytes. Topics asked for that have no replica here are
+/// left out, as in Kafka. Needs DESCRIBE on the cluster.
+pub(crate) fn serve_describe_log_dirs(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    use kafka_protocol::messages::describe_log_dirs_response::{
+        DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+    };
+    Box::pin(async move {
+        let request: DescribeLogDirsRequest = r.decode()?;
+        if !r.access().cluster(op::DESCRIBE) {
+            // No directories; from v3 with the reason, as Kafka answers.
+            let code = if r.version >= 3 { code::CLUSTER_AUTHORIZATION_FAILED } else { code::NONE };
+            return r.respond(&DescribeLogDirsResponse::default().with_error_code(code));
+        }
+        let log = &r.served.log;
+        // In a cluster the local log has every partition of a topic with a replica here; the
+        // image says which are this broker's.
+        let image = r.served.cluster.as_ref().map(|c| (c.image(), c.config.node_id));
+        let placed_here = |topic: &str, partition: i32| match &image {
+            Some((image, me)) => {
+                image.topic(topic).and_then(|t| t.partitions.get(&partition)).is_some_and(|p| p.replicas.contains(me))
+            }
+            None => true,
+        };
+        let asked: Option<BTreeMap<String, Vec<i32>>> =
+            request.topics.map(|topics| topics.into_iter().map(|t| (t.topic.0.to_string(), t.partitions)).collect());
+        let mut topics = Vec::new();
+        for topic in log.list_topics() {
+            let wanted = match &asked {
+                None => None,
+                Some(asked) => match asked.get(&topic.name) {
+                    Some(partitions) => Some(partitions),
+                    None => continue,
+                },
+            };
+            // A topic deleted meanwhile has no replicas to describe.
+            let Ok(described) = log.describe_partitions(&topic.name) else { continue };
+            let partitions: Vec<DescribeLogDirsPartition> = described
+                .iter()
+                .filter(|p| wanted.is_none_or(|w| w.contains(&(p.partition as i32))))
+                .filter(|p| placed_here(&topic.name, p.partition as i32))
+                .map(|p| {
+                    DescribeLogDirsPartition::default()
+                        .with_partition_index(p.partition as i32)
+                        .with_partition_size(i64::try_from(p.size_bytes).unwrap_or(i64::MAX))
+                })
+                .collect();
+            if !partitions.is_empty() {
+                topics.push(DescribeLogDirsTopic::default().with_name(name(&topic.name)).with_partitions(partitions));
+            }
+        }
+        let (total_bytes, usable_bytes) = match rustix::fs::statvfs(log.dir()) {
+            Ok(fs) => {
+                let block = fs.f_frsize as i64;
+                ((fs.f_blocks as i64).saturating_mul(block), (fs.f_bavail as i64).saturating_mul(block))
+            }
+            Err(_) => (-1, -1),
+        };
+        let dir = std::fs::canonicalize(log.dir()).unwrap_or_else(|_| log.dir().to_path_buf());
+        let result = DescribeLogDirsResult::default()
+            .with_log_dir(StrBytes::from_string(dir.display().to_string()))
+            .with_topics(topics)
+            .with_total_bytes(total_bytes)
+            .with_usable_bytes(usable_bytes);
+        r.respond(&DescribeLogDirsResponse::default().with_results(vec![result]))
     })
 }

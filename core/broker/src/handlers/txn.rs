@@ -1,26 +1,29 @@
 //! The transaction APIs (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
-//! TxnOffsetCommit) over `freshet_coord::transactions`.
+//! TxnOffsetCommit, and the coordinators' WriteTxnMarkers) over `freshet_coord::transactions`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest, AddPartitionsToTxnResponse,
-    EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse, WriteTxnMarkersRequest,
+    WriteTxnMarkersResponse,
 };
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use freshet_coord::code;
 use freshet_coord::group::{OffsetAndMetadata, TopicPartition};
-use freshet_coord::transactions::new_producer_id;
+use freshet_coord::transactions::{new_producer_id, LocalParticipants};
+use freshet_log::Error;
 
 use futures::future::BoxFuture;
 
 use crate::acl::{op, resource};
 use crate::dispatch::{Access, Handled, Request, Served};
-use crate::errors::{txn_error_code, txn_result_code};
+use crate::errors::{error_code, txn_error_code, txn_result_code};
 use crate::handlers::cluster::not_coordinator;
 use crate::handlers::groups::committed;
+use crate::handlers::partition_exists;
 
 /// Why the sender may not put a group's offsets into a transaction, if it may not: it needs
 /// WRITE on the transactional id and READ on the group.
@@ -70,15 +73,6 @@ async fn add_partitions_to_txn(
     if let Some(code) = not_coordinator(served, 1, &request.v3_and_below_transactional_id) {
         return respond(&|_| code);
     }
-    if let Some(cluster) = &served.cluster {
-        // Transaction markers reach this broker's own partitions only, for now: a partition
-        // led elsewhere is refused rather than left without its marker.
-        let elsewhere = |topic: &str, p: i32| cluster.check_leader(topic, p, -1).is_err();
-        if request.v3_and_below_topics.iter().any(|t| t.partitions.iter().any(|p| elsewhere(&t.name.0, *p))) {
-            tracing::warn!(transactional_id = %request.v3_and_below_transactional_id.0, "a transaction over partitions led by other brokers is not served yet");
-            return respond(&|_| code::UNKNOWN_SERVER_ERROR);
-        }
-    }
     if request.v3_and_below_topics.iter().any(|t| !access.topic(op::WRITE, &t.name.0)) {
         return respond(&|topic| {
             if access.topic(op::WRITE, topic) {
@@ -126,7 +120,7 @@ async fn txn_offset_commit(
         .or_else(|| not_coordinator(served, 0, &request.group_id));
     let readable = |topic: &kafka_protocol::messages::TopicName| access.topic(op::READ, &topic.0);
     let exists = |topic: &kafka_protocol::messages::TopicName, index: i32| {
-        readable(topic) && u32::try_from(index).is_ok_and(|i| served.log.partition(&topic.0, i).is_ok())
+        readable(topic) && partition_exists(served, &topic.0, index)
     };
     let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = request
         .topics
@@ -154,7 +148,8 @@ async fn txn_offset_commit(
     } else if member != code::NONE {
         tracing::info!(group = %request.group_id.0, member = %request.member_id, generation = request.generation_id, code = member, "transactional offset commit refused");
         member
-    } else {
+    } else if not_coordinator(served, 1, &request.transactional_id).is_none() {
+        // The transaction's coordinator is here too: it checks that the group was added.
         let result = served
             .transactions
             .commit_offsets(
@@ -166,6 +161,19 @@ async fn txn_offset_commit(
             )
             .await;
         txn_result_code(result, version >= 3)
+    } else {
+        // The transaction's coordinator is another broker's, which writes the marker that makes
+        // these offsets the group's (as Kafka's group coordinator, this one does not ask it).
+        let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
+        match served.offsets.commit_transactional(&request.group_id, pid, epoch, &offsets).await {
+            Ok(()) => code::NONE,
+            Err(Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_)) if version >= 3 => code::PRODUCER_FENCED,
+            Err(Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_)) => code::INVALID_PRODUCER_EPOCH,
+            Err(e) => {
+                tracing::info!(group = %request.group_id.0, error = %e, "transactional offset commit failed");
+                error_code(&e)
+            }
+        }
     };
     let topics = request
         .topics
@@ -274,11 +282,6 @@ pub(crate) fn serve_add_offsets(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         {
             return r.respond(&AddOffsetsToTxnResponse::default().with_error_code(error));
         }
-        if r.served.cluster.is_some() && not_coordinator(r.served, 0, &request.group_id).is_some() {
-            // The offsets are committed by this broker's group coordinator, for now.
-            tracing::warn!(group = %request.group_id.0, "a transaction's offsets for a group coordinated by another broker are not served yet");
-            return r.respond(&AddOffsetsToTxnResponse::default().with_error_code(code::UNKNOWN_SERVER_ERROR));
-        }
         let result = r
             .served
             .transactions
@@ -314,5 +317,63 @@ pub(crate) fn serve_txn_offset_commit(mut r: Request<'_>) -> BoxFuture<'_, Handl
         let access = r.access();
         let response = txn_offset_commit(request, r.version, r.served, &access).await;
         r.respond(&response)
+    })
+}
+
+/// WriteTxnMarkers: a transaction coordinator (another broker's, in a cluster) ends a
+/// transaction on partitions this broker leads. Needs CLUSTER_ACTION on the cluster.
+pub(crate) fn serve_write_txn_markers(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    use kafka_protocol::messages::write_txn_markers_response::{
+        WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+    };
+    Box::pin(async move {
+        let request: WriteTxnMarkersRequest = r.decode()?;
+        let served = r.served;
+        let allowed = r.access().cluster(op::CLUSTER_ACTION);
+        let local = LocalParticipants::new(served.log.clone(), served.offsets.clone());
+        let mut markers = Vec::with_capacity(request.markers.len());
+        for marker in request.markers {
+            let (pid, epoch, commit) = (marker.producer_id.0, marker.producer_epoch, marker.transaction_result);
+            let mut topics = Vec::with_capacity(marker.topics.len());
+            for topic in marker.topics {
+                let mut partitions = Vec::with_capacity(topic.partition_indexes.len());
+                for index in topic.partition_indexes {
+                    let code = if !allowed {
+                        code::CLUSTER_AUTHORIZATION_FAILED
+                    } else if let Some(Err(refused)) =
+                        served.cluster.as_ref().map(|c| c.check_leader(&topic.name.0, index, -1))
+                    {
+                        refused.code
+                    } else {
+                        let Ok(partition) = u32::try_from(index) else {
+                            partitions.push(
+                                WritableTxnMarkerPartitionResult::default()
+                                    .with_partition_index(index)
+                                    .with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
+                            );
+                            continue;
+                        };
+                        let written =
+                            local.write_marker(&topic.name.0, partition, pid, epoch, marker.coordinator_epoch, commit);
+                        match written.await {
+                            Ok(()) => code::NONE,
+                            Err(Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_)) => {
+                                code::INVALID_PRODUCER_EPOCH
+                            }
+                            Err(e) => {
+                                tracing::info!(topic = %topic.name.0, partition, producer_id = pid, error = %e, "a transaction marker was not written");
+                                error_code(&e)
+                            }
+                        }
+                    };
+                    partitions.push(
+                        WritableTxnMarkerPartitionResult::default().with_partition_index(index).with_error_code(code),
+                    );
+                }
+                topics.push(WritableTxnMarkerTopicResult::default().with_name(topic.name).with_partitions(partitions));
+            }
+            markers.push(WritableTxnMarkerResult::default().with_producer_id(marker.producer_id).with_topics(topics));
+        }
+        r.respond(&WriteTxnMarkersResponse::default().with_markers(markers))
     })
 }

@@ -390,6 +390,34 @@ async fn topics(c: &mut Client) {
         assert_eq!((r.error_code, r.brokers.len()), (code::NONE, 1), "DescribeCluster v{v}");
         assert_eq!(r.cluster_authorized_operations, crate::handlers::authorized::CLUSTER, "DescribeCluster v{v}");
     }
+    for v in versions(ApiKey::DescribeLogDirs) {
+        // All topics (none named), then one partition of "t" and a topic with no replica here
+        // (left out).
+        let r: DescribeLogDirsResponse =
+            c.call(ApiKey::DescribeLogDirs, v, &DescribeLogDirsRequest::default().with_topics(None)).await;
+        assert_eq!((r.error_code, r.results.len()), (code::NONE, 1), "DescribeLogDirs v{v}");
+        let dir = &r.results[0];
+        let names: BTreeSet<&str> = dir.topics.iter().map(|t| t.name.0.as_str()).collect();
+        assert!(names.contains("t") && names.contains("c"), "DescribeLogDirs v{v}: {names:?}");
+        if v >= 4 {
+            assert!(dir.total_bytes > 0 && dir.usable_bytes >= 0, "DescribeLogDirs v{v}: {dir:?}");
+        }
+        let req = DescribeLogDirsRequest::default().with_topics(Some(vec![
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(topic("t"))
+                .with_partitions(vec![1]),
+            describe_log_dirs_request::DescribableLogDirTopic::default()
+                .with_topic(topic("nope"))
+                .with_partitions(vec![0]),
+        ]));
+        let r: DescribeLogDirsResponse = c.call(ApiKey::DescribeLogDirs, v, &req).await;
+        let topics = &r.results[0].topics;
+        assert_eq!(topics.len(), 1, "DescribeLogDirs v{v}: {topics:?}");
+        assert_eq!((topics[0].name.0.as_str(), topics[0].partitions.len()), ("t", 1), "DescribeLogDirs v{v}");
+        assert_eq!(topics[0].partitions[0].partition_index, 1, "DescribeLogDirs v{v}");
+        let size = c.served.log.describe_partitions("t").unwrap()[1].size_bytes as i64;
+        assert_eq!(topics[0].partitions[0].partition_size, size, "DescribeLogDirs v{v}");
+    }
     for v in versions(ApiKey::ElectLeaders) {
         let partitions =
             elect_leaders_request::TopicPartitions::default().with_topic(topic("t")).with_partitions(vec![0, 9]);
@@ -802,6 +830,40 @@ async fn transactions(c: &mut Client) {
         let r: EndTxnResponse = c.call(ApiKey::EndTxn, v, &req).await;
         assert_eq!(r.error_code, code::NONE, "EndTxn v{v}");
     }
+
+    // WriteTxnMarkers, as another broker's coordinator sends it: the open transaction of a
+    // producer it coordinates ends here; an older epoch's marker is refused.
+    let batch = records(2, true, Some((777, 1, 0)));
+    c.served.log.append("t", 1, BytesMut::from(&batch[..])).await.unwrap();
+    let end = c.served.log.partition("t", 1).unwrap().offsets().2;
+    assert!(c.served.log.last_stable_offset("t", 1).unwrap() < end, "the transaction holds readers back");
+    let marker = |epoch: i16| {
+        write_txn_markers_request::WritableTxnMarker::default()
+            .with_producer_id(ProducerId(777))
+            .with_producer_epoch(epoch)
+            .with_transaction_result(true)
+            .with_topics(vec![
+                write_txn_markers_request::WritableTxnMarkerTopic::default()
+                    .with_name(topic("t"))
+                    .with_partition_indexes(vec![1]),
+                write_txn_markers_request::WritableTxnMarkerTopic::default()
+                    .with_name(topic("nope"))
+                    .with_partition_indexes(vec![0]),
+            ])
+    };
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![marker(1), marker(0)]);
+    let r: WriteTxnMarkersResponse = c.call(ApiKey::WriteTxnMarkers, 1, &req).await;
+    let codes: Vec<Vec<i16>> =
+        r.markers.iter().map(|m| m.topics.iter().map(|t| t.partitions[0].error_code).collect()).collect();
+    assert_eq!(
+        codes,
+        [
+            [code::NONE, code::UNKNOWN_TOPIC_OR_PARTITION],
+            [code::INVALID_PRODUCER_EPOCH, code::UNKNOWN_TOPIC_OR_PARTITION]
+        ],
+        "WriteTxnMarkers v1"
+    );
+    assert_eq!(c.served.log.last_stable_offset("t", 1).unwrap(), end + 1, "committed: the marker is the last record");
 }
 
 /// A response a handler got wrong (a field its version does not have) is answered with its

@@ -164,16 +164,17 @@ impl Admin for RemoteAdmin {
     }
 
     async fn describe_topic(&self, name: &str) -> Result<(TopicDescription, Vec<PartitionDescription>)> {
-        let (_, n) = self
-            .metadata(Some(name))
-            .await?
-            .into_iter()
-            .find(|(n, _)| n == name)
-            .ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
+        let placement = self.placement(name).await?;
+        let n = placement.len() as u32;
         let configs = self.configs(&[name.to_string()]).await?.remove(name).unwrap_or_default();
         let mut partitions = Vec::with_capacity(n as usize);
         for p in 0..n {
-            let (low, high) = watermarks(self.lookup.clone(), &TopicPartition::new(name, p)).await?;
+            let leaderless = placement.iter().any(|at| at.partition == p && at.leader.is_none());
+            let (low, high) = if leaderless {
+                (-1, -1)
+            } else {
+                watermarks(self.lookup.clone(), &TopicPartition::new(name, p)).await?
+            };
             partitions.push(PartitionDescription {
                 partition: p,
                 log_start_offset: low,
@@ -185,6 +186,31 @@ impl Admin for RemoteAdmin {
             });
         }
         Ok((Self::describe(name.to_string(), n, &configs), partitions))
+    }
+
+    async fn placement(&self, name: &str) -> Result<Vec<PartitionPlacement>> {
+        let lookup = self.lookup.clone();
+        let asked = name.to_owned();
+        let metadata = blocking(move || lookup.fetch_metadata(Some(&asked), REQUEST_TIMEOUT))
+            .await?
+            .map_err(|e| client_error("reading the cluster's metadata", e))?;
+        let topic = metadata.topics().iter().find(|t| t.name() == name);
+        let topic = topic.ok_or_else(|| Error::UnknownTopic(name.to_string()))?;
+        if let Some(error) = topic.error() {
+            return Err(topic_error("describing", name, RDKafkaErrorCode::from(error), None));
+        }
+        let mut placement: Vec<PartitionPlacement> = topic
+            .partitions()
+            .iter()
+            .map(|p| PartitionPlacement {
+                partition: p.id() as u32,
+                leader: (p.leader() >= 0).then_some(p.leader()),
+                replicas: p.replicas().to_vec(),
+                isr: p.isr().to_vec(),
+            })
+            .collect();
+        placement.sort_by_key(|p| p.partition);
+        Ok(placement)
     }
 
     async fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {

@@ -45,8 +45,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::substrate::{
     no_group, Admin, AutoOffsetReset, ConsumedBatches, Consumer, ConsumerConfig, GroupChange, GroupMember,
-    GroupMembers, GroupMembership, GroupMetadata, NewTopic, OffsetAndMetadata, Producer, ProducerRecord,
-    RecordMetadata, Substrate, TopicPartition, TransactionalProducer,
+    GroupMembers, GroupMembership, GroupMetadata, NewTopic, OffsetAndMetadata, PartitionPlacement, Producer,
+    ProducerRecord, RecordMetadata, Substrate, TopicPartition, TransactionalProducer,
 };
 use freshet_log::batch::{assign_in_place, BatchBuilder, Header};
 use freshet_log::config::ConfigEntry;

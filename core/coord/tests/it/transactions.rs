@@ -125,12 +125,12 @@ async fn the_coordinator_commits_aborts_fences_and_times_out() {
     (offset.leader_epoch, offset.metadata) = (7, "m".into());
     let commit = BTreeMap::from([(TopicPartition::new("in", 0), offset)]);
     txns.commit_offsets("app", pid, epoch, "g", &commit).await.unwrap();
-    assert_eq!(txns.pending_offsets("g").await.len(), 1);
+    assert_eq!(offsets.pending_offsets("g").len(), 1);
     assert!(offsets.fetch("g", None).is_empty(), "offsets wait for the commit");
     txns.end("app", pid, epoch, true).await.unwrap();
     let committed = &offsets.fetch("g", None)[&TopicPartition::new("in", 0)];
     assert_eq!((committed.offset, committed.leader_epoch, committed.metadata.as_str()), (42, 7, "m"));
-    assert!(txns.pending_offsets("g").await.is_empty());
+    assert!(offsets.pending_offsets("g").is_empty());
     assert_eq!(committed_values(&log, "out").await, (vec!["x".to_string()], 2), "data and marker");
     assert_eq!(log.partition("out", 1).unwrap().offsets().2, 1, "a marker in every partition of the transaction");
 
@@ -205,6 +205,57 @@ async fn a_decided_transaction_is_completed_by_the_next_coordinator_and_state_su
     assert_eq!((described[0].producer_id, described[0].phase), (pid, TxnPhase::CompleteCommit));
     let (pid2, epoch2) = txns.init_producer_id("app", Duration::from_secs(60)).await.unwrap();
     assert_eq!((pid2, epoch2), (pid, epoch + 1), "the producer id and epoch survived");
+}
+
+/// A transaction's offsets wait in `__consumer_offsets` as the producer's transactional batch:
+/// its marker there makes them the group's or drops them, a reopened store replays the same, and
+/// a fenced epoch cannot add offsets.
+#[tokio::test]
+async fn transactional_offsets_wait_in_the_offsets_topic_for_their_marker_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = support::open(dir.path()).await;
+    let (txns, offsets) = coordinator(&log).await;
+    let tp = |p| TopicPartition::new("in", p);
+    let at = |o| BTreeMap::from([(tp(0), OffsetAndMetadata::new(o))]);
+    let (pid, epoch) = txns.init_producer_id("app", Duration::from_secs(60)).await.unwrap();
+    txns.add_offsets("app", pid, epoch, "committed").await.unwrap();
+    txns.commit_offsets("app", pid, epoch, "committed", &at(10)).await.unwrap();
+    txns.end("app", pid, epoch, true).await.unwrap();
+    txns.add_offsets("app", pid, epoch, "aborted").await.unwrap();
+    txns.commit_offsets("app", pid, epoch, "aborted", &at(20)).await.unwrap();
+    txns.end("app", pid, epoch, false).await.unwrap();
+    // Offsets of a producer with no marker yet, written straight to the group's partition.
+    offsets.commit_transactional("open", pid + 1, 0, &at(30)).await.unwrap();
+    let err = txns.commit_offsets("app", pid, epoch, "never-added", &at(1)).await.unwrap_err();
+    assert_eq!(err.refusal, Refusal::InvalidState, "{err}");
+    let state = |o: &GroupOffsets| {
+        (
+            o.fetch("committed", None).get(&tp(0)).map(|c| c.offset),
+            o.fetch("aborted", None).len(),
+            o.pending_offsets("open"),
+        )
+    };
+    let expected = (Some(10), 0, [tp(0)].into_iter().collect());
+    assert_eq!(state(&offsets), expected);
+
+    // A new incarnation fences the old epoch's offsets at the coordinator; at the partition once
+    // the new epoch has written there (here, a marker of its transaction).
+    let (_, epoch2) = txns.init_producer_id("app", Duration::from_secs(60)).await.unwrap();
+    let err = txns.commit_offsets("app", pid, epoch, "committed", &at(99)).await.unwrap_err();
+    assert_eq!(err.refusal, Refusal::Fenced, "{err}");
+    txns.add_offsets("app", pid, epoch2, "committed").await.unwrap();
+    txns.end("app", pid, epoch2, false).await.unwrap();
+    let err = offsets.commit_transactional("committed", pid, epoch, &at(99)).await.unwrap_err();
+    assert!(matches!(err, Error::ProducerFenced(_)), "{err}");
+
+    log.close().await.unwrap();
+    drop((txns, offsets, log));
+    let log = support::open(dir.path()).await;
+    let offsets = GroupOffsets::open(log.clone(), 1).await.unwrap();
+    assert_eq!(state(&offsets), expected, "the same after replaying the topic");
+    offsets.complete_transaction(0, pid + 1, true);
+    assert_eq!(offsets.fetch("open", None)[&tp(0)].offset, 30);
+    assert!(offsets.pending_offsets("open").is_empty());
 }
 
 /// The coordinators read time from the log's clock, never the system's: a simulation that sets

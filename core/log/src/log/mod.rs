@@ -820,6 +820,23 @@ impl Log {
         partition: u32,
         mut f: impl FnMut(crate::batch::RecordView<'_>) -> Result<()>,
     ) -> Result<()> {
+        self.for_each_batch(topic, partition, |batch| {
+            for record in batch.records()? {
+                f(record?)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Like [`Log::for_each_record`], a whole batch at a time: for state that must know which
+    /// records are transactional and where the markers fall.
+    pub async fn for_each_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        mut f: impl FnMut(&crate::batch::BatchView<'_>) -> Result<()>,
+    ) -> Result<()> {
         let mut position = self.list_offset(topic, partition, OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
         loop {
             let fetched = self.read(topic, partition, position, 1 << 20).await?;
@@ -829,9 +846,7 @@ impl Log {
             for batch in crate::batch::Batches::new(&fetched.batches) {
                 let batch = batch?;
                 position = batch.next_offset();
-                for record in batch.records()? {
-                    f(record?)?;
-                }
+                f(&batch)?;
             }
         }
     }

@@ -144,16 +144,26 @@ pub(crate) struct ProducerState {
 
 impl ProducerState {
     /// Checks a batch about to be appended: an old epoch is refused (`ProducerFenced` for a
-    /// transactional producer), a retry of a remembered batch is a duplicate, a sequence that does
+    /// transactional producer, `InvalidProducerEpoch` for a marker), a retry of a remembered batch is a duplicate, a sequence that does
     /// not follow the producer's latest is refused. Batches without a producer id pass.
     pub(crate) fn check(&self, batch: &BatchFacts) -> Result<Checked> {
-        if batch.producer_id < 0 || batch.marker.is_some() {
+        if batch.producer_id < 0 {
             return Ok(Checked::Append);
         }
         let pid = batch.producer_id;
         // A producer not known here may start at any sequence, as in Kafka: its state may have
         // expired, or the records that held it been deleted by retention.
         let Some(known) = self.producers.get(&pid) else { return Ok(Checked::Append) };
+        if batch.marker.is_some() {
+            // A marker from a coordinator that has not seen the newer epoch written here.
+            if batch.epoch < known.epoch {
+                return Err(Error::InvalidProducerEpoch(format!(
+                    "producer {pid}: a transaction marker of epoch {} where epoch {} has written",
+                    batch.epoch, known.epoch
+                )));
+            }
+            return Ok(Checked::Append);
+        }
         if batch.epoch < known.epoch {
             return Err(if batch.transactional {
                 Error::ProducerFenced(format!(

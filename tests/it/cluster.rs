@@ -4,7 +4,7 @@
 //! other brokers than their partitions; brokers and the active controller killed with SIGKILL.
 
 use crate::broker::{kcat, python_clients};
-use crate::peer::{kafka_tool, FreshetCluster};
+use crate::peer::{java, kafka_tool, FreshetCluster};
 use crate::topic::freshet;
 
 /// The ids of the brokers leading `topic`'s partitions, in partition order, from kcat's listing.
@@ -69,6 +69,8 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
     // Transactions over partitions of all three brokers, their offsets committed to a group
     // whose coordinator is not the transactions' coordinator: markers cross brokers.
     python_clients("transactions.py", &[&cluster.addr(1), "ctx", "apart"]);
+    // And the Java client's: consume-transform-produce, abort, resume, fencing.
+    java("Transactions", &[&cluster.addr(2)]);
 
     // Broker 3 killed: once its session expires, its partitions (one copy each) have no leader
     // and say so; the others are still written.

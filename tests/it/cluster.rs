@@ -18,7 +18,10 @@ fn leaders(metadata: &str) -> Vec<i32> {
 
 #[test]
 fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced() {
-    let mut cluster = FreshetCluster::start(3);
+    // ACLs enforced, open where none is set: the cluster's ACLs are its metadata's.
+    let acls = "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\n\
+                allow.everyone.if.no.acl.found=true\n";
+    let mut cluster = FreshetCluster::start_with(3, acls);
     // Through broker 2: a topic led by all three, 3,000 records across them, two groups.
     python_clients("cluster.py", &["spread", &cluster.addr(2), "3"]);
     let all = cluster.metadata_until(1, "spread", |m| m.contains("3 brokers"));
@@ -65,6 +68,34 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
     }
     assert_eq!(dirs["brokers"].as_array().unwrap().len(), 3, "{json}");
     assert!(bytes > 0, "the six records are on disk somewhere: {json}");
+
+    // An ACL set through broker 3 holds on every broker: a topic led by each refuses its writes.
+    tool(topics, &["--create", "--topic", "guarded", "--partitions", "3"], "");
+    let acl = "org.apache.kafka.tools.AclCommand";
+    tool(acl, &["--add", "--deny-principal", "User:*", "--operation", "Write", "--topic", "guarded"], "");
+    for node in 1..=3 {
+        let listed = kafka_tool(acl, &["--bootstrap-server", &cluster.addr(node), "--list"], "");
+        assert!(listed.contains("name=guarded") && listed.contains("operation=WRITE, permissionType=DENY"), "{listed}");
+    }
+    for partition in ["0", "1", "2"] {
+        let out = crate::peer::run_with_stdin(
+            std::process::Command::new("timeout").args([
+                "30",
+                "kcat",
+                "-b",
+                &cluster.addr(1),
+                "-P",
+                "-t",
+                "guarded",
+                "-p",
+                partition,
+            ]),
+            "refused\n",
+            "kcat is installed",
+        );
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains("Topic authorization failed"), "partition {partition}: {said}");
+    }
 
     // Transactions over partitions of all three brokers, their offsets committed to a group
     // whose coordinator is not the transactions' coordinator: markers cross brokers.

@@ -134,6 +134,12 @@ pub(crate) struct FreshetCluster {
 impl FreshetCluster {
     /// `n` nodes, returned once every broker has registered and caught up.
     pub(crate) fn start(n: usize) -> Self {
+        Self::start_with(n, "")
+    }
+
+    /// Like [`FreshetCluster::start`], with `extra` (lines of Kafka's keys) in every node's
+    /// config file.
+    pub(crate) fn start_with(n: usize, extra: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Every listener's port chosen at once (all held until all are chosen): a node binding port
         // 0 could otherwise take a controller port another node is about to bind.
@@ -166,7 +172,8 @@ impl FreshetCluster {
                      num.partitions=1\n\
                      offsets.topic.replication.factor=1\n\
                      broker.session.timeout.ms=6000\n\
-                     broker.heartbeat.interval.ms=500\n",
+                     broker.heartbeat.interval.ms=500\n\
+                     {extra}",
                     voters.join(","),
                     client_ports[i],
                     dir.display()

@@ -17,11 +17,15 @@
 //! Connections are PLAINTEXT and unauthenticated, so every client is `User:ANONYMOUS`, as in Kafka.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
+
+use freshet_cluster::records::AclEntry;
 
 use freshet_log::batch::BatchBuilder;
 use freshet_log::{Error, Log, Result};
 use serde::{Deserialize, Serialize};
+
+use crate::cluster::ClusterNode;
 
 /// The principal of an unauthenticated connection.
 pub(crate) const ANONYMOUS: &str = "User:ANONYMOUS";
@@ -89,6 +93,34 @@ pub(crate) struct AclBinding {
     pub(crate) host: String,
     pub(crate) operation: i8,
     pub(crate) permission: i8,
+}
+
+impl From<&AclEntry> for AclBinding {
+    fn from(e: &AclEntry) -> Self {
+        AclBinding {
+            resource_type: e.resource_type,
+            resource_name: e.resource_name.clone(),
+            pattern_type: e.pattern_type,
+            principal: e.principal.clone(),
+            host: e.host.clone(),
+            operation: e.operation,
+            permission: e.permission,
+        }
+    }
+}
+
+impl From<&AclBinding> for AclEntry {
+    fn from(b: &AclBinding) -> Self {
+        AclEntry {
+            resource_type: b.resource_type,
+            resource_name: b.resource_name.clone(),
+            pattern_type: b.pattern_type,
+            principal: b.principal.clone(),
+            host: b.host.clone(),
+            operation: b.operation,
+            permission: b.permission,
+        }
+    }
 }
 
 impl AclBinding {
@@ -241,6 +273,8 @@ pub(crate) struct Authorizer {
 struct Inner {
     config: AuthorizerConfig,
     log: Log,
+    /// In a cluster, the node whose metadata image holds the ACLs (instead of `__freshet_acls`).
+    cluster: OnceLock<Arc<ClusterNode>>,
     acls: RwLock<BTreeSet<AclBinding>>,
     /// One change to the stored ACLs at a time, so the set follows the topic's order.
     changes: tokio::sync::Mutex<()>,
@@ -252,6 +286,7 @@ impl Authorizer {
             inner: Arc::new(Inner {
                 config,
                 log,
+                cluster: OnceLock::new(),
                 acls: RwLock::new(BTreeSet::new()),
                 changes: tokio::sync::Mutex::new(()),
             }),
@@ -288,9 +323,45 @@ impl Authorizer {
         Ok(())
     }
 
-    /// Stores `added` and removes `removed`; returns once the change is durable.
+    /// In a cluster: the ACLs are the metadata image's, the same on every broker, changed through
+    /// the controller; this broker's set follows the image it applies.
+    pub(crate) fn follow(&self, cluster: Arc<ClusterNode>) {
+        if !self.enabled() {
+            return;
+        }
+        let mut images = cluster.images();
+        let _ = self.inner.cluster.set(cluster);
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let acls: BTreeSet<AclBinding> = images.borrow_and_update().acls.iter().map(AclBinding::from).collect();
+                {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let mut current = inner.acls.write().expect("acls lock");
+                    if *current != acls {
+                        tracing::info!(n = acls.len(), "ACLs from the cluster's metadata");
+                        *current = acls;
+                    }
+                }
+                if images.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Stores `added` and removes `removed`; returns once the change is durable (in a cluster,
+    /// committed by the controller and in this broker's set).
     async fn store(&self, added: &[AclBinding], removed: &[AclBinding]) -> Result<()> {
         if added.is_empty() && removed.is_empty() {
+            return Ok(());
+        }
+        if let Some(cluster) = self.inner.cluster.get() {
+            let entries = |acls: &[AclBinding]| acls.iter().map(AclEntry::from).collect::<Vec<_>>();
+            cluster
+                .alter_acls(entries(added), entries(removed))
+                .await
+                .map_err(|e| Error::Remote(format!("the controller did not change the ACLs: {e}")))?;
             return Ok(());
         }
         let mut builder = BatchBuilder::default();

@@ -194,7 +194,11 @@ impl Broker {
         served.offsets.start_expiry(served.coordinator.clone());
         // Transactions a previous run decided are completed before any client is served.
         served.transactions.load().await?;
-        served.authorizer.load().await?;
+        match &served.cluster {
+            // A cluster's ACLs are its metadata's.
+            Some(cluster) => served.authorizer.follow(cluster.clone()),
+            None => served.authorizer.load().await?,
+        }
         served.dynamic.load().await?;
         served.transactions.start_expiry(Duration::from_secs(1));
         let (stop, mut stopped) = watch::channel(false);

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::{MetadataImage, PartitionImage};
 use crate::records::{
-    BrokerId, ConfigResource, Endpoint, MetadataRecord, PartitionChange, PartitionRecord, TopicId, NO_LEADER,
+    AclEntry, BrokerId, ConfigResource, Endpoint, MetadataRecord, PartitionChange, PartitionRecord, TopicId, NO_LEADER,
 };
 
 /// A refused request: Kafka's error code and a message naming what was wrong.
@@ -447,6 +447,24 @@ pub fn allocate_producer_ids(
     check_epoch(image, id, epoch)?;
     let start = image.next_producer_id;
     Ok((MetadataRecord::ProducerIds { broker_id: id, broker_epoch: epoch, next_producer_id: start + count }, start))
+}
+
+/// Records creating the ACLs of `add` not in the image and deleting those of `remove` that are.
+pub fn alter_acls(image: &MetadataImage, add: &[AclEntry], remove: &[AclEntry]) -> Vec<MetadataRecord> {
+    let mut records: Vec<MetadataRecord> = Vec::new();
+    let mut added = std::collections::BTreeSet::new();
+    for acl in add.iter().filter(|a| !image.acls.contains(a)) {
+        if added.insert(acl) {
+            records.push(MetadataRecord::AccessControlEntry(acl.clone()));
+        }
+    }
+    let mut removed = std::collections::BTreeSet::new();
+    for acl in remove.iter().filter(|a| image.acls.contains(a)) {
+        if removed.insert(acl) {
+            records.push(MetadataRecord::RemoveAccessControlEntry(acl.clone()));
+        }
+    }
+    records
 }
 
 fn unknown_topic(name: &str) -> ControllerError {

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::records::{
-    BrokerId, ConfigResource, Endpoint, MetadataBatch, MetadataRecord, PartitionChange, PartitionRecord, TopicId,
-    NO_LEADER,
+    AclEntry, BrokerId, ConfigResource, Endpoint, MetadataBatch, MetadataRecord, PartitionChange, PartitionRecord,
+    TopicId, NO_LEADER,
 };
 
 /// A registered broker.
@@ -90,6 +90,9 @@ pub struct MetadataImage {
     pub next_producer_id: i64,
     /// The highest broker epoch handed out.
     pub last_broker_epoch: i64,
+    /// The ACLs every broker enforces.
+    #[serde(default)]
+    pub acls: std::collections::BTreeSet<AclEntry>,
     #[serde(skip)]
     names: BTreeMap<TopicId, String>,
 }
@@ -162,6 +165,12 @@ impl MetadataImage {
                     Some(v) => configs.insert(name.clone(), v.clone()),
                     None => configs.remove(name),
                 };
+            }
+            MetadataRecord::AccessControlEntry(acl) => {
+                self.acls.insert(acl.clone());
+            }
+            MetadataRecord::RemoveAccessControlEntry(acl) => {
+                self.acls.remove(acl);
             }
             MetadataRecord::ProducerIds { next_producer_id, .. } => {
                 self.next_producer_id = self.next_producer_id.max(*next_producer_id)

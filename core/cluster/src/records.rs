@@ -91,6 +91,10 @@ pub enum MetadataRecord {
         /// Its new value, or `None` to fall back to the default.
         value: Option<String>,
     },
+    /// `AccessControlEntryRecord`: an ACL was created.
+    AccessControlEntry(AclEntry),
+    /// `RemoveAccessControlEntryRecord`: an ACL was deleted.
+    RemoveAccessControlEntry(AclEntry),
     /// `ProducerIdsRecord`: a block of producer ids was handed to a broker.
     ProducerIds {
         /// The broker the block went to.
@@ -100,6 +104,27 @@ pub enum MetadataRecord {
         /// The first id after the block: the next block starts here.
         next_producer_id: i64,
     },
+}
+
+/// One ACL: a resource pattern and an access control entry, in Kafka's codes (resource type,
+/// pattern type, operation and permission as the protocol numbers them). Every broker enforces
+/// the image's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AclEntry {
+    /// `ResourceType` (2 topic, 3 group, 4 cluster, 5 transactional id, ...).
+    pub resource_type: i8,
+    /// The resource's name or pattern.
+    pub resource_name: String,
+    /// `PatternType` (3 literal, 4 prefixed).
+    pub pattern_type: i8,
+    /// `User:name`.
+    pub principal: String,
+    /// The client host, or `*`.
+    pub host: String,
+    /// `AclOperation`.
+    pub operation: i8,
+    /// `AclPermissionType` (2 deny, 3 allow).
+    pub permission: i8,
 }
 
 /// What a [`MetadataRecord::Config`] applies to.

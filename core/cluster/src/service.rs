@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::controller::{self, ControllerError, NewTopic, Registration, TopicDefaults};
 use crate::image::MetadataImage;
-use crate::records::{BrokerId, ConfigResource, MetadataBatch, MetadataRecord, TopicId};
+use crate::records::{AclEntry, BrokerId, ConfigResource, MetadataBatch, MetadataRecord, TopicId};
 use crate::{raft, Quorum, QuorumError};
 
 /// The active controller's settings, from the broker's properties.
@@ -280,6 +280,12 @@ impl Controller {
             Ok((vec![record], (start, count)))
         })
         .await
+    }
+
+    /// CreateAcls and DeleteAcls: creates the ACLs of `add` and deletes those of `remove` (the
+    /// broker that forwards them checked them, and matched DeleteAcls' filters to its image).
+    pub async fn alter_acls(&self, add: Vec<AclEntry>, remove: Vec<AclEntry>) -> Result<(), ControllerError> {
+        self.run(|image, _, _| Ok((controller::alter_acls(image, &add, &remove), ()))).await
     }
 
     /// IncrementalAlterConfigs of one resource: sets (`Some`) or removes (`None`) each key. Keys

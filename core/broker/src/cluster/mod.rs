@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use freshet_cluster::controller::{NewTopic, Registration, TopicDefaults};
 use freshet_cluster::raft::{FileDisk, NodeId, QuorumConfig, QuorumNode};
-use freshet_cluster::records::{BrokerId, ConfigResource, Endpoint, TopicId, NO_LEADER};
+use freshet_cluster::records::{AclEntry, BrokerId, ConfigResource, Endpoint, TopicId, NO_LEADER};
 use freshet_cluster::{Controller, ControllerConfig, ControllerError, Heartbeat, MetadataImage, Quorum};
 use freshet_coord::code;
 use freshet_log::Log;
@@ -400,6 +400,14 @@ impl ClusterNode {
         self.done(Call::AlterConfigs { resource, changes }).await
     }
 
+    /// Creates the ACLs of `add` and deletes those of `remove` through the controller; returns
+    /// once this node's image shows the change (or after a few seconds).
+    pub(crate) async fn alter_acls(&self, add: Vec<AclEntry>, remove: Vec<AclEntry>) -> Result<(), ControllerError> {
+        self.done(Call::AlterAcls { add: add.clone(), remove: remove.clone() }).await?;
+        self.wait_image(|i| add.iter().all(|a| i.acls.contains(a)) && !remove.iter().any(|a| i.acls.contains(a))).await;
+        Ok(())
+    }
+
     async fn done(&self, call: Call) -> Result<(), ControllerError> {
         match self.ask_controller(call, Duration::from_secs(30)).await? {
             Reply::Done(result) => result,
@@ -611,6 +619,7 @@ async fn answer(served: &Served, call: Call) -> Reply {
         }
         Call::ElectPreferred { topic, partition } => done(served, ctl.elect_preferred(&topic, partition).await),
         Call::AlterConfigs { resource, changes } => done(served, ctl.alter_configs(resource, changes).await),
+        Call::AlterAcls { add, remove } => done(served, ctl.alter_acls(add, remove).await),
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use freshet_cluster::controller::{NewTopic, Registration};
 use freshet_cluster::raft::{NodeId, RaftRequest, RaftResponse, Transport};
-use freshet_cluster::records::{BrokerId, ConfigResource, TopicId};
+use freshet_cluster::records::{AclEntry, BrokerId, ConfigResource, TopicId};
 use freshet_cluster::{ControllerError, Heartbeat, HeartbeatReply, MetadataImage};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -46,6 +46,8 @@ pub(crate) enum Call {
     AllocateProducerIds { broker_id: BrokerId, broker_epoch: i64 },
     /// IncrementalAlterConfigs of one resource.
     AlterConfigs { resource: ConfigResource, changes: Vec<(String, Option<String>)> },
+    /// CreateAcls (`add`) and DeleteAcls (`remove`, the ACLs the filters matched).
+    AlterAcls { add: Vec<AclEntry>, remove: Vec<AclEntry> },
 }
 
 /// A controller's answer.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use freshet_cluster::controller::{self, NewTopic, Registration, TopicDefaults};
-use freshet_cluster::records::{Endpoint, MetadataRecord, NO_LEADER};
+use freshet_cluster::records::{AclEntry, Endpoint, MetadataRecord, NO_LEADER};
 use freshet_cluster::{MetadataBatch, MetadataImage};
 use freshet_coord::code;
 
@@ -214,4 +214,32 @@ fn registration_epochs_incarnations_and_cluster_ids() {
     assert!(e.message.contains("c2") && e.message.contains("c1"), "{e}");
     assert_eq!(controller::check_epoch(&image, 1, epoch).unwrap_err().code, code::STALE_BROKER_EPOCH);
     assert_eq!(controller::check_epoch(&image, 7, 1).unwrap_err().code, code::BROKER_ID_NOT_REGISTERED);
+}
+
+#[test]
+fn acls_are_created_once_deleted_when_present_and_kept_by_a_snapshot() {
+    let acl = |topic: &str| AclEntry {
+        resource_type: 2,
+        resource_name: topic.into(),
+        pattern_type: 3,
+        principal: "User:*".into(),
+        host: "*".into(),
+        operation: 4,
+        permission: 2,
+    };
+    let mut image = cluster(&[None]);
+    let records = controller::alter_acls(&image, &[acl("a"), acl("a"), acl("b")], &[acl("c")]);
+    assert_eq!(records.len(), 2, "a duplicate and an absent deletion make no record: {records:?}");
+    apply(&mut image, records);
+    assert!(controller::alter_acls(&image, &[acl("a")], &[]).is_empty(), "already there");
+    let records = controller::alter_acls(&image, &[], &[acl("a")]);
+    assert_eq!(records, [MetadataRecord::RemoveAccessControlEntry(acl("a"))]);
+    apply(&mut image, records);
+    assert_eq!(image.acls.iter().cloned().collect::<Vec<_>>(), [acl("b")]);
+    // A snapshot holds them; one taken before ACLs existed reads with none.
+    let restored: MetadataImage = serde_json::from_slice(&serde_json::to_vec(&image).unwrap()).unwrap();
+    assert_eq!(restored.acls, image.acls);
+    let mut old = serde_json::to_value(&image).unwrap();
+    old.as_object_mut().unwrap().remove("acls");
+    assert!(serde_json::from_value::<MetadataImage>(old).unwrap().acls.is_empty());
 }

@@ -4,6 +4,7 @@
 //! other brokers than their partitions; brokers and the active controller killed with SIGKILL.
 
 use crate::broker::{kcat, python_clients};
+use crate::java::describe_configs;
 use crate::peer::{java, kafka_tool, FreshetCluster};
 use crate::topic::freshet;
 
@@ -95,6 +96,24 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
         );
         let said = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && said.contains("Topic authorization failed"), "partition {partition}: {said}");
+    }
+
+    // A dynamic broker config: the cluster's default set through broker 3 reaches every broker;
+    // broker 2's own, set through broker 2 (where Kafka's tool sends it), only broker 2.
+    let configs = "org.apache.kafka.tools.ConfigCommand";
+    let change =
+        ["--alter", "--entity-type", "brokers", "--entity-default", "--add-config", "log.retention.ms=3600000"];
+    tool(configs, &change, "");
+    let own = ["--alter", "--entity-type", "brokers", "--entity-name", "2", "--add-config", "log.retention.ms=7200000"];
+    kafka_tool(configs, &[&["--bootstrap-server", cluster.addr(2).as_str()][..], &own[..]].concat(), "");
+    for node in 1..=3 {
+        let described = describe_configs(&cluster.addr(node), "brokers", &node.to_string());
+        let expected = if node == 2 {
+            "log.retention.ms=7200000 sensitive=false synonyms={DYNAMIC_BROKER_CONFIG"
+        } else {
+            "log.retention.ms=3600000 sensitive=false synonyms={DYNAMIC_DEFAULT_BROKER_CONFIG"
+        };
+        assert!(described.contains(expected), "broker {node}:\n{described}");
     }
 
     // Transactions over partitions of all three brokers, their offsets committed to a group

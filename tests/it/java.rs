@@ -349,7 +349,7 @@ fn acls_set_with_kafkas_tool_are_enforced_listed_kept_across_a_restart_and_remov
 
 /// Every config of an entity (`brokers` or `topics`), as `kafka-configs.sh --describe --all`
 /// prints them.
-fn describe_configs(addr: &str, entity_type: &str, name: &str) -> String {
+pub(crate) fn describe_configs(addr: &str, entity_type: &str, name: &str) -> String {
     let args = ["--bootstrap-server", addr, "--describe", "--entity-type", entity_type, "--entity-name", name, "--all"];
     crate::peer::kafka_tool("org.apache.kafka.tools.ConfigCommand", &args, "")
 }

@@ -11,14 +11,20 @@
 //!
 //! The values are kept in the compacted internal topic `__freshet_broker_configs` (key
 //! `SCOPE|NAME`, a tombstone when deleted), stored before a change is answered, and applied again
-//! when the broker starts.
+//! when the broker starts. In a cluster they are Config records of the metadata log, as in KRaft:
+//! a change goes through the controller, the cluster's default reaches every broker, and each
+//! broker applies what the image holds for it.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use freshet_cluster::records::ConfigResource;
 
 use freshet_log::batch::BatchBuilder;
 use freshet_log::config::BROKER_SYNONYMS;
 use freshet_log::{Error, Log, Result};
+
+use crate::cluster::ClusterNode;
 
 /// The internal topic the dynamic configs are kept in.
 pub const BROKER_CONFIGS_TOPIC: &str = "__freshet_broker_configs";
@@ -67,6 +73,8 @@ pub(crate) struct DynamicConfigs {
 #[derive(Debug)]
 struct Inner {
     log: Log,
+    /// In a cluster, the node whose metadata image holds the values (instead of the topic).
+    cluster: OnceLock<Arc<ClusterNode>>,
     values: Mutex<BTreeMap<Scope, BTreeMap<String, String>>>,
     /// One change at a time, so the stored values follow the topic's order.
     changes: tokio::sync::Mutex<()>,
@@ -75,7 +83,12 @@ struct Inner {
 impl DynamicConfigs {
     pub(crate) fn new(log: Log) -> Self {
         DynamicConfigs {
-            inner: Arc::new(Inner { log, values: Mutex::new(BTreeMap::new()), changes: tokio::sync::Mutex::new(()) }),
+            inner: Arc::new(Inner {
+                log,
+                cluster: OnceLock::new(),
+                values: Mutex::new(BTreeMap::new()),
+                changes: tokio::sync::Mutex::new(()),
+            }),
         }
     }
 
@@ -113,6 +126,49 @@ impl DynamicConfigs {
         if n > 0 {
             tracing::info!(n, "dynamic broker configs applied");
         }
+        *self.inner.values.lock().expect("values lock") = values;
+        Ok(())
+    }
+
+    /// In a cluster: the values are the metadata image's (the cluster's default and this
+    /// broker's), applied to the log whenever the image changes them.
+    pub(crate) fn follow(&self, cluster: Arc<ClusterNode>) {
+        let me = cluster.config.node_id.to_string();
+        let mut images = cluster.images();
+        let _ = self.inner.cluster.set(cluster);
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                let values: BTreeMap<Scope, BTreeMap<String, String>> = {
+                    let image = images.borrow_and_update();
+                    let of = |key: &str| image.broker_configs.get(key).cloned().unwrap_or_default();
+                    BTreeMap::from([(Scope::ClusterDefault, of("")), (Scope::Broker, of(&me))])
+                };
+                let Some(inner) = weak.upgrade() else { return };
+                let this = DynamicConfigs { inner };
+                if let Err(error) = this.apply(values).await {
+                    tracing::warn!(%error, "the dynamic broker configs of the cluster's metadata were not applied");
+                }
+                drop(this);
+                if images.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Makes `values` the ones in effect, if they are not already.
+    async fn apply(&self, values: BTreeMap<Scope, BTreeMap<String, String>>) -> Result<()> {
+        let _change = self.inner.changes.lock().await;
+        let mut current = self.inner.values.lock().expect("values lock").clone();
+        current.retain(|_, v| !v.is_empty());
+        let mut wanted = values.clone();
+        wanted.retain(|_, v| !v.is_empty());
+        if current == wanted {
+            return Ok(());
+        }
+        self.inner.log.set_dynamic_topic_defaults(Self::topic_defaults(&values)).await?;
+        tracing::info!(?values, "dynamic broker configs from the cluster's metadata");
         *self.inner.values.lock().expect("values lock") = values;
         Ok(())
     }
@@ -155,6 +211,29 @@ impl DynamicConfigs {
         merged.extend(defaults.clone());
         freshet_log::config::TopicConfig::validate(&merged)?;
         if validate_only {
+            return Ok(());
+        }
+        if let Some(cluster) = self.inner.cluster.get() {
+            let mut changes: Vec<(String, Option<String>)> = wanted
+                .iter()
+                .filter(|(name, value)| current.get(*name) != Some(*value))
+                .map(|(name, value)| (name.clone(), Some(value.clone())))
+                .collect();
+            changes.extend(current.keys().filter(|n| !wanted.contains_key(*n)).map(|n| (n.clone(), None)));
+            let id = match scope {
+                Scope::Broker => Some(cluster.config.node_id),
+                Scope::ClusterDefault => None,
+            };
+            cluster
+                .alter_configs(ConfigResource::Broker(id), changes)
+                .await
+                .map_err(|e| Error::Remote(format!("the controller did not change the configs: {e}")))?;
+            // Answered once this broker's image has it, so that following the image does not
+            // bring back the values it replaces.
+            let key = id.map(|id| id.to_string()).unwrap_or_default();
+            cluster.wait_image(|i| i.broker_configs.get(&key).cloned().unwrap_or_default() == wanted).await;
+            log.set_dynamic_topic_defaults(defaults).await?;
+            self.inner.values.lock().expect("values lock").insert(scope, wanted);
             return Ok(());
         }
         let mut builder = BatchBuilder::default();

@@ -199,7 +199,11 @@ impl Broker {
             Some(cluster) => served.authorizer.follow(cluster.clone()),
             None => served.authorizer.load().await?,
         }
-        served.dynamic.load().await?;
+        match &served.cluster {
+            // A cluster's dynamic configs are its metadata's.
+            Some(cluster) => served.dynamic.follow(cluster.clone()),
+            None => served.dynamic.load().await?,
+        }
         served.transactions.start_expiry(Duration::from_secs(1));
         let (stop, mut stopped) = watch::channel(false);
         let connections = Arc::new(Semaphore::new(max_connections.min(Semaphore::MAX_PERMITS)));

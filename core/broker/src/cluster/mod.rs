@@ -416,7 +416,7 @@ impl ClusterNode {
     }
 
     /// Waits (a few seconds at most) until this node's image satisfies `ready`.
-    async fn wait_image(&self, ready: impl Fn(&MetadataImage) -> bool) {
+    pub(crate) async fn wait_image(&self, ready: impl Fn(&MetadataImage) -> bool) {
         let mut images = self.image.clone();
         let _ = tokio::time::timeout(Duration::from_secs(5), images.wait_for(|i| ready(i))).await;
     }

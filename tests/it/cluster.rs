@@ -155,8 +155,17 @@ fn three_brokers_share_topics_clients_follow_leaders_and_dead_nodes_are_replaced
     assert_eq!(leaders(&back), before, "{back}");
     python_clients("cluster.py", &["count", &cluster.addr(3), "spread", "3001"]);
 
-    // The active controller killed: the quorum elects another, which serves a new topic.
+    // kafka-metadata-quorum through a broker: the active controller, three voters caught up.
     let controller = cluster.active_controller();
+    let quorum = "org.apache.kafka.tools.MetadataQuorumCommand";
+    let status = kafka_tool(quorum, &["--bootstrap-server", &cluster.addr(1), "describe", "--status"], "");
+    assert!(status.contains(&format!("LeaderId:               {controller}")), "{status}");
+    assert!(status.contains("HighWatermark:") && status.contains("CurrentVoters:"), "{status}");
+    let replication = kafka_tool(quorum, &["--bootstrap-server", &cluster.addr(2), "describe", "--replication"], "");
+    let voters = replication.lines().filter(|l| l.contains("Leader") || l.contains("Follower")).count();
+    assert_eq!(voters, 3, "{replication}");
+
+    // The active controller killed: the quorum elects another, which serves a new topic.
     cluster.kill(controller);
     let other = if controller == 1 { 2 } else { 1 };
     python_clients("cluster.py", &["create", &cluster.addr(other), "after-failover"]);

@@ -78,6 +78,7 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::DeleteRecords, 0, 2, topics::serve_delete_records),
     api(ApiKey::DescribeCluster, 0, 1, topics::serve_describe_cluster),
     api(ApiKey::DescribeLogDirs, 1, 4, topics::serve_describe_log_dirs),
+    api(ApiKey::DescribeQuorum, 0, 2, cluster::serve_describe_quorum),
     api(ApiKey::ElectLeaders, 0, 2, cluster::serve_elect_leaders),
     api(ApiKey::InitProducerId, 0, 4, txn::serve_init_producer_id),
     api(ApiKey::AddPartitionsToTxn, 0, 3, txn::serve_add_partitions),

@@ -32,6 +32,7 @@ top_level_error!(
     LeaveGroupResponse,
     ListGroupsResponse,
     DescribeClusterResponse,
+    DescribeQuorumResponse,
     ElectLeadersResponse,
     InitProducerIdResponse,
     AddOffsetsToTxnResponse,

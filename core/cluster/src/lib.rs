@@ -30,7 +30,19 @@ use tokio::sync::watch;
 pub use crate::controller::ControllerError;
 pub use crate::image::MetadataImage;
 pub use crate::records::{MetadataBatch, MetadataRecord};
-pub use crate::service::{Controller, ControllerConfig, Heartbeat, HeartbeatReply};
+pub use crate::service::{Controller, ControllerConfig, Heartbeat, HeartbeatReply, QuorumDescription, ReplicaProgress};
+
+/// Where a quorum node's metadata log stands (Kafka's DescribeQuorum reports it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QuorumProgress {
+    /// The last entry applied to the image: committed.
+    pub committed: u64,
+    /// The last entry in this node's log.
+    pub last_log_index: u64,
+    /// The voters, each with the last index its log is known to match the leader's (known on
+    /// the leader only; this node's is its last log index).
+    pub voters: std::collections::BTreeMap<raft::NodeId, Option<u64>>,
+}
 
 /// Why the quorum did not commit or confirm.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +73,9 @@ pub trait Quorum: Send + Sync + 'static {
     fn image(&self) -> watch::Receiver<Arc<MetadataImage>>;
     /// Commits `batch` (on the leader only) and answers its log index once it is applied here.
     async fn propose(&self, batch: MetadataBatch) -> Result<u64, QuorumError>;
+    /// Where the metadata log stands on this node, and, on the leader, how far each voter's log
+    /// is known to match its own.
+    fn progress(&self) -> QuorumProgress;
     /// Confirms this node still leads (a majority answers) and returns the index the image must
     /// reach for a decision to see every committed entry and every entry this leader appended
     /// (a proposal whose caller gave up may still commit).

@@ -76,6 +76,43 @@ struct Sessions {
     /// The term the sessions were started in.
     term: u64,
     last_seen: BTreeMap<BrokerId, Instant>,
+    /// Each broker's last heartbeat: the metadata offset it had applied, and when (ms since the
+    /// epoch, for DescribeQuorum's observers).
+    applied: BTreeMap<BrokerId, (u64, i64)>,
+}
+
+/// How far one node has the metadata log (Kafka's DescribeQuorum `ReplicaState`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaProgress {
+    /// The node.
+    pub id: i32,
+    /// The end of its log as far as the leader knows (-1: not known).
+    pub log_end_offset: i64,
+    /// When it last fetched or heartbeat (ms since the epoch; -1: not known, and for the
+    /// leader).
+    pub last_fetch_ms: i64,
+    /// When it was last known to have the whole log (ms since the epoch; -1: not known; now for
+    /// the leader).
+    pub last_caught_up_ms: i64,
+}
+
+/// The metadata quorum as its leader sees it (Kafka's DescribeQuorum).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumDescription {
+    /// The active controller.
+    pub leader_id: i32,
+    /// Its term (KRaft's leader epoch).
+    pub leader_epoch: i32,
+    /// The committed end of the log.
+    pub high_watermark: i64,
+    /// The voters.
+    pub voters: Vec<ReplicaProgress>,
+    /// The brokers that follow the log without voting.
+    pub observers: Vec<ReplicaProgress>,
+}
+
+fn wall_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(-1, |d| d.as_millis() as i64)
 }
 
 /// The controller on one node: active while its quorum node leads.
@@ -167,6 +204,7 @@ impl Controller {
         self.run(|image, sessions, now| {
             controller::check_epoch(image, hb.broker_id, hb.broker_epoch)?;
             sessions.last_seen.insert(hb.broker_id, now);
+            sessions.applied.insert(hb.broker_id, (hb.metadata_offset, wall_ms()));
             let broker = &image.brokers[&hb.broker_id];
             let caught_up = hb.metadata_offset >= broker.registered_at;
             let (records, fenced) = if hb.want_shutdown || hb.want_fence {
@@ -280,6 +318,45 @@ impl Controller {
             Ok((vec![record], (start, count)))
         })
         .await
+    }
+
+    /// DescribeQuorum: the leader, its term, the committed offset, each voter's log end as this
+    /// leader knows it, and the brokers that only follow (observers) with the offset each had
+    /// applied at its last heartbeat. Answered by the active controller only.
+    pub async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+        let me = self.quorum.node_id();
+        if self.quorum.leader() != Some(me) {
+            return Err(ControllerError::new(code::NOT_CONTROLLER, format!("node {me} is not the active controller")));
+        }
+        let progress = self.quorum.progress();
+        let applied = self.sessions.lock().await.applied.clone();
+        let voters: Vec<ReplicaProgress> = progress
+            .voters
+            .iter()
+            .map(|(id, matched)| ReplicaProgress {
+                id: *id as i32,
+                log_end_offset: matched.map_or(-1, |m| m as i64),
+                last_fetch_ms: -1,
+                last_caught_up_ms: if *id == me { wall_ms() } else { -1 },
+            })
+            .collect();
+        let observers = self
+            .image()
+            .brokers
+            .keys()
+            .filter(|b| !progress.voters.contains_key(&(**b as raft::NodeId)))
+            .map(|b| {
+                let (offset, at) = applied.get(b).copied().map_or((-1, -1), |(o, at)| (o as i64, at));
+                ReplicaProgress { id: *b, log_end_offset: offset, last_fetch_ms: at, last_caught_up_ms: -1 }
+            })
+            .collect();
+        Ok(QuorumDescription {
+            leader_id: me as i32,
+            leader_epoch: i32::try_from(self.quorum.term()).unwrap_or(i32::MAX),
+            high_watermark: progress.committed as i64,
+            voters,
+            observers,
+        })
     }
 
     /// CreateAcls and DeleteAcls: creates the ACLs of `add` and deletes those of `remove` (the

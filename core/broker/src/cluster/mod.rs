@@ -24,7 +24,9 @@ use std::time::Duration;
 use freshet_cluster::controller::{NewTopic, Registration, TopicDefaults};
 use freshet_cluster::raft::{FileDisk, NodeId, QuorumConfig, QuorumNode};
 use freshet_cluster::records::{AclEntry, BrokerId, ConfigResource, Endpoint, TopicId, NO_LEADER};
-use freshet_cluster::{Controller, ControllerConfig, ControllerError, Heartbeat, MetadataImage, Quorum};
+use freshet_cluster::{
+    Controller, ControllerConfig, ControllerError, Heartbeat, MetadataImage, Quorum, QuorumDescription,
+};
 use freshet_coord::code;
 use freshet_log::Log;
 use tokio::net::TcpListener;
@@ -400,6 +402,14 @@ impl ClusterNode {
         self.done(Call::AlterConfigs { resource, changes }).await
     }
 
+    /// The metadata quorum, as the active controller describes it.
+    pub(crate) async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
+        match self.ask_controller(Call::DescribeQuorum, Duration::from_secs(30)).await? {
+            Reply::Quorum(result) => result,
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// Creates the ACLs of `add` and deletes those of `remove` through the controller; returns
     /// once this node's image shows the change (or after a few seconds).
     pub(crate) async fn alter_acls(&self, add: Vec<AclEntry>, remove: Vec<AclEntry>) -> Result<(), ControllerError> {
@@ -620,6 +630,10 @@ async fn answer(served: &Served, call: Call) -> Reply {
         Call::ElectPreferred { topic, partition } => done(served, ctl.elect_preferred(&topic, partition).await),
         Call::AlterConfigs { resource, changes } => done(served, ctl.alter_configs(resource, changes).await),
         Call::AlterAcls { add, remove } => done(served, ctl.alter_acls(add, remove).await),
+        Call::DescribeQuorum => match ctl.describe_quorum().await {
+            Err(e) if not_active(&e) => Reply::NotController(served.quorum.leader()),
+            result => Reply::Quorum(result),
+        },
     }
 }
 

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use freshet_cluster::controller::{NewTopic, Registration};
 use freshet_cluster::raft::{NodeId, RaftRequest, RaftResponse, Transport};
 use freshet_cluster::records::{AclEntry, BrokerId, ConfigResource, TopicId};
-use freshet_cluster::{ControllerError, Heartbeat, HeartbeatReply, MetadataImage};
+use freshet_cluster::{ControllerError, Heartbeat, HeartbeatReply, MetadataImage, QuorumDescription};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -48,6 +48,8 @@ pub(crate) enum Call {
     AlterConfigs { resource: ConfigResource, changes: Vec<(String, Option<String>)> },
     /// CreateAcls (`add`) and DeleteAcls (`remove`, the ACLs the filters matched).
     AlterAcls { add: Vec<AclEntry>, remove: Vec<AclEntry> },
+    /// DescribeQuorum.
+    DescribeQuorum,
 }
 
 /// A controller's answer.
@@ -67,6 +69,8 @@ pub(crate) enum Reply {
     Created(Result<(TopicId, i32, i16), ControllerError>),
     /// To AllocateProducerIds: the first id and the block's size.
     ProducerIds(Result<(i64, i64), ControllerError>),
+    /// To DescribeQuorum.
+    Quorum(Result<QuorumDescription, ControllerError>),
     /// To the other admin calls.
     Done(Result<(), ControllerError>),
     /// The node could not serve the call (not a controller, stopping).

@@ -17,8 +17,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, ElectLeadersRequest,
-    ElectLeadersResponse, MetadataRequest, MetadataResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -411,3 +411,91 @@ pub(crate) fn serve_elect_leaders(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
         r.respond(&elect_leaders(request, r.served).await)
     })
 }
+
+/// DescribeQuorum: the metadata quorum of `__cluster_metadata`'s one partition, from the active
+/// controller (any broker asks it): the leader and its epoch, the high watermark, each voter's log
+/// end, and the brokers that follow without voting. Needs DESCRIBE on the cluster. A broker
+/// without a quorum (no `controller.quorum.voters` naming other nodes) has none to describe.
+pub(crate) fn serve_describe_quorum(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    use kafka_protocol::messages::describe_quorum_response::{Listener, Node, PartitionData, ReplicaState, TopicData};
+    Box::pin(async move {
+        let request: DescribeQuorumRequest = r.decode()?;
+        let version = r.version;
+        let refuse = |error: i16, message: String| {
+            tracing::info!(error, %message, "DescribeQuorum refused");
+            let response = DescribeQuorumResponse::default().with_error_code(error);
+            if version >= 2 {
+                response.with_error_message(Some(StrBytes::from_string(message)))
+            } else {
+                response.with_error_message(None)
+            }
+        };
+        if !r.access().cluster(op::DESCRIBE) {
+            return r
+                .respond(&refuse(code::CLUSTER_AUTHORIZATION_FAILED, "DESCRIBE on the cluster is not allowed".into()));
+        }
+        let Some(cluster) = &r.served.cluster else {
+            let why = "this broker has no metadata quorum: controller.quorum.voters names no other node".to_owned();
+            return r.respond(&refuse(code::INVALID_REQUEST, why));
+        };
+        let quorum = match cluster.describe_quorum().await {
+            Ok(quorum) => quorum,
+            Err(e) => return r.respond(&refuse(e.code, e.message)),
+        };
+        let replica = |p: &freshet_cluster::ReplicaProgress| {
+            let state = ReplicaState::default().with_replica_id(BrokerId(p.id)).with_log_end_offset(p.log_end_offset);
+            if version >= 1 {
+                state.with_last_fetch_timestamp(p.last_fetch_ms).with_last_caught_up_timestamp(p.last_caught_up_ms)
+            } else {
+                state
+            }
+        };
+        let topics = request
+            .topics
+            .into_iter()
+            .map(|t| {
+                let known = t.topic_name.0.as_str() == METADATA_TOPIC;
+                let partitions = t
+                    .partitions
+                    .into_iter()
+                    .map(|p| {
+                        let out = PartitionData::default().with_partition_index(p.partition_index);
+                        let out = if version >= 2 { out } else { out.with_error_message(None) };
+                        if !known || p.partition_index != 0 {
+                            return out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION);
+                        }
+                        out.with_leader_id(BrokerId(quorum.leader_id))
+                            .with_leader_epoch(quorum.leader_epoch)
+                            .with_high_watermark(quorum.high_watermark)
+                            .with_current_voters(quorum.voters.iter().map(replica).collect())
+                            .with_observers(quorum.observers.iter().map(replica).collect())
+                    })
+                    .collect();
+                TopicData::default().with_topic_name(t.topic_name).with_partitions(partitions)
+            })
+            .collect();
+        let mut response = DescribeQuorumResponse::default().with_topics(topics);
+        if version >= 2 {
+            // The voters' controller listeners.
+            let nodes = cluster
+                .config
+                .voters
+                .iter()
+                .map(|(id, address)| {
+                    let listener = Listener::default()
+                        .with_name(StrBytes::from_static_str("CONTROLLER"))
+                        .with_host(StrBytes::from_string(address.ip().to_string()))
+                        .with_port(address.port());
+                    Node::default().with_node_id(BrokerId(*id)).with_listeners(vec![listener])
+                })
+                .collect();
+            response = response.with_nodes(nodes);
+        } else {
+            response = response.with_error_message(None);
+        }
+        r.respond(&response)
+    })
+}
+
+/// The metadata log's topic, as KRaft names it.
+const METADATA_TOPIC: &str = "__cluster_metadata";

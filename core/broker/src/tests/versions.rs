@@ -418,6 +418,19 @@ async fn topics(c: &mut Client) {
         let size = c.served.log.describe_partitions("t").unwrap()[1].size_bytes as i64;
         assert_eq!(topics[0].partitions[0].partition_size, size, "DescribeLogDirs v{v}");
     }
+    for v in versions(ApiKey::DescribeQuorum) {
+        // One node has no metadata quorum to describe, and says so.
+        let partition = describe_quorum_request::PartitionData::default().with_partition_index(0);
+        let req = DescribeQuorumRequest::default().with_topics(vec![describe_quorum_request::TopicData::default()
+            .with_topic_name(topic("__cluster_metadata"))
+            .with_partitions(vec![partition])]);
+        let r: DescribeQuorumResponse = c.call(ApiKey::DescribeQuorum, v, &req).await;
+        assert_eq!(r.error_code, code::INVALID_REQUEST, "DescribeQuorum v{v}");
+        if v >= 2 {
+            let message = r.error_message.as_deref().unwrap_or_default();
+            assert!(message.contains("no metadata quorum"), "DescribeQuorum v{v}: {message}");
+        }
+    }
     for v in versions(ApiKey::ElectLeaders) {
         let partitions =
             elect_leaders_request::TopicPartitions::default().with_topic(topic("t")).with_partitions(vec![0, 9]);

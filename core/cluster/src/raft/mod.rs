@@ -402,6 +402,23 @@ impl Quorum for QuorumNode {
         }
     }
 
+    fn progress(&self) -> crate::QuorumProgress {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters: BTreeSet<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        let matched = |voter: NodeId| {
+            if voter == metrics.id {
+                metrics.last_log_index
+            } else {
+                metrics.replication.as_ref().and_then(|r| r.get(&voter).copied().flatten()).map(|l| l.index)
+            }
+        };
+        crate::QuorumProgress {
+            committed: metrics.last_applied.map_or(0, |l| l.index),
+            last_log_index: metrics.last_log_index.unwrap_or(0),
+            voters: voters.into_iter().map(|v| (v, matched(v))).collect(),
+        }
+    }
+
     async fn barrier(&self) -> Result<u64, QuorumError> {
         match self.raft.ensure_linearizable().await {
             // Past the read index, also every entry this leader has appended: a request whose

@@ -195,14 +195,15 @@ impl Broker {
         // Transactions a previous run decided are completed before any client is served.
         served.transactions.load().await?;
         match &served.cluster {
-            // A cluster's ACLs are its metadata's.
-            Some(cluster) => served.authorizer.follow(cluster.clone()),
-            None => served.authorizer.load().await?,
-        }
-        match &served.cluster {
-            // A cluster's dynamic configs are its metadata's.
-            Some(cluster) => served.dynamic.follow(cluster.clone()),
-            None => served.dynamic.load().await?,
+            // A cluster's ACLs and dynamic configs are its metadata's.
+            Some(cluster) => {
+                served.authorizer.follow(cluster.clone());
+                served.dynamic.follow(cluster.clone());
+            }
+            None => {
+                served.authorizer.load().await?;
+                served.dynamic.load().await?;
+            }
         }
         served.transactions.start_expiry(Duration::from_secs(1));
         let (stop, mut stopped) = watch::channel(false);

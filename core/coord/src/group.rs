@@ -255,31 +255,8 @@ impl GroupOffsets {
 
     /// Commits offsets for a group, durably and atomically (one batch).
     pub async fn commit(&self, group: &str, offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>) -> Result<()> {
-        if group.is_empty() {
-            return Err(Error::InvalidConfig {
-                key: "group.id".into(),
-                value: String::new(),
-                reason: "committing offsets needs a group id".into(),
-            });
-        }
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        let mut builder = BatchBuilder::default();
-        let now = self.shared.log.clock().now_ms();
-        let stamped = |offset: &OffsetAndMetadata| {
-            let commit_timestamp = if offset.commit_timestamp < 0 { now } else { offset.commit_timestamp };
-            OffsetAndMetadata { commit_timestamp, ..offset.clone() }
-        };
-        for (tp, offset) in offsets {
-            builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(&stamped(offset))?), &[], now);
-        }
-        self.shared.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
-        let mut all = self.shared.offsets.write().expect("offsets lock");
-        let entry = all.entry(group.to_owned()).or_default();
-        for (tp, offset) in offsets {
-            entry.insert(tp.clone(), stamped(offset));
-        }
+        let Some((_, stored)) = self.store(group, offsets, BatchBuilder::default()).await? else { return Ok(()) };
+        self.shared.offsets.write().expect("offsets lock").entry(group.to_owned()).or_default().extend(stored);
         Ok(())
     }
 
@@ -295,26 +272,46 @@ impl GroupOffsets {
         producer_epoch: i16,
         offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
     ) -> Result<()> {
+        let builder = BatchBuilder::default().producer(producer_id, producer_epoch, -1).transactional();
+        let Some((partition, stored)) = self.store(group, offsets, builder).await? else { return Ok(()) };
+        let mut pending = self.shared.pending.lock().expect("pending offsets lock");
+        pending.entry((partition, producer_id)).or_default().entry(group.to_owned()).or_default().extend(stored);
+        Ok(())
+    }
+
+    /// Appends `group`'s `offsets` (commit timestamps stamped where unset) to its partition as
+    /// one batch of `builder`; returns the partition and the offsets as stored, or `None` when
+    /// there are none.
+    async fn store(
+        &self,
+        group: &str,
+        offsets: &BTreeMap<TopicPartition, OffsetAndMetadata>,
+        mut builder: BatchBuilder,
+    ) -> Result<Option<(u32, BTreeMap<TopicPartition, OffsetAndMetadata>)>> {
+        if group.is_empty() {
+            return Err(Error::InvalidConfig {
+                key: "group.id".into(),
+                value: String::new(),
+                reason: "committing offsets needs a group id".into(),
+            });
+        }
         if offsets.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let now = self.shared.log.clock().now_ms();
-        let mut builder = BatchBuilder::default().producer(producer_id, producer_epoch, -1).transactional();
-        let stamped = |offset: &OffsetAndMetadata| OffsetAndMetadata {
-            commit_timestamp: if offset.commit_timestamp < 0 { now } else { offset.commit_timestamp },
-            ..offset.clone()
-        };
-        for (tp, offset) in offsets {
-            builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(&stamped(offset))?), &[], now);
+        let stored: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets
+            .iter()
+            .map(|(tp, offset)| {
+                let commit_timestamp = if offset.commit_timestamp < 0 { now } else { offset.commit_timestamp };
+                (tp.clone(), OffsetAndMetadata { commit_timestamp, ..offset.clone() })
+            })
+            .collect();
+        for (tp, offset) in &stored {
+            builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(offset)?), &[], now);
         }
         let partition = self.partition_for(group);
         self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
-        let mut pending = self.shared.pending.lock().expect("pending offsets lock");
-        let entry = pending.entry((partition, producer_id)).or_default().entry(group.to_owned()).or_default();
-        for (tp, offset) in offsets {
-            entry.insert(tp.clone(), stamped(offset));
-        }
-        Ok(())
+        Ok(Some((partition, stored)))
     }
 
     /// The transaction of `producer_id` ended on `partition` of `__consumer_offsets` (its marker

@@ -86,6 +86,18 @@ impl From<TxnError> for Error {
     }
 }
 
+/// A partition's refusal of a transaction's write: a fenced epoch, or the log failing.
+impl From<Error> for TxnError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::ProducerFenced(message) | Error::InvalidProducerEpoch(message) => {
+                TxnError { refusal: Refusal::Fenced, message }
+            }
+            e => storage(e),
+        }
+    }
+}
+
 fn refuse<T>(refusal: Refusal, message: impl Into<String>) -> std::result::Result<T, TxnError> {
     Err(TxnError { refusal, message: message.into() })
 }
@@ -215,6 +227,25 @@ impl LocalParticipants {
         }
         Ok(())
     }
+
+    /// Writes one marker to each of `partitions` of this log, at once; a partition deleted since
+    /// holds nothing to mark, and is no error.
+    pub async fn write_all(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        partitions: &[(String, u32)],
+    ) -> Result<()> {
+        let writes = partitions.iter().map(|(topic, partition)| async move {
+            match self.write_marker(topic, *partition, producer_id, producer_epoch, coordinator_epoch, commit).await {
+                Ok(()) | Err(Error::UnknownTopic(_) | Error::UnknownPartition { .. }) => Ok(()),
+                Err(e) => Err(e),
+            }
+        });
+        futures::future::join_all(writes).await.into_iter().collect()
+    }
 }
 
 impl Participants for LocalParticipants {
@@ -229,15 +260,7 @@ impl Participants for LocalParticipants {
         commit: bool,
         partitions: &'a [(String, u32)],
     ) -> BoxFuture<'a, Result<()>> {
-        Box::pin(async move {
-            let writes = partitions.iter().map(|(topic, partition)| async move {
-                match self.write_marker(topic, *partition, producer_id, producer_epoch, 0, commit).await {
-                    Ok(()) | Err(Error::UnknownTopic(_) | Error::UnknownPartition { .. }) => Ok(()),
-                    Err(e) => Err(e),
-                }
-            });
-            futures::future::join_all(writes).await.into_iter().collect()
-        })
+        Box::pin(self.write_all(producer_id, producer_epoch, 0, commit, partitions))
     }
 }
 
@@ -559,12 +582,7 @@ impl Transactions {
             );
         }
         // Under the id's lock: the transaction cannot end while its offsets are being stored.
-        self.inner.offsets.commit_transactional(group, producer_id, epoch, offsets).await.map_err(|e| match e {
-            Error::ProducerFenced(message) | Error::InvalidProducerEpoch(message) => {
-                TxnError { refusal: Refusal::Fenced, message }
-            }
-            e => storage(e),
-        })
+        Ok(self.inner.offsets.commit_transactional(group, producer_id, epoch, offsets).await?)
     }
 
     /// Kafka's EndTxn: commits or aborts the open transaction. Returns once every partition holds

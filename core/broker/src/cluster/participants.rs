@@ -41,13 +41,8 @@ impl ClusterParticipants {
         let commit = marker.transaction_result;
         let (pid, epoch) = (marker.producer_id.0, marker.producer_epoch);
         if leader == self.node.config.node_id {
-            for (topic, partition) in partitions {
-                match self.local.write_marker(topic, *partition, pid, epoch, marker.coordinator_epoch, commit).await {
-                    Ok(()) | Err(Error::UnknownTopic(_) | Error::UnknownPartition { .. }) => {}
-                    Err(e) => return Err(format!("{topic}-{partition}: {e}")),
-                }
-            }
-            return Ok(());
+            let written = self.local.write_all(pid, epoch, marker.coordinator_epoch, commit, partitions);
+            return written.await.map_err(|e| e.to_string());
         }
         let image = self.node.image();
         let broker = image.brokers.get(&leader).ok_or_else(|| format!("broker {leader} is not registered"))?;

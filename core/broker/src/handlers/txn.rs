@@ -13,7 +13,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 
 use freshet_coord::code;
 use freshet_coord::group::{OffsetAndMetadata, TopicPartition};
-use freshet_coord::transactions::{new_producer_id, LocalParticipants};
+use freshet_coord::transactions::{new_producer_id, LocalParticipants, TxnError};
 use freshet_log::Error;
 
 use futures::future::BoxFuture;
@@ -165,15 +165,8 @@ async fn txn_offset_commit(
         // The transaction's coordinator is another broker's, which writes the marker that makes
         // these offsets the group's (as Kafka's group coordinator, this one does not ask it).
         let (pid, epoch) = (request.producer_id.0, request.producer_epoch);
-        match served.offsets.commit_transactional(&request.group_id, pid, epoch, &offsets).await {
-            Ok(()) => code::NONE,
-            Err(Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_)) if version >= 3 => code::PRODUCER_FENCED,
-            Err(Error::ProducerFenced(_) | Error::InvalidProducerEpoch(_)) => code::INVALID_PRODUCER_EPOCH,
-            Err(e) => {
-                tracing::info!(group = %request.group_id.0, error = %e, "transactional offset commit failed");
-                error_code(&e)
-            }
-        }
+        let stored = served.offsets.commit_transactional(&request.group_id, pid, epoch, &offsets).await;
+        txn_result_code(stored.map_err(TxnError::from), version >= 3)
     };
     let topics = request
         .topics

@@ -167,16 +167,15 @@ impl Admin for RemoteAdmin {
         let placement = self.placement(name).await?;
         let n = placement.len() as u32;
         let configs = self.configs(&[name.to_string()]).await?.remove(name).unwrap_or_default();
-        let mut partitions = Vec::with_capacity(n as usize);
-        for p in 0..n {
-            let leaderless = placement.iter().any(|at| at.partition == p && at.leader.is_none());
-            let (low, high) = if leaderless {
-                (-1, -1)
-            } else {
-                watermarks(self.lookup.clone(), &TopicPartition::new(name, p)).await?
+        let mut partitions = Vec::with_capacity(placement.len());
+        for at in &placement {
+            // No leader, no broker to ask.
+            let (low, high) = match at.leader {
+                None => (-1, -1),
+                Some(_) => watermarks(self.lookup.clone(), &TopicPartition::new(name, at.partition)).await?,
             };
             partitions.push(PartitionDescription {
-                partition: p,
+                partition: at.partition,
                 log_start_offset: low,
                 high_watermark: high,
                 log_end_offset: high,

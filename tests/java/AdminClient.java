@@ -93,7 +93,12 @@ public class AdminClient {
                     new AlterConfigOp(new ConfigEntry("retention.ms", "never"), AlterConfigOp.OpType.SET)))).all())
                     == InvalidConfigurationException.class, "a bad value is refused");
 
-            // Produce, then offsets: earliest, latest, by time; delete records.
+            // Produce, then offsets: earliest, latest, by time; delete records. The records carry
+            // timestamps of 1970, so retention is turned off first: a broker's retention pass
+            // (Kafka's runs on its own schedule) would otherwise delete them under the checks.
+            admin.incrementalAlterConfigs(Map.of(res, List.of(
+                    new AlterConfigOp(new ConfigEntry("retention.ms", "-1"), AlterConfigOp.OpType.SET)))).all().get();
+            describeWhen(admin, res, c -> c.get("retention.ms").value().equals("-1"));
             Properties pp = new Properties();
             pp.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
             try (KafkaProducer<String, String> p = new KafkaProducer<>(pp, new StringSerializer(), new StringSerializer())) {

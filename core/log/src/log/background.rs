@@ -20,6 +20,7 @@ pub(super) fn after_write(shared: &Shared, partition: &Arc<Partition>) {
     if durability != Durability::Fsync {
         shared.data_arrived.send_modify(|n| *n += 1);
     }
+    shared.data_written.send_modify(|n| *n += 1);
 }
 
 /// How often, without fsync acknowledgements, the flusher looks for partitions whose topic's

@@ -757,6 +757,15 @@ impl Segment {
         Ok(self.find(offset, limit)?.map_or(limit, |h| h.position))
     }
 
+    /// Cuts the segment back to `position` (a batch boundary), rebuilds its indexes and syncs
+    /// both: a replica's truncation. The segment is writable (active) afterwards.
+    pub(crate) fn truncate(&mut self, position: u64, interval_bytes: u64) -> Result<()> {
+        self.file.set_len(position.min(self.size)).at(&self.path)?;
+        self.recover(true, interval_bytes)?;
+        self.sync()?;
+        self.indexes.sync()
+    }
+
     /// Syncs the log file's data.
     pub(crate) fn sync(&self) -> Result<()> {
         self.file.sync_data().at(&self.path)

@@ -6,5 +6,6 @@ mod compaction;
 mod crash;
 mod model;
 mod producers;
+mod replica;
 mod retention;
 mod support;

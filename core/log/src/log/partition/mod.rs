@@ -23,6 +23,7 @@ mod compaction;
 mod producer_state;
 mod read;
 mod recovery;
+mod replica;
 mod retention;
 
 pub(crate) use compaction::SealedSegment;
@@ -203,6 +204,10 @@ pub(crate) struct State {
     dir_dirty: bool,
     pub(crate) cleaner_offset: i64,
     leader_epochs: Vec<(i32, i64)>,
+    /// Set while the partition is replicated: the high watermark goes no further. On a leader,
+    /// the lowest log end among the other in-sync replicas; on a follower, its leader's high
+    /// watermark. `None`: this copy alone decides (one copy, or a leader alone in sync).
+    hw_bound: Option<i64>,
     closed: Option<Closed>,
     /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
     /// disk, so the partition takes no more appends until it is reopened (and recovered).
@@ -238,6 +243,25 @@ impl State {
     }
     pub(crate) fn log_end_offset(&self) -> i64 {
         self.active().next_offset
+    }
+    /// Whether a batch of `size` bytes and `n + 1` records (time `batch_time`) must go to a new
+    /// segment, when `pending_bytes` and `pending_records` are gathered for the active one.
+    fn needs_roll(
+        &self,
+        pending_bytes: u64,
+        pending_records: i64,
+        size: u64,
+        n: i64,
+        batch_time: i64,
+        config: &TopicConfig,
+    ) -> bool {
+        let active = self.active();
+        let base_offset = active.next_offset + pending_records;
+        active.size + pending_bytes > 0
+            && (active.size + pending_bytes + size > config.segment_bytes
+                || active.index_full(config.segment_index_bytes)
+                || active.rolling_timestamp.is_some_and(|t| batch_time.saturating_sub(t) > config.segment_ms)
+                || base_offset + n - active.base_offset > i64::from(u32::MAX))
     }
     fn current_epoch(&self) -> i32 {
         self.leader_epochs.last().map_or(0, |e| e.0)
@@ -282,6 +306,7 @@ pub struct Partition {
     queue: Mutex<Queue>,
     checkpoint_lock: Mutex<()>,
     high_watermark_tx: watch::Sender<i64>,
+    log_end_tx: watch::Sender<i64>,
     durable_tx: watch::Sender<Durable>,
     pub(crate) flush_queued: AtomicBool,
     /// Held by the flusher thread that is syncing this partition.
@@ -354,6 +379,7 @@ impl Partition {
             dir_dirty: false,
             cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
             leader_epochs: checkpoint.leader_epochs,
+            hw_bound: None,
             closed: None,
             failed: None,
             producers: ProducerState::default(),
@@ -373,6 +399,7 @@ impl Partition {
             queue: Mutex::new(Queue::default()),
             checkpoint_lock: Mutex::new(()),
             high_watermark_tx: watch::Sender::new(leo),
+            log_end_tx: watch::Sender::new(leo),
             durable_tx: watch::Sender::new(Durable { offset: leo, failed: false }),
             flush_queued: AtomicBool::new(false),
             flush_lock: Mutex::new(()),
@@ -424,6 +451,10 @@ impl Partition {
     /// A receiver that sees every change of the high watermark.
     pub fn watch_high_watermark(&self) -> watch::Receiver<i64> {
         self.high_watermark_tx.subscribe()
+    }
+    /// A receiver that sees every change of the log end offset (what followers wait on).
+    pub fn watch_log_end(&self) -> watch::Receiver<i64> {
+        self.log_end_tx.subscribe()
     }
     pub(crate) fn watch_durable(&self) -> watch::Receiver<Durable> {
         self.durable_tx.subscribe()
@@ -564,14 +595,7 @@ impl Partition {
                 TimestampType::CreateTime => view.max_timestamp(),
             };
             let size = item.batch.len() as u64;
-            let active = state.active();
-            let base_offset = active.next_offset + group_records;
-            let needs_roll = active.size + group_bytes > 0
-                && (active.size + group_bytes + size > config.segment_bytes
-                    || active.index_full(config.segment_index_bytes)
-                    || active.rolling_timestamp.is_some_and(|t| batch_time.saturating_sub(t) > config.segment_ms)
-                    || base_offset + n - active.base_offset > i64::from(u32::MAX));
-            if needs_roll {
+            if state.needs_roll(group_bytes, group_records, size, n, batch_time, &config) {
                 // What is gathered belongs in the old segment. (`drain` already hands over at most
                 // about WRITE_GROUP_BYTES at a time, so no other split is needed here.)
                 match self.write_group(&mut state, std::mem::take(&mut group), &config) {
@@ -710,58 +734,82 @@ impl Partition {
         if group.is_empty() {
             return Some(false);
         }
-        // Offsets are contiguous: each batch starts where the one before it (or the log) ends. A
-        // gap or an overlap here would be served to every reader and follower as it is.
-        let mut next = state.log_end_offset();
-        for (_, info) in &group {
-            assert_eq!(
-                info.base_offset, next,
-                "partition {}-{}: a batch was given base offset {} where the log ends at {next}",
-                self.topic, self.index, info.base_offset
-            );
-            assert!(info.last_offset >= info.base_offset, "a batch whose last offset is below its base");
-            next = info.last_offset + 1;
-        }
         let buffers: Vec<&[u8]> = group.iter().map(|(item, _)| &item.batch[..]).collect();
-        let result = state.active_mut().append(&buffers, config.index_interval_bytes);
+        let ranges: Vec<(i64, i64)> = group.iter().map(|(_, info)| (info.base_offset, info.last_offset)).collect();
+        let result = self.write_batches(state, &buffers, &ranges, config);
         drop(buffers);
         match result {
             Ok(()) => {
-                self.counters.writes.fetch_add(1, Ordering::Relaxed);
-                self.counters.batches_appended.fetch_add(group.len() as u64, Ordering::Relaxed);
-                let bytes: usize = group.iter().map(|(item, _)| item.batch.len()).sum();
-                self.counters.bytes_appended.fetch_add(bytes as u64, Ordering::Relaxed);
-                let leo = state.log_end_offset();
-                assert_eq!(leo, next, "partition {}-{}: the log end after an append", self.topic, self.index);
-                let active = state.active();
-                let end = Position { segment_base: active.base_offset, position: active.size };
-                // Without fsync acknowledgements, what is written is visible at once; the durable
-                // offset still moves only with syncs (the interval flusher's, or a roll's).
-                state.unflushed_since.get_or_insert_with(std::time::Instant::now);
-                if self.durability() != Durability::Fsync {
-                    state.high_watermark = leo;
-                    state.hw_position = end;
-                    self.high_watermark_tx.send_replace(leo);
-                }
-                tracing::debug!(topic = %self.topic, partition = self.index, n_batches = group.len(), leo, "appended");
                 for (item, info) in group {
                     let _ = item.reply.send(Ok(info));
                 }
                 Some(true)
             }
             Err(e) => {
-                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
                 let message = e.to_string();
                 for (item, _) in group {
                     let _ =
                         item.reply.send(Err(Error::Internal(format!("append failed, nothing was written: {message}"))));
                 }
-                // The group's batches were applied to producer state before the write.
+                None
+            }
+        }
+    }
+
+    /// Writes batches whose offsets are assigned (`ranges`: each one's base and last offset) with
+    /// one write, and moves the log end and, as far as durability and the other replicas allow,
+    /// the high watermark. A failed write leaves nothing behind and reloads producer state (the
+    /// batches were applied to it before the write).
+    fn write_batches(
+        &self,
+        state: &mut State,
+        buffers: &[&[u8]],
+        ranges: &[(i64, i64)],
+        config: &TopicConfig,
+    ) -> Result<()> {
+        if buffers.is_empty() {
+            return Ok(());
+        }
+        // Offsets are contiguous: each batch starts where the one before it (or the log) ends. A
+        // gap or an overlap here would be served to every reader and follower as it is.
+        let mut next = state.log_end_offset();
+        for &(base, last) in ranges {
+            assert_eq!(
+                base, next,
+                "partition {}-{}: a batch was given base offset {base} where the log ends at {next}",
+                self.topic, self.index
+            );
+            assert!(last >= base, "a batch whose last offset is below its base");
+            next = last + 1;
+        }
+        match state.active_mut().append(buffers, config.index_interval_bytes) {
+            Ok(()) => {
+                self.counters.writes.fetch_add(1, Ordering::Relaxed);
+                self.counters.batches_appended.fetch_add(buffers.len() as u64, Ordering::Relaxed);
+                let bytes: usize = buffers.iter().map(|b| b.len()).sum();
+                self.counters.bytes_appended.fetch_add(bytes as u64, Ordering::Relaxed);
+                let leo = state.log_end_offset();
+                assert_eq!(leo, next, "partition {}-{}: the log end after an append", self.topic, self.index);
+                let active = state.active();
+                let end = Position { segment_base: active.base_offset, position: active.size };
+                // Without fsync acknowledgements, what is written is visible at once (as far as
+                // the other in-sync replicas allow); the durable offset still moves only with
+                // syncs (the interval flusher's, or a roll's).
+                state.unflushed_since.get_or_insert_with(std::time::Instant::now);
+                self.log_end_tx.send_replace(leo);
+                if self.durability() != Durability::Fsync {
+                    self.raise_high_watermark(state, leo, end);
+                }
+                tracing::debug!(topic = %self.topic, partition = self.index, n_batches = buffers.len(), leo, "appended");
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "append failed");
                 if let Err(error) = self.load_producer_state(state) {
                     tracing::error!(topic = %self.topic, partition = self.index, %error, "producer state could not be reloaded; the partition stops taking appends");
                     state.failed = Some(format!("producer state could not be reloaded after a failed append: {error}"));
                 }
-                None
+                Err(e)
             }
         }
     }
@@ -842,20 +890,7 @@ impl Partition {
                 self.durable_tx.send_replace(Durable { offset: target, failed: false });
                 // (Without fsync acknowledgements the high watermark is already past it, unless
                 // the topic's `flush.messages` changed from 1 while appends waited.)
-                if target > state.high_watermark {
-                    // Readers see up to the high watermark: past the log end they would read
-                    // bytes that are not there.
-                    assert!(
-                        target <= state.log_end_offset(),
-                        "partition {}-{}: high watermark {target} past the log end {}",
-                        self.topic,
-                        self.index,
-                        state.log_end_offset()
-                    );
-                    state.high_watermark = target;
-                    state.hw_position = target_position;
-                    self.high_watermark_tx.send_replace(target);
-                }
+                self.raise_high_watermark(&mut state, target, target_position);
             }
             state.pending_seal.retain(|b| !sealed_bases.contains(b));
             let first_unsynced = state.pending_seal.first().copied().unwrap_or(state.active().base_offset);

@@ -7,6 +7,18 @@ impl Partition {
     /// Reads from `offset`: the whole batch containing it and what follows, within `limit`. Only records below the high watermark are returned, and with
     /// `Isolation::ReadCommitted` only those below the last stable offset.
     pub fn read(&self, offset: i64, limit: ReadLimit, isolation: Isolation) -> Result<ReadResult> {
+        self.read_to(offset, limit, isolation, false)
+    }
+
+    /// Like [`Partition::read`], up to the log end rather than the high watermark when
+    /// `to_log_end`: what a follower replicates.
+    pub(crate) fn read_to(
+        &self,
+        offset: i64,
+        limit: ReadLimit,
+        isolation: Isolation,
+        to_log_end: bool,
+    ) -> Result<ReadResult> {
         let interval = self.config().index_interval_bytes;
         let mut state = self.lock();
         let (start, hw, leo) = (state.log_start_offset, state.high_watermark, state.log_end_offset());
@@ -38,9 +50,17 @@ impl Partition {
                     None => state.hw_position,
                 }
             }
+            _ if to_log_end => {
+                let active = state.active();
+                Position { segment_base: active.base_offset, position: active.size }
+            }
             _ => state.hw_position,
         };
-        let upper = if isolation == Isolation::ReadCommitted { lso } else { hw };
+        let upper = match isolation {
+            _ if to_log_end => leo,
+            Isolation::ReadCommitted => lso,
+            Isolation::ReadUncommitted => hw,
+        };
         if offset >= upper {
             return Ok(result(None));
         }

@@ -150,7 +150,6 @@ impl BrokerArgs {
                     "inter.broker.listener.name" => node.inter_broker_listener = Some(value.to_string()),
                     "broker.rack" => node.rack = Some(value.to_string()),
                     "default.replication.factor"
-                    | "min.insync.replicas"
                     | "offsets.topic.replication.factor"
                     | "transaction.state.log.replication.factor" => {
                         let n: i16 =
@@ -158,6 +157,7 @@ impl BrokerArgs {
                         node.replication.insert(key.to_string(), n);
                     }
                     "broker.session.timeout.ms"
+                    | "replica.lag.time.max.ms"
                     | "broker.heartbeat.interval.ms"
                     | "controller.quorum.election.timeout.ms" => {
                         let ms: u64 =
@@ -483,9 +483,7 @@ impl NodeSettings {
             cluster.defaults.replication_factor = replication("default.replication.factor");
             cluster.offsets_replication_factor = replication("offsets.topic.replication.factor");
             cluster.transactions_replication_factor = replication("transaction.state.log.replication.factor");
-            if replication("min.insync.replicas") > 1 {
-                tracing::warn!("min.insync.replicas above 1: partitions are not replicated yet, so each has one copy");
-            }
+            cluster.replica_lag_max = ms("replica.lag.time.max.ms", 30_000);
             config.cluster = Some(cluster);
         } else {
             let single: Vec<String> =

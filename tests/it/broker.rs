@@ -249,9 +249,7 @@ fn three_consumers_in_a_group_share_six_partitions_and_resume_from_committed_off
 
 /// Runs a script of `tests/clients` with the Python Kafka clients; it prints "ok" when all held.
 pub(crate) fn python_clients(script: &str, args: &[&str]) {
-    let home = std::env::var("HOME").unwrap_or_default();
-    let python = std::env::var("FRESHET_PYTHON").unwrap_or_else(|_| format!("{home}/.cache/freshet/venv/bin/python"));
-    let script = format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR"));
+    let (python, script) = python_script(script);
     let output = Command::new(&python)
         .arg(&script)
         .args(args)
@@ -260,6 +258,13 @@ pub(crate) fn python_clients(script: &str, args: &[&str]) {
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && stdout.trim() == "ok", "{script}:\n{stdout}\n{stderr}");
+}
+
+/// The Python with the Kafka clients, and the path of `tests/clients/<script>`.
+pub(crate) fn python_script(script: &str) -> (String, String) {
+    let home = std::env::var("HOME").unwrap_or_default();
+    let python = std::env::var("FRESHET_PYTHON").unwrap_or_else(|_| format!("{home}/.cache/freshet/venv/bin/python"));
+    (python, format!("{}/tests/clients/{script}", env!("CARGO_MANIFEST_DIR")))
 }
 
 #[test]

@@ -14,6 +14,7 @@ mod on_kafka;
 mod peer;
 mod postgres;
 mod quickstart;
+mod replication;
 mod sql;
 mod streams;
 mod tidy;

@@ -25,6 +25,8 @@ pub(crate) type PartitionData = (i32, Result<Bytes, String>);
 #[derive(Debug)]
 pub(crate) struct LegacyProduce {
     pub(crate) acks: i16,
+    /// How long `acks=-1` may wait for the in-sync replicas.
+    pub(crate) timeout_ms: i32,
     /// Each topic's partitions.
     pub(crate) topics: Vec<(String, Vec<PartitionData>)>,
 }
@@ -59,7 +61,7 @@ fn array_len(buf: &mut Bytes, min_element: usize) -> Result<usize, String> {
 pub(crate) fn decode_produce(mut buf: Bytes, now_ms: i64) -> Result<LegacyProduce, String> {
     need(&buf, 6, "acks and timeout")?;
     let acks = buf.get_i16();
-    let _timeout_ms = buf.get_i32();
+    let timeout_ms = buf.get_i32();
     let n_topics = array_len(&mut buf, 6)?;
     let mut topics = Vec::with_capacity(n_topics);
     for _ in 0..n_topics {
@@ -77,7 +79,7 @@ pub(crate) fn decode_produce(mut buf: Bytes, now_ms: i64) -> Result<LegacyProduc
         }
         topics.push((name, partitions));
     }
-    Ok(LegacyProduce { acks, topics })
+    Ok(LegacyProduce { acks, timeout_ms, topics })
 }
 
 /// One partition's answer.

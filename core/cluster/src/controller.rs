@@ -437,6 +437,92 @@ pub fn elect_preferred(image: &MetadataImage, topic: &str, partition: i32) -> Re
     }))
 }
 
+/// A leader's proposed ISR (AlterPartition).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IsrChange {
+    /// The leader proposing it.
+    pub broker_id: BrokerId,
+    /// Its registration.
+    pub broker_epoch: i64,
+    /// The partition's topic.
+    pub topic_id: TopicId,
+    /// The partition.
+    pub partition: i32,
+    /// The leader epoch the leader holds.
+    pub leader_epoch: i32,
+    /// The partition epoch the proposal starts from.
+    pub partition_epoch: i32,
+    /// The ISR proposed.
+    pub new_isr: Vec<BrokerId>,
+}
+
+/// The record carrying out a leader's ISR change (AlterPartition), none when the ISR already is
+/// the one proposed, or Kafka's refusal: a stale registration or leader epoch, a partition epoch
+/// that moved on since the leader read it, or a replica that may not join (not a replica of the
+/// partition, or fenced). The leader stays in its ISR.
+pub fn alter_partition(image: &MetadataImage, change: &IsrChange) -> Result<Option<MetadataRecord>> {
+    check_epoch(image, change.broker_id, change.broker_epoch)?;
+    let name = image.topic_name(change.topic_id).ok_or_else(|| {
+        ControllerError::new(code::UNKNOWN_TOPIC_ID, format!("No topic has id {:032x}.", change.topic_id))
+    })?;
+    let p = image
+        .topic(name)
+        .and_then(|t| t.partitions.get(&change.partition))
+        .ok_or_else(|| unknown_partition(name, change.partition))?;
+    let at = format!("{name}-{}", change.partition);
+    if p.leader != change.broker_id {
+        return Err(ControllerError::new(
+            code::NOT_LEADER_OR_FOLLOWER,
+            format!("Broker {} does not lead {at}; broker {} does.", change.broker_id, p.leader),
+        ));
+    }
+    if change.leader_epoch != p.leader_epoch {
+        return Err(ControllerError::new(
+            code::FENCED_LEADER_EPOCH,
+            format!("Leader epoch {} of {at} is not the current one, {}.", change.leader_epoch, p.leader_epoch),
+        ));
+    }
+    if change.partition_epoch != p.partition_epoch {
+        return Err(ControllerError::new(
+            code::INVALID_UPDATE_VERSION,
+            format!(
+                "Partition epoch {} of {at} is not the current one, {}.",
+                change.partition_epoch, p.partition_epoch
+            ),
+        ));
+    }
+    if !change.new_isr.contains(&change.broker_id) {
+        return Err(ControllerError::new(
+            code::INVALID_REQUEST,
+            format!("The ISR proposed for {at}, {:?}, leaves out its leader {}.", change.new_isr, change.broker_id),
+        ));
+    }
+    for b in &change.new_isr {
+        let eligible = p.replicas.contains(b) && (p.isr.contains(b) || image.is_live(*b));
+        if !eligible {
+            return Err(ControllerError::new(
+                code::INELIGIBLE_REPLICA,
+                format!("Broker {b} may not join the ISR of {at}: it is not a replica of it, or it is fenced."),
+            ));
+        }
+    }
+    let mut isr: Vec<BrokerId> = Vec::with_capacity(change.new_isr.len());
+    for b in &change.new_isr {
+        if !isr.contains(b) {
+            isr.push(*b);
+        }
+    }
+    let same = isr.len() == p.isr.len() && isr.iter().all(|b| p.isr.contains(b));
+    Ok((!same).then(|| {
+        MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: change.topic_id,
+            partition: change.partition,
+            isr: Some(isr),
+            ..Default::default()
+        })
+    }))
+}
+
 /// The record handing broker `id` (at `epoch`) the next `count` producer ids, and the first.
 pub fn allocate_producer_ids(
     image: &MetadataImage,

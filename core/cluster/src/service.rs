@@ -306,6 +306,11 @@ impl Controller {
         self.run(|image, _, _| Ok((vec![controller::elect_preferred(image, topic, partition)?], ()))).await
     }
 
+    /// AlterPartition: a leader's ISR change, committed (or already in place).
+    pub async fn alter_partition(&self, change: controller::IsrChange) -> Result<(), ControllerError> {
+        self.run(|image, _, _| Ok((controller::alter_partition(image, &change)?.into_iter().collect(), ()))).await
+    }
+
     /// AllocateProducerIds: the first id of a new block for the broker, and the block's size.
     pub async fn allocate_producer_ids(
         &self,

@@ -121,3 +121,13 @@ pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 /// No replica is eligible to lead the partition in the election asked for.
 pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+/// Fewer replicas are in sync than the topic's `min.insync.replicas`: an `acks=all` write is
+/// refused before it is appended.
+pub const NOT_ENOUGH_REPLICAS: i16 = 19;
+/// The write was appended, but the in-sync replicas fell below `min.insync.replicas` before it
+/// was replicated.
+pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
+/// An AlterPartition carried a partition epoch other than the current one.
+pub const INVALID_UPDATE_VERSION: i16 = 95;
+/// An AlterPartition named a replica that may not join the ISR (fenced, or not a replica).
+pub const INELIGIBLE_REPLICA: i16 = 107;

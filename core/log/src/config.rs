@@ -58,6 +58,8 @@ pub struct TopicConfig {
     pub max_compaction_lag_ms: i64,
     /// `min.cleanable.dirty.ratio`
     pub min_cleanable_dirty_ratio: f64,
+    /// `min.insync.replicas`: the in-sync replicas an `acks=all` write needs.
+    pub min_insync_replicas: i64,
 }
 
 /// One entry of a described configuration.
@@ -105,6 +107,11 @@ const KEYS: &[Key] = &[
         doc: "records older than this are compacted whatever the dirty share",
     },
     Key { name: "min.cleanable.dirty.ratio", default: "0.5", doc: "dirty share that triggers compaction" },
+    Key {
+        name: "min.insync.replicas",
+        default: "1",
+        doc: "in-sync replicas an acks=all write needs, or it is refused (NOT_ENOUGH_REPLICAS)",
+    },
     Key { name: "min.compaction.lag.ms", default: "0", doc: "records younger than this are not compacted" },
     Key { name: "retention.bytes", default: "-1", doc: "size limit of a partition, -1 for none" },
     Key { name: "retention.ms", default: "604800000", doc: "age limit of a segment, -1 for none" },
@@ -231,6 +238,7 @@ impl TopicConfig {
             min_compaction_lag_ms: parse_i64("min.compaction.lag.ms", get("min.compaction.lag.ms"), 0)?,
             max_compaction_lag_ms: parse_i64("max.compaction.lag.ms", get("max.compaction.lag.ms"), 1)?,
             min_cleanable_dirty_ratio,
+            min_insync_replicas: parse_i64("min.insync.replicas", get("min.insync.replicas"), 1)?,
         })
     }
 
@@ -258,6 +266,7 @@ pub const BROKER_SYNONYMS: &[(&str, &str)] = &[
     ("log.cleaner.max.compaction.lag.ms", "max.compaction.lag.ms"),
     ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
+    ("min.insync.replicas", "min.insync.replicas"),
     ("log.retention.bytes", "retention.bytes"),
     ("log.segment.bytes", "segment.bytes"),
     ("log.index.size.max.bytes", "segment.index.bytes"),

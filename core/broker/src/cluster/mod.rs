@@ -10,9 +10,11 @@
 //! and each partition's leader, Produce and Fetch go to a partition's leader only, admin requests
 //! are forwarded to the active controller.
 
+mod fetcher;
 mod link;
 pub(crate) mod participants;
 mod reconcile;
+pub(crate) mod replica;
 pub(crate) mod rpc;
 
 use std::collections::BTreeMap;
@@ -69,6 +71,9 @@ pub struct ClusterConfig {
     pub offsets_replication_factor: i16,
     /// `transaction.state.log.replication.factor`.
     pub transactions_replication_factor: i16,
+    /// `replica.lag.time.max.ms`: a follower that has not caught up with its leader for this
+    /// long leaves the ISR.
+    pub replica_lag_max: Duration,
 }
 
 impl ClusterConfig {
@@ -90,6 +95,7 @@ impl ClusterConfig {
             defaults: TopicDefaults { num_partitions: 1, replication_factor: 1 },
             offsets_replication_factor: 1,
             transactions_replication_factor: 1,
+            replica_lag_max: Duration::from_secs(30),
         }
     }
 }
@@ -138,6 +144,8 @@ pub(crate) struct ClusterNode {
     epoch: watch::Receiver<Option<i64>>,
     /// The producer ids left of this broker's block: the next, and the end.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// The partitions this broker leads and their followers (a broker only).
+    pub(crate) replicas: Option<Arc<replica::Replicas>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -212,16 +220,20 @@ impl ClusterNode {
             }
         };
         let (epoch_tx, epoch_rx) = watch::channel(None);
-        let node = Arc::new(Self {
+        let broker = broker.filter(|_| config.broker);
+        let node = Arc::new_cyclic(|weak| Self {
             config: config.clone(),
             quorum,
             peers,
             image,
             epoch: epoch_rx,
             producer_ids: tokio::sync::Mutex::new((0, 0)),
+            replicas: broker.as_ref().map(|(log, _)| {
+                Arc::new(replica::Replicas::new(config.node_id, log.clone(), config.replica_lag_max, weak.clone()))
+            }),
             tasks: std::sync::Mutex::new(tasks),
         });
-        if let Some((log, endpoint)) = broker.filter(|_| config.broker) {
+        if let Some((log, endpoint)) = broker {
             let registration = Registration {
                 broker_id: config.node_id,
                 incarnation_id: u128::from(freshet_cluster::raft::thread_random()) << 64
@@ -236,8 +248,11 @@ impl ClusterNode {
                 rack: config.rack.clone(),
             };
             let beat = tokio::spawn(node.clone().heartbeats(registration, epoch_tx));
-            let follow = tokio::spawn(reconcile::run(node.clone(), log));
-            node.tasks.lock().expect("cluster tasks lock").extend([beat, follow]);
+            let follow = tokio::spawn(reconcile::run(node.clone(), log.clone()));
+            let fetch = tokio::spawn(fetcher::run(node.clone(), log));
+            let replicas = node.replicas.clone().expect("a broker has replicas");
+            let checks = tokio::spawn(replica::run_isr_checks(replicas));
+            node.tasks.lock().expect("cluster tasks lock").extend([beat, follow, fetch, checks]);
         }
         Ok(node)
     }
@@ -630,6 +645,7 @@ async fn answer(served: &Served, call: Call) -> Reply {
         Call::ElectPreferred { topic, partition } => done(served, ctl.elect_preferred(&topic, partition).await),
         Call::AlterConfigs { resource, changes } => done(served, ctl.alter_configs(resource, changes).await),
         Call::AlterAcls { add, remove } => done(served, ctl.alter_acls(add, remove).await),
+        Call::AlterPartition(change) => done(served, ctl.alter_partition(change).await),
         Call::DescribeQuorum => match ctl.describe_quorum().await {
             Err(e) if not_active(&e) => Reply::NotController(served.quorum.leader()),
             result => Reply::Quorum(result),

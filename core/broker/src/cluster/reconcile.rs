@@ -22,6 +22,9 @@ pub(super) async fn run(node: Arc<ClusterNode>, log: Log) {
         let image = images.borrow_and_update().clone();
         if image.offset > 0 {
             reconcile(&log, me, previous.as_deref(), &image).await;
+            if let Some(replicas) = &node.replicas {
+                replicas.on_image(&image);
+            }
             previous = Some(image);
         }
         if images.changed().await.is_err() {

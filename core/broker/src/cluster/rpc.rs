@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use freshet_cluster::controller::{NewTopic, Registration};
+use freshet_cluster::controller::{IsrChange, NewTopic, Registration};
 use freshet_cluster::raft::{NodeId, RaftRequest, RaftResponse, Transport};
 use freshet_cluster::records::{AclEntry, BrokerId, ConfigResource, TopicId};
 use freshet_cluster::{ControllerError, Heartbeat, HeartbeatReply, MetadataImage, QuorumDescription};
@@ -50,6 +50,8 @@ pub(crate) enum Call {
     AlterAcls { add: Vec<AclEntry>, remove: Vec<AclEntry> },
     /// DescribeQuorum.
     DescribeQuorum,
+    /// AlterPartition: a leader's ISR change.
+    AlterPartition(IsrChange),
 }
 
 /// A controller's answer.

@@ -22,7 +22,15 @@ use crate::errors::error_code;
 pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Access<'_>) -> FetchResponse {
     let isolation = if request.isolation_level == 1 { Isolation::ReadCommitted } else { Isolation::ReadUncommitted };
     let deadline = tokio::time::Instant::now() + Duration::from_millis(request.max_wait_ms.max(0) as u64);
-    let mut data = served.log.watch_data();
+    // A follower's fetch (another broker of the cluster replicating): it reads up to the log
+    // end, tells the leader how far the follower is, and waits for any write, not only for
+    // what consumers may see. It needs CLUSTER_ACTION, as Kafka's.
+    let replica = match &served.cluster {
+        Some(cluster) if request.replica_id.0 >= 0 => cluster.replicas.clone().map(|r| (request.replica_id.0, r)),
+        _ => None,
+    };
+    let replica_allowed = replica.is_none() || access.cluster(op::CLUSTER_ACTION);
+    let mut data = if replica.is_some() { served.log.watch_writes() } else { served.log.watch_data() };
     loop {
         data.borrow_and_update();
         let mut total = 0u64;
@@ -30,7 +38,7 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
         let mut topics = Vec::with_capacity(request.topics.len());
         for topic in &request.topics {
             let topic_name = topic.topic.0.to_string();
-            let readable = access.topic(op::READ, &topic_name);
+            let readable = if replica.is_some() { replica_allowed } else { access.topic(op::READ, &topic_name) };
             let mut partitions = Vec::with_capacity(topic.partitions.len());
             for p in &topic.partitions {
                 let mut out = PartitionData::default()
@@ -38,11 +46,13 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
                     .with_aborted_transactions(Some(Vec::new()));
                 out.preferred_read_replica = BrokerId(-1);
                 if !readable {
-                    partitions.push(
-                        out.with_error_code(code::TOPIC_AUTHORIZATION_FAILED)
-                            .with_high_watermark(-1)
-                            .with_records(Some(Bytes::new())),
-                    );
+                    let refusal = if replica.is_some() {
+                        code::CLUSTER_AUTHORIZATION_FAILED
+                    } else {
+                        code::TOPIC_AUTHORIZATION_FAILED
+                    };
+                    partitions
+                        .push(out.with_error_code(refusal).with_high_watermark(-1).with_records(Some(Bytes::new())));
                     continue;
                 }
                 if let Some(cluster) = &served.cluster {
@@ -63,11 +73,23 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
                 // stuck (as Kafka does since Fetch v3).
                 let max = u64::try_from(p.partition_max_bytes).unwrap_or(0).min(budget);
                 let limit = if total == 0 { ReadLimit::AtLeastOne(max) } else { ReadLimit::Strict(max) };
-                let read = match u32::try_from(p.partition) {
-                    Ok(partition) => {
+                let read = match (u32::try_from(p.partition), &replica) {
+                    (Ok(partition), Some((follower, replicas))) => {
+                        if let Some(diverging) =
+                            diverging(served, &topic_name, partition, p.last_fetched_epoch, p.fetch_offset)
+                        {
+                            partitions.push(diverging.with_partition_index(p.partition));
+                            continue;
+                        }
+                        replicas.on_follower_fetch(&topic_name, p.partition, *follower, p.fetch_offset);
+                        served.log.read_replica(&topic_name, partition, p.fetch_offset, limit).await
+                    }
+                    (Ok(partition), None) => {
                         served.log.read_isolated(&topic_name, partition, p.fetch_offset, limit, isolation).await
                     }
-                    Err(_) => Err(Error::UnknownPartition { topic: topic_name.clone(), n_partitions: 0, partition: 0 }),
+                    (Err(_), _) => {
+                        Err(Error::UnknownPartition { topic: topic_name.clone(), n_partitions: 0, partition: 0 })
+                    }
                 };
                 match read {
                     Ok(fetched) => {
@@ -90,9 +112,20 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
                             .with_records(Some(fetched.batches));
                     }
                     Err(e) => {
+                        // A follower out of range learns the leader's log start and high
+                        // watermark, to start again there or cut back.
+                        let (start, hw) = match (&e, &replica) {
+                            (Error::OffsetOutOfRange { log_start_offset, .. }, Some(_)) => {
+                                let hw =
+                                    served.log.partition(&topic_name, p.partition as u32).map_or(-1, |q| q.offsets().1);
+                                (*log_start_offset, hw)
+                            }
+                            _ => (-1, -1),
+                        };
                         out = out
                             .with_error_code(error_code(&e))
-                            .with_high_watermark(-1)
+                            .with_high_watermark(hw)
+                            .with_log_start_offset(start)
                             .with_records(Some(Bytes::new()));
                     }
                 }
@@ -109,6 +142,37 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
             _ => return FetchResponse::default().with_responses(topics),
         }
     }
+}
+
+/// The answer to a follower whose log diverged from this leader's: the epoch it last fetched
+/// ended here at an offset below where it fetches from, or is not this leader's (Kafka's
+/// `DivergingEpoch`, Fetch v12+). `None` when its log agrees, or it named no epoch.
+fn diverging(
+    served: &Served,
+    topic: &str,
+    partition: u32,
+    last_fetched_epoch: i32,
+    fetch_offset: i64,
+) -> Option<PartitionData> {
+    if last_fetched_epoch < 0 {
+        return None;
+    }
+    let p = served.log.partition(topic, partition).ok()?;
+    let (epoch, end) = p.end_offset_for_epoch(last_fetched_epoch);
+    if epoch == last_fetched_epoch && end >= fetch_offset {
+        return None;
+    }
+    let (start, hw, _) = p.offsets();
+    let mut out = PartitionData::default()
+        .with_high_watermark(hw)
+        .with_last_stable_offset(p.last_stable_offset())
+        .with_log_start_offset(start)
+        .with_aborted_transactions(Some(Vec::new()))
+        .with_records(Some(Bytes::new()));
+    out.preferred_read_replica = BrokerId(-1);
+    out.diverging_epoch =
+        kafka_protocol::messages::fetch_response::EpochEndOffset::default().with_epoch(epoch).with_end_offset(end);
+    Some(out)
 }
 
 async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Access<'_>) -> ListOffsetsResponse {

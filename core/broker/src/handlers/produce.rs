@@ -80,6 +80,7 @@ async fn produce(request: ProduceRequest, version: i16, served: &Served, access:
     let mut layout = Vec::with_capacity(request.topic_data.len());
     let mut work = Vec::new();
     let transactional_id = request.transactional_id.as_ref().map(|id| id.0.to_string());
+    let acks = Acks::of(request.acks, request.timeout_ms);
     for topic in request.topic_data {
         let topic_name = topic.name.0.to_string();
         layout.push((topic.name, topic_name.clone(), topic.partition_data.len()));
@@ -90,7 +91,7 @@ async fn produce(request: ProduceRequest, version: i16, served: &Served, access:
             work.push(async move {
                 match denied {
                     Some(refused) => (index, Err(refused)),
-                    None => (index, produce_partition(&name, index, records, served).await),
+                    None => (index, produce_partition(&name, index, records, acks, served).await),
                 }
             });
         }
@@ -147,6 +148,7 @@ async fn produce_legacy(
 ) -> Vec<(String, Vec<crate::legacy::PartitionResult>)> {
     let mut layout = Vec::with_capacity(request.topics.len());
     let mut work = Vec::new();
+    let acks = Acks::of(request.acks, request.timeout_ms);
     for (topic, partitions) in request.topics {
         layout.push((topic.clone(), partitions.len()));
         let denied = denied(access, None, &topic);
@@ -156,7 +158,7 @@ async fn produce_legacy(
             work.push(async move {
                 let result = match (denied, batch) {
                     (Some(refused), _) => Err(refused),
-                    (None, Ok(batch)) => produce_partition(&name, index, batch, served).await,
+                    (None, Ok(batch)) => produce_partition(&name, index, batch, acks, served).await,
                     (None, Err(reason)) => Err(Refused::new(code::CORRUPT_MESSAGE, reason)),
                 };
                 if let Err(refused) = &result {
@@ -193,31 +195,67 @@ async fn produce_legacy(
         .collect()
 }
 
+/// What a produce request asks of the replicas: `acks` (-1: every in-sync replica, 1: the
+/// leader, 0: no answer) and how long it may wait for them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Acks {
+    pub(crate) acks: i16,
+    pub(crate) timeout: std::time::Duration,
+}
+
+impl Acks {
+    fn of(acks: i16, timeout_ms: i32) -> Self {
+        Acks { acks, timeout: std::time::Duration::from_millis(timeout_ms.max(0) as u64) }
+    }
+}
+
 /// Appends one partition's batches: `(base offset, log start offset, append time)` of the first.
 /// The log checks an idempotent producer's batches against its sequences: a retry is answered
-/// with its original offsets and not stored again; a gap or an old epoch is refused.
+/// with its original offsets and not stored again; a gap or an old epoch is refused. In a
+/// cluster, `acks=all` is refused up front when fewer replicas than `min.insync.replicas` are
+/// in sync, and answered once every in-sync replica holds the batches.
 pub(crate) async fn produce_partition(
     topic: &str,
     index: i32,
     records: Bytes,
+    acks: Acks,
     served: &Served,
 ) -> std::result::Result<(i64, i64, Option<i64>), Refused> {
-    if let Some(cluster) = &served.cluster {
-        // Only the leader appends; a client with old metadata refreshes and goes there.
-        cluster.check_leader(topic, index, -1).map_err(|n| {
-            let leader = n.leader.map_or_else(|| "no leader".to_owned(), |(l, _)| format!("broker {l} leads it"));
-            Refused::new(n.code, format!("broker {} does not lead {topic}-{index}: {leader}", cluster.config.node_id))
-        })?;
+    let replicated = match &served.cluster {
+        Some(cluster) => {
+            // Only the leader appends; a client with old metadata refreshes and goes there.
+            cluster.check_leader(topic, index, -1).map_err(|n| {
+                let leader = n.leader.map_or_else(|| "no leader".to_owned(), |(l, _)| format!("broker {l} leads it"));
+                Refused::new(
+                    n.code,
+                    format!("broker {} does not lead {topic}-{index}: {leader}", cluster.config.node_id),
+                )
+            })?;
+            cluster.replicas.clone().filter(|_| acks.acks == -1).map(|r| (cluster, r))
+        }
+        None => None,
+    };
+    if let Some((cluster, replicas)) = &replicated {
+        replicas.check_min_isr(&cluster.image(), topic, index).map_err(|(code, why)| Refused::new(code, why))?;
     }
     let batches = split_batches(records).map_err(|e| Refused::new(code::CORRUPT_MESSAGE, e))?;
     let partition =
         u32::try_from(index).map_err(|_| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition"))?;
     let mut first: Option<(i64, i64, Option<i64>)> = None;
+    let mut last_offset = -1;
     for batch in batches {
         let info = served.log.append(topic, partition, BytesMut::from(&batch[..])).await.map_err(Refused::from)?;
         first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
+        last_offset = last_offset.max(info.last_offset);
     }
-    first.ok_or_else(|| Refused::new(code::CORRUPT_MESSAGE, "no record batch"))
+    let first = first.ok_or_else(|| Refused::new(code::CORRUPT_MESSAGE, "no record batch"))?;
+    if let Some((cluster, replicas)) = &replicated {
+        replicas
+            .wait_replicated(cluster, topic, index, last_offset, acks.timeout)
+            .await
+            .map_err(|(code, why)| Refused::new(code, why))?;
+    }
+    Ok(first)
 }
 
 /// Produce: from v3 record batches; v0 to v2 carry message sets of formats v0 and v1, which

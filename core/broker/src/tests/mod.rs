@@ -16,7 +16,7 @@ use freshet_log::{Log, OffsetSpec};
 use crate::dispatch::{handle_frame, Served};
 
 mod versions;
-use crate::handlers::produce::{produce_partition, split_batches};
+use crate::handlers::produce::{produce_partition, split_batches, Acks};
 use crate::server::BrokerConfig;
 use freshet_coord::membership::Coordinator;
 
@@ -186,7 +186,12 @@ async fn an_idempotent_producer_retry_is_stored_once_and_gaps_and_old_epochs_are
     let pid = new_producer_id(served.log.clock().now_ms());
     let send = |served: &Served, batch: Bytes| {
         let served = served.clone();
-        async move { produce_partition("t", 0, batch, &served).await.map(|r| r.0).map_err(|e| e.code) }
+        async move {
+            produce_partition("t", 0, batch, Acks { acks: -1, timeout: std::time::Duration::from_secs(30) }, &served)
+                .await
+                .map(|r| r.0)
+                .map_err(|e| e.code)
+        }
     };
     assert_eq!(send(&served, idempotent_batch(pid, 0, 0, 3)).await, Ok(0));
     assert_eq!(send(&served, idempotent_batch(pid, 0, 3, 2)).await, Ok(3));

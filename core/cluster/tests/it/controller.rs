@@ -243,3 +243,76 @@ fn acls_are_created_once_deleted_when_present_and_kept_by_a_snapshot() {
     old.as_object_mut().unwrap().remove("acls");
     assert!(serde_json::from_value::<MetadataImage>(old).unwrap().acls.is_empty());
 }
+
+#[test]
+fn a_leader_changes_its_isr_only_from_the_current_epochs_and_with_eligible_replicas() {
+    let mut image = cluster(&[None, None, None]);
+    create(&mut image, "orders", 1, 3);
+    let topic = image.topic("orders").unwrap();
+    let (id, p) = (topic.id, topic.partitions[&0].clone());
+    let epoch = |image: &MetadataImage, b: i32| image.brokers[&b].epoch;
+    let change = |image: &MetadataImage, isr: Vec<i32>| {
+        let p = &image.topic("orders").unwrap().partitions[&0];
+        controller::IsrChange {
+            broker_id: p.leader,
+            broker_epoch: epoch(image, p.leader),
+            topic_id: id,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: isr,
+        }
+    };
+    let follower = *p.replicas.iter().find(|b| **b != p.leader).unwrap();
+    // A lagging follower out: the partition epoch moves, the leader epoch does not.
+    let shrink: Vec<i32> = p.isr.iter().copied().filter(|b| *b != follower).collect();
+    let record = controller::alter_partition(&image, &change(&image, shrink.clone())).unwrap().unwrap();
+    apply(&mut image, vec![record]);
+    let now = &image.topic("orders").unwrap().partitions[&0];
+    assert_eq!((now.isr.clone(), now.leader_epoch, now.partition_epoch), (shrink.clone(), 0, 1));
+    // The same ISR again changes nothing.
+    assert_eq!(controller::alter_partition(&image, &change(&image, shrink.clone())).unwrap(), None);
+    // A proposal from a partition epoch that moved on, or a leader epoch that did, is refused.
+    let mut stale = change(&image, p.isr.clone());
+    stale.partition_epoch = 0;
+    assert_eq!(controller::alter_partition(&image, &stale).unwrap_err().code, code::INVALID_UPDATE_VERSION);
+    let mut stale = change(&image, p.isr.clone());
+    stale.leader_epoch = 5;
+    assert_eq!(controller::alter_partition(&image, &stale).unwrap_err().code, code::FENCED_LEADER_EPOCH);
+    // Only the leader proposes; the leader stays in; strangers and fenced brokers may not join.
+    let mut other = change(&image, p.isr.clone());
+    other.broker_id = follower;
+    other.broker_epoch = epoch(&image, follower);
+    assert_eq!(controller::alter_partition(&image, &other).unwrap_err().code, code::NOT_LEADER_OR_FOLLOWER);
+    assert_eq!(
+        controller::alter_partition(&image, &change(&image, vec![follower])).unwrap_err().code,
+        code::INVALID_REQUEST
+    );
+    let mut stranger = shrink.clone();
+    stranger.push(9);
+    assert_eq!(
+        controller::alter_partition(&image, &change(&image, stranger)).unwrap_err().code,
+        code::INELIGIBLE_REPLICA
+    );
+    let fenced = controller::fence_broker(&image, follower);
+    apply(&mut image, fenced);
+    let mut back = shrink.clone();
+    back.push(follower);
+    assert_eq!(
+        controller::alter_partition(&image, &change(&image, back.clone())).unwrap_err().code,
+        code::INELIGIBLE_REPLICA
+    );
+    // Unfenced and caught up, it rejoins.
+    let unfenced = controller::unfence_broker(&image, follower);
+    apply(&mut image, unfenced);
+    let record = controller::alter_partition(&image, &change(&image, back.clone())).unwrap().unwrap();
+    apply(&mut image, vec![record]);
+    assert_eq!(image.topic("orders").unwrap().partitions[&0].isr, back);
+    // The leader killed: the new leader comes from the ISR, with a new leader epoch.
+    let leader = p.leader;
+    let fenced = controller::fence_broker(&image, leader);
+    apply(&mut image, fenced);
+    let now = &image.topic("orders").unwrap().partitions[&0];
+    assert!(now.leader != leader && back.contains(&now.leader) && now.leader_epoch == 1, "{now:?}");
+    assert!(!now.isr.contains(&leader));
+}

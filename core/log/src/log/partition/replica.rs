@@ -239,6 +239,11 @@ impl Partition {
         }
     }
 
+    /// The topic's `min.insync.replicas`.
+    pub fn min_insync_replicas(&self) -> i64 {
+        self.config().min_insync_replicas
+    }
+
     /// The epoch of the last batch this copy holds (what a follower's fetch names as its last
     /// fetched epoch), or -1.
     pub fn latest_epoch(&self) -> i32 {

@@ -1,0 +1,167 @@
+"""Replicated partitions under faults, checked in the manner of Jepsen's Kafka workload. Prints
+"ok" when all held.
+
+Usage:
+  replication.py create BOOTSTRAP TOPIC PARTITIONS RF
+      creates TOPIC with PARTITIONS partitions of RF replicas and min.insync.replicas=2
+  replication.py produce BOOTSTRAP TOPIC STOPFILE ACKFILE
+      an idempotent acks=all producer (confluent-kafka) writes numbered records until STOPFILE
+      exists, paced a little; every acknowledged record's value, partition and offset goes to
+      ACKFILE, one JSON object per line. Prints the acknowledged and failed counts and the
+      longest time between two acknowledgements (the unavailability a fault caused)
+  replication.py check BOOTSTRAP TOPIC ACKFILE
+      reads TOPIC whole with confluent-kafka and with kafka-python: no acknowledged record
+      missing, none stored twice, each acknowledged record at the offset it was acknowledged
+      with, and the two clients read the same records at the same offsets
+"""
+
+import json
+import os
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from kafka import KafkaConsumer
+from kafka import TopicPartition as KTopicPartition
+
+mode, bootstrap, topic = sys.argv[1], sys.argv[2], sys.argv[3]
+
+
+def create(partitions, rf):
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    new = NewTopic(topic, num_partitions=partitions, replication_factor=rf, config={"min.insync.replicas": "2"})
+    admin.create_topics([new])[topic].result(30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        md = admin.list_topics(topic, timeout=10).topics[topic]
+        if len(md.partitions) == partitions and all(len(p.isrs) == rf for p in md.partitions.values()):
+            return
+        time.sleep(0.2)
+    sys.exit(f"the partitions of {topic} never had {rf} in-sync replicas: {md.partitions}")
+
+
+def produce(stopfile, ackfile):
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 120000,
+        "request.timeout.ms": 10000,
+        "retry.backoff.ms": 100,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    acked, failed = [], []
+    out = open(ackfile, "w")
+    last_ack = [time.time()]
+    longest = [0.0]
+
+    def delivered(err, msg):
+        if err is not None:
+            failed.append(str(err))
+            return
+        now = time.time()
+        longest[0] = max(longest[0], now - last_ack[0])
+        last_ack[0] = now
+        acked.append(msg.value())
+        out.write(json.dumps({"v": msg.value().decode(), "p": msg.partition(), "o": msg.offset()}) + "\n")
+
+    i = 0
+    while not os.path.exists(stopfile):
+        try:
+            producer.produce(topic, key=str(i % 97), value=f"r{i}", on_delivery=delivered)
+            i += 1
+        except BufferError:
+            pass
+        producer.poll(0.002)
+    left = producer.flush(150)
+    out.close()
+    print(f"sent {i} acknowledged {len(acked)} failed {len(failed)} unflushed {left} "
+          f"longest-gap-ms {int(longest[0] * 1000)}", file=sys.stderr)
+    if failed:
+        kinds = sorted(set(failed))
+        print(f"failures: {kinds[:5]}", file=sys.stderr)
+    if not acked:
+        sys.exit("nothing was acknowledged")
+    if left:
+        sys.exit(f"{left} records never got an answer")
+
+
+def read_confluent(partitions, ends):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker", "enable.auto.commit": False,
+                         "isolation.level": "read_uncommitted"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    records = {}
+    deadline = time.time() + 120
+    while any(records.get(p, [(-1, None)])[-1][0] + 1 < ends[p] for p in partitions if ends[p] > 0):
+        if time.time() > deadline:
+            sys.exit(f"confluent-kafka could not read to the end: {({p: len(records.get(p, [])) for p in partitions})} of {ends}")
+        m = consumer.poll(1.0)
+        if m is None or m.error():
+            continue
+        records.setdefault(m.partition(), []).append((m.offset(), m.value().decode()))
+    consumer.close()
+    return records
+
+
+def read_kafka_python(partitions, ends):
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+    tps = [KTopicPartition(topic, p) for p in partitions]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    records = {}
+    deadline = time.time() + 120
+    while any(records.get(p, [(-1, None)])[-1][0] + 1 < ends[p] for p in partitions if ends[p] > 0):
+        if time.time() > deadline:
+            sys.exit(f"kafka-python could not read to the end: {({p: len(records.get(p, [])) for p in partitions})} of {ends}")
+        for tp, messages in consumer.poll(timeout_ms=1000).items():
+            for m in messages:
+                records.setdefault(tp.partition, []).append((m.offset, m.value.decode()))
+    consumer.close()
+    return records
+
+
+def check(ackfile):
+    acks = [json.loads(line) for line in open(ackfile)]
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
+    md = probe.list_topics(topic, timeout=30).topics[topic]
+    partitions = sorted(md.partitions)
+    ends = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    probe.close()
+    confluent = read_confluent(partitions, ends)
+    python = read_kafka_python(partitions, ends)
+    problems = []
+    for p in partitions:
+        a = [r for r in confluent.get(p, []) if r[0] < ends[p]]
+        b = [r for r in python.get(p, []) if r[0] < ends[p]]
+        if a != b:
+            problems.append(f"partition {p}: confluent-kafka and kafka-python read different records "
+                            f"({len(a)} and {len(b)})")
+    stored = {}
+    for p, records in confluent.items():
+        for offset, value in records:
+            if value in stored:
+                problems.append(f"{value} stored twice: at {stored[value]} and {(p, offset)}")
+            stored[value] = (p, offset)
+    lost = [a for a in acks if a["v"] not in stored]
+    moved = [a for a in acks if a["v"] in stored and stored[a["v"]] != (a["p"], a["o"])]
+    if lost:
+        problems.append(f"{len(lost)} acknowledged records lost, such as {lost[:5]}")
+    if moved:
+        problems.append(f"{len(moved)} acknowledged records not where they were acknowledged, such as "
+                        f"{[(m, stored[m['v']]) for m in moved[:5]]}")
+    print(f"acknowledged {len(acks)} stored {len(stored)} ends {ends}", file=sys.stderr)
+    if problems:
+        sys.exit("\n".join(problems[:20]))
+
+
+if mode == "create":
+    create(int(sys.argv[4]), int(sys.argv[5]))
+elif mode == "produce":
+    produce(sys.argv[4], sys.argv[5])
+elif mode == "check":
+    check(sys.argv[4])
+else:
+    sys.exit(f"unknown mode {mode}")
+print("ok")

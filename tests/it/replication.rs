@@ -1,0 +1,102 @@
+//! Replicated partitions across three `freshet broker` processes (replication factor 3,
+//! `min.insync.replicas=2`) while an idempotent `acks=all` producer (confluent-kafka) writes
+//! throughout: a partition's leader killed with SIGKILL and brought back, a follower paused with
+//! SIGSTOP past `replica.lag.time.max.ms` and resumed. Afterwards a checker in the manner of
+//! Jepsen's Kafka workload reads everything with two clients: no acknowledged record lost, none
+//! stored twice, each at the offset it was acknowledged with.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::broker::{python_clients, python_script};
+use crate::peer::FreshetCluster;
+
+/// Each partition's leader and in-sync replicas, in partition order, from kcat's listing.
+fn placement(metadata: &str) -> Vec<(i32, Vec<i32>)> {
+    metadata
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("partition "))
+        .map(|l| {
+            let leader = l.split("leader ").nth(1).and_then(|r| r.split(',').next()).unwrap().parse().unwrap();
+            let isr = l.split("isrs: ").nth(1).unwrap_or("");
+            (leader, isr.split(',').filter_map(|b| b.trim().parse().ok()).collect())
+        })
+        .collect()
+}
+
+fn signal(cluster: &FreshetCluster, node: usize, signal: &str) {
+    let pid = cluster.nodes[node - 1].as_ref().expect("the node runs").pid();
+    assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
+}
+
+#[test]
+fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_follower_stalls() {
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n";
+    let mut cluster = FreshetCluster::start_with(3, extra);
+    python_clients("replication.py", &["create", &cluster.addr(1), "jepsen", "3", "3"]);
+    let all_in_sync = |m: &str| {
+        let p = placement(m);
+        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
+    };
+    let md = cluster.metadata_until(1, "jepsen", all_in_sync);
+
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, acks) = (dir.path().join("stop"), dir.path().join("acks"));
+    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let (python, script) = python_script("replication.py");
+    let producer = Command::new(&python)
+        .arg(&script)
+        .args(["produce", &bootstrap, "jepsen", stop.to_str().unwrap(), acks.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let acked = || std::fs::read_to_string(&acks).map_or(0, |a| a.lines().count());
+    let wait_acked = |more: usize| {
+        let target = acked() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked() < target {
+            assert!(Instant::now() < deadline, "the producer stalled at {} acknowledged records", acked());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_acked(2000);
+
+    // Partition 0's leader killed: a new leader from the ISR, and writes go on.
+    let leader = placement(&md)[0].0 as usize;
+    cluster.kill(leader);
+    let other = if leader == 1 { 2 } else { 1 };
+    let failed_over = cluster.metadata_until(other, "jepsen", |m| {
+        placement(m).first().is_some_and(|(l, _)| *l > 0 && *l as usize != leader)
+    });
+    eprintln!("leader {leader} killed:\n{failed_over}");
+    wait_acked(2000);
+    // Back: it catches up from the new leaders and rejoins every ISR.
+    cluster.nodes[leader - 1] = Some(cluster.start_node(leader));
+    cluster.metadata_until(other, "jepsen", all_in_sync);
+    wait_acked(2000);
+
+    // A follower paused past replica.lag.time.max.ms leaves the ISR; writes go on with two in
+    // sync; resumed, it catches up and rejoins.
+    let md = cluster.metadata_until(1, "jepsen", all_in_sync);
+    let leader = placement(&md)[0].0 as usize;
+    let paused = if leader == 3 { 2 } else { 3 };
+    let watch = if paused == 1 || leader == 1 { 6 - paused - leader } else { 1 };
+    signal(&cluster, paused, "-STOP");
+    let shrunk = cluster.metadata_until(watch, "jepsen", |m| {
+        placement(m).iter().all(|(_, isr)| !isr.contains(&(paused as i32)) && isr.len() == 2)
+    });
+    eprintln!("broker {paused} paused:\n{shrunk}");
+    wait_acked(2000);
+    signal(&cluster, paused, "-CONT");
+    cluster.metadata_until(watch, "jepsen", all_in_sync);
+    wait_acked(2000);
+
+    std::fs::write(&stop, "").unwrap();
+    let out = producer.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    eprintln!("producer: {said}");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
+    python_clients("replication.py", &["check", &bootstrap, "jepsen", acks.to_str().unwrap()]);
+    cluster.stop();
+}

@@ -156,12 +156,120 @@ def check(ackfile):
         sys.exit("\n".join(problems[:20]))
 
 
+def group_commit(group, n, outfile):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    read = 0
+    deadline = time.time() + 60
+    while read < n and time.time() < deadline:
+        m = consumer.poll(1.0)
+        if m is None or m.error():
+            continue
+        read += 1
+    if read < n:
+        sys.exit(f"read {read} of {n}")
+    consumer.commit(asynchronous=False)
+    consumer.close()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_consumer_groups([group])[group].result(30)
+    with open(outfile, "w") as f:
+        f.write(str(described.coordinator.id))
+
+
+def group_resume(group, n):
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False})
+    md = consumer.list_topics(topic, timeout=30).topics[topic]
+    partitions = [TopicPartition(topic, p) for p in md.partitions]
+    deadline = time.time() + 60
+    while True:
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            break
+        except KafkaException as e:
+            if time.time() > deadline:
+                raise
+            print(f"committed offsets not read yet: {e}", file=sys.stderr)
+            time.sleep(0.5)
+    total = sum(max(tp.offset, 0) for tp in committed)
+    if total != n:
+        sys.exit(f"the group's committed offsets add up to {total}, not {n}: {committed}")
+    at = {tp.partition: tp.offset for tp in committed}
+    consumer.subscribe([topic])
+    while time.time() < deadline:
+        m = consumer.poll(1.0)
+        if m is None or m.error():
+            continue
+        if m.offset() < at[m.partition()]:
+            sys.exit(f"read offset {m.offset()} of partition {m.partition()}, below its committed {at[m.partition()]}")
+        break
+    else:
+        sys.exit("nothing more was read after the committed offsets")
+    consumer.close()
+
+
+def txn_failover(directory):
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": "failover-txn",
+                         "transaction.timeout.ms": 120000})
+    producer.init_transactions(60)
+    producer.begin_transaction()
+    for i in range(100):
+        producer.produce(topic, key=str(i), value=f"t{i}")
+    producer.flush(60)
+    open(os.path.join(directory, "ready"), "w").close()
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(directory, "killed")):
+        if time.time() > deadline:
+            sys.exit("the coordinator was never killed")
+        time.sleep(0.1)
+    # Committed through the coordinator elected in the dead one's place.
+    for attempt in range(60):
+        try:
+            producer.commit_transaction(60)
+            break
+        except KafkaException as e:
+            if not e.args[0].retriable():
+                raise
+            print(f"commit retried: {e}", file=sys.stderr)
+            time.sleep(1)
+    # And a transaction after it, aborted: never seen.
+    producer.begin_transaction()
+    producer.produce(topic, key="x", value="aborted")
+    producer.flush(60)
+    producer.abort_transaction(60)
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "failover-reader",
+                         "auto.offset.reset": "earliest", "isolation.level": "read_committed"})
+    consumer.subscribe([topic])
+    seen = []
+    deadline = time.time() + 60
+    while len(seen) < 100 and time.time() < deadline:
+        m = consumer.poll(1.0)
+        if m is None or m.error():
+            continue
+        seen.append(m.value().decode())
+    end = time.time() + 3
+    while time.time() < end:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            seen.append(m.value().decode())
+    consumer.close()
+    if sorted(seen) != sorted(f"t{i}" for i in range(100)):
+        sys.exit(f"read_committed read {len(seen)} records: {sorted(seen)[:10]}...")
+
+
 if mode == "create":
     create(int(sys.argv[4]), int(sys.argv[5]))
 elif mode == "produce":
     produce(sys.argv[4], sys.argv[5])
 elif mode == "check":
     check(sys.argv[4])
+elif mode == "group-commit":
+    group_commit(sys.argv[4], int(sys.argv[5]), sys.argv[6])
+elif mode == "group-resume":
+    group_resume(sys.argv[4], int(sys.argv[5]))
+elif mode == "txn-failover":
+    txn_failover(sys.argv[4])
 else:
     sys.exit(f"unknown mode {mode}")
 print("ok")

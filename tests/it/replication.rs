@@ -100,3 +100,59 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     python_clients("replication.py", &["check", &bootstrap, "jepsen", acks.to_str().unwrap()]);
     cluster.stop();
 }
+
+#[test]
+fn coordinators_move_with_their_partitions_when_their_broker_dies() {
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\noffsets.topic.replication.factor=3\n\
+                 transaction.state.log.replication.factor=3\nreplica.lag.time.max.ms=3000\n";
+    let mut cluster = FreshetCluster::start_with(3, extra);
+    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    python_clients("replication.py", &["create", &bootstrap, "orders", "3", "3"]);
+    python_clients("replication.py", &["create", &bootstrap, "txn-out", "3", "3"]);
+    crate::broker::kcat(
+        &["-b", &cluster.addr(1), "-P", "-t", "orders"],
+        &(0..300).map(|i| format!("order-{i}\n")).collect::<String>(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+
+    // A group commits through its coordinator; the coordinator's broker dies; the group's
+    // offsets are on the broker elected in its place.
+    let coordinator_file = dir.path().join("coordinator");
+    python_clients(
+        "replication.py",
+        &["group-commit", &bootstrap, "orders", "billing", "120", coordinator_file.to_str().unwrap()],
+    );
+    let coordinator: usize = std::fs::read_to_string(&coordinator_file).unwrap().trim().parse().unwrap();
+    cluster.kill(coordinator);
+    let others: Vec<String> = (1..=3).filter(|n| *n != coordinator).map(|n| cluster.addr(n)).collect();
+    python_clients("replication.py", &["group-resume", &others.join(","), "orders", "billing", "120"]);
+    cluster.nodes[coordinator - 1] = Some(cluster.start_node(coordinator));
+    let alive = if coordinator == 1 { 2 } else { 1 };
+    cluster.metadata_until(alive, "orders", |m| placement(m).iter().all(|(l, isr)| *l > 0 && isr.len() == 3));
+
+    // A transaction whose coordinator dies between its writes and its commit is committed by
+    // the next one, which loaded it from its copy of __transaction_state.
+    let (python, script) = python_script("replication.py");
+    let txn = Command::new(&python)
+        .arg(&script)
+        .args(["txn-failover", &bootstrap, "txn-out", dir.path().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !dir.path().join("ready").exists() {
+        assert!(Instant::now() < deadline, "the transaction never got its records written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let state =
+        cluster.metadata_until(alive, "__transaction_state", |m| placement(m).first().is_some_and(|(l, _)| *l > 0));
+    let txn_coordinator = placement(&state)[0].0 as usize;
+    cluster.kill(txn_coordinator);
+    std::fs::write(dir.path().join("killed"), "").unwrap();
+    let out = txn.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
+    cluster.nodes[txn_coordinator - 1] = Some(cluster.start_node(txn_coordinator));
+    cluster.stop();
+}

@@ -53,6 +53,7 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::Produce, 0, 9, produce::serve),
     api(ApiKey::Fetch, 4, 12, fetch::serve_fetch),
     api(ApiKey::ListOffsets, 1, 7, fetch::serve_list_offsets),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4, fetch::serve_offsets_for_leader_epoch),
     api(ApiKey::Metadata, 0, 12, topics::serve_metadata),
     api(ApiKey::ApiVersions, 0, 3, serve_api_versions),
     api(ApiKey::CreateTopics, 2, 7, topics::serve_create_topics),

@@ -111,6 +111,23 @@ impl ErrorForm for ListOffsetsResponse {
     }
 }
 
+impl ErrorForm for OffsetForLeaderEpochResponse {
+    fn error_form(&self, code: i16, _version: i16) -> Self {
+        use offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+        let topics = self.topics.iter().map(|t| {
+            let partitions = t.partitions.iter().map(|p| {
+                EpochEndOffset::default()
+                    .with_partition(p.partition)
+                    .with_error_code(code)
+                    .with_leader_epoch(-1)
+                    .with_end_offset(-1)
+            });
+            OffsetForLeaderTopicResult::default().with_topic(t.topic.clone()).with_partitions(partitions.collect())
+        });
+        OffsetForLeaderEpochResponse::default().with_topics(topics.collect())
+    }
+}
+
 impl ErrorForm for MetadataResponse {
     fn error_form(&self, code: i16, _version: i16) -> Self {
         use metadata_response::MetadataResponseTopic;

@@ -188,12 +188,22 @@ impl Broker {
             let participants = crate::cluster::participants::ClusterParticipants::new(cluster.clone(), local);
             served.transactions =
                 Transactions::with_participants(served.log.clone(), served.offsets.clone(), Arc::new(participants));
+            // Coordinators move with the leadership of their topics' partitions.
+            let follow = crate::cluster::coordinators::follow(
+                cluster.clone(),
+                served.offsets.clone(),
+                served.transactions.clone(),
+            );
+            cluster.spawn(follow);
         }
         served.cluster = cluster.clone();
         served.coordinator.start_expiry();
         served.offsets.start_expiry(served.coordinator.clone());
-        // Transactions a previous run decided are completed before any client is served.
-        served.transactions.load().await?;
+        // Transactions a previous run decided are completed before any client is served. (In a
+        // cluster, by the broker that leads `__transaction_state` once it has loaded it.)
+        if served.cluster.is_none() {
+            served.transactions.load().await?;
+        }
         match &served.cluster {
             // A cluster's ACLs and dynamic configs are its metadata's.
             Some(cluster) => {

@@ -131,3 +131,5 @@ pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
 pub const INVALID_UPDATE_VERSION: i16 = 95;
 /// An AlterPartition named a replica that may not join the ISR (fenced, or not a replica).
 pub const INELIGIBLE_REPLICA: i16 = 107;
+/// The coordinator is loading its state (it just took its partition over): retry shortly.
+pub const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;

@@ -168,6 +168,44 @@ type Offsets = HashMap<String, BTreeMap<TopicPartition, OffsetAndMetadata>>;
 type Pending = HashMap<(u32, i64), Offsets>;
 
 /// Adds a committed transaction's offsets to the groups'.
+/// The offsets one partition of `__consumer_offsets` holds, and those transactions committed
+/// there that wait for their markers, read from its log start to its log end.
+async fn read_partition(log: &Log, partition: u32) -> Result<(Offsets, Pending)> {
+    let mut offsets = Offsets::new();
+    let mut pending = Pending::new();
+    log.for_each_stored_batch(OFFSETS_TOPIC, partition, |batch| {
+        let producer = (partition, batch.producer_id());
+        if batch.is_control() {
+            // A transaction's end: its offsets become the groups' on commit.
+            let committed = pending.remove(&producer);
+            if let (Marker::Commit, Some(committed)) = (Marker::of(batch)?, committed) {
+                merge(&mut offsets, committed);
+            }
+            return Ok(());
+        }
+        let target = if batch.is_transactional() { pending.entry(producer).or_default() } else { &mut offsets };
+        for record in batch.records()? {
+            let record = record?;
+            let Some(key) = record.key else { continue };
+            let Some((group, tp)) = decode_key(key)? else { continue };
+            match record.value {
+                Some(value) => {
+                    target.entry(group).or_default().insert(tp, decode_value(value)?);
+                }
+                None => {
+                    if let Some(g) = target.get_mut(&group) {
+                        g.remove(&tp);
+                    }
+                }
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    offsets.retain(|_, g| !g.is_empty());
+    Ok((offsets, pending))
+}
+
 fn merge(offsets: &mut Offsets, committed: Offsets) {
     for (group, tps) in committed {
         offsets.entry(group).or_default().extend(tps);
@@ -177,6 +215,10 @@ fn merge(offsets: &mut Offsets, committed: Offsets) {
 /// When each group was last seen with members, by the expiry (in memory: after a restart a group
 /// counts as seen at the first check, so expiry only ever comes later).
 type LastLive = std::sync::Mutex<HashMap<String, i64>>;
+
+/// How long a commit waits for the replicas of its `__consumer_offsets` partition (Kafka's
+/// `offsets.commit.timeout.ms`).
+pub const COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Consumer-group offsets over the log.
 #[derive(Debug, Clone)]
@@ -202,37 +244,10 @@ impl GroupOffsets {
         let mut offsets = Offsets::new();
         let mut pending = Pending::new();
         for partition in 0..n_partitions {
-            log.for_each_batch(OFFSETS_TOPIC, partition, |batch| {
-                let producer = (partition, batch.producer_id());
-                if batch.is_control() {
-                    // A transaction's end: its offsets become the groups' on commit.
-                    let committed = pending.remove(&producer);
-                    if let (Marker::Commit, Some(committed)) = (Marker::of(batch)?, committed) {
-                        merge(&mut offsets, committed);
-                    }
-                    return Ok(());
-                }
-                let target = if batch.is_transactional() { pending.entry(producer).or_default() } else { &mut offsets };
-                for record in batch.records()? {
-                    let record = record?;
-                    let Some(key) = record.key else { continue };
-                    let Some((group, tp)) = decode_key(key)? else { continue };
-                    match record.value {
-                        Some(value) => {
-                            target.entry(group).or_default().insert(tp, decode_value(value)?);
-                        }
-                        None => {
-                            if let Some(g) = target.get_mut(&group) {
-                                g.remove(&tp);
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            })
-            .await?;
+            let (loaded, waiting) = read_partition(&log, partition).await?;
+            offsets.extend(loaded);
+            pending.extend(waiting);
         }
-        offsets.retain(|_, g| !g.is_empty());
         let shared = Shared {
             log,
             n_partitions,
@@ -241,6 +256,22 @@ impl GroupOffsets {
             last_live: LastLive::default(),
         };
         Ok(GroupOffsets { shared: Arc::new(shared) })
+    }
+
+    /// Loads again what partition `partition` of `__consumer_offsets` holds, in place of what
+    /// this store had of its groups: this broker took the partition over (in a cluster, it
+    /// became its leader), and its copy is now the groups' truth.
+    pub async fn load_partition(&self, partition: u32) -> Result<()> {
+        let (loaded, waiting) = read_partition(&self.shared.log, partition).await?;
+        {
+            let mut offsets = self.shared.offsets.write().expect("offsets lock");
+            offsets.retain(|group, _| self.partition_for(group) != partition);
+            offsets.extend(loaded);
+        }
+        let mut pending = self.shared.pending.lock().expect("pending offsets lock");
+        pending.retain(|(p, _), _| *p != partition);
+        pending.extend(waiting);
+        Ok(())
     }
 
     /// The partition of `__consumer_offsets` that holds `group`'s offsets (Kafka's rule).
@@ -310,7 +341,10 @@ impl GroupOffsets {
             builder.push(Some(&encode_key(group, tp)?), Some(&encode_value(offset)?), &[], now);
         }
         let partition = self.partition_for(group);
-        self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
+        let info = self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
+        // Answered once every replica of the group's partition has it, as Kafka's coordinator
+        // writes with acks=all: a commit answered is never lost with its coordinator.
+        self.shared.log.wait_replicated(OFFSETS_TOPIC, partition, info.last_offset, COMMIT_TIMEOUT).await?;
         Ok(Some((partition, stored)))
     }
 

@@ -221,7 +221,8 @@ impl LocalParticipants {
     ) -> Result<()> {
         let marker = if commit { Marker::Commit } else { Marker::Abort };
         let batch = marker.batch(producer_id, producer_epoch, coordinator_epoch, self.log.clock().now_ms());
-        self.log.append(topic, partition, batch).await?;
+        let info = self.log.append(topic, partition, batch).await?;
+        self.log.wait_replicated(topic, partition, info.last_offset, crate::group::COMMIT_TIMEOUT).await?;
         if topic == crate::group::OFFSETS_TOPIC {
             self.offsets.complete_transaction(partition, producer_id, commit);
         }
@@ -325,37 +326,70 @@ impl Transactions {
         self.inner.loaded.get_or_try_init(|| self.load_once()).await.map(|_| ())
     }
 
+    /// Loads the state again from `__transaction_state`, in place of what this coordinator
+    /// had: it took the topic over (in a cluster, it became its leader), and its copy is now the
+    /// transactions' truth. Decided transactions are completed, as after a restart.
+    pub async fn reload(&self) -> Result<()> {
+        if self.inner.loaded.initialized() {
+            self.load_once().await
+        } else {
+            self.load().await
+        }
+    }
+
+    /// Forgets the state: this broker no longer coordinates the transactions (another leads
+    /// `__transaction_state`), so nothing it remembers may be acted on, and a later
+    /// [`Transactions::reload`] reads it afresh.
+    pub fn unload(&self) {
+        self.inner.entries.lock().expect("entries lock").clear();
+    }
+
     async fn load_once(&self) -> Result<()> {
         let log = &self.inner.log;
         log.ensure_compacted_topic(TRANSACTION_STATE_TOPIC, 1).await?;
         let mut records: HashMap<String, TxnRecord> = HashMap::new();
-        log.for_each_record(TRANSACTION_STATE_TOPIC, 0, |record| {
-            let Some(key) = record.key else { return Ok(()) };
-            let id = String::from_utf8(key.to_vec())
-                .map_err(|_| Error::Decode("a transactional id that is not UTF-8".into()))?;
-            // A tombstone: the id expired.
-            let Some(value) = record.value else {
-                records.remove(&id);
-                return Ok(());
-            };
-            let mut state: TxnRecord = serde_json::from_slice(value)
-                .map_err(|e| Error::Decode(format!("the state of transactional id {id:?}: {e}")))?;
-            if state.updated_ms == 0 {
-                // Stored before ids expired: its time is the record's.
-                state.updated_ms = record.timestamp;
+        log.for_each_stored_batch(TRANSACTION_STATE_TOPIC, 0, |batch| {
+            for record in batch.records()? {
+                Self::read_record(&mut records, record?)?;
             }
-            records.insert(id, state);
             Ok(())
         })
         .await?;
         let n = records.len();
         {
             let mut entries = self.inner.entries.lock().expect("entries lock");
+            entries.clear();
             for (id, record) in records {
                 entries.insert(id, Arc::new(Mutex::new(Entry { record: Some(record) })));
             }
         }
-        // Decisions stored before a crash are carried out now.
+        self.complete_loaded().await?;
+        tracing::debug!(n, "transaction state loaded");
+        Ok(())
+    }
+
+    /// Applies one record of `__transaction_state` to the state being loaded.
+    fn read_record(records: &mut HashMap<String, TxnRecord>, record: freshet_log::batch::RecordView<'_>) -> Result<()> {
+        let Some(key) = record.key else { return Ok(()) };
+        let id = String::from_utf8(key.to_vec())
+            .map_err(|_| Error::Decode("a transactional id that is not UTF-8".into()))?;
+        // A tombstone: the id expired.
+        let Some(value) = record.value else {
+            records.remove(&id);
+            return Ok(());
+        };
+        let mut state: TxnRecord = serde_json::from_slice(value)
+            .map_err(|e| Error::Decode(format!("the state of transactional id {id:?}: {e}")))?;
+        if state.updated_ms == 0 {
+            // Stored before ids expired: its time is the record's.
+            state.updated_ms = record.timestamp;
+        }
+        records.insert(id, state);
+        Ok(())
+    }
+
+    /// Carries out the decisions stored before a crash or a change of coordinator.
+    async fn complete_loaded(&self) -> Result<()> {
         for (id, entry) in self.all_entries() {
             let mut entry = entry.lock().await;
             let Some(record) = entry.record.clone() else { continue };
@@ -374,7 +408,6 @@ impl Transactions {
                 Err(e) => return Err(e.into()),
             }
         }
-        tracing::debug!(n, "transaction state loaded");
         Ok(())
     }
 
@@ -395,7 +428,11 @@ impl Transactions {
         let value = serde_json::to_vec(record).map_err(|e| storage(Error::Internal(e.to_string())))?;
         let mut builder = BatchBuilder::default();
         builder.push(Some(id.as_bytes()), Some(&value), &[], self.now_ms());
-        self.inner.log.append(TRANSACTION_STATE_TOPIC, 0, builder.finish()).await.map_err(storage)?;
+        let log = &self.inner.log;
+        let info = log.append(TRANSACTION_STATE_TOPIC, 0, builder.finish()).await.map_err(storage)?;
+        log.wait_replicated(TRANSACTION_STATE_TOPIC, 0, info.last_offset, crate::group::COMMIT_TIMEOUT)
+            .await
+            .map_err(storage)?;
         Ok(())
     }
 

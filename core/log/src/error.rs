@@ -53,6 +53,28 @@ pub enum Error {
         /// What check failed.
         detail: String,
     },
+    /// The in-sync replicas of a partition did not all reach an offset in time: the write is
+    /// in the leader's log, but not yet safe from the leader's loss (Kafka's REQUEST_TIMED_OUT).
+    #[error("the in-sync replicas of {topic}-{partition} did not all reach offset {offset} within {waited_ms} ms")]
+    NotReplicated {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The offset waited for.
+        offset: i64,
+        /// How long it waited.
+        waited_ms: u64,
+    },
+    /// The partition's copy here is a follower's: only its leader appends (Kafka's
+    /// NOT_LEADER_OR_FOLLOWER).
+    #[error("this copy of {topic}-{partition} is a follower's: append to its leader")]
+    NotLeader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+    },
     /// The topic does not exist.
     #[error("unknown topic \"{0}\"")]
     UnknownTopic(String),

@@ -16,7 +16,7 @@
 //!
 //! The set of leaders and partitions is the metadata image's, read again on every round.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,25 +65,16 @@ fn followed(image: &MetadataImage, me: BrokerId) -> BTreeMap<BrokerId, Vec<Follo
     by_leader
 }
 
-/// Keeps one fetcher per leader this broker follows partitions of.
+/// Keeps one fetcher per leader this broker follows partitions of. (Which copies are a
+/// follower's is set with the image, by [`super::replica::Replicas::on_image`]; a batch that
+/// arrives for a copy no longer a follower's is refused by the log.)
 pub(super) async fn run(node: Arc<ClusterNode>, log: Log) {
     let me = node.config.node_id;
     let mut images = node.images();
     let mut fetchers: BTreeMap<BrokerId, JoinHandle<()>> = BTreeMap::new();
-    let mut following: BTreeSet<(String, i32)> = BTreeSet::new();
     loop {
         let image = images.borrow_and_update().clone();
         let by_leader = followed(&image, me);
-        // A partition that just became a follower here shows no more than it has: its high
-        // watermark waits for its leader's.
-        let now: BTreeSet<(String, i32)> =
-            by_leader.values().flatten().map(|f| (f.topic.clone(), f.partition)).collect();
-        for (topic, partition) in now.difference(&following) {
-            if let Ok(p) = log.partition(topic, *partition as u32) {
-                let _ = log.bound_high_watermark(topic, *partition as u32, Some(p.offsets().1), false);
-            }
-        }
-        following = now;
         fetchers.retain(|leader, task| {
             let keep = by_leader.contains_key(leader) && !task.is_finished();
             if !keep {
@@ -158,6 +149,9 @@ fn request(log: &Log, me: BrokerId, partitions: &[Followed]) -> FetchRequest {
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
     for f in partitions {
         let Ok(p) = log.partition(&f.topic, f.partition as u32) else { continue };
+        if !p.is_follower() {
+            continue;
+        }
         let (start, _, end) = p.offsets();
         topics.entry(&f.topic).or_default().push(
             FetchPartition::default()

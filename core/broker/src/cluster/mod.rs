@@ -10,6 +10,7 @@
 //! and each partition's leader, Produce and Fetch go to a partition's leader only, admin requests
 //! are forwarded to the active controller.
 
+pub(crate) mod coordinators;
 mod fetcher;
 mod link;
 pub(crate) mod participants;
@@ -146,6 +147,9 @@ pub(crate) struct ClusterNode {
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
     /// The partitions this broker leads and their followers (a broker only).
     pub(crate) replicas: Option<Arc<replica::Replicas>>,
+    /// The coordinators' partitions whose state this broker has loaded, with the leader epoch
+    /// it loaded them at (see [`coordinators`]).
+    coordinators: std::sync::Mutex<BTreeMap<(String, i32), i32>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -231,6 +235,7 @@ impl ClusterNode {
             replicas: broker.as_ref().map(|(log, _)| {
                 Arc::new(replica::Replicas::new(config.node_id, log.clone(), config.replica_lag_max, weak.clone()))
             }),
+            coordinators: std::sync::Mutex::new(BTreeMap::new()),
             tasks: std::sync::Mutex::new(tasks),
         });
         if let Some((log, endpoint)) = broker {
@@ -270,6 +275,17 @@ impl ClusterNode {
         let Ok(epoch) = epochs.wait_for(Option::is_some).await.map(|e| *e) else { return };
         let mut images = self.image.clone();
         let _ = images.wait_for(|i| i.brokers.get(&me).is_some_and(|b| Some(b.epoch) == epoch && !b.fenced)).await;
+    }
+
+    /// Whether the coordinators' state of `topic`-`partition` is loaded for leader epoch
+    /// `epoch`.
+    pub(crate) fn coordinator_loaded(&self, topic: &str, partition: i32, epoch: i32) -> bool {
+        self.coordinators.lock().expect("coordinators lock").get(&(topic.to_owned(), partition)) == Some(&epoch)
+    }
+
+    /// Runs `task` with the node's own tasks: stopped with the node.
+    pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.tasks.lock().expect("cluster tasks lock").push(tokio::spawn(task));
     }
 
     /// A receiver of every new image.

@@ -88,19 +88,43 @@ impl Replicas {
     /// Follows a new image: partitions this broker now leads start their epoch in the log and
     /// forget the followers' progress under the previous leadership; those it no longer leads
     /// are dropped; the ISR and epochs are the image's.
+    ///
+    /// Every copy's role is set here, from the image alone: a copy whose partition another
+    /// broker leads takes only that leader's batches (and shows no more than it has until the
+    /// leader's high watermark arrives), a led one takes appends. Leadership counts only in an
+    /// image that has this process's registration: the image a restarted broker starts from
+    /// may still name it leader of what others lead now.
     pub(crate) fn on_image(&self, image: &MetadataImage) {
         let now = Instant::now();
+        let registered = self
+            .node
+            .upgrade()
+            .and_then(|n| *n.epoch.borrow())
+            .is_some_and(|epoch| image.brokers.get(&self.me).is_some_and(|b| b.epoch == epoch));
         let mut led = self.led.lock().expect("replicas lock");
         let mut still = BTreeSet::new();
         for (topic, index, p) in image.partitions() {
-            if p.leader != self.me {
+            if !p.replicas.contains(&self.me) {
+                continue;
+            }
+            let Ok(partition) = self.log.partition(&topic.name, index as u32) else { continue };
+            if p.leader != self.me && p.leader != NO_LEADER && !partition.is_follower() {
+                partition.set_follower(true);
+                let hw = partition.offsets().1;
+                if let Err(error) = self.log.bound_high_watermark(&topic.name, index as u32, Some(hw), false) {
+                    tracing::warn!(topic = %topic.name, partition = index, %error, "high watermark not bounded");
+                }
+                tracing::info!(topic = %topic.name, partition = index, leader = p.leader, epoch = p.leader_epoch, "following");
+            }
+            if p.leader != self.me || !registered {
                 continue;
             }
             let key = (topic.name.clone(), index);
             still.insert(key.clone());
-            let Ok(partition) = self.log.partition(&topic.name, index as u32) else { continue };
             let fresh = led.get(&key).is_none_or(|l| l.leader_epoch != p.leader_epoch || l.topic_id != topic.id);
             if fresh {
+                // From here on the copy takes appends, not its old leader's batches.
+                partition.set_follower(false);
                 if p.leader_epoch > partition.latest_epoch() {
                     if let Err(error) = partition.bump_leader_epoch(p.leader_epoch) {
                         tracing::warn!(topic = %topic.name, partition = index, %error, "leader epoch not recorded");

@@ -341,7 +341,10 @@ pub(crate) fn not_coordinator(served: &Served, key_type: i8, key: &str) -> Optio
     };
     let image = cluster.image();
     match image.topic(topic).and_then(|t| t.partitions.get(&partition)) {
-        Some(p) if p.leader == cluster.config.node_id => None,
+        Some(p) if p.leader == cluster.config.node_id => {
+            (!cluster.coordinator_loaded(topic, partition, p.leader_epoch))
+                .then_some(code::COORDINATOR_LOAD_IN_PROGRESS)
+        }
         Some(p) if p.leader == NO_LEADER => Some(code::COORDINATOR_NOT_AVAILABLE),
         Some(_) => Some(code::NOT_COORDINATOR),
         None => Some(code::COORDINATOR_NOT_AVAILABLE),

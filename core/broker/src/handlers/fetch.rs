@@ -1,4 +1,4 @@
-//! Fetch and ListOffsets: reads of the log, batches served as stored.
+//! Fetch, ListOffsets and OffsetForLeaderEpoch: reads of the log, batches served as stored.
 
 use std::time::Duration;
 
@@ -7,7 +7,8 @@ use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{
     fetch_response::FetchableTopicResponse, fetch_response::PartitionData,
     list_offsets_response::ListOffsetsPartitionResponse, list_offsets_response::ListOffsetsTopicResponse, BrokerId,
-    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse,
+    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
 };
 
 use freshet_coord::code;
@@ -222,6 +223,61 @@ async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Acc
         topics.push(ListOffsetsTopicResponse::default().with_name(topic.name).with_partitions(partitions));
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// OffsetForLeaderEpoch: where each asked epoch ended in this leader's log, by Kafka's rule
+/// (the current epoch ends at the log end; an older one where the next began, with the largest
+/// epoch at or below the one asked). A consumer asks after a leader change, to learn whether
+/// the records it read before are still the partition's; a follower, to find where its log
+/// parted from its leader's. Consumers need DESCRIBE on the topic, followers CLUSTER_ACTION.
+async fn offsets_for_leader_epoch(
+    request: OffsetForLeaderEpochRequest,
+    served: &Served,
+    access: &Access<'_>,
+) -> OffsetForLeaderEpochResponse {
+    use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+    let replica = request.replica_id.0 >= 0;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name = topic.topic.0.to_string();
+        let allowed = if replica { access.cluster(op::CLUSTER_ACTION) } else { access.topic(op::DESCRIBE, &name) };
+        let partitions = topic
+            .partitions
+            .into_iter()
+            .map(|p| {
+                let out =
+                    EpochEndOffset::default().with_partition(p.partition).with_leader_epoch(-1).with_end_offset(-1);
+                if !allowed {
+                    let refusal =
+                        if replica { code::CLUSTER_AUTHORIZATION_FAILED } else { code::TOPIC_AUTHORIZATION_FAILED };
+                    return out.with_error_code(refusal);
+                }
+                if let Some(cluster) = &served.cluster {
+                    if let Err(n) = cluster.check_leader(&name, p.partition, p.current_leader_epoch) {
+                        return out.with_error_code(n.code);
+                    }
+                }
+                match u32::try_from(p.partition).map(|i| served.log.partition(&name, i)) {
+                    Ok(Ok(partition)) => {
+                        let (epoch, end) = partition.end_offset_for_epoch(p.leader_epoch);
+                        out.with_leader_epoch(epoch).with_end_offset(end)
+                    }
+                    Ok(Err(e)) => out.with_error_code(error_code(&e)),
+                    Err(_) => out.with_error_code(code::UNKNOWN_TOPIC_OR_PARTITION),
+                }
+            })
+            .collect();
+        topics.push(OffsetForLeaderTopicResult::default().with_topic(topic.topic).with_partitions(partitions));
+    }
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}
+
+/// OffsetForLeaderEpoch.
+pub(crate) fn serve_offsets_for_leader_epoch(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request = r.decode()?;
+        r.respond(&offsets_for_leader_epoch(request, r.served, &r.access()).await)
+    })
 }
 
 /// Fetch (long-poll with max wait and min bytes; `read_committed` stops at the last stable

@@ -301,6 +301,24 @@ async fn fetch_and_list_offsets(c: &mut Client) {
             assert_eq!(found[3], 2, "ListOffsets v{v}: max timestamp (the first record at 1002)");
         }
     }
+    for v in versions(ApiKey::OffsetForLeaderEpoch) {
+        use offset_for_leader_epoch_request::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+        let asked = |epoch: i32| {
+            OffsetForLeaderPartition::default().with_partition(0).with_current_leader_epoch(0).with_leader_epoch(epoch)
+        };
+        let mut req = OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(topic("t"))
+            .with_partitions(vec![asked(0), asked(4), OffsetForLeaderPartition::default().with_partition(7)])]);
+        if v >= 3 {
+            req = req.with_replica_id(BrokerId(-1));
+        }
+        let r: OffsetForLeaderEpochResponse = c.call(ApiKey::OffsetForLeaderEpoch, v, &req).await;
+        let p = &r.topics[0].partitions;
+        assert_eq!((p[0].error_code, p[0].leader_epoch), (code::NONE, 0), "OffsetForLeaderEpoch v{v}");
+        assert!(p[0].end_offset > 0, "OffsetForLeaderEpoch v{v}: epoch 0 ends at the log end");
+        assert_eq!((p[1].leader_epoch, p[1].end_offset), (-1, -1), "OffsetForLeaderEpoch v{v}: an unknown epoch");
+        assert_eq!(p[2].error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "OffsetForLeaderEpoch v{v}");
+    }
 }
 
 async fn topics(c: &mut Client) {

@@ -820,6 +820,32 @@ impl Log {
         Ok(leo)
     }
 
+    /// Waits until a partition's high watermark passes `last_offset`: every in-sync replica
+    /// holds it (at once for a partition with one copy, after its fsync with fsync durability).
+    /// What coordinators wait for before answering, as Kafka's write their topics with
+    /// `acks=all`.
+    pub async fn wait_replicated(
+        &self,
+        topic: &str,
+        partition: u32,
+        last_offset: i64,
+        timeout: Duration,
+    ) -> Result<()> {
+        let p = self.partition(topic, partition)?;
+        let mut hw = p.watch_high_watermark();
+        let waited = tokio::time::timeout(timeout, hw.wait_for(|hw| *hw > last_offset)).await.map(|r| r.is_ok());
+        match waited {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Error::Closed),
+            Err(_) => Err(Error::NotReplicated {
+                topic: topic.to_owned(),
+                partition,
+                offset: last_offset,
+                waited_ms: timeout.as_millis() as u64,
+            }),
+        }
+    }
+
     /// Cuts a follower's copy back to `offset` (below its log start: empties it and starts it
     /// there). Returns the new log end.
     pub async fn truncate_replica(&self, topic: &str, partition: u32, offset: i64) -> Result<i64> {
@@ -925,11 +951,37 @@ impl Log {
         &self,
         topic: &str,
         partition: u32,
+        f: impl FnMut(&crate::batch::BatchView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(topic, partition, false, f).await
+    }
+
+    /// Like [`Log::for_each_batch`], up to the log end rather than the high watermark: what a
+    /// coordinator taking over a partition of its topic loads (its log is the partition's now;
+    /// the high watermark catches up with it once the followers fetch).
+    pub async fn for_each_stored_batch(
+        &self,
+        topic: &str,
+        partition: u32,
+        f: impl FnMut(&crate::batch::BatchView<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.scan(topic, partition, true, f).await
+    }
+
+    async fn scan(
+        &self,
+        topic: &str,
+        partition: u32,
+        to_log_end: bool,
         mut f: impl FnMut(&crate::batch::BatchView<'_>) -> Result<()>,
     ) -> Result<()> {
         let mut position = self.list_offset(topic, partition, OffsetSpec::Earliest).await?.map_or(0, |o| o.0);
         loop {
-            let fetched = self.read(topic, partition, position, 1 << 20).await?;
+            let fetched = if to_log_end {
+                self.read_replica(topic, partition, position, ReadLimit::AtLeastOne(1 << 20)).await?
+            } else {
+                self.read(topic, partition, position, 1 << 20).await?
+            };
             if fetched.batches.is_empty() {
                 return Ok(());
             }

@@ -15,6 +15,7 @@ async fn pair(dir: &std::path::Path) -> (Log, Log) {
     for log in [&leader, &follower] {
         log.create_topic("t", 1, configs(&[("segment.bytes", "2048")])).await.unwrap();
     }
+    follower.partition("t", 0).unwrap().set_follower(true);
     (leader, follower)
 }
 
@@ -73,11 +74,16 @@ async fn a_follower_holds_the_leaders_batches_as_stored() {
     let fp = follower.partition("t", 0).unwrap();
     assert_eq!(fp.leader_epochs(), vec![(0, 0), (3, 15)], "the follower learned epoch 3 where it began");
     assert_eq!(fp.producers(), lp.producers(), "producer state rebuilt from what was replicated");
-    // A retry of a replicated batch is recognized on the follower once it leads.
+    // A follower's copy takes no appends; once it leads, a retry of a replicated batch is
+    // recognized.
+    let err = follower.append("t", 0, idempotent(7, 27, 3)).await.unwrap_err();
+    assert!(matches!(err, Error::NotLeader { .. }), "{err}");
+    fp.set_follower(false);
     let retry = follower.append("t", 0, idempotent(7, 27, 3)).await.unwrap();
     assert_eq!(retry.base_offset, 27, "a duplicate is answered with its stored offsets");
     assert_eq!(fp.offsets().2, leo, "and not stored again");
     // A batch that does not start at the follower's log end is refused and changes nothing.
+    fp.set_follower(true);
     let gap = leader.read_replica("t", 0, 3, ReadLimit::AtLeastOne(1)).await.unwrap();
     let err = follower.append_replicated("t", 0, gap.batches).await.unwrap_err();
     assert!(matches!(err, Error::InvalidBatch(ref m) if m.contains("starts at offset 3")), "{err}");
@@ -94,6 +100,7 @@ async fn a_diverged_follower_truncates_to_where_the_epochs_agree() {
     replicate(&leader, &follower).await;
     // The follower led epoch 1 for a while and wrote what nobody else has.
     let fp = follower.partition("t", 0).unwrap();
+    fp.set_follower(false);
     fp.bump_leader_epoch(1).unwrap();
     for seq in 0..3 {
         follower.append("t", 0, idempotent(2, seq * 2, 2)).await.unwrap();
@@ -103,6 +110,7 @@ async fn a_diverged_follower_truncates_to_where_the_epochs_agree() {
     lp.bump_leader_epoch(2).unwrap();
     leader.append("t", 0, idempotent(3, 0, 5)).await.unwrap();
     assert_eq!(fp.latest_epoch(), 1);
+    fp.set_follower(true);
     // The leader says where epoch 1 ended in its log: it never had epoch 1, so epoch 0 ends at 8.
     assert_eq!(lp.end_offset_for_epoch(1), (0, 8));
     assert_eq!(lp.end_offset_for_epoch(2), (2, 13));
@@ -128,7 +136,9 @@ async fn a_diverged_follower_truncates_to_where_the_epochs_agree() {
 async fn a_follower_far_behind_the_leaders_log_start_starts_again_there() {
     let dir = tempfile::tempdir().unwrap();
     let (leader, follower) = pair(dir.path()).await;
+    follower.partition("t", 0).unwrap().set_follower(false);
     follower.append("t", 0, idempotent(9, 0, 2)).await.unwrap();
+    follower.partition("t", 0).unwrap().set_follower(true);
     for seq in 0..40 {
         leader.append("t", 0, idempotent(1, seq * 2, 2)).await.unwrap();
     }

@@ -208,6 +208,9 @@ pub(crate) struct State {
     /// the lowest log end among the other in-sync replicas; on a follower, its leader's high
     /// watermark. `None`: this copy alone decides (one copy, or a leader alone in sync).
     hw_bound: Option<i64>,
+    /// A follower's copy takes only its leader's batches ([`Partition::append_replicated`]);
+    /// a leader's (or a lone copy's) only appends.
+    follower: bool,
     closed: Option<Closed>,
     /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
     /// disk, so the partition takes no more appends until it is reopened (and recovered).
@@ -380,6 +383,7 @@ impl Partition {
             cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
             leader_epochs: checkpoint.leader_epochs,
             hw_bound: None,
+            follower: false,
             closed: None,
             failed: None,
             producers: ProducerState::default(),
@@ -528,9 +532,10 @@ impl Partition {
         let config = self.config();
         let now = self.clock.now_ms();
         let mut state = self.lock();
-        if state.closed.is_some() || state.failed.is_some() {
+        if state.closed.is_some() || state.failed.is_some() || state.follower {
             for item in items {
                 let error = match (&state.failed, state.closed) {
+                    (None, None) => Error::NotLeader { topic: self.topic.clone(), partition: self.index },
                     (Some(failure), _) => Error::Internal(format!(
                         "partition {}-{} is offline after a failed fsync ({failure}); reopen the log to recover it",
                         self.topic, self.index

@@ -55,6 +55,18 @@ impl Partition {
         self.high_watermark_tx.send_replace(target);
     }
 
+    /// Makes this copy a follower's (it takes only its leader's batches, and appends are refused
+    /// with [`Error::NotLeader`]) or a leader's. Atomic with appends: a batch is taken or refused
+    /// wholly in one role.
+    pub fn set_follower(&self, follower: bool) {
+        self.lock().follower = follower;
+    }
+
+    /// Whether this copy is a follower's.
+    pub fn is_follower(&self) -> bool {
+        self.lock().follower
+    }
+
     /// Bounds the high watermark by what the other replicas hold: on a leader, the lowest log
     /// end among the other in-sync replicas (`None` when it is alone in sync); on a follower, its
     /// leader's high watermark, which may be below this copy's (`may_lower`). The high watermark
@@ -94,6 +106,12 @@ impl Partition {
         }
         if state.closed.is_some() {
             return Err(Error::Closed);
+        }
+        if !state.follower {
+            return Err(Error::InvalidBatch(format!(
+                "{}-{} is not a follower's copy: it takes no replicated batches",
+                self.topic, self.index
+            )));
         }
         let mut pending: Vec<&[u8]> = Vec::new();
         let mut ranges: Vec<(i64, i64)> = Vec::new();

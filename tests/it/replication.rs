@@ -156,3 +156,69 @@ fn coordinators_move_with_their_partitions_when_their_broker_dies() {
     cluster.nodes[txn_coordinator - 1] = Some(cluster.start_node(txn_coordinator));
     cluster.stop();
 }
+
+#[test]
+fn a_partition_moves_to_another_broker_while_a_producer_writes_to_it() {
+    let mut cluster = FreshetCluster::start_with(3, "replica.lag.time.max.ms=3000\n");
+    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let tool = |class: &str, args: &[&str]| {
+        let mut all = vec!["--bootstrap-server", bootstrap.as_str()];
+        all.extend_from_slice(args);
+        crate::peer::kafka_tool(class, &all, "")
+    };
+    let topics = "org.apache.kafka.tools.TopicCommand";
+    let out = tool(topics, &["--create", "--topic", "moving", "--replica-assignment", "1"]);
+    assert!(out.contains("Created topic moving."), "{out}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let (stop, acks) = (dir.path().join("stop"), dir.path().join("acks"));
+    let (python, script) = python_script("replication.py");
+    let producer = Command::new(&python)
+        .arg(&script)
+        .args(["produce", &bootstrap, "moving", stop.to_str().unwrap(), acks.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let acked = || std::fs::read_to_string(&acks).map_or(0, |a| a.lines().count());
+    let wait_acked = |more: usize| {
+        let target = acked() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acked() < target {
+            assert!(Instant::now() < deadline, "the producer stalled at {} acknowledged records", acked());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_acked(3000);
+
+    // Kafka's reassignment tool moves it from broker 1 to broker 3 while the producer writes.
+    let plan = dir.path().join("plan.json");
+    std::fs::write(&plan, r#"{"version":1,"partitions":[{"topic":"moving","partition":0,"replicas":[3]}]}"#).unwrap();
+    let reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
+    let out = tool(reassign, &["--execute", "--reassignment-json-file", plan.to_str().unwrap()]);
+    assert!(out.contains("Successfully started partition reassignment"), "{out}");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = tool(reassign, &["--verify", "--reassignment-json-file", plan.to_str().unwrap()]);
+        if out.contains("Reassignment of partition moving-0 is completed") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the move never completed:\n{out}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let moved = cluster.metadata_until(2, "moving", |m| placement(m) == [(3, vec![3])]);
+    assert!(moved.contains("replicas: 3,"), "{moved}");
+    wait_acked(3000);
+    std::fs::write(&stop, "").unwrap();
+    let out = producer.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    eprintln!("producer: {said}");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
+    // Broker 1 gone, every acknowledged record is read from broker 3, once, where it was
+    // acknowledged.
+    cluster.kill(1);
+    let rest = format!("{},{}", cluster.addr(2), cluster.addr(3));
+    python_clients("replication.py", &["check", &rest, "moving", acks.to_str().unwrap()]);
+    cluster.nodes[0] = Some(cluster.start_node(1));
+    cluster.stop();
+}

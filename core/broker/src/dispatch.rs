@@ -81,6 +81,8 @@ pub(crate) const APIS: &[Api] = &[
     api(ApiKey::DescribeLogDirs, 1, 4, topics::serve_describe_log_dirs),
     api(ApiKey::DescribeQuorum, 0, 2, cluster::serve_describe_quorum),
     api(ApiKey::ElectLeaders, 0, 2, cluster::serve_elect_leaders),
+    api(ApiKey::AlterPartitionReassignments, 0, 1, cluster::serve_alter_reassignments),
+    api(ApiKey::ListPartitionReassignments, 0, 0, cluster::serve_list_reassignments),
     api(ApiKey::InitProducerId, 0, 4, txn::serve_init_producer_id),
     api(ApiKey::AddPartitionsToTxn, 0, 3, txn::serve_add_partitions),
     api(ApiKey::AddOffsetsToTxn, 0, 3, txn::serve_add_offsets),

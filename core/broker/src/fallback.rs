@@ -34,6 +34,8 @@ top_level_error!(
     DescribeClusterResponse,
     DescribeQuorumResponse,
     ElectLeadersResponse,
+    AlterPartitionReassignmentsResponse,
+    ListPartitionReassignmentsResponse,
     InitProducerIdResponse,
     AddOffsetsToTxnResponse,
     EndTxnResponse,

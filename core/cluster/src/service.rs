@@ -308,7 +308,22 @@ impl Controller {
 
     /// AlterPartition: a leader's ISR change, committed (or already in place).
     pub async fn alter_partition(&self, change: controller::IsrChange) -> Result<(), ControllerError> {
-        self.run(|image, _, _| Ok((controller::alter_partition(image, &change)?.into_iter().collect(), ()))).await
+        self.run(|image, _, _| Ok((controller::alter_partition(image, &change)?, ()))).await
+    }
+
+    /// AlterPartitionReassignments, one partition: starts, replaces or (`target` `None`)
+    /// cancels its reassignment.
+    pub async fn alter_reassignment(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: controller::ReassignmentTarget,
+        allow_rf_change: bool,
+    ) -> Result<(), ControllerError> {
+        self.run(|image, _, _| {
+            Ok((controller::alter_reassignment(image, topic, partition, &target, allow_rf_change)?, ()))
+        })
+        .await
     }
 
     /// AllocateProducerIds: the first id of a new block for the broker, and the block's size.

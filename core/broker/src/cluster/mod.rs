@@ -433,6 +433,25 @@ impl ClusterNode {
         self.done(Call::AlterConfigs { resource, changes }).await
     }
 
+    /// A partition's reassignment through the controller (`target` `None`: its cancellation);
+    /// answers once this node's image shows it started (or after a few seconds).
+    pub(crate) async fn alter_reassignment(
+        &self,
+        topic: &str,
+        partition: i32,
+        target: Option<Vec<BrokerId>>,
+        allow_rf_change: bool,
+    ) -> Result<(), ControllerError> {
+        let before = self.image().topic(topic).and_then(|t| t.partitions.get(&partition)).map(|p| p.partition_epoch);
+        let call = Call::Reassign { topic: topic.to_owned(), partition, target, allow_rf_change };
+        self.done(call).await?;
+        self.wait_image(|i| {
+            i.topic(topic).and_then(|t| t.partitions.get(&partition)).map(|p| p.partition_epoch) != before
+        })
+        .await;
+        Ok(())
+    }
+
     /// The metadata quorum, as the active controller describes it.
     pub(crate) async fn describe_quorum(&self) -> Result<QuorumDescription, ControllerError> {
         match self.ask_controller(Call::DescribeQuorum, Duration::from_secs(30)).await? {
@@ -662,6 +681,9 @@ async fn answer(served: &Served, call: Call) -> Reply {
         Call::AlterConfigs { resource, changes } => done(served, ctl.alter_configs(resource, changes).await),
         Call::AlterAcls { add, remove } => done(served, ctl.alter_acls(add, remove).await),
         Call::AlterPartition(change) => done(served, ctl.alter_partition(change).await),
+        Call::Reassign { topic, partition, target, allow_rf_change } => {
+            done(served, ctl.alter_reassignment(&topic, partition, target, allow_rf_change).await)
+        }
         Call::DescribeQuorum => match ctl.describe_quorum().await {
             Err(e) if not_active(&e) => Reply::NotController(served.quorum.leader()),
             result => Reply::Quorum(result),

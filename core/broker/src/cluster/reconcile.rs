@@ -1,5 +1,6 @@
 //! A broker's log follows the image: the topics it holds replicas of exist locally with their
-//! partitions and configs, and a topic the image deleted is deleted here.
+//! partitions and configs, a topic the image deleted is deleted here, and the copy of a
+//! partition moved to other brokers is dropped.
 //!
 //! Only what the image changed is acted on: a local topic the broker never saw in an image is
 //! left alone (a broker must not delete data because of an image it does not understand), and
@@ -35,6 +36,25 @@ pub(super) async fn run(node: Arc<ClusterNode>, log: Log) {
 
 async fn reconcile(log: &Log, me: i32, previous: Option<&MetadataImage>, image: &MetadataImage) {
     if let Some(previous) = previous {
+        // A copy a completed reassignment moved away is dropped: it is not a replica any more,
+        // and a later move back copies the partition afresh from its leader.
+        for (name, old) in &previous.topics {
+            let Some(now) = image.topic(name).filter(|t| t.id == old.id) else { continue };
+            for (index, p) in &old.partitions {
+                let left =
+                    p.replicas.contains(&me) && now.partitions.get(index).is_some_and(|q| !q.replicas.contains(&me));
+                let Some(partition) = left.then(|| log.partition(name, *index as u32).ok()).flatten() else { continue };
+                partition.set_follower(false);
+                match log.restart_replica(name, *index as u32, 0).await {
+                    Ok(()) => {
+                        tracing::info!(topic = %name, partition = index, "no longer a replica: its copy here is dropped")
+                    }
+                    Err(e) => {
+                        tracing::warn!(topic = %name, partition = index, error = %e, "could not drop a moved replica's copy")
+                    }
+                }
+            }
+        }
         for (name, old) in &previous.topics {
             if image.topic(name).is_none_or(|t| t.id != old.id) {
                 match log.delete_topic(name).await {

@@ -52,6 +52,8 @@ pub(crate) enum Call {
     DescribeQuorum,
     /// AlterPartition: a leader's ISR change.
     AlterPartition(IsrChange),
+    /// AlterPartitionReassignments, one partition (`target` `None`: cancel).
+    Reassign { topic: String, partition: i32, target: Option<Vec<BrokerId>>, allow_rf_change: bool },
 }
 
 /// A controller's answer.

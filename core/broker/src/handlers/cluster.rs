@@ -16,9 +16,11 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, ElectLeadersRequest, ElectLeadersResponse, MetadataRequest, MetadataResponse,
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId, CreatePartitionsRequest,
+    CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    ElectLeadersRequest, ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::StrBytes;
 use uuid::Uuid;
@@ -412,6 +414,127 @@ pub(crate) fn serve_elect_leaders(mut r: Request<'_>) -> BoxFuture<'_, Handled> 
             return r.respond(&ElectLeadersResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED));
         }
         r.respond(&elect_leaders(request, r.served).await)
+    })
+}
+
+/// AlterPartitionReassignments: each partition's move to new replicas (or, with no replicas,
+/// the cancellation of its move) through the controller. Answered once the controller has
+/// started it: the new replicas copy the partition from its leader, and the move completes
+/// when they are all in sync (ListPartitionReassignments shows it until then). A single broker
+/// holds every partition already: a move to it alone needs nothing, any other is refused.
+async fn alter_reassignments(
+    request: AlterPartitionReassignmentsRequest,
+    version: i16,
+    served: &Served,
+) -> AlterPartitionReassignmentsResponse {
+    use kafka_protocol::messages::alter_partition_reassignments_response::{
+        ReassignablePartitionResponse, ReassignableTopicResponse,
+    };
+    let allow_rf_change = version < 1 || request.allow_replication_factor_change;
+    let mut topics = Vec::with_capacity(request.topics.len());
+    for topic in request.topics {
+        let name_ = topic.name.0.to_string();
+        let mut out = Vec::with_capacity(topic.partitions.len());
+        for p in topic.partitions {
+            let target: Option<Vec<i32>> = p.replicas.map(|r| r.into_iter().map(|b| b.0).collect());
+            let result = match &served.cluster {
+                Some(cluster) => cluster.alter_reassignment(&name_, p.partition_index, target, allow_rf_change).await,
+                None => match (served.log.describe_topic(&name_), target) {
+                    (Err(_), _) => Err(ControllerError::new(
+                        code::UNKNOWN_TOPIC_OR_PARTITION,
+                        format!("This server does not host topic-partition {name_}-{}.", p.partition_index),
+                    )),
+                    (Ok(_), None) => Err(ControllerError::new(
+                        code::NO_REASSIGNMENT_IN_PROGRESS,
+                        format!("No reassignment of {name_}-{} is in progress.", p.partition_index),
+                    )),
+                    (Ok(_), Some(t)) if t == [served.config.node_id] => Ok(()),
+                    (Ok(_), Some(t)) => Err(ControllerError::new(
+                        code::INVALID_REPLICA_ASSIGNMENT,
+                        format!(
+                            "A single broker ({}) holds every partition; {t:?} names others.",
+                            served.config.node_id
+                        ),
+                    )),
+                },
+            };
+            let r = ReassignablePartitionResponse::default().with_partition_index(p.partition_index);
+            out.push(match result {
+                Ok(()) => r,
+                Err(e) => {
+                    tracing::info!(topic = %name_, partition = p.partition_index, error = %e, "reassignment refused");
+                    r.with_error_code(e.code).with_error_message(message(&e))
+                }
+            });
+        }
+        topics.push(ReassignableTopicResponse::default().with_name(topic.name).with_partitions(out));
+    }
+    AlterPartitionReassignmentsResponse::default().with_responses(topics)
+}
+
+/// AlterPartitionReassignments (ALTER on the cluster).
+pub(crate) fn serve_alter_reassignments(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    Box::pin(async move {
+        let request: AlterPartitionReassignmentsRequest = r.decode()?;
+        if !r.access().cluster(op::ALTER) {
+            let refused = AlterPartitionReassignmentsResponse::default()
+                .with_error_code(code::CLUSTER_AUTHORIZATION_FAILED)
+                .with_error_message(Some(StrBytes::from_static_str("ALTER on the cluster is not allowed")));
+            return r.respond(&refused);
+        }
+        let version = r.version;
+        r.respond(&alter_reassignments(request, version, r.served).await)
+    })
+}
+
+/// ListPartitionReassignments (DESCRIBE on the cluster): the moves in progress, from the image,
+/// of the partitions named or of all.
+pub(crate) fn serve_list_reassignments(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
+    use kafka_protocol::messages::list_partition_reassignments_response::{
+        OngoingPartitionReassignment, OngoingTopicReassignment,
+    };
+    Box::pin(async move {
+        let request: ListPartitionReassignmentsRequest = r.decode()?;
+        if !r.access().cluster(op::DESCRIBE) {
+            let refused =
+                ListPartitionReassignmentsResponse::default().with_error_code(code::CLUSTER_AUTHORIZATION_FAILED);
+            return r.respond(&refused);
+        }
+        let Some(image) = r.served.cluster.as_ref().map(|c| c.image()) else {
+            return r.respond(&ListPartitionReassignmentsResponse::default());
+        };
+        let wanted: Option<Vec<(String, Vec<i32>)>> =
+            request.topics.map(|ts| ts.into_iter().map(|t| (t.name.0.to_string(), t.partition_indexes)).collect());
+        let ids = |v: &[i32]| v.iter().map(|b| kafka_protocol::messages::BrokerId(*b)).collect::<Vec<_>>();
+        let mut topics = Vec::new();
+        for t in image.topics.values() {
+            let asked: Option<&Vec<i32>> = match &wanted {
+                None => None,
+                Some(w) => match w.iter().find(|(n, _)| *n == t.name) {
+                    Some((_, ps)) => Some(ps),
+                    None => continue,
+                },
+            };
+            let ongoing: Vec<OngoingPartitionReassignment> = t
+                .partitions
+                .iter()
+                .filter(|(i, p)| {
+                    asked.is_none_or(|a| a.contains(i))
+                        && !(p.adding_replicas.is_empty() && p.removing_replicas.is_empty())
+                })
+                .map(|(i, p)| {
+                    OngoingPartitionReassignment::default()
+                        .with_partition_index(*i)
+                        .with_replicas(ids(&p.replicas))
+                        .with_adding_replicas(ids(&p.adding_replicas))
+                        .with_removing_replicas(ids(&p.removing_replicas))
+                })
+                .collect();
+            if !ongoing.is_empty() {
+                topics.push(OngoingTopicReassignment::default().with_name(name(&t.name)).with_partitions(ongoing));
+            }
+        }
+        r.respond(&ListPartitionReassignmentsResponse::default().with_topics(topics))
     })
 }
 

@@ -459,6 +459,38 @@ async fn topics(c: &mut Client) {
         assert_eq!(results[0].error_code, code::ELECTION_NOT_NEEDED, "ElectLeaders v{v}");
         assert_eq!(results[1].error_code, code::UNKNOWN_TOPIC_OR_PARTITION, "ElectLeaders v{v}");
     }
+    for v in versions(ApiKey::AlterPartitionReassignments) {
+        use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+        let move_to = |p: i32, replicas: Option<Vec<i32>>| {
+            ReassignablePartition::default()
+                .with_partition_index(p)
+                .with_replicas(replicas.map(|r| r.into_iter().map(BrokerId).collect()))
+        };
+        let mut req = AlterPartitionReassignmentsRequest::default().with_timeout_ms(1000).with_topics(vec![
+            ReassignableTopic::default().with_name(topic("t")).with_partitions(vec![
+                move_to(0, Some(vec![0])),
+                move_to(0, Some(vec![7])),
+                move_to(0, None),
+            ]),
+        ]);
+        if v >= 1 {
+            req = req.with_allow_replication_factor_change(false);
+        }
+        let r: AlterPartitionReassignmentsResponse = c.call(ApiKey::AlterPartitionReassignments, v, &req).await;
+        let codes: Vec<i16> = r.responses[0].partitions.iter().map(|p| p.error_code).collect();
+        // One node holds every partition: a move to it needs nothing, to another broker is
+        // refused, and there is never a move to cancel.
+        assert_eq!(
+            codes,
+            [code::NONE, code::INVALID_REPLICA_ASSIGNMENT, code::NO_REASSIGNMENT_IN_PROGRESS],
+            "AlterPartitionReassignments v{v}"
+        );
+    }
+    for v in versions(ApiKey::ListPartitionReassignments) {
+        let req = ListPartitionReassignmentsRequest::default().with_timeout_ms(1000).with_topics(None);
+        let r: ListPartitionReassignmentsResponse = c.call(ApiKey::ListPartitionReassignments, v, &req).await;
+        assert_eq!((r.error_code, r.topics.len()), (code::NONE, 0), "ListPartitionReassignments v{v}");
+    }
     for v in versions(ApiKey::DeleteTopics) {
         let name = format!("created-{}", clamp(ApiKey::CreateTopics, v));
         let mut req = DeleteTopicsRequest::default().with_timeout_ms(5_000);

@@ -266,12 +266,12 @@ fn a_leader_changes_its_isr_only_from_the_current_epochs_and_with_eligible_repli
     let follower = *p.replicas.iter().find(|b| **b != p.leader).unwrap();
     // A lagging follower out: the partition epoch moves, the leader epoch does not.
     let shrink: Vec<i32> = p.isr.iter().copied().filter(|b| *b != follower).collect();
-    let record = controller::alter_partition(&image, &change(&image, shrink.clone())).unwrap().unwrap();
-    apply(&mut image, vec![record]);
+    let records = controller::alter_partition(&image, &change(&image, shrink.clone())).unwrap();
+    apply(&mut image, records);
     let now = &image.topic("orders").unwrap().partitions[&0];
     assert_eq!((now.isr.clone(), now.leader_epoch, now.partition_epoch), (shrink.clone(), 0, 1));
     // The same ISR again changes nothing.
-    assert_eq!(controller::alter_partition(&image, &change(&image, shrink.clone())).unwrap(), None);
+    assert_eq!(controller::alter_partition(&image, &change(&image, shrink.clone())).unwrap(), vec![]);
     // A proposal from a partition epoch that moved on, or a leader epoch that did, is refused.
     let mut stale = change(&image, p.isr.clone());
     stale.partition_epoch = 0;
@@ -305,8 +305,8 @@ fn a_leader_changes_its_isr_only_from_the_current_epochs_and_with_eligible_repli
     // Unfenced and caught up, it rejoins.
     let unfenced = controller::unfence_broker(&image, follower);
     apply(&mut image, unfenced);
-    let record = controller::alter_partition(&image, &change(&image, back.clone())).unwrap().unwrap();
-    apply(&mut image, vec![record]);
+    let records = controller::alter_partition(&image, &change(&image, back.clone())).unwrap();
+    apply(&mut image, records);
     assert_eq!(image.topic("orders").unwrap().partitions[&0].isr, back);
     // The leader killed: the new leader comes from the ISR, with a new leader epoch.
     let leader = p.leader;
@@ -315,4 +315,75 @@ fn a_leader_changes_its_isr_only_from_the_current_epochs_and_with_eligible_repli
     let now = &image.topic("orders").unwrap().partitions[&0];
     assert!(now.leader != leader && back.contains(&now.leader) && now.leader_epoch == 1, "{now:?}");
     assert!(!now.isr.contains(&leader));
+}
+
+#[test]
+fn a_reassignment_adds_replicas_then_completes_once_they_are_in_sync() {
+    let mut image = cluster(&[None, None, None, None]);
+    let topic = NewTopic {
+        name: "moved".into(),
+        assignments: vec![(0, vec![1, 2])],
+        partitions: -1,
+        replication_factor: -1,
+        ..Default::default()
+    };
+    let (records, _, _) = controller::create_topic(&image, &topic, TopicDefaults::default(), 99).unwrap();
+    apply(&mut image, records);
+    let p = |image: &MetadataImage| image.topic("moved").unwrap().partitions[&0].clone();
+    // Bad targets change nothing.
+    let refused =
+        |target: Vec<i32>| controller::alter_reassignment(&image, "moved", 0, &Some(target), true).unwrap_err().code;
+    assert_eq!(refused(vec![]), code::INVALID_REPLICA_ASSIGNMENT);
+    assert_eq!(refused(vec![3, 3]), code::INVALID_REPLICA_ASSIGNMENT);
+    assert_eq!(refused(vec![3, 9]), code::INVALID_REPLICA_ASSIGNMENT);
+    let err = controller::alter_reassignment(&image, "moved", 0, &Some(vec![3]), false).unwrap_err();
+    assert_eq!(err.code, code::INVALID_REPLICATION_FACTOR);
+    let err = controller::alter_reassignment(&image, "moved", 0, &None, true).unwrap_err();
+    assert_eq!(err.code, code::NO_REASSIGNMENT_IN_PROGRESS);
+    // From [1, 2] to [3, 4]: the new replicas are added, the leader stays until they are in sync.
+    let records = controller::alter_reassignment(&image, "moved", 0, &Some(vec![3, 4]), true).unwrap();
+    apply(&mut image, records);
+    let moving = p(&image);
+    assert_eq!(moving.replicas, vec![3, 4, 1, 2]);
+    assert_eq!((moving.adding_replicas.clone(), moving.removing_replicas.clone()), (vec![3, 4], vec![1, 2]));
+    assert_eq!((moving.leader, moving.isr.clone()), (1, vec![1, 2]));
+    let isr_change = |image: &MetadataImage, isr: Vec<i32>| {
+        let p = p(image);
+        controller::IsrChange {
+            broker_id: p.leader,
+            broker_epoch: image.brokers[&p.leader].epoch,
+            topic_id: 99,
+            partition: 0,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            new_isr: isr,
+        }
+    };
+    // One of them caught up: still moving.
+    let records = controller::alter_partition(&image, &isr_change(&image, vec![1, 2, 3])).unwrap();
+    assert_eq!(records.len(), 1);
+    apply(&mut image, records);
+    assert_eq!(p(&image).adding_replicas, vec![3, 4]);
+    // Both: the move completes in the same batch, led by the target's first in-sync replica.
+    let records = controller::alter_partition(&image, &isr_change(&image, vec![1, 2, 3, 4])).unwrap();
+    assert_eq!(records.len(), 2);
+    apply(&mut image, records);
+    let done = p(&image);
+    assert_eq!((done.replicas.clone(), done.isr.clone(), done.leader), (vec![3, 4], vec![3, 4], 3));
+    assert!(done.adding_replicas.is_empty() && done.removing_replicas.is_empty());
+    assert_eq!(done.leader_epoch, 1);
+    // Cancelled half-way, a second move puts the original replicas back.
+    let records = controller::alter_reassignment(&image, "moved", 0, &Some(vec![3, 1]), true).unwrap();
+    apply(&mut image, records);
+    assert_eq!(p(&image).replicas, vec![3, 1, 4]);
+    let records = controller::alter_reassignment(&image, "moved", 0, &None, true).unwrap();
+    apply(&mut image, records);
+    let back = p(&image);
+    assert_eq!((back.replicas.clone(), back.isr.clone(), back.leader), (vec![3, 4], vec![3, 4], 3));
+    assert!(back.adding_replicas.is_empty() && back.removing_replicas.is_empty());
+    // A new order of the same brokers completes at once, and hands leadership over only when
+    // the leader leaves.
+    let records = controller::alter_reassignment(&image, "moved", 0, &Some(vec![4, 3]), true).unwrap();
+    apply(&mut image, records);
+    assert_eq!((p(&image).replicas, p(&image).leader), (vec![4, 3], 3));
 }

@@ -165,6 +165,18 @@ impl BrokerArgs {
                         node.timings.insert(key.to_string(), ms);
                     }
                     "metadata.log.dir" => node.metadata_dir = Some(PathBuf::from(value)),
+                    "auto.leader.rebalance.enable" => {
+                        node.auto_leader_rebalance = Some(value.parse().map_err(|_| bad("expected true or false"))?);
+                    }
+                    "unclean.leader.election.enable" => {
+                        node.unclean_election = value.parse().map_err(|_| bad("expected true or false"))?;
+                        topic_defaults.insert(key.to_string(), value.to_string());
+                    }
+                    "leader.imbalance.check.interval.seconds" => {
+                        let s: u64 =
+                            value.parse().ok().filter(|n| *n > 0).ok_or_else(|| bad("expected seconds, 1 or more"))?;
+                        node.timings.insert(key.to_string(), s * 1000);
+                    }
                     "advertised.host.name" => config.advertised_host = Some(value.to_string()),
                     "num.partitions" => {
                         config.default_partitions =
@@ -349,14 +361,19 @@ struct NodeSettings {
     controller_listeners: Vec<String>,
     inter_broker_listener: Option<String>,
     rack: Option<String>,
-    /// `default.replication.factor`, `min.insync.replicas`, `offsets.topic.replication.factor`,
+    /// `default.replication.factor`, `offsets.topic.replication.factor`,
     /// `transaction.state.log.replication.factor`.
     replication: std::collections::BTreeMap<String, i16>,
     /// `broker.session.timeout.ms`, `broker.heartbeat.interval.ms`,
-    /// `controller.quorum.election.timeout.ms`.
+    /// `controller.quorum.election.timeout.ms`, `replica.lag.time.max.ms`,
+    /// `leader.imbalance.check.interval.seconds` (as milliseconds).
     timings: std::collections::BTreeMap<String, u64>,
     /// `metadata.log.dir`.
     metadata_dir: Option<PathBuf>,
+    /// `auto.leader.rebalance.enable` (Kafka's default: on).
+    auto_leader_rebalance: Option<bool>,
+    /// `unclean.leader.election.enable`.
+    unclean_election: bool,
     /// Kafka settings Freshet does not act on.
     ignored: Vec<String>,
 }
@@ -484,6 +501,9 @@ impl NodeSettings {
             cluster.offsets_replication_factor = replication("offsets.topic.replication.factor");
             cluster.transactions_replication_factor = replication("transaction.state.log.replication.factor");
             cluster.replica_lag_max = ms("replica.lag.time.max.ms", 30_000);
+            let balance = ms("leader.imbalance.check.interval.seconds", 300_000);
+            cluster.leader_rebalance = self.auto_leader_rebalance.unwrap_or(true).then_some(balance);
+            cluster.unclean_election = self.unclean_election;
             config.cluster = Some(cluster);
         } else {
             let single: Vec<String> =

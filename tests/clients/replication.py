@@ -127,7 +127,17 @@ def check(ackfile):
     probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
     md = probe.list_topics(topic, timeout=30).topics[topic]
     partitions = sorted(md.partitions)
-    ends = {p: probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1] for p in partitions}
+    ends = {}
+    deadline = time.time() + 60
+    for p in partitions:
+        while p not in ends:
+            try:
+                ends[p] = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            except KafkaException as e:
+                # A leader moving (the preferred one taking its partitions back) is retried.
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
     probe.close()
     confluent = read_confluent(partitions, ends)
     python = read_kafka_python(partitions, ends)

@@ -262,7 +262,7 @@ impl Drop for FreshetCluster {
         if std::thread::panicking() {
             for (i, data) in self.data.iter().enumerate() {
                 let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: Vec<&str> = log.lines().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
                 eprintln!("--- node {} log:\n{}", i + 1, tail.join("\n"));
             }
         }
@@ -380,7 +380,7 @@ impl KafkaProcess {
 
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = log.lines().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
         tail.join("\n")
     }
 

@@ -24,6 +24,17 @@ fn placement(metadata: &str) -> Vec<(i32, Vec<i32>)> {
         .collect()
 }
 
+/// Whether every partition is led by its preferred (first) replica, from kcat's listing.
+fn preferred_lead(metadata: &str) -> bool {
+    let lines: Vec<&str> = metadata.lines().filter_map(|l| l.trim().strip_prefix("partition ")).collect();
+    !lines.is_empty()
+        && lines.iter().all(|l| {
+            let leader = l.split("leader ").nth(1).and_then(|r| r.split(',').next()).unwrap_or("");
+            let first = l.split("replicas: ").nth(1).and_then(|r| r.split(',').next()).unwrap_or("-");
+            leader == first
+        })
+}
+
 fn signal(cluster: &FreshetCluster, node: usize, signal: &str) {
     let pid = cluster.nodes[node - 1].as_ref().expect("the node runs").pid();
     assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
@@ -31,7 +42,8 @@ fn signal(cluster: &FreshetCluster, node: usize, signal: &str) {
 
 #[test]
 fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_follower_stalls() {
-    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n";
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n\
+                 leader.imbalance.check.interval.seconds=2\n";
     let mut cluster = FreshetCluster::start_with(3, extra);
     python_clients("replication.py", &["create", &cluster.addr(1), "jepsen", "3", "3"]);
     let all_in_sync = |m: &str| {
@@ -71,9 +83,10 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     });
     eprintln!("leader {leader} killed:\n{failed_over}");
     wait_acked(2000);
-    // Back: it catches up from the new leaders and rejoins every ISR.
+    // Back: it catches up from the new leaders, rejoins every ISR, and leads its partitions
+    // again once the controller gives leadership back to preferred replicas.
     cluster.nodes[leader - 1] = Some(cluster.start_node(leader));
-    cluster.metadata_until(other, "jepsen", all_in_sync);
+    cluster.metadata_until(other, "jepsen", |m| all_in_sync(m) && preferred_lead(m));
     wait_acked(2000);
 
     // A follower paused past replica.lag.time.max.ms leaves the ISR; writes go on with two in

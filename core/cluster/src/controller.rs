@@ -311,6 +311,7 @@ pub fn register_broker(
     cluster_id: &str,
     reg: &Registration,
     session_alive: bool,
+    elections: &Elections,
 ) -> Result<(Vec<MetadataRecord>, i64)> {
     if reg.cluster_id != cluster_id {
         return Err(ControllerError::new(
@@ -341,7 +342,7 @@ pub fn register_broker(
         rack: reg.rack.clone(),
     }];
     // The new registration starts fenced: whatever the old one led is re-led now.
-    records.extend(fence_changes(image, reg.broker_id));
+    records.extend(fence_changes(image, reg.broker_id, elections));
     Ok((records, epoch))
 }
 
@@ -359,23 +360,43 @@ pub fn check_epoch(image: &MetadataImage, id: BrokerId, epoch: i64) -> Result<()
 
 /// Records fencing broker `id`: the fence, and a new leader (or none) for every partition it
 /// led, with it out of every ISR it is not the last member of.
-pub fn fence_broker(image: &MetadataImage, id: BrokerId) -> Vec<MetadataRecord> {
+pub fn fence_broker(image: &MetadataImage, id: BrokerId, elections: &Elections) -> Vec<MetadataRecord> {
     let Some(b) = image.brokers.get(&id).filter(|b| !b.fenced) else { return Vec::new() };
     let mut records = vec![MetadataRecord::FenceBroker { broker_id: id, broker_epoch: b.epoch }];
-    records.extend(fence_changes(image, id));
+    records.extend(fence_changes(image, id, elections));
     records
 }
 
-fn fence_changes(image: &MetadataImage, id: BrokerId) -> Vec<MetadataRecord> {
+/// How leaders are chosen when no in-sync replica is live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Elections {
+    /// `unclean.leader.election.enable` in the controller's own config: the default of topics
+    /// that do not set it, unless the cluster's dynamic default does.
+    pub unclean_default: bool,
+}
+
+fn fence_changes(image: &MetadataImage, id: BrokerId, elections: &Elections) -> Vec<MetadataRecord> {
     let mut records = Vec::new();
     for (topic, partition, p) in image.partitions() {
         if !p.isr.contains(&id) && p.leader != id {
             continue;
         }
-        let isr: Vec<BrokerId> =
+        let mut isr: Vec<BrokerId> =
             if p.isr.len() > 1 { p.isr.iter().copied().filter(|b| *b != id).collect() } else { p.isr.clone() };
+        let mut recovering = None;
         let leader = if p.leader == id || p.leader == NO_LEADER {
-            p.replicas.iter().copied().find(|b| *b != id && isr.contains(b) && image.is_live(*b)).unwrap_or(NO_LEADER)
+            let clean = p.replicas.iter().copied().find(|b| *b != id && isr.contains(b) && image.is_live(*b));
+            match clean {
+                Some(leader) => leader,
+                None => match unclean_candidate(image, &topic.name, p, id, elections) {
+                    Some(leader) => {
+                        isr = vec![leader];
+                        recovering = Some(true);
+                        leader
+                    }
+                    None => NO_LEADER,
+                },
+            }
         } else {
             p.leader
         };
@@ -384,6 +405,7 @@ fn fence_changes(image: &MetadataImage, id: BrokerId) -> Vec<MetadataRecord> {
             partition,
             leader: (leader != p.leader).then_some(leader),
             isr: (isr != p.isr).then_some(isr),
+            leader_recovering: recovering,
             ..Default::default()
         };
         if change.leader.is_some() || change.isr.is_some() {
@@ -393,9 +415,82 @@ fn fence_changes(image: &MetadataImage, id: BrokerId) -> Vec<MetadataRecord> {
     records
 }
 
+/// Whether `topic` may elect a leader from outside its ISR: its `unclean.leader.election.enable`,
+/// or the cluster's default (a dynamic broker config of the cluster).
+fn unclean_allowed(image: &MetadataImage, topic: &str, elections: &Elections) -> bool {
+    const KEY: &str = "unclean.leader.election.enable";
+    let set = image.topic_configs.get(topic).and_then(|c| c.get(KEY));
+    let default = image.broker_configs.get("").and_then(|c| c.get(KEY));
+    set.or(default).map_or(elections.unclean_default, |v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The live replica (not `excluded`) an unclean election would make leader, if the topic
+/// allows one.
+fn unclean_candidate(
+    image: &MetadataImage,
+    topic: &str,
+    p: &PartitionImage,
+    excluded: BrokerId,
+    elections: &Elections,
+) -> Option<BrokerId> {
+    if !unclean_allowed(image, topic, elections) {
+        return None;
+    }
+    p.replicas.iter().copied().find(|b| *b != excluded && image.is_live(*b))
+}
+
+/// The record of an unclean election of `topic`-`partition` (ElectLeaders, UNCLEAN): a live
+/// replica leads with only itself in sync, whatever the topic's setting, since an operator asked
+/// for it; refused while a leader leads (ELECTION_NOT_NEEDED) or when no replica is live.
+pub fn elect_unclean(image: &MetadataImage, topic: &str, partition: i32) -> Result<MetadataRecord> {
+    let t = image.topic(topic).ok_or_else(|| unknown_topic(topic))?;
+    let p: &PartitionImage = t.partitions.get(&partition).ok_or_else(|| unknown_partition(topic, partition))?;
+    if p.leader != NO_LEADER {
+        return Err(ControllerError::new(
+            code::ELECTION_NOT_NEEDED,
+            format!("Leader election not needed for topic partition {topic}-{partition}."),
+        ));
+    }
+    let Some(leader) = p.replicas.iter().copied().find(|b| image.is_live(*b)) else {
+        return Err(ControllerError::new(
+            code::ELIGIBLE_LEADERS_NOT_AVAILABLE,
+            format!("No replica of {topic}-{partition} is live: none can be elected."),
+        ));
+    };
+    let clean = p.isr.contains(&leader);
+    Ok(MetadataRecord::PartitionChange(PartitionChange {
+        topic_id: t.id,
+        partition,
+        leader: Some(leader),
+        isr: (!clean).then(|| vec![leader]),
+        leader_recovering: (!clean).then_some(true),
+        ..Default::default()
+    }))
+}
+
+/// Records giving leadership back to preferred replicas (Kafka's `auto.leader.rebalance.enable`):
+/// every partition whose first replica is live, in sync and not leading.
+pub fn rebalance_leaders(image: &MetadataImage) -> Vec<MetadataRecord> {
+    image
+        .partitions()
+        .filter(|(_, _, p)| {
+            let preferred = p.preferred_leader();
+            p.leader != preferred && p.isr.contains(&preferred) && image.is_live(preferred)
+        })
+        .map(|(t, partition, p)| {
+            MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: t.id,
+                partition,
+                leader: Some(p.preferred_leader()),
+                ..Default::default()
+            })
+        })
+        .collect()
+}
+
 /// Records unfencing broker `id` (it has caught up with the metadata log): the unfence, and it
 /// as leader of every leaderless partition whose ISR holds it.
-pub fn unfence_broker(image: &MetadataImage, id: BrokerId) -> Vec<MetadataRecord> {
+pub fn unfence_broker(image: &MetadataImage, id: BrokerId, elections: &Elections) -> Vec<MetadataRecord> {
     let Some(b) = image.brokers.get(&id).filter(|b| b.fenced) else { return Vec::new() };
     let mut records = vec![MetadataRecord::UnfenceBroker { broker_id: id, broker_epoch: b.epoch }];
     for (topic, partition, p) in image.partitions() {
@@ -404,6 +499,17 @@ pub fn unfence_broker(image: &MetadataImage, id: BrokerId) -> Vec<MetadataRecord
                 topic_id: topic.id,
                 partition,
                 leader: Some(id),
+                ..Default::default()
+            }));
+        } else if p.leader == NO_LEADER && p.replicas.contains(&id) && unclean_allowed(image, &topic.name, elections) {
+            // No in-sync replica is coming back, and the topic would rather lose records than
+            // stay offline.
+            records.push(MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: topic.id,
+                partition,
+                leader: Some(id),
+                isr: Some(vec![id]),
+                leader_recovering: Some(true),
                 ..Default::default()
             }));
         }
@@ -517,10 +623,12 @@ pub fn alter_partition(image: &MetadataImage, change: &IsrChange) -> Result<Vec<
     if same {
         return Ok(Vec::new());
     }
+    // A leader elected uncleanly that brings followers back in sync has made its log theirs.
     let mut records = vec![MetadataRecord::PartitionChange(PartitionChange {
         topic_id: change.topic_id,
         partition: change.partition,
         isr: Some(isr.clone()),
+        leader_recovering: p.leader_recovering.then_some(false),
         ..Default::default()
     })];
     // The replicas a reassignment adds joined the ISR: the move completes.
@@ -656,6 +764,7 @@ fn settle(
         replicas: (to.replicas != from.replicas).then(|| to.replicas.clone()),
         adding_replicas: (to.adding_replicas != from.adding_replicas).then(|| to.adding_replicas.clone()),
         removing_replicas: (to.removing_replicas != from.removing_replicas).then(|| to.removing_replicas.clone()),
+        leader_recovering: None,
     };
     let changed = change.leader.is_some()
         || change.isr.is_some()

@@ -50,6 +50,10 @@ pub struct PartitionImage {
     pub adding_replicas: Vec<BrokerId>,
     /// Replicas a reassignment is removing.
     pub removing_replicas: Vec<BrokerId>,
+    /// The leader was elected from outside the ISR (an unclean election): records only the
+    /// old in-sync replicas held may be lost.
+    #[serde(default)]
+    pub leader_recovering: bool,
 }
 
 impl PartitionImage {
@@ -196,6 +200,7 @@ impl MetadataImage {
                 partition_epoch: p.partition_epoch,
                 adding_replicas: p.adding_replicas.clone(),
                 removing_replicas: p.removing_replicas.clone(),
+                leader_recovering: false,
             },
         );
     }
@@ -207,6 +212,7 @@ impl MetadataImage {
             if leader != p.leader {
                 p.leader = leader;
                 p.leader_epoch += 1;
+                p.leader_recovering = false;
             }
         }
         if let Some(isr) = &c.isr {
@@ -220,6 +226,9 @@ impl MetadataImage {
         }
         if let Some(removing) = &c.removing_replicas {
             p.removing_replicas = removing.clone();
+        }
+        if let Some(recovering) = c.leader_recovering {
+            p.leader_recovering = recovering;
         }
         p.partition_epoch += 1;
     }

@@ -177,6 +177,10 @@ pub struct PartitionChange {
     pub adding_replicas: Option<Vec<BrokerId>>,
     /// The new removing replicas.
     pub removing_replicas: Option<Vec<BrokerId>>,
+    /// Kafka's `LeaderRecoveryState`: `Some(true)` when the new leader was elected from outside
+    /// the ISR (an unclean election), `Some(false)` once that is over.
+    #[serde(default)]
+    pub leader_recovering: Option<bool>,
 }
 
 /// The records the quorum commits as one entry: all of them or none.

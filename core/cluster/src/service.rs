@@ -32,6 +32,11 @@ pub struct ControllerConfig {
     pub defaults: TopicDefaults,
     /// Producer ids per block handed to a broker (Kafka hands 1000).
     pub producer_id_block: i64,
+    /// `auto.leader.rebalance.enable` with `leader.imbalance.check.interval.seconds`: how often
+    /// leadership goes back to preferred replicas (`None`: never by itself).
+    pub leader_rebalance: Option<Duration>,
+    /// How leaders are chosen when no in-sync replica is live.
+    pub elections: controller::Elections,
 }
 
 impl Default for ControllerConfig {
@@ -41,6 +46,8 @@ impl Default for ControllerConfig {
             session_timeout: Duration::from_millis(9000),
             defaults: TopicDefaults::default(),
             producer_id_block: 1000,
+            leader_rebalance: Some(Duration::from_secs(300)),
+            elections: controller::Elections::default(),
         }
     }
 }
@@ -189,9 +196,10 @@ impl Controller {
     pub async fn register(&self, reg: Registration) -> Result<i64, ControllerError> {
         let timeout = self.config.session_timeout;
         let cluster_id = self.config.cluster_id.clone();
+        let elections = self.config.elections;
         self.run(|image, sessions, now| {
             let alive = sessions.last_seen.get(&reg.broker_id).is_some_and(|t| now.duration_since(*t) < timeout);
-            let (records, epoch) = controller::register_broker(image, &cluster_id, &reg, alive)?;
+            let (records, epoch) = controller::register_broker(image, &cluster_id, &reg, alive, &elections)?;
             sessions.last_seen.insert(reg.broker_id, now);
             Ok((records, epoch))
         })
@@ -208,9 +216,9 @@ impl Controller {
             let broker = &image.brokers[&hb.broker_id];
             let caught_up = hb.metadata_offset >= broker.registered_at;
             let (records, fenced) = if hb.want_shutdown || hb.want_fence {
-                (controller::fence_broker(image, hb.broker_id), true)
+                (controller::fence_broker(image, hb.broker_id, &self.config.elections), true)
             } else if broker.fenced && caught_up {
-                (controller::unfence_broker(image, hb.broker_id), false)
+                (controller::unfence_broker(image, hb.broker_id, &self.config.elections), false)
             } else {
                 (Vec::new(), broker.fenced)
             };
@@ -245,7 +253,7 @@ impl Controller {
                     "fencing a broker whose session expired"
                 );
                 let next = next.get_or_insert_with(|| image.clone());
-                let fence = controller::fence_broker(next, b.id);
+                let fence = controller::fence_broker(next, b.id, &self.config.elections);
                 next.apply(next.offset, &MetadataBatch::new(fence.clone()));
                 records.extend(fence);
                 fenced.push(b.id);
@@ -299,6 +307,38 @@ impl Controller {
             Ok((if validate_only { Vec::new() } else { records }, ()))
         })
         .await
+    }
+
+    /// ElectLeaders (UNCLEAN), one partition.
+    pub async fn elect_unclean(&self, topic: &str, partition: i32) -> Result<(), ControllerError> {
+        self.run(|image, _, _| Ok((vec![controller::elect_unclean(image, topic, partition)?], ()))).await
+    }
+
+    /// Gives leadership back to every preferred replica that is live and in sync; nothing
+    /// where this node is not the active controller. Returns how many partitions moved.
+    pub async fn rebalance_leaders(&self) -> Result<usize, ControllerError> {
+        if self.quorum.leader() != Some(self.quorum.node_id()) {
+            return Ok(0);
+        }
+        self.run(|image, _, _| {
+            let records = controller::rebalance_leaders(image);
+            let n = records.len();
+            Ok((records, n))
+        })
+        .await
+    }
+
+    /// Runs [`Self::rebalance_leaders`] every `leader_rebalance` until the task is dropped.
+    pub async fn run_leader_rebalance(self: Arc<Self>) {
+        let Some(period) = self.config.leader_rebalance else { return };
+        loop {
+            tokio::time::sleep(period).await;
+            match self.rebalance_leaders().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(partitions = n, "leadership given back to preferred replicas"),
+                Err(e) => tracing::debug!(error = %e, "leader rebalance skipped"),
+            }
+        }
     }
 
     /// ElectLeaders (PREFERRED), one partition.

@@ -60,6 +60,9 @@ pub struct TopicConfig {
     pub min_cleanable_dirty_ratio: f64,
     /// `min.insync.replicas`: the in-sync replicas an `acks=all` write needs.
     pub min_insync_replicas: i64,
+    /// `unclean.leader.election.enable` (the controller decides elections; kept here so a bad
+    /// value is refused where every topic config is checked).
+    pub unclean_leader_election: bool,
 }
 
 /// One entry of a described configuration.
@@ -118,6 +121,11 @@ const KEYS: &[Key] = &[
     Key { name: "segment.bytes", default: "1073741824", doc: "size at which a segment rolls" },
     Key { name: "segment.index.bytes", default: "10485760", doc: "offset index size at which a segment rolls" },
     Key { name: "segment.ms", default: "604800000", doc: "age at which a segment rolls" },
+    Key {
+        name: "unclean.leader.election.enable",
+        default: "false",
+        doc: "with no in-sync replica live, lead from another replica (losing what only the ISR had) rather than stay offline",
+    },
 ];
 
 impl Default for TopicConfig {
@@ -239,6 +247,11 @@ impl TopicConfig {
             max_compaction_lag_ms: parse_i64("max.compaction.lag.ms", get("max.compaction.lag.ms"), 1)?,
             min_cleanable_dirty_ratio,
             min_insync_replicas: parse_i64("min.insync.replicas", get("min.insync.replicas"), 1)?,
+            unclean_leader_election: match get("unclean.leader.election.enable").trim() {
+                v if v.eq_ignore_ascii_case("true") => true,
+                v if v.eq_ignore_ascii_case("false") => false,
+                other => return Err(invalid("unclean.leader.election.enable", other, "expected true or false")),
+            },
         })
     }
 
@@ -267,6 +280,7 @@ pub const BROKER_SYNONYMS: &[(&str, &str)] = &[
     ("log.cleaner.min.cleanable.ratio", "min.cleanable.dirty.ratio"),
     ("log.cleaner.min.compaction.lag.ms", "min.compaction.lag.ms"),
     ("min.insync.replicas", "min.insync.replicas"),
+    ("unclean.leader.election.enable", "unclean.leader.election.enable"),
     ("log.retention.bytes", "retention.bytes"),
     ("log.segment.bytes", "segment.bytes"),
     ("log.index.size.max.bytes", "segment.index.bytes"),

@@ -57,24 +57,33 @@ impl Links {
     ) -> Result<R::Response, String> {
         let slot = self.connections.lock().expect("links lock").entry(node).or_default().clone();
         let mut connection = slot.lock().await;
+        // Taken out for the exchange and put back only after a whole response: a stream that may
+        // hold half a request or a late response (a failure, a timeout, a caller that gave up)
+        // is never reused.
+        let taken = connection.take().filter(|c| c.address == address);
         let exchanged = tokio::time::timeout(self.timeout, async {
-            if connection.as_ref().is_none_or(|c| c.address != address) {
-                let stream = TcpStream::connect((address.0.as_str(), address.1))
-                    .await
-                    .map_err(|e| format!("connecting to {}:{}: {e}", address.0, address.1))?;
-                let _ = stream.set_nodelay(true);
-                *connection = Some(Connection { address: address.clone(), stream });
-            }
-            let stream = &mut connection.as_mut().expect("connected above").stream;
-            self.exchange(stream, version, request).await
+            let mut c = match taken {
+                Some(c) => c,
+                None => {
+                    let stream = TcpStream::connect((address.0.as_str(), address.1))
+                        .await
+                        .map_err(|e| format!("connecting to {}:{}: {e}", address.0, address.1))?;
+                    let _ = stream.set_nodelay(true);
+                    Connection { address: address.clone(), stream }
+                }
+            };
+            let response = self.exchange(&mut c.stream, version, request).await?;
+            Ok::<_, String>((c, response))
         })
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {} ms", self.timeout.as_millis())));
-        if exchanged.is_err() {
-            // The stream may hold half a request or a late response: never reuse it.
-            *connection = None;
+        match exchanged {
+            Ok((c, response)) => {
+                *connection = Some(c);
+                Ok(response)
+            }
+            Err(e) => Err(format!("broker {node}: {e}")),
         }
-        exchanged.map_err(|e| format!("broker {node}: {e}"))
     }
 
     async fn exchange<R: Request>(

@@ -75,6 +75,12 @@ pub struct ClusterConfig {
     /// `replica.lag.time.max.ms`: a follower that has not caught up with its leader for this
     /// long leaves the ISR.
     pub replica_lag_max: Duration,
+    /// `auto.leader.rebalance.enable` and `leader.imbalance.check.interval.seconds`: how often
+    /// the active controller gives leadership back to preferred replicas (`None`: off).
+    pub leader_rebalance: Option<Duration>,
+    /// `unclean.leader.election.enable`: with no in-sync replica live, a partition is led by
+    /// another live replica rather than staying offline (records may be lost).
+    pub unclean_election: bool,
 }
 
 impl ClusterConfig {
@@ -97,6 +103,8 @@ impl ClusterConfig {
             offsets_replication_factor: 1,
             transactions_replication_factor: 1,
             replica_lag_max: Duration::from_secs(30),
+            leader_rebalance: Some(Duration::from_secs(300)),
+            unclean_election: false,
         }
     }
 }
@@ -200,9 +208,12 @@ impl ClusterNode {
                     session_timeout: config.session_timeout,
                     defaults: config.defaults,
                     producer_id_block: 1000,
+                    leader_rebalance: config.leader_rebalance,
+                    elections: freshet_cluster::controller::Elections { unclean_default: config.unclean_election },
                 },
             );
             tasks.push(tokio::spawn(ctl.clone().run_sessions()));
+            tasks.push(tokio::spawn(ctl.clone().run_leader_rebalance()));
             tasks.push(tokio::spawn(report_leadership(node.clone())));
             let _ = node_tx.send(Some(Served { quorum: node.clone(), controller: ctl.clone() }));
             // Keep the sender alive for the listener's lifetime.
@@ -422,6 +433,11 @@ impl ClusterNode {
     /// ElectLeaders (PREFERRED) through the controller.
     pub(crate) async fn elect_preferred(&self, topic: &str, partition: i32) -> Result<(), ControllerError> {
         self.done(Call::ElectPreferred { topic: topic.to_owned(), partition }).await
+    }
+
+    /// ElectLeaders (UNCLEAN) through the controller.
+    pub(crate) async fn elect_unclean(&self, topic: &str, partition: i32) -> Result<(), ControllerError> {
+        self.done(Call::ElectUnclean { topic: topic.to_owned(), partition }).await
     }
 
     /// Topic or broker configs through the controller.
@@ -678,6 +694,7 @@ async fn answer(served: &Served, call: Call) -> Reply {
             done(served, ctl.create_partitions(&name, count, &assignments, validate_only).await)
         }
         Call::ElectPreferred { topic, partition } => done(served, ctl.elect_preferred(&topic, partition).await),
+        Call::ElectUnclean { topic, partition } => done(served, ctl.elect_unclean(&topic, partition).await),
         Call::AlterConfigs { resource, changes } => done(served, ctl.alter_configs(resource, changes).await),
         Call::AlterAcls { add, remove } => done(served, ctl.alter_acls(add, remove).await),
         Call::AlterPartition(change) => done(served, ctl.alter_partition(change).await),

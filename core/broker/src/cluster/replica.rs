@@ -54,7 +54,13 @@ struct Led {
     followers: BTreeMap<BrokerId, Follower>,
     /// The ISR proposed to the controller and not yet in the image.
     proposed: Option<Vec<BrokerId>>,
+    /// When the controller last refused a proposal: none is made again for a while (the image
+    /// it refused from may be behind, or the follower fenced).
+    refused_at: Option<Instant>,
 }
+
+/// How long after a refused ISR change the leader waits before proposing again.
+const RETRY_REFUSED: Duration = Duration::from_secs(1);
 
 impl Led {
     /// The replicas the high watermark waits for: the ISR, with a proposed expansion's newcomer.
@@ -143,6 +149,17 @@ impl Replicas {
                         (*b, Follower { log_end: -1, caught_up, last_fetch: now, leader_end_at_last_fetch: -1 })
                     })
                     .collect();
+                if p.leader_recovering {
+                    let (_, hw, end) = partition.offsets();
+                    tracing::error!(
+                        topic = %topic.name,
+                        partition = index,
+                        epoch = p.leader_epoch,
+                        log_end = end,
+                        high_watermark = hw,
+                        "unclean leader election: this broker leads from outside the ISR; acknowledged records the old in-sync replicas held past this copy's log end are lost, and their copies are cut back to this one"
+                    );
+                }
                 tracing::info!(topic = %topic.name, partition = index, epoch = p.leader_epoch, isr = ?p.isr, "leading");
                 led.insert(
                     key.clone(),
@@ -155,6 +172,7 @@ impl Replicas {
                         epoch_start,
                         followers,
                         proposed: None,
+                        refused_at: None,
                     },
                 );
             }
@@ -197,8 +215,14 @@ impl Replicas {
         f.log_end = fetch_offset;
         f.last_fetch = now;
         f.leader_end_at_last_fetch = leader_end;
-        let joins =
-            !l.isr.contains(&follower) && l.proposed.is_none() && fetch_offset >= hw && fetch_offset >= l.epoch_start;
+        // As Kafka's leaders: a fenced follower is not proposed (the controller would refuse).
+        let live = self.node.upgrade().is_some_and(|n| n.image().is_live(follower));
+        let joins = !l.isr.contains(&follower)
+            && l.proposed.is_none()
+            && l.refused_at.is_none_or(|t| now.duration_since(t) >= RETRY_REFUSED)
+            && live
+            && fetch_offset >= hw
+            && fetch_offset >= l.epoch_start;
         if joins {
             let mut isr = l.isr.clone();
             isr.push(follower);
@@ -221,7 +245,7 @@ impl Replicas {
         let now = Instant::now();
         let mut led = self.led.lock().expect("replicas lock");
         for (key, l) in led.iter_mut() {
-            if l.proposed.is_some() {
+            if l.proposed.is_some() || l.refused_at.is_some_and(|t| now.duration_since(t) < RETRY_REFUSED) {
                 continue;
             }
             let lagging: Vec<BrokerId> = l
@@ -260,6 +284,7 @@ impl Replicas {
                 Ok(other) => Err(super::unexpected(&other)),
                 Err(e) => Err(e),
             };
+            let refused = result.is_err();
             match result {
                 Ok(()) => {
                     node.wait_image(|i| {
@@ -277,6 +302,9 @@ impl Replicas {
             if let Some(l) = led.get_mut(&key) {
                 if l.partition_epoch == change.partition_epoch {
                     l.proposed = None;
+                }
+                if refused {
+                    l.refused_at = Some(Instant::now());
                 }
             }
         });

@@ -42,6 +42,8 @@ pub(crate) enum Call {
     CreatePartitions { name: String, count: i32, assignments: Vec<Vec<BrokerId>>, validate_only: bool },
     /// ElectLeaders (PREFERRED), one partition.
     ElectPreferred { topic: String, partition: i32 },
+    /// ElectLeaders (UNCLEAN), one partition.
+    ElectUnclean { topic: String, partition: i32 },
     /// AllocateProducerIds.
     AllocateProducerIds { broker_id: BrokerId, broker_epoch: i64 },
     /// IncrementalAlterConfigs of one resource.
@@ -112,31 +114,34 @@ pub(crate) struct Peers {
 }
 
 impl Peers {
-    /// Sends `call` to `addr` and waits up to `timeout` for the reply. A failed call drops the
-    /// connection; the next call opens a new one.
+    /// Sends `call` to `addr` and waits up to `timeout` for the reply. The connection is taken
+    /// out of its slot for the exchange and put back only after a whole reply was read: a call
+    /// that fails, times out or is dropped half-way (its caller gave up) closes it, so a late
+    /// reply is never read as the answer to the next call.
     pub(crate) async fn call(&self, addr: SocketAddr, call: &Call, timeout: Duration) -> Result<Reply, String> {
         let slot = self.conns.lock().expect("controller connections lock").entry(addr).or_default().clone();
         let mut conn = slot.lock().await;
-        let attempt = async {
-            if conn.is_none() {
-                let stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
-                let _ = stream.set_nodelay(true);
-                *conn = Some(stream);
-            }
-            let stream = conn.as_mut().expect("connected above");
-            write_frame(stream, call).await?;
-            read_frame(stream).await?.ok_or_else(|| format!("{addr} closed the connection"))
+        let taken = conn.take();
+        let attempt = async move {
+            let mut stream = match taken {
+                Some(stream) => stream,
+                None => {
+                    let stream = TcpStream::connect(addr).await.map_err(|e| format!("connecting to {addr}: {e}"))?;
+                    let _ = stream.set_nodelay(true);
+                    stream
+                }
+            };
+            write_frame(&mut stream, call).await?;
+            let reply = read_frame(&mut stream).await?.ok_or_else(|| format!("{addr} closed the connection"))?;
+            Ok::<_, String>((stream, reply))
         };
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(reply)) => Ok(reply),
-            Ok(Err(e)) => {
-                *conn = None;
-                Err(e)
+            Ok(Ok((stream, reply))) => {
+                *conn = Some(stream);
+                Ok(reply)
             }
-            Err(_) => {
-                *conn = None;
-                Err(format!("{addr} did not answer within {timeout:?}"))
-            }
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!("{addr} did not answer within {timeout:?}")),
         }
     }
 }

@@ -353,9 +353,9 @@ pub(crate) fn not_coordinator(served: &Served, key_type: i8, key: &str) -> Optio
     }
 }
 
-/// ElectLeaders: PREFERRED elections through the controller (a partition already led by its
-/// preferred replica gets ELECTION_NOT_NEEDED, as in Kafka; all partitions when none are named).
-/// UNCLEAN elections are not served: leaders come from the ISR only.
+/// ElectLeaders: PREFERRED and UNCLEAN elections through the controller (a partition already
+/// led by its preferred replica, or with a leader at all for UNCLEAN, gets ELECTION_NOT_NEEDED,
+/// as in Kafka; all partitions when none are named).
 async fn elect_leaders(request: ElectLeadersRequest, served: &Served) -> ElectLeadersResponse {
     use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
     let image = served.cluster.as_ref().map(|c| c.image());
@@ -379,10 +379,7 @@ async fn elect_leaders(request: ElectLeadersRequest, served: &Served) -> ElectLe
         let mut out = Vec::with_capacity(partitions.len());
         for partition in partitions {
             let result: Result<(), ControllerError> = match (&served.cluster, request.election_type) {
-                (_, 1) => Err(ControllerError::new(
-                    code::ELIGIBLE_LEADERS_NOT_AVAILABLE,
-                    "unclean leader election is not served: leaders come from the in-sync replicas",
-                )),
+                (Some(cluster), 1) => cluster.elect_unclean(&topic, partition).await,
                 (Some(cluster), _) => cluster.elect_preferred(&topic, partition).await,
                 (None, _) => match served.log.describe_topic(&topic) {
                     Ok(d) if (0..d.n_partitions as i32).contains(&partition) => Err(ControllerError::new(

@@ -7,6 +7,9 @@ use freshet_cluster::records::{AclEntry, Endpoint, MetadataRecord, NO_LEADER};
 use freshet_cluster::{MetadataBatch, MetadataImage};
 use freshet_coord::code;
 
+/// Leaders from the ISR only, Kafka's default.
+const CLEAN: controller::Elections = controller::Elections { unclean_default: false };
+
 fn apply(image: &mut MetadataImage, records: Vec<MetadataRecord>) {
     let next = image.offset + 1;
     image.apply(next, &MetadataBatch::new(records));
@@ -33,9 +36,9 @@ fn cluster(racks: &[Option<&str>]) -> MetadataImage {
     for (i, rack) in racks.iter().enumerate() {
         let id = i as i32 + 1;
         let (records, _) =
-            controller::register_broker(&image, "c1", &registration(id, id as u128, *rack), false).unwrap();
+            controller::register_broker(&image, "c1", &registration(id, id as u128, *rack), false, &CLEAN).unwrap();
         apply(&mut image, records);
-        let records = controller::unfence_broker(&image, id);
+        let records = controller::unfence_broker(&image, id, &CLEAN);
         apply(&mut image, records);
     }
     image
@@ -160,7 +163,7 @@ fn a_fenced_broker_is_re_led_around_and_leads_again_when_unfenced() {
     let mut image = cluster(&[None, None, None]);
     create(&mut image, "rf2", 3, 2);
     create(&mut image, "rf1", 3, 1);
-    let records = controller::fence_broker(&image, 1);
+    let records = controller::fence_broker(&image, 1, &CLEAN);
     apply(&mut image, records);
     assert!(image.brokers[&1].fenced);
     for (topic, i, p) in image.partitions() {
@@ -177,7 +180,7 @@ fn a_fenced_broker_is_re_led_around_and_leads_again_when_unfenced() {
             );
         }
     }
-    let records = controller::unfence_broker(&image, 1);
+    let records = controller::unfence_broker(&image, 1, &CLEAN);
     apply(&mut image, records);
     for (topic, i, p) in image.partitions() {
         if topic.name == "rf1" && p.replicas == [1] {
@@ -199,17 +202,18 @@ fn a_fenced_broker_is_re_led_around_and_leads_again_when_unfenced() {
 #[test]
 fn registration_epochs_incarnations_and_cluster_ids() {
     let image = cluster(&[None, None]);
-    let (records, epoch) = controller::register_broker(&image, "c1", &registration(1, 1, None), true).unwrap();
+    let (records, epoch) = controller::register_broker(&image, "c1", &registration(1, 1, None), true, &CLEAN).unwrap();
     assert!(records.is_empty(), "a retried registration changes nothing");
     assert_eq!(epoch, image.brokers[&1].epoch);
-    let e = controller::register_broker(&image, "c1", &registration(1, 99, None), true).unwrap_err();
+    let e = controller::register_broker(&image, "c1", &registration(1, 99, None), true, &CLEAN).unwrap_err();
     assert_eq!(e.code, code::DUPLICATE_BROKER_REGISTRATION);
-    let (records, epoch) = controller::register_broker(&image, "c1", &registration(1, 99, None), false).unwrap();
+    let (records, epoch) =
+        controller::register_broker(&image, "c1", &registration(1, 99, None), false, &CLEAN).unwrap();
     assert!(epoch > image.brokers[&2].epoch, "a new registration gets a new epoch");
     assert!(matches!(records[0], MetadataRecord::RegisterBroker { .. }));
     let mut other = registration(3, 3, None);
     other.cluster_id = "c2".into();
-    let e = controller::register_broker(&image, "c1", &other, false).unwrap_err();
+    let e = controller::register_broker(&image, "c1", &other, false, &CLEAN).unwrap_err();
     assert_eq!(e.code, code::INCONSISTENT_CLUSTER_ID);
     assert!(e.message.contains("c2") && e.message.contains("c1"), "{e}");
     assert_eq!(controller::check_epoch(&image, 1, epoch).unwrap_err().code, code::STALE_BROKER_EPOCH);
@@ -294,7 +298,7 @@ fn a_leader_changes_its_isr_only_from_the_current_epochs_and_with_eligible_repli
         controller::alter_partition(&image, &change(&image, stranger)).unwrap_err().code,
         code::INELIGIBLE_REPLICA
     );
-    let fenced = controller::fence_broker(&image, follower);
+    let fenced = controller::fence_broker(&image, follower, &CLEAN);
     apply(&mut image, fenced);
     let mut back = shrink.clone();
     back.push(follower);
@@ -303,14 +307,14 @@ fn a_leader_changes_its_isr_only_from_the_current_epochs_and_with_eligible_repli
         code::INELIGIBLE_REPLICA
     );
     // Unfenced and caught up, it rejoins.
-    let unfenced = controller::unfence_broker(&image, follower);
+    let unfenced = controller::unfence_broker(&image, follower, &CLEAN);
     apply(&mut image, unfenced);
     let records = controller::alter_partition(&image, &change(&image, back.clone())).unwrap();
     apply(&mut image, records);
     assert_eq!(image.topic("orders").unwrap().partitions[&0].isr, back);
     // The leader killed: the new leader comes from the ISR, with a new leader epoch.
     let leader = p.leader;
-    let fenced = controller::fence_broker(&image, leader);
+    let fenced = controller::fence_broker(&image, leader, &CLEAN);
     apply(&mut image, fenced);
     let now = &image.topic("orders").unwrap().partitions[&0];
     assert!(now.leader != leader && back.contains(&now.leader) && now.leader_epoch == 1, "{now:?}");
@@ -386,4 +390,86 @@ fn a_reassignment_adds_replicas_then_completes_once_they_are_in_sync() {
     let records = controller::alter_reassignment(&image, "moved", 0, &Some(vec![4, 3]), true).unwrap();
     apply(&mut image, records);
     assert_eq!((p(&image).replicas, p(&image).leader), (vec![4, 3], 3));
+}
+
+#[test]
+fn unclean_elections_only_where_allowed_and_preferred_leaders_come_back() {
+    let mut image = cluster(&[None, None, None]);
+    let topic = NewTopic {
+        name: "u".into(),
+        assignments: vec![(0, vec![1, 2, 3])],
+        partitions: -1,
+        replication_factor: -1,
+        ..Default::default()
+    };
+    let (records, _, _) = controller::create_topic(&image, &topic, TopicDefaults::default(), 42).unwrap();
+    apply(&mut image, records);
+    let p = |image: &MetadataImage| image.topic("u").unwrap().partitions[&0].clone();
+    // Brokers 2 and 3 fall out of the ISR; then the leader dies: no in-sync replica is live.
+    for b in [2, 3] {
+        let q = p(&image);
+        let change = controller::IsrChange {
+            broker_id: 1,
+            broker_epoch: image.brokers[&1].epoch,
+            topic_id: 42,
+            partition: 0,
+            leader_epoch: q.leader_epoch,
+            partition_epoch: q.partition_epoch,
+            new_isr: q.isr.iter().copied().filter(|x| *x != b).collect(),
+        };
+        let records = controller::alter_partition(&image, &change).unwrap();
+        apply(&mut image, records);
+    }
+    assert_eq!(p(&image).isr, vec![1]);
+    let mut clean = image.clone();
+    let records = controller::fence_broker(&clean, 1, &CLEAN);
+    apply(&mut clean, records);
+    assert_eq!((p(&clean).leader, p(&clean).isr), (NO_LEADER, vec![1]), "offline, by default");
+    // An operator's unclean election (ElectLeaders UNCLEAN) picks a live replica.
+    let record = controller::elect_unclean(&clean, "u", 0).unwrap();
+    apply(&mut clean, vec![record]);
+    let q = p(&clean);
+    assert_eq!((q.leader, q.isr.clone(), q.leader_recovering), (2, vec![2], true));
+    assert_eq!(controller::elect_unclean(&clean, "u", 0).unwrap_err().code, code::ELECTION_NOT_NEEDED);
+    // With the topic allowing it, the fence itself elects from outside the ISR.
+    let mut allowed = image.clone();
+    apply(
+        &mut allowed,
+        vec![MetadataRecord::Config {
+            resource: freshet_cluster::records::ConfigResource::Topic("u".into()),
+            name: "unclean.leader.election.enable".into(),
+            value: Some("true".into()),
+        }],
+    );
+    let records = controller::fence_broker(&allowed, 1, &CLEAN);
+    apply(&mut allowed, records);
+    let q = p(&allowed);
+    assert_eq!((q.leader, q.isr.clone(), q.leader_recovering), (2, vec![2], true));
+    // The controller's own default does the same for topics that do not say.
+    let mut by_default = image.clone();
+    let unclean = controller::Elections { unclean_default: true };
+    let records = controller::fence_broker(&by_default, 1, &unclean);
+    apply(&mut by_default, records);
+    assert_eq!(p(&by_default).leader, 2);
+    // Broker 1 back, caught up and in sync: leadership goes back to it, the preferred replica.
+    let records = controller::unfence_broker(&allowed, 1, &CLEAN);
+    apply(&mut allowed, records);
+    assert!(controller::rebalance_leaders(&allowed).is_empty(), "not while it is out of sync");
+    let q = p(&allowed);
+    let change = controller::IsrChange {
+        broker_id: 2,
+        broker_epoch: allowed.brokers[&2].epoch,
+        topic_id: 42,
+        partition: 0,
+        leader_epoch: q.leader_epoch,
+        partition_epoch: q.partition_epoch,
+        new_isr: vec![2, 1],
+    };
+    let records = controller::alter_partition(&allowed, &change).unwrap();
+    apply(&mut allowed, records);
+    assert!(!p(&allowed).leader_recovering, "followers back in sync end the recovery");
+    let records = controller::rebalance_leaders(&allowed);
+    assert_eq!(records.len(), 1);
+    apply(&mut allowed, records);
+    assert_eq!(p(&allowed).leader, 1);
 }

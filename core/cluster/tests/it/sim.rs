@@ -202,6 +202,8 @@ impl Sim {
             session_timeout: SESSION,
             defaults: TopicDefaults { num_partitions: 2, replication_factor: 2 },
             producer_id_block: 1000,
+            leader_rebalance: None,
+            elections: Default::default(),
         };
         let controller = Controller::new(node.clone(), config);
         let sessions = tokio::spawn(controller.clone().run_sessions());

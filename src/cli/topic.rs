@@ -22,10 +22,21 @@ pub(crate) enum TopicCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// A topic's partitions (offsets, size) and every config with its value.
+    /// A topic's partitions (offsets, size, leader, replicas, ISR) and every config with its
+    /// value; or, with a filter, only the partitions it selects, of one topic or of all.
     Describe {
-        /// Its name.
-        name: String,
+        /// Its name (optional with a filter: every topic).
+        name: Option<String>,
+        /// Only partitions with fewer in-sync replicas than replicas (as kafka-topics).
+        #[arg(long)]
+        under_replicated_partitions: bool,
+        /// Only partitions with fewer in-sync replicas than their `min.insync.replicas`:
+        /// `acks=all` writes to them are refused.
+        #[arg(long)]
+        under_min_isr_partitions: bool,
+        /// Only partitions without a leader.
+        #[arg(long)]
+        unavailable_partitions: bool,
         #[command(flatten)]
         target: Target,
     },
@@ -87,7 +98,44 @@ pub(crate) async fn topic(command: TopicCommand) -> anyhow::Result<()> {
                     say(&format!("{}\t{} partitions", t.name, t.n_partitions));
                 }
             }
+            TopicCommand::Describe {
+                name,
+                under_replicated_partitions: under,
+                under_min_isr_partitions: under_min,
+                unavailable_partitions: unavailable,
+                ..
+            } if under || under_min || unavailable => {
+                let names = match name {
+                    Some(name) => vec![name],
+                    None => admin.list_topics().await?.into_iter().map(|t| t.name).collect(),
+                };
+                for name in names {
+                    let min_isr: usize = admin
+                        .describe_configs(&name)
+                        .await?
+                        .into_iter()
+                        .find(|c| c.name == "min.insync.replicas")
+                        .and_then(|c| c.value.parse().ok())
+                        .unwrap_or(1);
+                    for at in admin.placement(&name).await? {
+                        let selected = (under && at.isr.len() < at.replicas.len())
+                            || (under_min && at.isr.len() < min_isr)
+                            || (unavailable && at.leader.is_none());
+                        if selected {
+                            let leader = at.leader.map_or("none (offline)".to_owned(), |l| l.to_string());
+                            say(&format!(
+                                "{name}-{}: leader {leader}, replicas {:?}, isr {:?}, min.insync.replicas {min_isr}",
+                                at.partition, at.replicas, at.isr
+                            ));
+                        }
+                    }
+                }
+            }
             TopicCommand::Describe { name, .. } => {
+                let name = name.context(
+                    "name a topic, or select partitions of every topic with --under-replicated-partitions, \
+                     --under-min-isr-partitions or --unavailable-partitions",
+                )?;
                 let (topic, partitions) = admin.describe_topic(&name).await?;
                 let placement = admin.placement(&name).await?;
                 let id = if topic.id.is_empty() { String::new() } else { format!(" (id {})", topic.id) };

@@ -100,6 +100,18 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
         placement(m).iter().all(|(_, isr)| !isr.contains(&(paused as i32)) && isr.len() == 2)
     });
     eprintln!("broker {paused} paused:\n{shrunk}");
+    // Visible as kafka-topics shows it: every partition under-replicated, none under its
+    // min.insync.replicas (two are in sync).
+    let target = ["--bootstrap".to_owned(), cluster.addr(watch)];
+    let (ok, out, err) = crate::topic::freshet(&["topic", "describe", "--under-replicated-partitions"], &target);
+    assert!(ok, "{err}");
+    for p in 0..3 {
+        let line = out.lines().find(|l| l.starts_with(&format!("jepsen-{p}:"))).unwrap_or_else(|| panic!("{out}"));
+        let isr = line.split("isr [").nth(1).and_then(|r| r.split(']').next()).unwrap_or_default();
+        assert!(line.contains("min.insync.replicas 2") && !isr.contains(&paused.to_string()), "{line}");
+    }
+    let (ok, out, err) = crate::topic::freshet(&["topic", "describe", "jepsen", "--under-min-isr-partitions"], &target);
+    assert!(ok && out.trim().is_empty(), "{out}{err}");
     wait_acked(2000);
     signal(&cluster, paused, "-CONT");
     cluster.metadata_until(watch, "jepsen", all_in_sync);

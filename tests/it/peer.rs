@@ -262,7 +262,7 @@ impl Drop for FreshetCluster {
         if std::thread::panicking() {
             for (i, data) in self.data.iter().enumerate() {
                 let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
                 eprintln!("--- node {} log:\n{}", i + 1, tail.join("\n"));
             }
         }
@@ -296,8 +296,19 @@ impl KafkaProcess {
     }
 
     fn try_start(dir: &Path, properties_extra: &str) -> Result<Self, String> {
-        std::fs::create_dir_all(dir).unwrap();
         let (port, controller) = free_ports();
+        let voters = format!("1@127.0.0.1:{controller}");
+        let mut kafka = Self::spawn(dir, 1, &voters, (port, controller), 1, properties_extra);
+        kafka.wait_until_serving(1)?;
+        Ok(kafka)
+    }
+
+    /// Formats node `node`'s storage under `dir` and starts it (broker and controller) on
+    /// `ports` (client, controller), one of the quorum `voters`; internal topics get
+    /// `replicas` replicas.
+    fn spawn(dir: &Path, node: usize, voters: &str, ports: (u16, u16), replicas: usize, extra: &str) -> Self {
+        let (port, controller) = ports;
+        std::fs::create_dir_all(dir).unwrap();
         let data = dir.join("kafka-data");
         let _ = std::fs::remove_dir_all(&data);
         let properties = dir.join("server.properties");
@@ -305,8 +316,8 @@ impl KafkaProcess {
             &properties,
             format!(
                 "process.roles=broker,controller\n\
-                 node.id=1\n\
-                 controller.quorum.voters=1@127.0.0.1:{controller}\n\
+                 node.id={node}\n\
+                 controller.quorum.voters={voters}\n\
                  listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller}\n\
                  advertised.listeners=PLAINTEXT://127.0.0.1:{port}\n\
                  controller.listener.names=CONTROLLER\n\
@@ -314,15 +325,16 @@ impl KafkaProcess {
                  inter.broker.listener.name=PLAINTEXT\n\
                  log.dirs={}\n\
                  num.partitions=1\n\
-                 offsets.topic.replication.factor=1\n\
+                 offsets.topic.replication.factor={replicas}\n\
                  offsets.topic.num.partitions=4\n\
-                 transaction.state.log.replication.factor=1\n\
-                 transaction.state.log.min.isr=1\n\
+                 transaction.state.log.replication.factor={replicas}\n\
+                 transaction.state.log.min.isr={}\n\
                  transaction.state.log.num.partitions=4\n\
                  group.initial.rebalance.delay.ms=0\n\
-                 share.coordinator.state.topic.replication.factor=1\n\
-                 {properties_extra}",
-                data.display()
+                 share.coordinator.state.topic.replication.factor={replicas}\n\
+                 {extra}",
+                data.display(),
+                replicas.min(2),
             ),
         )
         .unwrap();
@@ -355,13 +367,12 @@ impl KafkaProcess {
         let log_path = dir.join("kafka.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = java("kafka.Kafka").arg(&properties).stdout(log.try_clone().unwrap()).stderr(log).spawn().unwrap();
-        let mut kafka = KafkaProcess { child, addr: format!("127.0.0.1:{port}"), log: log_path };
-        kafka.wait_until_serving()?;
-        Ok(kafka)
+        KafkaProcess { child, addr: format!("127.0.0.1:{port}"), log: log_path }
     }
 
-    /// Waits until the broker has a controller and answers Metadata; its log if it exits first.
-    fn wait_until_serving(&mut self) -> Result<(), String> {
+    /// Waits until the broker has a controller and answers Metadata listing `brokers` brokers;
+    /// its log if it exits first.
+    fn wait_until_serving(&mut self, brokers: usize) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -369,7 +380,8 @@ impl KafkaProcess {
             }
             if TcpStream::connect(&self.addr).is_ok() {
                 let out = Command::new("kcat").args(["-b", &self.addr, "-L", "-m", "2"]).output().unwrap();
-                if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("1 brokers") {
+                if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&format!("{brokers} brokers"))
+                {
                     return Ok(());
                 }
             }
@@ -380,7 +392,7 @@ impl KafkaProcess {
 
     fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let tail: Vec<&str> = log.lines().rev().take(4000).collect::<Vec<_>>().into_iter().rev().collect();
+        let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
         tail.join("\n")
     }
 
@@ -395,6 +407,69 @@ impl KafkaProcess {
         let status = self.child.wait().unwrap();
         // The JVM exits 143 on SIGTERM after its shutdown hooks have run.
         assert!(status.success() || status.code() == Some(143), "Kafka stops cleanly: {status}\n{}", self.log_tail());
+    }
+}
+
+/// A cluster of Kafka brokers on loopback, each broker and controller (Kafka's combined-mode
+/// sample), with internal topics replicated on every one: the peer of a Freshet cluster.
+pub(crate) struct KafkaCluster {
+    pub(crate) nodes: Vec<KafkaProcess>,
+}
+
+impl KafkaCluster {
+    /// `n` nodes under `dir`, returned once every one answers Metadata listing all `n`.
+    pub(crate) fn start(dir: &Path, n: usize, properties_extra: &str) -> Self {
+        let ports: Vec<(u16, u16)> = {
+            let held: Vec<TcpListener> = (0..2 * n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+            let all: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+            (0..n).map(|i| (all[2 * i], all[2 * i + 1])).collect()
+        };
+        let voters: Vec<String> =
+            ports.iter().enumerate().map(|(i, (_, c))| format!("{}@127.0.0.1:{c}", i + 1)).collect();
+        let voters = voters.join(",");
+        let mut nodes: Vec<KafkaProcess> = (0..n)
+            .map(|i| {
+                KafkaProcess::spawn(
+                    &dir.join(format!("kafka-{}", i + 1)),
+                    i + 1,
+                    &voters,
+                    ports[i],
+                    n,
+                    properties_extra,
+                )
+            })
+            .collect();
+        for node in &mut nodes {
+            if let Err(log) = node.wait_until_serving(n) {
+                panic!("a Kafka node exited while starting:\n{log}");
+            }
+        }
+        KafkaCluster { nodes }
+    }
+
+    /// Every node's client address, comma-separated.
+    pub(crate) fn bootstrap(&self) -> String {
+        self.nodes.iter().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    /// The nodes' process ids.
+    pub(crate) fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().map(KafkaProcess::pid).collect()
+    }
+
+    /// Stops every node at once (one by one, the last would wait for a quorum that is gone).
+    pub(crate) fn stop(mut self) {
+        for node in &self.nodes {
+            let _ = Command::new("kill").arg(node.child.id().to_string()).status();
+        }
+        for node in &mut self.nodes {
+            let status = node.child.wait().unwrap();
+            assert!(
+                status.success() || status.code() == Some(143),
+                "Kafka stops cleanly: {status}\n{}",
+                node.log_tail()
+            );
+        }
     }
 }
 

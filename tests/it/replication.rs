@@ -35,6 +35,59 @@ fn preferred_lead(metadata: &str) -> bool {
         })
 }
 
+/// An idempotent `acks=all` producer (`replication.py produce`) writing numbered records to a
+/// topic until finished, noting every acknowledged record in a file the checker reads.
+struct Writer {
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+}
+
+impl Writer {
+    fn start(bootstrap: &str, topic: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (python, script) = python_script("replication.py");
+        let (stop, acks) = (dir.path().join("stop"), dir.path().join("acks"));
+        let child = Command::new(&python)
+            .arg(&script)
+            .args(["produce", bootstrap, topic, stop.to_str().unwrap(), acks.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Writer { child, dir }
+    }
+
+    /// The acknowledgement file.
+    fn acks(&self) -> String {
+        self.dir.path().join("acks").to_str().unwrap().to_owned()
+    }
+
+    fn acked(&self) -> usize {
+        std::fs::read_to_string(self.acks()).map_or(0, |a| a.lines().count())
+    }
+
+    /// Waits (a minute at most) until `more` records more are acknowledged.
+    fn wait_acked(&self, more: usize) {
+        let target = self.acked() + more;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.acked() < target {
+            assert!(Instant::now() < deadline, "the producer stalled at {} acknowledged records", self.acked());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops it, checks it ended well (every record answered), and returns its directory, with
+    /// the acknowledgement file the checker reads.
+    fn finish(self) -> tempfile::TempDir {
+        std::fs::write(self.dir.path().join("stop"), "").unwrap();
+        let out = self.child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        eprintln!("producer: {said}");
+        assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
+        self.dir
+    }
+}
+
 fn signal(cluster: &FreshetCluster, node: usize, signal: &str) {
     let pid = cluster.nodes[node - 1].as_ref().expect("the node runs").pid();
     assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
@@ -52,26 +105,9 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     };
     let md = cluster.metadata_until(1, "jepsen", all_in_sync);
 
-    let dir = tempfile::tempdir().unwrap();
-    let (stop, acks) = (dir.path().join("stop"), dir.path().join("acks"));
     let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
-    let (python, script) = python_script("replication.py");
-    let producer = Command::new(&python)
-        .arg(&script)
-        .args(["produce", &bootstrap, "jepsen", stop.to_str().unwrap(), acks.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let acked = || std::fs::read_to_string(&acks).map_or(0, |a| a.lines().count());
-    let wait_acked = |more: usize| {
-        let target = acked() + more;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked() < target {
-            assert!(Instant::now() < deadline, "the producer stalled at {} acknowledged records", acked());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let writer = Writer::start(&bootstrap, "jepsen");
+    let wait_acked = |more: usize| writer.wait_acked(more);
     wait_acked(2000);
 
     // Partition 0's leader killed: a new leader from the ISR, and writes go on.
@@ -117,12 +153,9 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     cluster.metadata_until(watch, "jepsen", all_in_sync);
     wait_acked(2000);
 
-    std::fs::write(&stop, "").unwrap();
-    let out = producer.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    eprintln!("producer: {said}");
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
-    python_clients("replication.py", &["check", &bootstrap, "jepsen", acks.to_str().unwrap()]);
+    let acks = writer.acks();
+    let _dir = writer.finish();
+    python_clients("replication.py", &["check", &bootstrap, "jepsen", &acks]);
     cluster.stop();
 }
 
@@ -195,28 +228,11 @@ fn a_partition_moves_to_another_broker_while_a_producer_writes_to_it() {
     let out = tool(topics, &["--create", "--topic", "moving", "--replica-assignment", "1"]);
     assert!(out.contains("Created topic moving."), "{out}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let (stop, acks) = (dir.path().join("stop"), dir.path().join("acks"));
-    let (python, script) = python_script("replication.py");
-    let producer = Command::new(&python)
-        .arg(&script)
-        .args(["produce", &bootstrap, "moving", stop.to_str().unwrap(), acks.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let acked = || std::fs::read_to_string(&acks).map_or(0, |a| a.lines().count());
-    let wait_acked = |more: usize| {
-        let target = acked() + more;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while acked() < target {
-            assert!(Instant::now() < deadline, "the producer stalled at {} acknowledged records", acked());
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
-    wait_acked(3000);
+    let writer = Writer::start(&bootstrap, "moving");
+    writer.wait_acked(3000);
 
     // Kafka's reassignment tool moves it from broker 1 to broker 3 while the producer writes.
+    let dir = tempfile::tempdir().unwrap();
     let plan = dir.path().join("plan.json");
     std::fs::write(&plan, r#"{"version":1,"partitions":[{"topic":"moving","partition":0,"replicas":[3]}]}"#).unwrap();
     let reassign = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand";
@@ -233,17 +249,14 @@ fn a_partition_moves_to_another_broker_while_a_producer_writes_to_it() {
     }
     let moved = cluster.metadata_until(2, "moving", |m| placement(m) == [(3, vec![3])]);
     assert!(moved.contains("replicas: 3,"), "{moved}");
-    wait_acked(3000);
-    std::fs::write(&stop, "").unwrap();
-    let out = producer.wait_with_output().unwrap();
-    let said = String::from_utf8_lossy(&out.stderr);
-    eprintln!("producer: {said}");
-    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
+    writer.wait_acked(3000);
+    let acks = writer.acks();
+    let _written = writer.finish();
     // Broker 1 gone, every acknowledged record is read from broker 3, once, where it was
     // acknowledged.
     cluster.kill(1);
     let rest = format!("{},{}", cluster.addr(2), cluster.addr(3));
-    python_clients("replication.py", &["check", &rest, "moving", acks.to_str().unwrap()]);
+    python_clients("replication.py", &["check", &rest, "moving", &acks]);
     cluster.nodes[0] = Some(cluster.start_node(1));
     cluster.stop();
 }

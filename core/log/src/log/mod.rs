@@ -739,21 +739,7 @@ impl Log {
         isolation: Isolation,
     ) -> Result<Fetched> {
         let partition = self.partition(topic, partition)?;
-        blocking(move || {
-            let result = partition.read(offset, limit, isolation)?;
-            let batches = match &result.slice {
-                Some(slice) => slice.read_whole_batches()?,
-                None => Bytes::new(),
-            };
-            Ok(Fetched {
-                batches,
-                high_watermark: result.high_watermark,
-                last_stable_offset: result.last_stable_offset,
-                aborted: result.aborted,
-                log_start_offset: result.log_start_offset,
-            })
-        })
-        .await
+        blocking(move || fetched(partition.read(offset, limit, isolation)?)).await
     }
 
     /// Like [`Log::read`], but waits up to `max_wait` for data when there is none at `offset`.
@@ -921,6 +907,21 @@ impl Log {
         })
         .await
     }
+}
+
+/// What a read found, with its batches read into memory (whole ones, their CRCs checked).
+fn fetched(result: ReadResult) -> Result<Fetched> {
+    let batches = match &result.slice {
+        Some(slice) => slice.read_whole_batches()?,
+        None => Bytes::new(),
+    };
+    Ok(Fetched {
+        batches,
+        high_watermark: result.high_watermark,
+        last_stable_offset: result.last_stable_offset,
+        aborted: result.aborted,
+        log_start_offset: result.log_start_offset,
+    })
 }
 
 fn all_partitions(shared: &Shared) -> Vec<Arc<Partition>> {

@@ -101,20 +101,6 @@ impl Log {
     /// sends its followers.
     pub async fn read_replica(&self, topic: &str, partition: u32, offset: i64, limit: ReadLimit) -> Result<Fetched> {
         let partition = self.partition(topic, partition)?;
-        blocking(move || {
-            let result = partition.read_to(offset, limit, Isolation::ReadUncommitted, true)?;
-            let batches = match &result.slice {
-                Some(slice) => slice.read_whole_batches()?,
-                None => Bytes::new(),
-            };
-            Ok(Fetched {
-                batches,
-                high_watermark: result.high_watermark,
-                last_stable_offset: result.last_stable_offset,
-                aborted: result.aborted,
-                log_start_offset: result.log_start_offset,
-            })
-        })
-        .await
+        blocking(move || fetched(partition.read_to(offset, limit, Isolation::ReadUncommitted, true)?)).await
     }
 }

@@ -227,6 +227,14 @@ fn a_partition_moves_to_another_broker_while_a_producer_writes_to_it() {
     let topics = "org.apache.kafka.tools.TopicCommand";
     let out = tool(topics, &["--create", "--topic", "moving", "--replica-assignment", "1"]);
     assert!(out.contains("Created topic moving."), "{out}");
+    // Any broker answers for a topic's configs, and changes them, whether it holds a replica or
+    // not (Kafka's tools pick any broker: the reassignment tool clears throttles through one).
+    let configs = "org.apache.kafka.tools.ConfigCommand";
+    let set =
+        ["--alter", "--entity-type", "topics", "--entity-name", "moving", "--add-config", "retention.ms=86400000"];
+    crate::peer::kafka_tool(configs, &[&["--bootstrap-server", cluster.addr(2).as_str()][..], &set[..]].concat(), "");
+    let described = crate::java::describe_configs(&cluster.addr(2), "topics", "moving");
+    assert!(described.contains("retention.ms=86400000 sensitive=false synonyms={DYNAMIC_TOPIC_CONFIG"), "{described}");
 
     let writer = Writer::start(&bootstrap, "moving");
     writer.wait_acked(3000);

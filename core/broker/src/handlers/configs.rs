@@ -226,7 +226,7 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &A
                 // Other resources (groups, loggers): no configs.
                 return out;
             }
-            match served.log.describe_configs(&resource.resource_name) {
+            match topic_configs(served, &resource.resource_name) {
                 Ok(entries) => {
                     let broker_defaults = &served.log.config().topic_defaults;
                     let (own, cluster) = (served.dynamic.get(Scope::Broker), served.dynamic.get(Scope::ClusterDefault));
@@ -280,13 +280,33 @@ fn describe_configs(request: DescribeConfigsRequest, served: &Served, access: &A
                         .collect();
                     out.with_configs(configs)
                 }
-                Err(e) => {
-                    out.with_error_code(error_code(&e)).with_error_message(Some(StrBytes::from_string(e.to_string())))
+                Err((code, message)) => {
+                    out.with_error_code(code).with_error_message(Some(StrBytes::from_string(message)))
                 }
             }
         })
         .collect();
     DescribeConfigsResponse::default().with_results(results)
+}
+
+/// A topic's overrides: in a cluster, its metadata's (any broker answers for any topic, as
+/// Kafka's do, whether it holds a replica or not); on one node, the log's.
+fn topic_overrides(served: &Served, topic: &str) -> Result<BTreeMap<String, String>, (i16, String)> {
+    match &served.cluster {
+        Some(cluster) => {
+            let image = cluster.image();
+            if image.topic(topic).is_none() {
+                return Err((code::UNKNOWN_TOPIC_OR_PARTITION, format!("unknown topic \"{topic}\"")));
+            }
+            Ok(image.topic_configs.get(topic).cloned().unwrap_or_default())
+        }
+        None => served.log.describe_topic(topic).map(|d| d.overrides).map_err(|e| (error_code(&e), e.to_string())),
+    }
+}
+
+/// Every config of a topic with the value in effect.
+fn topic_configs(served: &Served, topic: &str) -> Result<Vec<freshet_log::config::ConfigEntry>, (i16, String)> {
+    Ok(served.log.describe_overrides(&topic_overrides(served, topic)?))
 }
 
 /// AlterConfigs (the older API, which librdkafka's admin client uses): the configs given become
@@ -316,18 +336,14 @@ async fn replace_configs(request: AlterConfigsRequest, served: &Served, access: 
                 .iter()
                 .map(|c| (c.name.to_string(), c.value.as_ref().map_or_else(String::new, |v| v.to_string())))
                 .collect();
-            match served.log.describe_topic(&topic) {
-                Err(e) => Err((error_code(&e), e.to_string())),
+            match topic_overrides(served, &topic) {
+                Err(e) => Err(e),
                 Ok(_) if request.validate_only => {
                     TopicConfig::validate(&wanted).map_err(|e| (error_code(&e), e.to_string()))
                 }
                 Ok(current) => {
-                    let mut changes: BTreeMap<String, Option<String>> = current
-                        .overrides
-                        .keys()
-                        .filter(|k| !wanted.contains_key(*k))
-                        .map(|k| (k.clone(), None))
-                        .collect();
+                    let mut changes: BTreeMap<String, Option<String>> =
+                        current.keys().filter(|k| !wanted.contains_key(*k)).map(|k| (k.clone(), None)).collect();
                     changes.extend(wanted.into_iter().map(|(k, v)| (k, Some(v))));
                     store_topic_config(served, &topic, changes).await
                 }
@@ -355,13 +371,8 @@ fn incremental_changes(
     ops: &[kafka_protocol::messages::incremental_alter_configs_request::AlterableConfig],
     served: &Served,
 ) -> Result<BTreeMap<String, Option<String>>, (i16, String)> {
-    let in_effect: BTreeMap<String, String> = served
-        .log
-        .describe_configs(topic)
-        .map_err(|e| (error_code(&e), e.to_string()))?
-        .into_iter()
-        .map(|e| (e.name, e.value))
-        .collect();
+    let in_effect: BTreeMap<String, String> =
+        topic_configs(served, topic)?.into_iter().map(|e| (e.name, e.value)).collect();
     let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
     for c in ops {
         let key = c.name.to_string();
@@ -457,8 +468,7 @@ async fn alter_configs(
                 Err(e) => Err(e),
                 Ok(changes) if request.validate_only => {
                     // The overrides the changes would leave, checked whole.
-                    served.log.describe_topic(&topic).map_err(|e| (error_code(&e), e.to_string())).and_then(|d| {
-                        let mut overrides = d.overrides;
+                    topic_overrides(served, &topic).and_then(|mut overrides| {
                         for (k, v) in changes {
                             match v {
                                 Some(v) => overrides.insert(k, v),

@@ -407,6 +407,18 @@ impl Consumer for RemoteConsumer {
                         tracing::debug!(error = %e, "a subscribed topic does not exist yet");
                         continue;
                     }
+                    // A broker going away (a leader killed, a restart) or a partition's leader
+                    // moving: librdkafka reconnects and fetches from the new leader, and as with
+                    // Kafka's own consumer, polling goes on.
+                    Some(Err(e))
+                        if e.rdkafka_error_code().is_some_and(|c| {
+                            matches!(c, RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+                                || super::transient(c)
+                        }) =>
+                    {
+                        tracing::info!(error = %e, "a broker is unreachable or a leader moved; fetching goes on");
+                        continue;
+                    }
                     Some(Err(e)) => return Err(client_error("fetching", e)),
                 };
                 wait = Duration::ZERO;

@@ -625,14 +625,21 @@ impl Log {
     /// Every config of a topic with the value in effect and whether it is a default.
     pub fn describe_configs(&self, name: &str) -> Result<Vec<ConfigEntry>> {
         let topic = self.topic(name)?;
-        let meta = topic.meta.read().expect("meta lock");
+        let overrides = topic.meta.read().expect("meta lock").overrides.clone();
+        Ok(self.describe_overrides(&overrides))
+    }
+
+    /// Every topic config in effect for a topic with `overrides`, over this log's defaults: what
+    /// [`Log::describe_configs`] gives for a topic this log holds, for one it does not (a topic
+    /// of a cluster held by other brokers).
+    pub fn describe_overrides(&self, overrides: &BTreeMap<String, String>) -> Vec<ConfigEntry> {
         let mut merged = self.topic_defaults();
-        merged.extend(meta.overrides.clone());
+        merged.extend(overrides.clone());
         let mut entries = TopicConfig::describe(&merged);
         for entry in &mut entries {
-            entry.is_default = !meta.overrides.contains_key(&entry.name);
+            entry.is_default = !overrides.contains_key(&entry.name);
         }
-        Ok(entries)
+        entries
     }
 
     /// Sets (`Some`) or removes (`None`) topic configs. All changes are checked before any applies.

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use freshet_cluster::records::{BrokerId, NO_LEADER};
 use freshet_cluster::MetadataImage;
 use freshet_coord::code;
@@ -203,7 +202,8 @@ async fn handle(log: &Log, topic: &str, p: PartitionData) -> bool {
         }
         code::NONE => {
             let records = p.records.unwrap_or_default();
-            let appended = if records.is_empty() { Ok(()) } else { append(log, topic, index, records).await };
+            let appended =
+                if records.is_empty() { Ok(()) } else { log.append_replicated(topic, index, records).await.map(drop) };
             match appended {
                 Ok(()) => follow_leader_offsets(log, topic, index, p.high_watermark, p.log_start_offset).await,
                 Err(e) => Err(e),
@@ -228,10 +228,6 @@ async fn handle(log: &Log, topic: &str, p: PartitionData) -> bool {
         tracing::warn!(topic, partition = index, %error, "replicating from the leader failed");
     }
     true
-}
-
-async fn append(log: &Log, topic: &str, index: u32, records: Bytes) -> freshet_log::Result<()> {
-    log.append_replicated(topic, index, records).await.map(drop)
 }
 
 /// The leader's high watermark becomes this copy's (as far as its log reaches), and its log

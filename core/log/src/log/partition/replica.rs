@@ -79,14 +79,12 @@ impl Partition {
             _ => state.log_end_offset(),
         };
         let target = bound.map_or(local, |b| b.min(local)).max(state.log_start_offset);
-        if target < state.high_watermark && may_lower {
+        // Called on every follower fetch: the position is looked up only when the mark moves.
+        if target > state.high_watermark || (may_lower && target < state.high_watermark) {
             let position = state.position_of(target)?;
             state.high_watermark = target;
             state.hw_position = position;
             self.high_watermark_tx.send_replace(target);
-        } else {
-            let position = state.position_of(local)?;
-            self.raise_high_watermark(&mut state, local, position);
         }
         Ok(state.high_watermark)
     }

@@ -3,7 +3,8 @@
 //! throughout: a partition's leader killed with SIGKILL and brought back, a follower paused with
 //! SIGSTOP past `replica.lag.time.max.ms` and resumed. Afterwards a checker in the manner of
 //! Jepsen's Kafka workload reads everything with two clients: no acknowledged record lost, none
-//! stored twice, each at the offset it was acknowledged with.
+//! stored twice, each at the offset it was acknowledged with. Also: coordinators and partitions
+//! that move, and an exactly-once streams application whose input's leader dies.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -267,4 +268,96 @@ fn a_partition_moves_to_another_broker_while_a_producer_writes_to_it() {
     python_clients("replication.py", &["check", &rest, "moving", &acks]);
     cluster.nodes[0] = Some(cluster.start_node(1));
     cluster.stop();
+}
+
+/// An exactly-once streams application (a plain count per key) over three brokers, the leader of
+/// an input partition (and, with it, some of the coordinators and output partitions) killed
+/// mid-stream: the committed counts equal an uninterrupted run's, and a read_committed reader
+/// never sees a count go back (an aborted update).
+#[test]
+fn an_exactly_once_application_counts_every_event_once_when_a_leader_dies() -> anyhow::Result<()> {
+    use freshet::prelude::*;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\noffsets.topic.replication.factor=3\n\
+                 transaction.state.log.replication.factor=3\ntransaction.state.log.min.isr=2\n\
+                 replica.lag.time.max.ms=3000\n";
+    let mut cluster = FreshetCluster::start_with(3, extra);
+    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let remote = Remote::new(&bootstrap)
+        .with_property("session.timeout.ms", "6000")
+        .with_property("heartbeat.interval.ms", "500");
+    let admin = remote.admin()?;
+    rt.block_on(admin.create_topic(NewTopic { name: "events".into(), n_partitions: 4, ..Default::default() }))?;
+    rt.block_on(admin.create_topic(NewTopic { name: "counts".into(), n_partitions: 4, ..Default::default() }))?;
+    let md = cluster.metadata_until(1, "events", |m| {
+        let p = placement(m);
+        p.len() == 4 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
+    });
+    let producer = remote.producer()?;
+    let n_events: i64 = 4000;
+    let produce = |from: i64, to: i64| {
+        let records: Vec<ProducerRecord> = (from..to)
+            .map(|i| ProducerRecord::new("events", Some(format!("k{}", i % crate::streams::N_KEYS)), i.to_string()))
+            .collect();
+        rt.block_on(producer.send(records)).unwrap();
+    };
+
+    let state = tempfile::tempdir()?;
+    let mut config = StreamsConfig::new("replicated-eos")?;
+    config.state_dir = state.path().into();
+    config.commit_interval = Duration::from_millis(100);
+    config.processing_guarantee = ProcessingGuarantee::ExactlyOnce;
+    let mut app = StreamsApp::new(crate::streams::event_counts()?, remote.clone(), config, rt.handle().clone())?;
+    app.start()?;
+    app.wait_until_running(Duration::from_secs(60))?;
+    for from in (0..n_events / 2).step_by(100) {
+        produce(from, from + 100);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while app.metrics().records_in < n_events as u64 / 2 {
+        assert!(Instant::now() < deadline, "the application read {} records", app.metrics().records_in);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The leader of events-0 dies while the rest arrive.
+    let leader = placement(&md)[0].0 as usize;
+    let mut killed = false;
+    for from in (n_events / 2..n_events).step_by(100) {
+        if !killed && from >= n_events / 2 + 500 {
+            cluster.kill(leader);
+            killed = true;
+        }
+        produce(from, from + 100);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..n_events {
+        *expected.entry(format!("k{}", i % crate::streams::N_KEYS)).or_insert(0i64) += 1;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (updates, finals) = loop {
+        let updates = crate::streams::committed_updates(&rt, &remote);
+        let finals: std::collections::BTreeMap<String, i64> = updates.iter().cloned().collect();
+        if finals == expected || Instant::now() > deadline {
+            break (updates, finals);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let read = app.metrics().records_in;
+    if finals != expected {
+        // A stuck application must not keep the test from failing (and the nodes' logs showing).
+        std::mem::forget(app);
+        panic!("every event counted once (broker {leader} killed; {read} records read):\n{finals:?}\n{expected:?}");
+    }
+    let mut seen = std::collections::BTreeMap::new();
+    for (key, n) in &updates {
+        let before = seen.insert(key.clone(), *n).unwrap_or(0);
+        assert!(*n > before, "{key}: count {n} after {before}: an aborted update showed");
+    }
+    app.close()?;
+    cluster.stop();
+    Ok(())
 }

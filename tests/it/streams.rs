@@ -125,7 +125,7 @@ pub(crate) fn word_count_resumes_after_a_restart(
 
 const INSTANCE_ENV: &str = "FRESHET_TEST_STREAMS_INSTANCE";
 const N_EVENTS: i64 = 4_000;
-const N_KEYS: i64 = 20;
+pub(crate) const N_KEYS: i64 = 20;
 
 /// Every event id seen per key, out as the number of distinct ids: a replay after a crash
 /// changes nothing, so the final figures equal an uninterrupted run's.
@@ -404,7 +404,7 @@ fn two_instance_processes_share_the_tasks_and_one_takes_over_when_the_other_is_k
 
 /// Every update of `counts` a read_committed consumer sees, in order per partition: read until
 /// each partition's end (its last stable offset when the read began).
-fn committed_updates(rt: &tokio::runtime::Runtime, remote: &Remote) -> Vec<(String, i64)> {
+pub(crate) fn committed_updates(rt: &tokio::runtime::Runtime, remote: &Remote) -> Vec<(String, i64)> {
     let config = ConsumerConfig { isolation: Isolation::ReadCommitted, ..ConsumerConfig::default() };
     let mut consumer = remote.consumer(config).unwrap();
     let tps: Vec<TopicPartition> = (0..4).map(|p| TopicPartition::new("counts", p)).collect();
@@ -483,7 +483,7 @@ fn exactly_once_instance_processes_count_every_event_once_when_one_is_killed() -
 }
 
 /// A plain count per key: a record processed twice would show.
-fn event_counts() -> anyhow::Result<Topology> {
+pub(crate) fn event_counts() -> anyhow::Result<Topology> {
     let builder = StreamsBuilder::new();
     builder
         .stream("events", Consumed::with(Serdes::string(), Serdes::string()))

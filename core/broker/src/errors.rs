@@ -19,7 +19,7 @@ pub(crate) fn error_code(error: &Error) -> i16 {
         Error::OutOfOrderSequence(_) => code::OUT_OF_ORDER_SEQUENCE_NUMBER,
         Error::DuplicateSequence(_) => code::DUPLICATE_SEQUENCE_NUMBER,
         Error::Transaction(_) => code::INVALID_TXN_STATE,
-        Error::NotReplicated { .. } => code::REQUEST_TIMED_OUT,
+        Error::NotReplicated { .. } | Error::Timeout(_) => code::REQUEST_TIMED_OUT,
         Error::NotLeader { .. } => code::NOT_LEADER_OR_FOLLOWER,
         _ => code::UNKNOWN_SERVER_ERROR,
     }

@@ -151,6 +151,10 @@ pub enum Error {
     /// A transaction operation that does not fit the transaction's state (its message says which).
     #[error("transaction refused: {0}")]
     Transaction(String),
+    /// The log did not answer in time: a leader or coordinator moving, a broker unreachable.
+    /// Asking again may succeed; inside a transaction, the transaction must abort.
+    #[error("timed out: {0}")]
+    Timeout(String),
     /// A Kafka-protocol cluster (the remote substrate) refused or failed an operation.
     #[error("{0}")]
     Remote(String),

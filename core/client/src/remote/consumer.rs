@@ -196,8 +196,14 @@ impl RemoteConsumer {
     }
 }
 
-/// How long a request failing with a transient error (see [`super::transient`]) is retried.
-const TRANSIENT_RETRY: Duration = Duration::from_secs(30);
+/// How long a request failing with a transient error (see [`super::transient`]) is retried
+/// (the Java client's `default.api.timeout.ms`).
+const TRANSIENT_RETRY: Duration = Duration::from_secs(60);
+
+/// How long one attempt of an offsets lookup waits: a leader that died keeps librdkafka waiting
+/// for its connection until the attempt times out, when the metadata is refreshed and the next
+/// attempt asks the new leader.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(super) async fn watermarks<C: ConsumerContext + 'static>(
     consumer: Arc<BaseConsumer<C>>,
@@ -210,17 +216,22 @@ pub(super) async fn watermarks<C: ConsumerContext + 'static>(
     let started = tokio::time::Instant::now();
     loop {
         let (c, t) = (consumer.clone(), topic.clone());
-        let result = blocking(move || c.fetch_watermarks(&t, partition, REQUEST_TIMEOUT)).await?;
+        let result = blocking(move || c.fetch_watermarks(&t, partition, ATTEMPT_TIMEOUT)).await?;
         match result {
             Ok(w) => return Ok(w),
             Err(e) => match e.rdkafka_error_code() {
                 Some(code)
-                    if (matches!(code, RDKafkaErrorCode::UnknownPartition | RDKafkaErrorCode::UnknownTopic)
-                        && started.elapsed() < Duration::from_secs(5))
+                    if (matches!(
+                        code,
+                        RDKafkaErrorCode::UnknownPartition
+                            | RDKafkaErrorCode::UnknownTopic
+                            // A broker not yet told it leads the partition.
+                            | RDKafkaErrorCode::UnknownTopicOrPartition
+                    ) && started.elapsed() < Duration::from_secs(5))
                         || (super::transient(code) && started.elapsed() < TRANSIENT_RETRY) =>
                 {
                     let (c, t) = (consumer.clone(), topic.clone());
-                    let _ = blocking(move || c.fetch_metadata(Some(&t), REQUEST_TIMEOUT).map(|_| ())).await?;
+                    let _ = blocking(move || c.fetch_metadata(Some(&t), ATTEMPT_TIMEOUT).map(|_| ())).await?;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 Some(code) => return Err(topic_error("reading the offsets of", &tp.topic, code, None)),

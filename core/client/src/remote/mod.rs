@@ -132,7 +132,9 @@ impl Remote {
         for (k, v) in &self.properties {
             config.set(k, v);
         }
-        config.set_log_level(RDKafkaLogLevel::Warning);
+        // librdkafka's `debug` contexts log at debug level: asked for, they are shown.
+        let asked = self.properties.iter().any(|(k, _)| k == "debug");
+        config.set_log_level(if asked { RDKafkaLogLevel::Debug } else { RDKafkaLogLevel::Warning });
         config
     }
 
@@ -322,6 +324,13 @@ pub(super) fn topic_error(doing: &str, topic: &str, code: RDKafkaErrorCode, mess
         RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch => {
             Error::ProducerFenced(format!("{doing} {topic:?}: {}", detail()))
         }
+        // Not answered in time (a record that waited out `message.timeout.ms` for a leader, a
+        // request its broker never answered): worth another try, but not this transaction's.
+        RDKafkaErrorCode::MessageTimedOut
+        | RDKafkaErrorCode::RequestTimedOut
+        | RDKafkaErrorCode::OperationTimedOut
+        | RDKafkaErrorCode::PurgeQueue
+        | RDKafkaErrorCode::PurgeInflight => Error::Timeout(format!("{doing} {topic:?}: {}", detail())),
         _ => Error::Remote(format!("{doing} {topic:?}: {} ({})", detail(), code as i32)),
     }
 }

@@ -234,22 +234,9 @@ impl StreamThread {
     /// records will be processed again: at least once) and the thread waits for its next
     /// assignment.
     pub(super) fn commit_or_lose_tasks(&mut self) -> Result<()> {
-        match self.commit() {
-            // Exactly-once: the transaction did not commit (the group moved on, so its offsets
-            // were refused, or this producer was fenced): nothing of it is seen; the tasks go.
-            Err(Error::Log(
-                e @ (freshet_core::Error::Transaction(_)
-                | freshet_core::Error::ProducerFenced(_)
-                | freshet_core::Error::Rebalanced(_)),
-            )) if self.txn.is_some() => {
-                let fenced = matches!(e, freshet_core::Error::ProducerFenced(_));
-                let failed = self.abort_and_lose_tasks(&e.to_string());
-                if fenced || failed.is_some() {
-                    self.renew_producer()?;
-                }
-                Ok(())
-            }
-            Err(Error::Log(freshet_core::Error::Rebalanced(reason))) => {
+        let committed = self.commit();
+        match committed {
+            Err(Error::Log(freshet_core::Error::Rebalanced(reason))) if self.txn.is_none() => {
                 tracing::warn!(member = %self.client_id, %reason, "the group moved on; closing this thread's tasks");
                 for task in std::mem::take(&mut self.tasks).into_iter().chain(std::mem::take(&mut self.suspended)) {
                     self.close_task(task)?;
@@ -257,8 +244,70 @@ impl StreamThread {
                 self.index_partitions();
                 Ok(())
             }
-            other => other,
+            other => self.recover_transaction(other),
         }
+    }
+
+    /// Exactly-once: when the transaction itself failed (the group moved on, so its offsets
+    /// were refused; the producer was fenced; its records or a request timed out, a leader or
+    /// a coordinator moving), nothing of it is seen: it is aborted and the tasks closed dirty,
+    /// then opened again unless the group moved on (see `revive_tasks`). Any other error, and
+    /// any error without a transaction, is returned.
+    pub(super) fn recover_transaction(&mut self, result: Result<()>) -> Result<()> {
+        let Err(error) = result else { return Ok(()) };
+        let source = match &error {
+            Error::Log(e) | Error::Output { source: e, .. } => Some(e),
+            Error::State(freshet_state::Error::Changelog { source, .. }) => Some(source),
+            _ => None,
+        };
+        let failed_transaction = source.filter(|e| {
+            matches!(
+                e,
+                freshet_core::Error::Transaction(_)
+                    | freshet_core::Error::ProducerFenced(_)
+                    | freshet_core::Error::Rebalanced(_)
+                    | freshet_core::Error::Timeout(_)
+            )
+        });
+        let (Some(e), Some(_)) = (failed_transaction, self.txn.as_ref()) else { return Err(error) };
+        let fenced = matches!(e, freshet_core::Error::ProducerFenced(_));
+        let moved_on = matches!(e, freshet_core::Error::Rebalanced(_));
+        let failed = self.abort_and_lose_tasks(&e.to_string());
+        if fenced || failed.is_some() {
+            self.renew_producer()?;
+        }
+        if !moved_on {
+            self.revive_tasks()?;
+        }
+        Ok(())
+    }
+
+    /// Exactly-once, after a transaction failed on its own (timed out, its coordinator or a
+    /// leader moved, the producer was fenced) while the group still counts this thread the
+    /// owner of its partitions: no rebalance is coming to hand the tasks back, so they open
+    /// again here, their stores restored from the changelogs, their input read again from the
+    /// committed offsets (Kafka Streams revives corrupted tasks the same way). If the group has
+    /// in fact moved on, the coming rebalance takes them away as usual.
+    pub(super) fn revive_tasks(&mut self) -> Result<()> {
+        let assigned = self.consumer.assignment();
+        if assigned.is_empty() {
+            return Ok(());
+        }
+        let committed = block_on(&self.runtime, self.consumer.committed(&assigned))?;
+        for tp in &assigned {
+            match committed.get(tp) {
+                Some(at) => self.consumer.seek_to_offset(tp, at.offset)?,
+                None => block_on(&self.runtime, self.consumer.seek(tp, OffsetSpec::Earliest))?,
+            }
+        }
+        // Fetched past the committed offsets: read again after the seeks.
+        self.early.clear();
+        tracing::info!(
+            member = %self.client_id,
+            partitions = assigned.len(),
+            "reopening this thread's tasks from their changelogs and committed offsets"
+        );
+        self.on_assigned(&assigned)
     }
 
     /// Exactly-once, after a fencing: a new transactional producer with the thread's id (which

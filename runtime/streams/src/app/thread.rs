@@ -190,11 +190,19 @@ impl StreamThread {
             if !lag.is_empty() {
                 self.shared.lag.lock().unwrap_or_else(|e| e.into_inner()).extend(lag);
             }
-            for i in 0..self.tasks.len() {
-                self.process_task(i)?;
-                if self.out.len() >= SEND_BATCH {
-                    self.send(false)?;
+            // A failed transaction (see `recover_transaction`) reopens the tasks: the loop
+            // starts over.
+            let mut i = 0;
+            while i < self.tasks.len() {
+                let mut step = self.process_task(i);
+                if step.is_ok() && self.out.len() >= SEND_BATCH {
+                    step = self.send(false);
                 }
+                if step.is_err() {
+                    self.recover_transaction(step)?;
+                    break;
+                }
+                i += 1;
             }
             let now = self.config.clock.now_ms();
             for i in 0..self.tasks.len() {
@@ -204,7 +212,8 @@ impl StreamThread {
                 task.graph.punctuate(PunctuationType::WallClockTime, now, &mut task.ctx)?;
                 self.drain_output(i);
             }
-            self.send(false)?;
+            let sent = self.send(false);
+            self.recover_transaction(sent)?;
             if self.last_commit.elapsed() >= self.config.commit_interval {
                 self.commit_or_lose_tasks()?;
                 self.place_standbys();

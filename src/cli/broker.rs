@@ -646,7 +646,20 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         }
         None => None,
     };
-    stop.wait().await;
+    // The broker's one log directory failing (an fsync that failed) stops it at once, as Kafka
+    // halts a broker whose log directories all failed: serving on, it would keep leading
+    // partitions it cannot append to; stopped, the other replicas take them over. Nothing is
+    // closed cleanly: the disk cannot be trusted with it.
+    let mut storage = log.watch_storage_failure();
+    tokio::select! {
+        _ = stop.wait() => {}
+        failed = storage.wait_for(Option::is_some) => {
+            let failure = failed.map(|f| f.clone().unwrap_or_default()).unwrap_or_default();
+            tracing::error!(%failure, "the log directory failed; the broker stops");
+            eprintln!("error: the log directory {} failed ({failure}); the broker stops", data_dir.display());
+            std::process::exit(1);
+        }
+    }
     if let Some(worker) = worker {
         worker.stop().await?;
     }

@@ -65,7 +65,7 @@ def produce(stopfile, ackfile):
         longest[0] = max(longest[0], now - last_ack[0])
         last_ack[0] = now
         acked.append(msg.value())
-        out.write(json.dumps({"v": msg.value().decode(), "p": msg.partition(), "o": msg.offset()}) + "\n")
+        out.write(json.dumps({"v": msg.value().decode(), "p": msg.partition(), "o": msg.offset(), "t": now}) + "\n")
 
     i = 0
     while not os.path.exists(stopfile):

@@ -72,6 +72,11 @@ impl BrokerProcess {
 
     /// With `args` only: where it listens is theirs to say.
     pub(crate) fn start_exact(data: &Path, args: &[&str]) -> Self {
+        Self::start_exact_env(data, args, &[])
+    }
+
+    /// Like [`BrokerProcess::start_exact`], with `env` added to the process's environment.
+    pub(crate) fn start_exact_env(data: &Path, args: &[&str], env: &[(String, String)]) -> Self {
         // Its log goes next to the data directory, for a failing test to show.
         let log_path = data.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
@@ -85,6 +90,7 @@ impl BrokerProcess {
                     "freshet=info,freshet_broker=info,freshet_log=info,freshet_coord=info,freshet_core=info".into()
                 }),
             )
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()
@@ -102,6 +108,19 @@ impl BrokerProcess {
     /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (up to `timeout`) for the process to end on its own: its exit status and its log.
+    pub(crate) fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the broker did not stop within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// Stops it as an operator would (SIGTERM) and waits.
@@ -128,6 +147,8 @@ pub(crate) struct FreshetCluster {
     _dir: tempfile::TempDir,
     files: Vec<PathBuf>,
     data: Vec<PathBuf>,
+    /// Added to every node's environment.
+    env: Vec<(String, String)>,
     pub(crate) nodes: Vec<Option<BrokerProcess>>,
 }
 
@@ -140,6 +161,11 @@ impl FreshetCluster {
     /// Like [`FreshetCluster::start`], with `extra` (lines of Kafka's keys) in every node's
     /// config file.
     pub(crate) fn start_with(n: usize, extra: &str) -> Self {
+        Self::start_with_env(n, extra, Vec::new())
+    }
+
+    /// Like [`FreshetCluster::start_with`], with `env` in every node's environment.
+    pub(crate) fn start_with_env(n: usize, extra: &str, env: Vec<(String, String)>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Every listener's port chosen at once (all held until all are chosen): a node binding port
         // 0 could otherwise take a controller port another node is about to bind.
@@ -184,7 +210,7 @@ impl FreshetCluster {
             files.push(file);
             data.push(dir);
         }
-        let mut cluster = FreshetCluster { _dir: dir, files, data, nodes: Vec::new() };
+        let mut cluster = FreshetCluster { _dir: dir, files, data, env, nodes: Vec::new() };
         for node in 1..=n {
             let started = cluster.start_node(node);
             cluster.nodes.push(Some(started));
@@ -204,7 +230,8 @@ impl FreshetCluster {
     }
 
     pub(crate) fn start_node(&self, node: usize) -> BrokerProcess {
-        BrokerProcess::start_exact(&self.data[node - 1], &["--config", self.files[node - 1].to_str().unwrap()])
+        let config = ["--config", self.files[node - 1].to_str().unwrap()];
+        BrokerProcess::start_exact_env(&self.data[node - 1], &config, &self.env)
     }
 
     pub(crate) fn addr(&self, node: usize) -> String {
@@ -399,6 +426,19 @@ impl KafkaProcess {
     /// Its process id.
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Waits (up to `timeout`) for the process to end on its own: its exit status and its log.
+    pub(crate) fn wait_exit(mut self, timeout: Duration) -> (std::process::ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "the broker did not stop within {timeout:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     /// Stops it as an operator would (SIGTERM) and waits for its controlled shutdown.

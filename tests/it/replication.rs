@@ -89,6 +89,44 @@ impl Writer {
     }
 }
 
+/// Now, in seconds since the epoch (as the acknowledgement file's times).
+fn now_s() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+/// Faults and the time the producer went without an acknowledgement during each: the
+/// unavailability each caused, as the writer saw it.
+#[derive(Default)]
+struct Unavailability(Vec<(String, f64, f64)>);
+
+impl Unavailability {
+    /// Notes a fault's window: from `from` (when it struck) until now (once the writer went
+    /// on past it).
+    fn note(&mut self, name: &str, from: f64) {
+        self.0.push((name.to_owned(), from, now_s()));
+    }
+
+    /// Prints, per fault, the longest time between two acknowledgements within its window
+    /// (from the file of a finished writer).
+    fn report(&self, acks: &str) {
+        let mut times: Vec<f64> = std::fs::read_to_string(acks)
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()?["t"].as_f64())
+            .collect();
+        times.sort_by(f64::total_cmp);
+        for (name, from, to) in &self.0 {
+            let mut last = *from;
+            let mut longest = 0f64;
+            for t in times.iter().filter(|t| **t > *from && **t <= *to) {
+                longest = longest.max(t - last);
+                last = *t;
+            }
+            eprintln!("unavailability: {name}: {} ms without an acknowledgement", (longest * 1000.0) as u64);
+        }
+    }
+}
+
 fn signal(cluster: &FreshetCluster, node: usize, signal: &str) {
     let pid = cluster.nodes[node - 1].as_ref().expect("the node runs").pid();
     assert!(Command::new("kill").args([signal, &pid.to_string()]).status().unwrap().success());
@@ -111,8 +149,10 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     let wait_acked = |more: usize| writer.wait_acked(more);
     wait_acked(2000);
 
+    let mut faults = Unavailability::default();
     // Partition 0's leader killed: a new leader from the ISR, and writes go on.
     let leader = placement(&md)[0].0 as usize;
+    let from = now_s();
     cluster.kill(leader);
     let other = if leader == 1 { 2 } else { 1 };
     let failed_over = cluster.metadata_until(other, "jepsen", |m| {
@@ -120,11 +160,14 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     });
     eprintln!("leader {leader} killed:\n{failed_over}");
     wait_acked(2000);
+    faults.note("a leader killed (SIGKILL)", from);
     // Back: it catches up from the new leaders, rejoins every ISR, and leads its partitions
     // again once the controller gives leadership back to preferred replicas.
+    let from = now_s();
     cluster.nodes[leader - 1] = Some(cluster.start_node(leader));
     cluster.metadata_until(other, "jepsen", |m| all_in_sync(m) && preferred_lead(m));
     wait_acked(2000);
+    faults.note("the killed leader back, preferred leaders restored", from);
 
     // A follower paused past replica.lag.time.max.ms leaves the ISR; writes go on with two in
     // sync; resumed, it catches up and rejoins.
@@ -132,6 +175,7 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     let leader = placement(&md)[0].0 as usize;
     let paused = if leader == 3 { 2 } else { 3 };
     let watch = if paused == 1 || leader == 1 { 6 - paused - leader } else { 1 };
+    let from = now_s();
     signal(&cluster, paused, "-STOP");
     let shrunk = cluster.metadata_until(watch, "jepsen", |m| {
         placement(m).iter().all(|(_, isr)| !isr.contains(&(paused as i32)) && isr.len() == 2)
@@ -150,13 +194,120 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     let (ok, out, err) = crate::topic::freshet(&["topic", "describe", "jepsen", "--under-min-isr-partitions"], &target);
     assert!(ok && out.trim().is_empty(), "{out}{err}");
     wait_acked(2000);
+    faults.note("a follower paused (SIGSTOP) past replica.lag.time.max.ms=3000", from);
+    let from = now_s();
     signal(&cluster, paused, "-CONT");
     cluster.metadata_until(watch, "jepsen", all_in_sync);
     wait_acked(2000);
+    faults.note("the paused follower resumed and back in sync", from);
 
     let acks = writer.acks();
     let _dir = writer.finish();
+    faults.report(&acks);
     python_clients("replication.py", &["check", &bootstrap, "jepsen", &acks]);
+    cluster.stop();
+}
+
+#[test]
+fn a_rolling_restart_of_every_broker_loses_nothing() {
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n\
+                 leader.imbalance.check.interval.seconds=2\n";
+    let mut cluster = FreshetCluster::start_with(3, extra);
+    python_clients("replication.py", &["create", &cluster.addr(1), "rolling", "3", "3"]);
+    let all_in_sync = |m: &str| {
+        let p = placement(m);
+        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
+    };
+    cluster.metadata_until(1, "rolling", all_in_sync);
+    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let writer = Writer::start(&bootstrap, "rolling");
+    writer.wait_acked(1000);
+    // As an operator upgrades a cluster: one broker at a time stopped (SIGTERM), started
+    // again, and the next only once every partition is back in sync.
+    let mut faults = Unavailability::default();
+    for node in 1..=3 {
+        let from = now_s();
+        let process = cluster.nodes[node - 1].take().expect("the node runs");
+        process.stop();
+        let other = if node == 1 { 2 } else { 1 };
+        cluster.metadata_until(other, "rolling", |m| placement(m).iter().all(|(l, _)| *l > 0 && *l as usize != node));
+        writer.wait_acked(1000);
+        cluster.nodes[node - 1] = Some(cluster.start_node(node));
+        cluster.metadata_until(other, "rolling", |m| all_in_sync(m) && preferred_lead(m));
+        writer.wait_acked(1000);
+        faults.note(&format!("broker {node} restarted (SIGTERM, started again, back in sync)"), from);
+    }
+    let acks = writer.acks();
+    let _dir = writer.finish();
+    faults.report(&acks);
+    python_clients("replication.py", &["check", &bootstrap, "rolling", &acks]);
+    cluster.stop();
+}
+
+/// The fault library (tests/faults/failsync.c) built into `dir`: preloaded, it fails a process's
+/// fsyncs once told to.
+fn failsync_library(dir: &std::path::Path) -> std::path::PathBuf {
+    let source = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/faults/failsync.c");
+    let library = dir.join("failsync.so");
+    let out = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O2", "-o"])
+        .arg(&library)
+        .arg(&source)
+        .arg("-ldl")
+        .output()
+        .expect("a C compiler (cc) is installed: the build of RocksDB needs one too");
+    assert!(out.status.success(), "building {}: {}", source.display(), String::from_utf8_lossy(&out.stderr));
+    library
+}
+
+#[test]
+fn a_broker_whose_disk_fails_fsync_stops_and_the_others_take_over() {
+    let faults = tempfile::tempdir().unwrap();
+    let library = failsync_library(faults.path());
+    let when = faults.path().join("failing");
+    let env = vec![
+        ("LD_PRELOAD".to_owned(), library.to_str().unwrap().to_owned()),
+        ("FRESHET_FAILSYNC_WHEN".to_owned(), when.to_str().unwrap().to_owned()),
+    ];
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n";
+    let mut cluster = FreshetCluster::start_with_env(3, extra, env);
+    python_clients("replication.py", &["create", &cluster.addr(1), "disk", "3", "3"]);
+    let all_in_sync = |m: &str| {
+        let p = placement(m);
+        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
+    };
+    let md = cluster.metadata_until(1, "disk", all_in_sync);
+    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let writer = Writer::start(&bootstrap, "disk");
+    writer.wait_acked(2000);
+
+    // Partition 0's leader's disk starts failing its fsyncs (every broker syncs each append
+    // before acknowledging it, the default): the broker stops rather than serve on.
+    let leader = placement(&md)[0].0 as usize;
+    let process = cluster.nodes[leader - 1].take().expect("the leader runs");
+    std::fs::write(format!("{}.{}", when.display(), process.pid()), "").unwrap();
+    let (failed_at, from) = (Instant::now(), now_s());
+    let mut faults = Unavailability::default();
+    let (status, log) = process.wait_exit(Duration::from_secs(30));
+    let stopped = failed_at.elapsed();
+    assert!(!status.success(), "the broker stopped with an error: {status}");
+    assert!(log.contains("the log directory failed"), "its log says why:\n{log}");
+    let other = if leader == 1 { 2 } else { 1 };
+    cluster
+        .metadata_until(other, "disk", |m| placement(m).first().is_some_and(|(l, _)| *l > 0 && *l as usize != leader));
+    writer.wait_acked(2000);
+    faults.note("a leader's disk failing its fsyncs", from);
+    eprintln!("broker {leader} stopped {stopped:?} after its disk failed; writes went on");
+    // Back with a disk that works: it recovers its log (what the failed fsync covered may or
+    // may not be there; the leaders' epochs say what to keep), catches up and rejoins.
+    cluster.nodes[leader - 1] = Some(cluster.start_node(leader));
+    cluster.metadata_until(other, "disk", all_in_sync);
+    writer.wait_acked(1000);
+
+    let acks = writer.acks();
+    let _dir = writer.finish();
+    faults.report(&acks);
+    python_clients("replication.py", &["check", &bootstrap, "disk", &acks]);
     cluster.stop();
 }
 

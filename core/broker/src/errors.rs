@@ -21,6 +21,7 @@ pub(crate) fn error_code(error: &Error) -> i16 {
         Error::Transaction(_) => code::INVALID_TXN_STATE,
         Error::NotReplicated { .. } | Error::Timeout(_) => code::REQUEST_TIMED_OUT,
         Error::NotLeader { .. } => code::NOT_LEADER_OR_FOLLOWER,
+        Error::StorageFailed(_) => code::KAFKA_STORAGE_ERROR,
         _ => code::UNKNOWN_SERVER_ERROR,
     }
 }

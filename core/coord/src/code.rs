@@ -39,6 +39,8 @@ pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
 pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 /// Not attempted: another part of the same request failed.
 pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
+/// The disk under the partition failed (retriable: the partition's leadership moves).
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
 /// The API version is not supported.
 pub const UNSUPPORTED_VERSION: i16 = 35;
 /// A topic of that name exists.

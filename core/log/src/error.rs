@@ -151,6 +151,11 @@ pub enum Error {
     /// A transaction operation that does not fit the transaction's state (its message says which).
     #[error("transaction refused: {0}")]
     Transaction(String),
+    /// The storage under a partition failed (an fsync that failed): the partition takes no more
+    /// appends until the log is reopened, and what the failed sync covered may or may not
+    /// survive a crash. Kafka's KAFKA_STORAGE_ERROR.
+    #[error("storage failed: {0}")]
+    StorageFailed(String),
     /// The log did not answer in time: a leader or coordinator moving, a broker unreachable.
     /// Asking again may succeed; inside a transaction, the transaction must abort.
     #[error("timed out: {0}")]

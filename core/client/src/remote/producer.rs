@@ -122,6 +122,10 @@ impl Producer for RemoteProducer {
     }
 }
 
+/// How long sending offsets to a transaction may take (Kafka Streams gives it `max.block.ms`;
+/// shorter here, as a stuck call holds the stream thread).
+const SEND_OFFSETS_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub(super) fn topic_send_error(topic: &str, e: KafkaError) -> Error {
     match e.rdkafka_error_code() {
         Some(code) => topic_error("sending to", topic, code, None),
@@ -155,10 +159,27 @@ impl TransactionalProducer for RemoteProducer {
             tpl.add_partition_offset(&tp.topic, partition_i32(tp.partition)?, Offset::Offset(o.offset))
                 .map_err(|e| client_error("listing offsets", e))?;
         }
+        // librdkafka does not hold this call to its timeout while it looks for a group
+        // coordinator that went away (librdkafka issues 5456 and 5511): it may wait forever. It
+        // runs on a thread of its own, given up on a little after its timeout; the producer is
+        // then unusable (its transaction API stays busy) and the caller replaces it, which
+        // fences it. The thread stays blocked: a runtime's blocking pool would wait for it.
         let inner = self.inner.clone();
-        blocking(move || inner.send_offsets_to_transaction(&tpl, &metadata, TXN_CALL_TIMEOUT))
-            .await?
-            .map_err(|e| txn_error("sending offsets to the transaction", e))
+        let (done, answer) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("send-offsets".into())
+            .spawn(move || {
+                let _ = done.send(inner.send_offsets_to_transaction(&tpl, &metadata, SEND_OFFSETS_TIMEOUT));
+            })
+            .map_err(|e| Error::Internal(format!("starting a thread to send offsets: {e}")))?;
+        match tokio::time::timeout(SEND_OFFSETS_TIMEOUT + Duration::from_secs(5), answer).await {
+            Ok(Ok(result)) => result.map_err(|e| txn_error("sending offsets to the transaction", e)),
+            Ok(Err(_)) => Err(Error::Internal("the thread sending offsets ended without an answer".into())),
+            Err(_) => Err(Error::Timeout(format!(
+                "sending offsets to the transaction: no answer in {} s (a group coordinator that went away)",
+                SEND_OFFSETS_TIMEOUT.as_secs() + 5
+            ))),
+        }
     }
 
     async fn commit(&self) -> Result<()> {

@@ -71,6 +71,7 @@ pub(super) fn flusher(shared: &Arc<Shared>) {
                     if let Err(error) = partition.flush() {
                         tracing::error!(partition = ?partition, %error, "flush failed; the partition stops taking appends");
                         partition.fail(error.to_string());
+                        storage_failed(shared, &partition, &error);
                         break;
                     }
                     if partition.durability() == Durability::Fsync {
@@ -99,12 +100,24 @@ pub(super) fn flusher(shared: &Arc<Shared>) {
                         if let Err(error) = partition.flush() {
                             tracing::error!(partition = ?partition, %error, "flush failed");
                             partition.fail(error.to_string());
+                            storage_failed(shared, &partition, &error);
                         }
                     }
                 }
             }
         }
     }
+}
+
+/// Notes the storage's first failure for whoever watches it (see `Log::watch_storage_failure`).
+fn storage_failed(shared: &Shared, partition: &Partition, error: &crate::error::Error) {
+    shared.storage_failed.send_if_modified(|failed| {
+        let first = failed.is_none();
+        if first {
+            *failed = Some(format!("flushing {partition:?}: {error}"));
+        }
+        first
+    });
 }
 
 pub(super) fn maintenance(shared: &Arc<Shared>) {

@@ -213,6 +213,8 @@ struct Shared {
     /// Bumped after every write to any partition: followers' fetches wait on it.
     data_written: watch::Sender<u64>,
     recovery: Mutex<Vec<RecoveryReport>>,
+    /// The first failure of the storage (an fsync that failed), once there is one.
+    storage_failed: watch::Sender<Option<String>>,
     /// Defaults of topic configs set while the log is open (a broker's dynamic configs), over
     /// `config.topic_defaults`.
     dynamic_defaults: RwLock<BTreeMap<String, String>>,
@@ -398,6 +400,7 @@ impl Log {
             maintenance_lock: Mutex::new(()),
             data_arrived: watch::Sender::new(0),
             data_written: watch::Sender::new(0),
+            storage_failed: watch::Sender::new(None),
             recovery: Mutex::new(reports),
             dynamic_defaults: RwLock::new(BTreeMap::new()),
         });
@@ -717,7 +720,7 @@ impl Log {
             let state =
                 *durable.wait_for(|d| d.offset > info.last_offset || d.failed).await.map_err(|_| Error::Closed)?;
             if state.offset <= info.last_offset {
-                return Err(Error::Internal(format!(
+                return Err(Error::StorageFailed(format!(
                     "the fsync that would make offsets {}..={} of {topic}-{} durable failed; they may or may not survive a crash",
                     info.base_offset,
                     info.last_offset,

@@ -11,6 +11,14 @@ impl Log {
         self.shared.data_written.subscribe()
     }
 
+    /// The first failure of the log's storage, once one happens: an fsync that failed, after
+    /// which its partition takes no more appends (what the fsync covered may or may not be on
+    /// the disk). A broker with its one log directory failed stops, as Kafka's does, so that the
+    /// other replicas take its partitions over.
+    pub fn watch_storage_failure(&self) -> watch::Receiver<Option<String>> {
+        self.shared.storage_failed.subscribe()
+    }
+
     /// Appends batches exactly as a partition's leader stored them, to this follower's copy (see
     /// [`Partition::append_replicated`](crate::Partition)): they must start at its log end.
     /// Returns the new log end once the log's durability holds for it (with fsync durability,

@@ -491,8 +491,13 @@ async fn a_failed_fsync_fails_its_appends_and_takes_the_partition_offline_until_
     freshet_log::failpoint::arm("flush.fsync", log.partition("t", 0).unwrap().dir());
     let e = log.append("t", 0, values_batch("during", 2, 1)).await.unwrap_err();
     assert!(e.to_string().contains("may or may not survive a crash"), "{e}");
+    assert!(matches!(e, freshet_log::Error::StorageFailed(_)), "{e:?}");
     let e = log.append("t", 0, values_batch("after", 1, 1)).await.unwrap_err();
     assert!(e.to_string().contains("offline after a failed fsync"), "{e}");
+    assert!(matches!(e, freshet_log::Error::StorageFailed(_)), "{e:?}");
+    // Whoever watches the storage (a broker, which stops) hears of it.
+    let failure = log.watch_storage_failure().borrow().clone().expect("the failure is reported");
+    assert!(failure.contains("t-0") && failure.contains("flush.fsync"), "{failure}");
     // Other partitions carry on.
     log.append("t", 1, values_batch("other", 1, 1)).await.unwrap();
     drop(log);

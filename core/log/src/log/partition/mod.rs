@@ -536,7 +536,7 @@ impl Partition {
             for item in items {
                 let error = match (&state.failed, state.closed) {
                     (None, None) => Error::NotLeader { topic: self.topic.clone(), partition: self.index },
-                    (Some(failure), _) => Error::Internal(format!(
+                    (Some(failure), _) => Error::StorageFailed(format!(
                         "partition {}-{} is offline after a failed fsync ({failure}); reopen the log to recover it",
                         self.topic, self.index
                     )),

@@ -97,7 +97,7 @@ impl Partition {
         let config = self.config();
         let mut state = self.lock();
         if let Some(failure) = &state.failed {
-            return Err(Error::Internal(format!(
+            return Err(Error::StorageFailed(format!(
                 "partition {}-{} is offline after a failed fsync ({failure})",
                 self.topic, self.index
             )));

@@ -5,6 +5,11 @@
 //! `./dev test` fetches the jars once into a cache outside the clone (`tests/kafka/pom.xml`) and
 //! names the directory in `FRESHET_KAFKA_JARS`.
 
+// Brokers on a network of their own (a directory module would not do: the benches include
+// this file by path).
+#[path = "netns.rs"]
+pub(crate) mod netns;
+
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -77,10 +82,24 @@ impl BrokerProcess {
 
     /// Like [`BrokerProcess::start_exact`], with `env` added to the process's environment.
     pub(crate) fn start_exact_env(data: &Path, args: &[&str], env: &[(String, String)]) -> Self {
+        Self::start_in(data, args, env, None)
+    }
+
+    /// Like [`BrokerProcess::start_exact_env`], in the network namespace `netns` if given.
+    pub(crate) fn start_in(data: &Path, args: &[&str], env: &[(String, String)], netns: Option<&str>) -> Self {
         // Its log goes next to the data directory, for a failing test to show.
         let log_path = data.with_extension("log");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_freshet"))
+        let mut command = match netns {
+            // `ip netns exec` runs the program in place of itself: the process is the broker.
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, env!("CARGO_BIN_EXE_freshet")]);
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_freshet")),
+        };
+        let mut child = command
             .args(["broker", "--data-dir"])
             .arg(data)
             .args(args)
@@ -99,7 +118,7 @@ impl BrokerProcess {
         BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
         let addr = line
             .split_whitespace()
-            .find(|w| w.starts_with("127.0.0.1:"))
+            .find(|w| w.parse::<std::net::SocketAddr>().is_ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_string();
         BrokerProcess { child, addr, log: log_path }
@@ -149,6 +168,8 @@ pub(crate) struct FreshetCluster {
     data: Vec<PathBuf>,
     /// Added to every node's environment.
     env: Vec<(String, String)>,
+    /// The network namespace of each node, when the nodes have their own.
+    netns: Vec<String>,
     pub(crate) nodes: Vec<Option<BrokerProcess>>,
 }
 
@@ -166,14 +187,32 @@ impl FreshetCluster {
 
     /// Like [`FreshetCluster::start_with`], with `env` in every node's environment.
     pub(crate) fn start_with_env(n: usize, extra: &str, env: Vec<(String, String)>) -> Self {
+        Self::start_on(n, extra, env, None)
+    }
+
+    /// Like [`FreshetCluster::start_with`], each node in its own namespace of `network`.
+    pub(crate) fn start_in_network(n: usize, extra: &str, network: &netns::Network) -> Self {
+        Self::start_on(n, extra, Vec::new(), Some(network))
+    }
+
+    fn start_on(n: usize, extra: &str, env: Vec<(String, String)>, network: Option<&netns::Network>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        // Every listener's port chosen at once (all held until all are chosen): a node binding port
-        // 0 could otherwise take a controller port another node is about to bind.
-        let held: Vec<TcpListener> = (0..2 * n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-        let all: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
-        drop(held);
-        let (ports, client_ports) = all.split_at(n);
-        let voters: Vec<String> = ports.iter().enumerate().map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1)).collect();
+        let (hosts, ports, client_ports): (Vec<String>, Vec<u16>, Vec<u16>) = match network {
+            // Each node has an address (and ports) of its own.
+            Some(net) => ((1..=n).map(|i| net.ip(i)).collect(), vec![9093; n], vec![9092; n]),
+            None => {
+                // Every listener's port chosen at once (all held until all are chosen): a node
+                // binding port 0 could otherwise take a controller port another node is about
+                // to bind.
+                let held: Vec<TcpListener> = (0..2 * n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+                let all: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+                drop(held);
+                (vec!["127.0.0.1".to_owned(); n], all[..n].to_vec(), all[n..].to_vec())
+            }
+        };
+        let netns = network.map(|net| (1..=n).map(|i| net.namespace(i)).collect()).unwrap_or_default();
+        let voters: Vec<String> =
+            ports.iter().enumerate().map(|(i, p)| format!("{}@{}:{p}", i + 1, hosts[i])).collect();
         let freshet = |args: &[&str]| {
             let out = Command::new(env!("CARGO_BIN_EXE_freshet")).args(args).output().unwrap();
             assert!(out.status.success(), "freshet {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -182,7 +221,7 @@ impl FreshetCluster {
         let id = freshet(&["storage", "random-uuid"]);
         let (mut files, mut data) = (Vec::new(), Vec::new());
         for (i, port) in ports.iter().enumerate() {
-            let node = i + 1;
+            let (node, host) = (i + 1, &hosts[i]);
             let dir = dir.path().join(format!("node-{node}"));
             let file = dir.with_extension("properties");
             std::fs::write(
@@ -191,7 +230,7 @@ impl FreshetCluster {
                     "process.roles=broker,controller\n\
                      node.id={node}\n\
                      controller.quorum.voters={}\n\
-                     listeners=PLAINTEXT://127.0.0.1:{},CONTROLLER://127.0.0.1:{port}\n\
+                     listeners=PLAINTEXT://{host}:{},CONTROLLER://{host}:{port}\n\
                      controller.listener.names=CONTROLLER\n\
                      listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT\n\
                      log.dirs={}\n\
@@ -210,7 +249,7 @@ impl FreshetCluster {
             files.push(file);
             data.push(dir);
         }
-        let mut cluster = FreshetCluster { _dir: dir, files, data, env, nodes: Vec::new() };
+        let mut cluster = FreshetCluster { _dir: dir, files, data, env, netns, nodes: Vec::new() };
         for node in 1..=n {
             let started = cluster.start_node(node);
             cluster.nodes.push(Some(started));
@@ -231,7 +270,7 @@ impl FreshetCluster {
 
     pub(crate) fn start_node(&self, node: usize) -> BrokerProcess {
         let config = ["--config", self.files[node - 1].to_str().unwrap()];
-        BrokerProcess::start_exact_env(&self.data[node - 1], &config, &self.env)
+        BrokerProcess::start_in(&self.data[node - 1], &config, &self.env, self.netns.get(node - 1).map(String::as_str))
     }
 
     pub(crate) fn addr(&self, node: usize) -> String {

@@ -301,9 +301,8 @@ fn debeziums_connector_and_freshets_write_the_same_events() {
     // 3 reads; an insert; an update, a delete and its tombstone; a key change (a delete, its
     // tombstone and an insert, as Debezium writes it); an insert with the new column.
     let (dbz, fsh) = wait(11);
-    let _ = Command::new("kill").arg(kafka_connect.id().to_string()).status();
     let _ = Command::new("kill").arg(freshet.id().to_string()).status();
-    kafka_connect.wait().unwrap();
+    crate::peer::terminate(&mut kafka_connect, Duration::from_secs(30));
     freshet.wait().unwrap();
     broker.stop();
     let shape = |events: &[(Json, Json)]| -> Vec<Json> {

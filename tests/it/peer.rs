@@ -298,6 +298,11 @@ impl FreshetCluster {
         }
     }
 
+    /// Every running node's client address, as a `bootstrap.servers` list.
+    pub(crate) fn bootstrap(&self) -> String {
+        self.nodes.iter().flatten().map(|n| n.addr.clone()).collect::<Vec<_>>().join(",")
+    }
+
     /// The node that last logged becoming the active controller.
     pub(crate) fn active_controller(&self) -> usize {
         let mut latest: Option<(String, usize)> = None;

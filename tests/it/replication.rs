@@ -25,6 +25,13 @@ fn placement(metadata: &str) -> Vec<(i32, Vec<i32>)> {
         .collect()
 }
 
+/// Whether each of a three-partition topic's partitions is led and has all three replicas in
+/// sync, from kcat's listing.
+fn all_in_sync(metadata: &str) -> bool {
+    let p = placement(metadata);
+    p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
+}
+
 /// Whether every partition is led by its preferred (first) replica, from kcat's listing.
 fn preferred_lead(metadata: &str) -> bool {
     let lines: Vec<&str> = metadata.lines().filter_map(|l| l.trim().strip_prefix("partition ")).collect();
@@ -181,13 +188,9 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
                  leader.imbalance.check.interval.seconds=2\n";
     let mut cluster = FreshetCluster::start_with(3, extra);
     python_clients("replication.py", &["create", &cluster.addr(1), "jepsen", "3", "3"]);
-    let all_in_sync = |m: &str| {
-        let p = placement(m);
-        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
-    };
     let md = cluster.metadata_until(1, "jepsen", all_in_sync);
 
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "jepsen");
     let wait_acked = |more: usize| writer.wait_acked(more);
     wait_acked(2000);
@@ -258,12 +261,8 @@ fn a_rolling_restart_of_every_broker_loses_nothing() {
                  leader.imbalance.check.interval.seconds=2\n";
     let mut cluster = FreshetCluster::start_with(3, extra);
     python_clients("replication.py", &["create", &cluster.addr(1), "rolling", "3", "3"]);
-    let all_in_sync = |m: &str| {
-        let p = placement(m);
-        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
-    };
     cluster.metadata_until(1, "rolling", all_in_sync);
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "rolling");
     writer.wait_acked(1000);
     // As an operator upgrades a cluster: one broker at a time stopped (SIGTERM), started
@@ -299,12 +298,8 @@ fn a_leader_cut_off_from_the_other_brokers_loses_no_acknowledged_record() {
     let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n";
     let cluster = FreshetCluster::start_in_network(3, extra, &network);
     python_clients("replication.py", &["create", &cluster.addr(1), "cut", "3", "3"]);
-    let all_in_sync = |m: &str| {
-        let p = placement(m);
-        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
-    };
     let md = cluster.metadata_until(1, "cut", all_in_sync);
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "cut");
     writer.wait_acked(2000);
 
@@ -365,12 +360,8 @@ fn a_broker_whose_disk_fails_fsync_stops_and_the_others_take_over() {
     let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n";
     let mut cluster = FreshetCluster::start_with_env(3, extra, env);
     python_clients("replication.py", &["create", &cluster.addr(1), "disk", "3", "3"]);
-    let all_in_sync = |m: &str| {
-        let p = placement(m);
-        p.len() == 3 && p.iter().all(|(l, isr)| *l > 0 && isr.len() == 3)
-    };
     let md = cluster.metadata_until(1, "disk", all_in_sync);
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "disk");
     writer.wait_acked(2000);
 
@@ -409,7 +400,7 @@ fn coordinators_move_with_their_partitions_when_their_broker_dies() {
     let extra = "default.replication.factor=3\nmin.insync.replicas=2\noffsets.topic.replication.factor=3\n\
                  transaction.state.log.replication.factor=3\nreplica.lag.time.max.ms=3000\n";
     let mut cluster = FreshetCluster::start_with(3, extra);
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     python_clients("replication.py", &["create", &bootstrap, "orders", "3", "3"]);
     python_clients("replication.py", &["create", &bootstrap, "txn-out", "3", "3"]);
     crate::broker::kcat(
@@ -463,7 +454,7 @@ fn coordinators_move_with_their_partitions_when_their_broker_dies() {
 #[test]
 fn a_partition_moves_to_another_broker_while_a_producer_writes_to_it() {
     let mut cluster = FreshetCluster::start_with(3, "replica.lag.time.max.ms=3000\n");
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     let tool = |class: &str, args: &[&str]| {
         let mut all = vec!["--bootstrap-server", bootstrap.as_str()];
         all.extend_from_slice(args);
@@ -529,7 +520,7 @@ fn an_exactly_once_application_counts_every_event_once_when_a_leader_dies() -> a
                  transaction.state.log.replication.factor=3\ntransaction.state.log.min.isr=2\n\
                  replica.lag.time.max.ms=3000\n";
     let mut cluster = FreshetCluster::start_with(3, extra);
-    let bootstrap = (1..=3).map(|n| cluster.addr(n)).collect::<Vec<_>>().join(",");
+    let bootstrap = cluster.bootstrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let remote = Remote::new(&bootstrap)
         .with_property("session.timeout.ms", "6000")

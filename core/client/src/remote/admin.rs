@@ -69,18 +69,23 @@ impl RemoteAdmin {
         Ok(out)
     }
 
-    /// Waits until the cluster's metadata shows `topic` with `n` partitions: a created topic (or
-    /// a grown one) reaches every broker's metadata shortly after the request succeeds, and
-    /// offset lookups right after would not find it yet.
+    /// Waits until the cluster's metadata shows `topic` with `n` partitions, each with a leader:
+    /// a created topic (or a grown one) reaches every broker's metadata shortly after the
+    /// request succeeds, and its leaders are elected a little later (Kafka Streams waits the
+    /// same way before using its internal topics); offset lookups right after would fail.
     pub(super) async fn await_partitions(&self, topic: &str, n: u32) -> Result<()> {
         let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
         loop {
-            match self.metadata(Some(topic)).await {
-                Ok(topics) if topics.iter().any(|(t, count)| t == topic && *count >= n) => return Ok(()),
+            match self.placement(topic).await {
+                Ok(p) if p.len() >= n as usize && p.iter().all(|p| p.leader.is_some()) => return Ok(()),
                 Ok(_) | Err(Error::UnknownTopic(_)) if tokio::time::Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(50)).await
                 }
-                Ok(_) => return Err(Error::Remote(format!("{topic:?} was created but its metadata never showed it"))),
+                Ok(_) => {
+                    return Err(Error::Remote(format!(
+                        "{topic:?} was created but its metadata never showed a leader for each of its {n} partitions"
+                    )))
+                }
                 Err(e) => return Err(e),
             }
         }

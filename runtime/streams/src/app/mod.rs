@@ -466,33 +466,6 @@ impl StreamsApp {
         }
     }
 
-    /// Waits until every broker the clients may ask knows the topics just created: in a cluster
-    /// a creation is answered once the controller committed it, and a broker learns of it a
-    /// little later (Kafka Streams waits the same way before it uses its internal topics).
-    fn wait_until_visible(&self, topics: &[String]) -> Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        for topic in topics {
-            loop {
-                let usable = match block_on(&self.runtime, self.substrate.admin.placement(topic)) {
-                    // Known, and every partition led (the embedded log has no placement).
-                    Ok(p) => p.iter().all(|p| p.leader.is_some()),
-                    Err(freshet_core::Error::UnknownTopic(_)) => false,
-                    Err(e) => return Err(e.into()),
-                };
-                if usable {
-                    break;
-                }
-                if Instant::now() >= deadline {
-                    return Err(Error::Config(format!(
-                        "topic {topic:?} was created but no broker led all of it in 60 s"
-                    )));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-        Ok(())
-    }
-
     /// The topics' partitions, the internal topics created, the tasks.
     fn plan(&self) -> Result<Plan> {
         let app = &self.config.application_id;
@@ -532,7 +505,6 @@ impl StreamsApp {
         }
         crate::plan::size_internal_topics(&self.topology, &mut counts)?;
         let per_sub = crate::plan::check_copartitioned(&self.topology, &counts)?;
-        let mut created = Vec::new();
         for (name, _) in &internal {
             let physical = names.physical(name);
             let n = counts[name];
@@ -548,7 +520,7 @@ impl StreamsApp {
                 Err(freshet_core::Error::UnknownTopic(_)) => {
                     let topic = NewTopic { name: physical.clone(), n_partitions: n, configs: BTreeMap::new() };
                     match block_on(&runtime, admin.create_topic(topic)) {
-                        Ok(()) | Err(freshet_core::Error::TopicExists(_)) => created.push(physical.clone()),
+                        Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
                         Err(e) => return Err(e.into()),
                     }
                 }
@@ -576,13 +548,12 @@ impl StreamsApp {
             if let Err(freshet_core::Error::UnknownTopic(_)) = block_on(&runtime, admin.describe_topic(&topic)) {
                 tracing::info!(%topic, partitions = n, "creating an output topic that does not exist");
                 let new = NewTopic { name: topic, n_partitions: n, configs: BTreeMap::new() };
-                match block_on(&runtime, admin.create_topic(new.clone())) {
-                    Ok(()) | Err(freshet_core::Error::TopicExists(_)) => created.push(new.name),
+                match block_on(&runtime, admin.create_topic(new)) {
+                    Ok(()) | Err(freshet_core::Error::TopicExists(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
             }
         }
-        self.wait_until_visible(&created)?;
         let mut tasks = Vec::new();
         for (&sub, &n) in &per_sub {
             for partition in 0..n {

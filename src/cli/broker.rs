@@ -607,7 +607,7 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let clustered = config.cluster.is_some();
     let embedded = crate::target::open_log_with(
         &data_dir,
-        LogConfig { durability, maintenance_interval, topic_defaults, ..LogConfig::default() },
+        LogConfig { durability, maintenance_interval, topic_defaults, replicated: clustered, ..LogConfig::default() },
     )
     .await?;
     let log = embedded.log().clone();

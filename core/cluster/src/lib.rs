@@ -10,7 +10,8 @@
 //! Layout: [`records`] (the log's records), [`image`] (applying them), [`controller`] (the pure
 //! decisions: placement, fencing, elections), [`Controller`] (the active controller: sessions and
 //! serialized proposals), [`raft`] (openraft behind the [`Quorum`] trait: storage on a [`Disk`],
-//! messages over a [`raft::Transport`]).
+//! messages over a [`raft::Transport`]), [`replication`] (partition data: the leader's and the
+//! follower's sides of Kafka's replication protocol over a broker's log).
 //!
 //! Boundary: no broker and no sockets here. The broker carries [`raft::RaftRequest`]s between
 //! controllers and serves clients from the image; the simulation tests carry them in memory
@@ -20,6 +21,7 @@ pub mod controller;
 pub mod image;
 pub mod raft;
 pub mod records;
+pub mod replication;
 mod service;
 
 use std::sync::Arc;

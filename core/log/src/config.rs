@@ -336,6 +336,13 @@ pub struct LogConfig {
     /// transaction is forgotten, so clients that churn producer ids cannot grow the state without
     /// bound.
     pub max_producers_per_partition: usize,
+    /// The log holds one broker's copies of partitions replicated across a cluster. A copy's
+    /// high watermark then starts, on open, where its last checkpoint left it, not at its log
+    /// end: the records past it were not known to be on the other in-sync replicas, and neither
+    /// this copy, if elected leader, nor its followers may show them before they are. The
+    /// replication moves it from there. Off for a log of its own (embedded, or one broker),
+    /// where everything stored is the high watermark's.
+    pub replicated: bool,
 }
 
 impl Default for LogConfig {
@@ -350,6 +357,7 @@ impl Default for LogConfig {
             clock: crate::clock::system(),
             producer_id_expiration_ms: 86_400_000,
             max_producers_per_partition: 100_000,
+            replicated: false,
         }
     }
 }

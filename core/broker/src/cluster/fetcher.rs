@@ -3,16 +3,9 @@
 //! One task per leader broker sends that leader Fetch requests (v12, with this broker's id as
 //! the replica id) for every partition this broker follows there, as Kafka's replica fetcher
 //! threads do. Each partition's fetch starts at this copy's log end and names the epoch of its
-//! last batch:
-//!
-//! - the batches returned are appended as stored (same offsets, bytes and leader epochs);
-//! - a **diverging epoch** in the answer means this copy holds batches the leader does not: it
-//!   is cut back to where the epochs agree (the lower of the leader's end of that epoch and its
-//!   own), and fetching goes on from there;
-//! - an offset below the leader's log start means nothing here can be continued: the copy
-//!   starts again, empty, at the leader's log start;
-//! - the leader's high watermark becomes this copy's (as far as its log reaches), and its log
-//!   start moves this copy's forward.
+//! last batch; what is done with the answer (appended as stored, truncated on a diverging epoch,
+//! restarted at the leader's log start, the leader's high watermark taken) is
+//! [`freshet_cluster::replication::follower::apply`].
 //!
 //! The set of leaders and partitions is the metadata image's, read again on every round.
 
@@ -20,10 +13,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use freshet_cluster::records::{BrokerId, NO_LEADER};
-use freshet_cluster::MetadataImage;
+use freshet_cluster::records::BrokerId;
+use freshet_cluster::replication::follower::{self, followed, Answer, Followed};
 use freshet_coord::code;
-use freshet_log::Log;
+use freshet_log::{Fetched, Log};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::fetch_response::PartitionData;
 use kafka_protocol::messages::{FetchRequest, TopicName};
@@ -40,29 +33,6 @@ const FETCH_VERSION: i16 = 12;
 const MAX_WAIT_MS: i32 = 500;
 /// Bytes per partition per fetch.
 const PARTITION_MAX_BYTES: i32 = 1 << 20;
-
-/// A partition this broker follows.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-struct Followed {
-    topic: String,
-    partition: i32,
-    leader_epoch: i32,
-}
-
-/// The partitions this broker follows, by leader.
-fn followed(image: &MetadataImage, me: BrokerId) -> BTreeMap<BrokerId, Vec<Followed>> {
-    let mut by_leader: BTreeMap<BrokerId, Vec<Followed>> = BTreeMap::new();
-    for (topic, partition, p) in image.partitions() {
-        if p.leader != me && p.leader != NO_LEADER && p.replicas.contains(&me) {
-            by_leader.entry(p.leader).or_default().push(Followed {
-                topic: topic.name.clone(),
-                partition,
-                leader_epoch: p.leader_epoch,
-            });
-        }
-    }
-    by_leader
-}
 
 /// Keeps one fetcher per leader this broker follows partitions of. (Which copies are a
 /// follower's is set with the image, by [`super::replica::Replicas::on_image`]; a batch that
@@ -147,18 +117,14 @@ async fn fetch_from(node: Arc<ClusterNode>, log: Log, leader: BrokerId) {
 fn request(log: &Log, me: BrokerId, partitions: &[Followed]) -> FetchRequest {
     let mut topics: BTreeMap<&str, Vec<FetchPartition>> = BTreeMap::new();
     for f in partitions {
-        let Ok(p) = log.partition(&f.topic, f.partition as u32) else { continue };
-        if !p.is_follower() {
-            continue;
-        }
-        let (start, _, end) = p.offsets();
+        let Some(at) = follower::position(log, &f.topic, f.partition) else { continue };
         topics.entry(&f.topic).or_default().push(
             FetchPartition::default()
                 .with_partition(f.partition)
                 .with_current_leader_epoch(f.leader_epoch)
-                .with_fetch_offset(end)
-                .with_last_fetched_epoch(p.latest_epoch())
-                .with_log_start_offset(start)
+                .with_fetch_offset(at.fetch_offset)
+                .with_last_fetched_epoch(at.last_fetched_epoch)
+                .with_log_start_offset(at.log_start)
                 .with_partition_max_bytes(PARTITION_MAX_BYTES),
         );
     }
@@ -184,58 +150,30 @@ fn request(log: &Log, me: BrokerId, partitions: &[Followed]) -> FetchRequest {
 /// Applies one partition's answer; `false` when the leader refused it.
 async fn handle(log: &Log, topic: &str, p: PartitionData) -> bool {
     let index = p.partition_index as u32;
-    let Ok(partition) = log.partition(topic, index) else { return true };
-    let result = match p.error_code {
-        code::NONE if p.diverging_epoch.epoch >= 0 => {
-            let (epoch, end) = (p.diverging_epoch.epoch, p.diverging_epoch.end_offset);
-            let (local_epoch, local_end) = partition.end_offset_for_epoch(epoch);
-            let to = if local_epoch >= 0 { end.min(local_end) } else { end.min(partition.offsets().1) };
-            tracing::info!(
-                topic,
-                partition = index,
-                epoch,
-                leader_end = end,
-                to,
-                "diverged from the leader: truncating"
-            );
-            log.truncate_replica(topic, index, to).await.map(drop)
-        }
-        code::NONE => {
-            let records = p.records.unwrap_or_default();
-            let appended =
-                if records.is_empty() { Ok(()) } else { log.append_replicated(topic, index, records).await.map(drop) };
-            match appended {
-                Ok(()) => follow_leader_offsets(log, topic, index, p.high_watermark, p.log_start_offset).await,
-                Err(e) => Err(e),
-            }
-        }
+    let answer = match p.error_code {
+        code::NONE if p.diverging_epoch.epoch >= 0 => Answer::Diverging {
+            epoch: p.diverging_epoch.epoch,
+            end_offset: p.diverging_epoch.end_offset,
+            high_watermark: p.high_watermark,
+            log_start: p.log_start_offset,
+        },
+        code::NONE => Answer::Records(Fetched {
+            batches: p.records.unwrap_or_default(),
+            high_watermark: p.high_watermark,
+            last_stable_offset: p.last_stable_offset,
+            aborted: Vec::new(),
+            log_start_offset: p.log_start_offset,
+        }),
         code::OFFSET_OUT_OF_RANGE => {
-            let (_, _, end) = partition.offsets();
-            if end < p.log_start_offset {
-                log.restart_replica(topic, index, p.log_start_offset).await
-            } else {
-                // Past the leader's log end: what is beyond its high watermark here is not the
-                // leader's.
-                log.truncate_replica(topic, index, p.high_watermark.max(0)).await.map(drop)
-            }
+            Answer::OutOfRange { log_start: p.log_start_offset, high_watermark: p.high_watermark }
         }
         other => {
             tracing::debug!(topic, partition = index, code = other, "the leader refused a partition's fetch");
             return false;
         }
     };
-    if let Err(error) = result {
+    if let Err(error) = follower::apply(log, topic, index, answer).await {
         tracing::warn!(topic, partition = index, %error, "replicating from the leader failed");
     }
     true
-}
-
-/// The leader's high watermark becomes this copy's (as far as its log reaches), and its log
-/// start moves this copy's forward.
-async fn follow_leader_offsets(log: &Log, topic: &str, index: u32, hw: i64, log_start: i64) -> freshet_log::Result<()> {
-    let hw = log.bound_high_watermark(topic, index, Some(hw), true)?;
-    if log_start > log.partition(topic, index)?.offsets().0 {
-        log.delete_records(topic, index, log_start.min(hw)).await?;
-    }
-    Ok(())
 }

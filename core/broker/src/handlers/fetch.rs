@@ -5,12 +5,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::ProducerId;
 use kafka_protocol::messages::{
-    fetch_response::FetchableTopicResponse, fetch_response::PartitionData,
+    fetch_response::EpochEndOffset, fetch_response::FetchableTopicResponse, fetch_response::PartitionData,
     list_offsets_response::ListOffsetsPartitionResponse, list_offsets_response::ListOffsetsTopicResponse, BrokerId,
     FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
     OffsetForLeaderEpochResponse,
 };
 
+use freshet_cluster::replication::follower::{self, Answer, FetchPosition};
 use freshet_coord::code;
 use freshet_log::{Error, Isolation, OffsetSpec, ReadLimit};
 
@@ -76,14 +77,43 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
                 let limit = if total == 0 { ReadLimit::AtLeastOne(max) } else { ReadLimit::Strict(max) };
                 let read = match (u32::try_from(p.partition), &replica) {
                     (Ok(partition), Some((follower, replicas))) => {
-                        if let Some(diverging) =
-                            diverging(served, &topic_name, partition, p.last_fetched_epoch, p.fetch_offset)
-                        {
-                            partitions.push(diverging.with_partition_index(p.partition));
-                            continue;
+                        let at = FetchPosition {
+                            fetch_offset: p.fetch_offset,
+                            last_fetched_epoch: p.last_fetched_epoch,
+                            log_start: p.log_start_offset,
+                        };
+                        let noted = || replicas.on_follower_fetch(&topic_name, p.partition, *follower, p.fetch_offset);
+                        match follower::serve(&served.log, &topic_name, partition, at, limit, noted).await {
+                            Ok(Answer::Records(fetched)) => Ok(fetched),
+                            Ok(Answer::Diverging { epoch, end_offset, high_watermark, log_start }) => {
+                                out.diverging_epoch =
+                                    EpochEndOffset::default().with_epoch(epoch).with_end_offset(end_offset);
+                                partitions.push(
+                                    out.with_high_watermark(high_watermark)
+                                        .with_last_stable_offset(
+                                            served
+                                                .log
+                                                .last_stable_offset(&topic_name, partition)
+                                                .unwrap_or(high_watermark),
+                                        )
+                                        .with_log_start_offset(log_start)
+                                        .with_records(Some(Bytes::new())),
+                                );
+                                continue;
+                            }
+                            // A follower out of range learns the leader's log start and high
+                            // watermark, to start again there or cut back.
+                            Ok(Answer::OutOfRange { log_start, high_watermark }) => {
+                                partitions.push(
+                                    out.with_error_code(code::OFFSET_OUT_OF_RANGE)
+                                        .with_high_watermark(high_watermark)
+                                        .with_log_start_offset(log_start)
+                                        .with_records(Some(Bytes::new())),
+                                );
+                                continue;
+                            }
+                            Err(e) => Err(e),
                         }
-                        replicas.on_follower_fetch(&topic_name, p.partition, *follower, p.fetch_offset);
-                        served.log.read_replica(&topic_name, partition, p.fetch_offset, limit).await
                     }
                     (Ok(partition), None) => {
                         served.log.read_isolated(&topic_name, partition, p.fetch_offset, limit, isolation).await
@@ -113,20 +143,10 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
                             .with_records(Some(fetched.batches));
                     }
                     Err(e) => {
-                        // A follower out of range learns the leader's log start and high
-                        // watermark, to start again there or cut back.
-                        let (start, hw) = match (&e, &replica) {
-                            (Error::OffsetOutOfRange { log_start_offset, .. }, Some(_)) => {
-                                let hw =
-                                    served.log.partition(&topic_name, p.partition as u32).map_or(-1, |q| q.offsets().1);
-                                (*log_start_offset, hw)
-                            }
-                            _ => (-1, -1),
-                        };
                         out = out
                             .with_error_code(error_code(&e))
-                            .with_high_watermark(hw)
-                            .with_log_start_offset(start)
+                            .with_high_watermark(-1)
+                            .with_log_start_offset(-1)
                             .with_records(Some(Bytes::new()));
                     }
                 }
@@ -143,37 +163,6 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
             _ => return FetchResponse::default().with_responses(topics),
         }
     }
-}
-
-/// The answer to a follower whose log diverged from this leader's: the epoch it last fetched
-/// ended here at an offset below where it fetches from, or is not this leader's (Kafka's
-/// `DivergingEpoch`, Fetch v12+). `None` when its log agrees, or it named no epoch.
-fn diverging(
-    served: &Served,
-    topic: &str,
-    partition: u32,
-    last_fetched_epoch: i32,
-    fetch_offset: i64,
-) -> Option<PartitionData> {
-    if last_fetched_epoch < 0 {
-        return None;
-    }
-    let p = served.log.partition(topic, partition).ok()?;
-    let (epoch, end) = p.end_offset_for_epoch(last_fetched_epoch);
-    if epoch == last_fetched_epoch && end >= fetch_offset {
-        return None;
-    }
-    let (start, hw, _) = p.offsets();
-    let mut out = PartitionData::default()
-        .with_high_watermark(hw)
-        .with_last_stable_offset(p.last_stable_offset())
-        .with_log_start_offset(start)
-        .with_aborted_transactions(Some(Vec::new()))
-        .with_records(Some(Bytes::new()));
-    out.preferred_read_replica = BrokerId(-1);
-    out.diverging_epoch =
-        kafka_protocol::messages::fetch_response::EpochEndOffset::default().with_epoch(epoch).with_end_offset(end);
-    Some(out)
 }
 
 async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Access<'_>) -> ListOffsetsResponse {

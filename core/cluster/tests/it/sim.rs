@@ -87,8 +87,10 @@ struct Broker {
     alive: bool,
 }
 
+/// The controllers' invariants, checked on every image a node holds (the replication
+/// simulation checks them too).
 #[derive(Default)]
-struct Checker {
+pub(crate) struct Checker {
     digests: BTreeMap<u64, u64>,
     /// (topic id, partition, leader epoch) -> leader.
     leaders: BTreeMap<(u128, i32, i32), i32>,
@@ -99,7 +101,7 @@ struct Checker {
 }
 
 impl Checker {
-    fn observe(&mut self, seed: u64, node: NodeId, image: &MetadataImage, trace: &[String]) {
+    pub(crate) fn observe(&mut self, seed: u64, node: NodeId, image: &MetadataImage, trace: &[String]) {
         let fail = |what: String| {
             let recent = trace[trace.len().saturating_sub(40)..].join("\n  ");
             panic!(
@@ -473,12 +475,18 @@ fn run(seed: u64, steps: usize) -> (Vec<String>, Arc<MetadataImage>) {
     })
 }
 
-fn seeds() -> Vec<u64> {
+/// The seeds a simulation runs: `FRESHET_SIM_SEED`'s alone, or `FRESHET_SIM_SEEDS` (default 6)
+/// from `first` on, `stride` apart.
+pub(crate) fn seeds_from(first: u64, stride: u64) -> Vec<u64> {
     if let Ok(seed) = std::env::var("FRESHET_SIM_SEED") {
         return vec![seed.parse().expect("FRESHET_SIM_SEED is a number")];
     }
     let count = std::env::var("FRESHET_SIM_SEEDS").ok().and_then(|n| n.parse().ok()).unwrap_or(6u64);
-    (0..count).map(|i| 0x00C0_FFEE + i * 7919).collect()
+    (0..count).map(|i| first + i * stride).collect()
+}
+
+fn seeds() -> Vec<u64> {
+    seeds_from(0x00C0_FFEE, 7919)
 }
 
 #[test]

@@ -179,3 +179,32 @@ async fn the_high_watermark_waits_for_the_in_sync_replicas() {
     assert_eq!(follower.bound_high_watermark("t", 0, Some(40), true).unwrap(), 10);
     assert_eq!(fp.offsets().1, 10);
 }
+
+#[tokio::test]
+async fn a_replicated_copy_reopens_at_its_checkpointed_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || freshet_log::config::LogConfig { replicated: true, ..support::config(Durability::OsCache) };
+    let log = Log::open(dir.path(), config()).await.unwrap();
+    log.create_topic("t", 1, configs(&[])).await.unwrap();
+    // A leader whose followers hold offsets below 6: the high watermark stops there.
+    log.bound_high_watermark("t", 0, Some(6), false).unwrap();
+    for seq in 0..5 {
+        log.append("t", 0, idempotent(7, seq * 3, 3)).await.unwrap();
+    }
+    assert_eq!(log.partition("t", 0).unwrap().offsets(), (0, 6, 15));
+    log.close().await.unwrap();
+    drop(log);
+    // Reopened, it shows only what was known to be replicated, not all it holds...
+    let log = Log::open(dir.path(), config()).await.unwrap();
+    let p = log.partition("t", 0).unwrap();
+    assert_eq!(p.offsets(), (0, 6, 15), "the records past the checkpointed high watermark stay hidden");
+    assert_eq!(log.read("t", 0, 6, 4096).await.unwrap().batches.len(), 0);
+    // ...until the replication says more is: here it leads alone.
+    log.bound_high_watermark("t", 0, None, false).unwrap();
+    assert_eq!(p.offsets().1, 15);
+    log.close().await.unwrap();
+    drop((p, log));
+    // A log of its own shows everything it holds.
+    let log = Log::open(dir.path(), support::config(Durability::OsCache)).await.unwrap();
+    assert_eq!(log.partition("t", 0).unwrap().offsets().1, 15);
+}

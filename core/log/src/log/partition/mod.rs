@@ -35,6 +35,8 @@ pub(crate) struct Host {
     pub(crate) clock: Arc<dyn Clock>,
     /// The bound on the producers a partition remembers.
     pub(crate) max_producers: usize,
+    /// [`LogConfig::replicated`].
+    pub(crate) replicated: bool,
 }
 
 impl Host {
@@ -43,6 +45,7 @@ impl Host {
             durability: config.durability,
             clock: config.clock.clone(),
             max_producers: config.max_producers_per_partition,
+            replicated: config.replicated,
         }
     }
 }
@@ -371,7 +374,7 @@ impl Partition {
         let active = segments.values().next_back().expect("at least one segment");
         let leo = active.next_offset;
         let hw_position = Position { segment_base: active.base_offset, position: active.size };
-        let state = State {
+        let mut state = State {
             log_start_offset: checkpoint.log_start_offset,
             high_watermark: leo,
             hw_position,
@@ -391,6 +394,15 @@ impl Partition {
             unflushed_since: None,
             segments,
         };
+        // A replicated copy shows no more than its checkpoint said was on every in-sync replica.
+        if durability.replicated {
+            let hw = checkpoint.high_watermark.clamp(state.log_start_offset, leo);
+            match state.position_of(hw) {
+                Ok(position) => (state.high_watermark, state.hw_position) = (hw, position),
+                Err(error) => tracing::warn!(topic, partition = index, %error, "high watermark not restored"),
+            }
+        }
+        let hw = state.high_watermark;
         Arc::new(Partition {
             topic: topic.to_owned(),
             index,
@@ -402,7 +414,7 @@ impl Partition {
             state: Mutex::new(state),
             queue: Mutex::new(Queue::default()),
             checkpoint_lock: Mutex::new(()),
-            high_watermark_tx: watch::Sender::new(leo),
+            high_watermark_tx: watch::Sender::new(hw),
             log_end_tx: watch::Sender::new(leo),
             durable_tx: watch::Sender::new(Durable { offset: leo, failed: false }),
             flush_queued: AtomicBool::new(false),

@@ -11,7 +11,7 @@ const UNDEFINED: (i32, i64) = (-1, -1);
 impl State {
     /// Where the batch starting at `offset` lies (`offset` is a batch boundary at or below the
     /// log end).
-    fn position_of(&self, offset: i64) -> Result<Position> {
+    pub(super) fn position_of(&self, offset: i64) -> Result<Position> {
         if offset >= self.log_end_offset() {
             let active = self.active();
             return Ok(Position { segment_base: active.base_offset, position: active.size });

@@ -46,6 +46,11 @@ pub(crate) struct BrokerArgs {
     /// distributed` workers reaching this broker join; connectors are added through its REST API.
     #[arg(long, value_name = "WORKER.properties")]
     pub(crate) connect: Option<PathBuf>,
+    /// Serve the broker's metrics (Prometheus' text format: under-replicated and under-min-ISR
+    /// partitions, leaders, ISR shrinks and expansions, offline partitions, appends) over HTTP at
+    /// `http://ADDRESS/metrics`. In the config file: `metrics.listen=ADDRESS`.
+    #[arg(long, value_name = "ADDRESS")]
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The broker's settings: flags over the config file over the defaults.
@@ -57,6 +62,8 @@ pub(crate) struct BrokerSettings {
     pub(crate) maintenance_interval: std::time::Duration,
     /// Defaults of topic configs, by topic config name.
     pub(crate) topic_defaults: std::collections::BTreeMap<String, String>,
+    /// Where the metrics are served over HTTP, if anywhere.
+    pub(crate) metrics_listen: Option<std::net::SocketAddr>,
 }
 
 impl BrokerArgs {
@@ -72,6 +79,7 @@ impl BrokerArgs {
             no_auto_create_topics: false,
             durability: None,
             connect: None,
+            metrics_listen: None,
         }
     }
 
@@ -86,6 +94,7 @@ impl BrokerArgs {
         let mut retention: Option<(i64, u8)> = None;
         let mut roll: Option<(i64, u8)> = None;
         let mut node = NodeSettings::default();
+        let mut metrics_listen = None;
         if let Some(path) = &self.config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             for (i, line) in text.lines().enumerate() {
@@ -100,6 +109,9 @@ impl BrokerArgs {
                     .with_context(|| format!("{}: expected key=value, found {line:?}", at()))?;
                 let bad = |why: &str| anyhow::anyhow!("{}: {key}={value:?}: {why}", at());
                 match key {
+                    "metrics.listen" => {
+                        metrics_listen = Some(value.parse().map_err(|e| bad(&format!("expected HOST:PORT ({e})")))?);
+                    }
                     "log.dirs" | "log.dir" => {
                         anyhow::ensure!(!value.contains(','), bad("one data directory is served"));
                         data_dir = PathBuf::from(value);
@@ -343,7 +355,14 @@ impl BrokerArgs {
         if let Some(d) = &self.durability {
             durability = crate::target::durability(d)?;
         }
-        Ok(BrokerSettings { data_dir, config, durability, maintenance_interval, topic_defaults })
+        Ok(BrokerSettings {
+            data_dir,
+            config,
+            durability,
+            maintenance_interval,
+            topic_defaults,
+            metrics_listen: self.metrics_listen.or(metrics_listen),
+        })
     }
 }
 
@@ -561,7 +580,8 @@ pub(crate) fn listener(value: &str) -> Result<std::net::SocketAddr, String> {
 
 pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     let worker_props = args.connect.as_deref().map(crate::connect::read_worker).transpose()?;
-    let BrokerSettings { data_dir, mut config, durability, maintenance_interval, topic_defaults } = args.settings()?;
+    let BrokerSettings { data_dir, mut config, durability, maintenance_interval, topic_defaults, metrics_listen } =
+        args.settings()?;
     // Before anything starts: a stop asked for while the queries still start is kept.
     let mut stop = crate::target::StopSignals::listen()?;
     if let Some(cluster) = &mut config.cluster {
@@ -617,6 +637,10 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
         freshet::broker::Broker::start_sharing(log.clone(), embedded.group_offsets().clone(), coordinator, config)
             .await?;
     say(&format!("Freshet broker listening on {} (data in {})", broker.local_addr(), data_dir.display()));
+    let metrics = match metrics_listen {
+        Some(addr) => Some(serve_metrics(addr, broker.metrics()).await?),
+        None => None,
+    };
     // The log's continuous SQL queries run here, as ksqlDB's run beside Kafka (on one node: in a
     // cluster a node's log holds only its own partitions).
     #[cfg(feature = "sql")]
@@ -667,8 +691,34 @@ pub(crate) async fn broker(args: BrokerArgs) -> anyhow::Result<()> {
     if let Some(host) = host {
         host.stop().await?;
     }
+    if let Some(metrics) = metrics {
+        metrics.abort();
+    }
     broker.stop().await;
     embedded.close().await?;
     say("Broker stopped; the log was closed cleanly.");
     Ok(())
+}
+
+/// Serves `metrics` at `http://addr/metrics` until the task is aborted.
+async fn serve_metrics(
+    addr: std::net::SocketAddr,
+    metrics: freshet::broker::Metrics,
+) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("metrics.listen={addr}: cannot listen"))?;
+    let bound = listener.local_addr()?;
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let metrics = metrics.clone();
+            async move { ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], metrics.render()) }
+        }),
+    );
+    say(&format!("Freshet metrics at http://{bound}/metrics"));
+    Ok(tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::warn!(%error, "the metrics endpoint stopped");
+        }
+    }))
 }

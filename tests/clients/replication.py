@@ -13,6 +13,15 @@ Usage:
       reads TOPIC whole with confluent-kafka and with kafka-python: no acknowledged record
       missing, none stored twice, each acknowledged record at the offset it was acknowledged
       with, and the two clients read the same records at the same offsets
+  replication.py txn-produce BOOTSTRAP TOPIC STOPFILE OUTFILE
+      a transactional producer (confluent-kafka) writes transactions of 2-12 records over the
+      topic's partitions until STOPFILE exists, aborting one in four on purpose; each
+      transaction's records and outcome (committed, aborted, or unknown when the producer
+      failed not knowing) go to OUTFILE, one JSON object per line
+  replication.py txn-check BOOTSTRAP TOPIC OUTFILE
+      reads TOPIC whole at read_committed with confluent-kafka and with kafka-python: every
+      committed transaction's records once, no aborted transaction's record, an unknown one's
+      records all or none, and the two clients read the same records at the same offsets
 """
 
 import json
@@ -268,6 +277,171 @@ def txn_failover(directory):
         sys.exit(f"read_committed read {len(seen)} records: {sorted(seen)[:10]}...")
 
 
+def txn_producer():
+    producer = Producer({
+        "bootstrap.servers": bootstrap,
+        "transactional.id": "jepsen-txn",
+        "transaction.timeout.ms": 60000,
+        "message.timeout.ms": 60000,
+        "request.timeout.ms": 10000,
+        "retry.backoff.ms": 100,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    deadline = time.time() + 120
+    while True:
+        try:
+            producer.init_transactions(30)
+            return producer
+        except KafkaException as e:
+            if time.time() > deadline or not e.args[0].retriable():
+                raise
+            print(f"init_transactions retried: {e}", file=sys.stderr)
+            time.sleep(0.5)
+
+
+def txn_produce(stopfile, outfile):
+    producer = txn_producer()
+    out = open(outfile, "w")
+    counts = {}
+    t = 0
+    while not os.path.exists(stopfile):
+        values = [f"x{t}-{j}" for j in range(2 + t % 11)]
+        intent = "abort" if t % 4 == 3 else "commit"
+        outcome = None
+        try:
+            producer.begin_transaction()
+            for j, v in enumerate(values):
+                while True:
+                    try:
+                        producer.produce(topic, key=str(j), value=v)
+                        break
+                    except BufferError:
+                        producer.poll(0.01)
+            if intent == "abort":
+                producer.abort_transaction(60)
+                outcome = "aborted"
+            else:
+                for attempt in range(20):
+                    try:
+                        producer.commit_transaction(60)
+                        outcome = "committed"
+                        break
+                    except KafkaException as e:
+                        if not e.args[0].retriable():
+                            raise
+                        print(f"commit retried: {e}", file=sys.stderr)
+                        time.sleep(0.5)
+                else:
+                    print(f"transaction {t} never committed: a new producer fences it", file=sys.stderr)
+                    outcome = "unknown"
+                    producer = txn_producer()
+        except KafkaException as e:
+            error = e.args[0]
+            print(f"transaction {t} ({intent}): {e}", file=sys.stderr)
+            aborted = False
+            if hasattr(error, "txn_requires_abort") and error.txn_requires_abort():
+                try:
+                    producer.abort_transaction(60)
+                    aborted = True
+                except KafkaException as e2:
+                    print(f"abort of transaction {t} failed: {e2}", file=sys.stderr)
+            outcome = "aborted" if aborted else "unknown"
+            if not aborted:
+                # Not knowing what became of it: a new producer fences the old one (its
+                # transaction, if still open, is aborted) and writes on.
+                producer = txn_producer()
+        counts[outcome] = counts.get(outcome, 0) + 1
+        out.write(json.dumps({"t": t, "values": values, "outcome": outcome}) + "\n")
+        out.flush()
+        t += 1
+        time.sleep(0.005)
+    out.close()
+    print(f"transactions {counts}", file=sys.stderr)
+    if not counts.get("committed") or not counts.get("aborted"):
+        sys.exit(f"the transactions did not both commit and abort: {counts}")
+
+
+def ends_of(partitions):
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
+    ends = {}
+    deadline = time.time() + 60
+    for p in partitions:
+        while p not in ends:
+            try:
+                ends[p] = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
+            except KafkaException:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.5)
+    probe.close()
+    return ends
+
+
+def txn_check(outfile):
+    txns = [json.loads(line) for line in open(outfile)]
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
+    partitions = sorted(probe.list_topics(topic, timeout=30).topics[topic].partitions)
+    probe.close()
+    ends = ends_of(partitions)
+    # confluent-kafka at read_committed: read until every partition's position passes its end
+    # (control records move the position without records).
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-checker", "enable.auto.commit": False,
+                         "isolation.level": "read_committed"})
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+    confluent = {}
+    deadline = time.time() + 120
+    while True:
+        positions = {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in partitions])}
+        if all(positions[p] >= ends[p] for p in partitions):
+            break
+        if time.time() > deadline:
+            sys.exit(f"read_committed never reached the end: positions {positions}, ends {ends}")
+        m = consumer.poll(0.5)
+        if m is None or m.error():
+            continue
+        confluent.setdefault(m.partition(), []).append((m.offset(), m.value().decode()))
+    consumer.close()
+    # kafka-python at read_committed.
+    kp = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
+    tps = [KTopicPartition(topic, p) for p in partitions]
+    kp.assign(tps)
+    kp.seek_to_beginning(*tps)
+    python = {}
+    deadline = time.time() + 120
+    while any(kp.position(KTopicPartition(topic, p)) < ends[p] for p in partitions):
+        if time.time() > deadline:
+            sys.exit("kafka-python at read_committed never reached the end")
+        for tp, messages in kp.poll(timeout_ms=500).items():
+            for m in messages:
+                python.setdefault(tp.partition, []).append((m.offset, m.value.decode()))
+    kp.close()
+    problems = []
+    for p in partitions:
+        if confluent.get(p, []) != python.get(p, []):
+            problems.append(f"partition {p}: confluent-kafka and kafka-python read different committed records "
+                            f"({len(confluent.get(p, []))} and {len(python.get(p, []))})")
+    seen = {}
+    for p, records in confluent.items():
+        for offset, value in records:
+            if value in seen:
+                problems.append(f"{value} read twice: at {seen[value]} and {(p, offset)}")
+            seen[value] = (p, offset)
+    counts = {}
+    for txn in txns:
+        present = [v for v in txn["values"] if v in seen]
+        outcome = txn["outcome"]
+        counts[outcome] = counts.get(outcome, 0) + 1
+        if outcome == "committed" and len(present) != len(txn["values"]):
+            problems.append(f"committed transaction {txn['t']} lost {len(txn['values']) - len(present)} records")
+        elif outcome == "aborted" and present:
+            problems.append(f"aborted transaction {txn['t']}'s records were read at read_committed: {present}")
+        elif outcome == "unknown" and present and len(present) != len(txn["values"]):
+            problems.append(f"transaction {txn['t']} was read in part: {present} of {txn['values']}")
+    print(f"transactions {counts}, committed records read {len(seen)}, ends {ends}", file=sys.stderr)
+    if problems:
+        sys.exit("\n".join(problems[:20]))
+
+
 if mode == "create":
     create(int(sys.argv[4]), int(sys.argv[5]))
 elif mode == "produce":
@@ -278,6 +452,10 @@ elif mode == "group-commit":
     group_commit(sys.argv[4], int(sys.argv[5]), sys.argv[6])
 elif mode == "group-resume":
     group_resume(sys.argv[4], int(sys.argv[5]))
+elif mode == "txn-produce":
+    txn_produce(sys.argv[4], sys.argv[5])
+elif mode == "txn-check":
+    txn_check(sys.argv[4])
 elif mode == "txn-failover":
     txn_failover(sys.argv[4])
 else:

@@ -170,6 +170,8 @@ pub(crate) struct FreshetCluster {
     env: Vec<(String, String)>,
     /// The network namespace of each node, when the nodes have their own.
     netns: Vec<String>,
+    /// Where each node serves its metrics (`metrics.listen`).
+    metrics: Vec<String>,
     pub(crate) nodes: Vec<Option<BrokerProcess>>,
 }
 
@@ -197,19 +199,23 @@ impl FreshetCluster {
 
     fn start_on(n: usize, extra: &str, env: Vec<(String, String)>, network: Option<&netns::Network>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let (hosts, ports, client_ports): (Vec<String>, Vec<u16>, Vec<u16>) = match network {
+        type Ports = (Vec<String>, Vec<u16>, Vec<u16>, Vec<u16>);
+        let (hosts, ports, client_ports, metrics_ports): Ports = match network {
             // Each node has an address (and ports) of its own.
-            Some(net) => ((1..=n).map(|i| net.ip(i)).collect(), vec![9093; n], vec![9092; n]),
+            Some(net) => ((1..=n).map(|i| net.ip(i)).collect(), vec![9093; n], vec![9092; n], vec![9094; n]),
             None => {
                 // Every listener's port chosen at once (all held until all are chosen): a node
                 // binding port 0 could otherwise take a controller port another node is about
                 // to bind.
-                let held: Vec<TcpListener> = (0..2 * n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+                let held: Vec<TcpListener> = (0..3 * n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
                 let all: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
                 drop(held);
-                (vec!["127.0.0.1".to_owned(); n], all[..n].to_vec(), all[n..].to_vec())
+                let (controllers, rest) = all.split_at(n);
+                let (clients, metrics) = rest.split_at(n);
+                (vec!["127.0.0.1".to_owned(); n], controllers.to_vec(), clients.to_vec(), metrics.to_vec())
             }
         };
+        let metrics: Vec<String> = hosts.iter().zip(&metrics_ports).map(|(h, p)| format!("{h}:{p}")).collect();
         let netns = network.map(|net| (1..=n).map(|i| net.namespace(i)).collect()).unwrap_or_default();
         let voters: Vec<String> =
             ports.iter().enumerate().map(|(i, p)| format!("{}@{}:{p}", i + 1, hosts[i])).collect();
@@ -238,10 +244,12 @@ impl FreshetCluster {
                      offsets.topic.replication.factor=1\n\
                      broker.session.timeout.ms=6000\n\
                      broker.heartbeat.interval.ms=500\n\
+                     metrics.listen={}\n\
                      {extra}",
                     voters.join(","),
                     client_ports[i],
-                    dir.display()
+                    dir.display(),
+                    metrics[i]
                 ),
             )
             .unwrap();
@@ -249,7 +257,7 @@ impl FreshetCluster {
             files.push(file);
             data.push(dir);
         }
-        let mut cluster = FreshetCluster { _dir: dir, files, data, env, netns, nodes: Vec::new() };
+        let mut cluster = FreshetCluster { _dir: dir, files, data, env, netns, metrics, nodes: Vec::new() };
         for node in 1..=n {
             let started = cluster.start_node(node);
             cluster.nodes.push(Some(started));
@@ -275,6 +283,24 @@ impl FreshetCluster {
 
     pub(crate) fn addr(&self, node: usize) -> String {
         self.nodes[node - 1].as_ref().expect("the node runs").addr.clone()
+    }
+
+    /// What `node`'s metrics endpoint (`freshet broker --metrics-listen`) serves.
+    pub(crate) fn metrics(&self, node: usize) -> String {
+        let url = format!("http://{}/metrics", self.metrics[node - 1]);
+        let agent: ureq::Agent =
+            ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(10))).build().into();
+        agent.get(&url).call().and_then(|mut r| r.body_mut().read_to_string()).unwrap_or_else(|e| panic!("{url}: {e}"))
+    }
+
+    /// A metric of `node`: the value of the line `name` (with its labels, if any) in what its
+    /// metrics endpoint serves; 0 when absent.
+    pub(crate) fn metric(&self, node: usize, name: &str) -> f64 {
+        let text = self.metrics(node);
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(' ')))
+            .map_or(0.0, |v| v.trim().parse().unwrap_or_else(|e| panic!("node {node}: {name} {v}: {e}")))
     }
 
     pub(crate) fn kill(&mut self, node: usize) {

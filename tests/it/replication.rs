@@ -1,10 +1,13 @@
 //! Replicated partitions across three `freshet broker` processes (replication factor 3,
 //! `min.insync.replicas=2`) while an idempotent `acks=all` producer (confluent-kafka) writes
-//! throughout: a partition's leader killed with SIGKILL and brought back, a follower paused with
-//! SIGSTOP past `replica.lag.time.max.ms` and resumed. Afterwards a checker in the manner of
-//! Jepsen's Kafka workload reads everything with two clients: no acknowledged record lost, none
-//! stored twice, each at the offset it was acknowledged with. Also: coordinators and partitions
-//! that move, and an exactly-once streams application whose input's leader dies.
+//! throughout, and a transactional one beside it: a partition's leader killed with SIGKILL and
+//! brought back, a follower paused with SIGSTOP past `replica.lag.time.max.ms` and resumed.
+//! Afterwards a checker in the manner of Jepsen's Kafka workload reads everything with two
+//! clients: no acknowledged record lost, none stored twice, each at the offset it was
+//! acknowledged with; at `read_committed`, every committed transaction whole and no aborted
+//! one's record. The brokers' metrics show the under-replicated and under-min-ISR partitions
+//! meanwhile. Also: coordinators and partitions that move, and an exactly-once streams
+//! application whose input's leader dies.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -52,12 +55,33 @@ struct Writer {
 
 impl Writer {
     fn start(bootstrap: &str, topic: &str) -> Self {
+        Self::spawn("produce", bootstrap, topic)
+    }
+
+    /// A transactional producer (`replication.py txn-produce`) instead, writing to `topic`
+    /// (created with three partitions of three replicas), its file noting each transaction's
+    /// records and outcome.
+    fn transactional(cluster: &FreshetCluster, topic: &str) -> Self {
+        python_clients("replication.py", &["create", &cluster.addr(1), topic, "3", "3"]);
+        Self::spawn("txn-produce", &cluster.bootstrap(), topic)
+    }
+
+    /// Stops a transactional writer and checks its topic at `read_committed`: every committed
+    /// transaction whole, no aborted one's record.
+    fn check_transactions(self, bootstrap: &str, topic: &str) {
+        assert!(self.acked() > 20, "only {} transactions ended", self.acked());
+        let outcomes = self.acks();
+        let _dir = self.finish();
+        python_clients("replication.py", &["txn-check", bootstrap, topic, &outcomes]);
+    }
+
+    fn spawn(mode: &str, bootstrap: &str, topic: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (python, script) = python_script("replication.py");
         let (stop, acks) = (dir.path().join("stop"), dir.path().join("acks"));
         let child = Command::new(&python)
             .arg(&script)
-            .args(["produce", bootstrap, topic, stop.to_str().unwrap(), acks.to_str().unwrap()])
+            .args([mode, bootstrap, topic, stop.to_str().unwrap(), acks.to_str().unwrap()])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -93,6 +117,15 @@ impl Writer {
         eprintln!("producer: {said}");
         assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
         self.dir
+    }
+}
+
+/// Waits (30 s at most) until `holds`, failing with `what` otherwise.
+fn eventually(what: &str, holds: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !holds() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(300));
     }
 }
 
@@ -185,14 +218,22 @@ fn signal(cluster: &FreshetCluster, node: usize, signal: &str) {
 #[test]
 fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_follower_stalls() {
     let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n\
-                 leader.imbalance.check.interval.seconds=2\n";
+                 leader.imbalance.check.interval.seconds=2\ntransaction.state.log.replication.factor=3\n";
     let mut cluster = FreshetCluster::start_with(3, extra);
     python_clients("replication.py", &["create", &cluster.addr(1), "jepsen", "3", "3"]);
     let md = cluster.metadata_until(1, "jepsen", all_in_sync);
+    // A topic that needs all three in sync, to be under its minimum while one is not.
+    let first = cluster.addr(1);
+    let strict = ["--bootstrap-server", first.as_str(), "--create", "--topic", "strict", "--partitions", "1"];
+    let strict = [&strict[..], &["--replication-factor", "3", "--config", "min.insync.replicas=3"]].concat();
+    let out = crate::peer::kafka_tool("org.apache.kafka.tools.TopicCommand", &strict, "");
+    assert!(out.contains("Created topic strict."), "{out}");
 
     let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "jepsen");
     let wait_acked = |more: usize| writer.wait_acked(more);
+    // Transactions beside it, committed and aborted, through every fault.
+    let transactions = Writer::transactional(&cluster, "jepsen-txn");
     wait_acked(2000);
 
     let mut faults = Unavailability::default();
@@ -239,11 +280,45 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     }
     let (ok, out, err) = crate::topic::freshet(&["topic", "describe", "jepsen", "--under-min-isr-partitions"], &target);
     assert!(ok && out.trim().is_empty(), "{out}{err}");
+    // And in the metrics the leaders serve: each of jepsen's partitions under-replicated at its
+    // leader, "strict" (min.insync.replicas=3) under its minimum too. (A broker's image may lag
+    // the one kcat was answered from by a moment.)
+    let running: Vec<usize> = (1..=3).filter(|n| *n != paused).collect();
+    let total = |name: &str| running.iter().map(|n| cluster.metric(*n, name)).sum::<f64>();
+    let partition_line =
+        |metric: &str, topic: &str, p: i32| format!("freshet_{metric}{{topic=\"{topic}\",partition=\"{p}\"}}");
+    eventually("every partition of jepsen under-replicated at its leader", || {
+        (0..3).all(|p| total(&partition_line("partition_under_replicated", "jepsen", p)) == 1.0)
+    });
+    cluster.metadata_until(watch, "strict", |m| {
+        placement(m).first().is_some_and(|(l, isr)| *l > 0 && isr.len() == 2 && !isr.contains(&(paused as i32)))
+    });
+    // Of the topics with three replicas, only strict is under its minimum (__consumer_offsets,
+    // with one replica here, is under the cluster's min.insync.replicas=2 throughout, as
+    // Kafka's metric counts it).
+    let under_min_strict = partition_line("partition_under_min_isr", "strict", 0);
+    let under_min = || -> Vec<String> {
+        running
+            .iter()
+            .flat_map(|n| cluster.metrics(*n).lines().map(str::to_owned).collect::<Vec<_>>())
+            .filter(|l| l.starts_with("freshet_partition_under_min_isr{") && !l.contains("__consumer_offsets"))
+            .collect()
+    };
+    eventually("strict alone under its minimum", || under_min() == [format!("{under_min_strict} 1")]);
+    assert!(total("freshet_under_replicated_partitions") >= 4.0);
+    assert_eq!(total("freshet_offline_partitions"), 0.0);
     wait_acked(2000);
     faults.note("a follower paused (SIGSTOP) past replica.lag.time.max.ms=3000", from);
     let from = now_s();
     signal(&cluster, paused, "-CONT");
     cluster.metadata_until(watch, "jepsen", all_in_sync);
+    cluster.metadata_until(watch, "strict", |m| placement(m).first().is_some_and(|(l, isr)| *l > 0 && isr.len() == 3));
+    // Back in sync: nothing under-replicated any more, and every broker counted the ISR's
+    // shrinks and expansions of what it led.
+    let all = |name: &str| (1..=3).map(|n| cluster.metric(n, name)).sum::<f64>();
+    eventually("no partition under-replicated in the metrics", || all("freshet_under_replicated_partitions") == 0.0);
+    assert!(all("freshet_isr_shrinks_total") >= 2.0 && all("freshet_isr_expands_total") >= 2.0);
+    assert_eq!(all(&under_min_strict), 0.0, "strict is back above its minimum");
     wait_acked(2000);
     faults.note("the paused follower resumed and back in sync", from);
 
@@ -252,6 +327,7 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     faults.report(&acks);
     python_clients("replication.py", &["check", &bootstrap, "jepsen", &acks]);
     check_with_java_client(&bootstrap, "jepsen", &acks);
+    transactions.check_transactions(&bootstrap, "jepsen-txn");
     cluster.stop();
 }
 
@@ -295,12 +371,14 @@ fn a_leader_cut_off_from_the_other_brokers_loses_no_acknowledged_record() {
         return;
     }
     let network = crate::peer::netns::Network::new(3);
-    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n";
+    let extra = "default.replication.factor=3\nmin.insync.replicas=2\nreplica.lag.time.max.ms=3000\n\
+                 transaction.state.log.replication.factor=3\n";
     let cluster = FreshetCluster::start_in_network(3, extra, &network);
     python_clients("replication.py", &["create", &cluster.addr(1), "cut", "3", "3"]);
     let md = cluster.metadata_until(1, "cut", all_in_sync);
     let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "cut");
+    let transactions = Writer::transactional(&cluster, "cut-txn");
     writer.wait_acked(2000);
 
     // Partition 0's leader loses the other brokers (and the controller quorum's majority) but
@@ -329,6 +407,7 @@ fn a_leader_cut_off_from_the_other_brokers_loses_no_acknowledged_record() {
     faults.report(&acks);
     python_clients("replication.py", &["check", &bootstrap, "cut", &acks]);
     check_with_java_client(&bootstrap, "cut", &acks);
+    transactions.check_transactions(&bootstrap, "cut-txn");
     cluster.stop();
 }
 

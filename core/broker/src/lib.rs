@@ -31,6 +31,7 @@ mod errors;
 mod fallback;
 mod handlers;
 mod legacy;
+mod metrics;
 mod server;
 #[cfg(test)]
 mod tests;
@@ -39,4 +40,5 @@ pub use acl::{AuthorizerConfig, ACLS_TOPIC};
 pub use cluster::{ClusterConfig, ControllerNode};
 pub use dispatch::FrameHarness;
 pub use dynamic::BROKER_CONFIGS_TOPIC;
+pub use metrics::Metrics;
 pub use server::{Broker, BrokerConfig};

@@ -95,6 +95,7 @@ impl Default for BrokerConfig {
 #[derive(Debug)]
 pub struct Broker {
     local_addr: SocketAddr,
+    log: Log,
     cluster: Option<Arc<crate::cluster::ClusterNode>>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -172,6 +173,7 @@ impl Broker {
             reason: format!("cannot listen: {e}"),
         })?;
         let local_addr = listener.local_addr().map_err(|e| Error::Internal(format!("no local address: {e}")))?;
+        let log_handle = log.clone();
         let host = config.advertised_host.clone().unwrap_or_else(|| local_addr.ip().to_string());
         let (max_connections, max_per_ip) = (config.max_connections, config.max_connections_per_ip);
         let cluster = match &config.cluster {
@@ -262,12 +264,19 @@ impl Broker {
             }
         });
         tracing::info!(%local_addr, "broker listening");
-        Ok(Broker { local_addr, cluster, stop, task })
+        Ok(Broker { local_addr, log: log_handle, cluster, stop, task })
     }
 
     /// The address it listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Its metrics (Prometheus' text exposition format): its replicas' health (partitions,
+    /// leaders, under-replicated and under-min-ISR partitions, ISR shrinks and expansions,
+    /// offline partitions on the active controller) and the log's appends.
+    pub fn metrics(&self) -> crate::Metrics {
+        crate::Metrics { log: self.log.clone(), cluster: self.cluster.clone() }
     }
 
     /// Stops accepting and closes every connection.

@@ -121,6 +121,9 @@ pub const NOT_COORDINATOR: i16 = 16;
 pub const FENCED_LEADER_EPOCH: i16 = 74;
 /// The client's leader epoch is newer than this broker knows.
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
+/// A new leader's high watermark has not yet reached the start of its epoch: the latest offset
+/// it would answer may be below one the previous leader gave. Retry shortly.
+pub const OFFSET_NOT_AVAILABLE: i16 = 78;
 /// No replica is eligible to lead the partition in the election asked for.
 pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 /// Fewer replicas are in sync than the topic's `min.insync.replicas`: an `acks=all` write is

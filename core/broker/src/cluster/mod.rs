@@ -274,6 +274,21 @@ impl ClusterNode {
     }
 
     /// The committed image this node serves from.
+    /// This broker's replica metrics under its image.
+    pub(crate) fn replica_metrics(&self) -> freshet_cluster::replication::ReplicaMetrics {
+        let image = self.image();
+        let mut metrics = self.replicas.as_ref().map(|r| r.metrics(&image)).unwrap_or_default();
+        if self.replicas.is_none() {
+            metrics.offline = image.partitions().filter(|(_, _, p)| p.leader == NO_LEADER).count() as u64;
+        }
+        metrics
+    }
+
+    /// Whether this node is the quorum's leader: the active controller.
+    pub(crate) fn is_active_controller(&self) -> bool {
+        self.quorum.as_ref().is_some_and(|q| q.leader() == Some(self.config.node_id as NodeId))
+    }
+
     pub(crate) fn image(&self) -> Arc<MetadataImage> {
         self.image.borrow().clone()
     }

@@ -113,6 +113,11 @@ impl Replicas {
         });
     }
 
+    /// The replica metrics under `image` (see [`Leaderships::metrics`]).
+    pub(crate) fn metrics(&self, image: &MetadataImage) -> replication::ReplicaMetrics {
+        self.led.lock().expect("replicas lock").metrics(&self.log, image)
+    }
+
     /// Whether an `acks=all` write to `topic`-`index` may be appended: refused with
     /// NOT_ENOUGH_REPLICAS when the ISR is smaller than `min.insync.replicas`.
     pub(crate) fn check_min_isr(&self, image: &MetadataImage, topic: &str, index: i32) -> Result<(), NotReplicated> {

@@ -165,6 +165,14 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
     }
 }
 
+/// Whether a partition this broker leads has its high watermark below the start of its leader
+/// epoch: it took over, and its followers have not yet told it how far they are.
+fn high_watermark_lags(served: &Served, topic: &str, partition: i32) -> bool {
+    let Ok(p) = served.log.partition(topic, partition as u32) else { return false };
+    let epoch_start = p.leader_epochs().last().map_or(0, |(_, start)| *start);
+    p.offsets().1 < epoch_start
+}
+
 async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Access<'_>) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(request.topics.len());
     for topic in request.topics {
@@ -192,6 +200,16 @@ async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Acc
             if let Some(cluster) = &served.cluster {
                 if let Err(n) = cluster.check_leader(&topic_name, p.partition_index, p.current_leader_epoch) {
                     partitions.push(out.with_error_code(n.code).with_offset(-1).with_timestamp(-1));
+                    continue;
+                }
+                // As Kafka's leaders (KIP-207): until a new leader's high watermark reaches the
+                // start of its epoch, the latest offset it would give a client may be below one
+                // the previous leader gave; the client asks again shortly.
+                if request.replica_id.0 < 0
+                    && spec != OffsetSpec::Earliest
+                    && high_watermark_lags(served, &topic_name, p.partition_index)
+                {
+                    partitions.push(out.with_error_code(code::OFFSET_NOT_AVAILABLE).with_offset(-1).with_timestamp(-1));
                     continue;
                 }
             }

@@ -264,8 +264,8 @@ pub(super) fn random_u64() -> u64 {
 }
 
 /// Whether a request that failed with `code` may succeed when asked again: a leader or group
-/// coordinator not elected, moving, or still loading (as on a cluster just started), or a
-/// request that timed out. Kafka's clients retry these.
+/// coordinator not elected, moving, or still loading (as on a cluster just started), a new
+/// leader's offsets not yet known, or a request that timed out. Kafka's clients retry these.
 pub(super) fn transient(code: RDKafkaErrorCode) -> bool {
     matches!(
         code,
@@ -274,6 +274,7 @@ pub(super) fn transient(code: RDKafkaErrorCode) -> bool {
             | RDKafkaErrorCode::NotCoordinator
             | RDKafkaErrorCode::CoordinatorNotAvailable
             | RDKafkaErrorCode::CoordinatorLoadInProgress
+            | RDKafkaErrorCode::OffsetNotAvailable
             | RDKafkaErrorCode::RequestTimedOut
             | RDKafkaErrorCode::NetworkException
             | RDKafkaErrorCode::OperationTimedOut

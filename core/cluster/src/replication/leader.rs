@@ -74,13 +74,69 @@ pub struct Leaderships {
     me: BrokerId,
     lag_max: Duration,
     led: BTreeMap<(String, i32), Led>,
+    /// ISR changes of partitions this broker led, as its images showed them.
+    isr_shrinks: u64,
+    isr_expands: u64,
+}
+
+/// What a broker reports of its replicas, as Kafka's `ReplicaManager` and controller metrics
+/// do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaMetrics {
+    /// Copies of partitions this broker holds (`PartitionCount`).
+    pub partitions: u64,
+    /// Partitions it leads (`LeaderCount`).
+    pub leaders: u64,
+    /// Partitions it leads whose ISR lacks one of their replicas (`UnderReplicatedPartitions`).
+    pub under_replicated: Vec<(String, i32)>,
+    /// Partitions it leads whose ISR is smaller than `min.insync.replicas`: `acks=all` writes
+    /// are refused (`UnderMinIsrPartitionCount`).
+    pub under_min_isr: Vec<(String, i32)>,
+    /// Partitions it leads whose ISR is exactly `min.insync.replicas` (`AtMinIsrPartitionCount`).
+    pub at_min_isr: u64,
+    /// Partitions of the cluster without a leader (`OfflinePartitionsCount`).
+    pub offline: u64,
+    /// Times the ISR of a partition this broker led shrank (`IsrShrinksPerSec`'s count).
+    pub isr_shrinks: u64,
+    /// Times it grew (`IsrExpandsPerSec`'s count).
+    pub isr_expands: u64,
 }
 
 impl Leaderships {
     /// The leaderships of broker `me`, whose followers leave the ISR when they have not caught
     /// up within `lag_max` (`replica.lag.time.max.ms`).
     pub fn new(me: BrokerId, lag_max: Duration) -> Self {
-        Leaderships { me, lag_max, led: BTreeMap::new() }
+        Leaderships { me, lag_max, led: BTreeMap::new(), isr_shrinks: 0, isr_expands: 0 }
+    }
+
+    /// The broker's replica metrics under `image` (the one it last followed).
+    pub fn metrics(&self, log: &Log, image: &MetadataImage) -> ReplicaMetrics {
+        let mut m =
+            ReplicaMetrics { isr_shrinks: self.isr_shrinks, isr_expands: self.isr_expands, ..Default::default() };
+        for (topic, index, p) in image.partitions() {
+            if p.leader == NO_LEADER {
+                m.offline += 1;
+            }
+            if !p.replicas.contains(&self.me) {
+                continue;
+            }
+            m.partitions += 1;
+            if !self.leads(&topic.name, index) {
+                continue;
+            }
+            m.leaders += 1;
+            let key = (topic.name.clone(), index);
+            if p.isr.len() < p.replicas.len() {
+                m.under_replicated.push(key.clone());
+            }
+            let min = log.partition(&topic.name, index as u32).map_or(1, |q| q.min_insync_replicas());
+            match (p.isr.len() as i64).cmp(&min) {
+                std::cmp::Ordering::Less => m.under_min_isr.push(key),
+                std::cmp::Ordering::Equal => m.at_min_isr += 1,
+                std::cmp::Ordering::Greater => {}
+            }
+        }
+        m
     }
 
     /// `replica.lag.time.max.ms`.
@@ -176,6 +232,11 @@ impl Leaderships {
             }
             let l = self.led.get_mut(&key).expect("inserted");
             if l.partition_epoch != p.partition_epoch {
+                match p.isr.len().cmp(&l.isr.len()) {
+                    std::cmp::Ordering::Less => self.isr_shrinks += 1,
+                    std::cmp::Ordering::Greater => self.isr_expands += 1,
+                    std::cmp::Ordering::Equal => {}
+                }
                 l.partition_epoch = p.partition_epoch;
                 l.isr = p.isr.clone();
                 l.proposed = None;

@@ -24,5 +24,5 @@ mod leader;
 mod reconcile;
 
 pub use follower::{Answer, FetchPosition, Followed};
-pub use leader::{check_min_isr, decided, Leaderships, NotReplicated};
+pub use leader::{check_min_isr, decided, Leaderships, NotReplicated, ReplicaMetrics};
 pub use reconcile::reconcile;

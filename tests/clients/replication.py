@@ -13,6 +13,10 @@ Usage:
       reads TOPIC whole with confluent-kafka and with kafka-python: no acknowledged record
       missing, none stored twice, each acknowledged record at the offset it was acknowledged
       with, and the two clients read the same records at the same offsets
+  replication.py group-stay BOOTSTRAP TOPIC GROUP DIR
+      a member of GROUP reads TOPIC, commits, writes its coordinator's id to DIR/coordinator and
+      DIR/ready, and once DIR/killed exists goes on reading and commits again: it must stay the
+      same member, with no rebalance (its next coordinator loaded the group's membership)
   replication.py txn-produce BOOTSTRAP TOPIC STOPFILE OUTFILE
       a transactional producer (confluent-kafka) writes transactions of 2-12 records over the
       topic's partitions until STOPFILE exists, aborting one in four on purpose; each
@@ -277,6 +281,59 @@ def txn_failover(directory):
         sys.exit(f"read_committed read {len(seen)} records: {sorted(seen)[:10]}...")
 
 
+def group_stay(group, directory):
+    events = []
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                         "enable.auto.commit": False, "session.timeout.ms": 10000,
+                         "heartbeat.interval.ms": 500})
+    consumer.subscribe([topic], on_assign=lambda c, ps: events.append(("assigned", len(ps))),
+                       on_revoke=lambda c, ps: events.append(("revoked", len(ps))))
+
+    def commit():
+        positions = [tp for tp in consumer.position(consumer.assignment()) if tp.offset >= 0]
+        consumer.commit(offsets=positions, asynchronous=False)
+
+    read = 0
+    deadline = time.time() + 60
+    while read < 10:
+        if time.time() > deadline:
+            sys.exit(f"read {read} records before the coordinator moved")
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            read += 1
+    commit()
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    described = admin.describe_consumer_groups([group])[group].result(30)
+    with open(os.path.join(directory, "coordinator"), "w") as f:
+        f.write(str(described.coordinator.id))
+    open(os.path.join(directory, "ready"), "w").close()
+    deadline = time.time() + 120
+    while not os.path.exists(os.path.join(directory, "killed")):
+        if time.time() > deadline:
+            sys.exit("the coordinator was never killed")
+        consumer.poll(0.2)
+    # Through the failover: reads and a commit go on as the same member of the same generation.
+    committed = False
+    end = time.time() + 25
+    while time.time() < end:
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            read += 1
+        if not committed:
+            try:
+                commit()
+                committed = True
+            except KafkaException as e:
+                print(f"commit retried: {e}", file=sys.stderr)
+    seen = list(events)
+    consumer.close()
+    print(f"read {read}, rebalance events {seen}", file=sys.stderr)
+    if [e for e in seen if e[0] == "revoked"] or len(seen) != 1:
+        sys.exit(f"the member was rebalanced when its coordinator moved: {seen}")
+    if not committed:
+        sys.exit("no commit went through after the coordinator moved")
+
+
 def txn_producer():
     producer = Producer({
         "bootstrap.servers": bootstrap,
@@ -452,6 +509,8 @@ elif mode == "group-commit":
     group_commit(sys.argv[4], int(sys.argv[5]), sys.argv[6])
 elif mode == "group-resume":
     group_resume(sys.argv[4], int(sys.argv[5]))
+elif mode == "group-stay":
+    group_stay(sys.argv[4], sys.argv[5])
 elif mode == "txn-produce":
     txn_produce(sys.argv[4], sys.argv[5])
 elif mode == "txn-check":

@@ -503,9 +503,37 @@ fn coordinators_move_with_their_partitions_when_their_broker_dies() {
     let alive = if coordinator == 1 { 2 } else { 1 };
     cluster.metadata_until(alive, "orders", |m| placement(m).iter().all(|(l, isr)| *l > 0 && isr.len() == 3));
 
+    // A member that stays while its coordinator's broker dies goes on as the same member of the
+    // same generation, with no rebalance: the next coordinator loaded the group's membership
+    // from its copy of __consumer_offsets, as Kafka's does.
+    let (python, script) = python_script("replication.py");
+    let stay = dir.path().join("stay");
+    std::fs::create_dir(&stay).unwrap();
+    let member = Command::new(&python)
+        .arg(&script)
+        .args(["group-stay", &bootstrap, "orders", "steady", stay.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !stay.join("ready").exists() {
+        assert!(Instant::now() < deadline, "the member never read and committed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let coordinator: usize = std::fs::read_to_string(stay.join("coordinator")).unwrap().trim().parse().unwrap();
+    cluster.kill(coordinator);
+    std::fs::write(stay.join("killed"), "").unwrap();
+    let out = member.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    eprintln!("member: {said}");
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "ok", "{said}");
+    cluster.nodes[coordinator - 1] = Some(cluster.start_node(coordinator));
+    let alive = if coordinator == 1 { 2 } else { 1 };
+    cluster.metadata_until(alive, "orders", |m| placement(m).iter().all(|(l, isr)| *l > 0 && isr.len() == 3));
+
     // A transaction whose coordinator dies between its writes and its commit is committed by
     // the next one, which loaded it from its copy of __transaction_state.
-    let (python, script) = python_script("replication.py");
     let txn = Command::new(&python)
         .arg(&script)
         .args(["txn-failover", &bootstrap, "txn-out", dir.path().to_str().unwrap()])

@@ -195,6 +195,7 @@ impl Broker {
                 cluster.clone(),
                 served.offsets.clone(),
                 served.transactions.clone(),
+                served.coordinator.clone(),
             );
             cluster.spawn(follow);
         }
@@ -205,6 +206,12 @@ impl Broker {
         // cluster, by the broker that leads `__transaction_state` once it has loaded it.)
         if served.cluster.is_none() {
             served.transactions.load().await?;
+            // Groups go on with the membership stored before a restart.
+            for partition in 0..served.offsets.n_partitions() {
+                for (group, snapshot) in served.offsets.stored_groups(partition).await? {
+                    served.coordinator.restore(&group, snapshot).await;
+                }
+            }
         }
         match &served.cluster {
             // A cluster's ACLs and dynamic configs are its metadata's.

@@ -17,13 +17,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use freshet_log::batch::BatchBuilder;
 use freshet_log::partitioner::java_string_hash;
 use freshet_log::{Error, Result};
 use freshet_log::{Log, Marker};
+
+use crate::membership::{GroupSnapshot, MemberSnapshot};
 
 /// The internal topic's name.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -92,7 +94,7 @@ struct Reader<'a>(&'a [u8]);
 impl Reader<'_> {
     fn take(&mut self, n: usize) -> Result<&[u8]> {
         if self.0.len() < n {
-            return Err(Error::Decode("offset commit record is truncated".into()));
+            return Err(Error::Decode("a __consumer_offsets record is truncated".into()));
         }
         let (head, rest) = self.0.split_at(n);
         let head_ptr: &[u8] = head;
@@ -109,12 +111,22 @@ impl Reader<'_> {
         Ok(i64::from_be_bytes(self.take(8)?.try_into().expect("8")))
     }
     fn string(&mut self) -> Result<String> {
+        Ok(self.nullable_string()?.unwrap_or_default())
+    }
+    fn nullable_string(&mut self) -> Result<Option<String>> {
         let len = self.i16()?;
         if len < 0 {
-            return Ok(String::new());
+            return Ok(None);
         }
         let bytes = self.take(len as usize)?.to_vec();
-        String::from_utf8(bytes).map_err(|_| Error::Decode("string is not UTF-8".into()))
+        String::from_utf8(bytes).map(Some).map_err(|_| Error::Decode("string is not UTF-8".into()))
+    }
+    fn bytes(&mut self) -> Result<&[u8]> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Ok(&[]);
+        }
+        self.take(len as usize)
     }
 }
 
@@ -135,6 +147,109 @@ pub(crate) fn encode_value(offset: &OffsetAndMetadata) -> Result<BytesMut> {
     put_string(&mut value, &offset.metadata)?;
     value.put_i64(offset.commit_timestamp);
     Ok(value)
+}
+
+/// Kafka's GroupMetadata key (version 2): the group.
+fn encode_group_key(group: &str) -> Result<BytesMut> {
+    let mut key = BytesMut::new();
+    key.put_i16(2);
+    put_string(&mut key, group)?;
+    Ok(key)
+}
+
+/// The group a GroupMetadata key names; `None` for other record kinds.
+fn decode_group_key(key: &[u8]) -> Result<Option<String>> {
+    let mut r = Reader(key);
+    match r.i16()? {
+        2 => Ok(Some(r.string()?)),
+        _ => Ok(None),
+    }
+}
+
+fn put_nullable_string(buf: &mut BytesMut, s: Option<&str>) -> Result<()> {
+    match s {
+        Some(s) => put_string(buf, s),
+        None => {
+            buf.put_i16(-1);
+            Ok(())
+        }
+    }
+}
+
+fn put_bytes(buf: &mut BytesMut, b: &[u8]) -> Result<()> {
+    let len = i32::try_from(b.len()).map_err(|_| Error::Decode(format!("{} bytes are too many", b.len())))?;
+    buf.put_i32(len);
+    buf.put_slice(b);
+    Ok(())
+}
+
+/// Kafka's GroupMetadata value (version 3): the group's protocol, generation, leader and
+/// members with their subscriptions and assignments.
+fn encode_group_value(g: &GroupSnapshot) -> Result<BytesMut> {
+    let mut value = BytesMut::new();
+    value.put_i16(3);
+    put_string(&mut value, &g.protocol_type)?;
+    value.put_i32(g.generation);
+    put_nullable_string(&mut value, g.protocol.as_deref())?;
+    put_nullable_string(&mut value, g.leader.as_deref())?;
+    value.put_i64(g.timestamp);
+    value.put_i32(g.members.len() as i32);
+    for m in &g.members {
+        put_string(&mut value, &m.member_id)?;
+        put_nullable_string(&mut value, m.instance_id.as_deref())?;
+        put_string(&mut value, &m.client_id)?;
+        put_string(&mut value, &m.client_host)?;
+        value.put_i32(i32::try_from(m.rebalance_timeout.as_millis()).unwrap_or(i32::MAX));
+        value.put_i32(i32::try_from(m.session_timeout.as_millis()).unwrap_or(i32::MAX));
+        put_bytes(&mut value, &m.subscription)?;
+        put_bytes(&mut value, &m.assignment)?;
+    }
+    Ok(value)
+}
+
+/// Decodes a GroupMetadata value of versions 0 to 3.
+fn decode_group_value(value: &[u8]) -> Result<GroupSnapshot> {
+    let mut r = Reader(value);
+    let version = r.i16()?;
+    if !(0..=3).contains(&version) {
+        return Err(Error::Decode(format!("group metadata of version {version}")));
+    }
+    let protocol_type = r.string()?;
+    let generation = r.i32()?;
+    let protocol = r.nullable_string()?;
+    let leader = r.nullable_string()?;
+    let timestamp = if version >= 2 { r.i64()? } else { -1 };
+    let n = r.i32()?;
+    let mut members = Vec::with_capacity(n.clamp(0, 1024) as usize);
+    for _ in 0..n.max(0) {
+        let member_id = r.string()?;
+        let instance_id = if version >= 3 { r.nullable_string()? } else { None };
+        let client_id = r.string()?;
+        let client_host = r.string()?;
+        let session_ms;
+        let rebalance_ms;
+        if version >= 1 {
+            rebalance_ms = r.i32()?;
+            session_ms = r.i32()?;
+        } else {
+            session_ms = r.i32()?;
+            rebalance_ms = session_ms;
+        }
+        let subscription = Bytes::copy_from_slice(r.bytes()?);
+        let assignment = Bytes::copy_from_slice(r.bytes()?);
+        let ms = |v: i32| std::time::Duration::from_millis(v.max(0) as u64);
+        members.push(MemberSnapshot {
+            member_id,
+            instance_id,
+            client_id,
+            client_host,
+            rebalance_timeout: ms(rebalance_ms),
+            session_timeout: ms(session_ms),
+            subscription,
+            assignment,
+        });
+    }
+    Ok(GroupSnapshot { protocol_type, generation, protocol, leader, timestamp, members })
 }
 
 /// Decodes a key; `None` for record kinds other than offset commits (Kafka's group metadata).
@@ -498,20 +613,56 @@ impl GroupOffsets {
         Ok(())
     }
 
-    /// Deletes a group's committed offsets (tombstones, so compaction forgets them).
-    pub async fn delete_group(&self, group: &str) -> Result<bool> {
-        let committed = self.fetch(group, None);
-        if committed.is_empty() {
-            return Ok(false);
-        }
+    /// Stores what a group's membership is after a rebalance (Kafka's GroupMetadata record, in
+    /// the group's partition), once every replica of the partition has it, so that the group's
+    /// next coordinator goes on with it ([`GroupOffsets::stored_groups`]).
+    pub async fn store_group(&self, group: &str, snapshot: &GroupSnapshot) -> Result<()> {
         let mut builder = BatchBuilder::default();
         let now = self.shared.log.clock().now_ms();
+        builder.push(Some(&encode_group_key(group)?), Some(&encode_group_value(snapshot)?), &[], now);
+        let partition = self.partition_for(group);
+        let info = self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
+        self.shared.log.wait_replicated(OFFSETS_TOPIC, partition, info.last_offset, COMMIT_TIMEOUT).await
+    }
+
+    /// The groups whose membership partition `partition` of `__consumer_offsets` stores, each as
+    /// last stored (groups deleted since left out).
+    pub async fn stored_groups(&self, partition: u32) -> Result<Vec<(String, GroupSnapshot)>> {
+        let mut groups: HashMap<String, Option<GroupSnapshot>> = HashMap::new();
+        self.shared
+            .log
+            .for_each_stored_batch(OFFSETS_TOPIC, partition, |batch| {
+                if batch.is_control() || batch.is_transactional() {
+                    return Ok(());
+                }
+                for record in batch.records()? {
+                    let record = record?;
+                    let Some(group) = record.key.map(decode_group_key).transpose()?.flatten() else { continue };
+                    let snapshot = record.value.map(decode_group_value).transpose()?;
+                    groups.insert(group, snapshot);
+                }
+                Ok(())
+            })
+            .await?;
+        let mut stored: Vec<(String, GroupSnapshot)> =
+            groups.into_iter().filter_map(|(g, s)| s.map(|s| (g, s))).collect();
+        stored.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(stored)
+    }
+
+    /// Deletes a group's committed offsets and stored membership (tombstones, so compaction
+    /// forgets them). Whether it had offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<bool> {
+        let committed = self.fetch(group, None);
+        let mut builder = BatchBuilder::default();
+        let now = self.shared.log.clock().now_ms();
+        builder.push(Some(&encode_group_key(group)?), None, &[], now);
         for tp in committed.keys() {
             builder.push(Some(&encode_key(group, tp)?), None, &[], now);
         }
         self.shared.log.append(OFFSETS_TOPIC, self.partition_for(group), builder.finish()).await?;
         self.shared.offsets.write().expect("offsets lock").remove(group);
-        Ok(true)
+        Ok(!committed.is_empty())
     }
 }
 
@@ -527,5 +678,32 @@ mod tests {
         let value = OffsetAndMetadata { offset: 42, leader_epoch: 3, metadata: "m".into(), commit_timestamp: 1000 };
         assert_eq!(decode_value(&encode_value(&value).unwrap()).unwrap(), value);
         assert!(decode_value(&[0, 3, 0]).is_err());
+    }
+
+    #[test]
+    fn group_metadata_round_trips() {
+        let snapshot = GroupSnapshot {
+            protocol_type: "consumer".into(),
+            generation: 7,
+            protocol: Some("range".into()),
+            leader: Some("m-1".into()),
+            timestamp: 1234,
+            members: vec![MemberSnapshot {
+                member_id: "m-1".into(),
+                instance_id: Some("i-1".into()),
+                client_id: "c".into(),
+                client_host: "/127.0.0.1".into(),
+                rebalance_timeout: std::time::Duration::from_secs(300),
+                session_timeout: std::time::Duration::from_secs(45),
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"asg"),
+            }],
+        };
+        let key = encode_group_key("g1").unwrap();
+        assert_eq!(decode_group_key(&key).unwrap(), Some("g1".to_owned()));
+        assert_eq!(decode_key(&key).unwrap(), None, "not an offset commit");
+        let value = encode_group_value(&snapshot).unwrap();
+        assert_eq!(decode_group_value(&value).unwrap(), snapshot);
+        assert!(decode_group_value(&value[..value.len() - 2]).is_err(), "a truncated value is an error");
     }
 }

@@ -6,20 +6,26 @@
 //! broker's copy, up to its log end, before any request for it is served: until then requests
 //! get COORDINATOR_LOAD_IN_PROGRESS, and clients retry, as Kafka's coordinators answer while
 //! loading. Copies of the partitions come from replication, so a coordinator whose broker died
-//! goes on, with its committed offsets and decided transactions, on the broker elected in its
-//! place.
+//! goes on, with its committed offsets, its groups' members and generations, and its decided
+//! transactions, on the broker elected in its place.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use freshet_coord::group::{GroupOffsets, OFFSETS_TOPIC};
+use freshet_coord::membership::Coordinator;
 use freshet_coord::transactions::{Transactions, TRANSACTION_STATE_TOPIC};
 
 use super::ClusterNode;
 
 /// Loads the coordinators' state of every partition of their topics this broker comes to lead.
-pub(crate) async fn follow(node: Arc<ClusterNode>, offsets: GroupOffsets, transactions: Transactions) {
+pub(crate) async fn follow(
+    node: Arc<ClusterNode>,
+    offsets: GroupOffsets,
+    transactions: Transactions,
+    groups: Coordinator,
+) {
     let me = node.config.node_id;
     let mut images = node.images();
     loop {
@@ -42,7 +48,7 @@ pub(crate) async fn follow(node: Arc<ClusterNode>, offsets: GroupOffsets, transa
                 continue;
             }
             let loaded = if topic == OFFSETS_TOPIC {
-                offsets.load_partition(*index as u32).await
+                load_groups(&offsets, &groups, *index as u32).await
             } else {
                 transactions.reload().await
             };
@@ -81,4 +87,14 @@ pub(crate) async fn follow(node: Arc<ClusterNode>, offsets: GroupOffsets, transa
             _ = retry => {}
         }
     }
+}
+
+/// Loads a partition of `__consumer_offsets`: its groups' committed offsets, and their members
+/// and generations as last stored.
+async fn load_groups(offsets: &GroupOffsets, groups: &Coordinator, partition: u32) -> freshet_log::Result<()> {
+    offsets.load_partition(partition).await?;
+    for (group, snapshot) in offsets.stored_groups(partition).await? {
+        groups.restore(&group, snapshot).await;
+    }
+    Ok(())
 }

@@ -558,6 +558,9 @@ pub(crate) fn serve_sync_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
                 assignments,
             )
             .await;
+        if sync.error_code == code::NONE {
+            store_membership(r.served, &request.group_id.0, Some((request.generation_id, &request.member_id))).await;
+        }
         let response = SyncGroupResponse::default()
             .with_error_code(sync.error_code)
             .with_protocol_type(sync.protocol_type.map(StrBytes::from_string))
@@ -595,8 +598,28 @@ pub(crate) fn serve_leave_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
         if let Some(code) = not_coordinator(r.served, 0, &request.group_id.0) {
             return r.respond(&LeaveGroupResponse::default().with_error_code(code));
         }
-        r.respond(&leave_group(request, r.version, r.served).await)
+        let group = request.group_id.0.to_string();
+        let response = leave_group(request, r.version, r.served).await;
+        store_membership(r.served, &group, None).await;
+        r.respond(&response)
     })
+}
+
+/// Stores a group's membership once a rebalance completed (at the leader's SyncGroup of the
+/// generation, `leader_sync`) or its last member left (`None`), as Kafka's coordinator does, so
+/// that its next coordinator (another broker, or this one restarted) goes on with it. A store
+/// that fails is logged: the members then join again at the next coordinator, as without it.
+async fn store_membership(served: &Served, group: &str, leader_sync: Option<(i32, &str)>) {
+    let Some(snapshot) = served.coordinator.snapshot(group).await else { return };
+    let settled = match leader_sync {
+        Some((generation, member)) => snapshot.generation == generation && snapshot.leader.as_deref() == Some(member),
+        None => snapshot.members.is_empty(),
+    };
+    if settled {
+        if let Err(error) = served.offsets.store_group(group, &snapshot).await {
+            tracing::warn!(group, %error, "the group's membership was not stored");
+        }
+    }
 }
 
 /// OffsetCommit.

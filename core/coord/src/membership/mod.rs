@@ -17,8 +17,11 @@
 //! fenced: its join, sync, heartbeat, commit or leave gets FENCED_INSTANCE_ID. A static member
 //! that does not rejoin a rebalance stays in the group until its session runs out.
 //!
-//! Membership lives in memory (Kafka keeps it in `__consumer_offsets` too); committed offsets
-//! live in the log ([`GroupOffsets`](crate::group::GroupOffsets)) and survive restarts.
+//! Membership lives in memory; committed offsets live in the log
+//! ([`GroupOffsets`](crate::group::GroupOffsets)). As Kafka's coordinator does, the broker also
+//! stores each completed rebalance's outcome there ([`Coordinator::snapshot`], a GroupMetadata
+//! record), so a coordinator that takes a group over, or restarts, goes on with its members and
+//! generation ([`Coordinator::restore`]) instead of making every member join again.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -137,6 +140,45 @@ pub struct MemberDescription {
     pub client_host: String,
     /// Its metadata for the group's protocol.
     pub metadata: Bytes,
+    /// Its assignment.
+    pub assignment: Bytes,
+}
+
+/// A group's membership as Kafka's coordinator stores it in `__consumer_offsets` (its
+/// GroupMetadata record): the outcome of the last completed rebalance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupSnapshot {
+    /// e.g. `consumer`.
+    pub protocol_type: String,
+    /// The generation.
+    pub generation: i32,
+    /// The protocol (assignor) chosen.
+    pub protocol: Option<String>,
+    /// The leader's member id.
+    pub leader: Option<String>,
+    /// When it was stored (ms, the coordinator's clock).
+    pub timestamp: i64,
+    /// The members, none for an empty group.
+    pub members: Vec<MemberSnapshot>,
+}
+
+/// A member in a [`GroupSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberSnapshot {
+    /// Member id.
+    pub member_id: String,
+    /// Static membership id.
+    pub instance_id: Option<String>,
+    /// Client id.
+    pub client_id: String,
+    /// Client host.
+    pub client_host: String,
+    /// Rebalance timeout.
+    pub rebalance_timeout: Duration,
+    /// Session timeout.
+    pub session_timeout: Duration,
+    /// Its metadata for the chosen protocol.
+    pub subscription: Bytes,
     /// Its assignment.
     pub assignment: Bytes,
 }
@@ -846,6 +888,80 @@ impl Coordinator {
                 })
                 .collect(),
         })
+    }
+
+    /// What to store of `group_id` after a rebalance completed or its last member left: its
+    /// membership when Stable or Empty; `None` in the middle of a rebalance (nothing settled to
+    /// store) or for a group this coordinator does not know.
+    pub async fn snapshot(&self, group_id: &str) -> Option<GroupSnapshot> {
+        let groups = self.groups.lock().await;
+        let group = groups.get(group_id)?;
+        if !matches!(group.state, GroupState::Stable | GroupState::Empty) {
+            return None;
+        }
+        let protocol = group.protocol.clone().unwrap_or_default();
+        Some(GroupSnapshot {
+            protocol_type: group.protocol_type.clone(),
+            generation: group.generation,
+            protocol: group.protocol.clone(),
+            leader: group.leader.clone(),
+            timestamp: self.clock.now_ms(),
+            members: group
+                .members
+                .iter()
+                .map(|(id, m)| MemberSnapshot {
+                    member_id: id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    rebalance_timeout: m.rebalance_timeout,
+                    session_timeout: m.session_timeout,
+                    subscription: m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == protocol)
+                        .map(|(_, md)| md.clone())
+                        .unwrap_or_default(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+        })
+    }
+
+    /// Takes over a group from what was stored of it (this coordinator took the group's
+    /// partition over, or restarted): its members, generation, protocol, leader and
+    /// assignments, each member's session counting from now, as Kafka's coordinator loads a
+    /// group. A group this coordinator already holds at the same or a later generation is kept.
+    pub async fn restore(&self, group_id: &str, snapshot: GroupSnapshot) {
+        let mut groups = self.groups.lock().await;
+        if groups.get(group_id).is_some_and(|g| g.generation >= snapshot.generation && !g.members.is_empty()) {
+            return;
+        }
+        let now = self.clock.now_ms();
+        let mut group = Group::new();
+        group.state = if snapshot.members.is_empty() { GroupState::Empty } else { GroupState::Stable };
+        group.generation = snapshot.generation;
+        group.protocol_type = snapshot.protocol_type;
+        group.leader = snapshot.leader;
+        for m in snapshot.members {
+            let protocols = snapshot.protocol.iter().map(|p| (p.clone(), m.subscription.clone())).collect();
+            group.members.insert(
+                m.member_id,
+                Member {
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout: m.session_timeout,
+                    rebalance_timeout: m.rebalance_timeout,
+                    protocols,
+                    last_seen: now,
+                    joined: false,
+                    assignment: m.assignment,
+                },
+            );
+        }
+        group.protocol = snapshot.protocol;
+        groups.insert(group_id.to_owned(), group);
     }
 
     /// Whether `group_id` has members now.

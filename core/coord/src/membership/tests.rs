@@ -301,3 +301,34 @@ async fn the_first_rebalance_of_an_empty_group_waits_the_initial_delay() {
     let (ja, jb) = (ja.await.unwrap(), jb.await.unwrap());
     assert_eq!((ja.generation, jb.generation), (1, 1), "both in the first generation");
 }
+
+#[tokio::test]
+async fn a_restored_group_goes_on_with_its_members_and_generation() {
+    let old = Coordinator::new();
+    let a = old.join(join("g", "", None)).await.member_id;
+    assert_eq!(old.join(join("g", &a, None)).await.error_code, code::NONE);
+    assert!(old.snapshot("g").await.is_none(), "nothing settled while the leader's assignment is due");
+    old.sync("g", 1, &a, None, vec![(a.clone(), Bytes::from_static(b"all"))]).await;
+    let snapshot = old.snapshot("g").await.expect("a stable group");
+    assert_eq!((snapshot.generation, snapshot.leader.as_deref(), snapshot.members.len()), (1, Some(a.as_str()), 1));
+    assert_eq!(&snapshot.members[0].subscription[..], b"md");
+
+    // Its next coordinator: the member heartbeats, commits and syncs on, with no rebalance.
+    let next = Coordinator::new();
+    next.restore("g", snapshot.clone()).await;
+    assert_eq!(next.heartbeat("g", 1, &a, None).await, code::NONE);
+    assert_eq!(next.heartbeat("g", 0, &a, None).await, code::ILLEGAL_GENERATION);
+    let sync = next.sync("g", 1, &a, None, Vec::new()).await;
+    assert_eq!((sync.error_code, &sync.assignment[..]), (code::NONE, &b"all"[..]));
+    let described = next.describe("g").await.unwrap();
+    assert_eq!((described.state, described.protocol.as_str()), (GroupState::Stable, "range"));
+    assert_eq!(next.snapshot("g").await.map(|s| s.members), Some(snapshot.members.clone()));
+    // A group it already holds at a later generation is kept.
+    let b = next.join(join("g", "", None)).await.member_id;
+    let (n2, b2) = (next.clone(), b.clone());
+    let joining = tokio::spawn(async move { n2.join(join("g", &b2, None)).await });
+    assert_eq!(next.join(join("g", &a, None)).await.generation, 2);
+    joining.await.unwrap();
+    next.restore("g", snapshot).await;
+    assert_eq!(next.describe("g").await.unwrap().members.len(), 2, "generation 2 kept over 1");
+}

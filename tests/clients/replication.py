@@ -135,25 +135,9 @@ def read_kafka_python(partitions, ends):
     return records
 
 
-def check(ackfile):
-    acks = [json.loads(line) for line in open(ackfile)]
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
-    md = probe.list_topics(topic, timeout=30).topics[topic]
-    partitions = sorted(md.partitions)
-    ends = {}
-    deadline = time.time() + 60
-    for p in partitions:
-        while p not in ends:
-            try:
-                ends[p] = probe.get_watermark_offsets(TopicPartition(topic, p), timeout=30)[1]
-            except KafkaException as e:
-                # A leader moving (the preferred one taking its partitions back) is retried.
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.5)
-    probe.close()
-    confluent = read_confluent(partitions, ends)
-    python = read_kafka_python(partitions, ends)
+def compare(confluent, python, partitions, ends):
+    """Where confluent-kafka's and kafka-python's reads (below `ends`) differ, and each value's
+    (partition, offset) in confluent-kafka's, a value read twice being a problem too."""
     problems = []
     for p in partitions:
         a = [r for r in confluent.get(p, []) if r[0] < ends[p]]
@@ -161,12 +145,24 @@ def check(ackfile):
         if a != b:
             problems.append(f"partition {p}: confluent-kafka and kafka-python read different records "
                             f"({len(a)} and {len(b)})")
-    stored = {}
+    index = {}
     for p, records in confluent.items():
         for offset, value in records:
-            if value in stored:
-                problems.append(f"{value} stored twice: at {stored[value]} and {(p, offset)}")
-            stored[value] = (p, offset)
+            if value in index:
+                problems.append(f"{value} stored twice: at {index[value]} and {(p, offset)}")
+            index[value] = (p, offset)
+    return problems, index
+
+
+def check(ackfile):
+    acks = [json.loads(line) for line in open(ackfile)]
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
+    partitions = sorted(probe.list_topics(topic, timeout=30).topics[topic].partitions)
+    probe.close()
+    ends = ends_of(partitions)
+    confluent = read_confluent(partitions, ends)
+    python = read_kafka_python(partitions, ends)
+    problems, stored = compare(confluent, python, partitions, ends)
     lost = [a for a in acks if a["v"] not in stored]
     moved = [a for a in acks if a["v"] in stored and stored[a["v"]] != (a["p"], a["o"])]
     if lost:
@@ -472,17 +468,7 @@ def txn_check(outfile):
             for m in messages:
                 python.setdefault(tp.partition, []).append((m.offset, m.value.decode()))
     kp.close()
-    problems = []
-    for p in partitions:
-        if confluent.get(p, []) != python.get(p, []):
-            problems.append(f"partition {p}: confluent-kafka and kafka-python read different committed records "
-                            f"({len(confluent.get(p, []))} and {len(python.get(p, []))})")
-    seen = {}
-    for p, records in confluent.items():
-        for offset, value in records:
-            if value in seen:
-                problems.append(f"{value} read twice: at {seen[value]} and {(p, offset)}")
-            seen[value] = (p, offset)
+    problems, seen = compare(confluent, python, partitions, ends)
     counts = {}
     for txn in txns:
         present = [v for v in txn["values"] if v in seen]

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use freshet_cluster::controller::{IsrChange, NewTopic, Registration, TopicDefaults};
-use freshet_cluster::raft::{self, MemDisk, NodeId, QuorumConfig, QuorumNode, RaftRequest, RaftResponse, Transport};
+use freshet_cluster::raft::{self, MemDisk, NodeId, QuorumNode, RaftRequest, RaftResponse, Transport};
 use freshet_cluster::records::{BrokerId, Endpoint, NO_LEADER};
 use freshet_cluster::replication::{self, follower, Answer, Leaderships};
 use freshet_cluster::{Controller, ControllerConfig, Heartbeat, MetadataImage, Quorum};
@@ -50,7 +50,7 @@ use rand::{Rng, SeedableRng};
 use tokio::task::JoinSet;
 use tokio::time::{sleep, timeout, Instant};
 
-use super::sim::Checker;
+use super::sim::{quorum_config, Checker};
 
 const CONTROLLERS: u64 = 3;
 const BROKERS: i32 = 3;
@@ -569,14 +569,6 @@ struct Sim {
     exposed: BTreeMap<(String, i32), i64>,
     /// (topic, partition) -> its leader and leader epoch in the newest image seen.
     leaders: BTreeMap<(String, i32), (BrokerId, i32)>,
-}
-
-fn quorum_config() -> QuorumConfig {
-    QuorumConfig {
-        election_timeout: Duration::from_millis(300),
-        heartbeat_interval: Duration::from_millis(60),
-        snapshot_every: 40,
-    }
 }
 
 impl Sim {

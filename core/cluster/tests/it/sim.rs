@@ -168,7 +168,8 @@ struct Sim {
     next_topic: u64,
 }
 
-fn quorum_config() -> QuorumConfig {
+/// The quorum's timings in the simulations.
+pub(crate) fn quorum_config() -> QuorumConfig {
     QuorumConfig {
         election_timeout: Duration::from_millis(300),
         heartbeat_interval: Duration::from_millis(60),

@@ -164,7 +164,11 @@ def check(ackfile):
     python = read_kafka_python(partitions, ends)
     problems, stored = compare(confluent, python, partitions, ends)
     lost = [a for a in acks if a["v"] not in stored]
-    moved = [a for a in acks if a["v"] in stored and stored[a["v"]] != (a["p"], a["o"])]
+    # An acknowledgement without an offset (a retry the broker recognized as stored but older
+    # than the batches it remembers, DUPLICATE_SEQUENCE_NUMBER, which clients count as
+    # delivered) is checked for its partition only.
+    moved = [a for a in acks if a["v"] in stored
+             and stored[a["v"]] != (a["p"], a["o"] if a["o"] is not None else stored[a["v"]][1])]
     if lost:
         problems.append(f"{len(lost)} acknowledged records lost, such as {lost[:5]}")
     if moved:
@@ -280,7 +284,7 @@ def txn_failover(directory):
 def group_stay(group, directory):
     events = []
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest",
-                         "enable.auto.commit": False, "session.timeout.ms": 10000,
+                         "enable.auto.commit": False, "session.timeout.ms": 45000,
                          "heartbeat.interval.ms": 500})
     consumer.subscribe([topic], on_assign=lambda c, ps: events.append(("assigned", len(ps))),
                        on_revoke=lambda c, ps: events.append(("revoked", len(ps))))
@@ -310,7 +314,7 @@ def group_stay(group, directory):
         consumer.poll(0.2)
     # Through the failover: reads and a commit go on as the same member of the same generation.
     committed = False
-    end = time.time() + 25
+    end = time.time() + 40
     while time.time() < end:
         m = consumer.poll(0.5)
         if m is not None and not m.error():

@@ -101,16 +101,21 @@ def produce(stopfile, ackfile):
         sys.exit(f"{left} records never got an answer")
 
 
-def read_confluent(partitions, ends):
+def read_confluent(partitions, ends, isolation="read_uncommitted"):
+    """TOPIC's records from the start up to `ends`, with confluent-kafka at `isolation`: read
+    until every partition's position reaches its end (control records move it without records)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker", "enable.auto.commit": False,
-                         "isolation.level": "read_uncommitted"})
+                         "isolation.level": isolation})
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
     records = {}
     deadline = time.time() + 120
-    while any(records.get(p, [(-1, None)])[-1][0] + 1 < ends[p] for p in partitions if ends[p] > 0):
+    while True:
+        positions = {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in partitions])}
+        if all(ends[p] == 0 or positions[p] >= ends[p] for p in partitions):
+            break
         if time.time() > deadline:
-            sys.exit(f"confluent-kafka could not read to the end: {({p: len(records.get(p, [])) for p in partitions})} of {ends}")
-        m = consumer.poll(1.0)
+            sys.exit(f"confluent-kafka at {isolation} never reached the end: positions {positions}, ends {ends}")
+        m = consumer.poll(0.5)
         if m is None or m.error():
             continue
         records.setdefault(m.partition(), []).append((m.offset(), m.value().decode()))
@@ -118,21 +123,29 @@ def read_confluent(partitions, ends):
     return records
 
 
-def read_kafka_python(partitions, ends):
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, consumer_timeout_ms=5000)
+def read_kafka_python(partitions, ends, isolation="read_uncommitted"):
+    """The same with kafka-python."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level=isolation)
     tps = [KTopicPartition(topic, p) for p in partitions]
     consumer.assign(tps)
     consumer.seek_to_beginning(*tps)
     records = {}
     deadline = time.time() + 120
-    while any(records.get(p, [(-1, None)])[-1][0] + 1 < ends[p] for p in partitions if ends[p] > 0):
+    while any(consumer.position(KTopicPartition(topic, p)) < ends[p] for p in partitions):
         if time.time() > deadline:
-            sys.exit(f"kafka-python could not read to the end: {({p: len(records.get(p, [])) for p in partitions})} of {ends}")
-        for tp, messages in consumer.poll(timeout_ms=1000).items():
+            sys.exit(f"kafka-python at {isolation} never reached the end: {({p: len(records.get(p, [])) for p in partitions})} of {ends}")
+        for tp, messages in consumer.poll(timeout_ms=500).items():
             for m in messages:
                 records.setdefault(tp.partition, []).append((m.offset, m.value.decode()))
     consumer.close()
     return records
+
+
+def partitions_of_topic():
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
+    partitions = sorted(probe.list_topics(topic, timeout=30).topics[topic].partitions)
+    probe.close()
+    return partitions
 
 
 def compare(confluent, python, partitions, ends):
@@ -156,9 +169,7 @@ def compare(confluent, python, partitions, ends):
 
 def check(ackfile):
     acks = [json.loads(line) for line in open(ackfile)]
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
-    partitions = sorted(probe.list_topics(topic, timeout=30).topics[topic].partitions)
-    probe.close()
+    partitions = partitions_of_topic()
     ends = ends_of(partitions)
     confluent = read_confluent(partitions, ends)
     python = read_kafka_python(partitions, ends)
@@ -436,42 +447,10 @@ def ends_of(partitions):
 
 def txn_check(outfile):
     txns = [json.loads(line) for line in open(outfile)]
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": "checker-probe"})
-    partitions = sorted(probe.list_topics(topic, timeout=30).topics[topic].partitions)
-    probe.close()
+    partitions = partitions_of_topic()
     ends = ends_of(partitions)
-    # confluent-kafka at read_committed: read until every partition's position passes its end
-    # (control records move the position without records).
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "txn-checker", "enable.auto.commit": False,
-                         "isolation.level": "read_committed"})
-    consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
-    confluent = {}
-    deadline = time.time() + 120
-    while True:
-        positions = {tp.partition: tp.offset for tp in consumer.position([TopicPartition(topic, p) for p in partitions])}
-        if all(positions[p] >= ends[p] for p in partitions):
-            break
-        if time.time() > deadline:
-            sys.exit(f"read_committed never reached the end: positions {positions}, ends {ends}")
-        m = consumer.poll(0.5)
-        if m is None or m.error():
-            continue
-        confluent.setdefault(m.partition(), []).append((m.offset(), m.value().decode()))
-    consumer.close()
-    # kafka-python at read_committed.
-    kp = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
-    tps = [KTopicPartition(topic, p) for p in partitions]
-    kp.assign(tps)
-    kp.seek_to_beginning(*tps)
-    python = {}
-    deadline = time.time() + 120
-    while any(kp.position(KTopicPartition(topic, p)) < ends[p] for p in partitions):
-        if time.time() > deadline:
-            sys.exit("kafka-python at read_committed never reached the end")
-        for tp, messages in kp.poll(timeout_ms=500).items():
-            for m in messages:
-                python.setdefault(tp.partition, []).append((m.offset, m.value.decode()))
-    kp.close()
+    confluent = read_confluent(partitions, ends, "read_committed")
+    python = read_kafka_python(partitions, ends, "read_committed")
     problems, seen = compare(confluent, python, partitions, ends)
     counts = {}
     for txn in txns:

@@ -169,8 +169,7 @@ pub(crate) async fn fetch(request: FetchRequest, served: &Served, access: &Acces
 /// epoch: it took over, and its followers have not yet told it how far they are.
 fn high_watermark_lags(served: &Served, topic: &str, partition: i32) -> bool {
     let Ok(p) = served.log.partition(topic, partition as u32) else { return false };
-    let epoch_start = p.leader_epochs().last().map_or(0, |(_, start)| *start);
-    p.offsets().1 < epoch_start
+    p.offsets().1 < p.latest_epoch_start()
 }
 
 async fn list_offsets(request: ListOffsetsRequest, served: &Served, access: &Access<'_>) -> ListOffsetsResponse {

@@ -211,6 +211,13 @@ struct Member {
     assignment: Bytes,
 }
 
+impl Member {
+    /// Its metadata for `protocol` (empty when it offered none).
+    fn metadata_for(&self, protocol: &str) -> Bytes {
+        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, md)| md.clone()).unwrap_or_default()
+    }
+}
+
 #[derive(Debug)]
 struct Group {
     state: GroupState,
@@ -878,12 +885,7 @@ impl Coordinator {
                     instance_id: m.instance_id.clone(),
                     client_id: m.client_id.clone(),
                     client_host: m.client_host.clone(),
-                    metadata: m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == protocol)
-                        .map(|(_, md)| md.clone())
-                        .unwrap_or_default(),
+                    metadata: m.metadata_for(&protocol),
                     assignment: m.assignment.clone(),
                 })
                 .collect(),
@@ -916,12 +918,7 @@ impl Coordinator {
                     client_host: m.client_host.clone(),
                     rebalance_timeout: m.rebalance_timeout,
                     session_timeout: m.session_timeout,
-                    subscription: m
-                        .protocols
-                        .iter()
-                        .find(|(n, _)| *n == protocol)
-                        .map(|(_, md)| md.clone())
-                        .unwrap_or_default(),
+                    subscription: m.metadata_for(&protocol),
                     assignment: m.assignment.clone(),
                 })
                 .collect(),

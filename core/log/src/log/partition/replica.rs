@@ -265,4 +265,9 @@ impl Partition {
     pub fn latest_epoch(&self) -> i32 {
         self.lock().leader_epochs.last().map_or(-1, |e| e.0)
     }
+
+    /// Where the latest leader epoch began in this copy's log (0 when it has none).
+    pub fn latest_epoch_start(&self) -> i64 {
+        self.lock().leader_epochs.last().map_or(0, |e| e.1)
+    }
 }

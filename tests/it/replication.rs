@@ -241,6 +241,8 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
 
     let bootstrap = cluster.bootstrap();
     let writer = Writer::start(&bootstrap, "jepsen");
+    // Transactions throughout, committed and aborted: their markers must survive the faults.
+    let transactions = Writer::transactional(&cluster, "jepsen-txn");
     let wait_acked = |more: usize| writer.wait_acked(more);
     wait_acked(2000);
 
@@ -262,6 +264,7 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     cluster.nodes[leader - 1] = Some(cluster.start_node(leader));
     cluster.metadata_until(other, "jepsen", |m| all_in_sync(m) && preferred_lead(m));
     cluster.metadata_until(other, "strict", |m| placement(m).first().is_some_and(|(l, isr)| *l > 0 && isr.len() == 3));
+    cluster.metadata_until(other, "jepsen-txn", all_in_sync);
     wait_acked(2000);
     faults.note("the killed leader back, preferred leaders restored", from);
 
@@ -335,6 +338,7 @@ fn replicated_partitions_lose_no_acknowledged_record_when_a_leader_dies_or_a_fol
     faults.report(&acks);
     python_clients("replication.py", &["check", &bootstrap, "jepsen", &acks]);
     check_with_java_client(&bootstrap, "jepsen", &acks);
+    transactions.check_transactions(&bootstrap, "jepsen-txn");
     cluster.stop();
 }
 

@@ -171,7 +171,10 @@ impl Leaderships {
                 continue;
             }
             let Ok(partition) = log.partition(&topic.name, index as u32) else { continue };
-            if p.leader != self.me && p.leader != NO_LEADER && !partition.is_follower() {
+            let leads = p.leader == self.me && registered;
+            if !leads && !partition.is_follower() {
+                // Another broker leads, none does, or this one is named with a registration
+                // the controller no longer holds: the copy takes no appends.
                 partition.set_follower(true);
                 let hw = partition.offsets().1;
                 if let Err(error) = log.bound_high_watermark(&topic.name, index as u32, Some(hw), false) {
@@ -179,7 +182,7 @@ impl Leaderships {
                 }
                 tracing::info!(topic = %topic.name, partition = index, leader = p.leader, epoch = p.leader_epoch, "following");
             }
-            if p.leader != self.me || !registered {
+            if !leads {
                 continue;
             }
             let key = (topic.name.clone(), index);

@@ -26,7 +26,8 @@ pub async fn reconcile(log: &Log, me: BrokerId, previous: Option<&MetadataImage>
                 let left =
                     p.replicas.contains(&me) && now.partitions.get(index).is_some_and(|q| !q.replicas.contains(&me));
                 let Some(partition) = left.then(|| log.partition(name, *index as u32).ok()).flatten() else { continue };
-                partition.set_follower(false);
+                // It takes nothing any more, not even a produce its broker's stale image let through.
+                partition.set_follower(true);
                 match log.restart_replica(name, *index as u32, 0).await {
                     Ok(()) => {
                         tracing::info!(topic = %name, partition = index, "no longer a replica: its copy here is dropped")

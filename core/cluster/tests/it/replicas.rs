@@ -466,9 +466,13 @@ async fn producer(world: Arc<World>, topic: &'static str, partition: i32, seed: 
             continue;
         };
         let Some(l) = world.broker(leader).filter(|_| leader != NO_LEADER) else { continue };
+        // The broker takes a produce request when its own image names it the leader, as
+        // `check_leader` does: an image followed before the broker registered again after a
+        // restart may still name it, and its copy must then refuse the append itself.
         let (log, broker_image) = {
             let st = l.state.lock().unwrap();
-            if !st.leaderships.leads(topic, partition) {
+            let named = st.image.topic(topic).and_then(|t| t.partitions.get(&partition)).map(|p| p.leader);
+            if named != Some(leader) {
                 continue;
             }
             (st.log.clone(), st.image.clone())
@@ -529,6 +533,23 @@ struct Copy {
     log_end: i64,
     /// Base offset -> (last offset, the batch's bytes as stored).
     batches: BTreeMap<i64, (i64, bytes::Bytes)>,
+    /// The copy's leader epochs and where each began.
+    epochs: Vec<(i32, i64)>,
+}
+
+impl Copy {
+    /// The copy's batches around `offset` and its epochs, for a failure's message.
+    fn around(&self, offset: i64) -> String {
+        let near: Vec<String> = self
+            .batches
+            .range(offset - 6..offset + 6)
+            .map(|(base, (last, bytes))| {
+                let epoch = Batches::new(bytes).next().and_then(|v| v.ok()).map_or(-1, |v| v.partition_leader_epoch());
+                format!("{base}..={last}@{epoch}")
+            })
+            .collect();
+        format!("broker {}: epochs {:?}, batches {}", self.broker, self.epochs, near.join(" "))
+    }
 }
 
 fn read_copy(broker: BrokerId, log: &Log, topic: &str, partition: i32) -> Option<Copy> {
@@ -549,7 +570,7 @@ fn read_copy(broker: BrokerId, log: &Log, topic: &str, partition: i32) -> Option
             offset = view.next_offset();
         }
     }
-    Some(Copy { broker, high_watermark, log_end, batches })
+    Some(Copy { broker, high_watermark, log_end, batches, epochs: p.leader_epochs() })
 }
 
 struct Sim {
@@ -563,8 +584,9 @@ struct Sim {
     incarnations: BTreeMap<BrokerId, u128>,
     producers: Vec<tokio::task::JoinHandle<()>>,
     checker: Checker,
-    /// (topic, partition, base offset) -> the batch every copy must hold there once committed.
-    committed: BTreeMap<(String, i32, i64), bytes::Bytes>,
+    /// (topic, partition, base offset) -> the batch every copy must hold there once committed,
+    /// and which copy showed it first.
+    committed: BTreeMap<(String, i32, i64), (bytes::Bytes, String)>,
     /// (topic, partition) -> the highest high watermark a leader exposed.
     exposed: BTreeMap<(String, i32), i64>,
     /// (topic, partition) -> its leader and leader epoch in the newest image seen.
@@ -784,11 +806,19 @@ impl Sim {
                     }
                     for (base, (last, batch)) in c.batches.range(..c.high_watermark) {
                         let _ = last;
-                        let held = self.committed.entry((topic.to_owned(), partition, *base)).or_insert(batch.clone());
-                        if held != batch {
+                        let held = self
+                            .committed
+                            .entry((topic.to_owned(), partition, *base))
+                            .or_insert_with(|| (batch.clone(), c.around(*base)))
+                            .clone();
+                        if held.0 != *batch {
+                            let copies: Vec<String> = copies.iter().map(|c| c.around(*base)).collect();
                             self.fail(format!(
-                                "{topic}-{partition}: broker {} holds a different batch at offset {base}, below its high watermark {}",
-                                c.broker, c.high_watermark
+                                "{topic}-{partition}: broker {} holds a different batch at offset {base}, below its high watermark {}; first shown by {}; now {}",
+                                c.broker,
+                                c.high_watermark,
+                                held.1,
+                                copies.join("; ")
                             ));
                         }
                     }
@@ -844,7 +874,7 @@ impl Sim {
                 if let Some(c) = by_broker.get(&p.leader).filter(|_| took_over) {
                     let expected =
                         self.committed.range((topic.to_owned(), partition, 0)..(topic.to_owned(), partition, exposed));
-                    for ((_, _, base), batch) in expected {
+                    for ((_, _, base), (batch, _)) in expected {
                         if c.batches.get(base).map(|(_, b)| b) != Some(batch) {
                             self.fail(format!(
                                 "{topic}-{partition}: leader {} (epoch {}) lacks the batch at offset {base}, below the high watermark {exposed} a leader exposed",

@@ -186,6 +186,10 @@ async fn a_replicated_copy_reopens_at_its_checkpointed_high_watermark() {
     let config = || freshet_log::config::LogConfig { replicated: true, ..support::config(Durability::OsCache) };
     let log = Log::open(dir.path(), config()).await.unwrap();
     log.create_topic("t", 1, configs(&[])).await.unwrap();
+    // A replicated copy takes no appends until its broker makes it the leader's.
+    let refused = log.append("t", 0, idempotent(7, 0, 3)).await;
+    assert!(matches!(refused, Err(freshet_log::Error::NotLeader { .. })), "{refused:?}");
+    log.partition("t", 0).unwrap().set_follower(false);
     // A leader whose followers hold offsets below 6: the high watermark stops there.
     log.bound_high_watermark("t", 0, Some(6), false).unwrap();
     for seq in 0..5 {
@@ -197,6 +201,7 @@ async fn a_replicated_copy_reopens_at_its_checkpointed_high_watermark() {
     // Reopened, it shows only what was known to be replicated, not all it holds...
     let log = Log::open(dir.path(), config()).await.unwrap();
     let p = log.partition("t", 0).unwrap();
+    assert!(p.is_follower(), "a reopened copy leads again only when its broker says so");
     assert_eq!(p.offsets(), (0, 6, 15), "the records past the checkpointed high watermark stay hidden");
     assert_eq!(log.read("t", 0, 6, 4096).await.unwrap().batches.len(), 0);
     // ...until the replication says more is: here it leads alone.

@@ -212,7 +212,7 @@ pub(crate) struct State {
     /// watermark. `None`: this copy alone decides (one copy, or a leader alone in sync).
     hw_bound: Option<i64>,
     /// A follower's copy takes only its leader's batches ([`Partition::append_replicated`]);
-    /// a leader's (or a lone copy's) only appends.
+    /// a leader's (or a lone copy's) only appends. A replicated copy opens as a follower's.
     follower: bool,
     closed: Option<Closed>,
     /// Set when an fsync failed: what is in the page cache can no longer be trusted to reach the
@@ -386,7 +386,10 @@ impl Partition {
             cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
             leader_epochs: checkpoint.leader_epochs,
             hw_bound: None,
-            follower: false,
+            // A replicated copy takes no appends until its broker's image and registration say
+            // it leads: a restarted broker's first image may still name it the leader of a
+            // partition another broker has led since, under a newer epoch.
+            follower: durability.replicated,
             closed: None,
             failed: None,
             producers: ProducerState::default(),
@@ -394,9 +397,11 @@ impl Partition {
             unflushed_since: None,
             segments,
         };
-        // A replicated copy shows no more than its checkpoint said was on every in-sync replica.
+        // A replicated copy shows no more than its checkpoint said was on every in-sync replica,
+        // and its own appends and flushes do not move that until the replication bounds it.
         if durability.replicated {
             let hw = checkpoint.high_watermark.clamp(state.log_start_offset, leo);
+            state.hw_bound = Some(hw);
             match state.position_of(hw) {
                 Ok(position) => (state.high_watermark, state.hw_position) = (hw, position),
                 Err(error) => tracing::warn!(topic, partition = index, %error, "high watermark not restored"),

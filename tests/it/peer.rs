@@ -353,12 +353,19 @@ impl FreshetCluster {
     }
 }
 
-/// A failing test shows the end of each node's log.
+/// A failing test shows the end of each node's log, and with `FRESHET_TEST_LOGS=<dir>` keeps the
+/// whole logs there.
 impl Drop for FreshetCluster {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            let keep = std::env::var_os("FRESHET_TEST_LOGS").map(std::path::PathBuf::from);
             for (i, data) in self.data.iter().enumerate() {
                 let log = std::fs::read_to_string(data.with_extension("log")).unwrap_or_default();
+                if let Some(dir) = &keep {
+                    let name = format!("{}-node-{}.log", std::process::id(), i + 1);
+                    let kept = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(&name), &log));
+                    eprintln!("--- node {} log kept as {}: {kept:?}", i + 1, dir.join(&name).display());
+                }
                 let tail: Vec<&str> = log.lines().rev().take(40).collect::<Vec<_>>().into_iter().rev().collect();
                 eprintln!("--- node {} log:\n{}", i + 1, tail.join("\n"));
             }

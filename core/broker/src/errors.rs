@@ -38,6 +38,8 @@ pub(crate) fn txn_error_code(e: &TxnError, fenced_known: bool) -> i16 {
         Refusal::InvalidTimeout => code::INVALID_TRANSACTION_TIMEOUT,
         Refusal::UnknownPartition => code::UNKNOWN_TOPIC_OR_PARTITION,
         Refusal::Storage => code::UNKNOWN_SERVER_ERROR,
+        Refusal::NotCoordinator => code::NOT_COORDINATOR,
+        Refusal::Unavailable => code::COORDINATOR_NOT_AVAILABLE,
         Refusal::MarkersPending => code::CONCURRENT_TRANSACTIONS,
     }
 }

@@ -459,7 +459,7 @@ impl GroupOffsets {
         let info = self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
         // Answered once every replica of the group's partition has it, as Kafka's coordinator
         // writes with acks=all: a commit answered is never lost with its coordinator.
-        self.shared.log.wait_replicated(OFFSETS_TOPIC, partition, info.last_offset, COMMIT_TIMEOUT).await?;
+        self.shared.log.wait_replicated(OFFSETS_TOPIC, partition, &info, COMMIT_TIMEOUT).await?;
         Ok(Some((partition, stored)))
     }
 
@@ -622,7 +622,7 @@ impl GroupOffsets {
         builder.push(Some(&encode_group_key(group)?), Some(&encode_group_value(snapshot)?), &[], now);
         let partition = self.partition_for(group);
         let info = self.shared.log.append(OFFSETS_TOPIC, partition, builder.finish()).await?;
-        self.shared.log.wait_replicated(OFFSETS_TOPIC, partition, info.last_offset, COMMIT_TIMEOUT).await
+        self.shared.log.wait_replicated(OFFSETS_TOPIC, partition, &info, COMMIT_TIMEOUT).await
     }
 
     /// The groups whose membership partition `partition` of `__consumer_offsets` stores, each as

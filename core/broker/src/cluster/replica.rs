@@ -124,16 +124,19 @@ impl Replicas {
         replication::check_min_isr(&self.log, image, topic, index)
     }
 
-    /// Waits until every in-sync replica holds offsets up to `last_offset` (the high watermark
-    /// passed it), within `timeout`. Refused when this broker stops leading the partition
-    /// meanwhile, and with NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR it reached is smaller
+    /// Waits until every in-sync replica holds offsets up to `last_offset`, written under leader
+    /// epoch `epoch` (the high watermark passed it), within `timeout`. Refused when this broker
+    /// stops leading the partition in that epoch meanwhile (the write may have been cut away
+    /// since), and with NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR it reached is smaller
     /// than `min.insync.replicas`.
+    #[allow(clippy::too_many_arguments)] // one write's facts, each needed
     pub(crate) async fn wait_replicated(
         &self,
         node: &ClusterNode,
         topic: &str,
         index: i32,
         last_offset: i64,
+        epoch: i32,
         timeout: Duration,
     ) -> Result<(), NotReplicated> {
         let partition =
@@ -141,7 +144,18 @@ impl Replicas {
         let mut hw = partition.watch_high_watermark();
         let mut images = node.images();
         let deadline = tokio::time::Instant::now() + timeout;
+        let stopped = || {
+            (
+                code::NOT_LEADER_OR_FOLLOWER,
+                format!("broker {} stopped leading {topic}-{index} before the write was replicated", self.me),
+            )
+        };
         loop {
+            // The copy's role and epoch first: a later leadership's high watermark is about its
+            // own log.
+            if !partition.leads_in(epoch) {
+                return Err(stopped());
+            }
             if *hw.borrow_and_update() > last_offset {
                 return self.check_min_isr(&node.image(), topic, index).map_err(|(_, why)| {
                     (code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, format!("the write was appended, but {why}"))
@@ -151,17 +165,18 @@ impl Replicas {
                 let image = images.borrow_and_update();
                 let leader = image.topic(topic).and_then(|t| t.partitions.get(&index)).map_or(NO_LEADER, |p| p.leader);
                 if leader != self.me {
-                    return Err((
-                        code::NOT_LEADER_OR_FOLLOWER,
-                        format!("broker {} stopped leading {topic}-{index} before the write was replicated", self.me),
-                    ));
+                    return Err(stopped());
                 }
             }
+            // The copy's role follows the image a moment after it arrives: looked at again
+            // every so often.
+            let tick = tokio::time::Instant::now() + Duration::from_millis(50);
             tokio::select! {
                 changed = hw.changed() => if changed.is_err() {
                     return Err((code::NOT_LEADER_OR_FOLLOWER, format!("{topic}-{index} was closed")));
                 },
                 _ = images.changed() => {}
+                _ = tokio::time::sleep_until(tick.min(deadline)), if tick < deadline => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err((
                         code::REQUEST_TIMED_OUT,

@@ -243,15 +243,17 @@ pub(crate) async fn produce_partition(
         u32::try_from(index).map_err(|_| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition"))?;
     let mut first: Option<(i64, i64, Option<i64>)> = None;
     let mut last_offset = -1;
+    let mut epoch = None;
     for batch in batches {
         let info = served.log.append(topic, partition, BytesMut::from(&batch[..])).await.map_err(Refused::from)?;
         first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
         last_offset = last_offset.max(info.last_offset);
+        epoch.get_or_insert(info.leader_epoch);
     }
     let first = first.ok_or_else(|| Refused::new(code::CORRUPT_MESSAGE, "no record batch"))?;
-    if let Some((cluster, replicas)) = &replicated {
+    if let (Some((cluster, replicas)), Some(epoch)) = (&replicated, epoch) {
         replicas
-            .wait_replicated(cluster, topic, index, last_offset, acks.timeout)
+            .wait_replicated(cluster, topic, index, last_offset, epoch, acks.timeout)
             .await
             .map_err(|(code, why)| Refused::new(code, why))?;
     }

@@ -87,7 +87,9 @@ pub enum Answer {
 /// epoch when the epoch it last fetched ended here below its fetch offset, or is not this
 /// leader's (Kafka's `DivergingEpoch`, Fetch v12+); otherwise `noted` runs (the leader takes
 /// the fetch offset as the follower's log end, which may move the high watermark) and the
-/// batches from the fetch offset up to the log end are read.
+/// batches from the fetch offset up to the log end are read. A fetch offset outside the
+/// leader's log is answered out of range and not taken as the follower's progress: a position
+/// past the leader's log end is not records the follower holds in common with it.
 pub async fn serve(
     log: &Log,
     topic: &str,
@@ -96,13 +98,17 @@ pub async fn serve(
     limit: ReadLimit,
     noted: impl FnOnce(),
 ) -> freshet_log::Result<Answer> {
+    let p = log.partition(topic, partition)?;
     if position.last_fetched_epoch >= 0 {
-        let p = log.partition(topic, partition)?;
         let (epoch, end) = p.end_offset_for_epoch(position.last_fetched_epoch);
         if epoch != position.last_fetched_epoch || end < position.fetch_offset {
             let (start, hw, _) = p.offsets();
             return Ok(Answer::Diverging { epoch, end_offset: end, high_watermark: hw, log_start: start });
         }
+    }
+    let (start, hw, end) = p.offsets();
+    if position.fetch_offset < start || position.fetch_offset > end {
+        return Ok(Answer::OutOfRange { log_start: start, high_watermark: hw });
     }
     noted();
     match log.read_replica(topic, partition, position.fetch_offset, limit).await {

@@ -489,11 +489,15 @@ async fn producer(world: Arc<World>, topic: &'static str, partition: i32, seed: 
         };
         drop((log, broker_image));
         // The broker holds the answer until the ISR has the batch.
-        let hw = l.log().partition(topic, partition as u32).map(|p| p.watch_high_watermark());
-        let Ok(hw) = hw else { continue };
+        let Ok(copy) = l.log().partition(topic, partition as u32) else { continue };
+        let hw = copy.watch_high_watermark();
         let deadline = Instant::now() + ACK_TIMEOUT;
         let acked = loop {
             if world.is_paused(leader) || !world.brokers.lock().unwrap().contains_key(&leader) {
+                break false;
+            }
+            // As the broker: a copy that left the epoch it was written in answers nothing.
+            if !copy.leads_in(info.leader_epoch) {
                 break false;
             }
             let now = *hw.borrow();

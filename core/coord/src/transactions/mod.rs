@@ -60,6 +60,12 @@ pub enum Refusal {
     UnknownPartition,
     /// The log failed while storing the transaction's state or markers.
     Storage,
+    /// This broker stopped leading the coordinator's partition (NOT_COORDINATOR): the client
+    /// finds the new coordinator and retries there.
+    NotCoordinator,
+    /// The transaction's state did not reach the in-sync replicas in time
+    /// (COORDINATOR_NOT_AVAILABLE, as Kafka answers): the client retries the same request.
+    Unavailable,
     /// The transaction's end is decided and stored, but not every partition holds its marker
     /// yet: it completes in the background; retry (CONCURRENT_TRANSACTIONS).
     MarkersPending,
@@ -106,7 +112,12 @@ fn refuse<T>(refusal: Refusal, message: impl Into<String>) -> std::result::Resul
 }
 
 fn storage(e: Error) -> TxnError {
-    TxnError { refusal: Refusal::Storage, message: e.to_string() }
+    let refusal = match e {
+        Error::NotLeader { .. } => Refusal::NotCoordinator,
+        Error::NotReplicated { .. } => Refusal::Unavailable,
+        _ => Refusal::Storage,
+    };
+    TxnError { refusal, message: e.to_string() }
 }
 
 /// A transactional id's state, as Kafka names them.
@@ -343,9 +354,7 @@ impl Transactions {
         builder.push(Some(id.as_bytes()), Some(&value), &[], self.now_ms());
         let log = &self.inner.log;
         let info = log.append(TRANSACTION_STATE_TOPIC, 0, builder.finish()).await.map_err(storage)?;
-        log.wait_replicated(TRANSACTION_STATE_TOPIC, 0, info.last_offset, crate::group::COMMIT_TIMEOUT)
-            .await
-            .map_err(storage)?;
+        log.wait_replicated(TRANSACTION_STATE_TOPIC, 0, &info, crate::group::COMMIT_TIMEOUT).await.map_err(storage)?;
         Ok(())
     }
 

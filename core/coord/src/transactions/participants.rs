@@ -53,7 +53,7 @@ impl LocalParticipants {
         let marker = if commit { Marker::Commit } else { Marker::Abort };
         let batch = marker.batch(producer_id, producer_epoch, coordinator_epoch, self.log.clock().now_ms());
         let info = self.log.append(topic, partition, batch).await?;
-        self.log.wait_replicated(topic, partition, info.last_offset, crate::group::COMMIT_TIMEOUT).await?;
+        self.log.wait_replicated(topic, partition, &info, crate::group::COMMIT_TIMEOUT).await?;
         if topic == crate::group::OFFSETS_TOPIC {
             self.offsets.complete_transaction(partition, producer_id, commit);
         }

@@ -4,6 +4,9 @@
 
 use super::*;
 
+/// How often a write waiting for its replication looks again at its copy's role.
+const ROLE_CHECK: Duration = Duration::from_millis(50);
+
 impl Log {
     /// A receiver bumped whenever any partition is written to, visible or not yet: what a leader
     /// answering its followers' fetches waits on.
@@ -47,29 +50,47 @@ impl Log {
         Ok(leo)
     }
 
-    /// Waits until a partition's high watermark passes `last_offset`: every in-sync replica
-    /// holds it (at once for a partition with one copy, after its fsync with fsync durability).
-    /// What coordinators wait for before answering, as Kafka's write their topics with
-    /// `acks=all`.
+    /// Waits until a partition's high watermark passes the appended batch (`appended`): every
+    /// in-sync replica holds it (at once for a partition with one copy, after its fsync with
+    /// fsync durability). What coordinators wait for before answering, as Kafka's write their
+    /// topics with `acks=all`. Fails with [`Error::NotLeader`] once the copy is a follower's or
+    /// leads under another epoch: the batch may have been cut away since, and the high
+    /// watermark passing its offset would then say nothing of it.
     pub async fn wait_replicated(
         &self,
         topic: &str,
         partition: u32,
-        last_offset: i64,
+        appended: &AppendInfo,
         timeout: Duration,
     ) -> Result<()> {
         let p = self.partition(topic, partition)?;
         let mut hw = p.watch_high_watermark();
-        let waited = tokio::time::timeout(timeout, hw.wait_for(|hw| *hw > last_offset)).await.map(|r| r.is_ok());
-        match waited {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(Error::Closed),
-            Err(_) => Err(Error::NotReplicated {
-                topic: topic.to_owned(),
-                partition,
-                offset: last_offset,
-                waited_ms: timeout.as_millis() as u64,
-            }),
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // The role and epoch first: a new leadership's high watermark is about its own log.
+            if !p.leads_in(appended.leader_epoch) {
+                return Err(Error::NotLeader { topic: topic.to_owned(), partition });
+            }
+            if *hw.borrow_and_update() > appended.last_offset {
+                return Ok(());
+            }
+            // A role changes without the high watermark moving: looked at again every so often.
+            let tick = (tokio::time::Instant::now() + ROLE_CHECK).min(deadline);
+            tokio::select! {
+                changed = hw.changed() => if changed.is_err() {
+                    return Err(Error::Closed);
+                },
+                _ = tokio::time::sleep_until(tick) => {
+                    if tick >= deadline {
+                        return Err(Error::NotReplicated {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset: appended.last_offset,
+                            waited_ms: timeout.as_millis() as u64,
+                        });
+                    }
+                }
+            }
         }
     }
 

@@ -213,3 +213,42 @@ async fn a_replicated_copy_reopens_at_its_checkpointed_high_watermark() {
     let log = Log::open(dir.path(), support::config(Durability::OsCache)).await.unwrap();
     assert_eq!(log.partition("t", 0).unwrap().offsets().1, 15);
 }
+
+#[tokio::test]
+async fn a_write_waiting_for_its_replicas_fails_once_its_copy_stops_leading_in_its_epoch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = freshet_log::config::LogConfig { replicated: true, ..support::config(Durability::OsCache) };
+    let log = Log::open(dir.path(), config).await.unwrap();
+    log.create_topic("t", 1, configs(&[])).await.unwrap();
+    let p = log.partition("t", 0).unwrap();
+    p.set_follower(false);
+    p.bump_leader_epoch(3).unwrap();
+    // Alone in sync: replicated as soon as written.
+    log.bound_high_watermark("t", 0, None, false).unwrap();
+    let info = log.append("t", 0, idempotent(1, 0, 2)).await.unwrap();
+    assert_eq!(info.leader_epoch, 3);
+    let wait = std::time::Duration::from_secs(5);
+    log.wait_replicated("t", 0, &info, wait).await.unwrap();
+    // A follower holds the high watermark back: the next write waits...
+    log.bound_high_watermark("t", 0, Some(2), false).unwrap();
+    let info = log.append("t", 0, idempotent(1, 2, 2)).await.unwrap();
+    let short = std::time::Duration::from_millis(200);
+    let timed_out = log.wait_replicated("t", 0, &info, short).await;
+    assert!(matches!(timed_out, Err(Error::NotReplicated { offset: 3, .. })), "{timed_out:?}");
+    // ...and fails when the copy leads again under a newer epoch (the batch may have been cut
+    // away and the offset filled again by another leader's), even with the mark past it.
+    p.bump_leader_epoch(5).unwrap();
+    log.bound_high_watermark("t", 0, None, false).unwrap();
+    let moved = log.wait_replicated("t", 0, &info, wait).await;
+    assert!(matches!(moved, Err(Error::NotLeader { .. })), "{moved:?}");
+    // Or when it follows.
+    log.bound_high_watermark("t", 0, Some(4), false).unwrap();
+    let info = log.append("t", 0, idempotent(1, 4, 1)).await.unwrap();
+    let waiting = log.wait_replicated("t", 0, &info, wait);
+    let demoted = async {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        p.set_follower(true);
+    };
+    let (followed, ()) = tokio::join!(waiting, demoted);
+    assert!(matches!(followed, Err(Error::NotLeader { .. })), "{followed:?}");
+}

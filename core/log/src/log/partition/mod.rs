@@ -61,6 +61,9 @@ pub struct AppendInfo {
     pub log_append_time: Option<i64>,
     /// The partition's log start offset after the append.
     pub log_start_offset: i64,
+    /// The leader epoch the batch was written under (for a retry recognized as stored, the
+    /// epoch current when it was): waiting for its replication fails once the copy leaves it.
+    pub leader_epoch: i32,
 }
 
 /// A range of a segment file holding whole batches (and, when the byte budget cut it, possibly a
@@ -601,6 +604,7 @@ impl Partition {
                         last_offset,
                         log_append_time: None,
                         log_start_offset: state.log_start_offset,
+                        leader_epoch: state.current_epoch(),
                     };
                     duplicates.push((item, info));
                     continue;
@@ -652,6 +656,7 @@ impl Partition {
                 last_offset: base_offset + n,
                 log_append_time,
                 log_start_offset: state.log_start_offset,
+                leader_epoch: state.current_epoch(),
             };
             group.push((item, info));
         }

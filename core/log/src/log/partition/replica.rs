@@ -67,6 +67,12 @@ impl Partition {
         self.lock().follower
     }
 
+    /// Whether this copy takes appends, under leader epoch `epoch` still.
+    pub fn leads_in(&self, epoch: i32) -> bool {
+        let state = self.lock();
+        !state.follower && state.current_epoch() == epoch
+    }
+
     /// Bounds the high watermark by what the other replicas hold: on a leader, the lowest log
     /// end among the other in-sync replicas (`None` when it is alone in sync); on a follower, its
     /// leader's high watermark, which may be below this copy's (`may_lower`). The high watermark

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use freshet_cluster::controller::IsrChange;
-use freshet_cluster::records::{BrokerId, NO_LEADER};
+use freshet_cluster::records::BrokerId;
 use freshet_cluster::replication::{self, Leaderships, NotReplicated};
 use freshet_cluster::MetadataImage;
 use freshet_coord::code;
-use freshet_log::Log;
+use freshet_log::{AppendInfo, Error, Log};
 use tokio::time::Instant;
 
 use super::rpc::{Call, Reply};
@@ -124,66 +124,37 @@ impl Replicas {
         replication::check_min_isr(&self.log, image, topic, index)
     }
 
-    /// Waits until every in-sync replica holds offsets up to `last_offset`, written under leader
-    /// epoch `epoch` (the high watermark passed it), within `timeout`. Refused when this broker
-    /// stops leading the partition in that epoch meanwhile (the write may have been cut away
-    /// since), and with NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR it reached is smaller
-    /// than `min.insync.replicas`.
-    #[allow(clippy::too_many_arguments)] // one write's facts, each needed
+    /// Waits until every in-sync replica holds the write `appended` (the log's
+    /// [`Log::wait_replicated`](freshet_log::Log::wait_replicated): refused once this copy
+    /// stops leading in the epoch it was written in), within `timeout`; then refused with
+    /// NOT_ENOUGH_REPLICAS_AFTER_APPEND when the ISR it reached is smaller than
+    /// `min.insync.replicas`.
     pub(crate) async fn wait_replicated(
         &self,
         node: &ClusterNode,
         topic: &str,
         index: i32,
-        last_offset: i64,
-        epoch: i32,
+        appended: &AppendInfo,
         timeout: Duration,
     ) -> Result<(), NotReplicated> {
-        let partition =
-            self.log.partition(topic, index as u32).map_err(|e| (code::UNKNOWN_TOPIC_OR_PARTITION, e.to_string()))?;
-        let mut hw = partition.watch_high_watermark();
-        let mut images = node.images();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let stopped = || {
-            (
+        let partition = index as u32;
+        match self.log.wait_replicated(topic, partition, appended, timeout).await {
+            Ok(()) => self.check_min_isr(&node.image(), topic, index).map_err(|(_, why)| {
+                (code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, format!("the write was appended, but {why}"))
+            }),
+            Err(Error::NotLeader { .. } | Error::Closed) => Err((
                 code::NOT_LEADER_OR_FOLLOWER,
                 format!("broker {} stopped leading {topic}-{index} before the write was replicated", self.me),
-            )
-        };
-        loop {
-            // The copy's role and epoch first: a later leadership's high watermark is about its
-            // own log.
-            if !partition.leads_in(epoch) {
-                return Err(stopped());
-            }
-            if *hw.borrow_and_update() > last_offset {
-                return self.check_min_isr(&node.image(), topic, index).map_err(|(_, why)| {
-                    (code::NOT_ENOUGH_REPLICAS_AFTER_APPEND, format!("the write was appended, but {why}"))
-                });
-            }
-            {
-                let image = images.borrow_and_update();
-                let leader = image.topic(topic).and_then(|t| t.partitions.get(&index)).map_or(NO_LEADER, |p| p.leader);
-                if leader != self.me {
-                    return Err(stopped());
-                }
-            }
-            // The copy's role follows the image a moment after it arrives: looked at again
-            // every so often.
-            let tick = tokio::time::Instant::now() + Duration::from_millis(50);
-            tokio::select! {
-                changed = hw.changed() => if changed.is_err() {
-                    return Err((code::NOT_LEADER_OR_FOLLOWER, format!("{topic}-{index} was closed")));
-                },
-                _ = images.changed() => {}
-                _ = tokio::time::sleep_until(tick.min(deadline)), if tick < deadline => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err((
-                        code::REQUEST_TIMED_OUT,
-                        format!("the in-sync replicas of {topic}-{index} did not all reach offset {last_offset} within {} ms", timeout.as_millis()),
-                    ));
-                }
-            }
+            )),
+            Err(Error::NotReplicated { .. }) => Err((
+                code::REQUEST_TIMED_OUT,
+                format!(
+                    "the in-sync replicas of {topic}-{index} did not all reach offset {} within {} ms",
+                    appended.last_offset,
+                    timeout.as_millis()
+                ),
+            )),
+            Err(e) => Err((crate::errors::error_code(&e), e.to_string())),
         }
     }
 }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
 use freshet_coord::code;
-use freshet_log::Error;
+use freshet_log::{AppendInfo, Error};
 
 use futures::future::BoxFuture;
 
@@ -241,23 +241,30 @@ pub(crate) async fn produce_partition(
     let batches = split_batches(records).map_err(|e| Refused::new(code::CORRUPT_MESSAGE, e))?;
     let partition =
         u32::try_from(index).map_err(|_| Refused::new(code::UNKNOWN_TOPIC_OR_PARTITION, "a negative partition"))?;
-    let mut first: Option<(i64, i64, Option<i64>)> = None;
-    let mut last_offset = -1;
-    let mut epoch = None;
+    let mut first: Option<AppendInfo> = None;
+    let mut last: Option<AppendInfo> = None;
     for batch in batches {
         let info = served.log.append(topic, partition, BytesMut::from(&batch[..])).await.map_err(Refused::from)?;
-        first.get_or_insert((info.base_offset, info.log_start_offset, info.log_append_time));
-        last_offset = last_offset.max(info.last_offset);
-        epoch.get_or_insert(info.leader_epoch);
+        // The batches of one request are answered together: all in the leadership of the first.
+        if first.as_ref().is_some_and(|f| f.leader_epoch != info.leader_epoch) {
+            return Err(Refused::new(
+                code::NOT_LEADER_OR_FOLLOWER,
+                format!("the leadership of {topic}-{index} changed while its batches were appended"),
+            ));
+        }
+        first.get_or_insert(info);
+        last = Some(info);
     }
-    let first = first.ok_or_else(|| Refused::new(code::CORRUPT_MESSAGE, "no record batch"))?;
-    if let (Some((cluster, replicas)), Some(epoch)) = (&replicated, epoch) {
+    let (Some(first), Some(last)) = (first, last) else {
+        return Err(Refused::new(code::CORRUPT_MESSAGE, "no record batch"));
+    };
+    if let Some((cluster, replicas)) = &replicated {
         replicas
-            .wait_replicated(cluster, topic, index, last_offset, epoch, acks.timeout)
+            .wait_replicated(cluster, topic, index, &last, acks.timeout)
             .await
             .map_err(|(code, why)| Refused::new(code, why))?;
     }
-    Ok(first)
+    Ok((first.base_offset, first.log_start_offset, first.log_append_time))
 }
 
 /// Produce: from v3 record batches; v0 to v2 carry message sets of formats v0 and v1, which

@@ -276,4 +276,33 @@ impl Partition {
     pub fn latest_epoch_start(&self) -> i64 {
         self.lock().leader_epochs.last().map_or(0, |e| e.1)
     }
+
+    /// The current leader epoch and the history of epochs with their start offsets.
+    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
+        self.lock().leader_epochs.clone()
+    }
+
+    /// Starts a new leader epoch at the current log end offset (replication uses this).
+    pub fn bump_leader_epoch(&self, epoch: i32) -> Result<()> {
+        {
+            let mut state = self.lock();
+            if epoch <= state.current_epoch() {
+                return Err(Error::Internal(format!(
+                    "leader epoch {epoch} is not above the current epoch {}",
+                    state.current_epoch()
+                )));
+            }
+            let leo = state.log_end_offset();
+            state.leader_epochs.push((epoch, leo));
+            // Epochs and their start offsets only go forward: followers truncate by them.
+            assert!(
+                state.leader_epochs.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "partition {}-{}: leader epochs out of order: {:?}",
+                self.topic,
+                self.index,
+                state.leader_epochs
+            );
+        }
+        self.write_checkpoint()
+    }
 }

@@ -91,6 +91,25 @@ impl RemoteAdmin {
         }
     }
 
+    /// Waits until the cluster's metadata no longer shows `topic`: the controller has taken the
+    /// deletion when the request succeeds, but brokers learn of it a little later, and a lookup
+    /// or a create of the same name right after would still find the old topic.
+    pub(super) async fn await_gone(&self, topic: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+        loop {
+            match self.placement(topic).await {
+                Err(Error::UnknownTopic(_)) => return Ok(()),
+                Ok(_) if tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+                Ok(_) => {
+                    return Err(Error::Remote(format!(
+                        "{topic:?} was deleted but the cluster's metadata still showed it after {REQUEST_TIMEOUT:?}"
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     pub(super) async fn configs(&self, names: &[String]) -> Result<BTreeMap<String, Vec<ConfigEntry>>> {
         let specifiers: Vec<ResourceSpecifier<'_>> = names.iter().map(|n| ResourceSpecifier::Topic(n)).collect();
         if specifiers.is_empty() {
@@ -151,7 +170,8 @@ impl Admin for RemoteAdmin {
     async fn delete_topic(&self, name: &str) -> Result<()> {
         let results =
             self.admin.delete_topics(&[name], &options()).await.map_err(|e| client_error("deleting a topic", e))?;
-        topic_result("deleting", results)
+        topic_result("deleting", results)?;
+        self.await_gone(name).await
     }
 
     async fn list_topics(&self) -> Result<Vec<TopicDescription>> {

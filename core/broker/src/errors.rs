@@ -26,6 +26,22 @@ pub(crate) fn error_code(error: &Error) -> i16 {
     }
 }
 
+/// The error code of a group coordinator's write (offsets, a group's deletion) that its log
+/// refused, as Kafka's group coordinator answers: a write that missed the in-sync replicas in time
+/// is COORDINATOR_NOT_AVAILABLE and one whose partition is no longer led here NOT_COORDINATOR,
+/// which clients answer by finding the coordinator again and retrying. NOT_LEADER_OR_FOLLOWER or
+/// REQUEST_TIMED_OUT would be fatal to a consumer's commit.
+pub(crate) fn coordinator_write_code(error: &Error) -> i16 {
+    match error {
+        Error::NotReplicated { .. } | Error::Timeout(_) | Error::UnknownTopic(_) | Error::UnknownPartition { .. } => {
+            code::COORDINATOR_NOT_AVAILABLE
+        }
+        Error::NotLeader { .. } | Error::StorageFailed(_) => code::NOT_COORDINATOR,
+        Error::BatchTooLarge { .. } => code::UNKNOWN_SERVER_ERROR,
+        e => error_code(e),
+    }
+}
+
 /// The Kafka error code of a refused transaction operation. Newer clients know PRODUCER_FENCED;
 /// older ones expect INVALID_PRODUCER_EPOCH.
 pub(crate) fn txn_error_code(e: &TxnError, fenced_known: bool) -> i16 {

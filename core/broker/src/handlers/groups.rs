@@ -23,7 +23,7 @@ use futures::future::BoxFuture;
 
 use crate::acl::op;
 use crate::dispatch::{name, Access, Handled, Request, Served};
-use crate::errors::error_code;
+use crate::errors::coordinator_write_code;
 use crate::handlers::authorized;
 use crate::handlers::cluster::not_coordinator;
 use crate::handlers::partition_exists;
@@ -47,7 +47,7 @@ async fn delete_groups(request: DeleteGroupsRequest, served: &Served, access: &A
             error = match served.offsets.delete_group(&group.0).await {
                 Ok(true) => 0,
                 Ok(false) => code::GROUP_ID_NOT_FOUND,
-                Err(e) => error_code(&e),
+                Err(e) => coordinator_write_code(&e),
             };
         }
         results.push(DeletableGroupResult::default().with_group_id(group).with_error_code(error));
@@ -269,7 +269,7 @@ async fn offset_commit(request: OffsetCommitRequest, served: &Served, access: &A
     } else {
         match served.offsets.commit(&group, &offsets).await {
             Ok(()) => code::NONE,
-            Err(e) => error_code(&e),
+            Err(e) => coordinator_write_code(&e),
         }
     };
     let topics = request
@@ -394,7 +394,7 @@ async fn offset_delete(request: OffsetDeleteRequest, served: &Served, access: &A
         .collect();
     let stored = match served.offsets.delete_offsets(&group, &deleted).await {
         Ok(()) => code::NONE,
-        Err(e) => error_code(&e),
+        Err(e) => coordinator_write_code(&e),
     };
     let topics = request
         .topics
@@ -606,10 +606,11 @@ pub(crate) fn serve_leave_group(mut r: Request<'_>) -> BoxFuture<'_, Handled> {
 }
 
 /// Stores a group's membership once a rebalance completed (at the leader's SyncGroup of the
-/// generation, `leader_sync`) or its last member left (`None`), as Kafka's coordinator does, so
-/// that its next coordinator (another broker, or this one restarted) goes on with it. A store
-/// that fails is logged: the members then join again at the next coordinator, as without it.
-async fn store_membership(served: &Served, group: &str, leader_sync: Option<(i32, &str)>) {
+/// generation, `leader_sync`) or its last member left or expired (`None`), as Kafka's
+/// coordinator does, so that its next coordinator (another broker, or this one restarted) goes on
+/// with it. A store that fails is logged: the members then join again at the next coordinator, as
+/// without it.
+pub(crate) async fn store_membership(served: &Served, group: &str, leader_sync: Option<(i32, &str)>) {
     let Some(snapshot) = served.coordinator.snapshot(group).await else { return };
     let settled = match leader_sync {
         Some((generation, member)) => snapshot.generation == generation && snapshot.leader.as_deref() == Some(member),

@@ -114,7 +114,7 @@ fn refuse<T>(refusal: Refusal, message: impl Into<String>) -> std::result::Resul
 fn storage(e: Error) -> TxnError {
     let refusal = match e {
         Error::NotLeader { .. } => Refusal::NotCoordinator,
-        Error::NotReplicated { .. } => Refusal::Unavailable,
+        Error::NotReplicated { .. } | Error::Timeout(_) => Refusal::Unavailable,
         _ => Refusal::Storage,
     };
     TxnError { refusal, message: e.to_string() }

@@ -1,7 +1,7 @@
 //! The log's background work: after each drained write, a flush queued when durability needs one;
 //! the flusher threads that run those flushes (fsync group commit, `flush.ms`, interval
-//! durability); and the maintenance thread (retention, segment deletion, producer expiry,
-//! compaction).
+//! durability); and the maintenance thread (high-watermark checkpoints of replicated copies,
+//! retention, segment deletion, producer expiry, compaction).
 
 use super::*;
 
@@ -144,6 +144,11 @@ pub(super) fn run_maintenance(shared: &Shared, now: i64) -> Result<Vec<(String, 
     for partition in all_partitions(shared) {
         if shared.shutdown.load(Ordering::SeqCst) {
             break;
+        }
+        if shared.config.replicated {
+            if let Err(error) = partition.checkpoint_high_watermark() {
+                tracing::warn!(partition = ?partition, %error, "high watermark checkpoint failed");
+            }
         }
         partition.apply_retention(now)?;
         partition.delete_segments_below_start()?;

@@ -214,6 +214,45 @@ async fn a_replicated_copy_reopens_at_its_checkpointed_high_watermark() {
     assert_eq!(log.partition("t", 0).unwrap().offsets().1, 15);
 }
 
+/// A copy of a directory as it is now, as a crash would leave it to the next open.
+fn snapshot(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            snapshot(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_maintenance_pass_checkpoints_a_moved_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = || freshet_log::config::LogConfig { replicated: true, ..support::config(Durability::OsCache) };
+    let log = Log::open(dir.path().join("live"), config()).await.unwrap();
+    log.create_topic("t", 1, configs(&[])).await.unwrap();
+    let p = log.partition("t", 0).unwrap();
+    p.set_follower(false);
+    log.bound_high_watermark("t", 0, Some(0), false).unwrap();
+    for seq in 0..5 {
+        log.append("t", 0, idempotent(7, seq * 3, 3)).await.unwrap();
+    }
+    log.bound_high_watermark("t", 0, Some(9), false).unwrap();
+    assert_eq!(p.offsets(), (0, 9, 15));
+    // A crash now reopens at the checkpoint written before the mark moved...
+    snapshot(&dir.path().join("live"), &dir.path().join("before"));
+    log.run_maintenance(0).await.unwrap();
+    // ...and after the maintenance pass, where the mark was.
+    snapshot(&dir.path().join("live"), &dir.path().join("after"));
+    for (name, hw) in [("before", 0), ("after", 9)] {
+        let reopened = Log::open(dir.path().join(name), config()).await.unwrap();
+        assert_eq!(reopened.partition("t", 0).unwrap().offsets(), (0, hw, 15), "{name} the pass");
+        reopened.close().await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_write_waiting_for_its_replicas_fails_once_its_copy_stops_leading_in_its_epoch() {
     let dir = tempfile::tempdir().unwrap();

@@ -207,6 +207,8 @@ pub(crate) struct State {
     pub(crate) recovery_point: i64,
     /// The recovery point as last written to the checkpoint.
     persisted_recovery_point: i64,
+    /// The high watermark as last written to the checkpoint.
+    persisted_high_watermark: i64,
     /// Segments rolled but not yet synced with their indexes.
     pending_seal: Vec<i64>,
     dir_dirty: bool,
@@ -386,6 +388,7 @@ impl Partition {
             durable_offset: leo,
             recovery_point: active.base_offset,
             persisted_recovery_point: checkpoint.recovery_point.min(active.base_offset),
+            persisted_high_watermark: checkpoint.high_watermark,
             pending_seal: Vec::new(),
             dir_dirty: false,
             cleaner_offset: checkpoint.cleaner_offset.clamp(checkpoint.log_start_offset, leo),
@@ -589,6 +592,22 @@ impl Partition {
         checkpoint.write(&self.dir)?;
         let mut state = self.lock();
         state.persisted_recovery_point = state.persisted_recovery_point.max(checkpoint.recovery_point);
+        state.persisted_high_watermark = checkpoint.high_watermark;
+        Ok(())
+    }
+
+    /// Writes the checkpoint when the high watermark moved since the last one, so a restarted
+    /// copy of a replicated partition shows, from its first fetch, nearly all its in-sync replicas
+    /// had (as Kafka's `replica.high.watermark.checkpoint.interval.ms`; here every maintenance
+    /// pass, 5 s by default).
+    pub(crate) fn checkpoint_high_watermark(&self) -> Result<()> {
+        let moved = {
+            let state = self.lock();
+            state.high_watermark != state.persisted_high_watermark
+        };
+        if moved {
+            self.write_checkpoint()?;
+        }
         Ok(())
     }
 

@@ -22,6 +22,7 @@ use freshet_log::{Error, Log, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::dispatch::{handle_frame, Served};
 
@@ -230,13 +231,20 @@ impl Broker {
         let per_ip = Arc::new(PerIp::default());
         let serving = served.cluster.clone();
         let task = tokio::spawn(async move {
+            // Everything serving holds the log: the connections and the keeper of emptied
+            // groups. `stop` returns once they have ended.
+            let mut running = JoinSet::new();
+            running.spawn(keep_emptied_groups(served.clone(), stopped.clone()));
             // A broker of a cluster serves clients once the controller has unfenced it (it has
             // caught up with the metadata), as Kafka's brokers open their listeners then: before,
             // it could tell clients of no broker at all. Clients wait in the listen backlog.
             if let Some(cluster) = serving {
                 tokio::select! {
                     _ = cluster.wait_unfenced() => tracing::info!("unfenced: serving clients"),
-                    _ = stopped.changed() => return,
+                    _ = stopped.changed() => {
+                        drain(running).await;
+                        return;
+                    }
                 }
             }
             loop {
@@ -260,15 +268,17 @@ impl Broker {
                     drop(stream);
                     continue;
                 };
+                while running.try_join_next().is_some() {}
                 let served = served.clone();
                 let stopped = stopped.clone();
-                tokio::spawn(async move {
+                running.spawn(async move {
                     let _slots = (slot, ip_slot);
                     if let Err(reason) = serve_connection(stream, peer, &served, stopped).await {
                         tracing::info!(%peer, %reason, "connection closed");
                     }
                 });
             }
+            drain(running).await;
         });
         tracing::info!(%local_addr, "broker listening");
         Ok(Broker { local_addr, log: log_handle, cluster, stop, task })
@@ -293,6 +303,39 @@ impl Broker {
         }
         let _ = self.stop.send(true);
         let _ = self.task.await;
+    }
+}
+
+/// How long a stopping broker lets requests in progress finish before it cancels them.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Waits for a stopping broker's connections (each closes before its next request) and the
+/// keeper of emptied groups; those still busy after [`STOP_GRACE`] (a join waiting for its
+/// rebalance) are cancelled. Either way none holds the log afterwards.
+async fn drain(mut running: JoinSet<()>) {
+    let finished = tokio::time::timeout(STOP_GRACE, async { while running.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+    }
+}
+
+/// Stores a group the coordinator's expiry left without members as empty, so that its next
+/// coordinator (another broker, or this one restarted) does not bring them back; until the
+/// broker stops.
+async fn keep_emptied_groups(served: Served, mut stopped: watch::Receiver<bool>) {
+    let mut emptied = served.coordinator.watch_emptied();
+    loop {
+        let group = tokio::select! {
+            group = emptied.recv() => match group {
+                Some(group) => group,
+                None => return,
+            },
+            _ = stopped.changed() => return,
+        };
+        if crate::handlers::cluster::not_coordinator(&served, 0, &group).is_none() {
+            crate::handlers::groups::store_membership(&served, &group, None).await;
+        }
     }
 }
 

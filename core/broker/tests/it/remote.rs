@@ -228,3 +228,58 @@ async fn a_session_timeout_outside_the_brokers_bounds_is_refused_naming_the_key(
     assert!(membership.join(&join(6)).await.is_ok());
     broker.stop().await;
 }
+
+/// A group whose only member's session ran out is stored empty, as Kafka's coordinator stores
+/// it: restarted, the broker does not bring the member back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_whose_members_expired_stays_empty_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = || async {
+        let embedded = Embedded::open(dir.path(), LogConfig::default()).await.unwrap();
+        let config = BrokerConfig { listen: "127.0.0.1:0".parse().unwrap(), ..BrokerConfig::default() };
+        let coordinator = embedded.group_coordinator().clone();
+        let broker =
+            Broker::start_sharing(embedded.log().clone(), embedded.group_offsets().clone(), coordinator, config)
+                .await
+                .unwrap();
+        (embedded, broker)
+    };
+    let stored_members = |embedded: Embedded| async move {
+        let offsets = embedded.group_offsets();
+        let partition = offsets.partition_for("lapsed");
+        let stored = offsets.stored_groups(partition).await.unwrap();
+        stored.into_iter().find(|(g, _)| g == "lapsed").map(|(_, s)| s.members.len())
+    };
+
+    let (embedded, broker) = start().await;
+    let membership = Remote::new(broker.local_addr().to_string()).membership().unwrap();
+    let join = freshet_core::JoinGroup {
+        group: "lapsed".into(),
+        member_id: String::new(),
+        protocol_type: "connect".into(),
+        protocols: vec![("p".into(), bytes::Bytes::from_static(b"m"))],
+        session_timeout: Duration::from_secs(1),
+        rebalance_timeout: Duration::from_secs(10),
+    };
+    let joined = membership.join(&join).await.unwrap();
+    let assignment = vec![(joined.member_id.clone(), bytes::Bytes::from_static(b"all"))];
+    membership.sync("lapsed", &joined, "connect", assignment).await.unwrap();
+    assert_eq!(stored_members(embedded.clone()).await, Some(1), "stored with its member once synced");
+    // No heartbeat: the session runs out and the group is stored without its member.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while stored_members(embedded.clone()).await != Some(0) {
+        assert!(tokio::time::Instant::now() < deadline, "the expired member was never stored as gone");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    broker.stop().await;
+    embedded.close().await.unwrap();
+    drop(embedded);
+
+    let (embedded, broker) = start().await;
+    let admin = Remote::new(broker.local_addr().to_string()).admin().unwrap();
+    use freshet_core::Admin;
+    let described = admin.group_members("lapsed").await.unwrap().expect("the group is known");
+    assert_eq!((described.state.as_str(), described.members.len()), ("Empty", 0), "{described:?}");
+    broker.stop().await;
+    embedded.close().await.unwrap();
+}

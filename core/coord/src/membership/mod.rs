@@ -445,6 +445,8 @@ pub struct Coordinator {
     initial_rebalance_delay_ms: Arc<std::sync::atomic::AtomicU64>,
     /// Where session and rebalance timeouts read the time.
     clock: Arc<dyn Clock>,
+    /// Told the name of each group the expiry task left without members ([`Coordinator::watch_emptied`]).
+    emptied: Arc<std::sync::Mutex<Option<tokio::sync::mpsc::UnboundedSender<String>>>>,
 }
 
 impl Default for Coordinator {
@@ -455,6 +457,7 @@ impl Default for Coordinator {
             expiring: Arc::default(),
             initial_rebalance_delay_ms: Arc::default(),
             clock: freshet_log::clock::system(),
+            emptied: Arc::default(),
         }
     }
 }
@@ -501,6 +504,16 @@ impl Coordinator {
         self.max_group_size.store(n.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// The names of groups the expiry task leaves without members from now on (their last
+    /// members' sessions or the rebalance timeout ran out), for the broker to store them empty as
+    /// Kafka's coordinator does: their next coordinator must not bring those members back. One
+    /// watcher per coordinator and its clones; a later call replaces the earlier.
+    pub fn watch_emptied(&self) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        *self.emptied.lock().expect("emptied lock") = Some(tx);
+        rx
+    }
+
     /// Checks sessions and rebalance deadlines every 100 ms, while the coordinator lives (once for a
     /// coordinator and its clones, however often called).
     pub fn start_expiry(&self) {
@@ -509,6 +522,7 @@ impl Coordinator {
         }
         let groups = Arc::downgrade(&self.groups);
         let clock = self.clock.clone();
+        let emptied = self.emptied.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -516,6 +530,7 @@ impl Coordinator {
                 let mut groups = groups.lock().await;
                 let now = clock.now_ms();
                 for (name, group) in groups.iter_mut() {
+                    let had_members = !group.members.is_empty();
                     // A member waiting in a join or a sync is alive (as in Kafka); any other must
                     // have been heard from within its session timeout, in every state.
                     let expired: Vec<String> = group
@@ -541,6 +556,11 @@ impl Coordinator {
                         group.maybe_complete_join(true, now);
                     } else if group.initial_delay.is_some_and(|(until, _)| now >= until) {
                         group.maybe_complete_join(false, now);
+                    }
+                    if had_members && group.members.is_empty() {
+                        if let Some(tx) = emptied.lock().expect("emptied lock").as_ref() {
+                            let _ = tx.send(name.clone());
+                        }
                     }
                 }
             }

@@ -1,8 +1,9 @@
 //! Failover: how long a producer goes without an acknowledgement when one broker of three fails,
 //! Freshet's cluster beside Apache Kafka's, on this machine, in one run.
 //!
-//! `cargo bench -p freshet --bench failover` (after `./dev test` has fetched Kafka's jars and
-//! the Python clients).
+//! `cargo bench -p freshet --no-default-features --bench failover` (after `./dev test` has
+//! fetched Kafka's jars and the Python clients; the broker needs none of the default features,
+//! which leaves RocksDB's C++ out of the release build).
 //!
 //! Each cluster has three nodes (broker and controller each, as Kafka's combined-mode sample),
 //! with the same settings: `broker.session.timeout.ms=6000`, `broker.heartbeat.interval.ms=500`,

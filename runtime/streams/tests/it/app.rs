@@ -720,9 +720,11 @@ fn a_built_application_runs_from_async_code() {
             matches!(again, freshet_runtime::Error::InvalidState { operation: "start", state: StreamsState::Running }),
             "{again}"
         );
-        // Until every count has arrived, then closed.
+        // Until every record is processed, then closed: the 3 lines and the 6 words they give,
+        // read back from the repartition topic (a close stops reading; what was not read yet
+        // would not be counted).
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        while app.metrics().records_in < 3 && tokio::time::Instant::now() < deadline {
+        while app.metrics().records_in < 9 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         app.close_async().await.unwrap();
